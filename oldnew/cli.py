@@ -1,0 +1,142 @@
+"""The ``oldnew`` command line.
+
+Exit codes:
+    0  delivered: every task is done and main passes its checks
+    1  internal error (a bug in oldnew: please report it with .oldnew/events.jsonl)
+    2  usage or configuration error (bad file, bad model spec, missing API key, ...)
+    3  waiting for a person: answer with 'oldnew answer'
+    4  finished with blockers (or stopped at a person's request): see the report
+    5  interrupted before it finished: continue with 'oldnew resume'
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from oldnew.errors import OldnewError
+from oldnew.runner import RunOutcome, resume_run, run_status, start_run
+
+EXIT = {"delivered": 0, "waiting": 3, "blocked": 4, "aborted": 4, "running": 5,
+        "not started": 5}
+EXIT_USAGE = 2
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Hand oldnew a scope; get a delivered project or a clear plan.")
+console = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+WorkspaceOpt = Annotated[Path, typer.Option("--workspace", "-w", help="The run's directory.")]
+ModelOpt = Annotated[
+    str | None,
+    typer.Option("--model", "-m", help="Model spec: 'openai:<model>' or 'scripted:<file>'. "
+                 "Env: OLDNEW_MODEL."),
+]
+AgentsOpt = Annotated[int | None, typer.Option("--max-agents", help="Tasks run at once.")]
+
+
+def show_event(event: dict[str, Any]) -> None:
+    """Print one progress event as a line."""
+    if event.get("event") == "finished":
+        return
+    who = f"[bold]{event['task']}[/bold] " if event.get("task") else ""
+    details = {k: v for k, v in event.items()
+               if k not in ("ts", "task", "node", "event", "traceback") and v not in (None, [])}
+    extra = " ".join(f"{k}={v}" for k, v in details.items())
+    console.print(f"{who}{event.get('node', '')}: {event.get('event', '')} {extra}".rstrip())
+
+
+def show_outcome(out: RunOutcome) -> None:
+    """Print where the run stands: tasks, questions, and what to do next."""
+    table = Table(title=f"run {out.run_id}: {out.status}")
+    for col in ("task", "title", "status", "commit", "fix rounds"):
+        table.add_column(col)
+    for t in out.tasks:
+        table.add_row(t["id"], t["title"], t["status"], (t.get("commit") or "")[:12],
+                      str(t.get("fix_rounds", 0)))
+    if out.tasks:
+        console.print(table)
+    for note in out.notices:
+        console.print(f"[yellow]note:[/yellow] {note}")
+    for q in out.questions:
+        console.print(f"\n[bold]Question {q['id']}[/bold] ({q['kind']}): {q['title']}")
+        if q.get("detail"):
+            console.print(f"  {q['detail']}")
+        for i, opt in enumerate(q.get("options", []), start=1):
+            mark = " (recommended)" if opt["key"] == q.get("recommended") else ""
+            console.print(f"  {i}. {opt['key']}{mark}")
+        console.print(f"  answer: oldnew answer --workspace {out.workspace} {q['id']} ANSWER")
+    if out.report:
+        console.print(f"\nreport: {Path(out.report).with_suffix('.md')}")
+    if out.status == "running":
+        console.print(f"\nnot finished: continue with 'oldnew resume --workspace {out.workspace}'")
+
+
+def _finish(coro: Coroutine[Any, Any, RunOutcome], *, json_out: bool = False) -> None:
+    try:
+        out = asyncio.run(coro)
+    except OldnewError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(EXIT_USAGE) from None
+    except KeyboardInterrupt:
+        err.print("interrupted; every finished step is saved: continue with 'oldnew resume'")
+        raise typer.Exit(EXIT["running"]) from None
+    if json_out:
+        typer.echo(json.dumps(out.to_dict(), indent=2))
+    else:
+        show_outcome(out)
+    raise typer.Exit(EXIT.get(out.status, 1))
+
+
+@app.command()
+def run(
+    scope_file: Annotated[Path, typer.Argument(help="The scope: text or Markdown.")],
+    workspace: WorkspaceOpt,
+    model: ModelOpt = None,
+    max_agents: AgentsOpt = None,
+) -> None:
+    """Start a run on SCOPE_FILE in a new, empty workspace directory."""
+    context = {"model": model, "max_agents": max_agents}
+    _finish(start_run(scope_file, workspace, context=context, on_event=show_event))
+
+
+@app.command()
+def resume(workspace: WorkspaceOpt, model: ModelOpt = None,
+           max_agents: AgentsOpt = None) -> None:
+    """Continue a run after a crash, a kill or a pause, or retry its blocked tasks."""
+    context = {"model": model, "max_agents": max_agents}
+    _finish(resume_run(workspace, context=context, on_event=show_event))
+
+
+@app.command()
+def status(
+    workspace: WorkspaceOpt,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show the run's status, its tasks and any questions waiting for a person."""
+    _finish(run_status(workspace), json_out=json_out)
+
+
+@app.command()
+def answer(
+    workspace: WorkspaceOpt,
+    question_id: Annotated[str, typer.Argument(help="The question's id (see status).")],
+    answer_text: Annotated[str, typer.Argument(metavar="ANSWER",
+                                               help="An option's key or number, or text.")],
+    model: ModelOpt = None,
+) -> None:
+    """Answer a pending question; the run resumes at once."""
+    _finish(resume_run(workspace, answers={question_id: answer_text},
+                       context={"model": model}, on_event=show_event))
+
+
+def main() -> None:
+    """Run the CLI."""
+    app()

@@ -1,0 +1,1 @@
+"""Graph builders, state and routing."""

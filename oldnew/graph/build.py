@@ -1,0 +1,85 @@
+"""Graph builders: export builders, compile at the edges.
+
+The outer graph::
+
+    scope -> plan -> execute <-> human -> deliver
+
+and, run by ``execute`` once per task on the task's own thread::
+
+    code -> validate -> commit
+              |  ^
+              v  |
+              fix        (any of code, validate, fix -> escalate -> code | fix | end)
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.store.base import BaseStore
+
+from oldnew.context import Context
+from oldnew.graph import routing
+from oldnew.graph.state import InputState, OutputState, RunState, TaskState
+from oldnew.models import ModelOverrides
+from oldnew.nodes.checks import commit, validate
+from oldnew.nodes.coding import code, fix
+from oldnew.nodes.deliver import deliver
+from oldnew.nodes.escalate import escalate
+from oldnew.nodes.execute import execute
+from oldnew.nodes.human import human
+from oldnew.nodes.plan import plan
+from oldnew.nodes.scope import scope
+
+
+def build_task_graph(*, models: ModelOverrides = None) -> CompiledStateGraph[Any, Any, Any, Any]:
+    """Compile one task's pipeline; it borrows the run's checkpointer when it runs."""
+    g = StateGraph(TaskState, context_schema=Context)
+    g.add_node("code", partial(code, models=models))
+    g.add_node("validate", validate)
+    g.add_node("fix", partial(fix, models=models))
+    g.add_node("commit", commit)
+    g.add_node("escalate", escalate)
+    g.add_edge(START, "code")
+    g.add_conditional_edges("code", routing.after_code)
+    g.add_conditional_edges("validate", routing.after_validate)
+    g.add_conditional_edges("fix", routing.after_fix)
+    g.add_conditional_edges("commit", routing.after_commit)
+    g.add_conditional_edges("escalate", routing.after_escalate)
+    return g.compile(name="task")
+
+
+def build_graph(
+    *,
+    models: ModelOverrides = None,
+    checkpointer: BaseCheckpointSaver[Any] | None = None,
+    store: BaseStore | None = None,
+) -> CompiledStateGraph[Any, Any, Any, Any]:
+    """Compile oldnew's graph.
+
+    Args:
+        models: a chat model for every role, or a mapping role -> model ("planner", "coder",
+            "fixer"). Roles left out get their model from the run's context spec.
+        checkpointer: where runs are saved; required to run (tasks run on their own threads
+            on it). Leave it None when a LangGraph server or a parent graph supplies one.
+        store: a LangGraph store for memory, passed through to the nodes.
+    """
+    task_graph = build_task_graph(models=models)
+    g = StateGraph(RunState, context_schema=Context, input_schema=InputState,
+                   output_schema=OutputState)
+    g.add_node("scope", partial(scope, models=models))
+    g.add_node("plan", partial(plan, models=models))
+    g.add_node("execute", partial(execute, task_graph=task_graph))
+    g.add_node("human", human)
+    g.add_node("deliver", deliver)
+    g.add_edge(START, "scope")
+    g.add_conditional_edges("scope", routing.after_scope)
+    g.add_conditional_edges("plan", routing.after_plan)
+    g.add_conditional_edges("execute", routing.after_execute)
+    g.add_conditional_edges("human", routing.after_human)
+    g.add_edge("deliver", END)
+    return g.compile(checkpointer=checkpointer, store=store, name="oldnew")

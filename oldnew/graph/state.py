@@ -1,0 +1,118 @@
+"""Graph state: ids, statuses, counters, short summaries and references; never file contents.
+
+Code lives in the workspace's git repository, diagnostics and logs in its evidence files.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Annotated, Any, Literal, TypedDict
+
+
+def merge(left: dict[str, Any] | None, right: dict[str, Any] | None) -> dict[str, Any]:
+    """Merge two id-keyed dicts; entries in ``right`` replace or extend those in ``left``."""
+    out = dict(left or {})
+    for key, value in (right or {}).items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = {**out[key], **value}
+        else:
+            out[key] = value
+    return out
+
+
+TaskStatus = Literal["pending", "running", "waiting", "done", "blocked"]
+RunStatus = Literal["scoping", "planning", "executing", "delivered", "blocked", "aborted"]
+
+
+class TaskRecord(TypedDict, total=False):
+    """What the run knows of one task; details live in the task's own thread."""
+
+    id: str
+    title: str
+    status: TaskStatus
+    commit: str | None
+    fix_rounds: int
+    evidence: str | None
+    blocker: str | None
+    question: str | None
+
+
+class InputState(TypedDict):
+    """What a caller passes in: the scope text."""
+
+    scope_text: str
+
+
+class OutputState(TypedDict, total=False):
+    """What a caller gets back."""
+
+    status: RunStatus
+    tasks: dict[str, TaskRecord]
+    questions: dict[str, dict[str, Any]]
+    report: str | None
+
+
+class RunState(TypedDict, total=False):
+    """State of the outer graph (scope -> plan -> execute <-> human -> deliver)."""
+
+    scope_text: str
+    """The user's scope, as given."""
+    scope: dict[str, Any] | None
+    """The structured Scope (``schemas.Scope``) once scoped."""
+    plan: dict[str, Any] | None
+    """The accepted Plan (``schemas.Plan``)."""
+    plan_problems: list[str]
+    """Violations found in the last rejected plan; sent back to the planner."""
+    plan_attempts: int
+    """Plans rejected so far."""
+    plan_version: int
+    """Bumped by every accepted plan; part of each task's thread id."""
+    tasks: Annotated[dict[str, TaskRecord], merge]
+    """Task id -> record."""
+    questions: Annotated[dict[str, dict[str, Any]], merge]
+    """Question id -> ``schemas.Question`` as a dict, pending or answered."""
+    notices: list[str]
+    """Messages for the person from the last pause (an answer that was refused, say)."""
+    status: RunStatus
+    """Where the run is."""
+    report: str | None
+    """Path of report.json once delivered."""
+
+
+class TaskState(TypedDict, total=False):
+    """State of one task's own graph (code -> validate -> fix -> commit, or escalate)."""
+
+    task: dict[str, Any]
+    """The ``schemas.PlannedTask`` as a dict."""
+    workspace: str
+    """Root of the run's workspace."""
+    project: str
+    """Project title, for the prompts."""
+    decisions: list[str]
+    """Answers a person already gave in this run, as short lines."""
+    status: Literal["coding", "validating", "fixing", "waiting", "done", "blocked"]
+    """Where the task is."""
+    files: list[str]
+    """Paths this task has written."""
+    fix_round: int
+    """Fix rounds spent since the last reset."""
+    fix_rounds_total: int
+    """Fix rounds spent in all."""
+    diagnostics: list[str]
+    """Rendered diagnostics of the last failed validation (capped)."""
+    evidence: Annotated[list[str], operator.add]
+    """Paths of evidence files, one per validation."""
+    question: dict[str, Any] | None
+    """The question this task is waiting on."""
+    answer: dict[str, Any] | None
+    """The last answer a person gave this task: {question, answer}."""
+    guidance: str | None
+    """Free-text guidance from a person for the fixer."""
+    questions_asked: int
+    """Questions raised so far (for stable question ids)."""
+    commit: str | None
+    """The commit on main that delivered this task."""
+    blocker: str | None
+    """Why the task could not be finished."""
+    model_calls: Annotated[int, operator.add]
+    """Model calls this task made."""

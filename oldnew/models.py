@@ -1,0 +1,241 @@
+"""The one model seam: every node gets its chat model here, per role, from a spec string.
+
+Specs:
+- ``openai:<model>``: langchain-openai's ChatOpenAI. Honours ``OPENAI_API_KEY`` and
+  ``OPENAI_BASE_URL``, so OpenRouter, vLLM, Ollama and LiteLLM work too.
+- ``scripted:<file>``: replays a hand-written transcript (TOML or JSON) with no network.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel, LanguageModelInput
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.runnables import Runnable
+from langchain_core.utils.function_calling import convert_to_openai_tool
+from pydantic import BaseModel
+
+from oldnew.context import Context, Role
+from oldnew.errors import ConfigurationError, ModelOutputError, ScriptedModelError
+
+SPEC_HELP = "use 'openai:<model>' (needs OPENAI_API_KEY) or 'scripted:<transcript file>'"
+
+ModelOverrides = BaseChatModel | Mapping[str, BaseChatModel] | None
+"""What ``build_graph(models=...)`` accepts: one model for every role, or one per role."""
+
+
+@dataclass(frozen=True)
+class ScriptedReply:
+    """One reply of a transcript and the prompt text that selects it."""
+
+    when: tuple[str, ...]
+    role: str | None
+    text: str
+    structured: dict[str, Any] | None
+    tool: str | None
+    args: dict[str, Any] | None
+
+
+def load_transcript(path: Path) -> list[ScriptedReply]:
+    """Read a transcript file; raise ConfigurationError saying what is wrong with it."""
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read transcript {path}: {exc.strerror}") from exc
+    try:
+        data = json.loads(raw) if path.suffix == ".json" else tomllib.loads(raw)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigurationError(f"transcript {path} does not parse: {exc}") from exc
+    replies = data.get("reply")
+    if not isinstance(replies, list) or not replies:
+        raise ConfigurationError(f"transcript {path} has no [[reply]] entries")
+    out = []
+    for i, item in enumerate(replies, start=1):
+        when = item.get("when", [])
+        if isinstance(when, str):
+            when = [when]
+        if not any(k in item for k in ("text", "structured", "tool")):
+            raise ConfigurationError(f"{path}: reply {i} needs 'text', 'structured' or 'tool'")
+        out.append(
+            ScriptedReply(
+                when=tuple(when),
+                role=item.get("role"),
+                text=item.get("text", ""),
+                structured=item.get("structured"),
+                tool=item.get("tool"),
+                args=item.get("args"),
+            )
+        )
+    return out
+
+
+def _message_text(messages: Sequence[BaseMessage]) -> str:
+    return "\n".join(str(m.content) for m in messages)
+
+
+class ScriptedChatModel(BaseChatModel):
+    """A chat model that answers from a transcript, chosen by what the prompt contains.
+
+    A reply is picked by content, not by position: the first reply whose ``role`` fits and
+    whose ``when`` strings all occur in the prompt. The same prompt always gets the same
+    reply, so a run that is killed and resumed replays exactly.
+    """
+
+    replies: list[ScriptedReply]
+    role: str | None = None
+    source: str = "<inline>"
+    bound_tools: list[str] = []
+
+    @property
+    def _llm_type(self) -> str:
+        return "scripted"
+
+    def bind_tools(  # type: ignore[override]
+        self,
+        tools: Sequence[dict[str, Any] | type | Callable[..., Any]],
+        *,
+        tool_choice: str | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, AIMessage]:
+        """Return a copy that answers 'structured' replies as calls to the first bound tool."""
+        names = [convert_to_openai_tool(t)["function"]["name"] for t in tools]
+        return self.model_copy(update={"bound_tools": names})
+
+    def _pick(self, messages: Sequence[BaseMessage]) -> ScriptedReply:
+        text = _message_text(messages)
+        for reply in self.replies:
+            if reply.role not in (None, self.role):
+                continue
+            if all(w in text for w in reply.when):
+                return reply
+        head = text[-400:].replace("\n", " ")
+        raise ScriptedModelError(
+            f"transcript {self.source} has no reply for the {self.role or 'any'} prompt "
+            f"ending: ...{head}"
+        )
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        reply = self._pick(messages)
+        tool_calls = []
+        if reply.structured is not None:
+            if not self.bound_tools:
+                raise ScriptedModelError(
+                    f"{self.source}: a 'structured' reply needs a call with a schema bound"
+                )
+            tool_calls.append({"name": self.bound_tools[0], "args": reply.structured})
+        elif reply.tool is not None:
+            tool_calls.append({"name": reply.tool, "args": reply.args or {}})
+        prompt_tokens = len(_message_text(messages)) // 4
+        out_tokens = (len(reply.text) + len(json.dumps(reply.structured or reply.args))) // 4
+        message = AIMessage(
+            content=reply.text,
+            tool_calls=[{**c, "id": f"call_{uuid.uuid4().hex[:12]}"} for c in tool_calls],
+            usage_metadata={
+                "input_tokens": prompt_tokens,
+                "output_tokens": out_tokens,
+                "total_tokens": prompt_tokens + out_tokens,
+            },
+        )
+        return ChatResult(generations=[ChatGeneration(message=message)])
+
+
+def make_chat_model(spec: str, *, role: Role | None = None) -> BaseChatModel:
+    """Build the chat model a spec names; raise ConfigurationError on a bad spec."""
+    kind, _, rest = spec.partition(":")
+    if kind == "openai" and rest:
+        key = os.environ.get("OPENAI_API_KEY")
+        if not key:
+            raise ConfigurationError(
+                f"model '{spec}' needs an API key: set OPENAI_API_KEY (and OPENAI_BASE_URL "
+                "for an OpenAI-compatible server such as OpenRouter, vLLM or Ollama)"
+            )
+        from langchain_openai import ChatOpenAI
+
+        return ChatOpenAI(
+            model=rest,
+            api_key=key,  # type: ignore[arg-type]
+            base_url=os.environ.get("OPENAI_BASE_URL") or None,
+            max_retries=2,
+            timeout=float(os.environ.get("OLDNEW_MODEL_TIMEOUT", "300")),
+        )
+    if kind == "scripted" and rest:
+        path = Path(rest).expanduser()
+        return ScriptedChatModel(
+            replies=load_transcript(path), role=role, source=str(path)
+        )
+    raise ConfigurationError(f"unknown model spec '{spec}': {SPEC_HELP}")
+
+
+def resolve_model(role: Role, context: Context, overrides: ModelOverrides = None) -> BaseChatModel:
+    """Return the model for ``role``: a Python override first, then the run's spec."""
+    if isinstance(overrides, BaseChatModel):
+        return overrides
+    if overrides is not None and role in overrides:
+        return overrides[role]
+    spec = context.model_spec(role)
+    if not spec:
+        raise ConfigurationError(
+            f"no model is set for the {role}: pass --model, set OLDNEW_MODEL, or put 'model' "
+            f"in the run's context ({SPEC_HELP})"
+        )
+    return make_chat_model(spec, role=role)
+
+
+def check_model_specs(context: Context) -> None:
+    """Fail early, before any work, when a role's model spec cannot be built."""
+    for role in ("planner", "coder", "fixer"):
+        spec = context.model_spec(role)  # type: ignore[arg-type]
+        if not spec:
+            resolve_model(role, context)  # type: ignore[arg-type]
+        else:
+            make_chat_model(spec, role=role)  # type: ignore[arg-type]
+
+
+Schema = TypeVar("Schema", bound=BaseModel)
+
+
+async def ainvoke_structured(
+    model: BaseChatModel,
+    schema: type[Schema],
+    messages: list[BaseMessage],
+    *,
+    method: str,
+    retries: int,
+) -> Schema:
+    """Ask for ``schema``; on output that does not parse, say why and ask again.
+
+    Raises:
+        ModelOutputError: after ``retries`` re-asks still gave no valid object.
+    """
+    runnable = model.with_structured_output(schema, method=method, include_raw=True)
+    history = list(messages)
+    problem = "no answer"
+    for _ in range(retries + 1):
+        result: Any = await runnable.ainvoke(history)
+        parsed = result.get("parsed")
+        if isinstance(parsed, schema):
+            return parsed
+        problem = str(result.get("parsing_error") or "the answer did not match the schema")
+        history.append(
+            HumanMessage(
+                f"Your previous answer could not be used: {problem[:2000]}\n"
+                f"Answer again with a valid {schema.__name__}."
+            )
+        )
+    raise ModelOutputError(f"{schema.__name__} did not parse after {retries + 1} tries: {problem}")

@@ -1,0 +1,67 @@
+"""The person: one pause that carries every pending question, resumed with a map of answers.
+
+``interrupt()`` comes first: a resumed node re-runs from its top.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.runtime import Runtime
+from langgraph.types import interrupt
+
+from oldnew.context import Context
+from oldnew.graph.state import RunState
+from oldnew.nodes.common import emit, run_workspace
+from oldnew.schemas import Question
+
+
+def pending_questions(state: RunState) -> list[dict[str, Any]]:
+    """Return the questions still waiting for an answer."""
+    return [q for q in (state.get("questions") or {}).values() if q["status"] == "pending"]
+
+
+def apply_answers(
+    questions: dict[str, dict[str, Any]], answers: Any
+) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """Check ``answers`` (question id -> answer) against the questions.
+
+    Returns the updated questions and a notice for every answer that was refused.
+    """
+    if not isinstance(answers, dict):
+        return {}, [f"answers must map question ids to answers, got {type(answers).__name__}"]
+    updated: dict[str, dict[str, Any]] = {}
+    notices: list[str] = []
+    for qid, raw in answers.items():
+        if qid not in questions:
+            notices.append(f"no question {qid!r}; pending: {', '.join(sorted(questions))}")
+            continue
+        q = Question.model_validate(questions[qid])
+        if q.status != "pending":
+            notices.append(f"question {qid} was already answered ({q.answer})")
+            continue
+        try:
+            answer = q.check_answer(str(raw))
+        except ValueError as exc:
+            notices.append(str(exc))
+            continue
+        updated[qid] = {"status": "answered", "answer": answer}
+    return updated, notices
+
+
+async def human(
+    state: RunState, runtime: Runtime[Context], config: RunnableConfig
+) -> dict[str, Any]:
+    """Pause with every pending question; record the answers that fit."""
+    pending = pending_questions(state)
+    answers = interrupt({"questions": pending, "notices": state.get("notices") or []})
+    ws = run_workspace(runtime.context or Context(), config)
+    by_id = {q["id"]: q for q in pending}
+    updated, notices = apply_answers(by_id, answers)
+    emit(ws, node="human", event="answers", accepted=sorted(updated), refused=notices)
+    update: dict[str, Any] = {"questions": updated, "notices": notices}
+    for qid, change in updated.items():
+        if by_id[qid]["kind"] in ("model_output", "plan_invalid") and change["answer"] == "abort":
+            update["status"] = "aborted"
+    return update

@@ -1,0 +1,27 @@
+"""Prompt templates as data: one Jinja file per prompt, rendered strictly.
+
+A missing variable is an error (``StrictUndefined``), never an empty string in a prompt.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, StrictUndefined
+
+
+@cache
+def _env() -> Environment:
+    return Environment(  # nosec B701 - prompts are plain text, not HTML
+        loader=PackageLoader("oldnew", "prompts"),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=False,
+    )
+
+
+def render(name: str, **variables: Any) -> str:
+    """Render the template ``prompts/<name>.j2`` with ``variables``."""
+    return _env().get_template(f"{name}.j2").render(**variables).strip() + "\n"

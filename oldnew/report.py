@@ -1,0 +1,89 @@
+"""The delivery report: what was delivered with its evidence, what is blocked and why."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from oldnew.workspace import Workspace
+
+
+def build_report(state: dict[str, Any], ws: Workspace, final: dict[str, Any]) -> dict[str, Any]:
+    """Return the report as a JSON-ready dict."""
+    tasks = list((state.get("tasks") or {}).values())
+    plan_tasks = {t["id"]: t for t in (state.get("plan") or {}).get("tasks", [])}
+    questions = state.get("questions") or {}
+    delivered = [t for t in tasks if t["status"] == "done"]
+    blocked = [t for t in tasks if t["status"] != "done"]
+    blockers = []
+    for t in blocked:
+        q = questions.get(t.get("question") or "")
+        blockers.append({
+            "task": t["id"],
+            "title": t["title"],
+            "status": t["status"],
+            "reason": t.get("blocker") or (q["title"] if q else "not started"),
+            "options": [o["label"] for o in q["options"]] if q else [],
+            "depends_on": plan_tasks.get(t["id"], {}).get("depends_on", []),
+        })
+    pending = [q for q in questions.values() if q["status"] == "pending"]
+    return {
+        "run_id": (ws.run_info() or {}).get("run_id"),
+        "status": state.get("status"),
+        "project": (state.get("scope") or {}).get("title"),
+        "workspace": str(ws.root),
+        "head": ws.head(),
+        "delivered": [
+            {"task": t["id"], "title": t["title"], "commit": t.get("commit"),
+             "fix_rounds": t.get("fix_rounds", 0), "evidence": t.get("evidence")}
+            for t in delivered
+        ],
+        "blocked": blockers,
+        "pending_questions": [q["id"] for q in pending],
+        "decisions": [
+            {"question": q["title"], "answer": q["answer"]}
+            for q in questions.values() if q["status"] == "answered"
+        ],
+        "final_validation": final,
+        "resume": resume_hint(ws, blocked, pending),
+    }
+
+
+def resume_hint(ws: Workspace, blocked: list[Any], pending: list[Any]) -> str:
+    """Return how to go on from here, in one or two sentences."""
+    if pending:
+        return (f"Answer the pending questions with 'oldnew answer --workspace {ws.root} "
+                "QUESTION_ID ANSWER'; the run resumes where it stopped.")
+    if blocked:
+        return (f"Resolve the blockers above, then run 'oldnew resume --workspace {ws.root}' "
+                "to retry the tasks that did not finish.")
+    return "Nothing to resume: every task is delivered."
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    """Return the report as Markdown for a person."""
+    lines = [f"# {report['project'] or 'oldnew run'}: {report['status']}", ""]
+    lines += [f"Run `{report['run_id']}`, workspace `{report['workspace']}`, "
+              f"main at `{report['head'][:12]}`.", ""]
+    final = report["final_validation"]
+    lines += ["## Final validation of main", ""]
+    for check in final.get("checks", []):
+        lines.append(f"- {check['name']}: **{check['status']}** ({check['summary']})")
+    lines += [f"- evidence: `{final.get('evidence', '-')}`", ""]
+    lines += ["## Delivered", ""]
+    if not report["delivered"]:
+        lines.append("Nothing yet.")
+    for d in report["delivered"]:
+        lines.append(f"- {d['task']} {d['title']}: commit `{(d['commit'] or '')[:12]}`, "
+                     f"{d['fix_rounds']} fix rounds, evidence `{d['evidence']}`")
+    lines += ["", "## Blocked", ""]
+    if not report["blocked"]:
+        lines.append("Nothing.")
+    for b in report["blocked"]:
+        lines.append(f"- {b['task']} {b['title']} ({b['status']}): {b['reason']}")
+        for opt in b["options"]:
+            lines.append(f"  - option: {opt}")
+    if report["decisions"]:
+        lines += ["", "## Decisions", ""]
+        lines += [f"- {d['question']} -> {d['answer']}" for d in report["decisions"]]
+    lines += ["", "## How to resume", "", report["resume"], ""]
+    return "\n".join(lines)

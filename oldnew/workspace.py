@@ -1,0 +1,325 @@
+"""The run's git workspace: path checks, one worktree per task, one commit per accepted task.
+
+Layout of a workspace directory::
+
+    <root>/                 the delivered project, branch ``main``
+    <root>/.oldnew/         run metadata, ignored by the project's git
+        run.json            run id and the settings it was started with
+        checkpoints.sqlite  LangGraph checkpoints of the run and of every task
+        events.jsonl        what happened, one JSON object a line
+        evidence/           validation results, one file per run of the validator
+        worktrees/<task>/   a task's private checkout while it is being worked on
+        report.md, report.json
+
+A task works in its own worktree on branch ``oldnew/<task>``, so parallel agents never share a
+checkout. Accepting a task rebases its branch onto ``main`` and fast-forwards ``main``: one
+commit per task, found again after a crash by its ``Oldnew-Task:`` trailer.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import subprocess  # nosec B404 - git is run with fixed argument lists, never a shell
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from oldnew.errors import PathViolation, RunLockedError, WorkspaceError
+
+META = ".oldnew"
+MAIN = "main"
+_GIT_ID = ["-c", "user.name=oldnew", "-c", "user.email=oldnew@localhost", "-c",
+           "commit.gpgsign=false", "-c", "core.hooksPath=/dev/null"]
+_IGNORED = f"{META}/\n__pycache__/\n*.pyc\n.pytest_cache/\n.ruff_cache/\n.mypy_cache/\n.coverage\n"
+_merge_locks: dict[str, threading.Lock] = {}
+
+
+def check_relative_path(path: str) -> PurePosixPath:
+    """Return ``path`` as a clean relative path, or raise PathViolation saying why not."""
+    text = path.strip()
+    if not text:
+        raise PathViolation("empty file path")
+    if "\\" in text or "\0" in text:
+        raise PathViolation(f"{text!r}: use forward slashes and no NUL bytes")
+    pure = PurePosixPath(text)
+    if pure.is_absolute() or (len(text) > 1 and text[1] == ":"):
+        raise PathViolation(f"{text!r} is absolute; paths must be relative to the workspace")
+    if ".." in pure.parts:
+        raise PathViolation(f"{text!r} contains '..'; paths must stay inside the workspace")
+    if pure.parts and pure.parts[0] in (".git", META):
+        raise PathViolation(f"{text!r} points into {pure.parts[0]}/, which only oldnew writes")
+    return pure
+
+
+def resolve_inside(base: Path, path: str) -> Path:
+    """Return the absolute target of ``path`` under ``base``; refuse symlinks that lead out."""
+    rel = check_relative_path(path)
+    root = base.resolve()
+    target = base / rel
+    if target.is_symlink():
+        raise PathViolation(f"{path!r} is a symlink; oldnew does not write through links")
+    resolved = target.resolve()
+    if resolved != root and root not in resolved.parents:
+        raise PathViolation(f"{path!r} leads out of the workspace (to {resolved})")
+    return target
+
+
+class Workspace:
+    """A run's workspace directory and the git operations the graph needs."""
+
+    def __init__(self, root: Path | str) -> None:
+        """Point at ``root``; use :meth:`create` or :meth:`open` to check it first."""
+        self.root = Path(root).resolve()
+        self.meta = self.root / META
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, root: Path | str, run_id: str, settings: Mapping[str, Any]) -> Workspace:
+        """Make a new workspace for ``run_id``; refuse a directory that holds anything."""
+        ws = cls(root)
+        info = ws.run_info()
+        if info is not None:
+            raise WorkspaceError(
+                f"{ws.root} belongs to run {info['run_id']} (started {info['created']}): "
+                f"continue it with 'oldnew resume --workspace {ws.root}', or choose a new "
+                "directory"
+            )
+        if ws.root.exists() and not ws.root.is_dir():
+            raise WorkspaceError(f"{ws.root} is a file; choose a new or empty directory")
+        if ws.root.exists() and any(ws.root.iterdir()):
+            raise WorkspaceError(
+                f"{ws.root} is not empty; oldnew only writes into a new or empty directory"
+            )
+        ws.meta.mkdir(parents=True, exist_ok=True)
+        ws.git("init", "-q", "-b", MAIN)
+        (ws.root / ".git" / "info").mkdir(parents=True, exist_ok=True)
+        (ws.root / ".git" / "info" / "exclude").write_text(_IGNORED, encoding="utf-8")
+        ws.git("commit", "-q", "--allow-empty", "-m", f"oldnew: start run {run_id}")
+        record = {"run_id": run_id, "created": datetime.now(UTC).isoformat(), **settings}
+        ws._write_json(ws.meta / "run.json", record)
+        return ws
+
+    @classmethod
+    def open(cls, root: Path | str) -> Workspace:
+        """Open an existing run's workspace, or raise WorkspaceError saying what is wrong."""
+        ws = cls(root)
+        if not ws.root.is_dir():
+            raise WorkspaceError(f"{ws.root} does not exist; start a run with 'oldnew run'")
+        if ws.run_info() is None:
+            raise WorkspaceError(
+                f"{ws.root} holds no oldnew run (no {META}/run.json); start one with 'oldnew run'"
+            )
+        return ws
+
+    @classmethod
+    def ensure(cls, root: Path | str, run_id: str) -> Workspace:
+        """Open the workspace of ``run_id``, creating it when the directory is new or empty."""
+        ws = cls(root)
+        info = ws.run_info()
+        if info is None:
+            return cls.create(root, run_id, {})
+        if info["run_id"] != run_id:
+            raise WorkspaceError(f"{ws.root} belongs to run {info['run_id']}, not {run_id}")
+        return ws
+
+    def run_info(self) -> dict[str, Any] | None:
+        """Return the contents of run.json, or None when this is not a run's workspace."""
+        path = self.meta / "run.json"
+        if not path.is_file():
+            return None
+        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        return data
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the workspace for this process; raise RunLockedError if another holds it."""
+        self.meta.mkdir(parents=True, exist_ok=True)
+        with open(self.meta / "lock", "a+", encoding="utf-8") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                fh.seek(0)
+                holder = fh.read().strip() or "unknown"
+                raise RunLockedError(
+                    f"another oldnew process (pid {holder}) is working on {self.root}; wait for "
+                    "it to finish or stop it, then try again"
+                ) from None
+            fh.seek(0)
+            fh.truncate()
+            fh.write(str(os.getpid()))
+            fh.flush()
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    # -- files -----------------------------------------------------------------------------
+
+    @staticmethod
+    def write_files(base: Path, files: Mapping[str, str | None]) -> list[str]:
+        """Write ``files`` (path -> text, None deletes) under ``base``, all or nothing.
+
+        Every path is checked before anything is written, so a violation leaves no trace.
+        """
+        targets = {path: resolve_inside(base, path) for path in files}
+        for path, text in files.items():
+            target = targets[path]
+            if text is None:
+                target.unlink(missing_ok=True)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text, encoding="utf-8")
+        return sorted(str(check_relative_path(p)) for p in files)
+
+    @staticmethod
+    def read_files(base: Path, paths: list[str], *, limit: int = 200_000) -> dict[str, str]:
+        """Return the text of those ``paths`` that exist under ``base``, up to ``limit`` chars."""
+        out: dict[str, str] = {}
+        total = 0
+        for path in paths:
+            target = resolve_inside(base, path)
+            if not target.is_file():
+                continue
+            text = target.read_text(encoding="utf-8", errors="replace")
+            total += len(text)
+            if total > limit:
+                break
+            out[path] = text
+        return out
+
+    def tracked_files(self, cwd: Path | None = None) -> list[str]:
+        """Return the files git tracks in ``cwd`` (default: the main checkout)."""
+        return [p for p in self.git("ls-files", cwd=cwd).splitlines() if p]
+
+    # -- git -------------------------------------------------------------------------------
+
+    def git(self, *args: str, cwd: Path | None = None, check: bool = True) -> str:
+        """Run git in the workspace (or ``cwd``) and return its stdout."""
+        proc = subprocess.run(  # nosec B603 B607 - fixed argv, git from PATH
+            ["git", *_GIT_ID, *args],
+            cwd=cwd or self.root,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if check and proc.returncode != 0:
+            raise WorkspaceError(f"git {' '.join(args)} failed: {proc.stderr.strip()}")
+        return proc.stdout.strip()
+
+    def head(self, ref: str = MAIN) -> str:
+        """Return the commit id ``ref`` points at."""
+        return self.git("rev-parse", ref)
+
+    def worktree(self, task_id: str) -> Path:
+        """Return the task's private checkout, creating it from ``main`` on first use."""
+        path = self.meta / "worktrees" / task_id
+        if (path / ".git").exists():
+            return path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.git("worktree", "prune")
+        self.git("worktree", "add", "-q", "-B", f"oldnew/{task_id}", str(path), MAIN)
+        return path
+
+    def find_task_commit(self, task_id: str) -> str | None:
+        """Return the commit on ``main`` that delivered ``task_id``, if there is one."""
+        out = self.git("log", MAIN, "--format=%H", f"--grep=^Oldnew-Task: {task_id}$")
+        return out.splitlines()[0] if out else None
+
+    def commit_worktree(self, task_id: str, title: str) -> str | None:
+        """Commit everything the task changed in its worktree; return the commit id.
+
+        Returns None when the task changed nothing. Idempotent: a worktree whose HEAD is
+        already the task's commit returns that commit.
+        """
+        tree = self.worktree(task_id)
+        self.git("add", "-A", cwd=tree)
+        if self.git("diff", "--cached", "--name-only", cwd=tree):
+            message = f"{title}\n\nOldnew-Task: {task_id}\n"
+            self.git("commit", "-q", "-m", message, cwd=tree)
+        head_msg = self.git("log", "-1", "--format=%B", cwd=tree)
+        if f"Oldnew-Task: {task_id}" in head_msg:
+            return self.git("rev-parse", "HEAD", cwd=tree)
+        return None
+
+    @contextmanager
+    def merge_lock(self) -> Iterator[None]:
+        """Serialise integration into ``main`` within this process."""
+        lock = _merge_locks.setdefault(str(self.root), threading.Lock())
+        with lock:
+            yield
+
+    def rebase_onto_main(self, task_id: str) -> bool:
+        """Rebase the task's branch onto ``main``; return True if ``main`` had moved.
+
+        Raises:
+            WorkspaceError: the rebase conflicts (it is aborted; the worktree is unchanged).
+        """
+        tree = self.worktree(task_id)
+        base = self.git("merge-base", "HEAD", MAIN, cwd=tree)
+        if base == self.head(MAIN):
+            return False
+        proc = subprocess.run(  # nosec B603 B607
+            ["git", *_GIT_ID, "rebase", "-q", MAIN],
+            cwd=tree,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if proc.returncode != 0:
+            self.git("rebase", "--abort", cwd=tree, check=False)
+            raise WorkspaceError(f"task {task_id} conflicts with main: {proc.stdout.strip()}")
+        return True
+
+    def fast_forward_main(self, task_id: str) -> str:
+        """Move ``main`` (and the main checkout) to the task's commit; return its id."""
+        self.git("merge", "-q", "--ff-only", f"oldnew/{task_id}")
+        return self.head(MAIN)
+
+    def remove_worktree(self, task_id: str) -> None:
+        """Drop the task's worktree and branch once its commit is on ``main``."""
+        path = self.meta / "worktrees" / task_id
+        if path.exists():
+            self.git("worktree", "remove", "--force", str(path), check=False)
+        self.git("worktree", "prune", check=False)
+        self.git("branch", "-q", "-D", f"oldnew/{task_id}", check=False)
+
+    # -- records ---------------------------------------------------------------------------
+
+    def log_event(self, **event: Any) -> None:
+        """Append one event to events.jsonl (the run's audit trail)."""
+        self.meta.mkdir(parents=True, exist_ok=True)
+        record = {"ts": datetime.now(UTC).isoformat(timespec="milliseconds"), **event}
+        with open(self.meta / "events.jsonl", "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record, default=str) + "\n")
+
+    def events(self) -> list[dict[str, Any]]:
+        """Return every event logged so far; a torn last line (from a kill) is skipped."""
+        path = self.meta / "events.jsonl"
+        if not path.exists():
+            return []
+        out = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+        return out
+
+    @staticmethod
+    def _write_json(path: Path, data: Any) -> None:
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+
+    def write_json(self, name: str, data: Any) -> Path:
+        """Atomically write ``data`` as JSON to ``.oldnew/<name>`` and return the path."""
+        path = self.meta / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._write_json(path, data)
+        return path

@@ -1,0 +1,47 @@
+"""Test-suite guards: no model provider is reachable, and any attempt fails loudly."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "todo"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+# Anything that slips past the socket guard (a subprocess, say) hits a closed loopback port.
+for _var in ("OPENAI_API_KEY", "OPENAI_ORG_ID", "OLDNEW_MODEL", "ANTHROPIC_API_KEY"):
+    os.environ.pop(_var, None)
+os.environ["OPENAI_BASE_URL"] = "http://127.0.0.1:9/v1"
+os.environ["LANGSMITH_TRACING"] = "false"
+os.environ["LANGCHAIN_TRACING_V2"] = "false"
+
+_real_connect = socket.socket.connect
+
+
+def _guarded_connect(self: socket.socket, address: object) -> object:
+    if self.family in (socket.AF_INET, socket.AF_INET6) and isinstance(address, tuple):
+        host = str(address[0])
+        try:
+            loopback = ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = host == "localhost"
+        if not loopback:
+            raise RuntimeError(f"tests must not reach the network (tried {host}:{address[1]})")
+    return _real_connect(self, address)  # type: ignore[arg-type]
+
+
+@pytest.fixture(autouse=True)
+def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(socket.socket, "connect", _guarded_connect)
+
+
+@pytest.fixture
+def example_model() -> str:
+    """The bundled example's scripted model spec."""
+    return f"scripted:{EXAMPLE / 'transcript.toml'}"
