@@ -137,7 +137,7 @@ async def outcome_of(
         questions = list(payload.get("questions", []))
         notices = list(payload.get("notices", []))
         status = "waiting"
-    elif not snap.next and values.get("report"):
+    elif not snap.tasks and values.get("report"):
         status = str(values.get("status"))
     else:
         status = "running" if values else "not started"
@@ -186,6 +186,9 @@ async def resume_run(
         check_model_specs(ctx)
     config = _run_config(run_id)
     with ws.lock():
+        cleared = ws.recover()
+        if cleared:
+            ws.log_event(node="resume", event="recovered", cleared=cleared)
         async with open_graph(ws, models) as graph:
             snap = await graph.aget_state(config)
             if answers:
@@ -196,7 +199,8 @@ async def resume_run(
                 inp = {"scope_text": (ws.meta / SCOPE_COPY).read_text(encoding="utf-8")}
             elif snap.interrupts:
                 return await outcome_of(graph, ws, run_id)
-            elif not snap.next:
+            elif not snap.tasks:
+                # Finished (``next`` alone can be empty while saved writes still wait).
                 if snap.values.get("status") != "blocked":
                     return await outcome_of(graph, ws, run_id)
                 await graph.aupdate_state(config, {"status": "executing"}, as_node="plan")

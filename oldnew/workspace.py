@@ -92,7 +92,9 @@ class Workspace:
             )
         if ws.root.exists() and not ws.root.is_dir():
             raise WorkspaceError(f"{ws.root} is a file; choose a new or empty directory")
-        if ws.root.exists() and any(ws.root.iterdir()):
+        # A bare .oldnew/ (a caller's checkpoint file, opened before the first node runs)
+        # does not count: run.json, checked above, is what marks a directory as a run's.
+        if ws.root.exists() and any(p.name != META for p in ws.root.iterdir()):
             raise WorkspaceError(
                 f"{ws.root} is not empty; oldnew only writes into a new or empty directory"
             )
@@ -158,6 +160,25 @@ class Workspace:
                 yield
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def recover(self) -> list[str]:
+        """Undo what a killed process can leave behind in git; return what was cleared.
+
+        Call only while holding :meth:`lock`: then no other oldnew process runs git here,
+        so a git lock file is stale, and a half-done rebase in a task's worktree is aborted
+        (the task's work is still in its commit or working tree).
+        """
+        cleared = []
+        git_dir = self.root / ".git"
+        for lock in [*git_dir.glob("*.lock"), *git_dir.glob("worktrees/*/*.lock"),
+                     *git_dir.glob("refs/heads/**/*.lock")]:
+            lock.unlink(missing_ok=True)
+            cleared.append(str(lock.relative_to(self.root)))
+        for state_dir in git_dir.glob("worktrees/*/rebase-*"):
+            tree = self.meta / "worktrees" / state_dir.parent.name
+            self.git("rebase", "--abort", cwd=tree, check=False)
+            cleared.append(f"rebase in {tree.name}")
+        return cleared
 
     # -- files -----------------------------------------------------------------------------
 

@@ -1,0 +1,5 @@
+"""Allow ``python -m oldnew``."""
+
+from oldnew.cli import main
+
+main()
