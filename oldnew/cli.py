@@ -24,20 +24,25 @@ from rich.table import Table
 from oldnew.errors import OldnewError
 from oldnew.runner import RunOutcome, resume_run, run_status, start_run
 
-EXIT = {"delivered": 0, "waiting": 3, "blocked": 4, "aborted": 4, "running": 5,
-        "not started": 5}
+EXIT = {"delivered": 0, "waiting": 3, "blocked": 4, "aborted": 4, "running": 5, "not started": 5}
 EXIT_USAGE = 2
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Hand oldnew a scope; get a delivered project or a clear plan.")
-console = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Hand oldnew a scope; get a delivered project or a clear plan.",
+)
+console = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 WorkspaceOpt = Annotated[Path, typer.Option("--workspace", "-w", help="The run's directory.")]
 ModelOpt = Annotated[
     str | None,
-    typer.Option("--model", "-m", help="Model spec: 'openai:<model>' or 'scripted:<file>'. "
-                 "Env: OLDNEW_MODEL."),
+    typer.Option(
+        "--model",
+        "-m",
+        help="Model spec: 'openai:<model>' or 'scripted:<file>'. Env: OLDNEW_MODEL.",
+    ),
 ]
 AgentsOpt = Annotated[int | None, typer.Option("--max-agents", help="Tasks run at once.")]
 
@@ -47,8 +52,11 @@ def show_event(event: dict[str, Any]) -> None:
     if event.get("event") == "finished":
         return
     who = f"[bold]{event['task']}[/bold] " if event.get("task") else ""
-    details = {k: v for k, v in event.items()
-               if k not in ("ts", "task", "node", "event", "traceback") and v not in (None, [])}
+    details = {
+        k: v
+        for k, v in event.items()
+        if k not in ("ts", "task", "node", "event", "traceback") and v not in (None, [])
+    }
     extra = " ".join(f"{k}={v}" for k, v in details.items())
     console.print(f"{who}{event.get('node', '')}: {event.get('event', '')} {extra}".rstrip())
 
@@ -59,8 +67,13 @@ def show_outcome(out: RunOutcome) -> None:
     for col in ("task", "title", "status", "commit", "fix rounds"):
         table.add_column(col)
     for t in out.tasks:
-        table.add_row(t["id"], t["title"], t["status"], (t.get("commit") or "")[:12],
-                      str(t.get("fix_rounds", 0)))
+        table.add_row(
+            t["id"],
+            t["title"],
+            t["status"],
+            (t.get("commit") or "")[:12],
+            str(t.get("fix_rounds", 0)),
+        )
     if out.tasks:
         console.print(table)
     for note in out.notices:
@@ -108,8 +121,7 @@ def run(
 
 
 @app.command()
-def resume(workspace: WorkspaceOpt, model: ModelOpt = None,
-           max_agents: AgentsOpt = None) -> None:
+def resume(workspace: WorkspaceOpt, model: ModelOpt = None, max_agents: AgentsOpt = None) -> None:
     """Continue a run after a crash, a kill or a pause, or retry its blocked tasks."""
     context = {"model": model, "max_agents": max_agents}
     _finish(resume_run(workspace, context=context, on_event=show_event))
@@ -128,13 +140,20 @@ def status(
 def answer(
     workspace: WorkspaceOpt,
     question_id: Annotated[str, typer.Argument(help="The question's id (see status).")],
-    answer_text: Annotated[str, typer.Argument(metavar="ANSWER",
-                                               help="An option's key or number, or text.")],
+    answer_text: Annotated[
+        str, typer.Argument(metavar="ANSWER", help="An option's key or number, or text.")
+    ],
     model: ModelOpt = None,
 ) -> None:
     """Answer a pending question; the run resumes at once."""
-    _finish(resume_run(workspace, answers={question_id: answer_text},
-                       context={"model": model}, on_event=show_event))
+    _finish(
+        resume_run(
+            workspace,
+            answers={question_id: answer_text},
+            context={"model": model},
+            on_event=show_event,
+        )
+    )
 
 
 def main() -> None:

@@ -28,6 +28,7 @@ def parse_file_blocks(text: str) -> dict[str, str | None]:
     Raises:
         ModelOutputError: no block found, a block is not closed (a truncated answer), a
             header has no code fence after it, or a path appears twice.
+
     """
     lines = text.splitlines()
     files: dict[str, str | None] = {}

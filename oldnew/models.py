@@ -8,10 +8,12 @@ Specs:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import tomllib
 import uuid
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,10 +27,14 @@ from langchain_core.runnables import Runnable
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import BaseModel
 
-from oldnew.context import Context, Role
+from oldnew.context import ROLES, Context, Role
 from oldnew.errors import ConfigurationError, ModelOutputError, ScriptedModelError
 
 SPEC_HELP = "use 'openai:<model>' (needs OPENAI_API_KEY) or 'scripted:<transcript file>'"
+
+_ASYNC_HTTP_CLIENTS: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, dict[tuple[str | None, float], Any]
+] = weakref.WeakKeyDictionary()
 
 ModelOverrides = BaseChatModel | Mapping[str, BaseChatModel] | None
 """What ``build_graph(models=...)`` accepts: one model for every role, or one per role."""
@@ -155,6 +161,33 @@ class ScriptedChatModel(BaseChatModel):
         return ChatResult(generations=[ChatGeneration(message=message)])
 
 
+def _async_http_client(base_url: str | None, timeout: float) -> Any:
+    """Return an HTTP client that belongs to the running event loop (None outside one).
+
+    Without it langchain-openai shares one process-wide async client whose pooled
+    connections are bound to the first event loop that used them, so a second
+    ``asyncio.run`` in the same process (``start_run`` then ``resume_run``) fails with
+    "RuntimeError: Event loop is closed".
+    """
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+    import openai
+
+    clients = _ASYNC_HTTP_CLIENTS.setdefault(loop, {})
+    client = clients.get((base_url, timeout))
+    if client is None or client.is_closed:
+        client = clients[(base_url, timeout)] = openai.DefaultAsyncHttpxClient(timeout=timeout)
+    return client
+
+
+async def aclose_http_clients() -> None:
+    """Close the HTTP clients opened in the running event loop; call before it ends."""
+    for client in _ASYNC_HTTP_CLIENTS.pop(asyncio.get_running_loop(), {}).values():
+        await client.aclose()
+
+
 def make_chat_model(spec: str, *, role: Role | None = None) -> BaseChatModel:
     """Build the chat model a spec names; raise ConfigurationError on a bad spec."""
     kind, _, rest = spec.partition(":")
@@ -167,18 +200,19 @@ def make_chat_model(spec: str, *, role: Role | None = None) -> BaseChatModel:
             )
         from langchain_openai import ChatOpenAI
 
+        base_url = os.environ.get("OPENAI_BASE_URL") or None
+        timeout = float(os.environ.get("OLDNEW_MODEL_TIMEOUT", "300"))
         return ChatOpenAI(
             model=rest,
             api_key=key,  # type: ignore[arg-type]
-            base_url=os.environ.get("OPENAI_BASE_URL") or None,
+            base_url=base_url,
             max_retries=2,
-            timeout=float(os.environ.get("OLDNEW_MODEL_TIMEOUT", "300")),
+            timeout=timeout,
+            http_async_client=_async_http_client(base_url, timeout),
         )
     if kind == "scripted" and rest:
         path = Path(rest).expanduser()
-        return ScriptedChatModel(
-            replies=load_transcript(path), role=role, source=str(path)
-        )
+        return ScriptedChatModel(replies=load_transcript(path), role=role, source=str(path))
     raise ConfigurationError(f"unknown model spec '{spec}': {SPEC_HELP}")
 
 
@@ -197,14 +231,32 @@ def resolve_model(role: Role, context: Context, overrides: ModelOverrides = None
     return make_chat_model(spec, role=role)
 
 
+async def aresolve_model(
+    role: Role, context: Context, overrides: ModelOverrides = None
+) -> BaseChatModel:
+    """:func:`resolve_model` for async nodes.
+
+    A transcript is read off the event loop (file I/O); an OpenAI client is built on the loop,
+    because its HTTP connections belong to the loop that creates them.
+    """
+    spec = context.model_spec(role) or ""
+    if (
+        spec.startswith("scripted:")
+        and not isinstance(overrides, BaseChatModel)
+        and (overrides is None or role not in overrides)
+    ):
+        return await asyncio.to_thread(resolve_model, role, context, overrides)
+    return resolve_model(role, context, overrides)
+
+
 def check_model_specs(context: Context) -> None:
     """Fail early, before any work, when a role's model spec cannot be built."""
-    for role in ("planner", "coder", "fixer"):
-        spec = context.model_spec(role)  # type: ignore[arg-type]
+    for role in ROLES:
+        spec = context.model_spec(role)
         if not spec:
-            resolve_model(role, context)  # type: ignore[arg-type]
+            resolve_model(role, context)
         else:
-            make_chat_model(spec, role=role)  # type: ignore[arg-type]
+            make_chat_model(spec, role=role)
 
 
 Schema = TypeVar("Schema", bound=BaseModel)
@@ -222,6 +274,7 @@ async def ainvoke_structured(
 
     Raises:
         ModelOutputError: after ``retries`` re-asks still gave no valid object.
+
     """
     runnable = model.with_structured_output(schema, method=method, include_raw=True)
     history = list(messages)

@@ -17,14 +17,16 @@ def build_report(state: dict[str, Any], ws: Workspace, final: dict[str, Any]) ->
     blockers = []
     for t in blocked:
         q = questions.get(t.get("question") or "")
-        blockers.append({
-            "task": t["id"],
-            "title": t["title"],
-            "status": t["status"],
-            "reason": t.get("blocker") or (q["title"] if q else "not started"),
-            "options": [o["label"] for o in q["options"]] if q else [],
-            "depends_on": plan_tasks.get(t["id"], {}).get("depends_on", []),
-        })
+        blockers.append(
+            {
+                "task": t["id"],
+                "title": t["title"],
+                "status": t["status"],
+                "reason": t.get("blocker") or (q["title"] if q else "not started"),
+                "options": [o["label"] for o in q["options"]] if q else [],
+                "depends_on": plan_tasks.get(t["id"], {}).get("depends_on", []),
+            }
+        )
     pending = [q for q in questions.values() if q["status"] == "pending"]
     return {
         "run_id": (ws.run_info() or {}).get("run_id"),
@@ -33,15 +35,21 @@ def build_report(state: dict[str, Any], ws: Workspace, final: dict[str, Any]) ->
         "workspace": str(ws.root),
         "head": ws.head(),
         "delivered": [
-            {"task": t["id"], "title": t["title"], "commit": t.get("commit"),
-             "fix_rounds": t.get("fix_rounds", 0), "evidence": t.get("evidence")}
+            {
+                "task": t["id"],
+                "title": t["title"],
+                "commit": t.get("commit"),
+                "fix_rounds": t.get("fix_rounds", 0),
+                "evidence": t.get("evidence"),
+            }
             for t in delivered
         ],
         "blocked": blockers,
         "pending_questions": [q["id"] for q in pending],
         "decisions": [
             {"question": q["title"], "answer": q["answer"]}
-            for q in questions.values() if q["status"] == "answered"
+            for q in questions.values()
+            if q["status"] == "answered"
         ],
         "final_validation": final,
         "resume": resume_hint(ws, blocked, pending),
@@ -51,19 +59,26 @@ def build_report(state: dict[str, Any], ws: Workspace, final: dict[str, Any]) ->
 def resume_hint(ws: Workspace, blocked: list[Any], pending: list[Any]) -> str:
     """Return how to go on from here, in one or two sentences."""
     if pending:
-        return (f"Answer the pending questions with 'oldnew answer --workspace {ws.root} "
-                "QUESTION_ID ANSWER'; the run resumes where it stopped.")
+        return (
+            f"Answer the pending questions with 'oldnew answer --workspace {ws.root} "
+            "QUESTION_ID ANSWER'; the run resumes where it stopped."
+        )
     if blocked:
-        return (f"Resolve the blockers above, then run 'oldnew resume --workspace {ws.root}' "
-                "to retry the tasks that did not finish.")
+        return (
+            f"Resolve the blockers above, then run 'oldnew resume --workspace {ws.root}' "
+            "to retry the tasks that did not finish."
+        )
     return "Nothing to resume: every task is delivered."
 
 
 def render_markdown(report: dict[str, Any]) -> str:
     """Return the report as Markdown for a person."""
     lines = [f"# {report['project'] or 'oldnew run'}: {report['status']}", ""]
-    lines += [f"Run `{report['run_id']}`, workspace `{report['workspace']}`, "
-              f"main at `{report['head'][:12]}`.", ""]
+    lines += [
+        f"Run `{report['run_id']}`, workspace `{report['workspace']}`, "
+        f"main at `{report['head'][:12]}`.",
+        "",
+    ]
     final = report["final_validation"]
     lines += ["## Final validation of main", ""]
     for check in final.get("checks", []):
@@ -73,8 +88,10 @@ def render_markdown(report: dict[str, Any]) -> str:
     if not report["delivered"]:
         lines.append("Nothing yet.")
     for d in report["delivered"]:
-        lines.append(f"- {d['task']} {d['title']}: commit `{(d['commit'] or '')[:12]}`, "
-                     f"{d['fix_rounds']} fix rounds, evidence `{d['evidence']}`")
+        lines.append(
+            f"- {d['task']} {d['title']}: commit `{(d['commit'] or '')[:12]}`, "
+            f"{d['fix_rounds']} fix rounds, evidence `{d['evidence']}`"
+        )
     lines += ["", "## Blocked", ""]
     if not report["blocked"]:
         lines.append("Nothing.")

@@ -21,7 +21,7 @@ from langgraph.types import Command
 from oldnew.context import Context
 from oldnew.errors import UsageError
 from oldnew.graph.build import build_graph, build_task_graph
-from oldnew.models import ModelOverrides, check_model_specs
+from oldnew.models import ModelOverrides, aclose_http_clients, check_model_specs
 from oldnew.nodes.execute import inspect_task, record_of, task_config
 from oldnew.schemas import Plan, Question
 from oldnew.workspace import Workspace
@@ -81,8 +81,11 @@ async def open_graph(
     ws: Workspace, models: ModelOverrides = None
 ) -> AsyncIterator[CompiledStateGraph[Any, Any, Any, Any]]:
     """Yield the graph compiled on the workspace's SQLite checkpoints."""
-    async with AsyncSqliteSaver.from_conn_string(str(ws.meta / CHECKPOINTS)) as saver:
-        yield build_graph(models=models, checkpointer=saver)
+    try:
+        async with AsyncSqliteSaver.from_conn_string(str(ws.meta / CHECKPOINTS)) as saver:
+            yield build_graph(models=models, checkpointer=saver)
+    finally:
+        await aclose_http_clients()  # pooled connections must not outlive this event loop
 
 
 def _context(ws: Workspace, overrides: dict[str, Any]) -> Context:
@@ -98,11 +101,12 @@ async def _stream(
     ctx: Context,
     on_event: EventSink | None,
 ) -> None:
-    async for mode, chunk in graph.astream(inp, config, context=ctx,
-                                           stream_mode=["updates", "custom"]):
+    async for mode, chunk in graph.astream(
+        inp, config, context=ctx, stream_mode=["updates", "custom"]
+    ):
         if on_event is None:
             continue
-        if mode == "custom":
+        if mode == "custom" and isinstance(chunk, dict):
             on_event(chunk)
         elif isinstance(chunk, dict):
             for node in chunk:
@@ -141,8 +145,15 @@ async def outcome_of(
         status = str(values.get("status"))
     else:
         status = "running" if values else "not started"
-    return RunOutcome(status=status, run_id=run_id, workspace=str(ws.root), tasks=tasks,
-                      questions=questions, notices=notices, report=values.get("report"))
+    return RunOutcome(
+        status=status,
+        run_id=run_id,
+        workspace=str(ws.root),
+        tasks=tasks,
+        questions=questions,
+        notices=notices,
+        report=values.get("report"),
+    )
 
 
 async def start_run(
@@ -160,8 +171,9 @@ async def start_run(
     if models is None:
         check_model_specs(ctx)
     run_id = str(uuid.uuid4())
-    ws = Workspace.create(workspace, run_id, {"scope_file": str(Path(scope_file).resolve()),
-                                              "context": overrides})
+    ws = Workspace.create(
+        workspace, run_id, {"scope_file": str(Path(scope_file).resolve()), "context": overrides}
+    )
     (ws.meta / SCOPE_COPY).write_text(text, encoding="utf-8")
     with ws.lock():
         async with open_graph(ws, models) as graph:

@@ -121,7 +121,7 @@ def run_confined(
 
 def python_files(tree: Path) -> list[Path]:
     """Return the project's .py files, skipping VCS, caches and oldnew's own folder."""
-    found = []
+    found: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(tree):
         dirnames[:] = [d for d in dirnames if d not in _SKIP_DIRS]
         found.extend(Path(dirpath) / f for f in filenames if f.endswith(".py"))
@@ -143,8 +143,15 @@ def check_syntax(tree: Path) -> tuple[Check, list[Diagnostic]]:
             diags.append(Diagnostic("syntax", rel, 0, str(exc)))
     status: CheckStatus = "failed" if diags else "passed"
     summary = f"{len(files)} files parsed, {len(diags)} syntax errors"
-    check = Check("syntax", status, ["ast.parse"], None, time.monotonic() - start, summary,
-                  f"python {sys.version.split()[0]}")
+    check = Check(
+        "syntax",
+        status,
+        ["ast.parse"],
+        None,
+        time.monotonic() - start,
+        summary,
+        f"python {sys.version.split()[0]}",
+    )
     return check, diags
 
 
@@ -162,8 +169,17 @@ def check_ruff(tree: Path, *, timeout: float, home: Path) -> tuple[Check, list[D
     classic correctness rules (errors and pyflakes), never a configuration found in a parent
     directory that the project does not own.
     """
-    argv = [sys.executable, "-m", "ruff", "check", "--no-cache", "--output-format", "json",
-            "--extend-exclude", ".oldnew"]
+    argv = [
+        sys.executable,
+        "-m",
+        "ruff",
+        "check",
+        "--no-cache",
+        "--output-format",
+        "json",
+        "--extend-exclude",
+        ".oldnew",
+    ]
     if not _has_ruff_config(tree):
         argv += ["--isolated", "--select", RUFF_BASELINE]
     argv.append(".")
@@ -185,7 +201,8 @@ def check_ruff(tree: Path, *, timeout: float, home: Path) -> tuple[Check, list[D
         for f in findings
     ]
     status: CheckStatus = "failed" if diags else "passed"
-    return Check("ruff", status, argv, code, secs, f"{len(diags)} findings", _version("ruff")), diags
+    check = Check("ruff", status, argv, code, secs, f"{len(diags)} findings", _version("ruff"))
+    return check, diags
 
 
 def _pytest_config(tree: Path) -> list[str]:
@@ -206,25 +223,46 @@ def _junit_diagnostics(xml_path: Path, tree: Path) -> list[Diagnostic]:
             file, line = (local or frames or [(case.get("file", "?"), 0)])[-1]
             name = f"{case.get('classname', '')}::{case.get('name', '')}".strip(":")
             message = (problem.get("message") or "").strip() or text.strip()[-400:]
-            diags.append(Diagnostic("pytest", file, int(line), f"{name}: {message[:600]}",
-                                    problem.tag))
+            diags.append(
+                Diagnostic("pytest", file, int(line), f"{name}: {message[:600]}", problem.tag)
+            )
     return diags
 
 
 def check_pytest(tree: Path, *, timeout: float, home: Path) -> tuple[Check, list[Diagnostic]]:
     """Run the project's own tests with pytest and parse the junit report."""
     xml_path = home / "junit.xml"
-    argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", ".",
-            *_pytest_config(tree), "-o", "junit_family=xunit1", f"--junitxml={xml_path}"]
+    argv = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--rootdir",
+        ".",
+        *_pytest_config(tree),
+        "-o",
+        "junit_family=xunit1",
+        f"--junitxml={xml_path}",
+    ]
     code, out, secs = run_confined(argv, tree, timeout=timeout, home=home)
     version = _version("pytest")
     if code is None:
-        diag = Diagnostic("pytest", ".", 0, f"the tests did not finish in {timeout:.0f}s "
-                          "(an endless loop or a wait on input?)")
+        diag = Diagnostic(
+            "pytest",
+            ".",
+            0,
+            f"the tests did not finish in {timeout:.0f}s (an endless loop or a wait on input?)",
+        )
         return Check("pytest", "failed", argv, None, secs, "timed out", version), [diag]
     if code == 5:
-        diag = Diagnostic("pytest", ".", 0, "no tests were collected: add pytest tests "
-                          "(tests/test_*.py) for this code")
+        diag = Diagnostic(
+            "pytest",
+            ".",
+            0,
+            "no tests were collected: add pytest tests (tests/test_*.py) for this code",
+        )
         return Check("pytest", "failed", argv, code, secs, "no tests", version), [diag]
     diags = _junit_diagnostics(xml_path, tree) if xml_path.exists() else []
     if code != 0 and not diags:

@@ -33,8 +33,16 @@ from oldnew.errors import PathViolation, RunLockedError, WorkspaceError
 
 META = ".oldnew"
 MAIN = "main"
-_GIT_ID = ["-c", "user.name=oldnew", "-c", "user.email=oldnew@localhost", "-c",
-           "commit.gpgsign=false", "-c", "core.hooksPath=/dev/null"]
+_GIT_ID = [
+    "-c",
+    "user.name=oldnew",
+    "-c",
+    "user.email=oldnew@localhost",
+    "-c",
+    "commit.gpgsign=false",
+    "-c",
+    "core.hooksPath=/dev/null",
+]
 _IGNORED = f"{META}/\n__pycache__/\n*.pyc\n.pytest_cache/\n.ruff_cache/\n.mypy_cache/\n.coverage\n"
 _merge_locks: dict[str, threading.Lock] = {}
 
@@ -170,8 +178,11 @@ class Workspace:
         """
         cleared = []
         git_dir = self.root / ".git"
-        for lock in [*git_dir.glob("*.lock"), *git_dir.glob("worktrees/*/*.lock"),
-                     *git_dir.glob("refs/heads/**/*.lock")]:
+        for lock in [
+            *git_dir.glob("*.lock"),
+            *git_dir.glob("worktrees/*/*.lock"),
+            *git_dir.glob("refs/heads/**/*.lock"),
+        ]:
             lock.unlink(missing_ok=True)
             cleared.append(str(lock.relative_to(self.root)))
         for state_dir in git_dir.glob("worktrees/*/rebase-*"):
@@ -280,6 +291,7 @@ class Workspace:
 
         Raises:
             WorkspaceError: the rebase conflicts (it is aborted; the worktree is unchanged).
+
         """
         tree = self.worktree(task_id)
         base = self.git("merge-base", "HEAD", MAIN, cwd=tree)

@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import EXAMPLE
 
 OLDNEW = [sys.executable, "-m", "oldnew"]
@@ -55,14 +54,20 @@ def _run_and_kill(argv: list[str], ws: Path, kill_after: int | None) -> int | No
 
 
 def _task_commits(ws: Path) -> list[str]:
-    out = subprocess.run(["git", "log", "--format=%(trailers:key=Oldnew-Task,valueonly)"],
-                         cwd=ws, capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["git", "log", "--format=%(trailers:key=Oldnew-Task,valueonly)"],
+        cwd=ws,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return sorted(line.strip() for line in out.splitlines() if line.strip())
 
 
 def _tree(ws: Path) -> str:
-    return subprocess.run(["git", "rev-parse", "HEAD^{tree}"], cwd=ws, capture_output=True,
-                          text=True, check=True).stdout.strip()
+    return subprocess.run(
+        ["git", "rev-parse", "HEAD^{tree}"], cwd=ws, capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 @pytest.mark.slow
@@ -91,8 +96,9 @@ def test_sigkill_at_many_points_then_resume(tmp_path: Path, example_model: str) 
             continue
         if code == 3 and not answered:
             answered = True
-            code = _run_and_kill([*answer, str(ws), "T3-q1", "~/.todo.json"], ws,
-                                 len(_events(ws)) + 3)
+            code = _run_and_kill(
+                [*answer, str(ws), "T3-q1", "~/.todo.json"], ws, len(_events(ws)) + 3
+            )
             kills += code is None
             continue
         break

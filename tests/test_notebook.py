@@ -28,11 +28,16 @@ def _kernel_manager(tmp_path: Path) -> AsyncKernelManager:
     kernels = tmp_path / "kernels"
     spec = kernels / "python3"
     spec.mkdir(parents=True)
-    (spec / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "Python 3 (test)",
-        "language": "python",
-    }), encoding="utf-8")
+    (spec / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": "Python 3 (test)",
+                "language": "python",
+            }
+        ),
+        encoding="utf-8",
+    )
     ksm = KernelSpecManager(kernel_dirs=[str(kernels)])
     km = AsyncKernelManager(kernel_name="python3", kernel_spec_manager=ksm)
     assert km.kernel_spec is not None and km.kernel_spec.argv[0] == sys.executable
@@ -57,11 +62,16 @@ def test_notebook_runs_the_example_to_delivery(
     workspace = tmp_path / "ws"
     monkeypatch.setenv("OLDNEW_NOTEBOOK_WORKSPACE", str(workspace))
     nb = nbformat.read(NOTEBOOK, as_version=4)
-    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), \
+    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), (
         "commit the notebook with its outputs cleared"
+    )
 
-    client = NotebookClient(nb, km=_kernel_manager(tmp_path), timeout=180,
-                            resources={"metadata": {"path": str(NOTEBOOKS)}})
+    client = NotebookClient(
+        nb,
+        km=_kernel_manager(tmp_path),
+        timeout=180,
+        resources={"metadata": {"path": str(NOTEBOOKS)}},
+    )
     # A client given its kernel manager leaves the kernel running unless told to clean up.
     client.execute(cleanup_kc=True)
 
@@ -72,10 +82,18 @@ def test_notebook_runs_the_example_to_delivery(
     assert "T3-q1" in text
     assert "~/.todo.json" in text and "./todo.json" in text
 
-    log = subprocess.run(["git", "log", "main", "--format=%B%x00"], cwd=workspace,
-                         capture_output=True, text=True, check=True).stdout
-    trailers = [line.split(":", 1)[1].strip() for line in log.splitlines()
-                if line.startswith("Oldnew-Task:")]
+    log = subprocess.run(
+        ["git", "log", "main", "--format=%B%x00"],
+        cwd=workspace,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    trailers = [
+        line.split(":", 1)[1].strip()
+        for line in log.splitlines()
+        if line.startswith("Oldnew-Task:")
+    ]
     assert sorted(trailers) == ["T1", "T2", "T3"]
 
     report = json.loads((workspace / ".oldnew" / "report.json").read_text(encoding="utf-8"))

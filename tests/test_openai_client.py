@@ -42,9 +42,7 @@ def _content_text(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return "".join(
-            p.get("text", "") if isinstance(p, dict) else str(p) for p in content
-        )
+        return "".join(p.get("text", "") if isinstance(p, dict) else str(p) for p in content)
     return str(content)
 
 
@@ -256,13 +254,6 @@ def _collect_garbage_quietly() -> None:
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.xfail(
-    strict=True,
-    reason="package bug: langchain-openai's process-wide async HTTP client keeps "
-    "connections bound to the first event loop; a second asyncio.run() of the runner "
-    "fails with 'RuntimeError: Event loop is closed' (fix: a per-loop client in "
-    "oldnew.models, closed when the runner's loop ends)",
-)
 def test_resume_in_a_second_event_loop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """start_run and resume_run each under their own asyncio.run(), as a script does."""
     ws = tmp_path / "ws"

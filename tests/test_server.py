@@ -28,11 +28,9 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "todo"
 READY_TIMEOUT = 60.0
 RUN_TIMEOUT = 150.0
-# langgraph dev fails a run on any blocking call made on the event loop (blockbuster), and
-# oldnew's async nodes still make some (Workspace.ensure/log_event, render, resolve_model,
-# report writing): the first run dies with "BlockingError: Blocking call to os.mkdir" in the
-# scope node. Drop the flag once those calls run in threads (asyncio.to_thread).
-ALLOW_BLOCKING = True
+# langgraph dev fails a run on any blocking call made on the event loop (blockbuster); oldnew's
+# nodes run their file and git work in threads, so the check stays on.
+ALLOW_BLOCKING = False
 
 
 @dataclass
@@ -99,14 +97,31 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         "PYTHONUNBUFFERED": "1",
     }
     cli = Path(sys.executable).parent / "langgraph"
-    cmd = [str(cli), "dev", "--config", str(home / "langgraph.json"), "--host", "127.0.0.1",
-           "--port", str(port), "--no-browser", "--no-reload"]
+    cmd = [
+        str(cli),
+        "dev",
+        "--config",
+        str(home / "langgraph.json"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--no-browser",
+        "--no-reload",
+    ]
     if ALLOW_BLOCKING:
         cmd.append("--allow-blocking")
     log = home / "server.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, cwd=home, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd,
+            cwd=home,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     srv = Server(url=url, log=log)
     try:
         deadline = time.monotonic() + READY_TIMEOUT
@@ -124,7 +139,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 def _trailer_commits(ws: Path) -> list[str]:
     out = subprocess.run(
         ["git", "-C", str(ws), "log", "--format=%(trailers:key=Oldnew-Task,valueonly)%x00"],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     return [chunk.strip() for chunk in out.split("\0") if chunk.strip()]
 
@@ -143,8 +160,9 @@ async def _drive_with(client: Any, scope_text: str, context: dict[str, Any]) -> 
     )
     paused = await client.threads.get_state(tid)
     await asyncio.wait_for(
-        client.runs.wait(tid, "oldnew", command={"resume": {"T3-q1": "~/.todo.json"}},
-                         context=context),
+        client.runs.wait(
+            tid, "oldnew", command={"resume": {"T3-q1": "~/.todo.json"}}, context=context
+        ),
         RUN_TIMEOUT,
     )
     final = await client.threads.get_state(tid)
@@ -179,7 +197,8 @@ def test_todo_example_through_langgraph_dev(server: Server, tmp_path: Path) -> N
     assert values.get("status") == "delivered", why(f"final values: {values!r}")
     assert not final["interrupts"], why(f"still interrupted: {final['interrupts']!r}")
     assert [r["status"] for r in result["runs"]] == ["success", "success"], why(
-        f"runs: {result['runs']!r}")
+        f"runs: {result['runs']!r}"
+    )
 
     assert (ws / ".git").exists(), why(f"{ws} is not a git repository")
     trailers = _trailer_commits(ws)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Literal
 
-from langgraph.graph import END
-
 from oldnew.graph.state import RunState, TaskState
 
 
@@ -59,12 +57,12 @@ def after_fix(state: TaskState) -> Literal["validate", "escalate"]:
 
 def after_commit(state: TaskState) -> Literal["fix", "__end__"]:
     """Finish when the commit landed; fix when integration with main failed."""
-    return END if state.get("status") == "done" else "fix"
+    return "__end__" if state.get("status") == "done" else "fix"
 
 
 def after_escalate(state: TaskState) -> Literal["code", "fix", "__end__"]:
     """Recode with the answer, fix with the guidance, or stop a skipped task."""
     status = state.get("status")
     if status == "blocked":
-        return END
+        return "__end__"
     return "fix" if status == "fixing" else "code"

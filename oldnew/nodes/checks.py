@@ -12,7 +12,7 @@ from langgraph.runtime import Runtime
 from oldnew.context import Context
 from oldnew.errors import WorkspaceError
 from oldnew.graph.state import TaskState
-from oldnew.nodes.common import emit
+from oldnew.nodes.common import aemit, aopen_workspace
 from oldnew.schemas import Option, Question
 from oldnew.validation import ValidationResult, validate_tree
 from oldnew.workspace import Workspace
@@ -39,15 +39,25 @@ def _summary(result: ValidationResult) -> str:
 async def validate(state: TaskState, runtime: Runtime[Context]) -> dict[str, Any]:
     """Run syntax, ruff and the tests on the task's worktree; keep the evidence."""
     ctx = runtime.context or Context()
-    ws = Workspace(state["workspace"])
+    ws = await aopen_workspace(state["workspace"])
     task_id = state["task"]["id"]
     tree = await asyncio.to_thread(ws.worktree, task_id)
     result = await asyncio.to_thread(validate_tree, tree, timeout=ctx.test_timeout)
-    name = _next_evidence_name(ws, task_id)
-    evidence = record_evidence(ws, name, result, task=task_id, tree="worktree")
+    evidence = await asyncio.to_thread(
+        lambda: record_evidence(
+            ws, _next_evidence_name(ws, task_id), result, task=task_id, tree="worktree"
+        )
+    )
     diags = [d.render() for d in result.diagnostics[:MAX_DIAGNOSTICS]]
-    emit(ws, task=task_id, node="validate", event="passed" if result.passed else "failed",
-         checks=_summary(result), diagnostics=len(result.diagnostics), evidence=evidence)
+    await aemit(
+        ws,
+        task=task_id,
+        node="validate",
+        event="passed" if result.passed else "failed",
+        checks=_summary(result),
+        diagnostics=len(result.diagnostics),
+        evidence=evidence,
+    )
     update: dict[str, Any] = {
         "status": "validating" if result.passed else "fixing",
         "diagnostics": diags,
@@ -56,9 +66,12 @@ async def validate(state: TaskState, runtime: Runtime[Context]) -> dict[str, Any
     rounds = state.get("fix_round", 0)
     if not result.passed and rounds >= ctx.max_fix_rounds:
         question = fix_limit_question({**state, **update}, rounds)  # type: ignore[typeddict-item]
-        emit(ws, task=task_id, node="validate", event="escalated", question=question.id)
-        update |= {"status": "waiting", "question": question.model_dump(),
-                   "questions_asked": state.get("questions_asked", 0) + 1}
+        await aemit(ws, task=task_id, node="validate", event="escalated", question=question.id)
+        update |= {
+            "status": "waiting",
+            "question": question.model_dump(),
+            "questions_asked": state.get("questions_asked", 0) + 1,
+        }
     return update
 
 
@@ -74,12 +87,15 @@ def _accept(ws: Workspace, task_id: str, title: str, timeout: float) -> dict[str
         if moved:
             tree = ws.worktree(task_id)
             result = validate_tree(tree, timeout=timeout)
-            evidence = record_evidence(ws, _next_evidence_name(ws, task_id), result,
-                                       task=task_id, tree="rebased on main")
+            evidence = record_evidence(
+                ws, _next_evidence_name(ws, task_id), result, task=task_id, tree="rebased on main"
+            )
             if not result.passed:
                 ws.git("reset", "-q", "--soft", "HEAD~1", cwd=tree)
-                diags = [f"after merging the work of other tasks: {d.render()}"
-                         for d in result.diagnostics[:MAX_DIAGNOSTICS]]
+                diags = [
+                    f"after merging the work of other tasks: {d.render()}"
+                    for d in result.diagnostics[:MAX_DIAGNOSTICS]
+                ]
                 return {"diagnostics": diags, "evidence": [evidence]}
         commit = ws.fast_forward_main(task_id)
     ws.remove_worktree(task_id)
@@ -89,19 +105,28 @@ def _accept(ws: Workspace, task_id: str, title: str, timeout: float) -> dict[str
 async def commit(state: TaskState, runtime: Runtime[Context]) -> dict[str, Any]:
     """Accept the task: one commit on main, its id recorded after it exists."""
     ctx = runtime.context or Context()
-    ws = Workspace(state["workspace"])
+    ws = await aopen_workspace(state["workspace"])
     task = state["task"]
     try:
         out = await asyncio.to_thread(_accept, ws, task["id"], task["title"], ctx.test_timeout)
     except WorkspaceError as exc:
-        emit(ws, task=task["id"], node="commit", event="conflict", error=str(exc))
+        await aemit(ws, task=task["id"], node="commit", event="conflict", error=str(exc))
         return {"status": "fixing", "diagnostics": [f"merge: {exc}"]}
     if "commit" not in out:
-        emit(ws, task=task["id"], node="commit", event="rejected")
-        return {"status": "fixing", "diagnostics": out["diagnostics"],
-                "evidence": out.get("evidence", [])}
-    emit(ws, task=task["id"], node="commit", event="committed", commit=out["commit"],
-         reconciled=bool(out.get("reconciled")))
+        await aemit(ws, task=task["id"], node="commit", event="rejected")
+        return {
+            "status": "fixing",
+            "diagnostics": out["diagnostics"],
+            "evidence": out.get("evidence", []),
+        }
+    await aemit(
+        ws,
+        task=task["id"],
+        node="commit",
+        event="committed",
+        commit=out["commit"],
+        reconciled=bool(out.get("reconciled")),
+    )
     return {"status": "done", "commit": out["commit"], "question": None}
 
 

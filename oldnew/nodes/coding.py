@@ -6,18 +6,18 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
+from langchain_core.runnables import Runnable
 from langgraph.runtime import Runtime
 
 from oldnew.context import Context
 from oldnew.errors import ModelOutputError, PathViolation
 from oldnew.fileblocks import parse_file_blocks
 from oldnew.graph.state import TaskState
-from oldnew.models import ModelOverrides, resolve_model
-from oldnew.nodes.common import emit
+from oldnew.models import ModelOverrides, aresolve_model
+from oldnew.nodes.common import aemit, aopen_workspace
 from oldnew.prompts import render
-from oldnew.schemas import AskHuman, Option, Question, PlannedTask
+from oldnew.schemas import AskHuman, Option, PlannedTask, Question
 from oldnew.workspace import Workspace
 
 _CONTEXT_SUFFIXES = (".py", ".toml", ".md", ".cfg", ".ini", ".txt", ".json")
@@ -45,7 +45,7 @@ def _ask_question(state: TaskState, ask: AskHuman) -> Question:
 
 
 async def _files_from_model(
-    model: BaseChatModel, messages: list[BaseMessage], tree: Path, retries: int
+    model: Runnable[Any, Any], messages: list[BaseMessage], tree: Path, retries: int
 ) -> tuple[dict[str, str | None] | AskHuman, int]:
     """Call the model until its answer yields files that can be written, or a question.
 
@@ -77,8 +77,10 @@ def _output_question(state: TaskState, error: Exception) -> Question:
         task_id=task["id"],
         title=f"The model's code for task {task['id']} could not be used",
         detail=str(error)[:2000],
-        options=[Option(key="retry", label="Ask the model again"),
-                 Option(key="skip", label="Leave this task undone and record it as a blocker")],
+        options=[
+            Option(key="retry", label="Ask the model again"),
+            Option(key="skip", label="Leave this task undone and record it as a blocker"),
+        ],
         recommended="retry",
         free_text=False,
     )
@@ -98,31 +100,41 @@ async def code(
 ) -> dict[str, Any]:
     """Have the coder write the task's files into the task's worktree."""
     ctx = runtime.context or Context()
-    ws = Workspace(state["workspace"])
+    ws = await aopen_workspace(state["workspace"])
     task = PlannedTask.model_validate(state["task"])
     tree = await asyncio.to_thread(ws.worktree, task.id)
-    emit(ws, task=task.id, node="code", event="started")
+    await aemit(ws, task=task.id, node="code", event="started")
     existing = await asyncio.to_thread(_project_files, ws, tree)
     messages: list[BaseMessage] = [
         SystemMessage(render("coder_system", role=task.role, project=state.get("project", ""))),
-        HumanMessage(render("coder_user", task=task, existing=existing,
-                            decisions=state.get("decisions", []), answer=state.get("answer"))),
+        HumanMessage(
+            render(
+                "coder_user",
+                task=task,
+                existing=existing,
+                decisions=state.get("decisions", []),
+                answer=state.get("answer"),
+            )
+        ),
     ]
-    model = resolve_model("coder", ctx, models).bind_tools([AskHuman])
+    model = (await aresolve_model("coder", ctx, models)).bind_tools([AskHuman])
     try:
-        result, calls = await _files_from_model(model, messages, tree,  # type: ignore[arg-type]
-                                                ctx.max_output_retries)
+        result, calls = await _files_from_model(
+            model,
+            messages,
+            tree,
+            ctx.max_output_retries,
+        )
     except ModelOutputError as exc:
         question = _output_question(state, exc)
-        emit(ws, task=task.id, node="code", event="escalated", question=question.id)
+        await aemit(ws, task=task.id, node="code", event="escalated", question=question.id)
         return _escalation(state, question, ctx.max_output_retries + 1)
     if isinstance(result, AskHuman):
         question = _ask_question(state, result)
-        emit(ws, task=task.id, node="code", event="escalated", question=question.id)
+        await aemit(ws, task=task.id, node="code", event="escalated", question=question.id)
         return _escalation(state, question, calls)
-    emit(ws, task=task.id, node="code", event="wrote", files=sorted(result))
-    return {"status": "validating", "files": sorted(result), "model_calls": calls,
-            "question": None}
+    await aemit(ws, task=task.id, node="code", event="wrote", files=sorted(result))
+    return {"status": "validating", "files": sorted(result), "model_calls": calls, "question": None}
 
 
 async def fix(
@@ -130,28 +142,44 @@ async def fix(
 ) -> dict[str, Any]:
     """Have the fixer repair the task's files from the parsed diagnostics."""
     ctx = runtime.context or Context()
-    ws = Workspace(state["workspace"])
+    ws = await aopen_workspace(state["workspace"])
     task = PlannedTask.model_validate(state["task"])
     tree = await asyncio.to_thread(ws.worktree, task.id)
     round_no = state.get("fix_round", 0) + 1
-    emit(ws, task=task.id, node="fix", event="started", round=round_no)
-    paths = sorted({*state.get("files", []), *task.files,
-                    *[d.split(":", 1)[0] for d in state.get("diagnostics", [])]})
+    await aemit(ws, task=task.id, node="fix", event="started", round=round_no)
+    paths = sorted(
+        {
+            *state.get("files", []),
+            *task.files,
+            *[d.split(":", 1)[0] for d in state.get("diagnostics", [])],
+        }
+    )
     current = await asyncio.to_thread(Workspace.read_files, tree, paths)
-    prompt = render("fixer_user", task=task, round=round_no, max_rounds=ctx.max_fix_rounds,
-                    diagnostics=state.get("diagnostics", []), files=current,
-                    guidance=state.get("guidance"))
+    prompt = render(
+        "fixer_user",
+        task=task,
+        round=round_no,
+        max_rounds=ctx.max_fix_rounds,
+        diagnostics=state.get("diagnostics", []),
+        files=current,
+        guidance=state.get("guidance"),
+    )
     messages: list[BaseMessage] = [
         SystemMessage(render("coder_system", role=task.role, project=state.get("project", ""))),
         HumanMessage(prompt),
     ]
-    model = resolve_model("fixer", ctx, models)
+    model = await aresolve_model("fixer", ctx, models)
     try:
         result, calls = await _files_from_model(model, messages, tree, ctx.max_output_retries)
     except ModelOutputError as exc:
         question = _output_question(state, exc)
         return _escalation(state, question, ctx.max_output_retries + 1)
     files = sorted({*state.get("files", []), *result}) if isinstance(result, dict) else []
-    emit(ws, task=task.id, node="fix", event="wrote", round=round_no, files=files)
-    return {"status": "validating", "files": files, "fix_round": round_no,
-            "fix_rounds_total": state.get("fix_rounds_total", 0) + 1, "model_calls": calls}
+    await aemit(ws, task=task.id, node="fix", event="wrote", round=round_no, files=files)
+    return {
+        "status": "validating",
+        "files": files,
+        "fix_round": round_no,
+        "fix_rounds_total": state.get("fix_rounds_total", 0) + 1,
+        "model_calls": calls,
+    }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +12,8 @@ from langgraph.config import get_stream_writer
 
 from oldnew.context import Context
 from oldnew.workspace import Workspace
+
+_log_lock = threading.Lock()
 
 
 def run_workspace(context: Context, config: RunnableConfig) -> Workspace:
@@ -26,3 +30,27 @@ def emit(ws: Workspace, **event: Any) -> None:
         get_stream_writer()(event)
     except RuntimeError:
         pass  # called outside a graph run (unit tests): the log is enough
+
+
+async def arun_workspace(context: Context, config: RunnableConfig) -> Workspace:
+    """:func:`run_workspace` off the event loop (it stats, mkdirs and runs git)."""
+    return await asyncio.to_thread(run_workspace, context, config)
+
+
+async def aopen_workspace(root: str) -> Workspace:
+    """``Workspace(root)`` off the event loop (it resolves the path on disk)."""
+    return await asyncio.to_thread(Workspace, root)
+
+
+def _log(ws: Workspace, event: dict[str, Any]) -> None:
+    with _log_lock:
+        ws.log_event(**event)
+
+
+async def aemit(ws: Workspace, **event: Any) -> None:
+    """:func:`emit` for async nodes: the log is written off the event loop."""
+    await asyncio.to_thread(_log, ws, event)
+    try:
+        get_stream_writer()(event)
+    except RuntimeError:
+        pass

@@ -26,11 +26,13 @@ from langgraph.types import Command
 from oldnew.context import Context
 from oldnew.errors import ConfigurationError
 from oldnew.graph.state import RunState, TaskRecord, TaskState
-from oldnew.nodes.common import emit, run_workspace
+from oldnew.nodes.common import aemit, arun_workspace
 from oldnew.schemas import Plan, Question
+from oldnew.workspace import Workspace
 
 _NAMESPACE = uuid.UUID("5b0c1b56-6a43-4c5e-9d0b-0e1d6f0a7c11")
 CHECKPOINTER_KEY = "__pregel_checkpointer"
+TaskGraph = Pregel[Any, Any, Any, Any]
 
 Phase = Literal["new", "incomplete", "waiting", "finished"]
 
@@ -60,15 +62,18 @@ class TaskView:
     question: dict[str, Any] | None = None
 
 
-async def inspect_task(task_graph: Pregel, config: RunnableConfig) -> TaskView:
+async def inspect_task(task_graph: TaskGraph, config: RunnableConfig) -> TaskView:
     """Read a task's thread: not started, incomplete, waiting on a question, or finished."""
     snap = await task_graph.aget_state(config)
     if not snap.values:
         return TaskView("new")
     if snap.interrupts:
         question = snap.interrupts[0].value
-        return TaskView("waiting", dict(snap.values), question if isinstance(question, dict)
-                        else {"title": str(question)})
+        return TaskView(
+            "waiting",
+            dict(snap.values),
+            question if isinstance(question, dict) else {"title": str(question)},
+        )
     if not snap.tasks:
         return TaskView("finished", dict(snap.values))
     return TaskView("incomplete", dict(snap.values))
@@ -102,12 +107,149 @@ def decisions_from(questions: dict[str, dict[str, Any]]) -> list[str]:
     ]
 
 
+class Scheduler:
+    """Start each task as soon as its dependencies are done; at most ``max_agents`` at once."""
+
+    def __init__(
+        self,
+        state: RunState,
+        ctx: Context,
+        ws: Workspace,
+        task_graph: TaskGraph,
+        saver: Any,
+        run_thread: str,
+    ) -> None:
+        """Prepare to schedule the plan in ``state`` on the task threads of ``run_thread``."""
+        self.state, self.ctx, self.ws, self.task_graph = state, ctx, ws, task_graph
+        self.plan = Plan.model_validate(state["plan"])
+        self.questions = state.get("questions") or {}
+        version = state.get("plan_version", 1)
+        self.titles = {t.id: t.title for t in self.plan.tasks}
+        self.deps = {t.id: set(t.depends_on) for t in self.plan.tasks}
+        self.cfgs = {t.id: task_config(saver, run_thread, version, t.id) for t in self.plan.tasks}
+        self.views: dict[str, TaskView] = {}
+        self.records: dict[str, TaskRecord] = {}
+        self.writer = get_stream_writer()
+
+    async def load(self) -> None:
+        """Rebuild the view of every task from its thread (the node's idempotence)."""
+        for tid, title in self.titles.items():
+            self.views[tid] = await inspect_task(self.task_graph, self.cfgs[tid])
+            self.records[tid] = record_of(tid, title, self.views[tid])
+
+    def start_input(self, tid: str) -> Any:
+        """Return what to run ``tid`` with now, or False when it cannot run yet."""
+        view = self.views[tid]
+        if view.phase == "incomplete":
+            return None
+        if view.phase == "waiting":
+            q = self.questions.get((view.question or {}).get("id", ""))
+            return Command(resume=q["answer"]) if q and q["status"] == "answered" else False
+        if view.phase == "new" and all(self.records[d]["status"] == "done" for d in self.deps[tid]):
+            task = next(t for t in self.plan.tasks if t.id == tid)
+            initial: TaskState = {
+                "task": task.model_dump(),
+                "workspace": str(self.ws.root),
+                "project": (self.state.get("scope") or {}).get("title", ""),
+                "decisions": decisions_from(self.questions),
+                "status": "coding",
+                "fix_round": 0,
+                "questions_asked": 0,
+            }
+            return initial
+        return False
+
+    async def drive(self, tid: str, inp: Any) -> TaskView:
+        """Run one task's thread until it finishes or waits; forward its progress events."""
+        await aemit(self.ws, task=tid, node="execute", event="task_started")
+        stream = self.task_graph.astream(
+            inp,
+            self.cfgs[tid],
+            stream_mode="custom",
+            context=self.ctx,
+        )
+        async for chunk in stream:
+            self.writer(chunk)
+        return await inspect_task(self.task_graph, self.cfgs[tid])
+
+    def _launch(self, running: dict[asyncio.Task[TaskView], str], started: set[str]) -> None:
+        for tid in self.titles:
+            if tid in started or len(running) >= self.ctx.max_agents:
+                continue
+            blocked = next(
+                (d for d in self.deps[tid] if self.records[d]["status"] == "blocked"), None
+            )
+            if blocked and self.views[tid].phase == "new":
+                self.records[tid] |= {
+                    "status": "blocked",
+                    "blocker": f"depends on {blocked}, which is blocked",
+                }
+                started.add(tid)
+                continue
+            inp = self.start_input(tid)
+            if inp is False:
+                continue
+            started.add(tid)
+            self.records[tid]["status"] = "running"
+            running[asyncio.create_task(self.drive(tid, inp))] = tid
+
+    async def _settle(self, tid: str, fut: asyncio.Task[TaskView]) -> None:
+        try:
+            self.views[tid] = fut.result()
+        except Exception as exc:  # noqa: BLE001 - one task's failure must not end the run
+            error = f"{type(exc).__name__}: {exc}"
+            self.records[tid] |= {"status": "blocked", "blocker": error[:2000]}
+            await aemit(
+                self.ws,
+                task=tid,
+                node="execute",
+                event="task_failed",
+                error=error,
+                traceback=traceback.format_exc()[-4000:],
+            )
+            return
+        self.records[tid] = record_of(tid, self.titles[tid], self.views[tid])
+        await aemit(
+            self.ws,
+            task=tid,
+            node="execute",
+            event=f"task_{self.records[tid]['status']}",
+            commit=self.records[tid].get("commit"),
+        )
+
+    async def run(self) -> None:
+        """Run tasks until none can start and none is running."""
+        running: dict[asyncio.Task[TaskView], str] = {}
+        started: set[str] = set()
+        while True:
+            self._launch(running, started)
+            if not running:
+                return
+            finished, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            for fut in finished:
+                await self._settle(running.pop(fut), fut)
+
+    def new_questions(self) -> dict[str, dict[str, Any]]:
+        """Return the questions of waiting tasks that the run has not answered yet."""
+        out = {}
+        for view in self.views.values():
+            if view.phase == "waiting" and view.question:
+                q = Question.model_validate(view.question)
+                if q.id not in self.questions or self.questions[q.id]["status"] == "pending":
+                    out[q.id] = q.model_dump()
+        return out
+
+
 async def execute(
-    state: RunState, runtime: Runtime[Context], config: RunnableConfig, *, task_graph: Pregel
+    state: RunState,
+    runtime: Runtime[Context],
+    config: RunnableConfig,
+    *,
+    task_graph: TaskGraph,
 ) -> dict[str, Any]:
     """Run every task whose dependencies are done, up to max_agents at once."""
     ctx = runtime.context or Context()
-    ws = run_workspace(ctx, config)
+    ws = await arun_workspace(ctx, config)
     saver = config.get("configurable", {}).get(CHECKPOINTER_KEY)
     if saver is None:
         raise ConfigurationError(
@@ -115,81 +257,7 @@ async def execute(
             "or run it inside a LangGraph server"
         )
     run_thread = str(config["configurable"]["thread_id"])
-    version = state.get("plan_version", 1)
-    plan = Plan.model_validate(state["plan"])
-    questions = state.get("questions") or {}
-    writer = get_stream_writer()
-    titles = {t.id: t.title for t in plan.tasks}
-    deps = {t.id: set(t.depends_on) for t in plan.tasks}
-    cfgs = {t.id: task_config(saver, run_thread, version, t.id) for t in plan.tasks}
-    views = {t.id: await inspect_task(task_graph, cfgs[t.id]) for t in plan.tasks}
-    records: dict[str, TaskRecord] = {tid: record_of(tid, titles[tid], v)
-                                      for tid, v in views.items()}
-
-    def start_input(tid: str) -> Any:
-        view = views[tid]
-        if view.phase == "incomplete":
-            return None
-        if view.phase == "waiting":
-            q = questions.get((view.question or {}).get("id", ""))
-            return Command(resume=q["answer"]) if q and q["status"] == "answered" else False
-        if view.phase == "new" and all(records[d]["status"] == "done" for d in deps[tid]):
-            task = next(t for t in plan.tasks if t.id == tid)
-            initial: TaskState = {
-                "task": task.model_dump(), "workspace": str(ws.root),
-                "project": (state.get("scope") or {}).get("title", ""),
-                "decisions": decisions_from(questions), "status": "coding",
-                "fix_round": 0, "questions_asked": 0,
-            }
-            return initial
-        return False
-
-    async def drive(tid: str, inp: Any) -> TaskView:
-        emit(ws, task=tid, node="execute", event="task_started")
-        async for chunk in task_graph.astream(inp, cfgs[tid], stream_mode="custom",
-                                              context=ctx):
-            writer(chunk)
-        return await inspect_task(task_graph, cfgs[tid])
-
-    running: dict[asyncio.Task[TaskView], str] = {}
-    started: set[str] = set()
-    while True:
-        for tid in titles:
-            if tid in started or len(running) >= ctx.max_agents:
-                continue
-            blocked_dep = next((d for d in deps[tid] if records[d]["status"] == "blocked"), None)
-            if blocked_dep and views[tid].phase == "new":
-                records[tid] |= {"status": "blocked",
-                                 "blocker": f"depends on {blocked_dep}, which is blocked"}
-                started.add(tid)
-                continue
-            inp = start_input(tid)
-            if inp is False:
-                continue
-            started.add(tid)
-            records[tid]["status"] = "running"
-            running[asyncio.create_task(drive(tid, inp))] = tid
-        if not running:
-            break
-        finished, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-        for fut in finished:
-            tid = running.pop(fut)
-            try:
-                views[tid] = fut.result()
-                records[tid] = record_of(tid, titles[tid], views[tid])
-            except Exception as exc:  # noqa: BLE001 - one task's failure must not end the run
-                records[tid] |= {"status": "blocked",
-                                 "blocker": f"{type(exc).__name__}: {exc}"[:2000]}
-                emit(ws, task=tid, node="execute", event="task_failed",
-                     error=f"{type(exc).__name__}: {exc}",
-                     traceback=traceback.format_exc()[-4000:])
-                continue
-            emit(ws, task=tid, node="execute", event=f"task_{records[tid]['status']}",
-                 commit=records[tid].get("commit"))
-    new_questions = {}
-    for tid, view in views.items():
-        if view.phase == "waiting" and view.question:
-            q = Question.model_validate(view.question)
-            if q.id not in questions or questions[q.id]["status"] == "pending":
-                new_questions[q.id] = q.model_dump()
-    return {"tasks": records, "questions": new_questions}
+    scheduler = Scheduler(state, ctx, ws, task_graph, saver, run_thread)
+    await scheduler.load()
+    await scheduler.run()
+    return {"tasks": scheduler.records, "questions": scheduler.new_questions()}

@@ -13,7 +13,7 @@ from langgraph.types import interrupt
 
 from oldnew.context import Context
 from oldnew.graph.state import RunState
-from oldnew.nodes.common import emit, run_workspace
+from oldnew.nodes.common import aemit, arun_workspace
 from oldnew.schemas import Question
 
 
@@ -56,10 +56,10 @@ async def human(
     """Pause with every pending question; record the answers that fit."""
     pending = pending_questions(state)
     answers = interrupt({"questions": pending, "notices": state.get("notices") or []})
-    ws = run_workspace(runtime.context or Context(), config)
+    ws = await arun_workspace(runtime.context or Context(), config)
     by_id = {q["id"]: q for q in pending}
     updated, notices = apply_answers(by_id, answers)
-    emit(ws, node="human", event="answers", accepted=sorted(updated), refused=notices)
+    await aemit(ws, node="human", event="answers", accepted=sorted(updated), refused=notices)
     update: dict[str, Any] = {"questions": updated, "notices": notices}
     for qid, change in updated.items():
         if by_id[qid]["kind"] in ("model_output", "plan_invalid") and change["answer"] == "abort":

@@ -12,8 +12,8 @@ from langgraph.runtime import Runtime
 from oldnew.context import Context
 from oldnew.errors import ModelOutputError, PathViolation
 from oldnew.graph.state import RunState, TaskRecord
-from oldnew.models import ModelOverrides, ainvoke_structured, resolve_model
-from oldnew.nodes.common import emit, run_workspace
+from oldnew.models import ModelOverrides, ainvoke_structured, aresolve_model
+from oldnew.nodes.common import aemit, arun_workspace
 from oldnew.nodes.scope import RETRY_OR_ABORT, output_question
 from oldnew.prompts import render
 from oldnew.schemas import Plan, Question, Scope
@@ -36,8 +36,7 @@ def _ancestors(plan: Plan) -> dict[str, set[str]]:
     return memo
 
 
-def plan_problems(plan: Plan, scope: Scope) -> list[str]:
-    """Return every reason the plan cannot be executed as it stands (empty when it can)."""
+def _shape_problems(plan: Plan) -> list[str]:
     problems: list[str] = []
     ids = [t.id for t in plan.tasks]
     for tid in sorted({i for i in ids if ids.count(i) > 1}):
@@ -56,29 +55,46 @@ def plan_problems(plan: Plan, scope: Scope) -> list[str]:
                 check_relative_path(path)
             except PathViolation as exc:
                 problems.append(f"task {t.id}: {exc}")
+    return problems
+
+
+def _cycle(plan: Plan) -> str | None:
+    known = {t.id for t in plan.tasks}
     try:
         TopologicalSorter({t.id: set(t.depends_on) & known for t in plan.tasks}).prepare()
     except CycleError as exc:
-        cycle = " -> ".join(exc.args[1])
-        problems.append(f"the dependencies form a cycle: {cycle}")
-        return problems
-    covered = {r for t in plan.tasks for r in t.requirement_ids}
-    for feature in scope.features:
-        if feature.id not in covered:
-            problems.append(f"feature {feature.id} ({feature.title}) is served by no task")
+        return " -> ".join(exc.args[1])
+    return None
+
+
+def _ownership_problems(plan: Plan) -> list[str]:
     ancestors = _ancestors(plan)
     owners: dict[str, list[str]] = {}
     for t in plan.tasks:
         for path in t.files:
             owners.setdefault(path, []).append(t.id)
-    for path, tids in sorted(owners.items()):
-        for i, a in enumerate(tids):
-            for b in tids[i + 1 :]:
-                if a not in ancestors[b] and b not in ancestors[a]:
-                    problems.append(
-                        f"tasks {a} and {b} both change {path} but neither depends on the other"
-                    )
-    return problems
+    return [
+        f"tasks {a} and {b} both change {path} but neither depends on the other"
+        for path, tids in sorted(owners.items())
+        for i, a in enumerate(tids)
+        for b in tids[i + 1 :]
+        if a not in ancestors[b] and b not in ancestors[a]
+    ]
+
+
+def plan_problems(plan: Plan, scope: Scope) -> list[str]:
+    """Return every reason the plan cannot be executed as it stands (empty when it can)."""
+    problems = _shape_problems(plan)
+    cycle = _cycle(plan)
+    if cycle:
+        return [*problems, f"the dependencies form a cycle: {cycle}"]
+    covered = {r for t in plan.tasks for r in t.requirement_ids}
+    problems += [
+        f"feature {f.id} ({f.title}) is served by no task"
+        for f in scope.features
+        if f.id not in covered
+    ]
+    return problems + _ownership_problems(plan)
 
 
 async def plan(
@@ -90,11 +106,11 @@ async def plan(
 ) -> dict[str, Any]:
     """Ask the planner for a Plan and check it; a rejected plan goes back with its problems."""
     ctx = runtime.context or Context()
-    ws = run_workspace(ctx, config)
+    ws = await arun_workspace(ctx, config)
     scope_obj = Scope.model_validate(state["scope"])
     problems = state.get("plan_problems") or []
     attempts = state.get("plan_attempts", 0)
-    emit(ws, node="plan", event="started", attempt=attempts + 1)
+    await aemit(ws, node="plan", event="started", attempt=attempts + 1)
     messages = [
         SystemMessage(render("plan_system")),
         HumanMessage(render("plan_user", scope=scope_obj, problems=problems)),
@@ -102,7 +118,7 @@ async def plan(
     n_questions = len(state.get("questions") or {})
     try:
         result = await ainvoke_structured(
-            resolve_model("planner", ctx, models),
+            await aresolve_model("planner", ctx, models),
             Plan,
             messages,
             method=ctx.structured_output_method,
@@ -110,11 +126,11 @@ async def plan(
         )
     except ModelOutputError as exc:
         q = output_question(f"plan-{n_questions + 1}", "plan", exc)
-        emit(ws, node="plan", event="escalated", question=q.id)
+        await aemit(ws, node="plan", event="escalated", question=q.id)
         return {"questions": {q.id: q.model_dump()}}
     found = plan_problems(result, scope_obj)
     if found:
-        emit(ws, node="plan", event="rejected", problems=found)
+        await aemit(ws, node="plan", event="rejected", problems=found)
         if attempts + 1 > ctx.max_plan_repairs:
             q = Question(
                 id=f"plan-{n_questions + 1}",
@@ -125,14 +141,13 @@ async def plan(
                 recommended="retry",
                 free_text=False,
             )
-            return {"questions": {q.id: q.model_dump()}, "plan_problems": found,
-                    "plan_attempts": 0}
+            return {"questions": {q.id: q.model_dump()}, "plan_problems": found, "plan_attempts": 0}
         return {"plan_problems": found, "plan_attempts": attempts + 1}
     tasks: dict[str, TaskRecord] = {
         t.id: {"id": t.id, "title": t.title, "status": "pending", "commit": None}
         for t in result.tasks
     }
-    emit(ws, node="plan", event="done", tasks=[t.id for t in result.tasks])
+    await aemit(ws, node="plan", event="done", tasks=[t.id for t in result.tasks])
     return {
         "plan": result.model_dump(),
         "plan_problems": [],

@@ -11,8 +11,8 @@ from langgraph.runtime import Runtime
 from oldnew.context import Context
 from oldnew.errors import ModelOutputError
 from oldnew.graph.state import RunState
-from oldnew.models import ModelOverrides, ainvoke_structured, resolve_model
-from oldnew.nodes.common import emit, run_workspace
+from oldnew.models import ModelOverrides, ainvoke_structured, aresolve_model
+from oldnew.nodes.common import aemit, arun_workspace
 from oldnew.prompts import render
 from oldnew.schemas import Option, Question, Scope
 
@@ -44,15 +44,15 @@ async def scope(
 ) -> dict[str, Any]:
     """Extract the Scope from the user's text with the planner model."""
     ctx = runtime.context or Context()
-    ws = run_workspace(ctx, config)
-    emit(ws, node="scope", event="started")
+    ws = await arun_workspace(ctx, config)
+    await aemit(ws, node="scope", event="started")
     messages = [
         SystemMessage(render("scope_system")),
         HumanMessage(render("scope_user", scope_text=state["scope_text"])),
     ]
     try:
         result = await ainvoke_structured(
-            resolve_model("planner", ctx, models),
+            await aresolve_model("planner", ctx, models),
             Scope,
             messages,
             method=ctx.structured_output_method,
@@ -60,7 +60,7 @@ async def scope(
         )
     except ModelOutputError as exc:
         q = output_question(f"scope-{len(state.get('questions') or {}) + 1}", "scope", exc)
-        emit(ws, node="scope", event="escalated", question=q.id)
+        await aemit(ws, node="scope", event="escalated", question=q.id)
         return {"questions": {q.id: q.model_dump()}}
-    emit(ws, node="scope", event="done", features=len(result.features), title=result.title)
+    await aemit(ws, node="scope", event="done", features=len(result.features), title=result.title)
     return {"scope": result.model_dump(), "status": "planning"}

@@ -1,0 +1,180 @@
+"""The graph's shape and its ways out: diagram snapshot, escalations, blockers, bad input."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from conftest import EXAMPLE
+from typer.testing import CliRunner
+
+from oldnew import build_graph, build_task_graph
+from oldnew.cli import app
+from oldnew.runner import resume_run, start_run
+
+SCOPE = {"title": "calc", "summary": "s", "features": [{"id": "F1", "title": "add"}]}
+PLAN = {
+    "tasks": [
+        {
+            "id": "T1",
+            "title": "adder",
+            "description": "calc.py with add()",
+            "files": ["calc.py"],
+            "requirement_ids": ["F1"],
+        },
+        {
+            "id": "T2",
+            "title": "docs",
+            "description": "README",
+            "depends_on": ["T1"],
+            "requirement_ids": ["F1"],
+        },
+    ]
+}
+FAILING = (
+    "FILE: calc.py\n```python\ndef add(a, b):\n    return a - b\n```\n"
+    "FILE: tests/test_calc.py\n```python\nfrom calc import add\n\n\n"
+    "def test_add():\n    assert add(2, 2) == 4\n```\n"
+)
+
+
+def _transcript(tmp_path: Path, coder_t1: dict[str, Any], fixer: str | None = None) -> str:
+    replies = [
+        {"role": "planner", "when": ["return a Scope"], "structured": SCOPE},
+        {"role": "planner", "when": ["into a Plan"], "structured": PLAN},
+        {"role": "coder", "when": ["TASK T1:"], **coder_t1},
+    ]
+    if fixer is not None:
+        replies.append({"role": "fixer", "when": ["TASK T1:"], "text": fixer})
+    path = tmp_path / "transcript.json"
+    path.write_text(json.dumps({"reply": replies}))
+    return f"scripted:{path}"
+
+
+def _scope_file(tmp_path: Path) -> Path:
+    path = tmp_path / "scope.md"
+    path.write_text("Build calc: a function add(a, b).\n")
+    return path
+
+
+def test_mermaid_diagrams(snapshot: Any) -> None:
+    assert build_graph().get_graph().draw_mermaid() == snapshot(name="run")
+    assert build_task_graph().get_graph().draw_mermaid() == snapshot(name="task")
+
+
+def test_unusable_code_is_retried_then_escalated_then_blocked(tmp_path: Path) -> None:
+    model = _transcript(tmp_path, {"text": '{"calc.py": "def add(a, b): return a + b"}'})
+    ws = tmp_path / "ws"
+    out = asyncio.run(start_run(_scope_file(tmp_path), ws, context={"model": model}))
+    assert out.status == "waiting"
+    (q,) = out.questions
+    assert q["id"] == "T1-q1" and q["kind"] == "model_output"
+    assert "no file blocks" in q["detail"]
+    assert [o["key"] for o in q["options"]] == ["retry", "skip"]
+    out = asyncio.run(resume_run(ws, answers={"T1-q1": "skip"}))
+    assert out.status == "blocked"
+    status = {t["id"]: (t["status"], t["blocker"]) for t in out.tasks}
+    assert status["T1"][0] == "blocked" and "skipped by a person" in status["T1"][1]
+    assert status["T2"] == ("blocked", "depends on T1, which is blocked")
+    report = json.loads((ws / ".oldnew" / "report.json").read_text())
+    assert report["status"] == "blocked"
+    assert {b["task"] for b in report["blocked"]} == {"T1", "T2"}
+    assert "oldnew resume" in report["resume"]
+    calls = [e for e in _events(ws) if e.get("task") == "T1" and e.get("node") == "code"]
+    assert [e["event"] for e in calls] == ["started", "escalated"]
+
+
+def _events(ws: Path) -> list[dict[str, Any]]:
+    lines = (ws / ".oldnew" / "events.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def test_fix_cap_escalates_with_diagnostics(tmp_path: Path) -> None:
+    model = _transcript(tmp_path, {"text": FAILING}, fixer=FAILING)
+    ws = tmp_path / "ws"
+    out = asyncio.run(
+        start_run(_scope_file(tmp_path), ws, context={"model": model, "max_fix_rounds": 2})
+    )
+    assert out.status == "waiting"
+    (q,) = out.questions
+    assert q["kind"] == "fix_limit" and "after 2 fix rounds" in q["title"]
+    assert "tests/test_calc.py" in q["detail"] and "assert 0 == 4" in q["detail"]
+    fixes = [e for e in _events(ws) if e.get("node") == "fix" and e["event"] == "started"]
+    assert len(fixes) == 2
+    evidence = json.loads((ws / ".oldnew" / "evidence" / "T1-01.json").read_text())
+    pytest_check = next(c for c in evidence["checks"] if c["name"] == "pytest")
+    assert pytest_check["status"] == "failed" and pytest_check["exit_code"] == 1
+    # A free-text answer is guidance for another set of fix rounds.
+    out = asyncio.run(resume_run(ws, answers={"T1-q1": "add must return a + b"}))
+    assert out.status == "waiting" and out.questions[0]["id"] == "T1-q2"
+    fixer_prompts = [e for e in _events(ws) if e.get("node") == "fix" and e["event"] == "started"]
+    assert len(fixer_prompts) == 4
+
+
+def test_cli_bad_input_gets_clear_errors(tmp_path: Path, example_model: str) -> None:
+    runner = CliRunner()
+    empty = tmp_path / "empty.md"
+    empty.write_text("  \n")
+    res = runner.invoke(app, ["run", str(empty), "-w", str(tmp_path / "a"), "-m", example_model])
+    assert res.exit_code == 2 and "is empty" in res.output
+    res = runner.invoke(app, ["run", str(tmp_path / "nope.md"), "-w", str(tmp_path / "a")])
+    assert res.exit_code == 2 and "cannot read scope file" in res.output
+    scope = EXAMPLE / "scope.md"
+    res = runner.invoke(app, ["run", str(scope), "-w", str(tmp_path / "a"), "-m", "gpt-4"])
+    assert res.exit_code == 2 and "unknown model spec 'gpt-4'" in res.output
+    res = runner.invoke(app, ["run", str(scope), "-w", str(tmp_path / "a"), "-m", "openai:gpt-4o"])
+    assert res.exit_code == 2 and "OPENAI_API_KEY" in res.output
+    res = runner.invoke(app, ["run", str(scope), "-w", str(tmp_path / "a")])
+    assert res.exit_code == 2 and "no model is set" in res.output
+    assert not (tmp_path / "a").exists()
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "keep.txt").write_text("precious")
+    res = runner.invoke(app, ["run", str(scope), "-w", str(busy), "-m", example_model])
+    assert res.exit_code == 2 and "is not empty" in res.output
+    assert (busy / "keep.txt").read_text() == "precious"
+    res = runner.invoke(app, ["status", "-w", str(busy)])
+    assert res.exit_code == 2 and "holds no oldnew run" in res.output
+
+
+def test_example_run_status_json_and_foreign_workspace(tmp_path: Path, example_model: str) -> None:
+    runner = CliRunner()
+    ws = tmp_path / "ws"
+    res = runner.invoke(app, ["run", str(EXAMPLE / "scope.md"), "-w", str(ws), "-m", example_model])
+    assert res.exit_code == 3, res.output
+    res = runner.invoke(app, ["status", "-w", str(ws), "--json"])
+    assert res.exit_code == 3
+    data = json.loads(res.output)
+    assert data["status"] == "waiting"
+    assert {t["id"]: t["status"] for t in data["tasks"]} == {
+        "T1": "done",
+        "T2": "done",
+        "T3": "waiting",
+    }
+    assert all(len(t["commit"]) == 40 for t in data["tasks"] if t["status"] == "done")
+    assert [q["id"] for q in data["questions"]] == ["T3-q1"]
+    res = runner.invoke(app, ["answer", "-w", str(ws), "T3-q7", "x"])
+    assert res.exit_code == 2 and "pending: T3-q1" in res.output
+    res = runner.invoke(app, ["run", str(EXAMPLE / "scope.md"), "-w", str(ws), "-m", example_model])
+    assert res.exit_code == 2 and "oldnew resume" in res.output
+    res = runner.invoke(app, ["answer", "-w", str(ws), "T3-q1", "2"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["status", "-w", str(ws), "--json"])
+    data = json.loads(res.output)
+    assert data["status"] == "delivered" and res.exit_code == 0
+    log = subprocess.run(
+        ["git", "log", "--format=%s"], cwd=ws, capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert len(log) == 4  # the start commit and one per task
+    cli = (ws / "todo" / "cli.py").read_text()
+    assert 'DEFAULT_FILE = "./todo.json"' in cli  # the person's answer reached the code
+    tests = subprocess.run(
+        ["python", "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        cwd=ws,
+        capture_output=True,
+        text=True,
+    )
+    assert tests.returncode == 0, tests.stdout
