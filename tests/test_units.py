@@ -198,3 +198,15 @@ def test_scripted_model_structured_output_retries_then_fails() -> None:
                 bad_only, Plan, [HumanMessage("plan please")], method="json_schema", retries=2
             )
         )
+
+
+def test_only_answered_decisions_reach_later_tasks() -> None:
+    from oldnew.memory import decisions_from
+
+    base = {"title": "Where to store?", "answer": "~/.todo.json", "status": "answered"}
+    questions = {
+        "a": {**base, "kind": "configuration"},
+        "b": {**base, "kind": "fix_limit"},
+        "c": {**base, "kind": "design_decision", "status": "pending", "answer": None},
+    }
+    assert decisions_from(questions) == ["Where to store? -> ~/.todo.json"]

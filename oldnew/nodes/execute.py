@@ -26,6 +26,7 @@ from langgraph.types import Command
 from oldnew.context import Context
 from oldnew.errors import ConfigurationError
 from oldnew.graph.state import RunState, TaskRecord, TaskState
+from oldnew.memory import decisions_from
 from oldnew.nodes.common import aemit, arun_workspace
 from oldnew.schemas import Plan, Question
 from oldnew.workspace import Workspace
@@ -96,15 +97,6 @@ def record_of(task_id: str, title: str, view: TaskView) -> TaskRecord:
         "blocker": v.get("blocker"),
         "question": (view.question or {}).get("id") if view.phase == "waiting" else None,
     }
-
-
-def decisions_from(questions: dict[str, dict[str, Any]]) -> list[str]:
-    """Return the answered questions of the run as short decision lines for the coder."""
-    return [
-        f"{q['title']} -> {q['answer']}"
-        for q in questions.values()
-        if q.get("status") == "answered" and q.get("kind") in ("configuration", "design_decision")
-    ]
 
 
 class Scheduler:
