@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from oldnew.errors import OldnewError
-from oldnew.runner import RunOutcome, resume_run, run_status, start_run
+from oldnew.runner import RunOutcome, memory_listing, resume_run, run_status, start_run
 
 EXIT = {"delivered": 0, "waiting": 3, "blocked": 4, "aborted": 4, "running": 5, "not started": 5}
 EXIT_USAGE = 2
@@ -154,6 +154,140 @@ def answer(
             on_event=show_event,
         )
     )
+
+
+@app.command()
+def memory(
+    workspace: Annotated[
+        Path | None, typer.Option("--workspace", "-w", help="List this run's memory.")
+    ] = None,
+    global_: Annotated[
+        bool, typer.Option("--global", help="List the knowledge base all runs share.")
+    ] = False,
+    remove: Annotated[str | None, typer.Option("--remove", help="Delete the entry KEY.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List what a run remembers, or the machine's knowledge base; remove entries."""
+    if (workspace is None) == (not global_):
+        err.print("[red]error:[/red] give either --workspace DIR or --global")
+        raise typer.Exit(EXIT_USAGE)
+    try:
+        listing = asyncio.run(memory_listing(None if global_ else workspace, remove=remove))
+    except OldnewError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(EXIT_USAGE) from None
+    if json_out:
+        typer.echo(json.dumps(listing, indent=2))
+        return
+    if listing["removed"]:
+        console.print(f"removed {remove}")
+    table = Table(title=f"memory at {listing['path']}")
+    for col in ("key", "kind", "helped", "text"):
+        table.add_column(col)
+    for row in listing["entries"]:
+        table.add_row(row["key"], row["kind"], str(row.get("helped", "")), row["text"][:120])
+    console.print(table)
+    for problem in listing["problems"]:
+        console.print(f"[yellow]note:[/yellow] {problem}")
+
+
+@app.command("plan")
+def plan_preview(
+    scope_file: Annotated[Path, typer.Argument(help="The scope: text or Markdown.")],
+    model: ModelOpt = None,
+    max_agents: AgentsOpt = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Preview the plan for SCOPE_FILE: class, score, phases, tasks, agents; writes no code."""
+    from oldnew.planning.preview import run_preview, show_preview
+
+    try:
+        preview = asyncio.run(run_preview(scope_file, {"model": model, "max_agents": max_agents}))
+    except OldnewError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(EXIT_USAGE) from None
+    if json_out:
+        typer.echo(json.dumps(preview.to_dict(), indent=2))
+    else:
+        show_preview(preview, console)
+    raise typer.Exit(0 if preview.plan and not preview.problems else EXIT["blocked"])
+
+
+EXIT_VERIFY_MISMATCH = 6
+
+
+@app.command()
+def verify(
+    workspace: WorkspaceOpt,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Re-run the quality gates on main and check the report's claims against them.
+
+    Exit 0 when the re-run confirms the report, 6 (with what differs) when it does not,
+    2 when there is no run or no report.
+    """
+    from oldnew.context import Context
+    from oldnew.gates.verify import verify_workspace
+
+    try:
+        out = verify_workspace(workspace, timeout=Context().test_timeout)
+    except OldnewError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(EXIT_USAGE) from None
+    if json_out:
+        typer.echo(json.dumps(out.to_dict(), indent=2))
+    else:
+        for line in out.confirmed:
+            console.print(f"[green]confirmed:[/green] {line}")
+        for line in out.differences:
+            console.print(f"[red]differs:[/red] {line}")
+        verdict = "the report holds" if out.matches else "the report does not hold"
+        console.print(f"\n{verdict}; evidence of this check: {out.evidence or '-'}")
+    raise typer.Exit(0 if out.matches else EXIT_VERIFY_MISMATCH)
+
+
+bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks of the whole graph.")
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.command("faults")
+def bench_faults(
+    tasks: Annotated[int, typer.Option(help="Synthetic tasks in the plan.")] = 200,
+    seed: Annotated[int, typer.Option(help="Seed of every injected fault.")] = 1,
+    transient: Annotated[float, typer.Option(help="Rate of 429/timeout/5xx faults.")] = 0.30,
+    broken: Annotated[float, typer.Option(help="Rate of code with syntax errors.")] = 0.20,
+    malformed: Annotated[float, typer.Option(help="Rate of truncated output.")] = 0.0,
+    config: Annotated[float, typer.Option(help="Share of tasks with a config blocker.")] = 0.05,
+    design: Annotated[float, typer.Option(help="Share of tasks with a design flaw.")] = 0.03,
+    max_agents: Annotated[int, typer.Option(help="Tasks run at once.")] = 8,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Run a synthetic plan through the graph under injected faults; print the figures."""
+    from oldnew.recovery.bench import run_fault_bench
+
+    rates = {
+        "rate_limit": transient / 3,
+        "timeout": transient / 3,
+        "server_error": transient / 3,
+        "broken_code": broken,
+        "malformed": malformed,
+    }
+    figures = asyncio.run(
+        run_fault_bench(
+            tasks=tasks,
+            seed=seed,
+            rates=rates,
+            config_rate=config,
+            design_rate=design,
+            max_agents=max_agents,
+        )
+    )
+    if json_out:
+        typer.echo(json.dumps(figures))
+    else:
+        for key, value in figures.items():
+            console.print(f"{key}: {value}")
+    raise typer.Exit(1 if figures["crashes"] or figures["silent_failures"] else 0)
 
 
 def main() -> None:

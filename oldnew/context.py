@@ -11,6 +11,8 @@ import os
 from dataclasses import dataclass, field, fields
 from typing import Literal
 
+from oldnew.recovery.retry import RetryPolicy
+
 Role = Literal["planner", "coder", "fixer"]
 ROLES: tuple[Role, ...] = ("planner", "coder", "fixer")
 
@@ -50,7 +52,11 @@ class Context:
         },
     )
     max_agents: int = field(
-        default=3, metadata={"description": "Tasks that run at the same time, at most."}
+        default=0,
+        metadata={
+            "description": "Tasks that run at the same time, at most; 0 takes the number "
+            "from the scope's complexity class (class_agents)."
+        },
     )
     max_fix_rounds: int = field(
         default=3,
@@ -64,9 +70,133 @@ class Context:
         default=2,
         metadata={"description": "Times an invalid plan is sent back to the planner."},
     )
+    max_transient_retries: int = field(
+        default=5,
+        metadata={
+            "description": "Tries of a model call that fails transiently (429, 5xx, "
+            "timeouts) before its failure is escalated."
+        },
+    )
+    retry_base_delay: float = field(
+        default=1.0,
+        metadata={"description": "Seconds of the first backoff; doubles each retry, jittered."},
+    )
+    retry_max_delay: float = field(
+        default=60.0,
+        metadata={"description": "Longest wait between two tries, Retry-After included."},
+    )
+    rate_limit_delay: float = field(
+        default=20.0,
+        metadata={"description": "Wait after a rate limit that names no Retry-After."},
+    )
+    memory_path: str = field(
+        default="~/.oldnew/memory.sqlite",
+        metadata={
+            "description": "SQLite file of the memory store: run memory and the knowledge "
+            "base every run on this machine shares. 'off' disables memory."
+        },
+    )
+    memory_token_budget: int = field(
+        default=1200,
+        metadata={"description": "Tokens of run memory a prompt may carry, at most."},
+    )
+    template_threshold: float = field(
+        default=0.8,
+        metadata={"description": "Similarity from which a saved template seeds a new task."},
+    )
     test_timeout: float = field(
         default=120.0,
         metadata={"description": "Seconds a validation command may run before it is killed."},
+    )
+    complexity_weights: str = field(
+        default="features=2,integrations=3,pages=1,models=2,apis=1.5",
+        metadata={"description": "Points per scope item of each kind in the complexity score."},
+    )
+    complexity_thresholds: str = field(
+        default="simple=20,medium=50,complex=100",
+        metadata={"description": "Scores below which a scope is in each class; above: monster."},
+    )
+    class_tasks: str = field(
+        default="simple=6-8,medium=12-15,complex=25-30,monster=50-100",
+        metadata={"description": "Tasks a plan of each complexity class should have."},
+    )
+    class_agents: str = field(
+        default="simple=2,medium=3,complex=5,monster=8-10",
+        metadata={
+            "description": "Agents each complexity class runs at once (a range grows "
+            "with the score)."
+        },
+    )
+    phased_classes: str = field(
+        default="monster",
+        metadata={"description": "Classes planned in phases, epic by epic (comma-separated)."},
+    )
+    plan_size_tolerance: float = field(
+        default=3.0,
+        metadata={
+            "description": "A plan is rejected as mis-sized only when its task count is below "
+            "the class's minimum divided by this, or above its maximum times this."
+        },
+    )
+    scope_chunk_chars: int = field(
+        default=24_000,
+        metadata={
+            "description": "Characters of scope text one model call reads; longer scopes "
+            "are read section by section and merged."
+        },
+    )
+    max_scope_sections: int = field(
+        default=40,
+        metadata={"description": "Sections a scope may be read in before a person is asked."},
+    )
+    max_task_description: int = field(
+        default=500,
+        metadata={"description": "A planned task with a longer description is split."},
+    )
+    split_after_failures: int = field(
+        default=2,
+        metadata={
+            "description": "Failed validations after which a task whose fix rounds ran "
+            "out is split into 3 to 5 subtasks (0: never)."
+        },
+    )
+    task_time_limit: float = field(
+        default=900.0,
+        metadata={
+            "description": "Seconds a task may run before it is stopped and split (0: no limit)."
+        },
+    )
+    max_split_depth: int = field(
+        default=1,
+        metadata={"description": "How deep splits go: 1 splits a task once, never its pieces."},
+    )
+    max_replans: int = field(
+        default=2,
+        metadata={
+            "description": "Re-plans for design flaws found while coding, before the "
+            "flaw goes to a person."
+        },
+    )
+    planner_concurrency: int = field(
+        default=8,
+        metadata={"description": "Planner model calls in flight at once (epics, sections)."},
+    )
+    quality: Literal["strict", "default", "fast"] = field(
+        default="default",
+        metadata={
+            "description": "Quality profile: which gates run and their thresholds "
+            "(oldnew.gates.profiles). Env: OLDNEW_QUALITY."
+        },
+    )
+    coverage_min: float | None = field(
+        default=None,
+        metadata={"description": "Minimum line coverage in percent; unset: the profile's."},
+    )
+    complexity_max: int | None = field(
+        default=None,
+        metadata={
+            "description": "Highest cyclomatic complexity of a function; unset: the profile's."
+        },
     )
 
     def __post_init__(self) -> None:
@@ -84,6 +214,15 @@ class Context:
                 setattr(self, f.name, float(env))
             else:
                 setattr(self, f.name, env)
+
+    def retry_policy(self) -> RetryPolicy:
+        """Return the retry policy for transient failures of model calls."""
+        return RetryPolicy(
+            max_attempts=max(1, self.max_transient_retries),
+            base_delay=self.retry_base_delay,
+            max_delay=self.retry_max_delay,
+            rate_limit_delay=self.rate_limit_delay,
+        )
 
     def model_spec(self, role: Role) -> str | None:
         """Return the spec for ``role``: its own field, else the shared ``model``."""

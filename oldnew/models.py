@@ -29,6 +29,7 @@ from pydantic import BaseModel
 
 from oldnew.context import ROLES, Context, Role
 from oldnew.errors import ConfigurationError, ModelOutputError, ScriptedModelError
+from oldnew.recovery.retry import RetryPolicy, with_retry
 
 SPEC_HELP = "use 'openai:<model>' (needs OPENAI_API_KEY) or 'scripted:<transcript file>'"
 
@@ -206,7 +207,7 @@ def make_chat_model(spec: str, *, role: Role | None = None) -> BaseChatModel:
             model=rest,
             api_key=key,  # type: ignore[arg-type]
             base_url=base_url,
-            max_retries=2,
+            max_retries=0,  # oldnew's RetryPolicy retries, honouring Retry-After
             timeout=timeout,
             http_async_client=_async_http_client(base_url, timeout),
         )
@@ -269,26 +270,26 @@ async def ainvoke_structured(
     *,
     method: str,
     retries: int,
+    policy: RetryPolicy | None = None,
 ) -> Schema:
     """Ask for ``schema``; on output that does not parse, say why and ask again.
 
+    Transient failures (rate limits, timeouts, 5xx) are retried under ``policy``.
+
     Raises:
         ModelOutputError: after ``retries`` re-asks still gave no valid object.
-
+        ClassifiedFailure: the call failed in a way retrying did not cure.
     """
+    from oldnew.prompts import render
+
     runnable = model.with_structured_output(schema, method=method, include_raw=True)
     history = list(messages)
     problem = "no answer"
     for _ in range(retries + 1):
-        result: Any = await runnable.ainvoke(history)
+        result: Any = await with_retry(lambda: runnable.ainvoke(history), policy or RetryPolicy())
         parsed = result.get("parsed")
         if isinstance(parsed, schema):
             return parsed
         problem = str(result.get("parsing_error") or "the answer did not match the schema")
-        history.append(
-            HumanMessage(
-                f"Your previous answer could not be used: {problem[:2000]}\n"
-                f"Answer again with a valid {schema.__name__}."
-            )
-        )
+        history.append(HumanMessage(render("output_retry", problem=problem[:2000])))
     raise ModelOutputError(f"{schema.__name__} did not parse after {retries + 1} tries: {problem}")

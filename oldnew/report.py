@@ -52,8 +52,68 @@ def build_report(state: dict[str, Any], ws: Workspace, final: dict[str, Any]) ->
             if q["status"] == "answered"
         ],
         "final_validation": final,
+        "quality": final.get("quality") or {},
+        "gates": gate_lines(final),
+        "sandbox_degraded": [
+            f"{x['name']}: {x['detail']}" for x in final.get("sandbox", []) if not x.get("active")
+        ],
         "resume": resume_hint(ws, blocked, pending),
     }
+
+
+def gate_lines(final: dict[str, Any]) -> list[dict[str, Any]]:
+    """Return one line per gate of the final validation: what it says and where the proof is."""
+    return [
+        {
+            "gate": c["name"],
+            "status": c["status"],
+            "required": c.get("required", True),
+            "summary": c["summary"],
+            "tool": c.get("version", ""),
+            "seconds": c.get("duration_s", 0.0),
+            "evidence": final.get("evidence"),
+        }
+        for c in final.get("checks", [])
+    ]
+
+
+def _gates_markdown(report: dict[str, Any], final: dict[str, Any]) -> list[str]:
+    quality = report.get("quality") or {}
+    lines = ["## Quality gates on main", ""]
+    if quality:
+        lines += [
+            f"Profile **{quality.get('name')}**: coverage at least "
+            f"{quality.get('coverage_min')}%, complexity at most "
+            f"{quality.get('complexity_max')}, bandit blocks {quality.get('bandit_block')} "
+            f"and above, mypy {'--strict' if quality.get('mypy_strict') else 'default'}, "
+            f"{quality.get('mutants')} mutants.",
+            "",
+        ]
+    if final.get("checks"):
+        lines += ["| gate | status | result | tool |", "|---|---|---|---|"]
+    for check in final.get("checks", []):
+        status = check["status"].replace("_", " ")
+        if check["status"] == "not_run" and not check.get("required", True):
+            status += " (optional)"
+        summary = check["summary"].replace("|", "/").replace("\n", " ")[:160]
+        lines.append(f"| {check['name']} | **{status}** | {summary} | {check.get('version', '')} |")
+    if final.get("reused_from"):
+        lines += [
+            "",
+            f"These are the results of `{final['reused_from']}`: the same files, profile and "
+            "tools passed there, so the gates were not run twice.",
+        ]
+    lines += [
+        "",
+        f"Evidence: `{final.get('evidence', '-')}`; re-check it with "
+        f"`oldnew verify --workspace {report['workspace']}`.",
+        "",
+    ]
+    for note in report.get("sandbox_degraded", []):
+        lines.append(f"- sandbox layer missing: {note}")
+    if report.get("sandbox_degraded"):
+        lines.append("")
+    return lines
 
 
 def resume_hint(ws: Workspace, blocked: list[Any], pending: list[Any]) -> str:
@@ -80,10 +140,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         "",
     ]
     final = report["final_validation"]
-    lines += ["## Final validation of main", ""]
-    for check in final.get("checks", []):
-        lines.append(f"- {check['name']}: **{check['status']}** ({check['summary']})")
-    lines += [f"- evidence: `{final.get('evidence', '-')}`", ""]
+    lines += _gates_markdown(report, final)
     lines += ["## Delivered", ""]
     if not report["delivered"]:
         lines.append("Nothing yet.")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,7 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from langgraph.graph.state import CompiledStateGraph
+from langgraph.store.sqlite.aio import AsyncSqliteStore
 from langgraph.types import Command
 
 from oldnew.context import Context
@@ -77,13 +78,46 @@ def _run_config(run_id: str) -> RunnableConfig:
 
 
 @asynccontextmanager
+async def open_memory(path: str | None, ws: Workspace | None = None) -> AsyncIterator[Any]:
+    """Yield the memory store at ``path``, or None when it is off or cannot be opened.
+
+    A corrupted or locked memory file never stops a run: the run goes on without memory
+    and its event log says why.
+    """
+    async with AsyncExitStack() as stack:
+        store: AsyncSqliteStore | None = None
+        if path and path != "off":
+            file = Path(path).expanduser()
+            try:
+                file.parent.mkdir(parents=True, exist_ok=True)
+                store = await stack.enter_async_context(
+                    AsyncSqliteStore.from_conn_string(str(file))
+                )
+                await store.setup()
+                await store.asearch(("oldnew",), limit=1)
+            except Exception as exc:  # noqa: BLE001 - memory is optional, the run is not
+                store = None
+                if ws is not None:
+                    ws.log_event(
+                        node="memory",
+                        event="unavailable",
+                        path=str(file),
+                        error=f"{type(exc).__name__}: {exc}",
+                    )
+        yield store
+
+
+@asynccontextmanager
 async def open_graph(
-    ws: Workspace, models: ModelOverrides = None
+    ws: Workspace, models: ModelOverrides = None, memory_path: str | None = None
 ) -> AsyncIterator[CompiledStateGraph[Any, Any, Any, Any]]:
-    """Yield the graph compiled on the workspace's SQLite checkpoints."""
+    """Yield the graph compiled on the workspace's SQLite checkpoints and the memory store."""
     try:
-        async with AsyncSqliteSaver.from_conn_string(str(ws.meta / CHECKPOINTS)) as saver:
-            yield build_graph(models=models, checkpointer=saver)
+        async with (
+            AsyncSqliteSaver.from_conn_string(str(ws.meta / CHECKPOINTS)) as saver,
+            open_memory(memory_path, ws) as store,
+        ):
+            yield build_graph(models=models, checkpointer=saver, store=store)
     finally:
         await aclose_http_clients()  # pooled connections must not outlive this event loop
 
@@ -175,9 +209,9 @@ async def start_run(
         workspace, run_id, {"scope_file": str(Path(scope_file).resolve()), "context": overrides}
     )
     (ws.meta / SCOPE_COPY).write_text(text, encoding="utf-8")
+    ctx = _context(ws, {})
     with ws.lock():
-        async with open_graph(ws, models) as graph:
-            ctx = _context(ws, {})
+        async with open_graph(ws, models, ctx.memory_path) as graph:
             await _stream(graph, {"scope_text": text}, _run_config(run_id), ctx, on_event)
             return await outcome_of(graph, ws, run_id)
 
@@ -201,7 +235,7 @@ async def resume_run(
         cleared = ws.recover()
         if cleared:
             ws.log_event(node="resume", event="recovered", cleared=cleared)
-        async with open_graph(ws, models) as graph:
+        async with open_graph(ws, models, ctx.memory_path) as graph:
             snap = await graph.aget_state(config)
             if answers:
                 pending = await outcome_of(graph, ws, run_id)
@@ -242,3 +276,60 @@ async def run_status(workspace: Path | str) -> RunOutcome:
     run_id = str((ws.run_info() or {})["run_id"])
     async with open_graph(ws) as graph:
         return await outcome_of(graph, ws, run_id)
+
+
+async def memory_listing(
+    workspace: Path | str | None, *, remove: str | None = None
+) -> dict[str, Any]:
+    """List (or remove from) a run's memory, or the knowledge base when no workspace is given.
+
+    Returns ``{"path", "entries": [{key, ...}], "problems": [...], "removed"}``.
+    """
+    from oldnew.memory.store import FIXES, TEMPLATES, Memory
+
+    if workspace is not None:
+        ws = Workspace.open(workspace)
+        ctx = _context(ws, {})
+        run_id = str((ws.run_info() or {})["run_id"])
+    else:
+        ws, ctx, run_id = None, Context(), ""
+    async with open_memory(ctx.memory_path, ws) as store:
+        if store is None:
+            raise UsageError(f"no memory store could be opened at {ctx.memory_path}")
+        memory = Memory(store, run_id)
+        removed = None
+        if remove:
+            spaces = [memory.run_ns] if ws is not None else [FIXES, TEMPLATES]
+            removed = any([await memory.remove(ns, remove) for ns in spaces])
+            if not removed:
+                raise UsageError(f"no memory entry {remove!r}; list them without --remove")
+        rows: list[dict[str, Any]] = []
+        if ws is not None:
+            rows = [{"key": k, **e.model_dump()} for k, e in await memory.entries()]
+        else:
+            rows = [
+                {
+                    "key": k,
+                    "kind": "fix",
+                    "helped": r.helped,
+                    "unhelpful": r.unhelpful,
+                    "faded": r.faded,
+                    "text": f"{r.tool} {r.rule}: {r.message}",
+                }
+                for k, r in await memory.fixes()
+            ]
+            for key, value in await memory._items(TEMPLATES):
+                rows.append(
+                    {
+                        "key": key,
+                        "kind": "template",
+                        "helped": value.get("uses", 0),
+                        "text": str(value.get("description", ""))[:200],
+                    }
+                )
+        return {
+            "path": str(Path(ctx.memory_path).expanduser()),
+            "entries": rows,
+            "problems": memory.problems,
+            "removed": removed,
+        }

@@ -41,6 +41,14 @@ def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket.socket, "connect", _guarded_connect)
 
 
+@pytest.fixture(autouse=True)
+def _own_memory(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Give every test its own memory store, so no test learns from another."""
+    path = tmp_path_factory.mktemp("memory") / "memory.sqlite"
+    monkeypatch.setenv("OLDNEW_MEMORY_PATH", str(path))
+    return path
+
+
 @pytest.fixture
 def example_model() -> str:
     """The bundled example's scripted model spec."""

@@ -7,8 +7,10 @@ from typing import Literal
 from oldnew.graph.state import RunState, TaskState
 
 
-def after_scope(state: RunState) -> Literal["plan", "human"]:
-    """Plan once the scope parsed; otherwise ask a person."""
+def after_scope(state: RunState) -> Literal["plan", "human", "deliver"]:
+    """Plan once the scope parsed; ask a person when it did not; report when they stopped it."""
+    if state.get("status") == "aborted":
+        return "deliver"
     return "plan" if state.get("scope") else "human"
 
 
@@ -20,8 +22,10 @@ def after_plan(state: RunState) -> Literal["execute", "plan", "human"]:
     return "human" if pending else "plan"
 
 
-def after_execute(state: RunState) -> Literal["human", "deliver"]:
-    """Pause for a person when tasks wait on answers; otherwise deliver."""
+def after_execute(state: RunState) -> Literal["plan", "human", "deliver"]:
+    """Re-plan when a task proved too big or flawed; pause for a person; otherwise deliver."""
+    if state.get("replan"):
+        return "plan"
     pending = [q for q in (state.get("questions") or {}).values() if q["status"] == "pending"]
     return "human" if pending else "deliver"
 

@@ -10,10 +10,15 @@ from typing import Annotated, Any, Literal, TypedDict
 
 
 def merge(left: dict[str, Any] | None, right: dict[str, Any] | None) -> dict[str, Any]:
-    """Merge two id-keyed dicts; entries in ``right`` replace or extend those in ``left``."""
+    """Merge two id-keyed dicts; entries in ``right`` replace or extend those in ``left``.
+
+    An entry whose value is None is removed (a task that a re-plan replaced, say).
+    """
     out = dict(left or {})
     for key, value in (right or {}).items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
             out[key] = {**out[key], **value}
         else:
             out[key] = value
@@ -77,6 +82,20 @@ class RunState(TypedDict, total=False):
     """Where the run is."""
     report: str | None
     """Path of report.json once delivered."""
+    complexity: dict[str, Any] | None
+    """The scope's complexity (``planning.Complexity.to_dict()``): score, parts, class."""
+    traceability: dict[str, dict[str, Any]]
+    """Requirement id -> {kind, title, priority, tasks, tests, status}; for the report."""
+    replan: list[dict[str, Any]]
+    """Requests from ``execute`` to the planner: split a task, or re-plan after a design flaw."""
+    replans: int
+    """Re-plans made for design flaws so far."""
+    plan_revision: int
+    """Bumped by every change to an accepted plan (split, re-plan); thread ids keep theirs."""
+    split_from: dict[str, str]
+    """Subtask id -> the id of the task it was split from."""
+    revision_refused: list[str]
+    """Tasks the planner does not split or re-plan again (it failed; a person decides)."""
 
 
 class TaskState(TypedDict, total=False):
@@ -112,6 +131,8 @@ class TaskState(TypedDict, total=False):
     """Questions raised so far (for stable question ids)."""
     commit: str | None
     """The commit on main that delivered this task."""
+    pending_fix: dict[str, Any] | None
+    """The last fix whose outcome is not known yet: error signatures, summary, offered keys."""
     blocker: str | None
     """Why the task could not be finished."""
     model_calls: Annotated[int, operator.add]

@@ -11,10 +11,12 @@ from langgraph.runtime import Runtime
 
 from oldnew.context import Context
 from oldnew.errors import WorkspaceError
+from oldnew.gates import Check, ValidationResult, resolve_profile, validate_tree
+from oldnew.gates.runner import reuse_key
 from oldnew.graph.state import TaskState
+from oldnew.memory.learning import learn_from_accepted_task
 from oldnew.nodes.common import aemit, aopen_workspace
 from oldnew.schemas import Option, Question
-from oldnew.validation import ValidationResult, validate_tree
 from oldnew.workspace import Workspace
 
 MAX_DIAGNOSTICS = 25
@@ -36,19 +38,85 @@ def _summary(result: ValidationResult) -> str:
     return ", ".join(f"{c.name} {c.status}" for c in result.checks)
 
 
+def run_gates(
+    ctx: Context,
+    tree: Path,
+    toolchains: list[str] | None = None,
+    ws: Workspace | None = None,
+) -> ValidationResult:
+    """Run the quality gates the run's context asks for on ``tree`` (blocking).
+
+    When ``ws`` holds evidence of a passed validation of the very same files with the same
+    profile, toolchains and tools (main after the last task's commit is the tree that task
+    validated), that result is reused, and says where it came from.
+    """
+    profile = resolve_profile(
+        ctx.quality, coverage_min=ctx.coverage_min, complexity_max=ctx.complexity_max
+    )
+    key = reuse_key(tree, profile, toolchains, ctx.test_timeout)
+    earlier = _passed_before(ws, key) if ws is not None else None
+    if earlier is not None:
+        return earlier
+    result = validate_tree(tree, timeout=ctx.test_timeout, profile=profile, toolchains=toolchains)
+    result.reuse_key = key
+    return result
+
+
+def _passed_before(ws: Workspace, key: str) -> ValidationResult | None:
+    """Return a passed validation recorded in ``ws`` under ``key``, if there is one."""
+    folder = ws.meta / "evidence"
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if data.get("reuse_key") == key and data.get("passed") and not data.get("reused_from"):
+            result = ValidationResult.from_dict(data)
+            result.reused_from = str(path.relative_to(ws.root))
+            return result
+    return None
+
+
+def environment_blockers(result: ValidationResult) -> list[Check]:
+    """Return required gates that could not run for a reason no code change fixes.
+
+    A gate skipped because an earlier gate failed is not one of them: fixing the code fixes it.
+    """
+    return [
+        c
+        for c in result.checks
+        if c.required and c.status == "not_run" and not c.summary.startswith("skipped:")
+    ]
+
+
+def feedback(result: ValidationResult) -> list[str]:
+    """Return what the fixer gets: parsed findings, the first-failing gate's first."""
+    order = {c.name: i for i, c in enumerate(result.checks)}
+    diags = sorted(result.diagnostics, key=lambda d: order.get(d.tool, len(order)))
+    return [d.render() for d in diags[:MAX_DIAGNOSTICS]]
+
+
+async def _report_sandbox(ws: Workspace, task_id: str, result: ValidationResult) -> None:
+    """Say which sandbox layers were missing: never degrade silently."""
+    missing = result.degraded_layers()
+    if missing:
+        await aemit(ws, task=task_id, node="validate", event="sandbox_degraded", layers=missing)
+
+
 async def validate(state: TaskState, runtime: Runtime[Context]) -> dict[str, Any]:
-    """Run syntax, ruff and the tests on the task's worktree; keep the evidence."""
+    """Run the quality gates on the task's worktree, in the sandbox; keep the evidence."""
     ctx = runtime.context or Context()
     ws = await aopen_workspace(state["workspace"])
     task_id = state["task"]["id"]
     tree = await asyncio.to_thread(ws.worktree, task_id)
-    result = await asyncio.to_thread(validate_tree, tree, timeout=ctx.test_timeout)
+    result = await asyncio.to_thread(run_gates, ctx, tree, None, ws)
     evidence = await asyncio.to_thread(
         lambda: record_evidence(
             ws, _next_evidence_name(ws, task_id), result, task=task_id, tree="worktree"
         )
     )
-    diags = [d.render() for d in result.diagnostics[:MAX_DIAGNOSTICS]]
+    await _report_sandbox(ws, task_id, result)
+    diags = feedback(result)
     await aemit(
         ws,
         task=task_id,
@@ -64,7 +132,16 @@ async def validate(state: TaskState, runtime: Runtime[Context]) -> dict[str, Any
         "evidence": [evidence],
     }
     rounds = state.get("fix_round", 0)
-    if not result.passed and rounds >= ctx.max_fix_rounds:
+    blockers = environment_blockers(result)
+    if not result.passed and blockers and not any(c.status == "failed" for c in result.checks):
+        question = gates_question({**state, **update}, blockers, evidence)  # type: ignore[typeddict-item]
+        await aemit(ws, task=task_id, node="validate", event="escalated", question=question.id)
+        update |= {
+            "status": "waiting",
+            "question": question.model_dump(),
+            "questions_asked": state.get("questions_asked", 0) + 1,
+        }
+    elif not result.passed and rounds >= ctx.max_fix_rounds:
         question = fix_limit_question({**state, **update}, rounds)  # type: ignore[typeddict-item]
         await aemit(ws, task=task_id, node="validate", event="escalated", question=question.id)
         update |= {
@@ -75,7 +152,7 @@ async def validate(state: TaskState, runtime: Runtime[Context]) -> dict[str, Any
     return update
 
 
-def _accept(ws: Workspace, task_id: str, title: str, timeout: float) -> dict[str, Any]:
+def _accept(ws: Workspace, task_id: str, title: str, ctx: Context) -> dict[str, Any]:
     """Commit the worktree, rebase it on main, re-check if main moved, fast-forward main."""
     with ws.merge_lock():
         done = ws.find_task_commit(task_id)
@@ -86,15 +163,14 @@ def _accept(ws: Workspace, task_id: str, title: str, timeout: float) -> dict[str
         moved = ws.rebase_onto_main(task_id)
         if moved:
             tree = ws.worktree(task_id)
-            result = validate_tree(tree, timeout=timeout)
+            result = run_gates(ctx, tree, None, ws)
             evidence = record_evidence(
                 ws, _next_evidence_name(ws, task_id), result, task=task_id, tree="rebased on main"
             )
             if not result.passed:
                 ws.git("reset", "-q", "--soft", "HEAD~1", cwd=tree)
                 diags = [
-                    f"after merging the work of other tasks: {d.render()}"
-                    for d in result.diagnostics[:MAX_DIAGNOSTICS]
+                    f"after merging the work of other tasks: {line}" for line in feedback(result)
                 ]
                 return {"diagnostics": diags, "evidence": [evidence]}
         commit = ws.fast_forward_main(task_id)
@@ -108,7 +184,7 @@ async def commit(state: TaskState, runtime: Runtime[Context]) -> dict[str, Any]:
     ws = await aopen_workspace(state["workspace"])
     task = state["task"]
     try:
-        out = await asyncio.to_thread(_accept, ws, task["id"], task["title"], ctx.test_timeout)
+        out = await asyncio.to_thread(_accept, ws, task["id"], task["title"], ctx)
     except WorkspaceError as exc:
         await aemit(ws, task=task["id"], node="commit", event="conflict", error=str(exc))
         return {"status": "fixing", "diagnostics": [f"merge: {exc}"]}
@@ -127,7 +203,28 @@ async def commit(state: TaskState, runtime: Runtime[Context]) -> dict[str, Any]:
         commit=out["commit"],
         reconciled=bool(out.get("reconciled")),
     )
-    return {"status": "done", "commit": out["commit"], "question": None}
+    learned = await learn_from_accepted_task(runtime, dict(state), ws, out["commit"])
+    await aemit(ws, task=task["id"], node="memory", event="learned", **learned)
+    return {"status": "done", "commit": out["commit"], "question": None, "pending_fix": None}
+
+
+def gates_question(state: TaskState, blockers: list[Check], evidence: str) -> Question:
+    """Return the question for a task whose gates could not run (a tool is missing, say)."""
+    task = state["task"]
+    shown = "\n".join(f"- {c.name}: {c.summary}" for c in blockers)
+    return Question(
+        id=f"{task['id']}-q{state.get('questions_asked', 0) + 1}",
+        kind="configuration",
+        task_id=task["id"],
+        title=f"Task {task['id']} ({task['title']}): quality gates could not run",
+        detail=f"No code change makes these gates run:\n{shown}\nEvidence: {evidence}",
+        options=[
+            Option(key="retry", label="I fixed the environment: validate again"),
+            Option(key="skip", label="Leave the task undone and record it as a blocker"),
+        ],
+        recommended="retry",
+        free_text=True,
+    )
 
 
 def fix_limit_question(state: TaskState, rounds: int) -> Question:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +15,21 @@ from oldnew.context import Context
 from oldnew.errors import ModelOutputError, PathViolation
 from oldnew.fileblocks import parse_file_blocks
 from oldnew.graph.state import TaskState
+from oldnew.memory.learning import (
+    CoderContext,
+    coder_context,
+    fix_hints,
+    fix_summary,
+    memory_of,
+    pending_fix,
+    settle_fix,
+)
+from oldnew.memory.store import Memory
 from oldnew.models import ModelOverrides, aresolve_model
 from oldnew.nodes.common import aemit, aopen_workspace
 from oldnew.prompts import render
+from oldnew.recovery.escalations import failure_question
+from oldnew.recovery.retry import ClassifiedFailure, RetryPolicy, with_retry
 from oldnew.schemas import AskHuman, Option, PlannedTask, Question
 from oldnew.workspace import Workspace
 
@@ -27,6 +40,19 @@ _CONTEXT_LIMIT = 60_000
 def _project_files(ws: Workspace, tree: Path) -> dict[str, str]:
     paths = [p for p in ws.tracked_files(tree) if p.endswith(_CONTEXT_SUFFIXES)]
     return Workspace.read_files(tree, paths, limit=_CONTEXT_LIMIT)
+
+
+def _run_id(ws: Workspace) -> str:
+    return str((ws.run_info() or {}).get("run_id", ""))
+
+
+async def _report_memory_problems(ws: Workspace, task_id: str, memory: Memory) -> None:
+    """Say what memory had to leave out; a broken memory never stops a task silently."""
+    if memory.problems:
+        await aemit(
+            ws, task=task_id, node="memory", event="degraded", problems=memory.problems[:10]
+        )
+        memory.problems.clear()
 
 
 def _ask_question(state: TaskState, ask: AskHuman) -> Question:
@@ -45,24 +71,30 @@ def _ask_question(state: TaskState, ask: AskHuman) -> Question:
 
 
 async def _files_from_model(
-    model: Runnable[Any, Any], messages: list[BaseMessage], tree: Path, retries: int
-) -> tuple[dict[str, str | None] | AskHuman, int]:
+    model: Runnable[Any, Any],
+    messages: list[BaseMessage],
+    tree: Path,
+    retries: int,
+    policy: RetryPolicy,
+) -> tuple[dict[str, str | None] | AskHuman, int, str]:
     """Call the model until its answer yields files that can be written, or a question.
 
-    Returns the files written (or the question) and the number of calls made.
+    Returns the files written (or the question), the number of calls made, and the
+    explanation the model wrote before its first file block.
     """
     history = list(messages)
     problem = ""
     for attempt in range(1, retries + 2):
-        reply = await model.ainvoke(history)
+        reply = await with_retry(partial(model.ainvoke, history), policy)
         assert isinstance(reply, AIMessage)  # noqa: S101 - chat models return AIMessage
         for call in reply.tool_calls:
             if call["name"] == AskHuman.__name__:
-                return AskHuman.model_validate(call["args"]), attempt
+                return AskHuman.model_validate(call["args"]), attempt, ""
         try:
             files = parse_file_blocks(str(reply.content))
             await asyncio.to_thread(Workspace.write_files, tree, files)
-            return files, attempt
+            prose = str(reply.content).split("FILE:", 1)[0]
+            return files, attempt, prose
         except (ModelOutputError, PathViolation) as exc:
             problem = str(exc)
             history += [reply, HumanMessage(render("output_retry", problem=problem))]
@@ -95,40 +127,108 @@ def _escalation(state: TaskState, question: Question, calls: int) -> dict[str, A
     }
 
 
-async def code(
-    state: TaskState, runtime: Runtime[Context], *, models: ModelOverrides = None
-) -> dict[str, Any]:
-    """Have the coder write the task's files into the task's worktree."""
-    ctx = runtime.context or Context()
-    ws = await aopen_workspace(state["workspace"])
-    task = PlannedTask.model_validate(state["task"])
-    tree = await asyncio.to_thread(ws.worktree, task.id)
-    await aemit(ws, task=task.id, node="code", event="started")
-    existing = await asyncio.to_thread(_project_files, ws, tree)
-    messages: list[BaseMessage] = [
+async def _recall(
+    ws: Workspace, memory: Memory, state: TaskState, task: PlannedTask, ctx: Context
+) -> CoderContext:
+    """Gather what memory offers this task, and record a template's reuse."""
+    recalled = await coder_context(memory, state["task"], state.get("project", ""), ctx)
+    if recalled.template is not None:
+        await aemit(
+            ws,
+            task=task.id,
+            node="code",
+            event="template_reused",
+            template=recalled.template_key,
+            similarity=round(recalled.template_score, 3),
+        )
+        await memory.remember(
+            "learning",
+            f"task {task.id} started from saved template {recalled.template_key}",
+            task_id=task.id,
+            files=task.files,
+        )
+    await _report_memory_problems(ws, task.id, memory)
+    return recalled
+
+
+def _coder_messages(
+    state: TaskState,
+    task: PlannedTask,
+    existing: dict[str, str],
+    recalled: CoderContext,
+    memory_on: bool,
+) -> list[BaseMessage]:
+    return [
         SystemMessage(render("coder_system", role=task.role, project=state.get("project", ""))),
         HumanMessage(
             render(
                 "coder_user",
                 task=task,
                 existing=existing,
-                decisions=state.get("decisions", []),
+                decisions=[] if memory_on else state.get("decisions", []),
+                memory=recalled.memory,
+                lessons=recalled.lessons,
+                template=recalled.template,
                 answer=state.get("answer"),
             )
         ),
     ]
+
+
+async def _failure_escalation(
+    ws: Workspace, state: TaskState, node: str, failure: ClassifiedFailure
+) -> dict[str, Any]:
+    task = state["task"]
+    qid = f"{task['id']}-q{state.get('questions_asked', 0) + 1}"
+    question = failure_question(qid, task["id"], f"Task {task['id']} ({task['title']})", failure)
+    await aemit(
+        ws,
+        task=task["id"],
+        node=node,
+        event="escalated",
+        question=question.id,
+        failure=failure.classification.cls,
+        reason=failure.classification.reason,
+    )
+    return _escalation(state, question, failure.attempts)
+
+
+async def code(
+    state: TaskState, runtime: Runtime[Context], *, models: ModelOverrides = None
+) -> dict[str, Any]:
+    """Have the coder write the task's files into the task's worktree.
+
+    A prompt too large for the model is shrunk once (file contents and memory left out)
+    and retried; never retried unchanged.
+    """
+    ctx = runtime.context or Context()
+    ws = await aopen_workspace(state["workspace"])
+    task = PlannedTask.model_validate(state["task"])
+    tree = await asyncio.to_thread(ws.worktree, task.id)
+    await aemit(ws, task=task.id, node="code", event="started")
+    existing = await asyncio.to_thread(_project_files, ws, tree)
+    memory = memory_of(runtime, await asyncio.to_thread(_run_id, ws))
+    recalled = await _recall(ws, memory, state, task, ctx)
     model = (await aresolve_model("coder", ctx, models)).bind_tools([AskHuman])
-    try:
-        result, calls = await _files_from_model(
-            model,
-            messages,
-            tree,
-            ctx.max_output_retries,
-        )
-    except ModelOutputError as exc:
-        question = _output_question(state, exc)
-        await aemit(ws, task=task.id, node="code", event="escalated", question=question.id)
-        return _escalation(state, question, ctx.max_output_retries + 1)
+    messages = _coder_messages(state, task, existing, recalled, memory.available)
+    for shrunk in (False, True):
+        try:
+            result, calls, _ = await _files_from_model(
+                model, messages, tree, ctx.max_output_retries, ctx.retry_policy()
+            )
+            break
+        except ClassifiedFailure as exc:
+            if exc.classification.cls != "context_overflow" or shrunk:
+                return await _failure_escalation(ws, state, "code", exc)
+            await aemit(
+                ws, task=task.id, node="code", event="context_shrunk", files_left_out=len(existing)
+            )
+            names = {p: "(content left out to fit the model's context)" for p in existing}
+            messages = _coder_messages(state, task, names, CoderContext(), memory.available)
+        except ModelOutputError as exc:
+            question = _output_question(state, exc)
+            await aemit(ws, task=task.id, node="code", event="escalated", question=question.id)
+            return _escalation(state, question, ctx.max_output_retries + 1)
     if isinstance(result, AskHuman):
         question = _ask_question(state, result)
         await aemit(ws, task=task.id, node="code", event="escalated", question=question.id)
@@ -155,6 +255,14 @@ async def fix(
         }
     )
     current = await asyncio.to_thread(Workspace.read_files, tree, paths)
+    memory = memory_of(runtime, await asyncio.to_thread(_run_id, ws))
+    task_text = f"{task.title}\n{task.description}"
+    # Fixing again means the last fix did not remove its errors.
+    await settle_fix(
+        memory, state.get("pending_fix"), worked=False, task_text=task_text, task_id=task.id
+    )
+    hints, offered = await fix_hints(memory, state.get("diagnostics", []))
+    await _report_memory_problems(ws, task.id, memory)
     prompt = render(
         "fixer_user",
         task=task,
@@ -163,6 +271,7 @@ async def fix(
         diagnostics=state.get("diagnostics", []),
         files=current,
         guidance=state.get("guidance"),
+        known_fixes=hints,
     )
     messages: list[BaseMessage] = [
         SystemMessage(render("coder_system", role=task.role, project=state.get("project", ""))),
@@ -170,13 +279,27 @@ async def fix(
     ]
     model = await aresolve_model("fixer", ctx, models)
     try:
-        result, calls = await _files_from_model(model, messages, tree, ctx.max_output_retries)
+        result, calls, prose = await _files_from_model(
+            model, messages, tree, ctx.max_output_retries, ctx.retry_policy()
+        )
+    except ClassifiedFailure as exc:
+        return await _failure_escalation(ws, state, "fix", exc)
     except ModelOutputError as exc:
         question = _output_question(state, exc)
         return _escalation(state, question, ctx.max_output_retries + 1)
     files = sorted({*state.get("files", []), *result}) if isinstance(result, dict) else []
-    await aemit(ws, task=task.id, node="fix", event="wrote", round=round_no, files=files)
+    summary = fix_summary(prose, current, result if isinstance(result, dict) else {})
+    await aemit(
+        ws,
+        task=task.id,
+        node="fix",
+        event="wrote",
+        round=round_no,
+        files=files,
+        known_fixes=len(hints),
+    )
     return {
+        "pending_fix": pending_fix(state.get("diagnostics", []), summary, offered),
         "status": "validating",
         "files": files,
         "fix_round": round_no,

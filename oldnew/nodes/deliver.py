@@ -1,4 +1,4 @@
-"""Delivery: validate main once more and write report.json and report.md."""
+"""Delivery: run every quality gate on main once more and write report.json and report.md."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ from langgraph.runtime import Runtime
 
 from oldnew.context import Context
 from oldnew.graph.state import RunState
-from oldnew.nodes.checks import record_evidence
+from oldnew.nodes.checks import record_evidence, run_gates
 from oldnew.nodes.common import aemit, arun_workspace
 from oldnew.report import build_report, render_markdown
-from oldnew.validation import validate_tree
 from oldnew.workspace import Workspace
+
+TOOLCHAINS = {"python": "python", "typescript": "typescript", "javascript": "typescript"}
 
 
 def _write_report(state: dict[str, Any], ws: Workspace, final: dict[str, Any]) -> Path:
@@ -27,7 +28,13 @@ def _write_report(state: dict[str, Any], ws: Workspace, final: dict[str, Any]) -
                 "task": "-",
                 "title": "final validation of main",
                 "status": "failed",
-                "reason": "see final_validation",
+                "reason": "gates that did not pass on main: "
+                + ", ".join(
+                    c["name"]
+                    for c in final.get("checks", [])
+                    if c["status"] == "failed" or (c["status"] == "not_run" and c["required"])
+                )
+                + f" (evidence {final.get('evidence', '-')})",
                 "options": [],
                 "depends_on": [],
             }
@@ -52,11 +59,16 @@ async def deliver(
         status = "blocked"
     final: dict[str, Any] = {"checks": []}
     if any(t["status"] == "done" for t in tasks.values()):
-        result = await asyncio.to_thread(validate_tree, ws.root, timeout=ctx.test_timeout)
+        language = (state.get("scope") or {}).get("language")
+        chains = [TOOLCHAINS.get(str(language), str(language))] if language else None
+        result = await asyncio.to_thread(run_gates, ctx, ws.root, chains, ws)
         evidence = await asyncio.to_thread(
             lambda: record_evidence(ws, "final", result, tree="main", head=ws.head())
         )
         final = {**result.to_dict(), "evidence": evidence}
+        missing = result.degraded_layers()
+        if missing:
+            await aemit(ws, node="deliver", event="sandbox_degraded", layers=missing)
         if not result.passed:
             status = "blocked"
     path = await asyncio.to_thread(_write_report, {**state, "status": status}, ws, final)

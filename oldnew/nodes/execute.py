@@ -7,6 +7,11 @@ task starts the moment its own dependencies are done (at most ``max_agents`` at 
 The node is idempotent: on every entry it rebuilds its view from the task threads (no
 checkpoint: not started; interrupted: waiting for a person; no next tasks: finished; else:
 resume where it stopped), so a run killed at any point resumes without redoing finished work.
+
+Some waits are for the planner, not a person: a task whose fix rounds ran out after failing
+``split_after_failures`` times, or that ran past ``task_time_limit``, is to be split; a task
+whose coder reports a design flaw is to be re-planned. The scheduler then starts no new task,
+lets the running ones finish, and hands the requests to ``plan`` (``replan`` in state).
 """
 
 from __future__ import annotations
@@ -28,7 +33,8 @@ from oldnew.errors import ConfigurationError
 from oldnew.graph.state import RunState, TaskRecord, TaskState
 from oldnew.memory import decisions_from
 from oldnew.nodes.common import aemit, arun_workspace
-from oldnew.schemas import Plan, Question
+from oldnew.planning.trace import traceability
+from oldnew.schemas import Plan, Question, Scope
 from oldnew.workspace import Workspace
 
 _NAMESPACE = uuid.UUID("5b0c1b56-6a43-4c5e-9d0b-0e1d6f0a7c11")
@@ -122,12 +128,54 @@ class Scheduler:
         self.views: dict[str, TaskView] = {}
         self.records: dict[str, TaskRecord] = {}
         self.writer = get_stream_writer()
+        complexity = state.get("complexity") or {}
+        self.agents = ctx.max_agents or int(complexity.get("agents") or 3)
+        self.requests: dict[str, dict[str, Any]] = {}
+        """Task id -> what the planner is asked to do with it (split, re-plan)."""
+        self.refused = set(state.get("revision_refused") or [])
+        self.split_from = state.get("split_from") or {}
+        self.started_at: dict[str, float] = {}
+
+    def _depth(self, tid: str) -> int:
+        depth = 0
+        while tid in self.split_from and depth < 100:
+            tid, depth = self.split_from[tid], depth + 1
+        return depth
+
+    def splittable(self, tid: str) -> bool:
+        """Say whether ``tid`` may still be split (not refused, not split too deep)."""
+        return tid not in self.refused and self._depth(tid) < self.ctx.max_split_depth
+
+    async def request(
+        self, tid: str, kind: str, reason: str, question: dict[str, Any] | None
+    ) -> None:
+        """Ask the planner to split or re-plan ``tid``; start no new task meanwhile."""
+        self.requests[tid] = {"kind": kind, "task": tid, "reason": reason, "question": question}
+        await aemit(self.ws, task=tid, node="execute", event=f"request_{kind}", reason=reason)
+
+    async def review(self, tid: str) -> None:
+        """Turn a task's wait into a request to the planner when the planner can help."""
+        view = self.views[tid]
+        if view.phase != "waiting" or tid in self.requests or tid in self.refused:
+            return
+        q = view.question or {}
+        if (self.questions.get(q.get("id", "")) or {}).get("status") == "answered":
+            return  # a person decided; the task resumes with the answer
+        if q.get("kind") == "design_flaw" and self.state.get("replans", 0) < self.ctx.max_replans:
+            reason = f"{q.get('title', '')} {q.get('detail', '')}".strip()
+            await self.request(tid, "design_flaw", reason, q)
+        elif q.get("kind") == "fix_limit" and self.splittable(tid):
+            failures = int(view.values.get("fix_rounds_total", 0)) + 1
+            if 0 < self.ctx.split_after_failures <= failures:
+                await self.request(tid, "split", f"its validation failed {failures} times", q)
 
     async def load(self) -> None:
         """Rebuild the view of every task from its thread (the node's idempotence)."""
         for tid, title in self.titles.items():
             self.views[tid] = await inspect_task(self.task_graph, self.cfgs[tid])
             self.records[tid] = record_of(tid, title, self.views[tid])
+        for tid in self.titles:
+            await self.review(tid)
 
     def start_input(self, tid: str) -> Any:
         """Return what to run ``tid`` with now, or False when it cannot run yet."""
@@ -166,7 +214,9 @@ class Scheduler:
 
     def _launch(self, running: dict[asyncio.Task[TaskView], str], started: set[str]) -> None:
         for tid in self.titles:
-            if tid in started or len(running) >= self.ctx.max_agents:
+            if self.requests:
+                return  # the planner changes the plan first; running tasks finish
+            if tid in started or len(running) >= self.agents:
                 continue
             blocked = next(
                 (d for d in self.deps[tid] if self.records[d]["status"] == "blocked"), None
@@ -183,6 +233,7 @@ class Scheduler:
                 continue
             started.add(tid)
             self.records[tid]["status"] = "running"
+            self.started_at[tid] = asyncio.get_running_loop().time()
             running[asyncio.create_task(self.drive(tid, inp))] = tid
 
     async def _settle(self, tid: str, fut: asyncio.Task[TaskView]) -> None:
@@ -190,7 +241,7 @@ class Scheduler:
             self.views[tid] = fut.result()
         except Exception as exc:  # noqa: BLE001 - one task's failure must not end the run
             error = f"{type(exc).__name__}: {exc}"
-            self.records[tid] |= {"status": "blocked", "blocker": error[:2000]}
+            self.records[tid] |= {"status": "blocked", "blocker": error[:2000], "question": None}
             await aemit(
                 self.ws,
                 task=tid,
@@ -217,14 +268,64 @@ class Scheduler:
             self._launch(running, started)
             if not running:
                 return
-            finished, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            finished, _ = await asyncio.wait(
+                running, timeout=self._time_left(running), return_when=asyncio.FIRST_COMPLETED
+            )
             for fut in finished:
-                await self._settle(running.pop(fut), fut)
+                tid = running.pop(fut)
+                await self._settle(tid, fut)
+                await self.review(tid)
+            if not finished:
+                await self._stop_overdue(running)
+
+    def _time_left(self, running: dict[asyncio.Task[TaskView], str]) -> float | None:
+        """Return seconds until the first running task passes the time limit (None: never)."""
+        limit = self.ctx.task_time_limit
+        ends = [self.started_at[t] + limit for t in running.values() if self.splittable(t)]
+        if limit <= 0 or not ends:
+            return None
+        return max(0.01, min(ends) - asyncio.get_running_loop().time())
+
+    async def _stop_overdue(self, running: dict[asyncio.Task[TaskView], str]) -> None:
+        """Stop each task that ran past the time limit and ask for it to be split."""
+        now = asyncio.get_running_loop().time()
+        limit = self.ctx.task_time_limit
+        for fut, tid in list(running.items()):
+            if fut.done() or not self.splittable(tid) or now - self.started_at[tid] < limit:
+                continue  # (a task that just finished is settled by the next wait)
+            snap = await self.task_graph.aget_state(self.cfgs[tid])
+            if "commit" in snap.next:
+                self.started_at[tid] += 60  # never stop a task while it merges into main
+                continue
+            fut.cancel()
+            await asyncio.gather(fut, return_exceptions=True)
+            running.pop(fut)
+            self.views[tid] = await inspect_task(self.task_graph, self.cfgs[tid])
+            self.records[tid] = record_of(tid, self.titles[tid], self.views[tid])
+            if self.views[tid].phase != "finished":
+                reason = f"it ran {now - self.started_at[tid]:.0f} s, past the {limit:g} s limit"
+                await self.request(tid, "split", reason, None)
+
+    def replan_requests(self) -> list[dict[str, Any]]:
+        """Return the requests for the planner, each with the tasks not started yet."""
+        open_ids = sorted(t for t, v in self.views.items() if v.phase == "new")
+        return [{**r, "open": open_ids} for r in self.requests.values()]
+
+    def traceability(self) -> dict[str, dict[str, Any]]:
+        """Return requirement -> tasks -> tests as far as the tasks got."""
+        if not self.state.get("scope"):
+            return {}
+        written = {t: list(v.values.get("files") or []) for t, v in self.views.items()}
+        statuses = {t: str(r["status"]) for t, r in self.records.items()}
+        scope = Scope.model_validate(self.state["scope"])
+        return traceability(scope, self.plan, statuses, written)
 
     def new_questions(self) -> dict[str, dict[str, Any]]:
         """Return the questions of waiting tasks that the run has not answered yet."""
         out = {}
-        for view in self.views.values():
+        for tid, view in self.views.items():
+            if tid in self.requests:
+                continue  # the planner handles it; the question goes to a person if it cannot
             if view.phase == "waiting" and view.question:
                 q = Question.model_validate(view.question)
                 if q.id not in self.questions or self.questions[q.id]["status"] == "pending":
@@ -249,7 +350,15 @@ async def execute(
             "or run it inside a LangGraph server"
         )
     run_thread = str(config["configurable"]["thread_id"])
+    if runtime.store is not None and task_graph.store is not runtime.store:
+        # Task threads are separate runs: lend them the run's store (memory) explicitly.
+        task_graph = task_graph.copy(update={"store": runtime.store})
     scheduler = Scheduler(state, ctx, ws, task_graph, saver, run_thread)
     await scheduler.load()
     await scheduler.run()
-    return {"tasks": scheduler.records, "questions": scheduler.new_questions()}
+    return {
+        "tasks": scheduler.records,
+        "questions": scheduler.new_questions(),
+        "replan": scheduler.replan_requests(),
+        "traceability": scheduler.traceability(),
+    }

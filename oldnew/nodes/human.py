@@ -13,6 +13,8 @@ from langgraph.types import interrupt
 
 from oldnew.context import Context
 from oldnew.graph.state import RunState
+from oldnew.memory.decisions import DECISION_KINDS
+from oldnew.memory.learning import memory_of
 from oldnew.nodes.common import aemit, arun_workspace
 from oldnew.schemas import Question
 
@@ -50,6 +52,31 @@ def apply_answers(
     return updated, notices
 
 
+async def _remember_answers(
+    state: RunState,
+    runtime: Runtime[Context],
+    config: RunnableConfig,
+    questions: dict[str, dict[str, Any]],
+    answered: dict[str, dict[str, Any]],
+) -> None:
+    """Record each answered decision in run memory, tied to its task's files and features."""
+    memory = memory_of(runtime, str(config.get("configurable", {}).get("thread_id", "")))
+    tasks = {t["id"]: t for t in (state.get("plan") or {}).get("tasks", [])}
+    for qid, change in answered.items():
+        q = questions[qid]
+        if q["kind"] not in DECISION_KINDS:
+            continue
+        task = tasks.get(q.get("task_id") or "", {})
+        await memory.remember(
+            "decision",
+            f"{q['title']} -> {change['answer']}",
+            reason=f"a person answered question {qid}",
+            task_id=q.get("task_id"),
+            files=task.get("files", []),
+            requirement_ids=task.get("requirement_ids", []),
+        )
+
+
 async def human(
     state: RunState, runtime: Runtime[Context], config: RunnableConfig
 ) -> dict[str, Any]:
@@ -60,8 +87,10 @@ async def human(
     by_id = {q["id"]: q for q in pending}
     updated, notices = apply_answers(by_id, answers)
     await aemit(ws, node="human", event="answers", accepted=sorted(updated), refused=notices)
+    await _remember_answers(state, runtime, config, by_id, updated)
     update: dict[str, Any] = {"questions": updated, "notices": notices}
     for qid, change in updated.items():
-        if by_id[qid]["kind"] in ("model_output", "plan_invalid") and change["answer"] == "abort":
+        # A run-wide question (scope, plan: no task) answered "abort" stops the run.
+        if by_id[qid].get("task_id") is None and change["answer"] == "abort":
             update["status"] = "aborted"
     return update

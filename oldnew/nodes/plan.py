@@ -1,100 +1,204 @@
-"""Planning: turn the Scope into a validated task graph."""
+"""Planning: turn the Scope into a validated task graph, and change it when execution asks.
+
+A first plan is sized to the scope's complexity class (one call, or epic by epic for a phased
+class); a rejected plan goes back with its problems. Later, ``execute`` may ask for a task to be
+split or for the open work to be re-planned around a design flaw; finished tasks always stay.
+"""
 
 from __future__ import annotations
 
-from graphlib import CycleError, TopologicalSorter
+import asyncio
+from functools import partial
 from typing import Any
 
-from langchain_core.messages import HumanMessage, SystemMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import Runtime
 
 from oldnew.context import Context
-from oldnew.errors import ModelOutputError, PathViolation
+from oldnew.errors import ModelOutputError
 from oldnew.graph.state import RunState, TaskRecord
-from oldnew.models import ModelOverrides, ainvoke_structured, aresolve_model
+from oldnew.models import ModelOverrides, aresolve_model
 from oldnew.nodes.common import aemit, arun_workspace
 from oldnew.nodes.scope import RETRY_OR_ABORT, output_question
-from oldnew.prompts import render
-from oldnew.schemas import Plan, Question, Scope
-from oldnew.workspace import check_relative_path
+from oldnew.planning import Asker, Planner, PlanningFailed, assess, plan_problems, traceability
+from oldnew.planning.graphops import replace_tasks
+from oldnew.planning.llm import Emit
+from oldnew.planning.revise import replan, split_long_tasks, split_task
+from oldnew.recovery.escalations import run_failure_question
+from oldnew.recovery.retry import ClassifiedFailure
+from oldnew.schemas import Plan, PlannedTask, Question, Scope
+from oldnew.workspace import Workspace
+
+__all__ = ["plan", "plan_problems"]
 
 
-def _ancestors(plan: Plan) -> dict[str, set[str]]:
-    deps = {t.id: set(t.depends_on) for t in plan.tasks}
-    memo: dict[str, set[str]] = {}
-
-    def walk(tid: str) -> set[str]:
-        if tid not in memo:
-            memo[tid] = set()
-            for dep in deps.get(tid, ()):
-                memo[tid] |= {dep} | walk(dep)
-        return memo[tid]
-
-    for tid in deps:
-        walk(tid)
-    return memo
+def _pending(tasks: list[PlannedTask]) -> dict[str, TaskRecord]:
+    return {
+        t.id: {"id": t.id, "title": t.title, "status": "pending", "commit": None} for t in tasks
+    }
 
 
-def _shape_problems(plan: Plan) -> list[str]:
-    problems: list[str] = []
-    ids = [t.id for t in plan.tasks]
-    for tid in sorted({i for i in ids if ids.count(i) > 1}):
-        problems.append(f"task id {tid} is used by more than one task")
-    known = set(ids)
-    for t in plan.tasks:
-        if not t.id.strip() or not t.title.strip():
-            problems.append(f"task {t.id!r} has an empty id or title")
-        for dep in t.depends_on:
-            if dep == t.id:
-                problems.append(f"task {t.id} depends on itself")
-            elif dep not in known:
-                problems.append(f"task {t.id} depends on {dep}, which is not in the plan")
-        for path in t.files:
-            try:
-                check_relative_path(path)
-            except PathViolation as exc:
-                problems.append(f"task {t.id}: {exc}")
-    return problems
-
-
-def _cycle(plan: Plan) -> str | None:
-    known = {t.id for t in plan.tasks}
+async def _first_plan(state: RunState, planner: Planner, emit: Emit) -> dict[str, Any]:
+    """Ask for the plan, check it, and accept it or send it back with its problems."""
+    ctx, size = planner.ask.ctx, planner.complexity
+    problems = state.get("plan_problems") or []
+    attempts = state.get("plan_attempts", 0)
+    await emit(event="started", attempt=attempts + 1, complexity=size.cls, phased=size.phased)
+    n_questions = len(state.get("questions") or {})
     try:
-        TopologicalSorter({t.id: set(t.depends_on) & known for t in plan.tasks}).prepare()
-    except CycleError as exc:
-        return " -> ".join(exc.args[1])
-    return None
+        result = await planner.propose(problems)
+        found = planner.check(result)
+    except ModelOutputError as exc:
+        q = output_question(f"plan-{n_questions + 1}", "plan", exc)
+        await emit(event="escalated", question=q.id)
+        return {"questions": {q.id: q.model_dump()}}
+    except ClassifiedFailure as exc:
+        q = run_failure_question(f"plan-{n_questions + 1}", "Planning", exc)
+        await emit(event="escalated", question=q.id, failure=exc.classification.cls)
+        return {"questions": {q.id: q.model_dump()}}
+    except PlanningFailed as exc:
+        found = exc.problems
+    if found:
+        await emit(event="rejected", problems=found)
+        if attempts + 1 > ctx.max_plan_repairs:
+            q = Question(
+                id=f"plan-{n_questions + 1}",
+                kind="plan_invalid",
+                title=f"The planner could not produce a valid plan in {attempts + 1} tries",
+                detail="\n".join(found)[:4000],
+                options=RETRY_OR_ABORT,
+                recommended="retry",
+                free_text=False,
+            )
+            return {"questions": {q.id: q.model_dump()}, "plan_problems": found, "plan_attempts": 0}
+        return {"plan_problems": found, "plan_attempts": attempts + 1}
+    shortened = await split_long_tasks(planner, result)
+    for tid, pieces in shortened.split.items():
+        await emit(event="split", task=tid, into=pieces, reason="long description")
+    for tid, why in shortened.kept.items():
+        await emit(event="kept_whole", task=tid, reason=why)
+    final = shortened.plan
+    await emit(event="done", tasks=[t.id for t in final.tasks], calls=planner.ask.calls)
+    return {
+        "plan": final.model_dump(),
+        "plan_problems": [],
+        "plan_attempts": 0,
+        "plan_version": state.get("plan_version", 0) + 1,
+        "plan_revision": 0,
+        "tasks": _pending(final.tasks),
+        "complexity": size.to_dict(),
+        "traceability": traceability(planner.scope, final),
+        "split_from": {p: t for t, pieces in shortened.split.items() for p in pieces},
+        "replan": [],
+        "status": "executing",
+    }
 
 
-def _ownership_problems(plan: Plan) -> list[str]:
-    ancestors = _ancestors(plan)
-    owners: dict[str, list[str]] = {}
-    for t in plan.tasks:
-        for path in t.files:
-            owners.setdefault(path, []).append(t.id)
-    return [
-        f"tasks {a} and {b} both change {path} but neither depends on the other"
-        for path, tids in sorted(owners.items())
-        for i, a in enumerate(tids)
-        for b in tids[i + 1 :]
-        if a not in ancestors[b] and b not in ancestors[a]
-    ]
+async def _split_all(
+    planner: Planner, plan: Plan, requests: list[dict[str, Any]]
+) -> tuple[Plan, dict[str, str], dict[str, str]]:
+    """Split each requested task; return the plan, piece -> task, and task -> why it failed."""
+    live = {t.id: t for t in plan.tasks}
+    wanted = [r for r in requests if r["task"] in live]
+    results = await asyncio.gather(
+        *(split_task(planner, plan, live[r["task"]], r["reason"]) for r in wanted),
+        return_exceptions=True,
+    )
+    split_from: dict[str, str] = {}
+    base = set(live)
+    failed: dict[str, str] = {r["task"]: "it is no longer in the plan" for r in requests}
+    for r, result in zip(wanted, results, strict=True):
+        tid = r["task"]
+        if isinstance(result, BaseException):
+            if not isinstance(result, Exception):
+                raise result
+            failed[tid] = str(result)
+            continue
+        pieces = [t for t in result.tasks if t.id not in base]
+        candidate = replace_tasks(plan, {tid}, pieces, inherit_deps=True)
+        problems = planner.check(candidate, sized=False)
+        if problems:
+            failed[tid] = "; ".join(problems[:3])
+            continue
+        plan = candidate
+        split_from |= {p.id: tid for p in pieces}
+        failed.pop(tid)
+    return plan, split_from, failed
 
 
-def plan_problems(plan: Plan, scope: Scope) -> list[str]:
-    """Return every reason the plan cannot be executed as it stands (empty when it can)."""
-    problems = _shape_problems(plan)
-    cycle = _cycle(plan)
-    if cycle:
-        return [*problems, f"the dependencies form a cycle: {cycle}"]
-    covered = {r for t in plan.tasks for r in t.requirement_ids}
-    problems += [
-        f"feature {f.id} ({f.title}) is served by no task"
-        for f in scope.features
-        if f.id not in covered
-    ]
-    return problems + _ownership_problems(plan)
+async def _revise(state: RunState, planner: Planner, ws: Workspace, emit: Emit) -> dict[str, Any]:
+    """Split tasks and re-plan around design flaws, as ``execute`` asked; keep finished work."""
+    requests = state.get("replan") or []
+    old = Plan.model_validate(state["plan"])
+    statuses = {tid: str(r.get("status")) for tid, r in (state.get("tasks") or {}).items()}
+    revision = state.get("plan_revision", 0) + 1
+    update: dict[str, Any] = {"replan": [], "plan_problems": [], "plan_attempts": 0}
+    failed: dict[str, str] = {}
+    removed: set[str] = set()
+    plan = old
+    flaws = [r for r in requests if r["kind"] == "design_flaw"]
+    if flaws:
+        update["replans"] = state.get("replans", 0) + 1
+        open_ids = {t for r in flaws for t in r.get("open", [])}
+        try:
+            out = await replan(planner, plan, flaws, statuses, open_ids, revision)
+        except (PlanningFailed, ModelOutputError, ClassifiedFailure) as exc:
+            failed |= {r["task"]: str(exc) for r in flaws}
+        else:
+            plan, removed = out.plan, removed | out.removed
+            await emit(event="replanned", removed=sorted(out.removed), renamed=out.renamed)
+    splits = [r for r in requests if r["kind"] == "split" and r["task"] not in removed]
+    plan, split_from, split_failed = await _split_all(planner, plan, splits)
+    removed |= set(split_from.values())
+    failed |= split_failed
+    for tid, pieces in _group(split_from).items():
+        await emit(event="split", task=tid, into=pieces, reason=_reason(requests, tid))
+    questions: dict[str, Any] = {}
+    for r in requests:
+        if r["task"] in failed and r.get("question"):
+            questions[r["question"]["id"]] = r["question"]  # a person decides instead
+    notices = [f"could not {_verb(requests, t)} task {t}: {why[:500]}" for t, why in failed.items()]
+    for note in notices:
+        await emit(event="revision_failed", detail=note)
+    update |= {
+        "questions": questions,
+        "notices": notices,
+        "revision_refused": sorted({*(state.get("revision_refused") or []), *failed}),
+    }
+    if plan is old:
+        return update
+    new_ids = {t.id for t in plan.tasks} - {t.id for t in old.tasks}
+    await asyncio.to_thread(_drop_worktrees, ws, removed)
+    return update | {
+        "plan": plan.model_dump(),
+        "plan_revision": revision,
+        "tasks": {**dict.fromkeys(removed), **_pending([t for t in plan.tasks if t.id in new_ids])},
+        "split_from": {**(state.get("split_from") or {}), **split_from},
+        "traceability": traceability(planner.scope, plan, statuses),
+    }
+
+
+def _group(split_from: dict[str, str]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for piece, tid in split_from.items():
+        out.setdefault(tid, []).append(piece)
+    return out
+
+
+def _reason(requests: list[dict[str, Any]], tid: str) -> str:
+    return next((str(r["reason"]) for r in requests if r["task"] == tid), "")
+
+
+def _verb(requests: list[dict[str, Any]], tid: str) -> str:
+    kinds = {r["kind"] for r in requests if r["task"] == tid}
+    return "re-plan around" if "design_flaw" in kinds else "split"
+
+
+def _drop_worktrees(ws: Workspace, task_ids: set[str]) -> None:
+    """Remove the checkouts of tasks the plan no longer has (their work was never accepted)."""
+    for tid in task_ids:
+        if (ws.meta / "worktrees" / tid).exists():
+            ws.remove_worktree(tid)
 
 
 async def plan(
@@ -104,55 +208,14 @@ async def plan(
     *,
     models: ModelOverrides = None,
 ) -> dict[str, Any]:
-    """Ask the planner for a Plan and check it; a rejected plan goes back with its problems."""
+    """Plan the scope, or change the accepted plan as ``execute`` asked."""
     ctx = runtime.context or Context()
     ws = await arun_workspace(ctx, config)
     scope_obj = Scope.model_validate(state["scope"])
-    problems = state.get("plan_problems") or []
-    attempts = state.get("plan_attempts", 0)
-    await aemit(ws, node="plan", event="started", attempt=attempts + 1)
-    messages = [
-        SystemMessage(render("plan_system")),
-        HumanMessage(render("plan_user", scope=scope_obj, problems=problems)),
-    ]
-    n_questions = len(state.get("questions") or {})
-    try:
-        result = await ainvoke_structured(
-            await aresolve_model("planner", ctx, models),
-            Plan,
-            messages,
-            method=ctx.structured_output_method,
-            retries=ctx.max_output_retries,
-        )
-    except ModelOutputError as exc:
-        q = output_question(f"plan-{n_questions + 1}", "plan", exc)
-        await aemit(ws, node="plan", event="escalated", question=q.id)
-        return {"questions": {q.id: q.model_dump()}}
-    found = plan_problems(result, scope_obj)
-    if found:
-        await aemit(ws, node="plan", event="rejected", problems=found)
-        if attempts + 1 > ctx.max_plan_repairs:
-            q = Question(
-                id=f"plan-{n_questions + 1}",
-                kind="plan_invalid",
-                title=f"The planner could not produce a valid plan in {attempts + 1} tries",
-                detail="\n".join(found),
-                options=RETRY_OR_ABORT,
-                recommended="retry",
-                free_text=False,
-            )
-            return {"questions": {q.id: q.model_dump()}, "plan_problems": found, "plan_attempts": 0}
-        return {"plan_problems": found, "plan_attempts": attempts + 1}
-    tasks: dict[str, TaskRecord] = {
-        t.id: {"id": t.id, "title": t.title, "status": "pending", "commit": None}
-        for t in result.tasks
-    }
-    await aemit(ws, node="plan", event="done", tasks=[t.id for t in result.tasks])
-    return {
-        "plan": result.model_dump(),
-        "plan_problems": [],
-        "plan_attempts": 0,
-        "plan_version": state.get("plan_version", 0) + 1,
-        "tasks": tasks,
-        "status": "executing",
-    }
+    size = assess(scope_obj, ctx)
+    emit = partial(aemit, ws, node="plan")
+    ask = Asker(await aresolve_model("planner", ctx, models), ctx, emit)
+    planner = Planner(ask, scope_obj, size, ctx.max_agents or size.agents)
+    if state.get("replan") and state.get("plan"):
+        return await _revise(state, planner, ws, emit)
+    return await _first_plan(state, planner, emit)

@@ -1,25 +1,29 @@
-"""Scoping: turn the user's text into a structured Scope."""
+"""Scoping: turn the user's text, from one line to a long document, into a structured Scope."""
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
-from langchain_core.messages import HumanMessage, SystemMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import Runtime
 
 from oldnew.context import Context
 from oldnew.errors import ModelOutputError
 from oldnew.graph.state import RunState
-from oldnew.models import ModelOverrides, ainvoke_structured, aresolve_model
+from oldnew.models import ModelOverrides, aresolve_model
 from oldnew.nodes.common import aemit, arun_workspace
-from oldnew.prompts import render
-from oldnew.schemas import Option, Question, Scope
+from oldnew.planning import Asker, ScopeProblem, assess, extract_scope
+from oldnew.recovery.escalations import run_failure_question
+from oldnew.recovery.retry import ClassifiedFailure
+from oldnew.schemas import Option, Question
 
 RETRY_OR_ABORT = [
     Option(key="retry", label="Ask the model again"),
     Option(key="abort", label="Stop the run and write the report"),
 ]
+ABORT = "abort"
+READ_ALL = "read_all"
 
 
 def output_question(qid: str, what: str, error: Exception) -> Question:
@@ -35,6 +39,39 @@ def output_question(qid: str, what: str, error: Exception) -> Question:
     )
 
 
+def scope_question(qid: str, problem: ScopeProblem) -> Question:
+    """Return the question for a scope that cannot be read as it stands."""
+    if problem.kind == "too_large":
+        return Question(
+            id=qid,
+            kind="scope_unclear",
+            title="The scope is too large to read in the allowed number of model calls",
+            detail=str(problem),
+            options=[
+                Option(key=READ_ALL, label="Read every section anyway"),
+                Option(key=ABORT, label="Stop the run and write the report"),
+            ],
+            recommended=ABORT,
+            free_text=False,
+        )
+    return Question(
+        id=qid,
+        kind="scope_unclear",
+        title="The scope names nothing to build: describe what the software must do",
+        detail=str(problem),
+        options=[Option(key=ABORT, label="Stop the run and write the report")],
+        free_text=True,
+    )
+
+
+def _answers(state: RunState) -> list[str]:
+    return [
+        str(q["answer"])
+        for q in (state.get("questions") or {}).values()
+        if q["kind"] == "scope_unclear" and q["status"] == "answered"
+    ]
+
+
 async def scope(
     state: RunState,
     runtime: Runtime[Context],
@@ -42,25 +79,45 @@ async def scope(
     *,
     models: ModelOverrides = None,
 ) -> dict[str, Any]:
-    """Extract the Scope from the user's text with the planner model."""
+    """Extract the Scope from the user's text (and a person's clarifications) with the planner."""
     ctx = runtime.context or Context()
     ws = await arun_workspace(ctx, config)
-    await aemit(ws, node="scope", event="started")
-    messages = [
-        SystemMessage(render("scope_system")),
-        HumanMessage(render("scope_user", scope_text=state["scope_text"])),
-    ]
+    answers = _answers(state)
+    if ABORT in answers:
+        await aemit(ws, node="scope", event="aborted")
+        return {"status": "aborted"}
+    text = state["scope_text"]
+    extra = [a for a in answers if a != READ_ALL]
+    if extra:
+        text += "\n\n## Clarifications from the person\n\n" + "\n\n".join(extra) + "\n"
+    await aemit(ws, node="scope", event="started", chars=len(text))
+    ask = Asker(await aresolve_model("planner", ctx, models), ctx, partial(aemit, ws, node="scope"))
+    qid = f"scope-{len(state.get('questions') or {}) + 1}"
     try:
-        result = await ainvoke_structured(
-            await aresolve_model("planner", ctx, models),
-            Scope,
-            messages,
-            method=ctx.structured_output_method,
-            retries=ctx.max_output_retries,
-        )
+        result = await extract_scope(ask, text, allow_many=READ_ALL in answers)
+    except ScopeProblem as exc:
+        q = scope_question(qid, exc)
+        await aemit(ws, node="scope", event="escalated", question=q.id, problem=str(exc))
+        return {"questions": {q.id: q.model_dump()}}
     except ModelOutputError as exc:
-        q = output_question(f"scope-{len(state.get('questions') or {}) + 1}", "scope", exc)
+        q = output_question(qid, "scope", exc)
         await aemit(ws, node="scope", event="escalated", question=q.id)
         return {"questions": {q.id: q.model_dump()}}
-    await aemit(ws, node="scope", event="done", features=len(result.features), title=result.title)
-    return {"scope": result.model_dump(), "status": "planning"}
+    except ClassifiedFailure as exc:
+        q = run_failure_question(qid, "Scoping", exc)
+        await aemit(
+            ws, node="scope", event="escalated", question=q.id, failure=exc.classification.cls
+        )
+        return {"questions": {q.id: q.model_dump()}}
+    size = assess(result, ctx)
+    await aemit(
+        ws,
+        node="scope",
+        event="done",
+        title=result.title,
+        requirements=len(result.requirements()),
+        score=size.score,
+        complexity=size.cls,
+        calls=ask.calls,
+    )
+    return {"scope": result.model_dump(), "complexity": size.to_dict(), "status": "planning"}

@@ -1,0 +1,294 @@
+"""The TypeScript/JavaScript gates: tsc, eslint, vitest with coverage, npm audit.
+
+They run the tools the project installed in its own ``node_modules`` (oldnew installs no npm
+packages); a tool that is not there is a gate that did not run, with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from oldnew.gates.common import GateRun, Outcome, make_check, rel, stopped, unreadable
+from oldnew.gates.model import Check, CheckStatus, Diagnostic
+from oldnew.sandbox import SKIP_DIRS, Sandbox
+
+_TSC_LINE = re.compile(r"^(.+?)\((\d+),(\d+)\): error (TS\d+): (.*)$")
+_STACK_LINE = re.compile(r"([^\s()]+\.(?:[cm]?[jt]sx?)):(\d+):\d+")
+ESLINT_CONFIGS = (
+    "eslint.config.js",
+    "eslint.config.mjs",
+    "eslint.config.cjs",
+    "eslint.config.ts",
+    ".eslintrc.js",
+    ".eslintrc.cjs",
+    ".eslintrc.json",
+    ".eslintrc.yml",
+    ".eslintrc",
+)
+
+
+def detect_toolchains(tree: Path) -> list[str]:
+    """Return the toolchains a project uses: 'python', 'typescript' (TS or JS), or both."""
+    found = set()
+    if (tree / "package.json").is_file() or (tree / "tsconfig.json").is_file():
+        found.add("typescript")
+    for path in tree.rglob("*.py"):
+        if not SKIP_DIRS.intersection(path.relative_to(tree).parts):
+            found.add("python")
+            break
+    for marker in ("pyproject.toml", "setup.py", "requirements.txt"):
+        if (tree / marker).is_file():
+            found.add("python")
+    return sorted(found) or ["python"]
+
+
+def _bin(run: GateRun, tool: str) -> Path | None:
+    path = run.box.source / "node_modules" / ".bin" / tool
+    return path if path.exists() else None
+
+
+def _package_version(run: GateRun, package: str) -> str:
+    meta = run.box.source / "node_modules" / package / "package.json"
+    try:
+        return f"{package} {json.loads(meta.read_text(encoding='utf-8'))['version']}"
+    except (OSError, ValueError, KeyError):
+        return package
+
+
+def _missing(name: str, tool: str) -> Outcome:
+    return Check(
+        name,
+        "not_run",
+        [],
+        None,
+        0,
+        f"node_modules/.bin/{tool} is not installed in the project: add it to "
+        "devDependencies and run 'npm install' (oldnew installs no npm packages)",
+    ), []
+
+
+def gate_tsc(run: GateRun) -> Outcome:
+    """Type-check with the project's TypeScript compiler (``tsc --noEmit``)."""
+    if not (run.tree / "tsconfig.json").is_file():
+        reason = "no tsconfig.json: not a TypeScript project"
+        return Check("tsc", "not_run", [], None, 0, reason, required=False), []
+    tsc = _bin(run, "tsc")
+    if tsc is None:
+        return _missing("tsc", "tsc")
+    argv = [str(run.tree / "node_modules/.bin/tsc"), "--noEmit", "--pretty", "false", "-p", "."]
+    result = run.box.run(argv, timeout=run.timeout)
+    ver = _package_version(run, "typescript")
+    if result.killed:
+        return stopped("tsc", result, ver)
+    diags = []
+    for line in result.stdout.splitlines():
+        m = _TSC_LINE.match(line.strip())
+        if m:
+            diags.append(Diagnostic("tsc", rel(m[1], run.tree), int(m[2]), m[5], m[4]))
+    if result.exit_code and not diags:
+        diags.append(Diagnostic("tsc", ".", 0, result.output[-800:]))
+    status: CheckStatus = "failed" if diags else "passed"
+    return make_check("tsc", status, result, f"{len(diags)} type errors", ver), diags
+
+
+def gate_eslint(run: GateRun) -> Outcome:
+    """Lint with the project's eslint and its own configuration."""
+    if not any((run.tree / c).is_file() for c in ESLINT_CONFIGS):
+        reason = "the project has no eslint configuration (eslint.config.js)"
+        return Check("eslint", "not_run", [], None, 0, reason), []
+    if _bin(run, "eslint") is None:
+        return _missing("eslint", "eslint")
+    argv = [str(run.tree / "node_modules/.bin/eslint"), "-f", "json", "."]
+    result = run.box.run(argv, timeout=run.timeout)
+    ver = _package_version(run, "eslint")
+    if result.killed:
+        return stopped("eslint", result, ver)
+    try:
+        files = json.loads(result.stdout)
+    except json.JSONDecodeError:
+        return unreadable("eslint", result, ver, "eslint output")
+    diags = []
+    warnings = 0
+    for entry in files:
+        for msg in entry.get("messages", []):
+            if msg.get("severity") != 2:
+                warnings += 1
+                continue
+            diags.append(
+                Diagnostic(
+                    "eslint",
+                    rel(entry.get("filePath", "?"), run.tree),
+                    int(msg.get("line") or 0),
+                    msg.get("message", ""),
+                    msg.get("ruleId") or "",
+                )
+            )
+    status: CheckStatus = "failed" if diags else "passed"
+    summary = f"{len(diags)} errors, {warnings} warnings"
+    check = make_check("eslint", status, result, summary, ver)
+    check.metrics = {"errors": len(diags), "warnings": warnings}
+    return check, diags
+
+
+def _coverage_provider(run: GateRun) -> str | None:
+    for provider in ("v8", "istanbul"):
+        if (run.box.source / "node_modules" / "@vitest" / f"coverage-{provider}").is_dir():
+            return provider
+    return None
+
+
+def gate_vitest(run: GateRun) -> Outcome:
+    """Run the project's tests with vitest (with coverage when its provider is installed).
+
+    The tests run in a copy of their own, apart from the one the static gates read.
+    """
+    if _bin(run, "vitest") is None:
+        return _missing("vitest", "vitest")
+    with run.new_sandbox() as box:
+        return _vitest_in(run, box)
+
+
+def _vitest_in(run: GateRun, box: Sandbox) -> Outcome:
+    report = box.home / "vitest.json"
+    # node_modules is read-only in the sandbox: no results cache in node_modules/.vite.
+    argv = [str(box.tree / "node_modules/.bin/vitest"), "run", "--no-cache", "--reporter=json"]
+    argv.append(f"--outputFile={report}")
+    provider = _coverage_provider(run)
+    if provider and "js-coverage" in run.profile.gates:
+        cov = box.home / "js-coverage"
+        argv += ["--coverage.enabled=true", f"--coverage.provider={provider}"]
+        argv += ["--coverage.reporter=json-summary", f"--coverage.reportsDirectory={cov}"]
+    result = box.run(argv, timeout=run.timeout)
+    ver = _package_version(run, "vitest")
+    if result.killed or result.ending():
+        return stopped("vitest", result, ver)
+    try:
+        data = json.loads(report.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return unreadable("vitest", result, ver, "vitest's JSON report")
+    if provider:
+        summary_file = box.home / "js-coverage" / "coverage-summary.json"
+        if summary_file.is_file():
+            summary = json.loads(summary_file.read_text("utf-8"))
+            run.artifacts["js_coverage"] = {
+                (k if k == "total" else rel(k, box.tree)): v for k, v in summary.items()
+            }
+    diags = []
+    for suite in data.get("testResults", []):
+        for case in suite.get("assertionResults", []):
+            if case.get("status") != "failed":
+                continue
+            text = "\n".join(case.get("failureMessages", []))
+            frames = [(f, int(n)) for f, n in _STACK_LINE.findall(text) if "node_modules" not in f]
+            file, line = frames[0] if frames else (suite.get("name", "?"), 0)
+            first = text.strip().splitlines()[0] if text.strip() else "failed"
+            diags.append(
+                Diagnostic(
+                    "vitest",
+                    rel(file, box.tree),
+                    line,
+                    f"{case.get('fullName', '?')}: {first[:600]}",
+                    "failure",
+                )
+            )
+        if suite.get("status") == "failed" and not suite.get("assertionResults"):
+            diags.append(
+                Diagnostic(
+                    "vitest",
+                    rel(suite.get("name", "?"), box.tree),
+                    0,
+                    (suite.get("message") or "the test file failed")[:800],
+                    "error",
+                )
+            )
+    total = int(data.get("numTotalTests", 0))
+    if total == 0:
+        diags.append(Diagnostic("vitest", ".", 0, "no tests were found: add *.test.ts files"))
+    status: CheckStatus = "failed" if diags or result.exit_code else "passed"
+    summary = f"{data.get('numPassedTests', 0)} passed, {data.get('numFailedTests', 0)} failed"
+    check = make_check("vitest", status, result, summary, ver)
+    check.metrics = {"tests": total, "failed": int(data.get("numFailedTests", 0))}
+    return check, diags
+
+
+def gate_js_coverage(run: GateRun) -> Outcome:
+    """Check vitest's line coverage against the profile's minimum."""
+    data = run.artifacts.get("js_coverage")
+    if data is None:
+        reason = (
+            "no coverage data: install @vitest/coverage-v8 in the project"
+            if _coverage_provider(run) is None
+            else "vitest wrote no coverage summary"
+        )
+        return Check("js-coverage", "not_run", [], None, 0, reason), []
+    minimum = run.profile.coverage_min
+    percent = float(data["total"]["lines"]["pct"])
+    diags = []
+    if percent < minimum:
+        files = [(k, v) for k, v in data.items() if k != "total"]
+        for path, info in sorted(files, key=lambda kv: kv[1]["lines"]["pct"])[:5]:
+            diags.append(
+                Diagnostic(
+                    "js-coverage",
+                    path,
+                    0,
+                    f"{info['lines']['pct']:.0f}% of lines covered by tests",
+                    "coverage",
+                )
+            )
+    status: CheckStatus = "failed" if percent < minimum else "passed"
+    check = Check(
+        "js-coverage",
+        status,
+        ["vitest --coverage (same run as vitest)"],
+        None,
+        0.0,
+        f"{percent:g}% of lines covered (minimum {minimum:g}%)",
+        _package_version(run, "vitest"),
+        metrics={"percent": percent, "minimum": minimum},
+    )
+    return check, diags
+
+
+def gate_npm_audit(run: GateRun) -> Outcome:
+    """Audit the locked dependencies with ``npm audit``, where the registry serves audits."""
+    if not (run.tree / "package-lock.json").is_file():
+        reason = "no package-lock.json: nothing locked to audit"
+        return Check("npm-audit", "not_run", [], None, 0, reason, required=False), []
+    argv = ["npm", "audit", "--json", "--package-lock-only"]
+    result = run.box.run(argv, timeout=run.timeout, network=True)
+    if result.killed:
+        check, diags = stopped("npm-audit", result, "npm")
+        check.required = False
+        return check, diags
+    try:
+        data = json.loads(result.stdout)
+    except json.JSONDecodeError:
+        data = {}
+    if "error" in data or "metadata" not in data:
+        error = data.get("error") or {}
+        why = (error.get("summary") or error.get("code") or result.output[-300:]).strip()
+        reason = f"the registry did not answer the audit, so nothing was checked: {why}"
+        return Check(
+            "npm-audit",
+            "not_run",
+            result.argv,
+            result.exit_code,
+            round(result.duration_s, 3),
+            reason,
+            "npm",
+            required=False,
+        ), []
+    counts = data["metadata"].get("vulnerabilities", {})
+    bad = int(counts.get("high", 0)) + int(counts.get("critical", 0))
+    diags = [
+        Diagnostic("npm-audit", "package-lock.json", 0, f"{name}: {v.get('severity')} severity")
+        for name, v in data.get("vulnerabilities", {}).items()
+        if v.get("severity") in ("high", "critical")
+    ]
+    status: CheckStatus = "failed" if bad else "passed"
+    check = make_check("npm-audit", status, result, f"vulnerabilities: {counts}", "npm")
+    check.required = False
+    return check, diags

@@ -1,0 +1,232 @@
+"""Python linters over the generated code: ruff (lint and format), mypy, bandit.
+
+Each runs from oldnew's own environment, in the sandbox, on the copy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess  # nosec B404 - fixed argument lists
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+from oldnew.gates.common import (
+    GateRun,
+    Outcome,
+    make_check,
+    py_tool,
+    rel,
+    stopped,
+    tool_version,
+    unreadable,
+)
+from oldnew.gates.model import CheckStatus, Diagnostic
+
+# -- ruff -------------------------------------------------------------------------------------
+
+
+def has_ruff_config(tree: Path) -> bool:
+    """Whether the project configures ruff itself."""
+    if (tree / "ruff.toml").is_file() or (tree / ".ruff.toml").is_file():
+        return True
+    pyproject = tree / "pyproject.toml"
+    return pyproject.is_file() and "[tool.ruff" in pyproject.read_text(encoding="utf-8")
+
+
+def gate_ruff(run: GateRun) -> Outcome:
+    """Run ``ruff check``: the project's own configuration, else the profile's rules."""
+    argv = py_tool("ruff", "check", "--no-cache", "--output-format", "json")
+    if not has_ruff_config(run.tree):
+        argv += ["--isolated", "--select", run.profile.ruff_select]
+    argv += ["--extend-exclude", "node_modules", "."]
+    result = run.box.run(argv, timeout=run.timeout)
+    ver = tool_version("ruff")
+    if result.killed:
+        return stopped("ruff", result, ver)
+    try:
+        findings = json.loads(result.stdout)
+    except json.JSONDecodeError:
+        return unreadable("ruff", result, ver, "ruff output")
+    diags = [
+        Diagnostic(
+            "ruff",
+            rel(f["filename"], run.tree),
+            (f.get("location") or {}).get("row", 0),
+            f["message"],
+            f.get("code") or "",
+        )
+        for f in findings
+    ]
+    status: CheckStatus = "failed" if diags else "passed"
+    check = make_check("ruff", status, result, f"{len(diags)} findings", ver)
+    check.metrics = {"findings": len(diags)}
+    return check, diags
+
+
+def gate_ruff_format(run: GateRun) -> Outcome:
+    """Run ``ruff format --check``: files the formatter would change fail the gate."""
+    argv = py_tool("ruff", "format", "--check", "--no-cache", "--output-format", "json")
+    if not has_ruff_config(run.tree):
+        argv.append("--isolated")
+    argv += ["--exclude", "node_modules", "."]
+    result = run.box.run(argv, timeout=run.timeout)
+    ver = tool_version("ruff")
+    if result.killed:
+        return stopped("ruff-format", result, ver)
+    try:
+        findings = json.loads(result.stdout)
+    except json.JSONDecodeError:
+        return unreadable("ruff-format", result, ver, "ruff format output")
+    files = sorted({rel(f["filename"], run.tree) for f in findings})
+    diags = [
+        Diagnostic("ruff-format", path, 0, "not formatted: run 'ruff format' on it", "format")
+        for path in files
+    ]
+    status: CheckStatus = "failed" if diags or result.exit_code else "passed"
+    check = make_check("ruff-format", status, result, f"{len(diags)} files to reformat", ver)
+    return check, diags
+
+
+# -- mypy -------------------------------------------------------------------------------------
+
+
+_SEED_MODULES = (
+    "abc argparse asyncio collections contextlib csv dataclasses datetime decimal enum "
+    "functools hashlib http io itertools json logging math os pathlib random re shutil "
+    "socket sqlite3 string subprocess sys tempfile textwrap threading time typing unittest "
+    "urllib uuid pytest"
+)
+_seed_lock = threading.Lock()
+
+
+def mypy_seed(flags: list[str]) -> Path | None:
+    """Return a mypy cache of the standard library for ``flags``, built once per machine.
+
+    A cold mypy spends over a second on typeshed; a copy of this cache in each sandbox brings
+    that to a fraction. It is built from a file of oldnew's (imports of common stdlib
+    modules), never from generated code, and each sandbox gets its own copy, so no project can
+    change what another one sees. Returns None when it cannot be built (mypy then runs cold).
+    """
+    key = hashlib.sha256(
+        f"{tool_version('mypy')} {sys.version} {sys.executable} {flags}".encode()
+    ).hexdigest()[:16]
+    try:
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "oldnew"
+    except RuntimeError:  # no home directory
+        return None
+    seed = base / f"mypy-stdlib-{key}"
+    with _seed_lock:
+        if (seed / "ready").is_file():
+            return seed
+        work: Path | None = None
+        try:
+            base.mkdir(parents=True, exist_ok=True)
+            work = Path(tempfile.mkdtemp(prefix="mypy-seed-", dir=base))
+            (work / "seed.py").write_text(f"import {', '.join(_SEED_MODULES.split())}\n")
+            subprocess.run(  # nosec B603 - oldnew's own file, fixed argv
+                py_tool("mypy", *flags, "--cache-dir", str(work / "cache"), "seed.py"),
+                cwd=work,
+                capture_output=True,
+                check=False,
+                timeout=300,
+                env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(work)},
+            )
+            (work / "cache" / "ready").write_text("ok")
+            os.replace(work / "cache", seed)
+        except (OSError, subprocess.SubprocessError):
+            pass  # another process built it first, or it cannot be built: see below
+        finally:
+            if work is not None:
+                shutil.rmtree(work, ignore_errors=True)
+    return seed if (seed / "ready").is_file() else None
+
+
+def gate_mypy(run: GateRun) -> Outcome:
+    """Type-check with mypy (``--strict`` in the strict profile; the project's config counts)."""
+    flags = ["--explicit-package-bases", "--exclude", "node_modules"]
+    if run.profile.mypy_strict:
+        flags.append("--strict")
+    cache = run.box.home / "mypy-cache"
+    seed = mypy_seed(flags)
+    if seed is not None:
+        shutil.copytree(seed, cache)
+        run.box.adopt(cache)
+    argv = py_tool("mypy", "--output", "json", "--hide-error-context", "--no-color-output")
+    argv += ["--cache-dir", str(cache) if seed else os.devnull, *flags, "."]
+    env = {"MYPYPATH": str(run.tree / "src")} if (run.tree / "src").is_dir() else None
+    result = run.box.run(argv, timeout=run.timeout, env=env)
+    ver = tool_version("mypy")
+    if result.killed:
+        return stopped("mypy", result, ver)
+    diags = []
+    for line in result.stdout.splitlines():
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if item.get("severity") != "error":
+            continue
+        message = item.get("message", "")
+        if item.get("hint"):
+            message += f" ({item['hint']})"
+        diags.append(
+            Diagnostic(
+                "mypy",
+                rel(item.get("file", "?"), run.tree),
+                int(item.get("line") or 0),
+                message,
+                item.get("code") or "",
+            )
+        )
+    if result.exit_code not in (0, 1) or (result.exit_code == 1 and not diags):
+        text = (result.stderr or result.stdout).strip()[-600:]
+        diags.append(Diagnostic("mypy", ".", 0, f"mypy could not check the project: {text}"))
+    status: CheckStatus = "failed" if diags else "passed"
+    check = make_check("mypy", status, result, f"{len(diags)} type errors", ver)
+    check.metrics = {"errors": len(diags), "strict": run.profile.mypy_strict}
+    return check, diags
+
+
+# -- bandit -----------------------------------------------------------------------------------
+
+_SEVERITY = {"LOW": 1, "MEDIUM": 2, "HIGH": 3, "CRITICAL": 4}
+
+
+def gate_bandit(run: GateRun) -> Outcome:
+    """Scan for security problems with bandit; the profile's severity and above block."""
+    argv = py_tool("bandit", "-r", ".", "-f", "json", "-q", "-x", "./node_modules,./.venv")
+    result = run.box.run(argv, timeout=run.timeout)
+    ver = tool_version("bandit")
+    if result.killed:
+        return stopped("bandit", result, ver)
+    try:
+        data = json.loads(result.stdout)
+    except json.JSONDecodeError:
+        return unreadable("bandit", result, ver, "bandit output")
+    block = _SEVERITY[run.profile.bandit_block]
+    counts: dict[str, int] = {}
+    diags = []
+    for item in data.get("results", []):
+        severity = str(item.get("issue_severity", "LOW")).upper()
+        counts[severity] = counts.get(severity, 0) + 1
+        if _SEVERITY.get(severity, 0) >= block:
+            diags.append(
+                Diagnostic(
+                    "bandit",
+                    rel(item.get("filename", "?"), run.tree),
+                    int(item.get("line_number") or 0),
+                    f"{severity.lower()} severity: {item.get('issue_text', '')}",
+                    item.get("test_id", ""),
+                )
+            )
+    status: CheckStatus = "failed" if diags else "passed"
+    shown = ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items())) or "no findings"
+    summary = f"{shown}; {run.profile.bandit_block.lower()} and above block"
+    check = make_check("bandit", status, result, summary, ver)
+    check.metrics = {"by_severity": counts, "blocking": len(diags)}
+    return check, diags

@@ -1,0 +1,111 @@
+"""Quality profiles: which gates run, and with which thresholds.
+
+``default`` is tuned so that honest, decent code (the bundled example) passes: ruff's
+correctness rules unless the project configures ruff, mypy without ``--strict``, coverage 80%,
+bandit blocks high severity only, a complexity ceiling of 15, and a test suite that catches at
+least one deliberate mutation. ``strict`` adds the format check, mypy ``--strict``, bandit's
+medium severity, tighter ceilings and more mutants; ``fast`` keeps the cheap gates and the
+tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from oldnew.errors import ConfigurationError
+
+PYTHON_GATES = (
+    "links",
+    "syntax",
+    "imports",
+    "secrets",
+    "ruff",
+    "ruff-format",
+    "complexity",
+    "bandit",
+    "mypy",
+    "pytest",
+    "coverage",
+    "mutation",
+    "audit",
+)
+JS_GATES = ("links", "secrets", "complexity", "tsc", "eslint", "vitest", "js-coverage", "npm-audit")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One quality profile; the gates it runs are listed cheap to expensive."""
+
+    name: str
+    gates: tuple[str, ...]
+    coverage_min: float = 80.0
+    complexity_max: int = 15
+    bandit_block: str = "HIGH"
+    """Lowest bandit severity that fails the gate: LOW, MEDIUM or HIGH."""
+    ruff_select: str = "E4,E7,E9,F"
+    """Rules for a project without its own ruff configuration."""
+    mypy_strict: bool = False
+    mutants: int = 4
+    mutation_min_score: float = 0.0
+    """Share of mutants the tests must kill; any score needs at least one kill."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the profile as JSON-ready data (shown in evidence and the report)."""
+        data = asdict(self)
+        data["gates"] = list(self.gates)
+        return data
+
+
+PROFILES = {
+    "fast": Profile(
+        name="fast",
+        gates=("links", "syntax", "imports", "secrets", "ruff", "bandit", "pytest")
+        + ("tsc", "eslint", "vitest"),
+        mutants=0,
+    ),
+    "default": Profile(
+        name="default",
+        gates=tuple(g for g in PYTHON_GATES if g != "ruff-format")
+        + tuple(g for g in JS_GATES if g not in PYTHON_GATES),
+    ),
+    "strict": Profile(
+        name="strict",
+        gates=PYTHON_GATES + tuple(g for g in JS_GATES if g not in PYTHON_GATES),
+        coverage_min=90.0,
+        complexity_max=10,
+        bandit_block="MEDIUM",
+        ruff_select="E,F,W,B,UP,C4,SIM",
+        mypy_strict=True,
+        mutants=8,
+        mutation_min_score=0.5,
+    ),
+}
+
+
+def resolve_profile(
+    quality: str = "default",
+    *,
+    coverage_min: float | str | None = None,
+    complexity_max: int | str | None = None,
+) -> Profile:
+    """Return the profile called ``quality``, with any threshold the configuration overrides.
+
+    Raises:
+        ConfigurationError: unknown profile name or a threshold that is not a number.
+
+    """
+    profile = PROFILES.get(str(quality).strip().lower())
+    if profile is None:
+        raise ConfigurationError(
+            f"unknown quality profile {quality!r}: use one of {', '.join(PROFILES)} "
+            "(OLDNEW_QUALITY)"
+        )
+    try:
+        if coverage_min is not None:
+            profile = replace(profile, coverage_min=float(coverage_min))
+        if complexity_max is not None:
+            profile = replace(profile, complexity_max=int(complexity_max))
+    except ValueError as exc:
+        raise ConfigurationError(f"quality threshold is not a number: {exc}") from None
+    return profile

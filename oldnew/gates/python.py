@@ -1,0 +1,167 @@
+"""The Python gates that read code without running it: syntax and import resolution."""
+
+from __future__ import annotations
+
+import ast
+import importlib.machinery
+import re
+import sys
+import sysconfig
+import time
+from pathlib import Path
+
+from oldnew.gates.common import (
+    GateRun,
+    Outcome,
+    files_with,
+)
+from oldnew.gates.model import Check, CheckStatus, Diagnostic
+
+_TEST_FILE = re.compile(r"(^|/)(tests?/|test_[^/]*\.py$|[^/]*_test\.py$|conftest\.py$)")
+
+
+def python_files(tree: Path) -> list[Path]:
+    """Return the project's .py files."""
+    return files_with(tree, (".py",))
+
+
+def is_test_file(rel_path: str) -> bool:
+    """Whether a project path is test code (tests/, test_*.py, *_test.py, conftest.py)."""
+    return bool(_TEST_FILE.search(rel_path))
+
+
+# -- syntax -----------------------------------------------------------------------------------
+
+
+def gate_syntax(run: GateRun) -> Outcome:
+    """Parse every .py file with ``ast``; never runs the code."""
+    start = time.monotonic()
+    diags = []
+    files = python_files(run.tree)
+    for path in files:
+        name = str(path.relative_to(run.tree))
+        try:
+            ast.parse(path.read_text(encoding="utf-8"), filename=name)
+        except SyntaxError as exc:
+            diags.append(Diagnostic("syntax", name, exc.lineno or 0, exc.msg, "E999"))
+        except (UnicodeDecodeError, ValueError, RecursionError, MemoryError) as exc:
+            diags.append(Diagnostic("syntax", name, 0, f"{type(exc).__name__}: {exc}"[:300]))
+    status: CheckStatus = "failed" if diags else "passed"
+    check = Check(
+        "syntax",
+        status,
+        ["ast.parse"],
+        None,
+        round(time.monotonic() - start, 3),
+        f"{len(files)} files parsed, {len(diags)} syntax errors",
+        f"python {sys.version.split()[0]}",
+        metrics={"files": len(files), "errors": len(diags)},
+    )
+    return check, diags
+
+
+# -- imports ----------------------------------------------------------------------------------
+
+
+def _local_names(tree: Path, files: list[Path]) -> set[str]:
+    """Names a project file can import as top-level modules (any layout pytest supports)."""
+    names = set()
+    for path in files:
+        parts = path.relative_to(tree).parts
+        names.add(path.stem)
+        names.update(parts[:-1])
+    return names
+
+
+def _guarded(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool:
+    """Whether an import sits under ``try/except ImportError`` or ``if TYPE_CHECKING``."""
+    child, parent = node, parents.get(node)
+    while parent is not None:
+        if isinstance(parent, ast.Try) and child in parent.body:
+            for handler in parent.handlers:
+                names = ast.unparse(handler.type) if handler.type else "Exception"
+                if any(n in names for n in ("ImportError", "ModuleNotFoundError", "Exception")):
+                    return True
+        if isinstance(parent, ast.If) and "TYPE_CHECKING" in ast.unparse(parent.test):
+            return True
+        child, parent = parent, parents.get(parent)
+    return False
+
+
+def _site_paths() -> list[str]:
+    paths = {sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+    return [p for p in sys.path if p and Path(p).resolve().is_dir() and p in paths] + sorted(paths)
+
+
+def _relative_ok(path: Path, level: int, module: str | None, names: list[str]) -> bool:
+    base = path.parent
+    for _ in range(level - 1):
+        base = base.parent
+    target = base.joinpath(*module.split(".")) if module else base
+    if target.with_suffix(".py").is_file() or target.is_dir():
+        return True
+    return False
+
+
+def _unresolved(path: Path, tree: Path, local: set[str], site: list[str]) -> list[Diagnostic]:
+    try:
+        module = ast.parse(path.read_text(encoding="utf-8"))
+    except (SyntaxError, UnicodeDecodeError, ValueError, RecursionError, MemoryError):
+        return []
+    parents = {child: node for node in ast.walk(module) for child in ast.iter_child_nodes(node)}
+    diags = []
+    name = str(path.relative_to(tree))
+    for node in ast.walk(module):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            if not _relative_ok(path, node.level, node.module, [a.name for a in node.names]):
+                target = "." * node.level + (node.module or "")
+                diags.append(
+                    Diagnostic("imports", name, node.lineno, f"no module {target!r} here", "")
+                )
+            continue
+        if isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            targets = [node.module]
+        else:
+            continue
+        for target in targets:
+            top = target.split(".")[0]
+            if top == "__future__" or top in sys.stdlib_module_names or top in local:
+                continue
+            if importlib.machinery.PathFinder.find_spec(top, site) is not None:
+                continue
+            if _guarded(node, parents):
+                continue
+            diags.append(
+                Diagnostic(
+                    "imports",
+                    name,
+                    node.lineno,
+                    f"module {top!r} cannot be imported: it is not a file of the project, "
+                    "not in the standard library and not installed for validation",
+                    "unresolved-import",
+                )
+            )
+    return diags
+
+
+def gate_imports(run: GateRun) -> Outcome:
+    """Check statically that every import names a project file, stdlib or installed module."""
+    start = time.monotonic()
+    files = python_files(run.tree)
+    local = _local_names(run.tree, files)
+    site = _site_paths()
+    diags = [d for path in files for d in _unresolved(path, run.tree, local, site)]
+    status: CheckStatus = "failed" if diags else "passed"
+    check = Check(
+        "imports",
+        status,
+        ["ast import resolution"],
+        None,
+        round(time.monotonic() - start, 3),
+        f"{len(diags)} unresolved imports in {len(files)} files",
+        f"python {sys.version.split()[0]}",
+        metrics={"unresolved": len(diags)},
+    )
+    return check, diags

@@ -1,0 +1,204 @@
+"""Run a profile's gates on a project, cheap to expensive, in one sandboxed copy.
+
+A gate whose prerequisite did not pass is not run (the tests cannot pass while the code does not
+parse or its imports do not resolve), and says so; a gate that crashes is "not run" with the
+error, never "passed".
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import time
+import traceback
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+
+from oldnew.gates import audit, js, lint, pytests, python
+from oldnew.gates.common import (
+    GateRun,
+    Outcome,
+    gate_complexity,
+    gate_links,
+    gate_secrets,
+    tool_version,
+)
+from oldnew.gates.model import Check, Diagnostic, ValidationResult, not_run
+from oldnew.gates.mutation import gate_mutation
+from oldnew.gates.profiles import Profile, resolve_profile
+from oldnew.sandbox import Limits, Sandbox, SandboxError, project_files
+
+
+@dataclass(frozen=True)
+class Gate:
+    """A gate: its function, the toolchain it belongs to, the gates it needs passed first."""
+
+    name: str
+    toolchain: str
+    """'python', 'typescript', or 'any'."""
+    check: Callable[[GateRun], Outcome]
+    requires: tuple[str, ...] = ()
+
+
+GATES = {
+    g.name: g
+    for g in (
+        Gate("links", "any", gate_links),
+        Gate("syntax", "python", python.gate_syntax),
+        Gate("imports", "python", python.gate_imports, ("syntax",)),
+        Gate("secrets", "any", gate_secrets),
+        Gate("ruff", "python", lint.gate_ruff, ("syntax",)),
+        Gate("ruff-format", "python", lint.gate_ruff_format, ("syntax",)),
+        Gate("complexity", "any", gate_complexity, ("syntax",)),
+        Gate("bandit", "python", lint.gate_bandit, ("syntax",)),
+        Gate("mypy", "python", lint.gate_mypy, ("syntax", "imports")),
+        Gate("pytest", "python", pytests.gate_pytest, ("syntax", "imports")),
+        Gate("coverage", "python", pytests.gate_coverage, ("pytest",)),
+        Gate("mutation", "python", gate_mutation, ("pytest",)),
+        Gate("audit", "python", audit.gate_audit),
+        Gate("tsc", "typescript", js.gate_tsc),
+        Gate("eslint", "typescript", js.gate_eslint),
+        Gate("vitest", "typescript", js.gate_vitest),
+        Gate("js-coverage", "typescript", js.gate_js_coverage, ("vitest",)),
+        Gate("npm-audit", "typescript", js.gate_npm_audit),
+    )
+}
+
+
+PARALLEL_GATES = max(2, min(4, os.cpu_count() or 2))
+
+
+def run_all(names: list[str], run: GateRun) -> dict[str, Outcome]:
+    """Run the gates, each as soon as the gates it requires have finished.
+
+    Gates start in the profile's order (cheap first), up to PARALLEL_GATES at once; a gate
+    whose prerequisite did not pass is skipped (no tests while the code does not parse).
+    """
+    pending = list(names)
+    running: dict[Future[Outcome], str] = {}
+    outcomes: dict[str, Outcome] = {}
+    with ThreadPoolExecutor(max_workers=PARALLEL_GATES) as pool:
+        while pending or running:
+            for name in list(pending):
+                needs = [r for r in GATES[name].requires if r in names]
+                if all(r in outcomes for r in needs):
+                    pending.remove(name)
+                    running[pool.submit(_run_gate, GATES[name], run)] = name
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                name = running.pop(future)
+                outcomes[name] = future.result()
+                run.results[name] = outcomes[name][0]
+    return outcomes
+
+
+def fingerprint(tree: Path, files: list[str]) -> str:
+    """Return a hash of the files' paths and contents (symlinks by their target)."""
+    digest = hashlib.sha256()
+    for name in sorted(files):
+        path = tree / name
+        if path.is_symlink():
+            content = os.readlink(path).encode()
+        else:
+            content = hashlib.sha256(path.read_bytes()).digest()
+        digest.update(name.encode() + b"\0" + content + b"\0")
+    return digest.hexdigest()
+
+
+TOOLS = ("ruff", "mypy", "pytest", "pytest-cov", "bandit", "detect-secrets", "lizard")
+
+
+def reuse_key(tree: Path, profile: Profile, toolchains: list[str] | None, timeout: float) -> str:
+    """Return what a validation of ``tree`` depends on, hashed.
+
+    That is its files, the profile, the toolchains, the timeout and the tools' versions.
+    """
+    chains = sorted(set(toolchains or []) | set(js.detect_toolchains(tree)))
+    parts = {
+        "files": fingerprint(tree, project_files(tree)),
+        "profile": profile.to_dict(),
+        "toolchains": chains,
+        "timeout": timeout,
+        "tools": [tool_version(t) for t in TOOLS],
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def sandbox_limits(timeout: float) -> Limits:
+    """Return the limits of a validation whose commands may each run ``timeout`` seconds."""
+    return Limits(cpu_seconds=int(timeout) + 5)
+
+
+def _run_gate(gate: Gate, run: GateRun) -> Outcome:
+    blocker = next(
+        (r for r in gate.requires if r in run.results and run.results[r].status != "passed"),
+        None,
+    )
+    if blocker is not None:
+        reason = f"skipped: {blocker} did not pass, and this gate cannot pass before it does"
+        return not_run(gate.name, reason), []
+    try:
+        return gate.check(run)
+    except Exception as exc:  # noqa: BLE001 - a crashed gate is reported, never passed
+        where = traceback.format_exc().strip().splitlines()[-3:]
+        reason = f"the gate crashed (a bug in oldnew): {type(exc).__name__}: {exc}; {where}"
+        return not_run(gate.name, reason[:800]), []
+
+
+def validate_tree(
+    tree: Path,
+    *,
+    timeout: float,
+    quality: str = "default",
+    toolchains: list[str] | None = None,
+    profile: Profile | None = None,
+    coverage_min: float | str | None = None,
+    complexity_max: int | str | None = None,
+    limits: Limits | None = None,
+    use_bwrap: bool = True,
+    drop_uid: bool = True,
+    scratch_root: Path | None = None,
+) -> ValidationResult:
+    """Validate the project in ``tree`` with the gates of a quality profile.
+
+    ``toolchains`` (from the plan) adds to what the files show (package.json, tsconfig.json,
+    .py files). Every command runs in a sandbox on a copy of the files git would commit;
+    ``limits``, ``use_bwrap``, ``drop_uid`` and ``scratch_root`` tune it (tests use them).
+    """
+    profile = profile or resolve_profile(
+        quality, coverage_min=coverage_min, complexity_max=complexity_max
+    )
+    start = time.monotonic()
+    tree = Path(tree).resolve()
+    chains = sorted(set(toolchains or []) | set(js.detect_toolchains(tree)))
+    result = ValidationResult(quality=profile.to_dict(), toolchains=chains)
+    limits = limits or sandbox_limits(timeout)
+
+    new_sandbox = functools.partial(
+        Sandbox.open,
+        tree,
+        limits=limits,
+        use_bwrap=use_bwrap,
+        drop_uid=drop_uid,
+        scratch_root=scratch_root,
+    )
+
+    try:
+        with new_sandbox() as box:
+            result.sandbox = box.layer_dicts()
+            result.fingerprint = fingerprint(box.tree, box.files)
+            run = GateRun(box, profile, timeout, chains, new_sandbox)
+            names = [n for n in profile.gates if GATES[n].toolchain in (*chains, "any")]
+            outcomes = run_all(names, run)
+            for name in names:
+                result.checks.append(outcomes[name][0])
+                result.diagnostics += outcomes[name][1]
+    except SandboxError as exc:
+        result.checks.append(Check("sandbox", "failed", [], None, 0.0, str(exc)))
+        result.diagnostics.append(Diagnostic("sandbox", ".", 0, str(exc)))
+    result.duration_s = time.monotonic() - start
+    return result

@@ -1,0 +1,204 @@
+"""``oldnew verify``: re-run the gates on main and check every claim of the report against them.
+
+A claim holds when its evidence file exists and shows it, its commit is on main, and a fresh
+run of the same gates (same profile, same toolchains) on the files of main's HEAD finds the
+same: each gate's status and its numbers (tests, coverage, mutants killed, findings).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess  # nosec B404 - git with fixed argument lists
+import tarfile
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from oldnew.errors import WorkspaceError
+from oldnew.gates.model import ValidationResult
+from oldnew.gates.profiles import Profile
+from oldnew.gates.runner import validate_tree
+from oldnew.workspace import Workspace
+
+COVERAGE_TOLERANCE = 0.5
+_COUNTED = {
+    "pytest": ("tests", "failures", "errors", "skipped"),
+    "mutation": ("mutants", "killed"),
+    "complexity": ("functions", "max_ccn"),
+}
+
+
+@dataclass
+class Verification:
+    """What ``oldnew verify`` found."""
+
+    workspace: str
+    head: str
+    differences: list[str] = field(default_factory=list)
+    confirmed: list[str] = field(default_factory=list)
+    recorded: dict[str, Any] = field(default_factory=dict)
+    rerun: dict[str, Any] = field(default_factory=dict)
+    evidence: str = ""
+
+    @property
+    def matches(self) -> bool:
+        """True when the re-run confirms every claim."""
+        return not self.differences
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict."""
+        return {
+            "workspace": self.workspace,
+            "head": self.head,
+            "matches": self.matches,
+            "differences": self.differences,
+            "confirmed": self.confirmed,
+            "evidence": self.evidence,
+        }
+
+
+def export_head(ws: Workspace, dest: Path) -> Path:
+    """Write the files of main's HEAD (nothing untracked, nothing uncommitted) to ``dest``."""
+    archive = subprocess.run(  # nosec B603 B607 - fixed argv, git from PATH
+        ["git", "-C", str(ws.root), "archive", "--format=tar", "HEAD"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    dest.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(dest, filter="data")  # nosec B202 - the data filter refuses escapes
+    return dest
+
+
+def _load(ws: Workspace, rel: str | None) -> dict[str, Any] | None:
+    if not rel:
+        return None
+    path = ws.root / rel
+    if not path.is_file():
+        return None
+    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return data
+
+
+def _is_ancestor(ws: Workspace, commit: str, head: str) -> bool:
+    proc = subprocess.run(  # nosec B603 B607
+        ["git", "-C", str(ws.root), "merge-base", "--is-ancestor", commit, head],
+        capture_output=True,
+        check=False,
+    )
+    return proc.returncode == 0
+
+
+def _check_claims(ws: Workspace, report: dict[str, Any], head: str, out: Verification) -> None:
+    if report.get("head") != head:
+        out.differences.append(
+            f"main moved since the report: it was made at {str(report.get('head'))[:12]}, "
+            f"main is at {head[:12]}"
+        )
+    for item in report.get("delivered", []):
+        task, commit = item["task"], item.get("commit") or ""
+        if not commit or not _is_ancestor(ws, commit, head):
+            out.differences.append(f"{task}: its commit {commit[:12] or '-'} is not on main")
+            continue
+        evidence = _load(ws, item.get("evidence"))
+        if evidence is None:
+            out.differences.append(f"{task}: its evidence {item.get('evidence')} is missing")
+        elif not evidence.get("passed"):
+            out.differences.append(f"{task}: its evidence {item['evidence']} shows failing gates")
+        else:
+            out.confirmed.append(f"{task}: commit {commit[:12]} on main, evidence passed")
+
+
+def _numbers(check: dict[str, Any]) -> dict[str, Any]:
+    metrics = check.get("metrics") or {}
+    return {k: metrics.get(k) for k in _COUNTED.get(check["name"], ())}
+
+
+def compare(recorded: dict[str, Any], rerun: ValidationResult) -> list[str]:
+    """Return how a re-run differs from recorded evidence, gate by gate."""
+    diffs = []
+    if recorded.get("fingerprint") != rerun.fingerprint:
+        diffs.append("the files of main differ from the files the evidence was made for")
+    before = {c["name"]: c for c in recorded.get("checks", [])}
+    after = {c.name: c for c in rerun.checks}
+    for name in sorted(set(before) | set(after)):
+        old, new = before.get(name), after.get(name)
+        if old is None or new is None:
+            diffs.append(f"{name}: {'not in the evidence' if old is None else 'not re-run'}")
+            continue
+        if old["status"] != new.status:
+            diffs.append(
+                f"{name}: the evidence says {old['status']} ({old['summary'][:120]}), the re-run "
+                f"says {new.status} ({new.summary[:120]})"
+            )
+            continue
+        if name in ("coverage", "js-coverage"):
+            was, now = (old.get("metrics") or {}).get("percent"), new.metrics.get("percent")
+            if was is not None and now is not None and abs(was - now) > COVERAGE_TOLERANCE:
+                diffs.append(f"{name}: the evidence says {was}%, the re-run measures {now}%")
+            continue
+        numbers = {k: new.metrics.get(k) for k in _COUNTED.get(name, ())}
+        if _numbers(old) != numbers:
+            diffs.append(f"{name}: the evidence says {_numbers(old)}, the re-run {numbers}")
+        old_findings = sum(1 for d in recorded.get("diagnostics", []) if d["tool"] == name)
+        new_findings = sum(1 for d in rerun.diagnostics if d.tool == name)
+        if old_findings != new_findings:
+            diffs.append(
+                f"{name}: {old_findings} findings in the evidence, {new_findings} in the re-run"
+            )
+    return diffs
+
+
+def verify_workspace(root: Path | str, *, timeout: float = 120.0) -> Verification:
+    """Re-run the gates of the final evidence on main's HEAD and check the report's claims.
+
+    Raises:
+        WorkspaceError: not a run's workspace, or a run without a report yet.
+
+    """
+    ws = Workspace.open(root)
+    report_path = ws.meta / "report.json"
+    if not report_path.is_file():
+        raise WorkspaceError(
+            f"{ws.root} has no report yet (.oldnew/report.json): finish the run first "
+            f"('oldnew status --workspace {ws.root}')"
+        )
+    report: dict[str, Any] = json.loads(report_path.read_text(encoding="utf-8"))
+    head = ws.head()
+    out = Verification(workspace=str(ws.root), head=head)
+    _check_claims(ws, report, head, out)
+    final = report.get("final_validation") or {}
+    recorded = _load(ws, final.get("evidence"))
+    if recorded is None:
+        out.differences.append(
+            f"the final validation's evidence ({final.get('evidence') or 'none'}) is missing"
+        )
+        return out
+    out.recorded = recorded
+    if recorded.get("head") and recorded["head"] != report.get("head"):
+        out.differences.append("the final evidence was made for another commit than the report")
+    profile = Profile(**{**recorded["quality"], "gates": tuple(recorded["quality"]["gates"])})
+    with tempfile.TemporaryDirectory(prefix="oldnew-verify-") as tmp:
+        tree = export_head(ws, Path(tmp) / "main")
+        result = validate_tree(
+            tree, timeout=timeout, profile=profile, toolchains=recorded.get("toolchains")
+        )
+    out.rerun = result.to_dict()
+    out.differences += compare(recorded, result)
+    claims_delivered = report.get("status") == "delivered"
+    if claims_delivered != result.passed:
+        out.differences.append(
+            f"the report says {report.get('status')}, but the re-run's gates "
+            f"{'pass' if result.passed else 'do not pass'}"
+        )
+    if not out.differences:
+        passed = [c.name for c in result.checks if c.status == "passed"]
+        out.confirmed.append(f"main {head[:12]}: gates {', '.join(passed)} passed again")
+    path = ws.write_json(
+        "evidence/verify.json",
+        {"head": head, "differences": out.differences, **result.to_dict()},
+    )
+    out.evidence = str(path.relative_to(ws.root))
+    return out

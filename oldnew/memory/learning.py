@@ -1,0 +1,223 @@
+"""What the nodes ask of memory: context for a prompt, and what to learn from an outcome."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Any
+
+from langgraph.runtime import Runtime
+
+from oldnew.context import Context
+from oldnew.memory.signature import ErrorSignature, signature_of
+from oldnew.memory.store import FIXES, Memory, Template
+
+MAX_FIX_TEXT = 3000
+
+
+def memory_of(runtime: Runtime[Context], run_id: str) -> Memory:
+    """Return the run's memory on the graph's store (a no-op memory without one)."""
+    return Memory(runtime.store, run_id)
+
+
+@dataclass
+class CoderContext:
+    """What memory adds to a coder's prompt."""
+
+    memory: list[str] = field(default_factory=list)
+    lessons: list[str] = field(default_factory=list)
+    template: dict[str, str] | None = None
+    template_key: str | None = None
+    template_score: float = 0.0
+
+
+async def coder_context(
+    memory: Memory, task: dict[str, Any], project: str, ctx: Context
+) -> CoderContext:
+    """Return the relevant run memory, lessons of earlier runs and a matching template."""
+    text = f"{task['title']}\n{task['description']}"
+    out = CoderContext()
+    if not memory.available:
+        return out
+    entries = await memory.relevant(
+        text=text,
+        files=task.get("files", []),
+        requirement_ids=task.get("requirement_ids", []),
+        budget_tokens=ctx.memory_token_budget,
+    )
+    out.memory = [e.render() for e in entries]
+    out.lessons = [
+        f"{r.tool} {r.rule}: {r.message} -> fixed by: {r.fix[:400]}"
+        for r in await memory.lessons_for(text)
+    ]
+    found = await memory.find_template(task["description"], ctx.template_threshold)
+    if found is not None:
+        key, template, score = found
+        out.template, out.template_key, out.template_score = (
+            template.instantiate(project),
+            key,
+            score,
+        )
+        await memory.mark_template_used(key, template)
+    return out
+
+
+def signatures(diagnostics: list[str]) -> list[ErrorSignature]:
+    """Return the distinct error signatures of rendered diagnostics."""
+    seen: dict[str, ErrorSignature] = {}
+    for d in diagnostics:
+        sig = signature_of(d)
+        if sig is not None:
+            seen.setdefault(sig.key, sig)
+    return list(seen.values())
+
+
+async def fix_hints(memory: Memory, diagnostics: list[str]) -> tuple[list[str], list[str]]:
+    """Return fixes that worked before for these errors (as prompt lines) and their keys."""
+    found = await memory.fixes_for(signatures(diagnostics))
+    lines = [f"{r.tool} {r.rule}: {r.message}\n  worked before: {r.fix}" for _, r in found]
+    return lines, [k for k, _ in found]
+
+
+def fix_summary(explanation: str, before: dict[str, str], after: dict[str, str | None]) -> str:
+    """Return what a fix changed: the fixer's own words and a unified diff, capped."""
+    parts = [explanation.strip()] if explanation.strip() else []
+    for path, new in sorted(after.items()):
+        diff = difflib.unified_diff(
+            (before.get(path) or "").splitlines(),
+            (new or "").splitlines(),
+            f"a/{path}",
+            f"b/{path}",
+            lineterm="",
+            n=1,
+        )
+        parts.append("\n".join(diff))
+    return "\n".join(parts)[:MAX_FIX_TEXT]
+
+
+def pending_fix(diagnostics: list[str], summary: str, offered: list[str]) -> dict[str, Any]:
+    """Return the task-state record of a fix whose outcome is not known yet."""
+    return {
+        "signatures": [s.__dict__ for s in signatures(diagnostics)],
+        "fix": summary,
+        "offered": offered,
+    }
+
+
+async def settle_fix(
+    memory: Memory, pending: dict[str, Any] | None, *, worked: bool, task_text: str, task_id: str
+) -> int:
+    """Learn from a fix once its outcome is known; return how many fixes were recorded.
+
+    A fix that worked goes into the knowledge base under each error it removed, and into
+    the run memory as a mistake and how it was avoided; the fixes offered to the fixer are
+    counted as helpful or not.
+    """
+    if not pending:
+        return 0
+    for key in pending.get("offered", []):
+        await memory.mark_fix(key, helped=worked)
+    if not worked:
+        return 0
+    recorded = 0
+    for raw in pending.get("signatures", []):
+        sig = ErrorSignature(**raw)
+        if await memory.record_fix(sig, pending["fix"], task_text):
+            recorded += 1
+        await memory.remember(
+            "mistake",
+            f"{sig.describe()} in task {task_id}",
+            reason=f"fixed by: {pending['fix'][:300]}",
+            task_id=task_id,
+        )
+    return recorded
+
+
+__all__ = [
+    "FIXES",
+    "CoderContext",
+    "Template",
+    "coder_context",
+    "fix_hints",
+    "fix_summary",
+    "memory_of",
+    "pending_fix",
+    "settle_fix",
+    "signatures",
+]
+
+
+def _committed_files(ws: Any, commit: str) -> dict[str, str]:
+    names = ws.git("show", "--name-only", "--format=", commit).splitlines()
+    return {n: ws.git("show", f"{commit}:{n}") for n in names if n}
+
+
+async def learn_from_accepted_task(
+    runtime: Runtime[Context], state: dict[str, Any], ws: Any, commit: str
+) -> dict[str, Any]:
+    """Learn from a task whose work passed every check and landed on main.
+
+    Its last fix (if any) worked: the knowledge base gets it. Its files become a template
+    for similar tasks in later runs. Returns what was learned, for the event log.
+    """
+    import asyncio
+
+    run_id = str((await asyncio.to_thread(ws.run_info) or {}).get("run_id", ""))
+    memory = memory_of(runtime, run_id)
+    if not memory.available:
+        return {"memory": "off"}
+    task = state["task"]
+    fixes = await settle_fix(
+        memory,
+        state.get("pending_fix"),
+        worked=True,
+        task_text=f"{task['title']}\n{task['description']}",
+        task_id=task["id"],
+    )
+    files = await asyncio.to_thread(_committed_files, ws, commit)
+    evidence = (state.get("evidence") or [""])[-1]
+    template = await memory.save_template(
+        task["description"], files, project=state.get("project", ""), evidence=evidence
+    )
+    return {"fixes_recorded": fixes, "template": template, "problems": memory.problems[:5]}
+
+
+async def remember_scope_and_plan(
+    memory: Memory, scope: dict[str, Any], plan: dict[str, Any]
+) -> int:
+    """Record the scope's constraints and non-goals, and the planner's decisions.
+
+    Each is tied to the requirements and files of the tasks it concerns, so that only
+    related tasks see it. Returns how many entries were written.
+    """
+    if not memory.available:
+        return 0
+    tasks = plan.get("tasks", [])
+    all_files = sorted({f for t in tasks for f in t.get("files", [])})
+    written = 0
+    for text in scope.get("constraints", []):
+        await memory.remember("constraint", text, reason="stated in the scope", files=all_files)
+        written += 1
+    for text in scope.get("non_goals", []):
+        await memory.remember(
+            "constraint",
+            f"not in scope: {text}",
+            reason="an explicit non-goal of the scope",
+            files=all_files,
+        )
+        written += 1
+    for d in plan.get("decisions", []):
+        related = [
+            t
+            for t in tasks
+            if set(t.get("requirement_ids", [])) & set(d.get("requirement_ids", []))
+        ]
+        await memory.remember(
+            "decision",
+            d["decision"],
+            reason=d.get("reason", ""),
+            files=sorted({f for t in related for f in t.get("files", [])}),
+            requirement_ids=d.get("requirement_ids", []),
+        )
+        written += 1
+    return written

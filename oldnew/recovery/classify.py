@@ -1,0 +1,193 @@
+"""Sort every failure into one class, from what is known for sure first.
+
+Exception types and HTTP status codes come first, then the validator's parsed diagnostics;
+only when both are silent may a model be asked (the caller does that, with the text this
+module gives it). Classes and where they go:
+
+- transient: timeout, rate limit, 5xx, connection reset -> retry with backoff
+- recoverable: syntax, type or import error, failing test, unparseable model output ->
+  back to the model with the diagnostics
+- configuration: missing environment variable, invalid API key -> a person, with instructions
+- design_flaw: circular dependency, impossible constraint -> back to the planner
+- external_blocker: service unavailable, package not found -> a person, with alternatives
+- context_overflow: prompt too large -> shrink the context; never retried unchanged
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, Literal
+
+from pydantic import ValidationError
+
+from oldnew.errors import ConfigurationError, ModelOutputError, PathViolation
+
+FailureClass = Literal[
+    "transient",
+    "recoverable",
+    "configuration",
+    "design_flaw",
+    "external_blocker",
+    "context_overflow",
+]
+
+_OVERFLOW = re.compile(
+    r"context[_ ]length|maximum context|too many tokens|prompt is too long|"
+    r"context window|reduce the length",
+    re.IGNORECASE,
+)
+_MISSING_MODULE = re.compile(r"No module named '([\w.]+)'")
+_MISSING_ENV = re.compile(
+    r"KeyError: '([A-Z][A-Z0-9_]{2,})'|environment variable ([A-Z][A-Z0-9_]+)"
+    r"|([A-Z][A-Z0-9_]*_(?:KEY|TOKEN|SECRET|PASSWORD)) (?:is )?not set"
+)
+_UNAVAILABLE = re.compile(
+    r"Connection refused|Name or service not known|"
+    r"Temporary failure in name resolution|503 Service Unavailable",
+    re.IGNORECASE,
+)
+_DESIGN = re.compile(
+    r"circular (?:dependency|import)|impossible constraint|"
+    r"partially initialized module",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class Classification:
+    """What kind of failure this is, why we think so, and when to retry (if at all)."""
+
+    cls: FailureClass
+    reason: str
+    source: Literal["exception", "http", "diagnostic", "model", "default"]
+    retry_after: float | None = None
+    detail: str = ""
+
+
+def retry_after_seconds(headers: Any) -> float | None:
+    """Return the wait a response asks for (``retry-after-ms`` or ``Retry-After``)."""
+    if headers is None:
+        return None
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return max(0.0, float(ms) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def _http(status: int, message: str, headers: Any) -> Classification:
+    wait = retry_after_seconds(headers)
+    if status == 429:
+        return Classification("transient", "rate limited (429)", "http", wait)
+    if status in (401, 403):
+        return Classification(
+            "configuration",
+            f"the API key was refused ({status}): set a valid OPENAI_API_KEY",
+            "http",
+            detail=message,
+        )
+    if status == 404:
+        return Classification(
+            "configuration",
+            "the model or endpoint was not found (404): check the model name and OPENAI_BASE_URL",
+            "http",
+            detail=message,
+        )
+    if status in (400, 413, 422) and _OVERFLOW.search(message):
+        return Classification(
+            "context_overflow", "the prompt is too large for the model", "http", detail=message
+        )
+    if status == 413:
+        return Classification("context_overflow", "the request is too large (413)", "http")
+    if status >= 500:
+        return Classification("transient", f"server error ({status})", "http", wait)
+    return Classification(
+        "recoverable", f"the request was rejected ({status})", "http", detail=message
+    )
+
+
+def classify(exc: BaseException) -> Classification:
+    """Classify an exception raised while calling a model or a tool."""
+    import openai
+
+    if isinstance(exc, openai.APIStatusError):
+        return _http(exc.status_code, str(exc), exc.response.headers)
+    if isinstance(exc, openai.APITimeoutError | TimeoutError | asyncio.TimeoutError):
+        return Classification("transient", "timed out", "exception")
+    if isinstance(exc, openai.APIConnectionError | ConnectionError):
+        return Classification("transient", f"connection failed ({type(exc).__name__})", "exception")
+    if isinstance(exc, ConfigurationError):
+        return Classification("configuration", str(exc), "exception")
+    if isinstance(exc, ModelOutputError | PathViolation | ValidationError):
+        return Classification(
+            "recoverable", f"the model's output could not be used: {exc}", "exception"
+        )
+    if isinstance(exc, json.JSONDecodeError):
+        return Classification(
+            "transient", "the server sent a malformed response", "exception", detail=str(exc)
+        )
+    if _OVERFLOW.search(str(exc)):
+        return Classification(
+            "context_overflow",
+            "the prompt is too large for the model",
+            "exception",
+            detail=str(exc),
+        )
+    return Classification("recoverable", f"{type(exc).__name__}: {exc}", "default")
+
+
+def classify_diagnostics(
+    diagnostics: list[str], project_modules: set[str] | None = None
+) -> Classification | None:
+    """Classify a failed validation from its rendered diagnostics; None when they are empty.
+
+    A missing third-party module (not one of ``project_modules``) is an external blocker;
+    a missing environment variable is configuration; a circular import is a design flaw;
+    everything else the model can fix.
+    """
+    if not diagnostics:
+        return None
+    text = "\n".join(diagnostics)
+    own = project_modules or set()
+    for name in _MISSING_MODULE.findall(text):
+        if name.split(".")[0] not in own:
+            return Classification(
+                "external_blocker",
+                f"package {name!r} is not installed and cannot be fetched here",
+                "diagnostic",
+                detail=name,
+            )
+    env = _MISSING_ENV.search(text)
+    if env:
+        var = next(g for g in env.groups() if g)
+        return Classification(
+            "configuration", f"the environment variable {var} is not set", "diagnostic", detail=var
+        )
+    if _DESIGN.search(text):
+        return Classification(
+            "design_flaw",
+            "the code's structure cannot work as planned (circular dependency)",
+            "diagnostic",
+        )
+    if _UNAVAILABLE.search(text):
+        return Classification(
+            "external_blocker", "a service the code needs is unreachable", "diagnostic"
+        )
+    return Classification("recoverable", "the code fails its checks", "diagnostic")

@@ -1,0 +1,46 @@
+"""The sandbox: run generated code with no network, bounded resources, no secrets.
+
+Every command that runs generated code (its tests, its build, linters over it) runs here, on a
+scratch copy of the project that holds the files git would commit and never ``.git`` or
+``.oldnew``: the code under test cannot reach the repository or the run's state, and a test
+that deletes or rewrites its own sources changes nothing that will be committed.
+
+The layers, each reported in :attr:`Sandbox.layers` (a layer this machine lacks is reported as
+inactive with the reason, and the others still apply):
+
+- bubblewrap: no network, its own pid namespace (everything dies with the sandbox), read-only
+  ``/``, tmpfs over /tmp, /root, /home, /run and the folder that holds the workspace, the copy
+  bound read-write, the interpreter's folders bound back read-only;
+- a non-root uid (``setpriv``), so RLIMIT_NPROC bites and root's files stay read-only;
+- resource limits (``prlimit``): CPU seconds, RLIMIT_DATA (RLIMIT_AS breaks Node), file size,
+  open files, processes; a disk quota on everything the sandbox can write, polled;
+- a scrubbed environment given to ``Popen``, so bubblewrap's own ``/proc/1/environ`` holds no
+  secret either (``--clearenv`` alone would leak it);
+- a wall-clock timeout that kills the process group (with bubblewrap, the pid namespace).
+"""
+
+from oldnew.sandbox.box import HIDDEN, Sandbox
+from oldnew.sandbox.files import (
+    SKIP_DIRS,
+    SandboxError,
+    copy_project,
+    link_leaves,
+    project_files,
+)
+from oldnew.sandbox.host import Host, Layer, Limits, probe_host
+from oldnew.sandbox.process import RunResult
+
+__all__ = [
+    "HIDDEN",
+    "SKIP_DIRS",
+    "Host",
+    "Layer",
+    "Limits",
+    "RunResult",
+    "Sandbox",
+    "SandboxError",
+    "copy_project",
+    "link_leaves",
+    "probe_host",
+    "project_files",
+]

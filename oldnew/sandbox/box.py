@@ -1,0 +1,439 @@
+"""A sandbox: a scratch copy of a project, and commands run on it behind every layer."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import subprocess  # nosec B404 - fixed argument lists, never a shell
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+
+from oldnew.sandbox.files import copy_project, disk_usage, link_leaves, workspace_root
+from oldnew.sandbox.host import Host, Layer, Limits, probe_host, release_uid, take_uid
+from oldnew.sandbox.process import (
+    LIMITS_LAUNCHER,
+    RunResult,
+    SandboxInit,
+    kill_tree,
+    kill_uid,
+    processes_of,
+    read_capped,
+    wait_for,
+)
+
+HIDDEN = ("/tmp", "/var/tmp", "/root", "/home", "/run", "/mnt", "/media", "/srv")  # nosec B108
+_python_runs_as_uid: dict[bool, bool] = {}
+
+
+def remove_tree(root: Path) -> None:
+    """Delete ``root`` even where the code under test took every permission off a folder."""
+    for dirpath, dirnames, _ in os.walk(root, topdown=True):
+        for name in dirnames:
+            path = os.path.join(dirpath, name)
+            if not os.path.islink(path):
+                try:
+                    os.chmod(path, 0o700)
+                except OSError:
+                    continue
+    shutil.rmtree(root, ignore_errors=True)
+
+
+class Sandbox:
+    """A scratch copy of a project and the means to run commands on it, confined.
+
+    Use :meth:`open`; commands run with :meth:`run`, in :attr:`tree` (the copy).
+    """
+
+    def __init__(
+        self,
+        source: Path,
+        scratch: Path,
+        *,
+        limits: Limits,
+        host: Host,
+        use_bwrap: bool,
+        drop_uid: bool,
+    ) -> None:
+        """Prepare (but do not fill) a sandbox in ``scratch``; :meth:`open` does both."""
+        self.source = source
+        self.scratch = scratch
+        self.tree = scratch / "tree"
+        self.home = scratch / "home"
+        self.limits = limits
+        self.host = host
+        self.bwrap = host.bwrap if use_bwrap else None
+        self.uid: int | None = None
+        self.layers: list[Layer] = []
+        self.files: list[str] = []
+        self.links_out: list[tuple[str, str]] = []
+        """Symlinks of the project that lead out of it: (path, target)."""
+        self._counter = itertools.count(1)
+        self._drop_uid = drop_uid
+        self._bwrap_args: list[str] = []
+        self._hidden: list[Path] = []
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    @classmethod
+    @contextmanager
+    def open(
+        cls,
+        source: Path,
+        *,
+        limits: Limits | None = None,
+        use_bwrap: bool = True,
+        drop_uid: bool = True,
+        scratch_root: Path | None = None,
+    ) -> Iterator[Sandbox]:
+        """Copy ``source`` into a new scratch folder, yield the sandbox, then remove it all.
+
+        ``use_bwrap=False`` and ``drop_uid=False`` switch those layers off (tests use them to
+        exercise the fallbacks); a layer the machine lacks is off whatever they say.
+        """
+        scratch = Path(tempfile.mkdtemp(prefix="oldnew-sbx-", dir=scratch_root)).resolve()
+        box = cls(
+            Path(source).resolve(),
+            scratch,
+            limits=limits or Limits(),
+            host=probe_host(),
+            use_bwrap=use_bwrap,
+            drop_uid=drop_uid,
+        )
+        try:
+            box._prepare()
+            yield box
+        finally:
+            box._reap()
+            release_uid(box.uid)
+            remove_tree(scratch)
+
+    def _prepare(self) -> None:
+        os.chmod(self.scratch, 0o755)  # nosec B103 - the sandbox's uid must traverse it
+        for folder in (self.tree, self.home, self.home / "tmp", self.scratch / "logs"):
+            folder.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.scratch / "logs", 0o700)
+        self.files = copy_project(self.source, self.tree, max_bytes=self.limits.disk_mb * 2**20)
+        for rel in self.files:
+            if (self.tree / rel).is_symlink():
+                target = os.readlink(self.tree / rel)
+                if link_leaves(rel, target):
+                    self.links_out.append((rel, target))
+        if self.host.root and self._drop_uid and self.host.setpriv:
+            self.uid = take_uid()
+        if not self.bwrap and (self.source / "node_modules").is_dir():
+            os.symlink(self.source / "node_modules", self.tree / "node_modules")
+        self._chown_all()
+        if self.bwrap:
+            self._bwrap_args = self._build_bwrap_args()
+        self.layers = self._describe_layers()
+        if self.uid is not None and not self._uid_can_run_python():
+            why = (
+                f"uid {self.uid} cannot run {sys.executable} here (its folders are not "
+                "readable by other users); commands run as root"
+            )
+            release_uid(self.uid)
+            self.uid = None
+            self._chown_all()
+            self.layers = self._describe_layers(user_note=why)
+
+    def _chown_all(self) -> None:
+        for top in (self.tree, self.home):
+            self.adopt(top)
+
+    def adopt(self, top: Path) -> None:
+        """Give ``top`` and everything under it to the sandbox's uid (files put in by oldnew)."""
+        owner = self.uid if self.uid is not None else os.geteuid()
+        os.lchown(top, owner, owner)
+        for dirpath, dirnames, filenames in os.walk(top):
+            for name in [*dirnames, *filenames]:
+                os.lchown(os.path.join(dirpath, name), owner, owner)
+
+    def _uid_can_run_python(self) -> bool:
+        """Whether the sandbox's uid can run this interpreter (checked once per process)."""
+        key = self.bwrap is not None
+        if key not in _python_runs_as_uid:
+            result = self.run(
+                [sys.executable, "-I", "-c", "import sys; print(sys.base_prefix)"], timeout=60
+            )
+            ok = result.exit_code == 0 and result.stdout.strip() == sys.base_prefix
+            _python_runs_as_uid[key] = ok
+        return _python_runs_as_uid[key]
+
+    # -- bubblewrap --------------------------------------------------------------------------
+
+    def _hidden_paths(self) -> list[Path]:
+        hidden = [Path(p) for p in HIDDEN if Path(p).is_dir()]
+        ws = workspace_root(self.source)
+        for path in (self.source, ws):
+            if path is None:
+                continue
+            holder = path.parent if path.parent != Path("/") else path
+            if not any(h == holder or h in holder.parents for h in hidden):
+                hidden.append(holder)
+        return hidden
+
+    def _under_hidden(self, path: Path) -> Path | None:
+        return next((h for h in self._hidden if h == path or h in path.parents), None)
+
+    def _parents_args(self, path: Path) -> list[str]:
+        """Return --dir arguments that create ``path``'s parents inside a hidden tmpfs."""
+        top = self._under_hidden(path)
+        if top is None:
+            return []
+        out: list[str] = []
+        for parent in reversed(path.parents):
+            if top in parent.parents:
+                out += ["--perms", "0755", "--dir", str(parent)]
+        return out
+
+    def _build_bwrap_args(self) -> list[str]:
+        assert self.bwrap is not None  # nosec B101 - only called with bubblewrap
+        tmp_bytes = str(self.limits.tmp_mb * 2**20)
+        args = [self.bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+        args += ["--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts"]
+        args += ["--die-with-parent", "--new-session"]
+        self._hidden = self._hidden_paths()
+        for path in self._hidden:
+            if str(path) == "/tmp":  # nosec B108 - a tmpfs of our own, size-capped
+                args += ["--perms", "1777", "--size", tmp_bytes, "--tmpfs", "/tmp"]  # nosec B108
+            else:
+                args += ["--size", str(2**20), "--tmpfs", str(path)]
+        args += ["--perms", "1777", "--size", tmp_bytes, "--tmpfs", "/dev/shm"]  # nosec B108
+        exposed: list[Path] = []
+        for path in (Path(sys.prefix), Path(sys.base_prefix), Path(sys.executable).resolve()):
+            folder = path if path.is_dir() else path.parent
+            if self._under_hidden(folder) and folder not in exposed:
+                exposed.append(folder)
+                args += [*self._parents_args(folder), "--ro-bind", str(folder), str(folder)]
+        for folder in (self.tree, self.home):
+            args += [*self._parents_args(folder), "--bind", str(folder), str(folder)]
+        modules = self.source / "node_modules"
+        if modules.is_dir():
+            args += ["--ro-bind", str(modules), str(self.tree / "node_modules")]
+        return args
+
+    # -- layers ------------------------------------------------------------------------------
+
+    def _describe_layers(self, user_note: str = "") -> list[Layer]:
+        host, lim = self.host, self.limits
+        if self.bwrap:
+            net = Layer("network", True, "bubblewrap --unshare-net: loopback only")
+            fs = Layer(
+                "filesystem",
+                True,
+                "read-only /, tmpfs over "
+                + ", ".join(str(p) for p in self._hidden)
+                + "; only the scratch copy is writable",
+            )
+            pid = Layer("processes", True, "own pid namespace: every process dies with it")
+        else:
+            reason = host.bwrap_error or "bubblewrap switched off for this run"
+            net = Layer(
+                "network",
+                host.unshare_net,
+                "unshare --net: no interfaces" if host.unshare_net else f"open: {reason}",
+            )
+            fs = Layer("filesystem", False, f"not confined beyond file permissions: {reason}")
+            pid = Layer(
+                "processes",
+                self.uid is not None,
+                f"no pid namespace ({reason}); leftover processes of uid {self.uid} are killed"
+                if self.uid is not None
+                else f"no pid namespace ({reason}); only the process group is killed",
+            )
+        if self.uid is not None:
+            user = Layer("user", True, f"runs as uid {self.uid} (setpriv, no new privileges)")
+        elif not host.root:
+            user = Layer("user", True, f"runs as the non-root uid {os.geteuid()}")
+        else:
+            why = user_note or (
+                "setpriv is not installed" if not host.setpriv else "uid drop switched off"
+            )
+            user = Layer("user", False, f"runs as root: {why}; RLIMIT_NPROC has no effect")
+        limits = Layer(
+            "limits",
+            True,
+            f"cpu {lim.cpu_seconds}s, data {lim.memory_mb} MB, file {lim.file_mb} MB, "
+            f"{lim.open_files} open files, {lim.processes} processes, disk {lim.disk_mb} MB"
+            + ("" if host.prlimit else " (set by a Python launcher: prlimit is missing)"),
+        )
+        env = Layer("environment", True, "scrubbed: PATH, HOME, TMPDIR, locale; no parent vars")
+        return [net, fs, pid, user, limits, env]
+
+    def layer_dicts(self) -> list[dict[str, object]]:
+        """Return the layers as JSON-ready dicts (for evidence)."""
+        return [asdict(layer) for layer in self.layers]
+
+    def degraded(self) -> list[Layer]:
+        """Return the layers that are not in force."""
+        return [layer for layer in self.layers if not layer.active]
+
+    # -- running -----------------------------------------------------------------------------
+
+    def environment(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        """Return the only environment a sandboxed command sees."""
+        env = {
+            "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
+            "HOME": str(self.home),
+            "TMPDIR": str(self.home / "tmp"),
+            "USER": "sandbox",
+            "LOGNAME": "sandbox",
+            "LANG": "C.UTF-8",
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "PYTHONHASHSEED": "0",
+            "PYTHONNOUSERSITE": "1",
+            "NO_COLOR": "1",
+            "CI": "1",
+        }
+        return {**env, **(extra or {})}
+
+    def _nproc_limit(self) -> int:
+        if self.uid is not None or self.host.root:
+            return self.limits.processes
+        return processes_of(os.getuid()) + self.limits.processes  # the count is per user
+
+    def _limits_prefix(self) -> list[str]:
+        lim = self.limits
+        values = [
+            lim.cpu_seconds,
+            lim.memory_mb * 2**20,
+            lim.file_mb * 2**20,
+            lim.open_files,
+            self._nproc_limit(),
+            0,
+        ]
+        if self.host.prlimit:
+            names = ("cpu", "data", "fsize", "nofile", "nproc", "core")
+            return [
+                self.host.prlimit,
+                *(f"--{n}={v}" for n, v in zip(names, values, strict=True)),
+                "--",
+            ]
+        return [sys.executable, "-I", "-S", "-c", LIMITS_LAUNCHER, ",".join(map(str, values))]
+
+    def wrap(
+        self,
+        argv: Sequence[str],
+        cwd: Path,
+        *,
+        network: bool = False,
+        info_fd: int | None = None,
+    ) -> list[str]:
+        """Return the full command line that runs ``argv`` confined, in ``cwd``.
+
+        ``info_fd`` is where bubblewrap writes the pid of the sandbox's init.
+        """
+        inner: list[str] = []
+        if self.uid is not None and self.host.setpriv:
+            inner += [self.host.setpriv, f"--reuid={self.uid}", f"--regid={self.uid}"]
+            inner += ["--clear-groups", "--no-new-privs", "--inh-caps=-all"]
+            inner += ["--bounding-set=-all", "--"]
+        inner += [*self._limits_prefix(), *argv]
+        if self.bwrap:
+            args = list(self._bwrap_args)
+            if network:
+                args.remove("--unshare-net")
+            if info_fd is not None:
+                args += ["--info-fd", str(info_fd)]
+            return [*args, "--chdir", str(cwd), "--", *inner]
+        if self.host.unshare_net and not network:
+            return ["unshare", "--net", "--", *inner]
+        return inner
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float,
+        cwd: Path | None = None,
+        env: dict[str, str] | None = None,
+        network: bool = False,
+    ) -> RunResult:
+        """Run ``argv`` in the sandbox; kill it all on timeout or when it fills the disk.
+
+        ``network=True`` (for a dependency audit, which runs no project code) keeps every
+        layer but the network one.
+        """
+        n = next(self._counter)
+        out_path = self.scratch / "logs" / f"{n}.out"
+        err_path = self.scratch / "logs" / f"{n}.err"
+        workdir = cwd or self.tree
+        info_r, info_w = os.pipe() if self.bwrap else (None, None)
+        command = self.wrap(argv, workdir, network=network, info_fd=info_w)
+        start = time.monotonic()
+        with open(out_path, "wb") as out, open(err_path, "wb") as err:
+            proc = subprocess.Popen(  # nosec B603 - argv list built by this module
+                command,
+                cwd=workdir if not self.bwrap else "/",
+                env=self.environment(env),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                start_new_session=True,
+                pass_fds=() if info_w is None else (info_w,),
+            )
+            init = SandboxInit.from_info(info_r, info_w)
+            try:
+                killed = self._watch(proc, timeout, init)
+            finally:
+                init.finish()  # the namespace and every process in it, gone
+        duration = time.monotonic() - start
+        self._reap()
+        return RunResult(
+            argv=list(argv),
+            exit_code=None if killed else proc.returncode,
+            stdout=read_capped(out_path),
+            stderr=read_capped(err_path),
+            duration_s=duration,
+            killed=killed,
+        )
+
+    def _watch(self, proc: subprocess.Popen[bytes], timeout: float, init: SandboxInit) -> str:
+        """Wait for ``proc``; return why it was killed, or '' when it ended by itself."""
+        deadline = time.monotonic() + timeout
+        quota = self.limits.disk_mb * 2**20
+        try:
+            pidfd: int | None = os.pidfd_open(proc.pid)
+        except (AttributeError, OSError):
+            pidfd = None
+        try:
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    self._kill(proc, init)
+                    return f"timed out after {timeout:g}s: the whole process tree was killed"
+                if wait_for(proc, pidfd, min(left, 0.25)):
+                    return ""
+                if disk_usage(self.scratch) > quota:
+                    self._kill(proc, init)
+                    return (
+                        f"wrote more than the disk quota ({self.limits.disk_mb} MB): "
+                        "the whole process tree was killed"
+                    )
+        finally:
+            if pidfd is not None:
+                os.close(pidfd)
+
+    def _kill(self, proc: subprocess.Popen[bytes], init: SandboxInit) -> None:
+        kill_tree(proc, init)
+        self._reap()
+
+    def _reap(self) -> None:
+        """Kill whatever the sandbox's uid still runs (a daemon that escaped its group)."""
+        if self.uid is not None and not self.bwrap:
+            kill_uid(self.uid)  # with bubblewrap the pid namespace already took them all
+
+    # -- files -------------------------------------------------------------------------------
+
+    def write_text(self, rel: str, text: str) -> None:
+        """Replace a file of the copy (a mutant, say), owned by the sandbox's uid."""
+        path = self.tree / rel
+        path.write_text(text, encoding="utf-8")
+        if self.uid is not None:
+            os.lchown(path, self.uid, self.uid)
