@@ -57,6 +57,7 @@ def build_report(state: dict[str, Any], ws: Workspace, final: dict[str, Any]) ->
         "sandbox_degraded": [
             f"{x['name']}: {x['detail']}" for x in final.get("sandbox", []) if not x.get("active")
         ],
+        "traceability": state.get("traceability") or {},
         "resume": resume_hint(ws, blocked, pending),
     }
 
@@ -159,5 +160,13 @@ def render_markdown(report: dict[str, Any]) -> str:
     if report["decisions"]:
         lines += ["", "## Decisions", ""]
         lines += [f"- {d['question']} -> {d['answer']}" for d in report["decisions"]]
+    trace = report.get("traceability") or {}
+    if trace:
+        lines += ["", "## Traceability (requirement -> tasks -> tests)", ""]
+        for rid, t in trace.items():
+            tasks = ", ".join(t.get("tasks", [])) or "none"
+            tests = ", ".join(t.get("tests", [])) or "none"
+            lines.append(f"- {rid} {t.get('title', '')} [{t.get('status', '')}]: tasks {tasks}; "
+                         f"tests {tests}")
     lines += ["", "## How to resume", "", report["resume"], ""]
     return "\n".join(lines)

@@ -118,10 +118,24 @@ class Epic(BaseModel):
     depends_on: list[str] = Field(default_factory=list, description="Ids of prerequisite epics.")
 
 
+class PlanDecision(BaseModel):
+    """A design choice the planner made, remembered so that later tasks respect it."""
+
+    decision: str = Field(min_length=1, description="What was chosen, e.g. 'store data in SQLite'.")
+    reason: str = Field(default="", description="Why, e.g. 'the scope says no server'.")
+    requirement_ids: list[str] = Field(
+        default_factory=list, description="The requirements the choice concerns."
+    )
+
+
 class Plan(BaseModel):
     """The task graph for the scope."""
 
     tasks: list[PlannedTask] = Field(min_length=1)
+    decisions: list[PlanDecision] = Field(
+        default_factory=list,
+        description="Architecture and design choices the plan makes, each with its reason.",
+    )
     phases: list[Phase] = Field(
         default_factory=list, description="Delivery phases, for phased plans only."
     )

@@ -354,3 +354,22 @@ def test_locked_memory_degrades_with_a_notice(tmp_path: Path) -> None:
 
     _, problems = asyncio.run(scenario())
     assert any("locked" in p and "going on without it" in p for p in problems)
+
+
+def test_plan_decisions_and_scope_constraints_reach_related_tasks(tmp_path: Path) -> None:
+    path = _decision_transcript(tmp_path)
+    data = json.loads(path.read_text())
+    data["reply"][0]["structured"]["constraints"] = ["settings come from environment variables"]
+    data["reply"][1]["structured"]["decisions"] = [
+        {"decision": "slugs are ASCII only, lower case, words joined by '-'",
+         "reason": "they appear in URLs", "requirement_ids": ["F3"]}]
+    path.write_text(json.dumps(data))
+    models, prompts = _models(path)
+    ws = tmp_path / "ws"
+    asyncio.run(start_run(_scope(tmp_path), ws, models=models))
+    asyncio.run(resume_run(ws, answers={"T1-q1": "8080"}, models=models))
+    t2 = next(p for p in prompts if "TASK T2:" in p)
+    t3 = next(p for p in prompts if "TASK T3:" in p)
+    assert "slugs are ASCII only" in t3 and "they appear in URLs" in t3
+    assert "slugs are ASCII only" not in t2
+    assert "settings come from environment variables" in t2

@@ -17,6 +17,7 @@ from langgraph.runtime import Runtime
 from oldnew.context import Context
 from oldnew.errors import ModelOutputError
 from oldnew.graph.state import RunState, TaskRecord
+from oldnew.memory.learning import memory_of, remember_scope_and_plan
 from oldnew.models import ModelOverrides, aresolve_model
 from oldnew.nodes.common import aemit, arun_workspace
 from oldnew.nodes.scope import RETRY_OR_ABORT, output_question
@@ -218,4 +219,9 @@ async def plan(
     planner = Planner(ask, scope_obj, size, ctx.max_agents or size.agents)
     if state.get("replan") and state.get("plan"):
         return await _revise(state, planner, ws, emit)
-    return await _first_plan(state, planner, emit)
+    update = await _first_plan(state, planner, emit)
+    if update.get("plan"):
+        memory = memory_of(runtime, str(config.get("configurable", {}).get("thread_id", "")))
+        remembered = await remember_scope_and_plan(memory, state["scope"] or {}, update["plan"])
+        await emit(event="remembered", entries=remembered, problems=memory.problems[:5])
+    return update
