@@ -7,6 +7,7 @@ Exit codes:
     3  waiting for a person: answer with 'oldnew answer'
     4  finished with blockers (or stopped at a person's request): see the report
     5  interrupted before it finished: continue with 'oldnew resume'
+    6  oldnew verify found that the workspace no longer matches its report
 """
 
 from __future__ import annotations

@@ -166,7 +166,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         for rid, t in trace.items():
             tasks = ", ".join(t.get("tasks", [])) or "none"
             tests = ", ".join(t.get("tests", [])) or "none"
-            lines.append(f"- {rid} {t.get('title', '')} [{t.get('status', '')}]: tasks {tasks}; "
-                         f"tests {tests}")
+            lines.append(
+                f"- {rid} {t.get('title', '')} [{t.get('status', '')}]: tasks {tasks}; "
+                f"tests {tests}"
+            )
     lines += ["", "## How to resume", "", report["resume"], ""]
     return "\n".join(lines)

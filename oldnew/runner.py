@@ -165,7 +165,9 @@ async def outcome_of(
             view = await inspect_task(task_graph, cfg)
             record = dict(record_of(t.id, t.title, view))
             known = (values.get("tasks") or {}).get(t.id, {})
-            if view.phase == "new" and known.get("status") == "blocked":
+            # Blocked before it started (a blocked dependency), or by an error its own thread
+            # does not record: the run's record says why.
+            if view.phase in ("new", "incomplete") and known.get("status") == "blocked":
                 record |= {"status": "blocked", "blocker": known.get("blocker")}
             tasks.append(record)
     questions: list[dict[str, Any]] = []

@@ -45,6 +45,7 @@ _GIT_ID = [
 ]
 _IGNORED = f"{META}/\n__pycache__/\n*.pyc\n.pytest_cache/\n.ruff_cache/\n.mypy_cache/\n.coverage\n"
 _merge_locks: dict[str, threading.Lock] = {}
+_worktree_locks: dict[str, threading.RLock] = {}
 
 
 def check_relative_path(path: str) -> PurePosixPath:
@@ -253,9 +254,14 @@ class Workspace:
         path = self.meta / "worktrees" / task_id
         if (path / ".git").exists():
             return path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.git("worktree", "prune")
-        self.git("worktree", "add", "-q", "-B", f"oldnew/{task_id}", str(path), MAIN)
+        # git's worktree bookkeeping is not safe against itself: one task's prune can remove
+        # another's half-made entry. Parallel tasks create their worktrees one at a time.
+        with _worktree_locks.setdefault(str(self.root), threading.RLock()):
+            if (path / ".git").exists():
+                return path
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.git("worktree", "prune")
+            self.git("worktree", "add", "-q", "-B", f"oldnew/{task_id}", str(path), MAIN)
         return path
 
     def find_task_commit(self, task_id: str) -> str | None:
@@ -317,9 +323,10 @@ class Workspace:
     def remove_worktree(self, task_id: str) -> None:
         """Drop the task's worktree and branch once its commit is on ``main``."""
         path = self.meta / "worktrees" / task_id
-        if path.exists():
-            self.git("worktree", "remove", "--force", str(path), check=False)
-        self.git("worktree", "prune", check=False)
+        with _worktree_locks.setdefault(str(self.root), threading.RLock()):
+            if path.exists():
+                self.git("worktree", "remove", "--force", str(path), check=False)
+            self.git("worktree", "prune", check=False)
         self.git("branch", "-q", "-D", f"oldnew/{task_id}", check=False)
 
     # -- records ---------------------------------------------------------------------------

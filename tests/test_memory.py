@@ -361,8 +361,12 @@ def test_plan_decisions_and_scope_constraints_reach_related_tasks(tmp_path: Path
     data = json.loads(path.read_text())
     data["reply"][0]["structured"]["constraints"] = ["settings come from environment variables"]
     data["reply"][1]["structured"]["decisions"] = [
-        {"decision": "slugs are ASCII only, lower case, words joined by '-'",
-         "reason": "they appear in URLs", "requirement_ids": ["F3"]}]
+        {
+            "decision": "slugs are ASCII only, lower case, words joined by '-'",
+            "reason": "they appear in URLs",
+            "requirement_ids": ["F3"],
+        }
+    ]
     path.write_text(json.dumps(data))
     models, prompts = _models(path)
     ws = tmp_path / "ws"

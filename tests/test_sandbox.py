@@ -224,3 +224,21 @@ def test_missing_layers_are_reported_not_hidden(tmp_path: Path) -> None:
         assert not layers["user"].active and "runs as root" in layers["user"].detail
     assert layers["limits"].active and layers["environment"].active
     assert "OPENAI_API_KEY" not in result.stdout and result.exit_code == 0
+
+
+def test_scratch_of_a_killed_oldnew_is_swept(tmp_path: Path) -> None:
+    src = _project(tmp_path / "p")
+    root = tmp_path / "scratch"
+    root.mkdir()
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    stale = root / "oldnew-sbx-stale"
+    (stale / "tree").mkdir(parents=True)
+    (stale / "owner").write_text(str(gone.pid))
+    alive = root / "oldnew-sbx-alive"
+    alive.mkdir()
+    (alive / "owner").write_text(str(os.getpid()))
+    with Sandbox.open(src, scratch_root=root) as box:
+        assert (box.scratch / "owner").read_text() == str(os.getpid())
+    assert not stale.exists() and alive.exists()
+    assert sorted(p.name for p in root.iterdir()) == ["oldnew-sbx-alive"]

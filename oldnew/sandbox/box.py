@@ -44,6 +44,21 @@ def remove_tree(root: Path) -> None:
     shutil.rmtree(root, ignore_errors=True)
 
 
+def sweep_stale(scratch_root: Path | None) -> list[Path]:
+    """Remove scratch folders whose oldnew process is gone (it was killed mid-validation)."""
+    removed = []
+    for folder in Path(scratch_root or tempfile.gettempdir()).glob("oldnew-sbx-*"):
+        try:
+            pid = int((folder / "owner").read_text())
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            remove_tree(folder)
+            removed.append(folder)
+        except (OSError, ValueError):
+            continue  # alive, not ours to judge, or still being created
+    return removed
+
+
 class Sandbox:
     """A scratch copy of a project and the means to run commands on it, confined.
 
@@ -96,7 +111,9 @@ class Sandbox:
         ``use_bwrap=False`` and ``drop_uid=False`` switch those layers off (tests use them to
         exercise the fallbacks); a layer the machine lacks is off whatever they say.
         """
+        sweep_stale(scratch_root)
         scratch = Path(tempfile.mkdtemp(prefix="oldnew-sbx-", dir=scratch_root)).resolve()
+        (scratch / "owner").write_text(str(os.getpid()))
         box = cls(
             Path(source).resolve(),
             scratch,
