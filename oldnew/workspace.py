@@ -21,6 +21,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 import subprocess  # nosec B404 - git is run with fixed argument lists, never a shell
 import threading
 from collections.abc import Iterator, Mapping
@@ -186,6 +187,26 @@ class Workspace:
         ]:
             lock.unlink(missing_ok=True)
             cleared.append(str(lock.relative_to(self.root)))
+        stray = [
+            line[3:]
+            for line in self.git("status", "--porcelain", "--untracked-files=all").splitlines()
+            if line
+        ]
+        if stray:
+            # A merge killed half-way leaves the main checkout ahead of main. Keep a copy of
+            # every such file (nothing is lost), then put the checkout back to main.
+            keep = self.meta / "recovered" / datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+            for rel in stray:
+                source = self.root / rel.strip('"')
+                if source.is_file():
+                    (keep / rel).parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(source, keep / rel)
+            self.git("reset", "-q", "--hard", "HEAD")
+            self.git("clean", "-q", "-fd")
+            cleared.append(
+                f"{len(stray)} stray files in the main checkout (copies in "
+                f"{keep.relative_to(self.root)})"
+            )
         for state_dir in git_dir.glob("worktrees/*/rebase-*"):
             tree = self.meta / "worktrees" / state_dir.parent.name
             self.git("rebase", "--abort", cwd=tree, check=False)

@@ -148,9 +148,14 @@ def test_hostile_project_is_caught(
             if d.tool == check.name
         )
     )
-    assert case.get("message", "") in found, shown
+    # Some cases are stopped by whichever limit trips first (a fork bomb: the process limit
+    # or the timeout); "message_any" lists the acceptable ones.
+    wanted = case.get("message_any") or [case.get("message", "")]
+    assert any(w in found for w in wanted), shown
     if case.get("stopped"):
-        assert "stopped" in found, shown
+        # Stopped by the sandbox: killed on a limit, or refused a resource by one.
+        signs = case.get("stopped_by_any") or ["stopped"]
+        assert any(s in found for s in signs), shown
 
 
 HOSTILE_CODE = """FILE: calc.py

@@ -210,3 +210,16 @@ def test_only_answered_decisions_reach_later_tasks() -> None:
         "c": {**base, "kind": "design_decision", "status": "pending", "answer": None},
     }
     assert decisions_from(questions) == ["Where to store? -> ~/.todo.json"]
+
+
+def test_recover_puts_a_half_merged_checkout_back_and_keeps_copies(tmp_path: Path) -> None:
+    ws = Workspace.create(tmp_path / "ws", "r1", {})
+    (ws.root / "tests").mkdir()
+    (ws.root / "tests" / "test_x.py").write_text("def test_x():\n    pass\n")
+    (ws.root / ".git" / "index.lock").write_text("")
+    cleared = ws.recover()
+    assert any("stray files" in c for c in cleared) and ".git/index.lock" in cleared
+    assert not (ws.root / "tests" / "test_x.py").exists()
+    (copy,) = (ws.meta / "recovered").glob("*/tests/test_x.py")
+    assert copy.read_text() == "def test_x():\n    pass\n"
+    assert ws.recover() == []
