@@ -137,3 +137,8 @@ class TaskState(TypedDict, total=False):
     """Why the task could not be finished."""
     model_calls: Annotated[int, operator.add]
     """Model calls this task made."""
+
+
+def next_question_id(state: TaskState) -> str:
+    """Return the id of the next question a task asks ("T3-q2"): stable across re-runs."""
+    return f"{state['task']['id']}-q{state.get('questions_asked', 0) + 1}"

@@ -13,7 +13,7 @@ from oldnew.context import Context
 from oldnew.errors import WorkspaceError
 from oldnew.gates import Check, ValidationResult, resolve_profile, validate_tree
 from oldnew.gates.runner import reuse_key
-from oldnew.graph.state import TaskState
+from oldnew.graph.state import TaskState, next_question_id
 from oldnew.memory.learning import learn_from_accepted_task
 from oldnew.nodes.common import aemit, aopen_workspace
 from oldnew.schemas import Option, Question
@@ -213,7 +213,7 @@ def gates_question(state: TaskState, blockers: list[Check], evidence: str) -> Qu
     task = state["task"]
     shown = "\n".join(f"- {c.name}: {c.summary}" for c in blockers)
     return Question(
-        id=f"{task['id']}-q{state.get('questions_asked', 0) + 1}",
+        id=next_question_id(state),
         kind="configuration",
         task_id=task["id"],
         title=f"Task {task['id']} ({task['title']}): quality gates could not run",
@@ -232,7 +232,7 @@ def fix_limit_question(state: TaskState, rounds: int) -> Question:
     task = state["task"]
     shown = "\n".join(state.get("diagnostics", [])[:10])
     return Question(
-        id=f"{task['id']}-q{state.get('questions_asked', 0) + 1}",
+        id=next_question_id(state),
         kind="fix_limit",
         task_id=task["id"],
         title=f"Task {task['id']} ({task['title']}) still fails after {rounds} fix rounds",

@@ -14,7 +14,7 @@ from langgraph.runtime import Runtime
 from oldnew.context import Context
 from oldnew.errors import ModelOutputError, PathViolation
 from oldnew.fileblocks import parse_file_blocks
-from oldnew.graph.state import TaskState
+from oldnew.graph.state import TaskState, next_question_id
 from oldnew.memory.learning import (
     CoderContext,
     coder_context,
@@ -59,7 +59,7 @@ def _ask_question(state: TaskState, ask: AskHuman) -> Question:
     task = state["task"]
     options = [Option(key=o, label=o) for o in ask.options]
     return Question(
-        id=f"{task['id']}-q{state.get('questions_asked', 0) + 1}",
+        id=next_question_id(state),
         kind=ask.kind,
         task_id=task["id"],
         title=ask.question,
@@ -104,7 +104,7 @@ async def _files_from_model(
 def _output_question(state: TaskState, error: Exception) -> Question:
     task = state["task"]
     return Question(
-        id=f"{task['id']}-q{state.get('questions_asked', 0) + 1}",
+        id=next_question_id(state),
         kind="model_output",
         task_id=task["id"],
         title=f"The model's code for task {task['id']} could not be used",
@@ -179,7 +179,7 @@ async def _failure_escalation(
     ws: Workspace, state: TaskState, node: str, failure: ClassifiedFailure
 ) -> dict[str, Any]:
     task = state["task"]
-    qid = f"{task['id']}-q{state.get('questions_asked', 0) + 1}"
+    qid = next_question_id(state)
     question = failure_question(qid, task["id"], f"Task {task['id']} ({task['title']})", failure)
     await aemit(
         ws,
