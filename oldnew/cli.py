@@ -23,7 +23,15 @@ from rich.console import Console
 from rich.table import Table
 
 from oldnew.errors import OldnewError
-from oldnew.runner import RunOutcome, memory_listing, resume_run, run_status, start_run
+from oldnew.runner import (
+    RunOutcome,
+    answer_run,
+    approve_gate,
+    memory_listing,
+    resume_run,
+    run_status,
+    start_run,
+)
 
 EXIT = {"delivered": 0, "waiting": 3, "blocked": 4, "aborted": 4, "running": 5, "not started": 5}
 EXIT_USAGE = 2
@@ -46,6 +54,17 @@ ModelOpt = Annotated[
     ),
 ]
 AgentsOpt = Annotated[int | None, typer.Option("--max-agents", help="Tasks run at once.")]
+GatesOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--gates",
+        help="Approval gates that pause for a person: scope,design,mvp,final or all. "
+        "Env: OLDNEW_GATES.",
+    ),
+]
+YesOpt = Annotated[
+    bool | None, typer.Option("--yes", "-y", help="Approve every gate without a pause.")
+]
 
 
 def show_event(event: dict[str, Any]) -> None:
@@ -79,18 +98,40 @@ def show_outcome(out: RunOutcome) -> None:
         console.print(table)
     for note in out.notices:
         console.print(f"[yellow]note:[/yellow] {note}")
+    if out.questions and out.status == "running":
+        console.print("\nOther work goes on; these tasks wait for a person:")
     for q in out.questions:
-        console.print(f"\n[bold]Question {q['id']}[/bold] ({q['kind']}): {q['title']}")
-        if q.get("detail"):
-            console.print(f"  {q['detail']}")
-        for i, opt in enumerate(q.get("options", []), start=1):
-            mark = " (recommended)" if opt["key"] == q.get("recommended") else ""
-            console.print(f"  {i}. {opt['key']}{mark}")
-        console.print(f"  answer: oldnew answer --workspace {out.workspace} {q['id']} ANSWER")
+        show_question(q, out.workspace)
+    if out.queued:
+        console.print(f"queued: {', '.join(f'{k}={v}' for k, v in out.queued.items())}")
     if out.report:
         console.print(f"\nreport: {Path(out.report).with_suffix('.md')}")
     if out.status == "running":
         console.print(f"\nnot finished: continue with 'oldnew resume --workspace {out.workspace}'")
+
+
+def show_question(q: dict[str, Any], workspace: str) -> None:
+    """Print one escalation: what it is, what it holds up, its options, how to answer."""
+    kind = q.get("type") or q["kind"]
+    console.print(
+        f"\n[bold]{q['id']}[/bold] [{q.get('severity', 'medium')}] ({kind}): {q['title']}"
+    )
+    if q.get("detail"):
+        console.print(f"  {q['detail']}".replace("\n", "\n  "))
+    if q.get("blocks"):
+        goes_on = "other work goes on" if q.get("can_continue", True) else "nothing else can run"
+        console.print(f"  waiting on it: {', '.join(q['blocks'])} ({goes_on})")
+    for i, opt in enumerate(q.get("options", []), start=1):
+        mark = " (recommended)" if opt["key"] == q.get("recommended") else ""
+        console.print(f"  {i}. {opt['key']}: {opt['label']}{mark}")
+    if q.get("free_text", True):
+        console.print("  or answer in your own words")
+    if q.get("kind") == "approval":
+        console.print(
+            f"  answer: oldnew approve --workspace {workspace} [--reject | --changes TEXT]"
+        )
+    else:
+        console.print(f"  answer: oldnew answer --workspace {workspace} {q['id']} ANSWER")
 
 
 def _finish(coro: Coroutine[Any, Any, RunOutcome], *, json_out: bool = False) -> None:
@@ -106,7 +147,7 @@ def _finish(coro: Coroutine[Any, Any, RunOutcome], *, json_out: bool = False) ->
         typer.echo(json.dumps(out.to_dict(), indent=2))
     else:
         show_outcome(out)
-    raise typer.Exit(EXIT.get(out.status, 1))
+    raise typer.Exit(0 if out.queued else EXIT.get(out.status, 1))
 
 
 @app.command()
@@ -115,16 +156,24 @@ def run(
     workspace: WorkspaceOpt,
     model: ModelOpt = None,
     max_agents: AgentsOpt = None,
+    gates: GatesOpt = None,
+    yes: YesOpt = None,
 ) -> None:
     """Start a run on SCOPE_FILE in a new, empty workspace directory."""
-    context = {"model": model, "max_agents": max_agents}
+    context = {"model": model, "max_agents": max_agents, "gates": gates, "yes": yes}
     _finish(start_run(scope_file, workspace, context=context, on_event=show_event))
 
 
 @app.command()
-def resume(workspace: WorkspaceOpt, model: ModelOpt = None, max_agents: AgentsOpt = None) -> None:
+def resume(
+    workspace: WorkspaceOpt,
+    model: ModelOpt = None,
+    max_agents: AgentsOpt = None,
+    gates: GatesOpt = None,
+    yes: YesOpt = None,
+) -> None:
     """Continue a run after a crash, a kill or a pause, or retry its blocked tasks."""
-    context = {"model": model, "max_agents": max_agents}
+    context = {"model": model, "max_agents": max_agents, "gates": gates, "yes": yes}
     _finish(resume_run(workspace, context=context, on_event=show_event))
 
 
@@ -140,21 +189,44 @@ def status(
 @app.command()
 def answer(
     workspace: WorkspaceOpt,
-    question_id: Annotated[str, typer.Argument(help="The question's id (see status).")],
-    answer_text: Annotated[
-        str, typer.Argument(metavar="ANSWER", help="An option's key or number, or text.")
+    pairs: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="QUESTION_ID ANSWER [QUESTION_ID ANSWER ...]",
+            help="Question ids (see status), each followed by an option's key or number, or text.",
+        ),
     ],
     model: ModelOpt = None,
 ) -> None:
-    """Answer a pending question; the run resumes at once."""
-    _finish(
-        resume_run(
-            workspace,
-            answers={question_id: answer_text},
-            context={"model": model},
-            on_event=show_event,
+    """Answer pending questions; a paused run resumes at once, a busy one picks them up."""
+    if len(pairs) % 2:
+        err.print(
+            "[red]error:[/red] give each question id followed by its answer, e.g. "
+            "'oldnew answer -w DIR T3-q1 retry'"
         )
-    )
+        raise typer.Exit(EXIT_USAGE)
+    answers = dict(zip(pairs[::2], pairs[1::2], strict=True))
+    _finish(answer_run(workspace, answers, context={"model": model}, on_event=show_event))
+
+
+@app.command()
+def approve(
+    workspace: WorkspaceOpt,
+    gate: Annotated[
+        str | None, typer.Argument(help="The gate's question id; default: the one waiting.")
+    ] = None,
+    reject: Annotated[bool, typer.Option("--reject", help="Stop the run at this gate.")] = False,
+    changes: Annotated[
+        str | None, typer.Option("--changes", help="Ask for these changes instead.")
+    ] = None,
+    model: ModelOpt = None,
+) -> None:
+    """Approve the gate the run waits at (or reject it, or ask for changes)."""
+    if reject and changes:
+        err.print("[red]error:[/red] give --reject or --changes, not both")
+        raise typer.Exit(EXIT_USAGE)
+    verdict = "reject" if reject else (changes or "approve")
+    _finish(approve_gate(workspace, gate, verdict, context={"model": model}, on_event=show_event))
 
 
 @app.command()

@@ -181,6 +181,17 @@ class Context:
         default=8,
         metadata={"description": "Planner model calls in flight at once (epics, sections)."},
     )
+    gates: str = field(
+        default="",
+        metadata={
+            "description": "Approval gates that pause the run for a person, comma-separated: "
+            "scope, design, mvp, final, or 'all'. Env: OLDNEW_GATES."
+        },
+    )
+    yes: bool = field(
+        default=False,
+        metadata={"description": "Approve every gate without a pause (recorded as decisions)."},
+    )
     quality: Literal["strict", "default", "fast"] = field(
         default="default",
         metadata={

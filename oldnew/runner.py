@@ -20,8 +20,9 @@ from langgraph.store.sqlite.aio import AsyncSqliteStore
 from langgraph.types import Command
 
 from oldnew.context import Context
-from oldnew.errors import UsageError
+from oldnew.errors import RunLockedError, UsageError
 from oldnew.graph.build import build_graph, build_task_graph
+from oldnew.hitl import gates, inbox
 from oldnew.models import ModelOverrides, aclose_http_clients, check_model_specs
 from oldnew.nodes.execute import inspect_task, record_of, task_config
 from oldnew.schemas import Plan, Question
@@ -45,6 +46,8 @@ class RunOutcome:
     questions: list[dict[str, Any]] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
     report: str | None = None
+    queued: dict[str, str] = field(default_factory=dict)
+    """Answers left in the inbox of a busy run (its process applies them between tasks)."""
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict (what ``status --json`` prints)."""
@@ -156,6 +159,7 @@ async def outcome_of(
     snap = await graph.aget_state(config)
     values = dict(snap.values or {})
     tasks: list[dict[str, Any]] = []
+    asked: list[dict[str, Any]] = []
     if values.get("plan"):
         saver = graph.checkpointer
         task_graph = build_task_graph()
@@ -170,6 +174,9 @@ async def outcome_of(
             if view.phase in ("new", "incomplete") and known.get("status") == "blocked":
                 record |= {"status": "blocked", "blocker": known.get("blocker")}
             tasks.append(record)
+            if view.phase == "waiting" and view.question:
+                recorded = (values.get("questions") or {}).get(view.question.get("id", ""))
+                asked.append(recorded or view.question)
     questions: list[dict[str, Any]] = []
     notices: list[str] = []
     if snap.interrupts:
@@ -181,6 +188,8 @@ async def outcome_of(
         status = str(values.get("status"))
     else:
         status = "running" if values else "not started"
+        # A busy run: tasks that wait for a person while others work can be answered now.
+        questions = [q for q in asked if q.get("status", "pending") == "pending"]
     return RunOutcome(
         status=status,
         run_id=run_id,
@@ -204,6 +213,7 @@ async def start_run(
     text = read_scope(scope_file)
     overrides = {k: v for k, v in (context or {}).items() if v is not None}
     ctx = Context(**overrides)
+    gates.enabled(ctx.gates)
     if models is None:
         check_model_specs(ctx)
     run_id = str(uuid.uuid4())
@@ -230,6 +240,7 @@ async def resume_run(
     ws = Workspace.open(workspace)
     run_id = str((ws.run_info() or {})["run_id"])
     ctx = _context(ws, context or {})
+    gates.enabled(ctx.gates)
     if models is None:
         check_model_specs(ctx)
     config = _run_config(run_id)
@@ -239,6 +250,12 @@ async def resume_run(
             ws.log_event(node="resume", event="recovered", cleared=cleared)
         async with open_graph(ws, models, ctx.memory_path) as graph:
             snap = await graph.aget_state(config)
+            letters = inbox.letters(ws) if snap.interrupts else []
+            if letters:
+                answers = await _fold_inbox(graph, ws, run_id, letters, answers or {})
+                if not answers:
+                    for letter in letters:
+                        inbox.taken(letter)
             if answers:
                 pending = await outcome_of(graph, ws, run_id)
                 _check_answers(pending.questions, answers)
@@ -256,7 +273,87 @@ async def resume_run(
             else:
                 inp = None
             await _stream(graph, inp, config, ctx, on_event)
+            for letter in letters:
+                inbox.taken(letter)
             return await outcome_of(graph, ws, run_id)
+
+
+async def _fold_inbox(
+    graph: CompiledStateGraph[Any, Any, Any, Any],
+    ws: Workspace,
+    run_id: str,
+    letters: list[inbox.Letter],
+    answers: dict[str, str],
+) -> dict[str, str]:
+    """Add the answers queued while the run was busy to ``answers`` (given ones win)."""
+    pending = {q["id"] for q in (await outcome_of(graph, ws, run_id)).questions}
+    queued: dict[str, str] = {}
+    for letter in letters:
+        queued |= {q: a for q, a in letter.answers.items() if q in pending}
+        for qid in sorted(set(letter.answers) - pending):
+            ws.log_event(node="resume", event="inbox_refused", question=qid, reason="not pending")
+    return {**queued, **answers}
+
+
+async def answer_run(
+    workspace: Path | str,
+    answers: dict[str, str],
+    *,
+    context: dict[str, Any] | None = None,
+    models: ModelOverrides = None,
+    on_event: EventSink | None = None,
+) -> RunOutcome:
+    """Answer pending questions: resume a paused run, or queue the answers for a busy one.
+
+    A run another process is working on cannot be resumed here; its tasks that wait for a
+    person are answered through the inbox, and the working process resumes them between
+    tasks, without a pause.
+    """
+    try:
+        return await resume_run(
+            workspace, answers=answers, context=context, models=models, on_event=on_event
+        )
+    except RunLockedError:
+        out = await run_status(workspace)
+    _check_answers(out.questions, answers)
+    inbox.post(Workspace.open(workspace), answers)
+    out.queued = dict(answers)
+    out.notices.append(
+        "the run is busy in another process: the answer(s) were queued, and that process "
+        "applies them between tasks; follow with 'oldnew status'"
+    )
+    return out
+
+
+async def approve_gate(
+    workspace: Path | str,
+    gate: str | None,
+    verdict: str,
+    *,
+    context: dict[str, Any] | None = None,
+    models: ModelOverrides = None,
+    on_event: EventSink | None = None,
+) -> RunOutcome:
+    """Answer the approval gate the run waits at: approve, reject, or the changes wanted."""
+    if not verdict.strip():
+        raise UsageError("the changes asked for are empty; say what should change")
+    out = await run_status(workspace)
+    waiting = [q["id"] for q in out.questions if q.get("kind") == "approval"]
+    if not waiting:
+        raise UsageError(
+            "the run is not waiting at an approval gate"
+            + (
+                f"; pending questions: {', '.join(q['id'] for q in out.questions)}"
+                if out.questions
+                else ""
+            )
+        )
+    if gate is not None and gate not in waiting and f"gate-{gate}" not in waiting:
+        raise UsageError(f"no gate {gate!r} is waiting; waiting: {', '.join(waiting)}")
+    qid = waiting[0] if gate is None else (gate if gate in waiting else f"gate-{gate}")
+    return await answer_run(
+        workspace, {qid: verdict}, context=context, models=models, on_event=on_event
+    )
 
 
 def _check_answers(pending: list[dict[str, Any]], answers: dict[str, str]) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
 
 Priority = Literal["must", "should", "could"]
 PhaseName = Literal["mvp", "enhanced", "polish"]
@@ -174,6 +174,19 @@ class Split(BaseModel):
     subtasks: list[PlannedTask] = Field(min_length=1)
 
 
+Severity = Literal["low", "medium", "high", "critical"]
+EscalationType = Literal[
+    "configuration", "design_decision", "external_service", "unclear_requirement", "approval"
+]
+_TYPES: dict[str, EscalationType] = {
+    "configuration": "configuration",
+    "external_service": "external_service",
+    "scope_unclear": "unclear_requirement",
+    "clarification": "unclear_requirement",
+    "approval": "approval",
+}
+
+
 class Option(BaseModel):
     """One choosable answer to a question."""
 
@@ -194,6 +207,8 @@ class Question(BaseModel):
         "design_flaw",
         "scope_unclear",
         "external_service",
+        "approval",
+        "clarification",
     ]
     task_id: str | None = None
     title: str
@@ -203,8 +218,33 @@ class Question(BaseModel):
     free_text: bool = Field(
         default=True, description="Whether an answer outside the options is accepted."
     )
-    status: Literal["pending", "answered"] = "pending"
+    status: Literal["pending", "answered", "cancelled"] = "pending"
     answer: str | None = None
+    severity: Severity = Field(
+        default="medium",
+        description="critical: the run cannot go on; high: on the critical path or a setting "
+        "only a person has; medium: other tasks wait on it; low: nothing waits on it.",
+    )
+    can_continue: bool = Field(
+        default=True, description="Whether other work can go on while this waits."
+    )
+    blocks: list[str] = Field(
+        default_factory=list, description="Tasks that wait for the answer (its task included)."
+    )
+    decided_by: str | None = Field(
+        default=None,
+        description="Who settled it when no person answered: 'default' (a policy took the "
+        "recommended answer) or 'yes' (--yes approved a gate).",
+    )
+    gate: str | None = Field(
+        default=None, description="For approvals: the gate (scope, design, mvp, final)."
+    )
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def type(self) -> EscalationType:
+        """The escalation's type, as a person sees it."""
+        return _TYPES.get(self.kind, "design_decision")
 
     def check_answer(self, answer: str) -> str:
         """Return the canonical answer, or raise ValueError saying what would be accepted."""

@@ -11,23 +11,34 @@ def after_scope(state: RunState) -> Literal["plan", "human", "deliver"]:
     """Plan once the scope parsed; ask a person when it did not; report when they stopped it."""
     if state.get("status") == "aborted":
         return "deliver"
-    return "plan" if state.get("scope") else "human"
+    return "plan" if state.get("scope") and not _pending(state) else "human"
+
+
+def _pending(state: RunState, kind: str | None = None) -> bool:
+    return any(
+        q["status"] == "pending" and kind in (None, q["kind"])
+        for q in (state.get("questions") or {}).values()
+    )
 
 
 def after_plan(state: RunState) -> Literal["execute", "plan", "human"]:
-    """Execute a valid plan; send a rejected one back; ask a person when repairs ran out."""
+    """Pause at the design gate; execute a valid plan; send a rejected one back.
+
+    Other pending questions do not stop a valid plan: independent tasks run meanwhile. When
+    repairs ran out and there is no plan, a person is asked.
+    """
+    if _pending(state, "approval"):
+        return "human"
     if state.get("plan") and not state.get("plan_problems"):
         return "execute"
-    pending = [q for q in (state.get("questions") or {}).values() if q["status"] == "pending"]
-    return "human" if pending else "plan"
+    return "human" if _pending(state) else "plan"
 
 
 def after_execute(state: RunState) -> Literal["plan", "human", "deliver"]:
     """Re-plan when a task proved too big or flawed; pause for a person; otherwise deliver."""
     if state.get("replan"):
         return "plan"
-    pending = [q for q in (state.get("questions") or {}).values() if q["status"] == "pending"]
-    return "human" if pending else "deliver"
+    return "human" if _pending(state) else "deliver"
 
 
 def after_human(state: RunState) -> Literal["scope", "plan", "execute", "deliver"]:

@@ -96,6 +96,10 @@ class RunState(TypedDict, total=False):
     """Subtask id -> the id of the task it was split from."""
     revision_refused: list[str]
     """Tasks the planner does not split or re-plan again (it failed; a person decides)."""
+    approvals: Annotated[dict[str, str], merge]
+    """Gate (scope, design, mvp, final) -> the question that approved its current artifact."""
+    stop_reason: str | None
+    """Why the run stopped before delivery (a gate rejected, say), for the report."""
 
 
 class TaskState(TypedDict, total=False):

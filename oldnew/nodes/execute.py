@@ -31,8 +31,10 @@ from langgraph.types import Command
 from oldnew.context import Context
 from oldnew.errors import ConfigurationError
 from oldnew.graph.state import RunState, TaskRecord, TaskState
+from oldnew.hitl import gates, inbox, records
 from oldnew.memory import decisions_from
 from oldnew.nodes.common import aemit, arun_workspace
+from oldnew.nodes.human import remember_answers
 from oldnew.planning.trace import traceability
 from oldnew.schemas import Plan, Question, Scope
 from oldnew.workspace import Workspace
@@ -120,9 +122,21 @@ class Scheduler:
         """Prepare to schedule the plan in ``state`` on the task threads of ``run_thread``."""
         self.state, self.ctx, self.ws, self.task_graph = state, ctx, ws, task_graph
         self.plan = Plan.model_validate(state["plan"])
-        self.questions = state.get("questions") or {}
+        self.questions = dict(state.get("questions") or {})
+        self.answered_now: dict[str, dict[str, Any]] = {}
+        """Questions answered through the inbox while this scheduler ran."""
+        on = gates.enabled(ctx.gates)
+        phases = {t.phase for t in self.plan.tasks}
+        self.hold_for_mvp = (
+            "mvp" in on
+            and not (state.get("approvals") or {}).get("mvp")
+            and "mvp" in phases
+            and len(phases) > 1
+        )
+        """Whether later phases wait for the MVP preview gate."""
         version = state.get("plan_version", 1)
         self.titles = {t.id: t.title for t in self.plan.tasks}
+        self.phase_of = {t.id: t.phase for t in self.plan.tasks}
         self.deps = {t.id: set(t.depends_on) for t in self.plan.tasks}
         self.cfgs = {t.id: task_config(saver, run_thread, version, t.id) for t in self.plan.tasks}
         self.views: dict[str, TaskView] = {}
@@ -135,6 +149,7 @@ class Scheduler:
         self.refused = set(state.get("revision_refused") or [])
         self.split_from = state.get("split_from") or {}
         self.started_at: dict[str, float] = {}
+        self.notices: list[str] = []
 
     def _depth(self, tid: str) -> int:
         depth = 0
@@ -218,6 +233,8 @@ class Scheduler:
                 return  # the planner changes the plan first; running tasks finish
             if tid in started or len(running) >= self.agents:
                 continue
+            if self.hold_for_mvp and self.phase_of[tid] != "mvp":
+                continue
             blocked = next(
                 (d for d in self.deps[tid] if self.records[d]["status"] == "blocked"), None
             )
@@ -261,22 +278,78 @@ class Scheduler:
         )
 
     async def run(self) -> None:
-        """Run tasks until none can start and none is running."""
+        """Run tasks until none can start and none is running.
+
+        While tasks wait for a person and others still run, the inbox is read between
+        tasks: an answer given meanwhile resumes its task without pausing the run.
+        """
         running: dict[asyncio.Task[TaskView], str] = {}
         started: set[str] = set()
         while True:
             self._launch(running, started)
             if not running:
+                if await self.read_inbox(started):
+                    continue
                 return
+            timeout = self._time_left(running)
+            if self._awaiting_answers():
+                timeout = inbox.POLL if timeout is None else min(timeout, inbox.POLL)
             finished, _ = await asyncio.wait(
-                running, timeout=self._time_left(running), return_when=asyncio.FIRST_COMPLETED
+                running, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
             )
             for fut in finished:
                 tid = running.pop(fut)
                 await self._settle(tid, fut)
                 await self.review(tid)
+            await self.read_inbox(started)
             if not finished:
                 await self._stop_overdue(running)
+
+    def _waiting_on(self, qid: str) -> str | None:
+        """Return the task waiting for an answer to ``qid``, if one is."""
+        for tid, view in self.views.items():
+            if view.phase == "waiting" and (view.question or {}).get("id") == qid:
+                return tid
+        return None
+
+    def _awaiting_answers(self) -> bool:
+        return any(
+            v.phase == "waiting"
+            and (self.questions.get((v.question or {}).get("id", "")) or {}).get("status")
+            != "answered"
+            for v in self.views.values()
+        )
+
+    async def read_inbox(self, started: set[str]) -> bool:
+        """Apply answers given while the run is busy; return whether a task can resume."""
+        applied = False
+        for letter in await asyncio.to_thread(inbox.letters, self.ws):
+            for qid, raw in letter.answers.items():
+                tid = self._waiting_on(qid)
+                known = self.questions.get(qid) or self.answered_now.get(qid)
+                if tid is None or (known or {}).get("status") == "answered":
+                    why = "it was already answered" if known else "no task is waiting on it"
+                    await self._notice(f"the answer to {qid} was not applied: {why}")
+                    continue
+                q = Question.model_validate(self.views[tid].question)
+                try:
+                    answer = q.check_answer(raw)
+                except ValueError as exc:
+                    await self._notice(f"the answer to {qid} was not applied: {exc}")
+                    continue
+                entry = {**q.model_dump(), "status": "answered", "answer": answer}
+                self.questions[qid] = self.answered_now[qid] = entry
+                started.discard(tid)
+                applied = True
+                await aemit(
+                    self.ws, task=tid, node="execute", event="answer_received", question=qid
+                )
+            await asyncio.to_thread(inbox.taken, letter)
+        return applied
+
+    async def _notice(self, text: str) -> None:
+        self.notices.append(text)
+        await aemit(self.ws, node="execute", event="inbox_refused", detail=text)
 
     def _time_left(self, running: dict[asyncio.Task[TaskView], str]) -> float | None:
         """Return seconds until the first running task passes the time limit (None: never)."""
@@ -321,16 +394,58 @@ class Scheduler:
         return traceability(scope, self.plan, statuses, written)
 
     def new_questions(self) -> dict[str, dict[str, Any]]:
-        """Return the questions of waiting tasks that the run has not answered yet."""
-        out = {}
+        """Return the questions to record in the run's state.
+
+        Those of waiting tasks not answered yet (as escalation records), those answered
+        through the inbox, and stale ones settled (answered elsewhere, or cancelled).
+        """
+        out: dict[str, dict[str, Any]] = dict(self.answered_now)
+        statuses = {t: str(r["status"]) for t, r in self.records.items()}
         for tid, view in self.views.items():
             if tid in self.requests:
                 continue  # the planner handles it; the question goes to a person if it cannot
             if view.phase == "waiting" and view.question:
                 q = Question.model_validate(view.question)
                 if q.id not in self.questions or self.questions[q.id]["status"] == "pending":
-                    out[q.id] = q.model_dump()
+                    out[q.id] = records.annotate(q.model_dump(), self.plan, statuses)
+        waiting = {
+            (v.question or {}).get("id") for v in self.views.values() if v.phase == "waiting"
+        }
+        for qid, known in self.questions.items():
+            owner = known.get("task_id")
+            if known["status"] != "pending" or not owner or qid in waiting or qid in out:
+                continue
+            # Its task no longer waits on it: answered in a session that did not record it,
+            # or the task was re-planned away.
+            given = (self.views.get(str(owner)) or TaskView("new")).values.get("answer") or {}
+            if given.get("question") == known["title"]:
+                out[qid] = {"status": "answered", "answer": given.get("answer")}
+            else:
+                out[qid] = {"status": "cancelled"}
         return out
+
+    def gate_update(self) -> dict[str, Any]:
+        """Open the MVP preview or the final review gate when its moment has come."""
+        done = {t for t, r in self.records.items() if r["status"] == "done"}
+        state = {**self.state, "questions": self.questions}
+        if self.hold_for_mvp:
+            mvp = [t for t in self.plan.tasks if t.phase == "mvp"]
+            if all(t.id in done for t in mvp):
+                milestone = next((p.milestone for p in self.plan.phases if p.name == "mvp"), "")
+                artifact = "\n".join(
+                    [f"MVP milestone: {milestone}", *self._done_lines([t.id for t in mvp])]
+                )
+                return gates.ask("mvp", self.ctx.gates, self.ctx.yes, state, artifact)
+        elif done == set(self.titles) and not self.requests:
+            artifact = "\n".join(["Delivered tasks:", *self._done_lines(list(self.titles))])
+            return gates.ask("final", self.ctx.gates, self.ctx.yes, state, artifact)
+        return {}
+
+    def _done_lines(self, ids: list[str]) -> list[str]:
+        return [
+            f"- {t} {self.titles[t]}: commit {(self.records[t].get('commit') or '')[:12]}"
+            for t in ids
+        ]
 
 
 async def execute(
@@ -356,9 +471,15 @@ async def execute(
     scheduler = Scheduler(state, ctx, ws, task_graph, saver, run_thread)
     await scheduler.load()
     await scheduler.run()
+    if scheduler.answered_now:
+        answered = {q: {"answer": v["answer"]} for q, v in scheduler.answered_now.items()}
+        await remember_answers(state, runtime, config, scheduler.answered_now, answered)
+    gate = scheduler.gate_update()
     return {
         "tasks": scheduler.records,
-        "questions": scheduler.new_questions(),
+        "questions": {**scheduler.new_questions(), **gate.get("questions", {})},
+        "approvals": gate.get("approvals", {}),
         "replan": scheduler.replan_requests(),
         "traceability": scheduler.traceability(),
+        "notices": scheduler.notices,
     }

@@ -13,6 +13,7 @@ from langgraph.types import interrupt
 
 from oldnew.context import Context
 from oldnew.graph.state import RunState
+from oldnew.hitl import gates
 from oldnew.memory.decisions import DECISION_KINDS
 from oldnew.memory.learning import memory_of
 from oldnew.nodes.common import aemit, arun_workspace
@@ -52,7 +53,7 @@ def apply_answers(
     return updated, notices
 
 
-async def _remember_answers(
+async def remember_answers(
     state: RunState,
     runtime: Runtime[Context],
     config: RunnableConfig,
@@ -87,10 +88,45 @@ async def human(
     by_id = {q["id"]: q for q in pending}
     updated, notices = apply_answers(by_id, answers)
     await aemit(ws, node="human", event="answers", accepted=sorted(updated), refused=notices)
-    await _remember_answers(state, runtime, config, by_id, updated)
+    await remember_answers(state, runtime, config, by_id, updated)
     update: dict[str, Any] = {"questions": updated, "notices": notices}
     for qid, change in updated.items():
-        # A run-wide question (scope, plan: no task) answered "abort" stops the run.
-        if by_id[qid].get("task_id") is None and change["answer"] == "abort":
-            update["status"] = "aborted"
+        q = by_id[qid]
+        if q.get("gate"):
+            update = _merge(update, gate_answered(state, q, change["answer"]))
+        elif q.get("task_id") is None and change["answer"] == "abort":
+            # A run-wide question (scope, plan: no task) answered "abort" stops the run.
+            update |= {"status": "aborted", "stop_reason": f"stopped by a person at {qid}"}
+    if update.get("status") == "aborted":
+        await aemit(ws, node="human", event="stopped", reason=update.get("stop_reason"))
     return update
+
+
+def _merge(update: dict[str, Any], more: dict[str, Any]) -> dict[str, Any]:
+    out = dict(update)
+    for key, value in more.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = {**out[key], **value}
+        else:
+            out[key] = value
+    return out
+
+
+def gate_answered(state: RunState, q: dict[str, Any], answer: str) -> dict[str, Any]:
+    """Return what a gate's answer changes: approve goes on, reject stops, changes re-run."""
+    gate = str(q["gate"])
+    if answer == gates.APPROVE:
+        return {"approvals": {gate: q["id"]}}
+    if answer == gates.REJECT:
+        return {"status": "aborted", "stop_reason": f"rejected at the {gate} gate by a person"}
+    if gate == "scope":
+        text = f"{state['scope_text']}\n\n## Changes asked at the scope review\n\n{answer}\n"
+        return {"scope": None, "scope_text": text}
+    if gate == "design":
+        return {
+            "plan": None,
+            "plan_problems": [f"A person reviewing the design asked for changes: {answer}"],
+            "plan_attempts": 0,
+            "tasks": dict.fromkeys(state.get("tasks") or {}),
+        }
+    return {"feedback": [{"id": f"{q['id']}-changes", "text": answer, "source": q["id"]}]}

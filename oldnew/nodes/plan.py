@@ -17,6 +17,7 @@ from langgraph.runtime import Runtime
 from oldnew.context import Context
 from oldnew.errors import ModelOutputError
 from oldnew.graph.state import RunState, TaskRecord
+from oldnew.hitl import gates
 from oldnew.memory.learning import memory_of, remember_scope_and_plan
 from oldnew.models import ModelOverrides, aresolve_model
 from oldnew.nodes.common import aemit, arun_workspace
@@ -179,6 +180,20 @@ async def _revise(state: RunState, planner: Planner, ws: Workspace, emit: Emit) 
     }
 
 
+def design_artifact(plan: Plan) -> str:
+    """Return the plan as a person reviews it at the design gate."""
+    lines = [f"{len(plan.tasks)} tasks:"]
+    for t in plan.tasks:
+        after = f" (after {', '.join(t.depends_on)})" if t.depends_on else ""
+        lines.append(f"- {t.id} {t.title}{after}: {', '.join(t.files) or 'files not named'}")
+    if plan.decisions:
+        lines += ["", "Design decisions:"]
+        lines += [
+            f"- {d.decision}" + (f" ({d.reason})" if d.reason else "") for d in plan.decisions
+        ]
+    return "\n".join(lines)
+
+
 def _group(split_from: dict[str, str]) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for piece, tid in split_from.items():
@@ -221,6 +236,8 @@ async def plan(
         return await _revise(state, planner, ws, emit)
     update = await _first_plan(state, planner, emit)
     if update.get("plan"):
+        artifact = design_artifact(Plan.model_validate(update["plan"]))
+        update |= gates.ask("design", ctx.gates, ctx.yes, dict(state), artifact)
         memory = memory_of(runtime, str(config.get("configurable", {}).get("thread_id", "")))
         remembered = await remember_scope_and_plan(memory, state["scope"] or {}, update["plan"])
         await emit(event="remembered", entries=remembered, problems=memory.problems[:5])

@@ -11,12 +11,13 @@ from langgraph.runtime import Runtime
 from oldnew.context import Context
 from oldnew.errors import ModelOutputError
 from oldnew.graph.state import RunState
+from oldnew.hitl import gates
 from oldnew.models import ModelOverrides, aresolve_model
 from oldnew.nodes.common import aemit, arun_workspace
 from oldnew.planning import Asker, ScopeProblem, assess, extract_scope
 from oldnew.recovery.escalations import run_failure_question
 from oldnew.recovery.retry import ClassifiedFailure
-from oldnew.schemas import Option, Question
+from oldnew.schemas import Option, Question, Scope
 
 RETRY_OR_ABORT = [
     Option(key="retry", label="Ask the model again"),
@@ -120,4 +121,18 @@ async def scope(
         complexity=size.cls,
         calls=ask.calls,
     )
-    return {"scope": result.model_dump(), "complexity": size.to_dict(), "status": "planning"}
+    update = {"scope": result.model_dump(), "complexity": size.to_dict(), "status": "planning"}
+    return update | gates.ask("scope", ctx.gates, ctx.yes, dict(state), scope_artifact(result))
+
+
+def scope_artifact(result: Scope) -> str:
+    """Return the scope as a person reviews it at the scope gate."""
+    lines = [f"{result.title}: {result.summary}", ""]
+    lines += [
+        f"- {rid.id} ({kind}, {rid.priority}): {rid.title}" for kind, rid in result.requirements()
+    ]
+    if result.constraints:
+        lines += ["", "Constraints:", *(f"- {c}" for c in result.constraints)]
+    if result.non_goals:
+        lines += ["", "Not in scope:", *(f"- {c}" for c in result.non_goals)]
+    return "\n".join(lines)

@@ -50,6 +50,25 @@ def ancestors(tasks: Sequence[PlannedTask]) -> dict[str, set[str]]:
     return out
 
 
+def dependents(tasks: Sequence[PlannedTask]) -> dict[str, set[str]]:
+    """Return task id -> every task that transitively depends on it."""
+    out: dict[str, set[str]] = {t.id: set() for t in tasks}
+    for tid, before in ancestors(tasks).items():
+        for dep in before:
+            out[dep].add(tid)
+    return out
+
+
+def critical_path(tasks: Sequence[PlannedTask]) -> list[str]:
+    """Return the longest dependency chain (in tasks), first task first; ties: plan order."""
+    deps = dependency_map(tasks)
+    best: dict[str, list[str]] = {}
+    for tid in topo_order(tasks):
+        longest = max((best[d] for d in sorted(deps[tid])), key=len, default=[])
+        best[tid] = [*longest, tid]
+    return max(best.values(), key=len, default=[])
+
+
 def sinks(tasks: Sequence[PlannedTask]) -> list[str]:
     """Return the tasks no other task in ``tasks`` depends on, in order."""
     needed = {d for t in tasks for d in t.depends_on}

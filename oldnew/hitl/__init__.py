@@ -1,0 +1,1 @@
+"""People in the loop: escalation records, answers that arrive while a run works, approval gates."""

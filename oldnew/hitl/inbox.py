@@ -1,0 +1,75 @@
+"""The inbox: answers given while a run is busy, picked up between tasks without a pause.
+
+``oldnew answer`` on a workspace another process is working on cannot resume the run (the
+workspace lock is held), so it drops its answers here as one JSON file each (written to a
+temporary name, then renamed: a reader never sees half a file). The running scheduler reads
+the inbox whenever a task settles or every ``POLL`` seconds while tasks wait, applies each
+answer to the task waiting on it, and moves the file to ``inbox/taken``. Answers left when
+the run paused are folded into the next resume.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from oldnew.workspace import Workspace
+
+POLL = 0.5
+"""Seconds between two looks at the inbox while a task waits for an answer."""
+
+
+@dataclass
+class Letter:
+    """One file of answers in the inbox."""
+
+    path: Path
+    answers: dict[str, str]
+
+
+def _folder(ws: Workspace) -> Path:
+    return ws.meta / "inbox"
+
+
+def post(ws: Workspace, answers: dict[str, str]) -> Path:
+    """Drop ``answers`` (question id -> answer) into the inbox; return the file."""
+    folder = _folder(ws)
+    folder.mkdir(parents=True, exist_ok=True)
+    name = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.json"
+    tmp = folder / f".{name}.tmp"
+    tmp.write_text(json.dumps({"answers": answers}), encoding="utf-8")
+    os.replace(tmp, folder / name)
+    return folder / name
+
+
+def letters(ws: Workspace) -> list[Letter]:
+    """Return the unread letters, oldest first; an unreadable one is set aside, not lost."""
+    folder = _folder(ws)
+    out: list[Letter] = []
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            answers = {str(k): str(v) for k, v in dict(data["answers"]).items()}
+        except (OSError, ValueError, KeyError, TypeError):
+            _move(path, "unreadable")
+            continue
+        out.append(Letter(path, answers))
+    return out
+
+
+def taken(letter: Letter) -> None:
+    """Mark a letter as applied (it moves to ``inbox/taken``)."""
+    _move(letter.path, "taken")
+
+
+def _move(path: Path, to: str) -> None:
+    target = path.parent / to
+    target.mkdir(exist_ok=True)
+    try:
+        os.replace(path, target / path.name)
+    except FileNotFoundError:
+        pass  # another reader took it first
