@@ -20,6 +20,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from oldnew.errors import OldnewError
@@ -113,22 +114,21 @@ def show_outcome(out: RunOutcome) -> None:
 def show_question(q: dict[str, Any], workspace: str) -> None:
     """Print one escalation: what it is, what it holds up, its options, how to answer."""
     kind = q.get("type") or q["kind"]
-    console.print(
-        f"\n[bold]{q['id']}[/bold] [{q.get('severity', 'medium')}] ({kind}): {q['title']}"
-    )
+    head = escape(f"[{q.get('severity', 'medium')}] ({kind}): {q['title']}")
+    console.print(f"\n[bold]{q['id']}[/bold] {head}")
     if q.get("detail"):
-        console.print(f"  {q['detail']}".replace("\n", "\n  "))
+        console.print(escape(f"  {q['detail']}".replace("\n", "\n  ")))
     if q.get("blocks"):
         goes_on = "other work goes on" if q.get("can_continue", True) else "nothing else can run"
         console.print(f"  waiting on it: {', '.join(q['blocks'])} ({goes_on})")
     for i, opt in enumerate(q.get("options", []), start=1):
         mark = " (recommended)" if opt["key"] == q.get("recommended") else ""
-        console.print(f"  {i}. {opt['key']}: {opt['label']}{mark}")
+        console.print(escape(f"  {i}. {opt['key']}: {opt['label']}{mark}"))
     if q.get("free_text", True):
         console.print("  or answer in your own words")
     if q.get("kind") == "approval":
         console.print(
-            f"  answer: oldnew approve --workspace {workspace} [--reject | --changes TEXT]"
+            f"  answer: oldnew approve --workspace {workspace} \\[--reject | --changes TEXT]"
         )
     else:
         console.print(f"  answer: oldnew answer --workspace {workspace} {q['id']} ANSWER")

@@ -31,6 +31,7 @@ def build_report(state: dict[str, Any], ws: Workspace, final: dict[str, Any]) ->
     return {
         "run_id": (ws.run_info() or {}).get("run_id"),
         "status": state.get("status"),
+        "stop_reason": state.get("stop_reason"),
         "project": (state.get("scope") or {}).get("title"),
         "workspace": str(ws.root),
         "head": ws.head(),
@@ -48,6 +49,7 @@ def build_report(state: dict[str, Any], ws: Workspace, final: dict[str, Any]) ->
         "pending_questions": [q["id"] for q in pending],
         "decisions": [
             {"question": q["title"], "answer": q["answer"]}
+            | ({"decided_by": q["decided_by"]} if q.get("decided_by") else {})
             for q in questions.values()
             if q["status"] == "answered"
         ],
@@ -140,6 +142,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"main at `{report['head'][:12]}`.",
         "",
     ]
+    if report.get("stop_reason"):
+        lines += [f"Stopped: {report['stop_reason']}.", ""]
     final = report["final_validation"]
     lines += _gates_markdown(report, final)
     lines += ["## Delivered", ""]
@@ -159,7 +163,11 @@ def render_markdown(report: dict[str, Any]) -> str:
             lines.append(f"  - option: {opt}")
     if report["decisions"]:
         lines += ["", "## Decisions", ""]
-        lines += [f"- {d['question']} -> {d['answer']}" for d in report["decisions"]]
+        lines += [
+            f"- {d['question']} -> {d['answer']}"
+            + (f" (taken by {d['decided_by']}, not by a person)" if d.get("decided_by") else "")
+            for d in report["decisions"]
+        ]
     trace = report.get("traceability") or {}
     if trace:
         lines += ["", "## Traceability (requirement -> tasks -> tests)", ""]

@@ -338,19 +338,15 @@ async def approve_gate(
     if not verdict.strip():
         raise UsageError("the changes asked for are empty; say what should change")
     out = await run_status(workspace)
-    waiting = [q["id"] for q in out.questions if q.get("kind") == "approval"]
+    waiting = [q for q in out.questions if q.get("kind") == "approval"]
     if not waiting:
-        raise UsageError(
-            "the run is not waiting at an approval gate"
-            + (
-                f"; pending questions: {', '.join(q['id'] for q in out.questions)}"
-                if out.questions
-                else ""
-            )
-        )
-    if gate is not None and gate not in waiting and f"gate-{gate}" not in waiting:
-        raise UsageError(f"no gate {gate!r} is waiting; waiting: {', '.join(waiting)}")
-    qid = waiting[0] if gate is None else (gate if gate in waiting else f"gate-{gate}")
+        others = ", ".join(q["id"] for q in out.questions) or "none"
+        raise UsageError(f"the run is not waiting at an approval gate; pending questions: {others}")
+    chosen = [q for q in waiting if gate in (None, q["id"], q.get("gate"))]
+    if not chosen:
+        names = ", ".join(f"{q['id']} ({q.get('gate')})" for q in waiting)
+        raise UsageError(f"no gate {gate!r} is waiting; waiting: {names}")
+    qid = chosen[0]["id"]
     return await answer_run(
         workspace, {qid: verdict}, context=context, models=models, on_event=on_event
     )

@@ -1,0 +1,268 @@
+"""People in the loop: one pause for every question, answers from another process, answers
+while the run is busy, approval gates, and the errors a person gets for bad answers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from typer.testing import CliRunner
+
+from oldnew.cli import app
+from oldnew.runner import answer_run, approve_gate, resume_run, run_status, start_run
+
+OLDNEW = [sys.executable, "-m", "oldnew"]
+
+
+def _code(name: str, wait: float = 0) -> str:
+    """Return coder output for a module ``name`` with one function and a passing test
+    (which first sleeps ``wait`` seconds)."""
+    return (
+        f"FILE: {name}.py\n```python\ndef {name}() -> str:\n    return {name!r}\n```\n"
+        f"FILE: tests/test_{name}.py\n```python\nimport time\n\nfrom {name} import {name}\n\n\n"
+        f"def test_{name}() -> None:\n    time.sleep({wait})\n"
+        f"    assert {name}() == {name!r}\n```\n"
+    )
+
+
+def _task(tid: str, deps: list[str] | None = None) -> dict[str, Any]:
+    name = tid.lower()
+    return {
+        "id": tid,
+        "title": f"module {name}",
+        "description": f"{name}.py with {name}() returning its name; a test",
+        "depends_on": deps or [],
+        "files": [f"{name}.py", f"tests/test_{name}.py"],
+        "requirement_ids": ["F1"],
+    }
+
+
+def _asks(tid: str, question: str, kind: str = "design_decision") -> list[dict[str, Any]]:
+    """Replies for a task whose coder asks first and codes once it has an answer."""
+    return [
+        {"role": "coder", "when": [f"TASK {tid}:", "Answer: "], "text": _code(tid.lower())},
+        {
+            "role": "coder",
+            "when": [f"TASK {tid}:"],
+            "tool": "AskHuman",
+            "args": {
+                "kind": kind,
+                "question": question,
+                "options": ["yes", "no"],
+                "recommended": "yes",
+            },
+        },
+    ]
+
+
+def _transcript(tmp_path: Path, tasks: list[dict[str, Any]], replies: list[Any]) -> str:
+    scope = {"title": "mods", "summary": "s", "features": [{"id": "F1", "title": "modules"}]}
+    head = [
+        {"role": "planner", "when": ["return a Scope"], "structured": scope},
+        {"role": "planner", "when": ["into a Plan"], "structured": {"tasks": tasks}},
+    ]
+    path = tmp_path / "transcript.json"
+    path.write_text(json.dumps({"reply": head + replies}))
+    return f"scripted:{path}"
+
+
+def _scope(tmp_path: Path) -> Path:
+    path = tmp_path / "scope.md"
+    path.write_text("Build a few small modules.\n")
+    return path
+
+
+def _events(ws: Path) -> list[dict[str, Any]]:
+    return [json.loads(x) for x in (ws / ".oldnew" / "events.jsonl").read_text().splitlines()]
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*OLDNEW, *args], capture_output=True, text=True, timeout=600, env={**os.environ}
+    )
+
+
+def test_three_escalations_pause_once_and_a_new_process_answers(tmp_path: Path) -> None:
+    tasks = [_task("A"), _task("A2", ["A"]), _task("B"), _task("C"), _task("D"), _task("E")]
+    replies = [
+        *_asks("A", "Which API key variable?", "configuration"),
+        *_asks("B", "Use the EU or US region?"),
+        *_asks("C", "Keep the legacy format?"),
+        *({"role": "coder", "when": [f"TASK {t}:"], "text": _code(t.lower())} for t in "DE"),
+        {"role": "coder", "when": ["TASK A2:"], "text": _code("a2")},
+    ]
+    model = _transcript(tmp_path, tasks, replies)
+    ws = tmp_path / "ws"
+    out = asyncio.run(start_run(_scope(tmp_path), ws, context={"model": model, "max_agents": 2}))
+    assert out.status == "waiting"
+    status = {t["id"]: t["status"] for t in out.tasks}
+    # Every task that does not wait on an answer finished before the one pause.
+    assert status == {
+        "A": "waiting",
+        "A2": "pending",
+        "B": "waiting",
+        "C": "waiting",
+        "D": "done",
+        "E": "done",
+    }
+    questions = {q["id"]: q for q in out.questions}
+    assert sorted(questions) == ["A-q1", "B-q1", "C-q1"]
+    assert questions["A-q1"]["blocks"] == ["A", "A2"]
+    assert questions["B-q1"]["blocks"] == ["B"]
+    assert questions["A-q1"]["severity"] == "high"  # on the critical path A -> A2
+    assert questions["B-q1"]["severity"] == "low"  # nothing else waits on it
+    assert all(q["status"] == "pending" and q["type"] for q in questions.values())
+    pauses = [e for e in _events(ws) if e.get("node") == "execute" and e["event"] == "task_waiting"]
+    assert len(pauses) == 3
+
+    # `status` from another process shows each question with its options and how to answer.
+    shown = _cli("status", "--workspace", str(ws))
+    assert shown.returncode == 3, shown.stderr
+    assert "A-q1 [high]" in shown.stdout and "1. yes: yes (recommended)" in shown.stdout
+    assert "waiting on it: A, A2" in shown.stdout
+
+    done = _cli("answer", "--workspace", str(ws), "A-q1", "yes", "B-q1", "2", "C-q1", "yes")
+    assert done.returncode == 0, done.stdout + done.stderr
+    final = asyncio.run(run_status(ws))
+    assert final.status == "delivered"
+    assert {t["status"] for t in final.tasks} == {"done"}
+    report = json.loads((ws / ".oldnew" / "report.json").read_text())
+    assert {d["answer"] for d in report["decisions"]} == {"yes", "no"}
+    answered = [e for e in _events(ws) if e.get("node") == "human" and e["event"] == "answers"]
+    assert len(answered) == 1 and answered[0]["accepted"] == ["A-q1", "B-q1", "C-q1"]
+
+
+def test_answer_while_busy_unblocks_its_task_without_a_pause(tmp_path: Path) -> None:
+    tasks = [_task("A"), _task("A2", ["A"]), _task("S")]
+    replies = [
+        *_asks("A", "Which region?"),
+        {"role": "coder", "when": ["TASK A2:"], "text": _code("a2")},
+        # S's test sleeps: the run is still busy with it when the person answers A.
+        {"role": "coder", "when": ["TASK S:"], "text": _code("s", wait=6)},
+    ]
+    model = _transcript(tmp_path, tasks, replies)
+    ws = tmp_path / "ws"
+    run = subprocess.Popen(
+        [*OLDNEW, "run", str(_scope(tmp_path)), "--workspace", str(ws), "--model", model],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        seen: list[str] = []
+        while time.monotonic() < deadline and not seen:
+            time.sleep(0.3)
+            if (ws / ".oldnew" / "checkpoints.sqlite").exists() and (
+                ws / ".oldnew" / "run.json"
+            ).exists():
+                try:
+                    now = asyncio.run(run_status(ws))
+                except Exception:  # noqa: BLE001 - the run may be creating its files
+                    continue
+                seen = [q["id"] for q in now.questions]
+        assert seen == ["A-q1"], "the busy run never showed A's question"
+        assert now.status == "running"
+        # A wrong answer to a busy run is refused at once, and nothing is queued.
+        refused = CliRunner().invoke(app, ["answer", "-w", str(ws), "A-q1", ""])
+        assert refused.exit_code == 2 and "empty" in refused.output
+        queued = asyncio.run(answer_run(ws, {"A-q1": "1"}))
+        assert queued.queued == {"A-q1": "1"} and "queued" in queued.notices[-1]
+        output, _ = run.communicate(timeout=600)
+    finally:
+        run.kill()
+    assert run.returncode == 0, output
+    events = _events(ws)
+    assert not [e for e in events if e.get("node") == "human"], "the run paused"
+    picked = [e for e in events if e.get("event") == "answer_received"]
+    assert [e["question"] for e in picked] == ["A-q1"]
+    slow_done = next(
+        i for i, e in enumerate(events) if e.get("task") == "S" and e["event"] == "task_done"
+    )
+    answer_at = events.index(picked[0])
+    assert answer_at < slow_done, "the answer was only taken after the busy task ended"
+    final = asyncio.run(run_status(ws))
+    assert final.status == "delivered"
+    report = json.loads((ws / ".oldnew" / "report.json").read_text())
+    assert report["decisions"] == [{"question": "Which region?", "answer": "yes"}]
+
+
+def _gate_model(tmp_path: Path) -> str:
+    tasks = [_task("A"), _task("B", ["A"])]
+    replies = [{"role": "coder", "when": [f"TASK {t}:"], "text": _code(t.lower())} for t in "AB"]
+    return _transcript(tmp_path, tasks, replies)
+
+
+def test_reject_at_the_design_gate_ends_with_a_report(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    ctx = {"model": _gate_model(tmp_path), "gates": "design"}
+    out = asyncio.run(start_run(_scope(tmp_path), ws, context=ctx))
+    assert out.status == "waiting"
+    (gate,) = out.questions
+    assert gate["id"] == "gate-design" and gate["kind"] == "approval"
+    assert "- A module a" in gate["detail"] and "- B module b (after A)" in gate["detail"]
+    assert not list((ws / ".oldnew").glob("worktrees/*")), "code was written before approval"
+    result = CliRunner().invoke(app, ["approve", "-w", str(ws), "--reject"])
+    assert result.exit_code == 4, result.output
+    report = json.loads((ws / ".oldnew" / "report.json").read_text())
+    assert report["status"] == "aborted"
+    assert report["stop_reason"] == "rejected at the design gate by a person"
+    assert report["delivered"] == []
+    md = (ws / ".oldnew" / "report.md").read_text()
+    assert "rejected at the design gate" in md
+    # A closed run takes no more answers.
+    again = CliRunner().invoke(app, ["approve", "-w", str(ws)])
+    assert again.exit_code == 2 and "not waiting at an approval gate" in again.output
+
+
+def test_gates_approve_changes_and_yes(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    ctx = {"model": _gate_model(tmp_path), "gates": "design,final"}
+    out = asyncio.run(start_run(_scope(tmp_path), ws, context=ctx))
+    assert [q["id"] for q in out.questions] == ["gate-design"]
+    # Changes at the design gate re-plan with them, and the new plan is reviewed again.
+    out = asyncio.run(approve_gate(ws, None, "put A and B in one package"))
+    assert [q["id"] for q in out.questions] == ["gate-design-2"]
+    plans = [e for e in _events(ws) if e.get("node") == "plan" and e["event"] == "started"]
+    assert len(plans) == 2
+    out = asyncio.run(approve_gate(ws, "design", "approve"))
+    assert [q["id"] for q in out.questions] == ["gate-final"]
+    assert {t["status"] for t in out.tasks} == {"done"}
+    bad = asyncio.run(_refused(ws, {"gate-design": "approve"}))
+    assert "no pending question 'gate-design'" in bad
+    out = asyncio.run(approve_gate(ws, None, "approve"))
+    assert out.status == "delivered"
+
+    # --yes approves every gate without a pause and says so in the decisions.
+    ws2 = tmp_path / "ws2"
+    ctx = {"model": _gate_model(tmp_path), "gates": "all", "yes": True}
+    out = asyncio.run(start_run(_scope(tmp_path), ws2, context=ctx))
+    assert out.status == "delivered"
+    report = json.loads((ws2 / ".oldnew" / "report.json").read_text())
+    approvals = [d for d in report["decisions"] if d["answer"] == "approve"]
+    assert len(approvals) == 3  # scope, design, final (this plan has no MVP phase)
+    assert not [e for e in _events(ws2) if e.get("node") == "human"]
+
+
+async def _refused(ws: Path, answers: dict[str, str]) -> str:
+    try:
+        await resume_run(ws, answers=answers)
+    except Exception as exc:  # noqa: BLE001 - the message is what the test reads
+        return str(exc)
+    return ""
+
+
+def test_bad_gate_configuration_is_a_usage_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        app,
+        ["run", str(_scope(tmp_path)), "-w", str(tmp_path / "ws"), "--gates", "design,launch"],
+    )
+    assert result.exit_code == 2
+    assert "unknown approval gate(s) launch" in result.output
+    assert not (tmp_path / "ws").exists() or not any((tmp_path / "ws").iterdir())
