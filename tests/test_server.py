@@ -158,6 +158,13 @@ async def _drive_with(client: Any, scope_text: str, context: dict[str, Any]) -> 
         client.runs.wait(tid, "oldnew", input={"scope_text": scope_text}, context=context),
         RUN_TIMEOUT,
     )
+    gate = await client.threads.get_state(tid)  # the design review, before any code
+    await asyncio.wait_for(
+        client.runs.wait(
+            tid, "oldnew", command={"resume": {"gate-design": "approve"}}, context=context
+        ),
+        RUN_TIMEOUT,
+    )
     paused = await client.threads.get_state(tid)
     await asyncio.wait_for(
         client.runs.wait(
@@ -167,14 +174,18 @@ async def _drive_with(client: Any, scope_text: str, context: dict[str, Any]) -> 
     )
     final = await client.threads.get_state(tid)
     runs = await client.runs.list(tid)
-    return {"paused": paused, "final": final, "runs": runs}
+    return {"gate": gate, "paused": paused, "final": final, "runs": runs}
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_todo_example_through_langgraph_dev(server: Server, tmp_path: Path) -> None:
     ws = tmp_path / "ws"
-    context = {"model": f"scripted:{EXAMPLE / 'transcript.toml'}", "workspace": str(ws)}
+    context = {
+        "model": f"scripted:{EXAMPLE / 'transcript.toml'}",
+        "workspace": str(ws),
+        "gates": "design",
+    }
     scope_text = (EXAMPLE / "scope.md").read_text(encoding="utf-8")
     try:
         result = asyncio.run(_drive(server.url, scope_text, context))
@@ -184,11 +195,17 @@ def test_todo_example_through_langgraph_dev(server: Server, tmp_path: Path) -> N
     def why(msg: str) -> str:
         return f"{msg}\n--- server log ---\n{server.tail()}"
 
+    (gate,) = result["gate"]["interrupts"][0]["value"]["questions"]
+    assert gate["id"] == "gate-design" and gate["kind"] == "approval", why(f"gate: {gate!r}")
+    assert "T3 Command-line interface (after T1, T2)" in gate["detail"], why(gate["detail"])
+
     paused = result["paused"]
     interrupts = paused["interrupts"]
     assert len(interrupts) == 1, why(f"expected one interrupt, got {paused!r}")
     questions = interrupts[0]["value"]["questions"]
     assert "T3-q1" in [q["id"] for q in questions], why(f"questions: {questions!r}")
+    record = next(q for q in questions if q["id"] == "T3-q1")
+    assert record["blocks"] == ["T3"] and record["type"] == "configuration", why(f"{record!r}")
     assert paused["next"], why(f"paused thread has nothing next: {paused!r}")
 
     final = result["final"]
@@ -196,7 +213,7 @@ def test_todo_example_through_langgraph_dev(server: Server, tmp_path: Path) -> N
     assert isinstance(values, dict), why(f"final values: {values!r}")
     assert values.get("status") == "delivered", why(f"final values: {values!r}")
     assert not final["interrupts"], why(f"still interrupted: {final['interrupts']!r}")
-    assert [r["status"] for r in result["runs"]] == ["success", "success"], why(
+    assert [r["status"] for r in result["runs"]] == ["success"] * 3, why(
         f"runs: {result['runs']!r}"
     )
 
