@@ -18,6 +18,11 @@ import re
 
 from oldnew.errors import ModelOutputError
 
+MAX_ANSWER_CHARS = 2_000_000
+"""A longer answer is refused unread: no task needs it, and it would fill the disk and prompts."""
+MAX_FILE_CHARS = 500_000
+"""A longer file is refused: generated source files are far smaller."""
+
 _HEADER = re.compile(r"^\s*(?:#+\s*)?(?:\*\*)?(FILE|DELETE):\s*`?([^`*]+?)`?(?:\*\*)?\s*$")
 _FENCE = re.compile(r"^\s*(`{3,}|~{3,})")
 
@@ -27,9 +32,15 @@ def parse_file_blocks(text: str) -> dict[str, str | None]:
 
     Raises:
         ModelOutputError: no block found, a block is not closed (a truncated answer), a
-            header has no code fence after it, or a path appears twice.
+            header has no code fence after it, a path appears twice, or the answer or one of
+            its files is over the size limits.
 
     """
+    if len(text) > MAX_ANSWER_CHARS:
+        raise ModelOutputError(
+            f"the answer is {len(text):,} characters, over the {MAX_ANSWER_CHARS:,} limit; "
+            "give only the files the task changes"
+        )
     lines = text.splitlines()
     files: dict[str, str | None] = {}
     i = 0
@@ -61,6 +72,11 @@ def parse_file_blocks(text: str) -> dict[str, str | None]:
             raise ModelOutputError(f"the code block of {path} is not closed (answer cut off?)")
         i += 1
         files[path] = "\n".join(body) + "\n"
+        if len(files[path] or "") > MAX_FILE_CHARS:
+            raise ModelOutputError(
+                f"{path} is {len(files[path] or ''):,} characters, over the {MAX_FILE_CHARS:,} "
+                "limit for one file; split it into smaller modules"
+            )
     if not files:
         raise ModelOutputError(
             "no file blocks found; give each file as a line 'FILE: <path>' followed by the "

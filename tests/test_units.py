@@ -99,6 +99,13 @@ def test_file_blocks_parse_and_fail_clearly() -> None:
         parse_file_blocks("FILE: a.py\n```python\nx = 1\n")
     with pytest.raises(ModelOutputError, match="twice"):
         parse_file_blocks("FILE: a.py\n```\n1\n```\nFILE: a.py\n```\n2\n```\n")
+    for empty in ("", "   \n\n"):
+        with pytest.raises(ModelOutputError, match="no file blocks"):
+            parse_file_blocks(empty)
+    with pytest.raises(ModelOutputError, match="over the 2,000,000 limit"):
+        parse_file_blocks("FILE: a.py\n```\n" + "x = 1\n" * 400_000 + "```\n")
+    with pytest.raises(ModelOutputError, match="a.py is 600,001 characters"):
+        parse_file_blocks("FILE: a.py\n```\n" + "#" * 600_000 + "\n```\n")
 
 
 def _scope() -> Scope:
