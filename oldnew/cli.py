@@ -16,7 +16,7 @@ import asyncio
 import json
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.console import Console
@@ -46,6 +46,22 @@ ModelOpt = Annotated[
     ),
 ]
 AgentsOpt = Annotated[int | None, typer.Option("--max-agents", help="Tasks run at once.")]
+DefaultsOpt = Annotated[
+    Literal["ask", "high", "auto"] | None,
+    typer.Option(
+        "--defaults",
+        help="Scope clarifications to ask: 'ask' all, 'high' only high-priority ones (the "
+        "rest take their default), 'auto' none. Env: OLDNEW_DEFAULTS.",
+    ),
+]
+NotifyOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--notify",
+        help="URL to POST to, or command to run, when the run needs a person and when it "
+        "finishes. Env: OLDNEW_NOTIFY.",
+    ),
+]
 
 
 def show_event(event: dict[str, Any]) -> None:
@@ -115,16 +131,23 @@ def run(
     workspace: WorkspaceOpt,
     model: ModelOpt = None,
     max_agents: AgentsOpt = None,
+    defaults: DefaultsOpt = None,
+    notify: NotifyOpt = None,
 ) -> None:
     """Start a run on SCOPE_FILE in a new, empty workspace directory."""
-    context = {"model": model, "max_agents": max_agents}
+    context = {"model": model, "max_agents": max_agents, "defaults": defaults, "notify": notify}
     _finish(start_run(scope_file, workspace, context=context, on_event=show_event))
 
 
 @app.command()
-def resume(workspace: WorkspaceOpt, model: ModelOpt = None, max_agents: AgentsOpt = None) -> None:
+def resume(
+    workspace: WorkspaceOpt,
+    model: ModelOpt = None,
+    max_agents: AgentsOpt = None,
+    notify: NotifyOpt = None,
+) -> None:
     """Continue a run after a crash, a kill or a pause, or retry its blocked tasks."""
-    context = {"model": model, "max_agents": max_agents}
+    context = {"model": model, "max_agents": max_agents, "notify": notify}
     _finish(resume_run(workspace, context=context, on_event=show_event))
 
 

@@ -47,7 +47,11 @@ def build_report(state: dict[str, Any], ws: Workspace, final: dict[str, Any]) ->
         "blocked": blockers,
         "pending_questions": [q["id"] for q in pending],
         "decisions": [
-            {"question": q["title"], "answer": q["answer"]}
+            {
+                "question": q["title"],
+                "answer": q["answer"],
+                "decided_by": q.get("decided_by") or "person",
+            }
             for q in questions.values()
             if q["status"] == "answered"
         ],
@@ -132,6 +136,20 @@ def resume_hint(ws: Workspace, blocked: list[Any], pending: list[Any]) -> str:
     return "Nothing to resume: every task is delivered."
 
 
+CHANGE_DEFAULT = (
+    "taken by default; to choose otherwise, run the scope again with `--defaults ask` "
+    "(or state the answer in the scope)"
+)
+
+
+def decision_line(decision: dict[str, Any]) -> str:
+    """Return one decision as a Markdown bullet, saying when it was a default nobody chose."""
+    line = f"- {decision['question']} -> {decision['answer']}"
+    if decision.get("decided_by") == "default":
+        line += f" ({CHANGE_DEFAULT})"
+    return line
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     """Return the report as Markdown for a person."""
     lines = [f"# {report['project'] or 'oldnew run'}: {report['status']}", ""]
@@ -159,7 +177,7 @@ def render_markdown(report: dict[str, Any]) -> str:
             lines.append(f"  - option: {opt}")
     if report["decisions"]:
         lines += ["", "## Decisions", ""]
-        lines += [f"- {d['question']} -> {d['answer']}" for d in report["decisions"]]
+        lines += [decision_line(d) for d in report["decisions"]]
     trace = report.get("traceability") or {}
     if trace:
         lines += ["", "## Traceability (requirement -> tasks -> tests)", ""]

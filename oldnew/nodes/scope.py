@@ -14,6 +14,7 @@ from oldnew.graph.state import RunState
 from oldnew.models import ModelOverrides, aresolve_model
 from oldnew.nodes.common import aemit, arun_workspace
 from oldnew.planning import Asker, ScopeProblem, assess, extract_scope
+from oldnew.planning.clarify import QUESTION_PREFIX, clarification_questions
 from oldnew.recovery.escalations import run_failure_question
 from oldnew.recovery.retry import ClassifiedFailure
 from oldnew.schemas import Option, Question
@@ -120,4 +121,20 @@ async def scope(
         complexity=size.cls,
         calls=ask.calls,
     )
-    return {"scope": result.model_dump(), "complexity": size.to_dict(), "status": "planning"}
+    first = 1 + sum(qid.startswith(QUESTION_PREFIX) for qid in state.get("questions") or {})
+    clarify = clarification_questions(result, ctx.defaults, first=first)
+    if clarify:
+        await aemit(
+            ws,
+            node="scope",
+            event="clarifications",
+            policy=ctx.defaults,
+            asked=[q.id for q in clarify if q.status == "pending"],
+            defaults_taken={q.id: q.answer for q in clarify if q.decided_by == "default"},
+        )
+    return {
+        "scope": result.model_dump(),
+        "complexity": size.to_dict(),
+        "status": "planning",
+        "questions": {q.id: q.model_dump() for q in clarify},
+    }
