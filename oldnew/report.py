@@ -138,7 +138,7 @@ def resume_hint(ws: Workspace, blocked: list[Any], pending: list[Any]) -> str:
 
 CHANGE_DEFAULT = (
     "taken by default; to choose otherwise, run the scope again with `--defaults ask` "
-    "(or state the answer in the scope)"
+    "or state the answer in the scope"
 )
 
 

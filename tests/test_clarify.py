@@ -352,3 +352,15 @@ def test_cli_defaults_flag_and_the_example_unchanged(tmp_path: Path, example_mod
     # The example's transcript asks one configuration question of T3 and nothing at scoping.
     assert res.exit_code == 3, res.output
     assert "clarify-" not in res.output and "T3-q1" in res.output
+
+
+def test_plan_preview_lists_clarifications_and_plans_on_defaults(tmp_path: Path) -> None:
+    _models(tmp_path)
+    spec = f"scripted:{tmp_path / 'transcript.json'}"
+    res = CliRunner().invoke(app, ["plan", str(_scope_file(tmp_path)), "-m", spec, "--json"])
+    assert res.exit_code == 0, res.output
+    preview = json.loads(res.output)
+    assert [c["default"] for c in preview["clarifications"]] == [
+        c["default"] for c in CLARIFICATIONS
+    ]
+    assert any("proposed defaults of 3 clarifications" in n for n in preview["notes"])
