@@ -16,7 +16,7 @@ import asyncio
 import json
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.console import Console
@@ -65,6 +65,22 @@ GatesOpt = Annotated[
 ]
 YesOpt = Annotated[
     bool | None, typer.Option("--yes", "-y", help="Approve every gate without a pause.")
+]
+DefaultsOpt = Annotated[
+    Literal["ask", "high", "auto"] | None,
+    typer.Option(
+        "--defaults",
+        help="Scope clarifications to ask: 'ask' all, 'high' only high-priority ones (the "
+        "rest take their default), 'auto' none. Env: OLDNEW_DEFAULTS.",
+    ),
+]
+NotifyOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--notify",
+        help="URL to POST to, or command to run, when the run needs a person and when it "
+        "finishes. Env: OLDNEW_NOTIFY.",
+    ),
 ]
 
 
@@ -158,9 +174,18 @@ def run(
     max_agents: AgentsOpt = None,
     gates: GatesOpt = None,
     yes: YesOpt = None,
+    defaults: DefaultsOpt = None,
+    notify: NotifyOpt = None,
 ) -> None:
     """Start a run on SCOPE_FILE in a new, empty workspace directory."""
-    context = {"model": model, "max_agents": max_agents, "gates": gates, "yes": yes}
+    context = {
+        "model": model,
+        "max_agents": max_agents,
+        "gates": gates,
+        "yes": yes,
+        "defaults": defaults,
+        "notify": notify,
+    }
     _finish(start_run(scope_file, workspace, context=context, on_event=show_event))
 
 
@@ -171,9 +196,16 @@ def resume(
     max_agents: AgentsOpt = None,
     gates: GatesOpt = None,
     yes: YesOpt = None,
+    notify: NotifyOpt = None,
 ) -> None:
     """Continue a run after a crash, a kill or a pause, or retry its blocked tasks."""
-    context = {"model": model, "max_agents": max_agents, "gates": gates, "yes": yes}
+    context = {
+        "model": model,
+        "max_agents": max_agents,
+        "gates": gates,
+        "yes": yes,
+        "notify": notify,
+    }
     _finish(resume_run(workspace, context=context, on_event=show_event))
 
 

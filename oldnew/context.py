@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass, field, fields
 from typing import Literal
 
+from oldnew.errors import UsageError
 from oldnew.recovery.retry import RetryPolicy
 
 Role = Literal["planner", "coder", "fixer"]
@@ -210,8 +211,29 @@ class Context:
         },
     )
 
+    defaults: Literal["ask", "high", "auto"] = field(
+        default="high",
+        metadata={
+            "description": "Which scope clarifications a person is asked: 'ask' all of them, "
+            "'high' only high-priority ones (the others take their proposed default), 'auto' "
+            "none. Defaults taken are recorded as decisions. Env: OLDNEW_DEFAULTS."
+        },
+    )
+    notify: str | None = field(
+        default=None,
+        metadata={
+            "description": "Called when the run needs a person and when it finishes: an "
+            "http(s) URL (JSON POSTed) or a command line (JSON on stdin, the event in "
+            "OLDNEW_NOTIFY_EVENT). A failing hook never fails the run. Env: OLDNEW_NOTIFY."
+        },
+    )
+    notify_timeout: float = field(
+        default=10.0,
+        metadata={"description": "Seconds a notification hook may take before it is given up."},
+    )
+
     def __post_init__(self) -> None:
-        """Fill unset fields from ``OLDNEW_<FIELD>`` environment variables."""
+        """Fill unset fields from ``OLDNEW_<FIELD>`` environment variables, then check them."""
         for f in fields(self):
             env = os.environ.get(f"OLDNEW_{f.name.upper()}")
             if env is None or getattr(self, f.name) != f.default:
@@ -225,6 +247,14 @@ class Context:
                 setattr(self, f.name, float(env))
             else:
                 setattr(self, f.name, env)
+        self._check()
+
+    def _check(self) -> None:
+        if self.defaults not in ("ask", "high", "auto"):
+            raise UsageError(f"defaults must be ask, high or auto, not {self.defaults!r}")
+        target = (self.notify or "").strip()
+        if "://" in target.split(" ", 1)[0] and not target.startswith(("http://", "https://")):
+            raise UsageError(f"notify must be an http(s) URL or a command line, not {target!r}")
 
     def retry_policy(self) -> RetryPolicy:
         """Return the retry policy for transient failures of model calls."""

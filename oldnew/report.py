@@ -48,8 +48,11 @@ def build_report(state: dict[str, Any], ws: Workspace, final: dict[str, Any]) ->
         "blocked": blockers,
         "pending_questions": [q["id"] for q in pending],
         "decisions": [
-            {"question": q["title"], "answer": q["answer"]}
-            | ({"decided_by": q["decided_by"]} if q.get("decided_by") else {})
+            {
+                "question": q["title"],
+                "answer": q["answer"],
+                "decided_by": q.get("decided_by") or "person",
+            }
             for q in questions.values()
             if q["status"] == "answered"
         ],
@@ -134,6 +137,22 @@ def resume_hint(ws: Workspace, blocked: list[Any], pending: list[Any]) -> str:
     return "Nothing to resume: every task is delivered."
 
 
+CHANGE_DEFAULT = (
+    "taken by default; to choose otherwise, run the scope again with `--defaults ask` "
+    "or state the answer in the scope"
+)
+
+
+def decision_line(decision: dict[str, Any]) -> str:
+    """Return one decision as a Markdown bullet, saying when it was a default nobody chose."""
+    line = f"- {decision['question']} -> {decision['answer']}"
+    if decision.get("decided_by") == "default":
+        line += f" ({CHANGE_DEFAULT})"
+    elif decision.get("decided_by") == "yes":
+        line += " (approved by --yes, not by a person)"
+    return line
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     """Return the report as Markdown for a person."""
     lines = [f"# {report['project'] or 'oldnew run'}: {report['status']}", ""]
@@ -163,11 +182,7 @@ def render_markdown(report: dict[str, Any]) -> str:
             lines.append(f"  - option: {opt}")
     if report["decisions"]:
         lines += ["", "## Decisions", ""]
-        lines += [
-            f"- {d['question']} -> {d['answer']}"
-            + (f" (taken by {d['decided_by']}, not by a person)" if d.get("decided_by") else "")
-            for d in report["decisions"]
-        ]
+        lines += [decision_line(d) for d in report["decisions"]]
     trace = report.get("traceability") or {}
     if trace:
         lines += ["", "## Traceability (requirement -> tasks -> tests)", ""]

@@ -25,6 +25,7 @@ from oldnew.graph.build import build_graph, build_task_graph
 from oldnew.hitl import gates, inbox
 from oldnew.models import ModelOverrides, aclose_http_clients, check_model_specs
 from oldnew.nodes.execute import inspect_task, record_of, task_config
+from oldnew.notify import notify_outcome
 from oldnew.schemas import Plan, Question
 from oldnew.workspace import Workspace
 
@@ -74,6 +75,12 @@ def read_scope(path: Path | str) -> str:
     if not text.strip():
         raise UsageError(f"scope file {p} is empty; describe what to build in it")
     return text
+
+
+async def _notified(ws: Workspace, ctx: Context, out: RunOutcome) -> RunOutcome:
+    """Call the run's notification hook, if any, for where the run stopped (never raises)."""
+    out.notices += await notify_outcome(ws, ctx, out)
+    return out
 
 
 def _run_config(run_id: str) -> RunnableConfig:
@@ -225,7 +232,7 @@ async def start_run(
     with ws.lock():
         async with open_graph(ws, models, ctx.memory_path) as graph:
             await _stream(graph, {"scope_text": text}, _run_config(run_id), ctx, on_event)
-            return await outcome_of(graph, ws, run_id)
+            return await _notified(ws, ctx, await outcome_of(graph, ws, run_id))
 
 
 async def resume_run(
@@ -275,7 +282,7 @@ async def resume_run(
             await _stream(graph, inp, config, ctx, on_event)
             for letter in letters:
                 inbox.taken(letter)
-            return await outcome_of(graph, ws, run_id)
+            return await _notified(ws, ctx, await outcome_of(graph, ws, run_id))
 
 
 async def _fold_inbox(

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field, computed_field
+from pydantic import (
+    BaseModel,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    computed_field,
+    field_validator,
+    model_validator,
+)
+from pydantic.json_schema import SkipJsonSchema
 
 Priority = Literal["must", "should", "could"]
 PhaseName = Literal["mvp", "enhanced", "polish"]
@@ -32,6 +42,64 @@ class ScopeItem(Feature):
         description="Stable requirement id: I1.. integrations, P1.. pages, "
         "M1.. data models, A1.. API endpoints."
     )
+
+
+ClarificationPriority = Literal["high", "medium", "low"]
+ClarificationKind = Literal[
+    "vague_quantity", "subjective", "open_question", "contradiction", "missing_detail"
+]
+
+
+class Clarification(BaseModel):
+    """A specific question the scope leaves open, with the answer the run takes by default."""
+
+    question: str = Field(min_length=1, description="One specific question for the person.")
+    options: list[str] = Field(
+        default_factory=list, description="Two to four concrete answers to choose from."
+    )
+    default: str = Field(
+        min_length=1,
+        description="The proposed answer the run takes unless asked: one of the options, or a "
+        "short free-text answer.",
+    )
+    priority: ClarificationPriority = Field(
+        default="medium",
+        description="'high' when the answer changes what is built (data, architecture, "
+        "security), 'medium' when it changes behaviour, 'low' for cosmetics.",
+    )
+    kind: ClarificationKind = Field(
+        default="missing_detail",
+        description="Why it is asked: vague_quantity, subjective, open_question, "
+        "contradiction or missing_detail.",
+    )
+    phrase: str = Field(default="", description="The words of the scope it is about.")
+    answer: SkipJsonSchema[str | None] = None
+    """The answer the run goes on with (the person's, or the default); set by the run."""
+    decided_by: SkipJsonSchema[Literal["person", "default"] | None] = None
+    """Who chose the answer; set by the run."""
+
+    @field_validator("options", mode="before")
+    @classmethod
+    def _clean_options(cls, value: Any) -> Any:
+        if not isinstance(value, list):
+            return value
+        out: list[str] = []
+        for item in value:
+            text = str(item).strip()
+            if text and text not in out:
+                out.append(text)
+        return out
+
+    @field_validator("priority", mode="before")
+    @classmethod
+    def _lower_priority(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("kind", mode="before")
+    @classmethod
+    def _known_kind(cls, value: Any) -> Any:
+        kinds = ClarificationKind.__args__  # type: ignore[attr-defined]
+        return value if value in kinds else "missing_detail"
 
 
 class Scope(BaseModel):
@@ -67,6 +135,40 @@ class Scope(BaseModel):
     non_goals: list[str] = Field(
         default_factory=list, description="What the scope explicitly leaves out."
     )
+    clarifications: list[Clarification] = Field(
+        default_factory=list,
+        description="At most 3 specific questions whose answers would change what is built, "
+        "each with options and a proposed default; empty when the scope is clear enough.",
+    )
+    _dropped: list[str] = PrivateAttr(default_factory=list)
+    """Why clarifications of the model's answer were left out (malformed ones)."""
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _drop_malformed_clarifications(
+        cls, data: Any, handler: ValidatorFunctionWrapHandler
+    ) -> Any:
+        """Keep the clarifications that validate; a malformed one never fails the scope."""
+        dropped: list[str] = []
+        if isinstance(data, dict) and isinstance(data.get("clarifications"), list):
+            kept = []
+            for i, item in enumerate(data["clarifications"], start=1):
+                try:
+                    kept.append(Clarification.model_validate(item))
+                except ValidationError as exc:
+                    first = exc.errors()[0]
+                    where = ".".join(str(p) for p in first["loc"]) or "item"
+                    dropped.append(f"clarification {i} dropped: {where}: {first['msg']}")
+            data = {**data, "clarifications": kept}
+        scope = handler(data)
+        if isinstance(scope, Scope):
+            scope._dropped = dropped
+        return scope
+
+    @property
+    def dropped_clarifications(self) -> list[str]:
+        """Return why clarifications of the model's answer were left out."""
+        return list(self._dropped)
 
     def requirements(self) -> list[tuple[str, Feature]]:
         """Return every requirement with its kind, in a stable order."""
@@ -231,10 +333,10 @@ class Question(BaseModel):
     blocks: list[str] = Field(
         default_factory=list, description="Tasks that wait for the answer (its task included)."
     )
-    decided_by: str | None = Field(
+    decided_by: Literal["person", "default", "yes"] | None = Field(
         default=None,
-        description="Who settled it when no person answered: 'default' (a policy took the "
-        "recommended answer) or 'yes' (--yes approved a gate).",
+        description="Who settled it: a person; 'default' when the run took the recommended "
+        "answer without asking; 'yes' when --yes approved a gate.",
     )
     gate: str | None = Field(
         default=None, description="For approvals: the gate (scope, design, mvp, final)."

@@ -190,7 +190,9 @@ def test_answer_while_busy_unblocks_its_task_without_a_pause(tmp_path: Path) -> 
     final = asyncio.run(run_status(ws))
     assert final.status == "delivered"
     report = json.loads((ws / ".oldnew" / "report.json").read_text())
-    assert report["decisions"] == [{"question": "Which region?", "answer": "yes"}]
+    assert [(d["question"], d["answer"], d["decided_by"]) for d in report["decisions"]] == [
+        ("Which region?", "yes", "person")
+    ]
 
 
 def _gate_model(tmp_path: Path) -> str:

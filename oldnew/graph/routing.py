@@ -7,18 +7,18 @@ from typing import Literal
 from oldnew.graph.state import RunState, TaskState
 
 
-def after_scope(state: RunState) -> Literal["plan", "human", "deliver"]:
-    """Plan once the scope parsed; ask a person when it did not; report when they stopped it."""
-    if state.get("status") == "aborted":
-        return "deliver"
-    return "plan" if state.get("scope") and not _pending(state) else "human"
-
-
 def _pending(state: RunState, kind: str | None = None) -> bool:
     return any(
         q["status"] == "pending" and kind in (None, q["kind"])
         for q in (state.get("questions") or {}).values()
     )
+
+
+def after_scope(state: RunState) -> Literal["plan", "human", "deliver"]:
+    """Plan once the scope parsed and nothing is asked; else ask; report when stopped."""
+    if state.get("status") == "aborted":
+        return "deliver"
+    return "plan" if state.get("scope") and not _pending(state) else "human"
 
 
 def after_plan(state: RunState) -> Literal["execute", "plan", "human"]:
@@ -41,12 +41,18 @@ def after_execute(state: RunState) -> Literal["plan", "human", "deliver"]:
     return "human" if _pending(state) else "deliver"
 
 
-def after_human(state: RunState) -> Literal["scope", "plan", "execute", "deliver"]:
-    """Go back to the step that asked, or deliver when the person chose to stop."""
+def after_human(state: RunState) -> Literal["scope", "plan", "execute", "deliver", "human"]:
+    """Go back to the step that asked, or deliver when the person chose to stop.
+
+    A gate still waiting, or clarifications still open before planning (the person answered
+    only some questions), are asked again.
+    """
     if state.get("status") == "aborted":
         return "deliver"
     if not state.get("scope"):
         return "scope"
+    if _pending(state, "approval") or (not state.get("plan") and _pending(state, "clarification")):
+        return "human"
     if not state.get("plan"):
         return "plan"
     return "execute"

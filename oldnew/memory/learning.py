@@ -11,6 +11,7 @@ from langgraph.runtime import Runtime
 from oldnew.context import Context
 from oldnew.memory.signature import ErrorSignature, signature_of
 from oldnew.memory.store import FIXES, Memory, Template
+from oldnew.planning.clarify import decision_text
 
 MAX_FIX_TEXT = 3000
 
@@ -185,7 +186,7 @@ async def learn_from_accepted_task(
 async def remember_scope_and_plan(
     memory: Memory, scope: dict[str, Any], plan: dict[str, Any]
 ) -> int:
-    """Record the scope's constraints and non-goals, and the planner's decisions.
+    """Record the scope's constraints, non-goals and clarification answers; the plan's decisions.
 
     Each is tied to the requirements and files of the tasks it concerns, so that only
     related tasks see it. Returns how many entries were written.
@@ -206,6 +207,18 @@ async def remember_scope_and_plan(
             files=all_files,
         )
         written += 1
+    for c in scope.get("clarifications", []):
+        if c.get("answer"):
+            by = c.get("decided_by")
+            await memory.remember(
+                "decision",
+                decision_text(c["question"], c["answer"], by),
+                reason="the proposed default of a scope clarification"
+                if by == "default"
+                else "a person answered a scope clarification",
+                files=all_files,
+            )
+            written += 1
     for d in plan.get("decisions", []):
         related = [
             t

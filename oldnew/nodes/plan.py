@@ -23,6 +23,7 @@ from oldnew.models import ModelOverrides, aresolve_model
 from oldnew.nodes.common import aemit, arun_workspace
 from oldnew.nodes.scope import RETRY_OR_ABORT, output_question
 from oldnew.planning import Asker, Planner, PlanningFailed, assess, plan_problems, traceability
+from oldnew.planning.clarify import settle
 from oldnew.planning.graphops import replace_tasks
 from oldnew.planning.llm import Emit
 from oldnew.planning.revise import replan, split_long_tasks, split_task
@@ -227,7 +228,7 @@ async def plan(
     """Plan the scope, or change the accepted plan as ``execute`` asked."""
     ctx = runtime.context or Context()
     ws = await arun_workspace(ctx, config)
-    scope_obj = Scope.model_validate(state["scope"])
+    scope_obj = settle(Scope.model_validate(state["scope"]), state.get("questions") or {})
     size = assess(scope_obj, ctx)
     emit = partial(aemit, ws, node="plan")
     ask = Asker(await aresolve_model("planner", ctx, models), ctx, emit)
@@ -239,6 +240,6 @@ async def plan(
         artifact = design_artifact(Plan.model_validate(update["plan"]))
         update |= gates.ask("design", ctx.gates, ctx.yes, dict(state), artifact)
         memory = memory_of(runtime, str(config.get("configurable", {}).get("thread_id", "")))
-        remembered = await remember_scope_and_plan(memory, state["scope"] or {}, update["plan"])
+        remembered = await remember_scope_and_plan(memory, scope_obj.model_dump(), update["plan"])
         await emit(event="remembered", entries=remembered, problems=memory.problems[:5])
     return update

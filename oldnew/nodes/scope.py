@@ -15,6 +15,7 @@ from oldnew.hitl import gates
 from oldnew.models import ModelOverrides, aresolve_model
 from oldnew.nodes.common import aemit, arun_workspace
 from oldnew.planning import Asker, ScopeProblem, assess, extract_scope
+from oldnew.planning.clarify import QUESTION_PREFIX, clarification_questions
 from oldnew.recovery.escalations import run_failure_question
 from oldnew.recovery.retry import ClassifiedFailure
 from oldnew.schemas import Option, Question, Scope
@@ -121,8 +122,29 @@ async def scope(
         complexity=size.cls,
         calls=ask.calls,
     )
-    update = {"scope": result.model_dump(), "complexity": size.to_dict(), "status": "planning"}
-    return update | gates.ask("scope", ctx.gates, ctx.yes, dict(state), scope_artifact(result))
+    first = 1 + sum(qid.startswith(QUESTION_PREFIX) for qid in state.get("questions") or {})
+    clarify = clarification_questions(result, ctx.defaults, first=first)
+    if clarify:
+        await aemit(
+            ws,
+            node="scope",
+            event="clarifications",
+            policy=ctx.defaults,
+            asked=[q.id for q in clarify if q.status == "pending"],
+            defaults_taken={q.id: q.answer for q in clarify if q.decided_by == "default"},
+        )
+    update: dict[str, Any] = {
+        "scope": result.model_dump(),
+        "complexity": size.to_dict(),
+        "status": "planning",
+        "questions": {q.id: q.model_dump() for q in clarify},
+    }
+    gate = gates.ask("scope", ctx.gates, ctx.yes, dict(state), scope_artifact(result))
+    return {
+        **update,
+        **gate,
+        "questions": {**update["questions"], **gate.get("questions", {})},
+    }
 
 
 def scope_artifact(result: Scope) -> str:

@@ -7,6 +7,8 @@ import re
 from typing import Literal
 
 from oldnew.errors import OldnewError
+from oldnew.planning.ambiguity import find_ambiguities
+from oldnew.planning.clarify import tidy_clarifications
 from oldnew.planning.llm import Asker
 from oldnew.planning.sections import merge_scopes, normalize_ids, split_sections
 from oldnew.prompts import render
@@ -26,8 +28,16 @@ def _has_words(text: str) -> bool:
     return len(re.findall(r"[^\W\d_]{2,}", text)) >= 2
 
 
+def _hints(text: str) -> list[str]:
+    return [a.render() for a in find_ambiguities(text)]
+
+
 async def extract_scope(ask: Asker, text: str, *, allow_many: bool = False) -> Scope:
     """Read ``text`` into a Scope: in one call, or section by section and merged.
+
+    The ambiguity scan's findings go into the prompt as hints; the model alone decides which
+    clarifications (at most three are kept) are worth asking. When it returns none, none are
+    asked, whatever the scan found.
 
     Raises:
         ScopeProblem: the text names nothing to build, or needs more sections than allowed.
@@ -50,19 +60,32 @@ async def extract_scope(ask: Asker, text: str, *, allow_many: bool = False) -> S
         )
     system = render("scope_system")
     if len(sections) == 1:
-        scope = await ask(Scope, system, render("scope_user", scope_text=text))
+        scope = await ask(
+            Scope, system, render("scope_user", scope_text=text, findings=_hints(text))
+        )
+        dropped = scope.dropped_clarifications
     else:
         await ask.emit(event="sections", count=len(sections), chars=len(text))
         parts = await asyncio.gather(
             *(
-                ask(Scope, system, render("scope_section", section=s, total=len(sections)))
+                ask(
+                    Scope,
+                    system,
+                    render(
+                        "scope_section", section=s, total=len(sections), findings=_hints(s.text)
+                    ),
+                )
                 for s in sections
             )
         )
+        dropped = [note for p in parts for note in p.dropped_clarifications]
         scope = merge_scopes(list(parts), sections)
     scope, notes = normalize_ids(scope)
     if notes:
         await ask.emit(event="ids_renumbered", notes=notes[:20])
+    scope, dropped = tidy_clarifications(scope, dropped)
+    if dropped:
+        await ask.emit(event="clarifications_dropped", notes=dropped[:20])
     if not scope.requirements():
         why = "; ".join(scope.unknowns[:5])
         raise ScopeProblem(

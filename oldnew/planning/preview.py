@@ -14,6 +14,7 @@ from rich.table import Table
 from oldnew.context import Context
 from oldnew.errors import ModelOutputError
 from oldnew.models import aclose_http_clients, aresolve_model
+from oldnew.planning.clarify import clarification_questions, settle
 from oldnew.planning.complexity import assess
 from oldnew.planning.extract import ScopeProblem, extract_scope
 from oldnew.planning.llm import Asker, Emit, no_emit
@@ -51,6 +52,11 @@ class Preview:
             "epics": [e.model_dump() for e in plan.epics] if plan else [],
             "tasks": [t.model_dump() for t in plan.tasks] if plan else [],
             "traceability": traceability(self.scope, plan) if plan and self.scope else {},
+            "clarifications": [
+                c.model_dump(exclude={"answer", "decided_by"}) for c in self.scope.clarifications
+            ]
+            if self.scope
+            else [],
             "problems": self.problems,
             "notes": self.notes,
             "model_calls": self.calls,
@@ -71,6 +77,14 @@ async def preview_plan(
         out.problems = [f"scope: {exc}"]
         out.calls, out.seconds = ask.calls, time.perf_counter() - start
         return out
+    if out.scope.clarifications:
+        # A preview asks nobody: it plans on every proposed default, as '--defaults auto' would.
+        taken = clarification_questions(out.scope, "auto")
+        out.scope = settle(out.scope, {q.id: q.model_dump() for q in taken})
+        out.notes.append(
+            f"planned on the proposed defaults of {len(taken)} clarifications; a run asks "
+            "them as its --defaults setting says"
+        )
     size = assess(out.scope, ctx)
     out.complexity = size.to_dict()
     out.agents = ctx.max_agents or size.agents
@@ -156,6 +170,11 @@ def show_preview(preview: Preview, console: Console) -> None:
                 ", ".join(t["requirement_ids"]) or "-",
             )
         console.print(table)
+    for c in data["clarifications"]:
+        console.print(
+            f"[bold]clarify[/bold] ({c['priority']}): {c['question']} "
+            f"default: {c['default']}; options: {', '.join(c['options']) or '-'}"
+        )
     for note in data["notes"]:
         console.print(f"[yellow]note:[/yellow] {note}")
     for problem in data["problems"]:

@@ -135,6 +135,7 @@ def merge_scopes(parts: list[Scope], sections: list[Section]) -> Scope:
         constraints=_unique([c for p in parts for c in p.constraints]),
         unknowns=_unique([u for p in parts for u in p.unknowns]),
         non_goals=_unique([n for p in parts for n in p.non_goals]),
+        clarifications=[c for p in parts for c in p.clarifications],
         **merged,  # type: ignore[arg-type]
     )
 
