@@ -77,7 +77,8 @@ def budget_summary(
 
 
 def _against(spent: str, cap: float, unit: str = "") -> str:
-    return f"{spent} of {unit}{cap:g}" if cap else f"{spent} (no cap)"
+    limit = f"{cap:,.4f}" if unit == "$" else f"{cap:,.0f}"
+    return f"{spent} of {unit}{limit}" if cap else f"{spent} (no cap)"
 
 
 def budget_lines(budget: dict[str, Any]) -> list[str]:
@@ -124,4 +125,4 @@ def budget_markdown(budget: dict[str, Any]) -> list[str]:
     lines += [f"- {line}" for line in budget_lines(budget)]
     if budget.get("resume"):
         lines += ["", f"To go on with raised caps: `{budget['resume']}`"]
-    return [*lines, ""]
+    return lines

@@ -7,15 +7,25 @@ from typing import Literal
 from oldnew.graph.state import RunState, TaskState
 
 
+def _stopped(state: RunState) -> bool:
+    """Say whether a run cap of the budget stopped the run (it goes to deliver)."""
+    return bool((state.get("budget_stops") or {}).get("run"))
+
+
 def after_scope(state: RunState) -> Literal["plan", "human", "deliver"]:
     """Plan once the scope parsed; ask a person when it did not; report when they stopped it."""
-    if state.get("status") == "aborted":
+    if state.get("status") == "aborted" or _stopped(state):
         return "deliver"
     return "plan" if state.get("scope") else "human"
 
 
-def after_plan(state: RunState) -> Literal["execute", "plan", "human"]:
-    """Execute a valid plan; send a rejected one back; ask a person when repairs ran out."""
+def after_plan(state: RunState) -> Literal["execute", "plan", "human", "deliver"]:
+    """Execute a valid plan; send a rejected one back; ask a person when repairs ran out.
+
+    A run the budget stopped goes to deliver (report and resume plan).
+    """
+    if _stopped(state):
+        return "deliver"
     if state.get("plan") and not state.get("plan_problems"):
         return "execute"
     pending = [q for q in (state.get("questions") or {}).values() if q["status"] == "pending"]
@@ -23,7 +33,12 @@ def after_plan(state: RunState) -> Literal["execute", "plan", "human"]:
 
 
 def after_execute(state: RunState) -> Literal["plan", "human", "deliver"]:
-    """Re-plan when a task proved too big or flawed; pause for a person; otherwise deliver."""
+    """Re-plan when a task proved too big or flawed; pause for a person; otherwise deliver.
+
+    A run the budget stopped delivers at once; its questions wait for the resume.
+    """
+    if _stopped(state):
+        return "deliver"
     if state.get("replan"):
         return "plan"
     pending = [q for q in (state.get("questions") or {}).values() if q["status"] == "pending"]

@@ -26,7 +26,9 @@ def merge(left: dict[str, Any] | None, right: dict[str, Any] | None) -> dict[str
 
 
 TaskStatus = Literal["pending", "running", "waiting", "done", "blocked"]
-RunStatus = Literal["scoping", "planning", "executing", "delivered", "blocked", "aborted"]
+RunStatus = Literal[
+    "scoping", "planning", "executing", "delivered", "blocked", "aborted", "stopped"
+]
 
 
 class TaskRecord(TypedDict, total=False):
@@ -96,6 +98,8 @@ class RunState(TypedDict, total=False):
     """Subtask id -> the id of the task it was split from."""
     revision_refused: list[str]
     """Tasks the planner does not split or re-plan again (it failed; a person decides)."""
+    budget_stops: dict[str, dict[str, Any]]
+    """"run" or a task id -> the budget cap that stopped it (``BudgetExceeded.to_dict()``)."""
 
 
 class TaskState(TypedDict, total=False):
