@@ -366,3 +366,17 @@ def test_a_task_cap_stops_that_task_only(tmp_path: Path, example_model: str) -> 
     assert reasons["T3"] == "depends on T2, which is blocked"
     assert list(report["budget"]["tasks_stopped"]) == ["T2"]
     assert "--budget-task-tokens" in report["resume"]
+
+
+@pytest.mark.timeout(300)
+def test_a_wall_clock_cap_stops_the_run(tmp_path: Path, example_model: str) -> None:
+    ws = tmp_path / "ws"
+    res = _invoke("run", str(EXAMPLE / "scope.md"), "-w", str(ws), "-m", example_model,
+                  "--max-agents", "1", "--budget-seconds", "1")  # fmt: skip
+    assert res.exit_code == 4, res.output
+    report = _report(ws)
+    assert report["status"] == "stopped"
+    assert report["budget"]["stopped"]["flag"] == "--budget-seconds"
+    assert report["budget"]["spend"]["work_seconds"] >= 1
+    assert "--budget-seconds" in report["resume"]
+    assert len(report["delivered"]) < 3
