@@ -5,7 +5,8 @@ Exit codes:
     1  internal error (a bug in oldnew: please report it with .oldnew/events.jsonl)
     2  usage or configuration error (bad file, bad model spec, missing API key, ...)
     3  waiting for a person: answer with 'oldnew answer'
-    4  finished with blockers (or stopped at a person's request): see the report
+    4  finished with blockers, or stopped (at a person's request or by the budget): see the
+       report; a budget stop names the 'oldnew resume' command with raised caps
     5  interrupted before it finished: continue with 'oldnew resume'
     6  oldnew verify found that the workspace no longer matches its report
 """
@@ -23,6 +24,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from oldnew.budget import budget_lines
 from oldnew.errors import OldnewError
 from oldnew.runner import (
     RunOutcome,
@@ -34,7 +36,15 @@ from oldnew.runner import (
     start_run,
 )
 
-EXIT = {"delivered": 0, "waiting": 3, "blocked": 4, "aborted": 4, "running": 5, "not started": 5}
+EXIT = {
+    "delivered": 0,
+    "waiting": 3,
+    "blocked": 4,
+    "aborted": 4,
+    "stopped": 4,
+    "running": 5,
+    "not started": 5,
+}
 EXIT_USAGE = 2
 
 app = typer.Typer(
@@ -82,6 +92,33 @@ NotifyOpt = Annotated[
         "finishes. Env: OLDNEW_NOTIFY.",
     ),
 ]
+TokensOpt = Annotated[
+    int | None,
+    typer.Option("--budget-tokens", help="Tokens the run may use (0: no cap)."),
+]
+CostOpt = Annotated[
+    float | None,
+    typer.Option("--budget-cost", help="USD the run may spend, from the price table."),
+]
+TaskTokensOpt = Annotated[
+    int | None,
+    typer.Option("--budget-task-tokens", help="Tokens one task may use (0: no cap)."),
+]
+SecondsOpt = Annotated[
+    float | None,
+    typer.Option("--budget-seconds", help="Seconds of working time the run may take."),
+]
+
+
+def _budget(
+    tokens: int | None, cost: float | None, task_tokens: int | None, seconds: float | None
+) -> dict[str, Any]:
+    return {
+        "budget_tokens": tokens,
+        "budget_cost": cost,
+        "budget_task_tokens": task_tokens,
+        "budget_seconds": seconds,
+    }
 
 
 def show_event(event: dict[str, Any]) -> None:
@@ -96,6 +133,16 @@ def show_event(event: dict[str, Any]) -> None:
     }
     extra = " ".join(f"{k}={v}" for k, v in details.items())
     console.print(f"{who}{event.get('node', '')}: {event.get('event', '')} {extra}".rstrip())
+
+
+def show_budget(out: RunOutcome) -> None:
+    """Print the run's spend against its budget, and how to go on after a budget stop."""
+    if out.budget.get("spend", {}).get("calls"):
+        console.print("\n[bold]budget[/bold]")
+        for line in budget_lines(out.budget):
+            console.print(f"  {line}")
+    if out.budget.get("resume"):
+        console.print(f"\nstopped by the budget: continue with '{out.budget['resume']}'")
 
 
 def show_outcome(out: RunOutcome) -> None:
@@ -121,6 +168,7 @@ def show_outcome(out: RunOutcome) -> None:
         show_question(q, out.workspace)
     if out.queued:
         console.print(f"queued: {', '.join(f'{k}={v}' for k, v in out.queued.items())}")
+    show_budget(out)
     if out.report:
         console.print(f"\nreport: {Path(out.report).with_suffix('.md')}")
     if out.status == "running":
@@ -176,6 +224,10 @@ def run(
     yes: YesOpt = None,
     defaults: DefaultsOpt = None,
     notify: NotifyOpt = None,
+    budget_tokens: TokensOpt = None,
+    budget_cost: CostOpt = None,
+    budget_task_tokens: TaskTokensOpt = None,
+    budget_seconds: SecondsOpt = None,
 ) -> None:
     """Start a run on SCOPE_FILE in a new, empty workspace directory."""
     context = {
@@ -185,6 +237,7 @@ def run(
         "yes": yes,
         "defaults": defaults,
         "notify": notify,
+        **_budget(budget_tokens, budget_cost, budget_task_tokens, budget_seconds),
     }
     _finish(start_run(scope_file, workspace, context=context, on_event=show_event))
 
@@ -197,14 +250,22 @@ def resume(
     gates: GatesOpt = None,
     yes: YesOpt = None,
     notify: NotifyOpt = None,
+    budget_tokens: TokensOpt = None,
+    budget_cost: CostOpt = None,
+    budget_task_tokens: TaskTokensOpt = None,
+    budget_seconds: SecondsOpt = None,
 ) -> None:
-    """Continue a run after a crash, a kill or a pause, or retry its blocked tasks."""
+    """Continue a run after a crash, a kill, a pause or a budget stop, or retry blockers.
+
+    Budget caps given here replace the run's and hold for later resumes.
+    """
     context = {
         "model": model,
         "max_agents": max_agents,
         "gates": gates,
         "yes": yes,
         "notify": notify,
+        **_budget(budget_tokens, budget_cost, budget_task_tokens, budget_seconds),
     }
     _finish(resume_run(workspace, context=context, on_event=show_event))
 

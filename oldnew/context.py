@@ -16,6 +16,12 @@ from oldnew.recovery.retry import RetryPolicy
 
 Role = Literal["planner", "coder", "fixer"]
 ROLES: tuple[Role, ...] = ("planner", "coder", "fixer")
+DEFAULT_PRICES = (
+    "gpt-4o=2.5/10,gpt-4o-mini=0.15/0.6,gpt-4.1=2/8,gpt-4.1-mini=0.4/1.6,gpt-4.1-nano=0.1/0.4,"
+    "o3=2/8,o3-mini=1.1/4.4,o4-mini=1.1/4.4,gpt-5=1.25/10,gpt-5-mini=0.25/2,gpt-5-nano=0.05/0.4,"
+    "scripted=0/0"
+)
+"""USD per 1M input/output tokens (OpenAI list prices, 2025); scripted transcripts are free."""
 
 
 @dataclass(kw_only=True)
@@ -208,6 +214,33 @@ class Context:
         default=None,
         metadata={
             "description": "Highest cyclomatic complexity of a function; unset: the profile's."
+        },
+    )
+    prices: str = field(
+        default=DEFAULT_PRICES,
+        metadata={
+            "description": "USD per 1M input/output tokens per model, 'name=in/out' comma-"
+            "separated; a name matches the model it equals or begins (longest wins). A model "
+            "not listed costs 0 and is reported as unpriced. Env: OLDNEW_PRICES."
+        },
+    )
+    budget_tokens: int = field(
+        default=0,
+        metadata={"description": "Tokens (input + output) the whole run may use; 0: no cap."},
+    )
+    budget_cost: float = field(
+        default=0.0,
+        metadata={"description": "USD the whole run may spend (from prices); 0: no cap."},
+    )
+    budget_task_tokens: int = field(
+        default=0,
+        metadata={"description": "Tokens one task may use; 0: no cap. Other tasks go on."},
+    )
+    budget_seconds: float = field(
+        default=0.0,
+        metadata={
+            "description": "Seconds of working time (waits for a person excluded) the run "
+            "may take; 0: no cap."
         },
     )
 

@@ -38,3 +38,32 @@ class ScriptedModelError(ConfigurationError):
 
 class RunLockedError(WorkspaceError):
     """Another oldnew process is working on this workspace."""
+
+
+class BudgetExceeded(OldnewError):
+    """A token, cost or working-time cap is reached: no new model call starts.
+
+    Never retried and never turned into a question: the run (``scope == "run"``) or the task
+    (``scope == "task"``) stops where it is, stays resumable, and the report says which cap
+    to raise (``flag``) to go on.
+    """
+
+    def __init__(
+        self, reason: str, *, scope: str, flag: str, spent: float, cap: float, task: str | None
+    ) -> None:
+        """Say which cap (``flag``, the CLI option that raises it) stopped what, and why."""
+        super().__init__(reason)
+        self.reason, self.scope, self.flag = reason, scope, flag
+        self.spent, self.cap, self.task = spent, cap, task
+
+    def to_dict(self) -> dict[str, object]:
+        """Return what graph state and the report keep of this stop."""
+        return {
+            "reason": "budget",
+            "detail": self.reason,
+            "scope": self.scope,
+            "flag": self.flag,
+            "spent": self.spent,
+            "cap": self.cap,
+            "task": self.task,
+        }

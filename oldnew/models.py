@@ -96,6 +96,10 @@ class ScriptedChatModel(BaseChatModel):
     A reply is picked by content, not by position: the first reply whose ``role`` fits and
     whose ``when`` strings all occur in the prompt. The same prompt always gets the same
     reply, so a run that is killed and resumed replays exactly.
+
+    Each reply reports ``usage_metadata`` so runs on a transcript are accounted and budgets
+    apply: an estimate of 4 characters a token, of the prompt's text (input) and of the reply's
+    text plus its structured or tool arguments as JSON (output). Deterministic, not a tokenizer.
     """
 
     replies: list[ScriptedReply]
@@ -149,7 +153,9 @@ class ScriptedChatModel(BaseChatModel):
         elif reply.tool is not None:
             tool_calls.append({"name": reply.tool, "args": reply.args or {}})
         prompt_tokens = len(_message_text(messages)) // 4
-        out_tokens = (len(reply.text) + len(json.dumps(reply.structured or reply.args))) // 4
+        payload = reply.structured if reply.structured is not None else reply.args
+        out_chars = len(reply.text) + (len(json.dumps(payload)) if payload is not None else 0)
+        out_tokens = out_chars // 4
         message = AIMessage(
             content=reply.text,
             tool_calls=[{**c, "id": f"call_{uuid.uuid4().hex[:12]}"} for c in tool_calls],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from oldnew.budget import budget_markdown
 from oldnew.workspace import Workspace
 
 
@@ -193,5 +194,7 @@ def render_markdown(report: dict[str, Any]) -> str:
                 f"- {rid} {t.get('title', '')} [{t.get('status', '')}]: tasks {tasks}; "
                 f"tests {tests}"
             )
+    if report.get("budget"):
+        lines += ["", *budget_markdown(report["budget"])]
     lines += ["", "## How to resume", "", report["resume"], ""]
     return "\n".join(lines)

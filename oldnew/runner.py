@@ -19,6 +19,7 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.store.sqlite.aio import AsyncSqliteStore
 from langgraph.types import Command
 
+from oldnew.budget import budget_summary, run_context, save_budget
 from oldnew.context import Context
 from oldnew.errors import RunLockedError, UsageError
 from oldnew.graph.build import build_graph, build_task_graph
@@ -40,7 +41,8 @@ class RunOutcome:
     """Where a run stands after a call returns."""
 
     status: str
-    """delivered, waiting (for a person), blocked, aborted, or running (interrupted)."""
+    """delivered, waiting (for a person), blocked, aborted, stopped (by the budget), or running
+    (interrupted)."""
     run_id: str
     workspace: str
     tasks: list[dict[str, Any]] = field(default_factory=list)
@@ -49,6 +51,8 @@ class RunOutcome:
     report: str | None = None
     queued: dict[str, str] = field(default_factory=dict)
     """Answers left in the inbox of a busy run (its process applies them between tasks)."""
+    budget: dict[str, Any] = field(default_factory=dict)
+    """Spend against the caps: tokens, cost, working time, per phase, top tasks, stops."""
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict (what ``status --json`` prints)."""
@@ -205,6 +209,7 @@ async def outcome_of(
         questions=questions,
         notices=notices,
         report=values.get("report"),
+        budget=budget_summary(ws, run_context(ws), values.get("budget_stops")),
     )
 
 
@@ -252,6 +257,7 @@ async def resume_run(
         check_model_specs(ctx)
     config = _run_config(run_id)
     with ws.lock():
+        save_budget(ws, context or {})  # a raised cap holds for later resumes too
         cleared = ws.recover()
         if cleared:
             ws.log_event(node="resume", event="recovered", cleared=cleared)
@@ -273,9 +279,13 @@ async def resume_run(
                 return await outcome_of(graph, ws, run_id)
             elif not snap.tasks:
                 # Finished (``next`` alone can be empty while saved writes still wait).
-                if snap.values.get("status") != "blocked":
+                status = snap.values.get("status")
+                if status not in ("blocked", "stopped"):
                     return await outcome_of(graph, ws, run_id)
-                await graph.aupdate_state(config, {"status": "executing"}, as_node="plan")
+                # A run the budget stopped goes back to where it stopped (human routes there).
+                restart = {"status": "executing", "budget_stops": {}}
+                as_node = "plan" if status == "blocked" else "human"
+                await graph.aupdate_state(config, restart, as_node=as_node)
                 inp = None
             else:
                 inp = None

@@ -22,6 +22,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.store.base import BaseStore
 
+from oldnew.budget.graph import budgeted
 from oldnew.context import Context
 from oldnew.graph import routing
 from oldnew.graph.state import InputState, OutputState, RunState, TaskState
@@ -73,12 +74,13 @@ def build_graph(
     g = StateGraph(
         RunState, context_schema=Context, input_schema=InputState, output_schema=OutputState
     )
-    g.add_node("scope", partial(scope, models=models))
-    g.add_node("plan", partial(plan, models=models))
-    g.add_node("execute", partial(execute, task_graph=task_graph))
+    # budgeted: working time counts, and a budget cap reached inside goes to deliver.
+    g.add_node("scope", budgeted(partial(scope, models=models), "scope"))
+    g.add_node("plan", budgeted(partial(plan, models=models), "plan"))
+    g.add_node("execute", budgeted(partial(execute, task_graph=task_graph), "execute"))
     # LangGraph's add_node overloads do not cover nodes that take runtime and config.
     g.add_node("human", human)  # type: ignore[arg-type]
-    g.add_node("deliver", deliver)  # type: ignore[arg-type]
+    g.add_node("deliver", budgeted(deliver, "deliver"))
     g.add_edge(START, "scope")
     g.add_conditional_edges("scope", routing.after_scope)
     g.add_conditional_edges("plan", routing.after_plan)

@@ -14,19 +14,27 @@ def _pending(state: RunState, kind: str | None = None) -> bool:
     )
 
 
+def _stopped(state: RunState) -> bool:
+    """Say whether a run cap of the budget stopped the run (it goes to deliver)."""
+    return bool((state.get("budget_stops") or {}).get("run"))
+
+
 def after_scope(state: RunState) -> Literal["plan", "human", "deliver"]:
     """Plan once the scope parsed and nothing is asked; else ask; report when stopped."""
-    if state.get("status") == "aborted":
+    if state.get("status") == "aborted" or _stopped(state):
         return "deliver"
     return "plan" if state.get("scope") and not _pending(state) else "human"
 
 
-def after_plan(state: RunState) -> Literal["execute", "plan", "human"]:
+def after_plan(state: RunState) -> Literal["execute", "plan", "human", "deliver"]:
     """Pause at the design gate; execute a valid plan; send a rejected one back.
 
     Other pending questions do not stop a valid plan: independent tasks run meanwhile. When
-    repairs ran out and there is no plan, a person is asked.
+    repairs ran out and there is no plan, a person is asked. A run the budget stopped goes to
+    deliver (report and resume plan).
     """
+    if _stopped(state):
+        return "deliver"
     if _pending(state, "approval"):
         return "human"
     if state.get("plan") and not state.get("plan_problems"):
@@ -35,7 +43,12 @@ def after_plan(state: RunState) -> Literal["execute", "plan", "human"]:
 
 
 def after_execute(state: RunState) -> Literal["plan", "human", "deliver"]:
-    """Re-plan when a task proved too big or flawed; pause for a person; otherwise deliver."""
+    """Re-plan when a task proved too big or flawed; pause for a person; otherwise deliver.
+
+    A run the budget stopped delivers at once; its questions wait for the resume.
+    """
+    if _stopped(state):
+        return "deliver"
     if state.get("replan"):
         return "plan"
     return "human" if _pending(state) else "deliver"

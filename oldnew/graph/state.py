@@ -26,7 +26,9 @@ def merge(left: dict[str, Any] | None, right: dict[str, Any] | None) -> dict[str
 
 
 TaskStatus = Literal["pending", "running", "waiting", "done", "blocked"]
-RunStatus = Literal["scoping", "planning", "executing", "delivered", "blocked", "aborted"]
+RunStatus = Literal[
+    "scoping", "planning", "executing", "delivered", "blocked", "aborted", "stopped"
+]
 
 
 class TaskRecord(TypedDict, total=False):
@@ -100,6 +102,8 @@ class RunState(TypedDict, total=False):
     """Gate (scope, design, mvp, final) -> the question that approved its current artifact."""
     stop_reason: str | None
     """Why the run stopped before delivery (a gate rejected, say), for the report."""
+    budget_stops: dict[str, dict[str, Any]]
+    """"run" or a task id -> the budget cap that stopped it (``BudgetExceeded.to_dict()``)."""
 
 
 class TaskState(TypedDict, total=False):

@@ -11,6 +11,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from langchain_core.runnables import Runnable
 from langgraph.runtime import Runtime
 
+from oldnew.budget import metered
 from oldnew.context import Context
 from oldnew.errors import ModelOutputError, PathViolation
 from oldnew.fileblocks import parse_file_blocks
@@ -209,7 +210,10 @@ async def code(
     existing = await asyncio.to_thread(_project_files, ws, tree)
     memory = memory_of(runtime, await asyncio.to_thread(_run_id, ws))
     recalled = await _recall(ws, memory, state, task, ctx)
-    model = (await aresolve_model("coder", ctx, models)).bind_tools([AskHuman])
+    coder = await aresolve_model("coder", ctx, models)
+    model = metered(coder, ctx, ws.root, role="coder", phase="code", task=task.id).bind_tools(
+        [AskHuman]
+    )
     messages = _coder_messages(state, task, existing, recalled, memory.available)
     for shrunk in (False, True):
         try:
@@ -277,7 +281,8 @@ async def fix(
         SystemMessage(render("coder_system", role=task.role, project=state.get("project", ""))),
         HumanMessage(prompt),
     ]
-    model = await aresolve_model("fixer", ctx, models)
+    fixer = await aresolve_model("fixer", ctx, models)
+    model = metered(fixer, ctx, ws.root, role="fixer", phase="fix", task=task.id)
     try:
         result, calls, prose = await _files_from_model(
             model, messages, tree, ctx.max_output_retries, ctx.retry_policy()

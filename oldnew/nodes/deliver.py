@@ -9,6 +9,7 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import Runtime
 
+from oldnew.budget import budget_summary
 from oldnew.context import Context
 from oldnew.graph.state import RunState
 from oldnew.nodes.checks import record_evidence, run_gates
@@ -19,10 +20,18 @@ from oldnew.workspace import Workspace
 TOOLCHAINS = {"python": "python", "typescript": "typescript", "javascript": "typescript"}
 
 
-def _write_report(state: dict[str, Any], ws: Workspace, final: dict[str, Any]) -> Path:
+def _write_report(
+    state: dict[str, Any], ws: Workspace, final: dict[str, Any], ctx: Context
+) -> Path:
     """Build the report and write report.json and report.md (blocking: run it in a thread)."""
     report = build_report(state, ws, final)
-    if state["status"] == "blocked" and final.get("passed") is False:
+    report["budget"] = budget_summary(ws, ctx, state.get("budget_stops"))
+    if report["budget"]["resume"]:
+        report["resume"] = (
+            f"The budget stopped this run; go on with raised caps: {report['budget']['resume']}"
+            + (f". Then: {report['resume']}" if report["pending_questions"] else "")
+        )
+    if state["status"] in ("blocked", "stopped") and final.get("passed") is False:
         report["blocked"].append(
             {
                 "task": "-",
@@ -53,6 +62,8 @@ async def deliver(
     tasks = state.get("tasks") or {}
     if state.get("status") == "aborted":
         status = "aborted"
+    elif (state.get("budget_stops") or {}).get("run"):
+        status = "stopped"
     elif tasks and all(t["status"] == "done" for t in tasks.values()):
         status = "delivered"
     else:
@@ -69,8 +80,8 @@ async def deliver(
         missing = result.degraded_layers()
         if missing:
             await aemit(ws, node="deliver", event="sandbox_degraded", layers=missing)
-        if not result.passed:
+        if not result.passed and status != "stopped":
             status = "blocked"
-    path = await asyncio.to_thread(_write_report, {**state, "status": status}, ws, final)
+    path = await asyncio.to_thread(_write_report, {**state, "status": status}, ws, final, ctx)
     await aemit(ws, node="deliver", event=status, report=str(path))
     return {"status": status, "report": str(path)}

@@ -12,6 +12,9 @@ Some waits are for the planner, not a person: a task whose fix rounds ran out af
 ``split_after_failures`` times, or that ran past ``task_time_limit``, is to be split; a task
 whose coder reports a design flaw is to be re-planned. The scheduler then starts no new task,
 lets the running ones finish, and hands the requests to ``plan`` (``replan`` in state).
+
+Budgets: once a run cap is reached no new task starts; a task whose next model call would pass
+a cap stops where it is (its thread stays resumable) and is reported in ``budget_stops``.
 """
 
 from __future__ import annotations
@@ -28,8 +31,9 @@ from langgraph.pregel import Pregel
 from langgraph.runtime import Runtime
 from langgraph.types import Command
 
+from oldnew.budget import Caps, ledger_of, run_cap_reached
 from oldnew.context import Context
-from oldnew.errors import ConfigurationError
+from oldnew.errors import BudgetExceeded, ConfigurationError
 from oldnew.graph.state import RunState, TaskRecord, TaskState
 from oldnew.hitl import gates, inbox, records
 from oldnew.memory import decisions_from
@@ -150,6 +154,8 @@ class Scheduler:
         self.split_from = state.get("split_from") or {}
         self.started_at: dict[str, float] = {}
         self.notices: list[str] = []
+        self.stops: dict[str, dict[str, Any]] = {}
+        """"run" or a task id -> the budget cap that stopped it."""
 
     def _depth(self, tid: str) -> int:
         depth = 0
@@ -229,8 +235,8 @@ class Scheduler:
 
     def _launch(self, running: dict[asyncio.Task[TaskView], str], started: set[str]) -> None:
         for tid in self.titles:
-            if self.requests:
-                return  # the planner changes the plan first; running tasks finish
+            if self.requests or "run" in self.stops:
+                return  # the planner changes the plan first, or the budget is spent
             if tid in started or len(running) >= self.agents:
                 continue
             if self.hold_for_mvp and self.phase_of[tid] != "mvp":
@@ -256,6 +262,9 @@ class Scheduler:
     async def _settle(self, tid: str, fut: asyncio.Task[TaskView]) -> None:
         try:
             self.views[tid] = fut.result()
+        except BudgetExceeded as exc:
+            await self._budget_stopped(tid, exc)
+            return
         except Exception as exc:  # noqa: BLE001 - one task's failure must not end the run
             error = f"{type(exc).__name__}: {exc}"
             self.records[tid] |= {"status": "blocked", "blocker": error[:2000], "question": None}
@@ -286,6 +295,7 @@ class Scheduler:
         running: dict[asyncio.Task[TaskView], str] = {}
         started: set[str] = set()
         while True:
+            await self._check_budget()
             self._launch(running, started)
             if not running:
                 if await self.read_inbox(started):
@@ -350,6 +360,23 @@ class Scheduler:
     async def _notice(self, text: str) -> None:
         self.notices.append(text)
         await aemit(self.ws, node="execute", event="inbox_refused", detail=text)
+
+    async def _check_budget(self) -> None:
+        """Note a run cap that is reached: from then on no task starts."""
+        if "run" not in self.stops:
+            ledger = ledger_of(self.ws.root)
+            stop = await asyncio.to_thread(run_cap_reached, ledger, Caps.of(self.ctx))
+            if stop is not None:
+                self.stops["run"] = stop.to_dict()
+                await aemit(self.ws, node="execute", event="budget_stop", detail=stop.reason)
+
+    async def _budget_stopped(self, tid: str, exc: BudgetExceeded) -> None:
+        """Record a task a cap stopped mid-way; its thread resumes where it stopped."""
+        self.views[tid] = await inspect_task(self.task_graph, self.cfgs[tid])
+        self.records[tid] = record_of(tid, self.titles[tid], self.views[tid])
+        self.records[tid] |= {"status": "blocked", "blocker": f"stopped by the budget: {exc}"}
+        self.stops["run" if exc.scope == "run" else tid] = exc.to_dict()
+        await aemit(self.ws, task=tid, node="execute", event="budget_stop", detail=exc.reason)
 
     def _time_left(self, running: dict[asyncio.Task[TaskView], str]) -> float | None:
         """Return seconds until the first running task passes the time limit (None: never)."""
@@ -482,4 +509,5 @@ async def execute(
         "replan": scheduler.replan_requests(),
         "traceability": scheduler.traceability(),
         "notices": scheduler.notices,
+        "budget_stops": scheduler.stops,
     }

@@ -14,8 +14,9 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import Runtime
 
+from oldnew.budget import metered
 from oldnew.context import Context
-from oldnew.errors import ModelOutputError
+from oldnew.errors import BudgetExceeded, ModelOutputError
 from oldnew.graph.state import RunState, TaskRecord
 from oldnew.hitl import gates
 from oldnew.memory.learning import memory_of, remember_scope_and_plan
@@ -113,7 +114,7 @@ async def _split_all(
     for r, result in zip(wanted, results, strict=True):
         tid = r["task"]
         if isinstance(result, BaseException):
-            if not isinstance(result, Exception):
+            if not isinstance(result, Exception) or isinstance(result, BudgetExceeded):
                 raise result
             failed[tid] = str(result)
             continue
@@ -231,7 +232,9 @@ async def plan(
     scope_obj = settle(Scope.model_validate(state["scope"]), state.get("questions") or {})
     size = assess(scope_obj, ctx)
     emit = partial(aemit, ws, node="plan")
-    ask = Asker(await aresolve_model("planner", ctx, models), ctx, emit)
+    phase = "replan" if state.get("replan") and state.get("plan") else "plan"
+    model = await aresolve_model("planner", ctx, models)
+    ask = Asker(metered(model, ctx, ws.root, role="planner", phase=phase), ctx, emit)
     planner = Planner(ask, scope_obj, size, ctx.max_agents or size.agents)
     if state.get("replan") and state.get("plan"):
         return await _revise(state, planner, ws, emit)

@@ -8,6 +8,7 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import Runtime
 
+from oldnew.budget import metered
 from oldnew.context import Context
 from oldnew.errors import ModelOutputError
 from oldnew.graph.state import RunState
@@ -93,7 +94,9 @@ async def scope(
     if extra:
         text += "\n\n## Clarifications from the person\n\n" + "\n\n".join(extra) + "\n"
     await aemit(ws, node="scope", event="started", chars=len(text))
-    ask = Asker(await aresolve_model("planner", ctx, models), ctx, partial(aemit, ws, node="scope"))
+    planner = await aresolve_model("planner", ctx, models)
+    model = metered(planner, ctx, ws.root, role="planner", phase="scope")
+    ask = Asker(model, ctx, partial(aemit, ws, node="scope"))
     qid = f"scope-{len(state.get('questions') or {}) + 1}"
     try:
         result = await extract_scope(ask, text, allow_many=READ_ALL in answers)

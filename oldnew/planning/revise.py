@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+from oldnew.errors import BudgetExceeded
 from oldnew.planning.checks import cycle_problem, shape_problems
 from oldnew.planning.graphops import rename, replace_tasks
 from oldnew.planning.planner import Planner, PlanningFailed
@@ -125,7 +126,7 @@ async def split_long_tasks(p: Planner, plan: Plan) -> Shortened:
     )
     for task, result in zip(long, results, strict=True):
         if isinstance(result, BaseException):
-            if not isinstance(result, Exception):
+            if not isinstance(result, Exception) or isinstance(result, BudgetExceeded):
                 raise result
             out.kept[task.id] = f"{type(result).__name__}: {result}"
             continue

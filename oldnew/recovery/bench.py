@@ -5,6 +5,8 @@ and its test), runs them through execute (code -> validate -> fix -> commit, esc
 all) with a model that injects transient faults, malformed output and broken code at the given
 rates, and with per-task configuration blockers and design flaws. It prints what was
 delivered, what was escalated (by class), silent failures, retries, tokens and wall time.
+Tokens are the run's usage ledger (``oldnew.budget``), as ``oldnew status`` reports them;
+``tokens_seen_by_model`` is what the model itself returned, a cross-check.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 
+from oldnew.budget import ledger_of
 from oldnew.recovery.faults import FaultInjectingChatModel, unit
 
 _TASK = re.compile(r"TASK T(\d+):")
@@ -209,7 +212,7 @@ def _figures(
         else:
             silent.append(tid)
     events = ws.events()
-    tokens = model.usage["total_tokens"]
+    spend = ledger_of(ws.root).spend()
     return {
         "tasks": tasks,
         "seed": seed,
@@ -235,6 +238,9 @@ def _figures(
         "regenerations": sum(
             1 for e in events if e.get("node") == "fix" and e.get("event") == "started"
         ),
-        "tokens": tokens,
+        "tokens": spend["tokens"],
+        "tokens_by_phase": {p: r["tokens"] for p, r in spend["by_phase"].items()},
+        "tokens_seen_by_model": model.usage["total_tokens"],
+        "model_calls_metered": spend["calls"],
         "wall_s": round(wall, 2),
     }

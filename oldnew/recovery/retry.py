@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from oldnew.errors import BudgetExceeded
 from oldnew.recovery.classify import Classification, classify
 
 T = TypeVar("T")
@@ -60,6 +61,7 @@ async def with_retry(
     """Await ``call()``; retry it while it fails transiently, up to the policy's cap.
 
     Raises:
+        BudgetExceeded: a budget cap was reached before the call; passed through untouched.
         ClassifiedFailure: a non-transient failure at once, or a transient one once the
             attempts are spent (the caller routes it by its class).
     """
@@ -69,6 +71,8 @@ async def with_retry(
         attempt += 1
         try:
             return await call()
+        except BudgetExceeded:
+            raise  # a cap, not a failure: retrying or classifying it would overshoot the budget
         except Exception as exc:  # noqa: BLE001 - every failure is classified, none escapes raw
             c = classify(exc)
             if c.cls != "transient" or attempt >= policy.max_attempts:
