@@ -23,7 +23,14 @@ from rich.console import Console
 from rich.table import Table
 
 from oldnew.errors import OldnewError
-from oldnew.runner import RunOutcome, memory_listing, resume_run, run_status, start_run
+from oldnew.runner import (
+    RunOutcome,
+    memory_listing,
+    resume_run,
+    run_status,
+    start_run,
+    submit_feedback,
+)
 
 EXIT = {"delivered": 0, "waiting": 3, "blocked": 4, "aborted": 4, "running": 5, "not started": 5}
 EXIT_USAGE = 2
@@ -155,6 +162,23 @@ def answer(
             on_event=show_event,
         )
     )
+
+
+@app.command()
+def feedback(
+    workspace: WorkspaceOpt,
+    text: Annotated[
+        str,
+        typer.Argument(
+            metavar="TEXT", help="A change, a bug report, a new feature or a clarification."
+        ),
+    ],
+    model: ModelOpt = None,
+    max_agents: AgentsOpt = None,
+) -> None:
+    """Give a run feedback, during or after it; only the work it opens runs, then it redelivers."""
+    context = {"model": model, "max_agents": max_agents}
+    _finish(submit_feedback(workspace, text, context=context, on_event=show_event))
 
 
 @app.command()

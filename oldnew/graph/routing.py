@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+from oldnew.feedback import malformed_feedback, ready_feedback
 from oldnew.graph.state import RunState, TaskState
 
 
@@ -23,8 +24,8 @@ def after_plan(state: RunState) -> Literal["execute", "plan", "human"]:
 
 
 def after_execute(state: RunState) -> Literal["plan", "human", "deliver"]:
-    """Re-plan when a task proved too big or flawed; pause for a person; otherwise deliver."""
-    if state.get("replan"):
+    """Re-plan when a task proved too big or flawed, or for feedback; pause for a person."""
+    if state.get("replan") or ready_feedback(state) or malformed_feedback(state):
         return "plan"
     pending = [q for q in (state.get("questions") or {}).values() if q["status"] == "pending"]
     return "human" if pending else "deliver"

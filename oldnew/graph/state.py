@@ -40,6 +40,8 @@ class TaskRecord(TypedDict, total=False):
     evidence: str | None
     blocker: str | None
     question: str | None
+    superseded_by: str | None
+    """The revision task that replaced this finished task after a change request."""
 
 
 class InputState(TypedDict):
@@ -96,6 +98,11 @@ class RunState(TypedDict, total=False):
     """Subtask id -> the id of the task it was split from."""
     revision_refused: list[str]
     """Tasks the planner does not split or re-plan again (it failed; a person decides)."""
+    feedback: Annotated[dict[str, dict[str, Any]], merge]
+    """Feedback id -> pending ``feedback.FeedbackItem`` as a dict; the planner applies and
+    removes it."""
+    feedback_log: Annotated[list[dict[str, Any]], operator.add]
+    """What the planner did with each feedback item (``feedback.FeedbackRecord``), in order."""
 
 
 class TaskState(TypedDict, total=False):

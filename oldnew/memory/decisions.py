@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-DECISION_KINDS = ("configuration", "design_decision")
+DECISION_KINDS = ("configuration", "design_decision", "clarification")
 
 
 def decisions_from(questions: dict[str, dict[str, Any]]) -> list[str]:
-    """Return the run's answered configuration and design questions as decision lines."""
+    """Return the run's answered configuration, design and clarification questions as lines."""
     return [
         f"{q['title']} -> {q['answer']}"
         for q in questions.values()

@@ -16,10 +16,12 @@ from langgraph.runtime import Runtime
 
 from oldnew.context import Context
 from oldnew.errors import ModelOutputError
+from oldnew.feedback import malformed_feedback, ready_feedback
 from oldnew.graph.state import RunState, TaskRecord
 from oldnew.memory.learning import memory_of, remember_scope_and_plan
 from oldnew.models import ModelOverrides, aresolve_model
 from oldnew.nodes.common import aemit, arun_workspace
+from oldnew.nodes.feedback import apply_feedback
 from oldnew.nodes.scope import RETRY_OR_ABORT, output_question
 from oldnew.planning import Asker, Planner, PlanningFailed, assess, plan_problems, traceability
 from oldnew.planning.graphops import replace_tasks
@@ -209,7 +211,7 @@ async def plan(
     *,
     models: ModelOverrides = None,
 ) -> dict[str, Any]:
-    """Plan the scope, or change the accepted plan as ``execute`` asked."""
+    """Plan the scope, or change the accepted plan as ``execute`` or a person's feedback asked."""
     ctx = runtime.context or Context()
     ws = await arun_workspace(ctx, config)
     scope_obj = Scope.model_validate(state["scope"])
@@ -217,6 +219,9 @@ async def plan(
     emit = partial(aemit, ws, node="plan")
     ask = Asker(await aresolve_model("planner", ctx, models), ctx, emit)
     planner = Planner(ask, scope_obj, size, ctx.max_agents or size.agents)
+    if state.get("plan") and (ready_feedback(state) or malformed_feedback(state)):
+        memory = memory_of(runtime, str(config.get("configurable", {}).get("thread_id", "")))
+        return await apply_feedback(state, planner, emit, memory)
     if state.get("replan") and state.get("plan"):
         return await _revise(state, planner, ws, emit)
     update = await _first_plan(state, planner, emit)
