@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from oldnew.cli import app
 from oldnew.errors import RunLockedError, UsageError, WorkspaceError
+from oldnew.gates.verify import verify_workspace
 from oldnew.runner import open_graph, resume_run, start_run, submit_feedback
 from oldnew.workspace import Workspace
 
@@ -226,6 +227,9 @@ def test_change_request_after_delivery_redelivers_only_the_affected_task(tmp_pat
     assert entry["superseded"] == {"T2": {"by": "T2-r1", "commit": t2_commit}}
     assert "## Feedback" in md and f"T2 superseded by T2-r1 (commit `{t2_commit[:12]}`" in md
     assert report["status"] == "delivered" and report["head"] == tasks["T2-r1"]["commit"]
+    check = verify_workspace(ws, timeout=120)
+    assert check.matches, check.differences
+    assert any(line.startswith("T2: commit") for line in check.confirmed)
 
 
 def test_feature_adds_tasks_and_a_requirement_and_delivers_them(tmp_path: Path) -> None:
@@ -267,9 +271,10 @@ def test_clarification_becomes_a_decision_and_runs_nothing(tmp_path: Path) -> No
     ws = _delivered(tmp_path)
     log_before, events_before = _git_log(ws), len(_events(ws))
 
-    out = asyncio.run(submit_feedback(ws, CLARIFY))
+    res = CliRunner().invoke(app, ["feedback", "-w", str(ws), CLARIFY])
 
-    assert out.status == "delivered"
+    assert res.exit_code == 0, res.output
+    assert "run " in res.output and ": delivered" in res.output
     assert _started(_events(ws)[events_before:]) == []
     assert _git_log(ws) == log_before
     q = _values(ws)["questions"]["fb1"]
@@ -327,3 +332,135 @@ def test_bad_feedback_is_refused_and_leaves_the_state_unchanged(tmp_path: Path) 
     with Workspace.open(ws).lock(), pytest.raises(RunLockedError, match="busy.*not applied"):
         asyncio.run(submit_feedback(ws, SORTED))
     assert _values(ws) == before
+
+
+def _task(tid: str, *deps: str, files: tuple[str, ...] = (), req: str = "F1") -> dict[str, Any]:
+    return {
+        "id": tid,
+        "title": f"task {tid}",
+        "description": f"build {tid}",
+        "depends_on": list(deps),
+        "files": list(files) or [f"{tid.lower()}.py"],
+        "requirement_ids": [req],
+    }
+
+
+def _unit_plan() -> tuple[Any, Any, Any]:
+    from oldnew.planning.feedback import RunView
+    from oldnew.schemas import Plan, Scope
+
+    scope = Scope.model_validate(
+        {"title": "p", "summary": "s", "features": [{"id": "F1", "title": "one"}]}
+    )
+    plan = Plan.model_validate(
+        {
+            "tasks": [
+                _task("T1"),
+                _task("T2", "T1", files=("core.py",)),
+                _task("T2-r1", "T2", files=("core.py",)),
+                _task("T3", "T2-r1"),
+                _task("T4", "T2-r1"),
+                _task("T5", "T1"),
+            ]
+        }
+    )
+    view = RunView(
+        statuses={"T1": "done", "T2": "done", "T2-r1": "done", "T3": "done", "T4": "pending"}
+        | {"T5": "waiting"},
+        superseded_by={"T2": "T2-r1"},
+        used_ids=frozenset({"T1", "T2", "T2-r1", "T3", "T4", "T5"}),
+        commits={"T2-r1": "abc"},
+    )
+    return plan, scope, view
+
+
+def test_change_request_revises_the_newest_revision_and_holds_back_unstarted_work() -> None:
+    from oldnew.planning.feedback import apply_triage
+    from oldnew.schemas import FeedbackTriage
+
+    plan, scope, view = _unit_plan()
+    triage = FeedbackTriage(
+        kind="change_request",
+        summary="rename things",
+        affected_tasks=["T2", "T4", "T5"],
+        change="call it Core",
+    )
+    out, problems = apply_triage(triage, plan, scope, "rename", "fb3", view)
+    assert problems == []
+    assert out.opened == ["T2-r2"] and out.superseded == {"T2-r1": "T2-r2"}
+    tasks = {t.id: t for t in out.plan.tasks}
+    assert tasks["T2-r2"].depends_on == ["T2-r1", "T3"]  # T3 (done) built on T2-r1
+    assert "T2-r2" in tasks["T4"].depends_on  # not started: it waits for the revision
+    assert out.amended == ["T4"] and "call it Core" in tasks["T4"].description
+    assert "call it Core" in tasks["T2-r2"].description
+    assert "build T2-r1" in tasks["T2-r2"].description
+    (note,) = out.notes
+    assert note.startswith("task T5 is waiting")
+    assert [t.id for t in plan.tasks] == ["T1", "T2", "T2-r1", "T3", "T4", "T5"]  # not mutated
+
+
+def test_feature_ids_are_made_unique_and_their_problems_go_back() -> None:
+    from oldnew.planning.feedback import apply_triage
+    from oldnew.schemas import FeedbackTriage
+
+    plan, scope, view = _unit_plan()
+    triage = FeedbackTriage.model_validate(
+        {
+            "kind": "feature",
+            "summary": "export",
+            "features": [{"id": "F2", "title": "export"}],
+            "tasks": [
+                _task("T1", "T2", files=("export.py",), req="F2"),
+                _task("T9", "T1", files=("export_cli.py",), req="F2"),
+            ],
+        }
+    )
+    out, problems = apply_triage(triage, plan, scope, "export", "fb2", view)
+    assert problems == []
+    new = {t.id: t for t in out.plan.tasks if t.id in out.opened}
+    assert list(new) == ["fb2-T1", "T9"]
+    assert new["fb2-T1"].depends_on == ["T2-r1"]  # the newest revision of T2
+    assert new["T9"].depends_on == ["fb2-T1"]
+    assert [f.id for f in out.scope.features] == ["F1", "F2"]
+
+    clashing = triage.model_copy(
+        update={
+            "tasks": [triage.tasks[0].model_copy(update={"files": ["core.py"], "depends_on": []})]
+        }
+    )
+    _, problems = apply_triage(clashing, plan, scope, "export", "fb2", view)
+    assert any("both change core.py" in p for p in problems)
+
+
+@pytest.mark.parametrize(
+    ("triage", "problem"),
+    [
+        ({"kind": "change_request", "summary": "x"}, "must name the tasks"),
+        ({"kind": "change_request", "summary": "x", "affected_tasks": ["T7"]}, "T7 is not in"),
+        ({"kind": "feature", "summary": "x"}, "must come with the new tasks"),
+        ({"kind": "clarification", "summary": "x", "tasks": [_task("T8")]}, "only a feature"),
+    ],
+)
+def test_triage_that_does_not_fit_the_plan_is_sent_back(
+    triage: dict[str, Any], problem: str
+) -> None:
+    from oldnew.planning.feedback import apply_triage
+    from oldnew.schemas import FeedbackTriage
+
+    plan, scope, view = _unit_plan()
+    _, problems = apply_triage(FeedbackTriage.model_validate(triage), plan, scope, "t", "fb1", view)
+    assert any(problem in p for p in problems), problems
+
+
+def test_clarification_reaches_tasks_that_start_later() -> None:
+    from oldnew.memory import decisions_from
+
+    questions = {
+        "fb1": {
+            "kind": "clarification",
+            "title": "Clarification (fb1): dates in UTC",
+            "status": "answered",
+            "answer": CLARIFY,
+        }
+    }
+    assert decisions_from(questions) == [f"Clarification (fb1): dates in UTC -> {CLARIFY}"]

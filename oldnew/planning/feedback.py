@@ -170,8 +170,9 @@ def _feature(out: Applied, fid: str, view: RunView) -> None:
     used = set(view.used_ids)
     renames: dict[str, str] = {}
     for t in triage.tasks:
-        if t.id in used or t.id in renames.values():
-            renames[t.id] = fresh_id(t.id, used | set(renames.values()), fid)
+        if t.id in used:
+            name = f"{fid}-{t.id}"
+            renames[t.id] = fresh_id(name, used, "v") if name in used else name
         used.add(renames.get(t.id, t.id))
     new = normalize_roles(Plan(tasks=rename(triage.tasks, renames))).tasks
     own = {t.id for t in triage.tasks}
