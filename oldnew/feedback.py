@@ -122,7 +122,8 @@ def malformed_feedback(state: Any) -> dict[str, str]:
         try:
             FeedbackItem.model_validate(raw)
         except ValidationError as exc:
-            out[str(fid)] = "; ".join(e["msg"] for e in exc.errors())[:500]
+            found = (f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            out[str(fid)] = "; ".join(found)[:500]
     return out
 
 

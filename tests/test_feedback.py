@@ -464,3 +464,41 @@ def test_clarification_reaches_tasks_that_start_later() -> None:
         }
     }
     assert decisions_from(questions) == [f"Clarification (fb1): dates in UTC -> {CLARIFY}"]
+
+
+def test_routing_waits_for_a_person_then_goes_back_to_the_planner() -> None:
+    from oldnew.graph.routing import after_execute
+
+    item = {"id": "fb1", "text": "x", "received": "now", "question": "fb1-q1"}
+    state: dict[str, Any] = {
+        "feedback": {"fb1": item},
+        "questions": {"fb1-q1": {"id": "fb1-q1", "status": "pending"}},
+    }
+    assert after_execute(state) == "human"  # type: ignore[arg-type]
+    state["questions"]["fb1-q1"] = {"id": "fb1-q1", "status": "answered", "answer": "retry"}
+    assert after_execute(state) == "plan"  # type: ignore[arg-type]
+    assert after_execute({"feedback": {}}) == "deliver"
+
+
+def test_malformed_feedback_from_an_api_caller_is_dropped_with_a_notice() -> None:
+    from oldnew.context import Context
+    from oldnew.memory.store import Memory
+    from oldnew.models import ScriptedChatModel
+    from oldnew.nodes.feedback import apply_feedback
+    from oldnew.planning import Asker, Planner, assess
+    from oldnew.planning.llm import no_emit
+
+    plan, scope, _ = _unit_plan()
+    state: dict[str, Any] = {
+        "plan": plan.model_dump(),
+        "scope": scope.model_dump(),
+        "feedback": {"fb9": {"id": "fb9", "text": ""}},
+    }
+    ctx = Context()
+    model = ScriptedChatModel(replies=[], role="planner")  # any model call would fail
+    planner = Planner(Asker(model, ctx), scope, assess(scope, ctx), 1)
+    update = asyncio.run(apply_feedback(state, planner, no_emit, Memory(None, "run")))  # type: ignore[arg-type]
+    assert update["feedback"] == {"fb9": None}
+    assert update["feedback_log"] == [] and "plan" not in update
+    (notice,) = update["notices"]
+    assert notice.startswith("feedback fb9 was not valid") and "received: Field required" in notice

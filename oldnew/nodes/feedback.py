@@ -72,7 +72,7 @@ def clarification_question(item: FeedbackItem, applied: Applied) -> Question:
         title=f"Clarification ({item.id}): {applied.triage.summary}",
         detail=item.text,
         status="answered",
-        answer=applied.triage.change or item.text,
+        answer=item.text,
     )
 
 
@@ -125,12 +125,19 @@ async def _apply_one(run: _Run, item: FeedbackItem, emit: Emit, memory: Memory) 
     if applied.triage.kind == "clarification":
         q = clarification_question(item, applied)
         run.questions[q.id] = q.model_dump()
+        # Tie the decision to the work it bears on, so that memory offers it to those tasks.
+        named = set(applied.triage.affected_tasks)
+        bears = [
+            t
+            for t in run.plan.tasks
+            if t.id in named or (not named and view.statuses.get(t.id, "pending") == "pending")
+        ]
         await memory.remember(
             "decision",
             f"{q.title} -> {q.answer}",
             reason=f"a person's feedback {item.id}",
-            files=[f for t in run.plan.tasks for f in t.files],
-            requirement_ids=[r for t in run.plan.tasks for r in t.requirement_ids],
+            files=[f for t in bears for f in t.files],
+            requirement_ids=[r for t in bears for r in t.requirement_ids],
         )
     record = _record(item, applied, view)
     run.log.append(record.model_dump())
