@@ -430,6 +430,11 @@ def test_feature_ids_are_made_unique_and_their_problems_go_back() -> None:
     )
     _, problems = apply_triage(clashing, plan, scope, "export", "fb2", view)
     assert any("both change core.py" in p for p in problems)
+    unserved = triage.model_copy(
+        update={"tasks": [triage.tasks[0].model_copy(update={"requirement_ids": ["F1"]})]}
+    )
+    _, problems = apply_triage(unserved, plan, scope, "export", "fb2", view)
+    assert "feature F2 (export) is served by no task" in problems
 
 
 @pytest.mark.parametrize(

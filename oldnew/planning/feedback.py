@@ -220,7 +220,7 @@ def apply_triage(
         _feature(out, fid, view)
     if out.notes and triage.kind == "feature":
         return out, out.notes
-    before = set(plan_problems(plan, out.scope))
+    before = set(plan_problems(plan, scope))
     return out, [p for p in plan_problems(out.plan, out.scope) if p not in before]
 
 
