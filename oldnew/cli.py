@@ -34,6 +34,7 @@ from oldnew.runner import (
     resume_run,
     run_status,
     start_run,
+    submit_feedback,
 )
 
 EXIT = {
@@ -320,6 +321,23 @@ def approve(
         raise typer.Exit(EXIT_USAGE)
     verdict = "reject" if reject else (changes or "approve")
     _finish(approve_gate(workspace, gate, verdict, context={"model": model}, on_event=show_event))
+
+
+@app.command()
+def feedback(
+    workspace: WorkspaceOpt,
+    text: Annotated[
+        str,
+        typer.Argument(
+            metavar="TEXT", help="A change, a bug report, a new feature or a clarification."
+        ),
+    ],
+    model: ModelOpt = None,
+    max_agents: AgentsOpt = None,
+) -> None:
+    """Give a run feedback, during or after it; only the work it opens runs, then it redelivers."""
+    context = {"model": model, "max_agents": max_agents}
+    _finish(submit_feedback(workspace, text, context=context, on_event=show_event))
 
 
 @app.command()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from oldnew.budget import budget_markdown
+from oldnew.feedback import render_feedback, report_section
 from oldnew.workspace import Workspace
 
 
@@ -43,6 +44,7 @@ def build_report(state: dict[str, Any], ws: Workspace, final: dict[str, Any]) ->
                 "commit": t.get("commit"),
                 "fix_rounds": t.get("fix_rounds", 0),
                 "evidence": t.get("evidence"),
+                "superseded_by": t.get("superseded_by"),
             }
             for t in delivered
         ],
@@ -64,6 +66,7 @@ def build_report(state: dict[str, Any], ws: Workspace, final: dict[str, Any]) ->
             f"{x['name']}: {x['detail']}" for x in final.get("sandbox", []) if not x.get("active")
         ],
         "traceability": state.get("traceability") or {},
+        "feedback": report_section(state),
         "resume": resume_hint(ws, blocked, pending),
     }
 
@@ -173,6 +176,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines.append(
             f"- {d['task']} {d['title']}: commit `{(d['commit'] or '')[:12]}`, "
             f"{d['fix_rounds']} fix rounds, evidence `{d['evidence']}`"
+            + (f" (superseded by {d['superseded_by']})" if d.get("superseded_by") else "")
         )
     lines += ["", "## Blocked", ""]
     if not report["blocked"]:
@@ -184,6 +188,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     if report["decisions"]:
         lines += ["", "## Decisions", ""]
         lines += [decision_line(d) for d in report["decisions"]]
+    lines += render_feedback(report.get("feedback") or [])
     trace = report.get("traceability") or {}
     if trace:
         lines += ["", "## Traceability (requirement -> tasks -> tests)", ""]

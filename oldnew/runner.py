@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack, ExitStack, asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from langgraph.types import Command
 from oldnew.budget import budget_summary, run_context, save_budget
 from oldnew.context import Context
 from oldnew.errors import RunLockedError, UsageError
+from oldnew.feedback import check_text, new_item, refusal
 from oldnew.graph.build import build_graph, build_task_graph
 from oldnew.hitl import gates, inbox
 from oldnew.models import ModelOverrides, aclose_http_clients, check_model_specs
@@ -184,6 +185,8 @@ async def outcome_of(
             # does not record: the run's record says why.
             if view.phase in ("new", "incomplete") and known.get("status") == "blocked":
                 record |= {"status": "blocked", "blocker": known.get("blocker")}
+            if known.get("superseded_by"):
+                record["superseded_by"] = known["superseded_by"]  # after a change request
             tasks.append(record)
             if view.phase == "waiting" and view.question:
                 recorded = (values.get("questions") or {}).get(view.question.get("id", ""))
@@ -367,6 +370,54 @@ async def approve_gate(
     return await answer_run(
         workspace, {qid: verdict}, context=context, models=models, on_event=on_event
     )
+
+
+async def submit_feedback(
+    workspace: Path | str,
+    text: str,
+    *,
+    context: dict[str, Any] | None = None,
+    models: ModelOverrides = None,
+    on_event: EventSink | None = None,
+) -> RunOutcome:
+    """Hand a person's feedback to a run and continue it to its next stop.
+
+    The planner triages the feedback (change request, bug report, feature, clarification)
+    and applies it; only the work it opens runs, then the run is delivered again.
+
+    Raises:
+        UsageError: empty or oversized text, or a run that cannot take feedback (stopped,
+            not planned yet); the run's state is left unchanged.
+        RunLockedError: another process is working on the run; nothing was applied.
+
+    """
+    check_text(text)
+    ws = Workspace.open(workspace)
+    run_id = str((ws.run_info() or {})["run_id"])
+    ctx = _context(ws, context or {})
+    if models is None:
+        check_model_specs(ctx)
+    config = _run_config(run_id)
+    with ExitStack() as stack:
+        try:
+            stack.enter_context(ws.lock())
+        except RunLockedError as exc:
+            raise RunLockedError(f"the run is busy; the feedback was not applied: {exc}") from None
+        async with open_graph(ws, models, ctx.memory_path) as graph:
+            values = dict((await graph.aget_state(config)).values or {})
+            why = refusal(values)
+            if why:
+                raise UsageError(why)
+            cleared = ws.recover()
+            if cleared:
+                ws.log_event(node="resume", event="recovered", cleared=cleared)
+            item = new_item(text, values)
+            ws.log_event(node="feedback", event="received", feedback=item.id, chars=len(item.text))
+            await graph.aupdate_state(
+                config, {"feedback": {item.id: item.model_dump()}}, as_node="execute"
+            )
+            await _stream(graph, None, config, ctx, on_event)
+            return await outcome_of(graph, ws, run_id)
 
 
 def _check_answers(pending: list[dict[str, Any]], answers: dict[str, str]) -> None:

@@ -373,3 +373,36 @@ class AskHuman(BaseModel):
     question: str = Field(description="The question, with the context a person needs.")
     options: list[str] = Field(default_factory=list, description="Suggested answers.")
     recommended: str | None = Field(default=None, description="The suggested answer to pick.")
+
+
+FeedbackKind = Literal["change_request", "bug_report", "feature", "clarification"]
+
+
+class FeedbackTriage(BaseModel):
+    """How the planner reads a person's feedback on a run, and what it adds to the plan."""
+
+    kind: FeedbackKind = Field(
+        description="'change_request': finished work must change (name the tasks); "
+        "'bug_report': something delivered misbehaves; 'feature': something new to build "
+        "(give the new tasks); 'clarification': a decision or fact for the work still to do."
+    )
+    summary: str = Field(min_length=1, description="The feedback in one line.")
+    affected_tasks: list[str] = Field(
+        default_factory=list,
+        description="Ids of the plan's tasks the feedback concerns: the tasks to change for a "
+        "change request, the tasks whose code the bug is in for a bug report.",
+    )
+    change: str = Field(
+        default="",
+        description="For a change request or a bug report: precisely what to change or what "
+        "goes wrong, as an instruction to the engineer who will do it.",
+    )
+    features: list[Feature] = Field(
+        default_factory=list,
+        description="For a feature: the new requirements, with ids the scope does not use yet.",
+    )
+    tasks: list[PlannedTask] = Field(
+        default_factory=list,
+        description="For a feature: the new tasks that build it; they may depend on the "
+        "plan's tasks.",
+    )

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+import tomllib
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -224,3 +225,53 @@ def test_todo_example_through_langgraph_dev(server: Server, tmp_path: Path) -> N
     assert report_file.is_file(), why(f"no {report_file}")
     report = json.loads(report_file.read_text(encoding="utf-8"))
     assert report["status"] == "delivered", why(f"report status: {report.get('status')!r}")
+
+
+async def _feedback_with(client: Any, context: dict[str, Any], scope_text: str) -> dict[str, Any]:
+    """Deliver the example, then send feedback the graph-native way: a state update, a run."""
+    thread = await client.threads.create()
+    tid = thread["thread_id"]
+    await asyncio.wait_for(
+        client.runs.wait(tid, "oldnew", input={"scope_text": scope_text}, context=context),
+        RUN_TIMEOUT,
+    )
+    await asyncio.wait_for(
+        client.runs.wait(tid, "oldnew", command={"resume": {"T3-q1": "2"}}, context=context),
+        RUN_TIMEOUT,
+    )
+    item = {"id": "fb1", "text": "Dates are ISO 8601 in UTC.", "received": "2025-01-01T00:00:00"}
+    await client.threads.update_state(tid, {"feedback": {"fb1": item}}, as_node="execute")
+    await asyncio.wait_for(
+        client.runs.wait(tid, "oldnew", input=None, context=context), RUN_TIMEOUT
+    )
+    return dict(await client.threads.get_state(tid))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_feedback_through_langgraph_dev(server: Server, tmp_path: Path) -> None:
+    replies = tomllib.loads((EXAMPLE / "transcript.toml").read_text(encoding="utf-8"))["reply"]
+    triage = {"kind": "clarification", "summary": "dates are ISO 8601 in UTC"}
+    replies.insert(0, {"role": "planner", "when": ["FEEDBACK fb1"], "structured": triage})
+    transcript = tmp_path / "transcript.json"
+    transcript.write_text(json.dumps({"reply": replies}), encoding="utf-8")
+    ws = tmp_path / "ws"
+    context = {"model": f"scripted:{transcript}", "workspace": str(ws)}
+    scope_text = (EXAMPLE / "scope.md").read_text(encoding="utf-8")
+
+    async def drive() -> dict[str, Any]:
+        async with get_client(url=server.url) as client:
+            return await _feedback_with(client, context, scope_text)
+
+    try:
+        final = asyncio.run(drive())
+    except Exception as exc:  # the server's side of the story is in its log
+        pytest.fail(f"driving the server failed: {exc!r}\n--- server log ---\n{server.tail()}")
+    values = final["values"]
+    assert values.get("status") == "delivered", f"{values!r}\n{server.tail()}"
+    assert values["feedback"] == {}
+    assert [(e["id"], e["kind"]) for e in values["feedback_log"]] == [("fb1", "clarification")]
+    assert values["questions"]["fb1"]["answer"] == "Dates are ISO 8601 in UTC."
+    assert sorted(_trailer_commits(ws)) == ["T1", "T2", "T3"]  # nothing re-ran
+    report = json.loads((ws / ".oldnew" / "report.json").read_text(encoding="utf-8"))
+    assert report["feedback"][0]["decision"] == "dates are ISO 8601 in UTC"

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Literal
 
+from oldnew.feedback import malformed_feedback, ready_feedback
 from oldnew.graph.state import RunState, TaskState
 
 
 def _pending(state: RunState, kind: str | None = None) -> bool:
     return any(
-        q["status"] == "pending" and kind in (None, q["kind"])
+        q["status"] == "pending" and kind in (None, q.get("kind"))
         for q in (state.get("questions") or {}).values()
     )
 
@@ -45,11 +46,13 @@ def after_plan(state: RunState) -> Literal["execute", "plan", "human", "deliver"
 def after_execute(state: RunState) -> Literal["plan", "human", "deliver"]:
     """Re-plan when a task proved too big or flawed; pause for a person; otherwise deliver.
 
+    Feedback a person gave goes to the planner too.
+
     A run the budget stopped delivers at once; its questions wait for the resume.
     """
     if _stopped(state):
         return "deliver"
-    if state.get("replan"):
+    if state.get("replan") or ready_feedback(state) or malformed_feedback(state):
         return "plan"
     return "human" if _pending(state) else "deliver"
 
@@ -66,6 +69,8 @@ def after_human(state: RunState) -> Literal["scope", "plan", "execute", "deliver
         return "scope"
     if _pending(state, "approval") or (not state.get("plan") and _pending(state, "clarification")):
         return "human"
+    if state.get("plan") and ready_feedback(state):
+        return "plan"  # changes asked at the MVP preview or the final review
     if not state.get("plan"):
         return "plan"
     return "execute"

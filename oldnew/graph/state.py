@@ -42,6 +42,8 @@ class TaskRecord(TypedDict, total=False):
     evidence: str | None
     blocker: str | None
     question: str | None
+    superseded_by: str | None
+    """The revision task that replaced this finished task after a change request."""
 
 
 class InputState(TypedDict):
@@ -104,6 +106,11 @@ class RunState(TypedDict, total=False):
     """Why the run stopped before delivery (a gate rejected, say), for the report."""
     budget_stops: dict[str, dict[str, Any]]
     """"run" or a task id -> the budget cap that stopped it (``BudgetExceeded.to_dict()``)."""
+    feedback: Annotated[dict[str, dict[str, Any]], merge]
+    """Feedback id -> pending ``feedback.FeedbackItem`` as a dict; the planner applies and
+    removes it."""
+    feedback_log: Annotated[list[dict[str, Any]], operator.add]
+    """What the planner did with each feedback item (``feedback.FeedbackRecord``), in order."""
 
 
 class TaskState(TypedDict, total=False):

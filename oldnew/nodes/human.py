@@ -12,6 +12,7 @@ from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 
 from oldnew.context import Context
+from oldnew.feedback import MAX_FEEDBACK_CHARS, new_item
 from oldnew.graph.state import RunState
 from oldnew.hitl import gates
 from oldnew.memory.decisions import DECISION_KINDS
@@ -129,4 +130,6 @@ def gate_answered(state: RunState, q: dict[str, Any], answer: str) -> dict[str, 
             "plan_attempts": 0,
             "tasks": dict.fromkeys(state.get("tasks") or {}),
         }
-    return {"feedback": [{"id": f"{q['id']}-changes", "text": answer, "source": q["id"]}]}
+    # MVP preview and final review: the changes are feedback the planner triages and applies.
+    item = new_item(answer[:MAX_FEEDBACK_CHARS], dict(state))
+    return {"feedback": {item.id: item.model_dump()}}

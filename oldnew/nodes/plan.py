@@ -17,11 +17,13 @@ from langgraph.runtime import Runtime
 from oldnew.budget import metered
 from oldnew.context import Context
 from oldnew.errors import BudgetExceeded, ModelOutputError
+from oldnew.feedback import malformed_feedback, ready_feedback
 from oldnew.graph.state import RunState, TaskRecord
 from oldnew.hitl import gates
 from oldnew.memory.learning import memory_of, remember_scope_and_plan
 from oldnew.models import ModelOverrides, aresolve_model
 from oldnew.nodes.common import aemit, arun_workspace
+from oldnew.nodes.feedback import apply_feedback
 from oldnew.nodes.scope import RETRY_OR_ABORT, output_question
 from oldnew.planning import Asker, Planner, PlanningFailed, assess, plan_problems, traceability
 from oldnew.planning.clarify import settle
@@ -226,7 +228,7 @@ async def plan(
     *,
     models: ModelOverrides = None,
 ) -> dict[str, Any]:
-    """Plan the scope, or change the accepted plan as ``execute`` asked."""
+    """Plan the scope, or change the accepted plan as ``execute`` or a person's feedback asked."""
     ctx = runtime.context or Context()
     ws = await arun_workspace(ctx, config)
     scope_obj = settle(Scope.model_validate(state["scope"]), state.get("questions") or {})
@@ -236,6 +238,9 @@ async def plan(
     model = await aresolve_model("planner", ctx, models)
     ask = Asker(metered(model, ctx, ws.root, role="planner", phase=phase), ctx, emit)
     planner = Planner(ask, scope_obj, size, ctx.max_agents or size.agents)
+    if state.get("plan") and (ready_feedback(state) or malformed_feedback(state)):
+        memory = memory_of(runtime, str(config.get("configurable", {}).get("thread_id", "")))
+        return await apply_feedback(state, planner, emit, memory)
     if state.get("replan") and state.get("plan"):
         return await _revise(state, planner, ws, emit)
     update = await _first_plan(state, planner, emit)
