@@ -388,7 +388,9 @@ async def submit_feedback(
     Raises:
         UsageError: empty or oversized text, or a run that cannot take feedback (stopped,
             not planned yet); the run's state is left unchanged.
-        RunLockedError: another process is working on the run; nothing was applied.
+
+    A run another process is working on gets the feedback through its inbox: that process
+    starts no new task, lets the running ones finish, and hands the feedback to its planner.
 
     """
     check_text(text)
@@ -401,8 +403,8 @@ async def submit_feedback(
     with ExitStack() as stack:
         try:
             stack.enter_context(ws.lock())
-        except RunLockedError as exc:
-            raise RunLockedError(f"the run is busy; the feedback was not applied: {exc}") from None
+        except RunLockedError:
+            return await _queue_feedback(ws, run_id, text)
         async with open_graph(ws, models, ctx.memory_path) as graph:
             values = dict((await graph.aget_state(config)).values or {})
             why = refusal(values)
@@ -418,6 +420,24 @@ async def submit_feedback(
             )
             await _stream(graph, None, config, ctx, on_event)
             return await outcome_of(graph, ws, run_id)
+
+
+async def _queue_feedback(ws: Workspace, run_id: str, text: str) -> RunOutcome:
+    """Leave feedback in a busy run's inbox, once the run is known to take feedback."""
+    async with open_graph(ws) as graph:
+        values = dict((await graph.aget_state(_run_config(run_id))).values or {})
+        why = refusal(values)
+        if why:
+            raise UsageError(why)
+        out = await outcome_of(graph, ws, run_id)
+    inbox.post(ws, {}, feedback=text)
+    ws.log_event(node="feedback", event="queued", chars=len(text))
+    out.queued = {"feedback": text}
+    out.notices.append(
+        "the run is busy in another process: the feedback was queued; that process starts no "
+        "new task, lets the running ones finish, and hands it to the planner"
+    )
+    return out
 
 
 def _check_answers(pending: list[dict[str, Any]], answers: dict[str, str]) -> None:

@@ -14,7 +14,7 @@ from conftest import EXAMPLE
 from typer.testing import CliRunner
 
 from oldnew.cli import app
-from oldnew.errors import RunLockedError, UsageError, WorkspaceError
+from oldnew.errors import UsageError, WorkspaceError
 from oldnew.gates.verify import verify_workspace
 from oldnew.runner import open_graph, resume_run, start_run, submit_feedback
 from oldnew.workspace import Workspace
@@ -331,8 +331,10 @@ def test_bad_feedback_is_refused_and_leaves_the_state_unchanged(tmp_path: Path) 
     assert res.exit_code == 2 and "does not exist" in res.output
     with pytest.raises(WorkspaceError, match="holds no oldnew run"):
         asyncio.run(submit_feedback(tmp_path, SORTED))
-    with Workspace.open(ws).lock(), pytest.raises(RunLockedError, match="busy.*not applied"):
+    # A busy run takes feedback through its inbox, but a closed one refuses it even then.
+    with Workspace.open(ws).lock(), pytest.raises(UsageError, match="closed"):
         asyncio.run(submit_feedback(ws, SORTED))
+    assert not list((ws / ".oldnew").glob("inbox/*.json"))
     assert _values(ws) == before
 
 

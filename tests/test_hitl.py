@@ -15,7 +15,14 @@ from typing import Any
 from typer.testing import CliRunner
 
 from oldnew.cli import app
-from oldnew.runner import answer_run, approve_gate, resume_run, run_status, start_run
+from oldnew.runner import (
+    answer_run,
+    approve_gate,
+    resume_run,
+    run_status,
+    start_run,
+    submit_feedback,
+)
 
 OLDNEW = [sys.executable, "-m", "oldnew"]
 
@@ -268,3 +275,70 @@ def test_bad_gate_configuration_is_a_usage_error(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "unknown approval gate(s) launch" in result.output
     assert not (tmp_path / "ws").exists() or not any((tmp_path / "ws").iterdir())
+
+
+def _busy_run(tmp_path: Path, model: str) -> tuple[Path, subprocess.Popen[str]]:
+    ws = tmp_path / "ws"
+    run = subprocess.Popen(
+        [*OLDNEW, "run", str(_scope(tmp_path)), "--workspace", str(ws), "--model", model],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    return ws, run
+
+
+def _wait_for(ws: Path, check: Any, timeout: float = 300) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.3)
+        if not (ws / ".oldnew" / "checkpoints.sqlite").exists():
+            continue
+        try:
+            now = asyncio.run(run_status(ws))
+        except Exception:  # noqa: BLE001 - the run may be creating its files
+            continue
+        if check(now):
+            return now
+    raise AssertionError(f"the run never reached the expected state: {now!r}")
+
+
+def test_feedback_while_busy_is_taken_between_tasks(tmp_path: Path) -> None:
+    feature = "Also add a module n with n() returning its name."
+    tasks = [_task("A"), _task("S")]
+    replies = [
+        {"role": "coder", "when": ["TASK A:"], "text": _code("a")},
+        {"role": "coder", "when": ["TASK S:"], "text": _code("s", wait=6)},
+        {
+            "role": "planner",
+            "when": ["FEEDBACK fb1", feature],
+            "structured": {
+                "kind": "feature",
+                "summary": "module n",
+                "tasks": [{**_task("N"), "requirement_ids": ["F1"]}],
+            },
+        },
+        {"role": "coder", "when": ["TASK N:"], "text": _code("n")},
+    ]
+    ws, run = _busy_run(tmp_path, _transcript(tmp_path, tasks, replies))
+    try:
+        now = _wait_for(ws, lambda o: {t["id"]: t["status"] for t in o.tasks}.get("S") == "running")
+        queued = asyncio.run(submit_feedback(ws, feature))
+        assert queued.queued == {"feedback": feature} and "queued" in queued.notices[-1]
+        output, _ = run.communicate(timeout=600)
+    finally:
+        run.kill()
+    assert now.status == "running"
+    assert run.returncode == 0, output
+    events = _events(ws)
+    assert not [e for e in events if e.get("node") == "human"], "the run paused"
+    received = next(i for i, e in enumerate(events) if e.get("event") == "feedback_received")
+    n_started = next(
+        i for i, e in enumerate(events) if e.get("task") == "N" and e["event"] == "task_started"
+    )
+    assert received < n_started
+    final = asyncio.run(run_status(ws))
+    assert final.status == "delivered"
+    assert {t["id"]: t["status"] for t in final.tasks} == {"A": "done", "S": "done", "N": "done"}
+    report = json.loads((ws / ".oldnew" / "report.json").read_text())
+    assert [f["id"] for f in report["feedback"]] == ["fb1"]

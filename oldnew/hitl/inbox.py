@@ -1,11 +1,13 @@
-"""The inbox: answers given while a run is busy, picked up between tasks without a pause.
+"""The inbox: answers and feedback given while a run is busy, picked up between tasks.
 
 ``oldnew answer`` on a workspace another process is working on cannot resume the run (the
 workspace lock is held), so it drops its answers here as one JSON file each (written to a
 temporary name, then renamed: a reader never sees half a file). The running scheduler reads
 the inbox whenever a task settles or every ``POLL`` seconds while tasks wait, applies each
 answer to the task waiting on it, and moves the file to ``inbox/taken``. Answers left when
-the run paused are folded into the next resume.
+the run paused are folded into the next resume. Feedback (``oldnew feedback``) travels the
+same way: the scheduler starts no new task, lets the running ones finish, and hands it to
+the planner.
 """
 
 from __future__ import annotations
@@ -29,19 +31,20 @@ class Letter:
 
     path: Path
     answers: dict[str, str]
+    feedback: str | None = None
 
 
 def _folder(ws: Workspace) -> Path:
     return ws.meta / "inbox"
 
 
-def post(ws: Workspace, answers: dict[str, str]) -> Path:
-    """Drop ``answers`` (question id -> answer) into the inbox; return the file."""
+def post(ws: Workspace, answers: dict[str, str], feedback: str | None = None) -> Path:
+    """Drop ``answers`` (question id -> answer) or ``feedback`` into the inbox; return the file."""
     folder = _folder(ws)
     folder.mkdir(parents=True, exist_ok=True)
     name = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.json"
     tmp = folder / f".{name}.tmp"
-    tmp.write_text(json.dumps({"answers": answers}), encoding="utf-8")
+    tmp.write_text(json.dumps({"answers": answers, "feedback": feedback}), encoding="utf-8")
     os.replace(tmp, folder / name)
     return folder / name
 
@@ -54,10 +57,11 @@ def letters(ws: Workspace) -> list[Letter]:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
             answers = {str(k): str(v) for k, v in dict(data["answers"]).items()}
-        except (OSError, ValueError, KeyError, TypeError):
+            feedback = data.get("feedback")
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             _move(path, "unreadable")
             continue
-        out.append(Letter(path, answers))
+        out.append(Letter(path, answers, str(feedback) if feedback else None))
     return out
 
 

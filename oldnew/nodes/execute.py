@@ -33,7 +33,8 @@ from langgraph.types import Command
 
 from oldnew.budget import Caps, ledger_of, run_cap_reached
 from oldnew.context import Context
-from oldnew.errors import BudgetExceeded, ConfigurationError
+from oldnew.errors import BudgetExceeded, ConfigurationError, UsageError
+from oldnew.feedback import new_item
 from oldnew.graph.state import RunState, TaskRecord, TaskState
 from oldnew.hitl import gates, inbox, records
 from oldnew.memory import decisions_from
@@ -154,6 +155,8 @@ class Scheduler:
         self.split_from = state.get("split_from") or {}
         self.started_at: dict[str, float] = {}
         self.notices: list[str] = []
+        self.feedback: dict[str, dict[str, Any]] = {}
+        """Feedback given through the inbox while this scheduler ran, for the planner."""
         self.stops: dict[str, dict[str, Any]] = {}
         """"run" or a task id -> the budget cap that stopped it."""
 
@@ -235,7 +238,7 @@ class Scheduler:
 
     def _launch(self, running: dict[asyncio.Task[TaskView], str], started: set[str]) -> None:
         for tid in self.titles:
-            if self.requests or "run" in self.stops:
+            if self.requests or self.feedback or "run" in self.stops:
                 return  # the planner changes the plan first, or the budget is spent
             if tid in started or len(running) >= self.agents:
                 continue
@@ -334,6 +337,8 @@ class Scheduler:
         """Apply answers given while the run is busy; return whether a task can resume."""
         applied = False
         for letter in await asyncio.to_thread(inbox.letters, self.ws):
+            if letter.feedback:
+                await self._take_feedback(letter.feedback)
             for qid, raw in letter.answers.items():
                 tid = self._waiting_on(qid)
                 known = self.questions.get(qid) or self.answered_now.get(qid)
@@ -356,6 +361,17 @@ class Scheduler:
                 )
             await asyncio.to_thread(inbox.taken, letter)
         return applied
+
+    async def _take_feedback(self, text: str) -> None:
+        """Keep feedback given while the run works, for the planner; start no new task."""
+        known = {**(self.state.get("feedback") or {}), **self.feedback}
+        try:
+            item = new_item(text, {**self.state, "feedback": known})
+        except UsageError as exc:
+            await self._notice(f"feedback was not applied: {exc}")
+            return
+        self.feedback[item.id] = item.model_dump()
+        await aemit(self.ws, node="execute", event="feedback_received", feedback=item.id)
 
     async def _notice(self, text: str) -> None:
         self.notices.append(text)
@@ -510,4 +526,5 @@ async def execute(
         "traceability": scheduler.traceability(),
         "notices": scheduler.notices,
         "budget_stops": scheduler.stops,
+        "feedback": scheduler.feedback,
     }
