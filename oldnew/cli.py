@@ -1,7 +1,8 @@
 """The ``oldnew`` command line.
 
 Exit codes:
-    0  delivered: every task is done and main passes its checks
+    0  delivered: every task is done and main passes its checks (or every critical task
+       is, with known limitations listed in the report: delivered_with_limitations)
     1  internal error (a bug in oldnew: please report it with .oldnew/events.jsonl)
     2  usage or configuration error (bad file, bad model spec, missing API key, ...)
     3  waiting for a person: answer with 'oldnew answer'
@@ -25,7 +26,15 @@ from rich.table import Table
 from oldnew.errors import OldnewError
 from oldnew.runner import RunOutcome, memory_listing, resume_run, run_status, start_run
 
-EXIT = {"delivered": 0, "waiting": 3, "blocked": 4, "aborted": 4, "running": 5, "not started": 5}
+EXIT = {
+    "delivered": 0,
+    "delivered_with_limitations": 0,
+    "waiting": 3,
+    "blocked": 4,
+    "aborted": 4,
+    "running": 5,
+    "not started": 5,
+}
 EXIT_USAGE = 2
 
 app = typer.Typer(
@@ -89,6 +98,8 @@ def show_outcome(out: RunOutcome) -> None:
         console.print(f"  answer: oldnew answer --workspace {out.workspace} {q['id']} ANSWER")
     if out.report:
         console.print(f"\nreport: {Path(out.report).with_suffix('.md')}")
+    if out.status == "delivered_with_limitations":
+        console.print("\n[yellow]note:[/yellow] delivered with known limitations: see the report")
     if out.status == "running":
         console.print(f"\nnot finished: continue with 'oldnew resume --workspace {out.workspace}'")
 

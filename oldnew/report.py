@@ -13,7 +13,8 @@ def build_report(state: dict[str, Any], ws: Workspace, final: dict[str, Any]) ->
     plan_tasks = {t["id"]: t for t in (state.get("plan") or {}).get("tasks", [])}
     questions = state.get("questions") or {}
     delivered = [t for t in tasks if t["status"] == "done"]
-    blocked = [t for t in tasks if t["status"] != "done"]
+    limited = [t for t in tasks if t["status"] != "done" and t.get("limitation")]
+    blocked = [t for t in tasks if t["status"] != "done" and not t.get("limitation")]
     blockers = []
     for t in blocked:
         q = questions.get(t.get("question") or "")
@@ -45,6 +46,7 @@ def build_report(state: dict[str, Any], ws: Workspace, final: dict[str, Any]) ->
             for t in delivered
         ],
         "blocked": blockers,
+        "limitations": [limitation_entry(t) for t in limited],
         "pending_questions": [q["id"] for q in pending],
         "decisions": [
             {"question": q["title"], "answer": q["answer"]}
@@ -58,7 +60,20 @@ def build_report(state: dict[str, Any], ws: Workspace, final: dict[str, Any]) ->
             f"{x['name']}: {x['detail']}" for x in final.get("sandbox", []) if not x.get("active")
         ],
         "traceability": state.get("traceability") or {},
-        "resume": resume_hint(ws, blocked, pending),
+        "resume": resume_hint(ws, blocked, pending, limited),
+    }
+
+
+def limitation_entry(task: dict[str, Any]) -> dict[str, Any]:
+    """Return one known limitation as the report lists it: why, the options, the partial work."""
+    lim = task.get("limitation") or {}
+    return {
+        "task": task["id"],
+        "title": task["title"],
+        "reason": lim.get("reason") or task.get("blocker") or "not finished",
+        "detail": lim.get("detail", ""),
+        "options": list(lim.get("options") or []),
+        "branch": lim.get("branch"),
     }
 
 
@@ -117,7 +132,9 @@ def _gates_markdown(report: dict[str, Any], final: dict[str, Any]) -> list[str]:
     return lines
 
 
-def resume_hint(ws: Workspace, blocked: list[Any], pending: list[Any]) -> str:
+def resume_hint(
+    ws: Workspace, blocked: list[Any], pending: list[Any], limited: list[Any] | None = None
+) -> str:
     """Return how to go on from here, in one or two sentences."""
     if pending:
         return (
@@ -128,6 +145,12 @@ def resume_hint(ws: Workspace, blocked: list[Any], pending: list[Any]) -> str:
         return (
             f"Resolve the blockers above, then run 'oldnew resume --workspace {ws.root}' "
             "to retry the tasks that did not finish."
+        )
+    if limited:
+        return (
+            "Nothing to resume: every critical task is delivered. The known limitations above "
+            "keep their partial work on the branches named there; finish them from there or "
+            "plan them into a follow-up run."
         )
     return "Nothing to resume: every task is delivered."
 
@@ -157,6 +180,15 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines.append(f"- {b['task']} {b['title']} ({b['status']}): {b['reason']}")
         for opt in b["options"]:
             lines.append(f"  - option: {opt}")
+    if report.get("limitations"):
+        lines += ["", "## Known limitations", ""]
+        for lim in report["limitations"]:
+            branch = (
+                f"partial work on branch `{lim['branch']}`" if lim["branch"] else "no work kept"
+            )
+            lines.append(f"- {lim['task']} {lim['title']}: {lim['reason']} ({branch})")
+            for opt in lim["options"]:
+                lines.append(f"  - option: {opt}")
     if report["decisions"]:
         lines += ["", "## Decisions", ""]
         lines += [f"- {d['question']} -> {d['answer']}" for d in report["decisions"]]

@@ -168,7 +168,11 @@ async def outcome_of(
             # Blocked before it started (a blocked dependency), or by an error its own thread
             # does not record: the run's record says why.
             if view.phase in ("new", "incomplete") and known.get("status") == "blocked":
-                record |= {"status": "blocked", "blocker": known.get("blocker")}
+                record |= {
+                    "status": "blocked",
+                    "blocker": known.get("blocker"),
+                    "limitation": known.get("limitation"),
+                }
             tasks.append(record)
     questions: list[dict[str, Any]] = []
     notices: list[str] = []

@@ -194,6 +194,7 @@ class Question(BaseModel):
         "design_flaw",
         "scope_unclear",
         "external_service",
+        "timeout",
     ]
     task_id: str | None = None
     title: str
