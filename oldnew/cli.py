@@ -80,7 +80,7 @@ def show_outcome(out: RunOutcome) -> None:
         table.add_row(
             t["id"],
             t["title"],
-            t["status"],
+            t["status"] + (" (known limitation)" if t.get("limitation") else ""),
             (t.get("commit") or "")[:12],
             str(t.get("fix_rounds", 0)),
         )

@@ -87,11 +87,12 @@ def _git(ws: Path, *args: str) -> str:
     ).stdout.strip()
 
 
-def test_fingerprints_ignore_line_numbers_and_spot_a_repeat() -> None:
-    a = error_fingerprint(["calc.py:3: [pytest failure] assert 0 == 4"], ["pytest"])
-    b = error_fingerprint(["calc.py:7: [pytest failure] assert 1 == 5"], ["pytest"])
+def test_fingerprints_ignore_line_numbers_and_addresses_and_spot_a_repeat() -> None:
+    a = error_fingerprint(["calc.py:3: [pytest failure] assert 0 == 4 at 0x7f01"], ["pytest"])
+    b = error_fingerprint(["calc.py:7: [pytest failure] assert 0 == 4 at 0x7f99"], ["pytest"])
+    moved = error_fingerprint(["calc.py:3: [pytest failure] assert 1 == 4 at 0x7f01"], ["pytest"])
     other = error_fingerprint(["calc.py:3: [ruff F821] Undefined name `c`"], ["ruff"])
-    assert a == b and a != other
+    assert a == b and len({a, moved, other}) == 3
     assert stuck_reason(None, Round(a, "f1")) is None
     assert stuck_reason({"errors": a, "files": "f1"}, Round(b, "f2")) == (
         "the same errors as the round before"

@@ -1,9 +1,9 @@
 """Stall detection: a task that fails the same way twice is stuck, not nearly there.
 
-Every failed validation leaves a small record: a fingerprint of its errors (the error
-signatures of ``memory.signature``, so line numbers and paths do not count) and one of the
+Every failed validation leaves a small record: a fingerprint of its errors (each diagnostic
+without its line number, so moving code around does not count as progress) and one of the
 files it validated. Same errors or same files as the previous failed round means the last fix
-changed nothing that matters; more fix rounds would loop. The task then gets ONE fresh
+changed nothing; more fix rounds would loop. The task then gets ONE fresh
 regeneration from scratch (its worktree reset to main, the coder told why the last approach
 failed), and after that it escalates.
 """
@@ -11,22 +11,28 @@ failed), and after that it escalates.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from typing import Any
 
-from oldnew.memory.signature import normalise, signature_of
 from oldnew.workspace import MAIN, Workspace
+
+_LINE = re.compile(r"^([^\n]*?):\d+:")
+_HEX = re.compile(r"\b0x[0-9a-fA-F]+\b")
 
 REGENERATIONS = 1
 """Fresh regenerations a task gets before it escalates (repair studies: one helps, more do not)."""
 
 
 def error_fingerprint(diagnostics: list[str], failed_gates: list[str]) -> str:
-    """Return a short hash of what failed: the gates and the diagnostics' error signatures."""
+    """Return a short hash of what failed: the gates and each diagnostic but its line number.
+
+    Values stay in: ``assert -1 == 5`` then ``assert 1 == 5`` is a fix that changed the
+    outcome, not a repeat. Memory addresses, which differ from run to run, are left out.
+    """
     keys = set()
     for line in diagnostics:
-        sig = signature_of(line)
-        keys.add(sig.key if sig is not None else normalise(line))
+        keys.add(_HEX.sub("<hex>", _LINE.sub(r"\1:", line, count=1)))
     raw = "\n".join([*sorted(failed_gates), "--", *sorted(keys)])
     return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
