@@ -1,7 +1,8 @@
 """The ``oldnew`` command line.
 
 Exit codes:
-    0  delivered: every task is done and main passes its checks
+    0  delivered: every task is done and main passes its checks (or every critical task
+       is, with known limitations listed in the report: delivered_with_limitations)
     1  internal error (a bug in oldnew: please report it with .oldnew/events.jsonl)
     2  usage or configuration error (bad file, bad model spec, missing API key, ...)
     3  waiting for a person: answer with 'oldnew answer'
@@ -39,6 +40,7 @@ from oldnew.runner import (
 
 EXIT = {
     "delivered": 0,
+    "delivered_with_limitations": 0,
     "waiting": 3,
     "blocked": 4,
     "aborted": 4,
@@ -155,7 +157,7 @@ def show_outcome(out: RunOutcome) -> None:
         table.add_row(
             t["id"],
             t["title"],
-            t["status"],
+            t["status"] + (" (known limitation)" if t.get("limitation") else ""),
             (t.get("commit") or "")[:12],
             str(t.get("fix_rounds", 0)),
         )
@@ -172,6 +174,8 @@ def show_outcome(out: RunOutcome) -> None:
     show_budget(out)
     if out.report:
         console.print(f"\nreport: {Path(out.report).with_suffix('.md')}")
+    if out.status == "delivered_with_limitations":
+        console.print("\n[yellow]note:[/yellow] delivered with known limitations: see the report")
     if out.status == "running":
         console.print(f"\nnot finished: continue with 'oldnew resume --workspace {out.workspace}'")
 

@@ -15,7 +15,8 @@ def build_report(state: dict[str, Any], ws: Workspace, final: dict[str, Any]) ->
     plan_tasks = {t["id"]: t for t in (state.get("plan") or {}).get("tasks", [])}
     questions = state.get("questions") or {}
     delivered = [t for t in tasks if t["status"] == "done"]
-    blocked = [t for t in tasks if t["status"] != "done"]
+    limited = [t for t in tasks if t["status"] != "done" and t.get("limitation")]
+    blocked = [t for t in tasks if t["status"] != "done" and not t.get("limitation")]
     blockers = []
     for t in blocked:
         q = questions.get(t.get("question") or "")
@@ -49,6 +50,7 @@ def build_report(state: dict[str, Any], ws: Workspace, final: dict[str, Any]) ->
             for t in delivered
         ],
         "blocked": blockers,
+        "limitations": [limitation_entry(t) for t in limited],
         "pending_questions": [q["id"] for q in pending],
         "decisions": [
             {
@@ -67,7 +69,20 @@ def build_report(state: dict[str, Any], ws: Workspace, final: dict[str, Any]) ->
         ],
         "traceability": state.get("traceability") or {},
         "feedback": report_section(state),
-        "resume": resume_hint(ws, blocked, pending),
+        "resume": resume_hint(ws, blocked, pending, limited),
+    }
+
+
+def limitation_entry(task: dict[str, Any]) -> dict[str, Any]:
+    """Return one known limitation as the report lists it: why, the options, the partial work."""
+    lim = task.get("limitation") or {}
+    return {
+        "task": task["id"],
+        "title": task["title"],
+        "reason": lim.get("reason") or task.get("blocker") or "not finished",
+        "detail": lim.get("detail", ""),
+        "options": list(lim.get("options") or []),
+        "branch": lim.get("branch"),
     }
 
 
@@ -126,7 +141,9 @@ def _gates_markdown(report: dict[str, Any], final: dict[str, Any]) -> list[str]:
     return lines
 
 
-def resume_hint(ws: Workspace, blocked: list[Any], pending: list[Any]) -> str:
+def resume_hint(
+    ws: Workspace, blocked: list[Any], pending: list[Any], limited: list[Any] | None = None
+) -> str:
     """Return how to go on from here, in one or two sentences."""
     if pending:
         return (
@@ -137,6 +154,12 @@ def resume_hint(ws: Workspace, blocked: list[Any], pending: list[Any]) -> str:
         return (
             f"Resolve the blockers above, then run 'oldnew resume --workspace {ws.root}' "
             "to retry the tasks that did not finish."
+        )
+    if limited:
+        return (
+            "Nothing to resume: every critical task is delivered. The known limitations above "
+            "keep their partial work on the branches named there; finish them from there or "
+            "plan them into a follow-up run."
         )
     return "Nothing to resume: every task is delivered."
 
@@ -157,19 +180,9 @@ def decision_line(decision: dict[str, Any]) -> str:
     return line
 
 
-def render_markdown(report: dict[str, Any]) -> str:
-    """Return the report as Markdown for a person."""
-    lines = [f"# {report['project'] or 'oldnew run'}: {report['status']}", ""]
-    lines += [
-        f"Run `{report['run_id']}`, workspace `{report['workspace']}`, "
-        f"main at `{report['head'][:12]}`.",
-        "",
-    ]
-    if report.get("stop_reason"):
-        lines += [f"Stopped: {report['stop_reason']}.", ""]
-    final = report["final_validation"]
-    lines += _gates_markdown(report, final)
-    lines += ["## Delivered", ""]
+def _tasks_markdown(report: dict[str, Any]) -> list[str]:
+    """Return the delivered, blocked and known-limitation sections."""
+    lines = ["## Delivered", ""]
     if not report["delivered"]:
         lines.append("Nothing yet.")
     for d in report["delivered"]:
@@ -185,6 +198,31 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines.append(f"- {b['task']} {b['title']} ({b['status']}): {b['reason']}")
         for opt in b["options"]:
             lines.append(f"  - option: {opt}")
+    if report.get("limitations"):
+        lines += ["", "## Known limitations", ""]
+        for lim in report["limitations"]:
+            branch = (
+                f"partial work on branch `{lim['branch']}`" if lim["branch"] else "no work kept"
+            )
+            lines.append(f"- {lim['task']} {lim['title']}: {lim['reason']} ({branch})")
+            for opt in lim["options"]:
+                lines.append(f"  - option: {opt}")
+    return lines
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    """Return the report as Markdown for a person."""
+    lines = [f"# {report['project'] or 'oldnew run'}: {report['status']}", ""]
+    lines += [
+        f"Run `{report['run_id']}`, workspace `{report['workspace']}`, "
+        f"main at `{report['head'][:12]}`.",
+        "",
+    ]
+    if report.get("stop_reason"):
+        lines += [f"Stopped: {report['stop_reason']}.", ""]
+    final = report["final_validation"]
+    lines += _gates_markdown(report, final)
+    lines += _tasks_markdown(report)
     if report["decisions"]:
         lines += ["", "## Decisions", ""]
         lines += [decision_line(d) for d in report["decisions"]]

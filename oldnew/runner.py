@@ -184,7 +184,11 @@ async def outcome_of(
             # Blocked before it started (a blocked dependency), or by an error its own thread
             # does not record: the run's record says why.
             if view.phase in ("new", "incomplete") and known.get("status") == "blocked":
-                record |= {"status": "blocked", "blocker": known.get("blocker")}
+                record |= {
+                    "status": "blocked",
+                    "blocker": known.get("blocker"),
+                    "limitation": known.get("limitation"),
+                }
             if known.get("superseded_by"):
                 record["superseded_by"] = known["superseded_by"]  # after a change request
             tasks.append(record)

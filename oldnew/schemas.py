@@ -311,6 +311,7 @@ class Question(BaseModel):
         "external_service",
         "approval",
         "clarification",
+        "timeout",
     ]
     task_id: str | None = None
     title: str

@@ -41,12 +41,19 @@ FAILING = (
 )
 
 
-def _transcript(tmp_path: Path, coder_t1: dict[str, Any], fixer: str | None = None) -> str:
+def _transcript(
+    tmp_path: Path,
+    coder_t1: dict[str, Any],
+    fixer: str | None = None,
+    fixer_by_round: dict[int, str] | None = None,
+) -> str:
     replies = [
         {"role": "planner", "when": ["return a Scope"], "structured": SCOPE},
         {"role": "planner", "when": ["into a Plan"], "structured": PLAN},
         {"role": "coder", "when": ["TASK T1:"], **coder_t1},
     ]
+    for n, text in (fixer_by_round or {}).items():
+        replies.append({"role": "fixer", "when": ["TASK T1:", f"(round {n} of"], "text": text})
     if fixer is not None:
         replies.append({"role": "fixer", "when": ["TASK T1:"], "text": fixer})
     path = tmp_path / "transcript.json"
@@ -92,18 +99,26 @@ def _events(ws: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in lines]
 
 
+def _failing(body: str) -> str:
+    return FAILING.replace("return a - b", body)
+
+
 def test_fix_cap_escalates_with_diagnostics(tmp_path: Path) -> None:
-    model = _transcript(tmp_path, {"text": FAILING}, fixer=FAILING)
+    # Each fix fails differently (no stall): the cap ends the fixing, one fresh start follows.
+    rounds = {1: _failing("return a + c"), 2: _failing('return a + "b"')}
+    model = _transcript(tmp_path, {"text": FAILING}, fixer_by_round=rounds)
     ws = tmp_path / "ws"
     out = asyncio.run(
         start_run(_scope_file(tmp_path), ws, context={"model": model, "max_fix_rounds": 2})
     )
     assert out.status == "waiting"
     (q,) = out.questions
-    assert q["kind"] == "fix_limit" and "after 2 fix rounds" in q["title"]
+    assert q["kind"] == "fix_limit" and "after 2 fix rounds and a fresh start" in q["title"]
     assert "tests/test_calc.py" in q["detail"] and "assert 0 == 4" in q["detail"]
     fixes = [e for e in _events(ws) if e.get("node") == "fix" and e["event"] == "started"]
     assert len(fixes) == 2
+    regen = [e for e in _events(ws) if e.get("node") == "validate" and e["event"] == "regenerate"]
+    assert len(regen) == 1 and regen[0]["reason"] == "2 fix rounds did not make it pass"
     evidence = json.loads((ws / ".oldnew" / "evidence" / "T1-01.json").read_text())
     pytest_check = next(c for c in evidence["checks"] if c["name"] == "pytest")
     assert pytest_check["status"] == "failed" and pytest_check["exit_code"] == 1

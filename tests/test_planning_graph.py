@@ -140,7 +140,7 @@ def test_task_failing_twice_is_split_and_its_dependents_rewired(tmp_path: Path) 
         [
             {
                 "role": "planner",
-                "when": ["SPLIT TASK T1:", "failed 2 times"],
+                "when": ["SPLIT TASK T1:", "failed 3 times"],
                 "structured": _pieces(["add", "sub", "mul"]),
             },
             {"role": "planner", "when": ["into a Plan"], "structured": plan},
@@ -165,7 +165,7 @@ def test_task_failing_twice_is_split_and_its_dependents_rewired(tmp_path: Path) 
     assert values["split_from"] == {"T1.1": "T1", "T1.2": "T1", "T1.3": "T1"}
     assert "T1" not in values["tasks"] and values["plan_version"] == 1
     (req,) = [e for e in _events(ws) if e["event"] == "request_split"]
-    assert req["task"] == "T1" and req["reason"] == "its validation failed 2 times"
+    assert req["task"] == "T1" and req["reason"] == "its validation failed 3 times"
     assert sorted(_task_commits(ws)[:3]) == ["T1.1", "T1.2", "T1.3"]
     assert _task_commits(ws)[3:] == ["T2"]
     assert values["traceability"]["F1"]["tests"] == [
@@ -260,7 +260,7 @@ def test_task_past_its_time_limit_is_stopped_and_split(tmp_path: Path) -> None:
         [
             {
                 "role": "planner",
-                "when": ["SPLIT TASK T1:", "past the 4 s limit"],
+                "when": ["SPLIT TASK T1:", "past the 15 s limit"],
                 "structured": _pieces(["add", "sub", "mul"]),
             },
             {"role": "planner", "when": ["into a Plan"], "structured": plan},
@@ -279,13 +279,14 @@ def test_task_past_its_time_limit_is_stopped_and_split(tmp_path: Path) -> None:
     }
     ws = tmp_path / "ws"
     out = asyncio.run(
-        start_run(_scope_file(tmp_path), ws, context={"task_time_limit": 4.0}, models=models)
+        start_run(_scope_file(tmp_path), ws, context={"task_time_limit": 15.0}, models=models)
     )
     assert out.status == "delivered", out
     assert [t["id"] for t in out.tasks] == ["T1.1", "T1.2", "T1.3", "T2"]
-    # (On a slow machine T2 may pass the limit too: its split then fails and it just goes on.)
+    # (The pieces cannot be split again: past the limit they would be stopped and escalated,
+    # so the limit leaves room for a validation on a busy machine.)
     (req,) = [e for e in _events(ws) if e["event"] == "request_split" and e["task"] == "T1"]
-    assert "past the 4 s limit" in req["reason"]
+    assert "past the 15 s limit" in req["reason"]
     assert not (ws / ".oldnew" / "worktrees" / "T1").exists()
 
 

@@ -61,6 +61,10 @@ def _junit_diagnostics(xml_path: Path) -> tuple[list[Diagnostic], dict[str, int]
             file, line = (local or frames or [(case.get("file", "?"), 0)])[-1]
             name = f"{case.get('classname', '')}::{case.get('name', '')}".strip(":")
             message = (problem.get("message") or "").strip() or text.strip()[-400:]
+            errors = [ln[1:].strip() for ln in text.splitlines() if ln.startswith("E ")]
+            if message == "collection failure" and errors:
+                # The exception says why (a missing module or variable); the classifier needs it.
+                message = f"{message}: {errors[-1]}"
             diags.append(
                 Diagnostic("pytest", file, int(line), f"{name}: {message[:600]}", problem.tag)
             )

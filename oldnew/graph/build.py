@@ -10,6 +10,9 @@ and, run by ``execute`` once per task on the task's own thread::
               |  ^
               v  |
               fix        (any of code, validate, fix -> escalate -> code | fix | end)
+
+A stuck task goes from validate back to code once (a fresh start); a task that is not
+critical and cannot be finished ends in record_limitation.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from oldnew.nodes.deliver import deliver
 from oldnew.nodes.escalate import escalate
 from oldnew.nodes.execute import execute
 from oldnew.nodes.human import human
+from oldnew.nodes.limitation import record_limitation
 from oldnew.nodes.plan import plan
 from oldnew.nodes.scope import scope
 
@@ -45,12 +49,14 @@ def build_task_graph(*, models: ModelOverrides = None) -> CompiledStateGraph[Any
     g.add_node("fix", partial(fix, models=models))
     g.add_node("commit", commit)
     g.add_node("escalate", escalate)
+    g.add_node("record_limitation", record_limitation)
     g.add_edge(START, "code")
     g.add_conditional_edges("code", routing.after_code)
     g.add_conditional_edges("validate", routing.after_validate)
     g.add_conditional_edges("fix", routing.after_fix)
     g.add_conditional_edges("commit", routing.after_commit)
     g.add_conditional_edges("escalate", routing.after_escalate)
+    g.add_edge("record_limitation", END)
     return g.compile(name="task")
 
 

@@ -81,11 +81,20 @@ def after_code(state: TaskState) -> Literal["validate", "escalate"]:
     return "escalate" if state.get("status") == "waiting" else "validate"
 
 
-def after_validate(state: TaskState) -> Literal["commit", "fix", "escalate"]:
-    """Commit passing code, fix failing code, escalate when the fix rounds ran out."""
+def after_validate(
+    state: TaskState,
+) -> Literal["commit", "fix", "code", "escalate", "record_limitation"]:
+    """Commit passing code, fix failing code, start over once when stuck, else give up.
+
+    Giving up escalates a critical task and records any other as a known limitation.
+    """
     status = state.get("status")
     if status == "waiting":
         return "escalate"
+    if status == "limiting":
+        return "record_limitation"
+    if status == "coding":
+        return "code"
     return "fix" if status == "fixing" else "commit"
 
 

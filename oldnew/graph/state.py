@@ -27,7 +27,14 @@ def merge(left: dict[str, Any] | None, right: dict[str, Any] | None) -> dict[str
 
 TaskStatus = Literal["pending", "running", "waiting", "done", "blocked"]
 RunStatus = Literal[
-    "scoping", "planning", "executing", "delivered", "blocked", "aborted", "stopped"
+    "scoping",
+    "planning",
+    "executing",
+    "delivered",
+    "delivered_with_limitations",
+    "blocked",
+    "aborted",
+    "stopped",
 ]
 
 
@@ -44,6 +51,8 @@ class TaskRecord(TypedDict, total=False):
     question: str | None
     superseded_by: str | None
     """The revision task that replaced this finished task after a change request."""
+    limitation: dict[str, Any] | None
+    """Set when the task ended as a known limitation: kind, reason, detail, options, branch."""
 
 
 class InputState(TypedDict):
@@ -124,7 +133,7 @@ class TaskState(TypedDict, total=False):
     """Project title, for the prompts."""
     decisions: list[str]
     """Answers a person already gave in this run, as short lines."""
-    status: Literal["coding", "validating", "fixing", "waiting", "done", "blocked"]
+    status: Literal["coding", "validating", "fixing", "waiting", "limiting", "done", "blocked"]
     """Where the task is."""
     files: list[str]
     """Paths this task has written."""
@@ -152,6 +161,16 @@ class TaskState(TypedDict, total=False):
     """Why the task could not be finished."""
     model_calls: Annotated[int, operator.add]
     """Model calls this task made."""
+    critical: bool
+    """On the critical path or serving an MVP/must requirement: escalate rather than give up."""
+    last_failure: dict[str, str] | None
+    """Fingerprints of the last failed validation (errors, files), to tell a stuck task."""
+    regenerations: int
+    """Fresh regenerations from scratch spent (one, then the task escalates)."""
+    fresh_start: str | None
+    """Why the last approach failed, for the coder of a fresh regeneration; None otherwise."""
+    limitation: dict[str, Any] | None
+    """The known limitation this task ended as: kind, reason, detail, options, branch."""
 
 
 def next_question_id(state: TaskState) -> str:

@@ -16,6 +16,7 @@ from oldnew.gates.runner import reuse_key
 from oldnew.graph.state import TaskState, next_question_id
 from oldnew.memory.learning import learn_from_accepted_task
 from oldnew.nodes.common import aemit, aopen_workspace
+from oldnew.recovery.triage import project_modules, triage
 from oldnew.schemas import Option, Question
 from oldnew.workspace import Workspace
 
@@ -131,7 +132,6 @@ async def validate(state: TaskState, runtime: Runtime[Context]) -> dict[str, Any
         "diagnostics": diags,
         "evidence": [evidence],
     }
-    rounds = state.get("fix_round", 0)
     blockers = environment_blockers(result)
     if not result.passed and blockers and not any(c.status == "failed" for c in result.checks):
         question = gates_question({**state, **update}, blockers, evidence)  # type: ignore[typeddict-item]
@@ -141,14 +141,16 @@ async def validate(state: TaskState, runtime: Runtime[Context]) -> dict[str, Any
             "question": question.model_dump(),
             "questions_asked": state.get("questions_asked", 0) + 1,
         }
-    elif not result.passed and rounds >= ctx.max_fix_rounds:
-        question = fix_limit_question({**state, **update}, rounds)  # type: ignore[typeddict-item]
-        await aemit(ws, task=task_id, node="validate", event="escalated", question=question.id)
-        update |= {
-            "status": "waiting",
-            "question": question.model_dump(),
-            "questions_asked": state.get("questions_asked", 0) + 1,
-        }
+    elif not result.passed:
+        modules = await asyncio.to_thread(project_modules, tree, state["task"].get("files", []))
+        t = triage(
+            state, result, diags, evidence, max_fix_rounds=ctx.max_fix_rounds, modules=modules
+        )
+        update |= t.update
+        if t.event:
+            await aemit(ws, task=task_id, node="validate", event=t.event, **t.fields)
+    else:
+        update["last_failure"] = None
     return update
 
 
@@ -220,25 +222,6 @@ def gates_question(state: TaskState, blockers: list[Check], evidence: str) -> Qu
         detail=f"No code change makes these gates run:\n{shown}\nEvidence: {evidence}",
         options=[
             Option(key="retry", label="I fixed the environment: validate again"),
-            Option(key="skip", label="Leave the task undone and record it as a blocker"),
-        ],
-        recommended="retry",
-        free_text=True,
-    )
-
-
-def fix_limit_question(state: TaskState, rounds: int) -> Question:
-    """Return the question for a task whose fix rounds ran out."""
-    task = state["task"]
-    shown = "\n".join(state.get("diagnostics", [])[:10])
-    return Question(
-        id=next_question_id(state),
-        kind="fix_limit",
-        task_id=task["id"],
-        title=f"Task {task['id']} ({task['title']}) still fails after {rounds} fix rounds",
-        detail=f"Last diagnostics:\n{shown}\nEvidence: {(state.get('evidence') or ['-'])[-1]}",
-        options=[
-            Option(key="retry", label="Give the fixer another set of rounds"),
             Option(key="skip", label="Leave the task undone and record it as a blocker"),
         ],
         recommended="retry",

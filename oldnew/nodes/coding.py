@@ -31,6 +31,7 @@ from oldnew.nodes.common import aemit, aopen_workspace
 from oldnew.prompts import render
 from oldnew.recovery.escalations import failure_question
 from oldnew.recovery.retry import ClassifiedFailure, RetryPolicy, with_retry
+from oldnew.recovery.stall import reset_worktree
 from oldnew.schemas import AskHuman, Option, PlannedTask, Question
 from oldnew.workspace import Workspace
 
@@ -171,6 +172,7 @@ def _coder_messages(
                 lessons=recalled.lessons,
                 template=recalled.template,
                 answer=state.get("answer"),
+                fresh_start=state.get("fresh_start"),
             )
         ),
     ]
@@ -207,6 +209,10 @@ async def code(
     task = PlannedTask.model_validate(state["task"])
     tree = await asyncio.to_thread(ws.worktree, task.id)
     await aemit(ws, task=task.id, node="code", event="started")
+    if state.get("fresh_start"):
+        # A fresh regeneration: what the stuck approach wrote is discarded, not shown.
+        await asyncio.to_thread(reset_worktree, ws, task.id)
+        await aemit(ws, task=task.id, node="code", event="fresh_start")
     existing = await asyncio.to_thread(_project_files, ws, tree)
     memory = memory_of(runtime, await asyncio.to_thread(_run_id, ws))
     recalled = await _recall(ws, memory, state, task, ctx)
@@ -238,7 +244,13 @@ async def code(
         await aemit(ws, task=task.id, node="code", event="escalated", question=question.id)
         return _escalation(state, question, calls)
     await aemit(ws, task=task.id, node="code", event="wrote", files=sorted(result))
-    return {"status": "validating", "files": sorted(result), "model_calls": calls, "question": None}
+    return {
+        "status": "validating",
+        "files": sorted(result),
+        "model_calls": calls,
+        "question": None,
+        "fresh_start": None,
+    }
 
 
 async def fix(

@@ -1,4 +1,9 @@
-"""Delivery: run every quality gate on main once more and write report.json and report.md."""
+"""Delivery: run every quality gate on main once more and write report.json and report.md.
+
+The run ends delivered (every task done, main passes), delivered_with_limitations (every
+critical task done, main passes, only known limitations left) or blocked (a plan of every
+blocker, its options, what was delivered and how to resume).
+"""
 
 from __future__ import annotations
 
@@ -53,6 +58,13 @@ def _write_report(
     return path
 
 
+def only_limitations(tasks: dict[str, Any]) -> bool:
+    """Say whether some task is done and every unfinished one is a known limitation."""
+    unfinished = [t for t in tasks.values() if t["status"] != "done"]
+    done = len(unfinished) < len(tasks)
+    return done and all(t.get("limitation") for t in unfinished)
+
+
 async def deliver(
     state: RunState, runtime: Runtime[Context], config: RunnableConfig
 ) -> dict[str, Any]:
@@ -66,6 +78,8 @@ async def deliver(
         status = "stopped"
     elif tasks and all(t["status"] == "done" for t in tasks.values()):
         status = "delivered"
+    elif only_limitations(tasks):
+        status = "delivered_with_limitations"
     else:
         status = "blocked"
     final: dict[str, Any] = {"checks": []}

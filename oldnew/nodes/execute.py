@@ -41,6 +41,7 @@ from oldnew.memory import decisions_from
 from oldnew.nodes.common import aemit, arun_workspace
 from oldnew.nodes.human import remember_answers
 from oldnew.planning.trace import traceability
+from oldnew.recovery.degrade import critical_tasks, dependent_record, stop_for_good
 from oldnew.schemas import Plan, Question, Scope
 from oldnew.workspace import Workspace
 
@@ -109,6 +110,7 @@ def record_of(task_id: str, title: str, view: TaskView) -> TaskRecord:
         "evidence": evidence[-1],
         "blocker": v.get("blocker"),
         "question": (view.question or {}).get("id") if view.phase == "waiting" else None,
+        "limitation": v.get("limitation"),
     }
 
 
@@ -159,6 +161,8 @@ class Scheduler:
         """Feedback given through the inbox while this scheduler ran, for the planner."""
         self.stops: dict[str, dict[str, Any]] = {}
         """"run" or a task id -> the budget cap that stopped it."""
+        scope = state.get("scope")
+        self.critical = critical_tasks(self.plan, Scope.model_validate(scope) if scope else None)
 
     def _depth(self, tid: str) -> int:
         depth = 0
@@ -189,7 +193,8 @@ class Scheduler:
             reason = f"{q.get('title', '')} {q.get('detail', '')}".strip()
             await self.request(tid, "design_flaw", reason, q)
         elif q.get("kind") == "fix_limit" and self.splittable(tid):
-            failures = int(view.values.get("fix_rounds_total", 0)) + 1
+            values = view.values
+            failures = int(values.get("fix_rounds_total", 0)) + values.get("regenerations", 0) + 1
             if 0 < self.ctx.split_after_failures <= failures:
                 await self.request(tid, "split", f"its validation failed {failures} times", q)
 
@@ -219,6 +224,7 @@ class Scheduler:
                 "status": "coding",
                 "fix_round": 0,
                 "questions_asked": 0,
+                "critical": tid in self.critical,
             }
             return initial
         return False
@@ -248,10 +254,7 @@ class Scheduler:
                 (d for d in self.deps[tid] if self.records[d]["status"] == "blocked"), None
             )
             if blocked and self.views[tid].phase == "new":
-                self.records[tid] |= {
-                    "status": "blocked",
-                    "blocker": f"depends on {blocked}, which is blocked",
-                }
+                self.records[tid] |= dependent_record(blocked, self.records[blocked])  # type: ignore[typeddict-item]
                 started.add(tid)
                 continue
             inp = self.start_input(tid)
@@ -397,17 +400,20 @@ class Scheduler:
     def _time_left(self, running: dict[asyncio.Task[TaskView], str]) -> float | None:
         """Return seconds until the first running task passes the time limit (None: never)."""
         limit = self.ctx.task_time_limit
-        ends = [self.started_at[t] + limit for t in running.values() if self.splittable(t)]
+        ends = [self.started_at[t] + limit for t in running.values()]
         if limit <= 0 or not ends:
             return None
         return max(0.01, min(ends) - asyncio.get_running_loop().time())
 
     async def _stop_overdue(self, running: dict[asyncio.Task[TaskView], str]) -> None:
-        """Stop each task that ran past the time limit and ask for it to be split."""
+        """Stop each task that ran past the time limit: split it, or else escalate or limit it.
+
+        Its partial work stays in its worktree (and, when it is not split, on a branch).
+        """
         now = asyncio.get_running_loop().time()
         limit = self.ctx.task_time_limit
         for fut, tid in list(running.items()):
-            if fut.done() or not self.splittable(tid) or now - self.started_at[tid] < limit:
+            if fut.done() or now - self.started_at[tid] < limit:
                 continue  # (a task that just finished is settled by the next wait)
             snap = await self.task_graph.aget_state(self.cfgs[tid])
             if "commit" in snap.next:
@@ -418,9 +424,17 @@ class Scheduler:
             running.pop(fut)
             self.views[tid] = await inspect_task(self.task_graph, self.cfgs[tid])
             self.records[tid] = record_of(tid, self.titles[tid], self.views[tid])
-            if self.views[tid].phase != "finished":
-                reason = f"it ran {now - self.started_at[tid]:.0f} s, past the {limit:g} s limit"
+            if self.views[tid].phase == "finished":
+                continue
+            reason = f"it ran {now - self.started_at[tid]:.0f} s, past the {limit:g} s limit"
+            if self.splittable(tid):
                 await self.request(tid, "split", reason, None)
+            elif await stop_for_good(self.task_graph, self.cfgs[tid], self.ws, reason):
+                await aemit(self.ws, task=tid, node="execute", event="stopped", reason=reason)
+                self.started_at[tid] = now  # it only runs on to its question or its end
+                running[asyncio.create_task(self.drive(tid, None))] = tid
+            else:
+                self.records[tid] |= {"status": "blocked", "blocker": f"stopped: {reason}"}
 
     def replan_requests(self) -> list[dict[str, Any]]:
         """Return the requests for the planner, each with the tasks not started yet."""

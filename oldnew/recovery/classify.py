@@ -41,7 +41,10 @@ _OVERFLOW = re.compile(
     r"context window|reduce the length",
     re.IGNORECASE,
 )
-_MISSING_MODULE = re.compile(r"No module named '([\w.]+)'")
+_MISSING_MODULE = re.compile(
+    r"No module named '([\w.]+)'|module '([\w.]+)' cannot be imported: it is not a file of the "
+    r"project"
+)
 _MISSING_ENV = re.compile(
     r"KeyError: '([A-Z][A-Z0-9_]{2,})'|environment variable ([A-Z][A-Z0-9_]+)"
     r"|([A-Z][A-Z0-9_]*_(?:KEY|TOKEN|SECRET|PASSWORD)) (?:is )?not set"
@@ -166,7 +169,8 @@ def classify_diagnostics(
         return None
     text = "\n".join(diagnostics)
     own = project_modules or set()
-    for name in _MISSING_MODULE.findall(text):
+    for groups in _MISSING_MODULE.findall(text):
+        name = next(g for g in groups if g)
         if name.split(".")[0] not in own:
             return Classification(
                 "external_blocker",

@@ -1,0 +1,125 @@
+"""Graceful degradation: which tasks are critical, and what happens to one that cannot finish.
+
+A task is critical when it lies on the plan's critical path (a longest dependency chain),
+serves an MVP or "must" requirement (``phase == "mvp"``, or a requirement of priority must),
+or is a prerequisite of a critical task. A critical task that cannot be finished asks a person;
+any other becomes a known limitation: its partial work is kept on a branch, its options are
+listed in the report, and the rest of the run goes on. A plan with no phases whose features are
+all "must" has only critical tasks, so such runs behave as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from graphlib import CycleError, TopologicalSorter
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.pregel import Pregel
+
+from oldnew.graph.state import TaskRecord, TaskState, next_question_id
+from oldnew.recovery.stall import keep_partial
+from oldnew.recovery.triage import decide
+from oldnew.schemas import Option, Plan, Question, Scope
+from oldnew.workspace import Workspace
+
+
+def critical_tasks(plan: Plan, scope: Scope | None) -> set[str]:
+    """Return the ids of the plan's critical tasks (all of them when in doubt)."""
+    ids = [t.id for t in plan.tasks]
+    deps = {t.id: [d for d in t.depends_on if d in ids] for t in plan.tasks}
+    try:
+        order = list(TopologicalSorter(deps).static_order())
+    except CycleError:
+        return set(ids)
+    ending: dict[str, int] = {}  # longest chain that ends at a task
+    for tid in order:
+        ending[tid] = 1 + max((ending[d] for d in deps[tid]), default=0)
+    children: dict[str, list[str]] = {tid: [] for tid in ids}
+    for tid, ds in deps.items():
+        for d in ds:
+            children[d].append(tid)
+    starting: dict[str, int] = {}  # longest chain that starts at a task
+    for tid in reversed(order):
+        starting[tid] = 1 + max((starting[c] for c in children[tid]), default=0)
+    longest = max(ending.values(), default=0)
+    critical = {tid for tid in ids if ending[tid] + starting[tid] - 1 == longest}
+    if scope is None:
+        return set(ids)
+    must = {r.id for _, r in scope.requirements() if r.priority == "must"}
+    critical |= {
+        t.id for t in plan.tasks if t.phase == "mvp" or any(r in must for r in t.requirement_ids)
+    }
+    stack = list(critical)
+    while stack:  # what a critical task needs is critical too
+        for d in deps[stack.pop()]:
+            if d not in critical:
+                critical.add(d)
+                stack.append(d)
+    return critical
+
+
+def dependent_record(dep: str, dep_record: TaskRecord) -> dict[str, Any]:
+    """Return the record of a task that cannot start because ``dep`` is blocked.
+
+    A dependent of a known limitation is one too (it is not critical either, or ``dep``
+    would be), with the same options.
+    """
+    limitation = dep_record.get("limitation")
+    if not limitation:
+        return {"status": "blocked", "blocker": f"depends on {dep}, which is blocked"}
+    return {
+        "status": "blocked",
+        "blocker": f"known limitation: depends on {dep}, which is a known limitation",
+        "limitation": {
+            "kind": "dependency",
+            "reason": f"depends on {dep}, which is a known limitation",
+            "detail": str(limitation.get("reason", "")),
+            "options": list(limitation.get("options", [])),
+            "branch": None,
+        },
+    }
+
+
+def timeout_question(state: TaskState, reason: str, branch: str | None) -> Question:
+    """Return the question for a task that was stopped at the time limit."""
+    task = state["task"]
+    kept = f"its partial work is on branch {branch}" if branch else "it had written nothing yet"
+    return Question(
+        id=next_question_id(state),
+        kind="timeout",
+        task_id=task["id"],
+        title=f"Task {task['id']} ({task['title']}) was stopped: {reason}",
+        detail=f"The task cannot be split further; {kept}.",
+        options=[
+            Option(key="retry", label="Run it again with a fresh time budget"),
+            Option(key="skip", label="Leave the task undone and record it as a blocker"),
+        ],
+        recommended="retry",
+        free_text=True,
+    )
+
+
+async def stop_for_good(
+    task_graph: Pregel[Any, Any, Any, Any],
+    config: RunnableConfig,
+    ws: Workspace,
+    reason: str,
+) -> bool:
+    """Turn a stopped task's thread into an escalation or a known limitation.
+
+    The thread is left as if ``validate`` had decided so, which routes it to ``escalate``
+    (a critical task) or ``record_limitation`` (any other); run it once more to get there.
+    Returns False when the thread holds nothing to decide on (it never started).
+    """
+    snap = await task_graph.aget_state(config)
+    values: TaskState = dict(snap.values)  # type: ignore[assignment]
+    if not values.get("task"):
+        return False
+    task = values["task"]
+    branch = await asyncio.to_thread(keep_partial, ws, task["id"], task["title"], reason)
+    update = decide(values, timeout_question(values, reason, branch))
+    if update.get("limitation"):
+        update["limitation"]["branch"] = branch
+    await task_graph.aupdate_state(config, update, as_node="validate")
+    return True

@@ -1,0 +1,203 @@
+"""Where a failed validation goes: by failure class first, then by whether fixing still helps.
+
+``validate`` hands every failed validation here. The order:
+
+1. The diagnostics' class (``classify_diagnostics``): a missing third-party package or an
+   unreachable service (external_blocker) and a missing environment variable (configuration)
+   go to a person at once, with alternatives or instructions; no fix round is spent on what no
+   code change cures. A circular dependency (design_flaw) raises a design_flaw question that the
+   scheduler hands to the planner.
+2. Everything else the model can fix, unless the task is stuck (``recovery.stall``) or its fix
+   rounds ran out: then ONE fresh regeneration from scratch, and after that a fix_limit question.
+
+A question for a task that cannot be finished goes through :func:`decide`: a critical task
+escalates, any other becomes a known limitation (``nodes.limitation``) and the run goes on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from oldnew.gates import ValidationResult
+from oldnew.graph.state import TaskState, next_question_id
+from oldnew.recovery.classify import Classification, classify_diagnostics
+from oldnew.recovery.escalations import failure_question
+from oldnew.recovery.retry import ClassifiedFailure
+from oldnew.recovery.stall import REGENERATIONS, Round, error_fingerprint, fresh_start_note
+from oldnew.recovery.stall import stuck_reason as _stuck_reason
+from oldnew.schemas import Option, Question
+
+_AT_ONCE = ("external_blocker", "configuration", "design_flaw")
+
+
+@dataclass
+class Triage:
+    """What ``validate`` adds to its update, and the event that says why."""
+
+    update: dict[str, Any]
+    event: str | None = None
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+def project_modules(tree: Path, planned: list[str]) -> set[str]:
+    """Return the top-level import names the project itself provides (or plans to)."""
+    names = {Path(p).parts[0].removesuffix(".py") for p in planned if Path(p).parts}
+    for entry in tree.iterdir() if tree.is_dir() else []:
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir() or entry.suffix == ".py":
+            names.add(entry.name.removesuffix(".py"))
+    return names
+
+
+def _where(diagnostics: list[str], needle: str, limit: int = 5) -> list[str]:
+    """Return the ``file:line`` of each diagnostic that mentions ``needle``."""
+    out = []
+    for line in diagnostics:
+        if needle and needle in line:
+            out.append(":".join(line.split(":", 2)[:2]))
+    return out[:limit]
+
+
+def diagnostic_question(
+    state: TaskState, c: Classification, diagnostics: list[str], evidence: str
+) -> Question:
+    """Return the question for a failure no fix round can cure, with what to do about it."""
+    task = state["task"]
+    qid = next_question_id(state)
+    what = f"Task {task['id']} ({task['title']})"
+    if c.cls == "design_flaw":
+        shown = "\n".join(diagnostics[:5])
+        return Question(
+            id=qid,
+            kind="design_flaw",
+            task_id=task["id"],
+            title=f"{what} cannot work as planned: {c.reason}",
+            detail=f"The checks show a structural problem:\n{shown}\nEvidence: {evidence}",
+            options=[
+                Option(key="retry", label="Code it again, avoiding the cycle"),
+                Option(key="skip", label="Leave the task undone and record it as a blocker"),
+            ],
+            recommended="retry",
+            free_text=True,
+        )
+    q = failure_question(qid, task["id"], what, ClassifiedFailure(c, 1))
+    where = ", ".join(_where(diagnostics, c.detail)) or "see the evidence"
+    if c.cls == "configuration":
+        extra = (
+            f"Variable: {c.detail}. Read at: {where}. The checks run in a sandbox that passes "
+            "no secrets and no environment of yours: answer how the code should get it (a "
+            "default, or a fake value the tests set), or 'skip'."
+        )
+    else:
+        extra = (
+            f"Needed by: {where}. Nothing can be installed or reached from the sandbox: "
+            "'mock' builds against a stand-in, 'other' names a replacement, 'skip' leaves "
+            "it out of this delivery."
+        )
+    return q.model_copy(update={"detail": f"{q.detail}\n{extra}\nEvidence: {evidence}"})
+
+
+def fix_limit_question(state: TaskState, rounds: int, why: str) -> Question:
+    """Return the question for a task that fixing and a fresh start did not cure."""
+    task = state["task"]
+    shown = "\n".join(state.get("diagnostics", [])[:10])
+    return Question(
+        id=next_question_id(state),
+        kind="fix_limit",
+        task_id=task["id"],
+        title=(
+            f"Task {task['id']} ({task['title']}) still fails after {rounds} fix "
+            f"round{'' if rounds == 1 else 's'} and a fresh start: {why}"
+        ),
+        detail=f"Last diagnostics:\n{shown}\nEvidence: {(state.get('evidence') or ['-'])[-1]}",
+        options=[
+            Option(key="retry", label="Give the fixer another set of rounds"),
+            Option(key="skip", label="Leave the task undone and record it as a blocker"),
+        ],
+        recommended="retry",
+        free_text=True,
+    )
+
+
+def decide(state: TaskState, question: Question) -> dict[str, Any]:
+    """Return the update for a task that cannot go on alone: escalate, or a known limitation.
+
+    A critical task (on the critical path or serving an MVP or must requirement; unknown
+    counts as critical) asks a person. Any other task records a known limitation with the
+    question's options, and nobody waits for it.
+    """
+    if state.get("critical", True):
+        return {
+            "status": "waiting",
+            "question": question.model_dump(),
+            "questions_asked": state.get("questions_asked", 0) + 1,
+        }
+    return {
+        "status": "limiting",
+        "question": None,
+        "limitation": {
+            "kind": question.kind,
+            "reason": question.title,
+            "detail": question.detail[:1500],
+            "options": [o.label for o in question.options],
+        },
+    }
+
+
+def triage(
+    state: TaskState,
+    result: ValidationResult,
+    diagnostics: list[str],
+    evidence: str,
+    *,
+    max_fix_rounds: int,
+    modules: set[str],
+) -> Triage:
+    """Decide where a failed validation goes; see the module docstring for the order."""
+    failed = [c.name for c in result.checks if c.status == "failed"]
+    current = Round(error_fingerprint(diagnostics, failed), result.fingerprint)
+    base: dict[str, Any] = {"last_failure": current.to_dict()}
+    view: TaskState = {
+        **state,
+        "diagnostics": diagnostics,
+        "evidence": [*(state.get("evidence") or []), evidence],
+    }
+    c = classify_diagnostics(diagnostics, modules)
+    if c is not None and c.cls in _AT_ONCE:
+        question = diagnostic_question(view, c, diagnostics, evidence)
+        update = base | (
+            {
+                "status": "waiting",
+                "question": question.model_dump(),
+                "questions_asked": state.get("questions_asked", 0) + 1,
+            }
+            if c.cls == "design_flaw"
+            else decide(view, question)
+        )
+        return _outcome(update, {"failure": c.cls, "reason": c.reason})
+    rounds = state.get("fix_round", 0)
+    stuck = _stuck_reason(state.get("last_failure"), current)
+    if stuck is None and rounds < max_fix_rounds:
+        return Triage(base)
+    why = stuck or f"{rounds} fix rounds did not make it pass"
+    done = state.get("regenerations", 0)
+    if done < REGENERATIONS:
+        update = base | {
+            "status": "coding",
+            "regenerations": done + 1,
+            "fresh_start": fresh_start_note(f"The last approach failed: {why}", diagnostics),
+        }
+        return _outcome(update, {"failure": "recoverable", "reason": why, "stuck": bool(stuck)})
+    question = fix_limit_question(view, rounds, why)
+    update = base | decide(view, question)
+    return _outcome(update, {"failure": "recoverable", "reason": why, "stuck": bool(stuck)})
+
+
+def _outcome(update: dict[str, Any], fields: dict[str, Any]) -> Triage:
+    """Name the event for ``update``: escalated, limited (known limitation) or regenerate."""
+    event = {"waiting": "escalated", "limiting": "limited", "coding": "regenerate"}
+    question = (update.get("question") or {}).get("id")
+    return Triage(update, event[update["status"]], {**fields, "question": question})
