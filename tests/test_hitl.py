@@ -153,28 +153,9 @@ def test_answer_while_busy_unblocks_its_task_without_a_pause(tmp_path: Path) -> 
         # S's test sleeps: the run is still busy with it when the person answers A.
         {"role": "coder", "when": ["TASK S:"], "text": _code("s", wait=6)},
     ]
-    model = _transcript(tmp_path, tasks, replies)
-    ws = tmp_path / "ws"
-    run = subprocess.Popen(
-        [*OLDNEW, "run", str(_scope(tmp_path)), "--workspace", str(ws), "--model", model],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    ws, run = _busy_run(tmp_path, _transcript(tmp_path, tasks, replies))
     try:
-        deadline = time.monotonic() + 300
-        seen: list[str] = []
-        while time.monotonic() < deadline and not seen:
-            time.sleep(0.3)
-            if (ws / ".oldnew" / "checkpoints.sqlite").exists() and (
-                ws / ".oldnew" / "run.json"
-            ).exists():
-                try:
-                    now = asyncio.run(run_status(ws))
-                except Exception:  # noqa: BLE001 - the run may be creating its files
-                    continue
-                seen = [q["id"] for q in now.questions]
-        assert seen == ["A-q1"], "the busy run never showed A's question"
+        now = _wait_for(ws, lambda o: [q["id"] for q in o.questions] == ["A-q1"])
         assert now.status == "running"
         # A wrong answer to a busy run is refused at once, and nothing is queued.
         refused = CliRunner().invoke(app, ["answer", "-w", str(ws), "A-q1", ""])
@@ -290,6 +271,7 @@ def _busy_run(tmp_path: Path, model: str) -> tuple[Path, subprocess.Popen[str]]:
 
 def _wait_for(ws: Path, check: Any, timeout: float = 300) -> Any:
     deadline = time.monotonic() + timeout
+    now = None
     while time.monotonic() < deadline:
         time.sleep(0.3)
         if not (ws / ".oldnew" / "checkpoints.sqlite").exists():

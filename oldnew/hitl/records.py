@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from oldnew.planning.graphops import critical_path, dependents
+from oldnew.planning.graphops import dependents, on_longest_chains
 from oldnew.schemas import Plan, Severity
 
 _PERSON_ONLY = {"configuration", "external_service"}
@@ -37,7 +37,7 @@ def annotate(question: dict[str, Any], plan: Plan, statuses: Mapping[str, str]) 
     severity: Severity = "low"
     if set(unfinished) <= waiting and len(unfinished) > 1:
         severity = "critical"  # every task still to do waits for this answer
-    elif tid in critical_path(plan.tasks) or question.get("kind") in _PERSON_ONLY:
+    elif tid in on_longest_chains(plan.tasks) or question.get("kind") in _PERSON_ONLY:
         severity = "high"
     elif len(blocks) > 1:
         severity = "medium"

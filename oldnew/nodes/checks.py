@@ -16,8 +16,9 @@ from oldnew.gates.runner import reuse_key
 from oldnew.graph.state import TaskState, next_question_id
 from oldnew.memory.learning import learn_from_accepted_task
 from oldnew.nodes.common import aemit, aopen_workspace
+from oldnew.recovery.escalations import retry_or_skip
 from oldnew.recovery.triage import project_modules, triage
-from oldnew.schemas import Option, Question
+from oldnew.schemas import Question
 from oldnew.workspace import Workspace
 
 MAX_DIAGNOSTICS = 25
@@ -214,18 +215,13 @@ def gates_question(state: TaskState, blockers: list[Check], evidence: str) -> Qu
     """Return the question for a task whose gates could not run (a tool is missing, say)."""
     task = state["task"]
     shown = "\n".join(f"- {c.name}: {c.summary}" for c in blockers)
-    return Question(
-        id=next_question_id(state),
-        kind="configuration",
-        task_id=task["id"],
-        title=f"Task {task['id']} ({task['title']}): quality gates could not run",
-        detail=f"No code change makes these gates run:\n{shown}\nEvidence: {evidence}",
-        options=[
-            Option(key="retry", label="I fixed the environment: validate again"),
-            Option(key="skip", label="Leave the task undone and record it as a blocker"),
-        ],
-        recommended="retry",
-        free_text=True,
+    return retry_or_skip(
+        next_question_id(state),
+        "configuration",
+        task["id"],
+        f"Task {task['id']} ({task['title']}): quality gates could not run",
+        f"No code change makes these gates run:\n{shown}\nEvidence: {evidence}",
+        "I fixed the environment: validate again",
     )
 
 

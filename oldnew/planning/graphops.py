@@ -59,14 +59,25 @@ def dependents(tasks: Sequence[PlannedTask]) -> dict[str, set[str]]:
     return out
 
 
-def critical_path(tasks: Sequence[PlannedTask]) -> list[str]:
-    """Return the longest dependency chain (in tasks), first task first; ties: plan order."""
+def on_longest_chains(tasks: Sequence[PlannedTask]) -> set[str]:
+    """Return the tasks on a longest dependency chain (the critical path; ties: all of them).
+
+    The graph must be acyclic.
+    """
     deps = dependency_map(tasks)
-    best: dict[str, list[str]] = {}
-    for tid in topo_order(tasks):
-        longest = max((best[d] for d in sorted(deps[tid])), key=len, default=[])
-        best[tid] = [*longest, tid]
-    return max(best.values(), key=len, default=[])
+    order = topo_order(tasks)
+    ending: dict[str, int] = {}  # longest chain that ends at a task
+    for tid in order:
+        ending[tid] = 1 + max((ending[d] for d in deps[tid]), default=0)
+    after: dict[str, list[str]] = {tid: [] for tid in deps}
+    for tid, before in deps.items():
+        for d in before:
+            after[d].append(tid)
+    starting: dict[str, int] = {}  # longest chain that starts at a task
+    for tid in reversed(order):
+        starting[tid] = 1 + max((starting[c] for c in after[tid]), default=0)
+    longest = max(ending.values(), default=0)
+    return {tid for tid in deps if ending[tid] + starting[tid] - 1 == longest}
 
 
 def sinks(tasks: Sequence[PlannedTask]) -> list[str]:

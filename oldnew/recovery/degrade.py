@@ -11,41 +11,27 @@ all "must" has only critical tasks, so such runs behave as before.
 from __future__ import annotations
 
 import asyncio
-from graphlib import CycleError, TopologicalSorter
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.pregel import Pregel
 
 from oldnew.graph.state import TaskRecord, TaskState, next_question_id
+from oldnew.planning.graphops import dependency_map, find_cycle, on_longest_chains
+from oldnew.recovery.escalations import retry_or_skip
 from oldnew.recovery.stall import keep_partial
 from oldnew.recovery.triage import decide
-from oldnew.schemas import Option, Plan, Question, Scope
+from oldnew.schemas import Plan, Question, Scope
 from oldnew.workspace import Workspace
 
 
 def critical_tasks(plan: Plan, scope: Scope | None) -> set[str]:
     """Return the ids of the plan's critical tasks (all of them when in doubt)."""
     ids = [t.id for t in plan.tasks]
-    deps = {t.id: [d for d in t.depends_on if d in ids] for t in plan.tasks}
-    try:
-        order = list(TopologicalSorter(deps).static_order())
-    except CycleError:
+    deps = dependency_map(plan.tasks)
+    if scope is None or find_cycle(deps):
         return set(ids)
-    ending: dict[str, int] = {}  # longest chain that ends at a task
-    for tid in order:
-        ending[tid] = 1 + max((ending[d] for d in deps[tid]), default=0)
-    children: dict[str, list[str]] = {tid: [] for tid in ids}
-    for tid, ds in deps.items():
-        for d in ds:
-            children[d].append(tid)
-    starting: dict[str, int] = {}  # longest chain that starts at a task
-    for tid in reversed(order):
-        starting[tid] = 1 + max((starting[c] for c in children[tid]), default=0)
-    longest = max(ending.values(), default=0)
-    critical = {tid for tid in ids if ending[tid] + starting[tid] - 1 == longest}
-    if scope is None:
-        return set(ids)
+    critical = on_longest_chains(plan.tasks)
     must = {r.id for _, r in scope.requirements() if r.priority == "must"}
     critical |= {
         t.id for t in plan.tasks if t.phase == "mvp" or any(r in must for r in t.requirement_ids)
@@ -85,18 +71,13 @@ def timeout_question(state: TaskState, reason: str, branch: str | None) -> Quest
     """Return the question for a task that was stopped at the time limit."""
     task = state["task"]
     kept = f"its partial work is on branch {branch}" if branch else "it had written nothing yet"
-    return Question(
-        id=next_question_id(state),
-        kind="timeout",
-        task_id=task["id"],
-        title=f"Task {task['id']} ({task['title']}) was stopped: {reason}",
-        detail=f"The task cannot be split further; {kept}.",
-        options=[
-            Option(key="retry", label="Run it again with a fresh time budget"),
-            Option(key="skip", label="Leave the task undone and record it as a blocker"),
-        ],
-        recommended="retry",
-        free_text=True,
+    return retry_or_skip(
+        next_question_id(state),
+        "timeout",
+        task["id"],
+        f"Task {task['id']} ({task['title']}) was stopped: {reason}",
+        f"The task cannot be split further; {kept}.",
+        "Run it again with a fresh time budget",
     )
 
 

@@ -49,6 +49,30 @@ _BY_CLASS: dict[str, tuple[str, str, list[Option], str, bool]] = {
 _OTHER = ("model_output", "{what} failed: {reason}", [_RETRY, _SKIP], "retry", False)
 
 
+def retry_or_skip(
+    qid: str, kind: str, task_id: str, title: str, detail: str, retry: str
+) -> Question:
+    """Return a task's question whose answers are ``retry`` (labelled ``retry``) or skip.
+
+    Free text is accepted too: it reaches the coder or fixer as guidance.
+    """
+    return Question.model_validate(
+        {
+            "id": qid,
+            "kind": kind,
+            "task_id": task_id,
+            "title": title,
+            "detail": detail,
+            "options": [
+                {"key": "retry", "label": retry},
+                {"key": "skip", "label": "Leave the task undone and record it as a blocker"},
+            ],
+            "recommended": "retry",
+            "free_text": True,
+        }
+    )
+
+
 def failure_question(
     qid: str, task_id: str | None, what: str, failure: ClassifiedFailure
 ) -> Question:

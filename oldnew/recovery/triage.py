@@ -23,11 +23,11 @@ from typing import Any
 from oldnew.gates import ValidationResult
 from oldnew.graph.state import TaskState, next_question_id
 from oldnew.recovery.classify import Classification, classify_diagnostics
-from oldnew.recovery.escalations import failure_question
+from oldnew.recovery.escalations import failure_question, retry_or_skip
 from oldnew.recovery.retry import ClassifiedFailure
 from oldnew.recovery.stall import REGENERATIONS, Round, error_fingerprint, fresh_start_note
 from oldnew.recovery.stall import stuck_reason as _stuck_reason
-from oldnew.schemas import Option, Question
+from oldnew.schemas import Question
 
 _AT_ONCE = ("external_blocker", "configuration", "design_flaw")
 
@@ -70,18 +70,13 @@ def diagnostic_question(
     what = f"Task {task['id']} ({task['title']})"
     if c.cls == "design_flaw":
         shown = "\n".join(diagnostics[:5])
-        return Question(
-            id=qid,
-            kind="design_flaw",
-            task_id=task["id"],
-            title=f"{what} cannot work as planned: {c.reason}",
-            detail=f"The checks show a structural problem:\n{shown}\nEvidence: {evidence}",
-            options=[
-                Option(key="retry", label="Code it again, avoiding the cycle"),
-                Option(key="skip", label="Leave the task undone and record it as a blocker"),
-            ],
-            recommended="retry",
-            free_text=True,
+        return retry_or_skip(
+            qid,
+            "design_flaw",
+            task["id"],
+            f"{what} cannot work as planned: {c.reason}",
+            f"The checks show a structural problem:\n{shown}\nEvidence: {evidence}",
+            "Code it again, avoiding the cycle",
         )
     q = failure_question(qid, task["id"], what, ClassifiedFailure(c, 1))
     where = ", ".join(_where(diagnostics, c.detail)) or "see the evidence"
@@ -104,21 +99,14 @@ def fix_limit_question(state: TaskState, rounds: int, why: str) -> Question:
     """Return the question for a task that fixing and a fresh start did not cure."""
     task = state["task"]
     shown = "\n".join(state.get("diagnostics", [])[:10])
-    return Question(
-        id=next_question_id(state),
-        kind="fix_limit",
-        task_id=task["id"],
-        title=(
-            f"Task {task['id']} ({task['title']}) still fails after {rounds} fix "
-            f"round{'' if rounds == 1 else 's'} and a fresh start: {why}"
-        ),
-        detail=f"Last diagnostics:\n{shown}\nEvidence: {(state.get('evidence') or ['-'])[-1]}",
-        options=[
-            Option(key="retry", label="Give the fixer another set of rounds"),
-            Option(key="skip", label="Leave the task undone and record it as a blocker"),
-        ],
-        recommended="retry",
-        free_text=True,
+    return retry_or_skip(
+        next_question_id(state),
+        "fix_limit",
+        task["id"],
+        f"Task {task['id']} ({task['title']}) still fails after {rounds} fix "
+        f"round{'' if rounds == 1 else 's'} and a fresh start: {why}",
+        f"Last diagnostics:\n{shown}\nEvidence: {(state.get('evidence') or ['-'])[-1]}",
+        "Give the fixer another set of rounds",
     )
 
 
