@@ -324,3 +324,45 @@ def test_feedback_while_busy_is_taken_between_tasks(tmp_path: Path) -> None:
     assert {t["id"]: t["status"] for t in final.tasks} == {"A": "done", "S": "done", "N": "done"}
     report = json.loads((ws / ".oldnew" / "report.json").read_text())
     assert [f["id"] for f in report["feedback"]] == ["fb1"]
+
+
+def test_mvp_preview_waits_for_later_phases_and_changes_become_feedback(tmp_path: Path) -> None:
+    addition = "Also add a module n to the MVP."
+    tasks = [
+        {**_task("M"), "phase": "mvp"},
+        {**_task("E", ["M"]), "phase": "enhanced"},
+    ]
+    plan_phases = [
+        {"name": "mvp", "milestone": "m() works"},
+        {"name": "enhanced", "milestone": "e() works"},
+    ]
+    replies = [
+        *({"role": "coder", "when": [f"TASK {t}:"], "text": _code(t.lower())} for t in "MEN"),
+        {
+            "role": "planner",
+            "when": ["FEEDBACK fb1", addition],
+            "structured": {
+                "kind": "feature",
+                "summary": "module n",
+                "tasks": [{**_task("N"), "phase": "mvp"}],
+            },
+        },
+    ]
+    model = _transcript(tmp_path, tasks, replies)
+    plan_path = Path(model.removeprefix("scripted:"))
+    data = json.loads(plan_path.read_text())
+    data["reply"][1]["structured"]["phases"] = plan_phases
+    plan_path.write_text(json.dumps(data))
+    ws = tmp_path / "ws"
+    out = asyncio.run(start_run(_scope(tmp_path), ws, context={"model": model, "gates": "mvp"}))
+    assert [q["id"] for q in out.questions] == ["gate-mvp"]
+    assert {t["id"]: t["status"] for t in out.tasks} == {"M": "done", "E": "pending"}
+    assert "MVP milestone: m() works" in out.questions[0]["detail"]
+    # Changes at the MVP preview are feedback: the planner adds N to the MVP, which is shown
+    # again once N is done; E still waits.
+    out = asyncio.run(approve_gate(ws, "mvp", addition))
+    assert [q["id"] for q in out.questions] == ["gate-mvp-2"]
+    assert {t["id"]: t["status"] for t in out.tasks} == {"M": "done", "E": "pending", "N": "done"}
+    out = asyncio.run(approve_gate(ws, None, "approve"))
+    assert out.status == "delivered"
+    assert {t["status"] for t in out.tasks} == {"done"}
