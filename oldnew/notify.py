@@ -22,8 +22,9 @@ import json
 import os
 import shlex
 import subprocess  # nosec B404 - the person's own hook, run without a shell
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
 
 import httpx
@@ -32,8 +33,29 @@ from oldnew.context import Context
 from oldnew.errors import OldnewError
 from oldnew.workspace import Workspace
 
-if TYPE_CHECKING:
-    from oldnew.runner import RunOutcome
+
+class Outcome(Protocol):
+    """Where a run stopped, as a hook is told it (``runner.RunOutcome`` is one)."""
+
+    status: str
+    run_id: str
+    workspace: str
+    tasks: list[dict[str, Any]]
+    questions: list[dict[str, Any]]
+    report: str | None
+
+
+@dataclass
+class Stop:
+    """Where a run stopped, as a node of the graph knows it (no runner needed)."""
+
+    status: str
+    run_id: str
+    workspace: str
+    tasks: list[dict[str, Any]] = field(default_factory=list)
+    questions: list[dict[str, Any]] = field(default_factory=list)
+    report: str | None = None
+
 
 Event = Literal["needs_person", "finished"]
 RECORD = "notified.json"
@@ -63,7 +85,7 @@ def _answer_command(workspace: str, qid: str) -> str:
     return f"oldnew answer --workspace {shlex.quote(workspace)} {shlex.quote(qid)} ANSWER"
 
 
-def payload_of(out: RunOutcome) -> tuple[Event, dict[str, Any]] | None:
+def payload_of(out: Outcome) -> tuple[Event, dict[str, Any]] | None:
     """Return the event and payload for where the run stands; None when nobody is needed."""
     base = {"run_id": out.run_id, "workspace": out.workspace, "status": out.status}
     if out.status == "waiting" and out.questions:
@@ -181,7 +203,7 @@ def _remember(ws: Workspace, record: dict[str, Any], event: Event, payload: dict
     (ws.meta / RECORD).write_text(json.dumps(record, indent=1), encoding="utf-8")
 
 
-async def notify_outcome(ws: Workspace, ctx: Context, out: RunOutcome) -> list[str]:
+async def notify_outcome(ws: Workspace, ctx: Context, out: Outcome) -> list[str]:
     """Call the run's hook for ``out`` unless it already announced it; return notices.
 
     A failure is logged in events.jsonl and returned as a notice; it never raises. A hook that
@@ -199,8 +221,12 @@ async def notify_outcome(ws: Workspace, ctx: Context, out: RunOutcome) -> list[s
     try:
         answer = await asyncio.to_thread(send, target, event, payload, ctx.notify_timeout)
     except NotifyFailed as exc:
-        ws.log_event(node="notify", event="failed", kind=event, hook=where, error=str(exc))
+        await asyncio.to_thread(
+            ws.log_event, node="notify", event="failed", kind=event, hook=where, error=str(exc)
+        )
         return [f"the notification hook ({where}) failed for '{event}': {exc}; the run goes on"]
-    ws.log_event(node="notify", event="sent", kind=event, hook=where, answer=answer)
+    await asyncio.to_thread(
+        ws.log_event, node="notify", event="sent", kind=event, hook=where, answer=answer
+    )
     await asyncio.to_thread(_remember, ws, record, event, payload)
     return []

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import socket
 import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -53,3 +58,29 @@ def _own_memory(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPa
 def example_model() -> str:
     """The bundled example's scripted model spec."""
     return f"scripted:{EXAMPLE / 'transcript.toml'}"
+
+
+@pytest.fixture
+def webhook() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """A local HTTP server on 127.0.0.1 that keeps every JSON body POSTed to it."""
+    received: list[dict[str, Any]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append({"header": self.headers["X-Oldnew-Event"], **json.loads(body)})
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/hook?token=secret", received
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)

@@ -180,12 +180,16 @@ async def _drive_with(client: Any, scope_text: str, context: dict[str, Any]) -> 
 
 @pytest.mark.slow
 @pytest.mark.timeout(240)
-def test_todo_example_through_langgraph_dev(server: Server, tmp_path: Path) -> None:
+def test_todo_example_through_langgraph_dev(
+    server: Server, tmp_path: Path, webhook: tuple[str, list[dict[str, Any]]]
+) -> None:
     ws = tmp_path / "ws"
+    hook, received = webhook
     context = {
         "model": f"scripted:{EXAMPLE / 'transcript.toml'}",
         "workspace": str(ws),
         "gates": "design",
+        "notify": hook,
     }
     scope_text = (EXAMPLE / "scope.md").read_text(encoding="utf-8")
     try:
@@ -225,6 +229,13 @@ def test_todo_example_through_langgraph_dev(server: Server, tmp_path: Path) -> N
     assert report_file.is_file(), why(f"no {report_file}")
     report = json.loads(report_file.read_text(encoding="utf-8"))
     assert report["status"] == "delivered", why(f"report status: {report.get('status')!r}")
+    # The hook hears of both pauses and of the delivery from the server's own process.
+    told = [(r["event"], [q["id"] for q in r.get("questions", [])]) for r in received]
+    assert told == [
+        ("needs_person", ["gate-design"]),
+        ("needs_person", ["T3-q1"]),
+        ("finished", []),
+    ], why(f"hook calls: {told!r}")
 
 
 async def _feedback_with(client: Any, context: dict[str, Any], scope_text: str) -> dict[str, Any]:

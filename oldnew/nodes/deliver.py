@@ -19,6 +19,7 @@ from oldnew.context import Context
 from oldnew.graph.state import RunState
 from oldnew.nodes.checks import record_evidence, run_gates
 from oldnew.nodes.common import aemit, arun_workspace
+from oldnew.notify import Stop, notify_outcome
 from oldnew.report import build_report, render_markdown
 from oldnew.workspace import Workspace
 
@@ -98,4 +99,9 @@ async def deliver(
             status = "blocked"
     path = await asyncio.to_thread(_write_report, {**state, "status": status}, ws, final, ctx)
     await aemit(ws, node="deliver", event=status, report=str(path))
+    if ctx.notify:
+        run_id = str(config.get("configurable", {}).get("thread_id", ""))
+        records = [dict(t) for t in tasks.values()]
+        stop = Stop(status, run_id, str(ws.root), records, report=str(path))
+        await notify_outcome(ws, ctx, stop)
     return {"status": status, "report": str(path)}

@@ -18,7 +18,12 @@ from oldnew.hitl import gates
 from oldnew.memory.decisions import DECISION_KINDS
 from oldnew.memory.learning import memory_of
 from oldnew.nodes.common import aemit, arun_workspace
+from oldnew.notify import Stop, notify_outcome
 from oldnew.schemas import Question
+
+
+def _thread(config: RunnableConfig) -> str:
+    return str(config.get("configurable", {}).get("thread_id", ""))
 
 
 def pending_questions(state: RunState) -> list[dict[str, Any]]:
@@ -84,8 +89,14 @@ async def human(
 ) -> dict[str, Any]:
     """Pause with every pending question; record the answers that fit."""
     pending = pending_questions(state)
+    ctx = runtime.context or Context()
+    ws = await arun_workspace(ctx, config)
+    if ctx.notify:
+        # Before the pause, for every door (CLI, notebook, server); the hook's own record
+        # keeps a re-run of this node (the resume) from announcing the same questions again.
+        stop = Stop("waiting", _thread(config), str(ws.root), questions=pending)
+        await notify_outcome(ws, ctx, stop)
     answers = interrupt({"questions": pending, "notices": state.get("notices") or []})
-    ws = await arun_workspace(runtime.context or Context(), config)
     by_id = {q["id"]: q for q in pending}
     updated, notices = apply_answers(by_id, answers)
     await aemit(ws, node="human", event="answers", accepted=sorted(updated), refused=notices)
