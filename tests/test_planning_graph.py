@@ -140,7 +140,7 @@ def test_task_failing_twice_is_split_and_its_dependents_rewired(tmp_path: Path) 
         [
             {
                 "role": "planner",
-                "when": ["SPLIT TASK T1:", "failed 3 times"],
+                "when": ["SPLIT TASK T1:", "failed 4 times"],
                 "structured": _pieces(["add", "sub", "mul"]),
             },
             {"role": "planner", "when": ["into a Plan"], "structured": plan},
@@ -165,7 +165,7 @@ def test_task_failing_twice_is_split_and_its_dependents_rewired(tmp_path: Path) 
     assert values["split_from"] == {"T1.1": "T1", "T1.2": "T1", "T1.3": "T1"}
     assert "T1" not in values["tasks"] and values["plan_version"] == 1
     (req,) = [e for e in _events(ws) if e["event"] == "request_split"]
-    assert req["task"] == "T1" and req["reason"] == "its validation failed 3 times"
+    assert req["task"] == "T1" and req["reason"] == "its validation failed 4 times"
     assert sorted(_task_commits(ws)[:3]) == ["T1.1", "T1.2", "T1.3"]
     assert _task_commits(ws)[3:] == ["T2"]
     assert values["traceability"]["F1"]["tests"] == [

@@ -131,7 +131,7 @@ def test_critical_tasks_are_the_longest_chain_must_work_and_their_prerequisites(
     assert "limitation" not in dependent_record("T4", {"status": "blocked"})
 
 
-def test_same_error_twice_gets_one_fresh_start_then_escalates(tmp_path: Path) -> None:
+def test_same_error_in_two_rounds_gets_one_fresh_start_then_escalates(tmp_path: Path) -> None:
     first = FAILING + blocks({"scratch.py": "VALUE = 1\n"})
     model = _model(
         tmp_path,
@@ -153,9 +153,10 @@ def test_same_error_twice_gets_one_fresh_start_then_escalates(tmp_path: Path) ->
     assert out.status == "waiting"
     (q,) = out.questions
     assert q["kind"] == "fix_limit"
-    assert "after 1 fix round and a fresh start: the same errors" in q["title"]
+    assert "after 2 fix rounds and a fresh start: the same errors" in q["title"]
     assert "assert 0 == 4" in q["detail"]
-    assert len(_events(ws, node="fix", event="started")) == 1  # max_fix_rounds is 3
+    # Two fix rounds repeating the failure before them, then the fresh start's own two.
+    assert len(_events(ws, node="fix", event="started")) == 4
     assert len(_events(ws, node="code", event="started")) == 2
     (regen,) = _events(ws, node="validate", event="regenerate")
     assert regen["stuck"] is True
@@ -166,7 +167,7 @@ def test_same_error_twice_gets_one_fresh_start_then_escalates(tmp_path: Path) ->
     # Another set of rounds that changes nothing is stuck at once: no loop.
     out = asyncio.run(resume_run(ws, answers={"T1-q1": "retry"}))
     assert out.status == "waiting" and out.questions[0]["id"] == "T1-q2"
-    assert len(_events(ws, node="fix", event="started")) == 2
+    assert len(_events(ws, node="fix", event="started")) == 5
     assert len(_events(ws, node="code", event="started")) == 2
 
 

@@ -7,8 +7,9 @@
    go to a person at once, with alternatives or instructions; no fix round is spent on what no
    code change cures. A circular dependency (design_flaw) raises a design_flaw question that the
    scheduler hands to the planner.
-2. Everything else the model can fix, unless the task is stuck (``recovery.stall``) or its fix
-   rounds ran out: then ONE fresh regeneration from scratch, and after that a fix_limit question.
+2. Everything else the model can fix, unless the task is stuck (``recovery.stall``: two fix
+   rounds in a row repeat the failure before them) or its fix rounds ran out: then ONE fresh
+   regeneration from scratch, with its own fix rounds, and after that a fix_limit question.
 
 A question for a task that cannot be finished goes through :func:`decide`: a critical task
 escalates, any other becomes a known limitation (``nodes.limitation``) and the run goes on.
@@ -29,6 +30,9 @@ from oldnew.recovery.stall import REGENERATIONS, Round, error_fingerprint, fresh
 from oldnew.recovery.stall import stuck_reason as _stuck_reason
 from oldnew.schemas import Question
 
+STUCK_AFTER = 2
+"""Fix rounds in a row that repeat the failure before them (same errors, or no change to a
+validated file) after which a task is stuck: a random slip is fixed, a loop is not."""
 _AT_ONCE = ("external_blocker", "configuration", "design_flaw")
 
 
@@ -147,7 +151,10 @@ def triage(
     """Decide where a failed validation goes; see the module docstring for the order."""
     failed = [c.name for c in result.checks if c.status == "failed"]
     current = Round(error_fingerprint(diagnostics, failed), result.fingerprint)
-    base: dict[str, Any] = {"last_failure": current.to_dict()}
+    previous = state.get("last_failure")
+    repeat = _stuck_reason(previous, current)
+    repeats = int((previous or {}).get("repeats", 0)) + 1 if repeat else 0
+    base: dict[str, Any] = {"last_failure": {**current.to_dict(), "repeats": repeats}}
     view: TaskState = {
         **state,
         "diagnostics": diagnostics,
@@ -167,13 +174,15 @@ def triage(
         )
         return _outcome(update, {"failure": c.cls, "reason": c.reason})
     rounds = state.get("fix_round", 0)
-    stuck = _stuck_reason(state.get("last_failure"), current)
+    stuck = repeat if repeats >= STUCK_AFTER else None
     if stuck is None and rounds < max_fix_rounds:
         return Triage(base)
     why = stuck or f"{rounds} fix rounds did not make it pass"
     done = state.get("regenerations", 0)
     if done < REGENERATIONS:
-        update = base | {
+        update = {
+            "last_failure": None,  # the new approach is judged on its own rounds
+            "fix_round": 0,
             "status": "coding",
             "regenerations": done + 1,
             "fresh_start": fresh_start_note(f"The last approach failed: {why}", diagnostics),
