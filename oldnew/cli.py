@@ -18,7 +18,7 @@ import asyncio
 import json
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -80,7 +80,7 @@ YesOpt = Annotated[
     bool | None, typer.Option("--yes", "-y", help="Approve every gate without a pause.")
 ]
 DefaultsOpt = Annotated[
-    Literal["ask", "high", "auto"] | None,
+    str | None,
     typer.Option(
         "--defaults",
         help="Scope clarifications to ask: 'ask' all, 'high' only high-priority ones (the "
