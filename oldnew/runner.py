@@ -27,7 +27,6 @@ from oldnew.graph.build import build_graph, build_task_graph
 from oldnew.hitl import gates, inbox
 from oldnew.models import ModelOverrides, aclose_http_clients, check_model_specs
 from oldnew.nodes.execute import inspect_task, record_of, task_config
-from oldnew.notify import notify_outcome
 from oldnew.schemas import Plan, Question
 from oldnew.workspace import Workspace
 
@@ -80,12 +79,6 @@ def read_scope(path: Path | str) -> str:
     if not text.strip():
         raise UsageError(f"scope file {p} is empty; describe what to build in it")
     return text
-
-
-async def _notified(ws: Workspace, ctx: Context, out: RunOutcome) -> RunOutcome:
-    """Call the run's notification hook, if any, for where the run stopped (never raises)."""
-    out.notices += await notify_outcome(ws, ctx, out)
-    return out
 
 
 def _run_config(run_id: str) -> RunnableConfig:
@@ -204,6 +197,7 @@ async def outcome_of(
         status = "waiting"
     elif not snap.tasks and values.get("report"):
         status = str(values.get("status"))
+        notices = list(values.get("notices") or [])  # the hook's, when it failed at the end
     else:
         status = "running" if values else "not started"
         # A busy run: tasks that wait for a person while others work can be answered now.
@@ -244,7 +238,7 @@ async def start_run(
     with ws.lock():
         async with open_graph(ws, models, ctx.memory_path) as graph:
             await _stream(graph, {"scope_text": text}, _run_config(run_id), ctx, on_event)
-            return await _notified(ws, ctx, await outcome_of(graph, ws, run_id))
+            return await outcome_of(graph, ws, run_id)
 
 
 async def resume_run(
@@ -299,7 +293,7 @@ async def resume_run(
             await _stream(graph, inp, config, ctx, on_event)
             for letter in letters:
                 inbox.taken(letter)
-            return await _notified(ws, ctx, await outcome_of(graph, ws, run_id))
+            return await outcome_of(graph, ws, run_id)
 
 
 async def _fold_inbox(

@@ -10,6 +10,7 @@ other tasks wait on it, ``low`` when nothing does.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import cached_property
 from typing import Any
 
 from oldnew.planning.graphops import dependents, on_longest_chains
@@ -19,26 +20,48 @@ _PERSON_ONLY = {"configuration", "external_service"}
 _FINISHED = {"done", "blocked"}
 
 
-def annotate(question: dict[str, Any], plan: Plan, statuses: Mapping[str, str]) -> dict[str, Any]:
-    """Return ``question`` with ``blocks``, ``can_continue`` and ``severity`` filled in.
+class Annotator:
+    """Fills in escalation records for one plan; its graph facts are worked out once.
 
     ``statuses`` maps task ids to their record status (pending, running, waiting, done,
-    blocked). A question without a task (scope, plan, a gate) holds up the whole run.
+    blocked).
     """
-    tid = question.get("task_id")
-    ids = [t.id for t in plan.tasks]
-    if not tid or tid not in ids:
-        blocks = [i for i in ids if statuses.get(i) not in _FINISHED]
-        return {**question, "blocks": blocks, "can_continue": False, "severity": "critical"}
-    waiting = {tid, *dependents(plan.tasks)[tid]}
-    blocks = [i for i in ids if i in waiting]
-    others = [i for i in ids if i not in waiting and statuses.get(i) in ("pending", "running")]
-    unfinished = [i for i in ids if statuses.get(i) not in _FINISHED]
-    severity: Severity = "low"
-    if set(unfinished) <= waiting and len(unfinished) > 1:
-        severity = "critical"  # every task still to do waits for this answer
-    elif tid in on_longest_chains(plan.tasks) or question.get("kind") in _PERSON_ONLY:
-        severity = "high"
-    elif len(blocks) > 1:
-        severity = "medium"
-    return {**question, "blocks": blocks, "can_continue": bool(others), "severity": severity}
+
+    def __init__(self, plan: Plan, statuses: Mapping[str, str]) -> None:
+        """Prepare to annotate the questions of ``plan``'s tasks."""
+        self.plan = plan
+        self.ids = [t.id for t in plan.tasks]
+        self.statuses = statuses
+
+    @cached_property
+    def after(self) -> dict[str, set[str]]:
+        """Task id -> every task that depends on it."""
+        return dependents(self.plan.tasks)
+
+    @cached_property
+    def critical(self) -> set[str]:
+        """The tasks on a longest dependency chain."""
+        return on_longest_chains(self.plan.tasks)
+
+    def annotate(self, question: dict[str, Any]) -> dict[str, Any]:
+        """Return ``question`` with ``blocks``, ``can_continue`` and ``severity`` filled in.
+
+        A question without a task (scope, plan, a gate) holds up the whole run.
+        """
+        ids, statuses = self.ids, self.statuses
+        tid = question.get("task_id")
+        if not tid or tid not in ids:
+            blocks = [i for i in ids if statuses.get(i) not in _FINISHED]
+            return {**question, "blocks": blocks, "can_continue": False, "severity": "critical"}
+        waiting = {tid, *self.after[tid]}
+        blocks = [i for i in ids if i in waiting]
+        others = [i for i in ids if i not in waiting and statuses.get(i) in ("pending", "running")]
+        unfinished = [i for i in ids if statuses.get(i) not in _FINISHED]
+        severity: Severity = "low"
+        if set(unfinished) <= waiting and len(unfinished) > 1:
+            severity = "critical"  # every task still to do waits for this answer
+        elif tid in self.critical or question.get("kind") in _PERSON_ONLY:
+            severity = "high"
+        elif len(blocks) > 1:
+            severity = "medium"
+        return {**question, "blocks": blocks, "can_continue": bool(others), "severity": severity}

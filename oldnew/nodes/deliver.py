@@ -99,9 +99,7 @@ async def deliver(
             status = "blocked"
     path = await asyncio.to_thread(_write_report, {**state, "status": status}, ws, final, ctx)
     await aemit(ws, node="deliver", event=status, report=str(path))
-    if ctx.notify:
-        run_id = str(config.get("configurable", {}).get("thread_id", ""))
-        records = [dict(t) for t in tasks.values()]
-        stop = Stop(status, run_id, str(ws.root), records, report=str(path))
-        await notify_outcome(ws, ctx, stop)
-    return {"status": status, "report": str(path)}
+    run_id = str(config.get("configurable", {}).get("thread_id", ""))
+    records = [dict(t) for t in tasks.values()]
+    stop = Stop(status, run_id, str(ws.root), records, report=str(path))
+    return {"status": status, "report": str(path), "notices": await notify_outcome(ws, ctx, stop)}

@@ -457,14 +457,16 @@ class Scheduler:
         through the inbox, and stale ones settled (answered elsewhere, or cancelled).
         """
         out: dict[str, dict[str, Any]] = dict(self.answered_now)
-        statuses = {t: str(r["status"]) for t, r in self.records.items()}
+        records_of = records.Annotator(
+            self.plan, {t: str(r["status"]) for t, r in self.records.items()}
+        )
         for tid, view in self.views.items():
             if tid in self.requests:
                 continue  # the planner handles it; the question goes to a person if it cannot
             if view.phase == "waiting" and view.question:
                 q = Question.model_validate(view.question)
                 if q.id not in self.questions or self.questions[q.id]["status"] == "pending":
-                    out[q.id] = records.annotate(q.model_dump(), self.plan, statuses)
+                    out[q.id] = records_of.annotate(q.model_dump())
         waiting = {
             (v.question or {}).get("id") for v in self.views.values() if v.phase == "waiting"
         }

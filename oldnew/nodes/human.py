@@ -91,12 +91,12 @@ async def human(
     pending = pending_questions(state)
     ctx = runtime.context or Context()
     ws = await arun_workspace(ctx, config)
-    if ctx.notify:
-        # Before the pause, for every door (CLI, notebook, server); the hook's own record
-        # keeps a re-run of this node (the resume) from announcing the same questions again.
-        stop = Stop("waiting", _thread(config), str(ws.root), questions=pending)
-        await notify_outcome(ws, ctx, stop)
-    answers = interrupt({"questions": pending, "notices": state.get("notices") or []})
+    # Before the pause, for every door (CLI, notebook, server); the hook's own record keeps a
+    # re-run of this node (the resume) from announcing the same questions again.
+    stop = Stop("waiting", _thread(config), str(ws.root), questions=pending)
+    hook_notes = await notify_outcome(ws, ctx, stop)
+    notices = [*(state.get("notices") or []), *hook_notes]
+    answers = interrupt({"questions": pending, "notices": notices})
     by_id = {q["id"]: q for q in pending}
     updated, notices = apply_answers(by_id, answers)
     await aemit(ws, node="human", event="answers", accepted=sorted(updated), refused=notices)
