@@ -6,6 +6,7 @@ from typing import Any
 
 from oldnew.budget import budget_markdown
 from oldnew.feedback import render_feedback, report_section
+from oldnew.planning.trace import run_traceability
 from oldnew.workspace import Workspace
 
 
@@ -67,7 +68,7 @@ def build_report(state: dict[str, Any], ws: Workspace, final: dict[str, Any]) ->
         "sandbox_degraded": [
             f"{x['name']}: {x['detail']}" for x in final.get("sandbox", []) if not x.get("active")
         ],
-        "traceability": state.get("traceability") or {},
+        "traceability": run_traceability(state),
         "feedback": report_section(state),
         "resume": resume_hint(ws, blocked, pending, limited),
     }

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.store.sqlite.aio import AsyncSqliteStore
@@ -22,11 +23,12 @@ from langgraph.types import Command
 from oldnew.budget import budget_summary, run_context, save_budget
 from oldnew.context import Context
 from oldnew.errors import RunLockedError, UsageError
+from oldnew.execution.threads import TaskThreads
+from oldnew.execution.threads import records as task_records
 from oldnew.feedback import check_text, new_item, refusal
 from oldnew.graph.build import build_graph, build_task_graph
 from oldnew.hitl import gates, inbox
 from oldnew.models import ModelOverrides, aclose_http_clients, check_model_specs
-from oldnew.nodes.execute import inspect_task, record_of, task_config
 from oldnew.schemas import Plan, Question
 from oldnew.workspace import Workspace
 
@@ -166,28 +168,15 @@ async def outcome_of(
     tasks: list[dict[str, Any]] = []
     asked: list[dict[str, Any]] = []
     if values.get("plan"):
-        saver = graph.checkpointer
-        task_graph = build_task_graph()
         plan = Plan.model_validate(values["plan"])
-        for t in plan.tasks:
-            cfg = task_config(saver, run_id, values.get("plan_version", 1), t.id)
-            view = await inspect_task(task_graph, cfg)
-            record = dict(record_of(t.id, t.title, view))
-            known = (values.get("tasks") or {}).get(t.id, {})
-            # Blocked before it started (a blocked dependency), or by an error its own thread
-            # does not record: the run's record says why.
-            if view.phase in ("new", "incomplete") and known.get("status") == "blocked":
-                record |= {
-                    "status": "blocked",
-                    "blocker": known.get("blocker"),
-                    "limitation": known.get("limitation"),
-                }
-            if known.get("superseded_by"):
-                record["superseded_by"] = known["superseded_by"]  # after a change request
-            tasks.append(record)
-            if view.phase == "waiting" and view.question:
-                recorded = (values.get("questions") or {}).get(view.question.get("id", ""))
-                asked.append(recorded or view.question)
+        saver = graph.checkpointer if isinstance(graph.checkpointer, BaseCheckpointSaver) else None
+        threads = TaskThreads(build_task_graph(), run_id, values.get("plan_version", 1), saver)
+        views, records = await task_records(threads, plan, values.get("tasks") or {})
+        tasks = [dict(r) for r in records.values()]
+        known = values.get("questions") or {}
+        for view in views.values():
+            if view.question_id and view.question:
+                asked.append(known.get(view.question_id) or view.question)
     questions: list[dict[str, Any]] = []
     notices: list[str] = []
     if snap.interrupts:
@@ -283,11 +272,8 @@ async def resume_run(
                 status = snap.values.get("status")
                 if status not in ("blocked", "stopped"):
                     return await outcome_of(graph, ws, run_id)
-                # A run the budget stopped goes back to where it stopped (human routes there).
-                restart = {"status": "executing", "budget_stops": {}}
-                as_node = "plan" if status == "blocked" else "human"
-                await graph.aupdate_state(config, restart, as_node=as_node)
-                inp = None
+                # A blocked run retries its blockers; one the budget stopped goes on.
+                inp = {"restart": True}
             else:
                 inp = None
             await _stream(graph, inp, config, ctx, on_event)
@@ -413,10 +399,8 @@ async def submit_feedback(
                 ws.log_event(node="resume", event="recovered", cleared=cleared)
             item = new_item(text, values)
             ws.log_event(node="feedback", event="received", feedback=item.id, chars=len(item.text))
-            await graph.aupdate_state(
-                config, {"feedback": {item.id: item.model_dump()}}, as_node="execute"
-            )
-            await _stream(graph, None, config, ctx, on_event)
+            inp = {"feedback": {item.id: item.model_dump()}}
+            await _stream(graph, inp, config, ctx, on_event)
             return await outcome_of(graph, ws, run_id)
 
 

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from oldnew.cli import app
 from oldnew.errors import UsageError, WorkspaceError
 from oldnew.gates.verify import verify_workspace
+from oldnew.planning.trace import run_traceability
 from oldnew.runner import open_graph, resume_run, start_run, submit_feedback
 from oldnew.workspace import Workspace
 
@@ -243,8 +244,8 @@ def test_feature_adds_tasks_and_a_requirement_and_delivers_them(tmp_path: Path) 
     assert _started(_events(ws)[events_before:]) == ["T4"]
     assert _git_log(ws)[1:] == log_before
     values = _values(ws)
-    assert values["traceability"]["F5"]["tasks"] == ["T4"]
-    assert values["traceability"]["F5"]["tests"] == ["tests/test_stats.py"]
+    assert run_traceability(values)["F5"]["tasks"] == ["T4"]
+    assert run_traceability(values)["F5"]["tests"] == ["tests/test_stats.py"]
     assert [f["id"] for f in values["scope"]["features"]][-1] == "F5"
     report, md = _report(ws)
     assert report["feedback"][0]["kind"] == "feature"

@@ -13,6 +13,7 @@ from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatResult
 
 from oldnew.models import ScriptedChatModel, load_transcript
+from oldnew.planning.trace import run_traceability
 from oldnew.runner import open_graph, resume_run, start_run
 from oldnew.workspace import Workspace
 
@@ -168,7 +169,7 @@ def test_task_failing_twice_is_split_and_its_dependents_rewired(tmp_path: Path) 
     assert req["task"] == "T1" and req["reason"] == "its validation failed 4 times"
     assert sorted(_task_commits(ws)[:3]) == ["T1.1", "T1.2", "T1.3"]
     assert _task_commits(ws)[3:] == ["T2"]
-    assert values["traceability"]["F1"]["tests"] == [
+    assert run_traceability(values)["F1"]["tests"] == [
         "tests/test_calc_add.py",
         "tests/test_calc_mul.py",
         "tests/test_calc_sub.py",
@@ -351,7 +352,7 @@ def test_monster_scope_through_the_graph_stops_at_execute_with_a_phased_plan(
         for kind in ("features", "integrations", "pages", "data_models", "api_endpoints")
         for r in values["scope"][kind]
     }
-    assert set(values["traceability"]) == reqs and len(reqs) == 166
-    assert all(t["tasks"] for t in values["traceability"].values())
+    assert set(run_traceability(values)) == reqs and len(reqs) == 166
+    assert all(t["tasks"] for t in run_traceability(values).values())
     assert len(values["tasks"]) == len(plan["tasks"]) and values["plan_problems"] == []
     assert model.stats["calls"] == 1 + 1 + len(plan["epics"]) + 1

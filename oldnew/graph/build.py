@@ -2,7 +2,9 @@
 
 The outer graph::
 
-    scope -> plan -> execute <-> human -> deliver
+    enter -> scope -> plan -> execute <-> human -> deliver
+
+(``enter`` goes on from where a run stands: a new scope, a restart, feedback)
 
 and, run by ``execute`` once per task on the task's own thread::
 
@@ -12,7 +14,8 @@ and, run by ``execute`` once per task on the task's own thread::
               fix        (any of code, validate, fix -> escalate -> code | fix | end)
 
 A stuck task goes from validate back to code once (a fresh start); a task that is not
-critical and cannot be finished ends in record_limitation.
+critical and cannot be finished ends in record_limitation; a task the scheduler stopped at its
+time limit enters at ``stop`` (then escalate or record_limitation).
 """
 
 from __future__ import annotations
@@ -33,10 +36,11 @@ from oldnew.models import ModelOverrides
 from oldnew.nodes.checks import commit, validate
 from oldnew.nodes.coding import code, fix
 from oldnew.nodes.deliver import deliver
+from oldnew.nodes.enter import enter
 from oldnew.nodes.escalate import escalate
 from oldnew.nodes.execute import execute
 from oldnew.nodes.human import human
-from oldnew.nodes.limitation import record_limitation
+from oldnew.nodes.limitation import record_limitation, stop
 from oldnew.nodes.plan import plan
 from oldnew.nodes.scope import scope
 
@@ -50,7 +54,8 @@ def build_task_graph(*, models: ModelOverrides = None) -> CompiledStateGraph[Any
     g.add_node("commit", commit)
     g.add_node("escalate", escalate)
     g.add_node("record_limitation", record_limitation)
-    g.add_edge(START, "code")
+    g.add_node("stop", stop)
+    g.add_conditional_edges(START, routing.task_entry)
     g.add_conditional_edges("code", routing.after_code)
     g.add_conditional_edges("validate", routing.after_validate)
     g.add_conditional_edges("fix", routing.after_fix)
@@ -72,7 +77,8 @@ def build_graph(
         models: a chat model for every role, or a mapping role -> model ("planner", "coder",
             "fixer"). Roles left out get their model from the run's context spec.
         checkpointer: where runs are saved; required to run (tasks run on their own threads
-            on it). Leave it None when a LangGraph server or a parent graph supplies one.
+            on it). Leave it None when a LangGraph server or a parent graph supplies one: the
+            task threads then borrow it through LangGraph's nested runs.
         store: a LangGraph store for memory, passed through to the nodes.
 
     """
@@ -81,13 +87,15 @@ def build_graph(
         RunState, context_schema=Context, input_schema=InputState, output_schema=OutputState
     )
     # budgeted: working time counts, and a budget cap reached inside goes to deliver.
+    g.add_node("enter", enter)
     g.add_node("scope", budgeted(partial(scope, models=models), "scope"))
     g.add_node("plan", budgeted(partial(plan, models=models), "plan"))
-    g.add_node("execute", budgeted(partial(execute, task_graph=task_graph), "execute"))
+    run_tasks = partial(execute, task_graph=task_graph, saver=checkpointer)
+    g.add_node("execute", budgeted(run_tasks, "execute"))
     # LangGraph's add_node overloads do not cover nodes that take runtime and config.
     g.add_node("human", human)  # type: ignore[arg-type]
     g.add_node("deliver", budgeted(deliver, "deliver"))
-    g.add_edge(START, "scope")
+    g.add_edge(START, "enter")
     g.add_conditional_edges("scope", routing.after_scope)
     g.add_conditional_edges("plan", routing.after_plan)
     g.add_conditional_edges("execute", routing.after_execute)

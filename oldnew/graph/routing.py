@@ -57,11 +57,12 @@ def after_execute(state: RunState) -> Literal["plan", "human", "deliver"]:
     return "human" if _pending(state) else "deliver"
 
 
-def after_human(state: RunState) -> Literal["scope", "plan", "execute", "deliver", "human"]:
-    """Go back to the step that asked, or deliver when the person chose to stop.
+def where_it_stands(state: RunState) -> Literal["scope", "plan", "execute", "deliver", "human"]:
+    """Go on from where the run stands: after a person answered, or on entering the graph.
 
-    A gate still waiting, or clarifications still open before planning (the person answered
-    only some questions), are asked again.
+    Back to the step that asked, or deliver when the person chose to stop. A gate still
+    waiting, or clarifications still open before planning (the person answered only some
+    questions), are asked again; feedback goes to the planner.
     """
     if state.get("status") == "aborted":
         return "deliver"
@@ -74,6 +75,15 @@ def after_human(state: RunState) -> Literal["scope", "plan", "execute", "deliver
     if not state.get("plan"):
         return "plan"
     return "execute"
+
+
+after_human = where_it_stands
+"""After the person: the same rule as entering the graph."""
+
+
+def task_entry(state: TaskState) -> Literal["code", "stop"]:
+    """Start a task with its code; a task the scheduler stopped (time limit) ends first."""
+    return "stop" if state.get("stop") else "code"
 
 
 def after_code(state: TaskState) -> Literal["validate", "escalate"]:
@@ -95,7 +105,11 @@ def after_validate(
         return "record_limitation"
     if status == "coding":
         return "code"
-    return "fix" if status == "fixing" else "commit"
+    if status == "fixing":
+        return "fix"
+    if status == "passed":
+        return "commit"
+    raise ValueError(f"validate left the task in status {status!r}: no way out is defined")
 
 
 def after_fix(state: TaskState) -> Literal["validate", "escalate"]:

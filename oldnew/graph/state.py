@@ -6,7 +6,11 @@ Code lives in the workspace's git repository, diagnostics and logs in its eviden
 from __future__ import annotations
 
 import operator
-from typing import Annotated, Any, Literal, TypedDict
+from typing import Annotated, Any, Literal, NotRequired
+
+# Pydantic (and so LangGraph's JSON schemas for Studio) needs typing_extensions' TypedDict
+# before Python 3.12.
+from typing_extensions import TypedDict
 
 
 def merge(left: dict[str, Any] | None, right: dict[str, Any] | None) -> dict[str, Any]:
@@ -53,12 +57,22 @@ class TaskRecord(TypedDict, total=False):
     """The revision task that replaced this finished task after a change request."""
     limitation: dict[str, Any] | None
     """Set when the task ended as a known limitation: kind, reason, detail, options, branch."""
+    files: list[str]
+    """Paths the task wrote (for traceability: requirement -> tasks -> tests)."""
 
 
 class InputState(TypedDict):
-    """What a caller passes in: the scope text."""
+    """What a caller passes in: a scope starts a run; a restart or feedback goes on with one.
 
-    scope_text: str
+    The graph's entry (``nodes.enter``) decides where each goes.
+    """
+
+    scope_text: NotRequired[str]
+    """The scope, from one line to a requirements document: starts a run."""
+    restart: NotRequired[bool]
+    """Go on with a run that stopped (blocked, or stopped by the budget) from where it was."""
+    feedback: NotRequired[Annotated[dict[str, dict[str, Any]], merge]]
+    """Feedback id -> ``feedback.FeedbackItem`` as a dict, for the planner to apply."""
 
 
 class OutputState(TypedDict, total=False):
@@ -75,6 +89,8 @@ class RunState(TypedDict, total=False):
 
     scope_text: str
     """The user's scope, as given."""
+    restart: bool
+    """Set by a caller to go on after a stop; the entry clears it."""
     scope: dict[str, Any] | None
     """The structured Scope (``schemas.Scope``) once scoped."""
     plan: dict[str, Any] | None
@@ -96,15 +112,12 @@ class RunState(TypedDict, total=False):
     report: str | None
     """Path of report.json once delivered."""
     complexity: dict[str, Any] | None
-    """The scope's complexity (``planning.Complexity.to_dict()``): score, parts, class."""
-    traceability: dict[str, dict[str, Any]]
-    """Requirement id -> {kind, title, priority, tasks, tests, status}; for the report."""
+    """The complexity (``planning.Complexity.to_dict()``: score, parts, class, agents) that
+    sized the accepted plan, worked out once by the planner from the settled scope."""
     replan: list[dict[str, Any]]
     """Requests from ``execute`` to the planner: split a task, or re-plan after a design flaw."""
     replans: int
     """Re-plans made for design flaws so far."""
-    plan_revision: int
-    """Bumped by every change to an accepted plan (split, re-plan); thread ids keep theirs."""
     split_from: dict[str, str]
     """Subtask id -> the id of the task it was split from."""
     revision_refused: list[str]
@@ -133,8 +146,10 @@ class TaskState(TypedDict, total=False):
     """Project title, for the prompts."""
     decisions: list[str]
     """Answers a person already gave in this run, as short lines."""
-    status: Literal["coding", "validating", "fixing", "waiting", "limiting", "done", "blocked"]
-    """Where the task is."""
+    status: Literal[
+        "coding", "validating", "passed", "fixing", "waiting", "limiting", "done", "blocked"
+    ]
+    """Where the task is: ``validating`` asks for a check, ``passed`` says the check passed."""
     files: list[str]
     """Paths this task has written."""
     fix_round: int
@@ -171,6 +186,8 @@ class TaskState(TypedDict, total=False):
     """Why the last approach failed, for the coder of a fresh regeneration; None otherwise."""
     limitation: dict[str, Any] | None
     """The known limitation this task ended as: kind, reason, detail, options, branch."""
+    stop: str | None
+    """Set by the scheduler to stop a task past its time limit (why); the entry clears it."""
 
 
 def next_question_id(state: TaskState) -> str:

@@ -16,10 +16,11 @@ approved the current artifact; whatever changes the artifact clears it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from oldnew.errors import ConfigurationError
-from oldnew.schemas import Option, Question
+from oldnew.schemas import Option, Plan, Question
 
 GATES = ("scope", "design", "mvp", "final")
 APPROVE, REJECT = "approve", "reject"
@@ -88,3 +89,46 @@ def changes_asked(question: dict[str, Any], answer: str) -> str | None:
     if question.get("kind") != "approval" or answer in (APPROVE, REJECT):
         return None
     return answer
+
+
+def due_review(
+    state: Mapping[str, Any],
+    plan: Plan,
+    done: Mapping[str, str | None],
+    *,
+    gates: str,
+    yes: bool,
+    hold_for_mvp: bool,
+    settled: bool,
+) -> dict[str, Any]:
+    """Open the MVP preview or the final review when its moment has come ({} otherwise).
+
+    ``done`` maps each finished task to its commit; ``hold_for_mvp`` says later phases wait
+    for the MVP preview; ``settled`` that nothing is left for the planner.
+    """
+    titles = {t.id: t.title for t in plan.tasks}
+
+    def lines(ids: list[str]) -> list[str]:
+        return [f"- {t} {titles[t]}: commit {(done.get(t) or '')[:12]}" for t in ids]
+
+    if hold_for_mvp:
+        mvp = [t.id for t in plan.tasks if t.phase == "mvp"]
+        if all(t in done for t in mvp):
+            milestone = next((p.milestone for p in plan.phases if p.name == "mvp"), "")
+            artifact = "\n".join([f"MVP milestone: {milestone}", *lines(mvp)])
+            return ask("mvp", gates, yes, dict(state), artifact)
+    elif set(done) == set(titles) and settled:
+        artifact = "\n".join(["Delivered tasks:", *lines(list(titles))])
+        return ask("final", gates, yes, dict(state), artifact)
+    return {}
+
+
+def holds_for_mvp(state: Mapping[str, Any], plan: Plan, gates: str) -> bool:
+    """Say whether the plan's later phases wait for the MVP preview gate."""
+    phases = {t.phase for t in plan.tasks}
+    return (
+        "mvp" in enabled(gates)
+        and not (state.get("approvals") or {}).get("mvp")
+        and "mvp" in phases
+        and len(phases) > 1
+    )

@@ -16,9 +16,12 @@ import json
 import os
 import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from oldnew.schemas import Question
 from oldnew.workspace import Workspace
 
 POLL = 0.5
@@ -77,3 +80,50 @@ def _move(path: Path, to: str) -> None:
         os.replace(path, target / path.name)
     except FileNotFoundError:
         pass  # another reader took it first
+
+
+@dataclass
+class Applied:
+    """What one read of the inbox changed."""
+
+    answered: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Question id -> the question, answered."""
+    resumed: set[str] = field(default_factory=set)
+    """Tasks whose answer arrived: they can run on."""
+    feedback: list[str] = field(default_factory=list)
+    """Feedback texts, oldest first, for the planner."""
+    notices: list[str] = field(default_factory=list)
+    """Answers that were not applied, and why."""
+
+
+def read_answers(
+    ws: Workspace,
+    waiting: Mapping[str, tuple[str, dict[str, Any]]],
+    known: Mapping[str, Mapping[str, Any]],
+) -> Applied:
+    """Apply the unread letters (blocking); ``waiting`` maps question ids to (task, question).
+
+    An answer is applied when a task waits on its question and nobody answered it yet (``known``
+    holds the questions as far as the run knows them), and when it fits the question's options.
+    """
+    out = Applied()
+    for letter in letters(ws):
+        if letter.feedback:
+            out.feedback.append(letter.feedback)
+        for qid, raw in letter.answers.items():
+            prior = out.answered.get(qid) or known.get(qid)
+            if qid not in waiting or (prior or {}).get("status") == "answered":
+                why = "it was already answered" if prior else "no task is waiting on it"
+                out.notices.append(f"the answer to {qid} was not applied: {why}")
+                continue
+            tid, asked = waiting[qid]
+            q = Question.model_validate(asked)
+            try:
+                answer = q.check_answer(raw)
+            except ValueError as exc:
+                out.notices.append(f"the answer to {qid} was not applied: {exc}")
+                continue
+            out.answered[qid] = {**q.model_dump(), "status": "answered", "answer": answer}
+            out.resumed.add(tid)
+        taken(letter)
+    return out

@@ -129,7 +129,7 @@ async def validate(state: TaskState, runtime: Runtime[Context]) -> dict[str, Any
         evidence=evidence,
     )
     update: dict[str, Any] = {
-        "status": "validating" if result.passed else "fixing",
+        "status": "passed" if result.passed else "fixing",
         "diagnostics": diags,
         "evidence": [evidence],
     }

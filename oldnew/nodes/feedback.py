@@ -20,7 +20,7 @@ from oldnew.feedback import (
 )
 from oldnew.graph.state import RunState, merge
 from oldnew.memory.store import Memory
-from oldnew.planning import Planner, PlanningFailed, traceability
+from oldnew.planning import Planner, PlanningFailed
 from oldnew.planning.feedback import Applied, RunView, run_view, triage_feedback
 from oldnew.planning.llm import Emit
 from oldnew.recovery.retry import ClassifiedFailure
@@ -173,12 +173,9 @@ async def apply_feedback(
     }
     if not run.changed:
         return update
-    statuses = {tid: str(r.get("status")) for tid, r in (state.get("tasks") or {}).items()}
     return update | {
         "plan": run.plan.model_dump(),
         "scope": run.scope.model_dump(),
-        "plan_revision": state.get("plan_revision", 0) + 1,
-        "traceability": traceability(run.scope, run.plan, statuses),
         "status": "executing",
         "approvals": {"final": None},  # new work: the final review, if on, is asked again
     }

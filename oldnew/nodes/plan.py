@@ -25,7 +25,7 @@ from oldnew.models import ModelOverrides, aresolve_model
 from oldnew.nodes.common import aemit, arun_workspace
 from oldnew.nodes.feedback import apply_feedback
 from oldnew.nodes.scope import RETRY_OR_ABORT, output_question
-from oldnew.planning import Asker, Planner, PlanningFailed, assess, plan_problems, traceability
+from oldnew.planning import Asker, Planner, PlanningFailed, assess, plan_problems
 from oldnew.planning.clarify import settle
 from oldnew.planning.graphops import replace_tasks
 from oldnew.planning.llm import Emit
@@ -90,10 +90,8 @@ async def _first_plan(state: RunState, planner: Planner, emit: Emit) -> dict[str
         "plan_problems": [],
         "plan_attempts": 0,
         "plan_version": state.get("plan_version", 0) + 1,
-        "plan_revision": 0,
         "tasks": _pending(final.tasks),
-        "complexity": size.to_dict(),
-        "traceability": traceability(planner.scope, final),
+        "complexity": planner.complexity.to_dict(),
         "split_from": {p: t for t, pieces in shortened.split.items() for p in pieces},
         "replan": [],
         "status": "executing",
@@ -137,7 +135,6 @@ async def _revise(state: RunState, planner: Planner, ws: Workspace, emit: Emit) 
     requests = state.get("replan") or []
     old = Plan.model_validate(state["plan"])
     statuses = {tid: str(r.get("status")) for tid, r in (state.get("tasks") or {}).items()}
-    revision = state.get("plan_revision", 0) + 1
     update: dict[str, Any] = {"replan": [], "plan_problems": [], "plan_attempts": 0}
     failed: dict[str, str] = {}
     removed: set[str] = set()
@@ -147,7 +144,7 @@ async def _revise(state: RunState, planner: Planner, ws: Workspace, emit: Emit) 
         update["replans"] = state.get("replans", 0) + 1
         open_ids = {t for r in flaws for t in r.get("open", [])}
         try:
-            out = await replan(planner, plan, flaws, statuses, open_ids, revision)
+            out = await replan(planner, plan, flaws, statuses, open_ids, update["replans"])
         except (PlanningFailed, ModelOutputError, ClassifiedFailure) as exc:
             failed |= {r["task"]: str(exc) for r in flaws}
         else:
@@ -177,10 +174,8 @@ async def _revise(state: RunState, planner: Planner, ws: Workspace, emit: Emit) 
     await asyncio.to_thread(_drop_worktrees, ws, removed)
     return update | {
         "plan": plan.model_dump(),
-        "plan_revision": revision,
         "tasks": {**dict.fromkeys(removed), **_pending([t for t in plan.tasks if t.id in new_ids])},
         "split_from": {**(state.get("split_from") or {}), **split_from},
-        "traceability": traceability(planner.scope, plan, statuses),
     }
 
 

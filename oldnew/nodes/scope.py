@@ -138,7 +138,6 @@ async def scope(
         )
     update: dict[str, Any] = {
         "scope": result.model_dump(),
-        "complexity": size.to_dict(),
         "status": "planning",
         "questions": {q.id: q.model_dump() for q in clarify},
     }

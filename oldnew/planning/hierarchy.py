@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections import Counter
+from typing import TYPE_CHECKING
 
 from oldnew.planning.checks import cycle_problem, shape_problems
 from oldnew.planning.graphops import (
@@ -20,7 +21,6 @@ from oldnew.planning.graphops import (
     serialize_shared_files,
     sinks,
 )
-from oldnew.planning.planner import Planner
 from oldnew.planning.roles import normalize_role
 from oldnew.prompts import render
 from oldnew.schemas import (
@@ -34,6 +34,9 @@ from oldnew.schemas import (
     Scope,
     Wiring,
 )
+
+if TYPE_CHECKING:  # the planner calls into this module for phased plans
+    from oldnew.planning.planner import Planner
 
 _RANK = {name: i for i, name in enumerate(PHASES)}
 

@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from oldnew.errors import OldnewError
 from oldnew.planning.checks import plan_problems
 from oldnew.planning.complexity import Complexity
+from oldnew.planning.hierarchy import plan_in_phases
 from oldnew.planning.llm import Asker
 from oldnew.planning.roles import ROLES, normalize_roles
 from oldnew.prompts import render
@@ -81,8 +82,6 @@ class Planner:
 
         """
         if self.complexity.phased:
-            from oldnew.planning.hierarchy import plan_in_phases
-
             return await plan_in_phases(self, problems)
         plan = await self.ask(
             Plan,

@@ -170,12 +170,13 @@ async def replan(
     flaws: list[dict[str, str]],
     statuses: dict[str, str],
     open_ids: set[str],
-    revision: int,
+    replans: int,
 ) -> Replanned:
     """Re-plan the open work around a design flaw; finished and running tasks stay.
 
     ``statuses`` maps task ids to their status; ``open_ids`` are the tasks not started yet.
-    A replacement that reuses the id of a task that had started is renamed ``<id>-r<revision>``.
+    A replacement that reuses the id of a task that had started is renamed
+    ``<id>-r<replans>`` (``replans`` counts the run's re-plans, this one included).
 
     Raises:
         PlanningFailed: the re-plan stayed invalid.
@@ -196,7 +197,7 @@ async def replan(
     def check(answer: Plan) -> tuple[Plan, list[str]]:
         new = [t for t in normalize_roles(answer).tasks if t.id not in kept_ids]
         renamed.clear()
-        renamed.update({t.id: f"{t.id}-r{revision}" for t in new if t.id in started})
+        renamed.update({t.id: f"{t.id}-r{replans}" for t in new if t.id in started})
         new = [
             t.model_copy(
                 update={

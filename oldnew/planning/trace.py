@@ -54,3 +54,19 @@ def traceability(
             "status": status,
         }
     return out
+
+
+def run_traceability(values: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Return the traceability of a run's state: its scope, plan and task records.
+
+    Derived, never stored: it follows every change of the plan and of the tasks' progress.
+    """
+    if not values.get("scope") or not values.get("plan"):
+        return {}
+    records = values.get("tasks") or {}
+    return traceability(
+        Scope.model_validate(values["scope"]),
+        Plan.model_validate(values["plan"]),
+        {tid: str(r.get("status")) for tid, r in records.items()},
+        {tid: list(r.get("files") or []) for tid, r in records.items()},
+    )

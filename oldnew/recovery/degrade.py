@@ -10,19 +10,12 @@ all "must" has only critical tasks, so such runs behave as before.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
-
-from langchain_core.runnables import RunnableConfig
-from langgraph.pregel import Pregel
 
 from oldnew.graph.state import TaskRecord, TaskState, next_question_id
 from oldnew.planning.graphops import dependency_map, find_cycle, on_longest_chains
 from oldnew.recovery.escalations import retry_or_skip
-from oldnew.recovery.stall import keep_partial
-from oldnew.recovery.triage import decide
 from oldnew.schemas import Plan, Question, Scope
-from oldnew.workspace import Workspace
 
 
 def critical_tasks(plan: Plan, scope: Scope | None) -> set[str]:
@@ -79,28 +72,3 @@ def timeout_question(state: TaskState, reason: str, branch: str | None) -> Quest
         f"The task cannot be split further; {kept}.",
         "Run it again with a fresh time budget",
     )
-
-
-async def stop_for_good(
-    task_graph: Pregel[Any, Any, Any, Any],
-    config: RunnableConfig,
-    ws: Workspace,
-    reason: str,
-) -> bool:
-    """Turn a stopped task's thread into an escalation or a known limitation.
-
-    The thread is left as if ``validate`` had decided so, which routes it to ``escalate``
-    (a critical task) or ``record_limitation`` (any other); run it once more to get there.
-    Returns False when the thread holds nothing to decide on (it never started).
-    """
-    snap = await task_graph.aget_state(config)
-    values: TaskState = dict(snap.values)  # type: ignore[assignment]
-    if not values.get("task"):
-        return False
-    task = values["task"]
-    branch = await asyncio.to_thread(keep_partial, ws, task["id"], task["title"], reason)
-    update = decide(values, timeout_question(values, reason, branch))
-    if update.get("limitation"):
-        update["limitation"]["branch"] = branch
-    await task_graph.aupdate_state(config, update, as_node="validate")
-    return True

@@ -1,0 +1,343 @@
+"""The scheduler: start each task the moment its own dependencies are done.
+
+LangGraph's supersteps are a barrier: with ``Send``, a task's successor waits for the slowest
+sibling. Here each task is its own compiled graph on its own checkpointed thread
+(``execution.threads``), at most ``agents`` at once, started as soon as it can run.
+
+It is rebuilt from the task threads on every entry (``load``), so a run killed at any point
+resumes without redoing finished work. It launches tasks, settles them when they end or wait,
+and watches two kinds of deadline: a task past ``task_time_limit`` and a run cap of the budget.
+What people say meanwhile (answers, feedback) comes from the inbox (``hitl.inbox``).
+
+Some waits are for the planner, not a person: a task whose fix rounds ran out after failing
+``split_after_failures`` times, or that ran past the time limit, is to be split; a task whose
+coder reports a design flaw is to be re-planned. The scheduler then starts no new task, lets
+the running ones finish, and hands the requests to the planner.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import traceback
+from typing import Any
+
+from langgraph.config import get_stream_writer
+from langgraph.types import Command
+
+from oldnew.budget import Caps, ledger_of, run_cap_reached
+from oldnew.context import Context
+from oldnew.errors import BudgetExceeded, UsageError
+from oldnew.execution.threads import TaskThreads, TaskView, record_of
+from oldnew.feedback import new_item
+from oldnew.graph.state import RunState, TaskRecord, TaskState
+from oldnew.hitl import inbox
+from oldnew.memory import decisions_from
+from oldnew.nodes.common import aemit
+from oldnew.recovery.degrade import dependent_record
+from oldnew.schemas import Plan
+from oldnew.workspace import Workspace
+
+Running = dict[asyncio.Task[TaskView], str]
+
+
+class Scheduler:
+    """Start each task as soon as its dependencies are done; at most ``agents`` at once."""
+
+    def __init__(
+        self,
+        state: RunState,
+        plan: Plan,
+        threads: TaskThreads,
+        ctx: Context,
+        ws: Workspace,
+        *,
+        agents: int,
+        critical: set[str],
+        hold_for_mvp: bool,
+    ) -> None:
+        """Prepare to schedule ``plan`` on its task threads."""
+        self.state, self.plan, self.threads, self.ctx, self.ws = state, plan, threads, ctx, ws
+        self.agents, self.critical, self.hold_for_mvp = agents, critical, hold_for_mvp
+        self.questions = dict(state.get("questions") or {})
+        self.answered_now: dict[str, dict[str, Any]] = {}
+        """Questions answered through the inbox while this scheduler ran."""
+        self.titles = {t.id: t.title for t in plan.tasks}
+        self.deps = {t.id: set(t.depends_on) for t in plan.tasks}
+        self.phase_of = {t.id: t.phase for t in plan.tasks}
+        self.views: dict[str, TaskView] = {}
+        self.records: dict[str, TaskRecord] = {}
+        self.writer = get_stream_writer()
+        self.requests: dict[str, dict[str, Any]] = {}
+        """Task id -> what the planner is asked to do with it (split, re-plan)."""
+        self.refused = set(state.get("revision_refused") or [])
+        self.split_from = state.get("split_from") or {}
+        self.started_at: dict[str, float] = {}
+        self.notices: list[str] = []
+        self.feedback: dict[str, dict[str, Any]] = {}
+        """Feedback given through the inbox while this scheduler ran, for the planner."""
+        self.stops: dict[str, dict[str, Any]] = {}
+        """"run" or a task id -> the budget cap that stopped it."""
+
+    # -- what the planner is asked ----------------------------------------------------------
+
+    def _depth(self, tid: str) -> int:
+        depth = 0
+        while tid in self.split_from and depth < 100:
+            tid, depth = self.split_from[tid], depth + 1
+        return depth
+
+    def splittable(self, tid: str) -> bool:
+        """Say whether ``tid`` may still be split (not refused, not split too deep)."""
+        return tid not in self.refused and self._depth(tid) < self.ctx.max_split_depth
+
+    async def request(
+        self, tid: str, kind: str, reason: str, question: dict[str, Any] | None
+    ) -> None:
+        """Ask the planner to split or re-plan ``tid``; start no new task meanwhile."""
+        self.requests[tid] = {"kind": kind, "task": tid, "reason": reason, "question": question}
+        await aemit(self.ws, task=tid, node="execute", event=f"request_{kind}", reason=reason)
+
+    async def review(self, tid: str) -> None:
+        """Turn a task's wait into a request to the planner when the planner can help."""
+        view = self.views[tid]
+        if view.stage != "waiting" or tid in self.requests or tid in self.refused:
+            return
+        q = view.question or {}
+        if (self.questions.get(q.get("id", "")) or {}).get("status") == "answered":
+            return  # a person decided; the task resumes with the answer
+        if q.get("kind") == "design_flaw" and self.state.get("replans", 0) < self.ctx.max_replans:
+            reason = f"{q.get('title', '')} {q.get('detail', '')}".strip()
+            await self.request(tid, "design_flaw", reason, q)
+        elif q.get("kind") == "fix_limit" and self.splittable(tid):
+            values = view.values
+            failures = int(values.get("fix_rounds_total", 0)) + values.get("regenerations", 0) + 1
+            if 0 < self.ctx.split_after_failures <= failures:
+                await self.request(tid, "split", f"its validation failed {failures} times", q)
+
+    def replan_requests(self) -> list[dict[str, Any]]:
+        """Return the requests for the planner, each with the tasks not started yet."""
+        open_ids = sorted(t for t, v in self.views.items() if v.stage == "new")
+        return [{**r, "open": open_ids} for r in self.requests.values()]
+
+    # -- launching and settling -------------------------------------------------------------
+
+    async def load(self) -> None:
+        """Rebuild the view of every task from its thread (the node's idempotence)."""
+        for tid, title in self.titles.items():
+            self.views[tid] = await self.threads.inspect(tid)
+            self.records[tid] = record_of(tid, title, self.views[tid])
+        for tid in self.titles:
+            await self.review(tid)
+
+    def start_input(self, tid: str) -> Any:
+        """Return what to run ``tid`` with now, or False when it cannot run yet."""
+        view = self.views[tid]
+        if view.stage == "incomplete":
+            return None
+        if view.stage == "waiting":
+            q = self.questions.get(view.question_id or "")
+            return Command(resume=q["answer"]) if q and q["status"] == "answered" else False
+        if view.stage == "new" and all(self.records[d]["status"] == "done" for d in self.deps[tid]):
+            task = next(t for t in self.plan.tasks if t.id == tid)
+            initial: TaskState = {
+                "task": task.model_dump(),
+                "workspace": str(self.ws.root),
+                "project": (self.state.get("scope") or {}).get("title", ""),
+                "decisions": decisions_from(self.questions),
+                "status": "coding",
+                "fix_round": 0,
+                "questions_asked": 0,
+                "critical": tid in self.critical,
+            }
+            return initial
+        return False
+
+    async def drive(self, tid: str, inp: Any) -> TaskView:
+        """Run one task's thread until it finishes or waits; forward its progress events."""
+        await aemit(self.ws, task=tid, node="execute", event="task_started")
+        stream = self.threads.graph.astream(
+            inp, self.threads.config(tid), stream_mode="custom", context=self.ctx
+        )
+        async for chunk in stream:
+            self.writer(chunk)
+        return await self.threads.inspect(tid)
+
+    def _launch(self, running: Running, started: set[str]) -> None:
+        for tid in self.titles:
+            if self.requests or self.feedback or "run" in self.stops:
+                return  # the planner changes the plan first, or the budget is spent
+            if tid in started or len(running) >= self.agents:
+                continue
+            if self.hold_for_mvp and self.phase_of[tid] != "mvp":
+                continue
+            blocked = next(
+                (d for d in self.deps[tid] if self.records[d]["status"] == "blocked"), None
+            )
+            if blocked and self.views[tid].stage == "new":
+                self.records[tid] |= dependent_record(blocked, self.records[blocked])  # type: ignore[typeddict-item]
+                started.add(tid)
+                continue
+            inp = self.start_input(tid)
+            if inp is False:
+                continue
+            started.add(tid)
+            self.records[tid]["status"] = "running"
+            self.started_at[tid] = asyncio.get_running_loop().time()
+            running[asyncio.create_task(self.drive(tid, inp))] = tid
+
+    async def _settle(self, tid: str, fut: asyncio.Task[TaskView]) -> None:
+        try:
+            self.views[tid] = fut.result()
+        except BudgetExceeded as exc:
+            await self._budget_stopped(tid, exc)
+            return
+        except Exception as exc:  # noqa: BLE001 - one task's failure must not end the run
+            error = f"{type(exc).__name__}: {exc}"
+            self.records[tid] |= {"status": "blocked", "blocker": error[:2000], "question": None}
+            await aemit(
+                self.ws,
+                task=tid,
+                node="execute",
+                event="task_failed",
+                error=error,
+                traceback=traceback.format_exc()[-4000:],
+            )
+            return
+        self.records[tid] = record_of(tid, self.titles[tid], self.views[tid])
+        await aemit(
+            self.ws,
+            task=tid,
+            node="execute",
+            event=f"task_{self.records[tid]['status']}",
+            commit=self.records[tid].get("commit"),
+        )
+
+    async def run(self) -> None:
+        """Run tasks until none can start and none is running.
+
+        While tasks wait for a person and others still run, the inbox is read between
+        tasks: an answer given meanwhile resumes its task without pausing the run.
+        """
+        running: Running = {}
+        started: set[str] = set()
+        while True:
+            await self._check_budget()
+            self._launch(running, started)
+            if not running:
+                if await self.read_inbox(started):
+                    continue
+                return
+            timeout = self._time_left(running)
+            if self._awaiting_answers():
+                timeout = inbox.POLL if timeout is None else min(timeout, inbox.POLL)
+            finished, _ = await asyncio.wait(
+                running, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+            for fut in finished:
+                tid = running.pop(fut)
+                await self._settle(tid, fut)
+                await self.review(tid)
+            await self.read_inbox(started)
+            if not finished:
+                await self._stop_overdue(running)
+
+    # -- what people say meanwhile ----------------------------------------------------------
+
+    def _awaiting_answers(self) -> bool:
+        return any(
+            v.stage == "waiting"
+            and (self.questions.get(v.question_id or "") or {}).get("status") != "answered"
+            for v in self.views.values()
+        )
+
+    async def read_inbox(self, started: set[str]) -> bool:
+        """Apply answers given while the run is busy; return whether a task can resume."""
+        waiting = {
+            v.question_id: (tid, v.question or {}) for tid, v in self.views.items() if v.question_id
+        }
+        known = {**self.questions, **self.answered_now}
+        got = await asyncio.to_thread(inbox.read_answers, self.ws, waiting, known)
+        for text in got.feedback:
+            await self._take_feedback(text)
+        for text in got.notices:
+            await self._notice(text)
+        for qid, entry in got.answered.items():
+            self.questions[qid] = self.answered_now[qid] = entry
+            tid = waiting[qid][0]
+            started.discard(tid)
+            await aemit(self.ws, task=tid, node="execute", event="answer_received", question=qid)
+        return bool(got.resumed)
+
+    async def _take_feedback(self, text: str) -> None:
+        """Keep feedback given while the run works, for the planner; start no new task."""
+        known = {**(self.state.get("feedback") or {}), **self.feedback}
+        try:
+            item = new_item(text, {**self.state, "feedback": known})
+        except UsageError as exc:
+            await self._notice(f"feedback was not applied: {exc}")
+            return
+        self.feedback[item.id] = item.model_dump()
+        await aemit(self.ws, node="execute", event="feedback_received", feedback=item.id)
+
+    async def _notice(self, text: str) -> None:
+        self.notices.append(text)
+        await aemit(self.ws, node="execute", event="inbox_refused", detail=text)
+
+    # -- deadlines: the budget and the time limit -------------------------------------------
+
+    async def _check_budget(self) -> None:
+        """Note a run cap that is reached: from then on no task starts."""
+        if "run" not in self.stops:
+            ledger = ledger_of(self.ws.root)
+            stop = await asyncio.to_thread(run_cap_reached, ledger, Caps.of(self.ctx))
+            if stop is not None:
+                self.stops["run"] = stop.to_dict()
+                await aemit(self.ws, node="execute", event="budget_stop", detail=stop.reason)
+
+    async def _budget_stopped(self, tid: str, exc: BudgetExceeded) -> None:
+        """Record a task a cap stopped mid-way; its thread resumes where it stopped."""
+        self.views[tid] = await self.threads.inspect(tid)
+        self.records[tid] = record_of(tid, self.titles[tid], self.views[tid])
+        self.records[tid] |= {"status": "blocked", "blocker": f"stopped by the budget: {exc}"}
+        self.stops["run" if exc.scope == "run" else tid] = exc.to_dict()
+        await aemit(self.ws, task=tid, node="execute", event="budget_stop", detail=exc.reason)
+
+    def _time_left(self, running: Running) -> float | None:
+        """Return seconds until the first running task passes the time limit (None: never)."""
+        limit = self.ctx.task_time_limit
+        ends = [self.started_at[t] + limit for t in running.values()]
+        if limit <= 0 or not ends:
+            return None
+        return max(0.01, min(ends) - asyncio.get_running_loop().time())
+
+    async def _stop_overdue(self, running: Running) -> None:
+        """Stop each task that ran past the time limit: split it, or else escalate or limit it.
+
+        Its partial work stays in its worktree (and, when it is not split, on a branch).
+        """
+        now = asyncio.get_running_loop().time()
+        limit = self.ctx.task_time_limit
+        for fut, tid in list(running.items()):
+            if fut.done() or now - self.started_at[tid] < limit:
+                continue  # (a task that just finished is settled by the next wait)
+            if "commit" in await self.threads.next_nodes(tid):
+                self.started_at[tid] += 60  # never stop a task while it merges into main
+                continue
+            fut.cancel()
+            await asyncio.gather(fut, return_exceptions=True)
+            running.pop(fut)
+            self.views[tid] = await self.threads.inspect(tid)
+            self.records[tid] = record_of(tid, self.titles[tid], self.views[tid])
+            if self.views[tid].stage == "finished":
+                continue
+            reason = f"it ran {now - self.started_at[tid]:.0f} s, past the {limit:g} s limit"
+            if self.splittable(tid):
+                await self.request(tid, "split", reason, None)
+            elif self.views[tid].values.get("task"):
+                # The task's graph takes the stop through its entry: it keeps the partial
+                # work, then escalates (a critical task) or records a known limitation.
+                await aemit(self.ws, task=tid, node="execute", event="stopped", reason=reason)
+                self.started_at[tid] = now  # it only runs on to its question or its end
+                running[asyncio.create_task(self.drive(tid, {"stop": reason}))] = tid
+            else:
+                self.records[tid] |= {"status": "blocked", "blocker": f"stopped: {reason}"}
