@@ -27,7 +27,7 @@ from rich.table import Table
 
 from oldnew.budget import budget_lines
 from oldnew.errors import OldnewError
-from oldnew.runner import (
+from oldnew.runs import (
     RunOutcome,
     answer_run,
     approve_gate,
@@ -451,7 +451,7 @@ def bench_faults(
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Run a synthetic plan through the graph under injected faults; print the figures."""
-    from oldnew.recovery.bench import run_fault_bench
+    from oldnew.bench.faults import run_fault_bench
 
     rates = {
         "rate_limit": transient / 3,

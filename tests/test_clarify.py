@@ -22,7 +22,7 @@ from oldnew.models import ScriptedChatModel, load_transcript
 from oldnew.planning.ambiguity import find_ambiguities
 from oldnew.planning.clarify import clarification_questions, settle, tidy_clarifications
 from oldnew.prompts import render
-from oldnew.runner import resume_run, start_run
+from oldnew.runs import resume_run, start_run
 from oldnew.schemas import Scope
 
 SCOPE_TEXT = (

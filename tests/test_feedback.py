@@ -17,7 +17,7 @@ from oldnew.cli import app
 from oldnew.errors import UsageError, WorkspaceError
 from oldnew.gates.verify import verify_workspace
 from oldnew.planning.trace import run_traceability
-from oldnew.runner import open_graph, resume_run, start_run, submit_feedback
+from oldnew.runs import open_graph, resume_run, start_run, submit_feedback
 from oldnew.workspace import Workspace
 
 EXAMPLE_REPLIES: list[dict[str, Any]] = tomllib.loads(

@@ -26,7 +26,7 @@ from oldnew.gates.mutation import choose, find_sites
 from oldnew.gates.profiles import resolve_profile
 from oldnew.nodes.checks import _report_sandbox, environment_blockers, feedback, gates_question
 from oldnew.report import render_markdown
-from oldnew.runner import resume_run, start_run
+from oldnew.runs import resume_run, start_run
 from oldnew.workspace import Workspace
 
 CALC = {

@@ -194,7 +194,7 @@ def test_a_run_survives_hostile_generated_code(tmp_path: Path) -> None:
 
     from test_graph import _scope_file, _transcript
 
-    from oldnew.runner import resume_run, run_status, start_run
+    from oldnew.runs import resume_run, run_status, start_run
 
     canary = tmp_path / "canary.txt"
     canary.write_text("precious")

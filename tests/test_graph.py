@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from oldnew import build_graph, build_task_graph
 from oldnew.cli import app
-from oldnew.runner import resume_run, start_run
+from oldnew.runs import resume_run, start_run
 
 SCOPE = {"title": "calc", "summary": "s", "features": [{"id": "F1", "title": "add"}]}
 PLAN = {

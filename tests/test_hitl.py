@@ -15,7 +15,7 @@ from typing import Any
 from typer.testing import CliRunner
 
 from oldnew.cli import app
-from oldnew.runner import (
+from oldnew.runs import (
     answer_run,
     approve_gate,
     resume_run,

@@ -21,7 +21,7 @@ from oldnew.cli import app
 from oldnew.memory.signature import signature_of
 from oldnew.memory.store import Memory, MemoryEntry, tokens
 from oldnew.models import ScriptedChatModel, load_transcript
-from oldnew.runner import resume_run, start_run
+from oldnew.runs import resume_run, start_run
 
 PROMPTS: list[str] = []
 

@@ -17,7 +17,7 @@ from oldnew.cli import app
 from oldnew.context import Context
 from oldnew.errors import UsageError
 from oldnew.notify import NotifyFailed, describe, notify_outcome, send
-from oldnew.runner import RunOutcome, resume_run, run_status, start_run
+from oldnew.runs import RunOutcome, resume_run, run_status, start_run
 from oldnew.workspace import Workspace
 
 CODE = (

@@ -28,7 +28,7 @@ from fake_openai import FakeOpenAIServer, Reply
 
 from oldnew.errors import ConfigurationError
 from oldnew.models import ScriptedReply, load_transcript, make_chat_model
-from oldnew.runner import resume_run, start_run
+from oldnew.runs import resume_run, start_run
 
 TRANSCRIPT = EXAMPLE / "transcript.toml"
 CODER_SYSTEM = re.compile(r"You are an? \S+ engineer on a team")

@@ -14,7 +14,7 @@ from langchain_core.outputs import ChatResult
 
 from oldnew.models import ScriptedChatModel, load_transcript
 from oldnew.planning.trace import run_traceability
-from oldnew.runner import open_graph, resume_run, start_run
+from oldnew.runs import open_graph, resume_run, start_run
 from oldnew.workspace import Workspace
 
 OPS = {"add": ("+", 5), "sub": ("-", -1), "mul": ("*", 6)}

@@ -15,7 +15,7 @@ from conftest import EXAMPLE
 from fake_openai import FakeOpenAIServer, Reply
 from test_openai_client import TranscriptResponder
 
-from oldnew.runner import resume_run, start_run
+from oldnew.runs import resume_run, start_run
 
 
 class FaultOnce:

@@ -15,7 +15,7 @@ from oldnew.cli import EXIT
 from oldnew.models import ScriptedChatModel, load_transcript
 from oldnew.recovery.degrade import critical_tasks, dependent_record
 from oldnew.recovery.stall import Round, error_fingerprint, stuck_reason
-from oldnew.runner import resume_run, start_run
+from oldnew.runs import resume_run, start_run
 from oldnew.schemas import Plan, Scope
 
 SCOPE = {

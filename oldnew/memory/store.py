@@ -305,6 +305,10 @@ class Memory:
 
     # -- knowledge base: templates ----------------------------------------------------------
 
+    async def templates(self) -> list[tuple[str, dict[str, Any]]]:
+        """Return every template of work that passed every check, as (key, value)."""
+        return await self._items(TEMPLATES)
+
     async def save_template(
         self, description: str, files: dict[str, str], *, project: str, evidence: str = ""
     ) -> str | None:

@@ -114,7 +114,7 @@ async def preview_plan(
 
 async def run_preview(scope_file: Path | str, context: dict[str, Any]) -> Preview:
     """Read SCOPE_FILE and preview its plan with the run settings in ``context``."""
-    from oldnew.runner import read_scope
+    from oldnew.runs import read_scope
 
     text = read_scope(scope_file)
     ctx = Context(**{k: v for k, v in context.items() if v is not None})

@@ -1,64 +1,39 @@
-"""Start, resume, answer and inspect runs on a workspace: what the CLI and notebooks call.
+"""The commands on a run: start, resume, answer, approve, feedback, status, memory.
 
-One process works on a workspace at a time (a file lock); the run's thread id is its run id,
-and its checkpoints live in ``.oldnew/checkpoints.sqlite`` inside the workspace.
+What the CLI, notebooks and benchmarks call. Each opens the run's session, hands the graph
+its input (a scope, a restart, answers, feedback) and returns where the run stands.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack, ExitStack, asynccontextmanager
-from dataclasses import asdict, dataclass, field
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from langchain_core.runnables import RunnableConfig
-from langgraph.checkpoint.base import BaseCheckpointSaver
-from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
-from langgraph.graph.state import CompiledStateGraph
-from langgraph.store.sqlite.aio import AsyncSqliteStore
 from langgraph.types import Command
 
-from oldnew.budget import budget_summary, run_context, save_budget
+from oldnew.budget import save_budget
 from oldnew.context import Context
 from oldnew.errors import RunLockedError, UsageError
-from oldnew.execution.threads import TaskThreads
-from oldnew.execution.threads import records as task_records
 from oldnew.feedback import check_text, new_item, refusal
-from oldnew.graph.build import build_graph, build_task_graph
 from oldnew.hitl import gates, inbox
-from oldnew.models import ModelOverrides, aclose_http_clients, check_model_specs
-from oldnew.schemas import Plan, Question
+from oldnew.models import ModelOverrides, check_model_specs
+from oldnew.runs.outcome import RunOutcome, outcome_of
+from oldnew.runs.session import (
+    SCOPE_COPY,
+    EventSink,
+    RunGraph,
+    open_graph,
+    open_memory,
+    run_config,
+    run_context,
+    stream,
+)
+from oldnew.schemas import Question
 from oldnew.workspace import Workspace
 
-CHECKPOINTS = "checkpoints.sqlite"
-SCOPE_COPY = "scope.md"
 MAX_SCOPE_BYTES = 5_000_000
-EventSink = Callable[[dict[str, Any]], None]
-
-
-@dataclass
-class RunOutcome:
-    """Where a run stands after a call returns."""
-
-    status: str
-    """delivered, waiting (for a person), blocked, aborted, stopped (by the budget), or running
-    (interrupted)."""
-    run_id: str
-    workspace: str
-    tasks: list[dict[str, Any]] = field(default_factory=list)
-    questions: list[dict[str, Any]] = field(default_factory=list)
-    notices: list[str] = field(default_factory=list)
-    report: str | None = None
-    queued: dict[str, str] = field(default_factory=dict)
-    """Answers left in the inbox of a busy run (its process applies them between tasks)."""
-    budget: dict[str, Any] = field(default_factory=dict)
-    """Spend against the caps: tokens, cost, working time, per phase, top tasks, stops."""
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-ready dict (what ``status --json`` prints)."""
-        return asdict(self)
 
 
 def read_scope(path: Path | str) -> str:
@@ -83,126 +58,6 @@ def read_scope(path: Path | str) -> str:
     return text
 
 
-def _run_config(run_id: str) -> RunnableConfig:
-    return {"configurable": {"thread_id": run_id}, "recursion_limit": 500}
-
-
-@asynccontextmanager
-async def open_memory(path: str | None, ws: Workspace | None = None) -> AsyncIterator[Any]:
-    """Yield the memory store at ``path``, or None when it is off or cannot be opened.
-
-    A corrupted or locked memory file never stops a run: the run goes on without memory
-    and its event log says why.
-    """
-    async with AsyncExitStack() as stack:
-        store: AsyncSqliteStore | None = None
-        if path and path != "off":
-            file = Path(path).expanduser()
-            try:
-                file.parent.mkdir(parents=True, exist_ok=True)
-                store = await stack.enter_async_context(
-                    AsyncSqliteStore.from_conn_string(str(file))
-                )
-                await store.setup()
-                await store.asearch(("oldnew",), limit=1)
-            except Exception as exc:  # noqa: BLE001 - memory is optional, the run is not
-                store = None
-                if ws is not None:
-                    ws.log_event(
-                        node="memory",
-                        event="unavailable",
-                        path=str(file),
-                        error=f"{type(exc).__name__}: {exc}",
-                    )
-        yield store
-
-
-@asynccontextmanager
-async def open_graph(
-    ws: Workspace, models: ModelOverrides = None, memory_path: str | None = None
-) -> AsyncIterator[CompiledStateGraph[Any, Any, Any, Any]]:
-    """Yield the graph compiled on the workspace's SQLite checkpoints and the memory store."""
-    try:
-        async with (
-            AsyncSqliteSaver.from_conn_string(str(ws.meta / CHECKPOINTS)) as saver,
-            open_memory(memory_path, ws) as store,
-        ):
-            yield build_graph(models=models, checkpointer=saver, store=store)
-    finally:
-        await aclose_http_clients()  # pooled connections must not outlive this event loop
-
-
-def _context(ws: Workspace, overrides: dict[str, Any]) -> Context:
-    saved = (ws.run_info() or {}).get("context", {})
-    merged = {**saved, **{k: v for k, v in overrides.items() if v is not None}}
-    return Context(**merged, workspace=str(ws.root))
-
-
-async def _stream(
-    graph: CompiledStateGraph[Any, Any, Any, Any],
-    inp: Any,
-    config: RunnableConfig,
-    ctx: Context,
-    on_event: EventSink | None,
-) -> None:
-    async for mode, chunk in graph.astream(
-        inp, config, context=ctx, stream_mode=["updates", "custom"]
-    ):
-        if on_event is None:
-            continue
-        if mode == "custom" and isinstance(chunk, dict):
-            on_event(chunk)
-        elif isinstance(chunk, dict):
-            for node in chunk:
-                if node != "__interrupt__":
-                    on_event({"node": node, "event": "finished"})
-
-
-async def outcome_of(
-    graph: CompiledStateGraph[Any, Any, Any, Any], ws: Workspace, run_id: str
-) -> RunOutcome:
-    """Read where the run stands from its checkpoints (task records live from task threads)."""
-    config = _run_config(run_id)
-    snap = await graph.aget_state(config)
-    values = dict(snap.values or {})
-    tasks: list[dict[str, Any]] = []
-    asked: list[dict[str, Any]] = []
-    if values.get("plan"):
-        plan = Plan.model_validate(values["plan"])
-        saver = graph.checkpointer if isinstance(graph.checkpointer, BaseCheckpointSaver) else None
-        threads = TaskThreads(build_task_graph(), run_id, values.get("plan_version", 1), saver)
-        views, records = await task_records(threads, plan, values.get("tasks") or {})
-        tasks = [dict(r) for r in records.values()]
-        known = values.get("questions") or {}
-        for view in views.values():
-            if view.question_id and view.question:
-                asked.append(known.get(view.question_id) or view.question)
-    questions: list[dict[str, Any]] = []
-    notices: list[str] = []
-    if snap.interrupts:
-        payload = snap.interrupts[0].value
-        questions = list(payload.get("questions", []))
-        notices = list(payload.get("notices", []))
-        status = "waiting"
-    elif not snap.tasks and values.get("report"):
-        status = str(values.get("status"))
-        notices = list(values.get("notices") or [])  # the hook's, when it failed at the end
-    else:
-        status = "running" if values else "not started"
-        # A busy run: tasks that wait for a person while others work can be answered now.
-        questions = [q for q in asked if q.get("status", "pending") == "pending"]
-    return RunOutcome(
-        status=status,
-        run_id=run_id,
-        workspace=str(ws.root),
-        tasks=tasks,
-        questions=questions,
-        notices=notices,
-        report=values.get("report"),
-        budget=budget_summary(ws, run_context(ws), values.get("budget_stops")),
-    )
-
-
 async def start_run(
     scope_file: Path | str,
     workspace: Path | str,
@@ -223,10 +78,10 @@ async def start_run(
         workspace, run_id, {"scope_file": str(Path(scope_file).resolve()), "context": overrides}
     )
     (ws.meta / SCOPE_COPY).write_text(text, encoding="utf-8")
-    ctx = _context(ws, {})
+    ctx = run_context(ws, {})
     with ws.lock():
         async with open_graph(ws, models, ctx.memory_path) as graph:
-            await _stream(graph, {"scope_text": text}, _run_config(run_id), ctx, on_event)
+            await stream(graph, {"scope_text": text}, run_config(run_id), ctx, on_event)
             return await outcome_of(graph, ws, run_id)
 
 
@@ -241,11 +96,11 @@ async def resume_run(
     """Continue a run: after a crash or kill, with answers, or to retry blocked tasks."""
     ws = Workspace.open(workspace)
     run_id = str((ws.run_info() or {})["run_id"])
-    ctx = _context(ws, context or {})
+    ctx = run_context(ws, context or {})
     gates.enabled(ctx.gates)
     if models is None:
         check_model_specs(ctx)
-    config = _run_config(run_id)
+    config = run_config(run_id)
     with ws.lock():
         save_budget(ws, context or {})  # a raised cap holds for later resumes too
         cleared = ws.recover()
@@ -276,14 +131,14 @@ async def resume_run(
                 inp = {"restart": True}
             else:
                 inp = None
-            await _stream(graph, inp, config, ctx, on_event)
+            await stream(graph, inp, config, ctx, on_event)
             for letter in letters:
                 inbox.taken(letter)
             return await outcome_of(graph, ws, run_id)
 
 
 async def _fold_inbox(
-    graph: CompiledStateGraph[Any, Any, Any, Any],
+    graph: RunGraph,
     ws: Workspace,
     run_id: str,
     letters: list[inbox.Letter],
@@ -380,10 +235,10 @@ async def submit_feedback(
     check_text(text)
     ws = Workspace.open(workspace)
     run_id = str((ws.run_info() or {})["run_id"])
-    ctx = _context(ws, context or {})
+    ctx = run_context(ws, context or {})
     if models is None:
         check_model_specs(ctx)
-    config = _run_config(run_id)
+    config = run_config(run_id)
     with ExitStack() as stack:
         try:
             stack.enter_context(ws.lock())
@@ -400,14 +255,14 @@ async def submit_feedback(
             item = new_item(text, values)
             ws.log_event(node="feedback", event="received", feedback=item.id, chars=len(item.text))
             inp = {"feedback": {item.id: item.model_dump()}}
-            await _stream(graph, inp, config, ctx, on_event)
+            await stream(graph, inp, config, ctx, on_event)
             return await outcome_of(graph, ws, run_id)
 
 
 async def _queue_feedback(ws: Workspace, run_id: str, text: str) -> RunOutcome:
     """Leave feedback in a busy run's inbox, once the run is known to take feedback."""
     async with open_graph(ws) as graph:
-        values = dict((await graph.aget_state(_run_config(run_id))).values or {})
+        values = dict((await graph.aget_state(run_config(run_id))).values or {})
         why = refusal(values)
         if why:
             raise UsageError(why)
@@ -454,7 +309,7 @@ async def memory_listing(
 
     if workspace is not None:
         ws = Workspace.open(workspace)
-        ctx = _context(ws, {})
+        ctx = run_context(ws, {})
         run_id = str((ws.run_info() or {})["run_id"])
     else:
         ws, ctx, run_id = None, Context(), ""
@@ -483,7 +338,7 @@ async def memory_listing(
                 }
                 for k, r in await memory.fixes()
             ]
-            for key, value in await memory._items(TEMPLATES):
+            for key, value in await memory.templates():
                 rows.append(
                     {
                         "key": key,

@@ -125,7 +125,7 @@ async def run_fault_bench(
 ) -> dict[str, Any]:
     """Run the benchmark and return its figures as one JSON-ready dict."""
     from oldnew.context import Context
-    from oldnew.runner import _run_config, _stream, open_graph, outcome_of
+    from oldnew.runs import open_graph, outcome_of, run_config, stream
     from oldnew.workspace import Workspace
 
     root = workdir or Path(tempfile.mkdtemp(prefix="oldnew-bench-"))
@@ -168,14 +168,14 @@ async def run_fault_bench(
             for t in plan["tasks"]
         },
     }
-    config = _run_config(run_id)
+    config = run_config(run_id)
     crashed = None
     start = time.monotonic()
     with ws.lock():
         async with open_graph(ws, models=model) as graph:
             await graph.aupdate_state(config, seeded, as_node="plan")
             try:
-                await _stream(graph, None, config, ctx, None)
+                await stream(graph, None, config, ctx, None)
             except Exception as exc:  # noqa: BLE001 - a crash is a figure of the benchmark
                 crashed = f"{type(exc).__name__}: {exc}"
             outcome = await outcome_of(graph, ws, run_id)

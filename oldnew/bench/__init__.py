@@ -1,0 +1,1 @@
+"""Benchmarks: the graph under injected faults (``oldnew bench faults``)."""

@@ -1,0 +1,82 @@
+"""Where a run stands, read from its checkpoints: the run's thread and its task threads."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from langgraph.checkpoint.base import BaseCheckpointSaver
+
+from oldnew.budget import budget_summary
+from oldnew.execution.threads import TaskThreads
+from oldnew.execution.threads import records as task_records
+from oldnew.graph.build import build_task_graph
+from oldnew.runs.session import RunGraph, run_config, run_context
+from oldnew.schemas import Plan
+from oldnew.workspace import Workspace
+
+
+@dataclass
+class RunOutcome:
+    """Where a run stands after a call returns."""
+
+    status: str
+    """delivered, waiting (for a person), blocked, aborted, stopped (by the budget), or running
+    (interrupted)."""
+    run_id: str
+    workspace: str
+    tasks: list[dict[str, Any]] = field(default_factory=list)
+    questions: list[dict[str, Any]] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)
+    report: str | None = None
+    queued: dict[str, str] = field(default_factory=dict)
+    """Answers left in the inbox of a busy run (its process applies them between tasks)."""
+    budget: dict[str, Any] = field(default_factory=dict)
+    """Spend against the caps: tokens, cost, working time, per phase, top tasks, stops."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict (what ``status --json`` prints)."""
+        return asdict(self)
+
+
+async def outcome_of(graph: RunGraph, ws: Workspace, run_id: str) -> RunOutcome:
+    """Read where the run stands from its checkpoints (task records live from task threads)."""
+    config = run_config(run_id)
+    snap = await graph.aget_state(config)
+    values = dict(snap.values or {})
+    tasks: list[dict[str, Any]] = []
+    asked: list[dict[str, Any]] = []
+    if values.get("plan"):
+        plan = Plan.model_validate(values["plan"])
+        saver = graph.checkpointer if isinstance(graph.checkpointer, BaseCheckpointSaver) else None
+        threads = TaskThreads(build_task_graph(), run_id, values.get("plan_version", 1), saver)
+        views, records = await task_records(threads, plan, values.get("tasks") or {})
+        tasks = [dict(r) for r in records.values()]
+        known = values.get("questions") or {}
+        for view in views.values():
+            if view.question_id and view.question:
+                asked.append(known.get(view.question_id) or view.question)
+    questions: list[dict[str, Any]] = []
+    notices: list[str] = []
+    if snap.interrupts:
+        payload = snap.interrupts[0].value
+        questions = list(payload.get("questions", []))
+        notices = list(payload.get("notices", []))
+        status = "waiting"
+    elif not snap.tasks and values.get("report"):
+        status = str(values.get("status"))
+        notices = list(values.get("notices") or [])  # the hook's, when it failed at the end
+    else:
+        status = "running" if values else "not started"
+        # A busy run: tasks that wait for a person while others work can be answered now.
+        questions = [q for q in asked if q.get("status", "pending") == "pending"]
+    return RunOutcome(
+        status=status,
+        run_id=run_id,
+        workspace=str(ws.root),
+        tasks=tasks,
+        questions=questions,
+        notices=notices,
+        report=values.get("report"),
+        budget=budget_summary(ws, run_context(ws, {}), values.get("budget_stops")),
+    )
