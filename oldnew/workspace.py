@@ -86,6 +86,8 @@ class Workspace:
         """Point at ``root``; use :meth:`create` or :meth:`open` to check it first."""
         self.root = Path(root).resolve()
         self.meta = self.root / META
+        self.checkpoints = self.meta / "checkpoints.sqlite"
+        """The SQLite file of the run's checkpoints (and, on a server, of its task threads)."""
 
     # -- lifecycle -------------------------------------------------------------------------
 

@@ -47,23 +47,17 @@ class TaskView:
 
 
 class TaskThreads:
-    """The task threads of one run's plan, on one saver.
-
-    ``saver`` is the run's checkpointer when the caller has it (``build_graph(checkpointer=)``,
-    a finished run read from outside). Inside a graph run on a LangGraph server it is None:
-    the task graph then runs as a nested graph of the running node and LangGraph lends it the
-    server's checkpointer.
-    """
+    """The task threads of one run's plan, on one saver (passed explicitly, never borrowed)."""
 
     def __init__(
         self,
         task_graph: TaskGraph,
         run_thread: str,
         plan_version: int,
-        saver: BaseCheckpointSaver[Any] | None = None,
+        saver: BaseCheckpointSaver[Any],
     ) -> None:
-        """Address the threads of ``run_thread``'s plan ``plan_version``."""
-        if saver is not None and task_graph.checkpointer is not saver:
+        """Address the threads of ``run_thread``'s plan ``plan_version`` on ``saver``."""
+        if task_graph.checkpointer is not saver:
             task_graph = task_graph.copy(update={"checkpointer": saver})
         self.graph = task_graph
         self.run_thread, self.plan_version = run_thread, plan_version

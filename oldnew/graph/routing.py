@@ -70,8 +70,8 @@ def where_it_stands(state: RunState) -> Literal["scope", "plan", "execute", "del
         return "scope"
     if _pending(state, "approval") or (not state.get("plan") and _pending(state, "clarification")):
         return "human"
-    if state.get("plan") and ready_feedback(state):
-        return "plan"  # changes asked at the MVP preview or the final review
+    if state.get("plan") and (ready_feedback(state) or malformed_feedback(state)):
+        return "plan"  # changes asked at a review, or feedback given as the run's input
     if not state.get("plan"):
         return "plan"
     return "execute"

@@ -7,14 +7,15 @@ questions, approvals due, requests for the planner, budget stops, feedback).
 
 from __future__ import annotations
 
+from contextlib import AsyncExitStack
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from langgraph.runtime import Runtime
 
 from oldnew.context import Context
-from oldnew.errors import ConfigurationError
 from oldnew.execution.scheduler import Scheduler
 from oldnew.execution.threads import TaskGraph, TaskThreads
 from oldnew.graph.state import RunState
@@ -24,6 +25,7 @@ from oldnew.nodes.common import arun_workspace
 from oldnew.nodes.human import remember_answers
 from oldnew.recovery.degrade import critical_tasks
 from oldnew.schemas import Plan, Scope
+from oldnew.workspace import Workspace
 
 
 async def execute(
@@ -36,11 +38,33 @@ async def execute(
 ) -> dict[str, Any]:
     """Run every task whose dependencies are done, up to max_agents at once.
 
-    ``saver`` is the checkpointer the graph was built with; without one (a LangGraph server
-    supplies its own) the task threads borrow the server's through LangGraph's nested runs.
+    ``saver`` is the checkpointer the graph was built with. A graph built without one (a
+    LangGraph server or a host graph supplies the run's) keeps its task threads in the
+    workspace's own SQLite file: LangGraph lends a nested run its parent's saver, but not to
+    the state reads that tell where each task stands.
     """
     ctx = runtime.context or Context()
     ws = await arun_workspace(ctx, config)
+    async with AsyncExitStack() as stack:
+        own: BaseCheckpointSaver[Any] = (
+            saver
+            if saver is not None
+            else await stack.enter_async_context(
+                AsyncSqliteSaver.from_conn_string(str(ws.checkpoints))
+            )
+        )
+        return await _execute(state, runtime, config, ctx, ws, task_graph, own)
+
+
+async def _execute(
+    state: RunState,
+    runtime: Runtime[Context],
+    config: RunnableConfig,
+    ctx: Context,
+    ws: Workspace,
+    task_graph: TaskGraph,
+    saver: BaseCheckpointSaver[Any],
+) -> dict[str, Any]:
     if runtime.store is not None and task_graph.store is not runtime.store:
         # Task threads are separate runs: lend them the run's store (memory) explicitly.
         task_graph = task_graph.copy(update={"store": runtime.store})
@@ -58,15 +82,7 @@ async def execute(
         critical=critical_tasks(plan, scope),
         hold_for_mvp=gates.holds_for_mvp(state, plan, ctx.gates),
     )
-    try:
-        await scheduler.load()
-    except ValueError as exc:
-        if "checkpointer" not in str(exc).lower():
-            raise
-        raise ConfigurationError(
-            "oldnew's graph needs a checkpointer: compile it with build_graph(checkpointer=...) "
-            "or run it inside a LangGraph server"
-        ) from exc
+    await scheduler.load()
     await scheduler.run()
     if scheduler.answered_now:
         answered = {q: {"answer": v["answer"]} for q, v in scheduler.answered_now.items()}

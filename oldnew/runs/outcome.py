@@ -48,7 +48,8 @@ async def outcome_of(graph: RunGraph, ws: Workspace, run_id: str) -> RunOutcome:
     asked: list[dict[str, Any]] = []
     if values.get("plan"):
         plan = Plan.model_validate(values["plan"])
-        saver = graph.checkpointer if isinstance(graph.checkpointer, BaseCheckpointSaver) else None
+        saver = graph.checkpointer
+        assert isinstance(saver, BaseCheckpointSaver), "open_graph compiles with a saver"
         threads = TaskThreads(build_task_graph(), run_id, values.get("plan_version", 1), saver)
         views, records = await task_records(threads, plan, values.get("tasks") or {})
         tasks = [dict(r) for r in records.values()]

@@ -21,7 +21,6 @@ from oldnew.graph.build import build_graph
 from oldnew.models import ModelOverrides, aclose_http_clients
 from oldnew.workspace import Workspace
 
-CHECKPOINTS = "checkpoints.sqlite"
 SCOPE_COPY = "scope.md"
 EventSink = Callable[[dict[str, Any]], None]
 RunGraph = CompiledStateGraph[Any, Any, Any, Any]
@@ -69,7 +68,7 @@ async def open_graph(
     """Yield the graph compiled on the workspace's SQLite checkpoints and the memory store."""
     try:
         async with (
-            AsyncSqliteSaver.from_conn_string(str(ws.meta / CHECKPOINTS)) as saver,
+            AsyncSqliteSaver.from_conn_string(str(ws.checkpoints)) as saver,
             open_memory(memory_path, ws) as store,
         ):
             yield build_graph(models=models, checkpointer=saver, store=store)

@@ -1,0 +1,142 @@
+"""Every way out of every router and deciding node, one case at a time (no model, no gates)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from oldnew.graph import routing
+from oldnew.nodes.enter import enter
+
+PENDING = {"status": "pending", "kind": "configuration"}
+APPROVAL = {"status": "pending", "kind": "approval", "gate": "design"}
+CLARIFY = {"status": "pending", "kind": "clarification"}
+STOP = {"run": {"reason": "token cap"}}
+FEEDBACK = {"fb1": {"id": "fb1", "text": "add a flag", "received": "2026-12-01T08:00:00Z"}}
+MALFORMED = {"fb2": {"text": "no id"}}
+PLAN = {"tasks": [{"id": "T1"}]}
+
+
+@pytest.mark.parametrize(
+    ("state", "expected"),
+    [
+        ({"status": "aborted"}, "deliver"),
+        ({"scope": {"t": 1}, "budget_stops": STOP}, "deliver"),
+        ({"scope": {"t": 1}}, "plan"),
+        ({"scope": {"t": 1}, "questions": {"q": CLARIFY}}, "human"),
+        ({}, "human"),  # no scope parsed: the scope question waits
+    ],
+)
+def test_after_scope(state: dict[str, Any], expected: str) -> None:
+    assert routing.after_scope(state) == expected  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("state", "expected"),
+    [
+        ({"plan": PLAN, "budget_stops": STOP}, "deliver"),
+        ({"plan": PLAN, "questions": {"g": APPROVAL}}, "human"),
+        ({"plan": PLAN}, "execute"),
+        ({"plan": PLAN, "questions": {"q": PENDING}}, "execute"),  # others run meanwhile
+        ({"plan_problems": ["x"]}, "plan"),
+        ({"plan_problems": ["x"], "questions": {"q": PENDING}}, "human"),
+    ],
+)
+def test_after_plan(state: dict[str, Any], expected: str) -> None:
+    assert routing.after_plan(state) == expected  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("state", "expected"),
+    [
+        ({"budget_stops": STOP, "replan": [{"task": "T1"}]}, "deliver"),
+        ({"replan": [{"task": "T1", "kind": "split"}]}, "plan"),
+        ({"feedback": FEEDBACK}, "plan"),
+        ({"questions": {"q": PENDING}}, "human"),
+        ({}, "deliver"),
+    ],
+)
+def test_after_execute(state: dict[str, Any], expected: str) -> None:
+    assert routing.after_execute(state) == expected  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("state", "expected"),
+    [
+        ({"status": "aborted", "scope": {"t": 1}}, "deliver"),
+        ({"scope_text": "x"}, "scope"),
+        ({"scope": {"t": 1}, "questions": {"g": APPROVAL}}, "human"),
+        ({"scope": {"t": 1}, "questions": {"c": CLARIFY}}, "human"),
+        ({"scope": {"t": 1}, "plan": PLAN, "feedback": FEEDBACK}, "plan"),
+        ({"scope": {"t": 1}, "plan": PLAN, "feedback": MALFORMED}, "plan"),  # it says why
+        ({"scope": {"t": 1}}, "plan"),
+        ({"scope": {"t": 1}, "plan": PLAN}, "execute"),
+        ({"scope": {"t": 1}, "plan": PLAN, "questions": {"c": CLARIFY}}, "execute"),
+    ],
+)
+def test_where_it_stands_is_the_route_after_a_person_and_into_the_graph(
+    state: dict[str, Any], expected: str
+) -> None:
+    assert routing.where_it_stands(state) == expected  # type: ignore[arg-type]
+    assert routing.after_human(state) == expected  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("state", "goto", "update"),
+    [
+        ({"scope_text": "build it"}, "scope", {}),
+        (
+            {"scope": {"t": 1}, "plan": PLAN, "status": "blocked", "restart": True},
+            "execute",
+            {"restart": False, "status": "executing", "budget_stops": {}},
+        ),
+        (
+            {"scope": {"t": 1}, "plan": PLAN, "status": "stopped", "budget_stops": STOP},
+            "execute",
+            {},
+        ),
+        (
+            {"scope": {"t": 1}, "plan": PLAN, "status": "delivered", "feedback": FEEDBACK},
+            "plan",
+            {},
+        ),
+    ],
+)
+def test_enter_goes_on_from_where_the_run_stands(
+    state: dict[str, Any], goto: str, update: dict[str, Any]
+) -> None:
+    command = asyncio.run(enter(state))  # type: ignore[arg-type]
+    assert command.goto == goto and command.update == update
+
+
+@pytest.mark.parametrize(
+    ("router", "state", "expected"),
+    [
+        (routing.task_entry, {"status": "coding"}, "code"),
+        (routing.task_entry, {"stop": "it ran 900 s"}, "stop"),
+        (routing.after_code, {"status": "validating"}, "validate"),
+        (routing.after_code, {"status": "waiting"}, "escalate"),
+        (routing.after_validate, {"status": "passed"}, "commit"),
+        (routing.after_validate, {"status": "fixing"}, "fix"),
+        (routing.after_validate, {"status": "coding"}, "code"),
+        (routing.after_validate, {"status": "waiting"}, "escalate"),
+        (routing.after_validate, {"status": "limiting"}, "record_limitation"),
+        (routing.after_fix, {"status": "validating"}, "validate"),
+        (routing.after_fix, {"status": "waiting"}, "escalate"),
+        (routing.after_commit, {"status": "done"}, "__end__"),
+        (routing.after_commit, {"status": "fixing"}, "fix"),
+        (routing.after_escalate, {"status": "blocked"}, "__end__"),
+        (routing.after_escalate, {"status": "fixing"}, "fix"),
+        (routing.after_escalate, {"status": "coding"}, "code"),
+    ],
+)
+def test_task_routers(router: Any, state: dict[str, Any], expected: str) -> None:
+    assert router(state) == expected
+
+
+def test_validate_that_left_no_verdict_is_a_bug_not_a_commit() -> None:
+    # "validating" asks for a check; only "passed" may commit.
+    with pytest.raises(ValueError, match="no way out"):
+        routing.after_validate({"status": "validating"})
