@@ -22,7 +22,7 @@ from langgraph.types import Command
 from oldnew.budget import budget_summary, run_context, save_budget
 from oldnew.context import Context
 from oldnew.errors import RunLockedError, UsageError
-from oldnew.feedback import check_text, new_item, refusal
+from oldnew.feedback.items import check_text, new_item, refusal
 from oldnew.graph.build import build_graph, build_task_graph
 from oldnew.hitl import gates, inbox
 from oldnew.models import ModelOverrides, aclose_http_clients, check_model_specs

@@ -34,7 +34,7 @@ from langgraph.types import Command
 from oldnew.budget import Caps, ledger_of, run_cap_reached
 from oldnew.context import Context
 from oldnew.errors import BudgetExceeded, ConfigurationError, UsageError
-from oldnew.feedback import new_item
+from oldnew.feedback.items import new_item
 from oldnew.graph.state import RunState, TaskRecord, TaskState
 from oldnew.hitl import gates, inbox, records
 from oldnew.memory import decisions_from

@@ -12,7 +12,7 @@ from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 
 from oldnew.context import Context
-from oldnew.feedback import MAX_FEEDBACK_CHARS, new_item
+from oldnew.feedback.items import MAX_FEEDBACK_CHARS, new_item
 from oldnew.graph.state import RunState
 from oldnew.hitl import gates
 from oldnew.memory.decisions import DECISION_KINDS

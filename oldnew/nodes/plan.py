@@ -17,13 +17,13 @@ from langgraph.runtime import Runtime
 from oldnew.budget import metered
 from oldnew.context import Context
 from oldnew.errors import BudgetExceeded, ModelOutputError
-from oldnew.feedback import malformed_feedback, ready_feedback
+from oldnew.feedback.apply import apply_feedback
+from oldnew.feedback.items import malformed_feedback, ready_feedback
 from oldnew.graph.state import RunState, TaskRecord
 from oldnew.hitl import gates
 from oldnew.memory.learning import memory_of, remember_scope_and_plan
 from oldnew.models import ModelOverrides, aresolve_model
 from oldnew.nodes.common import aemit, arun_workspace
-from oldnew.nodes.feedback import apply_feedback
 from oldnew.nodes.scope import RETRY_OR_ABORT, output_question
 from oldnew.planning import Asker, Planner, PlanningFailed, assess, plan_problems, traceability
 from oldnew.planning.clarify import settle

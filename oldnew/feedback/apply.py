@@ -11,17 +11,17 @@ from dataclasses import replace
 from typing import Any
 
 from oldnew.errors import ModelOutputError
-from oldnew.feedback import (
+from oldnew.feedback.items import (
     DROP,
     FeedbackItem,
     FeedbackRecord,
     malformed_feedback,
     ready_feedback,
 )
+from oldnew.feedback.triage import Applied, RunView, run_view, triage_feedback
 from oldnew.graph.state import RunState, merge
 from oldnew.memory.store import Memory
 from oldnew.planning import Planner, PlanningFailed, traceability
-from oldnew.planning.feedback import Applied, RunView, run_view, triage_feedback
 from oldnew.planning.llm import Emit
 from oldnew.recovery.retry import ClassifiedFailure
 from oldnew.schemas import Option, Plan, Question
