@@ -1,6 +1,6 @@
 """The planner's handling of feedback: triage each pending item, apply it, log what it did.
 
-Called by the ``plan`` node when a run holds feedback (see ``oldnew/feedback.py``). Items are
+Called by the ``plan`` node when a run holds feedback (see ``feedback/items.py``). Items are
 taken one after the other, each on the plan the previous one left. A model failure never ends
 the run: the item stays pending with a question (retry, or drop it).
 """
