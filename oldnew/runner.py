@@ -24,7 +24,7 @@ from oldnew.context import Context
 from oldnew.errors import RunLockedError, UsageError
 from oldnew.feedback.items import check_text, new_item, refusal
 from oldnew.graph.build import build_graph, build_task_graph
-from oldnew.hitl import gates, inbox
+from oldnew.hitl import approvals, inbox
 from oldnew.models import ModelOverrides, aclose_http_clients, check_model_specs
 from oldnew.nodes.execute import inspect_task, record_of, task_config
 from oldnew.schemas import Plan, Question
@@ -226,7 +226,7 @@ async def start_run(
     text = read_scope(scope_file)
     overrides = {k: v for k, v in (context or {}).items() if v is not None}
     ctx = Context(**overrides)
-    gates.enabled(ctx.gates)
+    approvals.enabled(ctx.gates)
     if models is None:
         check_model_specs(ctx)
     run_id = str(uuid.uuid4())
@@ -253,7 +253,7 @@ async def resume_run(
     ws = Workspace.open(workspace)
     run_id = str((ws.run_info() or {})["run_id"])
     ctx = _context(ws, context or {})
-    gates.enabled(ctx.gates)
+    approvals.enabled(ctx.gates)
     if models is None:
         check_model_specs(ctx)
     config = _run_config(run_id)

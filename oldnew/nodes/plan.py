@@ -20,7 +20,7 @@ from oldnew.errors import BudgetExceeded, ModelOutputError
 from oldnew.feedback.apply import apply_feedback
 from oldnew.feedback.items import malformed_feedback, ready_feedback
 from oldnew.graph.state import RunState, TaskRecord
-from oldnew.hitl import gates
+from oldnew.hitl import approvals
 from oldnew.memory.learning import memory_of, remember_scope_and_plan
 from oldnew.models import ModelOverrides, aresolve_model
 from oldnew.nodes.common import aemit, arun_workspace
@@ -246,7 +246,7 @@ async def plan(
     update = await _first_plan(state, planner, emit)
     if update.get("plan"):
         artifact = design_artifact(Plan.model_validate(update["plan"]))
-        update |= gates.ask("design", ctx.gates, ctx.yes, dict(state), artifact)
+        update |= approvals.ask("design", ctx.gates, ctx.yes, dict(state), artifact)
         memory = memory_of(runtime, str(config.get("configurable", {}).get("thread_id", "")))
         remembered = await remember_scope_and_plan(memory, scope_obj.model_dump(), update["plan"])
         await emit(event="remembered", entries=remembered, problems=memory.problems[:5])

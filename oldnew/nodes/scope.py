@@ -12,7 +12,7 @@ from oldnew.budget import metered
 from oldnew.context import Context
 from oldnew.errors import ModelOutputError
 from oldnew.graph.state import RunState
-from oldnew.hitl import gates
+from oldnew.hitl import approvals
 from oldnew.models import ModelOverrides, aresolve_model
 from oldnew.nodes.common import aemit, arun_workspace
 from oldnew.planning import Asker, ScopeProblem, assess, extract_scope
@@ -142,7 +142,7 @@ async def scope(
         "status": "planning",
         "questions": {q.id: q.model_dump() for q in clarify},
     }
-    gate = gates.ask("scope", ctx.gates, ctx.yes, dict(state), scope_artifact(result))
+    gate = approvals.ask("scope", ctx.gates, ctx.yes, dict(state), scope_artifact(result))
     return {
         **update,
         **gate,
