@@ -226,7 +226,7 @@ async def start_run(
     text = read_scope(scope_file)
     overrides = {k: v for k, v in (context or {}).items() if v is not None}
     ctx = Context(**overrides)
-    approvals.enabled(ctx.gates)
+    approvals.enabled(ctx.approvals)
     if models is None:
         check_model_specs(ctx)
     run_id = str(uuid.uuid4())
@@ -253,7 +253,7 @@ async def resume_run(
     ws = Workspace.open(workspace)
     run_id = str((ws.run_info() or {})["run_id"])
     ctx = _context(ws, context or {})
-    approvals.enabled(ctx.gates)
+    approvals.enabled(ctx.approvals)
     if models is None:
         check_model_specs(ctx)
     config = _run_config(run_id)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
 import math
-from dataclasses import fields
 from typing import Any
 
 from oldnew.budget.meter import Caps, ledger_of
@@ -23,7 +23,7 @@ TOP_TASKS = 5
 
 def run_context(ws: Workspace) -> Context:
     """Return the context a run was started (or last resumed) with, environment filled in."""
-    known = {f.name for f in fields(Context)}
+    known = set(inspect.signature(Context).parameters)  # fields, and former names of fields
     saved = (ws.run_info() or {}).get("context", {})
     return Context(**{k: v for k, v in saved.items() if k in known and v is not None})
 

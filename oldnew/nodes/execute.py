@@ -132,7 +132,7 @@ class Scheduler:
         self.questions = dict(state.get("questions") or {})
         self.answered_now: dict[str, dict[str, Any]] = {}
         """Questions answered through the inbox while this scheduler ran."""
-        on = approvals.enabled(ctx.gates)
+        on = approvals.enabled(ctx.approvals)
         phases = {t.phase for t in self.plan.tasks}
         self.hold_for_mvp = (
             "mvp" in on
@@ -494,10 +494,10 @@ class Scheduler:
                 artifact = "\n".join(
                     [f"MVP milestone: {milestone}", *self._done_lines([t.id for t in mvp])]
                 )
-                return approvals.ask("mvp", self.ctx.gates, self.ctx.yes, state, artifact)
+                return approvals.ask("mvp", self.ctx.approvals, self.ctx.yes, state, artifact)
         elif done == set(self.titles) and not self.requests:
             artifact = "\n".join(["Delivered tasks:", *self._done_lines(list(self.titles))])
-            return approvals.ask("final", self.ctx.gates, self.ctx.yes, state, artifact)
+            return approvals.ask("final", self.ctx.approvals, self.ctx.yes, state, artifact)
         return {}
 
     def _done_lines(self, ids: list[str]) -> list[str]:

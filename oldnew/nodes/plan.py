@@ -246,7 +246,7 @@ async def plan(
     update = await _first_plan(state, planner, emit)
     if update.get("plan"):
         artifact = design_artifact(Plan.model_validate(update["plan"]))
-        update |= approvals.ask("design", ctx.gates, ctx.yes, dict(state), artifact)
+        update |= approvals.ask("design", ctx.approvals, ctx.yes, dict(state), artifact)
         memory = memory_of(runtime, str(config.get("configurable", {}).get("thread_id", "")))
         remembered = await remember_scope_and_plan(memory, scope_obj.model_dump(), update["plan"])
         await emit(event="remembered", entries=remembered, problems=memory.problems[:5])

@@ -142,7 +142,7 @@ async def scope(
         "status": "planning",
         "questions": {q.id: q.model_dump() for q in clarify},
     }
-    gate = approvals.ask("scope", ctx.gates, ctx.yes, dict(state), scope_artifact(result))
+    gate = approvals.ask("scope", ctx.approvals, ctx.yes, dict(state), scope_artifact(result))
     return {
         **update,
         **gate,
