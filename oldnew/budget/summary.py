@@ -82,7 +82,7 @@ def _against(spent: str, cap: float, unit: str = "") -> str:
 
 
 def budget_lines(budget: dict[str, Any]) -> list[str]:
-    """Return the budget as short lines for a person: spend vs caps, phases, top tasks."""
+    """Return the budget as short lines for a person: spend vs caps, activities, top tasks."""
     spend, caps = budget["spend"], budget["caps"]
     tokens = f"{spend['tokens']:,}"
     cost = f"${spend['cost_usd']:.4f}"
@@ -101,11 +101,11 @@ def budget_lines(budget: dict[str, Any]) -> list[str]:
         lines.append(
             f"{spend['calls_without_usage']} calls reported no usage (counted as 0 tokens)"
         )
-    phases = spend["by_phase"].items()
-    if phases:
+    activities = spend["by_activity"].items()
+    if activities:
         lines.append(
-            "by phase: "
-            + ", ".join(f"{p} {r['tokens']:,} tok ${r['cost_usd']:.4f}" for p, r in phases)
+            "by activity: "
+            + ", ".join(f"{a} {r['tokens']:,} tok ${r['cost_usd']:.4f}" for a, r in activities)
         )
     if budget["top_tasks"]:
         lines.append(

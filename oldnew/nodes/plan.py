@@ -234,9 +234,9 @@ async def plan(
     scope_obj = settle(Scope.model_validate(state["scope"]), state.get("questions") or {})
     size = assess(scope_obj, ctx)
     emit = partial(aemit, ws, node="plan")
-    phase = "replan" if state.get("replan") and state.get("plan") else "plan"
+    activity = "replan" if state.get("replan") and state.get("plan") else "plan"
     model = await aresolve_model("planner", ctx, models)
-    ask = Asker(metered(model, ctx, ws.root, role="planner", phase=phase), ctx, emit)
+    ask = Asker(metered(model, ctx, ws.root, role="planner", activity=activity), ctx, emit)
     planner = Planner(ask, scope_obj, size, ctx.max_agents or size.agents)
     if state.get("plan") and (ready_feedback(state) or malformed_feedback(state)):
         memory = memory_of(runtime, str(config.get("configurable", {}).get("thread_id", "")))

@@ -95,7 +95,7 @@ async def scope(
         text += "\n\n## Clarifications from the person\n\n" + "\n\n".join(extra) + "\n"
     await aemit(ws, node="scope", event="started", chars=len(text))
     planner = await aresolve_model("planner", ctx, models)
-    model = metered(planner, ctx, ws.root, role="planner", phase="scope")
+    model = metered(planner, ctx, ws.root, role="planner", activity="scope")
     ask = Asker(model, ctx, partial(aemit, ws, node="scope"))
     qid = f"scope-{len(state.get('questions') or {}) + 1}"
     try:
