@@ -148,11 +148,6 @@ class Ledger:
                 self._take(record)
         self._offset += end
 
-    def refresh(self) -> None:
-        """Take in what was appended since the last read (by any process)."""
-        with self._lock:
-            self._refresh()
-
     # -- writing ------------------------------------------------------------------------
 
     def _append(self, record: dict[str, Any]) -> None:

@@ -85,10 +85,3 @@ def ask(name: str, spec: str, yes: bool, state: dict[str, Any], artifact: str) -
         return {"questions": {q.id: q.model_dump()}}
     done = q.model_copy(update={"status": "answered", "answer": APPROVE, "decided_by": "yes"})
     return {"questions": {q.id: done.model_dump()}, "approvals": {name: q.id}}
-
-
-def changes_asked(question: dict[str, Any], answer: str) -> str | None:
-    """Return the changes a person asked for in an approval, or None for approve and reject."""
-    if question.get("kind") != "approval" or answer in (APPROVE, REJECT):
-        return None
-    return answer
