@@ -224,9 +224,3 @@ def gates_question(state: TaskState, blockers: list[Check], evidence: str) -> Qu
         f"No code change makes these gates run:\n{shown}\nEvidence: {evidence}",
         "I fixed the environment: validate again",
     )
-
-
-def load_evidence(ws: Workspace, rel: str) -> dict[str, Any]:
-    """Return the evidence file at ``rel`` (relative to the workspace root)."""
-    data: dict[str, Any] = json.loads(Path(ws.root / rel).read_text(encoding="utf-8"))
-    return data
