@@ -284,7 +284,7 @@ def test_good_tests_kill_mutants_and_weak_tests_do_not(tmp_path: Path) -> None:
 # -- feedback for the fixer and questions for a person ----------------------------------------
 
 
-def test_feedback_is_parsed_and_ordered_by_gate(tmp_path: Path) -> None:
+def test_fixer_diagnostics_are_parsed_and_ordered_by_gate(tmp_path: Path) -> None:
     broken = {
         **CALC,
         "calc.py": "import os\n" + CALC["calc.py"].replace("return a + b", "return a - b"),

@@ -212,7 +212,7 @@ def test_reject_at_the_design_gate_ends_with_a_report(tmp_path: Path) -> None:
     assert again.exit_code == 2 and "not waiting at an approval gate" in again.output
 
 
-def test_gates_approve_changes_and_yes(tmp_path: Path) -> None:
+def test_approvals_approve_changes_and_yes(tmp_path: Path) -> None:
     ws = tmp_path / "ws"
     ctx = {"model": _gate_model(tmp_path), "approvals": "design,final"}
     out = asyncio.run(start_run(_scope(tmp_path), ws, context=ctx))
