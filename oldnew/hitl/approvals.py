@@ -1,9 +1,8 @@
 """Approvals: a person approves, asks for changes to, or rejects an artifact of the run.
 
-Not to be confused with the quality gates (``oldnew.gates``: ruff, pytest, ...), which a
-program passes. Four approvals, each off unless the run's context lists it
-(``approvals="scope,design"``; ``--yes`` gives every approval that is on without a pause and
-records that it did):
+A person decides an approval; code passes a quality gate (``oldnew.gates``: ruff, pytest...).
+Four approvals, each off unless the run's context lists it (``approvals="scope,design"``;
+``--yes`` gives every approval that is on without a pause and records that it did):
 
 - ``scope``: the structured scope, before planning; changes re-read the scope with them.
 - ``design``: the accepted plan and its design decisions, before any code; changes re-plan.
