@@ -68,16 +68,18 @@ ModelOpt = Annotated[
     ),
 ]
 AgentsOpt = Annotated[int | None, typer.Option("--max-agents", help="Tasks run at once.")]
-GatesOpt = Annotated[
+ApprovalsOpt = Annotated[
     str | None,
     typer.Option(
+        "--approvals",
         "--gates",
-        help="Approval gates that pause for a person: scope,design,mvp,final or all. "
-        "Env: OLDNEW_GATES.",
+        help="Approvals that pause for a person: scope,design,mvp,final or all ('--gates' is "
+        "its former name). Env: OLDNEW_APPROVALS (or OLDNEW_GATES).",
     ),
 ]
 YesOpt = Annotated[
-    bool | None, typer.Option("--yes", "-y", help="Approve every gate without a pause.")
+    bool | None,
+    typer.Option("--yes", "-y", help="Give every approval that is on without a pause."),
 ]
 DefaultsOpt = Annotated[
     str | None,
@@ -225,7 +227,7 @@ def run(
     workspace: WorkspaceOpt,
     model: ModelOpt = None,
     max_agents: AgentsOpt = None,
-    gates: GatesOpt = None,
+    approvals: ApprovalsOpt = None,
     yes: YesOpt = None,
     defaults: DefaultsOpt = None,
     notify: NotifyOpt = None,
@@ -238,7 +240,7 @@ def run(
     context = {
         "model": model,
         "max_agents": max_agents,
-        "gates": gates,
+        "approvals": approvals,
         "yes": yes,
         "defaults": defaults,
         "notify": notify,
@@ -252,7 +254,7 @@ def resume(
     workspace: WorkspaceOpt,
     model: ModelOpt = None,
     max_agents: AgentsOpt = None,
-    gates: GatesOpt = None,
+    approvals: ApprovalsOpt = None,
     yes: YesOpt = None,
     notify: NotifyOpt = None,
     budget_tokens: TokensOpt = None,
@@ -267,7 +269,7 @@ def resume(
     context = {
         "model": model,
         "max_agents": max_agents,
-        "gates": gates,
+        "approvals": approvals,
         "yes": yes,
         "notify": notify,
         **_budget(budget_tokens, budget_cost, budget_task_tokens, budget_seconds),
@@ -310,21 +312,27 @@ def answer(
 @app.command()
 def approve(
     workspace: WorkspaceOpt,
-    gate: Annotated[
-        str | None, typer.Argument(help="The gate's question id; default: the one waiting.")
+    approval: Annotated[
+        str | None,
+        typer.Argument(
+            help="The approval's question id or name (scope, design, mvp, final); default: "
+            "the one waiting."
+        ),
     ] = None,
-    reject: Annotated[bool, typer.Option("--reject", help="Stop the run at this gate.")] = False,
+    reject: Annotated[bool, typer.Option("--reject", help="Stop the run here.")] = False,
     changes: Annotated[
         str | None, typer.Option("--changes", help="Ask for these changes instead.")
     ] = None,
     model: ModelOpt = None,
 ) -> None:
-    """Approve the gate the run waits at (or reject it, or ask for changes)."""
+    """Give the approval the run waits for (or reject, or ask for changes)."""
     if reject and changes:
         err.print("[red]error:[/red] give --reject or --changes, not both")
         raise typer.Exit(EXIT_USAGE)
     verdict = "reject" if reject else (changes or "approve")
-    _finish(approve_gate(workspace, gate, verdict, context={"model": model}, on_event=show_event))
+    _finish(
+        approve_gate(workspace, approval, verdict, context={"model": model}, on_event=show_event)
+    )
 
 
 @app.command()

@@ -2,13 +2,15 @@
 
 Precedence for every field: the value passed explicitly (CLI flag, Python argument, the
 ``context`` of a LangGraph server run), then the ``OLDNEW_*`` environment variable, then the
-default below.
+default below. A field renamed since keeps its old name as an alias, so that a workspace an
+older version saved (its ``run.json`` stores the run's context) still loads: ``gates`` (and
+``OLDNEW_GATES``) for ``approvals``.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import InitVar, dataclass, field, fields
 from typing import Literal
 
 from oldnew.errors import UsageError
@@ -188,16 +190,21 @@ class Context:
         default=8,
         metadata={"description": "Planner model calls in flight at once (epics, sections)."},
     )
-    gates: str = field(
+    approvals: str = field(
         default="",
         metadata={
-            "description": "Approval gates that pause the run for a person, comma-separated: "
-            "scope, design, mvp, final, or 'all'. Env: OLDNEW_GATES."
+            "description": "Approvals that pause the run for a person, comma-separated: "
+            "scope, design, mvp, final, or 'all'. Env: OLDNEW_APPROVALS (or OLDNEW_GATES).",
+            "env_aliases": ("OLDNEW_GATES",),
         },
     )
+    gates: InitVar[str | None] = None
+    """The former name of ``approvals``, still taken (older run.json files, API callers)."""
     yes: bool = field(
         default=False,
-        metadata={"description": "Approve every gate without a pause (recorded as decisions)."},
+        metadata={
+            "description": "Give every approval that is on without a pause (recorded as decisions)."
+        },
     )
     quality: Literal["strict", "default", "fast"] = field(
         default="default",
@@ -265,10 +272,13 @@ class Context:
         metadata={"description": "Seconds a notification hook may take before it is given up."},
     )
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, gates: str | None) -> None:
         """Fill unset fields from ``OLDNEW_<FIELD>`` environment variables, then check them."""
+        if gates is not None and self.approvals == "":
+            self.approvals = gates
         for f in fields(self):
-            env = os.environ.get(f"OLDNEW_{f.name.upper()}")
+            names = (f"OLDNEW_{f.name.upper()}", *f.metadata.get("env_aliases", ()))
+            env = next((os.environ[n] for n in names if n in os.environ), None)
             if env is None or getattr(self, f.name) != f.default:
                 continue
             current = getattr(self, f.name)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from oldnew.budget import budget_markdown
-from oldnew.feedback import render_feedback, report_section
+from oldnew.feedback.items import render_feedback, report_section
 from oldnew.planning.trace import run_traceability
 from oldnew.workspace import Workspace
 

@@ -65,10 +65,12 @@ def test_a_bad_price_table_says_how_to_write_it(bad: str) -> None:
 # --- the ledger ------------------------------------------------------------------------
 
 
-def _record(ledger: Ledger, task: str | None, phase: str, tin: int, tout: int, price: Any) -> None:
+def _record(
+    ledger: Ledger, task: str | None, activity: str, tin: int, tout: int, price: Any
+) -> None:
     ledger.record_call(
         role="coder" if task else "planner",
-        phase=phase,
+        activity=activity,
         task=task,
         model="gpt-4o" if price else "mystery",
         input_tokens=tin,
@@ -77,7 +79,7 @@ def _record(ledger: Ledger, task: str | None, phase: str, tin: int, tout: int, p
     )
 
 
-def test_ledger_sums_per_call_task_phase_and_run_and_survives_a_restart(tmp_path: Path) -> None:
+def test_ledger_sums_per_call_task_activity_and_run_and_survives_a_restart(tmp_path: Path) -> None:
     price = parse_prices("gpt-4o=2.5/10")["gpt-4o"]
     path = tmp_path / USAGE_FILE
     ledger = Ledger(path)
@@ -95,7 +97,7 @@ def test_ledger_sums_per_call_task_phase_and_run_and_survives_a_restart(tmp_path
     assert spend["cost_usd"] == pytest.approx((4100 * 2.5 + 1250 * 10) / 1e6)
     assert spend["unpriced_models"] == ["mystery"]
     assert spend["by_task"]["T1"]["tokens"] == 5000
-    assert spend["by_phase"]["code"]["calls"] == 2
+    assert spend["by_activity"]["code"]["calls"] == 2
     assert spend["by_role"]["planner"]["tokens"] == 1200
     assert again.totals()[2] == {"T1": 5000, "T2": 150}
 
@@ -103,6 +105,21 @@ def test_ledger_sums_per_call_task_phase_and_run_and_survives_a_restart(tmp_path
     _record(again, "T2", "fix", 10, 10, price)
     assert Ledger(path).spend()["calls"] == 5
     assert ledger.spend()["by_task"]["T2"]["tokens"] == 170  # the first reader catches up
+
+
+def test_a_ledger_from_an_older_version_names_the_activity_phase(tmp_path: Path) -> None:
+    path = tmp_path / USAGE_FILE
+    old = {"kind": "call", "role": "coder", "phase": "code", "task": "T1", "model": "m"}
+    path.write_text(
+        json.dumps({**old, "input_tokens": 5, "output_tokens": 5, "cost_usd": 0}) + "\n"
+    )
+    ledger = Ledger(path)
+    _record(ledger, "T1", "code", 1, 1, None)
+    spend = ledger.spend()
+    assert (
+        spend["by_activity"]["code"]["calls"] == 2 and spend["by_activity"]["code"]["tokens"] == 12
+    )
+    assert spend["by_phase"] == spend["by_activity"]  # the former key, for older readers
 
 
 def test_working_time_counts_spans_and_keeps_a_killed_span_to_its_last_call(
@@ -186,7 +203,7 @@ def test_every_call_is_metered_structured_ones_too_and_a_cap_stops_the_next(
 ) -> None:
     ws = tmp_path
     ctx = Context(budget_tokens=105, prices="scripted=1/2")
-    model = metered(_scripted(), ctx, ws, role="planner", phase="plan")
+    model = metered(_scripted(), ctx, ws, role="planner", activity="plan")
     attempts = 0
 
     async def call() -> Any:
@@ -208,7 +225,7 @@ def test_every_call_is_metered_structured_ones_too_and_a_cap_stops_the_next(
     asyncio.run(scenario())
     assert attempts == 1
     calls = [json.loads(x) for x in (ws / META / USAGE_FILE).read_text().splitlines()]
-    assert [(c["role"], c["phase"], c["task"], c["model"]) for c in calls] == [
+    assert [(c["role"], c["activity"], c["task"], c["model"]) for c in calls] == [
         ("planner", "plan", None, "scripted")
     ] * 2
     # ScriptedChatModel's usage is an estimate: 4 characters a token.
@@ -230,7 +247,7 @@ class _NoUsageModel(BaseChatModel):
 
 
 def test_a_call_without_usage_is_counted_and_reported(tmp_path: Path) -> None:
-    model = metered(_NoUsageModel(), Context(), tmp_path, role="coder", phase="code", task="T1")
+    model = metered(_NoUsageModel(), Context(), tmp_path, role="coder", activity="code", task="T1")
     asyncio.run(model.ainvoke("hi"))
     summary = budget_summary(Workspace(tmp_path), Context())
     assert summary["spend"]["calls"] == 1
@@ -249,7 +266,7 @@ def test_chat_openai_usage_from_the_server_is_counted(
 
         async def scenario() -> None:
             chat = make_chat_model("openai:fake-model", role="coder")
-            model = metered(chat, ctx, tmp_path, role="coder", phase="code", task="T1")
+            model = metered(chat, ctx, tmp_path, role="coder", activity="code", task="T1")
             await model.ainvoke([HumanMessage("write it")])
             structured = model.with_structured_output(Answer, method="json_schema")
             assert await structured.ainvoke([HumanMessage("a number")]) == Answer(value=7)
@@ -313,7 +330,7 @@ def test_a_token_cap_stops_the_run_with_a_report_and_a_raised_cap_finishes_it(
     status = json.loads(res.output)
     assert res.exit_code == 4 and status["status"] == "stopped"
     assert status["budget"]["caps"]["tokens"] == 2000
-    assert set(status["budget"]["spend"]["by_phase"]) == {"scope", "plan", "code"}
+    assert set(status["budget"]["spend"]["by_activity"]) == {"scope", "plan", "code"}
     assert [t["task"] for t in status["budget"]["top_tasks"]] == ["T1"]
 
     # Resuming without a raised cap stops again at once: no model call is made.
@@ -346,7 +363,7 @@ def test_a_cap_reached_while_planning_stops_cleanly_and_resumes_at_the_plan(
     assert res.exit_code == 4, res.output
     report = _report(ws)
     assert report["status"] == "stopped" and report["delivered"] == []
-    assert report["budget"]["spend"]["by_phase"].keys() == {"scope"}
+    assert report["budget"]["spend"]["by_activity"].keys() == {"scope"}
     res = _invoke("resume", "-w", str(ws), "--budget-tokens", "100000")
     assert res.exit_code == 3, res.output
     assert json.loads(_invoke("status", "-w", str(ws), "--json").output)["questions"]

@@ -351,7 +351,7 @@ def _task(tid: str, *deps: str, files: tuple[str, ...] = (), req: str = "F1") ->
 
 
 def _unit_plan() -> tuple[Any, Any, Any]:
-    from oldnew.planning.feedback import RunView
+    from oldnew.feedback.triage import RunView
     from oldnew.schemas import Plan, Scope
 
     scope = Scope.model_validate(
@@ -380,7 +380,7 @@ def _unit_plan() -> tuple[Any, Any, Any]:
 
 
 def test_change_request_revises_the_newest_revision_and_holds_back_unstarted_work() -> None:
-    from oldnew.planning.feedback import apply_triage
+    from oldnew.feedback.triage import apply_triage
     from oldnew.schemas import FeedbackTriage
 
     plan, scope, view = _unit_plan()
@@ -405,7 +405,7 @@ def test_change_request_revises_the_newest_revision_and_holds_back_unstarted_wor
 
 
 def test_feature_ids_are_made_unique_and_their_problems_go_back() -> None:
-    from oldnew.planning.feedback import apply_triage
+    from oldnew.feedback.triage import apply_triage
     from oldnew.schemas import FeedbackTriage
 
     plan, scope, view = _unit_plan()
@@ -454,7 +454,7 @@ def test_feature_ids_are_made_unique_and_their_problems_go_back() -> None:
 def test_triage_that_does_not_fit_the_plan_is_sent_back(
     triage: dict[str, Any], problem: str
 ) -> None:
-    from oldnew.planning.feedback import apply_triage
+    from oldnew.feedback.triage import apply_triage
     from oldnew.schemas import FeedbackTriage
 
     plan, scope, view = _unit_plan()
@@ -492,9 +492,9 @@ def test_routing_waits_for_a_person_then_goes_back_to_the_planner() -> None:
 
 def test_malformed_feedback_from_an_api_caller_is_dropped_with_a_notice() -> None:
     from oldnew.context import Context
+    from oldnew.feedback.apply import apply_feedback
     from oldnew.memory.store import Memory
     from oldnew.models import ScriptedChatModel
-    from oldnew.nodes.feedback import apply_feedback
     from oldnew.planning import Asker, Planner, assess
     from oldnew.planning.llm import no_emit
 

@@ -24,7 +24,12 @@ from oldnew.gates.js import detect_toolchains
 from oldnew.gates.model import not_run
 from oldnew.gates.mutation import choose, find_sites
 from oldnew.gates.profiles import resolve_profile
-from oldnew.nodes.checks import _report_sandbox, environment_blockers, feedback, gates_question
+from oldnew.nodes.checks import (
+    _report_sandbox,
+    environment_blockers,
+    fixer_diagnostics,
+    gates_question,
+)
 from oldnew.report import render_markdown
 from oldnew.runs import resume_run, start_run
 from oldnew.workspace import Workspace
@@ -279,14 +284,14 @@ def test_good_tests_kill_mutants_and_weak_tests_do_not(tmp_path: Path) -> None:
 # -- feedback for the fixer and questions for a person ----------------------------------------
 
 
-def test_feedback_is_parsed_and_ordered_by_gate(tmp_path: Path) -> None:
+def test_fixer_diagnostics_are_parsed_and_ordered_by_gate(tmp_path: Path) -> None:
     broken = {
         **CALC,
         "calc.py": "import os\n" + CALC["calc.py"].replace("return a + b", "return a - b"),
     }
     tree = _write(tmp_path / "p", broken)
     result = validate_tree(tree, timeout=60)
-    lines = feedback(result)
+    lines = fixer_diagnostics(result)
     assert lines[0] == "calc.py:1: [ruff F401] `os` imported but unused"
     failing = next(x for x in lines if "[pytest failure]" in x)
     assert failing.startswith("tests/test_calc.py:5:") and "assert -1 == 5" in failing

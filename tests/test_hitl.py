@@ -15,6 +15,7 @@ from typing import Any
 from typer.testing import CliRunner
 
 from oldnew.cli import app
+from oldnew.context import Context
 from oldnew.runs import (
     answer_run,
     approve_gate,
@@ -191,7 +192,7 @@ def _gate_model(tmp_path: Path) -> str:
 
 def test_reject_at_the_design_gate_ends_with_a_report(tmp_path: Path) -> None:
     ws = tmp_path / "ws"
-    ctx = {"model": _gate_model(tmp_path), "gates": "design"}
+    ctx = {"model": _gate_model(tmp_path), "approvals": "design"}
     out = asyncio.run(start_run(_scope(tmp_path), ws, context=ctx))
     assert out.status == "waiting"
     (gate,) = out.questions
@@ -211,9 +212,9 @@ def test_reject_at_the_design_gate_ends_with_a_report(tmp_path: Path) -> None:
     assert again.exit_code == 2 and "not waiting at an approval gate" in again.output
 
 
-def test_gates_approve_changes_and_yes(tmp_path: Path) -> None:
+def test_approvals_approve_changes_and_yes(tmp_path: Path) -> None:
     ws = tmp_path / "ws"
-    ctx = {"model": _gate_model(tmp_path), "gates": "design,final"}
+    ctx = {"model": _gate_model(tmp_path), "approvals": "design,final"}
     out = asyncio.run(start_run(_scope(tmp_path), ws, context=ctx))
     assert [q["id"] for q in out.questions] == ["gate-design"]
     # Changes at the design gate re-plan with them, and the new plan is reviewed again.
@@ -231,7 +232,7 @@ def test_gates_approve_changes_and_yes(tmp_path: Path) -> None:
 
     # --yes approves every gate without a pause and says so in the decisions.
     ws2 = tmp_path / "ws2"
-    ctx = {"model": _gate_model(tmp_path), "gates": "all", "yes": True}
+    ctx = {"model": _gate_model(tmp_path), "approvals": "all", "yes": True}
     out = asyncio.run(start_run(_scope(tmp_path), ws2, context=ctx))
     assert out.status == "delivered"
     report = json.loads((ws2 / ".oldnew" / "report.json").read_text())
@@ -256,6 +257,32 @@ def test_bad_gate_configuration_is_a_usage_error(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "unknown approval gate(s) launch" in result.output
     assert not (tmp_path / "ws").exists() or not any((tmp_path / "ws").iterdir())
+
+
+def test_gates_is_the_former_name_of_approvals(tmp_path: Path, monkeypatch: Any) -> None:
+    assert Context(gates="design").approvals == "design"
+    assert Context(gates="design", approvals="final").approvals == "final"
+    monkeypatch.setenv("OLDNEW_GATES", "mvp")
+    assert Context().approvals == "mvp"
+    monkeypatch.setenv("OLDNEW_APPROVALS", "scope")
+    assert Context().approvals == "scope"
+    monkeypatch.delenv("OLDNEW_GATES")
+    monkeypatch.delenv("OLDNEW_APPROVALS")
+    result = CliRunner().invoke(
+        app, ["run", str(_scope(tmp_path)), "-w", str(tmp_path / "ws0"), "--approvals", "x"]
+    )
+    assert result.exit_code == 2 and "unknown approval gate(s) x" in result.output
+    # A workspace an older version saved: run.json holds the setting under "gates".
+    ws = tmp_path / "ws"
+    ctx = {"model": _gate_model(tmp_path), "approvals": "scope,design"}
+    out = asyncio.run(start_run(_scope(tmp_path), ws, context=ctx))
+    assert [q["id"] for q in out.questions] == ["gate-scope"]
+    info_path = ws / ".oldnew" / "run.json"
+    info = json.loads(info_path.read_text())
+    info["context"]["gates"] = info["context"].pop("approvals")
+    info_path.write_text(json.dumps(info))
+    out = asyncio.run(approve_gate(ws, None, "approve"))
+    assert [q["id"] for q in out.questions] == ["gate-design"]
 
 
 def _busy_run(tmp_path: Path, model: str) -> tuple[Path, subprocess.Popen[str]]:
@@ -354,7 +381,7 @@ def test_mvp_preview_waits_for_later_phases_and_changes_become_feedback(tmp_path
     data["reply"][1]["structured"]["phases"] = plan_phases
     plan_path.write_text(json.dumps(data))
     ws = tmp_path / "ws"
-    out = asyncio.run(start_run(_scope(tmp_path), ws, context={"model": model, "gates": "mvp"}))
+    out = asyncio.run(start_run(_scope(tmp_path), ws, context={"model": model, "approvals": "mvp"}))
     assert [q["id"] for q in out.questions] == ["gate-mvp"]
     assert {t["id"]: t["status"] for t in out.tasks} == {"M": "done", "E": "pending"}
     assert "MVP milestone: m() works" in out.questions[0]["detail"]

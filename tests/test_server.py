@@ -188,7 +188,7 @@ def test_todo_example_through_langgraph_dev(
     context = {
         "model": f"scripted:{EXAMPLE / 'transcript.toml'}",
         "workspace": str(ws),
-        "gates": "design",
+        "approvals": "design",
         "notify": hook,
     }
     scope_text = (EXAMPLE / "scope.md").read_text(encoding="utf-8")

@@ -25,11 +25,6 @@ from oldnew.nodes.common import aemit, arun_workspace
 OuterNode = Callable[..., Awaitable[dict[str, Any]]]
 
 
-def run_stop(state: RunState) -> dict[str, Any] | None:
-    """Return the run's budget stop, or None when no run cap stopped it."""
-    return (state.get("budget_stops") or {}).get("run")
-
-
 def budgeted(node: OuterNode, name: str) -> OuterNode:
     """Wrap the outer node ``node`` (named ``name``) in a working span and a budget stop."""
 

@@ -1,8 +1,9 @@
 """The usage ledger: every model call's tokens and cost, appended to ``.oldnew/usage.jsonl``.
 
 One JSON object a line, written when the call ends, so spend survives a crash and a restart
-and every process that reads the file sees the same numbers. Sums per task, phase, role and
-model are made on read.
+and every process that reads the file sees the same numbers. Sums per task, activity (what a
+call served: scope, plan, replan, code, fix), role and model are made on read. Lines written by
+older versions name the activity ``phase``; they are read the same.
 
 Working time is kept here too. Work happens in spans (one per run of an outer graph node:
 scope, plan, execute); every call notes how long its span has run so far, and a span notes its
@@ -78,6 +79,12 @@ def price_for(model: str, table: dict[str, Price]) -> Price | None:
     return None
 
 
+def activity_of(call: dict[str, Any]) -> str | None:
+    """Return what a recorded call served (``phase`` in lines older versions wrote)."""
+    activity = call.get("activity", call.get("phase"))
+    return None if activity is None else str(activity)
+
+
 class Ledger:
     """The calls of one run, from its usage file, with running totals for cap checks.
 
@@ -141,11 +148,6 @@ class Ledger:
                 self._take(record)
         self._offset += end
 
-    def refresh(self) -> None:
-        """Take in what was appended since the last read (by any process)."""
-        with self._lock:
-            self._refresh()
-
     # -- writing ------------------------------------------------------------------------
 
     def _append(self, record: dict[str, Any]) -> None:
@@ -169,7 +171,7 @@ class Ledger:
         self,
         *,
         role: str,
-        phase: str,
+        activity: str,
         task: str | None,
         model: str,
         input_tokens: int,
@@ -183,7 +185,7 @@ class Ledger:
             "kind": "call",
             "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
             "role": role,
-            "phase": phase,
+            "activity": activity,
             "task": task,
             "model": model,
             "input_tokens": input_tokens,
@@ -229,19 +231,22 @@ class Ledger:
             return self.tokens, self.cost, Counter(self.task_tokens)
 
     def spend(self) -> dict[str, Any]:
-        """Return the run's spend: totals, and sums per phase, role, model and task."""
+        """Return the run's spend: totals, and sums per activity, role, model and task.
+
+        ``by_phase`` repeats ``by_activity`` under its former name, for readers of older output.
+        """
         with self._lock:
             self._refresh()
             calls = list(self.calls)
         groups: dict[str, dict[str, dict[str, Any]]] = {
-            "by_phase": {},
+            "by_activity": {},
             "by_role": {},
             "by_model": {},
             "by_task": {},
         }
         for c in calls:
             for group, key in (
-                ("by_phase", c.get("phase")),
+                ("by_activity", activity_of(c)),
                 ("by_role", c.get("role")),
                 ("by_model", c.get("model")),
                 ("by_task", c.get("task")),
@@ -271,6 +276,7 @@ class Ledger:
             "calls_without_usage": sum(1 for c in calls if not c.get("usage_reported", True)),
             "work_seconds": round(self.work_seconds(), 3),
             **groups,
+            "by_phase": groups["by_activity"],
         }
 
 

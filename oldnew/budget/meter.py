@@ -130,13 +130,13 @@ class BudgetMeter(AsyncCallbackHandler):
         prices: dict[str, Price],
         *,
         role: str,
-        phase: str,
+        activity: str,
         task: str | None,
         model: str,
     ) -> None:
-        """Meter the calls of one ``role`` in one ``phase`` (of ``task``) on ``model``."""
+        """Meter the calls of one ``role`` for one ``activity`` (of ``task``) on ``model``."""
         self.ledger, self.caps, self.prices = ledger, caps, prices
-        self.role, self.phase, self.task, self.model = role, phase, task, model
+        self.role, self.activity, self.task, self.model = role, activity, task, model
 
     async def on_chat_model_start(
         self,
@@ -173,7 +173,7 @@ class BudgetMeter(AsyncCallbackHandler):
                 await asyncio.to_thread(
                     self.ledger.record_call,
                     role=self.role,
-                    phase=self.phase,
+                    activity=self.activity,
                     task=self.task,
                     model=model,
                     input_tokens=usage[0] if usage else 0,
@@ -202,7 +202,7 @@ def metered(
     workspace: str | Path,
     *,
     role: str,
-    phase: str,
+    activity: str,
     task: str | None = None,
 ) -> BaseChatModel:
     """Return a copy of ``model`` whose every call is checked against the caps and recorded.
@@ -215,7 +215,7 @@ def metered(
         Caps.of(ctx),
         parse_prices(ctx.prices),
         role=role,
-        phase=phase,
+        activity=activity,
         task=task,
         model=model_name(model),
     )

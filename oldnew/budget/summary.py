@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
 import math
-from dataclasses import fields
 from typing import Any
 
 from oldnew.budget.meter import Caps, ledger_of
@@ -23,7 +23,7 @@ TOP_TASKS = 5
 
 def run_context(ws: Workspace) -> Context:
     """Return the context a run was started (or last resumed) with, environment filled in."""
-    known = {f.name for f in fields(Context)}
+    known = set(inspect.signature(Context).parameters)  # fields, and former names of fields
     saved = (ws.run_info() or {}).get("context", {})
     return Context(**{k: v for k, v in saved.items() if k in known and v is not None})
 
@@ -82,7 +82,7 @@ def _against(spent: str, cap: float, unit: str = "") -> str:
 
 
 def budget_lines(budget: dict[str, Any]) -> list[str]:
-    """Return the budget as short lines for a person: spend vs caps, phases, top tasks."""
+    """Return the budget as short lines for a person: spend vs caps, activities, top tasks."""
     spend, caps = budget["spend"], budget["caps"]
     tokens = f"{spend['tokens']:,}"
     cost = f"${spend['cost_usd']:.4f}"
@@ -101,11 +101,11 @@ def budget_lines(budget: dict[str, Any]) -> list[str]:
         lines.append(
             f"{spend['calls_without_usage']} calls reported no usage (counted as 0 tokens)"
         )
-    phases = spend["by_phase"].items()
-    if phases:
+    activities = spend["by_activity"].items()
+    if activities:
         lines.append(
-            "by phase: "
-            + ", ".join(f"{p} {r['tokens']:,} tok ${r['cost_usd']:.4f}" for p, r in phases)
+            "by activity: "
+            + ", ".join(f"{a} {r['tokens']:,} tok ${r['cost_usd']:.4f}" for a, r in activities)
         )
     if budget["top_tasks"]:
         lines.append(

@@ -28,7 +28,7 @@ from oldnew.budget import Caps, ledger_of, run_cap_reached
 from oldnew.context import Context
 from oldnew.errors import BudgetExceeded, UsageError
 from oldnew.execution.threads import TaskThreads, TaskView, record_of
-from oldnew.feedback import new_item
+from oldnew.feedback.items import new_item
 from oldnew.graph.state import RunState, TaskRecord, TaskState
 from oldnew.hitl import inbox
 from oldnew.memory import decisions_from

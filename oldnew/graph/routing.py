@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from oldnew.feedback import malformed_feedback, ready_feedback
+from oldnew.feedback.items import malformed_feedback, ready_feedback
 from oldnew.graph.state import RunState, TaskState
 
 

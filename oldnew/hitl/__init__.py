@@ -1,1 +1,1 @@
-"""People in the loop: escalation records, answers that arrive while a run works, approval gates."""
+"""People in the loop: escalation records, answers that arrive while a run works, approvals."""

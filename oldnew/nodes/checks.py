@@ -91,7 +91,7 @@ def environment_blockers(result: ValidationResult) -> list[Check]:
     ]
 
 
-def feedback(result: ValidationResult) -> list[str]:
+def fixer_diagnostics(result: ValidationResult) -> list[str]:
     """Return what the fixer gets: parsed findings, the first-failing gate's first."""
     order = {c.name: i for i, c in enumerate(result.checks)}
     diags = sorted(result.diagnostics, key=lambda d: order.get(d.tool, len(order)))
@@ -118,7 +118,7 @@ async def validate(state: TaskState, runtime: Runtime[Context]) -> dict[str, Any
         )
     )
     await _report_sandbox(ws, task_id, result)
-    diags = feedback(result)
+    diags = fixer_diagnostics(result)
     await aemit(
         ws,
         task=task_id,
@@ -173,7 +173,8 @@ def _accept(ws: Workspace, task_id: str, title: str, ctx: Context) -> dict[str, 
             if not result.passed:
                 ws.git("reset", "-q", "--soft", "HEAD~1", cwd=tree)
                 diags = [
-                    f"after merging the work of other tasks: {line}" for line in feedback(result)
+                    f"after merging the work of other tasks: {line}"
+                    for line in fixer_diagnostics(result)
                 ]
                 return {"diagnostics": diags, "evidence": [evidence]}
         commit = ws.fast_forward_main(task_id)
@@ -223,9 +224,3 @@ def gates_question(state: TaskState, blockers: list[Check], evidence: str) -> Qu
         f"No code change makes these gates run:\n{shown}\nEvidence: {evidence}",
         "I fixed the environment: validate again",
     )
-
-
-def load_evidence(ws: Workspace, rel: str) -> dict[str, Any]:
-    """Return the evidence file at ``rel`` (relative to the workspace root)."""
-    data: dict[str, Any] = json.loads(Path(ws.root / rel).read_text(encoding="utf-8"))
-    return data

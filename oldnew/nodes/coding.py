@@ -217,7 +217,7 @@ async def code(
     memory = memory_of(runtime, await asyncio.to_thread(_run_id, ws))
     recalled = await _recall(ws, memory, state, task, ctx)
     coder = await aresolve_model("coder", ctx, models)
-    model = metered(coder, ctx, ws.root, role="coder", phase="code", task=task.id).bind_tools(
+    model = metered(coder, ctx, ws.root, role="coder", activity="code", task=task.id).bind_tools(
         [AskHuman]
     )
     messages = _coder_messages(state, task, existing, recalled, memory.available)
@@ -294,7 +294,7 @@ async def fix(
         HumanMessage(prompt),
     ]
     fixer = await aresolve_model("fixer", ctx, models)
-    model = metered(fixer, ctx, ws.root, role="fixer", phase="fix", task=task.id)
+    model = metered(fixer, ctx, ws.root, role="fixer", activity="fix", task=task.id)
     try:
         result, calls, prose = await _files_from_model(
             model, messages, tree, ctx.max_output_retries, ctx.retry_policy()

@@ -19,7 +19,7 @@ from oldnew.context import Context
 from oldnew.execution.scheduler import Scheduler
 from oldnew.execution.threads import TaskGraph, TaskThreads
 from oldnew.graph.state import RunState
-from oldnew.hitl import gates
+from oldnew.hitl import approvals
 from oldnew.hitl.reconcile import questions_update
 from oldnew.nodes.common import arun_workspace
 from oldnew.nodes.human import remember_answers
@@ -80,7 +80,7 @@ async def _execute(
         ws,
         agents=ctx.max_agents or int((state.get("complexity") or {}).get("agents") or 3),
         critical=critical_tasks(plan, scope),
-        hold_for_mvp=gates.holds_for_mvp(state, plan, ctx.gates),
+        hold_for_mvp=approvals.holds_for_mvp(state, plan, ctx.approvals),
     )
     await scheduler.load()
     await scheduler.run()
@@ -89,11 +89,11 @@ async def _execute(
         await remember_answers(state, runtime, config, scheduler.answered_now, answered)
     statuses = {t: str(r["status"]) for t, r in scheduler.records.items()}
     done = {t: r.get("commit") for t, r in scheduler.records.items() if r["status"] == "done"}
-    review = gates.due_review(
+    review = approvals.due_review(
         {**state, "questions": scheduler.questions},
         plan,
         done,
-        gates=ctx.gates,
+        spec=ctx.approvals,
         yes=ctx.yes,
         hold_for_mvp=scheduler.hold_for_mvp,
         settled=not scheduler.requests,

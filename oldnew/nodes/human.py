@@ -12,9 +12,9 @@ from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 
 from oldnew.context import Context
-from oldnew.feedback import MAX_FEEDBACK_CHARS, new_item
+from oldnew.feedback.items import MAX_FEEDBACK_CHARS, new_item
 from oldnew.graph.state import RunState
-from oldnew.hitl import gates
+from oldnew.hitl import approvals
 from oldnew.memory.decisions import DECISION_KINDS
 from oldnew.memory.learning import memory_of
 from oldnew.nodes.common import aemit, arun_workspace
@@ -127,9 +127,9 @@ def _merge(update: dict[str, Any], more: dict[str, Any]) -> dict[str, Any]:
 def gate_answered(state: RunState, q: dict[str, Any], answer: str) -> dict[str, Any]:
     """Return what a gate's answer changes: approve goes on, reject stops, changes re-run."""
     gate = str(q["gate"])
-    if answer == gates.APPROVE:
+    if answer == approvals.APPROVE:
         return {"approvals": {gate: q["id"]}}
-    if answer == gates.REJECT:
+    if answer == approvals.REJECT:
         return {"status": "aborted", "stop_reason": f"rejected at the {gate} gate by a person"}
     if gate == "scope":
         text = f"{state['scope_text']}\n\n## Changes asked at the scope review\n\n{answer}\n"

@@ -17,13 +17,13 @@ from langgraph.runtime import Runtime
 from oldnew.budget import metered
 from oldnew.context import Context
 from oldnew.errors import BudgetExceeded, ModelOutputError
-from oldnew.feedback import malformed_feedback, ready_feedback
+from oldnew.feedback.apply import apply_feedback
+from oldnew.feedback.items import malformed_feedback, ready_feedback
 from oldnew.graph.state import RunState, TaskRecord
-from oldnew.hitl import gates
+from oldnew.hitl import approvals
 from oldnew.memory.learning import memory_of, remember_scope_and_plan
 from oldnew.models import ModelOverrides, aresolve_model
 from oldnew.nodes.common import aemit, arun_workspace
-from oldnew.nodes.feedback import apply_feedback
 from oldnew.nodes.scope import RETRY_OR_ABORT, output_question
 from oldnew.planning import Asker, Planner, PlanningFailed, assess, plan_problems
 from oldnew.planning.clarify import settle
@@ -229,9 +229,9 @@ async def plan(
     scope_obj = settle(Scope.model_validate(state["scope"]), state.get("questions") or {})
     size = assess(scope_obj, ctx)
     emit = partial(aemit, ws, node="plan")
-    phase = "replan" if state.get("replan") and state.get("plan") else "plan"
+    activity = "replan" if state.get("replan") and state.get("plan") else "plan"
     model = await aresolve_model("planner", ctx, models)
-    ask = Asker(metered(model, ctx, ws.root, role="planner", phase=phase), ctx, emit)
+    ask = Asker(metered(model, ctx, ws.root, role="planner", activity=activity), ctx, emit)
     planner = Planner(ask, scope_obj, size, ctx.max_agents or size.agents)
     if state.get("plan") and (ready_feedback(state) or malformed_feedback(state)):
         memory = memory_of(runtime, str(config.get("configurable", {}).get("thread_id", "")))
@@ -241,7 +241,7 @@ async def plan(
     update = await _first_plan(state, planner, emit)
     if update.get("plan"):
         artifact = design_artifact(Plan.model_validate(update["plan"]))
-        update |= gates.ask("design", ctx.gates, ctx.yes, dict(state), artifact)
+        update |= approvals.ask("design", ctx.approvals, ctx.yes, dict(state), artifact)
         memory = memory_of(runtime, str(config.get("configurable", {}).get("thread_id", "")))
         remembered = await remember_scope_and_plan(memory, scope_obj.model_dump(), update["plan"])
         await emit(event="remembered", entries=remembered, problems=memory.problems[:5])

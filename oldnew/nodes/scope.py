@@ -12,7 +12,7 @@ from oldnew.budget import metered
 from oldnew.context import Context
 from oldnew.errors import ModelOutputError
 from oldnew.graph.state import RunState
-from oldnew.hitl import gates
+from oldnew.hitl import approvals
 from oldnew.models import ModelOverrides, aresolve_model
 from oldnew.nodes.common import aemit, arun_workspace
 from oldnew.planning import Asker, ScopeProblem, assess, extract_scope
@@ -95,7 +95,7 @@ async def scope(
         text += "\n\n## Clarifications from the person\n\n" + "\n\n".join(extra) + "\n"
     await aemit(ws, node="scope", event="started", chars=len(text))
     planner = await aresolve_model("planner", ctx, models)
-    model = metered(planner, ctx, ws.root, role="planner", phase="scope")
+    model = metered(planner, ctx, ws.root, role="planner", activity="scope")
     ask = Asker(model, ctx, partial(aemit, ws, node="scope"))
     qid = f"scope-{len(state.get('questions') or {}) + 1}"
     try:
@@ -141,7 +141,7 @@ async def scope(
         "status": "planning",
         "questions": {q.id: q.model_dump() for q in clarify},
     }
-    gate = gates.ask("scope", ctx.gates, ctx.yes, dict(state), scope_artifact(result))
+    gate = approvals.ask("scope", ctx.approvals, ctx.yes, dict(state), scope_artifact(result))
     return {
         **update,
         **gate,

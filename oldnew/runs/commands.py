@@ -16,8 +16,8 @@ from langgraph.types import Command
 from oldnew.budget import save_budget
 from oldnew.context import Context
 from oldnew.errors import RunLockedError, UsageError
-from oldnew.feedback import check_text, new_item, refusal
-from oldnew.hitl import gates, inbox
+from oldnew.feedback.items import check_text, new_item, refusal
+from oldnew.hitl import approvals, inbox
 from oldnew.models import ModelOverrides, check_model_specs
 from oldnew.runs.outcome import RunOutcome, outcome_of
 from oldnew.runs.session import (
@@ -70,7 +70,7 @@ async def start_run(
     text = read_scope(scope_file)
     overrides = {k: v for k, v in (context or {}).items() if v is not None}
     ctx = Context(**overrides)
-    gates.enabled(ctx.gates)
+    approvals.enabled(ctx.approvals)
     if models is None:
         check_model_specs(ctx)
     run_id = str(uuid.uuid4())
@@ -97,7 +97,7 @@ async def resume_run(
     ws = Workspace.open(workspace)
     run_id = str((ws.run_info() or {})["run_id"])
     ctx = run_context(ws, context or {})
-    gates.enabled(ctx.gates)
+    approvals.enabled(ctx.approvals)
     if models is None:
         check_model_specs(ctx)
     config = run_config(run_id)

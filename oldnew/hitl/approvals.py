@@ -1,17 +1,19 @@
-"""Approval gates: a person approves, asks for changes to, or rejects an artifact of the run.
+"""Approvals: a person approves, asks for changes to, or rejects an artifact of the run.
 
-Four gates, each off unless the run's context lists it (``gates="scope,design"``; ``--yes``
-approves every gate on without a pause and records that it did):
+A person decides an approval; code passes a quality gate (``oldnew.gates``: ruff, pytest...).
+Four approvals, each off unless the run's context lists it (``approvals="scope,design"``;
+``--yes`` gives every approval that is on without a pause and records that it did):
 
 - ``scope``: the structured scope, before planning; changes re-read the scope with them.
 - ``design``: the accepted plan and its design decisions, before any code; changes re-plan.
 - ``mvp``: once every task of the MVP phase is done, before the later phases start.
 - ``final``: once every task is done, before delivery.
 
-A gate is a ``Question`` of kind ``approval`` with its ``gate`` set: it travels with the other
-questions through the one pause, and is answered like them (``approve``, ``reject``, or the
-changes wanted as free text). ``RunState.approvals`` holds, per gate, the question that
-approved the current artifact; whatever changes the artifact clears it.
+An approval is asked as a ``Question`` of kind ``approval`` whose ``gate`` field names it: it
+travels with the other questions through the one pause, and is answered like them
+(``approve``, ``reject``, or the changes wanted as free text). ``RunState.approvals`` holds,
+per approval, the question that approved the current artifact; whatever changes the artifact
+clears it.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any
 from oldnew.errors import ConfigurationError
 from oldnew.schemas import Option, Plan, Question
 
-GATES = ("scope", "design", "mvp", "final")
+APPROVALS = ("scope", "design", "mvp", "final")
 APPROVE, REJECT = "approve", "reject"
 _TITLES = {
     "scope": "Scope review: is this what should be built?",
@@ -33,21 +35,21 @@ _TITLES = {
 
 
 def enabled(spec: str) -> set[str]:
-    """Return the gates named in ``spec`` (comma-separated); raise on an unknown name."""
+    """Return the approvals named in ``spec`` (comma-separated); raise on an unknown name."""
     names = {part.strip() for part in spec.split(",") if part.strip()}
     if "all" in names:
-        return set(GATES)
-    unknown = sorted(names - set(GATES))
+        return set(APPROVALS)
+    unknown = sorted(names - set(APPROVALS))
     if unknown:
         raise ConfigurationError(
-            f"unknown approval gate(s) {', '.join(unknown)}: choose from {', '.join(GATES)} "
+            f"unknown approval gate(s) {', '.join(unknown)}: choose from {', '.join(APPROVALS)} "
             "or 'all'"
         )
     return names
 
 
-def gate_question(name: str, number: int, artifact: str) -> Question:
-    """Return the approval question of gate ``name`` showing ``artifact``."""
+def approval_question(name: str, number: int, artifact: str) -> Question:
+    """Return the question that asks for approval ``name``, showing ``artifact``."""
     return Question(
         id=f"gate-{name}" if number == 1 else f"gate-{name}-{number}",
         kind="approval",
@@ -66,29 +68,23 @@ def gate_question(name: str, number: int, artifact: str) -> Question:
     )
 
 
-def ask(name: str, gates: str, yes: bool, state: dict[str, Any], artifact: str) -> dict[str, Any]:
-    """Return the state update that opens gate ``name``, or {} when it is off or passed.
+def ask(name: str, spec: str, yes: bool, state: dict[str, Any], artifact: str) -> dict[str, Any]:
+    """Return the state update that asks for approval ``name``, or {} when it is off or given.
 
-    With ``yes`` the gate is approved on the spot, and the approval recorded as a decision.
+    ``spec`` is the run's ``approvals`` setting. With ``yes`` the approval is given on the spot,
+    and recorded as a decision.
     """
-    if name not in enabled(gates) or (state.get("approvals") or {}).get(name):
+    if name not in enabled(spec) or (state.get("approvals") or {}).get(name):
         return {}
     questions = state.get("questions") or {}
     asked = [q for q in questions.values() if q.get("gate") == name]
     if any(q["status"] == "pending" for q in asked):
         return {}
-    q = gate_question(name, len(asked) + 1, artifact)
+    q = approval_question(name, len(asked) + 1, artifact)
     if not yes:
         return {"questions": {q.id: q.model_dump()}}
     done = q.model_copy(update={"status": "answered", "answer": APPROVE, "decided_by": "yes"})
     return {"questions": {q.id: done.model_dump()}, "approvals": {name: q.id}}
-
-
-def changes_asked(question: dict[str, Any], answer: str) -> str | None:
-    """Return the changes a person asked for at a gate, or None for approve and reject."""
-    if question.get("kind") != "approval" or answer in (APPROVE, REJECT):
-        return None
-    return answer
 
 
 def due_review(
@@ -96,14 +92,15 @@ def due_review(
     plan: Plan,
     done: Mapping[str, str | None],
     *,
-    gates: str,
+    spec: str,
     yes: bool,
     hold_for_mvp: bool,
     settled: bool,
 ) -> dict[str, Any]:
     """Open the MVP preview or the final review when its moment has come ({} otherwise).
 
-    ``done`` maps each finished task to its commit; ``hold_for_mvp`` says later phases wait
+    ``spec`` names the approvals that are on; ``done`` maps each finished task to its
+    commit; ``hold_for_mvp`` says later phases wait
     for the MVP preview; ``settled`` that nothing is left for the planner.
     """
     titles = {t.id: t.title for t in plan.tasks}
@@ -116,18 +113,18 @@ def due_review(
         if all(t in done for t in mvp):
             milestone = next((p.milestone for p in plan.phases if p.name == "mvp"), "")
             artifact = "\n".join([f"MVP milestone: {milestone}", *lines(mvp)])
-            return ask("mvp", gates, yes, dict(state), artifact)
+            return ask("mvp", spec, yes, dict(state), artifact)
     elif set(done) == set(titles) and settled:
         artifact = "\n".join(["Delivered tasks:", *lines(list(titles))])
-        return ask("final", gates, yes, dict(state), artifact)
+        return ask("final", spec, yes, dict(state), artifact)
     return {}
 
 
-def holds_for_mvp(state: Mapping[str, Any], plan: Plan, gates: str) -> bool:
+def holds_for_mvp(state: Mapping[str, Any], plan: Plan, spec: str) -> bool:
     """Say whether the plan's later phases wait for the MVP preview gate."""
     phases = {t.phase for t in plan.tasks}
     return (
-        "mvp" in enabled(gates)
+        "mvp" in enabled(spec)
         and not (state.get("approvals") or {}).get("mvp")
         and "mvp" in phases
         and len(phases) > 1

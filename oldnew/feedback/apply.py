@@ -1,6 +1,6 @@
 """The planner's handling of feedback: triage each pending item, apply it, log what it did.
 
-Called by the ``plan`` node when a run holds feedback (see ``oldnew/feedback.py``). Items are
+Called by the ``plan`` node when a run holds feedback (see ``feedback/items.py``). Items are
 taken one after the other, each on the plan the previous one left. A model failure never ends
 the run: the item stays pending with a question (retry, or drop it).
 """
@@ -11,17 +11,17 @@ from dataclasses import replace
 from typing import Any
 
 from oldnew.errors import ModelOutputError
-from oldnew.feedback import (
+from oldnew.feedback.items import (
     DROP,
     FeedbackItem,
     FeedbackRecord,
     malformed_feedback,
     ready_feedback,
 )
+from oldnew.feedback.triage import Applied, RunView, run_view, triage_feedback
 from oldnew.graph.state import RunState, merge
 from oldnew.memory.store import Memory
 from oldnew.planning import Planner, PlanningFailed
-from oldnew.planning.feedback import Applied, RunView, run_view, triage_feedback
 from oldnew.planning.llm import Emit
 from oldnew.recovery.retry import ClassifiedFailure
 from oldnew.schemas import Option, Plan, Question

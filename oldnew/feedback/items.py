@@ -2,7 +2,7 @@
 
 Feedback enters the run's state as a pending item (``feedback`` in ``RunState``), written as if
 by ``execute``: routing then sends the run to ``plan``, whose planner triages each item (change
-request, bug report, feature, clarification) and applies it to the plan (``nodes/feedback.py``).
+request, bug report, feature, clarification) and applies it to the plan (``feedback/apply.py``).
 What was done with it is kept in ``feedback_log`` and shown in the report.
 
 This works the same through the LangGraph server API: ``threads.update_state(thread,
