@@ -13,7 +13,6 @@ from oldnew.budget.summary import (
     budget_markdown,
     budget_summary,
     resume_command,
-    run_context,
     save_budget,
 )
 
@@ -33,6 +32,5 @@ __all__ = [
     "price_for",
     "resume_command",
     "run_cap_reached",
-    "run_context",
     "save_budget",
 ]

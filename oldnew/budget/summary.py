@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import math
 from typing import Any
 
@@ -19,13 +18,6 @@ _CAP_FLAGS = {
     "--budget-seconds": "seconds",
 }
 TOP_TASKS = 5
-
-
-def run_context(ws: Workspace) -> Context:
-    """Return the context a run was started (or last resumed) with, environment filled in."""
-    known = set(inspect.signature(Context).parameters)  # fields, and former names of fields
-    saved = (ws.run_info() or {}).get("context", {})
-    return Context(**{k: v for k, v in saved.items() if k in known and v is not None})
 
 
 def save_budget(ws: Workspace, overrides: dict[str, Any]) -> dict[str, Any]:
