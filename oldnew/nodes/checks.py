@@ -16,8 +16,8 @@ from oldnew.gates.runner import reuse_key
 from oldnew.graph.state import TaskState, next_question_id
 from oldnew.memory.learning import learn_from_accepted_task
 from oldnew.nodes.common import aemit, aopen_workspace
+from oldnew.recovery.diagnosis import diagnose, project_modules
 from oldnew.recovery.escalations import retry_or_skip
-from oldnew.recovery.triage import project_modules, triage
 from oldnew.schemas import Question
 from oldnew.workspace import Workspace
 
@@ -144,7 +144,7 @@ async def validate(state: TaskState, runtime: Runtime[Context]) -> dict[str, Any
         }
     elif not result.passed:
         modules = await asyncio.to_thread(project_modules, tree, state["task"].get("files", []))
-        t = triage(
+        t = diagnose(
             state, result, diags, evidence, max_fix_rounds=ctx.max_fix_rounds, modules=modules
         )
         update |= t.update

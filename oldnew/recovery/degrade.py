@@ -18,9 +18,9 @@ from langgraph.pregel import Pregel
 
 from oldnew.graph.state import TaskRecord, TaskState, next_question_id
 from oldnew.planning.graphops import dependency_map, find_cycle, on_longest_chains
+from oldnew.recovery.diagnosis import decide
 from oldnew.recovery.escalations import retry_or_skip
 from oldnew.recovery.stall import keep_partial
-from oldnew.recovery.triage import decide
 from oldnew.schemas import Plan, Question, Scope
 from oldnew.workspace import Workspace
 

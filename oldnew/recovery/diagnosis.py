@@ -37,7 +37,7 @@ _AT_ONCE = ("external_blocker", "configuration", "design_flaw")
 
 
 @dataclass
-class Triage:
+class Diagnosis:
     """What ``validate`` adds to its update, and the event that says why."""
 
     update: dict[str, Any]
@@ -139,7 +139,7 @@ def decide(state: TaskState, question: Question) -> dict[str, Any]:
     }
 
 
-def triage(
+def diagnose(
     state: TaskState,
     result: ValidationResult,
     diagnostics: list[str],
@@ -147,7 +147,7 @@ def triage(
     *,
     max_fix_rounds: int,
     modules: set[str],
-) -> Triage:
+) -> Diagnosis:
     """Decide where a failed validation goes; see the module docstring for the order."""
     failed = [c.name for c in result.checks if c.status == "failed"]
     current = Round(error_fingerprint(diagnostics, failed), result.fingerprint)
@@ -176,7 +176,7 @@ def triage(
     rounds = state.get("fix_round", 0)
     stuck = repeat if repeats >= STUCK_AFTER else None
     if stuck is None and rounds < max_fix_rounds:
-        return Triage(base)
+        return Diagnosis(base)
     why = stuck or f"{rounds} fix rounds did not make it pass"
     done = state.get("regenerations", 0)
     if done < REGENERATIONS:
@@ -193,8 +193,8 @@ def triage(
     return _outcome(update, {"failure": "recoverable", "reason": why, "stuck": bool(stuck)})
 
 
-def _outcome(update: dict[str, Any], fields: dict[str, Any]) -> Triage:
+def _outcome(update: dict[str, Any], fields: dict[str, Any]) -> Diagnosis:
     """Name the event for ``update``: escalated, limited (known limitation) or regenerate."""
     event = {"waiting": "escalated", "limiting": "limited", "coding": "regenerate"}
     question = (update.get("question") or {}).get("id")
-    return Triage(update, event[update["status"]], {**fields, "question": question})
+    return Diagnosis(update, event[update["status"]], {**fields, "question": question})
