@@ -19,10 +19,12 @@ from __future__ import annotations
 from typing import Any
 
 from oldnew.errors import ConfigurationError
-from oldnew.schemas import Option, Question
+from oldnew.hitl import questions
+from oldnew.hitl.questions import question
+from oldnew.schemas import Question
 
 GATES = ("scope", "design", "mvp", "final")
-APPROVE, REJECT = "approve", "reject"
+APPROVE, REJECT = questions.APPROVE, questions.REJECT
 _TITLES = {
     "scope": "Scope review: is this what should be built?",
     "design": "Design review: approve the plan before any code is written?",
@@ -47,19 +49,13 @@ def enabled(spec: str) -> set[str]:
 
 def gate_question(name: str, number: int, artifact: str) -> Question:
     """Return the approval question of gate ``name`` showing ``artifact``."""
-    return Question(
-        id=f"gate-{name}" if number == 1 else f"gate-{name}-{number}",
-        kind="approval",
-        gate=name,
-        title=_TITLES[name],
-        detail=f"{artifact.rstrip()}\n\nAnswer 'approve', 'reject' (the run stops with its "
+    return question(
+        "approval",
+        f"gate-{name}" if number == 1 else f"gate-{name}-{number}",
+        _TITLES[name],
+        f"{artifact.rstrip()}\n\nAnswer 'approve', 'reject' (the run stops with its "
         "report), or write the changes you want.",
-        options=[
-            Option(key=APPROVE, label="Approve and go on"),
-            Option(key=REJECT, label="Reject: stop the run and write the report"),
-        ],
-        recommended=APPROVE,
-        free_text=True,
+        gate=name,
         severity="critical",
         can_continue=False,
     )

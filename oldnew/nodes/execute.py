@@ -41,6 +41,7 @@ from oldnew.memory import decisions_from
 from oldnew.nodes.common import aemit, arun_workspace
 from oldnew.nodes.human import remember_answers
 from oldnew.planning.trace import traceability
+from oldnew.recovery import policy
 from oldnew.recovery.degrade import critical_tasks, dependent_record, stop_for_good
 from oldnew.schemas import Plan, Question, Scope
 from oldnew.workspace import Workspace
@@ -189,10 +190,11 @@ class Scheduler:
         q = view.question or {}
         if (self.questions.get(q.get("id", "")) or {}).get("status") == "answered":
             return  # a person decided; the task resumes with the answer
-        if q.get("kind") == "design_flaw" and self.state.get("replans", 0) < self.ctx.max_replans:
+        handoff = policy.handoff(q.get("kind"))  # what its question's kind asks of the planner
+        if handoff == "design_flaw" and self.state.get("replans", 0) < self.ctx.max_replans:
             reason = f"{q.get('title', '')} {q.get('detail', '')}".strip()
             await self.request(tid, "design_flaw", reason, q)
-        elif q.get("kind") == "fix_limit" and self.splittable(tid):
+        elif handoff == "split" and self.splittable(tid):
             values = view.values
             failures = int(values.get("fix_rounds_total", 0)) + values.get("regenerations", 0) + 1
             if 0 < self.ctx.split_after_failures <= failures:

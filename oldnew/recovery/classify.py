@@ -2,15 +2,17 @@
 
 Exception types and HTTP status codes come first, then the validator's parsed diagnostics;
 only when both are silent may a model be asked (the caller does that, with the text this
-module gives it). Classes and where they go:
+module gives it). What each class is:
 
-- transient: timeout, rate limit, 5xx, connection reset -> retry with backoff
-- recoverable: syntax, type or import error, failing test, unparseable model output ->
-  back to the model with the diagnostics
-- configuration: missing environment variable, invalid API key -> a person, with instructions
-- design_flaw: circular dependency, impossible constraint -> back to the planner
-- external_blocker: service unavailable, package not found -> a person, with alternatives
-- context_overflow: prompt too large -> shrink the context; never retried unchanged
+- transient: timeout, rate limit, 5xx, connection reset
+- recoverable: syntax, type or import error, failing test, unparseable model output
+- configuration: missing environment variable, invalid API key
+- design_flaw: circular dependency, impossible constraint
+- external_blocker: service unavailable, package not found
+- context_overflow: prompt too large
+
+What happens to each (retried with backoff, back to the model, to a person, to the planner)
+is its row in ``recovery.policy``.
 """
 
 from __future__ import annotations
@@ -26,15 +28,7 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from oldnew.errors import ConfigurationError, ModelOutputError, PathViolation
-
-FailureClass = Literal[
-    "transient",
-    "recoverable",
-    "configuration",
-    "design_flaw",
-    "external_blocker",
-    "context_overflow",
-]
+from oldnew.recovery.policy import FailureClass
 
 _OVERFLOW = re.compile(
     r"context[_ ]length|maximum context|too many tokens|prompt is too long|"
