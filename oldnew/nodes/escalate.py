@@ -1,5 +1,9 @@
 """Escalation: a task asks a person, and the answer decides where it goes next.
 
+``skip`` on a task that is not critical makes it a known limitation (``record_limitation``
+keeps its partial work on a branch and the run delivers the rest); on a critical task it ends
+the task blocked, as the option's label says.
+
 ``interrupt()`` is the first thing this node does: a resumed node re-runs from its top, so
 nothing before it may have side effects.
 """
@@ -11,6 +15,7 @@ from typing import Any
 from langgraph.types import interrupt
 
 from oldnew.graph.state import TaskState
+from oldnew.hitl.questions import RETRY, SKIP, limitation_of
 from oldnew.nodes.common import aemit, aopen_workspace
 
 
@@ -30,7 +35,11 @@ async def escalate(state: TaskState) -> dict[str, Any]:
     )
     record = {"question": question.get("title", ""), "answer": answer}
     kind = question.get("kind")
-    if answer == "skip":
+    if answer == SKIP and not state.get("critical", True):
+        reason = f"skipped by a person: {question.get('title', '')}"
+        limitation = limitation_of(question, reason)
+        return {"status": "limiting", "question": None, "answer": record, "limitation": limitation}
+    if answer == SKIP:
         return {
             "status": "blocked",
             "question": None,
@@ -38,7 +47,7 @@ async def escalate(state: TaskState) -> dict[str, Any]:
             "blocker": f"skipped by a person: {question.get('title', '')}",
         }
     if kind == "fix_limit":
-        guidance = None if answer == "retry" else answer
+        guidance = None if answer == RETRY else answer
         return {
             "status": "fixing",
             "question": None,
