@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -150,19 +151,7 @@ def classify(exc: BaseException) -> Classification:
     return Classification("recoverable", f"{type(exc).__name__}: {exc}", "default")
 
 
-def classify_diagnostics(
-    diagnostics: list[str], project_modules: set[str] | None = None
-) -> Classification | None:
-    """Classify a failed validation from its rendered diagnostics; None when they are empty.
-
-    A missing third-party module (not one of ``project_modules``) is an external blocker;
-    a missing environment variable is configuration; a circular import is a design flaw;
-    everything else the model can fix.
-    """
-    if not diagnostics:
-        return None
-    text = "\n".join(diagnostics)
-    own = project_modules or set()
+def _missing_package(text: str, own: set[str]) -> Classification | None:
     for groups in _MISSING_MODULE.findall(text):
         name = next(g for g in groups if g)
         if name.split(".")[0] not in own:
@@ -172,20 +161,58 @@ def classify_diagnostics(
                 "diagnostic",
                 detail=name,
             )
+    return None
+
+
+def _missing_variable(text: str, own: set[str]) -> Classification | None:
     env = _MISSING_ENV.search(text)
-    if env:
-        var = next(g for g in env.groups() if g)
-        return Classification(
-            "configuration", f"the environment variable {var} is not set", "diagnostic", detail=var
-        )
-    if _DESIGN.search(text):
-        return Classification(
-            "design_flaw",
-            "the code's structure cannot work as planned (circular dependency)",
-            "diagnostic",
-        )
-    if _UNAVAILABLE.search(text):
-        return Classification(
-            "external_blocker", "a service the code needs is unreachable", "diagnostic"
-        )
+    if env is None:
+        return None
+    var = next(g for g in env.groups() if g)
+    return Classification(
+        "configuration", f"the environment variable {var} is not set", "diagnostic", detail=var
+    )
+
+
+def _structure(text: str, own: set[str]) -> Classification | None:
+    if not _DESIGN.search(text):
+        return None
+    return Classification(
+        "design_flaw",
+        "the code's structure cannot work as planned (circular dependency)",
+        "diagnostic",
+    )
+
+
+def _unreachable(text: str, own: set[str]) -> Classification | None:
+    if not _UNAVAILABLE.search(text):
+        return None
+    return Classification(
+        "external_blocker", "a service the code needs is unreachable", "diagnostic"
+    )
+
+
+DiagnosticRule = Callable[[str, set[str]], Classification | None]
+"""A classifier rule: the diagnostics' text and the project's own modules -> a class, or None."""
+RULES: list[DiagnosticRule] = [_missing_package, _missing_variable, _structure, _unreachable]
+"""The rules for failed validations, tried in order; the first that answers wins."""
+
+
+def classify_diagnostics(
+    diagnostics: list[str], project_modules: set[str] | None = None
+) -> Classification | None:
+    """Classify a failed validation from its rendered diagnostics; None when they are empty.
+
+    A missing third-party module (not one of ``project_modules``) is an external blocker;
+    a missing environment variable is configuration; a circular import is a design flaw;
+    everything no rule of ``RULES`` claims the model can fix.
+    """
+    if not diagnostics:
+        return None
+    text = "\n".join(diagnostics)
+    own = project_modules or set()
+    for rule in RULES:
+        found = rule(text, own)
+        if found is not None:
+            return found
     return Classification("recoverable", "the code fails its checks", "diagnostic")
