@@ -17,6 +17,7 @@ from langgraph.types import interrupt
 from oldnew.graph.state import TaskState
 from oldnew.hitl.questions import RETRY, SKIP, limitation_of
 from oldnew.nodes.common import aemit, aopen_workspace
+from oldnew.recovery import policy
 
 
 async def escalate(state: TaskState) -> dict[str, Any]:
@@ -34,7 +35,6 @@ async def escalate(state: TaskState) -> dict[str, Any]:
         answer=answer,
     )
     record = {"question": question.get("title", ""), "answer": answer}
-    kind = question.get("kind")
     if answer == SKIP and not state.get("critical", True):
         reason = f"skipped by a person: {question.get('title', '')}"
         limitation = limitation_of(question, reason)
@@ -46,7 +46,7 @@ async def escalate(state: TaskState) -> dict[str, Any]:
             "answer": record,
             "blocker": f"skipped by a person: {question.get('title', '')}",
         }
-    if kind == "fix_limit":
+    if policy.resume(question.get("kind")) == "fix":
         guidance = None if answer == RETRY else answer
         return {
             "status": "fixing",

@@ -1,17 +1,17 @@
-"""The failure policy: one row per failure class and one per question kind, read by every consumer.
+"""The failure policy: one row per failure class and one per question kind.
 
 A failure class (``CLASSES``) says how a call that fails so is retried, where a failed
 validation of that class goes, and which question it raises once nothing else helps. A question
 kind (``KINDS``) says what a person is offered (options, the recommended one, whether free text
-is accepted), what type of escalation they see, how severe it is at least, and whether the
-scheduler hands a task waiting on it to the planner instead.
+is accepted), what type of escalation they see, how severe it is at least, where the task goes
+on with the answer, and whether the scheduler hands a task waiting on it to the planner instead.
 
-The classifier (``recovery.classify``), the retry loop (``recovery.retry``), the diagnosis of
-failed validations (``recovery.diagnosis``), the coder's shrink-once (``nodes.coding``), the
-question builder (``hitl.questions``), ``schemas.Question``, the escalation records
-(``hitl.records``) and the scheduler's review (``nodes.execute``) read these tables; none keeps
-a list of its own. Adding a failure class is a row here (and its ``FailureClass`` member), its
-rule in ``recovery.classify``, and a test.
+The retry loop (``recovery.retry``), the diagnosis of failed validations
+(``recovery.diagnosis``), the coder's shrink-once (``nodes.coding``), the question builder
+(``hitl.questions``), ``schemas.Question``, the escalation records (``hitl.records``), the
+escalate node and the scheduler's review (``nodes.execute``) read these tables; none keeps a
+list of its own. Adding a failure class is a row here (and its ``FailureClass`` member, which
+a test checks against the rows), its rule in ``recovery.classify.RULES``, and a test.
 """
 
 from __future__ import annotations
@@ -76,6 +76,9 @@ class KindPolicy:
     severity: Severity = "low"
     """The least severity its escalation record gets, wherever its task is in the plan:
     ``high`` for what only a person can supply (a setting, a key, a service)."""
+    resume: Literal["code", "fix"] = "code"
+    """Where the task goes on with an answer other than skip: the coder codes it again with
+    the answer, or the fixer gets a fresh set of rounds (free text is its guidance)."""
     handoff: Handoff | None = None
     """The request the scheduler hands to the planner for a task waiting on such a question
     (``design_flaw``: re-plan around it; ``split``: split the task), instead of a person."""
@@ -149,6 +152,7 @@ KINDS: dict[str, KindPolicy] = {
         _TASK,
         "retry",
         retry_label="Give the fixer another set of rounds",
+        resume="fix",
         handoff="split",
     ),
     "design_flaw": KindPolicy(
@@ -196,6 +200,12 @@ def handoff(name: str | None) -> Handoff | None:
     """Return what the planner is asked for a task waiting on a question of kind ``name``."""
     row = KINDS.get(name or "")
     return row.handoff if row else None
+
+
+def resume(name: str | None) -> Literal["code", "fix"]:
+    """Return where a task goes on after a question of kind ``name`` is answered."""
+    row = KINDS.get(name or "")
+    return row.resume if row else "code"
 
 
 def at_least(severity: Severity, kind_name: str | None) -> Severity:
