@@ -20,7 +20,6 @@ from typing import Any
 
 from oldnew.errors import ConfigurationError
 from oldnew.hitl import questions
-from oldnew.hitl.questions import question
 from oldnew.schemas import Question
 
 GATES = ("scope", "design", "mvp", "final")
@@ -49,7 +48,7 @@ def enabled(spec: str) -> set[str]:
 
 def gate_question(name: str, number: int, artifact: str) -> Question:
     """Return the approval question of gate ``name`` showing ``artifact``."""
-    return question(
+    return questions.question(
         "approval",
         f"gate-{name}" if number == 1 else f"gate-{name}-{number}",
         _TITLES[name],

@@ -36,8 +36,8 @@ SKIP_TO_LIMITATION = (
     "listed as a known limitation"
 )
 SKIP_BLOCKS = (
-    "Skip this task: it is critical, so it and every task that depends on it end blocked "
-    "and the run is not delivered"
+    "Skip this task: it is critical, so it and every task that depends on it end blocked, "
+    "and so does the run"
 )
 _LABELS = {
     ABORT: "Stop the run and write the report",
