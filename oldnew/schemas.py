@@ -16,6 +16,9 @@ from pydantic import (
 )
 from pydantic.json_schema import SkipJsonSchema
 
+from oldnew.recovery import policy
+from oldnew.recovery.policy import EscalationType, Severity
+
 Priority = Literal["must", "should", "could"]
 PhaseName = Literal["mvp", "enhanced", "polish"]
 PHASES: tuple[PhaseName, ...] = ("mvp", "enhanced", "polish")
@@ -276,19 +279,6 @@ class Split(BaseModel):
     subtasks: list[PlannedTask] = Field(min_length=1)
 
 
-Severity = Literal["low", "medium", "high", "critical"]
-EscalationType = Literal[
-    "configuration", "design_decision", "external_service", "unclear_requirement", "approval"
-]
-_TYPES: dict[str, EscalationType] = {
-    "configuration": "configuration",
-    "external_service": "external_service",
-    "scope_unclear": "unclear_requirement",
-    "clarification": "unclear_requirement",
-    "approval": "approval",
-}
-
-
 class Option(BaseModel):
     """One choosable answer to a question."""
 
@@ -300,19 +290,7 @@ class Question(BaseModel):
     """A question to a person, raised where no model can decide."""
 
     id: str
-    kind: Literal[
-        "configuration",
-        "fix_limit",
-        "model_output",
-        "plan_invalid",
-        "design_decision",
-        "design_flaw",
-        "scope_unclear",
-        "external_service",
-        "approval",
-        "clarification",
-        "timeout",
-    ]
+    kind: str = Field(description="What it is about: a kind of the failure policy's KINDS table.")
     task_id: str | None = None
     title: str
     detail: str = ""
@@ -347,7 +325,15 @@ class Question(BaseModel):
     @property
     def type(self) -> EscalationType:
         """The escalation's type, as a person sees it."""
-        return _TYPES.get(self.kind, "design_decision")
+        return policy.kind(self.kind).type
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, value: str) -> str:
+        if value not in policy.KINDS:
+            known = ", ".join(policy.KINDS)
+            raise ValueError(f"unknown question kind {value!r}: choose from {known}")
+        return value
 
     def check_answer(self, answer: str) -> str:
         """Return the canonical answer, or raise ValueError saying what would be accepted."""

@@ -12,6 +12,7 @@ from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatResult
 
 from oldnew.cli import EXIT
+from oldnew.hitl.questions import SKIP_BLOCKS, SKIP_TO_LIMITATION
 from oldnew.models import ScriptedChatModel, load_transcript
 from oldnew.recovery.degrade import critical_tasks, dependent_record
 from oldnew.recovery.stall import Round, error_fingerprint, stuck_reason
@@ -313,3 +314,77 @@ def test_unsplittable_task_past_the_time_limit_is_stopped_and_escalated(tmp_path
     t1, t2 = out.tasks
     assert t1["status"] == "blocked" and "skipped by a person" in t1["blocker"]
     assert t2["blocker"] == "depends on T1, which is blocked"
+
+
+UNUSABLE = "I would rather explain the fix than write it."  # no file blocks: the output is unusable
+
+
+def test_skip_on_a_task_that_is_not_critical_records_a_known_limitation(tmp_path: Path) -> None:
+    plan = {
+        "tasks": [
+            _task("T1", ["calc.py", "tests/test_calc.py"]),
+            _task("T2", ["README.md"], ["T1"]),
+            _task("T3", ["power.py", "tests/test_power.py"], req="F2"),  # could, off the path
+        ]
+    }
+    power = blocks(
+        {
+            "power.py": "def power(a, b):\n    return a * b\n",
+            "tests/test_power.py": "from power import power\n\n\n"
+            "def test_power():\n    assert power(2, 3) == 8\n",
+        }
+    )
+    model = _model(
+        tmp_path,
+        plan,
+        [
+            {"role": "coder", "when": ["TASK T1:"], "text": PASSING},
+            {"role": "coder", "when": ["TASK T3:"], "text": power},
+            {"role": "fixer", "when": ["TASK T3:"], "text": UNUSABLE},
+        ],
+    )
+    ws = tmp_path / "ws"
+    out = asyncio.run(start_run(_scope_file(tmp_path), ws, context={"model": model}))
+    assert out.status == "waiting", out
+    (q,) = out.questions
+    assert q["id"] == "T3-q1" and q["kind"] == "model_output"
+    skip = next(o for o in q["options"] if o["key"] == "skip")
+    assert skip["label"] == SKIP_TO_LIMITATION and "known limitation" in skip["label"]
+    out = asyncio.run(resume_run(ws, answers={"T3-q1": "skip"}))
+    assert out.status == "delivered_with_limitations", out
+    status = {t["id"]: t["status"] for t in out.tasks}
+    assert status == {"T1": "done", "T2": "done", "T3": "blocked"}
+    t3 = next(t for t in out.tasks if t["id"] == "T3")
+    assert t3["limitation"]["branch"] == "oldnew/partial/T3"
+    assert t3["limitation"]["reason"].startswith("skipped by a person: ")
+    assert t3["limitation"]["options"] == ["Ask the model again"]  # skipping is what was done
+    report = json.loads((ws / ".oldnew" / "report.json").read_text())
+    assert report["blocked"] == [] and [lim["task"] for lim in report["limitations"]] == ["T3"]
+    assert "return a * b" in _git(ws, "show", "oldnew/partial/T3:power.py")
+    assert not (ws / "power.py").exists()
+    (event,) = _events(ws, node="record_limitation")
+    assert event["branch"] == "oldnew/partial/T3"
+
+
+def test_skip_on_a_critical_task_says_it_blocks_the_run_and_does(tmp_path: Path) -> None:
+    model = _model(
+        tmp_path,
+        ONE_TASK,
+        [
+            {"role": "coder", "when": ["TASK T1:"], "text": FAILING},
+            {"role": "fixer", "when": ["TASK T1:"], "text": UNUSABLE},
+        ],
+    )
+    ws = tmp_path / "ws"
+    out = asyncio.run(start_run(_scope_file(tmp_path), ws, context={"model": model}))
+    assert out.status == "waiting", out
+    (q,) = out.questions
+    skip = next(o for o in q["options"] if o["key"] == "skip")
+    assert skip["label"] == SKIP_BLOCKS and "blocked" in skip["label"]
+    out = asyncio.run(resume_run(ws, answers={q["id"]: "skip"}))
+    assert out.status == "blocked"
+    t1, t2 = out.tasks
+    assert t1["status"] == "blocked" and t1["limitation"] is None
+    assert t1["blocker"].startswith("skipped by a person: ")
+    assert t2["blocker"] == "depends on T1, which is blocked"
+    assert _events(ws, node="record_limitation") == []

@@ -33,6 +33,7 @@ from oldnew.graph.state import RunState, TaskRecord, TaskState
 from oldnew.hitl import inbox
 from oldnew.memory import decisions_from
 from oldnew.nodes.common import aemit
+from oldnew.recovery import policy
 from oldnew.recovery.degrade import dependent_record
 from oldnew.schemas import Plan
 from oldnew.workspace import Workspace
@@ -105,10 +106,11 @@ class Scheduler:
         q = view.question or {}
         if (self.questions.get(q.get("id", "")) or {}).get("status") == "answered":
             return  # a person decided; the task resumes with the answer
-        if q.get("kind") == "design_flaw" and self.state.get("replans", 0) < self.ctx.max_replans:
+        handoff = policy.handoff(q.get("kind"))  # what its question's kind asks of the planner
+        if handoff == "design_flaw" and self.state.get("replans", 0) < self.ctx.max_replans:
             reason = f"{q.get('title', '')} {q.get('detail', '')}".strip()
             await self.request(tid, "design_flaw", reason, q)
-        elif q.get("kind") == "fix_limit" and self.splittable(tid):
+        elif handoff == "split" and self.splittable(tid):
             values = view.values
             failures = int(values.get("fix_rounds_total", 0)) + values.get("regenerations", 0) + 1
             if 0 < self.ctx.split_after_failures <= failures:

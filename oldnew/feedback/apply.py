@@ -20,28 +20,22 @@ from oldnew.feedback.items import (
 )
 from oldnew.feedback.triage import Applied, RunView, run_view, triage_feedback
 from oldnew.graph.state import RunState, merge
+from oldnew.hitl.questions import RETRY, question
 from oldnew.memory.store import Memory
 from oldnew.planning import Planner, PlanningFailed
 from oldnew.planning.llm import Emit
 from oldnew.recovery.retry import ClassifiedFailure
-from oldnew.schemas import Option, Plan, Question
-
-RETRY_OR_DROP = [
-    Option(key="retry", label="Ask the planner again"),
-    Option(key=DROP, label="Drop this feedback; change nothing"),
-]
+from oldnew.schemas import Plan, Question
 
 
 def failed_question(item: FeedbackItem, exc: Exception) -> Question:
     """Return the question a person gets when feedback could not be triaged."""
-    return Question(
-        id=f"{item.id}-q{item.attempts + 1}",
-        kind="model_output",
-        title=f"Feedback {item.id} could not be applied to the plan",
-        detail=f"{type(exc).__name__}: {exc}"[:2000] + f"\nFeedback: {item.text[:1000]}",
-        options=RETRY_OR_DROP,
-        recommended="retry",
-        free_text=False,
+    return question(
+        "model_output",
+        f"{item.id}-q{item.attempts + 1}",
+        f"Feedback {item.id} could not be applied to the plan",
+        f"{type(exc).__name__}: {exc}"[:2000] + f"\nFeedback: {item.text[:1000]}",
+        keys=(RETRY, DROP),
     )
 
 
@@ -66,11 +60,11 @@ def _record(item: FeedbackItem, applied: Applied, view: RunView) -> FeedbackReco
 
 def clarification_question(item: FeedbackItem, applied: Applied) -> Question:
     """Return a clarification as an answered question: a decision for the work to come."""
-    return Question(
-        id=item.id,
-        kind="clarification",
-        title=f"Clarification ({item.id}): {applied.triage.summary}",
-        detail=item.text,
+    return question(
+        "clarification",
+        item.id,
+        f"Clarification ({item.id}): {applied.triage.summary}",
+        item.text,
         status="answered",
         answer=item.text,
     )

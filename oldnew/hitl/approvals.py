@@ -22,10 +22,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from oldnew.errors import ConfigurationError
-from oldnew.schemas import Option, Plan, Question
+from oldnew.hitl import questions
+from oldnew.schemas import Plan, Question
 
 APPROVALS = ("scope", "design", "mvp", "final")
-APPROVE, REJECT = "approve", "reject"
+APPROVE, REJECT = questions.APPROVE, questions.REJECT
 _TITLES = {
     "scope": "Scope review: is this what should be built?",
     "design": "Design review: approve the plan before any code is written?",
@@ -50,19 +51,13 @@ def enabled(spec: str) -> set[str]:
 
 def approval_question(name: str, number: int, artifact: str) -> Question:
     """Return the question that asks for approval ``name``, showing ``artifact``."""
-    return Question(
-        id=f"gate-{name}" if number == 1 else f"gate-{name}-{number}",
-        kind="approval",
-        gate=name,
-        title=_TITLES[name],
-        detail=f"{artifact.rstrip()}\n\nAnswer 'approve', 'reject' (the run stops with its "
+    return questions.question(
+        "approval",
+        f"gate-{name}" if number == 1 else f"gate-{name}-{number}",
+        _TITLES[name],
+        f"{artifact.rstrip()}\n\nAnswer 'approve', 'reject' (the run stops with its "
         "report), or write the changes you want.",
-        options=[
-            Option(key=APPROVE, label="Approve and go on"),
-            Option(key=REJECT, label="Reject: stop the run and write the report"),
-        ],
-        recommended=APPROVE,
-        free_text=True,
+        gate=name,
         severity="critical",
         can_continue=False,
     )
@@ -76,8 +71,8 @@ def ask(name: str, spec: str, yes: bool, state: dict[str, Any], artifact: str) -
     """
     if name not in enabled(spec) or (state.get("approvals") or {}).get(name):
         return {}
-    questions = state.get("questions") or {}
-    asked = [q for q in questions.values() if q.get("gate") == name]
+    known = state.get("questions") or {}
+    asked = [q for q in known.values() if q.get("gate") == name]
     if any(q["status"] == "pending" for q in asked):
         return {}
     q = approval_question(name, len(asked) + 1, artifact)

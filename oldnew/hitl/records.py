@@ -3,8 +3,9 @@
 Computed from the task graph each time the scheduler raises or re-reads a question, so a
 re-plan or a finished neighbour changes the answer: a question is ``critical`` when the run
 cannot go on at all without it, ``high`` when its task is on the critical path (the longest
-dependency chain) or only a person can supply what it asks (a setting, a key), ``medium`` when
-other tasks wait on it, ``low`` when nothing does.
+dependency chain), ``medium`` when other tasks wait on it, ``low`` when nothing does; never less
+than its kind's least severity in ``recovery.policy`` (``high`` for what only a person can
+supply: a setting, a key).
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from functools import cached_property
 from typing import Any
 
 from oldnew.planning.graphops import dependents, on_longest_chains
-from oldnew.schemas import Plan, Severity
+from oldnew.recovery import policy
+from oldnew.recovery.policy import Severity
+from oldnew.schemas import Plan
 
-_PERSON_ONLY = {"configuration", "external_service"}
 _FINISHED = {"done", "blocked"}
 
 
@@ -60,8 +62,9 @@ class Annotator:
         severity: Severity = "low"
         if set(unfinished) <= waiting and len(unfinished) > 1:
             severity = "critical"  # every task still to do waits for this answer
-        elif tid in self.critical or question.get("kind") in _PERSON_ONLY:
+        elif tid in self.critical:
             severity = "high"
         elif len(blocks) > 1:
             severity = "medium"
+        severity = policy.at_least(severity, question.get("kind"))
         return {**question, "blocks": blocks, "can_continue": bool(others), "severity": severity}

@@ -13,11 +13,11 @@ from oldnew.context import Context
 from oldnew.errors import WorkspaceError
 from oldnew.gates import Check, ValidationResult, resolve_profile, validate_tree
 from oldnew.gates.runner import reuse_key
-from oldnew.graph.state import TaskState, next_question_id
+from oldnew.graph.state import TaskState
+from oldnew.hitl.questions import task_question, what_task
 from oldnew.memory.learning import learn_from_accepted_task
 from oldnew.nodes.common import aemit, aopen_workspace
-from oldnew.recovery.escalations import retry_or_skip
-from oldnew.recovery.triage import project_modules, triage
+from oldnew.recovery.diagnosis import diagnose, project_modules
 from oldnew.schemas import Question
 from oldnew.workspace import Workspace
 
@@ -144,7 +144,7 @@ async def validate(state: TaskState, runtime: Runtime[Context]) -> dict[str, Any
         }
     elif not result.passed:
         modules = await asyncio.to_thread(project_modules, tree, state["task"].get("files", []))
-        t = triage(
+        t = diagnose(
             state, result, diags, evidence, max_fix_rounds=ctx.max_fix_rounds, modules=modules
         )
         update |= t.update
@@ -214,13 +214,10 @@ async def commit(state: TaskState, runtime: Runtime[Context]) -> dict[str, Any]:
 
 def gates_question(state: TaskState, blockers: list[Check], evidence: str) -> Question:
     """Return the question for a task whose gates could not run (a tool is missing, say)."""
-    task = state["task"]
     shown = "\n".join(f"- {c.name}: {c.summary}" for c in blockers)
-    return retry_or_skip(
-        next_question_id(state),
+    return task_question(
+        state,
         "configuration",
-        task["id"],
-        f"Task {task['id']} ({task['title']}): quality gates could not run",
+        f"{what_task(state)}: quality gates could not run",
         f"No code change makes these gates run:\n{shown}\nEvidence: {evidence}",
-        "I fixed the environment: validate again",
     )

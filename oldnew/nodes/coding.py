@@ -15,7 +15,8 @@ from oldnew.budget import metered
 from oldnew.context import Context
 from oldnew.errors import ModelOutputError, PathViolation
 from oldnew.fileblocks import parse_file_blocks
-from oldnew.graph.state import TaskState, next_question_id
+from oldnew.graph.state import TaskState
+from oldnew.hitl.questions import asked_question, failure_question, task_output_question
 from oldnew.memory.learning import (
     CoderContext,
     coder_context,
@@ -29,10 +30,10 @@ from oldnew.memory.store import Memory
 from oldnew.models import ModelOverrides, aresolve_model
 from oldnew.nodes.common import aemit, aopen_workspace
 from oldnew.prompts import render
-from oldnew.recovery.escalations import failure_question
+from oldnew.recovery import policy
 from oldnew.recovery.retry import ClassifiedFailure, RetryPolicy, with_retry
 from oldnew.recovery.stall import reset_worktree
-from oldnew.schemas import AskHuman, Option, PlannedTask, Question
+from oldnew.schemas import AskHuman, PlannedTask, Question
 from oldnew.workspace import Workspace
 
 _CONTEXT_SUFFIXES = (".py", ".toml", ".md", ".cfg", ".ini", ".txt", ".json")
@@ -55,21 +56,6 @@ async def _report_memory_problems(ws: Workspace, task_id: str, memory: Memory) -
             ws, task=task_id, node="memory", event="degraded", problems=memory.problems[:10]
         )
         memory.problems.clear()
-
-
-def _ask_question(state: TaskState, ask: AskHuman) -> Question:
-    task = state["task"]
-    options = [Option(key=o, label=o) for o in ask.options]
-    return Question(
-        id=next_question_id(state),
-        kind=ask.kind,
-        task_id=task["id"],
-        title=ask.question,
-        detail=f"Asked by the coder of task {task['id']} ({task['title']}).",
-        options=options,
-        recommended=ask.recommended if ask.recommended in ask.options else None,
-        free_text=True,
-    )
 
 
 async def _files_from_model(
@@ -101,23 +87,6 @@ async def _files_from_model(
             problem = str(exc)
             history += [reply, HumanMessage(render("output_retry", problem=problem))]
     raise ModelOutputError(problem)
-
-
-def _output_question(state: TaskState, error: Exception) -> Question:
-    task = state["task"]
-    return Question(
-        id=next_question_id(state),
-        kind="model_output",
-        task_id=task["id"],
-        title=f"The model's code for task {task['id']} could not be used",
-        detail=str(error)[:2000],
-        options=[
-            Option(key="retry", label="Ask the model again"),
-            Option(key="skip", label="Leave this task undone and record it as a blocker"),
-        ],
-        recommended="retry",
-        free_text=False,
-    )
 
 
 def _escalation(state: TaskState, question: Question, calls: int) -> dict[str, Any]:
@@ -182,8 +151,7 @@ async def _failure_escalation(
     ws: Workspace, state: TaskState, node: str, failure: ClassifiedFailure
 ) -> dict[str, Any]:
     task = state["task"]
-    qid = next_question_id(state)
-    question = failure_question(qid, task["id"], f"Task {task['id']} ({task['title']})", failure)
+    question = failure_question(state, failure)
     await aemit(
         ws,
         task=task["id"],
@@ -201,8 +169,8 @@ async def code(
 ) -> dict[str, Any]:
     """Have the coder write the task's files into the task's worktree.
 
-    A prompt too large for the model is shrunk once (file contents and memory left out)
-    and retried; never retried unchanged.
+    A failure whose class's policy says ``shrink`` (a prompt too large for the model) is
+    retried once with file contents and memory left out; never retried unchanged.
     """
     ctx = runtime.context or Context()
     ws = await aopen_workspace(state["workspace"])
@@ -228,7 +196,7 @@ async def code(
             )
             break
         except ClassifiedFailure as exc:
-            if exc.classification.cls != "context_overflow" or shrunk:
+            if policy.failure(exc.classification.cls).retry != "shrink" or shrunk:
                 return await _failure_escalation(ws, state, "code", exc)
             await aemit(
                 ws, task=task.id, node="code", event="context_shrunk", files_left_out=len(existing)
@@ -236,11 +204,11 @@ async def code(
             names = {p: "(content left out to fit the model's context)" for p in existing}
             messages = _coder_messages(state, task, names, CoderContext(), memory.available)
         except ModelOutputError as exc:
-            question = _output_question(state, exc)
+            question = task_output_question(state, exc)
             await aemit(ws, task=task.id, node="code", event="escalated", question=question.id)
             return _escalation(state, question, ctx.max_output_retries + 1)
     if isinstance(result, AskHuman):
-        question = _ask_question(state, result)
+        question = asked_question(state, result)
         await aemit(ws, task=task.id, node="code", event="escalated", question=question.id)
         return _escalation(state, question, calls)
     await aemit(ws, task=task.id, node="code", event="wrote", files=sorted(result))
@@ -302,7 +270,7 @@ async def fix(
     except ClassifiedFailure as exc:
         return await _failure_escalation(ws, state, "fix", exc)
     except ModelOutputError as exc:
-        question = _output_question(state, exc)
+        question = task_output_question(state, exc)
         return _escalation(state, question, ctx.max_output_retries + 1)
     files = sorted({*state.get("files", []), *result}) if isinstance(result, dict) else []
     summary = fix_summary(prose, current, result if isinstance(result, dict) else {})

@@ -1,5 +1,9 @@
 """Escalation: a task asks a person, and the answer decides where it goes next.
 
+``skip`` on a task that is not critical makes it a known limitation (``record_limitation``
+keeps its partial work on a branch and the run delivers the rest); on a critical task it ends
+the task blocked, as the option's label says.
+
 ``interrupt()`` is the first thing this node does: a resumed node re-runs from its top, so
 nothing before it may have side effects.
 """
@@ -11,7 +15,9 @@ from typing import Any
 from langgraph.types import interrupt
 
 from oldnew.graph.state import TaskState
+from oldnew.hitl.questions import RETRY, SKIP, limitation_of
 from oldnew.nodes.common import aemit, aopen_workspace
+from oldnew.recovery import policy
 
 
 async def escalate(state: TaskState) -> dict[str, Any]:
@@ -29,16 +35,19 @@ async def escalate(state: TaskState) -> dict[str, Any]:
         answer=answer,
     )
     record = {"question": question.get("title", ""), "answer": answer}
-    kind = question.get("kind")
-    if answer == "skip":
+    if answer == SKIP and not state.get("critical", True):
+        reason = f"skipped by a person: {question.get('title', '')}"
+        limitation = limitation_of(question, reason)
+        return {"status": "limiting", "question": None, "answer": record, "limitation": limitation}
+    if answer == SKIP:
         return {
             "status": "blocked",
             "question": None,
             "answer": record,
             "blocker": f"skipped by a person: {question.get('title', '')}",
         }
-    if kind == "fix_limit":
-        guidance = None if answer == "retry" else answer
+    if policy.resume(question.get("kind")) == "fix":
+        guidance = None if answer == RETRY else answer
         return {
             "status": "fixing",
             "question": None,

@@ -17,8 +17,8 @@ from langgraph.types import Command
 from oldnew.graph.state import TaskState
 from oldnew.nodes.common import aemit, aopen_workspace
 from oldnew.recovery.degrade import timeout_question
+from oldnew.recovery.diagnosis import decide
 from oldnew.recovery.stall import keep_partial
-from oldnew.recovery.triage import decide
 
 
 async def record_limitation(state: TaskState) -> dict[str, Any]:

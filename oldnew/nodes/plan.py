@@ -21,18 +21,17 @@ from oldnew.feedback.apply import apply_feedback
 from oldnew.feedback.items import malformed_feedback, ready_feedback
 from oldnew.graph.state import RunState, TaskRecord
 from oldnew.hitl import approvals
+from oldnew.hitl.questions import output_question, question, run_failure_question
 from oldnew.memory.learning import memory_of, remember_scope_and_plan
 from oldnew.models import ModelOverrides, aresolve_model
 from oldnew.nodes.common import aemit, arun_workspace
-from oldnew.nodes.scope import RETRY_OR_ABORT, output_question
 from oldnew.planning import Asker, Planner, PlanningFailed, assess, plan_problems
 from oldnew.planning.clarify import settle
 from oldnew.planning.graphops import replace_tasks
 from oldnew.planning.llm import Emit
 from oldnew.planning.revise import replan, split_long_tasks, split_task
-from oldnew.recovery.escalations import run_failure_question
 from oldnew.recovery.retry import ClassifiedFailure
-from oldnew.schemas import Plan, PlannedTask, Question, Scope
+from oldnew.schemas import Plan, PlannedTask, Scope
 from oldnew.workspace import Workspace
 
 __all__ = ["plan", "plan_problems"]
@@ -67,14 +66,11 @@ async def _first_plan(state: RunState, planner: Planner, emit: Emit) -> dict[str
     if found:
         await emit(event="rejected", problems=found)
         if attempts + 1 > ctx.max_plan_repairs:
-            q = Question(
-                id=f"plan-{n_questions + 1}",
-                kind="plan_invalid",
-                title=f"The planner could not produce a valid plan in {attempts + 1} tries",
-                detail="\n".join(found)[:4000],
-                options=RETRY_OR_ABORT,
-                recommended="retry",
-                free_text=False,
+            q = question(
+                "plan_invalid",
+                f"plan-{n_questions + 1}",
+                f"The planner could not produce a valid plan in {attempts + 1} tries",
+                "\n".join(found)[:4000],
             )
             return {"questions": {q.id: q.model_dump()}, "plan_problems": found, "plan_attempts": 0}
         return {"plan_problems": found, "plan_attempts": attempts + 1}

@@ -13,57 +13,38 @@ from oldnew.context import Context
 from oldnew.errors import ModelOutputError
 from oldnew.graph.state import RunState
 from oldnew.hitl import approvals
+from oldnew.hitl.questions import (
+    ABORT,
+    READ_ALL,
+    output_question,
+    question,
+    run_failure_question,
+)
 from oldnew.models import ModelOverrides, aresolve_model
 from oldnew.nodes.common import aemit, arun_workspace
 from oldnew.planning import Asker, ScopeProblem, assess, extract_scope
 from oldnew.planning.clarify import QUESTION_PREFIX, clarification_questions
-from oldnew.recovery.escalations import run_failure_question
 from oldnew.recovery.retry import ClassifiedFailure
-from oldnew.schemas import Option, Question, Scope
-
-RETRY_OR_ABORT = [
-    Option(key="retry", label="Ask the model again"),
-    Option(key="abort", label="Stop the run and write the report"),
-]
-ABORT = "abort"
-READ_ALL = "read_all"
-
-
-def output_question(qid: str, what: str, error: Exception) -> Question:
-    """Return the question a person gets when the model's output stays unusable."""
-    return Question(
-        id=qid,
-        kind="model_output",
-        title=f"The model's {what} did not parse",
-        detail=str(error)[:2000],
-        options=RETRY_OR_ABORT,
-        recommended="retry",
-        free_text=False,
-    )
+from oldnew.schemas import Question, Scope
 
 
 def scope_question(qid: str, problem: ScopeProblem) -> Question:
     """Return the question for a scope that cannot be read as it stands."""
     if problem.kind == "too_large":
-        return Question(
-            id=qid,
-            kind="scope_unclear",
-            title="The scope is too large to read in the allowed number of model calls",
-            detail=str(problem),
-            options=[
-                Option(key=READ_ALL, label="Read every section anyway"),
-                Option(key=ABORT, label="Stop the run and write the report"),
-            ],
+        return question(
+            "scope_unclear",
+            qid,
+            "The scope is too large to read in the allowed number of model calls",
+            str(problem),
+            keys=(READ_ALL, ABORT),
             recommended=ABORT,
             free_text=False,
         )
-    return Question(
-        id=qid,
-        kind="scope_unclear",
-        title="The scope names nothing to build: describe what the software must do",
-        detail=str(problem),
-        options=[Option(key=ABORT, label="Stop the run and write the report")],
-        free_text=True,
+    return question(
+        "scope_unclear",
+        qid,
+        "The scope names nothing to build: describe what the software must do",
+        str(problem),
     )
 
 

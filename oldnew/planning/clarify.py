@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from oldnew.schemas import Clarification, Option, Question, Scope
+from oldnew.hitl.questions import question
+from oldnew.schemas import Clarification, Question, Scope
 
 DefaultsPolicy = Literal["ask", "high", "auto"]
 DEFAULTS_POLICIES: tuple[DefaultsPolicy, ...] = ("ask", "high", "auto")
@@ -68,12 +69,12 @@ def clarification_questions(
     out = []
     for i, c in enumerate(scope.clarifications, start=first):
         labels = c.options if c.default in c.options else [*c.options, c.default]
-        q = Question(
-            id=f"{QUESTION_PREFIX}{i}",
-            kind="clarification",
-            title=c.question,
-            detail=_detail(c),
-            options=[Option(key=label, label=label) for label in labels],
+        q = question(
+            "clarification",
+            f"{QUESTION_PREFIX}{i}",
+            c.question,
+            _detail(c),
+            choices=labels,
             recommended=c.default,
             free_text=True,
         )

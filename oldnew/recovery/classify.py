@@ -2,15 +2,17 @@
 
 Exception types and HTTP status codes come first, then the validator's parsed diagnostics;
 only when both are silent may a model be asked (the caller does that, with the text this
-module gives it). Classes and where they go:
+module gives it). What each class is:
 
-- transient: timeout, rate limit, 5xx, connection reset -> retry with backoff
-- recoverable: syntax, type or import error, failing test, unparseable model output ->
-  back to the model with the diagnostics
-- configuration: missing environment variable, invalid API key -> a person, with instructions
-- design_flaw: circular dependency, impossible constraint -> back to the planner
-- external_blocker: service unavailable, package not found -> a person, with alternatives
-- context_overflow: prompt too large -> shrink the context; never retried unchanged
+- transient: timeout, rate limit, 5xx, connection reset
+- recoverable: syntax, type or import error, failing test, unparseable model output
+- configuration: missing environment variable, invalid API key
+- design_flaw: circular dependency, impossible constraint
+- external_blocker: service unavailable, package not found
+- context_overflow: prompt too large
+
+What happens to each (retried with backoff, back to the model, to a person, to the planner)
+is its row in ``recovery.policy``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -26,15 +29,7 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from oldnew.errors import ConfigurationError, ModelOutputError, PathViolation
-
-FailureClass = Literal[
-    "transient",
-    "recoverable",
-    "configuration",
-    "design_flaw",
-    "external_blocker",
-    "context_overflow",
-]
+from oldnew.recovery.policy import FailureClass
 
 _OVERFLOW = re.compile(
     r"context[_ ]length|maximum context|too many tokens|prompt is too long|"
@@ -156,19 +151,7 @@ def classify(exc: BaseException) -> Classification:
     return Classification("recoverable", f"{type(exc).__name__}: {exc}", "default")
 
 
-def classify_diagnostics(
-    diagnostics: list[str], project_modules: set[str] | None = None
-) -> Classification | None:
-    """Classify a failed validation from its rendered diagnostics; None when they are empty.
-
-    A missing third-party module (not one of ``project_modules``) is an external blocker;
-    a missing environment variable is configuration; a circular import is a design flaw;
-    everything else the model can fix.
-    """
-    if not diagnostics:
-        return None
-    text = "\n".join(diagnostics)
-    own = project_modules or set()
+def _missing_package(text: str, own: set[str]) -> Classification | None:
     for groups in _MISSING_MODULE.findall(text):
         name = next(g for g in groups if g)
         if name.split(".")[0] not in own:
@@ -178,20 +161,58 @@ def classify_diagnostics(
                 "diagnostic",
                 detail=name,
             )
+    return None
+
+
+def _missing_variable(text: str, own: set[str]) -> Classification | None:
     env = _MISSING_ENV.search(text)
-    if env:
-        var = next(g for g in env.groups() if g)
-        return Classification(
-            "configuration", f"the environment variable {var} is not set", "diagnostic", detail=var
-        )
-    if _DESIGN.search(text):
-        return Classification(
-            "design_flaw",
-            "the code's structure cannot work as planned (circular dependency)",
-            "diagnostic",
-        )
-    if _UNAVAILABLE.search(text):
-        return Classification(
-            "external_blocker", "a service the code needs is unreachable", "diagnostic"
-        )
+    if env is None:
+        return None
+    var = next(g for g in env.groups() if g)
+    return Classification(
+        "configuration", f"the environment variable {var} is not set", "diagnostic", detail=var
+    )
+
+
+def _structure(text: str, own: set[str]) -> Classification | None:
+    if not _DESIGN.search(text):
+        return None
+    return Classification(
+        "design_flaw",
+        "the code's structure cannot work as planned (circular dependency)",
+        "diagnostic",
+    )
+
+
+def _unreachable(text: str, own: set[str]) -> Classification | None:
+    if not _UNAVAILABLE.search(text):
+        return None
+    return Classification(
+        "external_blocker", "a service the code needs is unreachable", "diagnostic"
+    )
+
+
+DiagnosticRule = Callable[[str, set[str]], Classification | None]
+"""A classifier rule: the diagnostics' text and the project's own modules -> a class, or None."""
+RULES: list[DiagnosticRule] = [_missing_package, _missing_variable, _structure, _unreachable]
+"""The rules for failed validations, tried in order; the first that answers wins."""
+
+
+def classify_diagnostics(
+    diagnostics: list[str], project_modules: set[str] | None = None
+) -> Classification | None:
+    """Classify a failed validation from its rendered diagnostics; None when they are empty.
+
+    A missing third-party module (not one of ``project_modules``) is an external blocker;
+    a missing environment variable is configuration; a circular import is a design flaw;
+    everything no rule of ``RULES`` claims the model can fix.
+    """
+    if not diagnostics:
+        return None
+    text = "\n".join(diagnostics)
+    own = project_modules or set()
+    for rule in RULES:
+        found = rule(text, own)
+        if found is not None:
+            return found
     return Classification("recoverable", "the code fails its checks", "diagnostic")

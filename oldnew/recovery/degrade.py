@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from oldnew.graph.state import TaskRecord, TaskState, next_question_id
+from oldnew.graph.state import TaskRecord, TaskState
+from oldnew.hitl.questions import task_question, what_task
 from oldnew.planning.graphops import dependency_map, find_cycle, on_longest_chains
-from oldnew.recovery.escalations import retry_or_skip
 from oldnew.schemas import Plan, Question, Scope
 
 
@@ -62,13 +62,10 @@ def dependent_record(dep: str, dep_record: TaskRecord) -> dict[str, Any]:
 
 def timeout_question(state: TaskState, reason: str, branch: str | None) -> Question:
     """Return the question for a task that was stopped at the time limit."""
-    task = state["task"]
     kept = f"its partial work is on branch {branch}" if branch else "it had written nothing yet"
-    return retry_or_skip(
-        next_question_id(state),
+    return task_question(
+        state,
         "timeout",
-        task["id"],
-        f"Task {task['id']} ({task['title']}) was stopped: {reason}",
+        f"{what_task(state)} was stopped: {reason}",
         f"The task cannot be split further; {kept}.",
-        "Run it again with a fresh time budget",
     )

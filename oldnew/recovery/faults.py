@@ -23,9 +23,24 @@ from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.runnables import Runnable
 
+from oldnew.recovery import policy
+from oldnew.recovery.policy import FailureClass
+
 TRANSIENT = ("rate_limit", "timeout", "server_error")
+"""Faults raised as the errors a provider raises."""
 OUTPUT = ("malformed", "broken_code")
+"""Faults that spoil the reply."""
 FAULTS = (*TRANSIENT, *OUTPUT)
+EXPECTED: dict[str, FailureClass] = {
+    "rate_limit": "transient",
+    "timeout": "transient",
+    "server_error": "transient",
+    "malformed": "recoverable",
+    "broken_code": "recoverable",
+}
+"""The failure class each fault must be sorted into; its policy row says what the bench sees."""
+RETRIED = tuple(f for f in FAULTS if policy.failure(EXPECTED[f]).retry == "backoff")
+"""The faults that are retried with backoff (no fix round, no question), by the policy."""
 _URL = "http://fault.invalid/v1/chat/completions"
 
 

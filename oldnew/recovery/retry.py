@@ -1,4 +1,4 @@
-"""Retry transient failures with backoff; hand every other class to the graph.
+"""Retry the failure classes whose policy says ``backoff``; hand every other to the graph.
 
 Exponential backoff with full jitter; a rate limit waits what the server's ``Retry-After``
 asks for, else a fixed delay. Every cap comes from the run's configuration.
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from oldnew.errors import BudgetExceeded
+from oldnew.recovery import policy as failure_policy
 from oldnew.recovery.classify import Classification, classify
 
 T = TypeVar("T")
@@ -58,12 +59,12 @@ async def with_retry(
     rng: random.Random | None = None,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> T:
-    """Await ``call()``; retry it while it fails transiently, up to the policy's cap.
+    """Await ``call()``; retry it while its failures are retried with backoff, up to the cap.
 
     Raises:
         BudgetExceeded: a budget cap was reached before the call; passed through untouched.
-        ClassifiedFailure: a non-transient failure at once, or a transient one once the
-            attempts are spent (the caller routes it by its class).
+        ClassifiedFailure: a failure its class does not retry, at once, or one it retries
+            once the attempts are spent (the caller routes it by its class).
     """
     rng = rng or random.Random()  # nosec B311
     attempt = 0
@@ -75,7 +76,8 @@ async def with_retry(
             raise  # a cap, not a failure: retrying or classifying it would overshoot the budget
         except Exception as exc:  # noqa: BLE001 - every failure is classified, none escapes raw
             c = classify(exc)
-            if c.cls != "transient" or attempt >= policy.max_attempts:
+            retried = failure_policy.failure(c.cls).retry == "backoff"
+            if not retried or attempt >= policy.max_attempts:
                 raise ClassifiedFailure(c, attempt) from exc
             wait = policy.delay(c, attempt, rng)
             if on_retry is not None:

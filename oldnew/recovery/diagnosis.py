@@ -2,11 +2,11 @@
 
 ``validate`` hands every failed validation here. The order:
 
-1. The diagnostics' class (``classify_diagnostics``): a missing third-party package or an
-   unreachable service (external_blocker) and a missing environment variable (configuration)
-   go to a person at once, with alternatives or instructions; no fix round is spent on what no
-   code change cures. A circular dependency (design_flaw) raises a design_flaw question that the
-   scheduler hands to the planner.
+1. The diagnostics' class (``classify_diagnostics``), by its row in ``recovery.policy``: a
+   class routed to a person (a missing third-party package or an unreachable service, a missing
+   environment variable) asks at once, with alternatives or instructions; no fix round is spent
+   on what no code change cures. A class routed to the planner (a circular dependency) raises a
+   question whose kind the scheduler hands to the planner.
 2. Everything else the model can fix, unless the task is stuck (``recovery.stall``: two fix
    rounds in a row repeat the failure before them) or its fix rounds ran out: then ONE fresh
    regeneration from scratch, with its own fix rounds, and after that a fix_limit question.
@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from oldnew.gates import ValidationResult
-from oldnew.graph.state import TaskState, next_question_id
+from oldnew.graph.state import TaskState
+from oldnew.hitl.questions import failure_question, limitation_of, task_question, what_task
+from oldnew.recovery import policy
 from oldnew.recovery.classify import Classification, classify_diagnostics
-from oldnew.recovery.escalations import failure_question, retry_or_skip
 from oldnew.recovery.retry import ClassifiedFailure
 from oldnew.recovery.stall import REGENERATIONS, Round, error_fingerprint, fresh_start_note
 from oldnew.recovery.stall import stuck_reason as _stuck_reason
@@ -33,11 +34,10 @@ from oldnew.schemas import Question
 STUCK_AFTER = 2
 """Fix rounds in a row that repeat the failure before them (same errors, or no change to a
 validated file) after which a task is stuck: a random slip is fixed, a loop is not."""
-_AT_ONCE = ("external_blocker", "configuration", "design_flaw")
 
 
 @dataclass
-class Triage:
+class Diagnosis:
     """What ``validate`` adds to its update, and the event that says why."""
 
     update: dict[str, Any]
@@ -69,49 +69,35 @@ def diagnostic_question(
     state: TaskState, c: Classification, diagnostics: list[str], evidence: str
 ) -> Question:
     """Return the question for a failure no fix round can cure, with what to do about it."""
-    task = state["task"]
-    qid = next_question_id(state)
-    what = f"Task {task['id']} ({task['title']})"
-    if c.cls == "design_flaw":
+    q = failure_question(state, ClassifiedFailure(c, 1))
+    if policy.failure(c.cls).route == "planner":
         shown = "\n".join(diagnostics[:5])
-        return retry_or_skip(
-            qid,
-            "design_flaw",
-            task["id"],
-            f"{what} cannot work as planned: {c.reason}",
-            f"The checks show a structural problem:\n{shown}\nEvidence: {evidence}",
-            "Code it again, avoiding the cycle",
-        )
-    q = failure_question(qid, task["id"], what, ClassifiedFailure(c, 1))
+        detail = f"The checks show a structural problem:\n{shown}\nEvidence: {evidence}"
+        return q.model_copy(update={"detail": detail})
     where = ", ".join(_where(diagnostics, c.detail)) or "see the evidence"
-    if c.cls == "configuration":
-        extra = (
-            f"Variable: {c.detail}. Read at: {where}. The checks run in a sandbox that passes "
-            "no secrets and no environment of yours: answer how the code should get it (a "
-            "default, or a fake value the tests set), or 'skip'."
-        )
-    else:
-        extra = (
-            f"Needed by: {where}. Nothing can be installed or reached from the sandbox: "
-            "'mock' builds against a stand-in, 'other' names a replacement, 'skip' leaves "
-            "it out of this delivery."
-        )
+    extra = policy.failure(c.cls).advice.format(detail=c.detail, where=where)
     return q.model_copy(update={"detail": f"{q.detail}\n{extra}\nEvidence: {evidence}"})
 
 
 def fix_limit_question(state: TaskState, rounds: int, why: str) -> Question:
     """Return the question for a task that fixing and a fresh start did not cure."""
-    task = state["task"]
     shown = "\n".join(state.get("diagnostics", [])[:10])
-    return retry_or_skip(
-        next_question_id(state),
+    return task_question(
+        state,
         "fix_limit",
-        task["id"],
-        f"Task {task['id']} ({task['title']}) still fails after {rounds} fix "
+        f"{what_task(state)} still fails after {rounds} fix "
         f"round{'' if rounds == 1 else 's'} and a fresh start: {why}",
         f"Last diagnostics:\n{shown}\nEvidence: {(state.get('evidence') or ['-'])[-1]}",
-        "Give the fixer another set of rounds",
     )
+
+
+def wait(state: TaskState, question: Question) -> dict[str, Any]:
+    """Return the update for a task that waits on ``question``."""
+    return {
+        "status": "waiting",
+        "question": question.model_dump(),
+        "questions_asked": state.get("questions_asked", 0) + 1,
+    }
 
 
 def decide(state: TaskState, question: Question) -> dict[str, Any]:
@@ -122,24 +108,12 @@ def decide(state: TaskState, question: Question) -> dict[str, Any]:
     question's options, and nobody waits for it.
     """
     if state.get("critical", True):
-        return {
-            "status": "waiting",
-            "question": question.model_dump(),
-            "questions_asked": state.get("questions_asked", 0) + 1,
-        }
-    return {
-        "status": "limiting",
-        "question": None,
-        "limitation": {
-            "kind": question.kind,
-            "reason": question.title,
-            "detail": question.detail[:1500],
-            "options": [o.label for o in question.options],
-        },
-    }
+        return wait(state, question)
+    limitation = limitation_of(question.model_dump(), question.title)
+    return {"status": "limiting", "question": None, "limitation": limitation}
 
 
-def triage(
+def diagnose(
     state: TaskState,
     result: ValidationResult,
     diagnostics: list[str],
@@ -147,7 +121,7 @@ def triage(
     *,
     max_fix_rounds: int,
     modules: set[str],
-) -> Triage:
+) -> Diagnosis:
     """Decide where a failed validation goes; see the module docstring for the order."""
     failed = [c.name for c in result.checks if c.status == "failed"]
     current = Round(error_fingerprint(diagnostics, failed), result.fingerprint)
@@ -161,22 +135,17 @@ def triage(
         "evidence": [*(state.get("evidence") or []), evidence],
     }
     c = classify_diagnostics(diagnostics, modules)
-    if c is not None and c.cls in _AT_ONCE:
+    route = policy.failure(c.cls).route if c is not None else "model"
+    if c is not None and route != "model":
         question = diagnostic_question(view, c, diagnostics, evidence)
-        update = base | (
-            {
-                "status": "waiting",
-                "question": question.model_dump(),
-                "questions_asked": state.get("questions_asked", 0) + 1,
-            }
-            if c.cls == "design_flaw"
-            else decide(view, question)
-        )
+        # A question for the planner waits whatever the task's criticality: the scheduler
+        # hands it over, so no person is kept waiting and nothing is given up.
+        update = base | (wait(view, question) if route == "planner" else decide(view, question))
         return _outcome(update, {"failure": c.cls, "reason": c.reason})
     rounds = state.get("fix_round", 0)
     stuck = repeat if repeats >= STUCK_AFTER else None
     if stuck is None and rounds < max_fix_rounds:
-        return Triage(base)
+        return Diagnosis(base)
     why = stuck or f"{rounds} fix rounds did not make it pass"
     done = state.get("regenerations", 0)
     if done < REGENERATIONS:
@@ -193,8 +162,8 @@ def triage(
     return _outcome(update, {"failure": "recoverable", "reason": why, "stuck": bool(stuck)})
 
 
-def _outcome(update: dict[str, Any], fields: dict[str, Any]) -> Triage:
+def _outcome(update: dict[str, Any], fields: dict[str, Any]) -> Diagnosis:
     """Name the event for ``update``: escalated, limited (known limitation) or regenerate."""
     event = {"waiting": "escalated", "limiting": "limited", "coding": "regenerate"}
     question = (update.get("question") or {}).get("id")
-    return Triage(update, event[update["status"]], {**fields, "question": question})
+    return Diagnosis(update, event[update["status"]], {**fields, "question": question})
