@@ -10,16 +10,15 @@ from pathlib import Path
 from typing import Any, get_args
 
 import pytest
-from oldnew.runner import start_run
 from pydantic import ValidationError
 
-from oldnew.graph.routing import after_escalate
 from oldnew.hitl import questions
 from oldnew.hitl.records import Annotator
 from oldnew.recovery import classify, faults, policy
 from oldnew.recovery.classify import Classification
 from oldnew.recovery.faults import FaultInjectingChatModel
 from oldnew.recovery.policy import FailurePolicy, KindPolicy
+from oldnew.runs import start_run
 from oldnew.schemas import Plan, Question
 
 # The package re-exports the function classify(); the rules live in the module of that name.
@@ -86,13 +85,6 @@ def test_the_fault_bench_expects_what_the_classifier_and_the_policy_say() -> Non
         assert classify(info.value).cls == faults.EXPECTED[fault], fault
     assert set(faults.EXPECTED) == set(faults.FAULTS)
     assert faults.RETRIED == faults.TRANSIENT
-
-
-def test_a_skipped_task_that_is_not_critical_goes_to_record_limitation() -> None:
-    assert after_escalate({"status": "limiting"}) == "record_limitation"  # type: ignore[typeddict-item]
-    assert after_escalate({"status": "blocked"}) == "__end__"  # type: ignore[typeddict-item]
-    assert after_escalate({"status": "fixing"}) == "fix"  # type: ignore[typeddict-item]
-    assert after_escalate({"status": "coding"}) == "code"  # type: ignore[typeddict-item]
 
 
 # A new failure class, end to end: one row, one question kind, one classifier rule, no other

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from oldnew.graph import routing
+from oldnew.nodes import escalate as escalate_node
 from oldnew.nodes.enter import enter
 
 PENDING = {"status": "pending", "kind": "configuration"}
@@ -127,9 +128,6 @@ def test_enter_goes_on_from_where_the_run_stands(
         (routing.after_fix, {"status": "waiting"}, "escalate"),
         (routing.after_commit, {"status": "done"}, "__end__"),
         (routing.after_commit, {"status": "fixing"}, "fix"),
-        (routing.after_escalate, {"status": "blocked"}, "__end__"),
-        (routing.after_escalate, {"status": "fixing"}, "fix"),
-        (routing.after_escalate, {"status": "coding"}, "code"),
     ],
 )
 def test_task_routers(router: Any, state: dict[str, Any], expected: str) -> None:
@@ -140,3 +138,27 @@ def test_validate_that_left_no_verdict_is_a_bug_not_a_commit() -> None:
     # "validating" asks for a check; only "passed" may commit.
     with pytest.raises(ValueError, match="no way out"):
         routing.after_validate({"status": "validating"})
+
+
+@pytest.mark.parametrize(
+    ("kind", "answer", "critical", "goto", "status"),
+    [
+        ("configuration", "skip", False, "record_limitation", "limiting"),
+        ("configuration", "skip", True, "__end__", "blocked"),
+        ("fix_limit", "retry", True, "fix", "fixing"),
+        ("configuration", "retry", True, "code", "coding"),
+    ],
+)
+def test_escalate_goes_where_the_answer_says(
+    monkeypatch: pytest.MonkeyPatch, kind: str, answer: str, critical: bool, goto: str, status: str
+) -> None:
+    async def quiet(*_: Any, **__: Any) -> None:
+        return None
+
+    monkeypatch.setattr(escalate_node, "interrupt", lambda _question: answer)
+    monkeypatch.setattr(escalate_node, "aopen_workspace", quiet)
+    monkeypatch.setattr(escalate_node, "aemit", quiet)
+    question = {"id": "T1-q1", "kind": kind, "title": "needs a key", "options": []}
+    state = {"task": {"id": "T1"}, "workspace": "/nowhere", "question": question}
+    command = asyncio.run(escalate_node.escalate({**state, "critical": critical}))  # type: ignore[arg-type]
+    assert command.goto == goto and command.update["status"] == status

@@ -60,7 +60,6 @@ def build_task_graph(*, models: ModelOverrides = None) -> CompiledStateGraph[Any
     g.add_conditional_edges("validate", routing.after_validate)
     g.add_conditional_edges("fix", routing.after_fix)
     g.add_conditional_edges("commit", routing.after_commit)
-    g.add_conditional_edges("escalate", routing.after_escalate)
     g.add_edge("record_limitation", END)
     return g.compile(name="task")
 

@@ -120,16 +120,3 @@ def after_fix(state: TaskState) -> Literal["validate", "escalate"]:
 def after_commit(state: TaskState) -> Literal["fix", "__end__"]:
     """Finish when the commit landed; fix when integration with main failed."""
     return "__end__" if state.get("status") == "done" else "fix"
-
-
-def after_escalate(state: TaskState) -> Literal["code", "fix", "record_limitation", "__end__"]:
-    """Recode with the answer, fix with the guidance, or stop a skipped task.
-
-    A skipped task that is not critical becomes a known limitation; a critical one ends blocked.
-    """
-    status = state.get("status")
-    if status == "limiting":
-        return "record_limitation"
-    if status == "blocked":
-        return "__end__"
-    return "fix" if status == "fixing" else "code"

@@ -10,18 +10,24 @@ nothing before it may have side effects.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
-from langgraph.types import interrupt
+from langgraph.types import Command, interrupt
 
 from oldnew.graph.state import TaskState
 from oldnew.hitl.questions import RETRY, SKIP, limitation_of
 from oldnew.nodes.common import aemit, aopen_workspace
 from oldnew.recovery import policy
 
+Way = Literal["code", "fix", "record_limitation", "__end__"]
 
-async def escalate(state: TaskState) -> dict[str, Any]:
-    """Wait for a person's answer to the task's question, then record it."""
+
+async def escalate(state: TaskState) -> Command[Way]:
+    """Wait for a person's answer to the task's question; the answer says where to go.
+
+    Code again with the answer, fix with it as guidance (its kind's row in the policy says
+    which), record a known limitation, or end a skipped critical task blocked.
+    """
     question = state["question"] or {}
     answer = str(interrupt(question))
     ws = await aopen_workspace(state["workspace"])
@@ -34,25 +40,19 @@ async def escalate(state: TaskState) -> dict[str, Any]:
         question=question.get("id"),
         answer=answer,
     )
-    record = {"question": question.get("title", ""), "answer": answer}
-    if answer == SKIP and not state.get("critical", True):
-        reason = f"skipped by a person: {question.get('title', '')}"
-        limitation = limitation_of(question, reason)
-        return {"status": "limiting", "question": None, "answer": record, "limitation": limitation}
+    answered: dict[str, Any] = {
+        "question": None,
+        "answer": {"question": question.get("title", ""), "answer": answer},
+    }
     if answer == SKIP:
-        return {
-            "status": "blocked",
-            "question": None,
-            "answer": record,
-            "blocker": f"skipped by a person: {question.get('title', '')}",
-        }
+        reason = f"skipped by a person: {question.get('title', '')}"
+        if not state.get("critical", True):
+            limitation = limitation_of(question, reason)
+            update = {**answered, "status": "limiting", "limitation": limitation}
+            return Command(update=update, goto="record_limitation")
+        return Command(update={**answered, "status": "blocked", "blocker": reason}, goto="__end__")
     if policy.resume(question.get("kind")) == "fix":
         guidance = None if answer == RETRY else answer
-        return {
-            "status": "fixing",
-            "question": None,
-            "answer": record,
-            "fix_round": 0,
-            "guidance": guidance,
-        }
-    return {"status": "coding", "question": None, "answer": record}
+        update = {**answered, "status": "fixing", "fix_round": 0, "guidance": guidance}
+        return Command(update=update, goto="fix")
+    return Command(update={**answered, "status": "coding"}, goto="code")
