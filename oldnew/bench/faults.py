@@ -239,7 +239,7 @@ def _figures(
             1 for e in events if e.get("node") == "fix" and e.get("event") == "started"
         ),
         "tokens": spend["tokens"],
-        "tokens_by_phase": {p: r["tokens"] for p, r in spend["by_phase"].items()},
+        "tokens_by_activity": {a: r["tokens"] for a, r in spend["by_activity"].items()},
         "tokens_seen_by_model": model.usage["total_tokens"],
         "model_calls_metered": spend["calls"],
         "wall_s": round(wall, 2),
