@@ -65,7 +65,7 @@ def test_host_environment_is_oldnews_own_by_either_route(tmp_path: Path) -> None
     host = ProjectEnv.host()
     assert host == ProjectEnv.probe(sys.executable)
     assert str(host.python) == sys.executable and str(host.prefix) == sys.prefix
-    assert host.tool_paths == () and host.variables() == {}
+    assert host.test_tool_paths == () and host.variables() == {}
     assert "json" in host.stdlib_modules and "sys" in host.stdlib_modules
     assert host.node_modules is None
     (tmp_path / "node_modules").mkdir()
@@ -95,7 +95,7 @@ def test_probe_describes_a_venv_without_running_its_pth_files(venv: Path) -> Non
 
 def test_tests_run_with_the_given_environment(tmp_path: Path, venv: Path, tools: Path) -> None:
     python = venv / "bin" / "python"
-    env = ProjectEnv.probe(python, tool_paths=(tools,))
+    env = ProjectEnv.probe(python, test_tool_paths=(tools,))
     assert env.variables() == {"PYTHONPATH": str(tools)}
     project = _write(
         tmp_path / "p",

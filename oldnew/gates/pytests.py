@@ -1,7 +1,7 @@
 """The project's own tests, run by pytest in a sandbox of their own, and their coverage.
 
 They run with the project's environment (its interpreter, its packages); pytest and pytest-cov
-reach that interpreter as the environment says (:attr:`ProjectEnv.tool_paths`).
+reach that interpreter as the environment says (:attr:`ProjectEnv.test_tool_paths`).
 """
 
 from __future__ import annotations

@@ -48,7 +48,7 @@ class ProjectEnv:
     """Where its imports resolve: the standard library, then site-packages."""
     stdlib_modules: frozenset[str] = field(repr=False, default=frozenset())
     """Top-level modules of its standard library (built-in ones have no file to find)."""
-    tool_paths: tuple[Path, ...] = ()
+    test_tool_paths: tuple[Path, ...] = ()
     """Folders put on PYTHONPATH so this interpreter imports the test tools oldnew drives
     (pytest, pytest-cov, coverage) when they are not installed in it: empty when they are
     (the host environment holds them)."""
@@ -74,7 +74,7 @@ class ProjectEnv:
         cls,
         python: Path | str,
         *,
-        tool_paths: tuple[Path, ...] = (),
+        test_tool_paths: tuple[Path, ...] = (),
         node_modules: Path | None = None,
     ) -> ProjectEnv:
         """Describe the interpreter ``python`` (a virtual environment's, say) by asking it.
@@ -106,7 +106,7 @@ class ProjectEnv:
             why = (proc.stderr or proc.stdout).strip()[-300:]
             raise EnvironmentProbeError(f"{python} could not describe itself: {why}")
         data["python"] = str(python)  # as named: a venv's bin/python, not what it links to
-        return _from_description(data, tool_paths=tool_paths, node_modules=node_modules)
+        return _from_description(data, test_tool_paths=test_tool_paths, node_modules=node_modules)
 
     # -- what runs with it ---------------------------------------------------------------------
 
@@ -120,13 +120,13 @@ class ProjectEnv:
 
     def variables(self) -> dict[str, str]:
         """Return the environment variables a command running the project's code needs."""
-        if not self.tool_paths:
+        if not self.test_tool_paths:
             return {}
-        return {"PYTHONPATH": os.pathsep.join(str(p) for p in self.tool_paths)}
+        return {"PYTHONPATH": os.pathsep.join(str(p) for p in self.test_tool_paths)}
 
     def search_path(self) -> list[str]:
         """Return every folder the project's code can import from when the gates run it."""
-        return [str(p) for p in (*self.import_paths, *self.tool_paths)]
+        return [str(p) for p in (*self.import_paths, *self.test_tool_paths)]
 
     @property
     def bin_dirs(self) -> tuple[Path, ...]:
@@ -141,7 +141,7 @@ class ProjectEnv:
         exe = self.python.resolve()
         folders = [self.prefix, self.base_prefix, exe.parent, *self.import_paths]
         out: list[Path] = []
-        for folder in [*folders, *self.tool_paths]:
+        for folder in [*folders, *self.test_tool_paths]:
             if folder not in out:
                 out.append(folder)
         return tuple(out)
@@ -156,13 +156,13 @@ class ProjectEnv:
             "python": str(self.python),
             "version": self.version,
             "import_paths": [str(p) for p in self.import_paths],
-            "tool_paths": [str(p) for p in self.tool_paths],
+            "test_tool_paths": [str(p) for p in self.test_tool_paths],
         }
         return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _from_description(
-    data: dict[str, Any], *, tool_paths: tuple[Path, ...], node_modules: Path | None
+    data: dict[str, Any], *, test_tool_paths: tuple[Path, ...], node_modules: Path | None
 ) -> ProjectEnv:
     return ProjectEnv(
         python=Path(data["python"]),
@@ -171,7 +171,7 @@ def _from_description(
         version=str(data["version"]),
         import_paths=tuple(Path(p) for p in data["import_paths"]),
         stdlib_modules=frozenset(data["stdlib_modules"]),
-        tool_paths=tuple(Path(p) for p in tool_paths),
+        test_tool_paths=tuple(Path(p) for p in test_tool_paths),
         node_modules=node_modules,
     )
 
@@ -181,4 +181,4 @@ def oldnew_env() -> ProjectEnv:
     """Return the environment oldnew itself runs in (its analysis tools run from it)."""
     data = pyinfo.describe()
     data["python"] = sys.executable
-    return _from_description(data, tool_paths=(), node_modules=None)
+    return _from_description(data, test_tool_paths=(), node_modules=None)
