@@ -7,8 +7,9 @@ Usage::
 
 Prints each gate's median time over the repeats (in the sandbox, gates run as oldnew runs
 them: several at once), the whole validation's wall time, and the cost of the sandbox itself:
-one trivial command (``python -c pass``) run bare, in the sandbox without bubblewrap, and in the
-full sandbox, plus the cost of making the sandbox (copying the project).
+one trivial command (``python -c pass``, with the project's interpreter) run bare, in the
+sandbox without bubblewrap, and in the full sandbox, plus the cost of making the sandbox
+(copying the project).
 """
 
 from __future__ import annotations
@@ -17,38 +18,37 @@ import argparse
 import json
 import statistics
 import subprocess  # nosec B404 - fixed argv
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from oldnew.gates.runner import sandbox_limits, validate_tree
-from oldnew.sandbox import Sandbox, probe_host
-
-TRIVIAL = [sys.executable, "-c", "pass"]
+from oldnew.sandbox import ProjectEnv, Sandbox, probe_host
 
 
 def _ms(values: list[float]) -> float:
     return round(statistics.median(values) * 1000, 1)
 
 
-def command_overhead(tree: Path, repeat: int) -> dict[str, Any]:
+def command_overhead(tree: Path, repeat: int, env: ProjectEnv | None = None) -> dict[str, Any]:
     """Return the median milliseconds of a trivial command bare and in each sandbox mode.
 
     The three are interleaved, so that a busy machine slows them alike.
     """
+    env = env or ProjectEnv.host(tree)
+    trivial = env.python_argv("-c", "pass")
     times: dict[str, list[float]] = {"bare": [], "no_bwrap": [], "full": []}
     opened: dict[str, list[float]] = {"no_bwrap": [], "full": []}
     layers: dict[str, list[str]] = {}
     for _ in range(repeat):
         start = time.monotonic()
-        subprocess.run(TRIVIAL, check=True, env={"PATH": "/usr/bin:/bin"})  # nosec B603
+        subprocess.run(trivial, check=True, env={"PATH": "/usr/bin:/bin"})  # nosec B603
         times["bare"].append(time.monotonic() - start)
         for label, bwrap in (("no_bwrap", False), ("full", True)):
             start = time.monotonic()
-            with Sandbox.open(tree, limits=sandbox_limits(60), use_bwrap=bwrap) as box:
+            with Sandbox.open(tree, env=env, limits=sandbox_limits(60), use_bwrap=bwrap) as box:
                 opened[label].append(time.monotonic() - start)
-                times[label].append(box.run(TRIVIAL, timeout=60).duration_s)
+                times[label].append(box.run(trivial, timeout=60).duration_s)
                 layers[label] = [layer.name for layer in box.layers if layer.active]
     out: dict[str, Any] = {"bare_ms": _ms(times["bare"])}
     for label in ("no_bwrap", "full"):
@@ -59,12 +59,14 @@ def command_overhead(tree: Path, repeat: int) -> dict[str, Any]:
     return out
 
 
-def gate_times(tree: Path, repeat: int, quality: str) -> dict[str, Any]:
+def gate_times(
+    tree: Path, repeat: int, quality: str, env: ProjectEnv | None = None
+) -> dict[str, Any]:
     """Return each gate's median seconds and the validation's median wall time."""
     per_gate: dict[str, list[float]] = {}
     walls, passed = [], []
     for _ in range(repeat):
-        result = validate_tree(tree, timeout=120, quality=quality)
+        result = validate_tree(tree, timeout=120, quality=quality, env=env)
         walls.append(result.duration_s)
         passed.append(result.passed)
         for check in result.checks:

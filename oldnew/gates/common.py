@@ -2,6 +2,10 @@
 
 The run a gate belongs to, tool invocation and parsing helpers; the links, secret-scan and
 complexity gates.
+
+Two kinds of command run in the sandbox: oldnew's own analysis tools, which read the project
+without running it (:func:`py_tool`, from oldnew's environment), and the project's own code (its
+tests, the mutants), which runs with the project's environment, :attr:`GateRun.env`.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from typing import Any
 
 from oldnew.gates.model import Check, CheckStatus, Diagnostic
 from oldnew.gates.profiles import Profile
-from oldnew.sandbox import SKIP_DIRS, RunResult, Sandbox
+from oldnew.sandbox import SKIP_DIRS, ProjectEnv, RunResult, Sandbox
 
 Outcome = tuple[Check, list[Diagnostic]]
 LOCKFILES = (
@@ -48,6 +52,11 @@ class GateRun:
         """The copy the gates check."""
         return self.box.tree
 
+    @property
+    def env(self) -> ProjectEnv:
+        """The environment the project's code runs with: the one the sandbox shows."""
+        return self.box.env
+
 
 def tool_version(dist: str) -> str:
     """Return ``"<dist> <version>"`` of an installed Python distribution."""
@@ -67,7 +76,11 @@ def installed(dist: str) -> bool:
 
 
 def py_tool(module: str, *args: str) -> list[str]:
-    """Return the argv that runs a tool from oldnew's own environment."""
+    """Return the argv that runs one of oldnew's own analysis tools, from its environment.
+
+    Only for tools that read the project's code without running it (ruff, mypy, bandit,
+    detect-secrets, lizard, pip-audit): the project's code runs with :attr:`GateRun.env`.
+    """
     return [sys.executable, "-m", module, *args]
 
 

@@ -1,7 +1,9 @@
 """The TypeScript/JavaScript gates: tsc, eslint, vitest with coverage, npm audit.
 
 They run the tools the project installed in its own ``node_modules`` (oldnew installs no npm
-packages); a tool that is not there is a gate that did not run, with the reason.
+packages); a tool that is not there is a gate that did not run, with the reason. Which
+``node_modules`` that is, the project's environment says (:attr:`ProjectEnv.node_modules`); the
+sandbox mounts it at ``node_modules`` in the copy, where the commands find it.
 """
 
 from __future__ import annotations
@@ -45,12 +47,15 @@ def detect_toolchains(tree: Path) -> list[str]:
 
 
 def _bin(run: GateRun, tool: str) -> Path | None:
-    path = run.box.source / "node_modules" / ".bin" / tool
-    return path if path.exists() else None
+    modules = run.env.node_modules
+    path = modules / ".bin" / tool if modules is not None else None
+    return path if path is not None and path.exists() else None
 
 
 def _package_version(run: GateRun, package: str) -> str:
-    meta = run.box.source / "node_modules" / package / "package.json"
+    if run.env.node_modules is None:
+        return package
+    meta = run.env.node_modules / package / "package.json"
     try:
         return f"{package} {json.loads(meta.read_text(encoding='utf-8'))['version']}"
     except (OSError, ValueError, KeyError):
@@ -133,8 +138,9 @@ def gate_eslint(run: GateRun) -> Outcome:
 
 
 def _coverage_provider(run: GateRun) -> str | None:
+    modules = run.env.node_modules
     for provider in ("v8", "istanbul"):
-        if (run.box.source / "node_modules" / "@vitest" / f"coverage-{provider}").is_dir():
+        if modules is not None and (modules / "@vitest" / f"coverage-{provider}").is_dir():
             return provider
     return None
 

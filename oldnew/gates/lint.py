@@ -1,6 +1,7 @@
 """Python linters over the generated code: ruff (lint and format), mypy, bandit.
 
-Each runs from oldnew's own environment, in the sandbox, on the copy.
+Each runs from oldnew's own environment, in the sandbox, on the copy; none runs the project's
+code. mypy looks up third-party packages in the project's environment.
 """
 
 from __future__ import annotations
@@ -111,7 +112,11 @@ def mypy_seed(flags: list[str]) -> Path | None:
     that to a fraction. It is built from a file of oldnew's (imports of common stdlib
     modules), never from generated code, and each sandbox gets its own copy, so no project can
     change what another one sees. Returns None when it cannot be built (mypy then runs cold).
+
+    It is built outside the sandbox, so with oldnew's own interpreter, never the project's:
+    the interpreter mypy looks packages up in does not change the cache's validity.
     """
+    # mypy runs from oldnew's interpreter: the key names that one.
     key = hashlib.sha256(
         f"{tool_version('mypy')} {sys.version} {sys.executable} {flags}".encode()
     ).hexdigest()[:16]
@@ -157,6 +162,8 @@ def gate_mypy(run: GateRun) -> Outcome:
         shutil.copytree(seed, cache)
         run.box.adopt(cache)
     argv = py_tool("mypy", "--output", "json", "--hide-error-context", "--no-color-output")
+    # The packages the project's code imports are the ones its environment holds.
+    argv += ["--python-executable", str(run.env.python)]
     argv += ["--cache-dir", str(cache) if seed else os.devnull, *flags, "."]
     env = {"MYPYPATH": str(run.tree / "src")} if (run.tree / "src").is_dir() else None
     result = run.box.run(argv, timeout=run.timeout, env=env)

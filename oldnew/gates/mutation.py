@@ -17,7 +17,7 @@ from pathlib import Path
 
 from oldnew.gates.common import GateRun, Outcome
 from oldnew.gates.model import Check, CheckStatus, Diagnostic
-from oldnew.gates.pytests import PYTEST_ENV, pytest_argv
+from oldnew.gates.pytests import pytest_argv, pytest_env
 from oldnew.gates.python import is_test_file, python_files
 
 _FLIP: dict[type[ast.cmpop], type[ast.cmpop]] = {
@@ -170,8 +170,8 @@ def _run_mutant(run: GateRun, mutant: Mutant, timeout: float) -> tuple[Mutant, s
     with run.new_sandbox() as box:
         source = (box.tree / mutant.file).read_text(encoding="utf-8")
         box.write_text(mutant.file, mutant.apply(source))
-        argv = pytest_argv(box.tree, "-x", "-p", "no:warnings")
-        result = box.run(argv, timeout=timeout, env=PYTEST_ENV)
+        argv = pytest_argv(box.env, box.tree, "-x", "-p", "no:warnings")
+        result = box.run(argv, timeout=timeout, env=pytest_env(box.env))
     if result.killed:
         return mutant, "timeout"
     return mutant, "survived" if result.exit_code == 0 else "killed"

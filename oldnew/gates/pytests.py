@@ -1,4 +1,8 @@
-"""The project's own tests, run by pytest in a sandbox of their own, and their coverage."""
+"""The project's own tests, run by pytest in a sandbox of their own, and their coverage.
+
+They run with the project's environment (its interpreter, its packages); pytest and pytest-cov
+reach that interpreter as the environment says (:attr:`ProjectEnv.test_tool_paths`).
+"""
 
 from __future__ import annotations
 
@@ -13,13 +17,12 @@ from oldnew.gates.common import (
     GateRun,
     Outcome,
     make_check,
-    py_tool,
     rel,
     stopped,
     tool_version,
 )
 from oldnew.gates.model import Check, CheckStatus, Diagnostic
-from oldnew.sandbox import Sandbox
+from oldnew.sandbox import ProjectEnv, Sandbox
 
 _TRACE_LINE = re.compile(r"^([^\s:][^:\n]*\.py):(\d+):", re.MULTILINE)
 
@@ -85,13 +88,18 @@ def _pytest_summary(stdout: str, counts: dict[str, int]) -> str:
     return "no summary line"
 
 
-def pytest_argv(tree: Path, *extra: str) -> list[str]:
+def pytest_argv(env: ProjectEnv, tree: Path, *extra: str) -> list[str]:
     """Return the argv that runs the project's tests (no plugins but the ones asked for)."""
-    argv = py_tool("pytest", "-q", "-p", "no:cacheprovider", "--rootdir", ".")
+    argv = env.module_argv("pytest", "-q", "-p", "no:cacheprovider", "--rootdir", ".")
     return [*argv, *_pytest_config(tree), *extra]
 
 
 PYTEST_ENV = {"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+
+
+def pytest_env(env: ProjectEnv) -> dict[str, str]:
+    """Return the variables a run of the project's tests gets (its environment's too)."""
+    return {**env.variables(), **PYTEST_ENV}
 
 
 def _coverage_rc(box: Sandbox) -> Path:
@@ -133,8 +141,8 @@ def _pytest_in(run: GateRun, box: Sandbox) -> Outcome:
         cov_json = home / "coverage.json"
         extra += ["-p", "pytest_cov", "--cov", f"--cov-config={_coverage_rc(box)}"]
         extra += [f"--cov-report=json:{cov_json}", "--cov-report="]
-    argv = pytest_argv(box.tree, *extra)
-    result = box.run(argv, timeout=run.timeout, env=PYTEST_ENV)
+    argv = pytest_argv(box.env, box.tree, *extra)
+    result = box.run(argv, timeout=run.timeout, env=pytest_env(box.env))
     ver = tool_version("pytest")
     run.artifacts["pytest_seconds"] = result.duration_s
     if result.killed or result.ending():

@@ -1,4 +1,8 @@
-"""The Python gates that read code without running it: syntax and import resolution."""
+"""The Python gates that read code without running it: syntax and import resolution.
+
+Imports resolve against the project's environment (:attr:`GateRun.env`): what its
+interpreter can import when the tests run is what counts, not what oldnew has installed.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,6 @@ import ast
 import importlib.machinery
 import re
 import sys
-import sysconfig
 import time
 from pathlib import Path
 
@@ -16,6 +19,7 @@ from oldnew.gates.common import (
     files_with,
 )
 from oldnew.gates.model import Check, CheckStatus, Diagnostic
+from oldnew.sandbox import ProjectEnv
 
 _TEST_FILE = re.compile(r"(^|/)(tests?/|test_[^/]*\.py$|[^/]*_test\.py$|conftest\.py$)")
 
@@ -88,11 +92,6 @@ def _guarded(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool:
     return False
 
 
-def _site_paths() -> list[str]:
-    paths = {sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}
-    return [p for p in sys.path if p and Path(p).resolve().is_dir() and p in paths] + sorted(paths)
-
-
 def _relative_ok(path: Path, level: int, module: str | None, names: list[str]) -> bool:
     base = path.parent
     for _ in range(level - 1):
@@ -103,12 +102,13 @@ def _relative_ok(path: Path, level: int, module: str | None, names: list[str]) -
     return False
 
 
-def _unresolved(path: Path, tree: Path, local: set[str], site: list[str]) -> list[Diagnostic]:
+def _unresolved(path: Path, tree: Path, local: set[str], env: ProjectEnv) -> list[Diagnostic]:
     try:
         module = ast.parse(path.read_text(encoding="utf-8"))
     except (SyntaxError, UnicodeDecodeError, ValueError, RecursionError, MemoryError):
         return []
     parents = {child: node for node in ast.walk(module) for child in ast.iter_child_nodes(node)}
+    site = env.search_path()
     diags = []
     name = str(path.relative_to(tree))
     for node in ast.walk(module):
@@ -127,7 +127,7 @@ def _unresolved(path: Path, tree: Path, local: set[str], site: list[str]) -> lis
             continue
         for target in targets:
             top = target.split(".")[0]
-            if top == "__future__" or top in sys.stdlib_module_names or top in local:
+            if top == "__future__" or top in env.stdlib_modules or top in local:
                 continue
             if importlib.machinery.PathFinder.find_spec(top, site) is not None:
                 continue
@@ -147,12 +147,14 @@ def _unresolved(path: Path, tree: Path, local: set[str], site: list[str]) -> lis
 
 
 def gate_imports(run: GateRun) -> Outcome:
-    """Check statically that every import names a project file, stdlib or installed module."""
+    """Check statically that every import names a project file, stdlib or installed module.
+
+    Installed means: in the project environment's stdlib or site-packages.
+    """
     start = time.monotonic()
     files = python_files(run.tree)
     local = _local_names(run.tree, files)
-    site = _site_paths()
-    diags = [d for path in files for d in _unresolved(path, run.tree, local, site)]
+    diags = [d for path in files for d in _unresolved(path, run.tree, local, run.env)]
     status: CheckStatus = "failed" if diags else "passed"
     check = Check(
         "imports",
@@ -161,7 +163,7 @@ def gate_imports(run: GateRun) -> Outcome:
         None,
         round(time.monotonic() - start, 3),
         f"{len(diags)} unresolved imports in {len(files)} files",
-        f"python {sys.version.split()[0]}",
+        f"python {run.env.version}",
         metrics={"unresolved": len(diags)},
     )
     return check, diags

@@ -30,7 +30,7 @@ from oldnew.gates.common import (
 from oldnew.gates.model import Check, Diagnostic, ValidationResult, not_run
 from oldnew.gates.mutation import gate_mutation
 from oldnew.gates.profiles import Profile, resolve_profile
-from oldnew.sandbox import Limits, Sandbox, SandboxError, project_files
+from oldnew.sandbox import Limits, ProjectEnv, Sandbox, SandboxError, project_files
 
 
 @dataclass(frozen=True)
@@ -112,10 +112,17 @@ def fingerprint(tree: Path, files: list[str]) -> str:
 TOOLS = ("ruff", "mypy", "pytest", "pytest-cov", "bandit", "detect-secrets", "lizard")
 
 
-def reuse_key(tree: Path, profile: Profile, toolchains: list[str] | None, timeout: float) -> str:
+def reuse_key(
+    tree: Path,
+    profile: Profile,
+    toolchains: list[str] | None,
+    timeout: float,
+    env: ProjectEnv | None = None,
+) -> str:
     """Return what a validation of ``tree`` depends on, hashed.
 
-    That is its files, the profile, the toolchains, the timeout and the tools' versions.
+    That is its files, the profile, the toolchains, the timeout, the tools' versions and the
+    project's environment (default: oldnew's own, as :func:`validate_tree`'s).
     """
     chains = sorted(set(toolchains or []) | set(js.detect_toolchains(tree)))
     parts = {
@@ -124,6 +131,7 @@ def reuse_key(tree: Path, profile: Profile, toolchains: list[str] | None, timeou
         "toolchains": chains,
         "timeout": timeout,
         "tools": [tool_version(t) for t in TOOLS],
+        "env": (env or ProjectEnv.host(tree)).key(),
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
@@ -158,6 +166,7 @@ def validate_tree(
     profile: Profile | None = None,
     coverage_min: float | str | None = None,
     complexity_max: int | str | None = None,
+    env: ProjectEnv | None = None,
     limits: Limits | None = None,
     use_bwrap: bool = True,
     drop_uid: bool = True,
@@ -166,8 +175,10 @@ def validate_tree(
     """Validate the project in ``tree`` with the gates of a quality profile.
 
     ``toolchains`` (from the plan) adds to what the files show (package.json, tsconfig.json,
-    .py files). Every command runs in a sandbox on a copy of the files git would commit;
-    ``limits``, ``use_bwrap``, ``drop_uid`` and ``scratch_root`` tune it (tests use them).
+    .py files). ``env`` is the environment the project's code runs with (default: oldnew's
+    own, with the project's node_modules). Every command runs in a sandbox on a copy of the
+    files git would commit; ``limits``, ``use_bwrap``, ``drop_uid`` and ``scratch_root`` tune
+    it (tests use them).
     """
     profile = profile or resolve_profile(
         quality, coverage_min=coverage_min, complexity_max=complexity_max
@@ -181,6 +192,7 @@ def validate_tree(
     new_sandbox = functools.partial(
         Sandbox.open,
         tree,
+        env=env or ProjectEnv.host(tree),
         limits=limits,
         use_bwrap=use_bwrap,
         drop_uid=drop_uid,

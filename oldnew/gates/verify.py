@@ -20,6 +20,7 @@ from oldnew.errors import WorkspaceError
 from oldnew.gates.model import ValidationResult
 from oldnew.gates.profiles import Profile
 from oldnew.gates.runner import validate_tree
+from oldnew.sandbox import ProjectEnv
 from oldnew.workspace import Workspace
 
 COVERAGE_TOLERANCE = 0.5
@@ -151,8 +152,12 @@ def compare(recorded: dict[str, Any], rerun: ValidationResult) -> list[str]:
     return diffs
 
 
-def verify_workspace(root: Path | str, *, timeout: float = 120.0) -> Verification:
+def verify_workspace(
+    root: Path | str, *, timeout: float = 120.0, env: ProjectEnv | None = None
+) -> Verification:
     """Re-run the gates of the final evidence on main's HEAD and check the report's claims.
+
+    ``env`` is the environment the project's code runs with (default: oldnew's own).
 
     Raises:
         WorkspaceError: not a run's workspace, or a run without a report yet.
@@ -183,7 +188,7 @@ def verify_workspace(root: Path | str, *, timeout: float = 120.0) -> Verificatio
     with tempfile.TemporaryDirectory(prefix="oldnew-verify-") as tmp:
         tree = export_head(ws, Path(tmp) / "main")
         result = validate_tree(
-            tree, timeout=timeout, profile=profile, toolchains=recorded.get("toolchains")
+            tree, timeout=timeout, profile=profile, toolchains=recorded.get("toolchains"), env=env
         )
     out.rerun = result.to_dict()
     out.differences += compare(recorded, result)

@@ -18,6 +18,7 @@ from oldnew.hitl.questions import task_question, what_task
 from oldnew.memory.learning import learn_from_accepted_task
 from oldnew.nodes.common import aemit, aopen_workspace
 from oldnew.recovery.diagnosis import diagnose, project_modules
+from oldnew.sandbox import ProjectEnv
 from oldnew.schemas import Question
 from oldnew.workspace import Workspace
 
@@ -45,8 +46,11 @@ def run_gates(
     tree: Path,
     toolchains: list[str] | None = None,
     ws: Workspace | None = None,
+    env: ProjectEnv | None = None,
 ) -> ValidationResult:
     """Run the quality gates the run's context asks for on ``tree`` (blocking).
+
+    ``env`` is the environment the project's code runs with (default: oldnew's own).
 
     When ``ws`` holds evidence of a passed validation of the very same files with the same
     profile, toolchains and tools (main after the last task's commit is the tree that task
@@ -55,11 +59,13 @@ def run_gates(
     profile = resolve_profile(
         ctx.quality, coverage_min=ctx.coverage_min, complexity_max=ctx.complexity_max
     )
-    key = reuse_key(tree, profile, toolchains, ctx.test_timeout)
+    key = reuse_key(tree, profile, toolchains, ctx.test_timeout, env)
     earlier = _passed_before(ws, key) if ws is not None else None
     if earlier is not None:
         return earlier
-    result = validate_tree(tree, timeout=ctx.test_timeout, profile=profile, toolchains=toolchains)
+    result = validate_tree(
+        tree, timeout=ctx.test_timeout, profile=profile, toolchains=toolchains, env=env
+    )
     result.reuse_key = key
     return result
 

@@ -17,9 +17,13 @@ inactive with the reason, and the others still apply):
 - a scrubbed environment given to ``Popen``, so bubblewrap's own ``/proc/1/environ`` holds no
   secret either (``--clearenv`` alone would leak it);
 - a wall-clock timeout that kills the process group (with bubblewrap, the pid namespace).
+
+The environment the project's own code runs with (interpreter, import paths, node_modules) is a
+:class:`ProjectEnv` the sandbox is opened with; it binds what the environment names.
 """
 
-from oldnew.sandbox.box import HIDDEN, Sandbox
+from oldnew.sandbox.box import HIDDEN, NODE_MODULES, Sandbox
+from oldnew.sandbox.env import EnvironmentProbeError, ProjectEnv, oldnew_env
 from oldnew.sandbox.files import (
     SKIP_DIRS,
     SandboxError,
@@ -32,15 +36,19 @@ from oldnew.sandbox.process import RunResult
 
 __all__ = [
     "HIDDEN",
+    "NODE_MODULES",
     "SKIP_DIRS",
+    "EnvironmentProbeError",
     "Host",
     "Layer",
     "Limits",
+    "ProjectEnv",
     "RunResult",
     "Sandbox",
     "SandboxError",
     "copy_project",
     "link_leaves",
+    "oldnew_env",
     "probe_host",
     "project_files",
 ]

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
+from oldnew.sandbox.env import ProjectEnv, oldnew_env
 from oldnew.sandbox.files import copy_project, disk_usage, link_leaves, workspace_root
 from oldnew.sandbox.host import Host, Layer, Limits, probe_host, release_uid, take_uid
 from oldnew.sandbox.process import (
@@ -27,8 +28,10 @@ from oldnew.sandbox.process import (
     wait_for,
 )
 
+NODE_MODULES = "node_modules"
+"""Where the environment's node_modules appears in the project's copy."""
 HIDDEN = ("/tmp", "/var/tmp", "/root", "/home", "/run", "/mnt", "/media", "/srv")  # nosec B108
-_python_runs_as_uid: dict[bool, bool] = {}
+_python_runs_as_uid: dict[tuple[bool, str], bool] = {}
 
 
 def remove_tree(root: Path) -> None:
@@ -74,9 +77,12 @@ class Sandbox:
         host: Host,
         use_bwrap: bool,
         drop_uid: bool,
+        env: ProjectEnv | None = None,
     ) -> None:
         """Prepare (but do not fill) a sandbox in ``scratch``; :meth:`open` does both."""
         self.source = source
+        self.env = env or ProjectEnv.host(source)
+        """The environment the project's code runs with here; the sandbox shows what it names."""
         self.scratch = scratch
         self.tree = scratch / "tree"
         self.home = scratch / "home"
@@ -101,6 +107,7 @@ class Sandbox:
         cls,
         source: Path,
         *,
+        env: ProjectEnv | None = None,
         limits: Limits | None = None,
         use_bwrap: bool = True,
         drop_uid: bool = True,
@@ -108,8 +115,10 @@ class Sandbox:
     ) -> Iterator[Sandbox]:
         """Copy ``source`` into a new scratch folder, yield the sandbox, then remove it all.
 
-        ``use_bwrap=False`` and ``drop_uid=False`` switch those layers off (tests use them to
-        exercise the fallbacks); a layer the machine lacks is off whatever they say.
+        ``env`` is the environment the project's code runs with (default: oldnew's own, with
+        the project's node_modules). ``use_bwrap=False`` and ``drop_uid=False`` switch those
+        layers off (tests use them to exercise the fallbacks); a layer the machine lacks is off
+        whatever they say.
         """
         sweep_stale(scratch_root)
         scratch = Path(tempfile.mkdtemp(prefix="oldnew-sbx-", dir=scratch_root)).resolve()
@@ -121,6 +130,7 @@ class Sandbox:
             host=probe_host(),
             use_bwrap=use_bwrap,
             drop_uid=drop_uid,
+            env=env,
         )
         try:
             box._prepare()
@@ -143,15 +153,16 @@ class Sandbox:
                     self.links_out.append((rel, target))
         if self.host.root and self._drop_uid and self.host.setpriv:
             self.uid = take_uid()
-        if not self.bwrap and (self.source / "node_modules").is_dir():
-            os.symlink(self.source / "node_modules", self.tree / "node_modules")
+        if not self.bwrap and self.env.node_modules is not None:
+            os.symlink(self.env.node_modules, self.tree / NODE_MODULES)
         self._chown_all()
         if self.bwrap:
             self._bwrap_args = self._build_bwrap_args()
         self.layers = self._describe_layers()
-        if self.uid is not None and not self._uid_can_run_python():
+        unrunnable = self._python_the_uid_cannot_run() if self.uid is not None else None
+        if unrunnable is not None:
             why = (
-                f"uid {self.uid} cannot run {sys.executable} here (its folders are not "
+                f"uid {self.uid} cannot run {unrunnable} here (its folders are not "
                 "readable by other users); commands run as root"
             )
             release_uid(self.uid)
@@ -171,16 +182,21 @@ class Sandbox:
             for name in [*dirnames, *filenames]:
                 os.lchown(os.path.join(dirpath, name), owner, owner)
 
-    def _uid_can_run_python(self) -> bool:
-        """Whether the sandbox's uid can run this interpreter (checked once per process)."""
-        key = self.bwrap is not None
-        if key not in _python_runs_as_uid:
-            result = self.run(
-                [sys.executable, "-I", "-c", "import sys; print(sys.base_prefix)"], timeout=60
-            )
-            ok = result.exit_code == 0 and result.stdout.strip() == sys.base_prefix
-            _python_runs_as_uid[key] = ok
-        return _python_runs_as_uid[key]
+    def _python_the_uid_cannot_run(self) -> Path | None:
+        """Return an interpreter the sandbox's uid cannot run, or None (each checked once).
+
+        Both count: the project's, and oldnew's own, which runs the analysis tools.
+        """
+        for env in (self.env, oldnew_env()):
+            key = (self.bwrap is not None, str(env.python))
+            if key not in _python_runs_as_uid:
+                argv = env.python_argv("-I", "-c", "import sys; print(sys.base_prefix)")
+                result = self.run(argv, timeout=60)
+                ok = result.exit_code == 0 and result.stdout.strip() == str(env.base_prefix)
+                _python_runs_as_uid[key] = ok
+            if not _python_runs_as_uid[key]:
+                return env.python
+        return None
 
     # -- bubblewrap --------------------------------------------------------------------------
 
@@ -223,16 +239,19 @@ class Sandbox:
                 args += ["--size", str(2**20), "--tmpfs", str(path)]
         args += ["--perms", "1777", "--size", tmp_bytes, "--tmpfs", "/dev/shm"]  # nosec B108
         exposed: list[Path] = []
-        for path in (Path(sys.prefix), Path(sys.base_prefix), Path(sys.executable).resolve()):
-            folder = path if path.is_dir() else path.parent
-            if self._under_hidden(folder) and folder not in exposed:
-                exposed.append(folder)
-                args += [*self._parents_args(folder), "--ro-bind", str(folder), str(folder)]
+        # The project's environment, and oldnew's own: its analysis tools and the limits
+        # launcher run with oldnew's interpreter whatever the project's is.
+        for folder in (*self.env.read_only(), *oldnew_env().read_only()):
+            if not folder.exists() or not self._under_hidden(folder):
+                continue  # nothing to show, or visible already through the read-only /
+            if any(e == folder or e in folder.parents for e in exposed):
+                continue
+            exposed.append(folder)
+            args += [*self._parents_args(folder), "--ro-bind", str(folder), str(folder)]
         for folder in (self.tree, self.home):
             args += [*self._parents_args(folder), "--bind", str(folder), str(folder)]
-        modules = self.source / "node_modules"
-        if modules.is_dir():
-            args += ["--ro-bind", str(modules), str(self.tree / "node_modules")]
+        if self.env.node_modules is not None:
+            args += ["--ro-bind", str(self.env.node_modules), str(self.tree / NODE_MODULES)]
         return args
 
     # -- layers ------------------------------------------------------------------------------
@@ -296,7 +315,7 @@ class Sandbox:
     def environment(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         """Return the only environment a sandboxed command sees."""
         env = {
-            "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
+            "PATH": ":".join([*map(str, self.env.bin_dirs), "/usr/local/bin:/usr/bin:/bin"]),
             "HOME": str(self.home),
             "TMPDIR": str(self.home / "tmp"),
             "USER": "sandbox",
@@ -332,6 +351,8 @@ class Sandbox:
                 *(f"--{n}={v}" for n, v in zip(names, values, strict=True)),
                 "--",
             ]
+        # oldnew's own code, not the project's: it sets the limits and execs the command, so
+        # it runs with oldnew's interpreter whatever the project's environment is.
         return [sys.executable, "-I", "-S", "-c", LIMITS_LAUNCHER, ",".join(map(str, values))]
 
     def wrap(
