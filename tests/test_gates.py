@@ -15,10 +15,11 @@ import pytest
 from conftest import EXAMPLE
 from typer.testing import CliRunner
 
+from oldnew.bench import gates as bench
 from oldnew.cli import app
 from oldnew.context import Context
 from oldnew.errors import ConfigurationError
-from oldnew.gates import PROFILES, Check, ValidationResult, bench, validate_tree
+from oldnew.gates import PROFILES, Check, ValidationResult, validate_tree
 from oldnew.gates.audit import declared_dependencies
 from oldnew.gates.js import detect_toolchains
 from oldnew.gates.model import not_run

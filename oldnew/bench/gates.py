@@ -3,7 +3,7 @@
 Usage::
 
     bash scripts/demo.sh /tmp/todo          # the bundled example, delivered
-    .venv/bin/python -m oldnew.gates.bench /tmp/todo [--repeat 5] [--json]
+    .venv/bin/python -m oldnew.bench.gates /tmp/todo [--repeat 5] [--json]
 
 Prints each gate's median time over the repeats (in the sandbox, gates run as oldnew runs
 them: several at once), the whole validation's wall time, and the cost of the sandbox itself:
@@ -87,7 +87,7 @@ def gate_times(
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print its numbers."""
-    parser = argparse.ArgumentParser(prog="python -m oldnew.gates.bench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m oldnew.bench.gates", description=__doc__)
     parser.add_argument("tree", type=Path, help="the project to measure (a delivered workspace)")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--quality", default="default")
