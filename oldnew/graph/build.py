@@ -46,7 +46,7 @@ from oldnew.nodes.scope import scope
 
 
 def build_task_graph(*, models: ModelOverrides = None) -> CompiledStateGraph[Any, Any, Any, Any]:
-    """Compile one task's pipeline; it borrows the run's checkpointer when it runs."""
+    """Compile one task's pipeline; ``execute`` runs it on the task threads' saver."""
     g = StateGraph(TaskState, context_schema=Context)
     g.add_node("code", partial(code, models=models))
     g.add_node("validate", validate)
@@ -77,7 +77,7 @@ def build_graph(
             "fixer"). Roles left out get their model from the run's context spec.
         checkpointer: where runs are saved; required to run (tasks run on their own threads
             on it). Leave it None when a LangGraph server or a parent graph supplies one: the
-            task threads then borrow it through LangGraph's nested runs.
+            task threads are then kept in the workspace's own SQLite file.
         store: a LangGraph store for memory, passed through to the nodes.
 
     """
