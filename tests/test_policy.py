@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from oldnew.hitl import questions
 from oldnew.hitl.records import Annotator
+from oldnew.models import ScriptedChatModel
 from oldnew.recovery import classify, faults, policy
 from oldnew.recovery.classify import Classification
 from oldnew.recovery.faults import FaultInjectingChatModel
@@ -78,10 +79,10 @@ def test_severity_floor_and_planner_handoff_come_from_the_kind_rows() -> None:
 
 
 def test_the_fault_bench_expects_what_the_classifier_and_the_policy_say() -> None:
-    model = FaultInjectingChatModel.model_construct(rates={}, retry_after=0.0)
     for fault in faults.TRANSIENT:
+        model = FaultInjectingChatModel(inner=ScriptedChatModel(replies=[]), rates={fault: 1.0})
         with pytest.raises(Exception) as info:
-            model._raise_transient(fault)
+            model.invoke("hello")
         assert classify(info.value).cls == faults.EXPECTED[fault], fault
     assert set(faults.EXPECTED) == set(faults.FAULTS)
     assert faults.RETRIED == faults.TRANSIENT

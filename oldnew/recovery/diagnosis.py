@@ -139,7 +139,7 @@ def diagnose(
     if c is not None and route != "model":
         question = diagnostic_question(view, c, diagnostics, evidence)
         # A question for the planner waits whatever the task's criticality: the scheduler
-        # hands it over, so no person is kept waiting and nothing is given up.
+        # hands it to the planner, and asks a person only once the re-plans ran out.
         update = base | (wait(view, question) if route == "planner" else decide(view, question))
         return _outcome(update, {"failure": c.cls, "reason": c.reason})
     rounds = state.get("fix_round", 0)
