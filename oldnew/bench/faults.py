@@ -25,7 +25,7 @@ from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 
 from oldnew.budget import ledger_of
-from oldnew.recovery.faults import FaultInjectingChatModel, unit
+from oldnew.recovery.faults import RETRIED, FaultInjectingChatModel, unit
 
 _TASK = re.compile(r"TASK T(\d+):")
 
@@ -234,7 +234,7 @@ def _figures(
         "crashes": 1 if crashed else 0,
         "crash": crashed,
         "faults_injected": dict(model.injected),
-        "retries": sum(model.injected[f] for f in ("rate_limit", "timeout", "server_error")),
+        "retries": sum(model.injected[f] for f in RETRIED),
         "regenerations": sum(
             1 for e in events if e.get("node") == "fix" and e.get("event") == "started"
         ),
