@@ -213,7 +213,30 @@ class Workspace:
             tree = self.meta / "worktrees" / state_dir.parent.name
             self.git("rebase", "--abort", cwd=tree, check=False)
             cleared.append(f"rebase in {tree.name}")
+        folder = self.meta / "worktrees"
+        for tree in sorted(folder.iterdir()) if folder.is_dir() else []:
+            if (tree / ".git").exists() and self._repair_head(tree):
+                cleared.append(f"unfinished checkout {tree.name}")
         return cleared
+
+    def _repair_head(self, tree: Path) -> bool:
+        """Finish a task worktree whose creation was killed half-way; return whether it was.
+
+        ``git worktree add`` writes a placeholder HEAD before it points HEAD at the task's
+        branch and checks the files out; killed in between, every commit there fails with
+        "could not parse HEAD". Point HEAD at the branch (made at main if it is missing too),
+        rebuild the index, and write the files of main that are not there, keeping the ones
+        the task wrote.
+        """
+        if self.git("rev-parse", "--verify", "-q", "HEAD^{commit}", cwd=tree, check=False):
+            return False
+        branch = f"refs/heads/oldnew/{tree.name}"
+        if not self.git("rev-parse", "--verify", "-q", f"{branch}^{{commit}}", check=False):
+            self.git("update-ref", branch, MAIN)
+        self.git("symbolic-ref", "HEAD", branch, cwd=tree)
+        self.git("reset", "-q", cwd=tree)
+        self.git("checkout-index", "-a", "-q", cwd=tree, check=False)
+        return True
 
     # -- files -----------------------------------------------------------------------------
 

@@ -128,6 +128,8 @@ def test_enter_goes_on_from_where_the_run_stands(
         (routing.after_fix, {"status": "waiting"}, "escalate"),
         (routing.after_commit, {"status": "done"}, "__end__"),
         (routing.after_commit, {"status": "fixing"}, "fix"),
+        (routing.after_commit, {"status": "waiting"}, "escalate"),
+        (routing.after_commit, {"status": "limiting"}, "record_limitation"),
     ],
 )
 def test_task_routers(router: Any, state: dict[str, Any], expected: str) -> None:

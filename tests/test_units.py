@@ -230,3 +230,54 @@ def test_recover_puts_a_half_merged_checkout_back_and_keeps_copies(tmp_path: Pat
     (copy,) = (ws.meta / "recovered").glob("*/tests/test_x.py")
     assert copy.read_text() == "def test_x():\n    pass\n"
     assert ws.recover() == []
+
+
+def test_recover_finishes_a_worktree_whose_creation_was_killed(tmp_path: Path) -> None:
+    ws = Workspace.create(tmp_path / "ws", "r1", {})
+    (ws.root / "README.md").write_text("project\n")
+    ws.git("add", "-A")
+    ws.git("commit", "-q", "-m", "base")
+    tree = ws.worktree("T2")
+    # What a SIGKILL inside `git worktree add` leaves: a placeholder HEAD, files not checked
+    # out; the task's own file written after it.
+    admin = Path(ws.git("rev-parse", "--git-dir", cwd=tree))
+    (admin / "HEAD").write_text("0" * 40 + "\n")
+    (tree / "README.md").unlink()
+    (tree / "task.py").write_text("x = 1\n")
+    with pytest.raises(WorkspaceError, match="could not parse HEAD"):
+        ws.commit_worktree("T2", "task two")
+    assert "unfinished checkout T2" in ws.recover()
+    commit = ws.commit_worktree("T2", "task two")
+    assert commit is not None
+    changed = ws.git("show", "--name-status", "--format=", commit, cwd=tree)
+    assert changed.split() == ["A", "task.py"]  # main's files kept, nothing deleted
+    assert (tree / "README.md").read_text() == "project\n"
+    assert ws.recover() == []
+
+
+def test_a_task_that_never_merges_is_given_up_after_the_cap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from langgraph.runtime import Runtime
+
+    from oldnew.context import Context
+    from oldnew.nodes import checks
+
+    def broken(*_: object) -> dict[str, object]:
+        raise WorkspaceError("git commit failed: fatal: could not parse HEAD")
+
+    monkeypatch.setattr(checks, "_accept", broken)
+    ws = Workspace.create(tmp_path / "ws", "r1", {})
+    runtime = Runtime(context=Context(max_fix_rounds=2, workspace=str(ws.root)))
+    task = {"id": "T1", "title": "one"}
+    state: dict[str, object] = {"task": task, "workspace": str(ws.root), "critical": True}
+    statuses = []
+    for _ in range(3):
+        out = asyncio.run(checks.commit(state, runtime))  # type: ignore[arg-type]
+        statuses.append(out["status"])
+        state |= out
+    assert statuses == ["fixing", "fixing", "waiting"]
+    assert state["question"]["kind"] == "fix_limit"  # type: ignore[index]
+    assert "could not parse HEAD" in state["question"]["detail"]  # type: ignore[index]
+    state |= {"critical": False, "merge_failures": 2}
+    assert asyncio.run(checks.commit(state, runtime))["status"] == "limiting"  # type: ignore[arg-type]

@@ -117,6 +117,15 @@ def after_fix(state: TaskState) -> Literal["validate", "escalate"]:
     return "escalate" if state.get("status") == "waiting" else "validate"
 
 
-def after_commit(state: TaskState) -> Literal["fix", "__end__"]:
-    """Finish when the commit landed; fix when integration with main failed."""
-    return "__end__" if state.get("status") == "done" else "fix"
+def after_commit(state: TaskState) -> Literal["fix", "escalate", "record_limitation", "__end__"]:
+    """Finish when the commit landed; fix when integration with main failed; else give up.
+
+    Giving up (past the cap of merge failures) escalates a critical task and records any other
+    as a known limitation.
+    """
+    status = state.get("status")
+    if status == "done":
+        return "__end__"
+    if status == "waiting":
+        return "escalate"
+    return "record_limitation" if status == "limiting" else "fix"

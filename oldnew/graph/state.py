@@ -186,6 +186,8 @@ class TaskState(TypedDict, total=False):
     """Why the last approach failed, for the coder of a fresh regeneration; None otherwise."""
     limitation: dict[str, Any] | None
     """The known limitation this task ended as: kind, reason, detail, options, branch."""
+    merge_failures: int
+    """Times this task passed its checks but could not be merged into main (capped)."""
     stop: str | None
     """Set by the scheduler to stop a task past its time limit (why); the entry clears it."""
 

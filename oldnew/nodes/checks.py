@@ -17,7 +17,7 @@ from oldnew.graph.state import TaskState
 from oldnew.hitl.questions import task_question, what_task
 from oldnew.memory.learning import learn_from_accepted_task
 from oldnew.nodes.common import aemit, aopen_workspace
-from oldnew.recovery.diagnosis import diagnose, project_modules
+from oldnew.recovery.diagnosis import decide, diagnose, project_modules
 from oldnew.sandbox import ProjectEnv
 from oldnew.schemas import Question
 from oldnew.workspace import Workspace
@@ -197,14 +197,11 @@ async def commit(state: TaskState, runtime: Runtime[Context]) -> dict[str, Any]:
         out = await asyncio.to_thread(_accept, ws, task["id"], task["title"], ctx)
     except WorkspaceError as exc:
         await aemit(ws, task=task["id"], node="commit", event="conflict", error=str(exc))
-        return {"status": "fixing", "diagnostics": [f"merge: {exc}"]}
+        return _not_merged(state, ctx, {"diagnostics": [f"merge: {exc}"]})
     if "commit" not in out:
         await aemit(ws, task=task["id"], node="commit", event="rejected")
-        return {
-            "status": "fixing",
-            "diagnostics": out["diagnostics"],
-            "evidence": out.get("evidence", []),
-        }
+        failed = {"diagnostics": out["diagnostics"], "evidence": out.get("evidence", [])}
+        return _not_merged(state, ctx, failed)
     await aemit(
         ws,
         task=task["id"],
@@ -216,6 +213,25 @@ async def commit(state: TaskState, runtime: Runtime[Context]) -> dict[str, Any]:
     learned = await learn_from_accepted_task(runtime, dict(state), ws, out["commit"])
     await aemit(ws, task=task["id"], node="memory", event="learned", **learned)
     return {"status": "done", "commit": out["commit"], "question": None, "pending_fix": None}
+
+
+def _not_merged(state: TaskState, ctx: Context, failed: dict[str, Any]) -> dict[str, Any]:
+    """Send a task that could not merge back to the fixer, at most ``max_fix_rounds`` times.
+
+    Then it is given up like a task whose validation keeps failing (``decide``): a critical
+    task asks a person, any other becomes a known limitation. No loop is endless.
+    """
+    rounds = state.get("merge_failures", 0) + 1
+    if rounds <= ctx.max_fix_rounds:
+        return {"status": "fixing", "merge_failures": rounds, **failed}
+    shown = "\n".join(failed["diagnostics"][:10])
+    question = task_question(
+        state,
+        "fix_limit",
+        f"{what_task(state)} passes its checks but could not be merged into main {rounds} times",
+        f"Last error:\n{shown}",
+    )
+    return {**failed, **decide(state, question)}
 
 
 def gates_question(state: TaskState, blockers: list[Check], evidence: str) -> Question:
