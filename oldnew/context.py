@@ -199,7 +199,7 @@ class Context:
         default=False,
         metadata={"description": "Approve every gate without a pause (recorded as decisions)."},
     )
-    quality: Literal["strict", "default", "fast"] = field(
+    quality: Literal["strict", "default", "fast", "smoke"] = field(
         default="default",
         metadata={
             "description": "Quality profile: which gates run and their thresholds "
