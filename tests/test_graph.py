@@ -45,6 +45,27 @@ FAILING = (
 )
 
 
+# test_gates_hostile builds its hostile run on this transcript.
+def _transcript(
+    tmp_path: Path,
+    coder_t1: dict[str, Any],
+    fixer: str | None = None,
+    fixer_by_round: dict[int, str] | None = None,
+) -> str:
+    replies = [
+        {"role": "planner", "when": ["return a Scope"], "structured": SCOPE},
+        {"role": "planner", "when": ["into a Plan"], "structured": PLAN},
+        {"role": "coder", "when": ["TASK T1:"], **coder_t1},
+    ]
+    for n, text in (fixer_by_round or {}).items():
+        replies.append({"role": "fixer", "when": ["TASK T1:", f"(round {n} of"], "text": text})
+    if fixer is not None:
+        replies.append({"role": "fixer", "when": ["TASK T1:"], "text": fixer})
+    path = tmp_path / "transcript.json"
+    path.write_text(json.dumps({"reply": replies}))
+    return f"scripted:{path}"
+
+
 def _scope_file(tmp_path: Path) -> Path:
     path = tmp_path / "scope.md"
     path.write_text("Build calc: a function add(a, b).\n")
