@@ -62,8 +62,9 @@ def smoke_gates(monkeypatch: pytest.MonkeyPatch) -> None:
     code they generate must still parse, import and pass its tests, and a failure still
     fails, but lint, types, coverage and mutants are the gates' own tests' business (the
     test_gates files, the example end to end, kill and resume, the server).
+    ``OLDNEW_TEST_QUALITY=default`` runs them on real gates too (to time or cross-check them).
     """
-    monkeypatch.setenv("OLDNEW_QUALITY", "smoke")
+    monkeypatch.setenv("OLDNEW_QUALITY", os.environ.get("OLDNEW_TEST_QUALITY", "smoke"))
 
 
 @pytest.fixture
