@@ -206,7 +206,7 @@ class Context:
             "description": "Give every approval that is on without a pause (recorded as decisions)."
         },
     )
-    quality: Literal["strict", "default", "fast"] = field(
+    quality: Literal["strict", "default", "fast", "smoke"] = field(
         default="default",
         metadata={
             "description": "Quality profile: which gates run and their thresholds "

@@ -4,6 +4,9 @@ Specs:
 - ``openai:<model>``: langchain-openai's ChatOpenAI. Honours ``OPENAI_API_KEY`` and
   ``OPENAI_BASE_URL``, so OpenRouter, vLLM, Ollama and LiteLLM work too.
 - ``scripted:<file>``: replays a hand-written transcript (TOML or JSON) with no network.
+
+Tests of graph logic can instead pass a :class:`oldnew.testing.FunctionModel` (a reply is a
+Python function of the messages) to ``build_graph(models=...)``.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any, TypeVar
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.runnables import Runnable
 from langchain_core.utils.function_calling import convert_to_openai_tool
@@ -90,6 +94,24 @@ def _message_text(messages: Sequence[BaseMessage]) -> str:
     return "\n".join(str(m.content) for m in messages)
 
 
+def estimated_usage(
+    messages: Sequence[BaseMessage], text: str, payload: Any = None
+) -> UsageMetadata:
+    """Return the usage an offline model reports: 4 characters a token, not a tokenizer.
+
+    Input is the prompt's text; output is the reply's text plus its structured answer or tool
+    arguments (``payload``) as JSON. Deterministic, so a replayed run meters the same.
+    """
+    prompt_tokens = len(_message_text(messages)) // 4
+    out_chars = len(text) + (len(json.dumps(payload)) if payload is not None else 0)
+    out_tokens = out_chars // 4
+    return {
+        "input_tokens": prompt_tokens,
+        "output_tokens": out_tokens,
+        "total_tokens": prompt_tokens + out_tokens,
+    }
+
+
 class ScriptedChatModel(BaseChatModel):
     """A chat model that answers from a transcript, chosen by what the prompt contains.
 
@@ -152,18 +174,11 @@ class ScriptedChatModel(BaseChatModel):
             tool_calls.append({"name": self.bound_tools[0], "args": reply.structured})
         elif reply.tool is not None:
             tool_calls.append({"name": reply.tool, "args": reply.args or {}})
-        prompt_tokens = len(_message_text(messages)) // 4
         payload = reply.structured if reply.structured is not None else reply.args
-        out_chars = len(reply.text) + (len(json.dumps(payload)) if payload is not None else 0)
-        out_tokens = out_chars // 4
         message = AIMessage(
             content=reply.text,
             tool_calls=[{**c, "id": f"call_{uuid.uuid4().hex[:12]}"} for c in tool_calls],
-            usage_metadata={
-                "input_tokens": prompt_tokens,
-                "output_tokens": out_tokens,
-                "total_tokens": prompt_tokens + out_tokens,
-            },
+            usage_metadata=estimated_usage(messages, reply.text, payload),
         )
         return ChatResult(generations=[ChatGeneration(message=message)])
 

@@ -55,6 +55,19 @@ def _own_memory(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPa
 
 
 @pytest.fixture
+def smoke_gates(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Validate with the smoke profile, chosen as a user would (``OLDNEW_QUALITY``).
+
+    For tests of graph logic (routing, people in the loop, feedback, budgets, stalls): the
+    code they generate must still parse, import and pass its tests, and a failure still
+    fails, but lint, types, coverage and mutants are the gates' own tests' business (the
+    test_gates files, the example end to end, kill and resume, the server).
+    ``OLDNEW_TEST_QUALITY=default`` runs them on real gates too (to time or cross-check them).
+    """
+    monkeypatch.setenv("OLDNEW_QUALITY", os.environ.get("OLDNEW_TEST_QUALITY", "smoke"))
+
+
+@pytest.fixture
 def example_model() -> str:
     """The bundled example's scripted model spec."""
     return f"scripted:{EXAMPLE / 'transcript.toml'}"

@@ -4,19 +4,30 @@
 endpoints) and the replies a planner would give it, epic by epic: one reply for the scope, one
 for the epics, one per epic and one for the wiring. Replies are chosen by prompt content, so
 each epic's call gets its own epic's tasks.
+
+``planned_run(scope, plan, code=..., fix=...)`` answers a whole run by what each call is for
+(its schema, role and task), never by the prompt's wording.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatResult
 
+from oldnew.context import Role
+from oldnew.errors import ScriptedModelError
 from oldnew.models import ScriptedChatModel, ScriptedReply, load_transcript
+from oldnew.schemas import Plan, Scope
+from oldnew.testing import CallInfo, FunctionModel
+
+Answer = Any
+"""A reply (text, AIMessage, dict), or ``fn(messages, info)`` returning one (maybe awaitable)."""
 
 KINDS = {
     "features": "F",
@@ -217,3 +228,32 @@ class CountingModel(ScriptedChatModel):
             return self._generate(messages, stop)
         finally:
             s["in_flight"] -= 1
+
+
+def planned_run(
+    scope: dict[str, Any],
+    plan: dict[str, Any],
+    *,
+    code: Mapping[str, Answer],
+    fix: Mapping[str, Answer] | None = None,
+) -> dict[Role, FunctionModel]:
+    """Return models that answer a run by what each call is for, never by its prompt's words.
+
+    The Scope and Plan calls get ``scope`` and ``plan``; the coder and the fixer get
+    ``code[task]`` and ``fix[task]``, each a reply or a function of the messages and the call's
+    info. Any other call raises an error naming what it was for, which the run shows.
+    """
+    fixes = fix or {}
+
+    def reply(messages: list[BaseMessage], info: CallInfo) -> Any:
+        if info.schema is Scope:
+            return scope
+        if info.schema is Plan:
+            return plan
+        answers = {"coder": code, "fixer": fixes}.get(info.role or "", {})
+        if info.task not in answers:
+            raise ScriptedModelError(f"planned_run has no reply for {info}")
+        answer = answers[info.task]
+        return answer(messages, info) if callable(answer) else answer
+
+    return FunctionModel.per_role(reply)

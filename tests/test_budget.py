@@ -300,6 +300,7 @@ def _report(ws: Path) -> dict[str, Any]:
 
 
 @pytest.mark.timeout(300)
+@pytest.mark.usefixtures("smoke_gates")
 def test_a_token_cap_stops_the_run_with_a_report_and_a_raised_cap_finishes_it(
     tmp_path: Path, example_model: str
 ) -> None:
@@ -354,6 +355,7 @@ def test_a_token_cap_stops_the_run_with_a_report_and_a_raised_cap_finishes_it(
 
 
 @pytest.mark.timeout(300)
+@pytest.mark.usefixtures("smoke_gates")
 def test_a_cap_reached_while_planning_stops_cleanly_and_resumes_at_the_plan(
     tmp_path: Path, example_model: str
 ) -> None:
@@ -370,6 +372,7 @@ def test_a_cap_reached_while_planning_stops_cleanly_and_resumes_at_the_plan(
 
 
 @pytest.mark.timeout(300)
+@pytest.mark.usefixtures("smoke_gates")
 def test_a_task_cap_stops_that_task_only(tmp_path: Path, example_model: str) -> None:
     ws = tmp_path / "ws"
     res = _invoke("run", str(EXAMPLE / "scope.md"), "-w", str(ws), "-m", example_model,

@@ -25,6 +25,8 @@ from oldnew.prompts import render
 from oldnew.runs import resume_run, start_run
 from oldnew.schemas import Scope
 
+pytestmark = pytest.mark.usefixtures("smoke_gates")  # graph logic, not the gates
+
 SCOPE_TEXT = (
     "Build a fast, user-friendly tool that stores many notes.\n"
     "Sync with the server: TBD.\n"

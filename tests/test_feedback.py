@@ -20,6 +20,8 @@ from oldnew.planning.trace import run_traceability
 from oldnew.runs import open_graph, resume_run, start_run, submit_feedback
 from oldnew.workspace import Workspace
 
+pytestmark = pytest.mark.usefixtures("smoke_gates")  # graph logic, not the gates
+
 EXAMPLE_REPLIES: list[dict[str, Any]] = tomllib.loads(
     (EXAMPLE / "transcript.toml").read_text(encoding="utf-8")
 )["reply"]

@@ -8,12 +8,16 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
 from conftest import EXAMPLE
+from langchain_core.messages import BaseMessage
+from synthetic import planned_run
 from typer.testing import CliRunner
 
 from oldnew import build_graph, build_task_graph
 from oldnew.cli import app
 from oldnew.runs import resume_run, start_run
+from oldnew.testing import CallInfo
 
 SCOPE = {"title": "calc", "summary": "s", "features": [{"id": "F1", "title": "add"}]}
 PLAN = {
@@ -41,6 +45,7 @@ FAILING = (
 )
 
 
+# test_gates_hostile builds its hostile run on this transcript.
 def _transcript(
     tmp_path: Path,
     coder_t1: dict[str, Any],
@@ -72,16 +77,17 @@ def test_mermaid_diagrams(snapshot: Any) -> None:
     assert build_task_graph().get_graph().draw_mermaid() == snapshot(name="task")
 
 
+@pytest.mark.usefixtures("smoke_gates")
 def test_unusable_code_is_retried_then_escalated_then_blocked(tmp_path: Path) -> None:
-    model = _transcript(tmp_path, {"text": '{"calc.py": "def add(a, b): return a + b"}'})
+    models = planned_run(SCOPE, PLAN, code={"T1": '{"calc.py": "def add(a, b): return a + b"}'})
     ws = tmp_path / "ws"
-    out = asyncio.run(start_run(_scope_file(tmp_path), ws, context={"model": model}))
+    out = asyncio.run(start_run(_scope_file(tmp_path), ws, models=models))
     assert out.status == "waiting"
     (q,) = out.questions
     assert q["id"] == "T1-q1" and q["kind"] == "model_output"
     assert "no file blocks" in q["detail"]
     assert [o["key"] for o in q["options"]] == ["retry", "skip"]
-    out = asyncio.run(resume_run(ws, answers={"T1-q1": "skip"}))
+    out = asyncio.run(resume_run(ws, answers={"T1-q1": "skip"}, models=models))
     assert out.status == "blocked"
     status = {t["id"]: (t["status"], t["blocker"]) for t in out.tasks}
     assert status["T1"][0] == "blocked" and "skipped by a person" in status["T1"][1]
@@ -103,14 +109,19 @@ def _failing(body: str) -> str:
     return FAILING.replace("return a - b", body)
 
 
+@pytest.mark.usefixtures("smoke_gates")
 def test_fix_cap_escalates_with_diagnostics(tmp_path: Path) -> None:
     # Each fix fails differently (no stall): the cap ends the fixing, one fresh start follows
     # with fix rounds of its own, then a person is asked.
-    rounds = {1: _failing("return a + c"), 2: _failing('return a + "b"')}
-    model = _transcript(tmp_path, {"text": FAILING}, fixer_by_round=rounds)
+    replies = (_failing("return a + c"), _failing('return a + "b"'))
+
+    def fix_t1(messages: list[BaseMessage], info: CallInfo) -> str:
+        return replies[len(models["fixer"].log.of(role="fixer", task="T1")) % 2]
+
+    models = planned_run(SCOPE, PLAN, code={"T1": FAILING}, fix={"T1": fix_t1})
     ws = tmp_path / "ws"
     out = asyncio.run(
-        start_run(_scope_file(tmp_path), ws, context={"model": model, "max_fix_rounds": 2})
+        start_run(_scope_file(tmp_path), ws, context={"max_fix_rounds": 2}, models=models)
     )
     assert out.status == "waiting"
     (q,) = out.questions
@@ -124,7 +135,7 @@ def test_fix_cap_escalates_with_diagnostics(tmp_path: Path) -> None:
     pytest_check = next(c for c in evidence["checks"] if c["name"] == "pytest")
     assert pytest_check["status"] == "failed" and pytest_check["exit_code"] == 1
     # A free-text answer is guidance for another set of fix rounds.
-    out = asyncio.run(resume_run(ws, answers={"T1-q1": "add must return a + b"}))
+    out = asyncio.run(resume_run(ws, answers={"T1-q1": "add must return a + b"}, models=models))
     assert out.status == "waiting" and out.questions[0]["id"] == "T1-q2"
     fixer_prompts = [e for e in _events(ws) if e.get("node") == "fix" and e["event"] == "started"]
     assert len(fixer_prompts) == 6

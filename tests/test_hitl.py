@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from typer.testing import CliRunner
 
 from oldnew.cli import app
@@ -24,6 +25,8 @@ from oldnew.runs import (
     start_run,
     submit_feedback,
 )
+
+pytestmark = pytest.mark.usefixtures("smoke_gates")  # graph logic, not the gates
 
 OLDNEW = [sys.executable, "-m", "oldnew"]
 

@@ -23,6 +23,8 @@ from oldnew.memory.store import Memory, MemoryEntry, tokens
 from oldnew.models import ScriptedChatModel, load_transcript
 from oldnew.runs import resume_run, start_run
 
+pytestmark = pytest.mark.usefixtures("smoke_gates")  # graph logic, not the gates
+
 PROMPTS: list[str] = []
 
 

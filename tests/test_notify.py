@@ -20,6 +20,8 @@ from oldnew.notify import NotifyFailed, describe, notify_outcome, send
 from oldnew.runs import RunOutcome, resume_run, run_status, start_run
 from oldnew.workspace import Workspace
 
+pytestmark = pytest.mark.usefixtures("smoke_gates")  # graph logic, not the gates
+
 CODE = (
     "FILE: greet.py\n```python\ndef greet(name):\n    return f'hi {name}'\n```\n"
     "FILE: tests/test_greet.py\n```python\nfrom greet import greet\n\n\n"

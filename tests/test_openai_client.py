@@ -141,6 +141,7 @@ def _is_json(text: str) -> bool:
 
 
 @pytest.mark.timeout(180)
+@pytest.mark.usefixtures("smoke_gates")  # the client's requests, not the gates
 @pytest.mark.parametrize("method", ["json_schema", "function_calling"])
 def test_example_run_through_chat_openai(
     method: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
 from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatResult
 
@@ -16,6 +17,8 @@ from oldnew.models import ScriptedChatModel, load_transcript
 from oldnew.planning.trace import run_traceability
 from oldnew.runs import open_graph, resume_run, start_run
 from oldnew.workspace import Workspace
+
+pytestmark = pytest.mark.usefixtures("smoke_gates")  # graph logic, not the gates
 
 OPS = {"add": ("+", 5), "sub": ("-", -1), "mul": ("*", 6)}
 

@@ -17,6 +17,8 @@ from test_openai_client import TranscriptResponder
 
 from oldnew.runs import resume_run, start_run
 
+pytestmark = pytest.mark.usefixtures("smoke_gates")  # graph logic, not the gates
+
 
 class FaultOnce:
     """Answer from the transcript, but give the first planner request ``fault`` instead."""

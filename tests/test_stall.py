@@ -8,16 +8,19 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
 from langchain_core.messages import BaseMessage
-from langchain_core.outputs import ChatResult
+from synthetic import planned_run
 
 from oldnew.cli import EXIT
 from oldnew.hitl.questions import SKIP_BLOCKS, SKIP_TO_LIMITATION
-from oldnew.models import ScriptedChatModel, load_transcript
 from oldnew.recovery.degrade import critical_tasks, dependent_record
 from oldnew.recovery.stall import Round, error_fingerprint, stuck_reason
 from oldnew.runs import resume_run, start_run
 from oldnew.schemas import Plan, Scope
+from oldnew.testing import CallInfo
+
+pytestmark = pytest.mark.usefixtures("smoke_gates")  # graph logic, not the gates
 
 SCOPE = {
     "title": "calc",
@@ -180,9 +183,9 @@ def test_missing_third_party_module_escalates_at_once_with_alternatives(tmp_path
             "tests/test_calc.py": CALC_TEST,
         }
     )
-    model = _model(tmp_path, ONE_TASK, [{"role": "coder", "when": ["TASK T1:"], "text": code}])
+    models = planned_run(SCOPE, ONE_TASK, code={"T1": code, "T2": README})
     ws = tmp_path / "ws"
-    out = asyncio.run(start_run(_scope_file(tmp_path), ws, context={"model": model}))
+    out = asyncio.run(start_run(_scope_file(tmp_path), ws, models=models))
     assert out.status == "waiting"
     (q,) = out.questions
     assert q["kind"] == "external_service"
@@ -202,9 +205,9 @@ def test_missing_environment_variable_asks_for_configuration(tmp_path: Path) -> 
             "tests/test_calc.py": CALC_TEST,
         }
     )
-    model = _model(tmp_path, ONE_TASK, [{"role": "coder", "when": ["TASK T1:"], "text": code}])
+    models = planned_run(SCOPE, ONE_TASK, code={"T1": code, "T2": README})
     ws = tmp_path / "ws"
-    out = asyncio.run(start_run(_scope_file(tmp_path), ws, context={"model": model}))
+    out = asyncio.run(start_run(_scope_file(tmp_path), ws, models=models))
     assert out.status == "waiting"
     (q,) = out.questions
     assert q["kind"] == "configuration"
@@ -238,18 +241,11 @@ def test_non_critical_failure_is_a_known_limitation_and_the_rest_delivers(
             "def test_power():\n    assert power(2, 3) == 8\n",
         }
     )
-    model = _model(
-        tmp_path,
-        plan,
-        [
-            {"role": "coder", "when": ["TASK T1:"], "text": PASSING},
-            {"role": "coder", "when": ["TASK T2:"], "text": calc2},
-            {"role": "coder", "when": ["TASK T3:"], "text": power},
-            {"role": "fixer", "when": ["TASK T3:"], "text": power},
-        ],
+    models = planned_run(
+        SCOPE, plan, code={"T1": PASSING, "T2": calc2, "T3": power}, fix={"T3": power}
     )
     ws = tmp_path / "ws"
-    out = asyncio.run(start_run(_scope_file(tmp_path), ws, context={"model": model}))
+    out = asyncio.run(start_run(_scope_file(tmp_path), ws, models=models))
     assert out.status == "delivered_with_limitations", out
     assert EXIT[out.status] == 0
     status = {t["id"]: t["status"] for t in out.tasks}
@@ -273,31 +269,12 @@ def test_non_critical_failure_is_a_known_limitation_and_the_rest_delivers(
     assert event["branch"] == "oldnew/partial/T3"
 
 
-class SlowFixer(ScriptedChatModel):
-    """A fixer that takes far too long."""
-
-    async def _agenerate(
-        self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kw: Any
-    ) -> ChatResult:
-        await asyncio.sleep(120)
-        return self._generate(messages, stop)
-
-
 def test_unsplittable_task_past_the_time_limit_is_stopped_and_escalated(tmp_path: Path) -> None:
-    spec = _model(
-        tmp_path,
-        ONE_TASK,
-        [
-            {"role": "coder", "when": ["TASK T1:"], "text": FAILING},
-            {"role": "fixer", "when": ["TASK T1:"], "text": PASSING},
-        ],
-    )
-    replies = load_transcript(Path(spec.removeprefix("scripted:")))
-    models = {
-        "planner": ScriptedChatModel(replies=replies, role="planner"),
-        "coder": ScriptedChatModel(replies=replies, role="coder"),
-        "fixer": SlowFixer(replies=replies, role="fixer"),
-    }
+    async def slow_fix(messages: list[BaseMessage], info: CallInfo) -> str:
+        await asyncio.sleep(120)  # a fixer that takes far too long
+        return PASSING
+
+    models = planned_run(SCOPE, ONE_TASK, code={"T1": FAILING, "T2": README}, fix={"T1": slow_fix})
     ws = tmp_path / "ws"
     context = {"task_time_limit": 10.0, "max_split_depth": 0}
     out = asyncio.run(start_run(_scope_file(tmp_path), ws, context=context, models=models))

@@ -5,7 +5,10 @@ correctness rules unless the project configures ruff, mypy without ``--strict``,
 bandit blocks high severity only, a complexity ceiling of 15, and a test suite that catches at
 least one deliberate mutation. ``strict`` adds the format check, mypy ``--strict``, bandit's
 medium severity, tighter ceilings and more mutants; ``fast`` keeps the cheap gates and the
-tests.
+tests. ``smoke`` asks only that the code parses, imports and passes its own tests: for trying a
+change to the graph or a model where the delivered code's quality is not the question (the
+test suite's graph-logic tests run on it). It can still fail: a syntax error, a missing module,
+a failing test or no tests at all fails it.
 """
 
 from __future__ import annotations
@@ -58,6 +61,11 @@ class Profile:
 
 
 PROFILES = {
+    "smoke": Profile(
+        name="smoke",
+        gates=("syntax", "imports", "pytest", "tsc", "vitest"),
+        mutants=0,
+    ),
     "fast": Profile(
         name="fast",
         gates=("links", "syntax", "imports", "secrets", "ruff", "bandit", "pytest")
