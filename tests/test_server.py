@@ -239,7 +239,7 @@ def test_todo_example_through_langgraph_dev(
 
 
 async def _feedback_with(client: Any, context: dict[str, Any], scope_text: str) -> dict[str, Any]:
-    """Deliver the example, then send feedback the graph-native way: a state update, a run."""
+    """Deliver the example, then send feedback the graph-native way: as the next run's input."""
     thread = await client.threads.create()
     tid = thread["thread_id"]
     await asyncio.wait_for(
@@ -251,9 +251,9 @@ async def _feedback_with(client: Any, context: dict[str, Any], scope_text: str) 
         RUN_TIMEOUT,
     )
     item = {"id": "fb1", "text": "Dates are ISO 8601 in UTC.", "received": "2025-01-01T00:00:00"}
-    await client.threads.update_state(tid, {"feedback": {"fb1": item}}, as_node="execute")
+    feedback = {"feedback": {"fb1": item}}
     await asyncio.wait_for(
-        client.runs.wait(tid, "oldnew", input=None, context=context), RUN_TIMEOUT
+        client.runs.wait(tid, "oldnew", input=feedback, context=context), RUN_TIMEOUT
     )
     return dict(await client.threads.get_state(tid))
 

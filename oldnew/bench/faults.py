@@ -173,6 +173,8 @@ async def run_fault_bench(
     start = time.monotonic()
     with ws.lock():
         async with open_graph(ws, models=model) as graph:
+            # The synthetic plan stands in for the planner's answer (the bench measures
+            # execution, not planning); the run's own routing takes it from there.
             await graph.aupdate_state(config, seeded, as_node="plan")
             try:
                 await stream(graph, None, config, ctx, None)

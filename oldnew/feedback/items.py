@@ -1,12 +1,12 @@
 """Feedback on a run, during or after it: the items a person submits and what became of them.
 
-Feedback enters the run's state as a pending item (``feedback`` in ``RunState``), written as if
-by ``execute``: routing then sends the run to ``plan``, whose planner triages each item (change
-request, bug report, feature, clarification) and applies it to the plan (``feedback/apply.py``).
-What was done with it is kept in ``feedback_log`` and shown in the report.
+Feedback enters the run as its input (``{"feedback": {id: item}}``, see ``InputState``): the
+graph's entry then sends the run to ``plan``, whose planner triages each item (change request,
+bug report, feature, clarification) and applies it to the plan (``feedback/apply.py``). What
+was done with it is kept in ``feedback_log`` and shown in the report.
 
-This works the same through the LangGraph server API: ``threads.update_state(thread,
-{"feedback": {id: item}}, as_node="execute")``, then a run with no input.
+This works the same through the LangGraph server API: a run on the thread with
+``input={"feedback": {id: item}}``.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ and its checkpoints live in ``.oldnew/checkpoints.sqlite`` inside the workspace.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -77,9 +78,15 @@ async def open_graph(
 
 
 def run_context(ws: Workspace, overrides: dict[str, Any]) -> Context:
-    """Return the run's context: what it was started with, then ``overrides`` (not None)."""
+    """Return the run's context: what it was started with, then ``overrides`` (not None).
+
+    A saved key that is no setting (a tool's own note, a setting a later version dropped) is
+    left out, so a workspace written by another version or by a benchmark still opens.
+    """
+    known = set(inspect.signature(Context).parameters)  # fields, and former names of fields
     saved = (ws.run_info() or {}).get("context", {})
-    merged = {**saved, **{k: v for k, v in overrides.items() if v is not None}}
+    merged = {k: v for k, v in saved.items() if k in known and v is not None}
+    merged |= {k: v for k, v in overrides.items() if v is not None}
     return Context(**merged, workspace=str(ws.root))
 
 
