@@ -9,7 +9,7 @@ on with the answer, and whether the scheduler hands a task waiting on it to the 
 The retry loop (``recovery.retry``), the diagnosis of failed validations
 (``recovery.diagnosis``), the coder's shrink-once (``nodes.coding``), the question builder
 (``hitl.questions``), ``schemas.Question``, the escalation records (``hitl.records``), the
-escalate node and the scheduler's review (``nodes.execute``) read these tables; none keeps a
+escalate node and the scheduler's review (``execution.scheduler``) read these tables; none keeps a
 list of its own. Adding a failure class is a row here (and its ``FailureClass`` member, which
 a test checks against the rows), its rule in ``recovery.classify.RULES``, and a test.
 """
