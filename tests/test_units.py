@@ -79,6 +79,11 @@ def test_writing_into_a_nested_repository_is_refused(tmp_path: Path) -> None:
     assert not (tmp_path / "sub" / "pkg").exists()
     with pytest.raises(PathViolation, match="nested repository"):
         Workspace.write_files(tmp_path, {"sub/old.py": None})
+    for name in ("objects", "refs"):
+        (tmp_path / "bare" / name).mkdir(parents=True)
+    (tmp_path / "bare" / "HEAD").write_text("ref: refs/heads/main\n")
+    with pytest.raises(PathViolation, match="nested repository .*HEAD, objects/ and refs/"):
+        Workspace.write_files(tmp_path, {"bare/config": "[core]\n"})
     assert Workspace.write_files(tmp_path, {"other/mod.py": "z = 3\n"}) == ["other/mod.py"]
 
 
