@@ -13,9 +13,12 @@ Two layers close that class:
   repository's own ``.git/config`` (written by ``git init``) and the ``-c`` options below:
   system and global files are switched off, inherited ``GIT_*`` variables are dropped, and
   git never walks up into an enclosing repository.
-- **Every command-running key oldnew can name is disabled** on the command line, the highest
-  precedence, so even a repository config changed behind oldnew's back runs nothing through
-  them, and nested repositories are never descended into.
+- **Every command-running key with a fixed name is disabled** on the command line, the
+  highest precedence, so even a repository config changed behind oldnew's back runs no hook,
+  monitor, ssh command, prompt, credential helper, editor or pager, and nested repositories
+  are never descended into. Drivers are named by the project (``filter.<name>.clean``), so
+  no option can switch them all off: they stay closed by the first layer, since only a
+  config file can define one and oldnew's git reads none that the project can write.
 
 ``.gitattributes`` is allowed: a project may need ``eol``, ``export-ignore`` or
 ``linguist`` lines, and every driver it can name (``filter=``, ``diff=``, ``merge=``) runs a
