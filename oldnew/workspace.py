@@ -22,7 +22,6 @@ import fcntl
 import json
 import os
 import shutil
-import subprocess  # nosec B404 - git is run with fixed argument lists, never a shell
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -31,19 +30,10 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from oldnew.errors import PathViolation, RunLockedError, WorkspaceError
+from oldnew.safegit import control_part, looks_like_git_dir, nested_control_paths, run_git
 
 META = ".oldnew"
 MAIN = "main"
-_GIT_ID = [
-    "-c",
-    "user.name=oldnew",
-    "-c",
-    "user.email=oldnew@localhost",
-    "-c",
-    "commit.gpgsign=false",
-    "-c",
-    "core.hooksPath=/dev/null",
-]
 _IGNORED = f"{META}/\n__pycache__/\n*.pyc\n.pytest_cache/\n.ruff_cache/\n.mypy_cache/\n.coverage\n"
 _merge_locks: dict[str, threading.Lock] = {}
 _worktree_locks: dict[str, threading.RLock] = {}
@@ -61,13 +51,29 @@ def check_relative_path(path: str) -> PurePosixPath:
         raise PathViolation(f"{text!r} is absolute; paths must be relative to the workspace")
     if ".." in pure.parts:
         raise PathViolation(f"{text!r} contains '..'; paths must stay inside the workspace")
-    if pure.parts and pure.parts[0] in (".git", META):
-        raise PathViolation(f"{text!r} points into {pure.parts[0]}/, which only oldnew writes")
+    if pure.parts and pure.parts[0] == META:
+        raise PathViolation(f"{text!r} points into {META}/, which only oldnew writes")
+    control = control_part(pure.parts)
+    if control is not None:
+        raise PathViolation(_control_message(text, *control))
     return pure
 
 
+def _control_message(path: str, part: str, kind: str) -> str:
+    return (
+        f"{path!r}: {part!r} is {kind}, which version control reads as its own settings "
+        "and hooks (and may run commands from); write only the project's own files, "
+        "without any .git, .gitmodules, .hg or .svn at any level"
+    )
+
+
 def resolve_inside(base: Path, path: str) -> Path:
-    """Return the absolute target of ``path`` under ``base``; refuse symlinks that lead out."""
+    """Return the absolute target of ``path`` under ``base``; refuse symlinks that lead out.
+
+    A path inside a nested repository (a folder below ``base`` that holds a ``.git``,
+    another VCS's control folder, or is shaped like a git repository) is refused too: git
+    would treat it as a submodule, or open it with its own config.
+    """
     rel = check_relative_path(path)
     root = base.resolve()
     target = base / rel
@@ -76,7 +82,41 @@ def resolve_inside(base: Path, path: str) -> Path:
     resolved = target.resolve()
     if resolved != root and root not in resolved.parents:
         raise PathViolation(f"{path!r} leads out of the workspace (to {resolved})")
+    for depth in range(1, len(rel.parts)):
+        folder = base.joinpath(*rel.parts[:depth])
+        try:
+            names = os.listdir(folder) if folder.is_dir() else []
+        except OSError:
+            continue
+        control = control_part(names)
+        if control is not None or looks_like_git_dir(names):
+            held = f"{control[0]!r}, {control[1]}" if control else "HEAD, objects/ and refs/"
+            raise PathViolation(
+                f"{path!r} is inside {'/'.join(rel.parts[:depth])}/, a nested repository "
+                f"(it holds {held}); oldnew keeps one repository: put the file elsewhere"
+            )
     return target
+
+
+def _refuse_git_dirs(base: Path, written: list[PurePosixPath]) -> None:
+    """Refuse files that would give a folder the shape of a git repository."""
+    children: dict[PurePosixPath, set[str]] = {}
+    for rel in written:
+        for parent, child in zip(rel.parents, [rel, *rel.parents], strict=False):
+            children.setdefault(parent, set()).add(child.name)
+    for folder, names in children.items():
+        if folder == PurePosixPath("."):
+            continue
+        try:
+            names |= set(os.listdir(base / folder)) if (base / folder).is_dir() else set()
+        except OSError:
+            pass
+        if looks_like_git_dir(names):
+            raise PathViolation(
+                f"{folder}/ would hold HEAD, objects/ and refs/: git opens such a folder as "
+                "a repository of its own and runs what its config names; give the folder "
+                "another layout"
+            )
 
 
 class Workspace:
@@ -247,6 +287,9 @@ class Workspace:
         Every path is checked before anything is written, so a violation leaves no trace.
         """
         targets = {path: resolve_inside(base, path) for path in files}
+        _refuse_git_dirs(
+            base, [check_relative_path(p) for p, text in files.items() if text is not None]
+        )
         for path, text in files.items():
             target = targets[path]
             if text is None:
@@ -279,17 +322,15 @@ class Workspace:
     # -- git -------------------------------------------------------------------------------
 
     def git(self, *args: str, cwd: Path | None = None, check: bool = True) -> str:
-        """Run git in the workspace (or ``cwd``) and return its stdout."""
-        proc = subprocess.run(  # nosec B603 B607 - fixed argv, git from PATH
-            ["git", *_GIT_ID, *args],
-            cwd=cwd or self.root,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        """Run git in the workspace (or ``cwd``) and return its stdout.
+
+        Goes through :func:`oldnew.safegit.run_git`: no hook, monitor, helper or driver
+        from any configuration runs, and nested repositories are never entered.
+        """
+        proc = run_git(*args, cwd=cwd or self.root)
         if check and proc.returncode != 0:
             raise WorkspaceError(f"git {' '.join(args)} failed: {proc.stderr.strip()}")
-        return proc.stdout.strip()
+        return str(proc.stdout).strip()
 
     def head(self, ref: str = MAIN) -> str:
         """Return the commit id ``ref`` points at."""
@@ -320,9 +361,30 @@ class Workspace:
 
         Returns None when the task changed nothing. Idempotent: a worktree whose HEAD is
         already the task's commit returns that commit.
+
+        Raises:
+            PathViolation: the worktree holds a nested repository or other VCS control
+                path, or something would be committed as a gitlink; nothing is staged.
+
         """
         tree = self.worktree(task_id)
+        nested = nested_control_paths(tree)
+        if nested:
+            raise PathViolation(
+                f"task {task_id}'s files hold version-control data oldnew never commits: "
+                f"{', '.join(nested[:5])}; remove {'them' if len(nested) > 1 else 'it'} "
+                f"from {tree} (oldnew's write path refuses such paths, so it came from "
+                "elsewhere), then resume"
+            )
         self.git("add", "-A", cwd=tree)
+        links = self._gitlinks(tree)
+        if links:
+            self.git("reset", "-q", cwd=tree)  # unstage; the files stay as they are
+            raise PathViolation(
+                f"task {task_id} would commit {', '.join(links[:5])} as a gitlink "
+                "(a submodule); oldnew delivers one repository: put the code in the "
+                "project itself"
+            )
         if self.git("diff", "--cached", "--name-only", cwd=tree):
             message = f"{title}\n\nOldnew-Task: {task_id}\n"
             self.git("commit", "-q", "-m", message, cwd=tree)
@@ -330,6 +392,12 @@ class Workspace:
         if f"Oldnew-Task: {task_id}" in head_msg:
             return self.git("rev-parse", "HEAD", cwd=tree)
         return None
+
+    def _gitlinks(self, tree: Path) -> list[str]:
+        """Return the paths the index of ``tree`` holds as gitlinks (mode 160000)."""
+        out = self.git("ls-files", "-s", "-z", cwd=tree)
+        entries = [e.split("\t", 1) for e in out.split("\0") if e]
+        return [path for meta, path in entries if meta.startswith("160000 ")]
 
     @contextmanager
     def merge_lock(self) -> Iterator[None]:
@@ -349,13 +417,7 @@ class Workspace:
         base = self.git("merge-base", "HEAD", MAIN, cwd=tree)
         if base == self.head(MAIN):
             return False
-        proc = subprocess.run(  # nosec B603 B607
-            ["git", *_GIT_ID, "rebase", "-q", MAIN],
-            cwd=tree,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        proc = run_git("rebase", "-q", MAIN, cwd=tree)
         if proc.returncode != 0:
             self.git("rebase", "--abort", cwd=tree, check=False)
             raise WorkspaceError(f"task {task_id} conflicts with main: {proc.stdout.strip()}")

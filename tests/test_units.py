@@ -36,6 +36,57 @@ def test_bad_paths_are_refused(bad: str) -> None:
         check_relative_path(bad)
 
 
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "sub/.git/config",
+        "a/b/.git/hooks/pre-commit",
+        "sub/.git",  # a .git file ("gitdir: ...") makes sub a repository too
+        ".GIT/config",
+        "pkg/.Git/HEAD",
+        "sub/.git /config",
+        "sub/.git./config",
+        "sub/.git::$INDEX_ALLOCATION/config",
+        "sub/.g\u200cit/config",
+        "sub/GIT~1/config",
+        ".gitmodules",
+        "vendor/.GitModules",
+        ".hg/hgrc",
+        "x/.svn/entries",
+        "x/.bzr/branch.conf",
+        "x/_darcs/prefs/defaults",
+        "x/.jj/repo/config.toml",
+    ],
+)
+def test_version_control_paths_are_refused_at_any_depth(bad: str) -> None:
+    with pytest.raises(PathViolation, match="version control reads as its own"):
+        check_relative_path(bad)
+
+
+@pytest.mark.parametrize(
+    "good",
+    [".gitignore", ".gitattributes", ".github/workflows/ci.yml", "docs/.gitkeep", "a.git/x"],
+)
+def test_git_lookalike_project_files_are_allowed(good: str) -> None:
+    assert str(check_relative_path(good)) == good
+
+
+def test_writing_into_a_nested_repository_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "sub" / ".GIT").mkdir(parents=True)
+    with pytest.raises(PathViolation, match="nested repository"):
+        Workspace.write_files(tmp_path, {"ok.py": "x = 1\n", "sub/pkg/mod.py": "y = 2\n"})
+    assert not (tmp_path / "ok.py").exists()
+    assert not (tmp_path / "sub" / "pkg").exists()
+    with pytest.raises(PathViolation, match="nested repository"):
+        Workspace.write_files(tmp_path, {"sub/old.py": None})
+    for name in ("objects", "refs"):
+        (tmp_path / "bare" / name).mkdir(parents=True)
+    (tmp_path / "bare" / "HEAD").write_text("ref: refs/heads/main\n")
+    with pytest.raises(PathViolation, match="nested repository .*HEAD, objects/ and refs/"):
+        Workspace.write_files(tmp_path, {"bare/config": "[core]\n"})
+    assert Workspace.write_files(tmp_path, {"other/mod.py": "z = 3\n"}) == ["other/mod.py"]
+
+
 def test_symlink_leading_out_is_refused(tmp_path: Path) -> None:
     base = tmp_path / "ws"
     base.mkdir()
