@@ -9,6 +9,7 @@ older version saved (its ``run.json`` stores the run's context) still loads: ``g
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import InitVar, dataclass, field, fields
 from typing import Literal
@@ -273,28 +274,43 @@ class Context:
     )
 
     def __post_init__(self, gates: str | None) -> None:
-        """Fill unset fields from ``OLDNEW_<FIELD>`` environment variables, then check them."""
+        """Fill unset fields from ``OLDNEW_<FIELD>`` environment variables, then check them.
+
+        Raises:
+            UsageError: a setting (given or from the environment) is outside what it allows;
+                the message names the setting, the variable and the allowed values.
+
+        """
         if gates is not None and self.approvals == "":
             self.approvals = gates
         for f in fields(self):
             names = (f"OLDNEW_{f.name.upper()}", *f.metadata.get("env_aliases", ()))
-            env = next((os.environ[n] for n in names if n in os.environ), None)
-            if env is None or getattr(self, f.name) != f.default:
+            var = next((n for n in names if n in os.environ), None)
+            if var is None or getattr(self, f.name) != f.default:
                 continue
-            current = getattr(self, f.name)
+            current, env = getattr(self, f.name), os.environ[var]
             if isinstance(current, bool):
                 setattr(self, f.name, env.lower() in {"1", "true", "yes"})
-            elif isinstance(current, int):
-                setattr(self, f.name, int(env))
-            elif isinstance(current, float):
-                setattr(self, f.name, float(env))
+            elif f.name in LIMITS:
+                setattr(self, f.name, _number(f.name, env, var))
             else:
                 setattr(self, f.name, env)
+        for name in LIMITS:
+            value = getattr(self, name)
+            if value is not None or name not in OPTIONAL:
+                setattr(self, name, _number(name, value, None))
         self._check()
 
     def _check(self) -> None:
-        if self.defaults not in ("ask", "high", "auto"):
-            raise UsageError(f"defaults must be ask, high or auto, not {self.defaults!r}")
+        for name, choices in CHOICES.items():
+            value = getattr(self, name)
+            if isinstance(value, str) and value.strip().lower() in choices:
+                setattr(self, name, value.strip().lower())
+            else:
+                raise UsageError(
+                    f"{name} must be one of {', '.join(choices)}, not {getattr(self, name)!r} "
+                    f"(env OLDNEW_{name.upper()})"
+                )
         target = (self.notify or "").strip()
         if "://" in target.split(" ", 1)[0] and not target.startswith(("http://", "https://")):
             raise UsageError(f"notify must be an http(s) URL or a command line, not {target!r}")
@@ -312,3 +328,91 @@ class Context:
         """Return the spec for ``role``: its own field, else the shared ``model``."""
         own: str | None = getattr(self, f"{role}_model")
         return own or self.model
+
+
+@dataclass(frozen=True)
+class Limit:
+    """What a numeric setting allows: whole or not, its lowest and highest value, and why."""
+
+    whole: bool
+    low: float
+    high: float = math.inf
+    above: bool = False
+    """The value must be above ``low`` (not equal to it)."""
+    note: str = ""
+    """What a special value means, e.g. '0: no cap'."""
+
+    def allowed(self) -> str:
+        """Say in words which values are allowed."""
+        kind = "a whole number" if self.whole else "a number"
+        low = f"{self.low:g}"
+        if self.high < math.inf:
+            span = f"from {low} to {self.high:g}"
+        else:
+            span = f"above {low}" if self.above else f"of at least {low}"
+        return f"{kind} {span}" + (f" ({self.note})" if self.note else "")
+
+
+LIMITS: dict[str, Limit] = {
+    "max_agents": Limit(True, 0, note="0: from the scope's complexity class"),
+    "max_fix_rounds": Limit(True, 0),
+    "max_output_retries": Limit(True, 0),
+    "max_plan_repairs": Limit(True, 0),
+    "max_transient_retries": Limit(True, 1, note="tries, the first one included"),
+    "retry_base_delay": Limit(False, 0),
+    "retry_max_delay": Limit(False, 0),
+    "rate_limit_delay": Limit(False, 0),
+    "memory_token_budget": Limit(True, 0),
+    "template_threshold": Limit(False, 0, 1),
+    "test_timeout": Limit(False, 0, above=True),
+    "plan_size_tolerance": Limit(False, 1),
+    "scope_chunk_chars": Limit(True, 100),
+    "max_scope_sections": Limit(True, 1),
+    "max_task_description": Limit(True, 1),
+    "split_after_failures": Limit(True, 0, note="0: never"),
+    "task_time_limit": Limit(False, 0, note="0: no limit"),
+    "max_split_depth": Limit(True, 0),
+    "max_replans": Limit(True, 0),
+    "planner_concurrency": Limit(True, 1),
+    "coverage_min": Limit(False, 0, 100, note="percent; unset: the profile's"),
+    "complexity_max": Limit(True, 1, note="unset: the profile's"),
+    "budget_tokens": Limit(True, 0, note="0: no cap"),
+    "budget_cost": Limit(False, 0, note="0: no cap"),
+    "budget_task_tokens": Limit(True, 0, note="0: no cap"),
+    "budget_seconds": Limit(False, 0, note="0: no cap"),
+    "notify_timeout": Limit(False, 0, above=True),
+}
+"""Every numeric setting of Context and the values it allows; checked when a Context is made."""
+OPTIONAL = frozenset({"coverage_min", "complexity_max"})
+"""Numeric settings that may be unset (None)."""
+CHOICES: dict[str, tuple[str, ...]] = {
+    "defaults": ("ask", "high", "auto"),
+    "quality": ("strict", "default", "fast", "smoke"),
+    "structured_output_method": ("json_schema", "function_calling"),
+}
+
+
+def _number(name: str, value: object, var: str | None) -> int | float:
+    """Return ``value`` as setting ``name`` allows it, or raise UsageError saying what is allowed.
+
+    A string (an environment variable, a server run's JSON context) is read as a number;
+    a bool is not a number here.
+    """
+    limit = LIMITS[name]
+    where = f" (from {var})" if var else ""
+    refuse = UsageError(f"{name} must be {limit.allowed()}, not {value!r}{where}")
+    number: int | float
+    if isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            raise refuse from None
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        number = value
+    else:
+        raise refuse
+    if not math.isfinite(number) or (limit.whole and number != int(number)):
+        raise refuse
+    if number < limit.low or number > limit.high or (limit.above and number == limit.low):
+        raise refuse
+    return int(number) if limit.whole else float(number)
