@@ -307,9 +307,9 @@ class Context:
             if isinstance(value, str) and value.strip().lower() in choices:
                 setattr(self, name, value.strip().lower())
             else:
+                allowed = f"{', '.join(choices[:-1])} or {choices[-1]}"
                 raise UsageError(
-                    f"{name} must be one of {', '.join(choices)}, not {getattr(self, name)!r} "
-                    f"(env OLDNEW_{name.upper()})"
+                    f"{name} must be {allowed}, not {value!r} (env OLDNEW_{name.upper()})"
                 )
         target = (self.notify or "").strip()
         if "://" in target.split(" ", 1)[0] and not target.startswith(("http://", "https://")):

@@ -8,7 +8,8 @@ item in a real answer ("add", "docs") passes, and so does a real short scope ("a
 prints hello").
 
 Text "says nothing" when, with digits and punctuation taken out, it has no word of two letters
-or more, or only placeholder words ("x", "todo", "tbd", "lorem ipsum", "task 3", ...).
+or more, or only placeholder words ("x", "tbd", "lorem ipsum", "feature 3", ...). The list is
+short on purpose: a word that names real software ("todo", "notes", "item") is no placeholder.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ PLACEHOLDER_WORDS = frozenset(
         "xxx",
         "xxxx",
         "xyz",
-        "todo",
         "tbd",
         "tba",
         "na",
@@ -51,28 +51,13 @@ PLACEHOLDER_WORDS = frozenset(
         "untitled",
         "title",
         "description",
-        "name",
-        "string",
-        "text",
-        "example",
-        "sample",
         "feature",
         "requirement",
-        "task",
-        "item",
-        "thing",
         "something",
         "stuff",
         "project",
-        "empty",
-        "blank",
         "same",
         "etc",
-        "value",
-        "question",
-        "option",
-        "answer",
-        "default",
     }
 )
 """Words that, alone or only with each other, say nothing about what to build."""
