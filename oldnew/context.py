@@ -14,7 +14,7 @@ import os
 from dataclasses import InitVar, dataclass, field, fields
 from typing import Literal
 
-from oldnew.errors import UsageError
+from oldnew.errors import ConfigurationError, UsageError
 from oldnew.recovery.retry import RetryPolicy
 
 Role = Literal["planner", "coder", "fixer"]
@@ -311,6 +311,7 @@ class Context:
                 raise UsageError(
                     f"{name} must be {allowed}, not {value!r} (env OLDNEW_{name.upper()})"
                 )
+        check_tables(self)
         target = (self.notify or "").strip()
         if "://" in target.split(" ", 1)[0] and not target.startswith(("http://", "https://")):
             raise UsageError(f"notify must be an http(s) URL or a command line, not {target!r}")
@@ -390,6 +391,64 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "quality": ("strict", "default", "fast", "smoke"),
     "structured_output_method": ("json_schema", "function_calling"),
 }
+
+
+CLASSES = ("simple", "medium", "complex", "monster")
+PARTS = ("features", "integrations", "pages", "models", "apis")
+
+
+def parse_pairs(text: str, setting: str, names: tuple[str, ...]) -> dict[str, str]:
+    """Read ``"a=1,b=2"``; every name in ``names`` must be present, no other."""
+    out: dict[str, str] = {}
+    for item in (p.strip() for p in text.split(",")):
+        key, sep, value = item.partition("=")
+        if not sep or not value.strip():
+            raise ConfigurationError(f"{setting}: {item!r} is not 'name=value' (got {text!r})")
+        out[key.strip()] = value.strip()
+    if set(out) != set(names):
+        raise ConfigurationError(
+            f"{setting} must name exactly {', '.join(names)} (got {', '.join(sorted(out))})"
+        )
+    return out
+
+
+def setting_number(value: str, setting: str) -> float:
+    """Read one non-negative number of a ``name=value`` setting."""
+    try:
+        number = float(value)
+    except ValueError:
+        raise ConfigurationError(f"{setting}: {value!r} is not a number") from None
+    if number < 0:
+        raise ConfigurationError(f"{setting}: {value!r} is negative")
+    return number
+
+
+def parse_range(value: str, setting: str) -> tuple[int, int]:
+    """Read ``"6-8"`` or ``"5"`` as an inclusive range of positive integers."""
+    low, _, high = value.partition("-")
+    lo, hi = int(setting_number(low, setting)), int(setting_number(high or low, setting))
+    if lo < 1 or hi < lo:
+        raise ConfigurationError(f"{setting}: {value!r} is not a range like 6-8")
+    return lo, hi
+
+
+def check_tables(ctx: Context) -> None:
+    """Read every ``name=value`` setting of ``ctx``; raise ConfigurationError on a bad one."""
+    from oldnew.budget.ledger import parse_prices
+
+    for v in parse_pairs(ctx.complexity_weights, "complexity_weights", PARTS).values():
+        setting_number(v, "complexity_weights")
+    bounds = parse_pairs(ctx.complexity_thresholds, "complexity_thresholds", CLASSES[:-1])
+    scores = [setting_number(bounds[c], "complexity_thresholds") for c in CLASSES[:-1]]
+    if scores != sorted(set(scores)):
+        raise ConfigurationError(
+            f"complexity_thresholds must grow from simple to complex (got "
+            f"{ctx.complexity_thresholds!r})"
+        )
+    for setting in ("class_tasks", "class_agents"):
+        for v in parse_pairs(getattr(ctx, setting), setting, CLASSES).values():
+            parse_range(v, setting)
+    parse_prices(ctx.prices)
 
 
 def _number(name: str, value: object, var: str | None) -> int | float:

@@ -154,6 +154,16 @@ def test_cli_takes_settings_from_the_environment_and_refuses_bad_ones(
         assert res.exit_code == 2 and message in flat and f"from {var}" in flat, flat
         assert "Traceback" not in res.output
     assert not ws.exists()
+    # Settings that hold numbers in a table are read at the door too, not at planning time.
+    for var, value, message in [
+        ("OLDNEW_CLASS_AGENTS", "simple=2", "class_agents must name exactly simple, medium"),
+        ("OLDNEW_CLASS_TASKS", "simple=0,medium=1,complex=2,monster=3", "'0' is not a range"),
+        ("OLDNEW_COMPLEXITY_THRESHOLDS", "simple=50,medium=20,complex=100", "must grow"),
+        ("OLDNEW_PRICES", "gpt-4o=cheap", "bad price 'gpt-4o=cheap'"),
+    ]:
+        res = _run(["run", scope, "-w", str(ws), "-m", example_model], **{var: value})
+        assert res.exit_code == 2 and message in _flat(res.output), res.output
+    assert not ws.exists()
     res = _run(["bench", "faults", "--tasks", "0"])
     assert res.exit_code == 2 and "greater than or equal to 1" in _flat(res.output)
 
