@@ -5,6 +5,10 @@ Precedence for every field: the value passed explicitly (CLI flag, Python argume
 default below. A field renamed since keeps its old name as an alias, so that a workspace an
 older version saved (its ``run.json`` stores the run's context) still loads: ``gates`` (and
 ``OLDNEW_GATES``) for ``approvals``.
+
+Every setting is checked when a Context is made, whichever way its values came in: numbers
+against ``LIMITS`` (agents, caps, timeouts, percentages), choices against ``CHOICES``, tables
+by reading them. A value that makes no sense stops the run before anything is created.
 """
 
 from __future__ import annotations
@@ -278,7 +282,9 @@ class Context:
 
         Raises:
             UsageError: a setting (given or from the environment) is outside what it allows;
-                the message names the setting, the variable and the allowed values.
+                the message names the setting, the variable and the allowed values (LIMITS).
+            ConfigurationError: a table setting (weights, thresholds, class sizes, prices)
+                does not read.
 
         """
         if gates is not None and self.approvals == "":
