@@ -20,6 +20,7 @@ from oldnew import build_graph
 from oldnew.cli import app
 from oldnew.context import LIMITS, OPTIONAL, Context
 from oldnew.errors import ModelOutputError, UsageError
+from oldnew.nodes.human import apply_answers
 from oldnew.planning import Asker, extract_scope
 from oldnew.planning.clarify import tidy_clarifications
 from oldnew.planning.content import content_problems, says_nothing
@@ -221,6 +222,17 @@ def test_an_option_number_out_of_range_is_refused_with_the_range() -> None:
         strict.check_answer("somewhere else")
     # A question without options takes a number as its answer.
     assert Question(id="q", kind="configuration", title="Workers?").check_answer("7") == "7"
+
+
+def test_a_server_resume_with_an_option_number_out_of_range_leaves_the_question() -> None:
+    questions = {"T3-q1": _question().model_dump()}
+    updated, notices = apply_answers(questions, {"T3-q1": "7"})
+    assert updated == {} and notices == [
+        "T3-q1 has options 1 to 2 (home, cwd); 7 is not one of them: give an option's number "
+        "or key (or answer in words)"
+    ]
+    updated, notices = apply_answers(questions, {"T3-q1": "2"})
+    assert updated == {"T3-q1": {"status": "answered", "answer": "cwd"}} and notices == []
 
 
 def test_cli_answer_out_of_range_is_a_usage_error_and_the_question_stays(
