@@ -21,7 +21,7 @@ from oldnew.cli import app
 from oldnew.context import LIMITS, OPTIONAL, Context
 from oldnew.errors import ModelOutputError, UsageError
 from oldnew.nodes.human import apply_answers
-from oldnew.planning import Asker, extract_scope
+from oldnew.planning import Asker, Planner, assess, extract_scope
 from oldnew.planning.clarify import tidy_clarifications
 from oldnew.planning.content import content_problems, says_nothing
 from oldnew.runs import start_run
@@ -348,3 +348,29 @@ def test_a_run_escalates_an_empty_scope_as_the_models_failure(tmp_path: Path) ->
     events = [json.loads(line) for line in lines]
     rejected = [e for e in events if e.get("event") == "rejected" and e.get("what") == "Scope"]
     assert len(rejected) == 2 and "says nothing" in rejected[0]["problems"][0]
+
+
+def test_a_plan_of_placeholder_tasks_is_asked_again_then_fails_as_model_output() -> None:
+    empty = {"tasks": [{"id": f"T{i}", "title": "x", "description": "x"} for i in (1, 2)]}
+    good = {
+        "tasks": [
+            {
+                "id": "T1",
+                "title": "hello",
+                "description": "hello.py prints hello",
+                "requirement_ids": ["F1"],
+            }
+        ]
+    }
+    scope = Scope.model_validate(HELLO)
+    ctx = Context(max_output_retries=1)
+    model, seen = _planner([empty, good])
+    planner = Planner(Asker(model, ctx), scope, assess(scope, ctx), 1)
+    plan = asyncio.run(planner.propose([]))
+    assert [t.title for t in plan.tasks] == ["hello"] and len(seen) == 2
+    assert "no task says anything" in prompt_text(seen[1])
+    model, seen = _planner([empty])
+    planner = Planner(Asker(model, ctx), scope, assess(scope, ctx), 1)
+    with pytest.raises(ModelOutputError, match="Plan said nothing usable after 2 tries"):
+        asyncio.run(planner.propose([]))
+    assert len(seen) == 2
