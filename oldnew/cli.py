@@ -67,7 +67,15 @@ ModelOpt = Annotated[
         help="Model spec: 'openai:<model>' or 'scripted:<file>'. Env: OLDNEW_MODEL.",
     ),
 ]
-AgentsOpt = Annotated[int | None, typer.Option("--max-agents", help="Tasks run at once.")]
+AgentsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--max-agents",
+        min=1,
+        help="Tasks run at once (1 or more); leave it out to take the number from the scope's "
+        "complexity class.",
+    ),
+]
 ApprovalsOpt = Annotated[
     str | None,
     typer.Option(
@@ -99,19 +107,21 @@ NotifyOpt = Annotated[
 ]
 TokensOpt = Annotated[
     int | None,
-    typer.Option("--budget-tokens", help="Tokens the run may use (0: no cap)."),
+    typer.Option("--budget-tokens", min=0, help="Tokens the run may use (0: no cap)."),
 ]
 CostOpt = Annotated[
     float | None,
-    typer.Option("--budget-cost", help="USD the run may spend, from the price table."),
+    typer.Option("--budget-cost", min=0, help="USD the run may spend, from the price table."),
 ]
 TaskTokensOpt = Annotated[
     int | None,
-    typer.Option("--budget-task-tokens", help="Tokens one task may use (0: no cap)."),
+    typer.Option("--budget-task-tokens", min=0, help="Tokens one task may use (0: no cap)."),
 ]
 SecondsOpt = Annotated[
     float | None,
-    typer.Option("--budget-seconds", help="Seconds of working time the run may take."),
+    typer.Option(
+        "--budget-seconds", min=0, help="Seconds of working time the run may take (0: no cap)."
+    ),
 ]
 
 
@@ -448,14 +458,22 @@ app.add_typer(bench_app, name="bench")
 
 @bench_app.command("faults")
 def bench_faults(
-    tasks: Annotated[int, typer.Option(help="Synthetic tasks in the plan.")] = 200,
+    tasks: Annotated[int, typer.Option(min=1, help="Synthetic tasks in the plan.")] = 200,
     seed: Annotated[int, typer.Option(help="Seed of every injected fault.")] = 1,
-    transient: Annotated[float, typer.Option(help="Rate of 429/timeout/5xx faults.")] = 0.30,
-    broken: Annotated[float, typer.Option(help="Rate of code with syntax errors.")] = 0.20,
-    malformed: Annotated[float, typer.Option(help="Rate of truncated output.")] = 0.0,
-    config: Annotated[float, typer.Option(help="Share of tasks with a config blocker.")] = 0.05,
-    design: Annotated[float, typer.Option(help="Share of tasks with a design flaw.")] = 0.03,
-    max_agents: Annotated[int, typer.Option(help="Tasks run at once.")] = 8,
+    transient: Annotated[
+        float, typer.Option(min=0, max=1, help="Rate of 429/timeout/5xx faults.")
+    ] = 0.30,
+    broken: Annotated[
+        float, typer.Option(min=0, max=1, help="Rate of code with syntax errors.")
+    ] = 0.20,
+    malformed: Annotated[float, typer.Option(min=0, max=1, help="Rate of truncated output.")] = 0.0,
+    config: Annotated[
+        float, typer.Option(min=0, max=1, help="Share of tasks with a config blocker.")
+    ] = 0.05,
+    design: Annotated[
+        float, typer.Option(min=0, max=1, help="Share of tasks with a design flaw.")
+    ] = 0.03,
+    max_agents: Annotated[int, typer.Option(min=1, help="Tasks run at once.")] = 8,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Run a synthetic plan through the graph under injected faults; print the figures."""

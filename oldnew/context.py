@@ -5,15 +5,20 @@ Precedence for every field: the value passed explicitly (CLI flag, Python argume
 default below. A field renamed since keeps its old name as an alias, so that a workspace an
 older version saved (its ``run.json`` stores the run's context) still loads: ``gates`` (and
 ``OLDNEW_GATES``) for ``approvals``.
+
+Every setting is checked when a Context is made, whichever way its values came in: numbers
+against ``LIMITS`` (agents, caps, timeouts, percentages), choices against ``CHOICES``, tables
+by reading them. A value that makes no sense stops the run before anything is created.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import InitVar, dataclass, field, fields
 from typing import Literal
 
-from oldnew.errors import UsageError
+from oldnew.errors import ConfigurationError, UsageError
 from oldnew.recovery.retry import RetryPolicy
 
 Role = Literal["planner", "coder", "fixer"]
@@ -273,28 +278,46 @@ class Context:
     )
 
     def __post_init__(self, gates: str | None) -> None:
-        """Fill unset fields from ``OLDNEW_<FIELD>`` environment variables, then check them."""
+        """Fill unset fields from ``OLDNEW_<FIELD>`` environment variables, then check them.
+
+        Raises:
+            UsageError: a setting (given or from the environment) is outside what it allows;
+                the message names the setting, the variable and the allowed values (LIMITS).
+            ConfigurationError: a table setting (weights, thresholds, class sizes, prices)
+                does not read.
+
+        """
         if gates is not None and self.approvals == "":
             self.approvals = gates
         for f in fields(self):
             names = (f"OLDNEW_{f.name.upper()}", *f.metadata.get("env_aliases", ()))
-            env = next((os.environ[n] for n in names if n in os.environ), None)
-            if env is None or getattr(self, f.name) != f.default:
+            var = next((n for n in names if n in os.environ), None)
+            if var is None or getattr(self, f.name) != f.default:
                 continue
-            current = getattr(self, f.name)
+            current, env = getattr(self, f.name), os.environ[var]
             if isinstance(current, bool):
                 setattr(self, f.name, env.lower() in {"1", "true", "yes"})
-            elif isinstance(current, int):
-                setattr(self, f.name, int(env))
-            elif isinstance(current, float):
-                setattr(self, f.name, float(env))
+            elif f.name in LIMITS:
+                setattr(self, f.name, _number(f.name, env, var))
             else:
                 setattr(self, f.name, env)
+        for name in LIMITS:
+            value = getattr(self, name)
+            if value is not None or name not in OPTIONAL:
+                setattr(self, name, _number(name, value, None))
         self._check()
 
     def _check(self) -> None:
-        if self.defaults not in ("ask", "high", "auto"):
-            raise UsageError(f"defaults must be ask, high or auto, not {self.defaults!r}")
+        for name, choices in CHOICES.items():
+            value = getattr(self, name)
+            if isinstance(value, str) and value.strip().lower() in choices:
+                setattr(self, name, value.strip().lower())
+            else:
+                allowed = f"{', '.join(choices[:-1])} or {choices[-1]}"
+                raise UsageError(
+                    f"{name} must be {allowed}, not {value!r} (env OLDNEW_{name.upper()})"
+                )
+        check_tables(self)
         target = (self.notify or "").strip()
         if "://" in target.split(" ", 1)[0] and not target.startswith(("http://", "https://")):
             raise UsageError(f"notify must be an http(s) URL or a command line, not {target!r}")
@@ -312,3 +335,149 @@ class Context:
         """Return the spec for ``role``: its own field, else the shared ``model``."""
         own: str | None = getattr(self, f"{role}_model")
         return own or self.model
+
+
+@dataclass(frozen=True)
+class Limit:
+    """What a numeric setting allows: whole or not, its lowest and highest value, and why."""
+
+    whole: bool
+    low: float
+    high: float = math.inf
+    above: bool = False
+    """The value must be above ``low`` (not equal to it)."""
+    note: str = ""
+    """What a special value means, e.g. '0: no cap'."""
+
+    def allowed(self) -> str:
+        """Say in words which values are allowed."""
+        kind = "a whole number" if self.whole else "a number"
+        low = f"{self.low:g}"
+        if self.high < math.inf:
+            span = f"from {low} to {self.high:g}"
+        else:
+            span = f"above {low}" if self.above else f"of at least {low}"
+        return f"{kind} {span}" + (f" ({self.note})" if self.note else "")
+
+
+LIMITS: dict[str, Limit] = {
+    "max_agents": Limit(True, 0, note="0: from the scope's complexity class"),
+    "max_fix_rounds": Limit(True, 0),
+    "max_output_retries": Limit(True, 0),
+    "max_plan_repairs": Limit(True, 0),
+    "max_transient_retries": Limit(True, 1, note="tries, the first one included"),
+    "retry_base_delay": Limit(False, 0),
+    "retry_max_delay": Limit(False, 0),
+    "rate_limit_delay": Limit(False, 0),
+    "memory_token_budget": Limit(True, 0),
+    "template_threshold": Limit(False, 0, 1),
+    "test_timeout": Limit(False, 0, above=True),
+    "plan_size_tolerance": Limit(False, 1),
+    "scope_chunk_chars": Limit(True, 100),
+    "max_scope_sections": Limit(True, 1),
+    "max_task_description": Limit(True, 1),
+    "split_after_failures": Limit(True, 0, note="0: never"),
+    "task_time_limit": Limit(False, 0, note="0: no limit"),
+    "max_split_depth": Limit(True, 0),
+    "max_replans": Limit(True, 0),
+    "planner_concurrency": Limit(True, 1),
+    "coverage_min": Limit(False, 0, 100, note="percent; unset: the profile's"),
+    "complexity_max": Limit(True, 1, note="unset: the profile's"),
+    "budget_tokens": Limit(True, 0, note="0: no cap"),
+    "budget_cost": Limit(False, 0, note="0: no cap"),
+    "budget_task_tokens": Limit(True, 0, note="0: no cap"),
+    "budget_seconds": Limit(False, 0, note="0: no cap"),
+    "notify_timeout": Limit(False, 0, above=True),
+}
+"""Every numeric setting of Context and the values it allows; checked when a Context is made."""
+OPTIONAL = frozenset({"coverage_min", "complexity_max"})
+"""Numeric settings that may be unset (None)."""
+CHOICES: dict[str, tuple[str, ...]] = {
+    "defaults": ("ask", "high", "auto"),
+    "quality": ("strict", "default", "fast", "smoke"),
+    "structured_output_method": ("json_schema", "function_calling"),
+}
+
+
+CLASSES = ("simple", "medium", "complex", "monster")
+PARTS = ("features", "integrations", "pages", "models", "apis")
+
+
+def parse_pairs(text: str, setting: str, names: tuple[str, ...]) -> dict[str, str]:
+    """Read ``"a=1,b=2"``; every name in ``names`` must be present, no other."""
+    out: dict[str, str] = {}
+    for item in (p.strip() for p in text.split(",")):
+        key, sep, value = item.partition("=")
+        if not sep or not value.strip():
+            raise ConfigurationError(f"{setting}: {item!r} is not 'name=value' (got {text!r})")
+        out[key.strip()] = value.strip()
+    if set(out) != set(names):
+        raise ConfigurationError(
+            f"{setting} must name exactly {', '.join(names)} (got {', '.join(sorted(out))})"
+        )
+    return out
+
+
+def setting_number(value: str, setting: str) -> float:
+    """Read one non-negative number of a ``name=value`` setting."""
+    try:
+        number = float(value)
+    except ValueError:
+        raise ConfigurationError(f"{setting}: {value!r} is not a number") from None
+    if number < 0:
+        raise ConfigurationError(f"{setting}: {value!r} is negative")
+    return number
+
+
+def parse_range(value: str, setting: str) -> tuple[int, int]:
+    """Read ``"6-8"`` or ``"5"`` as an inclusive range of positive integers."""
+    low, _, high = value.partition("-")
+    lo, hi = int(setting_number(low, setting)), int(setting_number(high or low, setting))
+    if lo < 1 or hi < lo:
+        raise ConfigurationError(f"{setting}: {value!r} is not a range like 6-8")
+    return lo, hi
+
+
+def check_tables(ctx: Context) -> None:
+    """Read every ``name=value`` setting of ``ctx``; raise ConfigurationError on a bad one."""
+    from oldnew.budget.ledger import parse_prices
+
+    for v in parse_pairs(ctx.complexity_weights, "complexity_weights", PARTS).values():
+        setting_number(v, "complexity_weights")
+    bounds = parse_pairs(ctx.complexity_thresholds, "complexity_thresholds", CLASSES[:-1])
+    scores = [setting_number(bounds[c], "complexity_thresholds") for c in CLASSES[:-1]]
+    if scores != sorted(set(scores)):
+        raise ConfigurationError(
+            f"complexity_thresholds must grow from simple to complex (got "
+            f"{ctx.complexity_thresholds!r})"
+        )
+    for setting in ("class_tasks", "class_agents"):
+        for v in parse_pairs(getattr(ctx, setting), setting, CLASSES).values():
+            parse_range(v, setting)
+    parse_prices(ctx.prices)
+
+
+def _number(name: str, value: object, var: str | None) -> int | float:
+    """Return ``value`` as setting ``name`` allows it, or raise UsageError saying what is allowed.
+
+    A string (an environment variable, a server run's JSON context) is read as a number;
+    a bool is not a number here.
+    """
+    limit = LIMITS[name]
+    where = f" (from {var})" if var else ""
+    refuse = UsageError(f"{name} must be {limit.allowed()}, not {value!r}{where}")
+    number: int | float
+    if isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            raise refuse from None
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        number = value
+    else:
+        raise refuse
+    if not math.isfinite(number) or (limit.whole and number != int(number)):
+        raise refuse
+    if number < limit.low or number > limit.high or (limit.above and number == limit.low):
+        raise refuse
+    return int(number) if limit.whole else float(number)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import (
@@ -336,17 +337,38 @@ class Question(BaseModel):
         return value
 
     def check_answer(self, answer: str) -> str:
-        """Return the canonical answer, or raise ValueError saying what would be accepted."""
+        """Return the canonical answer, or raise ValueError saying what would be accepted.
+
+        An option's key or number picks it. A bare number ("7", "#7", "7.") on a question with
+        options is read as an option number: out of range, it is refused with the range,
+        never taken as free text (a person who means the number says so in words).
+        """
         text = answer.strip()
         if not text:
             raise ValueError(f"the answer to {self.id} is empty")
         for i, opt in enumerate(self.options, start=1):
             if text in (opt.key, str(i)):
                 return opt.key
+        keys = ", ".join(o.key for o in self.options)
+        number = _OPTION_NUMBER.fullmatch(text)
+        if self.options and number:
+            n = int(number.group(1))
+            if 1 <= n <= len(self.options):
+                return self.options[n - 1].key
+            words = " (or answer in words)" if self.free_text else ""
+            raise ValueError(
+                f"{self.id} has options 1 to {len(self.options)} ({keys}); {text} is not "
+                f"one of them: give an option's number or key{words}"
+            )
         if self.options and not self.free_text:
-            keys = ", ".join(o.key for o in self.options)
-            raise ValueError(f"{self.id} takes one of: {keys}")
+            raise ValueError(
+                f"{self.id} takes one of: {keys} (or their numbers 1 to {len(self.options)})"
+            )
         return text
+
+
+_OPTION_NUMBER = re.compile(r"(?:#|no\.?\s*|option\s*)?([+-]?\d+)[.)]?", re.IGNORECASE)
+"""A bare option number as a person types it: 7, #7, 7., 7), option 7, -1."""
 
 
 class AskHuman(BaseModel):

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from oldnew.hitl.questions import question
+from oldnew.planning.content import answer_says_nothing, clarification_problem
 from oldnew.schemas import Clarification, Question, Scope
 
 DefaultsPolicy = Literal["ask", "high", "auto"]
@@ -24,14 +25,20 @@ def tidy_clarifications(scope: Scope, dropped: list[str] | None = None) -> tuple
     """Return the scope with at most three distinct clarifications, high priority first.
 
     ``dropped`` holds notes on clarifications that did not validate; the returned notes add
-    the duplicates and those over the cap. An ``answer`` the model filled in is cleared: only
-    the run decides answers.
+    those that say nothing (a placeholder question or default), the duplicates and those over
+    the cap. Options that say nothing are left out. An ``answer`` the model filled in is
+    cleared: only the run decides answers.
     """
     notes = list(scope.dropped_clarifications if dropped is None else dropped)
     kept: list[Clarification] = []
     seen: set[str] = set()
     for c in scope.clarifications:
         key = " ".join(c.question.lower().split())
+        empty = clarification_problem(c)
+        if empty:
+            notes.append(empty)
+            continue
+        c = c.model_copy(update={"options": [o for o in c.options if not answer_says_nothing(o)]})
         if key in seen:
             notes.append(f"duplicate clarification dropped: {c.question[:200]}")
             continue

@@ -10,46 +10,10 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-from oldnew.context import Context
-from oldnew.errors import ConfigurationError
+from oldnew.context import CLASSES, PARTS, Context, parse_pairs, parse_range, setting_number
 from oldnew.schemas import Scope
 
-CLASSES = ("simple", "medium", "complex", "monster")
-PARTS = ("features", "integrations", "pages", "models", "apis")
-
-
-def parse_pairs(text: str, setting: str, names: tuple[str, ...]) -> dict[str, str]:
-    """Read ``"a=1,b=2"``; every name in ``names`` must be present, no other."""
-    out: dict[str, str] = {}
-    for item in (p.strip() for p in text.split(",")):
-        key, sep, value = item.partition("=")
-        if not sep or not value.strip():
-            raise ConfigurationError(f"{setting}: {item!r} is not 'name=value' (got {text!r})")
-        out[key.strip()] = value.strip()
-    if set(out) != set(names):
-        raise ConfigurationError(
-            f"{setting} must name exactly {', '.join(names)} (got {', '.join(sorted(out))})"
-        )
-    return out
-
-
-def _number(value: str, setting: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise ConfigurationError(f"{setting}: {value!r} is not a number") from None
-    if number < 0:
-        raise ConfigurationError(f"{setting}: {value!r} is negative")
-    return number
-
-
-def parse_range(value: str, setting: str) -> tuple[int, int]:
-    """Read ``"6-8"`` or ``"5"`` as an inclusive range of positive integers."""
-    low, _, high = value.partition("-")
-    lo, hi = int(_number(low, setting)), int(_number(high or low, setting))
-    if lo < 1 or hi < lo:
-        raise ConfigurationError(f"{setting}: {value!r} is not a range like 6-8")
-    return lo, hi
+__all__ = ["CLASSES", "PARTS", "Complexity", "assess", "parse_pairs", "parse_range"]
 
 
 @dataclass(frozen=True)
@@ -103,11 +67,11 @@ def _class_of(score: float, thresholds: dict[str, float]) -> tuple[str, float]:
 def assess(scope: Scope, ctx: Context) -> Complexity:
     """Score ``scope`` with the run's weights and size its plan from its class."""
     weights = {
-        k: _number(v, "complexity_weights")
+        k: setting_number(v, "complexity_weights")
         for k, v in parse_pairs(ctx.complexity_weights, "complexity_weights", PARTS).items()
     }
     thresholds = {
-        k: _number(v, "complexity_thresholds")
+        k: setting_number(v, "complexity_thresholds")
         for k, v in parse_pairs(
             ctx.complexity_thresholds, "complexity_thresholds", CLASSES[:-1]
         ).items()
