@@ -155,7 +155,7 @@ def output_question(qid: str, what: str, error: Exception) -> Question:
     return question(
         "model_output",
         qid,
-        f"The model's {what} did not parse",
+        f"The model's {what} could not be used",
         str(error)[:2000],
         keys=RUN_STEP,
     )
