@@ -27,6 +27,7 @@ from oldnew.gates.common import (
     unreadable,
 )
 from oldnew.gates.model import CheckStatus, Diagnostic
+from oldnew.sandbox.files import read_project_text
 
 # -- ruff -------------------------------------------------------------------------------------
 
@@ -35,8 +36,7 @@ def has_ruff_config(tree: Path) -> bool:
     """Whether the project configures ruff itself."""
     if (tree / "ruff.toml").is_file() or (tree / ".ruff.toml").is_file():
         return True
-    pyproject = tree / "pyproject.toml"
-    return pyproject.is_file() and "[tool.ruff" in pyproject.read_text(encoding="utf-8")
+    return "[tool.ruff" in (read_project_text(tree, "pyproject.toml") or "")
 
 
 def gate_ruff(run: GateRun) -> Outcome:
