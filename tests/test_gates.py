@@ -7,9 +7,11 @@ from __future__ import annotations
 import ast
 import asyncio
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from conftest import EXAMPLE
@@ -21,10 +23,12 @@ from oldnew.context import Context
 from oldnew.errors import ConfigurationError
 from oldnew.gates import PROFILES, Check, ValidationResult, validate_tree
 from oldnew.gates.audit import declared_dependencies
+from oldnew.gates.common import py_tool
 from oldnew.gates.js import detect_toolchains
 from oldnew.gates.model import not_run
 from oldnew.gates.mutation import choose, find_sites
 from oldnew.gates.profiles import resolve_profile
+from oldnew.gates.pytests import SuiteReport, read_report, suite_command
 from oldnew.nodes.checks import (
     _report_sandbox,
     environment_blockers,
@@ -33,6 +37,8 @@ from oldnew.nodes.checks import (
 )
 from oldnew.report import render_markdown
 from oldnew.runs import resume_run, start_run
+from oldnew.sandbox import oldnew_env
+from oldnew.sandbox.files import UnsafeOutput, read_output, read_project_text
 from oldnew.workspace import Workspace
 
 CALC = {
@@ -458,3 +464,105 @@ def test_verify_confirms_the_report_and_catches_a_changed_main(delivered: Path) 
     assert "pytest: the evidence says passed" in joined
     res = runner.invoke(app, ["verify", "-w", str(delivered.parent / "nowhere")])
     assert res.exit_code == 2
+
+
+# -- what the host reads back from a sandbox run ------------------------------------------
+
+
+def test_sandbox_output_is_read_only_from_plain_bounded_files(tmp_path: Path) -> None:
+    """Links, FIFOs, devices, hard links and oversized files are refused, never followed."""
+    home = tmp_path / "home"
+    (home / "sub").mkdir(parents=True)
+    (home / "ok.json").write_bytes(b"{}")
+    assert read_output(home, "ok.json") == b"{}"
+    assert read_output(home, "missing.json") is None
+    secret = tmp_path / "secret.txt"
+    secret.write_text("root only")
+    os.symlink(secret, home / "link.json")
+    os.symlink("/dev/zero", home / "zero.json")
+    os.mkfifo(home / "fifo.xml")  # nobody writes: a blocking open would hang
+    os.link(home / "ok.json", home / "hard.json")
+    (home / "big.json").write_bytes(b"x" * 2048)
+    os.symlink(tmp_path, home / "updir")
+    (tmp_path / "inner.json").write_text("{}")
+    cases = {
+        "link.json": "symbolic link",
+        "zero.json": "symbolic link",
+        "fifo.xml": "a FIFO",
+        "hard.json": "hard-linked",
+        "big.json": "over the 1024 byte cap",
+        "updir/inner.json": "symbolic link",
+        "../secret.txt": "not a path inside",
+        "sub": "a folder",
+    }
+    for name, why in cases.items():
+        with pytest.raises(UnsafeOutput, match=why):
+            read_output(home, name, max_bytes=1024)
+    assert read_project_text(home, "link.json") is None  # project files: a link reads as none
+
+
+def _suite_run(tmp_path: Path, junit: str, exit_code: int) -> SuiteReport:
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    (home / "junit.xml").write_text(junit)
+    box = SimpleNamespace(home=home, tree=tmp_path / "tree")
+    result = SimpleNamespace(exit_code=exit_code, output="pytest said something")
+    return read_report(box, result, measure=False)  # type: ignore[arg-type]
+
+
+PASSING_JUNIT = (
+    '<testsuite tests="2" failures="0" errors="0" skipped="0"><testcase name="a"/></testsuite>'
+)
+FAILING_JUNIT = (
+    '<testsuite tests="1" failures="1" errors="0" skipped="0">'
+    '<testcase classname="t" name="a"><failure message="boom">x</failure></testcase></testsuite>'
+)
+
+
+def test_exit_code_and_report_must_agree(tmp_path: Path) -> None:
+    """A report that says pass while pytest failed, or the reverse, is a rigged outcome."""
+    assert _suite_run(tmp_path, PASSING_JUNIT, 0).passed
+    honest_failure = _suite_run(tmp_path, FAILING_JUNIT, 1)
+    assert not honest_failure.passed and not honest_failure.forged
+    assert (
+        "exited 0 but its report lists 1 failing" in _suite_run(tmp_path, FAILING_JUNIT, 0).forged
+    )
+    assert "says every test passed" in _suite_run(tmp_path, PASSING_JUNIT, 1).forged
+    (tmp_path / "home" / "junit.xml").unlink()
+    box = SimpleNamespace(home=tmp_path / "home", tree=tmp_path)
+    missing = read_report(box, SimpleNamespace(exit_code=0, output=""), measure=False)  # type: ignore[arg-type]
+    assert "wrote no report" in missing.forged and not missing.passed
+
+
+def test_every_run_of_the_tests_has_one_shape(tmp_path: Path) -> None:
+    """The reporting run and a mutant's run differ only in their sandbox's scratch folder."""
+    shapes = []
+    for name in ("a", "b"):
+        home, tree = tmp_path / name / "home", tmp_path / name / "tree"
+        home.mkdir(parents=True)
+        tree.mkdir()
+        box = SimpleNamespace(home=home, tree=tree, env=oldnew_env())
+        argv, variables = suite_command(box, measure=True)  # type: ignore[arg-type]
+        shapes.append(([a.replace(str(tmp_path / name), "@") for a in argv], variables))
+    assert shapes[0] == shapes[1]
+    argv = shapes[0][0]
+    assert "-m" not in argv[:3] and argv[1:3] == ["-s", "-c"]  # never `python -m pytest`
+
+
+def test_oldnew_tools_and_the_tests_never_import_a_project_stand_in(tmp_path: Path) -> None:
+    """A project package named like a tool is not what runs, and the project still imports."""
+    for name in ("pytest", "ruff"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "__init__.py").write_text("raise SystemExit(42)\n")
+        (tmp_path / name / "__main__.py").write_text("raise SystemExit(42)\n")
+    (tmp_path / "calc.py").write_text("VALUE = 7\n")
+    (tmp_path / "test_calc.py").write_text(
+        "from calc import VALUE\n\ndef test_v():\n    assert VALUE == 7\n"
+    )
+    tool = subprocess.run(
+        py_tool("ruff", "--version"), cwd=tmp_path, capture_output=True, text=True
+    )
+    assert tool.returncode == 0 and tool.stdout.startswith("ruff"), tool.stderr
+    argv = oldnew_env().module_argv("pytest", "-q", "-p", "no:cacheprovider", preload=("pytest",))
+    tests = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True)
+    assert tests.returncode == 0 and "1 passed" in tests.stdout, tests.stdout + tests.stderr

@@ -24,6 +24,7 @@ from oldnew.gates.common import (
     unreadable,
 )
 from oldnew.gates.model import Check, CheckStatus, Diagnostic
+from oldnew.sandbox.files import read_project_text
 
 PYPI_PROBE = "https://pypi.org/pypi/pip/json"
 
@@ -37,14 +38,14 @@ def declared_dependencies(tree: Path) -> list[str]:
     """
     reqs: list[str] = []
     for path in sorted(tree.glob("requirements*.txt")):
-        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        for line in (read_project_text(tree, path.name) or "").splitlines():
             line = line.split("#", 1)[0].strip()
             if line and not line.startswith("-"):
                 reqs.append(line)
-    pyproject = tree / "pyproject.toml"
-    if pyproject.is_file():
+    text = read_project_text(tree, "pyproject.toml")
+    if text is not None:
         try:
-            data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+            data = tomllib.loads(text)
         except tomllib.TOMLDecodeError:
             data = {}
         reqs += [str(r) for r in data.get("project", {}).get("dependencies", [])]
@@ -125,7 +126,9 @@ def gate_audit(run: GateRun) -> Outcome:
     req_file.write_text("\n".join(reqs) + "\n", encoding="utf-8")
     argv = py_tool("pip_audit", "-r", str(req_file), "--strict", "--no-deps", "--disable-pip")
     argv += ["--progress-spinner", "off", "-f", "json"]
-    result = run.box.run(argv, timeout=run.timeout, network=True)
+    # The one gate with the network runs no project code: pip-audit from oldnew's environment
+    # (``-I``: the project is not on its sys.path), on a list oldnew wrote, away from the tree.
+    result = run.box.run(argv, timeout=run.timeout, network=True, cwd=run.box.home)
     ver = tool_version("pip-audit")
     if result.killed:
         return stopped("audit", result, ver)

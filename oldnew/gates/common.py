@@ -80,8 +80,11 @@ def py_tool(module: str, *args: str) -> list[str]:
 
     Only for tools that read the project's code without running it (ruff, mypy, bandit,
     detect-secrets, lizard, pip-audit): the project's code runs with :attr:`GateRun.env`.
+    ``-I`` keeps the project out of the tool's own imports: no working folder on ``sys.path``
+    (a project package named ``ruff`` or ``detect_secrets`` is never imported), no
+    ``PYTHON*`` variables, no user site.
     """
-    return [sys.executable, "-m", module, *args]
+    return [sys.executable, "-I", "-m", module, *args]
 
 
 def rel(path: str, tree: Path) -> str:
@@ -142,7 +145,12 @@ def files_with(tree: Path, suffixes: tuple[str, ...]) -> list[Path]:
     found: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(tree):
         dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS)
-        found.extend(Path(dirpath) / f for f in sorted(filenames) if f.endswith(suffixes))
+        # Regular files only: a link (to /dev/zero, or out of the project) is never read.
+        found.extend(
+            Path(dirpath) / f
+            for f in sorted(filenames)
+            if f.endswith(suffixes) and not os.path.islink(os.path.join(dirpath, f))
+        )
     return found
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from oldnew.gates.common import GateRun, Outcome, make_check, rel, stopped, unreadable
 from oldnew.gates.model import Check, CheckStatus, Diagnostic
 from oldnew.sandbox import SKIP_DIRS, Sandbox
+from oldnew.sandbox.files import UnsafeOutput, read_output
 
 _TSC_LINE = re.compile(r"^(.+?)\((\d+),(\d+)\): error (TS\d+): (.*)$")
 _STACK_LINE = re.compile(r"([^\s()]+\.(?:[cm]?[jt]sx?)):(\d+):\d+")
@@ -171,16 +172,21 @@ def _vitest_in(run: GateRun, box: Sandbox) -> Outcome:
     if result.killed or result.ending():
         return stopped("vitest", result, ver)
     try:
-        data = json.loads(report.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+        raw = read_output(box.home, report.name)
+        summary_raw = read_output(box.home, "js-coverage/coverage-summary.json")
+        data = json.loads(raw) if raw is not None else None
+        summary = json.loads(summary_raw) if summary_raw is not None else None
+    except UnsafeOutput as exc:
+        diag = Diagnostic("vitest", ".", 0, f"vitest's report cannot be trusted: {exc}", "report")
+        return make_check("vitest", "failed", result, str(exc)[:200], ver), [diag]
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
         return unreadable("vitest", result, ver, "vitest's JSON report")
-    if provider:
-        summary_file = box.home / "js-coverage" / "coverage-summary.json"
-        if summary_file.is_file():
-            summary = json.loads(summary_file.read_text("utf-8"))
-            run.artifacts["js_coverage"] = {
-                (k if k == "total" else rel(k, box.tree)): v for k, v in summary.items()
-            }
+    if provider and isinstance(summary, dict):
+        run.artifacts["js_coverage"] = {
+            (k if k == "total" else rel(k, box.tree)): v for k, v in summary.items()
+        }
     diags = []
     for suite in data.get("testResults", []):
         for case in suite.get("assertionResults", []):

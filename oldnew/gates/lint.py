@@ -6,6 +6,7 @@ code. mypy looks up third-party packages in the project's environment.
 
 from __future__ import annotations
 
+import configparser
 import hashlib
 import json
 import os
@@ -14,6 +15,7 @@ import subprocess  # nosec B404 - fixed argument lists
 import sys
 import tempfile
 import threading
+import tomllib
 from pathlib import Path
 
 from oldnew.gates.common import (
@@ -26,7 +28,8 @@ from oldnew.gates.common import (
     tool_version,
     unreadable,
 )
-from oldnew.gates.model import CheckStatus, Diagnostic
+from oldnew.gates.model import Check, CheckStatus, Diagnostic
+from oldnew.sandbox.files import read_project_text
 
 # -- ruff -------------------------------------------------------------------------------------
 
@@ -35,8 +38,7 @@ def has_ruff_config(tree: Path) -> bool:
     """Whether the project configures ruff itself."""
     if (tree / "ruff.toml").is_file() or (tree / ".ruff.toml").is_file():
         return True
-    pyproject = tree / "pyproject.toml"
-    return pyproject.is_file() and "[tool.ruff" in pyproject.read_text(encoding="utf-8")
+    return "[tool.ruff" in (read_project_text(tree, "pyproject.toml") or "")
 
 
 def gate_ruff(run: GateRun) -> Outcome:
@@ -151,8 +153,60 @@ def mypy_seed(flags: list[str]) -> Path | None:
     return seed if (seed / "ready").is_file() else None
 
 
+_MYPY_INI = ("mypy.ini", ".mypy.ini", "setup.cfg")
+
+
+def project_mypy_plugins(tree: Path) -> list[str]:
+    """Return the mypy plugins the project's own config names (mypy.ini, pyproject, ...)."""
+    found: list[str] = []
+    text = read_project_text(tree, "pyproject.toml")
+    if text is not None:
+        try:
+            plugins = tomllib.loads(text).get("tool", {}).get("mypy", {}).get("plugins", [])
+        except tomllib.TOMLDecodeError:
+            plugins = []
+        found += [plugins] if isinstance(plugins, str) else [str(p) for p in plugins]
+    for name in _MYPY_INI:
+        text = read_project_text(tree, name)
+        if text is None:
+            continue
+        parser = configparser.ConfigParser(interpolation=None, strict=False)
+        try:
+            parser.read_string(text)
+        except configparser.Error:
+            continue
+        found += [parser.get("mypy", "plugins", fallback="")]
+    return [p.strip() for entry in found for p in entry.split(",") if p.strip()]
+
+
+def _plugin_is_project_code(plugin: str) -> bool:
+    path = plugin.rsplit(":", 1)[0] if ":" in os.path.basename(plugin) else plugin
+    return path.endswith(".py") or "/" in path or "\\" in path
+
+
 def gate_mypy(run: GateRun) -> Outcome:
-    """Type-check with mypy (``--strict`` in the strict profile; the project's config counts)."""
+    """Type-check with mypy (``--strict`` in the strict profile; the project's config counts).
+
+    A plugin the config names by path is the project's own code that mypy would import into
+    itself (and could make it report anything): the gate refuses it rather than run it.
+    """
+    own = [p for p in project_mypy_plugins(run.tree) if _plugin_is_project_code(p)]
+    if own:
+        diags = [
+            Diagnostic(
+                "mypy",
+                ".",
+                0,
+                f"the mypy config loads the plugin {p!r} from the project: a plugin runs inside "
+                "mypy and decides what it reports, so oldnew does not load the project's own; "
+                "remove it from the config (installed plugins named by module are fine)",
+                "plugin",
+            )
+            for p in own
+        ]
+        summary = f"refused {len(own)} mypy plugins from the project"
+        check = Check("mypy", "failed", [], None, 0, summary, tool_version("mypy"))
+        return check, diags
     flags = ["--explicit-package-bases", "--exclude", "node_modules"]
     if run.profile.mypy_strict:
         flags.append("--strict")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from oldnew.gates.common import GateRun, Outcome
 from oldnew.gates.model import Check, CheckStatus, Diagnostic
-from oldnew.gates.pytests import pytest_argv, pytest_env
+from oldnew.gates.pytests import read_report, suite_command
 from oldnew.gates.python import is_test_file, python_files
 
 _FLIP: dict[type[ast.cmpop], type[ast.cmpop]] = {
@@ -166,14 +166,24 @@ def _covered_lines(run: GateRun) -> dict[str, set[int]] | None:
 
 
 def _run_mutant(run: GateRun, mutant: Mutant, timeout: float) -> tuple[Mutant, str]:
-    """Return the mutant and what the tests did: 'killed', 'survived' or 'timeout'."""
+    """Return the mutant and what the tests did: 'killed', 'survived', 'timeout' or 'forged'.
+
+    The tests run exactly as in the pytest gate (:func:`suite_command`): nothing in argv,
+    environment or report files tells a mutant's run from the one that reports. A mutant
+    counts as survived only when pytest's exit code and its report agree that every test
+    passed; when they disagree the outcome was rigged ('forged').
+    """
+    measure = "coverage" in run.profile.gates
     with run.new_sandbox() as box:
         source = (box.tree / mutant.file).read_text(encoding="utf-8")
         box.write_text(mutant.file, mutant.apply(source))
-        argv = pytest_argv(box.env, box.tree, "-x", "-p", "no:warnings")
-        result = box.run(argv, timeout=timeout, env=pytest_env(box.env))
-    if result.killed:
-        return mutant, "timeout"
+        argv, variables = suite_command(box, measure=measure)
+        result = box.run(argv, timeout=timeout, env=variables)
+        if result.killed:
+            return mutant, "timeout"
+        report = read_report(box, result, measure=measure)
+    if report.forged:
+        return mutant, "forged:" + report.forged
     return mutant, "survived" if result.exit_code == 0 else "killed"
 
 
@@ -200,13 +210,23 @@ def gate_mutation(run: GateRun) -> Outcome:
     timeout = min(run.timeout, max(15.0, 4 * baseline + 5))
     with ThreadPoolExecutor(max_workers=2) as pool:
         outcomes = list(pool.map(lambda m: _run_mutant(run, m, timeout), chosen))
-    killed = [m for m, what in outcomes if what != "survived"]
+    forged = [(m, what.split(":", 1)[1]) for m, what in outcomes if what.startswith("forged:")]
+    killed = [m for m, what in outcomes if what in ("killed", "timeout")]
     survived = [m for m, what in outcomes if what == "survived"]
     score = len(killed) / len(outcomes)
-    failed = not killed or score < run.profile.mutation_min_score
-    diags = []
+    failed = bool(forged) or not killed or score < run.profile.mutation_min_score
+    diags = [
+        Diagnostic(
+            "mutation",
+            m.file,
+            m.line,
+            f"with {m.describe()}, the tests' outcome cannot be believed: {why}",
+            "forged",
+        )
+        for m, why in forged
+    ]
     if failed:
-        diags = [
+        diags += [
             Diagnostic(
                 "mutation",
                 m.file,
@@ -221,10 +241,12 @@ def gate_mutation(run: GateRun) -> Outcome:
     summary = f"{len(killed)} of {len(outcomes)} mutants killed" + (
         f" (minimum {minimum:.0%})" if minimum else " (at least one)"
     )
+    if forged:
+        summary += f"; {len(forged)} runs whose exit code and report disagree (rigged)"
     check = Check(
         "mutation",
         status,
-        ["pytest -x on each mutant, in its own sandbox"],
+        ["pytest on each mutant, as the pytest gate runs it, in its own sandbox"],
         None,
         round(time.monotonic() - start, 3),
         summary,
@@ -233,6 +255,7 @@ def gate_mutation(run: GateRun) -> Outcome:
             "mutants": len(outcomes),
             "killed": len(killed),
             "survived": [f"{m.file}:{m.line} {m.describe()}" for m in survived],
+            "forged": len(forged),
             "sites": len(valid),
         },
     )

@@ -10,6 +10,7 @@ import json
 import os
 import re
 import xml.etree.ElementTree as ET  # nosec B405 - parses pytest's own junit file
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,8 @@ from oldnew.gates.common import (
     tool_version,
 )
 from oldnew.gates.model import Check, CheckStatus, Diagnostic
-from oldnew.sandbox import ProjectEnv, Sandbox
+from oldnew.sandbox import RunResult, Sandbox
+from oldnew.sandbox.files import UnsafeOutput, read_output
 
 _TRACE_LINE = re.compile(r"^([^\s:][^:\n]*\.py):(\d+):", re.MULTILINE)
 
@@ -36,10 +38,10 @@ def _pytest_config(tree: Path) -> list[str]:
     return ["-c", os.devnull]
 
 
-def _junit_diagnostics(xml_path: Path) -> tuple[list[Diagnostic], dict[str, int]]:
+def _junit_diagnostics(data: bytes) -> tuple[list[Diagnostic], dict[str, int]]:
     diags: list[Diagnostic] = []
     try:
-        root = ET.parse(xml_path).getroot()  # nosec B314 - our own pytest's output
+        root = ET.fromstring(data)  # nosec B314 - bounded bytes, no entities or DTDs resolved
     except ET.ParseError as exc:
         # A test that forks leaves copies of pytest that write the report too: the code
         # under test is at fault, not the gate.
@@ -54,8 +56,14 @@ def _junit_diagnostics(xml_path: Path) -> tuple[list[Diagnostic], dict[str, int]
             "skipped": 0,
         }
     suites = [root] if root.tag == "testsuite" else list(root.iter("testsuite"))
-    counts = {k: sum(int(s.get(k, 0)) for s in suites) for k in ("tests", "failures", "errors")}
-    counts["skipped"] = sum(int(s.get("skipped", 0)) for s in suites)
+    try:
+        counts = {
+            k: sum(int(s.get(k, 0)) for s in suites)
+            for k in ("tests", "failures", "errors", "skipped")
+        }
+    except ValueError:
+        why = "pytest's report holds counts that are not numbers: it was written over"
+        return [Diagnostic("pytest", ".", 0, why, "report")], {"tests": 0, "failures": 1}
     for case in root.iter("testcase"):
         for problem in [*case.findall("failure"), *case.findall("error")]:
             text = problem.text or ""
@@ -88,18 +96,86 @@ def _pytest_summary(stdout: str, counts: dict[str, int]) -> str:
     return "no summary line"
 
 
-def pytest_argv(env: ProjectEnv, tree: Path, *extra: str) -> list[str]:
-    """Return the argv that runs the project's tests (no plugins but the ones asked for)."""
-    argv = env.module_argv("pytest", "-q", "-p", "no:cacheprovider", "--rootdir", ".")
-    return [*argv, *_pytest_config(tree), *extra]
-
-
 PYTEST_ENV = {"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+JUNIT = "junit.xml"
+COVERAGE_JSON = "coverage.json"
+# Imported before the project's folder goes on sys.path: a project module named like one of
+# them cannot stand in for it.
+_TEST_TOOLS = ("pytest", "_pytest.junitxml")
+_COVERAGE_TOOLS = ("pytest_cov", "pytest_cov.plugin", "coverage")
 
 
-def pytest_env(env: ProjectEnv) -> dict[str, str]:
-    """Return the variables a run of the project's tests gets (its environment's too)."""
-    return {**env.variables(), **PYTEST_ENV}
+def suite_command(box: Sandbox, *, measure: bool) -> tuple[list[str], dict[str, str]]:
+    """Return the argv and variables of every run of the project's tests in ``box``.
+
+    The run that reports and each mutant's run are the same command: the same options, the
+    same report files (each in its own sandbox's home), the same variables. Code that looks at
+    its argv, its environment or the files around it cannot tell which run it is in.
+    """
+    home = box.home
+    extra = ["-o", "junit_family=xunit1", f"--junitxml={home / JUNIT}"]
+    preload: tuple[str, ...] = _TEST_TOOLS
+    if measure:
+        extra += ["-p", "pytest_cov", "--cov", f"--cov-config={_coverage_rc(box)}"]
+        extra += [f"--cov-report=json:{home / COVERAGE_JSON}", "--cov-report="]
+        preload += _COVERAGE_TOOLS
+    argv = box.env.module_argv(
+        "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", ".", preload=preload
+    )
+    return [*argv, *_pytest_config(box.tree), *extra], {**box.env.variables(), **PYTEST_ENV}
+
+
+@dataclass
+class SuiteReport:
+    """What a run of the project's tests left for the host, read safely and cross-checked."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    coverage: dict[str, Any] | None = None
+    forged: str = ""
+    """Why the report cannot be believed (unsafe file, disagreeing with the exit code)."""
+
+    @property
+    def passed(self) -> bool:
+        """Whether the tests passed by the exit code and the report both."""
+        return not self.forged and not self.diagnostics
+
+
+def read_report(box: Sandbox, result: RunResult, *, measure: bool) -> SuiteReport:
+    """Read the junit report (and coverage) a finished run left in ``box``'s home.
+
+    The exit code is pytest's, from outside the report; the two must agree. A report that
+    says every test passed while pytest failed, or the reverse, or that is missing, a link, a
+    FIFO or too large, is a failure of the code under test, never a pass.
+    """
+    out = SuiteReport()
+    try:
+        data = read_output(box.home, JUNIT)
+        cov = read_output(box.home, COVERAGE_JSON) if measure else None
+    except UnsafeOutput as exc:
+        out.forged = f"pytest's report cannot be trusted: {exc}"
+        return out
+    if data is None:
+        out.forged = "pytest wrote no report: a test or plugin ended it early or removed it"
+        return out
+    out.diagnostics, out.counts = _junit_diagnostics(data)
+    bad = out.counts.get("failures", 0) + out.counts.get("errors", 0)
+    if result.exit_code == 0 and (bad or out.diagnostics):
+        out.forged = (
+            f"pytest exited 0 but its report lists {bad} failing tests: the outcome was "
+            "rigged (a conftest or plugin?)"
+        )
+    elif result.exit_code not in (0, 5) and not bad and not out.diagnostics:
+        out.forged = (
+            f"pytest exited {result.exit_code} but its report says every test passed: the "
+            "report was rigged, or pytest itself failed: " + result.output[-600:].strip()
+        )
+    if cov is not None:
+        try:
+            out.coverage = _relative_coverage(json.loads(cov), box.tree)
+        except (ValueError, TypeError, KeyError, AttributeError):
+            out.forged = out.forged or "the coverage report is not coverage.py's JSON"
+    return out
 
 
 def _coverage_rc(box: Sandbox) -> Path:
@@ -115,10 +191,16 @@ def _coverage_rc(box: Sandbox) -> Path:
     return rc
 
 
-def _relative_coverage(path: Path, tree: Path) -> dict[str, Any]:
-    """Return coverage.py's JSON report with project-relative file names."""
-    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    data["files"] = {rel(k, tree): v for k, v in data.get("files", {}).items()}
+def _relative_coverage(data: Any, tree: Path) -> dict[str, Any]:
+    """Return coverage.py's JSON report with project-relative file names, checked for shape."""
+    if not isinstance(data, dict) or not isinstance(data.get("files", {}), dict):
+        raise ValueError("not a coverage report")
+    float(data["totals"]["percent_covered"])
+    files = {rel(k, tree): v for k, v in data.get("files", {}).items()}
+    for info in files.values():
+        float(info["summary"]["percent_covered"])
+        [int(n) for n in info.get("executed_lines", []) + info.get("missing_lines", [])]
+    data["files"] = files
     return data
 
 
@@ -133,16 +215,9 @@ def gate_pytest(run: GateRun) -> Outcome:
 
 
 def _pytest_in(run: GateRun, box: Sandbox) -> Outcome:
-    home = box.home
-    xml_path = home / "junit.xml"
-    extra = ["-o", "junit_family=xunit1", f"--junitxml={xml_path}"]
     measure = "coverage" in run.profile.gates
-    if measure:
-        cov_json = home / "coverage.json"
-        extra += ["-p", "pytest_cov", "--cov", f"--cov-config={_coverage_rc(box)}"]
-        extra += [f"--cov-report=json:{cov_json}", "--cov-report="]
-    argv = pytest_argv(box.env, box.tree, *extra)
-    result = box.run(argv, timeout=run.timeout, env=pytest_env(box.env))
+    argv, variables = suite_command(box, measure=measure)
+    result = box.run(argv, timeout=run.timeout, env=variables)
     ver = tool_version("pytest")
     run.artifacts["pytest_seconds"] = result.duration_s
     if result.killed or result.ending():
@@ -154,14 +229,17 @@ def _pytest_in(run: GateRun, box: Sandbox) -> Outcome:
             "pytest", ".", 0, "no tests were collected: add pytest tests (tests/test_*.py)"
         )
         return make_check("pytest", "failed", result, "no tests", ver), [diag]
-    diags, counts = _junit_diagnostics(xml_path) if xml_path.exists() else ([], {})
+    report = read_report(box, result, measure=measure)
+    counts, diags = report.counts, report.diagnostics
+    if report.forged:
+        diags = [*diags, Diagnostic("pytest", ".", 0, report.forged, "report")]
     if result.exit_code != 0 and not diags:
         diags = [Diagnostic("pytest", ".", 0, result.output[-1500:])]
     ran = counts.get("tests", 0) - counts.get("skipped", 0)
     if result.exit_code == 0 and counts and ran <= 0:
         diags = [Diagnostic("pytest", ".", 0, "every test was skipped: nothing was tested")]
-    if measure and (home / "coverage.json").exists():
-        run.artifacts["coverage"] = _relative_coverage(home / "coverage.json", box.tree)
+    if report.coverage is not None and not report.forged:
+        run.artifacts["coverage"] = report.coverage
     status: CheckStatus = "passed" if result.exit_code == 0 and not diags else "failed"
     check = make_check("pytest", status, result, _pytest_summary(result.stdout, counts), ver)
     check.metrics = counts

@@ -19,6 +19,7 @@ import json
 import os
 import subprocess  # nosec B404 - fixed argument lists, never a shell
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,21 @@ from typing import Any
 from oldnew.sandbox import pyinfo
 
 PROBE_TIMEOUT = 60.0
+
+# ``python -s -c`` has the working folder first on sys.path as "" (it was not there while
+# ``site`` ran, so no sitecustomize or .pth of the project's ran either): drop it, import the
+# tool and what it loads, put the folder back first, then run the tool as ``python -m`` does.
+MODULE_LAUNCHER = (
+    "import os, runpy, sys\n"
+    "here = os.getcwd()\n"
+    "sys.path[:] = [p for p in sys.path if p not in ('', '.', here)]\n"
+    "module, preload = sys.argv[1], sys.argv[2]\n"
+    "for name in [module, *filter(None, preload.split(','))]:\n"
+    "    __import__(name)\n"
+    "sys.path.insert(0, here)\n"
+    "sys.argv[:] = [module, *sys.argv[3:]]\n"
+    "runpy.run_module(module, run_name='__main__', alter_sys=True)\n"
+)
 
 
 class EnvironmentProbeError(Exception):
@@ -110,9 +126,17 @@ class ProjectEnv:
 
     # -- what runs with it ---------------------------------------------------------------------
 
-    def module_argv(self, module: str, *args: str) -> list[str]:
-        """Return the argv that runs ``python -m module`` with this interpreter."""
-        return [str(self.python), "-m", module, *args]
+    def module_argv(self, module: str, *args: str, preload: Sequence[str] = ()) -> list[str]:
+        """Return the argv that runs ``python -m module`` with this interpreter, safely.
+
+        ``python -m`` puts the working folder (the project) first on ``sys.path`` before it
+        imports ``module``, so a project package named like the tool would run instead. Here
+        :data:`MODULE_LAUNCHER` imports ``module`` and ``preload`` with the project's folder
+        off ``sys.path`` (no user site either), then puts the folder back first, as
+        ``python -m`` would, for the project's own imports (its tests import its modules).
+        """
+        names = ",".join(preload)
+        return [str(self.python), "-s", "-c", MODULE_LAUNCHER, module, names, *args]
 
     def python_argv(self, *args: str) -> list[str]:
         """Return the argv that runs this interpreter with ``args``."""

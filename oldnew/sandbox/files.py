@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import stat
@@ -110,3 +111,95 @@ def workspace_root(path: Path) -> Path | None:
         if (folder / ".oldnew" / "run.json").is_file():
             return folder
     return None
+
+
+class UnsafeOutput(Exception):
+    """A file the host reads back from a sandbox run is not a plain, bounded file.
+
+    A link, a FIFO, a device, a hard link to another file, or more than the cap: the code under
+    test put it there, so the gate that wanted the file fails with this message.
+    """
+
+
+OUTPUT_CAP = 64 * 2**20
+"""The most the host reads of any one file a sandbox run wrote (a report, coverage data)."""
+
+
+def read_output(root: Path, rel: str, *, max_bytes: int = OUTPUT_CAP) -> bytes | None:
+    """Return the bytes of ``root/rel``, a file that sandboxed code could have written.
+
+    Every component of ``rel`` is opened without following links, below ``root`` (a folder
+    the host made), and only a regular file with one link and at most ``max_bytes`` is read;
+    a FIFO is opened without blocking and refused. Returns None when the file is not there.
+
+    Raises:
+        UnsafeOutput: the path is a link, not a regular file, hard-linked, or too large.
+
+    """
+    parts = Path(rel).parts
+    if not parts or Path(rel).is_absolute() or ".." in parts:
+        raise UnsafeOutput(f"{rel!r} is not a path inside {root}")
+    nofollow = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY
+    try:
+        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | nofollow)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise UnsafeOutput(f"{root} cannot be opened as a folder: {exc.strerror}") from None
+    try:
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            flags = os.O_RDONLY | nofollow | (os.O_NONBLOCK if last else os.O_DIRECTORY)
+            try:
+                child = os.open(part, flags, dir_fd=fd)
+            except FileNotFoundError:
+                return None
+            except OSError as exc:
+                where = "/".join(parts[: i + 1])
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise UnsafeOutput(
+                        f"{where} is a symbolic link or not a folder: the code under test "
+                        "replaced what the host reads back with a link"
+                    ) from None
+                raise UnsafeOutput(f"{where} cannot be opened: {exc.strerror}") from None
+            os.close(fd)
+            fd = child
+        return _read_regular(fd, rel, max_bytes)
+    finally:
+        os.close(fd)
+
+
+def _read_regular(fd: int, rel: str, max_bytes: int) -> bytes:
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        kind = "a FIFO" if stat.S_ISFIFO(info.st_mode) else "a device or socket"
+        if stat.S_ISDIR(info.st_mode):
+            kind = "a folder"
+        raise UnsafeOutput(f"{rel} is {kind}, not a regular file: the code under test put it there")
+    if info.st_nlink != 1:
+        raise UnsafeOutput(f"{rel} is hard-linked to another file: the code under test linked it")
+    if info.st_size > max_bytes:
+        raise UnsafeOutput(f"{rel} holds {info.st_size} bytes, over the {max_bytes} byte cap")
+    chunks, total = [], 0
+    while True:
+        chunk = os.read(fd, min(2**20, max_bytes + 1 - total))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+        if total > max_bytes:
+            raise UnsafeOutput(f"{rel} grew past the {max_bytes} byte cap while it was read")
+    return b"".join(chunks)
+
+
+def read_project_text(root: Path, rel: str, *, max_bytes: int = OUTPUT_CAP) -> str | None:
+    """Return ``root/rel`` as text (undecodable bytes replaced), read as :func:`read_output`.
+
+    For project files the host parses itself (requirements, pyproject): a link or a device
+    there is read as nothing rather than followed. Returns None when it is missing or unsafe.
+    """
+    try:
+        data = read_output(root, rel, max_bytes=max_bytes)
+    except UnsafeOutput:
+        return None
+    return None if data is None else data.decode("utf-8", "replace")
