@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import subprocess  # nosec B404 - git with fixed argument lists
 import tarfile
 import tempfile
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from oldnew.errors import WorkspaceError
 from oldnew.gates.model import ValidationResult
 from oldnew.gates.profiles import Profile
 from oldnew.gates.runner import validate_tree
+from oldnew.safegit import run_git
 from oldnew.sandbox import ProjectEnv
 from oldnew.workspace import Workspace
 
@@ -62,11 +62,10 @@ class Verification:
 
 def export_head(ws: Workspace, dest: Path) -> Path:
     """Write the files of main's HEAD (nothing untracked, nothing uncommitted) to ``dest``."""
-    archive = subprocess.run(  # nosec B603 B607 - fixed argv, git from PATH
-        ["git", "-C", str(ws.root), "archive", "--format=tar", "HEAD"],
-        capture_output=True,
-        check=True,
-    ).stdout
+    proc = run_git("archive", "--format=tar", "HEAD", cwd=ws.root, text=False)
+    if proc.returncode != 0:
+        raise WorkspaceError(f"git archive HEAD failed: {proc.stderr.decode(errors='replace')}")
+    archive = proc.stdout
     dest.mkdir(parents=True, exist_ok=True)
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         tar.extractall(dest, filter="data")  # nosec B202 - the data filter refuses escapes
@@ -84,11 +83,7 @@ def _load(ws: Workspace, rel: str | None) -> dict[str, Any] | None:
 
 
 def _is_ancestor(ws: Workspace, commit: str, head: str) -> bool:
-    proc = subprocess.run(  # nosec B603 B607
-        ["git", "-C", str(ws.root), "merge-base", "--is-ancestor", commit, head],
-        capture_output=True,
-        check=False,
-    )
+    proc = run_git("merge-base", "--is-ancestor", commit, head, cwd=ws.root)
     return proc.returncode == 0
 
 

@@ -6,8 +6,9 @@ import errno
 import os
 import shutil
 import stat
-import subprocess  # nosec B404 - fixed argument lists, never a shell
 from pathlib import Path
+
+from oldnew.safegit import run_git
 
 SKIP_DIRS = frozenset(
     {".git", ".oldnew", ".venv", "venv", "node_modules", "__pycache__"}
@@ -25,11 +26,7 @@ def project_files(source: Path) -> list[str]:
     Those are the tracked files and the untracked ones git does not ignore; without git,
     every file outside VCS, caches and oldnew's own folder.
     """
-    proc = subprocess.run(  # nosec B603 B607 - fixed argv, git from PATH
-        ["git", "-C", str(source), "ls-files", "-z", "-co", "--exclude-standard"],
-        capture_output=True,
-        check=False,
-    )
+    proc = run_git("ls-files", "-z", "-co", "--exclude-standard", cwd=source, text=False)
     inside_git = (source / ".git").exists()
     if inside_git and proc.returncode == 0:
         names = sorted({p for p in proc.stdout.decode("utf-8", "replace").split("\0") if p})
