@@ -261,6 +261,14 @@ def resume(
     budget_cost: CostOpt = None,
     budget_task_tokens: TaskTokensOpt = None,
     budget_seconds: SecondsOpt = None,
+    restart: Annotated[
+        bool,
+        typer.Option(
+            "--restart",
+            help="Start over from the scope on new checkpoints, when the run's are lost or "
+            "damaged (scope, plan and tasks re-run; the commits on main stay).",
+        ),
+    ] = False,
 ) -> None:
     """Continue a run after a crash, a kill, a pause or a budget stop, or retry blockers.
 
@@ -274,7 +282,7 @@ def resume(
         "notify": notify,
         **_budget(budget_tokens, budget_cost, budget_task_tokens, budget_seconds),
     }
-    _finish(resume_run(workspace, context=context, on_event=show_event))
+    _finish(resume_run(workspace, context=context, on_event=show_event, restart=restart))
 
 
 @app.command()
