@@ -132,12 +132,13 @@ class Workspace:
         ws = cls(root)
         if not ws.root.is_dir():
             raise WorkspaceError(f"{ws.root} does not exist; start a run with 'oldnew run'")
-        if ws.run_info() is None and (ws.meta / CREATING).is_file():
+        if (ws.meta / CREATING).is_file():
             with ws._creation_lock():
-                if ws.run_info() is None:
-                    journal = ws._read_journal()
-                    if journal is not None:
-                        ws._build(journal)
+                journal = ws._read_journal()
+                if ws.run_info() is not None:  # killed after run.json: only the journal is left
+                    (ws.meta / CREATING).unlink(missing_ok=True)
+                elif journal is not None:
+                    ws._build(journal)
         if ws.run_info() is None:
             raise WorkspaceError(
                 f"{ws.root} holds no oldnew run (no {META}/run.json); start one with 'oldnew run'"
