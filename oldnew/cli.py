@@ -4,7 +4,8 @@ Exit codes:
     0  delivered: every task is done and main passes its checks (or every critical task
        is, with known limitations listed in the report: delivered_with_limitations)
     1  internal error (a bug in oldnew: please report it with .oldnew/events.jsonl)
-    2  usage or configuration error (bad file, bad model spec, missing API key, ...)
+    2  usage or configuration error (bad file, bad model spec, missing API key, ...), or a
+       workspace fault: lost or damaged checkpoints, a full or read-only disk
     3  waiting for a person: answer with 'oldnew answer'
     4  finished with blockers, or stopped (at a person's request or by the budget): see the
        report; a budget stop names the 'oldnew resume' command with raised caps

@@ -260,6 +260,14 @@ def test_read_only_workspace_is_a_clear_error(tmp_path: Path, example_model: str
         assert "cannot write" in res.output and str(ws.resolve()) in res.output
         assert "Read-only file system" in res.output and "make it writable" in res.output
         assert "Traceback" not in res.output
+        res = CliRunner().invoke(app, ["status", "-w", str(ws)])
+        assert res.exit_code in (2, 3), res.output  # shown, or refused with a reason
+        assert "Traceback" not in res.output
+        if res.exit_code == 2:
+            assert "make it writable" in res.output
+        new = ws / "sub"
+        res = CliRunner().invoke(app, ["run", SCOPE, "-w", str(new), "-m", example_model])
+        assert res.exit_code == 2 and f"cannot write {new.resolve()}" in res.output, res.output
     assert _git(ws, "rev-parse", "main") == main
     _finish(ws)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import inspect
+import os
 import shutil
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -120,6 +121,8 @@ def check_checkpoints(ws: Workspace) -> None:
         finally:
             conn.close()
     except sqlite3.DatabaseError as exc:
+        if getattr(exc, "sqlite_errorname", "") not in ("SQLITE_CORRUPT", "SQLITE_NOTADB"):
+            cannot_open(path, exc)
         problems = [str(exc)]
     if problems != ["ok"]:
         raise CheckpointsCorrupt(
@@ -128,6 +131,16 @@ def check_checkpoints(ws: Workspace) -> None:
             f"the run over from its scope with '{resume}' (the damaged file is kept beside "
             "it; scope, plan and every task re-run at full cost, the commits on main stay)"
         )
+
+
+def cannot_open(path: Path, exc: sqlite3.DatabaseError) -> None:
+    """Raise the error a checkpoint file that will not open (but is not damaged) means."""
+    if not os.access(path.parent, os.W_OK):
+        raise StorageError(
+            f"cannot open {path} ({exc}): its folder is read-only: make it "
+            "writable, then try again; the checkpoints and the commits on main are intact"
+        ) from exc
+    raise WorkspaceError(f"cannot open the run's checkpoints {path}: {exc}") from exc
 
 
 def run_checkpointed(ws: Workspace, run_id: str) -> bool:
