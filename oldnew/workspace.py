@@ -192,7 +192,7 @@ class Workspace:
         # A bare .oldnew/ (a caller's checkpoint file, opened before the first node runs)
         # does not count: run.json, checked above, is what marks a directory as a run's.
         # Nor does the .git of a creation that was killed before its run.json.
-        ours = {META, ".git"} if (self.meta / CREATING).is_file() else {META}
+        ours = {META, ".git"} if self._read_journal() is not None else {META}
         if any(p.name not in ours for p in self.root.iterdir()):
             raise WorkspaceError(
                 f"{self.root} is not empty; oldnew only writes into a new or empty directory"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ from conftest import EXAMPLE
 from typer.testing import CliRunner
 
 from oldnew.cli import app
+from oldnew.errors import CheckpointsCorrupt
 from oldnew.runs import session
 from oldnew.workspace import new_checkpoints
 
@@ -95,6 +97,7 @@ def create(cls, *a, **k):
 
 w.Workspace.create = classmethod(create)
 from oldnew.cli import app
+from oldnew.errors import CheckpointsCorrupt
 app(sys.argv[2:])
 """
 
@@ -353,3 +356,19 @@ def test_creation_killed_inside_git_init_is_finished_by_resume(
     assert json.loads((ws / ".oldnew" / "run.json").read_text())["run_id"] == "r1"
     assert _task_commits(ws) == ["T1", "T2"]
     assert not (ws / ".oldnew" / "creating.json").exists()
+
+
+def test_damage_met_while_working_is_reported_not_a_traceback(
+    tmp_path: Path, example_model: str
+) -> None:
+    ws = tmp_path / "ws"
+    main = _waiting_run(ws, example_model)
+    garbage = tmp_path / "garbage.sqlite"
+    garbage.write_bytes(b"not a database at all" * 500)
+    with pytest.raises(CheckpointsCorrupt, match="found damaged") as caught:
+        with session.disk_faults(ws):
+            sqlite3.connect(garbage).execute("SELECT * FROM checkpoints")
+    assert "T1" in str(caught.value) and "oldnew status" in str(caught.value)
+    with pytest.raises(ZeroDivisionError), session.disk_faults(ws):
+        _ = 1 / 0  # anything else is no disk fault and goes through unchanged
+    assert _git(ws, "rev-parse", "main") == main

@@ -229,9 +229,16 @@ def disk_faults(root: Path | str) -> Iterator[None]:
     """Turn a full or read-only disk met under ``root`` into a StorageError saying what to do."""
     try:
         yield
-    except (OSError, sqlite3.OperationalError, WorkspaceError) as exc:
+    except (OSError, sqlite3.DatabaseError, WorkspaceError) as exc:
         if isinstance(exc, StorageError):
             raise
+        if getattr(exc, "sqlite_errorname", "") in ("SQLITE_CORRUPT", "SQLITE_NOTADB"):
+            ws = Workspace(root)
+            raise CheckpointsCorrupt(
+                f"a database of the run (checkpoints: {ws.checkpoints}) was found damaged "
+                f"while working ({exc}); intact: {intact(ws)}. See 'oldnew status --workspace "
+                f"{ws.root}' for what to do"
+            ) from exc
         typed = storage_error(exc, Path(root).resolve())
         if typed is None:
             raise
