@@ -5,6 +5,7 @@ Layout of a workspace directory::
     <root>/                 the delivered project, branch ``main``
     <root>/.oldnew/         run metadata, ignored by the project's git
         run.json            run id and the settings it was started with
+        creating.json       the journal of a creation not finished yet (killed half-way)
         checkpoints.sqlite  LangGraph checkpoints of the run and of every task
         events.jsonl        what happened, one JSON object a line
         evidence/           validation results, one file per run of the validator
