@@ -4,7 +4,8 @@ Exit codes:
     0  delivered: every task is done and main passes its checks (or every critical task
        is, with known limitations listed in the report: delivered_with_limitations)
     1  internal error (a bug in oldnew: please report it with .oldnew/events.jsonl)
-    2  usage or configuration error (bad file, bad model spec, missing API key, ...)
+    2  usage or configuration error (bad file, bad model spec, missing API key, ...), or a
+       workspace fault: lost or damaged checkpoints, a full or read-only disk
     3  waiting for a person: answer with 'oldnew answer'
     4  finished with blockers, or stopped (at a person's request or by the budget): see the
        report; a budget stop names the 'oldnew resume' command with raised caps
@@ -271,6 +272,14 @@ def resume(
     budget_cost: CostOpt = None,
     budget_task_tokens: TaskTokensOpt = None,
     budget_seconds: SecondsOpt = None,
+    restart: Annotated[
+        bool,
+        typer.Option(
+            "--restart",
+            help="Start over from the scope on new checkpoints, when the run's are lost or "
+            "damaged (scope, plan and tasks re-run; the commits on main stay).",
+        ),
+    ] = False,
 ) -> None:
     """Continue a run after a crash, a kill, a pause or a budget stop, or retry blockers.
 
@@ -284,7 +293,7 @@ def resume(
         "notify": notify,
         **_budget(budget_tokens, budget_cost, budget_task_tokens, budget_seconds),
     }
-    _finish(resume_run(workspace, context=context, on_event=show_event))
+    _finish(resume_run(workspace, context=context, on_event=show_event, restart=restart))
 
 
 @app.command()

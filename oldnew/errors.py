@@ -40,6 +40,25 @@ class RunLockedError(WorkspaceError):
     """Another oldnew process is working on this workspace."""
 
 
+class CheckpointsLost(WorkspaceError):
+    """The run's checkpoint file is gone (or emptied) while its run record and work remain.
+
+    A person decides: restore the file, or start the run over explicitly (``--restart``).
+    """
+
+
+class CheckpointsCorrupt(WorkspaceError):
+    """The run's checkpoint file cannot be read as a database (truncated, overwritten)."""
+
+
+class StorageError(WorkspaceError):
+    """The disk refused a write: no space left, or the workspace is read-only.
+
+    What was committed before the write stays; the message names the path (and the space
+    free) so a person can make room or make it writable, then resume.
+    """
+
+
 class BudgetExceeded(OldnewError):
     """A token, cost or working-time cap is reached: no new model call starts.
 

@@ -5,6 +5,7 @@ Layout of a workspace directory::
     <root>/                 the delivered project, branch ``main``
     <root>/.oldnew/         run metadata, ignored by the project's git
         run.json            run id and the settings it was started with
+        creating.json       the journal of a creation not finished yet (killed half-way)
         checkpoints.sqlite  LangGraph checkpoints of the run and of every task
         events.jsonl        what happened, one JSON object a line
         evidence/           validation results, one file per run of the validator
@@ -22,6 +23,7 @@ import fcntl
 import json
 import os
 import shutil
+import sqlite3
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -132,39 +134,52 @@ class Workspace:
     # -- lifecycle -------------------------------------------------------------------------
 
     @classmethod
-    def create(cls, root: Path | str, run_id: str, settings: Mapping[str, Any]) -> Workspace:
-        """Make a new workspace for ``run_id``; refuse a directory that holds anything."""
+    def create(
+        cls,
+        root: Path | str,
+        run_id: str,
+        settings: Mapping[str, Any],
+        files: Mapping[str, str] | None = None,
+    ) -> Workspace:
+        """Make a new workspace for ``run_id``; refuse a directory that holds anything.
+
+        ``files`` (name -> text) are written into ``.oldnew/`` as part of the run record
+        (the scope's copy). Creation is atomic for its callers: a journal,
+        ``.oldnew/creating.json``, is written before anything else and removed after
+        ``run.json``; a process killed in between leaves a directory that :meth:`open`
+        finishes (``oldnew resume``) and that a new :meth:`create` clears (``oldnew run``).
+        """
         ws = cls(root)
-        info = ws.run_info()
-        if info is not None:
-            raise WorkspaceError(
-                f"{ws.root} belongs to run {info['run_id']} (started {info['created']}): "
-                f"continue it with 'oldnew resume --workspace {ws.root}', or choose a new "
-                "directory"
-            )
-        if ws.root.exists() and not ws.root.is_dir():
-            raise WorkspaceError(f"{ws.root} is a file; choose a new or empty directory")
-        # A bare .oldnew/ (a caller's checkpoint file, opened before the first node runs)
-        # does not count: run.json, checked above, is what marks a directory as a run's.
-        if ws.root.exists() and any(p.name != META for p in ws.root.iterdir()):
-            raise WorkspaceError(
-                f"{ws.root} is not empty; oldnew only writes into a new or empty directory"
-            )
+        ws._refuse_unless_free()  # nothing is written into a directory that is refused
         ws.meta.mkdir(parents=True, exist_ok=True)
-        ws.git("init", "-q", "-b", MAIN)
-        (ws.root / ".git" / "info").mkdir(parents=True, exist_ok=True)
-        (ws.root / ".git" / "info" / "exclude").write_text(_IGNORED, encoding="utf-8")
-        ws.git("commit", "-q", "--allow-empty", "-m", f"oldnew: start run {run_id}")
-        record = {"run_id": run_id, "created": datetime.now(UTC).isoformat(), **settings}
-        ws._write_json(ws.meta / "run.json", record)
+        with ws._creation_lock():
+            ws._refuse_unless_free()  # another process may have made a run here meanwhile
+            journal = {
+                "run_id": run_id,
+                "created": datetime.now(UTC).isoformat(),
+                "settings": dict(settings),
+                "files": dict(files or {}),
+            }
+            ws._write_json(ws.meta / CREATING, journal)
+            ws._build(journal)
         return ws
 
     @classmethod
     def open(cls, root: Path | str) -> Workspace:
-        """Open an existing run's workspace, or raise WorkspaceError saying what is wrong."""
+        """Open an existing run's workspace, or raise WorkspaceError saying what is wrong.
+
+        A workspace whose creation was killed half-way is finished first, from its journal.
+        """
         ws = cls(root)
         if not ws.root.is_dir():
             raise WorkspaceError(f"{ws.root} does not exist; start a run with 'oldnew run'")
+        if (ws.meta / CREATING).is_file():
+            with ws._creation_lock():
+                journal = ws._read_journal()
+                if ws.run_info() is not None:  # killed after run.json: only the journal is left
+                    (ws.meta / CREATING).unlink(missing_ok=True)
+                elif journal is not None:
+                    ws._build(journal)
         if ws.run_info() is None:
             raise WorkspaceError(
                 f"{ws.root} holds no oldnew run (no {META}/run.json); start one with 'oldnew run'"
@@ -177,6 +192,9 @@ class Workspace:
         ws = cls(root)
         info = ws.run_info()
         if info is None:
+            journal = ws._read_journal() if ws.root.is_dir() else None
+            if journal is not None and journal["run_id"] == run_id:
+                return cls.open(root)
             return cls.create(root, run_id, {})
         if info["run_id"] != run_id:
             raise WorkspaceError(f"{ws.root} belongs to run {info['run_id']}, not {run_id}")
@@ -187,8 +205,80 @@ class Workspace:
         path = self.meta / "run.json"
         if not path.is_file():
             return None
-        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        try:
+            data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise WorkspaceError(
+                f"{path} cannot be read ({exc}); it records the run's id and settings: "
+                "restore it from a backup, or start a new run in a new directory (the "
+                "commits on main are untouched)"
+            ) from exc
         return data
+
+    # -- creation --------------------------------------------------------------------------
+
+    def _refuse_unless_free(self) -> None:
+        """Raise WorkspaceError unless ``root`` is new, empty, or a killed creation's."""
+        info = self.run_info()
+        if info is not None:
+            raise WorkspaceError(
+                f"{self.root} belongs to run {info['run_id']} (started {info['created']}): "
+                f"continue it with 'oldnew resume --workspace {self.root}', or choose a new "
+                "directory"
+            )
+        if self.root.exists() and not self.root.is_dir():
+            raise WorkspaceError(f"{self.root} is a file; choose a new or empty directory")
+        if not self.root.exists():
+            return
+        # A bare .oldnew/ (a caller's checkpoint file, opened before the first node runs)
+        # does not count: run.json, checked above, is what marks a directory as a run's.
+        # Nor does the .git of a creation that was killed before its run.json.
+        ours = {META, ".git"} if self._read_journal() is not None else {META}
+        if any(p.name not in ours for p in self.root.iterdir()):
+            raise WorkspaceError(
+                f"{self.root} is not empty; oldnew only writes into a new or empty directory"
+            )
+
+    @contextmanager
+    def _creation_lock(self) -> Iterator[None]:
+        """Hold the creation of this workspace (blocking: creating takes well under a second)."""
+        with open(self.meta / "creating.lock", "a+", encoding="utf-8") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def _read_journal(self) -> dict[str, Any] | None:
+        """Return the journal of a creation that did not finish, or None if there is none."""
+        path = self.meta / CREATING
+        try:
+            data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            return None  # written atomically, so unreadable means not ours: refuse as usual
+        return data if isinstance(data.get("run_id"), str) else None
+
+    def _build(self, journal: Mapping[str, Any]) -> None:
+        """Make the repository and the run record from ``journal``, from scratch each time.
+
+        Whatever a killed creation left of ``.git`` is removed first: until run.json is
+        written, nothing in it is anyone's work.
+        """
+        shutil.rmtree(self.root / ".git", ignore_errors=True)
+        self.git("init", "-q", "-b", MAIN)
+        (self.root / ".git" / "info").mkdir(parents=True, exist_ok=True)
+        (self.root / ".git" / "info" / "exclude").write_text(_IGNORED, encoding="utf-8")
+        self.git("commit", "-q", "--allow-empty", "-m", f"oldnew: start run {journal['run_id']}")
+        for name, text in journal["files"].items():
+            tmp = self.meta / f"{name}.tmp"
+            tmp.write_text(text, encoding="utf-8")
+            os.replace(tmp, self.meta / name)
+        new_checkpoints(self.checkpoints)
+        record = {"run_id": journal["run_id"], "created": journal["created"]}
+        self._write_json(self.meta / "run.json", record | dict(journal["settings"]))
+        (self.meta / CREATING).unlink()
 
     @contextmanager
     def lock(self) -> Iterator[None]:
@@ -471,3 +561,28 @@ class Workspace:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._write_json(path, data)
         return path
+
+
+# -- creation and opening ----------------------------------------------------------------
+
+CREATING = "creating.json"
+"""The journal of a workspace being created; run.json replaces it once creation is done."""
+
+
+def new_checkpoints(path: Path) -> None:
+    """Create the run's empty checkpoint database unless a caller's file is already there.
+
+    Made with the workspace, so that a run.json without it means the checkpoints were lost,
+    never that the run had not started.
+    """
+    if path.exists():
+        return
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    conn = sqlite3.connect(tmp)
+    try:
+        conn.execute("PRAGMA user_version = 1")  # writes the header: never a 0-byte file
+        conn.commit()
+    finally:
+        conn.close()
+    os.replace(tmp, path)

@@ -6,16 +6,19 @@ its input (a scope, a restart, answers, feedback) and returns where the run stan
 
 from __future__ import annotations
 
+import functools
+import inspect
 import uuid
+from collections.abc import Callable, Coroutine
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from langgraph.types import Command
 
 from oldnew.budget import save_budget
 from oldnew.context import Context
-from oldnew.errors import RunLockedError, UsageError
+from oldnew.errors import CheckpointsCorrupt, CheckpointsLost, RunLockedError, UsageError
 from oldnew.feedback.items import check_text, new_item, refusal
 from oldnew.hitl import approvals, inbox
 from oldnew.models import ModelOverrides, check_model_specs
@@ -24,16 +27,36 @@ from oldnew.runs.session import (
     SCOPE_COPY,
     EventSink,
     RunGraph,
+    check_checkpoints,
+    check_space,
+    disk_faults,
+    intact,
     open_graph,
     open_memory,
+    run_checkpointed,
     run_config,
     run_context,
+    set_aside_checkpoints,
     stream,
 )
 from oldnew.schemas import Question
-from oldnew.workspace import Workspace
+from oldnew.workspace import Workspace, new_checkpoints
 
 MAX_SCOPE_BYTES = 5_000_000
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def disk_guarded(fn: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]:
+    """Let a command report a full or read-only disk under its workspace as a StorageError."""
+
+    @functools.wraps(fn)
+    async def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
+        root = inspect.signature(fn).bind(*args, **kwargs).arguments["workspace"]
+        with disk_faults(root):
+            return await fn(*args, **kwargs)
+
+    return guarded
 
 
 def read_scope(path: Path | str) -> str:
@@ -58,6 +81,7 @@ def read_scope(path: Path | str) -> str:
     return text
 
 
+@disk_guarded
 async def start_run(
     scope_file: Path | str,
     workspace: Path | str,
@@ -73,11 +97,10 @@ async def start_run(
     approvals.enabled(ctx.approvals)
     if models is None:
         check_model_specs(ctx)
+    check_space(Path(workspace))
     run_id = str(uuid.uuid4())
-    ws = Workspace.create(
-        workspace, run_id, {"scope_file": str(Path(scope_file).resolve()), "context": overrides}
-    )
-    (ws.meta / SCOPE_COPY).write_text(text, encoding="utf-8")
+    settings = {"scope_file": str(Path(scope_file).resolve()), "context": overrides}
+    ws = Workspace.create(workspace, run_id, settings, files={SCOPE_COPY: text})
     ctx = run_context(ws, {})
     with ws.lock():
         async with open_graph(ws, models, ctx.memory_path) as graph:
@@ -85,6 +108,7 @@ async def start_run(
             return await outcome_of(graph, ws, run_id)
 
 
+@disk_guarded
 async def resume_run(
     workspace: Path | str,
     *,
@@ -92,8 +116,14 @@ async def resume_run(
     context: dict[str, Any] | None = None,
     models: ModelOverrides = None,
     on_event: EventSink | None = None,
+    restart: bool = False,
 ) -> RunOutcome:
-    """Continue a run: after a crash or kill, with answers, or to retry blocked tasks."""
+    """Continue a run: after a crash or kill, with answers, or to retry blocked tasks.
+
+    ``restart`` starts the run over from its scope on fresh checkpoints, for a run whose
+    checkpoints are lost or damaged (the damaged file is kept beside the new one; the
+    commits on main stay).
+    """
     ws = Workspace.open(workspace)
     run_id = str((ws.run_info() or {})["run_id"])
     ctx = run_context(ws, context or {})
@@ -101,11 +131,9 @@ async def resume_run(
     if models is None:
         check_model_specs(ctx)
     config = run_config(run_id)
+    check_space(ws.root)
     with ws.lock():
-        save_budget(ws, context or {})  # a raised cap holds for later resumes too
-        cleared = ws.recover()
-        if cleared:
-            ws.log_event(node="resume", event="recovered", cleared=cleared)
+        _prepare(ws, run_id, context or {}, restart)
         async with open_graph(ws, models, ctx.memory_path) as graph:
             snap = await graph.aget_state(config)
             letters = inbox.letters(ws) if snap.interrupts else []
@@ -119,7 +147,7 @@ async def resume_run(
                 _check_answers(pending.questions, answers)
                 inp: Any = Command(resume=answers)
             elif not snap.values:
-                inp = {"scope_text": (ws.meta / SCOPE_COPY).read_text(encoding="utf-8")}
+                inp = _scope_input(ws, run_id, restart)
             elif snap.interrupts:
                 return await outcome_of(graph, ws, run_id)
             elif not snap.tasks:
@@ -135,6 +163,53 @@ async def resume_run(
             for letter in letters:
                 inbox.taken(letter)
             return await outcome_of(graph, ws, run_id)
+
+
+def _prepare(ws: Workspace, run_id: str, context: dict[str, Any], restart: bool) -> None:
+    """Ready a held workspace for resuming: restart, saved caps, what a kill left in git."""
+    if restart:
+        _restart(ws, run_id)
+    save_budget(ws, context)  # a raised cap holds for later resumes too
+    cleared = ws.recover()
+    if cleared:
+        ws.log_event(node="resume", event="recovered", cleared=cleared)
+
+
+def _restart(ws: Workspace, run_id: str) -> None:
+    """Set the run's checkpoints aside and make new, empty ones: the run starts over.
+
+    Refused while the checkpoints still hold the run: a restart never throws away a run
+    that resume can continue.
+    """
+    try:
+        check_checkpoints(ws)
+        holds = run_checkpointed(ws, run_id)
+    except (CheckpointsLost, CheckpointsCorrupt):
+        holds = False
+    if holds:
+        raise UsageError(
+            f"the checkpoints of run {run_id} are intact: continue it with 'oldnew resume "
+            f"--workspace {ws.root}' (--restart is for lost or damaged checkpoints)"
+        )
+    kept = set_aside_checkpoints(ws)
+    new_checkpoints(ws.checkpoints)
+    ws.log_event(node="resume", event="restarted", damaged_kept=str(kept) if kept else None)
+
+
+def _scope_input(ws: Workspace, run_id: str, restart: bool) -> dict[str, Any]:
+    """Return the input that starts a run with no checkpoint yet, unless work says otherwise.
+
+    A run killed before its first checkpoint starts from its scope; one whose checkpoints
+    were emptied while tasks were committed is not silently run again (unless restarted).
+    """
+    if not restart and ws.git("log", "main", "--format=%H", "--grep=^Oldnew-Task: "):
+        raise CheckpointsLost(
+            f"the run's checkpoints ({ws.checkpoints}) hold nothing of run {run_id}, yet it "
+            f"has work: {intact(ws)}. Restore the file from a backup, or start the run over "
+            f"from its scope with 'oldnew resume --workspace {ws.root} --restart' (scope, "
+            "plan and every task re-run at full cost; the commits on main stay)"
+        )
+    return {"scope_text": (ws.meta / SCOPE_COPY).read_text(encoding="utf-8")}
 
 
 async def _fold_inbox(
@@ -211,6 +286,7 @@ async def approve_gate(
     )
 
 
+@disk_guarded
 async def submit_feedback(
     workspace: Path | str,
     text: str,
@@ -290,6 +366,7 @@ def _check_answers(pending: list[dict[str, Any]], answers: dict[str, str]) -> No
             raise UsageError(str(exc)) from exc
 
 
+@disk_guarded
 async def run_status(workspace: Path | str) -> RunOutcome:
     """Return where the run in ``workspace`` stands, without changing anything."""
     ws = Workspace.open(workspace)

@@ -6,9 +6,14 @@ and its checkpoints live in ``.oldnew/checkpoints.sqlite`` inside the workspace.
 
 from __future__ import annotations
 
+import errno
 import inspect
-from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+import os
+import shutil
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +23,7 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.store.sqlite.aio import AsyncSqliteStore
 
 from oldnew.context import Context
+from oldnew.errors import CheckpointsCorrupt, CheckpointsLost, StorageError, WorkspaceError
 from oldnew.graph.build import build_graph
 from oldnew.models import ModelOverrides, aclose_http_clients
 from oldnew.workspace import Workspace
@@ -66,7 +72,14 @@ async def open_memory(path: str | None, ws: Workspace | None = None) -> AsyncIte
 async def open_graph(
     ws: Workspace, models: ModelOverrides = None, memory_path: str | None = None
 ) -> AsyncIterator[CompiledStateGraph[Any, Any, Any, Any]]:
-    """Yield the graph compiled on the workspace's SQLite checkpoints and the memory store."""
+    """Yield the graph compiled on the workspace's SQLite checkpoints and the memory store.
+
+    Raises:
+        CheckpointsLost: the checkpoint file is missing (it is made with the workspace).
+        CheckpointsCorrupt: it is not a readable database.
+
+    """
+    check_checkpoints(ws)
     try:
         async with (
             AsyncSqliteSaver.from_conn_string(str(ws.checkpoints)) as saver,
@@ -75,6 +88,161 @@ async def open_graph(
             yield build_graph(models=models, checkpointer=saver, store=store)
     finally:
         await aclose_http_clients()  # pooled connections must not outlive this event loop
+
+
+def intact(ws: Workspace) -> str:
+    """Say what of the run is safe whatever happened to its checkpoints: main's commits."""
+    try:
+        log = ws.git("log", "main", "--format=%h %(trailers:key=Oldnew-Task,valueonly)")
+    except Exception:  # noqa: BLE001 - this only words an error message
+        return "the project's files in the workspace"
+    tasks = [line.split(maxsplit=1) for line in log.splitlines() if len(line.split()) > 1]
+    if not tasks:
+        return "main (no task was committed yet)"
+    done = ", ".join(f"{task.strip()} ({commit})" for commit, task in reversed(tasks))
+    return f"the {len(tasks)} task commit(s) on main: {done}"
+
+
+def check_checkpoints(ws: Workspace) -> None:
+    """Raise unless the run's checkpoint file is there and reads as a database."""
+    path = ws.checkpoints
+    resume = f"oldnew resume --workspace {ws.root} --restart"
+    if not path.is_file():
+        raise CheckpointsLost(
+            f"the run's checkpoints ({path}) are missing, so where the run stands is lost; "
+            f"intact: {intact(ws)}. Restore the file from a backup and try again, or start "
+            f"the run over from its scope with '{resume}' (it re-runs scope, plan and every "
+            "task at full cost; the commits on main stay in history)"
+        )
+    try:
+        conn = sqlite3.connect(path)
+        try:
+            problems = [str(row[0]) for row in conn.execute("PRAGMA quick_check")]
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        if getattr(exc, "sqlite_errorname", "") not in ("SQLITE_CORRUPT", "SQLITE_NOTADB"):
+            cannot_open(path, exc)
+        problems = [str(exc)]
+    if problems != ["ok"]:
+        raise CheckpointsCorrupt(
+            f"the run's checkpoints ({path}) are damaged ({'; '.join(problems[:3])}); "
+            f"intact: {intact(ws)}. Restore the file from a backup and try again, or start "
+            f"the run over from its scope with '{resume}' (the damaged file is kept beside "
+            "it; scope, plan and every task re-run at full cost, the commits on main stay)"
+        )
+
+
+def cannot_open(path: Path, exc: sqlite3.DatabaseError) -> None:
+    """Raise the error a checkpoint file that will not open (but is not damaged) means."""
+    if not os.access(path.parent, os.W_OK):
+        raise StorageError(
+            f"cannot open {path} ({exc}): its folder is read-only: make it "
+            "writable, then try again; the checkpoints and the commits on main are intact"
+        ) from exc
+    raise WorkspaceError(f"cannot open the run's checkpoints {path}: {exc}") from exc
+
+
+def run_checkpointed(ws: Workspace, run_id: str) -> bool:
+    """Return whether the checkpoint file holds a checkpoint of the run's own thread."""
+    conn = sqlite3.connect(ws.checkpoints)
+    try:
+        row = conn.execute("SELECT 1 FROM checkpoints WHERE thread_id = ? LIMIT 1", (run_id,))
+        return row.fetchone() is not None
+    except sqlite3.OperationalError:
+        return False  # no table yet: nothing was checkpointed
+    finally:
+        conn.close()
+
+
+def set_aside_checkpoints(ws: Workspace) -> Path | None:
+    """Move a damaged checkpoint file (and its journal files) aside; return where to."""
+    moved: Path | None = None
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        file = ws.checkpoints.with_name(ws.checkpoints.name + suffix)
+        if file.exists():
+            target = file.with_name(f"{file.name}.damaged-{stamp}")
+            file.rename(target)
+            moved = moved or target
+    return moved
+
+
+MIN_FREE_BYTES = 20_000_000
+"""Space a run needs free on the workspace's disk to take its next steps (checkpoints,
+evidence, git objects)."""
+
+_STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+# What SQLite and git (whose failures reach us as text) say on a full or read-only disk.
+_FULL_MESSAGES = ("disk is full", "no space left on device", "out of diskspace")
+_READ_ONLY_MESSAGES = ("readonly database", "read-only file system")
+
+
+def _free(path: Path) -> int | None:
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return shutil.disk_usage(candidate).free
+    return None
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1_000_000:.1f} MB"
+
+
+def check_space(root: Path) -> None:
+    """Raise StorageError unless the disk of ``root`` has room for the run's next steps."""
+    free = _free(root)
+    if free is not None and free < MIN_FREE_BYTES:
+        raise StorageError(
+            f"the disk of {root} has {_mb(free)} free; a run needs at least "
+            f"{_mb(MIN_FREE_BYTES)}: free {_mb(MIN_FREE_BYTES - free)} or more, then try again "
+            "(nothing committed was touched)"
+        )
+
+
+def storage_error(exc: BaseException, root: Path) -> StorageError | None:
+    """Return the StorageError a disk fault ``exc`` means, or None if it is no disk fault."""
+    text = str(exc).lower()
+    where = Path(getattr(exc, "filename", None) or root)
+    full = isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    if full or any(m in text for m in _FULL_MESSAGES):
+        free = _free(where)
+        room = f"{_mb(free)} free" if free is not None else "no space left"
+        said = "" if isinstance(exc, OSError) else f": {exc}"
+        return StorageError(
+            f"no space left to write {where}{said} ({room}; a run needs at least "
+            f"{_mb(MIN_FREE_BYTES)}): free space, then continue with 'oldnew resume "
+            f"--workspace {root}'; the commits on main are intact"
+        )
+    read_only = isinstance(exc, OSError) and exc.errno in _STORAGE_ERRNOS
+    if read_only or any(m in text for m in _READ_ONLY_MESSAGES):
+        return StorageError(
+            f"cannot write {where}: {getattr(exc, 'strerror', None) or exc} (the workspace "
+            "is read-only, or not oldnew's to write): make it writable, then continue with "
+            f"'oldnew resume --workspace {root}'; the commits on main are intact"
+        )
+    return None
+
+
+@contextmanager
+def disk_faults(root: Path | str) -> Iterator[None]:
+    """Turn a full or read-only disk met under ``root`` into a StorageError saying what to do."""
+    try:
+        yield
+    except (OSError, sqlite3.DatabaseError, WorkspaceError) as exc:
+        if isinstance(exc, StorageError):
+            raise
+        if getattr(exc, "sqlite_errorname", "") in ("SQLITE_CORRUPT", "SQLITE_NOTADB"):
+            ws = Workspace(root)
+            raise CheckpointsCorrupt(
+                f"a database of the run (checkpoints: {ws.checkpoints}) was found damaged "
+                f"while working ({exc}); intact: {intact(ws)}. See 'oldnew status --workspace "
+                f"{ws.root}' for what to do"
+            ) from exc
+        typed = storage_error(exc, Path(root).resolve())
+        if typed is None:
+            raise
+        raise typed from exc
 
 
 def run_context(ws: Workspace, overrides: dict[str, Any]) -> Context:

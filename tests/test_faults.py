@@ -1,0 +1,374 @@
+"""Faults that must never lose work or leave a person stuck.
+
+A kill while the workspace is made, lost or damaged checkpoints, a read-only workspace, a
+full disk: each ends with a clear error (exit 2) that says what is intact and what to do,
+and the commits on main are untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import EXAMPLE
+from typer.testing import CliRunner
+
+from oldnew.cli import app
+from oldnew.errors import CheckpointsCorrupt
+from oldnew.runs import session
+from oldnew.workspace import new_checkpoints
+
+pytestmark = pytest.mark.usefixtures("smoke_gates")
+SCOPE = str(EXAMPLE / "scope.md")
+
+
+def _git(ws: Path, *args: str) -> str:
+    out = subprocess.run(["git", *args], cwd=ws, capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+def _task_commits(ws: Path) -> list[str]:
+    out = _git(ws, "log", "main", "--format=%(trailers:key=Oldnew-Task,valueonly)")
+    return sorted(line.strip() for line in out.splitlines() if line.strip())
+
+
+def _waiting_run(ws: Path, model: str) -> str:
+    """Run the example to its one question; return main's commit id."""
+    res = CliRunner().invoke(app, ["run", SCOPE, "-w", str(ws), "-m", model])
+    assert res.exit_code == 3, res.output
+    assert _task_commits(ws) == ["T1", "T2"]
+    return _git(ws, "rev-parse", "main")
+
+
+def _finish(ws: Path) -> None:
+    res = CliRunner().invoke(app, ["answer", "-w", str(ws), "T3-q1", "~/.todo.json"])
+    assert res.exit_code == 0, res.output
+    assert _task_commits(ws) == ["T1", "T2", "T3"]
+
+
+# -- a kill while the workspace is made ----------------------------------------------------
+
+# Runs `oldnew run` in a process that SIGKILLs itself at the Nth step of Workspace.create
+# (before or after each file, directory, git or database operation it makes): deterministic
+# kill points, one process per point.
+KILLER = """
+import os, shutil, signal, sqlite3, subprocess, sys
+from pathlib import Path
+import oldnew.workspace as w
+
+target, steps = int(sys.argv[1]), [0]
+inside = [False]
+
+def step():
+    if inside[0]:
+        steps[0] += 1
+        if steps[0] == target:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+def around(owner, name):
+    real = getattr(owner, name)
+    def wrapped(*a, **k):
+        step()
+        out = real(*a, **k)
+        step()
+        return out
+    setattr(owner, name, wrapped)
+
+for owner, name in [(subprocess, "run"), (os, "replace"), (Path, "mkdir"),
+                    (Path, "write_text"), (Path, "unlink"), (shutil, "rmtree"),
+                    (sqlite3, "connect")]:
+    around(owner, name)
+real_create = w.Workspace.create.__func__
+
+def create(cls, *a, **k):
+    inside[0] = True
+    try:
+        return real_create(cls, *a, **k)
+    finally:
+        inside[0] = False
+        print(f"STEPS {steps[0]}", flush=True)
+
+w.Workspace.create = classmethod(create)
+from oldnew.cli import app
+from oldnew.errors import CheckpointsCorrupt
+app(sys.argv[2:])
+"""
+
+
+def _run_killed(tmp_path: Path, ws: Path, model: str, at: int) -> subprocess.CompletedProcess[str]:
+    script = tmp_path / "killer.py"
+    script.write_text(KILLER)
+    argv = [sys.executable, str(script), str(at), "run", SCOPE, "-w", str(ws), "-m", model]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_kill_at_every_step_of_creation_leaves_a_run_that_goes_on(
+    tmp_path: Path, example_model: str
+) -> None:
+    # Unkilled (target 0 is never reached): how many steps creation takes.
+    probe = _run_killed(tmp_path, tmp_path / "probe", example_model, 0)
+    assert probe.returncode == 3, probe.stdout + probe.stderr
+    total = int(probe.stdout.split("STEPS ")[1].split()[0])
+    assert total >= 20, probe.stdout
+
+    outcomes = {"run": 0, "resume": 0}
+    for at in range(1, total + 1):
+        ws = tmp_path / f"ws{at}"
+        if at % 3 == 0:
+            ws.mkdir()  # a directory the person made empty beforehand
+        killed = _run_killed(tmp_path, ws, example_model, at)
+        if killed.returncode != -9:  # a directory made beforehand saves creation a step
+            steps = int(killed.stdout.split("STEPS ")[1].split()[0])
+            assert killed.returncode == 3 and steps < at, f"step {at}: {killed.stdout}"
+            continue
+        # The person goes on: 'resume' when a run is there (or being made), else 'run'.
+        has_run = (ws / ".oldnew" / "run.json").exists() or (
+            ws / ".oldnew" / "creating.json"
+        ).exists()
+        if at % 2 and has_run:
+            res = CliRunner().invoke(app, ["resume", "-w", str(ws)])
+            outcomes["resume"] += 1
+        else:
+            res = CliRunner().invoke(app, ["run", SCOPE, "-w", str(ws), "-m", example_model])
+            if res.exit_code == 2 and "belongs to run" in res.output:
+                res = CliRunner().invoke(app, ["resume", "-w", str(ws)])
+                outcomes["resume"] += 1
+            else:
+                outcomes["run"] += 1
+        assert res.exit_code == 3, f"step {at}: {res.output}"
+        assert _task_commits(ws) == ["T1", "T2"], f"step {at}"
+        assert not (ws / ".oldnew" / "creating.json").exists()
+        info = json.loads((ws / ".oldnew" / "run.json").read_text())
+        assert info["context"]["model"] == example_model
+    # Both ways on were taken: kills before the journal (run) and after it (resume).
+    assert outcomes["run"] >= 3 and outcomes["resume"] >= 3, outcomes
+
+
+def test_killed_creation_refuses_a_directory_someone_wrote_into(
+    tmp_path: Path, example_model: str
+) -> None:
+    ws = tmp_path / "ws"
+    meta = ws / ".oldnew"
+    meta.mkdir(parents=True)
+    (meta / "creating.json").write_text(
+        json.dumps({"run_id": "r0", "created": "x", "settings": {}, "files": {}})
+    )
+    (ws / "mine.txt").write_text("precious")
+    res = CliRunner().invoke(app, ["run", SCOPE, "-w", str(ws), "-m", example_model])
+    assert res.exit_code == 2 and "is not empty" in res.output
+    assert (ws / "mine.txt").read_text() == "precious"
+
+
+# -- checkpoints lost or damaged -----------------------------------------------------------
+
+
+def test_deleted_checkpoints_are_explained_and_restart_is_explicit(
+    tmp_path: Path, example_model: str
+) -> None:
+    ws = tmp_path / "ws"
+    main = _waiting_run(ws, example_model)
+    (ws / ".oldnew" / "checkpoints.sqlite").unlink()
+    for argv in (["status", "-w", str(ws)], ["resume", "-w", str(ws)]):
+        res = CliRunner().invoke(app, argv)
+        assert res.exit_code == 2, res.output
+        assert "checkpoints" in res.output and "are missing" in res.output
+        assert "T1" in res.output and "T2" in res.output  # what is intact
+        assert f"oldnew resume --workspace {ws.resolve()} --restart" in res.output
+    assert not (ws / ".oldnew" / "checkpoints.sqlite").exists()  # nothing silently re-made
+    assert _git(ws, "rev-parse", "main") == main
+    res = CliRunner().invoke(app, ["resume", "-w", str(ws), "--restart"])
+    assert res.exit_code == 3, res.output
+    assert _git(ws, "rev-list", "--count", "main") == "3"  # start + T1 + T2, none twice
+    _finish(ws)
+
+
+def test_emptied_checkpoints_do_not_rerun_silently(tmp_path: Path, example_model: str) -> None:
+    ws = tmp_path / "ws"
+    main = _waiting_run(ws, example_model)
+    db = ws / ".oldnew" / "checkpoints.sqlite"
+    db.unlink()
+    new_checkpoints(db)  # an empty database in its place (a restored blank file)
+    res = CliRunner().invoke(app, ["resume", "-w", str(ws)])
+    assert res.exit_code == 2, res.output
+    assert "hold nothing of run" in res.output and "--restart" in res.output
+    assert _git(ws, "rev-parse", "main") == main
+
+
+def test_restart_is_refused_while_checkpoints_hold_the_run(
+    tmp_path: Path, example_model: str
+) -> None:
+    ws = tmp_path / "ws"
+    main = _waiting_run(ws, example_model)
+    res = CliRunner().invoke(app, ["resume", "-w", str(ws), "--restart"])
+    assert res.exit_code == 2 and "are intact" in res.output, res.output
+    assert _git(ws, "rev-parse", "main") == main
+    _finish(ws)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "overwrite"])
+def test_damaged_checkpoints_are_reported_with_what_is_intact(
+    tmp_path: Path, example_model: str, damage: str
+) -> None:
+    ws = tmp_path / "ws"
+    main = _waiting_run(ws, example_model)
+    db = ws / ".oldnew" / "checkpoints.sqlite"
+    data = db.read_bytes()
+    damaged = data[: len(data) // 3] if damage == "truncate" else b"\0" * 100 + data[100:]
+    db.write_bytes(damaged)
+    res = CliRunner().invoke(app, ["status", "-w", str(ws)])
+    assert res.exit_code == 2, res.output
+    assert "are damaged" in res.output and "T1" in res.output and "--restart" in res.output
+    assert "Traceback" not in res.output
+    assert _git(ws, "rev-parse", "main") == main
+    res = CliRunner().invoke(app, ["resume", "-w", str(ws), "--restart"])
+    assert res.exit_code == 3, res.output
+    kept = list((ws / ".oldnew").glob("checkpoints.sqlite.damaged-*"))
+    assert len(kept) == 1 and kept[0].read_bytes() == damaged  # set aside, not deleted
+    _finish(ws)
+
+
+# -- read-only workspace, full disk --------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _mounted(*argv: str, target: Path) -> Iterator[None]:
+    proc = subprocess.run(["mount", *argv, str(target)], capture_output=True, check=False)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount here: {proc.stderr.decode().strip()}")
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", "-l", str(target)], check=False)
+
+
+def test_read_only_workspace_is_a_clear_error(tmp_path: Path, example_model: str) -> None:
+    ws = tmp_path / "ws"
+    main = _waiting_run(ws, example_model)
+    # A read-only bind mount of the workspace over itself stops root too (chmod does not).
+    with _mounted("--bind", "-o", "ro", str(ws), target=ws):
+        probe = ws / "probe"
+        with pytest.raises(OSError):
+            probe.write_text("x")
+        res = CliRunner().invoke(app, ["answer", "-w", str(ws), "T3-q1", "~/.todo.json"])
+        assert res.exit_code == 2, res.output
+        assert "cannot write" in res.output and str(ws.resolve()) in res.output
+        assert "Read-only file system" in res.output and "make it writable" in res.output
+        assert "Traceback" not in res.output
+        res = CliRunner().invoke(app, ["status", "-w", str(ws)])
+        assert res.exit_code in (2, 3), res.output  # shown, or refused with a reason
+        assert "Traceback" not in res.output
+        if res.exit_code == 2:
+            assert "make it writable" in res.output
+        new = ws / "sub"
+        res = CliRunner().invoke(app, ["run", SCOPE, "-w", str(new), "-m", example_model])
+        assert res.exit_code == 2 and f"cannot write {new.resolve()}" in res.output, res.output
+    assert _git(ws, "rev-parse", "main") == main
+    _finish(ws)
+
+
+def _fill(disk: Path, leave: int) -> Path:
+    """Fill the filesystem of ``disk`` until ``leave`` bytes or fewer are free."""
+    ballast = disk / "ballast"
+    with open(ballast, "wb") as fh:
+        while True:
+            free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
+            if free <= leave:
+                break
+            try:
+                fh.write(b"\0" * min(1 << 20, free - leave))
+                fh.flush()
+            except OSError:
+                break
+    return ballast
+
+
+def test_full_disk_before_a_step_names_the_space_needed(tmp_path: Path, example_model: str) -> None:
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    with _mounted("-t", "tmpfs", "-o", "size=64m", "tmpfs", target=disk):
+        ws = disk / "ws"
+        main = _waiting_run(ws, example_model)
+        ballast = _fill(disk, 1_000_000)
+        res = CliRunner().invoke(app, ["answer", "-w", str(ws), "T3-q1", "~/.todo.json"])
+        assert res.exit_code == 2, res.output
+        assert f"the disk of {ws.resolve()} has" in res.output
+        assert "MB free; a run needs at least 20.0 MB" in res.output
+        assert _git(ws, "rev-parse", "main") == main
+        res = CliRunner().invoke(app, ["run", SCOPE, "-w", str(disk / "new"), "-m", example_model])
+        assert res.exit_code == 2 and "a run needs at least" in res.output, res.output
+        assert not (disk / "new").exists()
+        ballast.unlink()
+        _finish(ws)
+
+
+@pytest.mark.parametrize("leave", [0, 50_000, 150_000, 300_000])
+def test_disk_filling_up_mid_run_is_a_clear_error(
+    tmp_path: Path, example_model: str, monkeypatch: pytest.MonkeyPatch, leave: int
+) -> None:
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    with _mounted("-t", "tmpfs", "-o", "size=64m", "tmpfs", target=disk):
+        ws = disk / "ws"
+        main = _waiting_run(ws, example_model)
+        monkeypatch.setattr(session, "MIN_FREE_BYTES", 0)  # let the run start, then hit it
+        ballast = _fill(disk, leave)
+        res = CliRunner().invoke(app, ["answer", "-w", str(ws), "T3-q1", "~/.todo.json"])
+        assert res.exit_code == 2, res.output
+        assert "no space left to write" in res.output and "MB free" in res.output
+        assert f"oldnew resume --workspace {ws.resolve()}" in res.output
+        assert "Traceback" not in res.output
+        # Work may have landed before the disk filled up; none that was there is lost.
+        _git(ws, "merge-base", "--is-ancestor", main, "main")
+        _git(ws, "fsck", "--no-dangling")
+        ballast.unlink()
+        monkeypatch.undo()
+        res = CliRunner().invoke(app, ["resume", "-w", str(ws)])
+        if res.exit_code == 3:  # the answer was not taken before the disk filled up
+            _finish(ws)
+        else:
+            assert res.exit_code == 0, res.output
+            assert _task_commits(ws) == ["T1", "T2", "T3"]
+
+
+def test_creation_killed_inside_git_init_is_finished_by_resume(
+    tmp_path: Path, example_model: str
+) -> None:
+    # What a kill while git itself writes can leave: a journal and a half-made .git.
+    ws = tmp_path / "ws"
+    (ws / ".git" / "objects").mkdir(parents=True)
+    (ws / ".git" / "HEAD").write_text("ref: refs/heads/ma")
+    settings = {"scope_file": SCOPE, "context": {"model": example_model}}
+    journal = {"run_id": "r1", "created": "now", "settings": settings, "files": {}}
+    journal["files"] = {"scope.md": (EXAMPLE / "scope.md").read_text()}
+    (ws / ".oldnew").mkdir()
+    (ws / ".oldnew" / "creating.json").write_text(json.dumps(journal))
+    res = CliRunner().invoke(app, ["resume", "-w", str(ws)])
+    assert res.exit_code == 3, res.output
+    assert json.loads((ws / ".oldnew" / "run.json").read_text())["run_id"] == "r1"
+    assert _task_commits(ws) == ["T1", "T2"]
+    assert not (ws / ".oldnew" / "creating.json").exists()
+
+
+def test_damage_met_while_working_is_reported_not_a_traceback(
+    tmp_path: Path, example_model: str
+) -> None:
+    ws = tmp_path / "ws"
+    main = _waiting_run(ws, example_model)
+    garbage = tmp_path / "garbage.sqlite"
+    garbage.write_bytes(b"not a database at all" * 500)
+    with pytest.raises(CheckpointsCorrupt, match="found damaged") as caught:
+        with session.disk_faults(ws):
+            sqlite3.connect(garbage).execute("SELECT * FROM checkpoints")
+    assert "T1" in str(caught.value) and "oldnew status" in str(caught.value)
+    with pytest.raises(ZeroDivisionError), session.disk_faults(ws):
+        _ = 1 / 0  # anything else is no disk fault and goes through unchanged
+    assert _git(ws, "rev-parse", "main") == main
