@@ -33,9 +33,17 @@ NODE_MODULES = "node_modules"
 """Where the environment's node_modules appears in the project's copy."""
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 """The host's system folders the sandbox shows, read-only (a merged-/usr link stays a link)."""
-ETC_FILES = ("ld.so.cache", "ld.so.conf", "localtime", "timezone", "alternatives")
-"""The host's /etc entries the sandbox shows: the loader's cache, the time zone, and the
-alternatives links /usr/bin points through. Users, groups and hosts are the sandbox's own."""
+ETC_FILES = (
+    "ld.so.cache",
+    "ld.so.conf",
+    "localtime",
+    "timezone",
+    "alternatives",
+    "ssl/openssl.cnf",
+)
+"""The host's /etc entries the sandbox shows: the loader's cache, the time zone, the
+alternatives links /usr/bin points through, OpenSSL's settings (Node reads them at start).
+Users, groups and hosts are the sandbox's own."""
 NETWORK_ETC = ("resolv.conf", "hosts", "gai.conf", "ssl", "ca-certificates", "pki")
 """What a run with the network (a dependency audit) also sees: name service, certificates."""
 _python_runs_as_uid: dict[tuple[bool, str], bool] = {}
@@ -240,7 +248,7 @@ class Sandbox:
                 out += ["--perms", "0755", "--dir", str(parent)]
         return out
 
-    def _system_args(self) -> list[str]:
+    def _system_args(self, made: set[Path]) -> list[str]:
         """Return the binds of the host's system folders and of the sandbox's own /etc."""
         args: list[str] = []
         for top in SYSTEM_DIRS:
@@ -249,11 +257,11 @@ class Sandbox:
                 args += ["--symlink", os.readlink(path), top]
             elif path.is_dir():
                 args += ["--ro-bind", top, top]
-        for name in ETC_FILES:
-            if os.path.exists(f"/etc/{name}"):
-                args += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
-        for own in sorted(self._write_etc().iterdir()):
-            args += ["--ro-bind", str(own), f"/etc/{own.name}"]
+        shown = [(Path("/etc", name), Path("/etc", name)) for name in ETC_FILES]
+        shown += [(own, Path("/etc", own.name)) for own in sorted(self._write_etc().iterdir())]
+        for source, dest in shown:
+            if source.exists():
+                args += [*self._parents_args(dest, made), "--ro-bind", str(source), str(dest)]
         return args
 
     def _build_bwrap_args(self) -> list[str]:
@@ -268,11 +276,13 @@ class Sandbox:
         tmp_bytes = str(self.limits.tmp_mb * 2**20)
         args = [self.bwrap, "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts"]
         args += ["--die-with-parent", "--new-session", "--hostname", "sandbox"]
-        args += [*self._system_args(), "--dev", "/dev", "--proc", "/proc"]
-        for tmp in ("/tmp", "/var/tmp", "/dev/shm"):  # nosec B108 - tmpfs of our own, capped
-            args += ["--perms", "1777", "--size", tmp_bytes, "--tmpfs", tmp]
+        made: set[Path] = {Path("/"), Path("/dev")}
+        args += [*self._system_args(made), "--dev", "/dev", "--proc", "/proc"]
+        for tmp in (Path("/tmp"), Path("/var/tmp"), Path("/dev/shm")):  # nosec B108 - our own
+            args += [*self._parents_args(tmp, made), "--perms", "1777", "--size", tmp_bytes]
+            args += ["--tmpfs", str(tmp)]
+            made.add(tmp)
         exposed: list[Path] = []
-        made: set[Path] = {Path("/"), Path("/tmp")}  # nosec B108 - the sandbox's own tmpfs
         # The project's environment, and oldnew's own: its analysis tools run with oldnew's
         # interpreter whatever the project's is.
         for folder in sorted({*self.env.read_only(), *oldnew_env().read_only()}):
