@@ -467,17 +467,19 @@ class Sandbox:
         start = time.monotonic()
         try:
             with open(out_path, "wb") as out, open(err_path, "wb") as err:
-                proc = subprocess.Popen(  # nosec B603 - argv list built by this module
-                    command,
-                    cwd=workdir if not self.bwrap else "/",
-                    env=self.environment(env),
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=err,
-                    start_new_session=True,
-                    pass_fds=(life_r,) if info_w is None else (life_r, info_w),
-                )
-                os.close(life_r)
+                try:
+                    proc = subprocess.Popen(  # nosec B603 - argv list built by this module
+                        command,
+                        cwd=workdir if not self.bwrap else "/",
+                        env=self.environment(env),
+                        stdin=subprocess.DEVNULL,
+                        stdout=out,
+                        stderr=err,
+                        start_new_session=True,
+                        pass_fds=(life_r,) if info_w is None else (life_r, info_w),
+                    )
+                finally:
+                    os.close(life_r)
                 init = SandboxInit.from_info(info_r, info_w)
                 try:
                     killed = self._watch(proc, timeout, init)

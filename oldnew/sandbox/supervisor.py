@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import resource
 import select
 import signal
 import sys
@@ -62,6 +61,8 @@ def end_like(status: int) -> None:
     code = os.waitstatus_to_exitcode(status)
     if code >= 0:
         os._exit(code)
+    import resource  # only here: every import is start-up time of every sandboxed command
+
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # re-raising SIGSEGV dumps no core
     signal.signal(-code, signal.SIG_DFL)
     os.kill(os.getpid(), -code)
