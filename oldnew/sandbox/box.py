@@ -15,7 +15,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from oldnew.sandbox.env import ProjectEnv, oldnew_env
-from oldnew.sandbox.files import copy_project, disk_usage, link_leaves, workspace_root
+from oldnew.sandbox.files import copy_project, disk_usage, link_leaves
 from oldnew.sandbox.host import Host, Layer, Limits, probe_host, release_uid, take_uid
 from oldnew.sandbox.process import (
     LIMITS_LAUNCHER,
@@ -25,12 +25,27 @@ from oldnew.sandbox.process import (
     kill_uid,
     processes_of,
     read_capped,
+    supervisor_argv,
     wait_for,
 )
 
 NODE_MODULES = "node_modules"
 """Where the environment's node_modules appears in the project's copy."""
-HIDDEN = ("/tmp", "/var/tmp", "/root", "/home", "/run", "/mnt", "/media", "/srv")  # nosec B108
+SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+"""The host's system folders the sandbox shows, read-only (a merged-/usr link stays a link)."""
+ETC_FILES = (
+    "ld.so.cache",
+    "ld.so.conf",
+    "localtime",
+    "timezone",
+    "alternatives",
+    "ssl/openssl.cnf",
+)
+"""The host's /etc entries the sandbox shows: the loader's cache, the time zone, the
+alternatives links /usr/bin points through, OpenSSL's settings (Node reads them at start).
+Users, groups and hosts are the sandbox's own."""
+NETWORK_ETC = ("resolv.conf", "hosts", "gai.conf", "ssl", "ca-certificates", "pki")
+"""What a run with the network (a dependency audit) also sees: name service, certificates."""
 _python_runs_as_uid: dict[tuple[bool, str], bool] = {}
 
 
@@ -97,7 +112,7 @@ class Sandbox:
         self._counter = itertools.count(1)
         self._drop_uid = drop_uid
         self._bwrap_args: list[str] = []
-        self._hidden: list[Path] = []
+        self._shown: list[Path] = []
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -200,58 +215,97 @@ class Sandbox:
 
     # -- bubblewrap --------------------------------------------------------------------------
 
-    def _hidden_paths(self) -> list[Path]:
-        hidden = [Path(p) for p in HIDDEN if Path(p).is_dir()]
-        ws = workspace_root(self.source)
-        for path in (self.source, ws):
-            if path is None:
-                continue
-            holder = path.parent if path.parent != Path("/") else path
-            if not any(h == holder or h in holder.parents for h in hidden):
-                hidden.append(holder)
-        return hidden
+    def _write_etc(self) -> Path:
+        """Write the /etc files the sandbox gets instead of the host's: no host user, no name."""
+        etc = self.scratch / "etc"
+        etc.mkdir(exist_ok=True)
+        uid = self.uid if self.uid is not None else os.geteuid()
+        users = {0: "root", 65534: "nobody", uid: "sandbox"}
+        (etc / "passwd").write_text(
+            "".join(
+                f"{name}:x:{n}:{n}:{name}:{self.home if n == uid else '/'}:/bin/sh\n"
+                for n, name in users.items()
+            )
+        )
+        (etc / "group").write_text("".join(f"{name}:x:{n}:\n" for n, name in users.items()))
+        (etc / "hosts").write_text("127.0.0.1 localhost\n::1 localhost ip6-localhost\n")
+        (etc / "hostname").write_text("sandbox\n")
+        (etc / "nsswitch.conf").write_text(
+            "passwd: files\ngroup: files\nshadow: files\nhosts: files dns\n"
+        )
+        for path in etc.iterdir():
+            path.chmod(0o644)
+        etc.chmod(0o755)
+        return etc
 
-    def _under_hidden(self, path: Path) -> Path | None:
-        return next((h for h in self._hidden if h == path or h in path.parents), None)
-
-    def _parents_args(self, path: Path) -> list[str]:
-        """Return --dir arguments that create ``path``'s parents inside a hidden tmpfs."""
-        top = self._under_hidden(path)
-        if top is None:
-            return []
+    @staticmethod
+    def _parents_args(path: Path, made: set[Path]) -> list[str]:
+        """Return --dir arguments that make ``path``'s parents traversable (bwrap: 0700)."""
         out: list[str] = []
         for parent in reversed(path.parents):
-            if top in parent.parents:
+            if parent not in made:
+                made.add(parent)
                 out += ["--perms", "0755", "--dir", str(parent)]
         return out
 
+    def _system_args(self, made: set[Path]) -> list[str]:
+        """Return the binds of the host's system folders and of the sandbox's own /etc."""
+        args: list[str] = []
+        for top in SYSTEM_DIRS:
+            path = Path(top)
+            if path.is_symlink():
+                args += ["--symlink", os.readlink(path), top]
+            elif path.is_dir():
+                args += ["--ro-bind", top, top]
+        shown = [(Path("/etc", name), Path("/etc", name)) for name in ETC_FILES]
+        shown += [(own, Path("/etc", own.name)) for own in sorted(self._write_etc().iterdir())]
+        for source, dest in shown:
+            if source.exists():
+                args += [*self._parents_args(dest, made), "--ro-bind", str(source), str(dest)]
+        return args
+
     def _build_bwrap_args(self) -> list[str]:
+        """Return bubblewrap's arguments: an empty root that shows only what the code needs.
+
+        Shown read-only: /usr (and the /bin, /lib links into it), a few /etc files, the
+        folders of the project's environment and of oldnew's (their tools run from it); a
+        /dev of its own, the /proc of its pid namespace, private /tmp, /var/tmp and /dev/shm;
+        read-write: the copy and the sandbox's home. Nothing else of the host exists inside.
+        """
         assert self.bwrap is not None  # nosec B101 - only called with bubblewrap
         tmp_bytes = str(self.limits.tmp_mb * 2**20)
-        args = [self.bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
-        args += ["--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts"]
-        args += ["--die-with-parent", "--new-session"]
-        self._hidden = self._hidden_paths()
-        for path in self._hidden:
-            if str(path) == "/tmp":  # nosec B108 - a tmpfs of our own, size-capped
-                args += ["--perms", "1777", "--size", tmp_bytes, "--tmpfs", "/tmp"]  # nosec B108
-            else:
-                args += ["--size", str(2**20), "--tmpfs", str(path)]
-        args += ["--perms", "1777", "--size", tmp_bytes, "--tmpfs", "/dev/shm"]  # nosec B108
+        args = [self.bwrap, "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts"]
+        args += ["--die-with-parent", "--new-session", "--hostname", "sandbox"]
+        made: set[Path] = {Path("/"), Path("/dev")}
+        args += [*self._system_args(made), "--dev", "/dev", "--proc", "/proc"]
+        for tmp in (Path("/tmp"), Path("/var/tmp"), Path("/dev/shm")):  # nosec B108 - our own
+            args += [*self._parents_args(tmp, made), "--perms", "1777", "--size", tmp_bytes]
+            args += ["--tmpfs", str(tmp)]
+            made.add(tmp)
         exposed: list[Path] = []
-        # The project's environment, and oldnew's own: its analysis tools and the limits
-        # launcher run with oldnew's interpreter whatever the project's is.
-        for folder in (*self.env.read_only(), *oldnew_env().read_only()):
-            if not folder.exists() or not self._under_hidden(folder):
-                continue  # nothing to show, or visible already through the read-only /
-            if any(e == folder or e in folder.parents for e in exposed):
+        # The project's environment, and oldnew's own: its analysis tools run with oldnew's
+        # interpreter whatever the project's is.
+        for folder in sorted({*self.env.read_only(), *oldnew_env().read_only()}):
+            if not folder.exists() or any(e == folder or e in folder.parents for e in exposed):
                 continue
+            if any(folder == Path(t) or Path(t) in folder.parents for t in SYSTEM_DIRS):
+                continue  # shown already
             exposed.append(folder)
-            args += [*self._parents_args(folder), "--ro-bind", str(folder), str(folder)]
+            args += [*self._parents_args(folder, made), "--ro-bind", str(folder), str(folder)]
         for folder in (self.tree, self.home):
-            args += [*self._parents_args(folder), "--bind", str(folder), str(folder)]
+            args += [*self._parents_args(folder, made), "--bind", str(folder), str(folder)]
         if self.env.node_modules is not None:
             args += ["--ro-bind", str(self.env.node_modules), str(self.tree / NODE_MODULES)]
+        self._shown = exposed
+        return args
+
+    @staticmethod
+    def _network_args() -> list[str]:
+        """Return the host's name-service and certificate files, for a run with the network."""
+        args: list[str] = []
+        for name in NETWORK_ETC:
+            if os.path.exists(f"/etc/{name}"):
+                args += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
         return args
 
     # -- layers ------------------------------------------------------------------------------
@@ -263,9 +317,9 @@ class Sandbox:
             fs = Layer(
                 "filesystem",
                 True,
-                "read-only /, tmpfs over "
-                + ", ".join(str(p) for p in self._hidden)
-                + "; only the scratch copy is writable",
+                "an empty read-only root showing /usr, a few /etc files, the environments' "
+                "folders (" + ", ".join(str(p) for p in self._shown) + "); private /tmp, "
+                "/dev and /proc; only the scratch copy is writable",
             )
             pid = Layer("processes", True, "own pid namespace: every process dies with it")
         else:
@@ -377,9 +431,10 @@ class Sandbox:
             args = list(self._bwrap_args)
             if network:
                 args.remove("--unshare-net")
+                args += self._network_args()
             if info_fd is not None:
                 args += ["--info-fd", str(info_fd)]
-            return [*args, "--chdir", str(cwd), "--", *inner]
+            return [*args, "--remount-ro", "/", "--chdir", str(cwd), "--", *inner]
         if self.host.unshare_net and not network:
             return ["unshare", "--net", "--", *inner]
         return inner
@@ -404,23 +459,34 @@ class Sandbox:
         workdir = cwd or self.tree
         info_r, info_w = os.pipe() if self.bwrap else (None, None)
         command = self.wrap(argv, workdir, network=network, info_fd=info_w)
+        # The lifeline's write end stays here (close-on-exec): when this process dies, however
+        # it dies, the supervisor sees the pipe close and kills the command's whole tree.
+        life_r, life_w = os.pipe()
+        info = "-" if info_w is None else str(info_w)
+        command = [*supervisor_argv(life_r, info), *command]
         start = time.monotonic()
-        with open(out_path, "wb") as out, open(err_path, "wb") as err:
-            proc = subprocess.Popen(  # nosec B603 - argv list built by this module
-                command,
-                cwd=workdir if not self.bwrap else "/",
-                env=self.environment(env),
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
-                start_new_session=True,
-                pass_fds=() if info_w is None else (info_w,),
-            )
-            init = SandboxInit.from_info(info_r, info_w)
-            try:
-                killed = self._watch(proc, timeout, init)
-            finally:
-                init.finish()  # the namespace and every process in it, gone
+        try:
+            with open(out_path, "wb") as out, open(err_path, "wb") as err:
+                try:
+                    proc = subprocess.Popen(  # nosec B603 - argv list built by this module
+                        command,
+                        cwd=workdir if not self.bwrap else "/",
+                        env=self.environment(env),
+                        stdin=subprocess.DEVNULL,
+                        stdout=out,
+                        stderr=err,
+                        start_new_session=True,
+                        pass_fds=(life_r,) if info_w is None else (life_r, info_w),
+                    )
+                finally:
+                    os.close(life_r)
+                init = SandboxInit.from_info(info_r, info_w)
+                try:
+                    killed = self._watch(proc, timeout, init)
+                finally:
+                    init.finish()  # the namespace and every process in it, gone
+        finally:
+            os.close(life_w)
         duration = time.monotonic() - start
         self._reap()
         return RunResult(

@@ -7,8 +7,11 @@ import os
 import select
 import signal
 import subprocess  # nosec B404 - fixed argument lists, never a shell
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+from oldnew.sandbox import supervisor
 
 OUTPUT_CAP = 8 * 1024 * 1024
 _SIGNALS = {
@@ -24,6 +27,15 @@ LIMITS_LAUNCHER = (
     "    r.setrlimit(getattr(r,'RLIMIT_'+name),(value,value))\n"
     "os.execvp(sys.argv[2],sys.argv[2:])\n"
 )
+
+
+def supervisor_argv(lifeline: int, info: str) -> list[str]:
+    """Return the argv prefix that runs a command under :mod:`oldnew.sandbox.supervisor`.
+
+    It runs with oldnew's own interpreter in isolated mode, on the host: it is oldnew's code,
+    not the project's, and needs only the standard library.
+    """
+    return [sys.executable, "-I", "-S", supervisor.__file__, str(lifeline), info, "--"]
 
 
 @dataclass
@@ -141,6 +153,8 @@ def kill_tree(proc: subprocess.Popen[bytes], init: SandboxInit) -> None:
     of the pid namespace and the outer bwrap exits; the process group is killed either way.
     """
     init.kill()
+    if init.pidfd is None:
+        proc.terminate()  # the supervisor kills its tree, the daemons re-parented to it too
     try:
         proc.wait(timeout=10)
     except subprocess.TimeoutExpired:
