@@ -27,6 +27,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from oldnew.budget import budget_lines
+from oldnew.context import Context
 from oldnew.errors import OldnewError
 from oldnew.runs import (
     RunOutcome,
@@ -38,6 +39,7 @@ from oldnew.runs import (
     start_run,
     submit_feedback,
 )
+from oldnew.runs.session import disk_faults
 
 EXIT = {
     "delivered": 0,
@@ -387,7 +389,9 @@ def memory(
         err.print("[red]error:[/red] give either --workspace DIR or --global")
         raise typer.Exit(EXIT_USAGE)
     try:
-        listing = asyncio.run(memory_listing(None if global_ else workspace, remove=remove))
+        where = workspace if workspace is not None else Path(Context().memory_path).expanduser()
+        with disk_faults(where if where.is_dir() else where.parent):
+            listing = asyncio.run(memory_listing(None if global_ else workspace, remove=remove))
     except OldnewError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(EXIT_USAGE) from None
@@ -441,11 +445,11 @@ def verify(
     Exit 0 when the re-run confirms the report, 6 (with what differs) when it does not,
     2 when there is no run or no report.
     """
-    from oldnew.context import Context
     from oldnew.gates.verify import verify_workspace
 
     try:
-        out = verify_workspace(workspace, timeout=Context().test_timeout)
+        with disk_faults(workspace):
+            out = verify_workspace(workspace, timeout=Context().test_timeout)
     except OldnewError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(EXIT_USAGE) from None

@@ -372,3 +372,26 @@ def test_damage_met_while_working_is_reported_not_a_traceback(
     with pytest.raises(ZeroDivisionError), session.disk_faults(ws):
         _ = 1 / 0  # anything else is no disk fault and goes through unchanged
     assert _git(ws, "rev-parse", "main") == main
+
+
+def test_verify_and_memory_report_a_full_disk_as_what_to_do(
+    tmp_path: Path, example_model: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    from oldnew.gates import verify
+
+    ws = tmp_path / "ws"
+    head = _waiting_run(ws, example_model)
+
+    def full(*_: object, **__: object) -> object:
+        raise OSError(errno.ENOSPC, "No space left on device", str(ws / ".oldnew" / "evidence"))
+
+    monkeypatch.setattr(verify, "verify_workspace", full)
+    res = CliRunner().invoke(app, ["verify", "-w", str(ws)])
+    assert res.exit_code == 2 and "no space left to write" in res.output, res.output
+    assert "the commits on main are intact" in res.output
+    monkeypatch.setattr("oldnew.cli.memory_listing", full)
+    res = CliRunner().invoke(app, ["memory", "-w", str(ws)])
+    assert res.exit_code == 2 and "no space left to write" in res.output, res.output
+    assert _git(ws, "rev-parse", "main") == head
