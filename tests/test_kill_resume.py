@@ -6,6 +6,7 @@ task, and no task executed again after its commit.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -133,3 +134,71 @@ def test_sigkill_at_many_points_then_resume(tmp_path: Path, example_model: str) 
         elif task in committed and event.get("node") in ("code", "validate", "fix", "commit"):
             pytest.fail(f"{task} ran {event['node']} after its commit: {event}")
     assert committed == {"T1", "T2", "T3"}
+
+
+def _descendants(root: int) -> dict[int, str]:
+    """Return pid -> command line of every living process below ``root``."""
+    parents: dict[int, int] = {}
+    cmdlines: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+        cmdlines[int(entry.name)] = cmd
+    found: dict[int, str] = {}
+    frontier = [root]
+    while frontier:
+        pid = frontier.pop()
+        for child, parent in parents.items():
+            if parent == pid and child not in found:
+                found[child] = cmdlines[child]
+                frontier.append(child)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_sigkill_of_oldnew_during_a_gate_leaves_no_sandbox_process(
+    tmp_path: Path, example_model: str
+) -> None:
+    # Only oldnew's own process is killed (not its group): whatever it started must go too.
+    ws = tmp_path / "ws"
+    argv = [*OLDNEW, "run", str(EXAMPLE / "scope.md"), "--workspace", str(ws)]
+    with open(tmp_path / "ws.log", "ab") as log:
+        proc = subprocess.Popen([*argv, "--model", example_model], stdout=log, stderr=log)
+    seen: dict[int, str] = {}
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            below = _descendants(proc.pid)
+            if any("--junitxml=" in cmd for cmd in below.values()):  # the tests' gate runs
+                seen = below
+                break
+            time.sleep(0.005)
+        assert seen, "no gate ran the project's tests within 120 s"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        end = time.monotonic() + 10
+        while time.monotonic() < end and any(_alive(pid) for pid in seen):
+            time.sleep(0.05)
+        left = {pid: cmd for pid, cmd in seen.items() if _alive(pid)}
+        assert left == {}, f"processes outlived oldnew: {left}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for pid in seen:  # never leave them to the next test
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
