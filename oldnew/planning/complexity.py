@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from oldnew.context import CLASSES, PARTS, Context, parse_pairs, parse_range, setting_number
 from oldnew.schemas import Scope
 
-__all__ = ["CLASSES", "PARTS", "Complexity", "assess", "parse_pairs", "parse_range"]
+__all__ = ["Complexity", "assess"]
 
 
 @dataclass(frozen=True)

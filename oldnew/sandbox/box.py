@@ -360,10 +360,6 @@ class Sandbox:
         """Return the layers as JSON-ready dicts (for evidence)."""
         return [asdict(layer) for layer in self.layers]
 
-    def degraded(self) -> list[Layer]:
-        """Return the layers that are not in force."""
-        return [layer for layer in self.layers if not layer.active]
-
     # -- running -----------------------------------------------------------------------------
 
     def environment(self, extra: dict[str, str] | None = None) -> dict[str, str]:

@@ -102,14 +102,6 @@ def disk_usage(root: Path) -> int:
     return total
 
 
-def workspace_root(path: Path) -> Path | None:
-    """Return the oldnew workspace that holds ``path``, if any."""
-    for folder in [path, *path.parents]:
-        if (folder / ".oldnew" / "run.json").is_file():
-            return folder
-    return None
-
-
 class UnsafeOutput(Exception):
     """A file the host reads back from a sandbox run is not a plain, bounded file.
 
