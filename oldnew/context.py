@@ -264,6 +264,45 @@ class Context:
             "none. Defaults taken are recorded as decisions. Env: OLDNEW_DEFAULTS."
         },
     )
+    deps: Literal["ask", "auto", "off"] = field(
+        default="ask",
+        metadata={
+            "description": "New third-party packages a task declares: 'ask' a person to "
+            "approve those the scope does not name (those it names are approved), 'auto' "
+            "approve all, 'off' allow none (the coder is told to do without). "
+            "Env: OLDNEW_DEPS."
+        },
+    )
+    package_index: str | None = field(
+        default=None,
+        metadata={
+            "description": "Python package index (simple-API URL or folder) to resolve and "
+            "install from; unset: PyPI. Env: OLDNEW_PACKAGE_INDEX."
+        },
+    )
+    npm_registry: str | None = field(
+        default=None,
+        metadata={"description": "npm registry URL; unset: npm's own. Env: OLDNEW_NPM_REGISTRY."},
+    )
+    deps_cache: str | None = field(
+        default=None,
+        metadata={
+            "description": "Folder of project environments (keyed by lock hash) and package "
+            "caches, shared by runs; unset: ~/.cache/oldnew. Env: OLDNEW_DEPS_CACHE."
+        },
+    )
+    install_timeout: float = field(
+        default=600.0,
+        metadata={"description": "Seconds one dependency resolution or install may take."},
+    )
+    max_packages: int = field(
+        default=150,
+        metadata={"description": "Packages a project's lock may pin, at most; 0: no cap."},
+    )
+    max_install_mb: float = field(
+        default=2000.0,
+        metadata={"description": "Megabytes a project's environment may hold; 0: no cap."},
+    )
     notify: str | None = field(
         default=None,
         metadata={
@@ -388,11 +427,15 @@ LIMITS: dict[str, Limit] = {
     "budget_task_tokens": Limit(True, 0, note="0: no cap"),
     "budget_seconds": Limit(False, 0, note="0: no cap"),
     "notify_timeout": Limit(False, 0, above=True),
+    "install_timeout": Limit(False, 0, above=True),
+    "max_packages": Limit(True, 0, note="0: no cap"),
+    "max_install_mb": Limit(False, 0, note="0: no cap"),
 }
 """Every numeric setting of Context and the values it allows; checked when a Context is made."""
 OPTIONAL = frozenset({"coverage_min", "complexity_max"})
 """Numeric settings that may be unset (None)."""
 CHOICES: dict[str, tuple[str, ...]] = {
+    "deps": ("ask", "auto", "off"),
     "defaults": ("ask", "high", "auto"),
     "quality": ("strict", "default", "fast", "smoke"),
     "structured_output_method": ("json_schema", "function_calling"),

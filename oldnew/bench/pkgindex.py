@@ -1,0 +1,128 @@
+"""A package index on this machine: wheels of tiny packages, written here, served locally.
+
+Tests, the dependency benchmark and the offline example resolve and install against it instead
+of the public index. ``LocalIndex.wheel`` writes a real wheel (a zip with METADATA, WHEEL and
+RECORD), ``sdist`` a source-only release; the index is a PEP 503 "simple" folder that uv reads
+as ``file://`` URL, and :func:`serve` puts it on 127.0.0.1 over HTTP.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import functools
+import hashlib
+import http.server
+import io
+import re
+import tarfile
+import threading
+import zipfile
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _record_hash(data: bytes) -> str:
+    return base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+
+
+class LocalIndex:
+    """A simple-API folder of packages: ``root/<name>/index.html`` lists its files."""
+
+    def __init__(self, root: Path) -> None:
+        """Use (or start) the index folder ``root``."""
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def url(self) -> str:
+        """Return the index as a ``file://`` URL (what ``--package-index`` takes)."""
+        return self.root.resolve().as_uri()
+
+    def wheel(
+        self,
+        name: str,
+        version: str,
+        files: Mapping[str, str],
+        requires: Sequence[str] = (),
+        *,
+        padding: int = 0,
+    ) -> Path:
+        """Write a pure-Python wheel of ``files`` (path -> text) that requires ``requires``.
+
+        ``padding`` adds a data file of that many bytes (to give a package some size).
+        """
+        dist = re.sub(r"[-.]+", "_", name)
+        info = f"{dist}-{version}.dist-info"
+        meta = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+        meta += "".join(f"Requires-Dist: {r}\n" for r in requires)
+        entries = {p: t.encode() for p, t in files.items()}
+        if padding:
+            entries[f"{dist}_data/blob.bin"] = bytes(padding)
+        entries[f"{info}/METADATA"] = meta.encode()
+        entries[f"{info}/WHEEL"] = (
+            b"Wheel-Version: 1.0\nGenerator: oldnew\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        )
+        record = [f"{p},sha256={_record_hash(d)},{len(d)}" for p, d in entries.items()]
+        entries[f"{info}/RECORD"] = ("\n".join([*record, f"{info}/RECORD,,"]) + "\n").encode()
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as archive:
+            for path, data in entries.items():
+                archive.writestr(path, data)
+        return self._add(name, f"{dist}-{version}-py3-none-any.whl", buffer.getvalue())
+
+    def sdist(self, name: str, version: str) -> Path:
+        """Write a source-only release (setup.py that would run on install)."""
+        base = f"{name}-{version}"
+        members = {
+            f"{base}/PKG-INFO": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+            f"{base}/setup.py": f"from setuptools import setup\nsetup(name={name!r})\n",
+        }
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+            for path, text in members.items():
+                data = text.encode()
+                item = tarfile.TarInfo(path)
+                item.size = len(data)
+                archive.addfile(item, io.BytesIO(data))
+        return self._add(name, f"{base}.tar.gz", buffer.getvalue())
+
+    def _add(self, name: str, filename: str, data: bytes) -> Path:
+        folder = self.root / _norm(name)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / filename
+        path.write_bytes(data)
+        links = "".join(
+            f'<a href="{f.name}#sha256={hashlib.sha256(f.read_bytes()).hexdigest()}">'
+            f"{f.name}</a>\n"
+            for f in sorted(folder.iterdir())
+            if f.name != "index.html"
+        )
+        (folder / "index.html").write_text(f"<html><body>\n{links}</body></html>\n")
+        names = sorted(d.name for d in self.root.iterdir() if d.is_dir())
+        body = "".join(f'<a href="{n}/">{n}</a>\n' for n in names)
+        (self.root / "index.html").write_text(f"<html><body>\n{body}</body></html>\n")
+        return path
+
+
+@contextlib.contextmanager
+def serve(index: LocalIndex) -> Iterator[str]:
+    """Serve ``index`` over HTTP on 127.0.0.1 while the block runs; yield its URL."""
+    handler = functools.partial(_QuietHandler, directory=str(index.root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib's name
+        """Say nothing per request."""

@@ -1,0 +1,116 @@
+"""Project environments, built from a lock and shared by every task and run with that lock.
+
+An environment is a folder under the cache, named by the hash of the lock it was built from
+(and the interpreter), complete once its marker file is written. A second task or run with
+the same lock finds it and installs nothing; a lock with one package more is a new folder,
+filled from uv's (or npm's) cache by hard links, so only the new package is fetched. A folder
+without its marker (a build that was killed, a disk that filled) is removed and built again.
+
+The gates get it as a :class:`~oldnew.sandbox.ProjectEnv`: its interpreter, its site-packages
+(read-only in the sandbox), and the test tools oldnew drives when the project's own
+environment lacks them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from oldnew.deps import node, python
+from oldnew.deps.manifest import JS_LOCK, PY_LOCK, node_dependencies, python_dependencies
+from oldnew.deps.settings import DepSettings
+from oldnew.deps.store import Installed, built, check_caps
+from oldnew.sandbox import ProjectEnv
+
+TEST_TOOLS = ("pytest", "pluggy", "iniconfig", "packaging", "pygments", "coverage", "pytest-cov")
+"""The distributions oldnew's pytest and coverage gates import, lent to an environment that
+lacks them (the project declared no test tools)."""
+
+
+def python_env(tree: Path, settings: DepSettings) -> Installed:
+    """Return the Python environment of ``tree``'s uv.lock (a bare one when it declares none).
+
+    Raises:
+        DependencyError: the lock is missing or broken, a cap is passed, or uv failed.
+
+    """
+    declared = python_dependencies(tree)
+    interpreter = f"{python.base_python()} {sys.version.split()[0]}"
+    if not declared and not (tree / PY_LOCK).is_file():
+        key = hashlib.sha256(f"bare {interpreter}".encode()).hexdigest()[:16]
+        return built("py", key, settings, [], lambda f: python.bare_venv(f, settings))
+    if not (tree / PY_LOCK).is_file():
+        python.check_lock(tree, settings)  # raises: no lock
+    text = (tree / PY_LOCK).read_text(encoding="utf-8")
+    packages = python.locked_packages(text)
+    check_caps(packages, settings, PY_LOCK)
+    key = hashlib.sha256(f"{interpreter}\0{text}".encode()).hexdigest()[:16]
+    return built("py", key, settings, packages, lambda f: python.sync(tree, f, settings))
+
+
+def node_env(tree: Path, settings: DepSettings) -> Installed | None:
+    """Return the node_modules environment of ``tree``'s package-lock.json, if it has deps."""
+    if not node_dependencies(tree) and not (tree / JS_LOCK).is_file():
+        return None
+    return node.install(tree, settings)
+
+
+def test_tools(settings: DepSettings) -> Path:
+    """Return a folder holding oldnew's own pytest, pytest-cov and coverage, for PYTHONPATH.
+
+    Copied (hard-linked where the disk allows) from oldnew's environment once per version set.
+    """
+    dists = [importlib.metadata.distribution(name) for name in TEST_TOOLS]
+    versions = " ".join(f"{d.metadata['Name']}={d.version}" for d in dists)
+    key = hashlib.sha256(f"{sys.version}\0{versions}".encode()).hexdigest()[:16]
+
+    def make(folder: Path) -> str:
+        for dist in dists:
+            for item in dist.files or []:
+                source = Path(str(dist.locate_file(item)))
+                if ".." in item.parts or item.suffix == ".pyc" or not source.is_file():
+                    continue
+                target = folder / item
+                target.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    os.link(source, target)
+                except OSError:
+                    shutil.copy2(source, target)
+        return versions
+
+    return built("test-tools", key, settings, [], make).path
+
+
+def _has_test_tools(env: ProjectEnv) -> bool:
+    return all(
+        any((p / name).is_dir() for p in env.import_paths) for name in ("pytest", "pytest_cov")
+    )
+
+
+def project_env(
+    tree: Path,
+    settings: DepSettings,
+    py: Installed | None = None,
+    js: Installed | None = None,
+) -> ProjectEnv:
+    """Return the environment the gates run ``tree``'s code with, installing it if needed.
+
+    ``py`` and ``js`` are environments already made for this tree (by the dependencies step).
+
+    Raises:
+        DependencyError: the environment cannot be made (see :func:`python_env`).
+
+    """
+    py = py or python_env(tree, settings)
+    js = js if js is not None else node_env(tree, settings)
+    modules = js.path / "node_modules" if js is not None else None
+    env = ProjectEnv.probe(py.path / "bin" / "python", node_modules=modules)
+    if _has_test_tools(env):
+        return env
+    return ProjectEnv.probe(
+        py.path / "bin" / "python", test_tool_paths=(test_tools(settings),), node_modules=modules
+    )
