@@ -219,7 +219,10 @@ def gate_mypy(run: GateRun) -> Outcome:
     # The packages the project's code imports are the ones its environment holds.
     argv += ["--python-executable", str(run.env.python)]
     argv += ["--cache-dir", str(cache) if seed else os.devnull, *flags, "."]
-    env = {"MYPYPATH": str(run.tree / "src")} if (run.tree / "src").is_dir() else None
+    # mypy asks that interpreter for its search path: the test tools lent to it count too.
+    env = run.env.variables()
+    if (run.tree / "src").is_dir():
+        env["MYPYPATH"] = str(run.tree / "src")
     result = run.box.run(argv, timeout=run.timeout, env=env)
     ver = tool_version("mypy")
     if result.killed:
