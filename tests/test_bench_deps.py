@@ -27,6 +27,8 @@ def test_cold_warm_and_one_package_added(capsys: pytest.CaptureFixture[str]) -> 
     cold, warm = _phase(data, "cold", "env"), _phase(data, "warm", "env")
     assert cold["reused"] == [False] and cold["fetched"] == [3] and cold["new_in_cache"] == [3]
     assert warm["reused"] == [True] and warm["fetched"] == [0] and warm["requests"] == [0]
+    assert cold["install_median_s"] <= cold["median_s"]
+    assert warm["install_median_s"] < cold["install_median_s"]
     assert _phase(data, "warm", "lock")["lock_changed"] == [False]
     assert _phase(data, "changed", "lock")["lock_changed"] == [True]
     assert _phase(data, "changed", "lock")["fetched"] == [0]  # resolved from METADATA alone
@@ -60,6 +62,7 @@ def test_table_output(capsys: pytest.CaptureFixture[str]) -> None:
                     "min_s": 0.4,
                     "max_s": 0.6,
                     "reused": [True] if t == "env" else None,
+                    "install_median_s": 0.25 if t == "env" else None,
                     "lock_changed": [False] if t == "lock" else None,
                     "fetched": [0],
                     "fetched_files": ["x-1-py3-none-any.whl"],
@@ -81,7 +84,7 @@ def test_table_output(capsys: pytest.CaptureFixture[str]) -> None:
         }
     )
     out = capsys.readouterr().out
-    assert "warm" in out and "0.500" in out and "?/2" in out
+    assert "warm" in out and "0.500" in out and "0.250" in out and "?/2" in out
     assert "fetched for the added package: x-1-py3-none-any.whl" in out
     assert "st_nlink>1" in out
 

@@ -74,6 +74,10 @@ class Step:
     seconds: float
     reused: bool | None = None
     """For ``env``: whether the environment existed already (nothing installed)."""
+    install_s: float | None = None
+    """For ``env``: of its seconds, those spent making the environment (``uv sync``, its size
+    checked, its marker written); the rest is finding it, describing it and lending the test
+    tools."""
     changed: bool | None = None
     """For ``lock``: whether the lock file changed."""
     fetched: int | None = None
@@ -264,6 +268,7 @@ def _env_step(
     # reused flag and uv's summary can be read. Both calls are inside the timed block.
     step, py = _timed(scenario, "env", source, settings, call)
     step.reused = py.reused
+    step.install_s = round(py.seconds, 4)
     step.uv_prepared = _uv_count(_PREPARED, py.summary)
     step.uv_installed = _uv_count(_INSTALLED, py.summary)
     return step, py
@@ -363,6 +368,7 @@ def summarise(runs: list[Run]) -> list[dict[str, Any]]:
     for scenario, step in PHASES:
         steps = [s for r in runs for s in r.steps if (s.scenario, s.step) == (scenario, step)]
         times = [s.seconds for s in steps]
+        installs = [s.install_s for s in steps if s.install_s is not None]
         last = steps[-1]
         rows.append(
             {
@@ -372,6 +378,7 @@ def summarise(runs: list[Run]) -> list[dict[str, Any]]:
                 "min_s": round(min(times), 3),
                 "max_s": round(max(times), 3),
                 "reused": [s.reused for s in steps] if step == "env" else None,
+                "install_median_s": round(statistics.median(installs), 3) if installs else None,
                 "lock_changed": [s.changed for s in steps] if step == "lock" else None,
                 "fetched": [s.fetched for s in steps],
                 "fetched_files": last.fetched_files,
@@ -475,8 +482,9 @@ def render(data: dict[str, Any]) -> None:
         f"{config['index']}, +{config['added']}; {config['repeat']} repeat(s)"
     )
     table = Table(title=title)
-    for column in ("scenario", "step", "median s", "min s", "max s", "reused", "lock changed"):
+    for column in ("scenario", "step", "median s", "min s", "max s", "installing s", "reused"):
         table.add_column(column)
+    table.add_column("lock changed")
     for column in ("wheels fetched", "requests", "metadata", "new in cache", "uv prep/inst"):
         table.add_column(column, justify="right")
     for row in data["phases"]:
@@ -494,6 +502,7 @@ def render(data: dict[str, Any]) -> None:
             f"{row['median_s']:.3f}",
             f"{row['min_s']:.3f}",
             f"{row['max_s']:.3f}",
+            "-" if row["install_median_s"] is None else f"{row['install_median_s']:.3f}",
             _cell(row["reused"]),
             _cell(row["lock_changed"]),
             _cell(row["fetched"]),
