@@ -40,8 +40,10 @@ def test_cold_warm_and_one_package_added(capsys: pytest.CaptureFixture[str]) -> 
         "warm_reused": True,
         "warm_same_env": True,
         "pins_kept": True,
+        "fetched_only_added": True,
         "changed_env_imports": True,
     }
+    assert data["added_by_lock"] == ["benchpkg-added==1.0.0"]
     disk = data["disk"]
     assert disk["changed_env"] != disk["cold_env"] == disk["warm_env"]
     assert 0 < disk["shared_files"] <= disk["linked_files"] <= disk["changed_files"]
@@ -78,14 +80,17 @@ def test_table_output(capsys: pytest.CaptureFixture[str]) -> None:
                 "warm_reused": True,
                 "warm_same_env": True,
                 "pins_kept": True,
+                "fetched_only_added": True,
                 "changed_env_imports": True,
             },
+            "added_by_lock": ["x==1"],
             "disk": {k: 1 for k in deps.Disk().__dict__},
         }
     )
     out = capsys.readouterr().out
     assert "warm" in out and "0.500" in out and "0.250" in out and "?/2" in out
-    assert "fetched for the added package: x-1-py3-none-any.whl" in out
+    assert "the changed lock adds x==1; the change fetched only that: True" in out
+    assert "wheels the server sent for it: x-1-py3-none-any.whl" in out
     assert "st_nlink>1" in out
 
 

@@ -125,6 +125,9 @@ class Run:
     steps: list[Step] = field(default_factory=list)
     pins_kept: bool = False
     """The changed lock pins every package of the cold lock at the same version."""
+    added_by_lock: list[str] = field(default_factory=list)
+    """What the changed lock pins that the cold one does not: the added package and its new
+    dependencies, all that the change may fetch."""
     disk: Disk = field(default_factory=Disk)
     imports: bool | None = None
     """The changed environment imports the first and the added package (local index only)."""
@@ -305,6 +308,7 @@ def measure_python(work: Path, source: Source, timeout: float) -> Run:
 
     old, new = _pins(first / PY_LOCK), _pins(third / PY_LOCK)
     run.pins_kept = all(new.get(name) == version for name, version in old.items())
+    run.added_by_lock = sorted(f"{name}=={new[name]}" for name in set(new) - set(old))
     run.disk = disk_use(settings, cold.path, warm.path, changed.path)
     if source.imports:
         code = "".join(f"import {m}\n" for m in source.imports)
@@ -360,6 +364,15 @@ def disk_use(settings: DepSettings, cold: Path, warm: Path, changed: Path) -> Di
 
 
 # -- the whole benchmark ----------------------------------------------------------------------
+
+
+def _fetched_only_added(run: Run) -> bool:
+    """Whether the change put in uv's cache (and took from the server) just what its lock adds."""
+    steps = [s for s in run.steps if s.scenario == "changed"]
+    wanted = len(run.added_by_lock)
+    cached = sum(s.new_in_cache for s in steps)
+    fetched = [s.fetched for s in steps if s.fetched is not None]
+    return cached == wanted and (not fetched or sum(fetched) == wanted)
 
 
 def summarise(runs: list[Run]) -> list[dict[str, Any]]:
@@ -453,10 +466,12 @@ def bench(
                 ),
                 "warm_same_env": last.disk.warm_env == last.disk.cold_env,
                 "pins_kept": all(r.pins_kept for r in runs),
+                "fetched_only_added": all(_fetched_only_added(r) for r in runs),
                 "changed_env_imports": None
                 if last.imports is None
                 else all(bool(r.imports) for r in runs),
             },
+            "added_by_lock": last.added_by_lock,
             "disk": asdict(last.disk),
             "runs": [[asdict(s) for s in r.steps] for r in runs],
         }
@@ -511,7 +526,7 @@ def render(data: dict[str, Any]) -> None:
             _cell(row["new_in_cache"]),
             uv,
         )
-    console = Console(width=max(Console().width, 132))
+    console = Console(width=max(Console().width, 150))
     console.print(table)
     checks = data["checks"]
     console.print(
@@ -520,9 +535,13 @@ def render(data: dict[str, Any]) -> None:
         f"{checks['pins_kept']}; the changed environment imports it: "
         f"{checks['changed_env_imports']}"
     )
+    console.print(
+        f"the changed lock adds {', '.join(data['added_by_lock']) or 'nothing'}; the change "
+        f"fetched only that: {checks['fetched_only_added']}"
+    )
     added = next(r for r in data["phases"] if (r["scenario"], r["step"]) == ("changed", "env"))
     if added["fetched_files"] is not None:
-        console.print(f"fetched for the added package: {', '.join(added['fetched_files'])}")
+        console.print(f"wheels the server sent for it: {', '.join(added['fetched_files'])}")
     d = data["disk"]
     console.print(
         f"disk: cold env {d['cold_mb']} MB; changed env {d['changed_mb']} MB in "
