@@ -32,11 +32,17 @@ def test_cold_warm_and_one_package_added(capsys: pytest.CaptureFixture[str]) -> 
     assert _phase(data, "warm", "lock")["lock_changed"] == [False]
     assert _phase(data, "changed", "lock")["lock_changed"] == [True]
     assert _phase(data, "changed", "lock")["fetched"] == [0]  # resolved from METADATA alone
+    task = _phase(data, "cold", "task")
+    assert task["median_s"] == pytest.approx(
+        _phase(data, "cold", "lock")["median_s"] + cold["median_s"], abs=0.002
+    )
+    assert task["metadata"] == [3] and task["fetched"] == [3]  # 3 METADATA to lock, 3 wheels
     changed = _phase(data, "changed", "env")
     assert changed["reused"] == [False] and changed["fetched"] == [1]
     assert changed["fetched_files"] == ["benchpkg_added-1.0.0-py3-none-any.whl"]
     assert changed["uv_prepared"] == 1 and changed["uv_installed"] == 4
     assert data["checks"] == {
+        "warm_under_limit": True,
         "warm_reused": True,
         "warm_same_env": True,
         "pins_kept": True,
@@ -63,9 +69,9 @@ def test_table_output(capsys: pytest.CaptureFixture[str]) -> None:
                     "median_s": 0.5,
                     "min_s": 0.4,
                     "max_s": 0.6,
-                    "reused": [True] if t == "env" else None,
-                    "install_median_s": 0.25 if t == "env" else None,
-                    "lock_changed": [False] if t == "lock" else None,
+                    "reused": [True] if t != "lock" else None,
+                    "install_median_s": 0.25 if t != "lock" else None,
+                    "lock_changed": [False] if t != "env" else None,
                     "fetched": [0],
                     "fetched_files": ["x-1-py3-none-any.whl"],
                     "requests": [0],
@@ -77,6 +83,7 @@ def test_table_output(capsys: pytest.CaptureFixture[str]) -> None:
                 for s, t in deps.PHASES
             ],
             "checks": {
+                "warm_under_limit": True,
                 "warm_reused": True,
                 "warm_same_env": True,
                 "pins_kept": True,
@@ -92,6 +99,7 @@ def test_table_output(capsys: pytest.CaptureFixture[str]) -> None:
     assert "the changed lock adds x==1; the change fetched only that: True" in out
     assert "wheels the server sent for it: x-1-py3-none-any.whl" in out
     assert "st_nlink>1" in out
+    assert "a second task with the same lock adds 0.500 s (median; under 1 s: True)" in out
 
 
 @pytest.mark.parametrize(

@@ -55,12 +55,18 @@ from oldnew.deps.store import Installed
 PHASES = (
     ("cold", "lock"),
     ("cold", "env"),
+    ("cold", "task"),
     ("warm", "lock"),
     ("warm", "env"),
+    ("warm", "task"),
     ("changed", "lock"),
     ("changed", "env"),
+    ("changed", "task"),
 )
-"""Rows of the table: (scenario, step); ``env`` is the whole ``project_env`` call."""
+"""Rows of the table: (scenario, step); ``env`` is the whole ``project_env`` call, ``task``
+the lock and the env together (what one task pays)."""
+WARM_LIMIT_S = 1.0
+"""What a second task with an unchanged lock may add, at most (issue 13)."""
 
 ADDED = "benchpkg-added"
 
@@ -277,6 +283,31 @@ def _env_step(
     return step, py
 
 
+def _task_step(lock: Step, env: Step) -> Step:
+    """Return the lock and the env steps of one task added up."""
+
+    def total(a: int | None, b: int | None) -> int | None:
+        return None if a is None or b is None else a + b
+
+    return Step(
+        lock.scenario,
+        "task",
+        round(lock.seconds + env.seconds, 4),
+        reused=env.reused,
+        install_s=env.install_s,
+        changed=lock.changed,
+        fetched=total(lock.fetched, env.fetched),
+        fetched_files=sorted({*(lock.fetched_files or []), *(env.fetched_files or [])})
+        if lock.fetched_files is not None
+        else None,
+        requests=total(lock.requests, env.requests),
+        metadata=total(lock.metadata, env.metadata),
+        new_in_cache=lock.new_in_cache + env.new_in_cache,
+        uv_prepared=env.uv_prepared,
+        uv_installed=env.uv_installed,
+    )
+
+
 def _pins(lock: Path) -> dict[str, str]:
     return {p["name"]: p["version"] for p in python.locked_packages(lock.read_text("utf-8"))}
 
@@ -291,20 +322,18 @@ def measure_python(work: Path, source: Source, timeout: float) -> Run:
         max_install_mb=0,
     )
     run = Run()
+
+    def task(scenario: str, tree: Path) -> Installed:
+        lock = _lock_step(scenario, tree, source, settings)
+        env, py = _env_step(scenario, tree, source, settings)
+        run.steps += [lock, env, _task_step(lock, env)]
+        return py
+
     first = write_project(work / "task-1", source.declared)
-    run.steps.append(_lock_step("cold", first, source, settings))
-    step, cold = _env_step("cold", first, source, settings)
-    run.steps.append(step)
-
-    second = write_project(work / "task-2", source.declared, first / PY_LOCK)
-    run.steps.append(_lock_step("warm", second, source, settings))
-    step, warm = _env_step("warm", second, source, settings)
-    run.steps.append(step)
-
+    cold = task("cold", first)
+    warm = task("warm", write_project(work / "task-2", source.declared, first / PY_LOCK))
     third = write_project(work / "task-3", [*source.declared, source.added], first / PY_LOCK)
-    run.steps.append(_lock_step("changed", third, source, settings))
-    step, changed = _env_step("changed", third, source, settings)
-    run.steps.append(step)
+    changed = task("changed", third)
 
     old, new = _pins(first / PY_LOCK), _pins(third / PY_LOCK)
     run.pins_kept = all(new.get(name) == version for name, version in old.items())
@@ -368,7 +397,7 @@ def disk_use(settings: DepSettings, cold: Path, warm: Path, changed: Path) -> Di
 
 def _fetched_only_added(run: Run) -> bool:
     """Whether the change put in uv's cache (and took from the server) just what its lock adds."""
-    steps = [s for s in run.steps if s.scenario == "changed"]
+    steps = [s for s in run.steps if s.scenario == "changed" and s.step != "task"]
     wanted = len(run.added_by_lock)
     cached = sum(s.new_in_cache for s in steps)
     fetched = [s.fetched for s in steps if s.fetched is not None]
@@ -390,9 +419,9 @@ def summarise(runs: list[Run]) -> list[dict[str, Any]]:
                 "median_s": round(statistics.median(times), 3),
                 "min_s": round(min(times), 3),
                 "max_s": round(max(times), 3),
-                "reused": [s.reused for s in steps] if step == "env" else None,
+                "reused": [s.reused for s in steps] if step != "lock" else None,
                 "install_median_s": round(statistics.median(installs), 3) if installs else None,
-                "lock_changed": [s.changed for s in steps] if step == "lock" else None,
+                "lock_changed": [s.changed for s in steps] if step != "env" else None,
                 "fetched": [s.fetched for s in steps],
                 "fetched_files": last.fetched_files,
                 "metadata": [s.metadata for s in steps],
@@ -444,6 +473,8 @@ def bench(
                 if r < repeat - 1:
                     shutil.rmtree(root / f"run-{r}", ignore_errors=True)
         last = runs[-1]
+        phases = summarise(runs)
+        warm_task = next(r for r in phases if (r["scenario"], r["step"]) == ("warm", "task"))
         return {
             "ecosystem": ecosystem,
             "config": {
@@ -456,8 +487,9 @@ def bench(
                 "added": source.added,
                 "repeat": repeat,
             },
-            "phases": summarise(runs),
+            "phases": phases,
             "checks": {
+                "warm_under_limit": warm_task["median_s"] < WARM_LIMIT_S,
                 "warm_reused": all(
                     s.reused
                     for r in runs
@@ -534,6 +566,11 @@ def render(data: dict[str, Any]) -> None:
         f"(same folder: {checks['warm_same_env']}); the added package kept the old pins: "
         f"{checks['pins_kept']}; the changed environment imports it: "
         f"{checks['changed_env_imports']}"
+    )
+    warm = next(r for r in data["phases"] if (r["scenario"], r["step"]) == ("warm", "task"))
+    console.print(
+        f"a second task with the same lock adds {warm['median_s']:.3f} s (median; under "
+        f"{WARM_LIMIT_S:.0f} s: {checks['warm_under_limit']})"
     )
     console.print(
         f"the changed lock adds {', '.join(data['added_by_lock']) or 'nothing'}; the change "
