@@ -5,8 +5,9 @@ Usage::
     .venv/bin/python -m oldnew.bench.deps [--count 40] [--size-mb 30] [--repeat 3] [--json]
     .venv/bin/python -m oldnew.bench.deps --index URL --packages a,b --add c [--repeat 3]
 
-The second measures against a real index (``https://pypi.org/simple``, a mirror: it needs
-the network), declaring ``--packages`` and then adding ``--add``.
+The second measures against a real index (``https://pypi.org/simple``, a mirror, or a
+``file://`` folder of real wheels; a remote one needs the network), declaring ``--packages``
+and then adding ``--add``.
 
 By default it writes a local index of ``--count`` packages (a dependency tree among them,
 ``--size-mb`` in all, ``--modules`` modules each) and serves it over HTTP on 127.0.0.1, so uv
@@ -15,15 +16,17 @@ the dependencies step and the gates run (:mod:`oldnew.deps`):
 
 - **cold**: a first task locks its ``pyproject.toml`` (``python.lock``) and gets its
   environment (``envs.project_env``): every package is fetched and installed;
-- **warm**: a second task, in a folder of its own, with the same manifest and lock: the whole
-  ``project_env`` call (what the task pays) must find the environment (reused) and install
-  nothing; ``uv lock`` run again on the unchanged manifest is timed on its own row;
+- **warm**: a second task, in a folder of its own, with the same manifest and lock: ``uv lock``
+  again (the lock does not change), then ``envs.python_env`` (the dependencies step) and the
+  whole ``envs.project_env`` call (the gates) must find the environment (reused) and install
+  nothing;
 - **one package added**: a third task adds one package to the manifest, locks again (the old
   pins kept) and gets its environment: a new folder, in which only the new package is fetched;
   the others are hard links into uv's cache.
 
-"fetched" is what the local server counted (requests for wheel files); "new in cache" is how
-many unpacked wheels uv's cache gained (both work on a real index; the first only locally).
+"wheels fetched" is what the local server counted (requests for wheel files, "metadata" for
+their METADATA); "new in cache" is how many unpacked wheels uv's cache gained (that one works
+on a real index too).
 The disk line gives the environments' sizes and how much of the changed environment shares
 its files (hard links, the same inode) with the cold one.
 """
@@ -63,8 +66,9 @@ PHASES = (
     ("changed", "env"),
     ("changed", "task"),
 )
-"""Rows of the table: (scenario, step); ``env`` is the whole ``project_env`` call, ``task``
-the lock and the env together (what one task pays)."""
+"""Rows of the table: (scenario, step). As a task runs them: ``lock`` is ``python.lock`` (the
+dependencies step locks every task's manifest), ``env`` the step's ``envs.python_env`` and
+then the gates' whole ``envs.project_env``; ``task`` is both (what one task pays)."""
 WARM_LIMIT_S = 1.0
 """What a second task with an unchanged lock may add, at most (issue 13)."""
 
@@ -269,12 +273,10 @@ def _env_step(
     scenario: str, tree: Path, source: Source, settings: DepSettings
 ) -> tuple[Step, Installed]:
     def call() -> Installed:
-        py = envs.python_env(tree, settings)
-        envs.project_env(tree, settings, py=py)
+        py = envs.python_env(tree, settings)  # the dependencies step (oldnew.nodes.dependencies)
+        envs.project_env(tree, settings)  # the gates (oldnew.nodes.checks): finds it again
         return py
 
-    # project_env(tree) would make the same python_env itself; it is passed in only so that its
-    # reused flag and uv's summary can be read. Both calls are inside the timed block.
     step, py = _timed(scenario, "env", source, settings, call)
     step.reused = py.reused
     step.install_s = round(py.seconds, 4)
