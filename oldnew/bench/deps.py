@@ -350,9 +350,13 @@ def measure_python(work: Path, source: Source, timeout: float) -> Run:
 
 
 MEASURES: dict[str, Callable[[Path, Source, float], Run]] = {"python": measure_python}
-"""What each ecosystem's benchmark runs. npm's goes here (``"node": measure_node``) once
-:func:`oldnew.deps.node.install` installs: the same three scenarios on a package-lock.json,
-a local registry and ``envs.node_env``."""
+"""What each ecosystem's benchmark runs (``--ecosystem`` picks one). npm's goes here
+(``"node": measure_node``) now that :func:`oldnew.deps.node.install` is being written: the
+same three tasks on a package.json (``node.lock``, then ``envs.node_env`` and
+``envs.project_env``), against a local registry served on 127.0.0.1 (its own
+:class:`Source`, the registry's request counter in ``requests``, tarballs ending ``.tgz``
+where :func:`_timed` counts wheels); :func:`summarise`, :func:`render` and the disk line
+need no change."""
 
 
 # -- disk -------------------------------------------------------------------------------------
