@@ -6,7 +6,8 @@ with its package.json and index.js, gzipped) and records the version in the pack
 packument with its ``dist.integrity`` (sha512) and ``dist.shasum`` (sha1), as npm checks them;
 :func:`serve` answers what ``npm install`` and ``npm ci`` ask for on 127.0.0.1: the packument
 ``GET /<name>`` (``/@scope%2fname`` for a scoped one) and the tarball it names. Anything else
-(audits included) is a 404, as from a registry that does not serve it.
+is a 404, as from a registry that does not serve it; audits too, until ``advisory`` records
+one (then ``POST /-/npm/v1/security/advisories/bulk`` answers as npm's registry does).
 """
 
 from __future__ import annotations
@@ -52,6 +53,33 @@ class LocalRegistry:
         (self.root / "tarballs").mkdir(parents=True, exist_ok=True)
         self.requests: list[str] = []
         """``"GET /path"`` of every request served, in order (what npm asked for)."""
+        self.advisories: dict[str, list[dict[str, Any]]] | None = None
+        """Security advisories by package name; None: the registry serves no audits."""
+
+    def advisory(self, name: str, vulnerable: str, severity: str = "high") -> None:
+        """Record that versions ``vulnerable`` (a range) of ``name`` have a known flaw.
+
+        ``severity`` is npm's: low, moderate, high or critical. The first call turns on the
+        audit endpoint (``serve_audits`` with no advisory: an audit that finds nothing).
+        """
+        advisories = self.serve_audits()
+        advisories.setdefault(name, []).append(
+            {
+                "id": 1000 + sum(map(len, advisories.values())),
+                "url": f"https://example.invalid/advisories/{name}",
+                "title": f"A test flaw in {name}",
+                "severity": severity,
+                "vulnerable_versions": vulnerable,
+                "cwe": ["CWE-1333"],
+                "cvss": {"score": 7.5, "vectorString": None},
+            }
+        )
+
+    def serve_audits(self) -> dict[str, list[dict[str, Any]]]:
+        """Answer audits (with the advisories recorded, none at first); return them."""
+        if self.advisories is None:
+            self.advisories = {}
+        return self.advisories
 
     def package(
         self,
@@ -153,11 +181,24 @@ class _RegistryHandler(http.server.BaseHTTPRequestHandler):
         self._send(404, b'{"error":"Not found"}', "application/json")
 
     def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
-        """Refuse every POST (audits, logins): this registry serves installs only."""
+        """Answer a bulk audit when audits are served; 404 for anything else (logins)."""
         self.registry.requests.append(f"POST {self.path}")
         length = int(self.headers.get("Content-Length") or 0)
-        self.rfile.read(length)
-        self._send(404, b'{"error":"Not found"}', "application/json")
+        body = self.rfile.read(length)
+        advisories = self.registry.advisories
+        path = urllib.parse.urlsplit(self.path).path
+        if advisories is None or path != "/-/npm/v1/security/advisories/bulk":
+            self._send(404, b'{"error":"Not found"}', "application/json")
+            return
+        if self.headers.get("Content-Encoding") == "gzip":
+            body = gzip.decompress(body)
+        try:
+            asked = json.loads(body or b"{}")
+        except ValueError:
+            self._send(400, b'{"error":"Bad request"}', "application/json")
+            return
+        found = {n: advisories[n] for n in asked if n in advisories}
+        self._send(200, json.dumps(found).encode(), "application/json")
 
     def _send(self, status: int, body: bytes, kind: str) -> None:
         self.send_response(status)

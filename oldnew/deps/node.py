@@ -41,6 +41,8 @@ _DISK_CODES = frozenset({"ENOSPC", "EDQUOT", "EROFS"})
 _DISK = re.compile(r"ENOSPC|no space left on device|EDQUOT|quota exceeded", re.I)
 _NOT_IN_SYNC = re.compile(r"can only install packages when your package\.json and", re.I)
 _NO_LOCK = re.compile(r"can only install with an existing package-lock\.json", re.I)
+_MISLEADING = re.compile(r"Note that you can also install from a|tarball, folder, http url, or git")
+"""npm's hint toward sources oldnew refuses (only registry packages are locked)."""
 _NOT_FOUND = re.compile(r"The requested resource '((?:@[^/'\s]+/)?[^@'\s]+)@")
 _NO_MATCH = re.compile(r"No matching version found for ((?:@[^/\s]+/)?[^@\s]+)@")
 _SOURCES = (
@@ -125,7 +127,7 @@ def run_npm(args: list[str], cwd: Path, settings: DepSettings) -> subprocess.Com
         argv += ["--userconfig", str(config / "user.npmrc")]
         argv += ["--globalconfig", str(config / "global.npmrc")]
         argv += ["--cache", str(settings.cache / "npm"), "--no-update-notifier"]
-        argv += ["--fetch-retries=2", "--fetch-retry-factor=2", "--fetch-retry-mintimeout=1000"]
+        argv += ["--fetch-retries=2", "--fetch-retry-factor=2", "--fetch-retry-mintimeout=500"]
         argv += ["--fetch-retry-maxtimeout=4000", f"--fetch-timeout={fetch_timeout}"]
         argv += ["--include=dev", "--include=optional", *_SOURCES]
         if settings.npm_registry:
@@ -169,6 +171,10 @@ def _words(stderr: str) -> str:
     lines = []
     for line in stderr.strip().splitlines():
         text = re.sub(r"^npm (?:error|ERR!|warn|WARN)\s?", "", line)
+        if text.strip() in ("Clean install a project", "Usage:"):
+            break  # the rest is npm's help for the command, not about this failure
+        if text.strip() == "404" or text.startswith("code ") or _MISLEADING.search(text):
+            continue
         if "A complete log of this run" in text or "For a full report see" in text:
             continue
         if text.startswith(str(Path("/"))) and text.endswith(".txt"):
