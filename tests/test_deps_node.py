@@ -41,6 +41,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalRe
     reg.package("host", "1.0.0")
     reg.package("host", "2.0.0")
     reg.package("plug", "1.0.0", peer={"host": "^1.0.0"})
+    reg.package("sneaky", "1.0.0", dependencies={"inner": "file:../inner"})
     writes = f"node -e \"require('fs').writeFileSync({str(_script_mark(root))!r}, 'ran')\""
     reg.package("noisy", "1.0.0", scripts={"postinstall": writes})
     with serve(reg) as url:
@@ -160,8 +161,9 @@ def test_one_package_added_fetches_only_it(
         ({"no-such-package": "^1.0.0"}, "E404", "no-such-package"),
         ({"left-pad": "^9.0.0"}, "ETARGET", "left-pad"),
         ({"plug": "1.0.0", "host": "2.0.0"}, "ERESOLVE", ""),
+        ({"sneaky": "1.0.0"}, "EALLOWDIRECTORY", ""),
     ],
-    ids=["unknown-package", "no-matching-version", "conflict"],
+    ids=["unknown-package", "no-matching-version", "conflict", "depends-on-a-folder"],
 )
 def test_what_cannot_be_resolved_goes_back_to_the_coder(
     registry: tuple[LocalRegistry, str],

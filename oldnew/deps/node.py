@@ -36,6 +36,7 @@ _UNREACHABLE_CODES = frozenset(
 )
 _RESOLUTION_CODES = frozenset(
     {"E404", "ETARGET", "ERESOLVE", "EINVALIDTAGNAME", "EINVALIDPACKAGENAME", "EBADSEMVER"}
+    | {"EALLOWGIT", "EALLOWFILE", "EALLOWDIRECTORY"}
 )
 _DISK_CODES = frozenset({"ENOSPC", "EDQUOT", "EROFS"})
 _DISK = re.compile(r"ENOSPC|no space left on device|EDQUOT|quota exceeded", re.I)
@@ -45,13 +46,11 @@ _MISLEADING = re.compile(r"Note that you can also install from a|tarball, folder
 """npm's hint toward sources oldnew refuses (only registry packages are locked)."""
 _NOT_FOUND = re.compile(r"The requested resource '((?:@[^/'\s]+/)?[^@'\s]+)@")
 _NO_MATCH = re.compile(r"No matching version found for ((?:@[^/\s]+/)?[^@\s]+)@")
-_SOURCES = (
-    "--allow-git=none",
-    "--allow-file=none",
-    "--allow-directory=none",
-    "--allow-remote=none",
-)
-"""Registry packages only: a git, file, folder or URL source in package.json is refused."""
+_SOURCES = ("--allow-git=none", "--allow-file=none", "--allow-directory=none")
+"""No git, tarball-file or folder source, in package.json or any package's dependencies.
+
+(Remote tarball URLs stay allowed: a registry may serve its tarballs from another host, and
+:mod:`oldnew.deps.manifest` refuses a URL in package.json.)"""
 _KEEP = ("PATH", "LANG", "LC_ALL", "SSL_CERT_FILE", "SSL_CERT_DIR", "NODE_EXTRA_CA_CERTS") + (
     "HTTP_PROXY",
     "HTTPS_PROXY",
@@ -231,6 +230,12 @@ def failure(stderr: str, manifest: str, settings: DepSettings, *, ci: bool) -> D
             "ETARGET": "no published version matches a range: use a version that exists",
             "ERESOLVE": "the declared versions conflict (a peer dependency included): choose "
             "versions that agree",
+            "EALLOWGIT": "a package depends on a git source, which oldnew does not install: "
+            "choose another package or version",
+            "EALLOWFILE": "a package depends on a local file, which oldnew does not install: "
+            "choose another package or version",
+            "EALLOWDIRECTORY": "a package depends on a local folder, which oldnew does not "
+            "install: choose another package or version",
         }.get(code, "change the names or version ranges so that they exist and agree")
         names = tuple(_NOT_FOUND.findall(stderr) + _NO_MATCH.findall(stderr))
         return DependencyError(
