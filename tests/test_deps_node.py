@@ -317,6 +317,16 @@ def test_a_missing_broken_or_foreign_lock_is_refused(tmp_path: Path) -> None:
     assert caught.value.kind == "lock_mismatch" and "file:../evil.tgz" in caught.value.message
 
 
+def test_a_lock_of_no_packages_is_an_empty_node_modules(
+    registry: tuple[LocalRegistry, str], tmp_path: Path
+) -> None:
+    tree = _tree(tmp_path / "tree", {})
+    settings = DepSettings(cache=tmp_path / "cache", npm_registry=registry[1], timeout=60)
+    assert node.lock(tree, settings) is True
+    env = node.install(tree, settings)
+    assert env.packages == [] and list((env.path / "node_modules").iterdir()) == []
+
+
 def test_locked_packages_lists_nested_and_scoped_ones_without_the_root() -> None:
     lock = {
         "lockfileVersion": 3,

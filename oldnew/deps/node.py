@@ -28,6 +28,7 @@ from oldnew.deps.errors import DependencyError
 from oldnew.deps.manifest import JS_LOCK, JS_MANIFEST
 from oldnew.deps.settings import DepSettings
 from oldnew.deps.store import Installed, built, check_caps
+from oldnew.sandbox.files import read_project_text
 
 _CODE = re.compile(r"^npm (?:error|ERR!) code (\w+)", re.M)
 _UNREACHABLE_CODES = frozenset(
@@ -144,7 +145,7 @@ def run_npm(args: list[str], cwd: Path, settings: DepSettings) -> subprocess.Com
         except subprocess.TimeoutExpired:
             raise DependencyError(
                 "install",
-                f"npm {args[0]} took longer than {settings.timeout:.0f} s and was stopped: raise "
+                f"npm {args[0]} took longer than {settings.timeout:g} s and was stopped: raise "
                 "--install-timeout, or check that the npm registry "
                 f"({settings.npm_registry or 'npm default'}) answers",
             ) from None
@@ -260,12 +261,13 @@ def _copy_manifests(tree: Path, folder: Path) -> None:
 
 
 def _manifest_text(tree: Path) -> str:
-    path = tree / JS_MANIFEST
-    if not path.is_file() or path.is_symlink():
+    text = read_project_text(tree, JS_MANIFEST)
+    if text is None:
         raise DependencyError(
-            "manifest", f"there is no {JS_MANIFEST} to lock: declare the dependencies there"
+            "manifest",
+            f"there is no {JS_MANIFEST} (a plain file) to lock: declare the dependencies there",
         )
-    return path.read_text(encoding="utf-8")
+    return text
 
 
 def lock(tree: Path, settings: DepSettings) -> bool:
@@ -416,6 +418,7 @@ def install(tree: Path, settings: DepSettings) -> Installed:
         proc = run_npm(["ci"], folder, settings)
         if proc.returncode != 0:
             raise failure(proc.stderr, manifest, settings, ci=True)
+        (folder / "node_modules").mkdir(exist_ok=True)  # npm makes none for an empty lock
         return (proc.stdout.strip() or proc.stderr.strip())[-500:]
 
     return built("node", key, settings, packages, make)
