@@ -5,6 +5,7 @@ Real npm, real tarballs (:mod:`oldnew.bench.npmregistry`); the public registry i
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import socket
@@ -21,6 +22,7 @@ from oldnew.deps.errors import DependencyError
 from oldnew.deps.settings import DepSettings
 from oldnew.gates import validate_tree
 from oldnew.gates.profiles import Profile
+from oldnew.sandbox import ProjectEnv, Sandbox
 
 pytestmark = pytest.mark.skipif(shutil.which("npm") is None, reason="npm is not installed")
 
@@ -361,6 +363,19 @@ def test_a_cap_on_packages_refuses_a_big_lock(
         node.install(tree, capped)
     assert caught.value.kind == "caps" and "3 packages" in caught.value.message
     assert not (tmp_path / "cache" / "envs").exists()
+
+
+def test_the_sandbox_runs_the_project_with_the_installed_packages(
+    locked: tuple[Path, DepSettings, bool, node.Installed], tmp_path: Path
+) -> None:
+    _, _, _, env = locked
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "main.js").write_text("console.log(require('@acme/util').version);\n")
+    shown = dataclasses.replace(ProjectEnv.host(), node_modules=env.path / "node_modules")
+    with Sandbox.open(project, env=shown, drop_uid=False) as box:
+        result = box.run(["node", "main.js"], timeout=30)
+    assert result.exit_code == 0 and result.stdout.split() == ["2.0.0"], result.output
 
 
 # -- the npm audit gate ------------------------------------------------------------------------
