@@ -138,6 +138,19 @@ def test_the_same_lock_again_installs_nothing(
     assert reg.requests[asked:] == []  # the registry was not asked for anything
 
 
+def test_a_lock_edited_by_hand_is_locked_again(
+    locked: tuple[Path, DepSettings, bool, node.Installed], tmp_path: Path
+) -> None:
+    tree, settings, _, _ = locked
+    edited = _tree(tmp_path / "tree", {"@acme/util": "^2.0.0", "noisy": "1.0.0"})
+    lock = json.loads((tree / "package-lock.json").read_text())
+    del lock["packages"]["node_modules/left-pad"]
+    (edited / "package-lock.json").write_text(json.dumps(lock, indent=2) + "\n")
+    assert node.lock(edited, settings) is True  # npm ran again: the settled lock was not this
+    assert (edited / "package-lock.json").read_text() == (tree / "package-lock.json").read_text()
+    assert node.lock(edited, settings) is False
+
+
 def test_one_package_added_fetches_only_it(
     locked: tuple[Path, DepSettings, bool, node.Installed],
     registry: tuple[LocalRegistry, str],

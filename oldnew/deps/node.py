@@ -270,17 +270,30 @@ def _manifest_text(tree: Path) -> str:
     return text
 
 
+def _settled(manifest: str, lock_bytes: bytes, settings: DepSettings) -> Path:
+    """Return the marker saying npm locked ``manifest`` to exactly ``lock_bytes`` before."""
+    npm = Path(npm_bin()).resolve()
+    tool = f"{node_version()} {npm} {npm.stat().st_mtime_ns}"
+    digest = hashlib.sha256(f"{tool}\0{manifest}\0".encode() + lock_bytes).hexdigest()
+    return settings.cache / "locks" / f"npm-{digest[:32]}"
+
+
 def lock(tree: Path, settings: DepSettings) -> bool:
     """Resolve ``tree``'s package.json into package-lock.json; return whether it changed.
 
     An existing lock keeps its pins where they still satisfy package.json, so adding one
-    package changes only what it needs.
+    package changes only what it needs. A package.json and lock that npm itself settled on
+    before (same npm) are not locked again: npm would write the same bytes.
 
     Raises:
         DependencyError: npm failed (kind by its cause: see :func:`failure`).
 
     """
     manifest = _manifest_text(tree)
+    old = tree / JS_LOCK
+    before = old.read_bytes() if old.is_file() and not old.is_symlink() else None
+    if before is not None and _settled(manifest, before, settings).is_file():
+        return False
     parent = settings.cache / "tmp"
     parent.mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(prefix="npm-lock-", dir=parent))
@@ -292,8 +305,10 @@ def lock(tree: Path, settings: DepSettings) -> bool:
         new = (folder / JS_LOCK).read_bytes()
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    old = tree / JS_LOCK
-    if old.is_file() and not old.is_symlink() and old.read_bytes() == new:
+    mark = _settled(manifest, new, settings)
+    mark.parent.mkdir(parents=True, exist_ok=True)
+    mark.touch()
+    if before == new:
         return False
     old.unlink(missing_ok=True)
     old.write_bytes(new)
