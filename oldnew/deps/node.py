@@ -5,7 +5,7 @@ npm runs on the host, with the network, in a folder that holds only ``package.js
 it (empty user and global config files, a scrubbed environment that keeps only the proxy and
 certificate settings), and no package's code runs (``--ignore-scripts`` for locking and
 installing alike). Only registry packages are fetched: git, file and directory sources are
-refused, in package.json or deep in the tree (and a lock that names one is re-locked). The
+refused, in package.json or deep in the tree (and a lock that names one is refused). The
 environment is ``npm ci`` of the lock into a folder of the cache named
 by the lock's hash; the gates get its ``node_modules``.
 """
