@@ -442,3 +442,15 @@ def test_a_full_disk_is_a_persons_to_fix_and_says_where() -> None:
     error = failure(words, "", DepSettings(cache=Path("/var/cache/x")))
     assert error.kind == "install" and not error.for_coder
     assert "/var/cache/x" in error.message and "No space left" in error.message
+
+
+@pytest.mark.usefixtures("smoke_gates")
+def test_a_package_json_that_is_not_json_goes_back_to_the_fixer(
+    tmp_path: Path, index: LocalIndex
+) -> None:
+    broken = 'FILE: package.json\n```json\n{"name": "shouty", "dependencies": {\n```\n'
+    ws, out, models = _run(tmp_path, index, PLAIN + broken, fix="DELETE: package.json\n")
+    assert out.status == "delivered", out
+    (fix_call,) = models["fixer"].log.of(role="fixer", task="T1")
+    assert "package.json is not valid JSON" in prompt_text(fix_call.messages)
+    assert "package.json:0: [dependencies manifest]" in prompt_text(fix_call.messages)
