@@ -1,7 +1,9 @@
 """Python linters over the generated code: ruff (lint and format), mypy, bandit.
 
 Each runs from oldnew's own environment, in the sandbox, on the copy; none runs the project's
-code. mypy looks up third-party packages in the project's environment.
+code. mypy looks up third-party packages in the project's environment; a package there without
+type hints, or one missing from it, is a finding that says what to change in pyproject.toml
+(:func:`import_advice`), not mypy's bare "Skipping analyzing".
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import configparser
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess  # nosec B404 - fixed argument lists
 import sys
@@ -29,6 +32,13 @@ from oldnew.gates.common import (
     unreadable,
 )
 from oldnew.gates.model import Check, CheckStatus, Diagnostic
+from oldnew.gates.python import (
+    local_names,
+    missing_module_advice,
+    module_distributions,
+    python_files,
+)
+from oldnew.sandbox import ProjectEnv
 from oldnew.sandbox.files import read_project_text
 
 # -- ruff -------------------------------------------------------------------------------------
@@ -184,6 +194,49 @@ def _plugin_is_project_code(plugin: str) -> bool:
     return path.endswith(".py") or "/" in path or "\\" in path
 
 
+_QUOTED = re.compile(r'"([\w.]+)"')
+_STUBS_HINT = re.compile(r"pip install (types-[\w.-]+)")
+
+
+def import_advice(
+    item: dict[str, object], tree: Path, env: ProjectEnv, local: set[str]
+) -> str | None:
+    """Return what to change for mypy's ``import-untyped``/``import-not-found`` finding.
+
+    The stubs package is the one mypy's own hint names (``types-PyYAML``); without one, the
+    override that tells mypy to treat the package as untyped. None: not such a finding, or
+    a module of the project's own (its message stays mypy's).
+    """
+    code, message = item.get("code"), str(item.get("message", ""))
+    found = _QUOTED.search(message)
+    if code not in ("import-untyped", "import-not-found") or found is None:
+        return None
+    module = found.group(1)
+    top = module.split(".")[0]
+    if top in local:
+        return None
+    stub = _STUBS_HINT.search(str(item.get("hint") or ""))
+    if stub is not None:
+        return (
+            f"{module!r} has no type hints mypy can read; its stubs are the package "
+            f"{stub.group(1)!r}: add it to a dev dependency group in pyproject.toml "
+            f'([dependency-groups] dev = [..., "{stub.group(1)}"]) and re-lock, so that the '
+            "project's environment has it"
+        )
+    installed = module_distributions(env).get(top)
+    if code == "import-untyped":
+        dist = f" (distribution {installed!r})" if installed else ""
+        return (
+            f"{top!r}{dist} is installed but ships no type hints (no py.typed marker) and mypy "
+            "knows no stubs package for it: add to pyproject.toml "
+            f'[[tool.mypy.overrides]] module = "{top}.*" ignore_missing_imports = true '
+            "(or a published types- stubs package to a dev dependency group)"
+        )
+    if installed:
+        return None  # the package is there, without that submodule: mypy's words suffice
+    return f"module {top!r} is not in the project's environment: {missing_module_advice(top, tree)}"
+
+
 def gate_mypy(run: GateRun) -> Outcome:
     """Type-check with mypy (``--strict`` in the strict profile; the project's config counts).
 
@@ -225,6 +278,7 @@ def gate_mypy(run: GateRun) -> Outcome:
     if result.killed:
         return stopped("mypy", result, ver)
     diags = []
+    local = local_names(run.tree, python_files(run.tree))
     for line in result.stdout.splitlines():
         try:
             item = json.loads(line)
@@ -233,7 +287,10 @@ def gate_mypy(run: GateRun) -> Outcome:
         if item.get("severity") != "error":
             continue
         message = item.get("message", "")
-        if item.get("hint"):
+        advice = import_advice(item, run.tree, run.env, local)
+        if advice:
+            message += f": {advice}"
+        elif item.get("hint"):
             message += f" ({item['hint']})"
         diags.append(
             Diagnostic(
