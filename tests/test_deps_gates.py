@@ -101,7 +101,7 @@ class _Osv(BaseHTTPRequestHandler):
             fixed, summary = VULNERABLE[(name, version)]
             vuln_id = ADVISORY if name == "tinylib" else "PYSEC-2026-7"
             events = [{"introduced": "0"}, {"fixed": fixed}]
-            affected = {"package": {"name": name, "ecosystem": "PyPI"}}
+            affected: dict[str, Any] = {"package": {"name": name, "ecosystem": "PyPI"}}
             affected["ranges"] = [{"type": "ECOSYSTEM", "events": events}]
             out = {"vulns": [{"id": vuln_id, "summary": summary, "affected": [affected]}]}
         data = json.dumps(out).encode()
