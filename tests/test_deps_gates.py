@@ -115,6 +115,7 @@ class _Osv(BaseHTTPRequestHandler):
         """Say nothing per request."""
 
 
+OWN_SITE = Path(ProjectEnv.host().import_paths[-1])
 PROBE = ("pip", "0.1")
 """What the gate asks the service about before it audits (is it there at all?)."""
 
@@ -419,3 +420,19 @@ def test_verify_shows_a_gate_that_did_not_run_and_why(
     out = verify_workspace(ws.root)
     assert out.not_run == [not_run_line(c) for c in result.checks]
     assert out.to_dict()["not_run"] == out.not_run
+
+
+def test_mypy_sees_the_test_tools_lent_to_the_environment(tmp_path: Path, env: ProjectEnv) -> None:
+    code = "import pytest\n\n\n@pytest.fixture\ndef number() -> int:\n    return 1\n"
+    tree = _write(tmp_path / "p", {"tests/test_a.py": code})
+    status, (message,) = _mypy(tree, env)
+    assert status == "failed" and "module 'pytest' is not in the project's environment" in message
+    assert "dev] group" in message or "dev group" in message
+    # With pytest lent on PYTHONPATH (as the pytest gate runs the tests), mypy reads its types.
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    tools.chmod(0o755)
+    for name in ("pytest", "_pytest", "pluggy", "iniconfig", "packaging", "pygments"):
+        (tools / name).symlink_to(OWN_SITE / name)
+    lent = dataclasses.replace(env, test_tool_paths=(tools,))
+    assert _mypy(tree, lent) == ("passed", [])

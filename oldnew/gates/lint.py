@@ -272,7 +272,11 @@ def gate_mypy(run: GateRun) -> Outcome:
     # The packages the project's code imports are the ones its environment holds.
     argv += ["--python-executable", str(run.env.python)]
     argv += ["--cache-dir", str(cache) if seed else os.devnull, *flags, "."]
-    env = {"MYPYPATH": str(run.tree / "src")} if (run.tree / "src").is_dir() else None
+    # PYTHONPATH reaches the project's interpreter mypy asks for its search path (mypy itself
+    # runs with -I): the test tools lent to an environment without them are seen as installed.
+    env = run.env.variables()
+    if (run.tree / "src").is_dir():
+        env["MYPYPATH"] = str(run.tree / "src")
     result = run.box.run(argv, timeout=run.timeout, env=env)
     ver = tool_version("mypy")
     if result.killed:
