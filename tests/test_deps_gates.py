@@ -28,11 +28,11 @@ from oldnew.cli import app
 from oldnew.deps import python as uvpy
 from oldnew.deps.settings import DepSettings
 from oldnew.gates import PROFILES, Profile, ValidationResult, validate_tree
-from oldnew.gates.audit import OSV_URL_VARIABLE, lock_pins
+from oldnew.gates.audit import OSV_URL_VARIABLE, lock_pins, no_report_reason
 from oldnew.gates.verify import export_head, not_run_line, verify_workspace
 from oldnew.report import render_markdown
 from oldnew.safegit import run_git
-from oldnew.sandbox import ProjectEnv
+from oldnew.sandbox import ProjectEnv, RunResult
 from oldnew.workspace import Workspace
 
 PYPROJECT = (
@@ -90,12 +90,17 @@ class _Osv(BaseHTTPRequestHandler):
     """Answer OSV's ``/v1/query`` as api.osv.dev does: ``{}``, or the package's vulns."""
 
     queries: list[tuple[str, str]] = []
+    failing = False
+    """Answer the probe, then fail every query with 503 (a service that breaks mid-audit)."""
 
     def do_POST(self) -> None:  # noqa: N802 - http.server's name
         """Answer one query, recording which package and version it asked about."""
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         name, version = body["package"]["name"], body["version"]
         self.queries.append((name, version))
+        if self.failing and (name, version) != PROBE:
+            self.send_error(503)
+            return
         out: dict[str, Any] = {}
         if (name, version) in VULNERABLE:
             fixed, summary = VULNERABLE[(name, version)]
@@ -128,7 +133,7 @@ def _audited(queries: list[tuple[str, str]]) -> list[tuple[str, str]]:
 @pytest.fixture
 def osv(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, str]]]:
     """Point the audit at a local OSV service; yield the queries it receives."""
-    _Osv.queries = []
+    _Osv.queries, _Osv.failing = [], False
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Osv)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -208,6 +213,29 @@ def test_audit_is_not_run_with_why_when_the_service_is_unreachable(
     monkeypatch.setenv(OSV_URL_VARIABLE, "ftp://mirror/v1/query")
     check, _ = _audit(tree)
     assert check.status == "not_run" and OSV_URL_VARIABLE in check.summary
+
+
+def test_a_service_that_fails_during_the_audit_is_not_a_pass(
+    tmp_path: Path, osv: list[Any]
+) -> None:
+    _Osv.failing = True
+    tree = _write(tmp_path / "p", {"pyproject.toml": PYPROJECT, "uv.lock": LOCK})
+    check, result = _audit(tree)
+    assert len(osv) > 1  # probed, then asked
+    assert check.status == "not_run" and not result.diagnostics
+    assert check.summary.startswith("not run: the vulnerability service failed"), check.summary
+    assert "503" in check.summary
+
+
+def test_a_package_the_service_does_not_know_is_said(tmp_path: Path) -> None:
+    said = (
+        "ERROR:pip_audit._cli:tinylib: Dependency not found on PyPI and could not be audited: "
+        "tinylib (1.2.0)\n"
+    )
+    why = no_report_reason(RunResult(["pip-audit"], 1, "", said, 0.1))
+    assert why.startswith("not run:") and "tinylib (1.2.0)" in why and OSV_URL_VARIABLE in why
+    gone = RunResult(["pip-audit"], 1, "", "requests.exceptions.ConnectionError: refused", 0.1)
+    assert "stopped answering" in no_report_reason(gone)
 
 
 @pytest.mark.parametrize(

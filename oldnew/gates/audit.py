@@ -51,6 +51,7 @@ _UNREACHABLE = re.compile(
     r"Name or service not known|Temporary failure in name resolution|timed out",
     re.I,
 )
+_HTTP_ERROR = re.compile(r"HTTPError: ([^\n]+)")
 _NOT_ON_SERVICE = re.compile(r"Dependency not found on PyPI and could not be audited: ([^\n]+)")
 
 
@@ -271,7 +272,7 @@ def _audit(run: GateRun, pins: list[str], source: str, service: AuditService) ->
         try:
             deps += json.loads(result.stdout)["dependencies"]
         except (json.JSONDecodeError, KeyError, TypeError):
-            return _optional(make_check("audit", "not_run", result, _why_no_report(result), ver))
+            return _optional(make_check("audit", "not_run", result, no_report_reason(result), ver))
     declared = _declared_names(run.tree)
     diags = [_finding(d, v, source, declared) for d in deps for v in d.get("vulns") or []]
     status: CheckStatus = "failed" if diags else "passed"
@@ -284,7 +285,7 @@ def _audit(run: GateRun, pins: list[str], source: str, service: AuditService) ->
     return check, diags
 
 
-def _why_no_report(result: RunResult) -> str:
+def no_report_reason(result: RunResult) -> str:
     """Return why pip-audit gave no report (a not-run summary: nothing was checked)."""
     text = result.stderr or result.output
     missing = _NOT_ON_SERVICE.findall(text)
@@ -294,11 +295,15 @@ def _why_no_report(result: RunResult) -> str:
             "would be incomplete (a package from another index than PyPI?); audit with an OSV "
             f"service ({OSV_URL_VARIABLE}) that covers it"
         )
-    if _UNREACHABLE.search(text):
-        return "not run: the vulnerability service stopped answering during the audit, " + (
-            "so nothing was checked"
+    http = _HTTP_ERROR.search(text)
+    if http is not None:
+        return (
+            f"not run: the vulnerability service failed during the audit ({http.group(1)[:200]})"
+            ", so nothing was checked"
         )
-    tail = " ".join(text.strip().splitlines()[-3:])[-300:]
+    if _UNREACHABLE.search(text):
+        return "not run: the vulnerability service stopped answering during the audit"
+    tail = (text.strip().splitlines() or [""])[-1][-300:]
     return f"not run: pip-audit gave no report ({tail or 'no output'})"
 
 
