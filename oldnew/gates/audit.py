@@ -24,11 +24,12 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from oldnew.deps.errors import DependencyError
 from oldnew.deps.manifest import PY_LOCK, PY_MANIFEST, normalise, python_dependencies
 from oldnew.deps.python import locked_packages
+from oldnew.errors import ConfigurationError
 from oldnew.gates.common import (
     GateRun,
     Outcome,
@@ -62,7 +63,7 @@ _NOT_ON_SERVICE = re.compile(r"Dependency not found on PyPI and could not be aud
 class AuditService:
     """The vulnerability service pip-audit asks: PyPI's JSON API, or an OSV query URL."""
 
-    kind: str
+    kind: Literal["pypi", "osv"]
     """``pypi`` or ``osv`` (pip-audit's ``--vulnerability-service``)."""
     url: str
     """What is probed: PyPI's JSON document of ``pip``, or the OSV query URL itself."""
@@ -98,11 +99,19 @@ class AuditService:
 
 
 def audit_service() -> AuditService:
-    """Return the service to audit with: ``OLDNEW_AUDIT_OSV_URL`` if set, else PyPI's."""
+    """Return the service to audit with: ``OLDNEW_AUDIT_OSV_URL`` if set, else PyPI's.
+
+    Raises:
+        ConfigurationError: the variable is set to something else than an http(s) URL.
+
+    """
     url = os.environ.get(OSV_URL_VARIABLE, "").strip()
     if url:
         if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
-            raise ValueError(f"{OSV_URL_VARIABLE} must be an http(s) URL, not {url!r}")
+            raise ConfigurationError(
+                f"{OSV_URL_VARIABLE} must be an http(s) URL (an OSV '/v1/query' endpoint), "
+                f"not {url!r}: fix it or unset it to use PyPI's service"
+            )
         return AuditService("osv", url)
     return AuditService("pypi", PYPI_PROBE)
 
@@ -239,7 +248,7 @@ def gate_audit(run: GateRun) -> Outcome:
         source = "requirements"
     try:
         service = audit_service()
-    except ValueError as exc:
+    except ConfigurationError as exc:
         return _not_run(f"not run: {exc}")
     why = service.unreachable()
     if why:
