@@ -321,6 +321,10 @@ class Question(BaseModel):
     gate: str | None = Field(
         default=None, description="For approvals: the gate (scope, design, mvp, final)."
     )
+    packages: list[str] = Field(
+        default_factory=list,
+        description="For dependency questions: the packages concerned (ecosystem:name).",
+    )
 
     @computed_field  # type: ignore[prop-decorator]
     @property

@@ -25,6 +25,11 @@ for _var in ("OPENAI_API_KEY", "OPENAI_ORG_ID", "OLDNEW_MODEL", "ANTHROPIC_API_K
 os.environ["OPENAI_BASE_URL"] = "http://127.0.0.1:9/v1"
 os.environ["LANGSMITH_TRACING"] = "false"
 os.environ["LANGCHAIN_TRACING_V2"] = "false"
+# uv and npm (run as subprocesses) get a closed loopback port for an index unless a test
+# builds its own: the public registries are never reached, and a slip fails at once.
+os.environ["OLDNEW_PACKAGE_INDEX"] = "http://127.0.0.1:9/simple"
+os.environ["OLDNEW_NPM_REGISTRY"] = "http://127.0.0.1:9/"
+os.environ["UV_HTTP_RETRIES"] = "0"
 
 _real_connect = socket.socket.connect
 
@@ -44,6 +49,19 @@ def _guarded_connect(self: socket.socket, address: object) -> object:
 @pytest.fixture(autouse=True)
 def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket.socket, "connect", _guarded_connect)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _deps_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Keep project environments in one cache for the session, never in the user's home."""
+    path = tmp_path_factory.mktemp("deps-cache")
+    saved = os.environ.get("OLDNEW_DEPS_CACHE")
+    os.environ["OLDNEW_DEPS_CACHE"] = str(path)
+    yield path
+    if saved is None:
+        os.environ.pop("OLDNEW_DEPS_CACHE", None)
+    else:
+        os.environ["OLDNEW_DEPS_CACHE"] = saved
 
 
 @pytest.fixture(autouse=True)

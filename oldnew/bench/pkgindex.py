@@ -97,8 +97,7 @@ class LocalIndex:
         path = folder / filename
         path.write_bytes(data)
         links = "".join(
-            f'<a href="{f.name}#sha256={hashlib.sha256(f.read_bytes()).hexdigest()}">'
-            f"{f.name}</a>\n"
+            f'<a href="{f.name}#sha256={hashlib.sha256(f.read_bytes()).hexdigest()}">{f.name}</a>\n'
             for f in sorted(folder.iterdir())
             if f.name != "index.html"
         )

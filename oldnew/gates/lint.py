@@ -272,8 +272,7 @@ def gate_mypy(run: GateRun) -> Outcome:
     # The packages the project's code imports are the ones its environment holds.
     argv += ["--python-executable", str(run.env.python)]
     argv += ["--cache-dir", str(cache) if seed else os.devnull, *flags, "."]
-    # PYTHONPATH reaches the project's interpreter mypy asks for its search path (mypy itself
-    # runs with -I): the test tools lent to an environment without them are seen as installed.
+    # mypy asks that interpreter for its search path: the test tools lent to it count too.
     env = run.env.variables()
     if (run.tree / "src").is_dir():
         env["MYPYPATH"] = str(run.tree / "src")

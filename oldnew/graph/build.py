@@ -8,10 +8,14 @@ The outer graph::
 
 and, run by ``execute`` once per task on the task's own thread::
 
-    code -> validate -> commit
-              |  ^
-              v  |
-              fix        (any of code, validate, fix -> escalate -> code | fix | end)
+    code -> dependencies -> validate -> commit
+              ^                 |
+              |                 v
+              +------------ fix        (code, dependencies, validate, fix -> escalate ->
+                                        code | fix | dependencies | end)
+
+``dependencies`` checks, approves, locks and installs what the task's manifests declare;
+the gates then run against that environment.
 
 A stuck task goes from validate back to code once (a fresh start); a task that is not
 critical and cannot be finished ends in record_limitation; a task the scheduler stopped at its
@@ -36,6 +40,7 @@ from oldnew.models import ModelOverrides
 from oldnew.nodes.checks import commit, validate
 from oldnew.nodes.coding import code, fix
 from oldnew.nodes.deliver import deliver
+from oldnew.nodes.dependencies import dependencies
 from oldnew.nodes.enter import enter
 from oldnew.nodes.escalate import escalate
 from oldnew.nodes.execute import execute
@@ -49,6 +54,7 @@ def build_task_graph(*, models: ModelOverrides = None) -> CompiledStateGraph[Any
     """Compile one task's pipeline; ``execute`` runs it on the task threads' saver."""
     g = StateGraph(TaskState, context_schema=Context)
     g.add_node("code", partial(code, models=models))
+    g.add_node("dependencies", dependencies)
     g.add_node("validate", validate)
     g.add_node("fix", partial(fix, models=models))
     g.add_node("commit", commit)
@@ -57,6 +63,7 @@ def build_task_graph(*, models: ModelOverrides = None) -> CompiledStateGraph[Any
     g.add_node("stop", stop)
     g.add_conditional_edges(START, routing.task_entry)
     g.add_conditional_edges("code", routing.after_code)
+    g.add_conditional_edges("dependencies", routing.after_dependencies)
     g.add_conditional_edges("validate", routing.after_validate)
     g.add_conditional_edges("fix", routing.after_fix)
     g.add_conditional_edges("commit", routing.after_commit)

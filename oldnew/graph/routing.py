@@ -86,9 +86,32 @@ def task_entry(state: TaskState) -> Literal["code", "stop"]:
     return "stop" if state.get("stop") else "code"
 
 
-def after_code(state: TaskState) -> Literal["validate", "escalate"]:
-    """Validate what the coder wrote, or escalate its question."""
-    return "escalate" if state.get("status") == "waiting" else "validate"
+def after_code(state: TaskState) -> Literal["dependencies", "escalate"]:
+    """Install what the coder's files declare (then validate), or escalate its question."""
+    return "escalate" if state.get("status") == "waiting" else "dependencies"
+
+
+def after_dependencies(
+    state: TaskState,
+) -> Literal["validate", "fix", "code", "escalate", "record_limitation"]:
+    """Validate once the dependencies are installed; else fix, start over, ask, or give up.
+
+    A manifest or resolution the coder can fix goes to the fixer (and, like a failed
+    validation, to a fresh start or a person when fixing does not help); a new package waits
+    for a person's approval; an index that does not answer asks a person.
+    """
+    status = state.get("status")
+    if status == "validating":
+        return "validate"
+    if status == "waiting":
+        return "escalate"
+    if status == "limiting":
+        return "record_limitation"
+    if status == "coding":
+        return "code"
+    if status == "fixing":
+        return "fix"
+    raise ValueError(f"dependencies left the task in status {status!r}: no way out is defined")
 
 
 def after_validate(
@@ -112,9 +135,9 @@ def after_validate(
     raise ValueError(f"validate left the task in status {status!r}: no way out is defined")
 
 
-def after_fix(state: TaskState) -> Literal["validate", "escalate"]:
-    """Validate the fixer's files, or escalate when its output stayed unusable."""
-    return "escalate" if state.get("status") == "waiting" else "validate"
+def after_fix(state: TaskState) -> Literal["dependencies", "escalate"]:
+    """Install what the fixer's files declare (then validate), or escalate its failure."""
+    return "escalate" if state.get("status") == "waiting" else "dependencies"
 
 
 def after_commit(state: TaskState) -> Literal["fix", "escalate", "record_limitation", "__end__"]:

@@ -144,6 +144,8 @@ class TaskState(TypedDict, total=False):
     """Root of the run's workspace."""
     project: str
     """Project title, for the prompts."""
+    packages: list[str]
+    """Third-party packages the scope names (allowed without asking under ``--deps ask``)."""
     decisions: list[str]
     """Answers a person already gave in this run, as short lines."""
     status: Literal[

@@ -10,7 +10,9 @@ Each option key means one thing wherever it is offered:
 - ``mock`` / ``other``: build against a stand-in / another service named in the answer;
 - ``abort``: stop the run and write the report (only where the run cannot go on without it);
 - ``drop``: drop a feedback item; ``read_all``: read an over-long scope anyway;
-- ``approve`` / ``reject``: an approval gate.
+- ``approve`` / ``reject``: an approval gate;
+- ``without`` / ``instead``: new packages a task wants: do without them / use another package
+  (named in the answer).
 
 What a kind offers by default (options, the recommended one, whether free text is accepted)
 is its row in ``recovery.policy.KINDS``; a failure's title is its class's row in ``CLASSES``.
@@ -21,6 +23,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from oldnew.deps.errors import DependencyError
+from oldnew.deps.manifest import Dependency
 from oldnew.feedback.items import DROP
 from oldnew.graph.state import TaskState, next_question_id
 from oldnew.recovery import policy
@@ -29,6 +33,7 @@ from oldnew.schemas import AskHuman, Option, Question
 
 RETRY, SKIP, ABORT, READ_ALL = "retry", "skip", "abort", "read_all"
 APPROVE, REJECT = "approve", "reject"
+WITHOUT, INSTEAD = "without", "instead"
 RUN_STEP = (RETRY, ABORT)
 """The options of a run-wide step (scoping, planning): it cannot be skipped."""
 SKIP_TO_LIMITATION = (
@@ -47,6 +52,8 @@ _LABELS = {
     READ_ALL: "Read every section anyway",
     APPROVE: "Approve and go on",
     REJECT: "Reject: stop the run and write the report",
+    WITHOUT: "Reject: the coder does it without these packages",
+    INSTEAD: "Use another package instead (name it in your answer)",
 }
 
 
@@ -196,3 +203,51 @@ def limitation_of(question: Mapping[str, Any], reason: str) -> dict[str, Any]:
         "detail": str(question.get("detail", ""))[:1500],
         "options": [o["label"] for o in question.get("options", []) if o["key"] != SKIP],
     }
+
+
+def _package_line(dep: Dependency, versions: Mapping[str, str], task: str) -> str:
+    version = versions.get(dep.key, "?")
+    group = "" if dep.group == "main" else f", {dep.group} group"
+    why = f": {dep.why}" if dep.why else ""
+    return (
+        f"- {dep.name} {dep.spec or '(any version)'} -> {version} ({dep.ecosystem}{group}), "
+        f"wanted by {task}{why}"
+    )
+
+
+def dependency_question(
+    state: TaskState, deps: Sequence[Dependency], versions: Mapping[str, str]
+) -> Question:
+    """Return the approval question for new packages a task declares (``--deps ask``)."""
+    names = ", ".join(d.name for d in deps)
+    lines = [_package_line(d, versions, what_task(state)) for d in deps]
+    detail = (
+        "The scope does not name these packages; the task declares them:\n"
+        + "\n".join(lines)
+        + "\nAnswer 'approve' to install them, 'without' to have the coder do without them, "
+        "or the name of another package to use instead."
+    )
+    return task_question(
+        state,
+        "dependency",
+        f"{what_task(state)} wants {len(deps)} new package{'' if len(deps) == 1 else 's'}: {names}",
+        detail,
+        packages=[d.key for d in deps],
+    )
+
+
+def dependency_blocked_question(state: TaskState, error: DependencyError) -> Question:
+    """Return the question for dependencies only a person can unblock (index, wheels, caps)."""
+    titles = {
+        "unreachable": "cannot fetch its packages: the package index does not answer",
+        "source_only": "needs packages that publish no wheel",
+        "caps": "needs more packages than the run allows",
+        "install": "could not install its packages",
+    }
+    return task_question(
+        state,
+        "dependency_blocked",
+        f"{what_task(state)} {titles.get(error.kind, 'could not install its packages')}",
+        error.message[:2500],
+        packages=list(error.packages),
+    )

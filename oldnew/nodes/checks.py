@@ -10,8 +10,13 @@ from typing import Any
 from langgraph.runtime import Runtime
 
 from oldnew.context import Context
+from oldnew.deps.envs import project_env
+from oldnew.deps.errors import DependencyError
+from oldnew.deps.manifest import JS_MANIFEST, PY_MANIFEST
+from oldnew.deps.settings import DepSettings
 from oldnew.errors import WorkspaceError
-from oldnew.gates import Check, ValidationResult, resolve_profile, validate_tree
+from oldnew.gates import Check, Diagnostic, ValidationResult, resolve_profile, validate_tree
+from oldnew.gates.model import CheckStatus
 from oldnew.gates.runner import reuse_key
 from oldnew.graph.state import TaskState
 from oldnew.hitl.questions import task_question, what_task
@@ -31,7 +36,8 @@ def record_evidence(ws: Workspace, name: str, result: ValidationResult, **extra:
     return str(path.relative_to(ws.root))
 
 
-def _next_evidence_name(ws: Workspace, task_id: str) -> str:
+def next_evidence_name(ws: Workspace, task_id: str) -> str:
+    """Return the name of the task's next evidence file (``T3-04``)."""
     folder = ws.meta / "evidence"
     n = len(list(folder.glob(f"{task_id}-*.json"))) + 1 if folder.exists() else 1
     return f"{task_id}-{n:02d}"
@@ -50,7 +56,10 @@ def run_gates(
 ) -> ValidationResult:
     """Run the quality gates the run's context asks for on ``tree`` (blocking).
 
-    ``env`` is the environment the project's code runs with (default: oldnew's own).
+    ``env`` is the environment the project's code runs with; by default the one its lock
+    describes (``deps.envs.project_env``: built if this machine has not got it yet). When it
+    cannot be had, the result is a ``dependencies`` check that says why: failed when the
+    project's files must change (the coder's), not run when a person must act.
 
     When ``ws`` holds evidence of a passed validation of the very same files with the same
     profile, toolchains and tools (main after the last task's commit is the tree that task
@@ -59,6 +68,11 @@ def run_gates(
     profile = resolve_profile(
         ctx.quality, coverage_min=ctx.coverage_min, complexity_max=ctx.complexity_max
     )
+    if env is None:
+        try:
+            env = project_env(tree, DepSettings.of(ctx))
+        except DependencyError as exc:
+            return dependency_result(exc)
     key = reuse_key(tree, profile, toolchains, ctx.test_timeout, env)
     earlier = _passed_before(ws, key) if ws is not None else None
     if earlier is not None:
@@ -68,6 +82,16 @@ def run_gates(
     )
     result.reuse_key = key
     return result
+
+
+def dependency_result(exc: DependencyError) -> ValidationResult:
+    """Return the validation of a tree whose environment could not be made, saying why."""
+    status: CheckStatus = "failed" if exc.for_coder else "not_run"
+    first = exc.message.splitlines()[0][:300]
+    check = Check("dependencies", status, [], None, 0.0, first)
+    manifest = JS_MANIFEST if JS_MANIFEST in first else PY_MANIFEST
+    diag = Diagnostic("dependencies", manifest, 0, exc.message, exc.kind)
+    return ValidationResult(checks=[check], diagnostics=[diag] if exc.for_coder else [])
 
 
 def _passed_before(ws: Workspace, key: str) -> ValidationResult | None:
@@ -120,7 +144,7 @@ async def validate(state: TaskState, runtime: Runtime[Context]) -> dict[str, Any
     result = await asyncio.to_thread(run_gates, ctx, tree, None, ws)
     evidence = await asyncio.to_thread(
         lambda: record_evidence(
-            ws, _next_evidence_name(ws, task_id), result, task=task_id, tree="worktree"
+            ws, next_evidence_name(ws, task_id), result, task=task_id, tree="worktree"
         )
     )
     await _report_sandbox(ws, task_id, result)
@@ -174,7 +198,7 @@ def _accept(ws: Workspace, task_id: str, title: str, ctx: Context) -> dict[str, 
             tree = ws.worktree(task_id)
             result = run_gates(ctx, tree, None, ws)
             evidence = record_evidence(
-                ws, _next_evidence_name(ws, task_id), result, task=task_id, tree="rebased on main"
+                ws, next_evidence_name(ws, task_id), result, task=task_id, tree="rebased on main"
             )
             if not result.passed:
                 ws.git("reset", "-q", "--soft", "HEAD~1", cwd=tree)

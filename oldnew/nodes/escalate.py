@@ -10,16 +10,19 @@ nothing before it may have side effects.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Literal
 
 from langgraph.types import Command, interrupt
 
+from oldnew.deps.ledger import Ledger
+from oldnew.deps.manifest import Dependency
 from oldnew.graph.state import TaskState
-from oldnew.hitl.questions import RETRY, SKIP, limitation_of
+from oldnew.hitl.questions import APPROVE, INSTEAD, REJECT, RETRY, SKIP, WITHOUT, limitation_of
 from oldnew.nodes.common import aemit, aopen_workspace
 from oldnew.recovery import policy
 
-Way = Literal["code", "fix", "record_limitation", "__end__"]
+Way = Literal["code", "fix", "dependencies", "record_limitation", "__end__"]
 
 
 async def escalate(state: TaskState) -> Command[Way]:
@@ -51,8 +54,63 @@ async def escalate(state: TaskState) -> Command[Way]:
             update = {**answered, "status": "limiting", "limitation": limitation}
             return Command(update=update, goto="record_limitation")
         return Command(update={**answered, "status": "blocked", "blocker": reason}, goto="__end__")
+    if policy.resume(question.get("kind")) == "dependencies":
+        return await _dependencies_answer(state, question, answer, answered)
     if policy.resume(question.get("kind")) == "fix":
         guidance = None if answer == RETRY else answer
         update = {**answered, "status": "fixing", "fix_round": 0, "guidance": guidance}
         return Command(update=update, goto="fix")
     return Command(update={**answered, "status": "coding"}, goto="code")
+
+
+def _packages(question: dict[str, Any]) -> list[Dependency]:
+    out = []
+    for key in question.get("packages") or []:
+        ecosystem, _, name = str(key).partition(":")
+        if ecosystem in ("python", "node") and name:
+            out.append(Dependency(ecosystem, name, ""))  # type: ignore[arg-type]
+    return out
+
+
+async def _dependencies_answer(
+    state: TaskState, question: dict[str, Any], answer: str, answered: dict[str, Any]
+) -> Command[Way]:
+    """Go on after a dependency question: install, or code again without the packages.
+
+    ``approve`` records a person's approval and runs the dependencies step again; so does
+    ``retry`` (a cause fixed outside, the index back). ``without`` (or ``reject``) records the
+    rejection: the coder does without the packages. Any other answer names packages to use
+    instead, which the person thereby approves.
+    """
+    ws = await aopen_workspace(state["workspace"])
+    ledger, task_id = Ledger(ws.meta), state["task"]["id"]
+    deps, qid = _packages(question), question.get("id")
+    names = ", ".join(d.name for d in deps) or "the packages asked about"
+    if answer in (APPROVE, RETRY):
+        if answer == APPROVE:
+            await asyncio.to_thread(ledger.decide, deps, "person", task=task_id, question=qid)
+        return Command(update={**answered, "status": "validating"}, goto="dependencies")
+    if answer in (WITHOUT, REJECT):
+        await asyncio.to_thread(ledger.decide, deps, "rejected", task=task_id, question=qid)
+        told = (
+            f"A person rejected {names}: do the task without them and remove them from "
+            "the manifest."
+        )
+    elif answer == INSTEAD:
+        await asyncio.to_thread(ledger.decide, deps, "rejected", task=task_id, question=qid)
+        told = (
+            f"Do not use {names}: use another package that provides the same (one that "
+            "publishes wheels), or the standard library."
+        )
+    else:
+        await asyncio.to_thread(ledger.decide, deps, "rejected", task=task_id, question=qid)
+        chosen = [
+            Dependency(d.ecosystem, n.strip(), "")
+            for d in deps[:1]
+            for n in answer.replace(",", " ").split()
+            if n.strip()
+        ]
+        await asyncio.to_thread(ledger.decide, chosen, "person", task=task_id, question=qid)
+        told = f"A person chose {answer.strip()} instead of {names}: declare and use that."
+    reply = {"question": question.get("title", ""), "answer": told}
+    return Command(update={**answered, "answer": reply, "status": "coding"}, goto="code")

@@ -156,8 +156,9 @@ def _missing_package(text: str, own: set[str]) -> Classification | None:
         name = next(g for g in groups if g)
         if name.split(".")[0] not in own:
             return Classification(
-                "external_blocker",
-                f"package {name!r} is not installed and cannot be fetched here",
+                "recoverable",
+                f"module {name!r} is not installed: the project must declare the package that "
+                "provides it",
                 "diagnostic",
                 detail=name,
             )
@@ -203,7 +204,8 @@ def classify_diagnostics(
 ) -> Classification | None:
     """Classify a failed validation from its rendered diagnostics; None when they are empty.
 
-    A missing third-party module (not one of ``project_modules``) is an external blocker;
+    A missing third-party module (not one of ``project_modules``) is the coder's to declare
+    (the dependencies step installs what the project declares);
     a missing environment variable is configuration; a circular import is a design flaw;
     everything no rule of ``RULES`` claims the model can fix.
     """

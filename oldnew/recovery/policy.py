@@ -31,6 +31,7 @@ FailureClass = Literal[
 Retry = Literal["backoff", "shrink", "none"]
 Route = Literal["model", "person", "planner"]
 Handoff = Literal["design_flaw", "split"]
+Resume = Literal["code", "fix", "dependencies"]
 Severity = Literal["low", "medium", "high", "critical"]
 EscalationType = Literal[
     "configuration", "design_decision", "external_service", "unclear_requirement", "approval"
@@ -76,9 +77,10 @@ class KindPolicy:
     severity: Severity = "low"
     """The least severity its escalation record gets, wherever its task is in the plan:
     ``high`` for what only a person can supply (a setting, a key, a service)."""
-    resume: Literal["code", "fix"] = "code"
+    resume: Resume = "code"
     """Where the task goes on with an answer other than skip: the coder codes it again with
-    the answer, or the fixer gets a fresh set of rounds (free text is its guidance)."""
+    the answer, the fixer gets a fresh set of rounds (free text is its guidance), or the
+    dependencies step runs again (an approval recorded, or a cause fixed outside)."""
     handoff: Handoff | None = None
     """The request the scheduler hands to the planner for a task waiting on such a question
     (``design_flaw``: re-plan around it; ``split``: split the task), instead of a person."""
@@ -176,6 +178,15 @@ KINDS: dict[str, KindPolicy] = {
     "scope_unclear": KindPolicy("unclear_requirement", ("abort",)),
     "clarification": KindPolicy("unclear_requirement"),
     "approval": KindPolicy("approval", ("approve", "reject"), "approve"),
+    "dependency": KindPolicy("approval", ("approve", "without"), "approve", resume="dependencies"),
+    "dependency_blocked": KindPolicy(
+        "external_service",
+        ("retry", "instead", "skip"),
+        "retry",
+        retry_label="Try the install again (after fixing the cause named above)",
+        severity="high",
+        resume="dependencies",
+    ),
 }
 """Question kind -> its policy; every question a run raises has one of these kinds."""
 
@@ -202,7 +213,7 @@ def handoff(name: str | None) -> Handoff | None:
     return row.handoff if row else None
 
 
-def resume(name: str | None) -> Literal["code", "fix"]:
+def resume(name: str | None) -> Resume:
     """Return where a task goes on after a question of kind ``name`` is answered."""
     row = KINDS.get(name or "")
     return row.resume if row else "code"

@@ -1,0 +1,200 @@
+"""The dependencies step: check what a task declares, lock it, install it, before any gate.
+
+It runs after every coding and fixing round, on the task's worktree:
+
+1. read the manifests (a broken one goes back to the coder);
+2. apply the ``--deps`` policy (``deps.review``): refused packages go back to the coder, new
+   ones a person must approve raise one question listing each with its version and why;
+3. resolve the manifests into their locks (``uv.lock``, ``package-lock.json``), committed with
+   the task; the resolver's own message goes back to the coder when it fails;
+4. install the locks into environments shared by lock hash (nothing installed when the lock
+   is unchanged), with the network, running no package's code.
+
+A failure the coder can fix is a failed ``dependencies`` check, diagnosed like any failed
+validation (fix rounds, a fresh start, then a person); one only a person can fix (the index
+does not answer, a package has no wheel, a cap) is a question at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from langgraph.runtime import Runtime
+
+from oldnew.context import Context
+from oldnew.deps import envs, node, python
+from oldnew.deps.errors import DependencyError
+from oldnew.deps.ledger import Decision, Ledger
+from oldnew.deps.manifest import (
+    JS_LOCK,
+    JS_MANIFEST,
+    PY_LOCK,
+    PY_MANIFEST,
+    Dependency,
+    declared,
+    node_dependencies,
+    python_dependencies,
+)
+from oldnew.deps.review import Review, review
+from oldnew.deps.settings import DepSettings
+from oldnew.graph.state import TaskState
+from oldnew.hitl.questions import dependency_blocked_question, dependency_question
+from oldnew.nodes.checks import (
+    dependency_result,
+    fixer_diagnostics,
+    next_evidence_name,
+    record_evidence,
+)
+from oldnew.nodes.common import aemit, aopen_workspace
+from oldnew.recovery.diagnosis import decide, diagnose, project_modules
+from oldnew.workspace import Workspace
+
+
+def _locks(tree: Any, settings: DepSettings) -> dict[str, str]:
+    """Lock what the manifests declare; return the pinned versions by ``ecosystem:name``."""
+    versions: dict[str, str] = {}
+    if python_dependencies(tree) or (tree / PY_LOCK).is_file():
+        python.lock(tree, settings)
+        text = (tree / PY_LOCK).read_text(encoding="utf-8")
+        versions |= {f"python:{p['name']}": p["version"] for p in python.locked_packages(text)}
+    if node_dependencies(tree) or (tree / JS_LOCK).is_file():
+        node.lock(tree, settings)
+        text = (tree / JS_LOCK).read_text(encoding="utf-8")
+        versions |= {f"node:{p['name']}": p["version"] for p in node.locked_packages(text)}
+    return versions
+
+
+def _main_keys(ws: Workspace) -> set[str]:
+    """Return the packages main already declares (what earlier tasks brought in)."""
+    try:
+        return {d.key for d in declared(ws.root)}
+    except DependencyError:
+        return set()
+
+
+def _refusals(refused: list[tuple[Dependency, str]]) -> DependencyError:
+    lines = [
+        f"{d.name} ({d.ecosystem}): {why}; remove it from "
+        f"{PY_MANIFEST if d.ecosystem == 'python' else JS_MANIFEST} and do without it"
+        for d, why in refused
+    ]
+    return DependencyError(
+        "resolution", "\n".join(lines), packages=tuple(d.name for d, _ in refused)
+    )
+
+
+def _prepare(ws: Workspace, state: TaskState, ctx: Context) -> tuple[Review, dict[str, str]]:
+    """Read, review and lock the task's manifests (blocking)."""
+    tree = ws.worktree(state["task"]["id"])
+    wanted = declared(tree)
+    ledger = Ledger(ws.meta)
+    decided = {k: str(v.get("decision")) for k, v in ledger.read().items()}
+    verdict = review(
+        wanted,
+        mode=ctx.deps,
+        named=set(state.get("packages") or []),
+        on_main=_main_keys(ws),
+        decided=decided,
+    )
+    if verdict.refused:
+        raise _refusals(verdict.refused)
+    versions = _locks(tree, DepSettings.of(ctx)) if wanted or _has_lock(tree) else {}
+    return verdict, versions
+
+
+def _has_lock(tree: Any) -> bool:
+    return bool((tree / PY_LOCK).is_file() or (tree / JS_LOCK).is_file())
+
+
+def _install(ws: Workspace, task_id: str, ctx: Context) -> list[dict[str, Any]]:
+    """Install the task's locks into their shared environments (blocking)."""
+    tree = ws.worktree(task_id)
+    settings = DepSettings.of(ctx)
+    made = [envs.python_env(tree, settings)]
+    js = envs.node_env(tree, settings)
+    if js is not None:
+        made.append(js)
+    return [m.to_dict() for m in made]
+
+
+async def dependencies(state: TaskState, runtime: Runtime[Context]) -> dict[str, Any]:
+    """Check, approve, lock and install the task's dependencies; then its gates may run."""
+    ctx = runtime.context or Context()
+    ws = await aopen_workspace(state["workspace"])
+    task_id = state["task"]["id"]
+    try:
+        verdict, versions = await asyncio.to_thread(_prepare, ws, state, ctx)
+    except DependencyError as exc:
+        return await _failed(ws, state, ctx, exc)
+    if verdict.ask:
+        question = dependency_question(state, verdict.ask, versions)
+        await aemit(
+            ws,
+            task=task_id,
+            node="dependencies",
+            event="approval_asked",
+            question=question.id,
+            packages=[d.key for d in verdict.ask],
+        )
+        return {
+            "status": "waiting",
+            "question": question.model_dump(),
+            "questions_asked": state.get("questions_asked", 0) + 1,
+        }
+    ledger = Ledger(ws.meta)
+    decisions: tuple[Decision, ...] = ("tool", "scope", "auto")
+    for decision in decisions:
+        chosen = [d for d, why in verdict.allowed if why == decision]
+        if chosen:
+            await asyncio.to_thread(
+                ledger.decide,
+                chosen,
+                decision,
+                task=task_id,
+                versions=versions,
+            )
+    await asyncio.to_thread(ledger.pin, versions)
+    try:
+        made = await asyncio.to_thread(_install, ws, task_id, ctx)
+    except DependencyError as exc:
+        return await _failed(ws, state, ctx, exc)
+    await aemit(ws, task=task_id, node="dependencies", event="installed", environments=made)
+    return {"status": "validating"}
+
+
+async def _failed(
+    ws: Workspace, state: TaskState, ctx: Context, exc: DependencyError
+) -> dict[str, Any]:
+    """Send a failure to the coder (as a failed check) or to a person (as a question)."""
+    task_id = state["task"]["id"]
+    await aemit(
+        ws,
+        task=task_id,
+        node="dependencies",
+        event="failed",
+        kind=exc.kind,
+        error=exc.message[:500],
+    )
+    if not exc.for_coder:
+        question = dependency_blocked_question(state, exc)
+        return decide(state, question)
+    result = dependency_result(exc)
+    evidence = await asyncio.to_thread(
+        lambda: record_evidence(
+            ws, next_evidence_name(ws, task_id), result, task=task_id, tree="worktree"
+        )
+    )
+    diags = fixer_diagnostics(result)
+    tree = await asyncio.to_thread(ws.worktree, task_id)
+    modules = await asyncio.to_thread(project_modules, tree, state["task"].get("files", []))
+    update: dict[str, Any] = {"status": "fixing", "diagnostics": diags, "evidence": [evidence]}
+    t = diagnose(
+        {**state, **update},  # type: ignore[typeddict-item]
+        result,
+        diags,
+        evidence,
+        max_fix_rounds=ctx.max_fix_rounds,
+        modules=modules,
+    )
+    return update | t.update
