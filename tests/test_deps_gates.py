@@ -26,6 +26,7 @@ from typer.testing import CliRunner
 from oldnew.bench.pkgindex import LocalIndex
 from oldnew.cli import app
 from oldnew.deps import python as uvpy
+from oldnew.deps.envs import project_env
 from oldnew.deps.settings import DepSettings
 from oldnew.gates import PROFILES, Profile, ValidationResult, validate_tree
 from oldnew.gates.audit import OSV_URL_VARIABLE, lock_pins, no_report_reason
@@ -464,3 +465,26 @@ def test_mypy_sees_the_test_tools_lent_to_the_environment(tmp_path: Path, env: P
         (tools / name).symlink_to(OWN_SITE / name)
     lent = dataclasses.replace(env, test_tool_paths=(tools,))
     assert _mypy(tree, lent) == ("passed", [])
+
+
+def test_the_gates_of_a_locked_project_run_against_its_own_environment(
+    tmp_path: Path, osv: list[tuple[str, str]]
+) -> None:
+    index = LocalIndex(tmp_path / "index")
+    index.wheel("typedlib", "1.0.0", TYPED)
+    index.wheel("plain-dist", "2.0.0", PLAIN)
+    manifest = PYPROJECT.replace('"tinylib>=1.0", "safelib>=2"', '"typedlib>=1", "plain-dist"')
+    code = "import plainmod\nimport typedlib\n\nVALUE: int = typedlib.double(2)\n"
+    tree = _write(tmp_path / "p", {"pyproject.toml": manifest, "app.py": code})
+    settings = DepSettings(cache=tmp_path / "cache", index=index.url)
+    uvpy.lock(tree, settings)
+    project = project_env(tree, settings)
+    assert OWN_SITE not in project.import_paths
+
+    gates = _only("syntax", "imports", "mypy", "audit")
+    result = validate_tree(tree, timeout=120, profile=gates, env=project)
+    status = {c.name: c.status for c in result.checks}
+    assert status == {"syntax": "passed", "imports": "passed", "mypy": "failed", "audit": "passed"}
+    (finding,) = result.diagnostics
+    assert finding.rule == "import-untyped" and "'plain-dist'" in finding.message
+    assert _audited(osv) == [("plain-dist", "2.0.0"), ("typedlib", "1.0.0")]
