@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import tempfile
 from collections.abc import Coroutine
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -439,17 +441,33 @@ EXIT_VERIFY_MISMATCH = 6
 def verify(
     workspace: WorkspaceOpt,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    fresh: Annotated[
+        bool,
+        typer.Option(
+            "--fresh",
+            help="Build the project's environment from its lock in a new, empty cache "
+            "(fetching every package) instead of reusing one built from the same lock.",
+        ),
+    ] = False,
 ) -> None:
     """Re-run the quality gates on main and check the report's claims against them.
+
+    The gates run in the environment main's lock describes (checked against its manifest,
+    built from the lock), not in whatever this machine has installed.
 
     Exit 0 when the re-run confirms the report, 6 (with what differs) when it does not,
     2 when there is no run or no report.
     """
+    from oldnew.deps.settings import DepSettings
     from oldnew.gates.verify import verify_workspace
 
     try:
         with disk_faults(workspace):
-            out = verify_workspace(workspace, timeout=Context().test_timeout)
+            ctx = Context()
+            with tempfile.TemporaryDirectory(prefix="oldnew-verify-env-") as empty:
+                deps = DepSettings.of(ctx)
+                deps = replace(deps, cache=Path(empty)) if fresh else deps
+                out = verify_workspace(workspace, timeout=ctx.test_timeout, deps=deps)
     except OldnewError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(EXIT_USAGE) from None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from oldnew.budget import budget_markdown
+from oldnew.deps.ledger import inventory
 from oldnew.feedback.items import render_feedback, report_section
 from oldnew.planning.trace import run_traceability
 from oldnew.workspace import Workspace
@@ -16,7 +17,8 @@ def build_report(state: dict[str, Any], ws: Workspace, final: dict[str, Any]) ->
     plan_tasks = {t["id"]: t for t in (state.get("plan") or {}).get("tasks", [])}
     questions = state.get("questions") or {}
     delivered = [t for t in tasks if t["status"] == "done"]
-    limited = [t for t in tasks if t["status"] != "done" and t.get("limitation")]
+    # A delivered task built against a stand-in (a mock) is a known limitation too.
+    limited = [t for t in tasks if t.get("limitation")]
     blocked = [t for t in tasks if t["status"] != "done" and not t.get("limitation")]
     blockers = []
     for t in blocked:
@@ -68,6 +70,7 @@ def build_report(state: dict[str, Any], ws: Workspace, final: dict[str, Any]) ->
         "sandbox_degraded": [
             f"{x['name']}: {x['detail']}" for x in final.get("sandbox", []) if not x.get("active")
         ],
+        "dependencies": inventory(ws.root, ws.meta),
         "traceability": run_traceability(state),
         "feedback": report_section(state),
         "resume": resume_hint(ws, blocked, pending, limited),
@@ -224,6 +227,25 @@ def _tasks_markdown(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _dependencies_markdown(deps: list[dict[str, Any]]) -> list[str]:
+    """Return the dependencies section: every pinned package, who asked, who allowed it."""
+    if not deps:
+        return ["", "## Dependencies", "", "None: the project uses only the standard library."]
+    lines = ["", "## Dependencies", ""]
+    for d in deps:
+        if d["direct"]:
+            asked = f", asked for by {d['requested_by']}" if d["requested_by"] else ""
+            why = f" ({d['why']})" if d["why"] else ""
+            group = "" if d["group"] in ("", "main") else f" [{d['group']}]"
+            lines.append(
+                f"- {d['name']} {d['version']} ({d['ecosystem']}){group}{why}{asked}: "
+                f"{d['approved'] or 'declared'}"
+            )
+        else:
+            lines.append(f"- {d['name']} {d['version']} ({d['ecosystem']}): {d['approved']}")
+    return lines
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     """Return the report as Markdown for a person."""
     lines = [f"# {report['project'] or 'oldnew run'}: {report['status']}", ""]
@@ -241,6 +263,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines += ["", "## Decisions", ""]
         lines += [decision_line(d) for d in report["decisions"]]
     lines += render_feedback(report.get("feedback") or [])
+    lines += _dependencies_markdown(report.get("dependencies") or [])
     trace = report.get("traceability") or {}
     if trace:
         lines += ["", "## Traceability (requirement -> tasks -> tests)", ""]

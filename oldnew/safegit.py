@@ -51,6 +51,9 @@ GIT_OPTIONS = (
     # never descend into a nested repository
     *("-c", "diff.ignoreSubmodules=all", "-c", "submodule.recurse=false"),
     *("-c", "status.submoduleSummary=false"),
+    # the one merge driver oldnew defines: keep the branch merged onto (a lock file; the
+    # dependencies are locked again from the merged manifest afterwards)
+    *("-c", "merge.oldnew-keep.name=keep main's version", "-c", "merge.oldnew-keep.driver=true"),
 )
 """Options before every git subcommand oldnew runs (command-line config wins over files)."""
 

@@ -120,6 +120,10 @@ class Scope(BaseModel):
         "for nothing that can be built.",
     )
     constraints: list[str] = Field(default_factory=list)
+    packages: list[str] = Field(
+        default_factory=list,
+        description="Third-party packages the scope names (PyPI or npm names), if any.",
+    )
     unknowns: list[str] = Field(
         default_factory=list, description="Open questions the scope leaves undecided."
     )

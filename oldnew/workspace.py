@@ -270,6 +270,7 @@ class Workspace:
         self.git("init", "-q", "-b", MAIN)
         (self.root / ".git" / "info").mkdir(parents=True, exist_ok=True)
         (self.root / ".git" / "info" / "exclude").write_text(_IGNORED, encoding="utf-8")
+        (self.root / ".git" / "info" / "attributes").write_text(MERGES, encoding="utf-8")
         self.git("commit", "-q", "--allow-empty", "-m", f"oldnew: start run {journal['run_id']}")
         for name, text in journal["files"].items():
             tmp = self.meta / f"{name}.tmp"
@@ -567,6 +568,17 @@ class Workspace:
 
 CREATING = "creating.json"
 """The journal of a workspace being created; run.json replaces it once creation is done."""
+
+
+MERGES = (
+    "# Tasks that each add a dependency edit the same lists: keep both sides' lines; the\n"
+    "# locks are derived, so main's is kept and the merged manifest is locked again.\n"
+    "pyproject.toml merge=union\n"
+    "package.json merge=union\n"
+    "uv.lock merge=oldnew-keep\n"
+    "package-lock.json merge=oldnew-keep\n"
+)
+"""``.git/info/attributes`` of a workspace (never committed): how task merges treat manifests."""
 
 
 def new_checkpoints(path: Path) -> None:

@@ -17,7 +17,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
-from oldnew.deps.manifest import Dependency
+from oldnew.deps import node, python
+from oldnew.deps.errors import DependencyError
+from oldnew.deps.manifest import JS_LOCK, PY_LOCK, Dependency, declared, normalise
+from oldnew.sandbox.files import read_project_text
 
 Decision = Literal["scope", "auto", "person", "rejected", "tool"]
 LEDGER = "dependencies.json"
@@ -85,3 +88,57 @@ class Ledger:
             for key, version in versions.items():
                 if key in data:
                     data[key]["version"] = version
+
+
+APPROVED_BY = {
+    "scope": "named in the scope",
+    "auto": "approved by --deps auto",
+    "person": "approved by a person",
+    "tool": "test tool or type stubs (allowed)",
+    "rejected": "rejected by a person",
+}
+
+
+def inventory(tree: Path, meta: Path) -> list[dict[str, Any]]:
+    """Return every package ``tree``'s locks pin, with who asked for it and who allowed it.
+
+    Direct dependencies (declared in a manifest) carry the ledger's record; the others are
+    what those pulled in. A lock that does not read gives no entries (the gates say why).
+    """
+    records = Ledger(meta).read()
+    try:
+        direct = {d.key: d for d in declared(tree)}
+    except DependencyError:
+        direct = {}
+    pinned: list[tuple[str, dict[str, str]]] = []
+    for name, ecosystem, read in (
+        (PY_LOCK, "python", python.locked_packages),
+        (JS_LOCK, "node", node.locked_packages),
+    ):
+        text = read_project_text(tree, name)
+        if text is None:
+            continue
+        try:
+            pinned += [(ecosystem, p) for p in read(text)]
+        except DependencyError:
+            continue
+    out = []
+    for ecosystem, pkg in pinned:
+        key = f"{ecosystem}:{normalise(pkg['name']) if ecosystem == 'python' else pkg['name']}"
+        record = records.get(key, {})
+        dep = direct.get(key)
+        out.append(
+            {
+                "ecosystem": ecosystem,
+                "name": pkg["name"],
+                "version": pkg["version"],
+                "direct": dep is not None,
+                "group": dep.group if dep else "",
+                "requested_by": record.get("requested_by", ""),
+                "why": record.get("why", dep.why if dep else ""),
+                "approved": APPROVED_BY.get(str(record.get("decision")), "")
+                if dep
+                else "pulled in by a direct dependency",
+            }
+        )
+    return sorted(out, key=lambda e: (not e["direct"], e["ecosystem"], e["name"]))

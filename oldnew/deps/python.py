@@ -19,7 +19,7 @@ import tomllib
 from pathlib import Path
 
 from oldnew.deps.errors import DependencyError
-from oldnew.deps.manifest import PY_LOCK, PY_MANIFEST
+from oldnew.deps.manifest import PY_LOCK, PY_MANIFEST, normalise
 from oldnew.deps.settings import DepSettings
 
 _UNREACHABLE = re.compile(
@@ -103,7 +103,8 @@ def _declared_names(manifest: str) -> tuple[str, ...]:
     items = list(data.get("project", {}).get("dependencies", []))
     for group in (data.get("dependency-groups") or {}).values():
         items += [i for i in group if isinstance(i, str)]
-    return tuple(sorted({re.split(r"[\s<>=!~;\[(@]", i.strip(), maxsplit=1)[0] for i in items}))
+    names = {re.split(r"[\s<>=!~;\[(@]", i.strip(), maxsplit=1)[0] for i in items}
+    return tuple(sorted(names))
 
 
 def failure(stderr: str, manifest: str, settings: DepSettings) -> DependencyError:
@@ -124,7 +125,7 @@ def failure(stderr: str, manifest: str, settings: DepSettings) -> DependencyErro
             f"resolved or fetched: {', '.join(names) or '(none named)'}. Check the network or "
             "proxy, or point oldnew at a reachable index or mirror (--package-index URL, or "
             f"OLDNEW_PACKAGE_INDEX), then retry.\nuv said: {words}",
-            packages=names,
+            packages=tuple(f"python:{normalise(n)}" for n in names),
         )
     no_wheel = [a or b for a, b in _NO_WHEEL.findall(words)]
     if no_wheel:
@@ -136,13 +137,13 @@ def failure(stderr: str, manifest: str, settings: DepSettings) -> DependencyErro
             "wheels only. Name another package for the coder to use, or build a wheel of it "
             "yourself, serve it from an index (--package-index) and retry, or leave the "
             f"feature out.\nuv said: {words}",
-            packages=names,
+            packages=tuple(f"python:{normalise(n)}" for n in names),
         )
     return DependencyError(
         "resolution",
         f"the dependencies in {PY_MANIFEST} cannot be resolved: change the names or version "
         f"ranges so that they exist on the index and agree.\nuv said: {words}",
-        packages=tuple(_NOT_FOUND.findall(words)),
+        packages=tuple(f"python:{normalise(n)}" for n in _NOT_FOUND.findall(words)),
     )
 
 
@@ -212,6 +213,11 @@ def check_lock(tree: Path, settings: DepSettings) -> None:
     folder = _scratch(tree, settings.cache / "tmp")
     try:
         proc = run_uv(["lock", "--check", *_lock_args(settings)], folder, settings)
+        error = failure(proc.stderr, manifest, settings) if proc.returncode else None
+        if error is not None and error.kind == "unreachable":
+            # Offline, the cache may still hold what the check needs.
+            args = ["lock", "--check", "--offline", *_lock_args(settings)]
+            proc = run_uv(args, folder, settings)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     if proc.returncode == 0:

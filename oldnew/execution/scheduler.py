@@ -145,6 +145,7 @@ class Scheduler:
                 "task": task.model_dump(),
                 "workspace": str(self.ws.root),
                 "project": (self.state.get("scope") or {}).get("title", ""),
+                "packages": list((self.state.get("scope") or {}).get("packages") or []),
                 "decisions": decisions_from(self.questions),
                 "status": "coding",
                 "fix_round": 0,

@@ -15,6 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from oldnew.deps import python
+from oldnew.deps.envs import project_env
+from oldnew.deps.errors import DependencyError
+from oldnew.deps.manifest import PY_LOCK, python_dependencies
+from oldnew.deps.settings import DepSettings, default_cache
 from oldnew.errors import WorkspaceError
 from oldnew.gates.model import Check, ValidationResult
 from oldnew.gates.profiles import Profile
@@ -150,6 +155,18 @@ def compare(recorded: dict[str, Any], rerun: ValidationResult) -> list[str]:
     return diffs
 
 
+def locked_env(tree: Path, deps: DepSettings) -> ProjectEnv:
+    """Return the environment ``tree``'s locks describe, once they match their manifests.
+
+    Raises:
+        DependencyError: a lock is missing or does not match, or its packages cannot be had.
+
+    """
+    if python_dependencies(tree) or (tree / PY_LOCK).is_file():
+        python.check_lock(tree, deps)
+    return project_env(tree, deps)
+
+
 def not_run_line(check: Check) -> str:
     """Return ``gate (optional): why`` for a gate that did not run."""
     optional = "" if check.required else " (optional)"
@@ -157,11 +174,17 @@ def not_run_line(check: Check) -> str:
 
 
 def verify_workspace(
-    root: Path | str, *, timeout: float = 120.0, env: ProjectEnv | None = None
+    root: Path | str,
+    *,
+    timeout: float = 120.0,
+    env: ProjectEnv | None = None,
+    deps: DepSettings | None = None,
 ) -> Verification:
     """Re-run the gates of the final evidence on main's HEAD and check the report's claims.
 
-    ``env`` is the environment the project's code runs with (default: oldnew's own).
+    ``env`` is the environment the project's code runs with; by default the one main's lock
+    describes, built from the lock with ``deps`` (the lock checked against its manifest
+    first), so the re-run does not depend on what this machine has installed.
 
     Raises:
         WorkspaceError: not a run's workspace, or a run without a report yet.
@@ -191,6 +214,11 @@ def verify_workspace(
     profile = Profile(**{**recorded["quality"], "gates": tuple(recorded["quality"]["gates"])})
     with tempfile.TemporaryDirectory(prefix="oldnew-verify-") as tmp:
         tree = export_head(ws, Path(tmp) / "main")
+        try:
+            env = env or locked_env(tree, deps or DepSettings(cache=default_cache()))
+        except DependencyError as exc:
+            out.differences.append(f"the project's environment cannot be built: {exc}")
+            return out
         result = validate_tree(
             tree, timeout=timeout, profile=profile, toolchains=recorded.get("toolchains"), env=env
         )

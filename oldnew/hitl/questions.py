@@ -33,7 +33,7 @@ from oldnew.schemas import AskHuman, Option, Question
 
 RETRY, SKIP, ABORT, READ_ALL = "retry", "skip", "abort", "read_all"
 APPROVE, REJECT = "approve", "reject"
-WITHOUT, INSTEAD = "without", "instead"
+WITHOUT, INSTEAD, MOCK = "without", "instead", "mock"
 RUN_STEP = (RETRY, ABORT)
 """The options of a run-wide step (scoping, planning): it cannot be skipped."""
 SKIP_TO_LIMITATION = (
@@ -46,7 +46,7 @@ SKIP_BLOCKS = (
 )
 _LABELS = {
     ABORT: "Stop the run and write the report",
-    "mock": "Build against a mock of the service for now",
+    MOCK: "Build against a mock of the service for now (reported as a known limitation)",
     "other": "Use another service (name it in your answer)",
     DROP: "Drop this feedback; change nothing",
     READ_ALL: "Read every section anyway",

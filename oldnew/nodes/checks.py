@@ -10,9 +10,17 @@ from typing import Any
 from langgraph.runtime import Runtime
 
 from oldnew.context import Context
+from oldnew.deps import node, python
 from oldnew.deps.envs import project_env
 from oldnew.deps.errors import DependencyError
-from oldnew.deps.manifest import JS_MANIFEST, PY_MANIFEST
+from oldnew.deps.manifest import (
+    JS_LOCK,
+    JS_MANIFEST,
+    PY_LOCK,
+    PY_MANIFEST,
+    node_dependencies,
+    python_dependencies,
+)
 from oldnew.deps.settings import DepSettings
 from oldnew.errors import WorkspaceError
 from oldnew.gates import Check, Diagnostic, ValidationResult, resolve_profile, validate_tree
@@ -92,6 +100,27 @@ def dependency_result(exc: DependencyError) -> ValidationResult:
     manifest = JS_MANIFEST if JS_MANIFEST in first else PY_MANIFEST
     diag = Diagnostic("dependencies", manifest, 0, exc.message, exc.kind)
     return ValidationResult(checks=[check], diagnostics=[diag] if exc.for_coder else [])
+
+
+def relock_merged(ws: Workspace, tree: Path, ctx: Context) -> ValidationResult | None:
+    """Lock a rebased task's merged manifests again, amending its commit if a lock changed.
+
+    A merge keeps main's lock and both sides' dependency lines (``workspace.MERGES``), so the
+    lock must follow the merged manifest. Returns the failed validation when it cannot.
+    """
+    settings = DepSettings.of(ctx)
+    try:
+        changed = False
+        if python_dependencies(tree) or (tree / PY_LOCK).is_file():
+            changed |= python.lock(tree, settings)
+        if node_dependencies(tree) or (tree / JS_LOCK).is_file():
+            changed |= node.lock(tree, settings)
+    except DependencyError as exc:
+        return dependency_result(exc)
+    if changed:
+        ws.git("add", "--", *[n for n in (PY_LOCK, JS_LOCK) if (tree / n).is_file()], cwd=tree)
+        ws.git("commit", "-q", "--amend", "--no-edit", cwd=tree)
+    return None
 
 
 def _passed_before(ws: Workspace, key: str) -> ValidationResult | None:
@@ -196,7 +225,7 @@ def _accept(ws: Workspace, task_id: str, title: str, ctx: Context) -> dict[str, 
         moved = ws.rebase_onto_main(task_id)
         if moved:
             tree = ws.worktree(task_id)
-            result = run_gates(ctx, tree, None, ws)
+            result = relock_merged(ws, tree, ctx) or run_gates(ctx, tree, None, ws)
             evidence = record_evidence(
                 ws, next_evidence_name(ws, task_id), result, task=task_id, tree="rebased on main"
             )

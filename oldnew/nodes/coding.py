@@ -13,6 +13,9 @@ from langgraph.runtime import Runtime
 
 from oldnew.budget import metered
 from oldnew.context import Context
+from oldnew.deps import manifest
+from oldnew.deps.errors import DependencyError
+from oldnew.deps.ledger import Ledger
 from oldnew.errors import ModelOutputError, PathViolation
 from oldnew.fileblocks import parse_file_blocks
 from oldnew.graph.state import TaskState
@@ -122,19 +125,41 @@ async def _recall(
     return recalled
 
 
+def package_notes(ws: Workspace, tree: Path, state: TaskState) -> dict[str, list[str]]:
+    """Return what the coder is told of packages: declared, named by the scope, rejected."""
+    try:
+        declared = [
+            f"{d.name} {d.spec}".strip() + f" ({d.ecosystem}, {d.group})"
+            for d in manifest.declared(tree)
+        ]
+    except DependencyError as exc:
+        declared = [f"(the manifest does not read: {exc.message.splitlines()[0]})"]
+    rejected = [
+        f"{e.get('name')} ({e.get('ecosystem')})"
+        for e in Ledger(ws.meta).read().values()
+        if e.get("decision") == "rejected"
+    ]
+    return {"declared": declared, "named": list(state.get("packages") or []), "rejected": rejected}
+
+
 def _coder_messages(
     state: TaskState,
     task: PlannedTask,
     existing: dict[str, str],
     recalled: CoderContext,
     memory_on: bool,
+    packages: dict[str, list[str]],
+    deps: str,
 ) -> list[BaseMessage]:
     return [
-        SystemMessage(render("coder_system", role=task.role, project=state.get("project", ""))),
+        SystemMessage(
+            render("coder_system", role=task.role, project=state.get("project", ""), deps=deps)
+        ),
         HumanMessage(
             render(
                 "coder_user",
                 task=task,
+                packages=packages,
                 existing=existing,
                 decisions=[] if memory_on else state.get("decisions", []),
                 memory=recalled.memory,
@@ -188,7 +213,10 @@ async def code(
     model = metered(coder, ctx, ws.root, role="coder", activity="code", task=task.id).bind_tools(
         [AskHuman]
     )
-    messages = _coder_messages(state, task, existing, recalled, memory.available)
+    packages = await asyncio.to_thread(package_notes, ws, tree, state)
+    messages = _coder_messages(
+        state, task, existing, recalled, memory.available, packages, ctx.deps
+    )
     for shrunk in (False, True):
         try:
             result, calls, _ = await _files_from_model(
@@ -202,7 +230,9 @@ async def code(
                 ws, task=task.id, node="code", event="context_shrunk", files_left_out=len(existing)
             )
             names = {p: "(content left out to fit the model's context)" for p in existing}
-            messages = _coder_messages(state, task, names, CoderContext(), memory.available)
+            messages = _coder_messages(
+                state, task, names, CoderContext(), memory.available, packages, ctx.deps
+            )
         except ModelOutputError as exc:
             question = task_output_question(state, exc)
             await aemit(ws, task=task.id, node="code", event="escalated", question=question.id)
@@ -258,7 +288,9 @@ async def fix(
         known_fixes=hints,
     )
     messages: list[BaseMessage] = [
-        SystemMessage(render("coder_system", role=task.role, project=state.get("project", ""))),
+        SystemMessage(
+            render("coder_system", role=task.role, project=state.get("project", ""), deps=ctx.deps)
+        ),
         HumanMessage(prompt),
     ]
     fixer = await aresolve_model("fixer", ctx, models)

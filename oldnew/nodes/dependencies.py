@@ -80,7 +80,7 @@ def _refusals(refused: list[tuple[Dependency, str]]) -> DependencyError:
         for d, why in refused
     ]
     return DependencyError(
-        "resolution", "\n".join(lines), packages=tuple(d.name for d, _ in refused)
+        "resolution", "\n".join(lines), packages=tuple(d.key for d, _ in refused)
     )
 
 

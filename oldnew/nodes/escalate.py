@@ -18,7 +18,16 @@ from langgraph.types import Command, interrupt
 from oldnew.deps.ledger import Ledger
 from oldnew.deps.manifest import Dependency
 from oldnew.graph.state import TaskState
-from oldnew.hitl.questions import APPROVE, INSTEAD, REJECT, RETRY, SKIP, WITHOUT, limitation_of
+from oldnew.hitl.questions import (
+    APPROVE,
+    INSTEAD,
+    MOCK,
+    REJECT,
+    RETRY,
+    SKIP,
+    WITHOUT,
+    limitation_of,
+)
 from oldnew.nodes.common import aemit, aopen_workspace
 from oldnew.recovery import policy
 
@@ -54,6 +63,18 @@ async def escalate(state: TaskState) -> Command[Way]:
             update = {**answered, "status": "limiting", "limitation": limitation}
             return Command(update=update, goto="record_limitation")
         return Command(update={**answered, "status": "blocked", "blocker": reason}, goto="__end__")
+    if answer == MOCK:
+        # Built against a stand-in: delivered, but never reported as if the real thing ran.
+        answered["limitation"] = {
+            "kind": "stand_in",
+            "reason": f"built against a stand-in (mock), chosen by a person: "
+            f"{question.get('title', '')}",
+            "detail": str(question.get("detail", ""))[:1500],
+            "options": [
+                "Give the real service or package, then re-run the task (oldnew "
+                "feedback) to build and test against it"
+            ],
+        }
     if policy.resume(question.get("kind")) == "dependencies":
         return await _dependencies_answer(state, question, answer, answered)
     if policy.resume(question.get("kind")) == "fix":
