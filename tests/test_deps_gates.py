@@ -429,14 +429,20 @@ def test_verify_shows_a_gate_that_did_not_run_and_why(
     with ThreadingHTTPServer(("127.0.0.1", 0), _Osv) as closed:
         port = closed.server_address[1]
     monkeypatch.setenv(OSV_URL_VARIABLE, f"http://127.0.0.1:{port}/v1/query")
+    index = LocalIndex(tmp_path / "index")
+    index.wheel("tinylib", "1.2.0", {"tinylib/__init__.py": "X = 1\n"})
+    monkeypatch.setenv("OLDNEW_PACKAGE_INDEX", index.url)  # verify rebuilds the env from it
     ws = Workspace.create(tmp_path / "ws", "r1", {})
-    _write(ws.root, {"app.py": "X = 1\n", "pyproject.toml": PYPROJECT, "uv.lock": LOCK})
+    manifest = PYPROJECT.replace(', "safelib>=2"', "")
+    _write(ws.root, {"app.py": "import tinylib\n", "pyproject.toml": manifest})
+    uvpy.lock(ws.root, DepSettings(cache=tmp_path / "cache", index=index.url))
     git = ("-c", "user.name=t", "-c", "user.email=t@t")
     assert run_git("add", "app.py", "pyproject.toml", "uv.lock", cwd=ws.root).returncode == 0
     assert run_git(*git, "commit", "-qm", "project", cwd=ws.root).returncode == 0
     head = ws.head()
     result = validate_tree(export_head(ws, tmp_path / "main"), timeout=60, profile=_only("audit"))
     assert result.passed and result.checks[0].status == "not_run"
+    assert "none of the 1 pinned packages" in result.checks[0].summary
     evidence = ws.write_json("evidence/final.json", {"head": head, **result.to_dict()})
     final = {**result.to_dict(), "evidence": str(evidence.relative_to(ws.root))}
     ws.write_json("report.json", {"status": "delivered", "head": head, "final_validation": final})
@@ -446,7 +452,7 @@ def test_verify_shows_a_gate_that_did_not_run_and_why(
     shown = " ".join(res.output.split())
     assert "not run, as recorded: audit (optional): not run: the vulnerability service" in shown
     assert f"127.0.0.1:{port}" in shown
-    out = verify_workspace(ws.root)
+    out = verify_workspace(ws.root, deps=DepSettings(cache=tmp_path / "cache", index=index.url))
     assert out.not_run == [not_run_line(c) for c in result.checks]
     assert out.to_dict()["not_run"] == out.not_run
 
