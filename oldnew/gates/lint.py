@@ -38,7 +38,6 @@ from oldnew.gates.python import (
     module_distributions,
     python_files,
 )
-from oldnew.sandbox import ProjectEnv
 from oldnew.sandbox.files import read_project_text
 
 # -- ruff -------------------------------------------------------------------------------------
@@ -198,18 +197,22 @@ _QUOTED = re.compile(r'"([\w.]+)"')
 _STUBS_HINT = re.compile(r"pip install (types-[\w.-]+)")
 
 
+_IMPORT_CODES = ("import-untyped", "import-not-found")
+
+
 def import_advice(
-    item: dict[str, object], tree: Path, env: ProjectEnv, local: set[str]
+    item: dict[str, object], tree: Path, installed: dict[str, str], local: set[str]
 ) -> str | None:
     """Return what to change for mypy's ``import-untyped``/``import-not-found`` finding.
 
     The stubs package is the one mypy's own hint names (``types-PyYAML``); without one, the
-    override that tells mypy to treat the package as untyped. None: not such a finding, or
-    a module of the project's own (its message stays mypy's).
+    override that tells mypy to treat the package as untyped. ``installed`` maps the project
+    environment's top-level modules to their distributions (:func:`module_distributions`).
+    None: not such a finding, or a module of the project's own (its message stays mypy's).
     """
     code, message = item.get("code"), str(item.get("message", ""))
     found = _QUOTED.search(message)
-    if code not in ("import-untyped", "import-not-found") or found is None:
+    if code not in _IMPORT_CODES or found is None:
         return None
     module = found.group(1)
     top = module.split(".")[0]
@@ -223,18 +226,51 @@ def import_advice(
             f'([dependency-groups] dev = [..., "{stub.group(1)}"]) and re-lock, so that the '
             "project's environment has it"
         )
-    installed = module_distributions(env).get(top)
+    dist_name = installed.get(top)
     if code == "import-untyped":
-        dist = f" (distribution {installed!r})" if installed else ""
+        dist = f" (distribution {dist_name!r})" if dist_name else ""
         return (
             f"{top!r}{dist} is installed but ships no type hints (no py.typed marker) and mypy "
             "knows no stubs package for it: add to pyproject.toml "
             f'[[tool.mypy.overrides]] module = "{top}.*" ignore_missing_imports = true '
             "(or a published types- stubs package to a dev dependency group)"
         )
-    if installed:
+    if dist_name:
         return None  # the package is there, without that submodule: mypy's words suffice
     return f"module {top!r} is not in the project's environment: {missing_module_advice(top, tree)}"
+
+
+def mypy_findings(stdout: str, run: GateRun) -> list[Diagnostic]:
+    """Return the errors of mypy's JSON lines, import findings with what to change."""
+    items = []
+    for line in stdout.splitlines():
+        try:
+            items.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    imports = any(i.get("code") in _IMPORT_CODES for i in items)
+    local = local_names(run.tree, python_files(run.tree)) if imports else set()
+    installed = module_distributions(run.env) if imports else {}
+    diags = []
+    for item in items:
+        if item.get("severity") != "error":
+            continue
+        message = item.get("message", "")
+        advice = import_advice(item, run.tree, installed, local)
+        if advice:
+            message += f": {advice}"
+        elif item.get("hint"):
+            message += f" ({item['hint']})"
+        diags.append(
+            Diagnostic(
+                "mypy",
+                rel(item.get("file", "?"), run.tree),
+                int(item.get("line") or 0),
+                message,
+                item.get("code") or "",
+            )
+        )
+    return diags
 
 
 def gate_mypy(run: GateRun) -> Outcome:
@@ -280,30 +316,7 @@ def gate_mypy(run: GateRun) -> Outcome:
     ver = tool_version("mypy")
     if result.killed:
         return stopped("mypy", result, ver)
-    diags = []
-    local = local_names(run.tree, python_files(run.tree))
-    for line in result.stdout.splitlines():
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if item.get("severity") != "error":
-            continue
-        message = item.get("message", "")
-        advice = import_advice(item, run.tree, run.env, local)
-        if advice:
-            message += f": {advice}"
-        elif item.get("hint"):
-            message += f" ({item['hint']})"
-        diags.append(
-            Diagnostic(
-                "mypy",
-                rel(item.get("file", "?"), run.tree),
-                int(item.get("line") or 0),
-                message,
-                item.get("code") or "",
-            )
-        )
+    diags = mypy_findings(result.stdout, run)
     if result.exit_code not in (0, 1) or (result.exit_code == 1 and not diags):
         text = (result.stderr or result.stdout).strip()[-600:]
         diags.append(Diagnostic("mypy", ".", 0, f"mypy could not check the project: {text}"))
