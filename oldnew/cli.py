@@ -130,6 +130,62 @@ SecondsOpt = Annotated[
 ]
 
 
+DepsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--deps",
+        help="New third-party packages: 'ask' a person for those the scope does not name "
+        "(default), 'auto' approve all, 'off' allow none. Env: OLDNEW_DEPS.",
+    ),
+]
+IndexOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--package-index",
+        help="Python package index (simple-API URL or folder) to resolve and install from; "
+        "default PyPI. Env: OLDNEW_PACKAGE_INDEX.",
+    ),
+]
+RegistryOpt = Annotated[
+    str | None,
+    typer.Option("--npm-registry", help="npm registry URL. Env: OLDNEW_NPM_REGISTRY."),
+]
+InstallTimeoutOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--install-timeout", min=1, help="Seconds one dependency resolution or install may take."
+    ),
+]
+MaxPackagesOpt = Annotated[
+    int | None,
+    typer.Option("--max-packages", min=0, help="Packages a project's lock may pin (0: no cap)."),
+]
+MaxInstallOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--max-install-mb", min=0, help="Megabytes a project's environment may hold (0: no cap)."
+    ),
+]
+
+
+def _deps(
+    deps: str | None,
+    index: str | None,
+    registry: str | None,
+    timeout: float | None,
+    packages: int | None,
+    size: float | None,
+) -> dict[str, Any]:
+    return {
+        "deps": deps,
+        "package_index": index,
+        "npm_registry": registry,
+        "install_timeout": timeout,
+        "max_packages": packages,
+        "max_install_mb": size,
+    }
+
+
 def _budget(
     tokens: int | None, cost: float | None, task_tokens: int | None, seconds: float | None
 ) -> dict[str, Any]:
@@ -250,6 +306,12 @@ def run(
     budget_cost: CostOpt = None,
     budget_task_tokens: TaskTokensOpt = None,
     budget_seconds: SecondsOpt = None,
+    deps: DepsOpt = None,
+    package_index: IndexOpt = None,
+    npm_registry: RegistryOpt = None,
+    install_timeout: InstallTimeoutOpt = None,
+    max_packages: MaxPackagesOpt = None,
+    max_install_mb: MaxInstallOpt = None,
 ) -> None:
     """Start a run on SCOPE_FILE in a new, empty workspace directory."""
     context = {
@@ -260,6 +322,7 @@ def run(
         "defaults": defaults,
         "notify": notify,
         **_budget(budget_tokens, budget_cost, budget_task_tokens, budget_seconds),
+        **_deps(deps, package_index, npm_registry, install_timeout, max_packages, max_install_mb),
     }
     _finish(start_run(scope_file, workspace, context=context, on_event=show_event))
 
@@ -276,6 +339,12 @@ def resume(
     budget_cost: CostOpt = None,
     budget_task_tokens: TaskTokensOpt = None,
     budget_seconds: SecondsOpt = None,
+    deps: DepsOpt = None,
+    package_index: IndexOpt = None,
+    npm_registry: RegistryOpt = None,
+    install_timeout: InstallTimeoutOpt = None,
+    max_packages: MaxPackagesOpt = None,
+    max_install_mb: MaxInstallOpt = None,
     restart: Annotated[
         bool,
         typer.Option(
@@ -287,7 +356,8 @@ def resume(
 ) -> None:
     """Continue a run after a crash, a kill, a pause or a budget stop, or retry blockers.
 
-    Budget caps given here replace the run's and hold for later resumes.
+    Budget caps and dependency settings given here replace the run's and hold for later
+    resumes (a reachable --package-index, say, before answering 'retry').
     """
     context = {
         "model": model,
@@ -296,6 +366,7 @@ def resume(
         "yes": yes,
         "notify": notify,
         **_budget(budget_tokens, budget_cost, budget_task_tokens, budget_seconds),
+        **_deps(deps, package_index, npm_registry, install_timeout, max_packages, max_install_mb),
     }
     _finish(resume_run(workspace, context=context, on_event=show_event, restart=restart))
 

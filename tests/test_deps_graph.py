@@ -375,3 +375,70 @@ def test_a_mocked_dependency_is_a_known_limitation(tmp_path: Path, index: LocalI
     assert "stand-in" in lim["reason"] and "unavailable service" in lim["reason"]
     md = (ws / ".oldnew" / "report.md").read_text()
     assert "## Known limitations" in md and "stand-in" in md
+
+
+@pytest.mark.usefixtures("smoke_gates")
+def test_a_project_cannot_configure_the_resolver(tmp_path: Path, index: LocalIndex) -> None:
+    # [tool.uv] settings and sources of the project's own are not obeyed: no index, cache or
+    # local path of its choosing is used; the run's index is.
+    hostile = (
+        '\n[tool.uv]\nindex-url = "http://127.0.0.1:1/simple"\n'
+        f'cache-dir = "{tmp_path / "evil-cache"}"\n'
+        '[tool.uv.sources]\nnumfmt = { path = "/etc" }\n'
+    )
+    ws, out, _ = _run(tmp_path, index, APP + manifest('"numfmt>=2",', extra=hostile))
+    assert out.status == "delivered", out
+    lock = (ws / "uv.lock").read_text()
+    assert "127.0.0.1:1" not in lock and '"/etc"' not in lock
+    assert f'registry = "{index.root.resolve()}"' in lock or index.url in lock
+    assert not (tmp_path / "evil-cache").exists()
+
+
+@pytest.mark.usefixtures("smoke_gates")
+def test_an_install_script_in_package_json_goes_back_to_the_fixer(
+    tmp_path: Path, index: LocalIndex
+) -> None:
+    package = (
+        'FILE: package.json\n```json\n{"name": "shouty", "version": "1.0.0", '
+        '"scripts": {"postinstall": "node fetch.js"}}\n```\n'
+    )
+    ws, out, models = _run(tmp_path, index, PLAIN + package, fix="DELETE: package.json\n")
+    assert out.status == "delivered", out
+    (fix_call,) = models["fixer"].log.of(role="fixer", task="T1")
+    text = prompt_text(fix_call.messages)
+    assert "package.json has install scripts (postinstall)" in text and "--ignore-scripts" in text
+
+
+@pytest.mark.usefixtures("smoke_gates")
+def test_an_unreachable_npm_registry_asks_a_person(tmp_path: Path, index: LocalIndex) -> None:
+    package = (
+        'FILE: package.json\n```json\n{"name": "shouty", "version": "1.0.0", '
+        '"dependencies": {"left-pad": "^1.3.0"}}\n```\n'
+    )
+    ws, out, _ = _run(tmp_path, index, PLAIN + package, npm_registry="http://127.0.0.1:9/")
+    assert out.status == "waiting"
+    (q,) = out.questions
+    assert q["kind"] == "dependency_blocked" and "left-pad" in q["detail"]
+    assert "http://127.0.0.1:9/" in q["detail"] and "--npm-registry" in q["detail"]
+
+
+@pytest.mark.usefixtures("smoke_gates")
+def test_an_install_that_runs_out_of_time_asks_a_person(tmp_path: Path, index: LocalIndex) -> None:
+    ws, out, _ = _run(tmp_path, index, APP + GOOD, install_timeout=0.001)
+    assert out.status == "waiting"
+    (q,) = out.questions
+    assert q["kind"] == "dependency_blocked" and "could not install" in q["title"]
+    assert "--install-timeout" in q["detail"]
+    # Nothing the task wrote is lost: its worktree keeps its files for the retry.
+    tree = ws / ".oldnew" / "worktrees" / "T1"
+    assert (tree / "app.py").is_file() and (tree / "pyproject.toml").is_file()
+
+
+def test_a_full_disk_is_a_persons_to_fix_and_says_where() -> None:
+    from oldnew.deps.python import failure
+    from oldnew.deps.settings import DepSettings
+
+    words = "error: Failed to write to the cache: No space left on device (os error 28)"
+    error = failure(words, "", DepSettings(cache=Path("/var/cache/x")))
+    assert error.kind == "install" and not error.for_coder
+    assert "/var/cache/x" in error.message and "No space left" in error.message

@@ -18,7 +18,7 @@ from oldnew.recovery.degrade import critical_tasks, dependent_record
 from oldnew.recovery.stall import Round, error_fingerprint, stuck_reason
 from oldnew.runs import resume_run, start_run
 from oldnew.schemas import Plan, Scope
-from oldnew.testing import CallInfo
+from oldnew.testing import CallInfo, prompt_text
 
 pytestmark = pytest.mark.usefixtures("smoke_gates")  # graph logic, not the gates
 
@@ -175,7 +175,10 @@ def test_same_error_in_two_rounds_gets_one_fresh_start_then_escalates(tmp_path: 
     assert len(_events(ws, node="code", event="started")) == 2
 
 
-def test_missing_third_party_module_escalates_at_once_with_alternatives(tmp_path: Path) -> None:
+def test_missing_third_party_module_goes_to_the_fixer_to_declare_or_drop(
+    tmp_path: Path,
+) -> None:
+    # The project's environment holds what it declares: an undeclared module is the coder's.
     code = blocks(
         {
             "calc.py": "import stripe_payments_sdk\n\n\ndef add(a, b):\n"
@@ -183,18 +186,15 @@ def test_missing_third_party_module_escalates_at_once_with_alternatives(tmp_path
             "tests/test_calc.py": CALC_TEST,
         }
     )
-    models = planned_run(SCOPE, ONE_TASK, code={"T1": code, "T2": README})
+    fixed = blocks({"calc.py": "def add(a, b):\n    return a + b\n"})
+    models = planned_run(SCOPE, ONE_TASK, code={"T1": code, "T2": README}, fix={"T1": fixed})
     ws = tmp_path / "ws"
     out = asyncio.run(start_run(_scope_file(tmp_path), ws, models=models))
-    assert out.status == "waiting"
-    (q,) = out.questions
-    assert q["kind"] == "external_service"
-    assert "'stripe_payments_sdk' is not installed" in q["title"]
-    assert [o["key"] for o in q["options"]] == ["retry", "mock", "other", "skip"]
-    assert "Needed by: " in q["detail"] and "Evidence: .oldnew/evidence/T1-01.json" in q["detail"]
-    assert _events(ws, node="fix") == []  # no fix round spent on it
-    (esc,) = _events(ws, node="validate", event="escalated")
-    assert esc["failure"] == "external_blocker"
+    assert out.status == "delivered", out
+    (fix_call,) = models["fixer"].log.of(role="fixer", task="T1")
+    text = prompt_text(fix_call.messages)
+    assert "module 'stripe_payments_sdk' cannot be imported" in text
+    assert _events(ws, node="validate", event="escalated") == []  # no person asked
 
 
 def test_missing_environment_variable_asks_for_configuration(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ import importlib.metadata
 import os
 import shutil
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from oldnew.deps import node, python
@@ -111,6 +112,4 @@ def project_env(
     env = ProjectEnv.probe(py.path / "bin" / "python", node_modules=modules)
     if _has_test_tools(env):
         return env
-    return ProjectEnv.probe(
-        py.path / "bin" / "python", test_tool_paths=(test_tools(settings),), node_modules=modules
-    )
+    return replace(env, test_tool_paths=(test_tools(settings),))

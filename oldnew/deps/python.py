@@ -269,7 +269,9 @@ def sync(tree: Path, target: Path, settings: DepSettings) -> str:
         shutil.rmtree(folder, ignore_errors=True)
     if proc.returncode != 0:
         raise failure(proc.stderr, manifest, settings)
-    return proc.stderr.strip()[-500:]
+    # uv's counts ("Prepared 3 packages", "Installed 12 packages"), not its list of names.
+    counts = [line for line in proc.stderr.splitlines() if not line.startswith((" +", " -"))]
+    return "\n".join(counts).strip()[-500:]
 
 
 def bare_venv(target: Path, settings: DepSettings) -> None:

@@ -9,7 +9,10 @@ sandbox mounts it at ``node_modules`` in the copy, where the commands find it.
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
+import tempfile
 from pathlib import Path
 
 from oldnew.gates.common import GateRun, Outcome, make_check, rel, stopped, unreadable
@@ -264,13 +267,54 @@ def gate_js_coverage(run: GateRun) -> Outcome:
     return check, diags
 
 
+def audit_registry() -> str | None:
+    """Return the npm registry the audit asks (``OLDNEW_NPM_REGISTRY``; None: npm's default)."""
+    return os.environ.get("OLDNEW_NPM_REGISTRY") or None
+
+
+def _audit_folder(run: GateRun) -> Path:
+    """Return a new folder in the sandbox's home with the manifest, the lock and empty npmrcs.
+
+    npm reads no configuration of the project's (an ``.npmrc`` in the copy) or of anything
+    its code ran in the sandbox could have written (``~/.npmrc``): it could point the audit at
+    a registry that reports nothing.
+    """
+    folder = Path(tempfile.mkdtemp(prefix="npm-audit-", dir=run.box.home))
+    for name in ("package.json", "package-lock.json"):
+        source = run.tree / name
+        if source.is_file() and not source.is_symlink():
+            shutil.copyfile(source, folder / name)
+    for name in ("user.npmrc", "global.npmrc"):
+        (folder / name).write_text("", encoding="utf-8")
+    run.box.adopt(folder)
+    return folder
+
+
+def _npm_errors(stderr: str) -> str:
+    """Return npm's error and warning lines, without the pointer to its debug log."""
+    lines = [line for line in stderr.splitlines() if "A complete log of this run" not in line]
+    return "\n".join(lines)
+
+
 def gate_npm_audit(run: GateRun) -> Outcome:
-    """Audit the locked dependencies with ``npm audit``, where the registry serves audits."""
+    """Audit package-lock.json with ``npm audit --package-lock-only`` (the registry's advisories).
+
+    The audit needs the registry's advisory service: when it cannot be reached or does not
+    serve audits, nothing was checked, and the gate says so ("not_run" with npm's reason),
+    never "passed".
+    """
     if not (run.tree / "package-lock.json").is_file():
         reason = "no package-lock.json: nothing locked to audit"
         return Check("npm-audit", "not_run", [], None, 0, reason, required=False), []
-    argv = ["npm", "audit", "--json", "--package-lock-only"]
-    result = run.box.run(argv, timeout=run.timeout, network=True)
+    folder = _audit_folder(run)
+    argv = ["npm", "audit", "--json", "--package-lock-only", "--no-update-notifier"]
+    argv += ["--userconfig", str(folder / "user.npmrc")]
+    argv += ["--globalconfig", str(folder / "global.npmrc"), "--cache", str(folder / "cache")]
+    argv += ["--fetch-retries=1", "--fetch-retry-mintimeout=1000", "--fetch-retry-maxtimeout=2000"]
+    registry = audit_registry()
+    if registry:
+        argv += ["--registry", registry]
+    result = run.box.run(argv, timeout=run.timeout, cwd=folder, network=True)
     if result.killed:
         check, diags = stopped("npm-audit", result, "npm")
         check.required = False
@@ -278,11 +322,19 @@ def gate_npm_audit(run: GateRun) -> Outcome:
     try:
         data = json.loads(result.stdout)
     except json.JSONDecodeError:
-        data = {}
-    if "error" in data or "metadata" not in data:
-        error = data.get("error") or {}
-        why = (error.get("summary") or error.get("code") or result.output[-300:]).strip()
-        reason = f"the registry did not answer the audit, so nothing was checked: {why}"
+        data = None
+    if not isinstance(data, dict) or "error" in data or not isinstance(data.get("metadata"), dict):
+        error = data.get("error") if isinstance(data, dict) else None
+        error = error if isinstance(error, dict) else {}
+        message = data.get("message") if isinstance(data, dict) else None
+        why = str(
+            error.get("summary") or message or error.get("code") or _npm_errors(result.stderr)
+        ).strip()
+        where = registry or "npm's default registry"
+        reason = (
+            f"the registry ({where}) did not answer the audit, so nothing was checked: "
+            f"{why[-300:] or 'npm gave no reason'}"
+        )
         return Check(
             "npm-audit",
             "not_run",

@@ -17,6 +17,7 @@ from langgraph.runtime import Runtime
 from oldnew.budget import budget_summary
 from oldnew.context import Context
 from oldnew.graph.state import RunState
+from oldnew.handover import hand_over
 from oldnew.nodes.checks import record_evidence, run_gates
 from oldnew.nodes.common import aemit, arun_workspace
 from oldnew.notify import Stop, notify_outcome
@@ -86,6 +87,11 @@ async def deliver(
         status = "blocked"
     final: dict[str, Any] = {"checks": []}
     if any(t["status"] == "done" for t in tasks.values()):
+        scope = state.get("scope") or {}
+        title, summary = str(scope.get("title", "")), str(scope.get("summary", ""))
+        written = await asyncio.to_thread(hand_over, ws, title, summary)
+        if written:
+            await aemit(ws, node="deliver", event="handed_over", files=written)
         language = (state.get("scope") or {}).get("language")
         chains = [TOOLCHAINS.get(str(language), str(language))] if language else None
         result = await asyncio.to_thread(run_gates, ctx, ws.root, chains, ws)
