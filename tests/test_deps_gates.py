@@ -450,7 +450,7 @@ def test_verify_shows_a_gate_that_did_not_run_and_why(
     res = CliRunner().invoke(app, ["verify", "-w", str(ws.root)])
     assert res.exit_code == 0, res.output
     shown = " ".join(res.output.split())
-    assert "not run, as recorded: audit (optional): not run: the vulnerability service" in shown
+    assert "not run, never counted as passed: audit (optional): not run: the vulnerability" in shown
     assert f"127.0.0.1:{port}" in shown
     out = verify_workspace(ws.root, deps=DepSettings(cache=tmp_path / "cache", index=index.url))
     assert out.not_run == [not_run_line(c) for c in result.checks]

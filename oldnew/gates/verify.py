@@ -234,13 +234,8 @@ def verify_workspace(
         passed = [c.name for c in result.checks if c.status == "passed"]
         out.confirmed.append(f"main {head[:12]}: gates {', '.join(passed)} passed again")
     skipped = [c for c in result.checks if c.status == "not_run"]
+    # A gate that did not run is shown with why (one whose status changed is a difference).
     out.not_run = [not_run_line(c) for c in skipped]
-    # ``confirmed`` is what the command prints: a gate that did not run, again as the evidence
-    # says, is shown there with why (one whose status changed is a difference already).
-    was = {c["name"]: c["status"] for c in recorded.get("checks", [])}
-    out.confirmed += [
-        f"not run, as recorded: {not_run_line(c)}" for c in skipped if was.get(c.name) == "not_run"
-    ]
     path = ws.write_json(
         "evidence/verify.json",
         {"head": head, "differences": out.differences, **result.to_dict()},
