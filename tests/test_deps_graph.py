@@ -454,3 +454,41 @@ def test_a_package_json_that_is_not_json_goes_back_to_the_fixer(
     (fix_call,) = models["fixer"].log.of(role="fixer", task="T1")
     assert "package.json is not valid JSON" in prompt_text(fix_call.messages)
     assert "package.json:0: [dependencies manifest]" in prompt_text(fix_call.messages)
+
+
+@pytest.mark.usefixtures("smoke_gates")
+def test_parallel_tasks_that_each_add_a_package_merge_and_lock_again(
+    tmp_path: Path, index: LocalIndex
+) -> None:
+    tasks = [
+        {"id": "T1", "title": "base", "description": "pyproject", "requirement_ids": ["F1"]},
+        *[
+            {
+                "id": tid,
+                "title": f"feature {tid}",
+                "description": f"{name}.py",
+                "depends_on": ["T1"],
+                "requirement_ids": ["F1"],
+            }
+            for tid, name in (("T2", "shout"), ("T3", "loud"))
+        ],
+    ]
+    base = manifest() + PLAIN
+    shout = manifest('"numfmt>=2",') + (
+        "FILE: shout.py\n```python\nfrom numfmt import fmt\n\nX = fmt(1)\n```\n"
+    )
+    loud = manifest('"loudtext",') + "FILE: loud.py\n```python\nimport loudtext\n\nY = 1\n```\n"
+    models = planned_run(SCOPE, {"tasks": tasks}, code={"T1": base, "T2": shout, "T3": loud})
+    ws = tmp_path / "ws"
+    ctx = _context(index, max_agents=2)
+    out = asyncio.run(start_run(_scope(tmp_path), ws, context=ctx, models=models))
+    assert out.status == "delivered", out
+    text = (ws / "pyproject.toml").read_text()
+    assert '"numfmt>=2",' in text and '"loudtext",' in text
+    lock = (ws / "uv.lock").read_text()
+    assert 'name = "numfmt"' in lock and 'name = "loudtext"' in lock
+    # main's lock matches its manifest: nothing would be resolved anew.
+    from oldnew.deps import python
+    from oldnew.deps.settings import DepSettings
+
+    python.check_lock(ws, DepSettings(cache=tmp_path / "c", index=index.url, timeout=60))
