@@ -17,8 +17,13 @@ def build_report(state: dict[str, Any], ws: Workspace, final: dict[str, Any]) ->
     plan_tasks = {t["id"]: t for t in (state.get("plan") or {}).get("tasks", [])}
     questions = state.get("questions") or {}
     delivered = [t for t in tasks if t["status"] == "done"]
+    limited = [t for t in tasks if t["status"] != "done" and t.get("limitation")]
     # A delivered task built against a stand-in (a mock) is a known limitation too.
-    limited = [t for t in tasks if t.get("limitation")]
+    limited += [
+        {**t, "limitation": t["stand_in"]}
+        for t in tasks
+        if t["status"] == "done" and t.get("stand_in")
+    ]
     blocked = [t for t in tasks if t["status"] != "done" and not t.get("limitation")]
     blockers = []
     for t in blocked:

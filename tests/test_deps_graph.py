@@ -492,3 +492,46 @@ def test_parallel_tasks_that_each_add_a_package_merge_and_lock_again(
     from oldnew.deps.settings import DepSettings
 
     python.check_lock(ws, DepSettings(cache=tmp_path / "c", index=index.url, timeout=60))
+
+
+@pytest.mark.usefixtures("smoke_gates")
+def test_a_stand_in_never_hides_a_critical_task_skipped_later(
+    tmp_path: Path, index: LocalIndex
+) -> None:
+    refused = PLAIN.replace(
+        "    return f'{n}!'", "    raise ConnectionRefusedError(111, 'Connection refused')"
+    )
+    models = planned_run(SCOPE, PLAN, code={"T1": refused})
+    ws = tmp_path / "ws"
+    out = asyncio.run(start_run(_scope(tmp_path), ws, context=_context(index), models=models))
+    (q,) = out.questions
+    out = asyncio.run(resume_run(ws, answers={q["id"]: "mock"}, models=models))
+    (q,) = out.questions  # the mocked attempt fails the same way
+    out = asyncio.run(resume_run(ws, answers={q["id"]: "skip"}, models=models))
+    assert out.status == "blocked", out
+    report = json.loads((ws / ".oldnew" / "report.json").read_text())
+    assert [b["task"] for b in report["blocked"]] == ["T1"] and report["limitations"] == []
+
+
+@pytest.mark.usefixtures("smoke_gates")
+def test_an_index_down_when_merging_asks_a_person_and_spends_no_fix_round(
+    tmp_path: Path, index: LocalIndex, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from oldnew.deps.errors import DependencyError
+    from oldnew.nodes import checks
+
+    real = checks.relock_merged
+
+    def down(*args: Any) -> bool:
+        raise DependencyError("unreachable", "the package index does not answer (test)")
+
+    monkeypatch.setattr(checks, "relock_merged", down)
+    ws, out, models = _run(tmp_path, index, APP + GOOD)
+    assert out.status == "waiting"
+    (q,) = out.questions
+    assert q["kind"] == "dependency_blocked" and "does not answer" in q["title"]
+    assert models["fixer"].log.of(role="fixer") == []
+    monkeypatch.setattr(checks, "relock_merged", real)
+    out = asyncio.run(resume_run(ws, answers={q["id"]: "retry"}, models=models))
+    assert out.status == "delivered", out
+    assert models["fixer"].log.of(role="fixer") == []
