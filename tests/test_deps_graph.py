@@ -379,18 +379,20 @@ def test_a_mocked_dependency_is_a_known_limitation(tmp_path: Path, index: LocalI
 
 @pytest.mark.usefixtures("smoke_gates")
 def test_a_project_cannot_configure_the_resolver(tmp_path: Path, index: LocalIndex) -> None:
-    # [tool.uv] settings and sources of the project's own are not obeyed: no index, cache or
-    # local path of its choosing is used; the run's index is.
+    # [tool.uv] settings and sources of the project's own are refused: no index, cache or
+    # local path of its choosing is used, and the fixer is told why.
     hostile = (
         '\n[tool.uv]\nindex-url = "http://127.0.0.1:1/simple"\n'
         f'cache-dir = "{tmp_path / "evil-cache"}"\n'
         '[tool.uv.sources]\nnumfmt = { path = "/etc" }\n'
     )
-    ws, out, _ = _run(tmp_path, index, APP + manifest('"numfmt>=2",', extra=hostile))
+    code = APP + manifest('"numfmt>=2",', extra=hostile)
+    ws, out, models = _run(tmp_path, index, code, fix=GOOD)
     assert out.status == "delivered", out
+    (fix_call,) = models["fixer"].log.of(role="fixer", task="T1")
+    assert "has a [tool.uv] table" in prompt_text(fix_call.messages)
     lock = (ws / "uv.lock").read_text()
     assert "127.0.0.1:1" not in lock and '"/etc"' not in lock
-    assert f'registry = "{index.root.resolve()}"' in lock or index.url in lock
     assert not (tmp_path / "evil-cache").exists()
 
 
@@ -535,3 +537,43 @@ def test_an_index_down_when_merging_asks_a_person_and_spends_no_fix_round(
     out = asyncio.run(resume_run(ws, answers={q["id"]: "retry"}, models=models))
     assert out.status == "delivered", out
     assert models["fixer"].log.of(role="fixer") == []
+
+
+def test_the_policy_reviews_what_each_manifest_can_bring_in(tmp_path: Path) -> None:
+    from oldnew.deps.errors import DependencyError
+    from oldnew.deps.manifest import declared
+    from oldnew.deps.review import review
+
+    def read(name: str, text: str) -> list[Any]:
+        tree = tmp_path / str(len(list(tmp_path.iterdir())))
+        tree.mkdir()
+        (tree / name).write_text(text)
+        return declared(tree)
+
+    uv = '[project]\nname = "x"\nversion = "1"\n[tool.uv]\ndev-dependencies = ["sneaky"]\n'
+    for name, text, words in (
+        ("pyproject.toml", uv, "[tool.uv]"),
+        ("package.json", '{"dependencies": {"pad": "npm:sneaky@^1"}}', "npm: aliases"),
+        ("package.json", '{"overrides": {"pad": "1.0.0"}}', "overrides"),
+        ("package.json", '{"workspaces": ["a"]}', "workspaces"),
+    ):
+        with pytest.raises(DependencyError) as info:
+            read(name, text)
+        assert info.value.kind == "manifest" and words in info.value.message
+    deps = read(
+        "package.json",
+        '{"optionalDependencies": {"opt": "^1"}, "devDependencies": {"@types/node": "^20"}}',
+    )
+    verdict = review(deps, mode="ask", named=set(), on_main=set(), decided={})
+    assert [d.name for d in verdict.ask] == ["opt"]  # optional ones are reviewed too
+    assert [(d.name, why) for d, why in verdict.allowed] == [("@types/node", "tool")]
+    stubs = read(
+        "pyproject.toml",
+        '[project]\nname = "x"\nversion = "1"\n[project.optional-dependencies]\n'
+        'x = ["types-evil"]\n[dependency-groups]\ndev = ["pytest", "types-requests"]\n',
+    )
+    off = review(stubs, mode="off", named=set(), on_main=set(), decided={})
+    assert [d.name for d, _ in off.allowed] == ["pytest"]  # what oldnew lends anyway
+    assert sorted(d.name for d, _ in off.refused) == ["types-evil", "types-requests"]
+    ask = review(stubs, mode="ask", named=set(), on_main=set(), decided={})
+    assert [d.name for d in ask.ask] == ["types-evil"]  # stubs only in a development group

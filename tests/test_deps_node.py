@@ -151,6 +151,23 @@ def test_a_lock_edited_by_hand_is_locked_again(
     assert node.lock(edited, settings) is False
 
 
+def test_a_lock_cannot_choose_where_its_tarballs_come_from(
+    locked: tuple[Path, DepSettings, bool, node.Installed], tmp_path: Path
+) -> None:
+    tree, settings, _, _ = locked
+    hostile = _tree(tmp_path / "tree", {"@acme/util": "^2.0.0", "noisy": "1.0.0"})
+    lock = json.loads((tree / "package-lock.json").read_text())
+    evil = "http://127.0.0.1:1/evil/left-pad-1.1.0.tgz"
+    lock["packages"]["node_modules/left-pad"]["resolved"] = evil
+    (hostile / "package-lock.json").write_text(json.dumps(lock, indent=2) + "\n")
+    with pytest.raises(DependencyError) as info:  # installing it as it is: refused
+        node.install(hostile, settings)
+    assert info.value.kind == "lock_mismatch" and "127.0.0.1:1" in info.value.message
+    assert node.lock(hostile, settings) is True  # locking resolves it from the run's registry
+    assert evil not in (hostile / "package-lock.json").read_text()
+    assert node.install(hostile, settings).reused  # the very lock (and environment) of before
+
+
 def test_one_package_added_fetches_only_it(
     locked: tuple[Path, DepSettings, bool, node.Installed],
     registry: tuple[LocalRegistry, str],
@@ -226,7 +243,7 @@ def test_an_unreachable_registry_is_a_question_for_a_person(
         node.lock(grown, settings)
     error = caught.value
     assert error.kind == "unreachable" and not error.for_coder
-    assert error.packages == ("@acme/util", "left-pad", "noisy", "zed")
+    assert error.packages == ("node:@acme/util", "node:left-pad", "node:noisy", "node:zed")
     assert "@acme/util, left-pad, noisy, zed" in error.message
     assert dead in error.message and "ECONNREFUSED" in error.message
     assert "--npm-registry" in error.message and "OLDNEW_NPM_REGISTRY" in error.message
@@ -242,7 +259,7 @@ def test_an_install_whose_tarballs_cannot_be_fetched_is_unreachable(tmp_path: Pa
     settings = DepSettings(cache=tmp_path / "c2", npm_registry=url, timeout=60)
     with pytest.raises(DependencyError) as caught:
         node.install(tree, settings)
-    assert caught.value.kind == "unreachable" and caught.value.packages == ("gone",)
+    assert caught.value.kind == "unreachable" and caught.value.packages == ("node:gone",)
     assert not list((settings.cache / "envs").glob("node-*/"))  # no half-made environment
 
 
@@ -286,7 +303,7 @@ def test_npm_words_are_typed_by_cause(stderr: str, kind: str, words: str) -> Non
     error = node.failure(stderr, '{"dependencies": {"x": "1"}}', settings, ci=False)
     assert error.kind == kind and words in error.message
     if kind == "unreachable":
-        assert error.packages == ("x",) and "https://registry.example/" in error.message
+        assert error.packages == ("node:x",) and "https://registry.example/" in error.message
 
 
 def test_a_lock_out_of_step_with_package_json_is_refused(

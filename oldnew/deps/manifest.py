@@ -27,7 +27,16 @@ INSTALL_SCRIPTS = ("preinstall", "install", "postinstall", "prepare", "prepublis
 
 _NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(\[[^\]]*\])?\s*(.*)$")
 _URLISH = re.compile(r"(^|\s)@\s*\S|://|^(git\+|file:|\.{0,2}/)")
-_NPM_SPEC_OK = re.compile(r"^(npm:)?[\w^~<>=|.*\s@/-]*$")
+_NPM_SPEC_OK = re.compile(r"^[\w^~<>=|.*\s@/-]*$")
+NPM_TABLES = (
+    ("dependencies", "main"),
+    ("devDependencies", "dev"),
+    ("optionalDependencies", "optional"),
+    ("peerDependencies", "peer"),
+)
+"""package.json's tables of packages, each reviewed and locked (an alias to another name is
+refused: the name reviewed must be the name installed)."""
+NPM_REFUSED = ("overrides", "bundleDependencies", "bundledDependencies", "workspaces")
 
 
 @dataclass(frozen=True)
@@ -129,6 +138,15 @@ def python_dependencies(tree: Path) -> list[Dependency]:
             f"{PY_MANIFEST}: dependencies are 'dynamic': list them in [project] dependencies "
             "so they can be resolved without building the project",
         )
+    uv = (data.get("tool") or {}).get("uv") if isinstance(data.get("tool"), dict) else None
+    if uv is not None:
+        raise DependencyError(
+            "manifest",
+            f"{PY_MANIFEST} has a [tool.uv] table: oldnew resolves with the run's own settings "
+            "(its index, no sources, wheels only) and refuses uv settings of the project's "
+            "(indexes, sources, overrides, workspaces). Remove [tool.uv]; declare test tools "
+            "under [dependency-groups] dev instead of tool.uv dev-dependencies",
+        )
     why = _comments(text)
     groups: dict[str, Any] = {"main": project.get("dependencies", [])}
     groups |= {f"extra:{k}": v for k, v in (project.get("optional-dependencies") or {}).items()}
@@ -164,17 +182,26 @@ def node_dependencies(tree: Path) -> list[Dependency]:
             "--ignore-scripts, so they would never run; remove them and do that work in a "
             "build or test script instead",
         )
+    unsafe = [k for k in NPM_REFUSED if k in data]
+    if unsafe:
+        raise DependencyError(
+            "manifest",
+            f"{JS_MANIFEST} has {', '.join(unsafe)}: oldnew locks and audits each package "
+            "the project declares by name and version, so overrides, bundled packages and "
+            "workspaces are refused; declare every package in dependencies or devDependencies",
+        )
     out: list[Dependency] = []
-    for field, group in (("dependencies", "main"), ("devDependencies", "dev")):
+    for field, group in NPM_TABLES:
         table = data.get(field) or {}
         if not isinstance(table, dict):
             raise DependencyError("manifest", f"{JS_MANIFEST}: {field} must be an object")
         for name, spec in table.items():
-            if not isinstance(spec, str) or not _NPM_SPEC_OK.match(spec):
+            if not isinstance(spec, str) or not _NPM_SPEC_OK.match(spec) or "npm:" in spec:
                 raise DependencyError(
                     "manifest",
                     f"{JS_MANIFEST}: {name}@{spec!r} is not a registry version range: use one "
-                    "such as '^1.2.0'; URLs, paths, git and file: sources cannot be locked",
+                    "such as '^1.2.0'; URLs, paths, git, file: sources and npm: aliases "
+                    "cannot be locked as declared",
                 )
             out.append(Dependency("node", name, spec, group))
     return out

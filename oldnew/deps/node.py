@@ -20,6 +20,7 @@ import re
 import shutil
 import subprocess  # nosec B404 - fixed argument lists, never a shell
 import tempfile
+import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -198,7 +199,7 @@ def failure(stderr: str, manifest: str, settings: DepSettings, *, ci: bool) -> D
         return DependencyError(
             "install",
             f"the disk refused npm's writes (cache {settings.cache}): free some space or point "
-            f"the dependency cache elsewhere (--deps-cache), then retry.\nnpm said: {words}",
+            f"the dependency cache elsewhere (OLDNEW_DEPS_CACHE), then retry.\nnpm said: {words}",
         )
     if code in _UNREACHABLE_CODES:
         names = _declared_names(manifest)
@@ -208,7 +209,7 @@ def failure(stderr: str, manifest: str, settings: DepSettings, *, ci: bool) -> D
             f"not be resolved or fetched: {', '.join(names) or '(none named)'}. Check the "
             "network or proxy (HTTPS_PROXY), or point oldnew at a reachable registry or mirror "
             f"(--npm-registry URL, or OLDNEW_NPM_REGISTRY), then retry.\nnpm said: {words}",
-            packages=names,
+            packages=tuple(f"node:{n}" for n in names),
         )
     if ci and (code == "EUSAGE" or _NOT_IN_SYNC.search(stderr) or _NO_LOCK.search(stderr)):
         missing = bool(_NO_LOCK.search(stderr))
@@ -300,6 +301,7 @@ def lock(tree: Path, settings: DepSettings) -> bool:
     folder = Path(tempfile.mkdtemp(prefix="npm-lock-", dir=parent))
     try:
         _copy_manifests(tree, folder)
+        _drop_foreign_lock(folder / JS_LOCK, settings)
         proc = run_npm(["install", "--package-lock-only"], folder, settings)
         if proc.returncode != 0:
             raise failure(proc.stderr, manifest, settings, ci=False)
@@ -359,17 +361,43 @@ def locked_packages(lock_text: str) -> list[dict[str, str]]:
     return out
 
 
-def _check_sources(data: dict[str, Any]) -> None:
-    """Refuse a lock that installs anything but registry tarballs (git, file, links)."""
+DEFAULT_REGISTRY = "https://registry.npmjs.org/"
+
+
+def _drop_foreign_lock(path: Path, settings: DepSettings) -> None:
+    """Remove a copied lock that names other sources than the run's registry.
+
+    npm keeps a lock's ``resolved`` URLs as they are: such a lock is resolved anew instead.
+    """
+    if not path.is_file():
+        return
+    try:
+        _check_sources(_lock_data(path.read_text(encoding="utf-8")), settings)
+    except (DependencyError, UnicodeDecodeError):
+        path.unlink()
+
+
+def _check_sources(data: dict[str, Any], settings: DepSettings) -> None:
+    """Refuse a lock that installs anything but the run's registry's tarballs.
+
+    Git, file and link sources are refused, and so is a tarball from any other host: the
+    lock must not choose where its packages come from (``--npm-registry`` does).
+    """
+    registry = urllib.parse.urlsplit(settings.npm_registry or DEFAULT_REGISTRY)
     for key, entry in data["packages"].items():
         if not key or not isinstance(entry, dict):
             continue
         resolved = str(entry.get("resolved", ""))
-        if entry.get("link") or (resolved and not re.match(r"https?://", resolved)):
+        where = urllib.parse.urlsplit(resolved)
+        foreign = bool(resolved) and (
+            where.scheme not in ("http", "https") or where.netloc != registry.netloc
+        )
+        if entry.get("link") or foreign:
             raise DependencyError(
                 "lock_mismatch",
                 f"{JS_LOCK} installs {key} from {resolved or 'a local link'}, not from the "
-                f"registry: declare it by version in {JS_MANIFEST}, lock again and commit",
+                f"run's registry ({registry.geturl()}): declare it by version in "
+                f"{JS_MANIFEST}, lock again and commit",
             )
 
 
@@ -424,7 +452,7 @@ def install(tree: Path, settings: DepSettings) -> Installed:
     packages = locked_packages(text)
     data = _lock_data(text)
     _check_in_step(manifest, data)
-    _check_sources(data)
+    _check_sources(data, settings)
     check_caps(packages, settings, JS_LOCK)
     key = hashlib.sha256(f"node {node_version()}\0{text}".encode()).hexdigest()[:16]
 

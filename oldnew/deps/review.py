@@ -1,9 +1,11 @@
 """Which declared packages a task may have: the ``--deps`` policy applied to a manifest.
 
 - already on main, or decided before in this run: as decided (a person's rejection stands);
-- test tools oldnew drives (pytest, pytest-cov, coverage) and type stubs (``types-*``) in a
-  group other than the main one: allowed, as the prompts ask the coder to declare them;
-- ``--deps off``: nothing new is allowed;
+- test tools oldnew drives (pytest, pytest-cov, coverage) in a development group: allowed
+  (oldnew lends them anyway);
+- ``--deps off``: nothing else new is allowed;
+- type stubs (``types-*``, ``@types/*``) in a development group: allowed, as the prompts
+  ask the coder to declare them;
 - named by the scope: allowed;
 - ``--deps auto``: allowed; ``--deps ask``: a person approves each.
 """
@@ -15,7 +17,9 @@ from dataclasses import dataclass, field
 from oldnew.deps.ledger import Decision
 from oldnew.deps.manifest import Dependency, normalise
 
-TEST_TOOLS = frozenset({"pytest", "pytest-cov", "coverage", "pytest-timeout", "pytest-mock"})
+LENT = frozenset({"pytest", "pytest-cov", "coverage"})
+"""What oldnew lends every environment anyway: declaring them is always allowed."""
+TEST_TOOLS = LENT | {"pytest-timeout", "pytest-mock"}
 
 
 @dataclass
@@ -30,9 +34,15 @@ class Review:
     """Packages the task may not have, and why (the coder's to remove)."""
 
 
+def is_extra(dep: Dependency) -> bool:
+    """Whether ``dep`` is in an optional extra (installed for users, not only for tests)."""
+    return dep.group.startswith("extra:") or dep.group in ("optional", "peer")
+
+
 def is_tool(dep: Dependency) -> bool:
-    """Whether ``dep`` is a test tool or type stubs declared outside the main dependencies."""
-    return dep.group != "main" and (dep.name in TEST_TOOLS or dep.name.startswith("types-"))
+    """Whether ``dep`` is a test tool or type stubs, in a development group only."""
+    tool = dep.name in TEST_TOOLS or dep.name.startswith(("types-", "@types/"))
+    return tool and dep.group != "main" and not is_extra(dep)
 
 
 def review(
@@ -60,10 +70,12 @@ def review(
             out.refused.append((dep, "a person rejected it for this run"))
         elif before is not None:
             continue
-        elif is_tool(dep):
-            out.allowed.append((dep, "tool"))
+        elif dep.name in LENT and dep.group != "main" and not is_extra(dep):
+            out.allowed.append((dep, "tool"))  # what oldnew lends anyway
         elif mode == "off":
             out.refused.append((dep, "new third-party packages are off for this run (--deps off)"))
+        elif is_tool(dep):
+            out.allowed.append((dep, "tool"))
         elif normalise(dep.name) in wanted or dep.name in named:
             out.allowed.append((dep, "scope"))
         elif mode == "auto":
