@@ -4,7 +4,9 @@ uv runs on the host, with the network, on a scratch folder that holds only the m
 the lock: no file of the project's can configure it (``--no-config``, ``--no-sources``), and
 it never builds a package (``--no-build``: wheels only), so no code of the project's or of a
 package runs while anything is fetched or installed. A package that publishes no wheel is a
-question for a person (:class:`DependencyError` of kind ``source_only``).
+question for a person (:class:`DependencyError` of kind ``source_only``); one they allow a
+source build of is built in the sandbox (:mod:`oldnew.deps.builds`) and offered to uv as a
+page of wheels (``DepSettings.find_links``).
 """
 
 from __future__ import annotations
@@ -69,7 +71,8 @@ def _variables(settings: DepSettings) -> dict[str, str]:
 
 
 def _index(settings: DepSettings) -> list[str]:
-    return ["--default-index", settings.index] if settings.index else []
+    links = [a for page in settings.find_links for a in ("--find-links", str(page))]
+    return (["--default-index", settings.index] if settings.index else []) + links
 
 
 def run_uv(
@@ -134,9 +137,10 @@ def failure(stderr: str, manifest: str, settings: DepSettings) -> DependencyErro
             "source_only",
             f"{', '.join(names)} publish only source distributions (no wheel for this "
             "platform): installing them would run their build code, and oldnew installs "
-            "wheels only. Name another package for the coder to use, or build a wheel of it "
-            "yourself, serve it from an index (--package-index) and retry, or leave the "
-            f"feature out.\nuv said: {words}",
+            "wheels only. Allow a source build (built in the sandbox, without network), name "
+            "another package for the coder to use, or build a wheel of it yourself, serve it "
+            f"from an index (--package-index) and retry, or leave the feature out.\nuv said: "
+            f"{words}",
             packages=tuple(f"python:{normalise(n)}" for n in names),
         )
     return DependencyError(

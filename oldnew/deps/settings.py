@@ -33,6 +33,9 @@ class DepSettings:
     """Packages a lock may pin, at most (0: no cap)."""
     max_install_mb: float = 1000.0
     """Megabytes an installed environment may hold, at most (0: no cap)."""
+    find_links: tuple[Path, ...] = ()
+    """Pages of wheels built from source with a person's leave (``deps.builds``), offered to
+    uv beside the index."""
 
     @classmethod
     def of(cls, ctx: Context) -> DepSettings:
