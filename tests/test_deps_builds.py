@@ -25,6 +25,7 @@ from oldnew.deps import builds
 from oldnew.deps.errors import DependencyError
 from oldnew.deps.manifest import Dependency
 from oldnew.deps.settings import DepSettings
+from oldnew.gates.verify import verify_workspace
 from oldnew.runs import resume_run, start_run
 
 SCOPE = {"title": "shouty", "summary": "s", "features": [{"id": "F1", "title": "shout numbers"}]}
@@ -129,6 +130,10 @@ def test_an_allowed_source_build_is_built_locked_installed_and_reported(
     assert srcpkg["approved"] == "source build allowed by a person"
     md = (ws / ".oldnew" / "report.md").read_text()
     assert "srcpkg 1.1 (python)" in md and "source build allowed by a person" in md
+    # verify checks the lock with the built wheels' page and rebuilds the environment.
+    fresh = DepSettings(cache=tmp_path / "fresh-cache", index=index.url, timeout=60)
+    result = verify_workspace(ws, timeout=60, deps=fresh)
+    assert result.matches, result.differences
 
 
 @pytest.mark.usefixtures("smoke_gates")

@@ -43,12 +43,12 @@ from packaging.version import InvalidVersion, Version
 
 from oldnew.deps.errors import DependencyError
 from oldnew.deps.manifest import Dependency, normalise
-from oldnew.deps.settings import DepSettings
+from oldnew.deps.settings import BUILT_WHEELS, DepSettings
 from oldnew.sandbox import Limits, Sandbox, oldnew_env
 from oldnew.sandbox.files import UnsafeOutput, read_output
 
 PYPI_SIMPLE = "https://pypi.org/simple/"
-BUILT = "built-wheels"
+BUILT = BUILT_WHEELS
 SDIST_SUFFIXES = (".tar.gz", ".zip")
 DOWNLOAD_CAP = 200 * 2**20
 """The most one source distribution may weigh (bytes)."""

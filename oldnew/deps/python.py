@@ -18,11 +18,12 @@ import subprocess  # nosec B404 - fixed argument lists, never a shell
 import sys
 import tempfile
 import tomllib
+from dataclasses import replace
 from pathlib import Path
 
 from oldnew.deps.errors import DependencyError
 from oldnew.deps.manifest import PY_LOCK, PY_MANIFEST, normalise
-from oldnew.deps.settings import DepSettings
+from oldnew.deps.settings import BUILT_WHEELS, DepSettings
 
 _UNREACHABLE = re.compile(
     r"Failed to fetch|tcp connect error|dns error|Connection refused|error sending request|"
@@ -203,8 +204,13 @@ def lock(tree: Path, settings: DepSettings) -> bool:
 def check_lock(tree: Path, settings: DepSettings) -> None:
     """Check that ``tree``'s uv.lock matches its pyproject.toml (nothing resolved anew).
 
+    Pages of wheels built from source that the lock names are offered again (see
+    :func:`built_pages`).
+
     Raises:
-        DependencyError: kind ``lock_mismatch`` when it does not (or is missing).
+        DependencyError: kind ``lock_mismatch`` when it does not (or is missing); the
+            person's kinds (``unreachable``, ``install``, ``source_only``: a built wheel this
+            machine no longer has) as they are.
 
     """
     if not (tree / PY_LOCK).is_file():
@@ -214,6 +220,8 @@ def check_lock(tree: Path, settings: DepSettings) -> None:
             "and commit it",
         )
     manifest = (tree / PY_MANIFEST).read_text(encoding="utf-8")
+    pages = [p for p in built_pages((tree / PY_LOCK).read_text(encoding="utf-8")) if p.is_file()]
+    settings = replace(settings, find_links=tuple(dict.fromkeys([*settings.find_links, *pages])))
     folder = _scratch(tree, settings.cache / "tmp")
     try:
         proc = run_uv(["lock", "--check", *_lock_args(settings)], folder, settings)
@@ -227,13 +235,32 @@ def check_lock(tree: Path, settings: DepSettings) -> None:
     if proc.returncode == 0:
         return
     error = failure(proc.stderr, manifest, settings)
-    if error.kind in ("unreachable", "install"):
+    if error.kind in ("unreachable", "install", "source_only"):
         raise error
     raise DependencyError(
         "lock_mismatch",
         f"{PY_LOCK} does not match {PY_MANIFEST}: run 'uv lock' and commit the new lock.\n"
         f"uv said: {proc.stderr.strip()[-800:]}",
     )
+
+
+def built_pages(lock_text: str) -> list[Path]:
+    """Return the pages of wheels built from source (``deps.builds``) that a uv.lock names.
+
+    A package a person allowed a source build of is locked from its page, which the check of
+    that lock must be offered again (where this machine still has it).
+    """
+    try:
+        data = tomllib.loads(lock_text)
+    except tomllib.TOMLDecodeError:
+        return []
+    out = []
+    for pkg in data.get("package", []):
+        registry = str(pkg.get("source", {}).get("registry", ""))
+        path = Path(registry)
+        if path.is_absolute() and path.suffix == ".html" and path.parent.name == BUILT_WHEELS:
+            out.append(path)
+    return out
 
 
 def locked_packages(lock_text: str) -> list[dict[str, str]]:

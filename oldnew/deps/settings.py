@@ -11,6 +11,10 @@ if TYPE_CHECKING:
     from oldnew.context import Context
 
 
+BUILT_WHEELS = "built-wheels"
+"""The cache folder of wheels built from source (``deps.builds``), a page per package."""
+
+
 def default_cache() -> Path:
     """Return where environments and uv's cache live: ``$XDG_CACHE_HOME/oldnew`` (or ~/.cache)."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
