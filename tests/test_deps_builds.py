@@ -100,7 +100,7 @@ def _run(tmp_path: Path, index: LocalIndex, code: Any) -> Any:
 def test_an_allowed_source_build_is_built_locked_installed_and_reported(
     tmp_path: Path, index: LocalIndex
 ) -> None:
-    ws, out, models = _run(tmp_path, index, APP + manifest('"srcpkg>=1,<2",'))
+    ws, out, models = _run(tmp_path, index, APP + manifest('"srcpkg>=1,<2",  # marks the numbers'))
     assert out.status == "waiting"
     (q,) = out.questions
     assert q["kind"] == "dependency_blocked" and q["packages"] == ["python:srcpkg"]
@@ -128,6 +128,7 @@ def test_an_allowed_source_build_is_built_locked_installed_and_reported(
     report = json.loads((ws / ".oldnew" / "report.json").read_text())
     srcpkg = next(d for d in report["dependencies"] if d["name"] == "srcpkg")
     assert srcpkg["approved"] == "source build allowed by a person"
+    assert srcpkg["why"] == "marks the numbers" and srcpkg["requested_by"] == "T1"
     md = (ws / ".oldnew" / "report.md").read_text()
     assert "srcpkg 1.1 (python)" in md and "source build allowed by a person" in md
     # verify checks the lock with the built wheels' page and rebuilds the environment.
@@ -264,3 +265,19 @@ def test_no_source_release_that_fits_says_what_was_found(tmp_path: Path) -> None
     message = caught.value.message
     assert "no source distribution of srcpkg that matches '>=3'" in message
     assert "srcpkg-1.0.tar.gz" in message and caught.value.packages == ("python:srcpkg",)
+
+
+@pytest.mark.usefixtures("smoke_gates")
+def test_under_deps_ask_allowing_the_build_approves_the_package(
+    tmp_path: Path, index: LocalIndex
+) -> None:
+    models = planned_run(SCOPE, PLAN, code={"T1": APP + manifest('"srcpkg>=1,<2",')})
+    ws = tmp_path / "ws"
+    ctx = {"package_index": index.url, "deps": "ask", "max_fix_rounds": 2}
+    out = asyncio.run(start_run(_scope(tmp_path), ws, context=ctx, models=models))
+    (q,) = out.questions
+    assert q["kind"] == "dependency_blocked" and "build" in [o["key"] for o in q["options"]]
+    out = asyncio.run(resume_run(ws, answers={q["id"]: "build"}, models=models))
+    # No second question: allowing the build was the person's approval of the package.
+    assert out.status == "delivered", out
+    assert _events(ws, event="approval_asked") == []

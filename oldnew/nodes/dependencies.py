@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from langgraph.runtime import Runtime
@@ -88,14 +88,23 @@ def _refusals(refused: list[tuple[Dependency, str]]) -> DependencyError:
     )
 
 
-def _prepare(
-    ws: Workspace, state: TaskState, ctx: Context
-) -> tuple[Review, dict[str, str], DepSettings, dict[str, Any] | None]:
-    """Read, review, build (what a person allowed) and lock the task's manifests (blocking).
+@dataclass
+class _Prepared:
+    """What reading, reviewing, building and locking a task's manifests gave."""
 
-    Returns the review, the pinned versions, the settings that install the locks (with the
-    built wheels' pages) and what was built (None: nothing to build).
-    """
+    verdict: Review
+    versions: dict[str, str]
+    """The versions the locks pin, by ``ecosystem:name``."""
+    settings: DepSettings
+    """The settings that install the locks (with the built wheels' pages)."""
+    source_built: list[Dependency] = field(default_factory=list)
+    """Declared packages a person allowed a source build of."""
+    built: dict[str, Any] | None = None
+    """What the ``built`` event says (None: nothing to build)."""
+
+
+def _prepare(ws: Workspace, state: TaskState, ctx: Context) -> _Prepared:
+    """Read, review, build (what a person allowed) and lock the task's manifests (blocking)."""
     tree = ws.worktree(state["task"]["id"])
     wanted = declared(tree)
     ledger = Ledger(ws.meta)
@@ -109,29 +118,25 @@ def _prepare(
     )
     if verdict.refused:
         raise _refusals(verdict.refused)
-    settings, built = _build(wanted, decided, DepSettings.of(ctx))
-    versions = _locks(tree, settings) if wanted or _has_lock(tree) else {}
-    return verdict, versions, settings, built
+    prep = _build(verdict, [d for d in wanted if decided.get(d.key) == "source_build"], ctx)
+    prep.versions = _locks(tree, prep.settings) if wanted or _has_lock(tree) else {}
+    return prep
 
 
-def _build(
-    wanted: list[Dependency], decided: dict[str, str], settings: DepSettings
-) -> tuple[DepSettings, dict[str, Any] | None]:
-    """Build the declared packages a person allowed a source build of; offer their wheels."""
-    allowed = [d for d in wanted if decided.get(d.key) == "source_build"]
+def _build(verdict: Review, allowed: list[Dependency], ctx: Context) -> _Prepared:
+    """Build the packages a person allowed a source build of; offer their wheels to uv."""
+    settings = DepSettings.of(ctx)
     if not allowed:
-        return settings, None
+        return _Prepared(verdict, {}, settings)
     start = time.monotonic()
     made = builds.build_allowed(allowed, settings)
     links = builds.pages([b.name for b in made], settings)
-    took = round(time.monotonic() - start, 3)
-    packages = [f"python:{b.name}=={b.version}" for b in made]
-    reused = [f"python:{b.name}" for b in made if b.reused]
-    return replace(settings, find_links=links), {
-        "packages": packages,
-        "reused": reused,
-        "seconds": took,
+    event = {
+        "packages": [f"python:{b.name}=={b.version}" for b in made],
+        "reused": [f"python:{b.name}" for b in made if b.reused],
+        "seconds": round(time.monotonic() - start, 3),
     }
+    return _Prepared(verdict, {}, replace(settings, find_links=links), allowed, event)
 
 
 def _has_lock(tree: Any) -> bool:
@@ -154,11 +159,12 @@ async def dependencies(state: TaskState, runtime: Runtime[Context]) -> dict[str,
     ws = await aopen_workspace(state["workspace"])
     task_id = state["task"]["id"]
     try:
-        verdict, versions, settings, built = await asyncio.to_thread(_prepare, ws, state, ctx)
+        prep = await asyncio.to_thread(_prepare, ws, state, ctx)
     except DependencyError as exc:
         return await _failed(ws, state, ctx, exc)
-    if built is not None:
-        await aemit(ws, task=task_id, node="dependencies", event="built", **built)
+    verdict, versions = prep.verdict, prep.versions
+    if prep.built is not None:
+        await aemit(ws, task=task_id, node="dependencies", event="built", **prep.built)
     if verdict.ask:
         question = dependency_question(state, verdict.ask, versions)
         await aemit(
@@ -186,9 +192,13 @@ async def dependencies(state: TaskState, runtime: Runtime[Context]) -> dict[str,
                 task=task_id,
                 versions=versions,
             )
+    if prep.source_built:  # the person's decision stands; the manifest's details join it
+        await asyncio.to_thread(
+            ledger.decide, prep.source_built, "source_build", task=task_id, versions=versions
+        )
     await asyncio.to_thread(ledger.pin, versions)
     try:
-        made = await asyncio.to_thread(_install, ws, task_id, settings)
+        made = await asyncio.to_thread(_install, ws, task_id, prep.settings)
     except DependencyError as exc:
         return await _failed(ws, state, ctx, exc)
     await aemit(ws, task=task_id, node="dependencies", event="installed", environments=made)
