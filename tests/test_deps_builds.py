@@ -13,6 +13,7 @@ import socket
 import subprocess
 import threading
 import zipfile
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from typing import Any
 import pytest
 from synthetic import planned_run
 
-from oldnew.bench.pkgindex import LocalIndex
+from oldnew.bench.pkgindex import LocalIndex, serve
 from oldnew.deps import builds
 from oldnew.deps.errors import DependencyError
 from oldnew.deps.manifest import Dependency
@@ -281,3 +282,40 @@ def test_under_deps_ask_allowing_the_build_approves_the_package(
     # No second question: allowing the build was the person's approval of the package.
     assert out.status == "delivered", out
     assert _events(ws, event="approval_asked") == []
+
+
+def test_a_source_release_is_fetched_over_http_from_the_index(tmp_path: Path) -> None:
+    idx = LocalIndex(tmp_path / "index")
+    idx.sdist("srcpkg", "1.0", {"srcpkg/__init__.py": "MARK = 'http'\n"})
+    requests: Counter[str] = Counter()
+    with serve(idx, requests) as url:
+        settings = DepSettings(cache=tmp_path / "cache", index=url, timeout=60)
+        (built,) = builds.build_allowed([Dependency("python", "srcpkg", "")], settings)
+    assert requests["/srcpkg/"] == 1 and requests["/srcpkg/srcpkg-1.0.tar.gz"] == 1
+    with zipfile.ZipFile(built.wheel) as wheel:
+        assert wheel.read("srcpkg/__init__.py") == b"MARK = 'http'\n"
+
+
+def test_an_index_that_does_not_answer_is_unreachable_and_names_the_package(
+    tmp_path: Path,
+) -> None:
+    settings = DepSettings(cache=tmp_path / "cache", index="http://127.0.0.1:9/simple", timeout=5)
+    with pytest.raises(DependencyError) as caught:
+        builds.build_allowed([Dependency("python", "srcpkg", "")], settings)
+    assert caught.value.kind == "unreachable" and caught.value.packages == ("python:srcpkg",)
+    assert "http://127.0.0.1:9/simple" in caught.value.message
+    assert "--package-index" in caught.value.message
+
+
+def test_a_build_that_makes_another_version_is_a_failed_build(tmp_path: Path) -> None:
+    idx = LocalIndex(tmp_path / "index")
+    liar = "from setuptools import setup\nsetup(name='srcpkg', version='9.9')\n"
+    idx.sdist("srcpkg", "1.0", setup_py=liar)
+    settings = DepSettings(cache=tmp_path / "cache", index=idx.url, timeout=60)
+    with pytest.raises(DependencyError) as caught:
+        builds.build_allowed([Dependency("python", "srcpkg", "")], settings)
+    assert caught.value.kind == "install"
+    assert "the build made srcpkg-9.9-py3-none-any.whl, not a wheel of srcpkg 1.0" in (
+        caught.value.message
+    )
+    assert not builds.pages(["srcpkg"], settings)

@@ -285,7 +285,7 @@ def _build_one(name: str, spec: str, settings: DepSettings) -> Built:
         parent.mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(prefix="build-", dir=parent))
         try:
-            built = _build_in_sandbox(name, filename, data, scratch, settings)
+            built = _build_in_sandbox(name, version, (filename, data), scratch, settings)
             staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=settings.cache / BUILT))
             (staging / built[0]).write_bytes(built[1])
             shutil.rmtree(done, ignore_errors=True)
@@ -311,7 +311,13 @@ def _unpack(filename: str, data: bytes, into: Path, name: str) -> Path:
                 zipped.extractall(src)
         else:
             with tarfile.open(archive) as tarred:
-                tarred.extractall(src, filter="data")  # nosec B202 - the data filter refuses escapes
+                for item in tarred.getmembers():
+                    parts = Path(item.name).parts
+                    if Path(item.name).is_absolute() or ".." in parts:
+                        raise ValueError(f"{item.name!r} leads out of the archive")
+                    if not (item.isfile() or item.isdir()):
+                        raise ValueError(f"{item.name!r} is a link or a device, not a file")
+                tarred.extractall(src)  # nosec B202 - every member checked above
     except (tarfile.TarError, zipfile.BadZipFile, ValueError, OSError) as exc:
         raise DependencyError(
             "install",
@@ -331,10 +337,20 @@ def _unpack(filename: str, data: bytes, into: Path, name: str) -> Path:
     return top
 
 
+def _is_wheel_of(wheel: str, name: str, version: Version) -> bool:
+    """Whether the wheel file name ``wheel`` is of package ``name`` at ``version``."""
+    parts = wheel.split("-")
+    try:
+        return len(parts) >= 5 and normalise(parts[0]) == name and Version(parts[1]) == version
+    except InvalidVersion:
+        return False
+
+
 def _build_in_sandbox(
-    name: str, filename: str, data: bytes, scratch: Path, settings: DepSettings
+    name: str, version: Version, sdist: tuple[str, bytes], scratch: Path, settings: DepSettings
 ) -> tuple[str, bytes]:
-    """Build the sdist ``data`` in the sandbox, offline; return the wheel's name and bytes."""
+    """Build the sdist (file name, bytes) in the sandbox, offline; return the wheel's."""
+    filename, data = sdist
     top = _unpack(filename, data, scratch, name)
     env = oldnew_env()  # its setuptools and pip build; nothing else is installed
     limits = Limits(cpu_seconds=max(60, int(settings.timeout)))
@@ -352,9 +368,9 @@ def _build_in_sandbox(
         wheels = sorted(p.name for p in out.iterdir() if p.name.endswith(".whl"))
         ok = result.exit_code == 0 and len(wheels) == 1
         wheel = wheels[0] if ok else ""
-        if ok and normalise(wheel.split("-", 1)[0]) != name:
+        if ok and not _is_wheel_of(wheel, name, version):
             ok = False
-            tail += f"\n(the build made {wheel}, not a wheel of {name})"
+            tail += f"\n(the build made {wheel}, not a wheel of {name} {version})"
         try:
             content = read_output(out, wheel) if ok else None
         except UnsafeOutput as exc:
