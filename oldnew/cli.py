@@ -547,6 +547,8 @@ def verify(
     else:
         for line in out.confirmed:
             console.print(f"[green]confirmed:[/green] {line}")
+        for line in out.not_run:
+            console.print(f"[yellow]not run, never counted as passed:[/yellow] {line}")
         for line in out.differences:
             console.print(f"[red]differs:[/red] {line}")
         verdict = "the report holds" if out.matches else "the report does not hold"

@@ -17,8 +17,13 @@ def build_report(state: dict[str, Any], ws: Workspace, final: dict[str, Any]) ->
     plan_tasks = {t["id"]: t for t in (state.get("plan") or {}).get("tasks", [])}
     questions = state.get("questions") or {}
     delivered = [t for t in tasks if t["status"] == "done"]
+    limited = [t for t in tasks if t["status"] != "done" and t.get("limitation")]
     # A delivered task built against a stand-in (a mock) is a known limitation too.
-    limited = [t for t in tasks if t.get("limitation")]
+    limited += [
+        {**t, "limitation": t["stand_in"]}
+        for t in tasks
+        if t["status"] == "done" and t.get("stand_in")
+    ]
     blocked = [t for t in tasks if t["status"] != "done" and not t.get("limitation")]
     blockers = []
     for t in blocked:
@@ -106,6 +111,18 @@ def gate_lines(final: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+def _not_run_lines(final: dict[str, Any]) -> list[str]:
+    """Return one line per gate that did not run, with its whole reason (the table cuts it)."""
+    lines = []
+    for check in final.get("checks", []):
+        if check["status"] != "not_run":
+            continue
+        optional = " (optional)" if not check.get("required", True) else ""
+        why = " ".join(str(check["summary"]).split())
+        lines.append(f"- **{check['name']}** was not run{optional}: {why}")
+    return ["", *lines] if lines else []
+
+
 def _gates_markdown(report: dict[str, Any], final: dict[str, Any]) -> list[str]:
     quality = report.get("quality") or {}
     lines = ["## Quality gates on main", ""]
@@ -126,6 +143,7 @@ def _gates_markdown(report: dict[str, Any], final: dict[str, Any]) -> list[str]:
             status += " (optional)"
         summary = check["summary"].replace("|", "/").replace("\n", " ")[:160]
         lines.append(f"| {check['name']} | **{status}** | {summary} | {check.get('version', '')} |")
+    lines += _not_run_lines(final)
     if final.get("reused_from"):
         lines += [
             "",

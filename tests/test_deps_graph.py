@@ -442,3 +442,96 @@ def test_a_full_disk_is_a_persons_to_fix_and_says_where() -> None:
     error = failure(words, "", DepSettings(cache=Path("/var/cache/x")))
     assert error.kind == "install" and not error.for_coder
     assert "/var/cache/x" in error.message and "No space left" in error.message
+
+
+@pytest.mark.usefixtures("smoke_gates")
+def test_a_package_json_that_is_not_json_goes_back_to_the_fixer(
+    tmp_path: Path, index: LocalIndex
+) -> None:
+    broken = 'FILE: package.json\n```json\n{"name": "shouty", "dependencies": {\n```\n'
+    ws, out, models = _run(tmp_path, index, PLAIN + broken, fix="DELETE: package.json\n")
+    assert out.status == "delivered", out
+    (fix_call,) = models["fixer"].log.of(role="fixer", task="T1")
+    assert "package.json is not valid JSON" in prompt_text(fix_call.messages)
+    assert "package.json:0: [dependencies manifest]" in prompt_text(fix_call.messages)
+
+
+@pytest.mark.usefixtures("smoke_gates")
+def test_parallel_tasks_that_each_add_a_package_merge_and_lock_again(
+    tmp_path: Path, index: LocalIndex
+) -> None:
+    tasks = [
+        {"id": "T1", "title": "base", "description": "pyproject", "requirement_ids": ["F1"]},
+        *[
+            {
+                "id": tid,
+                "title": f"feature {tid}",
+                "description": f"{name}.py",
+                "depends_on": ["T1"],
+                "requirement_ids": ["F1"],
+            }
+            for tid, name in (("T2", "shout"), ("T3", "loud"))
+        ],
+    ]
+    base = manifest() + PLAIN
+    shout = manifest('"numfmt>=2",') + (
+        "FILE: shout.py\n```python\nfrom numfmt import fmt\n\nX = fmt(1)\n```\n"
+    )
+    loud = manifest('"loudtext",') + "FILE: loud.py\n```python\nimport loudtext\n\nY = 1\n```\n"
+    models = planned_run(SCOPE, {"tasks": tasks}, code={"T1": base, "T2": shout, "T3": loud})
+    ws = tmp_path / "ws"
+    ctx = _context(index, max_agents=2)
+    out = asyncio.run(start_run(_scope(tmp_path), ws, context=ctx, models=models))
+    assert out.status == "delivered", out
+    text = (ws / "pyproject.toml").read_text()
+    assert '"numfmt>=2",' in text and '"loudtext",' in text
+    lock = (ws / "uv.lock").read_text()
+    assert 'name = "numfmt"' in lock and 'name = "loudtext"' in lock
+    # main's lock matches its manifest: nothing would be resolved anew.
+    from oldnew.deps import python
+    from oldnew.deps.settings import DepSettings
+
+    python.check_lock(ws, DepSettings(cache=tmp_path / "c", index=index.url, timeout=60))
+
+
+@pytest.mark.usefixtures("smoke_gates")
+def test_a_stand_in_never_hides_a_critical_task_skipped_later(
+    tmp_path: Path, index: LocalIndex
+) -> None:
+    refused = PLAIN.replace(
+        "    return f'{n}!'", "    raise ConnectionRefusedError(111, 'Connection refused')"
+    )
+    models = planned_run(SCOPE, PLAN, code={"T1": refused})
+    ws = tmp_path / "ws"
+    out = asyncio.run(start_run(_scope(tmp_path), ws, context=_context(index), models=models))
+    (q,) = out.questions
+    out = asyncio.run(resume_run(ws, answers={q["id"]: "mock"}, models=models))
+    (q,) = out.questions  # the mocked attempt fails the same way
+    out = asyncio.run(resume_run(ws, answers={q["id"]: "skip"}, models=models))
+    assert out.status == "blocked", out
+    report = json.loads((ws / ".oldnew" / "report.json").read_text())
+    assert [b["task"] for b in report["blocked"]] == ["T1"] and report["limitations"] == []
+
+
+@pytest.mark.usefixtures("smoke_gates")
+def test_an_index_down_when_merging_asks_a_person_and_spends_no_fix_round(
+    tmp_path: Path, index: LocalIndex, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from oldnew.deps.errors import DependencyError
+    from oldnew.nodes import checks
+
+    real = checks.relock_merged
+
+    def down(*args: Any) -> bool:
+        raise DependencyError("unreachable", "the package index does not answer (test)")
+
+    monkeypatch.setattr(checks, "relock_merged", down)
+    ws, out, models = _run(tmp_path, index, APP + GOOD)
+    assert out.status == "waiting"
+    (q,) = out.questions
+    assert q["kind"] == "dependency_blocked" and "does not answer" in q["title"]
+    assert models["fixer"].log.of(role="fixer") == []
+    monkeypatch.setattr(checks, "relock_merged", real)
+    out = asyncio.run(resume_run(ws, answers={q["id"]: "retry"}, models=models))
+    assert out.status == "delivered", out
+    assert models["fixer"].log.of(role="fixer") == []

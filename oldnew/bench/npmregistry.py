@@ -20,11 +20,12 @@ import http.server
 import io
 import json
 import tarfile
-import threading
 import urllib.parse
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
+
+from oldnew.bench.localhttp import serving
 
 
 def _tarball(manifest: Mapping[str, Any], files: Mapping[str, str]) -> bytes:
@@ -148,14 +149,8 @@ def serve(registry: LocalRegistry) -> Iterator[str]:
     Each request's method and path is appended to ``registry.requests``.
     """
     handler = type("_Handler", (_RegistryHandler,), {"registry": registry})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(handler) as url:
+        yield url
 
 
 class _RegistryHandler(http.server.BaseHTTPRequestHandler):

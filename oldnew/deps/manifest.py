@@ -55,6 +55,23 @@ def normalise(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+def package_names(answer: str, ecosystem: Ecosystem) -> list[Dependency]:
+    """Return the packages a person's answer names, or [] when it is not only package names.
+
+    ``"httpx"``, ``"lxml, html5lib"`` and ``"httpx>=0.27"`` name packages (one, or several
+    separated by commas, at most five); a sentence does not.
+    """
+    parts = [p.strip() for p in answer.split(",")]
+    out = []
+    for part in parts:
+        match = re.fullmatch(r"(@?[A-Za-z0-9][A-Za-z0-9._/-]*)\s*([<>=!~^@]\S*)?", part)
+        if match is None:
+            return []
+        name = match.group(1)
+        out.append(Dependency(ecosystem, normalise(name) if ecosystem == "python" else name, ""))
+    return out if len(out) <= 5 else []
+
+
 def declared(tree: Path) -> list[Dependency]:
     """Return every dependency the project in ``tree`` declares, Python's then JS's.
 

@@ -105,6 +105,7 @@ def record_of(task_id: str, title: str, view: TaskView) -> TaskRecord:
         "blocker": v.get("blocker"),
         "question": view.question_id,
         "limitation": v.get("limitation"),
+        "stand_in": v.get("stand_in"),
         "files": list(v.get("files") or []),
     }
 

@@ -1,7 +1,9 @@
 """Python linters over the generated code: ruff (lint and format), mypy, bandit.
 
 Each runs from oldnew's own environment, in the sandbox, on the copy; none runs the project's
-code. mypy looks up third-party packages in the project's environment.
+code. mypy looks up third-party packages in the project's environment; a package there without
+type hints, or one missing from it, is a finding that says what to change in pyproject.toml
+(:func:`import_advice`), not mypy's bare "Skipping analyzing".
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import configparser
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess  # nosec B404 - fixed argument lists
 import sys
@@ -29,6 +32,12 @@ from oldnew.gates.common import (
     unreadable,
 )
 from oldnew.gates.model import Check, CheckStatus, Diagnostic
+from oldnew.gates.python import (
+    local_names,
+    missing_module_advice,
+    module_distributions,
+    python_files,
+)
 from oldnew.sandbox.files import read_project_text
 
 # -- ruff -------------------------------------------------------------------------------------
@@ -184,6 +193,86 @@ def _plugin_is_project_code(plugin: str) -> bool:
     return path.endswith(".py") or "/" in path or "\\" in path
 
 
+_QUOTED = re.compile(r'"([\w.]+)"')
+_STUBS_HINT = re.compile(r"pip install (types-[\w.-]+)")
+
+
+_IMPORT_CODES = ("import-untyped", "import-not-found")
+
+
+def import_advice(
+    item: dict[str, object], tree: Path, installed: dict[str, str], local: set[str]
+) -> str | None:
+    """Return what to change for mypy's ``import-untyped``/``import-not-found`` finding.
+
+    The stubs package is the one mypy's own hint names (``types-PyYAML``); without one, the
+    override that tells mypy to treat the package as untyped. ``installed`` maps the project
+    environment's top-level modules to their distributions (:func:`module_distributions`).
+    None: not such a finding, or a module of the project's own (its message stays mypy's).
+    """
+    code, message = item.get("code"), str(item.get("message", ""))
+    found = _QUOTED.search(message)
+    if code not in _IMPORT_CODES or found is None:
+        return None
+    module = found.group(1)
+    top = module.split(".")[0]
+    if top in local:
+        return None
+    stub = _STUBS_HINT.search(str(item.get("hint") or ""))
+    if stub is not None:
+        return (
+            f"{module!r} has no type hints mypy can read; its stubs are the package "
+            f"{stub.group(1)!r}: add it to a dev dependency group in pyproject.toml "
+            f'([dependency-groups] dev = [..., "{stub.group(1)}"]) and re-lock, so that the '
+            "project's environment has it"
+        )
+    dist_name = installed.get(top)
+    if code == "import-untyped":
+        dist = f" (distribution {dist_name!r})" if dist_name else ""
+        return (
+            f"{top!r}{dist} is installed but ships no type hints (no py.typed marker) and mypy "
+            "knows no stubs package for it: add to pyproject.toml "
+            f'[[tool.mypy.overrides]] module = "{top}.*" ignore_missing_imports = true '
+            "(or a published types- stubs package to a dev dependency group)"
+        )
+    if dist_name:
+        return None  # the package is there, without that submodule: mypy's words suffice
+    return f"module {top!r} is not in the project's environment: {missing_module_advice(top, tree)}"
+
+
+def mypy_findings(stdout: str, run: GateRun) -> list[Diagnostic]:
+    """Return the errors of mypy's JSON lines, import findings with what to change."""
+    items = []
+    for line in stdout.splitlines():
+        try:
+            items.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    imports = any(i.get("code") in _IMPORT_CODES for i in items)
+    local = local_names(run.tree, python_files(run.tree)) if imports else set()
+    installed = module_distributions(run.env) if imports else {}
+    diags = []
+    for item in items:
+        if item.get("severity") != "error":
+            continue
+        message = item.get("message", "")
+        advice = import_advice(item, run.tree, installed, local)
+        if advice:
+            message += f": {advice}"
+        elif item.get("hint"):
+            message += f" ({item['hint']})"
+        diags.append(
+            Diagnostic(
+                "mypy",
+                rel(item.get("file", "?"), run.tree),
+                int(item.get("line") or 0),
+                message,
+                item.get("code") or "",
+            )
+        )
+    return diags
+
+
 def gate_mypy(run: GateRun) -> Outcome:
     """Type-check with mypy (``--strict`` in the strict profile; the project's config counts).
 
@@ -227,26 +316,7 @@ def gate_mypy(run: GateRun) -> Outcome:
     ver = tool_version("mypy")
     if result.killed:
         return stopped("mypy", result, ver)
-    diags = []
-    for line in result.stdout.splitlines():
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if item.get("severity") != "error":
-            continue
-        message = item.get("message", "")
-        if item.get("hint"):
-            message += f" ({item['hint']})"
-        diags.append(
-            Diagnostic(
-                "mypy",
-                rel(item.get("file", "?"), run.tree),
-                int(item.get("line") or 0),
-                message,
-                item.get("code") or "",
-            )
-        )
+    diags = mypy_findings(result.stdout, run)
     if result.exit_code not in (0, 1) or (result.exit_code == 1 and not diags):
         text = (result.stderr or result.stdout).strip()[-600:]
         diags.append(Diagnostic("mypy", ".", 0, f"mypy could not check the project: {text}"))

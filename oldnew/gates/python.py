@@ -1,18 +1,24 @@
 """The Python gates that read code without running it: syntax and import resolution.
 
 Imports resolve against the project's environment (:attr:`GateRun.env`): what its
-interpreter can import when the tests run is what counts, not what oldnew has installed.
+interpreter can import when the tests run is what counts, not what oldnew has installed. A
+third-party module it lacks is the coder's to declare (``[project] dependencies`` in
+pyproject.toml): :func:`missing_module_advice` says so, naming the distribution when known.
 """
 
 from __future__ import annotations
 
 import ast
+import functools
 import importlib.machinery
+import importlib.metadata
 import re
 import sys
 import time
 from pathlib import Path
 
+from oldnew.deps.errors import DependencyError
+from oldnew.deps.manifest import PY_MANIFEST, normalise, python_dependencies
 from oldnew.gates.common import (
     GateRun,
     Outcome,
@@ -67,7 +73,78 @@ def gate_syntax(run: GateRun) -> Outcome:
 # -- imports ----------------------------------------------------------------------------------
 
 
-def _local_names(tree: Path, files: list[Path]) -> set[str]:
+def declared_names(tree: Path) -> set[str]:
+    """Return the normalised names of every Python package the project's manifest declares.
+
+    A manifest that does not read declares nothing here (the dependency step reports it).
+    """
+    try:
+        return {d.name for d in python_dependencies(tree)}
+    except DependencyError:
+        return set()
+
+
+def _top_levels(dist: importlib.metadata.Distribution) -> set[str]:
+    declared = (dist.read_text("top_level.txt") or "").split()
+    if declared:
+        return set(declared)
+    names = set()
+    for item in dist.files or []:
+        first = item.parts[0] if item.parts else ""
+        if len(item.parts) > 1 and not first.endswith((".dist-info", ".data")):
+            names.add(first)
+        elif len(item.parts) == 1 and item.suffix == ".py":
+            names.add(item.stem)
+    return names - {"__pycache__", ".."}
+
+
+def module_distributions(env: ProjectEnv) -> dict[str, str]:
+    """Return which distribution installed each top-level module of ``env``'s packages."""
+    paths = [str(p) for p in env.import_paths]
+    out: dict[str, str] = {}
+    for dist in importlib.metadata.distributions(path=paths):
+        name = dist.metadata["Name"] or ""
+        for module in _top_levels(dist):
+            out.setdefault(module, name)
+    return out
+
+
+@functools.cache
+def _oldnew_distributions() -> dict[str, str]:
+    """Top-level module -> distribution, as oldnew's own environment has them."""
+    return {k: v[0] for k, v in importlib.metadata.packages_distributions().items() if v}
+
+
+def missing_module_advice(top: str, tree: Path) -> str:
+    """Return what the coder does about a third-party module the environment lacks.
+
+    The distribution is named when oldnew knows which one provides ``top`` (from its own
+    environment: ``yaml`` comes from ``PyYAML``); a declared one means the lock or the module
+    name is wrong, not the manifest.
+    """
+    dist = _oldnew_distributions().get(top)
+    declared = declared_names(tree)
+    named = next((n for n in (dist, top) if n and normalise(n) in declared), None)
+    if named is not None:
+        return (
+            f"{named!r} is declared in {PY_MANIFEST}, but the environment built from the lock "
+            f"has no module {top!r}: import the module that distribution installs, or re-lock "
+            "('uv lock') so that the lock and the environment include it"
+        )
+    if dist and normalise(dist) == normalise(top):
+        which = f"{dist!r}"
+    elif dist:
+        which = f"its distribution {dist!r} (which provides {top!r})"
+    else:
+        which = f"the distribution that provides it (often named {top!r}: check its docs)"
+    return (
+        f"declare {which} in {PY_MANIFEST} [project] dependencies (a package only the tests "
+        "use: in a [dependency-groups] dev group), so that oldnew locks and installs it; if "
+        "it is a typo or a module of the project's, fix the import"
+    )
+
+
+def local_names(tree: Path, files: list[Path]) -> set[str]:
     """Names a project file can import as top-level modules (any layout pytest supports)."""
     names = set()
     for path in files:
@@ -139,7 +216,8 @@ def _unresolved(path: Path, tree: Path, local: set[str], env: ProjectEnv) -> lis
                     name,
                     node.lineno,
                     f"module {top!r} cannot be imported: it is not a file of the project, "
-                    "not in the standard library and not installed for validation",
+                    "not in the standard library and not installed in the project's "
+                    f"environment: {missing_module_advice(top, tree)}",
                     "unresolved-import",
                 )
             )
@@ -153,7 +231,7 @@ def gate_imports(run: GateRun) -> Outcome:
     """
     start = time.monotonic()
     files = python_files(run.tree)
-    local = _local_names(run.tree, files)
+    local = local_names(run.tree, files)
     diags = [d for path in files for d in _unresolved(path, run.tree, local, run.env)]
     status: CheckStatus = "failed" if diags else "passed"
     check = Check(

@@ -21,7 +21,7 @@ from oldnew.deps.errors import DependencyError
 from oldnew.deps.manifest import PY_LOCK, python_dependencies
 from oldnew.deps.settings import DepSettings, default_cache
 from oldnew.errors import WorkspaceError
-from oldnew.gates.model import ValidationResult
+from oldnew.gates.model import Check, ValidationResult
 from oldnew.gates.profiles import Profile
 from oldnew.gates.runner import validate_tree
 from oldnew.safegit import run_git
@@ -44,6 +44,8 @@ class Verification:
     head: str
     differences: list[str] = field(default_factory=list)
     confirmed: list[str] = field(default_factory=list)
+    not_run: list[str] = field(default_factory=list)
+    """Gates the re-run could not run, each with why (an audit whose service is away)."""
     recorded: dict[str, Any] = field(default_factory=dict)
     rerun: dict[str, Any] = field(default_factory=dict)
     evidence: str = ""
@@ -61,6 +63,7 @@ class Verification:
             "matches": self.matches,
             "differences": self.differences,
             "confirmed": self.confirmed,
+            "not_run": self.not_run,
             "evidence": self.evidence,
         }
 
@@ -164,6 +167,12 @@ def locked_env(tree: Path, deps: DepSettings) -> ProjectEnv:
     return project_env(tree, deps)
 
 
+def not_run_line(check: Check) -> str:
+    """Return ``gate (optional): why`` for a gate that did not run."""
+    optional = "" if check.required else " (optional)"
+    return f"{check.name}{optional}: {' '.join(check.summary.split())}"
+
+
 def verify_workspace(
     root: Path | str,
     *,
@@ -224,6 +233,9 @@ def verify_workspace(
     if not out.differences:
         passed = [c.name for c in result.checks if c.status == "passed"]
         out.confirmed.append(f"main {head[:12]}: gates {', '.join(passed)} passed again")
+    skipped = [c for c in result.checks if c.status == "not_run"]
+    # A gate that did not run is shown with why (one whose status changed is a difference).
+    out.not_run = [not_run_line(c) for c in skipped]
     path = ws.write_json(
         "evidence/verify.json",
         {"head": head, "differences": out.differences, **result.to_dict()},

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, cast
 
 from oldnew.feedback.items import malformed_feedback, ready_feedback
 from oldnew.graph.state import RunState, TaskState
@@ -91,48 +91,43 @@ def after_code(state: TaskState) -> Literal["dependencies", "escalate"]:
     return "escalate" if state.get("status") == "waiting" else "dependencies"
 
 
-def after_dependencies(
-    state: TaskState,
-) -> Literal["validate", "fix", "code", "escalate", "record_limitation"]:
+AfterDependencies = Literal["validate", "fix", "code", "escalate", "record_limitation"]
+AfterValidate = Literal["commit", "fix", "code", "escalate", "record_limitation"]
+_ONWARD = {
+    "waiting": "escalate",
+    "limiting": "record_limitation",
+    "coding": "code",
+    "fixing": "fix",
+}
+"""Where a task goes from a step that checks it, by the status the step left."""
+
+
+def _onward(state: TaskState, step: str, ready: tuple[str, str]) -> str:
+    """Return the next node: ``ready[1]`` on status ``ready[0]``, else by ``_ONWARD``."""
+    status = str(state.get("status"))
+    if status == ready[0]:
+        return ready[1]
+    if status in _ONWARD:
+        return _ONWARD[status]
+    raise ValueError(f"{step} left the task in status {status!r}: no way out is defined")
+
+
+def after_dependencies(state: TaskState) -> AfterDependencies:
     """Validate once the dependencies are installed; else fix, start over, ask, or give up.
 
     A manifest or resolution the coder can fix goes to the fixer (and, like a failed
     validation, to a fresh start or a person when fixing does not help); a new package waits
     for a person's approval; an index that does not answer asks a person.
     """
-    status = state.get("status")
-    if status == "validating":
-        return "validate"
-    if status == "waiting":
-        return "escalate"
-    if status == "limiting":
-        return "record_limitation"
-    if status == "coding":
-        return "code"
-    if status == "fixing":
-        return "fix"
-    raise ValueError(f"dependencies left the task in status {status!r}: no way out is defined")
+    return cast(AfterDependencies, _onward(state, "dependencies", ("validating", "validate")))
 
 
-def after_validate(
-    state: TaskState,
-) -> Literal["commit", "fix", "code", "escalate", "record_limitation"]:
+def after_validate(state: TaskState) -> AfterValidate:
     """Commit passing code, fix failing code, start over once when stuck, else give up.
 
     Giving up escalates a critical task and records any other as a known limitation.
     """
-    status = state.get("status")
-    if status == "waiting":
-        return "escalate"
-    if status == "limiting":
-        return "record_limitation"
-    if status == "coding":
-        return "code"
-    if status == "fixing":
-        return "fix"
-    if status == "passed":
-        return "commit"
-    raise ValueError(f"validate left the task in status {status!r}: no way out is defined")
+    return cast(AfterValidate, _onward(state, "validate", ("passed", "commit")))
 
 
 def after_fix(state: TaskState) -> Literal["dependencies", "escalate"]:

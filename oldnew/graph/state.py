@@ -57,6 +57,8 @@ class TaskRecord(TypedDict, total=False):
     """The revision task that replaced this finished task after a change request."""
     limitation: dict[str, Any] | None
     """Set when the task ended as a known limitation: kind, reason, detail, options, branch."""
+    stand_in: dict[str, Any] | None
+    """Set when the task was built against a stand-in a person chose (a mock)."""
     files: list[str]
     """Paths the task wrote (for traceability: requirement -> tasks -> tests)."""
 
@@ -188,6 +190,9 @@ class TaskState(TypedDict, total=False):
     """Why the last approach failed, for the coder of a fresh regeneration; None otherwise."""
     limitation: dict[str, Any] | None
     """The known limitation this task ended as: kind, reason, detail, options, branch."""
+    stand_in: dict[str, Any] | None
+    """Set when a person chose to build against a stand-in (a mock): what and why. A task
+    delivered so is a known limitation of the delivery, never reported as the real thing."""
     merge_failures: int
     """Times this task passed its checks but could not be merged into main (capped)."""
     stop: str | None

@@ -27,7 +27,7 @@ from oldnew.gates import Check, Diagnostic, ValidationResult, resolve_profile, v
 from oldnew.gates.model import CheckStatus
 from oldnew.gates.runner import reuse_key
 from oldnew.graph.state import TaskState
-from oldnew.hitl.questions import task_question, what_task
+from oldnew.hitl.questions import dependency_blocked_question, task_question, what_task
 from oldnew.memory.learning import learn_from_accepted_task
 from oldnew.nodes.common import aemit, aopen_workspace
 from oldnew.recovery.diagnosis import decide, diagnose, project_modules
@@ -102,25 +102,28 @@ def dependency_result(exc: DependencyError) -> ValidationResult:
     return ValidationResult(checks=[check], diagnostics=[diag] if exc.for_coder else [])
 
 
-def relock_merged(ws: Workspace, tree: Path, ctx: Context) -> ValidationResult | None:
-    """Lock a rebased task's merged manifests again, amending its commit if a lock changed.
+def relock_merged(ws: Workspace, tree: Path, ctx: Context) -> bool:
+    """Lock a task's manifests again on main's work, amending its commit if a lock changed.
 
-    A merge keeps main's lock and both sides' dependency lines (``workspace.MERGES``), so the
-    lock must follow the merged manifest. Returns the failed validation when it cannot.
+    A merge keeps main's lock and merges the manifests (``workspace.MERGES``), so the lock
+    must follow the merged manifest; returns whether it changed. Unchanged manifests resolve
+    to the lock they have (uv and npm keep its pins), and nothing is committed.
+
+    Raises:
+        DependencyError: the merged manifests cannot be locked (by its kind: the coder's, or
+            a person's).
+
     """
     settings = DepSettings.of(ctx)
-    try:
-        changed = False
-        if python_dependencies(tree) or (tree / PY_LOCK).is_file():
-            changed |= python.lock(tree, settings)
-        if node_dependencies(tree) or (tree / JS_LOCK).is_file():
-            changed |= node.lock(tree, settings)
-    except DependencyError as exc:
-        return dependency_result(exc)
+    changed = False
+    if python_dependencies(tree) or (tree / PY_LOCK).is_file():
+        changed |= python.lock(tree, settings)
+    if node_dependencies(tree) or (tree / JS_LOCK).is_file():
+        changed |= node.lock(tree, settings)
     if changed:
         ws.git("add", "--", *[n for n in (PY_LOCK, JS_LOCK) if (tree / n).is_file()], cwd=tree)
         ws.git("commit", "-q", "--amend", "--no-edit", cwd=tree)
-    return None
+    return changed
 
 
 def _passed_before(ws: Workspace, key: str) -> ValidationResult | None:
@@ -223,19 +226,31 @@ def _accept(ws: Workspace, task_id: str, title: str, ctx: Context) -> dict[str, 
         if ws.commit_worktree(task_id, title) is None:
             return {"diagnostics": ["the task changed no files; write the task's code"]}
         moved = ws.rebase_onto_main(task_id)
-        if moved:
-            tree = ws.worktree(task_id)
-            result = relock_merged(ws, tree, ctx) or run_gates(ctx, tree, None, ws)
+        tree = ws.worktree(task_id)
+        try:
+            relocked = relock_merged(ws, tree, ctx)
+            result = run_gates(ctx, tree, None, ws) if moved or relocked else None
+        except DependencyError as exc:
+            if not exc.for_coder:
+                raise  # a person's to fix: the task asks (``commit``); its commit stays
+            result = dependency_result(exc)
+        if result is not None and not result.passed:
             evidence = record_evidence(
                 ws, next_evidence_name(ws, task_id), result, task=task_id, tree="rebased on main"
             )
-            if not result.passed:
-                ws.git("reset", "-q", "--soft", "HEAD~1", cwd=tree)
-                diags = [
-                    f"after merging the work of other tasks: {line}"
-                    for line in fixer_diagnostics(result)
-                ]
-                return {"diagnostics": diags, "evidence": [evidence]}
+            blockers = environment_blockers(result)
+            if blockers and not any(c.status == "failed" for c in result.checks):
+                return {"blockers": blockers, "evidence": [evidence]}
+            ws.git("reset", "-q", "--soft", "HEAD~1", cwd=tree)
+            diags = [
+                f"after merging the work of other tasks: {line}"
+                for line in fixer_diagnostics(result)
+            ]
+            return {"diagnostics": diags, "evidence": [evidence]}
+        if result is not None:
+            record_evidence(
+                ws, next_evidence_name(ws, task_id), result, task=task_id, tree="rebased on main"
+            )
         commit = ws.fast_forward_main(task_id)
     ws.remove_worktree(task_id)
     return {"commit": commit, "rebased": moved}
@@ -251,6 +266,15 @@ async def commit(state: TaskState, runtime: Runtime[Context]) -> dict[str, Any]:
     except WorkspaceError as exc:
         await aemit(ws, task=task["id"], node="commit", event="conflict", error=str(exc))
         return _not_merged(state, ctx, {"diagnostics": [f"merge: {exc}"]})
+    except DependencyError as exc:
+        # Locking the merged manifests needs a person (the index does not answer, say).
+        question = dependency_blocked_question(state, exc)
+        await aemit(ws, task=task["id"], node="commit", event="escalated", question=question.id)
+        return decide(state, question)
+    if "blockers" in out:
+        question = gates_question(state, out["blockers"], out["evidence"][0])
+        await aemit(ws, task=task["id"], node="commit", event="escalated", question=question.id)
+        return {"evidence": out["evidence"], **decide(state, question)}
     if "commit" not in out:
         await aemit(ws, task=task["id"], node="commit", event="rejected")
         failed = {"diagnostics": out["diagnostics"], "evidence": out.get("evidence", [])}

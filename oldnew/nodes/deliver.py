@@ -79,7 +79,7 @@ async def deliver(
     elif (state.get("budget_stops") or {}).get("run"):
         status = "stopped"
     elif tasks and all(t["status"] == "done" for t in tasks.values()):
-        stand_ins = any(t.get("limitation") for t in tasks.values())
+        stand_ins = any(t.get("stand_in") for t in tasks.values())
         status = "delivered_with_limitations" if stand_ins else "delivered"
     elif only_limitations(tasks):
         status = "delivered_with_limitations"

@@ -16,7 +16,7 @@ from typing import Any, Literal
 from langgraph.types import Command, interrupt
 
 from oldnew.deps.ledger import Decision, Ledger
-from oldnew.deps.manifest import Dependency
+from oldnew.deps.manifest import Dependency, package_names
 from oldnew.graph.state import TaskState
 from oldnew.hitl.questions import (
     APPROVE,
@@ -66,7 +66,7 @@ async def escalate(state: TaskState) -> Command[Way]:
         return Command(update={**answered, "status": "blocked", "blocker": reason}, goto="__end__")
     if answer == MOCK:
         # Built against a stand-in: delivered, but never reported as if the real thing ran.
-        answered["limitation"] = {
+        answered["stand_in"] = {
             "kind": "stand_in",
             "reason": f"built against a stand-in (mock), chosen by a person: "
             f"{question.get('title', '')}",
@@ -130,13 +130,12 @@ async def _dependencies_answer(
         )
     else:
         await asyncio.to_thread(ledger.decide, deps, "rejected", task=task_id, question=qid)
-        chosen = [
-            Dependency(d.ecosystem, n.strip(), "")
-            for d in deps[:1]
-            for n in answer.replace(",", " ").split()
-            if n.strip()
-        ]
-        await asyncio.to_thread(ledger.decide, chosen, "person", task=task_id, question=qid)
-        told = f"A person chose {answer.strip()} instead of {names}: declare and use that."
+        chosen = package_names(answer, deps[0].ecosystem if deps else "python")
+        if chosen:
+            await asyncio.to_thread(ledger.decide, chosen, "person", task=task_id, question=qid)
+            named = ", ".join(d.name for d in chosen)
+            told = f"A person chose {named} instead of {names}: declare and use that."
+        else:
+            told = f"A person rejected {names} and said: {answer.strip()}"
     reply = {"question": question.get("title", ""), "answer": told}
     return Command(update={**answered, "answer": reply, "status": "coding"}, goto="code")

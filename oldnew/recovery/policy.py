@@ -183,6 +183,7 @@ KINDS: dict[str, KindPolicy] = {
         "external_service",
         ("retry", "instead", "skip"),
         "retry",
+        free_text=False,
         retry_label="Try the install again (after fixing the cause named above)",
         severity="high",
         resume="dependencies",
