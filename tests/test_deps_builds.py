@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 import subprocess
 import threading
@@ -132,10 +133,15 @@ def test_an_allowed_source_build_is_built_locked_installed_and_reported(
     assert srcpkg["why"] == "marks the numbers" and srcpkg["requested_by"] == "T1"
     md = (ws / ".oldnew" / "report.md").read_text()
     assert "srcpkg 1.1 (python)" in md and "source build allowed by a person" in md
-    # verify checks the lock with the built wheels' page and rebuilds the environment.
+    # verify checks the lock with the page of built wheels from this machine's cache...
+    cache = Path(os.environ["OLDNEW_DEPS_CACHE"])
+    result = verify_workspace(ws, timeout=60, deps=DepSettings(cache=cache, index=index.url))
+    assert result.matches, result.differences
+    # ...and a cache without that wheel says what is missing, never a lock mismatch.
     fresh = DepSettings(cache=tmp_path / "fresh-cache", index=index.url, timeout=60)
     result = verify_workspace(ws, timeout=60, deps=fresh)
-    assert result.matches, result.differences
+    (difference,) = result.differences
+    assert "srcpkg publish only source distributions" in difference, difference
 
 
 @pytest.mark.usefixtures("smoke_gates")
@@ -319,3 +325,19 @@ def test_a_build_that_makes_another_version_is_a_failed_build(tmp_path: Path) ->
         caught.value.message
     )
     assert not builds.pages(["srcpkg"], settings)
+
+
+def test_a_lock_cannot_name_a_page_of_wheels_outside_the_cache(tmp_path: Path) -> None:
+    from oldnew.deps.python import built_pages
+
+    settings = DepSettings(cache=tmp_path / "cache")
+    ours = settings.cache / "built-wheels" / "srcpkg.html"
+    theirs = tmp_path / "project" / "built-wheels" / "numfmt.html"
+    for page in (ours, theirs):
+        page.parent.mkdir(parents=True)
+        page.write_text("<html></html>")
+    lock = "".join(
+        f'[[package]]\nname = "{n}"\nversion = "1"\nsource = {{ registry = "{p}" }}\n'
+        for n, p in (("srcpkg", ours), ("numfmt", theirs), ("gone", ours.with_name("gone.html")))
+    )
+    assert built_pages(lock, settings) == [ours]

@@ -178,13 +178,15 @@ def lock(tree: Path, settings: DepSettings) -> bool:
     """Resolve ``tree``'s pyproject.toml into its uv.lock; return whether the lock changed.
 
     An existing lock keeps its pins where they still satisfy the manifest, so adding one
-    package changes only what it needs.
+    package changes only what it needs (a package built from source included: the pages of
+    built wheels it names are offered again).
 
     Raises:
         DependencyError: the resolver failed (kind by its cause: see :func:`failure`).
 
     """
     manifest = (tree / PY_MANIFEST).read_text(encoding="utf-8")
+    settings = _with_built_pages(tree, settings)
     folder = _scratch(tree, settings.cache / "tmp")
     try:
         proc = run_uv(["lock", *_lock_args(settings)], folder, settings)
@@ -205,7 +207,7 @@ def check_lock(tree: Path, settings: DepSettings) -> None:
     """Check that ``tree``'s uv.lock matches its pyproject.toml (nothing resolved anew).
 
     Pages of wheels built from source that the lock names are offered again (see
-    :func:`built_pages`).
+    :func:`built_pages`): without them, a package built here would not be found.
 
     Raises:
         DependencyError: kind ``lock_mismatch`` when it does not (or is missing); the
@@ -220,8 +222,7 @@ def check_lock(tree: Path, settings: DepSettings) -> None:
             "and commit it",
         )
     manifest = (tree / PY_MANIFEST).read_text(encoding="utf-8")
-    pages = [p for p in built_pages((tree / PY_LOCK).read_text(encoding="utf-8")) if p.is_file()]
-    settings = replace(settings, find_links=tuple(dict.fromkeys([*settings.find_links, *pages])))
+    settings = _with_built_pages(tree, settings)
     folder = _scratch(tree, settings.cache / "tmp")
     try:
         proc = run_uv(["lock", "--check", *_lock_args(settings)], folder, settings)
@@ -244,23 +245,37 @@ def check_lock(tree: Path, settings: DepSettings) -> None:
     )
 
 
-def built_pages(lock_text: str) -> list[Path]:
+def built_pages(lock_text: str, settings: DepSettings) -> list[Path]:
     """Return the pages of wheels built from source (``deps.builds``) that a uv.lock names.
 
-    A package a person allowed a source build of is locked from its page, which the check of
-    that lock must be offered again (where this machine still has it).
+    A package a person allowed a source build of is locked from its page in this cache, which
+    every later lock or check of that lock must be offered again. Only pages in this cache's
+    folder of built wheels count: a lock is the project's file, and a page it names anywhere
+    else (in the project, say) would install wheels nobody built or allowed.
     """
     try:
         data = tomllib.loads(lock_text)
     except tomllib.TOMLDecodeError:
         return []
+    ours = (settings.cache / BUILT_WHEELS).resolve()
     out = []
     for pkg in data.get("package", []):
-        registry = str(pkg.get("source", {}).get("registry", ""))
-        path = Path(registry)
-        if path.is_absolute() and path.suffix == ".html" and path.parent.name == BUILT_WHEELS:
+        source = pkg.get("source", {})
+        path = Path(str(source.get("registry", ""))) if isinstance(source, dict) else Path()
+        if path.suffix != ".html" or not path.is_absolute() or path.is_symlink():
+            continue
+        if path.parent.resolve() == ours and path.is_file() and path not in out:
             out.append(path)
     return out
+
+
+def _with_built_pages(tree: Path, settings: DepSettings) -> DepSettings:
+    """Return ``settings`` offering also the built-wheel pages ``tree``'s uv.lock names."""
+    lock = tree / PY_LOCK
+    if not lock.is_file() or lock.is_symlink():
+        return settings
+    pages = built_pages(lock.read_text(encoding="utf-8"), settings)
+    return replace(settings, find_links=tuple(dict.fromkeys([*settings.find_links, *pages])))
 
 
 def locked_packages(lock_text: str) -> list[dict[str, str]]:
