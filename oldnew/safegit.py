@@ -31,10 +31,15 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess  # nosec B404 - git is run with fixed argument lists, never a shell
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+MANIFEST_DRIVER = f"{shlex.quote(sys.executable)} -I -m oldnew.deps.merge %O %A %B %P"
+"""The command git runs to merge a manifest (oldnew's interpreter, isolated from the tree)."""
 
 GIT_OPTIONS = (
     # who commits, and no signing program
@@ -51,9 +56,12 @@ GIT_OPTIONS = (
     # never descend into a nested repository
     *("-c", "diff.ignoreSubmodules=all", "-c", "submodule.recurse=false"),
     *("-c", "status.submoduleSummary=false"),
-    # the one merge driver oldnew defines: keep the branch merged onto (a lock file; the
-    # dependencies are locked again from the merged manifest afterwards)
+    # the merge drivers oldnew defines (``workspace.MERGES`` names them): keep the branch
+    # merged onto (a lock: it is locked again from the merged manifest afterwards), and merge
+    # manifests by package name with oldnew's own code (``oldnew.deps.merge``, ``python -I``)
     *("-c", "merge.oldnew-keep.name=keep main's version", "-c", "merge.oldnew-keep.driver=true"),
+    *("-c", "merge.oldnew-manifest.name=merge dependencies by package name"),
+    *("-c", f"merge.oldnew-manifest.driver={MANIFEST_DRIVER}"),
 )
 """Options before every git subcommand oldnew runs (command-line config wins over files)."""
 

@@ -571,10 +571,10 @@ CREATING = "creating.json"
 
 
 MERGES = (
-    "# Tasks that each add a dependency edit the same lists: keep both sides' lines; the\n"
+    "# Tasks that each add a dependency edit the same lists: merged by package name; the\n"
     "# locks are derived, so main's is kept and the merged manifest is locked again.\n"
-    "pyproject.toml merge=union\n"
-    "package.json merge=union\n"
+    "pyproject.toml merge=oldnew-manifest\n"
+    "package.json merge=oldnew-manifest\n"
     "uv.lock merge=oldnew-keep\n"
     "package-lock.json merge=oldnew-keep\n"
 )

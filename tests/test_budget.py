@@ -351,7 +351,8 @@ def test_a_token_cap_stops_the_run_with_a_report_and_a_raised_cap_finishes_it(
     log = subprocess.run(
         ["git", "log", "--format=%s"], cwd=ws, capture_output=True, text=True, check=True
     ).stdout.splitlines()
-    assert len(log) == 4  # the start commit and one per task: nothing redone
+    # the start commit, one per task (nothing redone), and the hand-over once delivered
+    assert len(log) == 5 and log[0].startswith("Hand-over")
 
 
 @pytest.mark.timeout(300)

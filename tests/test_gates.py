@@ -423,10 +423,14 @@ def test_example_passes_every_gate_with_evidence(delivered: Path) -> None:
         evidence = json.loads((delivered / item["evidence"]).read_text())
         assert evidence["passed"] and evidence["task"] == item["task"]
     assert [g["gate"] for g in report["gates"]] == list(status)
-    # main's files are those T3 validated last: that passed result is reused, and says so.
-    assert final["reused_from"].startswith(".oldnew/evidence/T3-")
-    reused = json.loads((delivered / final["reused_from"]).read_text())
-    assert reused["fingerprint"] == final["fingerprint"] and reused["passed"]
+    # Delivery added the hand-over (README, .gitignore) after T3: main's files are not those
+    # T3 validated, so the final validation ran anew on main's head, not reused.
+    assert final["reused_from"] == ""
+    recorded = json.loads((delivered / final["evidence"]).read_text())
+    assert recorded["head"] == report["head"]
+    last = json.loads((delivered / report["delivered"][-1]["evidence"]).read_text())
+    assert last["fingerprint"] != final["fingerprint"]
+    assert (delivered / "README.md").is_file() and (delivered / ".gitignore").is_file()
 
 
 @pytest.mark.timeout(300)

@@ -195,7 +195,8 @@ def test_example_run_status_json_and_foreign_workspace(tmp_path: Path, example_m
     log = subprocess.run(
         ["git", "log", "--format=%s"], cwd=ws, capture_output=True, text=True, check=True
     ).stdout.splitlines()
-    assert len(log) == 4  # the start commit and one per task
+    assert len(log) == 5  # the start commit, one per task, and delivery's hand-over
+    assert log[0] == "Hand-over: how to install, test and run the project"
     cli = (ws / "todo" / "cli.py").read_text()
     assert 'DEFAULT_FILE = "./todo.json"' in cli  # the person's answer reached the code
     tests = subprocess.run(

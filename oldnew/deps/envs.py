@@ -22,11 +22,14 @@ from dataclasses import replace
 from pathlib import Path
 
 from oldnew.deps import node, python
+from oldnew.deps.errors import DependencyError
 from oldnew.deps.manifest import JS_LOCK, PY_LOCK, node_dependencies, python_dependencies
 from oldnew.deps.settings import DepSettings
 from oldnew.deps.store import Installed, built, check_caps
 from oldnew.sandbox import ProjectEnv
 
+LENT = "zz-oldnew-test-tools.pth"
+"""The file in an environment's site-packages that lends it oldnew's test tools."""
 TEST_TOOLS = ("pytest", "pluggy", "iniconfig", "packaging", "pygments", "coverage", "pytest-cov")
 """The distributions oldnew's pytest and coverage gates import, lent to an environment that
 lacks them (the project declared no test tools)."""
@@ -40,17 +43,49 @@ def python_env(tree: Path, settings: DepSettings) -> Installed:
 
     """
     declared = python_dependencies(tree)
-    interpreter = f"{python.base_python()} {sys.version.split()[0]}"
+    tools = test_tools(settings)
+    interpreter = f"{python.base_python()} {sys.version.split()[0]} {tools.name}"
     if not declared and not (tree / PY_LOCK).is_file():
         key = hashlib.sha256(f"bare {interpreter}".encode()).hexdigest()[:16]
-        return built("py", key, settings, [], lambda f: python.bare_venv(f, settings))
+
+        def bare(folder: Path) -> str:
+            python.bare_venv(folder, settings)
+            return lend_test_tools(folder, tools)
+
+        return built("py", key, settings, [], bare)
     if not (tree / PY_LOCK).is_file():
         python.check_lock(tree, settings)  # raises: no lock
     text = (tree / PY_LOCK).read_text(encoding="utf-8")
     packages = python.locked_packages(text)
     check_caps(packages, settings, PY_LOCK)
     key = hashlib.sha256(f"{interpreter}\0{text}".encode()).hexdigest()[:16]
-    return built("py", key, settings, packages, lambda f: python.sync(tree, f, settings))
+
+    def synced(folder: Path) -> str:
+        summary = python.sync(tree, folder, settings)
+        return f"{summary}\n{lend_test_tools(folder, tools)}".strip()
+
+    return built("py", key, settings, packages, synced)
+
+
+def _site_packages(folder: Path) -> Path:
+    found = sorted(folder.glob("lib/python*/site-packages"))
+    if not found:
+        raise DependencyError("install", f"{folder} has no site-packages: delete it and retry")
+    return found[0]
+
+
+def lend_test_tools(folder: Path, tools: Path) -> str:
+    """Put oldnew's test tools after the environment's own packages, when it lacks them.
+
+    A ``.pth`` file appends ``tools`` to the end of ``sys.path``: what the project locked
+    (its own pytest, packaging, coverage) comes first and is what its code gets; the tools
+    fill in only what it does not have. Returns what was done, for the install summary.
+    """
+    site = _site_packages(folder)
+    if all((site / name).is_dir() for name in ("pytest", "pytest_cov")):
+        return ""
+    (site / LENT).write_text(f"{tools}\n", encoding="utf-8")
+    return f"test tools lent from {tools}"
 
 
 def node_env(tree: Path, settings: DepSettings) -> Installed | None:
@@ -61,7 +96,7 @@ def node_env(tree: Path, settings: DepSettings) -> Installed | None:
 
 
 def test_tools(settings: DepSettings) -> Path:
-    """Return a folder holding oldnew's own pytest, pytest-cov and coverage, for PYTHONPATH.
+    """Return a folder holding oldnew's own pytest, pytest-cov and coverage, to lend.
 
     Copied (hard-linked where the disk allows) from oldnew's environment once per version set.
     """
@@ -86,12 +121,6 @@ def test_tools(settings: DepSettings) -> Path:
     return built("test-tools", key, settings, [], make).path
 
 
-def _has_test_tools(env: ProjectEnv) -> bool:
-    return all(
-        any((p / name).is_dir() for p in env.import_paths) for name in ("pytest", "pytest_cov")
-    )
-
-
 def project_env(
     tree: Path,
     settings: DepSettings,
@@ -110,6 +139,9 @@ def project_env(
     js = js if js is not None else node_env(tree, settings)
     modules = js.path / "node_modules" if js is not None else None
     env = ProjectEnv.probe(py.path / "bin" / "python", node_modules=modules)
-    if _has_test_tools(env):
+    lent = _site_packages(py.path) / LENT
+    if not lent.is_file():
         return env
-    return replace(env, test_tool_paths=(test_tools(settings),))
+    # The probe runs without ``site`` (no .pth runs on the host): add what the .pth adds.
+    tools = Path(lent.read_text(encoding="utf-8").strip())
+    return replace(env, import_paths=(*env.import_paths, tools))

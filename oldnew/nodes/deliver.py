@@ -89,7 +89,9 @@ async def deliver(
     if any(t["status"] == "done" for t in tasks.values()):
         scope = state.get("scope") or {}
         title, summary = str(scope.get("title", "")), str(scope.get("summary", ""))
-        written = await asyncio.to_thread(hand_over, ws, title, summary)
+        # Only a project that is handed over gets them: a stopped or blocked run goes on later.
+        handing = status in ("delivered", "delivered_with_limitations")
+        written = await asyncio.to_thread(hand_over, ws, title, summary) if handing else []
         if written:
             await aemit(ws, node="deliver", event="handed_over", files=written)
         language = (state.get("scope") or {}).get("language")
