@@ -207,7 +207,7 @@ def test_a_package_with_only_a_source_build_asks_a_person(
     (q,) = out.questions
     assert q["kind"] == "dependency_blocked" and "publish no wheel" in q["title"]
     assert "srconly" in q["detail"] and "wheels only" in q["detail"]
-    assert [o["key"] for o in q["options"]] == ["retry", "instead", "skip"]
+    assert [o["key"] for o in q["options"]] == ["retry", "build", "instead", "skip"]
     # 'instead': the coder is told to use another package, and does without.
     models["coder"].fn = _recode(models, PLAIN + manifest())
     out = asyncio.run(resume_run(ws, answers={q["id"]: "instead"}, models=models))

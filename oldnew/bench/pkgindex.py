@@ -2,8 +2,9 @@
 
 Tests, the dependency benchmark and the offline example resolve and install against it instead
 of the public index. ``LocalIndex.wheel`` writes a real wheel (a zip with METADATA, WHEEL and
-RECORD), ``sdist`` a source-only release; the index is a PEP 503 "simple" folder that uv reads
-as ``file://`` URL, and :func:`serve` puts it on 127.0.0.1 over HTTP.
+RECORD), ``sdist`` a source-only release that setuptools builds; the index is a PEP 503
+"simple" folder that uv reads as ``file://`` URL, and :func:`serve` puts it on 127.0.0.1 over
+HTTP.
 """
 
 from __future__ import annotations
@@ -90,12 +91,28 @@ class LocalIndex:
             (folder / f"{filename}.metadata").write_bytes(entries[f"{info}/METADATA"])
         return self._add(name, filename, buffer.getvalue())
 
-    def sdist(self, name: str, version: str) -> Path:
-        """Write a source-only release (setup.py that would run on install)."""
+    def sdist(
+        self,
+        name: str,
+        version: str,
+        files: Mapping[str, str] | None = None,
+        *,
+        setup_py: str | None = None,
+    ) -> Path:
+        """Write a source-only release of ``files`` (path -> text), built by setuptools.
+
+        Its ``setup.py`` is ``setup_py`` when given (a build that fails, or that tries the
+        network), else one that packages ``files``' top-level packages.
+        """
         base = f"{name}-{version}"
+        setup = setup_py or (
+            "from setuptools import find_packages, setup\n"
+            f"setup(name={name!r}, version={version!r}, packages=find_packages())\n"
+        )
         members = {
             f"{base}/PKG-INFO": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
-            f"{base}/setup.py": f"from setuptools import setup\nsetup(name={name!r})\n",
+            f"{base}/setup.py": setup,
+            **{f"{base}/{path}": text for path, text in (files or {}).items()},
         }
         buffer = io.BytesIO()
         with tarfile.open(fileobj=buffer, mode="w:gz") as archive:

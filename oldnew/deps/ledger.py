@@ -2,9 +2,10 @@
 
 One entry per package (``ecosystem:name``): the task that first declared it and why, the
 version the lock pins, and the decision: approved by the scope (it names the package), by
-``--deps auto``, or by a person; or rejected by a person (the coder must do without it). The
-report lists every entry; the dependencies step reads the decisions. Tasks run at the same
-time, so every change is a read-modify-write under a file lock.
+``--deps auto``, or by a person (``source_build``: a person allowed building it from source);
+or rejected by a person (the coder must do without it). The report lists every entry; the
+dependencies step reads the decisions. Tasks run at the same time, so every change is a
+read-modify-write under a file lock.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from oldnew.deps.errors import DependencyError
 from oldnew.deps.manifest import JS_LOCK, PY_LOCK, Dependency, declared, normalise
 from oldnew.sandbox.files import read_project_text
 
-Decision = Literal["scope", "auto", "person", "rejected", "tool"]
+Decision = Literal["scope", "auto", "person", "rejected", "tool", "source_build"]
 LEDGER = "dependencies.json"
 
 
@@ -96,6 +97,7 @@ APPROVED_BY = {
     "person": "approved by a person",
     "tool": "test tool or type stubs (allowed)",
     "rejected": "rejected by a person",
+    "source_build": "source build allowed by a person",
 }
 
 

@@ -4,7 +4,9 @@ uv runs on the host, with the network, on a scratch folder that holds only the m
 the lock: no file of the project's can configure it (``--no-config``, ``--no-sources``), and
 it never builds a package (``--no-build``: wheels only), so no code of the project's or of a
 package runs while anything is fetched or installed. A package that publishes no wheel is a
-question for a person (:class:`DependencyError` of kind ``source_only``).
+question for a person (:class:`DependencyError` of kind ``source_only``); one they allow a
+source build of is built in the sandbox (:mod:`oldnew.deps.builds`) and offered to uv as a
+page of wheels (``DepSettings.find_links``).
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ import subprocess  # nosec B404 - fixed argument lists, never a shell
 import sys
 import tempfile
 import tomllib
+from dataclasses import replace
 from pathlib import Path
 
 from oldnew.deps.errors import DependencyError
 from oldnew.deps.manifest import PY_LOCK, PY_MANIFEST, normalise
-from oldnew.deps.settings import DepSettings
+from oldnew.deps.settings import BUILT_WHEELS, DepSettings
 
 _UNREACHABLE = re.compile(
     r"Failed to fetch|tcp connect error|dns error|Connection refused|error sending request|"
@@ -69,7 +72,8 @@ def _variables(settings: DepSettings) -> dict[str, str]:
 
 
 def _index(settings: DepSettings) -> list[str]:
-    return ["--default-index", settings.index] if settings.index else []
+    links = [a for page in settings.find_links for a in ("--find-links", str(page))]
+    return (["--default-index", settings.index] if settings.index else []) + links
 
 
 def run_uv(
@@ -134,9 +138,10 @@ def failure(stderr: str, manifest: str, settings: DepSettings) -> DependencyErro
             "source_only",
             f"{', '.join(names)} publish only source distributions (no wheel for this "
             "platform): installing them would run their build code, and oldnew installs "
-            "wheels only. Name another package for the coder to use, or build a wheel of it "
-            "yourself, serve it from an index (--package-index) and retry, or leave the "
-            f"feature out.\nuv said: {words}",
+            "wheels only. Allow a source build (built in the sandbox, without network), name "
+            "another package for the coder to use, or build a wheel of it yourself, serve it "
+            f"from an index (--package-index) and retry, or leave the feature out.\nuv said: "
+            f"{words}",
             packages=tuple(f"python:{normalise(n)}" for n in names),
         )
     return DependencyError(
@@ -173,13 +178,15 @@ def lock(tree: Path, settings: DepSettings) -> bool:
     """Resolve ``tree``'s pyproject.toml into its uv.lock; return whether the lock changed.
 
     An existing lock keeps its pins where they still satisfy the manifest, so adding one
-    package changes only what it needs.
+    package changes only what it needs (a package built from source included: the pages of
+    built wheels it names are offered again).
 
     Raises:
         DependencyError: the resolver failed (kind by its cause: see :func:`failure`).
 
     """
     manifest = (tree / PY_MANIFEST).read_text(encoding="utf-8")
+    settings = _with_built_pages(tree, settings)
     folder = _scratch(tree, settings.cache / "tmp")
     try:
         proc = run_uv(["lock", *_lock_args(settings)], folder, settings)
@@ -199,8 +206,13 @@ def lock(tree: Path, settings: DepSettings) -> bool:
 def check_lock(tree: Path, settings: DepSettings) -> None:
     """Check that ``tree``'s uv.lock matches its pyproject.toml (nothing resolved anew).
 
+    Pages of wheels built from source that the lock names are offered again (see
+    :func:`built_pages`): without them, a package built here would not be found.
+
     Raises:
-        DependencyError: kind ``lock_mismatch`` when it does not (or is missing).
+        DependencyError: kind ``lock_mismatch`` when it does not (or is missing); the
+            person's kinds (``unreachable``, ``install``, ``source_only``: a built wheel this
+            machine no longer has) as they are.
 
     """
     if not (tree / PY_LOCK).is_file():
@@ -210,6 +222,7 @@ def check_lock(tree: Path, settings: DepSettings) -> None:
             "and commit it",
         )
     manifest = (tree / PY_MANIFEST).read_text(encoding="utf-8")
+    settings = _with_built_pages(tree, settings)
     folder = _scratch(tree, settings.cache / "tmp")
     try:
         proc = run_uv(["lock", "--check", *_lock_args(settings)], folder, settings)
@@ -223,13 +236,46 @@ def check_lock(tree: Path, settings: DepSettings) -> None:
     if proc.returncode == 0:
         return
     error = failure(proc.stderr, manifest, settings)
-    if error.kind in ("unreachable", "install"):
+    if error.kind in ("unreachable", "install", "source_only"):
         raise error
     raise DependencyError(
         "lock_mismatch",
         f"{PY_LOCK} does not match {PY_MANIFEST}: run 'uv lock' and commit the new lock.\n"
         f"uv said: {proc.stderr.strip()[-800:]}",
     )
+
+
+def built_pages(lock_text: str, settings: DepSettings) -> list[Path]:
+    """Return the pages of wheels built from source (``deps.builds``) that a uv.lock names.
+
+    A package a person allowed a source build of is locked from its page in this cache, which
+    every later lock or check of that lock must be offered again. Only pages in this cache's
+    folder of built wheels count: a lock is the project's file, and a page it names anywhere
+    else (in the project, say) would install wheels nobody built or allowed.
+    """
+    try:
+        data = tomllib.loads(lock_text)
+    except tomllib.TOMLDecodeError:
+        return []
+    ours = (settings.cache / BUILT_WHEELS).resolve()
+    out = []
+    for pkg in data.get("package", []):
+        source = pkg.get("source", {})
+        path = Path(str(source.get("registry", ""))) if isinstance(source, dict) else Path()
+        if path.suffix != ".html" or not path.is_absolute() or path.is_symlink():
+            continue
+        if path.parent.resolve() == ours and path.is_file() and path not in out:
+            out.append(path)
+    return out
+
+
+def _with_built_pages(tree: Path, settings: DepSettings) -> DepSettings:
+    """Return ``settings`` offering also the built-wheel pages ``tree``'s uv.lock names."""
+    lock = tree / PY_LOCK
+    if not lock.is_file() or lock.is_symlink():
+        return settings
+    pages = built_pages(lock.read_text(encoding="utf-8"), settings)
+    return replace(settings, find_links=tuple(dict.fromkeys([*settings.find_links, *pages])))
 
 
 def locked_packages(lock_text: str) -> list[dict[str, str]]:

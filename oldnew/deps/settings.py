@@ -11,6 +11,10 @@ if TYPE_CHECKING:
     from oldnew.context import Context
 
 
+BUILT_WHEELS = "built-wheels"
+"""The cache folder of wheels built from source (``deps.builds``), a page per package."""
+
+
 def default_cache() -> Path:
     """Return where environments and uv's cache live: ``$XDG_CACHE_HOME/oldnew`` (or ~/.cache)."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
@@ -33,6 +37,9 @@ class DepSettings:
     """Packages a lock may pin, at most (0: no cap)."""
     max_install_mb: float = 1000.0
     """Megabytes an installed environment may hold, at most (0: no cap)."""
+    find_links: tuple[Path, ...] = ()
+    """Pages of wheels built from source with a person's leave (``deps.builds``), offered to
+    uv beside the index."""
 
     @classmethod
     def of(cls, ctx: Context) -> DepSettings:

@@ -12,7 +12,9 @@ Each option key means one thing wherever it is offered:
 - ``drop``: drop a feedback item; ``read_all``: read an over-long scope anyway;
 - ``approve`` / ``reject``: an approval gate;
 - ``without`` / ``instead``: new packages a task wants: do without them / use another package
-  (named in the answer).
+  (named in the answer);
+- ``build``: packages that publish no wheel: allow a source build of them (in the sandbox,
+  without network; offered only on that question).
 
 What a kind offers by default (options, the recommended one, whether free text is accepted)
 is its row in ``recovery.policy.KINDS``; a failure's title is its class's row in ``CLASSES``.
@@ -34,6 +36,7 @@ from oldnew.schemas import AskHuman, Option, Question
 RETRY, SKIP, ABORT, READ_ALL = "retry", "skip", "abort", "read_all"
 APPROVE, REJECT = "approve", "reject"
 WITHOUT, INSTEAD, MOCK = "without", "instead", "mock"
+BUILD = "build"
 RUN_STEP = (RETRY, ABORT)
 """The options of a run-wide step (scoping, planning): it cannot be skipped."""
 SKIP_TO_LIMITATION = (
@@ -54,6 +57,7 @@ _LABELS = {
     REJECT: "Reject: stop the run and write the report",
     WITHOUT: "Reject: the coder does it without these packages",
     INSTEAD: "Use another package instead (name it in your answer)",
+    BUILD: "Allow a source build of these packages: built in the sandbox, without network",
 }
 
 
@@ -244,10 +248,15 @@ def dependency_blocked_question(state: TaskState, error: DependencyError) -> Que
         "caps": "needs more packages than the run allows",
         "install": "could not install its packages",
     }
+    # Only packages with no wheel can be built; the kind's other options stay in its order.
+    keys = policy.kind("dependency_blocked").options
+    if error.kind == "source_only":
+        keys = (*keys[:1], BUILD, *keys[1:])
     return task_question(
         state,
         "dependency_blocked",
         f"{what_task(state)} {titles.get(error.kind, 'could not install its packages')}",
         error.message[:2500],
+        keys=keys,
         packages=list(error.packages),
     )

@@ -5,9 +5,11 @@ It runs after every coding and fixing round, on the task's worktree:
 1. read the manifests (a broken one goes back to the coder);
 2. apply the ``--deps`` policy (``deps.review``): refused packages go back to the coder, new
    ones a person must approve raise one question listing each with its version and why;
-3. resolve the manifests into their locks (``uv.lock``, ``package-lock.json``), committed with
+3. build the wheels of packages a person allowed a source build of (``deps.builds``: in the
+   sandbox, without network), offered to the resolver beside the index;
+4. resolve the manifests into their locks (``uv.lock``, ``package-lock.json``), committed with
    the task; the resolver's own message goes back to the coder when it fails;
-4. install the locks into environments shared by lock hash (nothing installed when the lock
+5. install the locks into environments shared by lock hash (nothing installed when the lock
    is unchanged), with the network, running no package's code.
 
 A failure the coder can fix is a failed ``dependencies`` check, diagnosed like any failed
@@ -18,12 +20,14 @@ does not answer, a package has no wheel, a cap) is a question at once.
 from __future__ import annotations
 
 import asyncio
+import time
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from langgraph.runtime import Runtime
 
 from oldnew.context import Context
-from oldnew.deps import envs, node, python
+from oldnew.deps import builds, envs, node, python
 from oldnew.deps.errors import DependencyError
 from oldnew.deps.ledger import Decision, Ledger
 from oldnew.deps.manifest import (
@@ -84,8 +88,23 @@ def _refusals(refused: list[tuple[Dependency, str]]) -> DependencyError:
     )
 
 
-def _prepare(ws: Workspace, state: TaskState, ctx: Context) -> tuple[Review, dict[str, str]]:
-    """Read, review and lock the task's manifests (blocking)."""
+@dataclass
+class _Prepared:
+    """What reading, reviewing, building and locking a task's manifests gave."""
+
+    verdict: Review
+    versions: dict[str, str]
+    """The versions the locks pin, by ``ecosystem:name``."""
+    settings: DepSettings
+    """The settings that install the locks (with the built wheels' pages)."""
+    source_built: list[Dependency] = field(default_factory=list)
+    """Declared packages a person allowed a source build of."""
+    built: dict[str, Any] | None = None
+    """What the ``built`` event says (None: nothing to build)."""
+
+
+def _prepare(ws: Workspace, state: TaskState, ctx: Context) -> _Prepared:
+    """Read, review, build (what a person allowed) and lock the task's manifests (blocking)."""
     tree = ws.worktree(state["task"]["id"])
     wanted = declared(tree)
     ledger = Ledger(ws.meta)
@@ -99,18 +118,34 @@ def _prepare(ws: Workspace, state: TaskState, ctx: Context) -> tuple[Review, dic
     )
     if verdict.refused:
         raise _refusals(verdict.refused)
-    versions = _locks(tree, DepSettings.of(ctx)) if wanted or _has_lock(tree) else {}
-    return verdict, versions
+    prep = _build(verdict, [d for d in wanted if decided.get(d.key) == "source_build"], ctx)
+    prep.versions = _locks(tree, prep.settings) if wanted or _has_lock(tree) else {}
+    return prep
+
+
+def _build(verdict: Review, allowed: list[Dependency], ctx: Context) -> _Prepared:
+    """Build the packages a person allowed a source build of; offer their wheels to uv."""
+    settings = DepSettings.of(ctx)
+    if not allowed:
+        return _Prepared(verdict, {}, settings)
+    start = time.monotonic()
+    made = builds.build_allowed(allowed, settings)
+    links = builds.pages([b.name for b in made], settings)
+    event = {
+        "packages": [f"python:{b.name}=={b.version}" for b in made],
+        "reused": [f"python:{b.name}" for b in made if b.reused],
+        "seconds": round(time.monotonic() - start, 3),
+    }
+    return _Prepared(verdict, {}, replace(settings, find_links=links), allowed, event)
 
 
 def _has_lock(tree: Any) -> bool:
     return bool((tree / PY_LOCK).is_file() or (tree / JS_LOCK).is_file())
 
 
-def _install(ws: Workspace, task_id: str, ctx: Context) -> list[dict[str, Any]]:
+def _install(ws: Workspace, task_id: str, settings: DepSettings) -> list[dict[str, Any]]:
     """Install the task's locks into their shared environments (blocking)."""
     tree = ws.worktree(task_id)
-    settings = DepSettings.of(ctx)
     made = [envs.python_env(tree, settings)]
     js = envs.node_env(tree, settings)
     if js is not None:
@@ -124,9 +159,12 @@ async def dependencies(state: TaskState, runtime: Runtime[Context]) -> dict[str,
     ws = await aopen_workspace(state["workspace"])
     task_id = state["task"]["id"]
     try:
-        verdict, versions = await asyncio.to_thread(_prepare, ws, state, ctx)
+        prep = await asyncio.to_thread(_prepare, ws, state, ctx)
     except DependencyError as exc:
         return await _failed(ws, state, ctx, exc)
+    verdict, versions = prep.verdict, prep.versions
+    if prep.built is not None:
+        await aemit(ws, task=task_id, node="dependencies", event="built", **prep.built)
     if verdict.ask:
         question = dependency_question(state, verdict.ask, versions)
         await aemit(
@@ -154,9 +192,13 @@ async def dependencies(state: TaskState, runtime: Runtime[Context]) -> dict[str,
                 task=task_id,
                 versions=versions,
             )
+    if prep.source_built:  # the person's decision stands; the manifest's details join it
+        await asyncio.to_thread(
+            ledger.decide, prep.source_built, "source_build", task=task_id, versions=versions
+        )
     await asyncio.to_thread(ledger.pin, versions)
     try:
-        made = await asyncio.to_thread(_install, ws, task_id, ctx)
+        made = await asyncio.to_thread(_install, ws, task_id, prep.settings)
     except DependencyError as exc:
         return await _failed(ws, state, ctx, exc)
     await aemit(ws, task=task_id, node="dependencies", event="installed", environments=made)

@@ -15,11 +15,12 @@ from typing import Any, Literal
 
 from langgraph.types import Command, interrupt
 
-from oldnew.deps.ledger import Ledger
+from oldnew.deps.ledger import Decision, Ledger
 from oldnew.deps.manifest import Dependency, package_names
 from oldnew.graph.state import TaskState
 from oldnew.hitl.questions import (
     APPROVE,
+    BUILD,
     INSTEAD,
     MOCK,
     REJECT,
@@ -99,17 +100,21 @@ async def _dependencies_answer(
     """Go on after a dependency question: install, or code again without the packages.
 
     ``approve`` records a person's approval and runs the dependencies step again; so does
-    ``retry`` (a cause fixed outside, the index back). ``without`` (or ``reject``) records the
-    rejection: the coder does without the packages. Any other answer names packages to use
-    instead, which the person thereby approves.
+    ``retry`` (a cause fixed outside, the index back), and ``build`` where it was offered (a
+    source build allowed: the step builds the packages' wheels in the sandbox). ``without``
+    (or ``reject``) records the rejection: the coder does without the packages. Any other
+    answer names packages to use instead, which the person thereby approves.
     """
     ws = await aopen_workspace(state["workspace"])
     ledger, task_id = Ledger(ws.meta), state["task"]["id"]
     deps, qid = _packages(question), question.get("id")
     names = ", ".join(d.name for d in deps) or "the packages asked about"
-    if answer in (APPROVE, RETRY):
-        if answer == APPROVE:
-            await asyncio.to_thread(ledger.decide, deps, "person", task=task_id, question=qid)
+    offered = [o.get("key") for o in question.get("options") or []]
+    build = answer == BUILD and BUILD in offered  # elsewhere "build" names a package
+    if answer in (APPROVE, RETRY) or build:
+        if answer in (APPROVE, BUILD):
+            decision: Decision = "person" if answer == APPROVE else "source_build"
+            await asyncio.to_thread(ledger.decide, deps, decision, task=task_id, question=qid)
         return Command(update={**answered, "status": "validating"}, goto="dependencies")
     if answer in (WITHOUT, REJECT):
         await asyncio.to_thread(ledger.decide, deps, "rejected", task=task_id, question=qid)
