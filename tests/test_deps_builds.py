@@ -129,7 +129,7 @@ def test_an_allowed_source_build_is_built_locked_installed_and_reported(
     assert ledger["python:srcpkg"]["version"] == "1.1"
     report = json.loads((ws / ".oldnew" / "report.json").read_text())
     srcpkg = next(d for d in report["dependencies"] if d["name"] == "srcpkg")
-    assert srcpkg["approved"] == "source build allowed by a person"
+    assert srcpkg["approved"].startswith("source build allowed by a person; built on this")
     assert srcpkg["why"] == "marks the numbers" and srcpkg["requested_by"] == "T1"
     md = (ws / ".oldnew" / "report.md").read_text()
     assert "srcpkg 1.1 (python)" in md and "source build allowed by a person" in md
@@ -137,11 +137,12 @@ def test_an_allowed_source_build_is_built_locked_installed_and_reported(
     cache = Path(os.environ["OLDNEW_DEPS_CACHE"])
     result = verify_workspace(ws, timeout=60, deps=DepSettings(cache=cache, index=index.url))
     assert result.matches, result.differences
-    # ...and a cache without that wheel says what is missing, never a lock mismatch.
+    # ...and a cache without that wheel says where the lock finds it, never a lock mismatch.
     fresh = DepSettings(cache=tmp_path / "fresh-cache", index=index.url, timeout=60)
     result = verify_workspace(ws, timeout=60, deps=fresh)
     (difference,) = result.differences
-    assert "srcpkg publish only source distributions" in difference, difference
+    assert "srcpkg were built from source where the run went" in difference, difference
+    assert str(cache / "built-wheels" / "srcpkg.html") in difference
 
 
 @pytest.mark.usefixtures("smoke_gates")

@@ -97,7 +97,8 @@ APPROVED_BY = {
     "person": "approved by a person",
     "tool": "test tool or type stubs (allowed)",
     "rejected": "rejected by a person",
-    "source_build": "source build allowed by a person",
+    "source_build": "source build allowed by a person; built on this machine, where the lock "
+    "finds its wheel (elsewhere, build or serve that wheel first)",
 }
 
 

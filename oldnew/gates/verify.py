@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import tarfile
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from oldnew.deps import python
+from oldnew.deps import builds, python
 from oldnew.deps.envs import project_env
 from oldnew.deps.errors import DependencyError
+from oldnew.deps.ledger import Ledger
 from oldnew.deps.manifest import PY_LOCK, python_dependencies
 from oldnew.deps.settings import DepSettings, default_cache
 from oldnew.errors import WorkspaceError
@@ -26,6 +28,7 @@ from oldnew.gates.profiles import Profile
 from oldnew.gates.runner import validate_tree
 from oldnew.safegit import run_git
 from oldnew.sandbox import ProjectEnv
+from oldnew.sandbox.files import read_project_text
 from oldnew.workspace import Workspace
 
 COVERAGE_TOLERANCE = 0.5
@@ -173,6 +176,36 @@ def not_run_line(check: Check) -> str:
     return f"{check.name}{optional}: {' '.join(check.summary.split())}"
 
 
+def rebuilt(ws: Workspace, tree: Path, deps: DepSettings) -> DepSettings:
+    """Build again (in the sandbox, offline) what a person allowed a source build of.
+
+    Returns ``deps`` offering those wheels to uv, as the run's dependencies step did.
+    """
+    ledger = Ledger(ws.meta).read()
+    allowed = [
+        d
+        for d in python_dependencies(tree)
+        if ledger.get(d.key, {}).get("decision") == "source_build"
+    ]
+    if not allowed:
+        return deps
+    lock = read_project_text(tree, PY_LOCK) or ""
+    elsewhere = sorted(
+        set(re.findall(r'registry = "([^"]+\.html)"', lock))
+        - {str(builds.page(deps, d.name)) for d in allowed}
+    )
+    if elsewhere:
+        names = ", ".join(d.name for d in allowed)
+        raise DependencyError(
+            "source_only",
+            f"{names} were built from source where the run went; its lock finds their wheels "
+            f"at {', '.join(elsewhere)}, not in this cache ({deps.cache}): verify there "
+            "(without --fresh), or serve those wheels from your index and lock again",
+        )
+    made = builds.build_allowed(allowed, deps)
+    return replace(deps, find_links=builds.pages([b.name for b in made], deps))
+
+
 def verify_workspace(
     root: Path | str,
     *,
@@ -215,7 +248,8 @@ def verify_workspace(
     with tempfile.TemporaryDirectory(prefix="oldnew-verify-") as tmp:
         tree = export_head(ws, Path(tmp) / "main")
         try:
-            env = env or locked_env(tree, deps or DepSettings(cache=default_cache()))
+            settings = rebuilt(ws, tree, deps or DepSettings(cache=default_cache()))
+            env = env or locked_env(tree, settings)
         except DependencyError as exc:
             out.differences.append(f"the project's environment cannot be built: {exc}")
             return out
