@@ -28,6 +28,7 @@ from typing import Any
 
 from oldnew.deps.errors import DependencyError
 from oldnew.deps.manifest import JS_LOCK, JS_MANIFEST
+from oldnew.deps.process import run_manager
 from oldnew.deps.settings import DepSettings
 from oldnew.deps.store import Installed, built, check_caps
 from oldnew.sandbox.files import read_project_text
@@ -134,23 +135,9 @@ def run_npm(args: list[str], cwd: Path, settings: DepSettings) -> subprocess.Com
         argv += ["--include=dev", "--include=optional", *_SOURCES]
         if settings.npm_registry:
             argv += ["--registry", settings.npm_registry]
-        try:
-            return subprocess.run(  # nosec B603 - fixed argv: npm and oldnew's own arguments
-                argv,
-                cwd=cwd,
-                env=_variables(config),
-                capture_output=True,
-                text=True,
-                timeout=settings.timeout,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            raise DependencyError(
-                "install",
-                f"npm {args[0]} took longer than {settings.timeout:g} s and was stopped: raise "
-                "--install-timeout, or check that the npm registry "
-                f"({settings.npm_registry or 'npm default'}) answers",
-            ) from None
+        where = f"the npm registry ({settings.npm_registry or 'npm default'})"
+        env = _variables(config)
+        return run_manager(argv, cwd=cwd, env=env, timeout=settings.timeout, source=where)
 
 
 def _declared_names(manifest: str) -> tuple[str, ...]:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from oldnew.deps.errors import DependencyError
 from oldnew.deps.manifest import PY_LOCK, PY_MANIFEST, normalise
+from oldnew.deps.process import run_manager
 from oldnew.deps.settings import BUILT_WHEELS, DepSettings
 
 _UNREACHABLE = re.compile(
@@ -80,23 +81,9 @@ def run_uv(
     args: list[str], cwd: Path, settings: DepSettings, extra: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     """Run ``uv args`` in ``cwd``; a time-out is a DependencyError of kind ``install``."""
-    argv = [uv_bin(), *args]
-    try:
-        return subprocess.run(  # nosec B603 - fixed argv: uv and oldnew's own arguments
-            argv,
-            cwd=cwd,
-            env={**_variables(settings), **(extra or {})},
-            capture_output=True,
-            text=True,
-            timeout=settings.timeout,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        raise DependencyError(
-            "install",
-            f"uv {args[0]} took longer than {settings.timeout:.0f} s and was stopped: raise "
-            "--install-timeout, or check that the package index answers",
-        ) from None
+    env = {**_variables(settings), **(extra or {})}
+    where = f"the package index ({settings.index or 'PyPI'})"
+    return run_manager([uv_bin(), *args], cwd=cwd, env=env, timeout=settings.timeout, source=where)
 
 
 def _declared_names(manifest: str) -> tuple[str, ...]:
