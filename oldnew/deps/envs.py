@@ -13,8 +13,10 @@ environment lacks them.
 
 from __future__ import annotations
 
+import compileall
 import hashlib
 import importlib.metadata
+import importlib.util
 import os
 import shutil
 import sys
@@ -28,6 +30,9 @@ from oldnew.deps.settings import DepSettings
 from oldnew.deps.store import Installed, built, check_caps
 from oldnew.sandbox import ProjectEnv
 
+LAYOUT = "2"
+"""How oldnew lays out an environment (bytecode compiled, test tools lent by a .pth): part of
+every environment's key, so a cache made by an older layout is never taken for this one."""
 LENT = "zz-oldnew-test-tools.pth"
 """The file in an environment's site-packages that lends it oldnew's test tools."""
 TEST_TOOLS = ("pytest", "pluggy", "iniconfig", "packaging", "pygments", "coverage", "pytest-cov")
@@ -44,7 +49,7 @@ def python_env(tree: Path, settings: DepSettings) -> Installed:
     """
     declared = python_dependencies(tree)
     tools = test_tools(settings)
-    interpreter = f"{python.base_python()} {sys.version.split()[0]} {tools.name}"
+    interpreter = f"{LAYOUT} {python.base_python()} {sys.version.split()[0]} {tools.name}"
     if not declared and not (tree / PY_LOCK).is_file():
         key = hashlib.sha256(f"bare {interpreter}".encode()).hexdigest()[:16]
 
@@ -65,6 +70,15 @@ def python_env(tree: Path, settings: DepSettings) -> Installed:
         return f"{summary}\n{lend_test_tools(folder, tools)}".strip()
 
     return built("py", key, settings, packages, synced)
+
+
+def _lend(source: Path, target: Path) -> None:
+    """Hard-link ``source`` at ``target`` (a copy, with its times, across file systems)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
 
 
 def _site_packages(folder: Path) -> Path:
@@ -102,7 +116,7 @@ def test_tools(settings: DepSettings) -> Path:
     """
     dists = [importlib.metadata.distribution(name) for name in TEST_TOOLS]
     versions = " ".join(f"{d.metadata['Name']}={d.version}" for d in dists)
-    key = hashlib.sha256(f"{sys.version}\0{versions}".encode()).hexdigest()[:16]
+    key = hashlib.sha256(f"{LAYOUT}\0{sys.version}\0{versions}".encode()).hexdigest()[:16]
 
     def make(folder: Path) -> str:
         for dist in dists:
@@ -110,12 +124,13 @@ def test_tools(settings: DepSettings) -> Path:
                 source = Path(str(dist.locate_file(item)))
                 if ".." in item.parts or item.suffix == ".pyc" or not source.is_file():
                     continue
-                target = folder / item
-                target.parent.mkdir(parents=True, exist_ok=True)
-                try:
-                    os.link(source, target)
-                except OSError:
-                    shutil.copy2(source, target)
+                _lend(source, folder / item)
+                if source.suffix == ".py":  # its bytecode too, valid for the linked source
+                    cached = Path(importlib.util.cache_from_source(str(source)))
+                    if cached.is_file():
+                        _lend(cached, Path(importlib.util.cache_from_source(str(folder / item))))
+        # The sandbox mounts it read-only: compile now, or every test run compiles it again.
+        compileall.compile_dir(folder, quiet=2, workers=1)
         return versions
 
     return built("test-tools", key, settings, [], make).path

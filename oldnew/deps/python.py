@@ -294,7 +294,10 @@ def sync(tree: Path, target: Path, settings: DepSettings) -> str:
     """
     manifest = (tree / PY_MANIFEST).read_text(encoding="utf-8")
     folder = _scratch(tree, settings.cache / "tmp")
+    # Bytecode compiled once here: the sandbox mounts the environment read-only, so a package
+    # not compiled now would be compiled again by every test run that imports it.
     args = ["sync", "--frozen", "--no-install-project", "--all-groups", "--all-extras"]
+    args.append("--compile-bytecode")
     args += ["--no-config", "--no-build", "--python", base_python(), *_index(settings)]
     try:
         proc = run_uv(args, folder, settings, {"UV_PROJECT_ENVIRONMENT": str(target)})
