@@ -456,7 +456,11 @@ def test_npm_audit_audits_the_lock_with_the_registry_advisories(
         result = validate_tree(project, timeout=60, profile=AUDIT)
         check = result.check("npm-audit")
         assert check is not None and check.status == "failed", check.summary
-        assert [d.message for d in result.diagnostics] == ["left-pad: high severity"]
+        # left-pad itself; npm may also flag @acme/util, which depends on it (when no release
+        # of left-pad in its range is fixed: whether one is depends on what else was published).
+        messages = {d.message for d in result.diagnostics}
+        assert "left-pad: high severity" in messages
+        assert messages <= {"left-pad: high severity", "@acme/util: high severity"}
         assert "POST /-/npm/v1/security/advisories/bulk" in reg.requests
     finally:
         reg.advisories = None
