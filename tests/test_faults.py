@@ -145,7 +145,7 @@ def test_kill_at_every_step_of_creation_leaves_a_run_that_goes_on(
             else:
                 outcomes["run"] += 1
         assert res.exit_code == 3, f"step {at}: {res.output}"
-        assert _task_commits(ws) == ["T1", "T2"], f"step {at}"
+        assert _task_commits(ws) == ["T1", "T2"], f"step {at}: {res.output}"
         assert not (ws / ".oldnew" / "creating.json").exists()
         info = json.loads((ws / ".oldnew" / "run.json").read_text())
         assert info["context"]["model"] == example_model
