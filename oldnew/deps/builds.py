@@ -18,7 +18,6 @@ A package that publishes no wheel is locked only when a person allows a source b
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import html
 import html.parser
@@ -33,8 +32,6 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +41,7 @@ from packaging.version import InvalidVersion, Version
 from oldnew.deps.errors import DependencyError
 from oldnew.deps.manifest import Dependency, normalise
 from oldnew.deps.settings import BUILT_WHEELS, DepSettings
+from oldnew.deps.store import exclusive
 from oldnew.sandbox import Limits, Sandbox, oldnew_env
 from oldnew.sandbox.files import UnsafeOutput, read_output
 
@@ -244,18 +242,6 @@ def _choose(name: str, spec: str, settings: DepSettings) -> tuple[str, str, str,
 # -- building, in the sandbox -----------------------------------------------------------------
 
 
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``path`` (one build of one sdist at a time, across runs)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+b") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def _wheel_of(folder: Path, name: str) -> Path | None:
     """Return the one wheel of ``name`` in a finished build folder, None if there is none."""
     if not folder.is_dir():
@@ -268,7 +254,7 @@ def _wheel_of(folder: Path, name: str) -> Path | None:
 def _build_one(name: str, spec: str, settings: DepSettings) -> Built:
     url, filename, digest, version = _choose(name, spec, settings)
     done = settings.cache / BUILT / digest[:32]
-    with _locked(settings.cache / BUILT / f".{digest[:32]}.lock"):
+    with exclusive(settings.cache / BUILT / f".{digest[:32]}.lock"):
         wheel = _wheel_of(done, name)
         if wheel is not None:
             return Built(name, str(version), filename, digest, wheel, True)

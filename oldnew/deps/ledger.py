@@ -10,7 +10,6 @@ read-modify-write under a file lock.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ from typing import Any, Literal
 from oldnew.deps import node, python
 from oldnew.deps.errors import DependencyError
 from oldnew.deps.manifest import JS_LOCK, PY_LOCK, Dependency, declared, normalise
+from oldnew.deps.store import exclusive
 from oldnew.sandbox.files import read_project_text
 
 Decision = Literal["scope", "auto", "person", "rejected", "tool", "source_build"]
@@ -44,9 +44,7 @@ class Ledger:
 
     @contextmanager
     def _changing(self) -> Iterator[dict[str, dict[str, Any]]]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path.with_suffix(".lock"), "a+b") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
+        with exclusive(self.path.with_suffix(".lock")):
             data = self.read()
             yield data
             tmp = self.path.with_suffix(".tmp")

@@ -45,7 +45,8 @@ class Installed:
 
 
 @contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def exclusive(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the file ``path`` (across threads and processes)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+b") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
@@ -90,7 +91,7 @@ def built(
     """
     folder = settings.cache / "envs" / f"{ecosystem}-{key}"
     start = time.monotonic()
-    with _locked(folder.with_name(folder.name + ".lock")):
+    with exclusive(folder.with_name(folder.name + ".lock")):
         if (folder / MARK).is_file():
             return Installed(ecosystem, folder, key, packages, time.monotonic() - start, True)
         shutil.rmtree(folder, ignore_errors=True)
