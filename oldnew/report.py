@@ -92,6 +92,7 @@ def limitation_entry(task: dict[str, Any]) -> dict[str, Any]:
         "detail": lim.get("detail", ""),
         "options": list(lim.get("options") or []),
         "branch": lim.get("branch"),
+        "delivered": task["status"] == "done",
     }
 
 
@@ -224,7 +225,11 @@ def _tasks_markdown(report: dict[str, Any]) -> list[str]:
         lines += ["", "## Known limitations", ""]
         for lim in report["limitations"]:
             branch = (
-                f"partial work on branch `{lim['branch']}`" if lim["branch"] else "no work kept"
+                f"partial work on branch `{lim['branch']}`"
+                if lim["branch"]
+                else "delivered, on main"
+                if lim.get("delivered")
+                else "no work kept"
             )
             lines.append(f"- {lim['task']} {lim['title']}: {lim['reason']} ({branch})")
             for opt in lim["options"]:

@@ -374,7 +374,7 @@ def test_a_mocked_dependency_is_a_known_limitation(tmp_path: Path, index: LocalI
     (lim,) = report["limitations"]
     assert "stand-in" in lim["reason"] and "unavailable service" in lim["reason"]
     md = (ws / ".oldnew" / "report.md").read_text()
-    assert "## Known limitations" in md and "stand-in" in md
+    assert "## Known limitations" in md and "stand-in" in md and "(delivered, on main)" in md
 
 
 @pytest.mark.usefixtures("smoke_gates")
