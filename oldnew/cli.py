@@ -312,6 +312,14 @@ def run(
     install_timeout: InstallTimeoutOpt = None,
     max_packages: MaxPackagesOpt = None,
     max_install_mb: MaxInstallOpt = None,
+    with_paths: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--with",
+            help="A supporting file or folder (samples, data, documents) to start from: "
+            "committed first, listed in the prompts. Repeat for more.",
+        ),
+    ] = None,
 ) -> None:
     """Start a run on SCOPE_FILE in a new, empty workspace directory."""
     context = {
@@ -324,7 +332,10 @@ def run(
         **_budget(budget_tokens, budget_cost, budget_task_tokens, budget_seconds),
         **_deps(deps, package_index, npm_registry, install_timeout, max_packages, max_install_mb),
     }
-    _finish(start_run(scope_file, workspace, context=context, on_event=show_event))
+    run = start_run(
+        scope_file, workspace, context=context, on_event=show_event, with_paths=with_paths
+    )
+    _finish(run)
 
 
 @app.command()

@@ -124,6 +124,10 @@ class Scope(BaseModel):
         default_factory=list,
         description="Third-party packages the scope names (PyPI or npm names), if any.",
     )
+    supporting: list[str] = Field(
+        default_factory=list,
+        description="Leave empty: oldnew lists the supporting files the person handed over.",
+    )
     unknowns: list[str] = Field(
         default_factory=list, description="Open questions the scope leaves undecided."
     )

@@ -140,11 +140,14 @@ class Workspace:
         run_id: str,
         settings: Mapping[str, Any],
         files: Mapping[str, str] | None = None,
+        supporting: Mapping[str, bytes] | None = None,
     ) -> Workspace:
         """Make a new workspace for ``run_id``; refuse a directory that holds anything.
 
         ``files`` (name -> text) are written into ``.oldnew/`` as part of the run record
-        (the scope's copy). Creation is atomic for its callers: a journal,
+        (the scope's copy). ``supporting`` (path -> bytes, from ``supporting.collect``) are
+        the person's supporting files: the run's first commit after its start. Creation is
+        atomic for its callers: a journal,
         ``.oldnew/creating.json``, is written before anything else and removed after
         ``run.json``; a process killed in between leaves a directory that :meth:`open`
         finishes (``oldnew resume``) and that a new :meth:`create` clears (``oldnew run``).
@@ -154,10 +157,14 @@ class Workspace:
         ws.meta.mkdir(parents=True, exist_ok=True)
         with ws._creation_lock():
             ws._refuse_unless_free()  # another process may have made a run here meanwhile
+            for name, data in (supporting or {}).items():  # staged before the journal names them
+                staged = ws.meta / SUPPORTING / name
+                staged.parent.mkdir(parents=True, exist_ok=True)
+                staged.write_bytes(data)
             journal = {
                 "run_id": run_id,
                 "created": datetime.now(UTC).isoformat(),
-                "settings": dict(settings),
+                "settings": {**settings, "supporting": sorted(supporting or {})},
                 "files": dict(files or {}),
             }
             ws._write_json(ws.meta / CREATING, journal)
@@ -272,6 +279,14 @@ class Workspace:
         (self.root / ".git" / "info" / "exclude").write_text(_IGNORED, encoding="utf-8")
         (self.root / ".git" / "info" / "attributes").write_text(MERGES, encoding="utf-8")
         self.git("commit", "-q", "--allow-empty", "-m", f"oldnew: start run {journal['run_id']}")
+        names = list(journal["settings"].get("supporting") or [])
+        for name in names:
+            target = resolve_inside(self.root, name)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(self.meta / SUPPORTING / name, target)
+        if names:
+            self.git("add", "-f", "--", *names)
+            self.git("commit", "-q", "-m", f"Supporting files: {len(names)} (--with)")
         for name, text in journal["files"].items():
             tmp = self.meta / f"{name}.tmp"
             tmp.write_text(text, encoding="utf-8")
@@ -567,6 +582,8 @@ class Workspace:
 # -- creation and opening ----------------------------------------------------------------
 
 CREATING = "creating.json"
+SUPPORTING = "supporting"
+"""Where a new workspace stages the supporting files (``--with``) before committing them."""
 """The journal of a workspace being created; run.json replaces it once creation is done."""
 
 

@@ -37,15 +37,20 @@ from oldnew.recovery import policy
 from oldnew.recovery.retry import ClassifiedFailure, RetryPolicy, with_retry
 from oldnew.recovery.stall import reset_worktree
 from oldnew.schemas import AskHuman, PlannedTask, Question
+from oldnew.supporting import named_by, supporting_names, task_view
 from oldnew.workspace import Workspace
 
 _CONTEXT_SUFFIXES = (".py", ".toml", ".md", ".cfg", ".ini", ".txt", ".json")
 _CONTEXT_LIMIT = 60_000
 
 
-def _project_files(ws: Workspace, tree: Path) -> dict[str, str]:
+def _project_files(ws: Workspace, tree: Path, task: PlannedTask) -> dict[str, str]:
+    """Return the project's files the coder sees, with the supporting files the task names."""
+    names = supporting_names(ws)
     paths = [p for p in ws.tracked_files(tree) if p.endswith(_CONTEXT_SUFFIXES)]
-    return Workspace.read_files(tree, paths, limit=_CONTEXT_LIMIT)
+    named = named_by(f"{task.title}\n{task.description}", task.files, names)
+    files = Workspace.read_files(tree, [p for p in paths if p not in names], limit=_CONTEXT_LIMIT)
+    return {**task_view(tree, named), **files}
 
 
 def _run_id(ws: Workspace) -> str:
@@ -206,7 +211,7 @@ async def code(
         # A fresh regeneration: what the stuck approach wrote is discarded, not shown.
         await asyncio.to_thread(reset_worktree, ws, task.id)
         await aemit(ws, task=task.id, node="code", event="fresh_start")
-    existing = await asyncio.to_thread(_project_files, ws, tree)
+    existing = await asyncio.to_thread(_project_files, ws, tree, task)
     memory = memory_of(runtime, await asyncio.to_thread(_run_id, ws))
     recalled = await _recall(ws, memory, state, task, ctx)
     coder = await aresolve_model("coder", ctx, models)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from functools import partial
 from typing import Any
 
@@ -24,8 +25,10 @@ from oldnew.models import ModelOverrides, aresolve_model
 from oldnew.nodes.common import aemit, arun_workspace
 from oldnew.planning import Asker, ScopeProblem, assess, extract_scope
 from oldnew.planning.clarify import QUESTION_PREFIX, clarification_questions
+from oldnew.prompts import render
 from oldnew.recovery.retry import ClassifiedFailure
 from oldnew.schemas import Question, Scope
+from oldnew.supporting import listing, supporting_names
 
 
 def scope_question(qid: str, problem: ScopeProblem) -> Question:
@@ -71,6 +74,9 @@ async def scope(
         await aemit(ws, node="scope", event="aborted")
         return {"status": "aborted"}
     text = state["scope_text"]
+    listed = await asyncio.to_thread(lambda: listing(ws.root, supporting_names(ws)))
+    if listed:
+        text += render("supporting", files=listed)
     extra = [a for a in answers if a != READ_ALL]
     if extra:
         text += "\n\n## Clarifications from the person\n\n" + "\n\n".join(extra) + "\n"
@@ -95,6 +101,9 @@ async def scope(
             ws, node="scope", event="escalated", question=q.id, failure=exc.classification.cls
         )
         return {"questions": {q.id: q.model_dump()}}
+    if listed:  # what the person handed over, as oldnew found it (never the model's word)
+        shown = [f"{e['path']} ({e['type']}, {e['size']} bytes)" for e in listed]
+        result = result.model_copy(update={"supporting": shown})
     size = assess(result, ctx)
     await aemit(
         ws,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import inspect
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
@@ -40,6 +40,7 @@ from oldnew.runs.session import (
     stream,
 )
 from oldnew.schemas import Question
+from oldnew.supporting import collect
 from oldnew.workspace import Workspace, new_checkpoints
 
 MAX_SCOPE_BYTES = 5_000_000
@@ -89,9 +90,15 @@ async def start_run(
     context: dict[str, Any] | None = None,
     models: ModelOverrides = None,
     on_event: EventSink | None = None,
+    with_paths: Sequence[Path | str] | None = None,
 ) -> RunOutcome:
-    """Create the workspace and run the scope until it is delivered or needs a person."""
+    """Create the workspace and run the scope until it is delivered or needs a person.
+
+    ``with_paths`` are supporting files or folders (``--with``): checked, then committed as
+    the run's first commit, before scoping.
+    """
     text = read_scope(scope_file)
+    supporting = collect(list(with_paths or []), workspace)
     overrides = {k: v for k, v in (context or {}).items() if v is not None}
     ctx = Context(**overrides)
     approvals.enabled(ctx.approvals)
@@ -100,7 +107,9 @@ async def start_run(
     check_space(Path(workspace))
     run_id = str(uuid.uuid4())
     settings = {"scope_file": str(Path(scope_file).resolve()), "context": overrides}
-    ws = Workspace.create(workspace, run_id, settings, files={SCOPE_COPY: text})
+    ws = Workspace.create(
+        workspace, run_id, settings, files={SCOPE_COPY: text}, supporting=supporting
+    )
     ctx = run_context(ws, {})
     with ws.lock():
         async with open_graph(ws, models, ctx.memory_path) as graph:
