@@ -25,7 +25,7 @@ import os
 import shutil
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -194,15 +194,23 @@ class Workspace:
         return ws
 
     @classmethod
-    def ensure(cls, root: Path | str, run_id: str) -> Workspace:
-        """Open the workspace of ``run_id``, creating it when the directory is new or empty."""
+    def ensure(
+        cls,
+        root: Path | str,
+        run_id: str,
+        supporting: Callable[[], Mapping[str, bytes]] | None = None,
+    ) -> Workspace:
+        """Open the workspace of ``run_id``, creating it when the directory is new or empty.
+
+        ``supporting`` gives the supporting files of a workspace made here (read only then).
+        """
         ws = cls(root)
         info = ws.run_info()
         if info is None:
             journal = ws._read_journal() if ws.root.is_dir() else None
             if journal is not None and journal["run_id"] == run_id:
                 return cls.open(root)
-            return cls.create(root, run_id, {})
+            return cls.create(root, run_id, {}, supporting=supporting() if supporting else None)
         if info["run_id"] != run_id:
             raise WorkspaceError(f"{ws.root} belongs to run {info['run_id']}, not {run_id}")
         return ws

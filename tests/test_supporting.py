@@ -123,3 +123,33 @@ def test_a_supporting_file_over_the_cap_is_refused(
         path.write_text("1\n")
     with pytest.raises(UsageError, match="would both be 'big.csv'"):
         supporting.collect(twice, tmp_path / "ws")
+
+
+@pytest.mark.usefixtures("smoke_gates")
+def test_an_embedded_or_server_run_takes_supporting_files_as_input(tmp_path: Path) -> None:
+    import uuid
+
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    from oldnew import build_graph
+
+    models = planned_run(SCOPE, PLAN, code={"T1": CODE})
+    graph = build_graph(models=models, checkpointer=InMemorySaver())
+    config = {"configurable": {"thread_id": str(uuid.uuid4())}}
+    ws = tmp_path / "ws"
+    inp = {"scope_text": "Count the words of the samples.", "supporting": [str(_samples(tmp_path))]}
+    out = asyncio.run(
+        graph.ainvoke(inp, config, context={"workspace": str(ws)})  # type: ignore[arg-type]
+    )
+    assert out["status"] == "delivered", out
+    assert (ws / "samples" / "hello.txt").read_text() == "three small words\n"
+    log = run_git("log", "--format=%s", cwd=ws).stdout.splitlines()
+    assert "Supporting files: 3 (--with)" in log
+    # A bad path is the caller's error, and nothing is made.
+    bad = {"scope_text": "x", "supporting": [str(tmp_path / "absent")]}
+    other = {"configurable": {"thread_id": str(uuid.uuid4())}}
+    with pytest.raises(UsageError, match="no such file or folder"):
+        asyncio.run(
+            graph.ainvoke(bad, other, context={"workspace": str(tmp_path / "w3")})  # type: ignore[arg-type]
+        )
+    assert not (tmp_path / "w3").exists()

@@ -31,7 +31,7 @@ def budgeted(node: OuterNode, name: str) -> OuterNode:
     async def run_node(
         state: RunState, runtime: Runtime[Context], config: RunnableConfig
     ) -> dict[str, Any]:
-        ws = await arun_workspace(runtime.context or Context(), config)
+        ws = await arun_workspace(runtime.context or Context(), config, state.get("supporting"))
         ledger = ledger_of(ws.root)
         span = ledger.open_span()
         try:

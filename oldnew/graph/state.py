@@ -75,6 +75,9 @@ class InputState(TypedDict):
     """Go on with a run that stopped (blocked, or stopped by the budget) from where it was."""
     feedback: NotRequired[Annotated[dict[str, dict[str, Any]], merge]]
     """Feedback id -> ``feedback.FeedbackItem`` as a dict, for the planner to apply."""
+    supporting: NotRequired[list[str]]
+    """Paths (files or folders, on the machine that runs the graph) of supporting files for a
+    new run: committed first, before scoping (``--with`` on the command line)."""
 
 
 class OutputState(TypedDict, total=False):
@@ -91,6 +94,8 @@ class RunState(TypedDict, total=False):
 
     scope_text: str
     """The user's scope, as given."""
+    supporting: list[str]
+    """Paths of the supporting files given with a new run (already committed once scoped)."""
     restart: bool
     """Set by a caller to go on after a stop; the entry clears it."""
     scope: dict[str, Any] | None

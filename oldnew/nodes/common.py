@@ -11,16 +11,24 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.config import get_stream_writer
 
 from oldnew.context import Context
+from oldnew.supporting import collect
 from oldnew.workspace import Workspace
 
 _log_lock = threading.Lock()
 
 
-def run_workspace(context: Context, config: RunnableConfig) -> Workspace:
-    """Return the run's workspace: the context's, else runs/<thread id> (server runs)."""
+def run_workspace(
+    context: Context, config: RunnableConfig, supporting: list[str] | None = None
+) -> Workspace:
+    """Return the run's workspace: the context's, else runs/<thread id> (server runs).
+
+    A workspace made here (a server's or a host graph's new run) starts with the
+    ``supporting`` files (paths on this machine), checked as ``--with`` checks them.
+    """
     thread_id = str(config.get("configurable", {}).get("thread_id", "default"))
     root = Path(context.workspace) if context.workspace else Path.cwd() / "runs" / thread_id
-    return Workspace.ensure(root, thread_id)
+    given = supporting or []
+    return Workspace.ensure(root, thread_id, lambda: collect(given, root) if given else {})
 
 
 def emit(ws: Workspace, **event: Any) -> None:
@@ -32,9 +40,11 @@ def emit(ws: Workspace, **event: Any) -> None:
         pass  # called outside a graph run (unit tests): the log is enough
 
 
-async def arun_workspace(context: Context, config: RunnableConfig) -> Workspace:
+async def arun_workspace(
+    context: Context, config: RunnableConfig, supporting: list[str] | None = None
+) -> Workspace:
     """:func:`run_workspace` off the event loop (it stats, mkdirs and runs git)."""
-    return await asyncio.to_thread(run_workspace, context, config)
+    return await asyncio.to_thread(run_workspace, context, config, supporting)
 
 
 async def aopen_workspace(root: str) -> Workspace:

@@ -68,7 +68,7 @@ async def scope(
 ) -> dict[str, Any]:
     """Extract the Scope from the user's text (and a person's clarifications) with the planner."""
     ctx = runtime.context or Context()
-    ws = await arun_workspace(ctx, config)
+    ws = await arun_workspace(ctx, config, state.get("supporting"))
     answers = _answers(state)
     if ABORT in answers:
         await aemit(ws, node="scope", event="aborted")
