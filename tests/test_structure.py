@@ -4,6 +4,7 @@ schemas Studio can draw, and a README diagram drawn from the graph."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 from oldnew.graph.diagram import readme_block
@@ -109,6 +110,17 @@ def test_no_module_imports_another_modules_private_name() -> None:
 def test_no_private_langgraph_config_key() -> None:
     users = [p for p in PACKAGE.rglob("*.py") if "__pregel_" in p.read_text(encoding="utf-8")]
     assert users == []
+
+
+def test_python_is_parsed_one_thread_at_a_time() -> None:
+    # CPython 3.11.7's ast.parse can fail on valid code when two threads parse at once (tasks
+    # are validated in parallel): every parse goes through gates.common.parse_python's lock.
+    users = [
+        str(p.relative_to(PACKAGE))
+        for p in PACKAGE.rglob("*.py")
+        if re.search(r"\bast\.parse\(|PyCF_ONLY_AST", p.read_text(encoding="utf-8"))
+    ]
+    assert users == ["gates/common.py"]
 
 
 def test_served_graph_has_input_and_output_schemas() -> None:

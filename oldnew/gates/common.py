@@ -10,11 +10,13 @@ tests, the mutants), which runs with the project's environment, :attr:`GateRun.e
 
 from __future__ import annotations
 
+import ast
 import csv
 import io
 import json
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -32,6 +34,21 @@ LOCKFILES = (
     r"(^|/)(package-lock\.json|npm-shrinkwrap\.json|yarn\.lock|pnpm-lock\.yaml|poetry\.lock"
     r"|uv\.lock)$"
 )
+
+
+_AST_LOCK = threading.Lock()
+
+
+def parse_python(source: str, filename: str = "<unknown>") -> ast.Module:
+    """Return ``ast.parse(source)``, one thread at a time.
+
+    CPython before 3.11.8 and 3.12 shares the AST converter's recursion counter between
+    threads: two tasks validated at once could make ``ast.parse`` raise "SystemError: AST
+    constructor recursion depth mismatch" on valid code (seen here on 3.11.7). Parsing is
+    quick; the lock costs nothing measurable.
+    """
+    with _AST_LOCK:
+        return ast.parse(source, filename=filename)
 
 
 @dataclass

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from oldnew.gates.common import GateRun, Outcome
+from oldnew.gates.common import GateRun, Outcome, parse_python
 from oldnew.gates.model import Check, CheckStatus, Diagnostic
 from oldnew.gates.pytests import read_report, suite_command
 from oldnew.gates.python import is_test_file, python_files
@@ -108,7 +108,7 @@ def find_sites(tree: Path, covered: dict[str, set[int]] | None) -> list[Mutant]:
         lines_run = None if covered is None else covered.get(name, set())
         try:
             source = path.read_text(encoding="utf-8")
-            module = ast.parse(source)
+            module = parse_python(source)
         except (SyntaxError, UnicodeDecodeError, ValueError, RecursionError):
             continue
         parents = {c: n for n in ast.walk(module) for c in ast.iter_child_nodes(n)}
@@ -197,7 +197,7 @@ def gate_mutation(run: GateRun) -> Outcome:
     for mutant in sites:
         text = (run.tree / mutant.file).read_text(encoding="utf-8")
         try:
-            ast.parse(mutant.apply(text))
+            parse_python(mutant.apply(text))
         except SyntaxError:
             continue
         valid.append(mutant)

@@ -23,6 +23,7 @@ from oldnew.gates.common import (
     GateRun,
     Outcome,
     files_with,
+    parse_python,
 )
 from oldnew.gates.model import Check, CheckStatus, Diagnostic
 from oldnew.sandbox import ProjectEnv
@@ -51,7 +52,7 @@ def gate_syntax(run: GateRun) -> Outcome:
     for path in files:
         name = str(path.relative_to(run.tree))
         try:
-            ast.parse(path.read_text(encoding="utf-8"), filename=name)
+            parse_python(path.read_text(encoding="utf-8"), name)
         except SyntaxError as exc:
             diags.append(Diagnostic("syntax", name, exc.lineno or 0, exc.msg, "E999"))
         except (UnicodeDecodeError, ValueError, RecursionError, MemoryError) as exc:
@@ -181,7 +182,7 @@ def _relative_ok(path: Path, level: int, module: str | None, names: list[str]) -
 
 def _unresolved(path: Path, tree: Path, local: set[str], env: ProjectEnv) -> list[Diagnostic]:
     try:
-        module = ast.parse(path.read_text(encoding="utf-8"))
+        module = parse_python(path.read_text(encoding="utf-8"))
     except (SyntaxError, UnicodeDecodeError, ValueError, RecursionError, MemoryError):
         return []
     parents = {child: node for node in ast.walk(module) for child in ast.iter_child_nodes(node)}
