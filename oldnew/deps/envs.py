@@ -25,7 +25,7 @@ from pathlib import Path
 
 from oldnew.deps import node, python
 from oldnew.deps.errors import DependencyError
-from oldnew.deps.manifest import JS_LOCK, PY_LOCK, node_dependencies, python_dependencies
+from oldnew.deps.manifest import PY_LOCK, uses
 from oldnew.deps.settings import DepSettings
 from oldnew.deps.store import Installed, built, check_caps
 from oldnew.sandbox import ProjectEnv
@@ -47,10 +47,9 @@ def python_env(tree: Path, settings: DepSettings) -> Installed:
         DependencyError: the lock is missing or broken, a cap is passed, or uv failed.
 
     """
-    declared = python_dependencies(tree)
     tools = test_tools(settings)
     interpreter = f"{LAYOUT} {python.base_python()} {sys.version.split()[0]} {tools.name}"
-    if not declared and not (tree / PY_LOCK).is_file():
+    if not uses(tree, "python"):
         key = hashlib.sha256(f"bare {interpreter}".encode()).hexdigest()[:16]
 
         def bare(folder: Path) -> str:
@@ -104,9 +103,22 @@ def lend_test_tools(folder: Path, tools: Path) -> str:
 
 def node_env(tree: Path, settings: DepSettings) -> Installed | None:
     """Return the node_modules environment of ``tree``'s package-lock.json, if it has deps."""
-    if not node_dependencies(tree) and not (tree / JS_LOCK).is_file():
-        return None
-    return node.install(tree, settings)
+    return node.install(tree, settings) if uses(tree, "node") else None
+
+
+def lock_all(tree: Path, settings: DepSettings) -> bool:
+    """Lock every manifest ``tree`` uses (uv, npm); return whether a lock changed.
+
+    Raises:
+        DependencyError: a manifest cannot be locked (by its kind: the coder's or a person's).
+
+    """
+    changed = False
+    if uses(tree, "python"):
+        changed |= python.lock(tree, settings)
+    if uses(tree, "node"):
+        changed |= node.lock(tree, settings)
+    return changed
 
 
 def test_tools(settings: DepSettings) -> Path:

@@ -81,6 +81,13 @@ def package_names(answer: str, ecosystem: Ecosystem) -> list[Dependency]:
     return out if len(out) <= 5 else []
 
 
+def uses(tree: Path, ecosystem: Ecosystem) -> bool:
+    """Whether ``tree`` declares packages of ``ecosystem``, or has its lock (to keep in step)."""
+    if ecosystem == "python":
+        return bool(python_dependencies(tree)) or (tree / PY_LOCK).is_file()
+    return bool(node_dependencies(tree)) or (tree / JS_LOCK).is_file()
+
+
 def declared(tree: Path) -> list[Dependency]:
     """Return every dependency the project in ``tree`` declares, Python's then JS's.
 

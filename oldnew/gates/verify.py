@@ -20,7 +20,7 @@ from oldnew.deps import builds, python
 from oldnew.deps.envs import project_env
 from oldnew.deps.errors import DependencyError
 from oldnew.deps.ledger import Ledger
-from oldnew.deps.manifest import PY_LOCK, python_dependencies
+from oldnew.deps.manifest import PY_LOCK, python_dependencies, uses
 from oldnew.deps.settings import DepSettings, default_cache
 from oldnew.errors import WorkspaceError
 from oldnew.gates.model import Check, ValidationResult
@@ -165,7 +165,7 @@ def locked_env(tree: Path, deps: DepSettings) -> ProjectEnv:
         DependencyError: a lock is missing or does not match, or its packages cannot be had.
 
     """
-    if python_dependencies(tree) or (tree / PY_LOCK).is_file():
+    if uses(tree, "python"):
         python.check_lock(tree, deps)
     return project_env(tree, deps)
 

@@ -10,16 +10,13 @@ from typing import Any
 from langgraph.runtime import Runtime
 
 from oldnew.context import Context
-from oldnew.deps import node, python
-from oldnew.deps.envs import project_env
+from oldnew.deps.envs import lock_all, project_env
 from oldnew.deps.errors import DependencyError
 from oldnew.deps.manifest import (
     JS_LOCK,
     JS_MANIFEST,
     PY_LOCK,
     PY_MANIFEST,
-    node_dependencies,
-    python_dependencies,
 )
 from oldnew.deps.settings import DepSettings
 from oldnew.errors import WorkspaceError
@@ -114,12 +111,7 @@ def relock_merged(ws: Workspace, tree: Path, ctx: Context) -> bool:
             a person's).
 
     """
-    settings = DepSettings.of(ctx)
-    changed = False
-    if python_dependencies(tree) or (tree / PY_LOCK).is_file():
-        changed |= python.lock(tree, settings)
-    if node_dependencies(tree) or (tree / JS_LOCK).is_file():
-        changed |= node.lock(tree, settings)
+    changed = lock_all(tree, DepSettings.of(ctx))
     if changed:
         ws.git("add", "--", *[n for n in (PY_LOCK, JS_LOCK) if (tree / n).is_file()], cwd=tree)
         ws.git("commit", "-q", "--amend", "--no-edit", cwd=tree)

@@ -37,8 +37,6 @@ from oldnew.deps.manifest import (
     PY_MANIFEST,
     Dependency,
     declared,
-    node_dependencies,
-    python_dependencies,
 )
 from oldnew.deps.review import Review, review
 from oldnew.deps.settings import DepSettings
@@ -57,15 +55,15 @@ from oldnew.workspace import Workspace
 
 def _locks(tree: Any, settings: DepSettings) -> dict[str, str]:
     """Lock what the manifests declare; return the pinned versions by ``ecosystem:name``."""
+    envs.lock_all(tree, settings)
     versions: dict[str, str] = {}
-    if python_dependencies(tree) or (tree / PY_LOCK).is_file():
-        python.lock(tree, settings)
-        text = (tree / PY_LOCK).read_text(encoding="utf-8")
-        versions |= {f"python:{p['name']}": p["version"] for p in python.locked_packages(text)}
-    if node_dependencies(tree) or (tree / JS_LOCK).is_file():
-        node.lock(tree, settings)
-        text = (tree / JS_LOCK).read_text(encoding="utf-8")
-        versions |= {f"node:{p['name']}": p["version"] for p in node.locked_packages(text)}
+    for ecosystem, lock, read in (
+        ("python", PY_LOCK, python.locked_packages),
+        ("node", JS_LOCK, node.locked_packages),
+    ):
+        if (tree / lock).is_file():
+            text = (tree / lock).read_text(encoding="utf-8")
+            versions |= {f"{ecosystem}:{p['name']}": p["version"] for p in read(text)}
     return versions
 
 
