@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from depsrun import PLAIN, SCOPE, events, manifest, plan, scope_file
 from synthetic import planned_run
 
 from oldnew.bench.pkgindex import LocalIndex, serve
@@ -30,26 +31,10 @@ from oldnew.deps.settings import DepSettings
 from oldnew.gates.verify import verify_workspace
 from oldnew.runs import resume_run, start_run
 
-SCOPE = {"title": "shouty", "summary": "s", "features": [{"id": "F1", "title": "shout numbers"}]}
-PLAN = {
-    "tasks": [
-        {
-            "id": "T1",
-            "title": "number shouter",
-            "description": "app.py with show(n) using srcpkg",
-            "files": ["app.py", "pyproject.toml"],
-            "requirement_ids": ["F1"],
-        }
-    ]
-}
+PLAN = plan("app.py with show(n) using srcpkg")
 APP = (
     "FILE: app.py\n```python\nfrom srcpkg import MARK\n\n\ndef show(n: int) -> str:\n"
     "    return f'{n}{MARK}'\n```\n"
-    "FILE: tests/test_app.py\n```python\nfrom app import show\n\n\n"
-    "def test_show() -> None:\n    assert show(3) == '3!'\n```\n"
-)
-PLAIN = (
-    "FILE: app.py\n```python\ndef show(n: int) -> str:\n    return f'{n}!'\n```\n"
     "FILE: tests/test_app.py\n```python\nfrom app import show\n\n\n"
     "def test_show() -> None:\n    assert show(3) == '3!'\n```\n"
 )
@@ -57,15 +42,6 @@ BROKEN_SETUP = (
     "import sys\n"
     "sys.exit('fatal error: brokenbuild.h: No such file or directory (compile failed)')\n"
 )
-
-
-def manifest(*deps: str) -> str:
-    lines = "".join(f"    {d}\n" for d in deps)
-    text = (
-        '[project]\nname = "shouty"\nversion = "0.1.0"\nrequires-python = ">=3.11"\n'
-        f"dependencies = [\n{lines}]\n"
-    )
-    return f"FILE: pyproject.toml\n```toml\n{text}```\n"
 
 
 @pytest.fixture(scope="module")
@@ -79,15 +55,10 @@ def index(tmp_path_factory: pytest.TempPathFactory) -> LocalIndex:
 
 
 def _scope(tmp_path: Path) -> Path:
-    path = tmp_path / "scope.md"
-    path.write_text("Build shouty: show(n) shouts a number.\n")
-    return path
+    return scope_file(tmp_path, "Build shouty: show(n) shouts a number.\n")
 
 
-def _events(ws: Path, **match: Any) -> list[dict[str, Any]]:
-    lines = (ws / ".oldnew" / "events.jsonl").read_text().splitlines()
-    events = [json.loads(line) for line in lines]
-    return [e for e in events if all(e.get(k) == v for k, v in match.items())]
+_events = events
 
 
 def _run(tmp_path: Path, index: LocalIndex, code: Any) -> Any:
