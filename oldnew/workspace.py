@@ -230,6 +230,16 @@ class Workspace:
             ) from exc
         return data
 
+    @property
+    def base(self) -> str | None:
+        """The commit a run on an existing repository started from; None for a new project.
+
+        The tree of that commit is the user's project as it was: what fails there already
+        (the baseline) is no task's doing.
+        """
+        base = (self.run_info() or {}).get("base")
+        return str(base) if base else None
+
     # -- creation --------------------------------------------------------------------------
 
     def _refuse_unless_free(self) -> None:
