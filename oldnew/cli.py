@@ -63,7 +63,15 @@ app = typer.Typer(
 console = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
-WorkspaceOpt = Annotated[Path, typer.Option("--workspace", "-w", help="The run's directory.")]
+WorkspaceOpt = Annotated[
+    Path,
+    typer.Option(
+        "--workspace",
+        "-w",
+        help="The run's directory: new or empty for a new project, or an existing git "
+        "repository (the run works on a branch of its own there).",
+    ),
+]
 ModelOpt = Annotated[
     str | None,
     typer.Option(
@@ -321,7 +329,11 @@ def run(
         ),
     ] = None,
 ) -> None:
-    """Start a run on SCOPE_FILE in a new, empty workspace directory."""
+    """Start a run on SCOPE_FILE in a new or empty directory, or on a git repository.
+
+    On an existing repository the run works on a branch of its own, oldnew/<run id>, from
+    its HEAD, and never touches its checkout or uncommitted changes.
+    """
     context = {
         "model": model,
         "max_agents": max_agents,

@@ -111,6 +111,9 @@ async def start_run(
         workspace, run_id, settings, files={SCOPE_COPY: text}, supporting=supporting
     )
     ctx = run_context(ws, {})
+    if on_event is not None:
+        for event in ws.events():
+            on_event(event)  # what making the workspace said: on a repository, where it works
     with ws.lock():
         async with open_graph(ws, models, ctx.memory_path) as graph:
             await stream(graph, {"scope_text": text}, run_config(run_id), ctx, on_event)
@@ -211,7 +214,7 @@ def _scope_input(ws: Workspace, run_id: str, restart: bool) -> dict[str, Any]:
     A run killed before its first checkpoint starts from its scope; one whose checkpoints
     were emptied while tasks were committed is not silently run again (unless restarted).
     """
-    if not restart and ws.git("log", "main", "--format=%H", "--grep=^Oldnew-Task: "):
+    if not restart and ws.git("log", ws.branch, "--format=%H", "--grep=^Oldnew-Task: "):
         raise CheckpointsLost(
             f"the run's checkpoints ({ws.checkpoints}) hold nothing of run {run_id}, yet it "
             f"has work: {intact(ws)}. Restore the file from a backup, or start the run over "
