@@ -317,7 +317,9 @@ class Workspace:
         if repo is not None:
             made = repo.home / run_id
             if (made / META / "run.json").is_file():
-                return cls(made)
+                ws = cls(made)
+                ws.hold_branch()
+                return ws
             return cls.create(root, run_id, {}, supporting=supporting() if supporting else None)
         info = ws.run_info()
         if info is None:
@@ -496,6 +498,38 @@ class Workspace:
             if self._repair_head(tree):
                 cleared.append(f"unfinished checkout {tree.name}")
         return cleared
+
+    def hold_branch(self) -> None:
+        """Put the run's checkout back on the run's branch before work goes on.
+
+        A delivered run on a person's repository lets go of its branch (:meth:`release_branch`)
+        so that the person can check it out; work on it again (feedback, a resume) needs it.
+
+        Raises:
+            WorkspaceError: the person has the branch checked out; says how to free it.
+
+        """
+        if self.repo is None or self._on_branch():
+            return
+        proc = run_git("checkout", "-q", self.branch, cwd=self.root, options=self.git_options)
+        if proc.returncode != 0:
+            raise WorkspaceError(
+                f"the run's branch {self.branch} cannot be worked on: {proc.stderr.strip()}. "
+                f"If it is checked out in a checkout of yours, switch that one to another "
+                "branch (git switch -), then try again: oldnew adds its work to the branch"
+            )
+
+    def release_branch(self) -> None:
+        """Let the person check the run's branch out: the run's checkout stays at its tip.
+
+        Only on a person's repository (a new project's ``main`` is the project's own).
+        """
+        if self.repo is not None and self._on_branch():
+            self.git("checkout", "-q", "--detach")
+
+    def _on_branch(self) -> bool:
+        ref = self.git("symbolic-ref", "-q", "HEAD", check=False)
+        return ref == f"refs/heads/{self.branch}"
 
     def _task_trees(self) -> list[tuple[Path, Path]]:
         """Return each task worktree with its folder in git's bookkeeping (``gitdir:``)."""
@@ -720,7 +754,8 @@ class Workspace:
         return True
 
     def fast_forward_main(self, task_id: str) -> str:
-        """Move ``main`` (and the main checkout) to the task's commit; return its id."""
+        """Move the run's branch (and its checkout) to the task's commit; return its id."""
+        self.hold_branch()  # a merge on a detached checkout would leave the branch behind
         self.git("merge", "-q", "--ff-only", self.task_branch(task_id))
         return self.head()
 

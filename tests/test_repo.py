@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import subprocess
@@ -14,6 +15,7 @@ from synthetic import planned_run
 
 from oldnew import repo as repos
 from oldnew.errors import WorkspaceError
+from oldnew.gates import PROFILES, Profile, validate_tree
 from oldnew.runs import resume_run, start_run
 from oldnew.workspace import Workspace
 
@@ -276,3 +278,56 @@ def test_a_creation_killed_half_way_is_cleared_by_the_next_run(tmp_path: Path) -
     assert not git(repo, "branch", "--list", "oldnew/dead")
     assert ws.branch == "oldnew/alive" and ws.base == found.head
     assert Workspace.open(repo).root == ws.root
+
+
+def _only(*gates: str) -> Profile:
+    return dataclasses.replace(PROFILES["default"], gates=gates)
+
+
+def test_the_projects_own_test_command_is_run_in_the_sandbox(tmp_path: Path) -> None:
+    tree = tmp_path / "p"
+    tree.mkdir()
+    pyproject = '[project]\nname = "p"\nversion = "0"\n\n[tool.oldnew]\ntest = {}\n'
+    script = "import pathlib, sys; print('ran in', pathlib.Path.cwd().name); sys.exit({})"
+    (tree / "pyproject.toml").write_text(
+        pyproject.format(json.dumps(f'python3 -c "{script.format(0)}"'))
+    )
+    ok = validate_tree(tree, timeout=60, profile=_only("project-tests"))
+    (check,) = ok.checks
+    assert check.status == "passed", check
+    (tree / "pyproject.toml").write_text(
+        pyproject.format(json.dumps(f'python3 -c "{script.format(4)}"'))
+    )
+    bad = validate_tree(tree, timeout=60, profile=_only("project-tests"))
+    (check,) = bad.checks
+    assert check.status == "failed" and "exited with 4" in check.summary
+    assert "ran in" in check.metrics["output"]
+    (diag,) = bad.diagnostics
+    assert diag.message.endswith("exited with 4") and diag.line == 0  # the same before and after
+    (tree / "pyproject.toml").write_text('[project]\nname = "p"\nversion = "0"\n')
+    (tree / "Makefile").write_text("test:\n\t@echo made && exit 0\n")
+    made = validate_tree(tree, timeout=60, profile=_only("project-tests"))
+    assert made.checks[0].status == "passed" and made.checks[0].command[-1] == "test"
+    (tree / "Makefile").unlink()
+    none = validate_tree(tree, timeout=60, profile=_only("project-tests"))
+    assert none.checks[0].status == "not_run" and not none.checks[0].required and none.passed
+    (tree / "pyproject.toml").write_text("[tool.oldnew]\ntest = 3\n")
+    wrong = validate_tree(tree, timeout=60, profile=_only("project-tests"))
+    assert wrong.checks[0].status == "failed" and "must be a command" in wrong.checks[0].summary
+
+
+@pytest.mark.usefixtures("smoke_gates")
+def test_a_delivered_branch_can_be_checked_out_and_feedback_goes_on_it(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    git(repo, "stash", "-q", "-u")
+    models = planned_run(SCOPE, PLAN, code={"T1": CODE})
+    out = asyncio.run(start_run(_scope(tmp_path), repo, models=models))
+    assert out.status == "delivered", out
+    branch = f"oldnew/{out.run_id}"
+    git(repo, "switch", "-q", branch)  # the person looks at the work in their own checkout
+    assert (repo / "count.py").is_file()
+    with pytest.raises(WorkspaceError, match="switch that one to another branch"):
+        asyncio.run(resume_run(repo, models=models, restart=False, answers=None))
+    git(repo, "switch", "-q", "trunk")
+    Workspace.open(repo).hold_branch()  # free again: the run takes its branch back
+    assert git(Path(out.workspace), "symbolic-ref", "--short", "HEAD") == branch

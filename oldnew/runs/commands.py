@@ -182,9 +182,15 @@ def _prepare(ws: Workspace, run_id: str, context: dict[str, Any], restart: bool)
     if restart:
         _restart(ws, run_id)
     save_budget(ws, context)  # a raised cap holds for later resumes too
+    _recover(ws)
+
+
+def _recover(ws: Workspace) -> None:
+    """Clear what a kill left in git, and put the run back on its branch, before work."""
     cleared = ws.recover()
     if cleared:
         ws.log_event(node="resume", event="recovered", cleared=cleared)
+    ws.hold_branch()
 
 
 def _restart(ws: Workspace, run_id: str) -> None:
@@ -337,9 +343,7 @@ async def submit_feedback(
             why = refusal(values)
             if why:
                 raise UsageError(why)
-            cleared = ws.recover()
-            if cleared:
-                ws.log_event(node="resume", event="recovered", cleared=cleared)
+            _recover(ws)
             item = new_item(text, values)
             ws.log_event(node="feedback", event="received", feedback=item.id, chars=len(item.text))
             inp = {"feedback": {item.id: item.model_dump()}}
