@@ -331,3 +331,14 @@ def test_a_delivered_branch_can_be_checked_out_and_feedback_goes_on_it(tmp_path:
     git(repo, "switch", "-q", "trunk")
     Workspace.open(repo).hold_branch()  # free again: the run takes its branch back
     assert git(Path(out.workspace), "symbolic-ref", "--short", "HEAD") == branch
+
+
+def test_a_server_thread_on_a_repository_gets_one_run_of_its_own(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    first = Workspace.ensure(repo, "thread-1")
+    assert first.branch == "oldnew/thread-1" and first.root == repo / ".git" / "oldnew" / "thread-1"
+    assert Workspace.ensure(repo, "thread-1").root == first.root  # the same run, not a new one
+    other = Workspace.ensure(repo, "thread-2")
+    assert other.root != first.root and other.task_branch("T1") == "oldnew/thread-2-T1"
+    with pytest.raises(WorkspaceError, match="not a valid git branch name"):
+        Workspace.ensure(repo, "bad..id")
