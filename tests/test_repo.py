@@ -342,3 +342,12 @@ def test_a_server_thread_on_a_repository_gets_one_run_of_its_own(tmp_path: Path)
     assert other.root != first.root and other.task_branch("T1") == "oldnew/thread-2-T1"
     with pytest.raises(WorkspaceError, match="not a valid git branch name"):
         Workspace.ensure(repo, "bad..id")
+
+
+def test_supporting_files_are_the_first_commit_on_the_runs_branch(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    head = git(repo, "rev-parse", "HEAD")
+    ws = Workspace.create(repo, "r3", {"context": {}}, supporting={"samples/a.txt": b"sample\n"})
+    assert git(repo, "log", "--format=%s", f"{head}..oldnew/r3") == "Supporting files: 1 (--with)"
+    assert git(repo, "show", "oldnew/r3:samples/a.txt") == "sample"
+    assert not (repo / "samples").exists() and ws.base == head
