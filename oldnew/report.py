@@ -234,10 +234,10 @@ def _baseline_markdown(report: dict[str, Any]) -> list[str]:
         "as they were:",
         "",
     ]
-    lines += [
-        f"- {p['gate']}: {p['finding']} (baseline evidence `{p['evidence']}`)"
-        for p in report["preexisting"]
-    ]
+    for p in report["preexisting"]:
+        finding = " ".join(str(p["finding"]).split())
+        finding = finding if len(finding) <= 300 else finding[:297] + "..."
+        lines.append(f"- {p['gate']}: {finding} (baseline evidence `{p['evidence']}`)")
     return [*lines, ""]
 
 

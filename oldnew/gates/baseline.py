@@ -46,7 +46,7 @@ _SKIPPED = re.compile(r"^skipped: (\S+) did not pass")
 
 def mask(text: str) -> str:
     """Return ``text`` with what changes between runs masked: numbers, addresses, folders."""
-    text = _HEX.sub("0x_", text)
+    text = _HEX.sub("<address>", text)
     text = _FOLDERS.sub(".../", text)
     return " ".join(_NUMBER.sub("#", text).split())
 
