@@ -367,3 +367,34 @@ def test_the_baseline_is_not_taken_again_on_resume(
     assert (ws / ".oldnew" / "evidence" / "baseline.json").read_bytes() == before
     report = _json(ws / ".oldnew" / "report.json")
     assert {p["gate"] for p in report["preexisting"]} == {"ruff", "pytest"}
+
+
+@pytest.mark.usefixtures("on_base")
+def test_the_recheck_after_main_moved_is_judged_against_the_baseline_too(tmp_path: Path) -> None:
+    other = {
+        "id": "T2",
+        "title": "number whisperer",
+        "description": "quiet.py with hush(n)",
+        "files": ["quiet.py", "tests/test_quiet.py"],
+        "requirement_ids": ["F1"],
+    }
+    hush = (
+        "FILE: quiet.py\n```python\ndef hush(n: int) -> str:\n    return f'{n}.'\n```\n"
+        "FILE: tests/test_quiet.py\n```python\nfrom quiet import hush\n\n\n"
+        "def test_hush() -> None:\n    assert hush(3) == '3.'\n```\n"
+    )
+    plan = {"tasks": [PLAN["tasks"][0], other]}
+    models = planned_run(SCOPE, plan, code={"T1": APP + PASSING, "T2": hush})
+    scope = scope_file(tmp_path, "Build shouty: show(n) shouts a number, hush(n) does not.\n")
+    ws = tmp_path / "ws"
+    given = _given(tmp_path, LEGACY)
+    out = asyncio.run(start_run(scope, ws, models=models, with_paths=given))
+    assert out.status == "delivered", out
+    # Both ran from the same main: the second to land was re-checked on the first's work.
+    rechecks = [
+        data
+        for path in sorted((ws / ".oldnew" / "evidence").glob("T*.json"))
+        if (data := _json(path)).get("tree") == "rebased on main"
+    ]
+    assert rechecks and all(r["passed"] and r["diagnostics"] == [] for r in rechecks)
+    assert all({d["tool"] for d in r["excused"]} == {"ruff", "pytest"} for r in rechecks)

@@ -86,13 +86,13 @@ def run_gates(
         except DependencyError as exc:
             return dependency_result(exc)
     key = reuse_key(tree, profile, toolchains, ctx.test_timeout, env)
-    earlier = _passed_before(ws, key) if ws is not None else None
-    if earlier is None:
-        earlier = validate_tree(
+    result = _passed_before(ws, key) if ws is not None else None
+    if result is None:
+        result = validate_tree(
             tree, timeout=ctx.test_timeout, profile=profile, toolchains=toolchains, env=env
         )
-        earlier.reuse_key = key
-    return judge(earlier, Baseline.load(ws)) if ws is not None else earlier
+        result.reuse_key = key
+    return judge(result, Baseline.load(ws)) if ws is not None else result
 
 
 def dependency_result(exc: DependencyError) -> ValidationResult:
