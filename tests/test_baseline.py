@@ -1,14 +1,15 @@
 """The baseline: what fails where a run started is recorded once and blamed on no task.
 
-Until runs on existing repositories land, a run is made one the usual way: the user's project
-is handed over as supporting files (the run's first commit) and ``run.json`` names that commit
-as the run's ``base``, as a run on a repository will.
+Most runs here are made the short way (``on_base``): the user's project is handed over as
+supporting files (the run's first commit) and ``run.json`` names that commit as the run's
+``base``, as a run on a repository does; the last test runs on a real repository.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -398,3 +399,61 @@ def test_the_recheck_after_main_moved_is_judged_against_the_baseline_too(tmp_pat
     ]
     assert rechecks and all(r["passed"] and r["diagnostics"] == [] for r in rechecks)
     assert all({d["tool"] for d in r["excused"]} == {"ruff", "pytest"} for r in rechecks)
+
+
+def _git(cwd: Path, *args: str) -> str:
+    """Run the person's own git (their identity)."""
+    who = ["-c", "user.name=person", "-c", "user.email=p@example.org"]
+    proc = subprocess.run(["git", *who, *args], cwd=cwd, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip()
+
+
+def _state(repo: Path) -> dict[str, bytes | str]:
+    """Return the person's files (outside .git) and what git says of the checkout."""
+    out: dict[str, bytes | str] = {
+        str(p.relative_to(repo)): p.read_bytes()
+        for p in sorted(repo.rglob("*"))
+        if p.is_file() and ".git" not in p.relative_to(repo).parts
+    }
+    out["status"] = _git(repo, "status", "--porcelain=v1", "--untracked-files=all")
+    out["HEAD"] = _git(repo, "rev-parse", "HEAD")
+    return out
+
+
+def test_on_a_real_repository_its_own_failures_are_reported_apart_and_blamed_on_no_task(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OLDNEW_QUALITY", "fast")
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _git(repo, "init", "-q", "-b", "trunk")
+    for name, data in LEGACY.items():
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        (repo / name).write_bytes(data)
+    # The repository's own ruff configuration: pyflakes and line length.
+    (repo / "pyproject.toml").write_text('[tool.ruff.lint]\nselect = ["F", "E501"]\n')
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-qm", "the person's project")
+    (repo / "legacy.py").write_text("import os, sys  # the person's uncommitted change\n")
+    (repo / "scratch.txt").write_text("untracked\n")
+    before = _state(repo)
+    models = planned_run(SCOPE, PLAN, code={"T1": SHOW + PASSING})
+    scope = scope_file(tmp_path, "Build shouty: show(n) shouts a number.\n")
+    out = asyncio.run(start_run(scope, repo, models=models))
+    assert out.status == "delivered", out
+    assert _state(repo) == before  # checkout, uncommitted change, untracked file: untouched
+    meta = Path(out.workspace) / ".oldnew"
+    record = _json(meta / "baseline.json")
+    assert record["commit"] == before["HEAD"] and record["status"] == "recorded"
+    task = _json(meta / "evidence" / "T1-01.json")
+    assert task["passed"] and task["diagnostics"] == []
+    assert {identity(Diagnostic(**d)) for d in task["excused"]} == {
+        ("ruff", "legacy.py", "F401", "`os` imported but unused"),
+        ("pytest", "tests.test_legacy::test_broken"),
+    }
+    report = _json(meta / "report.json")
+    assert {p["gate"] for p in report["preexisting"]} == {"ruff", "pytest"}
+    assert "## Failing before this run (not caused by it)" in (meta / "report.md").read_text()
+    branch = f"oldnew/{out.run_id}"
+    assert _git(repo, "log", "--format=%s", f"{before['HEAD']}..{branch}") == "number shouter"
