@@ -98,6 +98,10 @@ def test_a_gate_failing_only_with_what_was_there_fails_nothing() -> None:
     assert judge(again, before).to_dict() == judged.to_dict()  # judging twice changes nothing
     # Less than before is fine too (the task fixed one of them).
     assert judge(_result(_ruff(5)), before).passed
+    # A gate that reports a whole command says that it cannot tell failures apart.
+    exited = Diagnostic("project-tests", ".", 0, "`make test` exited with 2", "exit")
+    excused = judge(_result(exited), _baseline(_result(exited))).check("project-tests")
+    assert excused is not None and "as a whole" in excused.excused
 
 
 def test_a_gate_that_passed_at_the_baseline_is_the_tasks_when_it_fails() -> None:
