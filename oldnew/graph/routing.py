@@ -77,7 +77,8 @@ def where_it_stands(
 
     Back to the step that asked, or deliver when the person chose to stop. A gate still
     waiting, or clarifications still open before planning (the person answered only some
-    questions), are asked again; feedback goes to the planner.
+    questions), are asked again; feedback goes to the planner. A run with a plan but no
+    baseline yet (the design was approved, or the run was killed before it) takes it first.
     """
     if state.get("status") == "aborted":
         return "deliver"
