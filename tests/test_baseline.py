@@ -149,6 +149,10 @@ def test_coverage_is_excused_only_while_it_does_not_fall() -> None:
 
 
 def test_nothing_is_excused_without_a_recorded_baseline_or_when_nothing_was_checked() -> None:
+    # Tests the sandbox stopped, or a report that was written over, prove nothing, then or now.
+    for rule in ("sandbox", "report"):
+        stuck = Diagnostic("pytest", ".", 0, "the tests were stopped: timeout after 60 s", rule)
+        assert not judge(_result(stuck), _baseline(_result(stuck))).passed
     now = _result(_ruff(1))
     assert judge(now, None) is now
     unbuildable = Baseline("b" * 40, "unbuildable", reason="no uv.lock")

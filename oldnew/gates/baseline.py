@@ -11,7 +11,9 @@ failing test, its node id. They are counted as a multiset: two identical finding
 baseline excuse two now, not three. A gate that failed at the baseline and fails now with only
 such findings does not fail the validation (it stays ``failed`` in the evidence, with why it
 is excused); one new finding fails it, and only the new findings go to the fixer. A gate that
-passed at the baseline and fails now fails as it always did.
+passed at the baseline and fails now fails as it always did. What says that nothing was
+validated (an environment that cannot be made, a stopped command, a rigged report) is never
+excused.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ EVIDENCE = "baseline"
 """The name of the baseline's evidence file in ``.oldnew/evidence/``."""
 NEVER_EXCUSED = frozenset({"dependencies", "sandbox", "baseline"})
 """Checks that say nothing was validated: a failure of theirs is never pre-existing."""
+UNTRUSTED = frozenset({"report", "forged", "sandbox"})
+"""Rules of findings that say a gate's verdict cannot be had (a rigged report, a command the
+sandbox stopped): never excused, or a task would pass on tests that never ran."""
 COVERAGE = frozenset({"coverage", "js-coverage"})
 """Gates measured as a share of the whole project: identified by file, and excused only while
 the share does not fall below the baseline's."""
@@ -175,7 +180,7 @@ def judge(result: ValidationResult, baseline: Baseline | None) -> ValidationResu
     old: list[Diagnostic] = []
     for diag in [*result.diagnostics, *result.excused]:
         key = identity(diag)
-        if diag.tool in excusable and left[key] > 0:
+        if diag.tool in excusable and diag.rule not in UNTRUSTED and left[key] > 0:
             left[key] -= 1
             old.append(diag)
         else:
