@@ -78,6 +78,7 @@ def build_report(state: dict[str, Any], ws: Workspace, final: dict[str, Any]) ->
         "quality": final.get("quality") or {},
         "gates": gate_lines(final),
         **baseline_section(ws, final),
+        **branch_section(ws),
         "sandbox_degraded": [
             f"{x['name']}: {x['detail']}" for x in final.get("sandbox", []) if not x.get("active")
         ],
@@ -338,14 +339,66 @@ def _dependencies_markdown(deps: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def branch_section(ws: Workspace) -> dict[str, Any]:
+    """Return, for a run on a person's repository, its branch and how to review and merge it."""
+    if ws.repo is None or ws.base is None:
+        return {}
+    repo, branch, base = ws.repo, ws.branch, ws.base
+    commits = int(ws.git("rev-list", "--count", f"{base}..{branch}") or 0)
+    started = (ws.run_info() or {}).get("started_from")
+    git = f"git -C {repo}"
+    merge = [f"{git} log --stat {base[:12]}..{branch}", f"{git} diff {base[:12]}...{branch}"]
+    if ws.git("rev-parse", "--is-bare-repository", cwd=repo, check=False) != "true":
+        merge += [f"{git} switch {started}" if started else f"{git} switch <your branch>"]
+        merge += [f"{git} merge --no-ff {branch}"]
+    return {
+        "branch": {
+            "name": branch,
+            "repository": str(repo),
+            "base": base,
+            "started_from": started,
+            "commits": commits,
+            "commands": merge,
+            "records": str(ws.meta),
+            "checkout": str(ws.root),
+        }
+    }
+
+
+def _branch_markdown(report: dict[str, Any]) -> list[str]:
+    b = report.get("branch")
+    if not b:
+        return []
+    where = f"from `{b['started_from']}`" if b.get("started_from") else "from a detached HEAD"
+    lines = [
+        "## Your branch",
+        "",
+        f"The work is on branch `{b['name']}` of `{b['repository']}`: {b['commits']} commit(s) "
+        f"on top of `{b['base'][:12]}` ({where}). Your checkout and its uncommitted changes "
+        "were not touched; commit or stash them before you merge. Review, then merge:",
+        "",
+        "```sh",
+        *b["commands"],
+        "```",
+        "",
+        f"The run's records (this report, evidence, checkpoints) are in `{b['records']}`; "
+        f"`git -C {b['repository']} worktree remove --force {b['checkout']}` "
+        "removes them once you no longer need them (the branch stays).",
+        "",
+    ]
+    return lines
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     """Return the report as Markdown for a person."""
     lines = [f"# {report['project'] or 'oldnew run'}: {report['status']}", ""]
+    branch = (report.get("branch") or {}).get("name", "main")
     lines += [
         f"Run `{report['run_id']}`, workspace `{report['workspace']}`, "
-        f"main at `{report['head'][:12]}`.",
+        f"{branch} at `{report['head'][:12]}`.",
         "",
     ]
+    lines += _branch_markdown(report)
     if report.get("stop_reason"):
         lines += [f"Stopped: {report['stop_reason']}.", ""]
     final = report["final_validation"]

@@ -439,8 +439,11 @@ def test_on_a_real_repository_its_own_failures_are_reported_apart_and_blamed_on_
     for name, data in LEGACY.items():
         (repo / name).parent.mkdir(parents=True, exist_ok=True)
         (repo / name).write_bytes(data)
-    # The repository's own ruff configuration: pyflakes and line length.
+    # The repository's own ruff configuration: pyflakes and line length (E501 is no rule of
+    # oldnew's defaults: finding it shows the repository's configuration counts).
     (repo / "pyproject.toml").write_text('[tool.ruff.lint]\nselect = ["F", "E501"]\n')
+    with open(repo / "legacy.py", "a") as fh:
+        fh.write(f"\nLONG = {'x' * 100!r}\n")
     _git(repo, "add", "-A")
     _git(repo, "commit", "-qm", "the person's project")
     (repo / "legacy.py").write_text("import os, sys  # the person's uncommitted change\n")
@@ -456,8 +459,10 @@ def test_on_a_real_repository_its_own_failures_are_reported_apart_and_blamed_on_
     assert record["commit"] == before["HEAD"] and record["status"] == "recorded"
     task = _json(meta / "evidence" / "T1-01.json")
     assert task["passed"] and task["diagnostics"] == []
-    assert {identity(Diagnostic(**d)) for d in task["excused"]} == {
-        ("ruff", "legacy.py", "F401", "`os` imported but unused"),
+    excused = {identity(Diagnostic(**d)) for d in task["excused"]}
+    assert {e[:3] for e in excused} == {
+        ("ruff", "legacy.py", "F401"),
+        ("ruff", "legacy.py", "E501"),
         ("pytest", "tests.test_legacy::test_broken"),
     }
     report = _json(meta / "report.json")

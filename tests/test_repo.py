@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 from synthetic import planned_run
+from typer.testing import CliRunner
 
 from oldnew import repo as repos
+from oldnew.cli import app
 from oldnew.errors import WorkspaceError
 from oldnew.gates import PROFILES, Profile, validate_tree
 from oldnew.runs import resume_run, start_run
@@ -126,6 +128,14 @@ def test_a_run_on_a_repository_works_on_its_own_branch_and_leaves_the_checkout_a
     assert root.parent == repo / ".git" / "oldnew"
     assert (root / ".oldnew" / "report.json").is_file()
     assert not git(repo, "log", "--all", "--format=%H", "--", ".oldnew")
+    # the report says where the work is and how to merge it, and the CLI prints it
+    report = json.loads((root / ".oldnew" / "report.json").read_text())
+    assert report["branch"]["name"] == branch and report["branch"]["commits"] == 1
+    assert f"git -C {repo} merge --no-ff {branch}" in report["branch"]["commands"]
+    assert f"git -C {repo} switch trunk" in report["branch"]["commands"]
+    printed = CliRunner().invoke(app, ["report", "--workspace", str(repo)])
+    assert printed.exit_code == 0, printed.output
+    assert "## Your branch" in printed.output and f"merge --no-ff {branch}" in printed.output
     # resume and status find the run from the repository's path
     again = asyncio.run(resume_run(repo, models=planned_run(SCOPE, PLAN, code={"T1": CODE})))
     assert again.status == "delivered" and again.run_id == out.run_id
