@@ -16,7 +16,6 @@ command line (``Workspace.git``), never written to the repository's ``info/`` fi
 
 from __future__ import annotations
 
-import fcntl
 import json
 import shutil
 from collections.abc import Iterator
@@ -25,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from oldnew.errors import WorkspaceError
+from oldnew.locks import exclusive
 from oldnew.safegit import run_git
 
 HOME = "oldnew"
@@ -157,13 +157,8 @@ def check_branch_name(path: Path, branch: str) -> None:
 @contextmanager
 def home_lock(repo: Repo) -> Iterator[None]:
     """Hold the repository's run folder while a run is made on it (made in well under 1 s)."""
-    repo.home.mkdir(exist_ok=True)
-    with open(repo.home / "lock", "a+", encoding="utf-8") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    with exclusive(repo.home / "lock"):
+        yield
 
 
 def journal_path(repo: Repo, run_id: str) -> Path:

@@ -33,6 +33,7 @@ from typing import Any
 
 from oldnew import repo as repos
 from oldnew.errors import PathViolation, RunLockedError, WorkspaceError
+from oldnew.locks import exclusive
 from oldnew.safegit import control_part, looks_like_git_dir, nested_control_paths, run_git
 
 META = ".oldnew"
@@ -383,12 +384,8 @@ class Workspace:
     @contextmanager
     def _creation_lock(self) -> Iterator[None]:
         """Hold the creation of this workspace (blocking: creating takes well under a second)."""
-        with open(self.meta / "creating.lock", "a+", encoding="utf-8") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        with exclusive(self.meta / "creating.lock"):
+            yield
 
     def _read_journal(self) -> dict[str, Any] | None:
         """Return the journal of a creation that did not finish, or None if there is none."""

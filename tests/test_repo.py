@@ -18,7 +18,7 @@ from oldnew import repo as repos
 from oldnew.cli import app
 from oldnew.errors import WorkspaceError
 from oldnew.gates import PROFILES, Profile, validate_tree
-from oldnew.runs import resume_run, start_run
+from oldnew.runs import RunOutcome, resume_run, start_run
 from oldnew.workspace import Workspace
 
 SCOPE = {"title": "counter", "summary": "s", "features": [{"id": "F1", "title": "count words"}]}
@@ -92,6 +92,13 @@ def _scope(tmp_path: Path) -> Path:
     return path
 
 
+def _run(tmp_path: Path, target: Path, seen: list[dict[str, object]] | None = None) -> RunOutcome:
+    """Run the one-task scope on ``target``, handing its events to ``seen``."""
+    models = planned_run(SCOPE, PLAN, code={"T1": CODE})
+    sink = seen.append if seen is not None else None
+    return asyncio.run(start_run(_scope(tmp_path), target, models=models, on_event=sink))
+
+
 @pytest.mark.usefixtures("smoke_gates")
 def test_a_run_on_a_repository_works_on_its_own_branch_and_leaves_the_checkout_alone(
     tmp_path: Path,
@@ -100,14 +107,7 @@ def test_a_run_on_a_repository_works_on_its_own_branch_and_leaves_the_checkout_a
     before = snapshot(repo)
     head = git(repo, "rev-parse", "HEAD")
     seen: list[dict[str, object]] = []
-    out = asyncio.run(
-        start_run(
-            _scope(tmp_path),
-            repo,
-            models=planned_run(SCOPE, PLAN, code={"T1": CODE}),
-            on_event=seen.append,
-        )
-    )
+    out = _run(tmp_path, repo, seen)
     assert out.status == "delivered", out
     branch = f"oldnew/{out.run_id}"
     assert snapshot(repo) == before  # checkout, uncommitted change, index, refs: as they were
@@ -215,23 +215,14 @@ def test_a_bare_repository_and_a_detached_head_work(tmp_path: Path) -> None:
     git(repo, "stash", "-q", "-u")
     bare = tmp_path / "bare.git"
     git(tmp_path, "clone", "-q", "--bare", str(repo), str(bare))
-    out = asyncio.run(
-        start_run(_scope(tmp_path), bare, models=planned_run(SCOPE, PLAN, code={"T1": CODE}))
-    )
+    out = _run(tmp_path, bare)
     assert out.status == "delivered", out
     assert git(bare, "log", "--format=%s", f"oldnew/{out.run_id}") == (
         "word counter\nsecond\nfirst"
     )
     git(repo, "checkout", "-q", "--detach", "HEAD~1")
     seen: list[dict[str, object]] = []
-    out = asyncio.run(
-        start_run(
-            _scope(tmp_path),
-            repo,
-            models=planned_run(SCOPE, PLAN, code={"T1": CODE}),
-            on_event=seen.append,
-        )
-    )
+    out = _run(tmp_path, repo, seen)
     assert out.status == "delivered", out
     assert git(repo, "log", "--format=%s", f"oldnew/{out.run_id}") == "word counter\nfirst"
     assert git(repo, "rev-parse", "--abbrev-ref", "HEAD") == "HEAD"  # still detached

@@ -41,7 +41,7 @@ from packaging.version import InvalidVersion, Version
 from oldnew.deps.errors import DependencyError
 from oldnew.deps.manifest import Dependency, normalise
 from oldnew.deps.settings import BUILT_WHEELS, DepSettings
-from oldnew.deps.store import exclusive
+from oldnew.locks import exclusive
 from oldnew.sandbox import Limits, Sandbox, oldnew_env
 from oldnew.sandbox.files import UnsafeOutput, read_output
 

@@ -20,7 +20,7 @@ from typing import Any, Literal
 from oldnew.deps import node, python
 from oldnew.deps.errors import DependencyError
 from oldnew.deps.manifest import JS_LOCK, PY_LOCK, Dependency, declared, normalise
-from oldnew.deps.store import exclusive
+from oldnew.locks import exclusive
 from oldnew.sandbox.files import read_project_text
 
 Decision = Literal["scope", "auto", "person", "rejected", "tool", "source_build"]

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from oldnew.deps.errors import DependencyError
 from oldnew.deps.settings import DepSettings
+from oldnew.locks import exclusive
 
 MARK = ".oldnew-env.json"
 
@@ -42,18 +41,6 @@ class Installed:
             "seconds": round(self.seconds, 3),
             "reused": self.reused,
         }
-
-
-@contextmanager
-def exclusive(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on the file ``path`` (across threads and processes)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+b") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _size_mb(folder: Path) -> float:
