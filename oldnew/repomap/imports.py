@@ -22,6 +22,7 @@ _PY_IMPORT = re.compile(
 _JS_IMPORT = re.compile(
     r"""(?:\bfrom|\bimport|\brequire\(|\bimport\()[ \t]*['"](?P<spec>\.{1,2}/[^'"]*)['"]"""
 )
+_PARTS = re.compile(r"[^\w$-]+")
 _SCRIPT_TRIES = ("", *SCRIPT, *(f"/index{ext}" for ext in SCRIPT))
 
 
@@ -49,6 +50,18 @@ def imports_of(path: str, text: str) -> list[str]:
     if path.endswith(SCRIPT):
         return script_imports(text)
     return []
+
+
+def module_stem(path: str) -> str:
+    """Return the last part of the module name of ``path`` (its package's for ``__init__``)."""
+    parts = path.rsplit("/", 2)
+    name = parts[-1].split(".", 1)[0]
+    return parts[-2] if name in ("__init__", "index") and len(parts) > 1 else name
+
+
+def import_words(specs: Iterable[str]) -> frozenset[str]:
+    """Return every name part of ``specs`` (modules, names, path parts)."""
+    return frozenset(w for spec in specs for w in _PARTS.split(spec) if w)
 
 
 def module_index(paths: Iterable[str]) -> dict[str, str]:

@@ -14,11 +14,12 @@ import os
 import tempfile
 import threading
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from oldnew.errors import WorkspaceError
-from oldnew.repomap.imports import imports_of
+from oldnew.repomap.imports import import_words, imports_of
 from oldnew.repomap.symbols import definitions
 from oldnew.safegit import run_git
 from oldnew.supporting import is_text
@@ -43,6 +44,16 @@ class Facts:
     """The names it defines (for ranking)."""
     imports: tuple[str, ...] = ()
     """Its import statements, as :func:`oldnew.repomap.imports.resolve` reads them."""
+
+    @cached_property
+    def name_set(self) -> frozenset[str]:
+        """The names it defines, as a set."""
+        return frozenset(self.names)
+
+    @cached_property
+    def import_words(self) -> frozenset[str]:
+        """Every name part of its imports (a quick test of whether it may import a file)."""
+        return import_words(self.imports)
 
     @property
     def huge(self) -> bool:
@@ -170,3 +181,10 @@ def project_facts(tree: Path, meta: Path | None = None) -> dict[str, Facts]:
             if meta is not None:
                 _save(meta, set(blobs.values()) | set(fresh))
     return out
+
+
+def forget() -> None:
+    """Drop the facts kept in memory (the disk cache stays), as a new process starts."""
+    with _lock:
+        _memory.clear()
+        _loaded.clear()

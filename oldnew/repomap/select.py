@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
-from oldnew.repomap.imports import module_index, resolve
+from oldnew.repomap.imports import module_index, module_stem, resolve
 from oldnew.repomap.index import Facts, project_facts
 from oldnew.repomap.symbols import words
 from oldnew.repomap.tokens import ESTIMATOR, TokenCounter
@@ -148,39 +148,47 @@ class _Builder:
         """Return the files that ``paths`` import, then those that import them."""
         files = self.facts
         modules = module_index(files)
-        wanted = set(paths)
+        wanted = {p for p in paths if p in files}
         imported: dict[str, None] = {}
         for path in paths:
             if path in files:
-                imported.update(
-                    dict.fromkeys(sorted(resolve(path, list(files[path].imports), modules, files)))
-                )
+                targets = resolve(path, list(files[path].imports), modules, files)
+                imported.update(dict.fromkeys(sorted(targets)))
+        # Resolving every file's imports is the slow part: only a file whose imports name
+        # one of the wanted modules can import it.
+        stems = {module_stem(p) for p in wanted}
         importers = [
             p
             for p, f in files.items()
-            if f.imports
-            and p not in wanted
+            if p not in wanted
+            and not stems.isdisjoint(f.import_words)
             and resolve(p, list(f.imports), modules, files) & wanted
         ]
-        return [p for p in [*imported, *importers] if p not in wanted]
+        return [p for p in dict.fromkeys([*imported, *importers]) if p not in wanted]
 
     def ranked(self, candidates: list[str]) -> list[str]:
-        """Order ``candidates`` by how much the task and the files shown refer to them."""
+        """Order ``candidates`` by how much the task and the files shown refer to them.
+
+        A name's references count for the files that define it, shared among them (a
+        name every module defines tells nothing); a file's own name counts too.
+        """
         refs = Counter(words(self.want.text))
         for text in self.out.full.values():
             refs.update(words(text))
-        definers: Counter[str] = Counter()
+        hits: dict[str, tuple[frozenset[str], str]] = {}
+        known = set(refs)
         for path in candidates:
-            definers.update(set(self.facts[path].names))
-
-        def score(path: str) -> float:
-            names = self.facts[path].names
-            stem = PurePosixPath(path).stem
-            own = sum(refs[n] / definers[n] for n in set(names) if n in refs)
-            return own + refs.get(stem, 0)
-
-        scores = {p: score(p) for p in candidates}
-        return sorted(candidates, key=lambda p: (-scores[p], p))
+            common = self.facts[path].name_set & known
+            stem = module_stem(path)
+            if common or stem in refs:
+                hits[path] = (common, stem)
+        definers = Counter(n for common, _ in hits.values() for n in common)
+        scores = {
+            p: sum(refs[n] / definers[n] for n in common) + refs.get(stem, 0)
+            for p, (common, stem) in hits.items()
+        }
+        first = sorted(scores, key=lambda p: (-scores[p], p))
+        return [*first, *(p for p in candidates if p not in scores)]
 
     def block(self, path: str) -> str:
         facts = self.facts[path]
@@ -214,6 +222,8 @@ class _Builder:
             return
         room = self.want.budget - FRAME_TOKENS - out.tokens
         for depth in (None, 3, 2, 1):
+            if depth is None and len(paths) > room:
+                continue  # a path is more than a token: one a line cannot fit
             lines = paths if depth is None else _by_folder(paths, depth)
             cost = self.count("\n".join(f"- {line}" for line in lines)) + len(lines)
             if cost <= room:
