@@ -210,9 +210,18 @@ def test_binary_and_huge_files_are_never_pasted(tmp_path: Path) -> None:
     png = b"\x89PNG\r\n\x1a\n\0" + bytes(range(256)) * 4
     huge = "row\n" * (index.HUGE_BYTES // 4 + 10)
     ws = _project(tmp_path, {"T1": {"logo.png": png, "data.csv": huge, "other.bin": png}})
-    task = PlannedTask(id="T2", title="t", description="d", files=["logo.png", "data.csv"])
+    secret = tmp_path / "secret.txt"
+    secret.write_text("the secret outside\n")
+    (ws.root / "leak.txt").symlink_to(secret)
+    ws.git("add", "leak.txt")
+    ws.git("commit", "-q", "-m", "a link that leads out")
+    task = PlannedTask(
+        id="T2", title="t", description="d", files=["logo.png", "data.csv", "leak.txt"]
+    )
     _, model = _code(ws, task, lambda m, i: "FILE: x.py\n```\nY = 2\n```\n")
     text = prompt_text(model.log.calls[0].messages)
+    assert "- leak.txt: a symbolic link: not followed" in text
+    assert "the secret outside" not in text
     assert f"- logo.png: binary, {len(png)} bytes: not shown" in text
     assert f"- data.csv: {len(huge)} bytes: too large" in text
     assert f"other.bin (binary, {len(png)} bytes)" in text  # in the map, as a line

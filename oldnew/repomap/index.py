@@ -44,6 +44,8 @@ class Facts:
     """The names it defines (for ranking)."""
     imports: tuple[str, ...] = ()
     """Its import statements, as :func:`oldnew.repomap.imports.resolve` reads them."""
+    link: bool = False
+    """A symbolic link: never followed (it may lead out of the project), never cached."""
 
     @cached_property
     def name_set(self) -> frozenset[str]:
@@ -99,12 +101,18 @@ def _git(tree: Path, *args: str) -> str:
 
 
 def listing(tree: Path) -> tuple[dict[str, str], set[str], set[str]]:
-    """Return tracked path -> blob id, the paths changed or new since, and those deleted."""
+    """Return tracked path -> blob id, the paths changed or new since, and those deleted.
+
+    A tracked symbolic link is listed as changed: it is looked at afresh, never by its blob.
+    """
     blobs: dict[str, str] = {}
+    links: set[str] = set()
     for entry in _git(tree, "ls-files", "-s", "-z").split("\0"):
         meta, _, path = entry.partition("\t")
         if path and not meta.startswith("160000"):  # a gitlink is no file of this project
             blobs[path] = meta.split(" ", 2)[1]
+            if meta.startswith("120000"):
+                links.add(path)
     changed: set[str] = set()
     deleted: set[str] = set()
     records = _git(tree, "status", "--porcelain=v1", "-z", "--untracked-files=all").split("\0")
@@ -117,7 +125,7 @@ def listing(tree: Path) -> tuple[dict[str, str], set[str], set[str]]:
         if code[0] in "RC":
             skip = True  # the next record is the old name
         (deleted if "D" in code else changed).add(path)
-    return blobs, changed - deleted, deleted
+    return blobs, (changed | links) - deleted, deleted
 
 
 def _load(meta: Path | None) -> None:
@@ -144,8 +152,10 @@ def _save(meta: Path, blobs: set[str]) -> None:
 
 def _read(tree: Path, path: str) -> tuple[str, Facts]:
     target = tree / path
-    if target.is_symlink() or not target.is_file():
-        return "", Facts(0, True)  # a link or a special file is never read
+    if target.is_symlink():
+        return "", Facts(0, True, link=True)
+    if not target.is_file():
+        return "", Facts(0, True)  # a special file is never read
     size = target.stat().st_size
     if size > HUGE_BYTES:
         return "", Facts(size, False)

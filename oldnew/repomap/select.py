@@ -122,7 +122,9 @@ class _Builder:
         facts = self.facts.get(path)
         if facts is None or path in self.shown or path in self.spilled:
             return
-        if facts.binary:
+        if facts.link:
+            self.note(path, "a symbolic link: not followed")
+        elif facts.binary:
             self.note(path, f"binary, {facts.size} bytes: not shown")
         elif facts.huge:
             self.note(path, f"{facts.size} bytes: too large to paste or to read whole")
@@ -192,6 +194,8 @@ class _Builder:
 
     def block(self, path: str) -> str:
         facts = self.facts[path]
+        if facts.link:
+            return f"{path} (symbolic link)"
         if facts.binary:
             return f"{path} (binary, {facts.size} bytes)"
         if facts.huge:
