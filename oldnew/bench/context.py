@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
 import tempfile
@@ -218,6 +219,8 @@ def bench(sizes: list[int], repeat: int, ctx: Context) -> dict[str, Any]:
             "repeat": repeat,
             "budget": ctx.context_tokens,
             "model": ctx.model,
+            "load": [round(x, 2) for x in os.getloadavg()],
+            "cpus": os.cpu_count(),
         },
         "rows": rows,
         "checks": {
@@ -234,7 +237,8 @@ def show(data: dict[str, Any]) -> None:
     config, rows = data["config"], data["rows"]
     print(
         f"Coder context: budget {config['budget']} tokens of file content, counted by "
-        f"{rows[0]['counter']}; times are the median of {config['repeat']} builds.\n"
+        f"{rows[0]['counter']}; times are the median of {config['repeat']} builds (load "
+        f"average {config['load'][0]} on {config['cpus']} CPUs).\n"
     )
     columns = ["files", "tokens", "budget", "full", "listed", "mapped", "left out"]
     columns += ["cold ms", "disk ms", "warm ms"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import posixpath
 import re
 from collections.abc import Collection, Iterable
+from functools import lru_cache
 
 from oldnew.repomap.symbols import PYTHON, SCRIPT
 
@@ -52,6 +53,7 @@ def imports_of(path: str, text: str) -> list[str]:
     return []
 
 
+@lru_cache(maxsize=100_000)
 def module_stem(path: str) -> str:
     """Return the last part of the module name of ``path`` (its package's for ``__init__``)."""
     parts = path.rsplit("/", 2)
@@ -66,6 +68,12 @@ def import_words(specs: Iterable[str]) -> frozenset[str]:
 
 def module_index(paths: Iterable[str]) -> dict[str, str]:
     """Return Python module name -> file, for every ``.py`` file (``src/`` layout too)."""
+    return _module_index(tuple(paths))
+
+
+@lru_cache(maxsize=8)
+def _module_index(paths: tuple[str, ...]) -> dict[str, str]:
+    # The same tree is asked again and again in a run: one index per file list.
     out: dict[str, str] = {}
     for path in paths:
         if not path.endswith(".py"):

@@ -146,7 +146,7 @@ def _save(meta: Path, blobs: set[str]) -> None:
     meta.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=meta, prefix=CACHE_FILE, suffix=".tmp")
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump({"version": _VERSION, "facts": rows}, fh, separators=(",", ":"))
+        fh.write(json.dumps({"version": _VERSION, "facts": rows}, separators=(",", ":")))
     os.replace(tmp, meta / CACHE_FILE)
 
 

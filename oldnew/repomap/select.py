@@ -24,6 +24,9 @@ SUPPORTING_TEXT_BYTES = 20_000
 """A supporting text file the task names is pasted up to this size; a larger one is listed."""
 FRAME_TOKENS = 120
 """Tokens kept for the headings and the how-to-ask line around the files."""
+BYTES_PER_TOKEN = 16
+"""More bytes than a token holds (4 bytes a character at most, 4 characters a token): a
+file larger than the room left times this cannot fit, and is not read."""
 MAP_SHARE = 4
 """Files the task builds on (its dependencies, their neighbours) leave 1/MAP_SHARE of the
 budget to the map; the task's own files may take it all."""
@@ -130,6 +133,8 @@ class _Builder:
             self.note(path, f"{facts.size} bytes: too large to paste or to read whole")
         elif not self.want.full:
             self.spilled.append(path)
+        elif facts.size > self.room(limit) * BYTES_PER_TOKEN:
+            self.spilled.append(path)  # cannot fit: not even read
         else:
             text = (self.tree / path).read_text(encoding="utf-8", errors="replace")
             if not self.paste(path, text, limit):
@@ -163,10 +168,12 @@ class _Builder:
             p
             for p, f in files.items()
             if p not in wanted
+            and p not in imported
             and not stems.isdisjoint(f.import_words)
             and resolve(p, list(f.imports), modules, files) & wanted
         ]
-        return [p for p in dict.fromkeys([*imported, *importers]) if p not in wanted]
+        # Many files may import a much-used module: the most relevant come first.
+        return [p for p in imported if p not in wanted] + self.ranked(importers)
 
     def ranked(self, candidates: list[str]) -> list[str]:
         """Order ``candidates`` by how much the task and the files shown refer to them.
@@ -225,10 +232,14 @@ class _Builder:
         if not paths:
             return
         room = self.want.budget - FRAME_TOKENS - out.tokens
+        tried = 0
         for depth in (None, 3, 2, 1):
             if depth is None and len(paths) > room:
                 continue  # a path is more than a token: one a line cannot fit
             lines = paths if depth is None else _by_folder(paths, depth)
+            if len(lines) == tried:
+                continue  # no shallower than the last try
+            tried = len(lines)
             cost = self.count("\n".join(f"- {line}" for line in lines)) + len(lines)
             if cost <= room:
                 out.left_out, out.tokens = list(lines), out.tokens + cost
@@ -238,10 +249,11 @@ class _Builder:
 
 
 def _by_folder(paths: list[str], depth: int) -> list[str]:
+    """Return one line per folder (its first ``depth`` parts) with how many of ``paths``."""
     counts: Counter[str] = Counter()
-    for path in paths:
-        parts = path.split("/")[:-1][:depth]
-        counts["/".join(parts) + "/" if parts else "(top level)"] += 1
+    for folder, n in Counter(p.rpartition("/")[0] for p in paths).items():
+        parts = folder.split("/")[:depth] if folder else []
+        counts["/".join(parts) + "/" if parts else "(top level)"] += n
     return [f"{folder} ({n} file{'s' if n > 1 else ''})" for folder, n in sorted(counts.items())]
 
 
@@ -262,7 +274,8 @@ def select(tree: Path, want: Want, meta: Path | None = None) -> Selection:
     for path in related:
         b.place(path, limit)
     base = [*focus, *related]
-    near = [p for p in b.neighbours(base) if p not in set(want.supporting)]
+    supporting = set(want.supporting)
+    near = [p for p in b.neighbours(base) if p not in supporting]
     for path in near:
         b.place(path, limit)
     first = [p for p in dict.fromkeys([*b.spilled, *[n for n in near if n not in b.shown]])]

@@ -34,6 +34,11 @@ _WORD = re.compile(r"[A-Za-z_]\w{2,}")
 
 def _header(text: str, start: int) -> str:
     """Return the header that starts at ``start``, up to its ':' at bracket depth 0."""
+    end = text.find("\n", start)
+    line = text[start : end if end >= 0 else len(text)].rstrip()
+    balanced = line.count("(") == line.count(")") and line.count("[") == line.count("]")
+    if line.endswith(":") and balanced:
+        return " ".join(line[:-1].split())  # the usual one-line header, found quickly
     depth = 0
     end = min(len(text), start + 1000)
     for i in range(start, end):
