@@ -263,6 +263,21 @@ def test_the_cap_on_reads_holds(tmp_path: Path) -> None:
     assert len(model.log.calls) == 4  # 2 reads, then 2 replies past the cap: 1 retry, no more
 
 
+def test_a_refused_read_goes_back_to_the_model_and_the_turn_goes_on(tmp_path: Path) -> None:
+    def reply(messages: list[BaseMessage], info: CallInfo) -> Any:
+        if info.index == 0:
+            return call_tool("ReadFile", {"path": "../outside.py"})
+        return "FILE: a.py\n```\nA = 1\n```\n"
+
+    model = FunctionModel(fn=reply)
+    files, calls, _ = asyncio.run(
+        coding._files_from_model(model, [HumanMessage("go")], tmp_path, 0, RetryPolicy(), 3)
+    )
+    assert files == {"a.py": "A = 1\n"} and calls == 2
+    answer = model.log.calls[1].messages[-1]
+    assert isinstance(answer, ToolMessage) and "outside the project" in answer.content
+
+
 def test_read_file_refuses_clearly(tmp_path: Path) -> None:
     (tmp_path / "logo.png").write_bytes(b"\x89PNG\0\0")
     (tmp_path / "big.txt").write_text("x" * (READ_MAX_BYTES + 1))

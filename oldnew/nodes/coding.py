@@ -103,18 +103,23 @@ async def _report_memory_problems(ws: Workspace, task_id: str, memory: Memory) -
 def _answer_reads(
     tree: Path, calls: list[ToolCall], done: int, cap: int
 ) -> tuple[list[ToolMessage], int]:
-    """Answer the model's ReadFile calls, at most ``cap`` a turn; return them and the count."""
+    """Answer a reply's tool calls, at most ``cap`` reads a turn; return them and the count.
+
+    Every call gets an answer (a chat API refuses a history with an unanswered one): a call
+    of a tool that does not exist is told so.
+    """
     answers = []
     for call in calls:
-        if done >= cap:
+        name = call["name"]
+        if name != ReadFile.__name__:
+            text = f"ERROR: there is no tool {name!r}; read files with ReadFile."
+        elif done >= cap:
             text = render("read_limit", reads=cap)
         else:
             path = str((call.get("args") or {}).get("path", ""))
             done += 1
             text = read_for_model(tree, path) if path else "ERROR: ReadFile needs a 'path'."
-        answers.append(
-            ToolMessage(content=text, tool_call_id=call.get("id") or "", name="ReadFile")
-        )
+        answers.append(ToolMessage(content=text, tool_call_id=call.get("id") or "", name=name))
     return answers, done
 
 
@@ -146,7 +151,9 @@ async def _files_from_model(
         wanted = [c for c in reply.tool_calls if c["name"] == ReadFile.__name__]
         if wanted:
             over = reads + len(wanted) > max_reads
-            answers, reads = await asyncio.to_thread(_answer_reads, tree, wanted, reads, max_reads)
+            answers, reads = await asyncio.to_thread(
+                _answer_reads, tree, reply.tool_calls, reads, max_reads
+            )
             history += [reply, *answers]
             if over:
                 failures += 1
