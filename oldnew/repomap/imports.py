@@ -23,7 +23,7 @@ _PY_IMPORT = re.compile(
 _JS_IMPORT = re.compile(
     r"""(?:\bfrom|\bimport|\brequire\(|\bimport\()[ \t]*['"](?P<spec>\.{1,2}/[^'"]*)['"]"""
 )
-_PARTS = re.compile(r"[^\w$-]+")
+_PART = re.compile(r"[\w$-]+")
 _SCRIPT_TRIES = ("", *SCRIPT, *(f"/index{ext}" for ext in SCRIPT))
 
 
@@ -63,7 +63,7 @@ def module_stem(path: str) -> str:
 
 def import_words(specs: Iterable[str]) -> frozenset[str]:
     """Return every name part of ``specs`` (modules, names, path parts)."""
-    return frozenset(w for spec in specs for w in _PARTS.split(spec) if w)
+    return frozenset(_PART.findall(" ".join(specs)))
 
 
 def module_index(paths: Iterable[str]) -> dict[str, str]:
