@@ -42,6 +42,7 @@ from oldnew.runs import (
     submit_feedback,
 )
 from oldnew.runs.session import disk_faults
+from oldnew.workspace import Workspace
 
 EXIT = {
     "delivered": 0,
@@ -63,7 +64,15 @@ app = typer.Typer(
 console = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
-WorkspaceOpt = Annotated[Path, typer.Option("--workspace", "-w", help="The run's directory.")]
+WorkspaceOpt = Annotated[
+    Path,
+    typer.Option(
+        "--workspace",
+        "-w",
+        help="The run's directory: new or empty for a new project, or an existing git "
+        "repository (the run works on a branch of its own there).",
+    ),
+]
 ModelOpt = Annotated[
     str | None,
     typer.Option(
@@ -321,7 +330,11 @@ def run(
         ),
     ] = None,
 ) -> None:
-    """Start a run on SCOPE_FILE in a new, empty workspace directory."""
+    """Start a run on SCOPE_FILE in a new or empty directory, or on a git repository.
+
+    On an existing repository the run works on a branch of its own, oldnew/<run id>, from
+    its HEAD, and never touches its checkout or uncommitted changes.
+    """
     context = {
         "model": model,
         "max_agents": max_agents,
@@ -380,6 +393,25 @@ def resume(
         **_deps(deps, package_index, npm_registry, install_timeout, max_packages, max_install_mb),
     }
     _finish(resume_run(workspace, context=context, on_event=show_event, restart=restart))
+
+
+@app.command()
+def report(workspace: WorkspaceOpt) -> None:
+    """Print the run's delivery report (on a repository: its branch, and how to merge it)."""
+    try:
+        ws = Workspace.open(workspace)
+    except OldnewError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(EXIT_USAGE) from None
+    path = ws.meta / "report.md"
+    if not path.is_file():
+        run_id = (ws.run_info() or {}).get("run_id")
+        err.print(
+            f"no report yet: run {run_id} has not been delivered; see 'oldnew status "
+            f"--workspace {workspace}'"
+        )
+        raise typer.Exit(EXIT_USAGE)
+    console.print(path.read_text(encoding="utf-8"), markup=False, highlight=False)
 
 
 @app.command()

@@ -96,7 +96,15 @@ def readme_text(tree: Path, title: str, summary: str) -> str:
 
 
 def hand_over(ws: Workspace, title: str, summary: str) -> list[str]:
-    """Add the README and .gitignore main lacks, as one commit; return the paths written."""
+    """Add the README and .gitignore main lacks, as one commit; return the paths written.
+
+    A run on a person's repository adds nothing it was not asked for (the repository's
+    README and ignore rules are theirs), and hands the branch over: the run's checkout lets
+    go of it, so that the person can check it out.
+    """
+    if ws.repo is not None:
+        ws.release_branch()
+        return []
     tree = ws.root
     written: list[str] = []
     if not (tree / ".gitignore").exists():

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict
 from typing import Any
 
 from oldnew.budget import budget_markdown
 from oldnew.deps.ledger import inventory
 from oldnew.feedback.items import render_feedback, report_section
+from oldnew.gates.baseline import Baseline
+from oldnew.gates.model import Diagnostic
 from oldnew.planning.trace import run_traceability
 from oldnew.workspace import Workspace
 
@@ -53,6 +57,7 @@ def build_report(state: dict[str, Any], ws: Workspace, final: dict[str, Any]) ->
                 "commit": t.get("commit"),
                 "fix_rounds": t.get("fix_rounds", 0),
                 "evidence": t.get("evidence"),
+                "excused": _excused_count(ws, t.get("evidence")),
                 "superseded_by": t.get("superseded_by"),
             }
             for t in delivered
@@ -72,6 +77,7 @@ def build_report(state: dict[str, Any], ws: Workspace, final: dict[str, Any]) ->
         "final_validation": final,
         "quality": final.get("quality") or {},
         "gates": gate_lines(final),
+        **baseline_section(ws, final),
         "sandbox_degraded": [
             f"{x['name']}: {x['detail']}" for x in final.get("sandbox", []) if not x.get("active")
         ],
@@ -96,6 +102,39 @@ def limitation_entry(task: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def baseline_section(ws: Workspace, final: dict[str, Any]) -> dict[str, Any]:
+    """Return the report's ``baseline`` and ``preexisting`` entries: failing before this run.
+
+    The pre-existing failures are the final validation's excused findings (still there at
+    the end, blamed on no task); before any final validation, the baseline's own findings.
+    """
+    base = Baseline.load(ws)
+    if base is None:
+        return {"baseline": None, "preexisting": []}
+    found = final.get("excused") if final.get("checks") else None
+    if found is None:
+        found = [asdict(d) for d in base.findings]
+    preexisting = [
+        {
+            "gate": d["tool"],
+            "finding": Diagnostic(**d).render(),
+            "evidence": base.evidence,
+        }
+        for d in found
+    ]
+    return {"baseline": base.summary(), "preexisting": preexisting}
+
+
+def _excused_count(ws: Workspace, evidence: str | None) -> int:
+    """Return how many pre-existing findings a task's evidence excused (0 if unreadable)."""
+    path = ws.root / evidence if evidence else None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8")) if path else {}
+    except (OSError, ValueError):
+        return 0
+    return len(data.get("excused") or [])
+
+
 def gate_lines(final: dict[str, Any]) -> list[dict[str, Any]]:
     """Return one line per gate of the final validation: what it says and where the proof is."""
     return [
@@ -103,6 +142,7 @@ def gate_lines(final: dict[str, Any]) -> list[dict[str, Any]]:
             "gate": c["name"],
             "status": c["status"],
             "required": c.get("required", True),
+            "excused": c.get("excused", ""),
             "summary": c["summary"],
             "tool": c.get("version", ""),
             "seconds": c.get("duration_s", 0.0),
@@ -142,6 +182,8 @@ def _gates_markdown(report: dict[str, Any], final: dict[str, Any]) -> list[str]:
         status = check["status"].replace("_", " ")
         if check["status"] == "not_run" and not check.get("required", True):
             status += " (optional)"
+        if check.get("excused"):
+            status += " (before this run)"
         summary = check["summary"].replace("|", "/").replace("\n", " ")[:160]
         lines.append(f"| {check['name']} | **{status}** | {summary} | {check.get('version', '')} |")
     lines += _not_run_lines(final)
@@ -162,6 +204,41 @@ def _gates_markdown(report: dict[str, Any], final: dict[str, Any]) -> list[str]:
     if report.get("sandbox_degraded"):
         lines.append("")
     return lines
+
+
+def _baseline_markdown(report: dict[str, Any]) -> list[str]:
+    """Return the section of failures that were there before the run, blamed on no task."""
+    base = report.get("baseline") or {}
+    if not base or base.get("status") == "none":
+        return []
+    commit = f"`{str(base.get('commit'))[:12]}`"
+    lines = ["## Failing before this run (not caused by it)", ""]
+    if base.get("status") != "recorded":
+        return [
+            *lines,
+            f"The gates could not be run on the commit this run started from ({commit}): "
+            f"{base.get('status')}, {base.get('reason') or 'no reason given'} (evidence "
+            f"`{base.get('evidence') or '-'}`). Without that baseline, every failure above "
+            "counts as this run's.",
+            "",
+        ]
+    if not report.get("preexisting"):
+        return [
+            *lines,
+            f"Nothing: every gate passed on the commit this run started from ({commit}).",
+            "",
+        ]
+    lines += [
+        f"The gates ran on the commit this run started from ({commit}) before the first task; "
+        "these findings were there already. No task is blamed for them, and they are left "
+        "as they were:",
+        "",
+    ]
+    for p in report["preexisting"]:
+        finding = " ".join(str(p["finding"]).split())
+        finding = finding if len(finding) <= 300 else finding[:297] + "..."
+        lines.append(f"- {p['gate']}: {finding} (baseline evidence `{p['evidence']}`)")
+    return [*lines, ""]
 
 
 def resume_hint(
@@ -212,6 +289,11 @@ def _tasks_markdown(report: dict[str, Any]) -> list[str]:
         lines.append(
             f"- {d['task']} {d['title']}: commit `{(d['commit'] or '')[:12]}`, "
             f"{d['fix_rounds']} fix rounds, evidence `{d['evidence']}`"
+            + (
+                f" ({d['excused']} findings there before the run, excused)"
+                if d.get("excused")
+                else ""
+            )
             + (f" (superseded by {d['superseded_by']})" if d.get("superseded_by") else "")
         )
     lines += ["", "## Blocked", ""]
@@ -268,6 +350,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines += [f"Stopped: {report['stop_reason']}.", ""]
     final = report["final_validation"]
     lines += _gates_markdown(report, final)
+    lines += _baseline_markdown(report)
     lines += _tasks_markdown(report)
     if report["decisions"]:
         lines += ["", "## Decisions", ""]

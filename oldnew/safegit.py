@@ -10,9 +10,10 @@ Two layers close that class:
   control data (``.git`` at any depth and in any spelling a filesystem may fold to it,
   ``.hg``, ``.svn``, ``.bzr``, ..., and ``.gitmodules``) are refused on the write path, and a
   worktree holding one is never committed. The only configuration oldnew's git reads is the
-  repository's own ``.git/config`` (written by ``git init``) and the ``-c`` options below:
-  system and global files are switched off, inherited ``GIT_*`` variables are dropped, and
-  git never walks up into an enclosing repository.
+  repository's own ``.git/config`` (written by ``git init``; on a person's existing
+  repository, theirs: the filters it defines apply to oldnew's commits as to their own) and
+  the ``-c`` options below: system and global files are switched off, inherited ``GIT_*``
+  variables are dropped, and git never walks up into an enclosing repository.
 - **Every command-running key with a fixed name is disabled** on the command line, the
   highest precedence, so even a repository config changed behind oldnew's back runs no hook,
   monitor, ssh command, prompt, credential helper, editor or pager, and nested repositories
@@ -34,7 +35,7 @@ import re
 import shlex
 import subprocess  # nosec B404 - git is run with fixed argument lists, never a shell
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,8 @@ _GIT_ENV = {
     "GIT_SEQUENCE_EDITOR": ":",
     "GIT_PAGER": "cat",
     "GIT_PROTOCOL_FROM_USER": "0",
+    # no opportunistic write: a ``git status`` in a person's checkout leaves its index alone
+    "GIT_OPTIONAL_LOCKS": "0",
 }
 
 VCS_CONTROL = {
@@ -147,32 +150,41 @@ def nested_control_paths(tree: Path) -> list[str]:
     return found
 
 
-def git_environment(cwd: Path) -> dict[str, str]:
+def git_environment(cwd: Path, *, discover: bool = False) -> dict[str, str]:
     """Return the environment for a git run in ``cwd``.
 
     No inherited ``GIT_*`` variable, no config file but the repository's own, no prompt,
-    and no search above ``cwd`` for a repository.
+    and no search above ``cwd`` for a repository unless ``discover`` (a read-only question
+    such as "which repository is this folder in?").
     """
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
     env.update(_GIT_ENV)
-    # A checkout that lost its .git must fail, not fall through to an enclosing repository
-    # (whose config would apply, and whose files a reset or clean would touch).
-    env["GIT_CEILING_DIRECTORIES"] = str(Path(cwd).resolve().parent)
+    if not discover:
+        # A checkout that lost its .git must fail, not fall through to an enclosing
+        # repository (whose config would apply, and whose files a reset or clean would touch).
+        env["GIT_CEILING_DIRECTORIES"] = str(Path(cwd).resolve().parent)
     return env
 
 
 def run_git(
-    *args: str, cwd: Path, text: bool = True, timeout: float | None = None
+    *args: str,
+    cwd: Path,
+    text: bool = True,
+    timeout: float | None = None,
+    options: Sequence[str] = (),
+    discover: bool = False,
 ) -> subprocess.CompletedProcess[Any]:
     """Run ``git <args>`` in ``cwd`` with every config-driven command disabled.
 
-    Every git process oldnew starts goes through here. Output is captured; the caller
+    Every git process oldnew starts goes through here. ``options`` are more ``-c`` settings
+    (a workspace's ignore and attributes files); ``discover`` lets git look above ``cwd``
+    for the repository (only for read-only questions). Output is captured; the caller
     checks the return code.
     """
     return subprocess.run(  # nosec B603 B607 - fixed argv, git from PATH
-        ["git", *GIT_OPTIONS, *args],
+        ["git", *GIT_OPTIONS, *options, *args],
         cwd=cwd,
-        env=git_environment(cwd),
+        env=git_environment(cwd, discover=discover),
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=text,

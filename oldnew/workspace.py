@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from oldnew import repo as repos
 from oldnew.errors import PathViolation, RunLockedError, WorkspaceError
 from oldnew.safegit import control_part, looks_like_git_dir, nested_control_paths, run_git
 
@@ -130,6 +131,49 @@ class Workspace:
         self.meta = self.root / META
         self.checkpoints = self.meta / "checkpoints.sqlite"
         """The SQLite file of the run's checkpoints (and, on a server, of its task threads)."""
+        self._record: dict[str, Any] | None = None
+
+    def _settings(self) -> dict[str, Any]:
+        """Return run.json (read once it exists), or {} before the run is made."""
+        if self._record is None:
+            info = self.run_info()
+            if info is None:
+                return {}
+            self._record = info
+        return self._record
+
+    @property
+    def branch(self) -> str:
+        """The branch the run delivers on: ``main`` of a new project, ``oldnew/<run id>``."""
+        return str(self._settings().get("branch") or MAIN)
+
+    @property
+    def repo(self) -> Path | None:
+        """The person's repository a run works on, or None for a new project."""
+        repo = self._settings().get("repo")
+        return Path(repo) if repo else None
+
+    def task_branch(self, task_id: str) -> str:
+        """Return the branch a task works on in its worktree until it is accepted."""
+        return f"{self._settings().get('branch_prefix') or 'oldnew/'}{task_id}"
+
+    def partial_branch(self, task_id: str) -> str:
+        """Return the branch that keeps an unfinished task's work."""
+        return f"{self._settings().get('branch_prefix') or 'oldnew/'}partial/{task_id}"
+
+    @property
+    def git_options(self) -> tuple[str, ...]:
+        """Return the ``-c`` settings of every git command in this workspace.
+
+        A run on a person's repository keeps its ignore rules and merge attributes in its
+        own folder, out of the repository's ``info/``.
+        """
+        if not (self.meta / GIT_EXCLUDE).is_file():
+            return ()
+        return (
+            *("-c", f"core.excludesFile={self.meta / GIT_EXCLUDE}"),
+            *("-c", f"core.attributesFile={self.meta / GIT_ATTRIBUTES}"),
+        )
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -152,6 +196,9 @@ class Workspace:
         ``run.json``; a process killed in between leaves a directory that :meth:`open`
         finishes (``oldnew resume``) and that a new :meth:`create` clears (``oldnew run``).
         """
+        repo = repos.find(Path(root))
+        if repo is not None:
+            return cls._create_on(repo, run_id, settings, files or {}, supporting or {})
         ws = cls(root)
         ws._refuse_unless_free()  # nothing is written into a directory that is refused
         ws.meta.mkdir(parents=True, exist_ok=True)
@@ -172,12 +219,73 @@ class Workspace:
         return ws
 
     @classmethod
+    def _create_on(
+        cls,
+        repo: repos.Repo,
+        run_id: str,
+        settings: Mapping[str, Any],
+        files: Mapping[str, str],
+        supporting: Mapping[str, bytes],
+    ) -> Workspace:
+        """Make a run on the person's repository: a branch from its HEAD, in a worktree.
+
+        The person's checkout is never touched (``oldnew.repo`` has the layout). A creation
+        killed half-way is cleared by the next one (its journal says what it made).
+        """
+        cwd = repo.top or repo.git_dir
+        branch = f"oldnew/{run_id}"
+        repos.check_branch_name(cwd, branch)
+        with repos.home_lock(repo):
+            repos.clear_killed_creations(repo, cwd)
+            root = repo.home / run_id
+            if root.exists():
+                raise WorkspaceError(f"{root} exists already: run {run_id} was made before")
+            journal = {
+                "run_id": run_id,
+                "base": repo.head,
+                "created": datetime.now(UTC).isoformat(),
+                "settings": {
+                    **settings,
+                    "repo": str(repo.top or repo.git_dir),
+                    "git_dir": str(repo.git_dir),
+                    "base": repo.head,
+                    "branch": branch,
+                    "branch_prefix": f"{branch}-",
+                    "started_from": repo.branch,
+                    "supporting": sorted(supporting),
+                },
+                "files": dict(files),
+            }
+            started = repos.journal_path(repo, run_id)
+            cls._write_json(started, journal)
+            proc = run_git("worktree", "add", "-q", "-b", branch, str(root), repo.head, cwd=cwd)
+            if proc.returncode != 0:
+                started.unlink(missing_ok=True)
+                raise WorkspaceError(f"git worktree add failed: {proc.stderr.strip()}")
+            ws = cls(root)
+            ws.meta.mkdir()
+            (ws.meta / GIT_EXCLUDE).write_text(_IGNORED, encoding="utf-8")
+            (ws.meta / GIT_ATTRIBUTES).write_text(MERGES, encoding="utf-8")
+            for name, data in supporting.items():
+                staged = ws.meta / SUPPORTING / name
+                staged.parent.mkdir(parents=True, exist_ok=True)
+                staged.write_bytes(data)
+            ws._finish(journal)
+            started.unlink()
+        ws.log_event(node="workspace", event="branched", note=repo.describe(), branch=branch)
+        return ws
+
+    @classmethod
     def open(cls, root: Path | str) -> Workspace:
         """Open an existing run's workspace, or raise WorkspaceError saying what is wrong.
 
         A workspace whose creation was killed half-way is finished first, from its journal.
+        A person's repository opens its newest run (``oldnew.repo.runs_on``).
         """
         ws = cls(root)
+        made = repos.runs_on(ws.root)
+        if made:
+            ws = cls(made[-1])
         if not ws.root.is_dir():
             raise WorkspaceError(f"{ws.root} does not exist; start a run with 'oldnew run'")
         if (ws.meta / CREATING).is_file():
@@ -205,6 +313,14 @@ class Workspace:
         ``supporting`` gives the supporting files of a workspace made here (read only then).
         """
         ws = cls(root)
+        repo = repos.find(ws.root)
+        if repo is not None:
+            made = repo.home / run_id
+            if (made / META / "run.json").is_file():
+                ws = cls(made)
+                ws.hold_branch()
+                return ws
+            return cls.create(root, run_id, {}, supporting=supporting() if supporting else None)
         info = ws.run_info()
         if info is None:
             journal = ws._read_journal() if ws.root.is_dir() else None
@@ -297,6 +413,10 @@ class Workspace:
         (self.root / ".git" / "info" / "exclude").write_text(_IGNORED, encoding="utf-8")
         (self.root / ".git" / "info" / "attributes").write_text(MERGES, encoding="utf-8")
         self.git("commit", "-q", "--allow-empty", "-m", f"oldnew: start run {journal['run_id']}")
+        self._finish(journal)
+
+    def _finish(self, journal: Mapping[str, Any]) -> None:
+        """Commit the supporting files, write the run record: the run exists once run.json does."""
         names = list(journal["settings"].get("supporting") or [])
         for name in names:
             target = resolve_inside(self.root, name)
@@ -312,7 +432,7 @@ class Workspace:
         new_checkpoints(self.checkpoints)
         record = {"run_id": journal["run_id"], "created": journal["created"]}
         self._write_json(self.meta / "run.json", record | dict(journal["settings"]))
-        (self.meta / CREATING).unlink()
+        (self.meta / CREATING).unlink(missing_ok=True)
 
     @contextmanager
     def lock(self) -> Iterator[None]:
@@ -345,14 +465,11 @@ class Workspace:
         (the task's work is still in its commit or working tree).
         """
         cleared = []
-        git_dir = self.root / ".git"
-        for lock in [
-            *git_dir.glob("*.lock"),
-            *git_dir.glob("worktrees/*/*.lock"),
-            *git_dir.glob("refs/heads/**/*.lock"),
-        ]:
+        for lock in self._own_locks():
             lock.unlink(missing_ok=True)
-            cleared.append(str(lock.relative_to(self.root)))
+            cleared.append(
+                str(lock.relative_to(self.root) if lock.is_relative_to(self.root) else lock)
+            )
         stray = [
             line[3:]
             for line in self.git("status", "--porcelain", "--untracked-files=all").splitlines()
@@ -373,15 +490,85 @@ class Workspace:
                 f"{len(stray)} stray files in the main checkout (copies in "
                 f"{keep.relative_to(self.root)})"
             )
-        for state_dir in git_dir.glob("worktrees/*/rebase-*"):
-            tree = self.meta / "worktrees" / state_dir.parent.name
-            self.git("rebase", "--abort", cwd=tree, check=False)
-            cleared.append(f"rebase in {tree.name}")
-        folder = self.meta / "worktrees"
-        for tree in sorted(folder.iterdir()) if folder.is_dir() else []:
-            if (tree / ".git").exists() and self._repair_head(tree):
+        for tree, admin in self._task_trees():
+            if any(admin.glob("rebase-*")):
+                self.git("rebase", "--abort", cwd=tree, check=False)
+                cleared.append(f"rebase in {tree.name}")
+        for tree, _ in self._task_trees():
+            if self._repair_head(tree):
                 cleared.append(f"unfinished checkout {tree.name}")
         return cleared
+
+    def hold_branch(self) -> None:
+        """Put the run's checkout back on the run's branch before work goes on.
+
+        A delivered run on a person's repository lets go of its branch (:meth:`release_branch`)
+        so that the person can check it out; work on it again (feedback, a resume) needs it.
+
+        Raises:
+            WorkspaceError: the person has the branch checked out; says how to free it.
+
+        """
+        if self.repo is None or self._on_branch():
+            return
+        proc = run_git("checkout", "-q", self.branch, cwd=self.root, options=self.git_options)
+        if proc.returncode != 0:
+            raise WorkspaceError(
+                f"the run's branch {self.branch} cannot be worked on: {proc.stderr.strip()}. "
+                f"If it is checked out in a checkout of yours, switch that one to another "
+                "branch (git switch -), then try again: oldnew adds its work to the branch"
+            )
+
+    def release_branch(self) -> None:
+        """Let the person check the run's branch out: the run's checkout stays at its tip.
+
+        Only on a person's repository (a new project's ``main`` is the project's own).
+        """
+        if self.repo is not None and self._on_branch():
+            self.git("checkout", "-q", "--detach")
+
+    def _on_branch(self) -> bool:
+        ref = self.git("symbolic-ref", "-q", "HEAD", check=False)
+        return ref == f"refs/heads/{self.branch}"
+
+    def _task_trees(self) -> list[tuple[Path, Path]]:
+        """Return each task worktree with its folder in git's bookkeeping (``gitdir:``)."""
+        folder = self.meta / "worktrees"
+        out = []
+        for tree in sorted(folder.iterdir()) if folder.is_dir() else []:
+            try:
+                line = (tree / ".git").read_text(encoding="utf-8").strip()
+            except OSError:
+                continue
+            if line.startswith("gitdir:"):
+                out.append((tree, (tree / line[len("gitdir:") :].strip()).resolve()))
+        return out
+
+    def _own_locks(self) -> list[Path]:
+        """Return the git lock files only this run's git commands can have left.
+
+        A new project's repository is the run's alone: every lock in it is. On a person's
+        repository only the locks of the run's own worktrees and branches are, never the
+        repository's shared ones (the person's git may hold them right now).
+        """
+        git_dir = self.root / ".git"
+        if git_dir.is_dir():
+            return [
+                *git_dir.glob("*.lock"),
+                *git_dir.glob("worktrees/*/*.lock"),
+                *git_dir.glob("refs/heads/**/*.lock"),
+            ]
+        common = Path(str(self._settings().get("git_dir") or self.root))
+        own = self.git("rev-parse", "--path-format=absolute", "--git-dir", check=False)
+        admins = [Path(own)] if own else []
+        admins += [admin for _, admin in self._task_trees()]
+        branches = common / "refs" / "heads" / self.branch
+        return [
+            *[lock for admin in admins for lock in admin.glob("*.lock")],
+            *branches.parent.glob(f"{branches.name}.lock"),
+            *branches.parent.glob(f"{branches.name}-*.lock"),
+            *branches.parent.glob(f"{branches.name}-*/**/*.lock"),
+        ]
 
     def _repair_head(self, tree: Path) -> bool:
         """Finish a task worktree whose creation was killed half-way; return whether it was.
@@ -394,9 +581,9 @@ class Workspace:
         """
         if self.git("rev-parse", "--verify", "-q", "HEAD^{commit}", cwd=tree, check=False):
             return False
-        branch = f"refs/heads/oldnew/{tree.name}"
+        branch = f"refs/heads/{self.task_branch(tree.name)}"
         if not self.git("rev-parse", "--verify", "-q", f"{branch}^{{commit}}", check=False):
-            self.git("update-ref", branch, MAIN)
+            self.git("update-ref", branch, self.branch)
         self.git("symbolic-ref", "HEAD", branch, cwd=tree)
         self.git("reset", "-q", cwd=tree)
         self.git("checkout-index", "-a", "-q", cwd=tree, check=False)
@@ -451,17 +638,17 @@ class Workspace:
         Goes through :func:`oldnew.safegit.run_git`: no hook, monitor, helper or driver
         from any configuration runs, and nested repositories are never entered.
         """
-        proc = run_git(*args, cwd=cwd or self.root)
+        proc = run_git(*args, cwd=cwd or self.root, options=self.git_options)
         if check and proc.returncode != 0:
             raise WorkspaceError(f"git {' '.join(args)} failed: {proc.stderr.strip()}")
         return str(proc.stdout).strip()
 
-    def head(self, ref: str = MAIN) -> str:
-        """Return the commit id ``ref`` points at."""
-        return self.git("rev-parse", ref)
+    def head(self, ref: str | None = None) -> str:
+        """Return the commit id ``ref`` (default: the run's branch) points at."""
+        return self.git("rev-parse", ref or self.branch)
 
     def worktree(self, task_id: str) -> Path:
-        """Return the task's private checkout, creating it from ``main`` on first use."""
+        """Return the task's private checkout, made from the run's branch on first use."""
         path = self.meta / "worktrees" / task_id
         if (path / ".git").exists():
             return path
@@ -472,12 +659,14 @@ class Workspace:
                 return path
             path.parent.mkdir(parents=True, exist_ok=True)
             self.git("worktree", "prune")
-            self.git("worktree", "add", "-q", "-B", f"oldnew/{task_id}", str(path), MAIN)
+            self.git(
+                "worktree", "add", "-q", "-B", self.task_branch(task_id), str(path), self.branch
+            )
         return path
 
     def find_task_commit(self, task_id: str) -> str | None:
         """Return the commit on ``main`` that delivered ``task_id``, if there is one."""
-        out = self.git("log", MAIN, "--format=%H", f"--grep=^Oldnew-Task: {task_id}$")
+        out = self.git("log", self.branch, "--format=%H", f"--grep=^Oldnew-Task: {task_id}$")
         return out.splitlines()[0] if out else None
 
     def commit_worktree(self, task_id: str, title: str) -> str | None:
@@ -492,7 +681,8 @@ class Workspace:
 
         """
         tree = self.worktree(task_id)
-        nested = nested_control_paths(tree)
+        inherited = self._inherited_control()
+        nested = [p for p in nested_control_paths(tree) if p.rstrip("/") not in inherited]
         if nested:
             raise PathViolation(
                 f"task {task_id}'s files hold version-control data oldnew never commits: "
@@ -501,7 +691,7 @@ class Workspace:
                 "elsewhere), then resume"
             )
         self.git("add", "-A", cwd=tree)
-        links = self._gitlinks(tree)
+        links = [p for p in self._gitlinks(tree) if p not in inherited]
         if links:
             self.git("reset", "-q", cwd=tree)  # unstage; the files stay as they are
             raise PathViolation(
@@ -516,6 +706,22 @@ class Workspace:
         if f"Oldnew-Task: {task_id}" in head_msg:
             return self.git("rev-parse", "HEAD", cwd=tree)
         return None
+
+    def _inherited_control(self) -> set[str]:
+        """Return the control paths and gitlinks the person's repository had at the start.
+
+        A repository may have submodules (a ``.gitmodules`` and gitlinks): they are the
+        person's, and stay as they are; only new ones are refused.
+        """
+        if self.base is None:
+            return set()
+        out = self.git("ls-tree", "-r", "-z", "--full-tree", self.base)
+        found = set()
+        for entry in out.split("\0"):
+            meta, _, path = entry.partition("\t")
+            if path and (meta.startswith("160000 ") or control_part(path.split("/"))):
+                found.add(path)
+        return found
 
     def _gitlinks(self, tree: Path) -> list[str]:
         """Return the paths the index of ``tree`` holds as gitlinks (mode 160000)."""
@@ -538,19 +744,20 @@ class Workspace:
 
         """
         tree = self.worktree(task_id)
-        base = self.git("merge-base", "HEAD", MAIN, cwd=tree)
-        if base == self.head(MAIN):
+        base = self.git("merge-base", "HEAD", self.branch, cwd=tree)
+        if base == self.head():
             return False
-        proc = run_git("rebase", "-q", MAIN, cwd=tree)
+        proc = run_git("rebase", "-q", self.branch, cwd=tree, options=self.git_options)
         if proc.returncode != 0:
             self.git("rebase", "--abort", cwd=tree, check=False)
             raise WorkspaceError(f"task {task_id} conflicts with main: {proc.stdout.strip()}")
         return True
 
     def fast_forward_main(self, task_id: str) -> str:
-        """Move ``main`` (and the main checkout) to the task's commit; return its id."""
-        self.git("merge", "-q", "--ff-only", f"oldnew/{task_id}")
-        return self.head(MAIN)
+        """Move the run's branch (and its checkout) to the task's commit; return its id."""
+        self.hold_branch()  # a merge on a detached checkout would leave the branch behind
+        self.git("merge", "-q", "--ff-only", self.task_branch(task_id))
+        return self.head()
 
     def remove_worktree(self, task_id: str) -> None:
         """Drop the task's worktree and branch once its commit is on ``main``."""
@@ -559,7 +766,7 @@ class Workspace:
             if path.exists():
                 self.git("worktree", "remove", "--force", str(path), check=False)
             self.git("worktree", "prune", check=False)
-        self.git("branch", "-q", "-D", f"oldnew/{task_id}", check=False)
+        self.git("branch", "-q", "-D", self.task_branch(task_id), check=False)
 
     # -- records ---------------------------------------------------------------------------
 
@@ -600,9 +807,12 @@ class Workspace:
 # -- creation and opening ----------------------------------------------------------------
 
 CREATING = "creating.json"
+"""The journal of a workspace being created; run.json replaces it once creation is done."""
 SUPPORTING = "supporting"
 """Where a new workspace stages the supporting files (``--with``) before committing them."""
-"""The journal of a workspace being created; run.json replaces it once creation is done."""
+GIT_EXCLUDE = "git-exclude"
+GIT_ATTRIBUTES = "git-attributes"
+"""A run on a person's repository: its ignore rules and merge attributes (``git_options``)."""
 
 
 MERGES = (

@@ -18,6 +18,8 @@ STOP = {"run": {"reason": "token cap"}}
 FEEDBACK = {"fb1": {"id": "fb1", "text": "add a flag", "received": "2026-12-01T08:00:00Z"}}
 MALFORMED = {"fb2": {"text": "no id"}}
 PLAN = {"tasks": [{"id": "T1"}]}
+TAKEN = {"status": "recorded", "commit": "abc", "evidence": ".oldnew/evidence/baseline.json"}
+"""A baseline already taken (``state["baseline"]``): the run goes on to execute."""
 
 
 @pytest.mark.parametrize(
@@ -39,14 +41,28 @@ def test_after_scope(state: dict[str, Any], expected: str) -> None:
     [
         ({"plan": PLAN, "budget_stops": STOP}, "deliver"),
         ({"plan": PLAN, "questions": {"g": APPROVAL}}, "human"),
-        ({"plan": PLAN}, "execute"),
-        ({"plan": PLAN, "questions": {"q": PENDING}}, "execute"),  # others run meanwhile
+        ({"plan": PLAN}, "baseline"),  # what already fails, before the first task
+        ({"plan": PLAN, "baseline": TAKEN}, "execute"),
+        ({"plan": PLAN, "baseline": {"status": "none"}}, "execute"),  # a new project
+        ({"plan": PLAN, "baseline": TAKEN, "questions": {"q": PENDING}}, "execute"),
         ({"plan_problems": ["x"]}, "plan"),
         ({"plan_problems": ["x"], "questions": {"q": PENDING}}, "human"),
     ],
 )
 def test_after_plan(state: dict[str, Any], expected: str) -> None:
     assert routing.after_plan(state) == expected  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("state", "expected"),
+    [
+        ({"plan": PLAN, "baseline": TAKEN}, "execute"),
+        ({"plan": PLAN, "baseline": {"status": "crashed"}}, "execute"),  # the run goes on
+        ({"plan": PLAN, "baseline": TAKEN, "budget_stops": STOP}, "deliver"),
+    ],
+)
+def test_after_baseline(state: dict[str, Any], expected: str) -> None:
+    assert routing.after_baseline(state) == expected  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -73,8 +89,12 @@ def test_after_execute(state: dict[str, Any], expected: str) -> None:
         ({"scope": {"t": 1}, "plan": PLAN, "feedback": FEEDBACK}, "plan"),
         ({"scope": {"t": 1}, "plan": PLAN, "feedback": MALFORMED}, "plan"),  # it says why
         ({"scope": {"t": 1}}, "plan"),
-        ({"scope": {"t": 1}, "plan": PLAN}, "execute"),
-        ({"scope": {"t": 1}, "plan": PLAN, "questions": {"c": CLARIFY}}, "execute"),
+        ({"scope": {"t": 1}, "plan": PLAN}, "baseline"),  # killed before the baseline was taken
+        ({"scope": {"t": 1}, "plan": PLAN, "baseline": TAKEN}, "execute"),
+        (
+            {"scope": {"t": 1}, "plan": PLAN, "baseline": TAKEN, "questions": {"c": CLARIFY}},
+            "execute",
+        ),
     ],
 )
 def test_where_it_stands_is_the_route_after_a_person_and_into_the_graph(
@@ -89,11 +109,18 @@ def test_where_it_stands_is_the_route_after_a_person_and_into_the_graph(
     [
         ({"scope_text": "build it"}, "scope", {}),
         (
-            {"scope": {"t": 1}, "plan": PLAN, "status": "blocked", "restart": True},
+            {
+                "scope": {"t": 1},
+                "plan": PLAN,
+                "baseline": TAKEN,
+                "status": "blocked",
+                "restart": True,
+            },
             "execute",
             {"restart": False, "status": "executing", "budget_stops": {}},
         ),
         (
+            # stopped: execute says so at once; no baseline is taken while the budget is out
             {"scope": {"t": 1}, "plan": PLAN, "status": "stopped", "budget_stops": STOP},
             "execute",
             {},

@@ -44,6 +44,7 @@ def test_smoke_passes_working_code_with_only_the_cheap_gates(tmp_path: Path) -> 
         "syntax": "passed",
         "imports": "passed",
         "pytest": "passed",
+        "project-tests": "not_run",  # it declares no test command of its own
     }
 
 
@@ -55,7 +56,12 @@ def test_smoke_fails_a_syntax_error(tmp_path: Path) -> None:
 
 def test_smoke_fails_a_failing_test(tmp_path: Path) -> None:
     statuses = _smoke(_tree(tmp_path, {**GOOD, "calc.py": "def add(a, b):\n    return a - b\n"}))
-    assert statuses == {"syntax": "passed", "imports": "passed", "pytest": "failed"}
+    assert statuses == {
+        "syntax": "passed",
+        "imports": "passed",
+        "pytest": "failed",
+        "project-tests": "not_run",
+    }
 
 
 def test_smoke_fails_a_missing_module_and_a_project_without_tests(tmp_path: Path) -> None:

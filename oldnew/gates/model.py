@@ -39,6 +39,9 @@ class Check:
     """Whether delivery needs this gate to pass (a not-run required gate blocks too)."""
     metrics: dict[str, Any] = field(default_factory=dict)
     """Parsed numbers: tests run, coverage percent, mutants killed, findings by severity."""
+    excused: str = ""
+    """Why this gate's failure is not the validated work's (it failed the same way at the
+    run's baseline, ``gates.baseline``); empty when it counts."""
 
 
 def not_run(name: str, reason: str, *, required: bool = True) -> Check:
@@ -64,13 +67,22 @@ class ValidationResult:
     """Files, profile, toolchains and tool versions hashed: equal keys, equal results."""
     reused_from: str = ""
     """The evidence this result was taken from, when the same files were validated before."""
+    excused: list[Diagnostic] = field(default_factory=list)
+    """Findings that were there at the run's baseline: shown, never the validated work's."""
+    baseline: str = ""
+    """The baseline evidence this result was judged against (``gates.baseline.judge``)."""
 
     @property
     def passed(self) -> bool:
-        """True when no gate failed and every required gate ran and passed."""
+        """True when every gate passed, was excused by the baseline, or was optional."""
         return bool(self.checks) and all(
-            c.status == "passed" or (c.status == "not_run" and not c.required) for c in self.checks
+            c.status == "passed" or c.excused or (c.status == "not_run" and not c.required)
+            for c in self.checks
         )
+
+    def failures(self) -> list[Check]:
+        """Return the gates that failed, leaving out those the baseline excuses."""
+        return [c for c in self.checks if c.status == "failed" and not c.excused]
 
     def check(self, name: str) -> Check | None:
         """Return the check called ``name``, if it is part of this result."""
@@ -79,7 +91,9 @@ class ValidationResult:
     def blocking(self) -> list[Check]:
         """Return the checks that keep this result from passing."""
         return [
-            c for c in self.checks if c.status == "failed" or (c.required and c.status != "passed")
+            c
+            for c in self.checks
+            if not c.excused and (c.status == "failed" or (c.required and c.status != "passed"))
         ]
 
     def degraded_layers(self) -> list[str]:
@@ -99,6 +113,8 @@ class ValidationResult:
             "sandbox": self.sandbox,
             "checks": [asdict(c) for c in self.checks],
             "diagnostics": [asdict(d) for d in self.diagnostics],
+            "excused": [asdict(d) for d in self.excused],
+            "baseline": self.baseline,
         }
 
     @classmethod
@@ -114,4 +130,6 @@ class ValidationResult:
             duration_s=data.get("duration_s", 0.0),
             reuse_key=data.get("reuse_key", ""),
             reused_from=data.get("reused_from", ""),
+            excused=[Diagnostic(**d) for d in data.get("excused", [])],
+            baseline=data.get("baseline", ""),
         )

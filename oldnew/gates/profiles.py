@@ -31,6 +31,7 @@ PYTHON_GATES = (
     "pytest",
     "coverage",
     "mutation",
+    "project-tests",
     "audit",
 )
 JS_GATES = ("links", "secrets", "complexity", "tsc", "eslint", "vitest", "js-coverage", "npm-audit")
@@ -63,13 +64,13 @@ class Profile:
 PROFILES = {
     "smoke": Profile(
         name="smoke",
-        gates=("syntax", "imports", "pytest", "tsc", "vitest"),
+        gates=("syntax", "imports", "pytest", "project-tests", "tsc", "vitest"),
         mutants=0,
     ),
     "fast": Profile(
         name="fast",
         gates=("links", "syntax", "imports", "secrets", "ruff", "bandit", "pytest")
-        + ("tsc", "eslint", "vitest"),
+        + ("project-tests", "tsc", "eslint", "vitest"),
         mutants=0,
     ),
     "default": Profile(

@@ -18,7 +18,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
-from oldnew.gates import audit, js, lint, pytests, python
+from oldnew.gates import audit, js, lint, project, pytests, python
 from oldnew.gates.common import (
     GateRun,
     Outcome,
@@ -59,6 +59,7 @@ GATES = {
         Gate("pytest", "python", pytests.gate_pytest, ("syntax", "imports")),
         Gate("coverage", "python", pytests.gate_coverage, ("pytest",)),
         Gate("mutation", "python", gate_mutation, ("pytest",)),
+        Gate(project.NAME, "any", project.gate_project_tests),
         Gate("audit", "python", audit.gate_audit),
         Gate("tsc", "typescript", js.gate_tsc),
         Gate("eslint", "typescript", js.gate_eslint),

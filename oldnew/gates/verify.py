@@ -23,6 +23,7 @@ from oldnew.deps.ledger import Ledger
 from oldnew.deps.manifest import PY_LOCK, python_dependencies, uses
 from oldnew.deps.settings import DepSettings, default_cache
 from oldnew.errors import WorkspaceError
+from oldnew.gates.baseline import Baseline, judge
 from oldnew.gates.model import Check, ValidationResult
 from oldnew.gates.profiles import Profile
 from oldnew.gates.runner import validate_tree
@@ -73,9 +74,21 @@ class Verification:
 
 def export_head(ws: Workspace, dest: Path) -> Path:
     """Write the files of main's HEAD (nothing untracked, nothing uncommitted) to ``dest``."""
-    proc = run_git("archive", "--format=tar", "HEAD", cwd=ws.root, text=False)
+    return export_commit(ws, "HEAD", dest)
+
+
+def export_commit(ws: Workspace, commit: str, dest: Path) -> Path:
+    """Write the files of ``commit`` (nothing untracked, nothing uncommitted) to ``dest``.
+
+    Raises:
+        WorkspaceError: git cannot write out that commit (it is not in the repository).
+
+    """
+    proc = run_git("archive", "--format=tar", commit, "--", cwd=ws.root, text=False)
     if proc.returncode != 0:
-        raise WorkspaceError(f"git archive HEAD failed: {proc.stderr.decode(errors='replace')}")
+        raise WorkspaceError(
+            f"git archive {commit} failed: {proc.stderr.decode(errors='replace').strip()}"
+        )
     archive = proc.stdout
     dest.mkdir(parents=True, exist_ok=True)
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
@@ -149,8 +162,10 @@ def compare(recorded: dict[str, Any], rerun: ValidationResult) -> list[str]:
         numbers = {k: new.metrics.get(k) for k in _COUNTED.get(name, ())}
         if _numbers(old) != numbers:
             diffs.append(f"{name}: the evidence says {_numbers(old)}, the re-run {numbers}")
-        old_findings = sum(1 for d in recorded.get("diagnostics", []) if d["tool"] == name)
-        new_findings = sum(1 for d in rerun.diagnostics if d.tool == name)
+        # Pre-existing findings (excused by the baseline) count too: the gate found them.
+        found = [*recorded.get("diagnostics", []), *recorded.get("excused", [])]
+        old_findings = sum(1 for d in found if d["tool"] == name)
+        new_findings = sum(1 for d in [*rerun.diagnostics, *rerun.excused] if d.tool == name)
         if old_findings != new_findings:
             diffs.append(
                 f"{name}: {old_findings} findings in the evidence, {new_findings} in the re-run"
@@ -256,6 +271,9 @@ def verify_workspace(
         result = validate_tree(
             tree, timeout=timeout, profile=profile, toolchains=recorded.get("toolchains"), env=env
         )
+    # What failed where the run started is not the run's: judged as the delivery judged it.
+    baseline = Baseline.load(ws)
+    result = judge(result, baseline)
     out.rerun = result.to_dict()
     out.differences += compare(recorded, result)
     claims_delivered = report.get("status") in ("delivered", "delivered_with_limitations")
@@ -267,6 +285,12 @@ def verify_workspace(
     if not out.differences:
         passed = [c.name for c in result.checks if c.status == "passed"]
         out.confirmed.append(f"main {head[:12]}: gates {', '.join(passed)} passed again")
+        if result.excused and baseline is not None:
+            out.confirmed.append(
+                f"{len(result.excused)} findings failing before this run (baseline "
+                f"{baseline.evidence}, commit {str(baseline.commit)[:12]}) are still there and "
+                "still excused: " + ", ".join(c.name for c in result.checks if c.excused)
+            )
     skipped = [c for c in result.checks if c.status == "not_run"]
     # A gate that did not run is shown with why (one whose status changed is a difference).
     out.not_run = [not_run_line(c) for c in skipped]

@@ -2,9 +2,11 @@
 
 The outer graph::
 
-    enter -> scope -> plan -> execute <-> human -> deliver
+    enter -> scope -> plan -> baseline -> execute <-> human -> deliver
 
-(``enter`` goes on from where a run stands: a new scope, a restart, feedback)
+(``enter`` goes on from where a run stands: a new scope, a restart, feedback; ``baseline``
+runs the gates once on the commit a run on an existing repository started from, so that no
+task is blamed for what failed there already)
 
 and, run by ``execute`` once per task on the task's own thread::
 
@@ -37,6 +39,7 @@ from oldnew.context import Context
 from oldnew.graph import routing
 from oldnew.graph.state import InputState, OutputState, RunState, TaskState
 from oldnew.models import ModelOverrides
+from oldnew.nodes.baseline import baseline
 from oldnew.nodes.checks import commit, validate
 from oldnew.nodes.coding import code, fix
 from oldnew.nodes.deliver import deliver
@@ -96,6 +99,7 @@ def build_graph(
     g.add_node("enter", enter)
     g.add_node("scope", budgeted(partial(scope, models=models), "scope"))
     g.add_node("plan", budgeted(partial(plan, models=models), "plan"))
+    g.add_node("baseline", budgeted(baseline, "baseline"))
     run_tasks = partial(execute, task_graph=task_graph, saver=checkpointer)
     g.add_node("execute", budgeted(run_tasks, "execute"))
     # LangGraph's add_node overloads do not cover nodes that take runtime and config.
@@ -104,6 +108,7 @@ def build_graph(
     g.add_edge(START, "enter")
     g.add_conditional_edges("scope", routing.after_scope)
     g.add_conditional_edges("plan", routing.after_plan)
+    g.add_conditional_edges("baseline", routing.after_baseline)
     g.add_conditional_edges("execute", routing.after_execute)
     g.add_conditional_edges("human", routing.after_human)
     g.add_edge("deliver", END)

@@ -27,20 +27,33 @@ def after_scope(state: RunState) -> Literal["plan", "human", "deliver"]:
     return "plan" if state.get("scope") and not _pending(state) else "human"
 
 
-def after_plan(state: RunState) -> Literal["execute", "plan", "human", "deliver"]:
+def _to_work(state: RunState) -> Literal["baseline", "execute"]:
+    """Execute the plan, once the baseline is taken (what already fails before any task).
+
+    A run the budget stopped goes to execute, which says so at once: no gates run for it.
+    """
+    return "execute" if state.get("baseline") is not None or _stopped(state) else "baseline"
+
+
+def after_plan(state: RunState) -> Literal["baseline", "execute", "plan", "human", "deliver"]:
     """Pause at the design gate; execute a valid plan; send a rejected one back.
 
-    Other pending questions do not stop a valid plan: independent tasks run meanwhile. When
-    repairs ran out and there is no plan, a person is asked. A run the budget stopped goes to
-    deliver (report and resume plan).
+    Before the first task, the run's baseline is taken. Other pending questions do not stop a
+    valid plan: independent tasks run meanwhile. When repairs ran out and there is no plan, a
+    person is asked. A run the budget stopped goes to deliver (report and resume plan).
     """
     if _stopped(state):
         return "deliver"
     if _pending(state, "approval"):
         return "human"
     if state.get("plan") and not state.get("plan_problems"):
-        return "execute"
+        return _to_work(state)
     return "human" if _pending(state) else "plan"
+
+
+def after_baseline(state: RunState) -> Literal["execute", "deliver"]:
+    """Execute the plan; a run the budget stopped goes to deliver."""
+    return "deliver" if _stopped(state) else "execute"
 
 
 def after_execute(state: RunState) -> Literal["plan", "human", "deliver"]:
@@ -57,12 +70,15 @@ def after_execute(state: RunState) -> Literal["plan", "human", "deliver"]:
     return "human" if _pending(state) else "deliver"
 
 
-def where_it_stands(state: RunState) -> Literal["scope", "plan", "execute", "deliver", "human"]:
+def where_it_stands(
+    state: RunState,
+) -> Literal["scope", "plan", "baseline", "execute", "deliver", "human"]:
     """Go on from where the run stands: after a person answered, or on entering the graph.
 
     Back to the step that asked, or deliver when the person chose to stop. A gate still
     waiting, or clarifications still open before planning (the person answered only some
-    questions), are asked again; feedback goes to the planner.
+    questions), are asked again; feedback goes to the planner. A run with a plan but no
+    baseline yet (the design was approved, or the run was killed before it) takes it first.
     """
     if state.get("status") == "aborted":
         return "deliver"
@@ -74,7 +90,7 @@ def where_it_stands(state: RunState) -> Literal["scope", "plan", "execute", "del
         return "plan"  # changes asked at a review, or feedback given as the run's input
     if not state.get("plan"):
         return "plan"
-    return "execute"
+    return _to_work(state)
 
 
 after_human = where_it_stands

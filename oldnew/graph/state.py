@@ -108,6 +108,9 @@ class RunState(TypedDict, total=False):
     """Plans rejected so far."""
     plan_version: int
     """Bumped by every accepted plan; part of each task's thread id."""
+    baseline: dict[str, Any] | None
+    """How the baseline went (``gates.baseline.Baseline.summary()``): status, base commit,
+    evidence, failing gates; taken once, before the first task. None until then."""
     tasks: Annotated[dict[str, TaskRecord], merge]
     """Task id -> record."""
     questions: Annotated[dict[str, dict[str, Any]], merge]

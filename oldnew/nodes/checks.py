@@ -21,6 +21,7 @@ from oldnew.deps.manifest import (
 from oldnew.deps.settings import DepSettings
 from oldnew.errors import WorkspaceError
 from oldnew.gates import Check, Diagnostic, ValidationResult, resolve_profile, validate_tree
+from oldnew.gates.baseline import Baseline, judge
 from oldnew.gates.model import CheckStatus
 from oldnew.gates.runner import reuse_key
 from oldnew.graph.state import TaskState
@@ -49,7 +50,9 @@ def next_evidence_name(ws: Workspace, task_id: str) -> str:
 
 
 def _summary(result: ValidationResult) -> str:
-    return ", ".join(f"{c.name} {c.status}" for c in result.checks)
+    return ", ".join(
+        f"{c.name} {c.status}" + (" (before this run)" if c.excused else "") for c in result.checks
+    )
 
 
 def run_gates(
@@ -69,6 +72,10 @@ def run_gates(
     When ``ws`` holds evidence of a passed validation of the very same files with the same
     profile, toolchains and tools (main after the last task's commit is the tree that task
     validated), that result is reused, and says where it came from.
+
+    With ``ws``, the result is judged against the run's baseline (``gates.baseline.judge``):
+    what already failed on the commit the run started from fails nothing. Without ``ws``
+    (the baseline itself) it is the gates' own verdict.
     """
     profile = resolve_profile(
         ctx.quality, coverage_min=ctx.coverage_min, complexity_max=ctx.complexity_max
@@ -79,14 +86,13 @@ def run_gates(
         except DependencyError as exc:
             return dependency_result(exc)
     key = reuse_key(tree, profile, toolchains, ctx.test_timeout, env)
-    earlier = _passed_before(ws, key) if ws is not None else None
-    if earlier is not None:
-        return earlier
-    result = validate_tree(
-        tree, timeout=ctx.test_timeout, profile=profile, toolchains=toolchains, env=env
-    )
-    result.reuse_key = key
-    return result
+    result = _passed_before(ws, key) if ws is not None else None
+    if result is None:
+        result = validate_tree(
+            tree, timeout=ctx.test_timeout, profile=profile, toolchains=toolchains, env=env
+        )
+        result.reuse_key = key
+    return judge(result, Baseline.load(ws)) if ws is not None else result
 
 
 def dependency_result(exc: DependencyError) -> ValidationResult:
@@ -181,6 +187,7 @@ async def validate(state: TaskState, runtime: Runtime[Context]) -> dict[str, Any
         checks=_summary(result),
         diagnostics=len(result.diagnostics),
         evidence=evidence,
+        **({"excused": len(result.excused)} if result.excused else {}),
     )
     update: dict[str, Any] = {
         "status": "passed" if result.passed else "fixing",
@@ -188,7 +195,7 @@ async def validate(state: TaskState, runtime: Runtime[Context]) -> dict[str, Any
         "evidence": [evidence],
     }
     blockers = environment_blockers(result)
-    if not result.passed and blockers and not any(c.status == "failed" for c in result.checks):
+    if not result.passed and blockers and not result.failures():
         question = gates_question({**state, **update}, blockers, evidence)  # type: ignore[typeddict-item]
         await aemit(ws, task=task_id, node="validate", event="escalated", question=question.id)
         update |= {
@@ -231,7 +238,7 @@ def _accept(ws: Workspace, task_id: str, title: str, ctx: Context) -> dict[str, 
                 ws, next_evidence_name(ws, task_id), result, task=task_id, tree="rebased on main"
             )
             blockers = environment_blockers(result)
-            if blockers and not any(c.status == "failed" for c in result.checks):
+            if blockers and not result.failures():
                 return {"blockers": blockers, "evidence": [evidence]}
             ws.git("reset", "-q", "--soft", "HEAD~1", cwd=tree)
             diags = [

@@ -27,6 +27,12 @@ from oldnew.workspace import Workspace
 TOOLCHAINS = {"python": "python", "typescript": "typescript", "javascript": "typescript"}
 
 
+def scope_toolchains(state: RunState) -> list[str] | None:
+    """Return the toolchains the scope's language names (None: what the files show)."""
+    language = (state.get("scope") or {}).get("language")
+    return [TOOLCHAINS.get(str(language), str(language))] if language else None
+
+
 def _write_report(
     state: dict[str, Any], ws: Workspace, final: dict[str, Any], ctx: Context
 ) -> Path:
@@ -48,7 +54,8 @@ def _write_report(
                 + ", ".join(
                     c["name"]
                     for c in final.get("checks", [])
-                    if c["status"] == "failed" or (c["status"] == "not_run" and c["required"])
+                    if not c.get("excused")
+                    and (c["status"] == "failed" or (c["status"] == "not_run" and c["required"]))
                 )
                 + f" (evidence {final.get('evidence', '-')})",
                 "options": [],
@@ -94,8 +101,8 @@ async def deliver(
         written = await asyncio.to_thread(hand_over, ws, title, summary) if handing else []
         if written:
             await aemit(ws, node="deliver", event="handed_over", files=written)
-        language = (state.get("scope") or {}).get("language")
-        chains = [TOOLCHAINS.get(str(language), str(language))] if language else None
+        chains = scope_toolchains(state)
+        # Judged against the baseline: what failed where the run started is reported apart.
         result = await asyncio.to_thread(run_gates, ctx, ws.root, chains, ws)
         evidence = await asyncio.to_thread(
             lambda: record_evidence(ws, "final", result, tree="main", head=ws.head())

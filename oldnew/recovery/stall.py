@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from oldnew.workspace import MAIN, Workspace
+from oldnew.workspace import Workspace
 
 _LINE = re.compile(r"^([^\n]*?):\d+:")
 _HEX = re.compile(r"\b0x[0-9a-fA-F]+\b")
@@ -69,17 +69,12 @@ def fresh_start_note(reason: str, diagnostics: list[str], limit: int = 5) -> str
 def reset_worktree(ws: Workspace, task_id: str) -> None:
     """Put the task's worktree back to ``main``: every file the task wrote is discarded."""
     tree = ws.worktree(task_id)
-    ws.git("reset", "-q", "--hard", MAIN, cwd=tree)
+    ws.git("reset", "-q", "--hard", ws.branch, cwd=tree)
     ws.git("clean", "-q", "-fdx", cwd=tree)
 
 
-def partial_branch(task_id: str) -> str:
-    """Return the branch that keeps an unfinished task's work."""
-    return f"oldnew/partial/{task_id}"
-
-
 def keep_partial(ws: Workspace, task_id: str, title: str, reason: str) -> str | None:
-    """Save the task's worktree as a commit on :func:`partial_branch`; return the branch.
+    """Save the task's worktree as a commit on ``ws.partial_branch``; return the branch.
 
     ``main`` and the worktree's own branch do not move. Returns None when the task wrote
     nothing (or has no worktree).
@@ -94,6 +89,6 @@ def keep_partial(ws: Workspace, task_id: str, title: str, reason: str) -> str | 
         return None
     message = f"partial: {title}\n\n{reason}\n\nOldnew-Partial: {task_id}\n"
     commit = ws.git("commit-tree", tree, "-p", base, "-m", message, cwd=path)
-    branch = partial_branch(task_id)
+    branch = ws.partial_branch(task_id)
     ws.git("branch", "-f", branch, commit)
     return branch

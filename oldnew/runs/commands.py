@@ -111,6 +111,9 @@ async def start_run(
         workspace, run_id, settings, files={SCOPE_COPY: text}, supporting=supporting
     )
     ctx = run_context(ws, {})
+    if on_event is not None:
+        for event in ws.events():
+            on_event(event)  # what making the workspace said: on a repository, where it works
     with ws.lock():
         async with open_graph(ws, models, ctx.memory_path) as graph:
             await stream(graph, {"scope_text": text}, run_config(run_id), ctx, on_event)
@@ -179,9 +182,15 @@ def _prepare(ws: Workspace, run_id: str, context: dict[str, Any], restart: bool)
     if restart:
         _restart(ws, run_id)
     save_budget(ws, context)  # a raised cap holds for later resumes too
+    _recover(ws)
+
+
+def _recover(ws: Workspace) -> None:
+    """Clear what a kill left in git, and put the run back on its branch, before work."""
     cleared = ws.recover()
     if cleared:
         ws.log_event(node="resume", event="recovered", cleared=cleared)
+    ws.hold_branch()
 
 
 def _restart(ws: Workspace, run_id: str) -> None:
@@ -211,7 +220,7 @@ def _scope_input(ws: Workspace, run_id: str, restart: bool) -> dict[str, Any]:
     A run killed before its first checkpoint starts from its scope; one whose checkpoints
     were emptied while tasks were committed is not silently run again (unless restarted).
     """
-    if not restart and ws.git("log", "main", "--format=%H", "--grep=^Oldnew-Task: "):
+    if not restart and ws.git("log", ws.branch, "--format=%H", "--grep=^Oldnew-Task: "):
         raise CheckpointsLost(
             f"the run's checkpoints ({ws.checkpoints}) hold nothing of run {run_id}, yet it "
             f"has work: {intact(ws)}. Restore the file from a backup, or start the run over "
@@ -334,9 +343,7 @@ async def submit_feedback(
             why = refusal(values)
             if why:
                 raise UsageError(why)
-            cleared = ws.recover()
-            if cleared:
-                ws.log_event(node="resume", event="recovered", cleared=cleared)
+            _recover(ws)
             item = new_item(text, values)
             ws.log_event(node="feedback", event="received", feedback=item.id, chars=len(item.text))
             inp = {"feedback": {item.id: item.model_dump()}}

@@ -93,7 +93,7 @@ async def open_graph(
 def intact(ws: Workspace) -> str:
     """Say what of the run is safe whatever happened to its checkpoints: main's commits."""
     try:
-        log = ws.git("log", "main", "--format=%h %(trailers:key=Oldnew-Task,valueonly)")
+        log = ws.git("log", ws.branch, "--format=%h %(trailers:key=Oldnew-Task,valueonly)")
     except Exception:  # noqa: BLE001 - this only words an error message
         return "the project's files in the workspace"
     tasks = [line.split(maxsplit=1) for line in log.splitlines() if len(line.split()) > 1]
@@ -133,8 +133,18 @@ def check_checkpoints(ws: Workspace) -> None:
         )
 
 
+_NO_ROOM = 1_000_000
+"""Free bytes below which a failing write is taken for a full disk, whatever it was called."""
+
+
 def cannot_open(path: Path, exc: sqlite3.DatabaseError) -> None:
     """Raise the error a checkpoint file that will not open (but is not damaged) means."""
+    name = str(getattr(exc, "sqlite_errorname", ""))
+    free = _free(path.parent)
+    if (name == "SQLITE_FULL" or name.startswith("SQLITE_IOERR")) and (free or 0) < _NO_ROOM:
+        # SQLite says only "disk I/O error" when it cannot make its journal on a full disk
+        full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        raise storage_error(full, path.parent.parent) or StorageError(str(exc)) from exc
     if not os.access(path.parent, os.W_OK):
         raise StorageError(
             f"cannot open {path} ({exc}): its folder is read-only: make it "

@@ -1,0 +1,85 @@
+"""The project's own test command, when it declares one: run as the project runs it.
+
+A repository that says how its tests run is validated that way too, beside the gates' own
+pytest and vitest runs. It says so in ``pyproject.toml``::
+
+    [tool.oldnew]
+    test = "make check"        # or an argv list: ["python", "-m", "pytest", "-x"]
+
+or with a ``test`` target in its ``Makefile``. The command runs in the sandbox like the tests
+(no network, the project's environment first on ``PATH``); exit 0 passes. Its finding names the
+command and its exit code only, so that a command failing before a run started (the baseline)
+is recognised as the same failure afterwards; its output is in the evidence.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import tomllib
+from pathlib import Path
+
+from oldnew.gates.common import GateRun, Outcome, make_check, stopped
+from oldnew.gates.model import Check, Diagnostic
+from oldnew.sandbox.files import read_project_text
+
+NAME = "project-tests"
+_MAKE_TARGET = re.compile(r"^test\s*:(?!=)", re.MULTILINE)
+_SHOWN = 3_000
+
+
+class CommandError(ValueError):
+    """The declared test command cannot be read (the project's to fix)."""
+
+
+def declared_command(tree: Path) -> list[str] | None:
+    """Return the test command ``tree`` declares, or None when it declares none.
+
+    Raises:
+        CommandError: ``[tool.oldnew] test`` is there but is no command.
+
+    """
+    text = read_project_text(tree, "pyproject.toml")
+    if text and "[tool.oldnew" in text:
+        try:
+            tool = tomllib.loads(text).get("tool", {}).get("oldnew", {})
+        except tomllib.TOMLDecodeError:
+            tool = {}  # the dependency step reports a manifest that does not read
+        command = tool.get("test")
+        if isinstance(command, str) and command.strip():
+            return shlex.split(command)
+        if isinstance(command, list) and command and all(isinstance(a, str) for a in command):
+            return list(command)
+        if command is not None:
+            raise CommandError(
+                "[tool.oldnew] test in pyproject.toml must be a command: a string such as "
+                '"make check" or a list such as ["python", "-m", "pytest"]'
+            )
+    makefile = read_project_text(tree, "Makefile")
+    if makefile and _MAKE_TARGET.search(makefile):
+        return ["make", "--no-print-directory", "test"]
+    return None
+
+
+def gate_project_tests(run: GateRun) -> Outcome:
+    """Run the project's declared test command; not run (and not required) when it has none."""
+    try:
+        argv = declared_command(run.tree)
+    except CommandError as exc:
+        check = Check(NAME, "failed", [], None, 0.0, str(exc))
+        return check, [Diagnostic(NAME, "pyproject.toml", 0, str(exc), "declaration")]
+    if argv is None:
+        reason = "the project declares no test command ([tool.oldnew] test, or make test)"
+        return Check(NAME, "not_run", [], None, 0.0, reason, required=False), []
+    with run.new_sandbox() as box:
+        result = box.run(argv, timeout=run.timeout, env=box.env.variables())
+    shown = shlex.join(argv)
+    if result.killed or result.ending():
+        return stopped(NAME, result, shown)
+    if result.exit_code == 0:
+        return make_check(NAME, "passed", result, f"{shown} passed", shown), []
+    output = result.output[-_SHOWN:]
+    check = make_check(NAME, "failed", result, f"{shown} exited with {result.exit_code}", shown)
+    check.metrics["output"] = output
+    message = f"the project's test command `{shown}` exited with {result.exit_code}"
+    return check, [Diagnostic(NAME, ".", 0, message, "exit")]

@@ -1,0 +1,81 @@
+"""The baseline: run the gates once on the commit the run started from, before any task.
+
+A run on an existing repository (``Workspace.base`` is set) starts from the user's project as
+it was; whatever fails there already is recorded here, and every later validation is judged
+against it (``gates.baseline.judge``). The gates run on a clean export of that commit in a
+temporary folder: never in the user's checkout, never in a task's worktree.
+
+A baseline that crashes, or whose environment cannot be built, is recorded as such with the
+reason, and the run goes on (its tasks are then judged as on a new project, and an event says
+so). A baseline already recorded for that commit is not taken again: a resumed run reuses it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.runtime import Runtime
+
+from oldnew.context import Context
+from oldnew.gates.baseline import EVIDENCE, Baseline
+from oldnew.gates.model import ValidationResult, not_run
+from oldnew.gates.verify import export_commit
+from oldnew.graph.state import RunState
+from oldnew.nodes.checks import record_evidence, run_gates
+from oldnew.nodes.common import aemit, arun_workspace
+from oldnew.nodes.deliver import scope_toolchains
+from oldnew.workspace import Workspace
+
+
+def take_baseline(
+    ws: Workspace, ctx: Context, commit: str, toolchains: list[str] | None = None
+) -> tuple[Baseline, bool]:
+    """Return the baseline of ``commit`` and whether it was taken now (blocking).
+
+    A baseline recorded for ``commit`` already is returned as it is. Otherwise the gates run
+    on the commit's files, exported to a temporary folder, and the result is recorded: the
+    evidence (``.oldnew/evidence/baseline.json``) and the derived record
+    (``.oldnew/baseline.json``). A failure to take it is recorded too, with why.
+    """
+    earlier = Baseline.load(ws)
+    if earlier is not None and earlier.commit == commit:
+        return earlier, False
+    try:
+        with tempfile.TemporaryDirectory(prefix="oldnew-baseline-") as tmp:
+            tree = export_commit(ws, commit, Path(tmp) / "base")
+            # No workspace: the gates' own verdict, nothing reused, nothing excused.
+            result = run_gates(ctx, tree, toolchains)
+    except Exception as exc:  # noqa: BLE001 - a baseline that fails is recorded, never fatal
+        why = f"the baseline could not be taken: {type(exc).__name__}: {exc}"[:2000]
+        result = ValidationResult(checks=[not_run("baseline", why)])
+    evidence = record_evidence(ws, EVIDENCE, result, tree="base", commit=commit)
+    baseline = Baseline.of(commit, result, evidence)
+    baseline.save(ws)
+    return baseline, True
+
+
+async def baseline(
+    state: RunState, runtime: Runtime[Context], config: RunnableConfig
+) -> dict[str, Any]:
+    """Record what already fails on the commit the run started from (once, before any task)."""
+    ctx = runtime.context or Context()
+    ws = await arun_workspace(ctx, config)
+    commit = await asyncio.to_thread(lambda: ws.base)
+    if commit is None:
+        return {"baseline": Baseline(None, "none").summary()}  # a new project: nothing failed
+    taken, now = await asyncio.to_thread(take_baseline, ws, ctx, commit, scope_toolchains(state))
+    summary = taken.summary()
+    event = taken.status if now else "reused"
+    fields = {k: v for k, v in summary.items() if k != "status" and v not in ("", None, [])}
+    if not now:
+        fields["status"] = taken.status
+    if taken.status in ("crashed", "unbuildable"):
+        fields["consequence"] = (
+            "the run goes on without a baseline: every failure counts as the tasks' own"
+        )
+    await aemit(ws, node="baseline", event=event, **fields)
+    return {"baseline": summary}

@@ -1,0 +1,219 @@
+"""A person's own git repository as the place a run works in (``--workspace REPO``).
+
+A run on an existing repository never touches the person's checkout: it works on a branch of
+its own, ``oldnew/<run id>``, made from the repository's HEAD, checked out as a linked worktree
+inside the repository's git folder, with the run's records beside it::
+
+    <git dir>/oldnew/<run id>/            the run's checkout of branch oldnew/<run id>
+    <git dir>/oldnew/<run id>/.oldnew/    its records (checkpoints, events, evidence, report)
+    <git dir>/oldnew/creating-<id>.json   a creation not finished yet (a kill is cleared later)
+
+Nothing in the person's checkout, index or uncommitted changes is read or written; git's own
+bookkeeping of the worktree and the branches (``<git dir>/worktrees/``, ``refs/heads/oldnew/``)
+is all the repository gains. Ignore rules and merge attributes of the run are passed on git's
+command line (``Workspace.git``), never written to the repository's ``info/`` files.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from oldnew.errors import WorkspaceError
+from oldnew.safegit import run_git
+
+HOME = "oldnew"
+"""The folder in the repository's git folder that holds the runs made on it."""
+
+_IN_PROGRESS = {
+    "MERGE_HEAD": ("a merge", "git merge --continue' or 'git merge --abort"),
+    "rebase-merge": ("a rebase", "git rebase --continue' or 'git rebase --abort"),
+    "rebase-apply": ("a rebase or am", "git rebase --abort' or 'git am --abort"),
+    "CHERRY_PICK_HEAD": ("a cherry-pick", "git cherry-pick --continue' or '--abort"),
+    "REVERT_HEAD": ("a revert", "git revert --continue' or 'git revert --abort"),
+    "BISECT_LOG": ("a bisect", "git bisect reset"),
+}
+"""Operations a repository can be in the middle of (a file in its git folder), and the way out."""
+
+
+@dataclass(frozen=True)
+class Repo:
+    """The person's repository as a run finds it (read, never written)."""
+
+    top: Path | None
+    """The checkout the person passed; None for a bare repository."""
+    git_dir: Path
+    """The repository's common git folder (a linked worktree's is its main repository's)."""
+    head: str
+    """The commit HEAD points at: the run's branch starts there."""
+    branch: str | None
+    """The branch checked out, or None when HEAD is detached (or the repository is bare)."""
+    dirty: int
+    """How many paths of the checkout differ from HEAD (counted, never read or changed)."""
+
+    @property
+    def home(self) -> Path:
+        """The folder holding the runs made on this repository."""
+        return self.git_dir / HOME
+
+    def describe(self) -> str:
+        """Return what the person is told when a run starts on the repository."""
+        where = f"branch {self.branch}" if self.branch else f"detached HEAD {self.head[:12]}"
+        if self.top is None:
+            where = f"HEAD ({self.branch or self.head[:12]}) of the bare repository"
+        text = f"working on {self.top or self.git_dir} from {where} ({self.head[:12]})"
+        if self.dirty:
+            text += (
+                f"; its checkout has {self.dirty} uncommitted change(s): oldnew neither reads "
+                "nor changes them, and works from the last commit only"
+            )
+        return text
+
+
+def _git(path: Path, *args: str) -> str | None:
+    proc = run_git(*args, cwd=path, discover=True)
+    return str(proc.stdout).strip() if proc.returncode == 0 else None
+
+
+def find(path: Path) -> Repo | None:
+    """Return the repository at ``path``, or None when ``path`` is for a new project.
+
+    A new project is a missing or empty directory (even inside another repository), or one
+    holding a run already (``.oldnew/``). Anything else must be a repository's top folder.
+
+    Raises:
+        WorkspaceError: ``path`` is a folder inside a repository, a non-empty directory that
+            is no repository, a repository with no commit, or one in the middle of a merge,
+            rebase, cherry-pick, revert or bisect. Each says what to do.
+
+    """
+    if not path.is_dir():
+        return None
+    names = {p.name for p in path.iterdir()}
+    if not names or ".oldnew" in names:
+        return None
+    bare = _git(path, "rev-parse", "--is-bare-repository")
+    if bare is None:
+        raise WorkspaceError(
+            f"{path} is not empty and is not a git repository: oldnew writes a new project "
+            "into a new or empty directory, or works on a branch of an existing git "
+            f"repository (make it one first: git -C {path} init && git -C {path} add -A && "
+            f"git -C {path} commit -m start)"
+        )
+    common = Path(_git(path, "rev-parse", "--path-format=absolute", "--git-common-dir") or "")
+    if bare == "true":
+        if common.resolve() != path.resolve():
+            raise WorkspaceError(f"{path} is inside the bare repository {common}; pass that")
+        top = None
+    else:
+        top = Path(_git(path, "rev-parse", "--show-toplevel") or path)
+        if top.resolve() != path.resolve():
+            raise WorkspaceError(
+                f"{path} is a folder inside the git repository {top}: oldnew works on a whole "
+                f"repository, on a branch of its own; pass --workspace {top} (and say in the "
+                "scope which folder the work is about)"
+            )
+    _refuse_in_progress(path, top or common)
+    head = _git(path, "rev-parse", "--verify", "-q", "HEAD^{commit}")
+    if not head:
+        raise WorkspaceError(
+            f"the repository {top or common} has no commit yet: commit what it holds first "
+            "(git add -A && git commit -m start), or start the project in an empty directory"
+        )
+    branch = _git(path, "symbolic-ref", "-q", "--short", "HEAD")
+    dirty = 0
+    if top is not None:
+        status = _git(path, "status", "--porcelain=v1", "-z", "--untracked-files=normal")
+        dirty = len([e for e in (status or "").split("\0") if e[:2].strip()])
+    return Repo(top=top, git_dir=common.resolve(), head=head, branch=branch, dirty=dirty)
+
+
+def _refuse_in_progress(path: Path, shown: Path) -> None:
+    for name, (what, way_out) in _IN_PROGRESS.items():
+        marker = _git(path, "rev-parse", "--path-format=absolute", "--git-path", name)
+        if marker and Path(marker).exists():
+            raise WorkspaceError(
+                f"the repository {shown} is in the middle of {what}: finish it first "
+                f"('{way_out}'), then start the run; oldnew branches from a finished commit"
+            )
+
+
+def check_branch_name(path: Path, branch: str) -> None:
+    """Raise WorkspaceError unless ``branch`` is a new, valid branch name in the repository."""
+    if _git(path, "check-ref-format", f"refs/heads/{branch}") is None:
+        raise WorkspaceError(f"{branch!r} is not a valid git branch name; use another run id")
+    if _git(path, "rev-parse", "--verify", "-q", f"refs/heads/{branch}") is not None:
+        raise WorkspaceError(
+            f"the repository already has a branch {branch!r}: delete or rename it, or start "
+            "the run with another id"
+        )
+
+
+@contextmanager
+def home_lock(repo: Repo) -> Iterator[None]:
+    """Hold the repository's run folder while a run is made on it (made in well under 1 s)."""
+    repo.home.mkdir(exist_ok=True)
+    with open(repo.home / "lock", "a+", encoding="utf-8") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def journal_path(repo: Repo, run_id: str) -> Path:
+    """Return the journal of a run being made on ``repo`` (removed once it is made)."""
+    return repo.home / f"creating-{run_id}.json"
+
+
+def clear_killed_creations(repo: Repo, cwd: Path) -> list[str]:
+    """Remove what a creation killed half-way left (its worktree, its branch if unmoved).
+
+    Call holding :func:`home_lock`: then every journal left is a dead creation's, and nothing
+    on its branch is anyone's work unless the branch moved past its start (then it is kept).
+    """
+    cleared = []
+    for journal in sorted(repo.home.glob("creating-*.json")):
+        try:
+            data = json.loads(journal.read_text(encoding="utf-8"))
+            run_id, base = str(data["run_id"]), str(data["base"])
+        except (OSError, ValueError, KeyError):
+            journal.unlink(missing_ok=True)
+            continue
+        root = repo.home / run_id
+        if not (root / ".oldnew" / "run.json").is_file():
+            run_git("worktree", "remove", "--force", str(root), cwd=cwd)
+            shutil.rmtree(root, ignore_errors=True)
+            run_git("worktree", "prune", cwd=cwd)
+            tip = _git(cwd, "rev-parse", "--verify", "-q", f"refs/heads/oldnew/{run_id}")
+            if tip == base:
+                run_git("branch", "-q", "-D", f"oldnew/{run_id}", cwd=cwd)
+            cleared.append(run_id)
+        journal.unlink(missing_ok=True)
+    return cleared
+
+
+def runs_on(path: Path) -> list[Path]:
+    """Return the run folders made on the repository at ``path``, oldest first.
+
+    Empty when ``path`` is no repository (or one without runs).
+    """
+    if not path.is_dir() or (path / ".oldnew").exists():
+        return []
+    common = _git(path, "rev-parse", "--path-format=absolute", "--git-common-dir")
+    if common is None:
+        return []
+    home = Path(common) / HOME
+    found = []
+    for record in home.glob("*/.oldnew/run.json"):
+        try:
+            created = str(json.loads(record.read_text(encoding="utf-8")).get("created", ""))
+        except (OSError, ValueError):
+            created = ""
+        found.append((created, record.parent.parent))
+    return [root for _, root in sorted(found)]

@@ -1,0 +1,467 @@
+"""The baseline: what fails where a run started is recorded once and blamed on no task.
+
+Most runs here are made the short way (``on_base``): the user's project is handed over as
+supporting files (the run's first commit) and ``run.json`` names that commit as the run's
+``base``, as a run on a repository does; the last test runs on a real repository.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from depsrun import SCOPE, events, scope_file
+from synthetic import planned_run
+
+from oldnew.context import Context
+from oldnew.gates.baseline import Baseline, identity, judge, mask
+from oldnew.gates.model import Check, Diagnostic, ValidationResult
+from oldnew.gates.verify import verify_workspace
+from oldnew.nodes import baseline as baseline_node
+from oldnew.nodes.checks import run_gates
+from oldnew.runs import resume_run, start_run
+from oldnew.testing import prompt_text
+from oldnew.workspace import Workspace
+
+# -- the matching, on results made by hand ---------------------------------------------------
+
+
+def _ruff(line: int, message: str = "`os` imported but unused", file: str = "legacy.py") -> Any:
+    return Diagnostic("ruff", file, line, message, "F401")
+
+
+def _test(node: str, message: str = "assert 4 == 5", line: int = 9) -> Diagnostic:
+    return Diagnostic("pytest", "tests/test_legacy.py", line, f"{node}: {message}", "failure")
+
+
+def _result(*diags: Diagnostic, passed: tuple[str, ...] = ()) -> ValidationResult:
+    failed = {d.tool for d in diags}
+    checks = [Check(n, "failed", [], 1, 0.0, f"{n} found things") for n in sorted(failed)]
+    checks += [Check(n, "passed", [], 0, 0.0, "fine") for n in passed]
+    return ValidationResult(checks=checks, diagnostics=list(diags))
+
+
+def _baseline(result: ValidationResult) -> Baseline:
+    return Baseline.of("b" * 40, result, ".oldnew/evidence/baseline.json")
+
+
+def test_a_finding_keeps_its_identity_when_lines_move_and_loses_it_when_it_changes() -> None:
+    assert identity(_ruff(1)) == identity(_ruff(40))
+    assert identity(_ruff(1)) != identity(_ruff(1, "`sys` imported but unused"))
+    assert identity(_ruff(1)) != identity(_ruff(1, file="other.py"))
+    moved = Diagnostic("mypy", "a.py", 3, 'Name "x" already defined on line 12', "no-redef")
+    again = Diagnostic("mypy", "a.py", 30, 'Name "x" already defined on line 21', "no-redef")
+    assert identity(moved) == identity(again)
+    # A failing test is its node id, whatever its message, frame or line.
+    assert identity(_test("tests.test_legacy::test_broken")) == identity(
+        Diagnostic("pytest", "legacy.py", 77, "tests.test_legacy::test_broken: boom", "failure")
+    )
+    assert identity(_test("tests.test_legacy::test_broken")) != identity(
+        _test("tests.test_legacy::test_other")
+    )
+    assert identity(_test("tests.t::test_x[1]")) != identity(_test("tests.t::test_x[2]"))
+    # Addresses and the sandbox's folders change from run to run; names with digits do not.
+    assert (
+        mask("<obj at 0x7f3a2b> in /tmp/oldnew-x1/base/app.py")
+        == "<obj at <address>> in .../app.py"
+    )
+    assert mask("`os2` imported, 12 > 8.5") == "`os2` imported, # > #"
+
+
+def test_findings_are_counted_as_a_multiset() -> None:
+    before = _baseline(_result(_ruff(3), _ruff(9)))
+    judged = judge(_result(_ruff(4), _ruff(10), _ruff(20)), before)
+    assert not judged.passed
+    assert [d.line for d in judged.excused] == [4, 10]  # two there before excuse two
+    assert [d.line for d in judged.diagnostics] == [20]  # the third is new: the fixer's
+    assert judged.check("ruff").excused == ""  # type: ignore[union-attr]
+    assert judged.failures() == [judged.check("ruff")]
+
+
+def test_a_gate_failing_only_with_what_was_there_fails_nothing() -> None:
+    legacy = (_ruff(1), _test("tests.test_legacy::test_broken"))
+    before = _baseline(_result(*legacy))
+    now = _result(_ruff(3), _test("tests.test_legacy::test_broken", line=11), passed=("syntax",))
+    judged = judge(now, before)
+    assert judged.passed and judged.diagnostics == [] and judged.failures() == []
+    assert len(judged.excused) == 2
+    ruff = judged.check("ruff")
+    assert ruff is not None and ruff.status == "failed"  # still shown as it is
+    assert "failing before this run" in ruff.excused and "baseline.json" in ruff.excused
+    # The evidence says it all, and reads back the same.
+    again = ValidationResult.from_dict(judged.to_dict())
+    assert again.passed and again.to_dict() == judged.to_dict()
+    assert judge(again, before).to_dict() == judged.to_dict()  # judging twice changes nothing
+    # Less than before is fine too (the task fixed one of them).
+    assert judge(_result(_ruff(5)), before).passed
+    # A gate that reports a whole command says that it cannot tell failures apart.
+    exited = Diagnostic("project-tests", ".", 0, "`make test` exited with 2", "exit")
+    excused = judge(_result(exited), _baseline(_result(exited))).check("project-tests")
+    assert excused is not None and "as a whole" in excused.excused
+
+
+def test_a_gate_that_passed_at_the_baseline_is_the_tasks_when_it_fails() -> None:
+    before = _baseline(_result(_ruff(1), passed=("pytest",)))
+    judged = judge(_result(_ruff(1), _test("tests.test_app::test_new")), before)
+    assert not judged.passed
+    assert [d.tool for d in judged.diagnostics] == ["pytest"]
+    assert [c.name for c in judged.failures()] == ["pytest"]
+    # Same finding, but its gate passed at the baseline: it is new (it cannot be excused).
+    before = _baseline(_result(_test("tests.test_legacy::test_broken"), passed=("ruff",)))
+    assert judge(_result(_ruff(1)), before).diagnostics == [_ruff(1)]
+
+
+def test_a_gate_skipped_behind_an_excused_one_is_excused_only_if_it_did_not_pass_before() -> None:
+    skipped = "skipped: pytest did not pass, and this gate cannot pass before it does"
+    broken = _test("tests.test_legacy::test_broken")
+    base_result = _result(broken)
+    base_result.checks.append(Check("coverage", "not_run", [], None, 0.0, skipped))
+    now = _result(broken)
+    now.checks.append(Check("coverage", "not_run", [], None, 0.0, skipped))
+    judged = judge(now, _baseline(base_result))
+    assert judged.passed
+    assert "cannot run while pytest fails" in judged.check("coverage").excused  # type: ignore[union-attr]
+    # Coverage passed at the baseline: a task that keeps it from running is not excused.
+    covered = _result(broken)
+    covered.checks.append(Check("coverage", "passed", [], None, 0.0, "90%"))
+    assert not judge(now, _baseline(covered)).passed
+    # Nor when the gate it waits on fails with something new.
+    worse = _result(broken, _test("tests.test_app::test_new"))
+    worse.checks.append(Check("coverage", "not_run", [], None, 0.0, skipped))
+    assert not judge(worse, _baseline(base_result)).passed
+
+
+def test_coverage_is_excused_only_while_it_does_not_fall() -> None:
+    def covered(percent: float, missing: str) -> ValidationResult:
+        diag = Diagnostic("coverage", "legacy.py", 3, f"40% covered; no test runs {missing}")
+        result = _result(diag)
+        result.checks[0].metrics = {"percent": percent}
+        return result
+
+    before = _baseline(covered(41.0, "lines 3-5"))
+    assert judge(covered(45.0, "lines 3-9"), before).passed  # lines moved, share went up
+    fell = judge(covered(30.0, "lines 3-5"), before)
+    assert not fell.passed and len(fell.diagnostics) == 1  # the fixer hears of it
+
+
+def test_nothing_is_excused_without_a_recorded_baseline_or_when_nothing_was_checked() -> None:
+    # Tests the sandbox stopped, or a report that was written over, prove nothing, then or now.
+    for rule in ("sandbox", "report"):
+        stuck = Diagnostic("pytest", ".", 0, "the tests were stopped: timeout after 60 s", rule)
+        assert not judge(_result(stuck), _baseline(_result(stuck))).passed
+    now = _result(_ruff(1))
+    assert judge(now, None) is now
+    unbuildable = Baseline("b" * 40, "unbuildable", reason="no uv.lock")
+    assert not judge(now, unbuildable).passed
+    deps = Diagnostic("dependencies", "pyproject.toml", 0, "no uv.lock", "lock_mismatch")
+    assert _baseline(_result(deps)).status == "unbuildable"
+    recorded = Baseline("b" * 40, "recorded", checks={"dependencies": {"status": "failed"}})
+    recorded.findings = [deps]
+    assert not judge(_result(deps), recorded).passed  # an environment that cannot be made
+
+
+# -- the node, on a workspace ------------------------------------------------------------------
+
+
+def _workspace(tmp_path: Path, files: dict[str, bytes]) -> Workspace:
+    return Workspace.create(tmp_path / "ws", "run-1", {}, supporting=files)
+
+
+def test_a_crashed_baseline_is_recorded_with_why_and_never_taken_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ws = _workspace(tmp_path, {"app.py": b"x = 1\n"})
+    calls: list[Path] = []
+
+    def crash(ctx: Context, tree: Path, *args: Any) -> ValidationResult:
+        calls.append(tree)
+        raise RuntimeError("the gates fell over")
+
+    monkeypatch.setattr(baseline_node, "run_gates", crash)
+    taken, now = baseline_node.take_baseline(ws, Context(), ws.head())
+    assert now and taken.status == "crashed" and "the gates fell over" in taken.reason
+    assert calls and calls[0] != ws.root and not str(calls[0]).startswith(str(ws.root))
+    evidence = json.loads((ws.root / taken.evidence).read_text())
+    assert evidence["commit"] == ws.head() and "the gates fell over" in str(evidence["checks"])
+    again, now = baseline_node.take_baseline(ws, Context(), ws.head())
+    assert not now and again == taken and len(calls) == 1
+    # A commit the repository does not have is a crash too, said as such.
+    missing, _ = baseline_node.take_baseline(ws, Context(), "0" * 40)
+    assert missing.status == "crashed" and "git archive" in missing.reason
+
+
+def test_the_baseline_runs_the_gates_on_the_base_commit_not_on_the_checkout(
+    tmp_path: Path,
+) -> None:
+    ws = _workspace(tmp_path, LEGACY)
+    base = ws.head()
+    (ws.root / "tests" / "test_legacy.py").write_text("def test_fine() -> None:\n    pass\n")
+    taken, _ = baseline_node.take_baseline(ws, Context(quality="smoke"), base)
+    assert taken.status == "recorded" and taken.failing == ["pytest"]
+    assert [identity(d) for d in taken.findings] == [("pytest", "tests.test_legacy::test_broken")]
+    # The checkout is as it was; judged against the baseline, its failure is not new.
+    assert "test_fine" in (ws.root / "tests" / "test_legacy.py").read_text()
+    judged = run_gates(Context(quality="smoke"), ws.root, None, ws)
+    assert judged.passed and judged.baseline == taken.evidence
+
+
+# -- whole runs, on real gates ------------------------------------------------------------------
+
+LEGACY = {
+    "legacy.py": b"import os\n\n\ndef double(n):\n    return n * 2\n",
+    "tests/test_legacy.py": (
+        b"from legacy import double\n\n\ndef test_double():\n    assert double(2) == 4\n\n\n"
+        b"def test_broken():\n    assert double(2) == 5\n"
+    ),
+}
+"""The user's project: a ruff finding (an unused import) and a test that already fails."""
+PLAN = {
+    "tasks": [
+        {
+            "id": "T1",
+            "title": "number shouter",
+            "description": "app.py with show(n); legacy.py gets a docstring",
+            "files": ["app.py", "tests/test_app.py", "legacy.py"],
+            "requirement_ids": ["F1"],
+        }
+    ]
+}
+SHOW = "FILE: app.py\n```python\ndef show(n: int) -> str:\n    return f'{n}!'\n```\n"
+APP = (
+    SHOW
+    # The unused import moves down two lines: the same finding.
+    + 'FILE: legacy.py\n```python\n"""Legacy helpers."""\n\nimport os\n\n\n'
+    "def double(n):\n    return n * 2\n```\n"
+)
+PASSING = (
+    "FILE: tests/test_app.py\n```python\nfrom app import show\n\n\n"
+    "def test_show() -> None:\n    assert show(3) == '3!'\n```\n"
+)
+FAILING = (
+    "FILE: tests/test_app.py\n```python\nfrom app import show\n\n\n"
+    "def test_show() -> None:\n    assert show(3) == '3!'\n\n\n"
+    "def test_new_fails() -> None:\n    assert show(3) == '3?'\n```\n"
+)
+
+
+@pytest.fixture
+def on_base(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make every new run's first commit (its supporting files) the run's ``base``."""
+    create = Workspace.create.__func__  # type: ignore[attr-defined]
+
+    def with_base(cls: type[Workspace], *args: Any, **kw: Any) -> Workspace:
+        ws: Workspace = create(cls, *args, **kw)
+        ws.write_json("run.json", {**(ws.run_info() or {}), "base": ws.head()})
+        return ws
+
+    monkeypatch.setattr(Workspace, "create", classmethod(with_base))
+    monkeypatch.setenv("OLDNEW_QUALITY", "fast")  # ruff and pytest, among the cheap gates
+
+
+def _given(tmp_path: Path, files: dict[str, bytes]) -> list[Path]:
+    """Write the user's project and return the paths to hand over (one per top-level name)."""
+    root = tmp_path / "given"
+    for name, data in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(data)
+    return sorted({root / Path(name).parts[0] for name in files})
+
+
+def _run(tmp_path: Path, files: dict[str, bytes], code: Any, fix: Any = None) -> Any:
+    models = planned_run(SCOPE, PLAN, code={"T1": code}, fix={"T1": fix} if fix else None)
+    ws = tmp_path / "ws"
+    scope = scope_file(tmp_path, "Build shouty: show(n) shouts a number.\n")
+    out = asyncio.run(start_run(scope, ws, models=models, with_paths=_given(tmp_path, files)))
+    return ws, out, models
+
+
+def _json(path: Path) -> Any:
+    return json.loads(path.read_text())
+
+
+@pytest.mark.usefixtures("on_base")
+def test_what_failed_before_the_run_blames_no_task_and_is_reported_apart(tmp_path: Path) -> None:
+    ws, out, _ = _run(tmp_path, LEGACY, APP + PASSING)
+    assert out.status == "delivered", out
+    meta = ws / ".oldnew"
+    (taken,) = events(ws, node="baseline")
+    assert taken["event"] == "recorded" and sorted(taken["failing"]) == ["pytest", "ruff"]
+    task = _json(meta / "evidence" / "T1-01.json")
+    assert task["passed"] and task["diagnostics"] == []
+    excused = {identity(Diagnostic(**d)) for d in task["excused"]}
+    assert excused == {
+        ("ruff", "legacy.py", "F401", "`os` imported but unused"),
+        ("pytest", "tests.test_legacy::test_broken"),
+    }
+    assert {d["line"] for d in task["excused"] if d["tool"] == "ruff"} == {3}  # it was line 1
+    checks = {c["name"]: c for c in task["checks"]}
+    assert checks["ruff"]["status"] == "failed" and checks["ruff"]["excused"]
+    assert task["baseline"] == ".oldnew/evidence/baseline.json"
+    report = _json(meta / "report.json")
+    assert report["baseline"]["status"] == "recorded"
+    gates = {p["gate"] for p in report["preexisting"]}
+    assert gates == {"ruff", "pytest"}
+    assert all(p["evidence"] == ".oldnew/evidence/baseline.json" for p in report["preexisting"])
+    assert report["delivered"][0]["excused"] == 2
+    md = (meta / "report.md").read_text()
+    section = md.split("## Failing before this run (not caused by it)")[1].split("## ")[0]
+    assert "tests.test_legacy::test_broken" in section and "F401" in section
+    assert "| ruff | **failed (before this run)** |" in md
+    assert "2 findings there before the run, excused" in md
+    # The user's failing test is left as it was.
+    assert "double(2) == 5" in (ws / "tests" / "test_legacy.py").read_text()
+    # verify re-runs the gates on main and judges them the same way.
+    check = verify_workspace(ws)
+    assert check.matches, check.differences
+    assert any("failing before this run" in c for c in check.confirmed)
+
+
+@pytest.mark.usefixtures("on_base")
+def test_a_new_failure_in_a_gate_that_already_failed_is_the_tasks_alone(tmp_path: Path) -> None:
+    ws, out, models = _run(tmp_path, LEGACY, APP + FAILING, fix=PASSING)
+    assert out.status == "delivered", out
+    first = _json(ws / ".oldnew" / "evidence" / "T1-01.json")
+    assert not first["passed"]
+    assert [identity(Diagnostic(**d)) for d in first["diagnostics"]] == [
+        ("pytest", "tests.test_app::test_new_fails")
+    ]
+    assert {d["tool"] for d in first["excused"]} == {"ruff", "pytest"}
+    (fixer,) = models["fixer"].log.of(role="fixer", task="T1")
+    text = prompt_text(fixer.messages)
+    assert "[pytest failure] tests.test_app::test_new_fails" in text
+    assert "[pytest failure] tests.test_legacy::test_broken" not in text
+    assert "[ruff F401]" not in text
+    assert _json(ws / ".oldnew" / "evidence" / "T1-02.json")["passed"]
+
+
+@pytest.mark.usefixtures("on_base")
+def test_an_unbuildable_baseline_is_recorded_and_the_run_goes_on(tmp_path: Path) -> None:
+    manifest = b'[project]\nname = "legacy"\nversion = "0.1.0"\ndependencies = ["numfmt>=2"]\n'
+    own = (
+        'FILE: pyproject.toml\n```toml\n[project]\nname = "legacy"\nversion = "0.1.0"\n'
+        "dependencies = []\n```\n"
+    )
+    ws, out, _ = _run(tmp_path, {"pyproject.toml": manifest}, SHOW + PASSING + own)
+    assert out.status == "delivered", out
+    (taken,) = events(ws, node="baseline")
+    assert taken["event"] == "unbuildable" and "uv.lock" in taken["reason"]
+    assert "the run goes on" in taken["consequence"]
+    record = _json(ws / ".oldnew" / "baseline.json")
+    assert record["status"] == "unbuildable" and record["findings"] == []
+    assert (ws / ".oldnew" / "evidence" / "baseline.json").is_file()
+    md = (ws / ".oldnew" / "report.md").read_text()
+    assert "could not be run on the commit this run started from" in md and "unbuildable" in md
+
+
+@pytest.mark.usefixtures("on_base")
+def test_the_baseline_is_not_taken_again_on_resume(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ws, out, _ = _run(tmp_path, LEGACY, APP + PASSING)
+    assert out.status == "delivered", out
+    before = (ws / ".oldnew" / "evidence" / "baseline.json").read_bytes()
+    # The checkpoints are lost: the run starts over from its scope, its state empty.
+    (ws / ".oldnew" / "checkpoints.sqlite").unlink()
+    taken: list[Path] = []
+    monkeypatch.setattr(baseline_node, "run_gates", lambda *a: taken.append(a[1]))
+    models = planned_run(SCOPE, PLAN, code={"T1": APP + PASSING})
+    again = asyncio.run(resume_run(ws, models=models, restart=True))
+    assert again.status == "delivered", again
+    assert taken == []
+    assert [e["event"] for e in events(ws, node="baseline")] == ["recorded", "reused"]
+    assert (ws / ".oldnew" / "evidence" / "baseline.json").read_bytes() == before
+    report = _json(ws / ".oldnew" / "report.json")
+    assert {p["gate"] for p in report["preexisting"]} == {"ruff", "pytest"}
+
+
+@pytest.mark.usefixtures("on_base")
+def test_the_recheck_after_main_moved_is_judged_against_the_baseline_too(tmp_path: Path) -> None:
+    other = {
+        "id": "T2",
+        "title": "number whisperer",
+        "description": "quiet.py with hush(n)",
+        "files": ["quiet.py", "tests/test_quiet.py"],
+        "requirement_ids": ["F1"],
+    }
+    hush = (
+        "FILE: quiet.py\n```python\ndef hush(n: int) -> str:\n    return f'{n}.'\n```\n"
+        "FILE: tests/test_quiet.py\n```python\nfrom quiet import hush\n\n\n"
+        "def test_hush() -> None:\n    assert hush(3) == '3.'\n```\n"
+    )
+    plan = {"tasks": [PLAN["tasks"][0], other]}
+    models = planned_run(SCOPE, plan, code={"T1": APP + PASSING, "T2": hush})
+    scope = scope_file(tmp_path, "Build shouty: show(n) shouts a number, hush(n) does not.\n")
+    ws = tmp_path / "ws"
+    given = _given(tmp_path, LEGACY)
+    out = asyncio.run(start_run(scope, ws, models=models, with_paths=given))
+    assert out.status == "delivered", out
+    # Both ran from the same main: the second to land was re-checked on the first's work.
+    rechecks = [
+        data
+        for path in sorted((ws / ".oldnew" / "evidence").glob("T*.json"))
+        if (data := _json(path)).get("tree") == "rebased on main"
+    ]
+    assert rechecks and all(r["passed"] and r["diagnostics"] == [] for r in rechecks)
+    assert all({d["tool"] for d in r["excused"]} == {"ruff", "pytest"} for r in rechecks)
+
+
+def _git(cwd: Path, *args: str) -> str:
+    """Run the person's own git (their identity)."""
+    who = ["-c", "user.name=person", "-c", "user.email=p@example.org"]
+    proc = subprocess.run(["git", *who, *args], cwd=cwd, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip()
+
+
+def _state(repo: Path) -> dict[str, bytes | str]:
+    """Return the person's files (outside .git) and what git says of the checkout."""
+    out: dict[str, bytes | str] = {
+        str(p.relative_to(repo)): p.read_bytes()
+        for p in sorted(repo.rglob("*"))
+        if p.is_file() and ".git" not in p.relative_to(repo).parts
+    }
+    out["status"] = _git(repo, "status", "--porcelain=v1", "--untracked-files=all")
+    out["HEAD"] = _git(repo, "rev-parse", "HEAD")
+    return out
+
+
+def test_on_a_real_repository_its_own_failures_are_reported_apart_and_blamed_on_no_task(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OLDNEW_QUALITY", "fast")
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _git(repo, "init", "-q", "-b", "trunk")
+    for name, data in LEGACY.items():
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        (repo / name).write_bytes(data)
+    # The repository's own ruff configuration: pyflakes and line length.
+    (repo / "pyproject.toml").write_text('[tool.ruff.lint]\nselect = ["F", "E501"]\n')
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-qm", "the person's project")
+    (repo / "legacy.py").write_text("import os, sys  # the person's uncommitted change\n")
+    (repo / "scratch.txt").write_text("untracked\n")
+    before = _state(repo)
+    models = planned_run(SCOPE, PLAN, code={"T1": SHOW + PASSING})
+    scope = scope_file(tmp_path, "Build shouty: show(n) shouts a number.\n")
+    out = asyncio.run(start_run(scope, repo, models=models))
+    assert out.status == "delivered", out
+    assert _state(repo) == before  # checkout, uncommitted change, untracked file: untouched
+    meta = Path(out.workspace) / ".oldnew"
+    record = _json(meta / "baseline.json")
+    assert record["commit"] == before["HEAD"] and record["status"] == "recorded"
+    task = _json(meta / "evidence" / "T1-01.json")
+    assert task["passed"] and task["diagnostics"] == []
+    assert {identity(Diagnostic(**d)) for d in task["excused"]} == {
+        ("ruff", "legacy.py", "F401", "`os` imported but unused"),
+        ("pytest", "tests.test_legacy::test_broken"),
+    }
+    report = _json(meta / "report.json")
+    assert {p["gate"] for p in report["preexisting"]} == {"ruff", "pytest"}
+    assert "## Failing before this run (not caused by it)" in (meta / "report.md").read_text()
+    branch = f"oldnew/{out.run_id}"
+    assert _git(repo, "log", "--format=%s", f"{before['HEAD']}..{branch}") == "number shouter"

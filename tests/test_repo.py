@@ -1,0 +1,353 @@
+"""Runs on a person's existing git repository: a branch of its own, their checkout untouched."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import json
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from synthetic import planned_run
+
+from oldnew import repo as repos
+from oldnew.errors import WorkspaceError
+from oldnew.gates import PROFILES, Profile, validate_tree
+from oldnew.runs import resume_run, start_run
+from oldnew.workspace import Workspace
+
+SCOPE = {"title": "counter", "summary": "s", "features": [{"id": "F1", "title": "count words"}]}
+PLAN = {
+    "tasks": [
+        {
+            "id": "T1",
+            "title": "word counter",
+            "description": "count.py: words(text)",
+            "files": ["count.py", "tests/test_count.py"],
+            "requirement_ids": ["F1"],
+        }
+    ]
+}
+CODE = (
+    "FILE: count.py\n```python\ndef words(text: str) -> int:\n    return len(text.split())\n```\n"
+    "FILE: tests/test_count.py\n```python\nfrom count import words\n\n\n"
+    "def test_words() -> None:\n    assert words('a b c') == 3\n```\n"
+)
+
+
+def git(cwd: Path, *args: str, check: bool = True) -> str:
+    """Run the person's own git (their identity, no oldnew options)."""
+    proc = subprocess.run(
+        ["git", "-c", "user.name=person", "-c", "user.email=p@example.org", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"git {args}: {proc.stderr}")
+    return proc.stdout.strip()
+
+
+def make_repo(path: Path) -> Path:
+    """Return a repository with two commits on 'trunk', a dirty file and an untracked one."""
+    path.mkdir(parents=True)
+    git(path, "init", "-q", "-b", "trunk")
+    (path / "lib.py").write_text("VALUE = 1\n")
+    (path / "notes.md").write_text("# notes\n")
+    git(path, "add", "-A")
+    git(path, "commit", "-qm", "first")
+    (path / "lib.py").write_text("VALUE = 2\n")
+    git(path, "commit", "-qam", "second")
+    (path / "lib.py").write_text("VALUE = 3  # the person's uncommitted change\n")
+    (path / "scratch.txt").write_text("untracked, never read\n")
+    return path
+
+
+def snapshot(repo: Path) -> dict[str, str]:
+    """Return a digest of everything of the person's: files, index, HEAD, refs, config, info."""
+    out: dict[str, str] = {}
+    for p in sorted(repo.rglob("*")):
+        rel = p.relative_to(repo)
+        if p.is_file() and rel.parts[0] != ".git":
+            out[str(rel)] = hashlib.sha256(p.read_bytes()).hexdigest()
+    git_dir = repo / ".git"
+    for name in ("index", "HEAD", "config", "info/exclude", "info/attributes", "hooks"):
+        p = git_dir / name
+        out[f".git/{name}"] = hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "-"
+    refs = git(repo, "for-each-ref", "--format=%(refname) %(objectname)")
+    out["refs"] = "\n".join(r for r in refs.splitlines() if not r.startswith("refs/heads/oldnew/"))
+    out["status"] = git(repo, "status", "--porcelain=v1", "--untracked-files=all")
+    return out
+
+
+def _scope(tmp_path: Path) -> Path:
+    path = tmp_path / "scope.md"
+    path.write_text("Count the words of a text.\n")
+    return path
+
+
+@pytest.mark.usefixtures("smoke_gates")
+def test_a_run_on_a_repository_works_on_its_own_branch_and_leaves_the_checkout_alone(
+    tmp_path: Path,
+) -> None:
+    repo = make_repo(tmp_path / "repo")
+    before = snapshot(repo)
+    head = git(repo, "rev-parse", "HEAD")
+    seen: list[dict[str, object]] = []
+    out = asyncio.run(
+        start_run(
+            _scope(tmp_path),
+            repo,
+            models=planned_run(SCOPE, PLAN, code={"T1": CODE}),
+            on_event=seen.append,
+        )
+    )
+    assert out.status == "delivered", out
+    branch = f"oldnew/{out.run_id}"
+    assert snapshot(repo) == before  # checkout, uncommitted change, index, refs: as they were
+    # the task's commit sits on the run's branch, on top of the person's HEAD
+    log = git(repo, "log", "--format=%s", f"{head}..{branch}").splitlines()
+    assert log == ["word counter"]
+    assert git(repo, "merge-base", branch, "trunk") == head
+    files = git(repo, "ls-tree", "-r", "--name-only", branch).splitlines()
+    assert sorted(files) == ["count.py", "lib.py", "notes.md", "tests/test_count.py"]
+    # the committed lib.py is the person's last commit, not their uncommitted change
+    assert git(repo, "show", f"{branch}:lib.py") == "VALUE = 2"
+    # what the person was told when it started
+    (note,) = [e for e in seen if e.get("event") == "branched"]
+    assert "2 uncommitted change(s)" in str(note["note"])  # lib.py and scratch.txt
+    assert "neither reads nor changes them" in str(note["note"])
+    # the run's records live in the repository's git folder, never in its history
+    root = Path(out.workspace)
+    assert root.parent == repo / ".git" / "oldnew"
+    assert (root / ".oldnew" / "report.json").is_file()
+    assert not git(repo, "log", "--all", "--format=%H", "--", ".oldnew")
+    # resume and status find the run from the repository's path
+    again = asyncio.run(resume_run(repo, models=planned_run(SCOPE, PLAN, code={"T1": CODE})))
+    assert again.status == "delivered" and again.run_id == out.run_id
+    assert snapshot(repo) == before
+
+
+def _conflict(repo: Path) -> None:
+    git(repo, "stash", "-q", "-u")
+    git(repo, "checkout", "-qb", "other", "HEAD~1")
+    (repo / "lib.py").write_text("VALUE = 'other'\n")
+    git(repo, "commit", "-qam", "other")
+    git(repo, "checkout", "-q", "trunk")
+
+
+def _merging(repo: Path) -> None:
+    _conflict(repo)
+    git(repo, "merge", "other", check=False)
+
+
+def _rebasing(repo: Path) -> None:
+    _conflict(repo)
+    git(repo, "rebase", "other", check=False)
+
+
+def _cherry_picking(repo: Path) -> None:
+    _conflict(repo)
+    git(repo, "cherry-pick", "other", check=False)
+
+
+@pytest.mark.parametrize(
+    ("state", "said"),
+    [
+        (_merging, "in the middle of a merge"),
+        (_rebasing, "in the middle of a rebase"),
+        (_cherry_picking, "in the middle of a cherry-pick"),
+    ],
+)
+def test_a_repository_in_the_middle_of_an_operation_is_refused_untouched(
+    tmp_path: Path, state: Callable[[Path], None], said: str
+) -> None:
+    repo = make_repo(tmp_path / "repo")
+    state(repo)
+    before = snapshot(repo)
+    with pytest.raises(WorkspaceError, match=said):
+        asyncio.run(start_run(_scope(tmp_path), repo, models=planned_run(SCOPE, PLAN, code={})))
+    assert snapshot(repo) == before
+    assert not (repo / ".git" / "oldnew").exists()
+
+
+def test_other_places_that_are_no_repository_top_get_a_message_saying_what_to_do(
+    tmp_path: Path,
+) -> None:
+    repo = make_repo(tmp_path / "repo")
+    (repo / "pkg").mkdir()
+    (repo / "pkg" / "mod.py").write_text("")
+    with pytest.raises(WorkspaceError, match=f"inside the git repository {repo}.*--workspace"):
+        repos.find(repo / "pkg")
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "a.txt").write_text("x")
+    with pytest.raises(WorkspaceError, match="not empty and is not a git repository.*git -C"):
+        repos.find(plain)
+    empty = tmp_path / "unborn"
+    empty.mkdir()
+    git(empty, "init", "-q")
+    with pytest.raises(WorkspaceError, match="has no commit yet"):
+        repos.find(empty)
+    # a new or empty folder is a new project, even inside a repository
+    assert repos.find(repo / "new") is None
+    (repo / "empty").mkdir()
+    assert repos.find(repo / "empty") is None
+
+
+@pytest.mark.usefixtures("smoke_gates")
+def test_a_bare_repository_and_a_detached_head_work(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    git(repo, "stash", "-q", "-u")
+    bare = tmp_path / "bare.git"
+    git(tmp_path, "clone", "-q", "--bare", str(repo), str(bare))
+    out = asyncio.run(
+        start_run(_scope(tmp_path), bare, models=planned_run(SCOPE, PLAN, code={"T1": CODE}))
+    )
+    assert out.status == "delivered", out
+    assert git(bare, "log", "--format=%s", f"oldnew/{out.run_id}") == (
+        "word counter\nsecond\nfirst"
+    )
+    git(repo, "checkout", "-q", "--detach", "HEAD~1")
+    seen: list[dict[str, object]] = []
+    out = asyncio.run(
+        start_run(
+            _scope(tmp_path),
+            repo,
+            models=planned_run(SCOPE, PLAN, code={"T1": CODE}),
+            on_event=seen.append,
+        )
+    )
+    assert out.status == "delivered", out
+    assert git(repo, "log", "--format=%s", f"oldnew/{out.run_id}") == "word counter\nfirst"
+    assert git(repo, "rev-parse", "--abbrev-ref", "HEAD") == "HEAD"  # still detached
+    assert any("detached HEAD" in str(e.get("note")) for e in seen)
+
+
+def _made(tmp_path: Path) -> tuple[Path, Workspace]:
+    repo = make_repo(tmp_path / "repo")
+    ws = Workspace.create(repo, "r1", {"context": {}})
+    return repo, ws
+
+
+def test_recovery_clears_only_the_runs_own_git_locks(tmp_path: Path) -> None:
+    repo, ws = _made(tmp_path)
+    theirs = repo / ".git" / "index.lock"
+    theirs.write_text("")  # the person's git is busy right now
+    ours = Path(ws.git("rev-parse", "--path-format=absolute", "--git-dir")) / "index.lock"
+    ours.write_text("")
+    cleared = ws.recover()
+    assert theirs.exists() and not ours.exists()
+    assert cleared == [str(ours)]
+    # the run's records are not 'stray files' of its checkout
+    assert (ws.meta / "run.json").is_file() and (ws.meta / "checkpoints.sqlite").is_file()
+
+
+def test_the_persons_submodules_stay_and_a_task_still_commits(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    sha = git(repo, "rev-parse", "HEAD")
+    (repo / ".gitmodules").write_text('[submodule "vendor"]\n\tpath = vendor\n\turl = ../v\n')
+    git(repo, "update-index", "--add", "--cacheinfo", f"160000,{sha},vendor")
+    git(repo, "add", ".gitmodules")
+    git(repo, "commit", "-qm", "a submodule")
+    ws = Workspace.create(repo, "r2", {"context": {}})
+    tree = ws.worktree("T1")
+    (tree / "count.py").write_text("X = 1\n")
+    commit = ws.commit_worktree("T1", "word counter")
+    assert commit is not None
+    shown = git(repo, "ls-tree", commit, "vendor")
+    assert shown.startswith("160000 commit")
+    assert ws.task_branch("T1") == "oldnew/r2-T1"
+
+
+def test_a_creation_killed_half_way_is_cleared_by_the_next_run(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    found = repos.find(repo)
+    assert found is not None
+    home = found.home
+    home.mkdir()
+    dead = home / "dead"
+    git(repo, "worktree", "add", "-q", "-b", "oldnew/dead", str(dead), found.head)
+    (home / "creating-dead.json").write_text(json.dumps({"run_id": "dead", "base": found.head}))
+    ws = Workspace.create(repo, "alive", {"context": {}})
+    assert not dead.exists() and not (home / "creating-dead.json").exists()
+    assert not git(repo, "branch", "--list", "oldnew/dead")
+    assert ws.branch == "oldnew/alive" and ws.base == found.head
+    assert Workspace.open(repo).root == ws.root
+
+
+def _only(*gates: str) -> Profile:
+    return dataclasses.replace(PROFILES["default"], gates=gates)
+
+
+def test_the_projects_own_test_command_is_run_in_the_sandbox(tmp_path: Path) -> None:
+    tree = tmp_path / "p"
+    tree.mkdir()
+    pyproject = '[project]\nname = "p"\nversion = "0"\n\n[tool.oldnew]\ntest = {}\n'
+    script = "import pathlib, sys; print('ran in', pathlib.Path.cwd().name); sys.exit({})"
+    (tree / "pyproject.toml").write_text(
+        pyproject.format(json.dumps(f'python3 -c "{script.format(0)}"'))
+    )
+    ok = validate_tree(tree, timeout=60, profile=_only("project-tests"))
+    (check,) = ok.checks
+    assert check.status == "passed", check
+    (tree / "pyproject.toml").write_text(
+        pyproject.format(json.dumps(f'python3 -c "{script.format(4)}"'))
+    )
+    bad = validate_tree(tree, timeout=60, profile=_only("project-tests"))
+    (check,) = bad.checks
+    assert check.status == "failed" and "exited with 4" in check.summary
+    assert "ran in" in check.metrics["output"]
+    (diag,) = bad.diagnostics
+    assert diag.message.endswith("exited with 4") and diag.line == 0  # the same before and after
+    (tree / "pyproject.toml").write_text('[project]\nname = "p"\nversion = "0"\n')
+    (tree / "Makefile").write_text("test:\n\t@echo made && exit 0\n")
+    made = validate_tree(tree, timeout=60, profile=_only("project-tests"))
+    assert made.checks[0].status == "passed" and made.checks[0].command[-1] == "test"
+    (tree / "Makefile").unlink()
+    none = validate_tree(tree, timeout=60, profile=_only("project-tests"))
+    assert none.checks[0].status == "not_run" and not none.checks[0].required and none.passed
+    (tree / "pyproject.toml").write_text("[tool.oldnew]\ntest = 3\n")
+    wrong = validate_tree(tree, timeout=60, profile=_only("project-tests"))
+    assert wrong.checks[0].status == "failed" and "must be a command" in wrong.checks[0].summary
+
+
+@pytest.mark.usefixtures("smoke_gates")
+def test_a_delivered_branch_can_be_checked_out_and_feedback_goes_on_it(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    git(repo, "stash", "-q", "-u")
+    models = planned_run(SCOPE, PLAN, code={"T1": CODE})
+    out = asyncio.run(start_run(_scope(tmp_path), repo, models=models))
+    assert out.status == "delivered", out
+    branch = f"oldnew/{out.run_id}"
+    git(repo, "switch", "-q", branch)  # the person looks at the work in their own checkout
+    assert (repo / "count.py").is_file()
+    with pytest.raises(WorkspaceError, match="switch that one to another branch"):
+        asyncio.run(resume_run(repo, models=models, restart=False, answers=None))
+    git(repo, "switch", "-q", "trunk")
+    Workspace.open(repo).hold_branch()  # free again: the run takes its branch back
+    assert git(Path(out.workspace), "symbolic-ref", "--short", "HEAD") == branch
+
+
+def test_a_server_thread_on_a_repository_gets_one_run_of_its_own(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    first = Workspace.ensure(repo, "thread-1")
+    assert first.branch == "oldnew/thread-1" and first.root == repo / ".git" / "oldnew" / "thread-1"
+    assert Workspace.ensure(repo, "thread-1").root == first.root  # the same run, not a new one
+    other = Workspace.ensure(repo, "thread-2")
+    assert other.root != first.root and other.task_branch("T1") == "oldnew/thread-2-T1"
+    with pytest.raises(WorkspaceError, match="not a valid git branch name"):
+        Workspace.ensure(repo, "bad..id")
+
+
+def test_supporting_files_are_the_first_commit_on_the_runs_branch(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    head = git(repo, "rev-parse", "HEAD")
+    ws = Workspace.create(repo, "r3", {"context": {}}, supporting={"samples/a.txt": b"sample\n"})
+    assert git(repo, "log", "--format=%s", f"{head}..oldnew/r3") == "Supporting files: 1 (--with)"
+    assert git(repo, "show", "oldnew/r3:samples/a.txt") == "sample"
+    assert not (repo / "samples").exists() and ws.base == head
