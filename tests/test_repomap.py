@@ -174,6 +174,19 @@ def test_ranking_puts_the_files_the_task_builds_on_first(tmp_path: Path) -> None
     assert chosen.tokens <= want.budget
 
 
+def test_typescript_import_neighbours_come_in_full(tmp_path: Path) -> None:
+    files: dict[str, str | bytes] = {
+        f"web/a{i:02}.ts": "export const X = 1\n" * 300 for i in range(9)
+    }
+    files["web/main.ts"] = "import { total } from './cart'\nexport const run = () => total()\n"
+    files["web/cart.ts"] = "export function total(): number {\n  return 1\n}\n"
+    files["web/page.tsx"] = "import { run } from './main'\nexport default function Page() {}\n"
+    ws = _project(tmp_path, {"T0": files})
+    chosen = select(ws.root, Want(focus=["web/main.ts"], budget=1000), ws.meta)
+    assert list(chosen.full) == ["web/main.ts", "web/cart.ts", "web/page.tsx"]
+    assert chosen.left_out_count + len(chosen.mapped) == 9 and chosen.tokens <= 1000
+
+
 def test_a_late_task_sees_its_dependencys_files_in_full_and_left_out_files_are_named(
     tmp_path: Path,
 ) -> None:
@@ -367,5 +380,8 @@ def test_outlines_are_cached_by_blob_and_changes_are_seen(tmp_path: Path) -> Non
     seen = index.project_facts(ws.root, ws.meta)
     assert seen["a.py"].defs == ("def two(x: str) -> str",)
     assert seen["new.py"].defs == ("class New",)
+    written = (ws.meta / index.CACHE_FILE).stat().st_mtime_ns
+    assert index.project_facts(ws.root, ws.meta) == seen
+    assert (ws.meta / index.CACHE_FILE).stat().st_mtime_ns == written  # nothing new: no write
     (ws.root / "a.py").unlink()
     assert "a.py" not in index.project_facts(ws.root, ws.meta)

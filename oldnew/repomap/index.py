@@ -28,7 +28,7 @@ HUGE_BYTES = 256_000
 """A file larger than this is never read for the context: it is listed with its size."""
 CACHE_FILE = "repomap-cache.json"
 _VERSION = 1
-_MAX_MEMORY = 200_000
+_MAX_MEMORY = 50_000
 """Blobs kept in memory, at most, across workspaces (then the memory starts afresh)."""
 
 
@@ -160,7 +160,9 @@ def _read(tree: Path, path: str) -> tuple[str, Facts]:
     if size > HUGE_BYTES:
         return "", Facts(size, False)
     data = target.read_bytes()
-    return blob_id(data), facts_of(path, data)
+    blob = blob_id(data)
+    known = _memory.get(blob)  # a file changed back, or changed alike in another task
+    return blob, known if known is not None else facts_of(path, data)
 
 
 def project_facts(tree: Path, meta: Path | None = None) -> dict[str, Facts]:
@@ -182,7 +184,7 @@ def project_facts(tree: Path, meta: Path | None = None) -> dict[str, Facts]:
             read_blob, facts = _read(tree, path)
             # A clean tracked file is its index blob (whatever filters git applies).
             key = blob if path not in changed and blob else read_blob
-            if key:
+            if key and key not in _memory:
                 fresh[key] = facts
         out[path] = facts
     if fresh:
