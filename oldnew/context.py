@@ -114,6 +114,21 @@ class Context:
         default=1200,
         metadata={"description": "Tokens of run memory a prompt may carry, at most."},
     )
+    context_tokens: int = field(
+        default=8000,
+        metadata={
+            "description": "Tokens of project files one coder or fixer prompt may carry: the "
+            "files the task touches and builds on in full, a map of the rest, and the list of "
+            "what was left out (the model fetches more with its ReadFile tool)."
+        },
+    )
+    max_file_reads: int = field(
+        default=8,
+        metadata={
+            "description": "Files one coder or fixer turn may fetch with the ReadFile tool; "
+            "past that it is told to write its files."
+        },
+    )
     template_threshold: float = field(
         default=0.8,
         metadata={"description": "Similarity from which a saved template seeds a new task."},
@@ -409,6 +424,8 @@ LIMITS: dict[str, Limit] = {
     "retry_max_delay": Limit(False, 0),
     "rate_limit_delay": Limit(False, 0),
     "memory_token_budget": Limit(True, 0),
+    "context_tokens": Limit(True, 500),
+    "max_file_reads": Limit(True, 0, note="0: no reads"),
     "template_threshold": Limit(False, 0, 1),
     "test_timeout": Limit(False, 0, above=True),
     "plan_size_tolerance": Limit(False, 1),

@@ -396,6 +396,12 @@ class AskHuman(BaseModel):
     recommended: str | None = Field(default=None, description="The suggested answer to pick.")
 
 
+class ReadFile(BaseModel):
+    """Fetch the whole text of one project file that the prompt only mapped or listed."""
+
+    path: str = Field(description="The file's path relative to the project root, as listed.")
+
+
 FeedbackKind = Literal["change_request", "bug_report", "feature", "clarification"]
 
 

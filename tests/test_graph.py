@@ -97,7 +97,7 @@ def test_unusable_code_is_retried_then_escalated_then_blocked(tmp_path: Path) ->
     assert {b["task"] for b in report["blocked"]} == {"T1", "T2"}
     assert "oldnew resume" in report["resume"]
     calls = [e for e in _events(ws) if e.get("task") == "T1" and e.get("node") == "code"]
-    assert [e["event"] for e in calls] == ["started", "escalated"]
+    assert [e["event"] for e in calls] == ["started", "context", "escalated"]
 
 
 def _events(ws: Path) -> list[dict[str, Any]]:

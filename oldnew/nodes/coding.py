@@ -5,9 +5,16 @@ from __future__ import annotations
 import asyncio
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
+from langchain_core.messages import (
+    AIMessage,
+    BaseMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolCall,
+    ToolMessage,
+)
 from langchain_core.runnables import Runnable
 from langgraph.runtime import Runtime
 
@@ -36,21 +43,48 @@ from oldnew.prompts import render
 from oldnew.recovery import policy
 from oldnew.recovery.retry import ClassifiedFailure, RetryPolicy, with_retry
 from oldnew.recovery.stall import reset_worktree
-from oldnew.schemas import AskHuman, PlannedTask, Question
-from oldnew.supporting import named_by, supporting_names, task_view
+from oldnew.repomap.history import task_files
+from oldnew.repomap.read import read_for_model
+from oldnew.repomap.select import Selection, Want, select
+from oldnew.repomap.tokens import counter_for
+from oldnew.schemas import AskHuman, PlannedTask, Question, ReadFile
+from oldnew.supporting import named_by, supporting_names
 from oldnew.workspace import Workspace
 
-_CONTEXT_SUFFIXES = (".py", ".toml", ".md", ".cfg", ".ini", ".txt", ".json")
-_CONTEXT_LIMIT = 60_000
 
+def project_context(
+    ws: Workspace,
+    tree: Path,
+    task: PlannedTask,
+    ctx: Context,
+    *,
+    role: Literal["coder", "fixer"] = "coder",
+    focus: list[str] | None = None,
+    full: bool = True,
+) -> Selection:
+    """Return what the coder (or fixer) sees of the project, within ``ctx.context_tokens``.
 
-def _project_files(ws: Workspace, tree: Path, task: PlannedTask) -> dict[str, str]:
-    """Return the project's files the coder sees, with the supporting files the task names."""
+    ``focus`` (default: the task's files) is shown first; then the files of the tasks it
+    depends on, their import neighbours, and a map of the rest. ``full=False`` maps every
+    file (after the model's context overflowed).
+    """
     names = supporting_names(ws)
-    paths = [p for p in ws.tracked_files(tree) if p.endswith(_CONTEXT_SUFFIXES)]
-    named = named_by(f"{task.title}\n{task.description}", task.files, names)
-    files = Workspace.read_files(tree, [p for p in paths if p not in names], limit=_CONTEXT_LIMIT)
-    return {**task_view(tree, named), **files}
+    text = f"{task.title}\n{task.description}"
+    want = Want(
+        focus=list(task.files if focus is None else focus),
+        related=task_files(ws, task.depends_on),
+        text=text,
+        supporting=names,
+        named=named_by(text, task.files, names),
+        budget=ctx.context_tokens,
+        counter=counter_for(ctx.model_spec(role)),
+        full=full,
+    )
+    return select(tree, want, ws.meta)
+
+
+async def _report_context(ws: Workspace, task_id: str, node: str, context: Selection) -> None:
+    await aemit(ws, task=task_id, node=node, event="context", **context.event())
 
 
 def _run_id(ws: Workspace) -> str:
@@ -66,32 +100,72 @@ async def _report_memory_problems(ws: Workspace, task_id: str, memory: Memory) -
         memory.problems.clear()
 
 
+def _answer_reads(
+    tree: Path, calls: list[ToolCall], done: int, cap: int
+) -> tuple[list[ToolMessage], int]:
+    """Answer a reply's tool calls, at most ``cap`` reads a turn; return them and the count.
+
+    Every call gets an answer (a chat API refuses a history with an unanswered one): a call
+    of a tool that does not exist is told so.
+    """
+    answers = []
+    for call in calls:
+        name = call["name"]
+        if name != ReadFile.__name__:
+            text = f"ERROR: there is no tool {name!r}; read files with ReadFile."
+        elif done >= cap:
+            text = render("read_limit", reads=cap)
+        else:
+            path = str((call.get("args") or {}).get("path", ""))
+            done += 1
+            text = read_for_model(tree, path) if path else "ERROR: ReadFile needs a 'path'."
+        answers.append(ToolMessage(content=text, tool_call_id=call.get("id") or "", name=name))
+    return answers, done
+
+
 async def _files_from_model(
     model: Runnable[Any, Any],
     messages: list[BaseMessage],
     tree: Path,
     retries: int,
     policy: RetryPolicy,
+    max_reads: int = 0,
 ) -> tuple[dict[str, str | None] | AskHuman, int, str]:
     """Call the model until its answer yields files that can be written, or a question.
 
-    Returns the files written (or the question), the number of calls made, and the
-    explanation the model wrote before its first file block.
+    A ``ReadFile`` call is answered with the file's text and the turn goes on (it is no
+    retry); past ``max_reads`` files the answer says to write the files now, and a reply that
+    still asks counts as a failed answer. Returns the files written (or the question), the
+    number of calls made, and the explanation the model wrote before its first file block.
     """
     history = list(messages)
     problem = ""
-    for attempt in range(1, retries + 2):
+    calls = failures = reads = 0
+    while failures <= retries:
         reply = await with_retry(partial(model.ainvoke, history), policy)
         assert isinstance(reply, AIMessage)  # noqa: S101 - chat models return AIMessage
+        calls += 1
         for call in reply.tool_calls:
             if call["name"] == AskHuman.__name__:
-                return AskHuman.model_validate(call["args"]), attempt, ""
+                return AskHuman.model_validate(call["args"]), calls, ""
+        wanted = [c for c in reply.tool_calls if c["name"] == ReadFile.__name__]
+        if wanted:
+            over = reads + len(wanted) > max_reads
+            answers, reads = await asyncio.to_thread(
+                _answer_reads, tree, reply.tool_calls, reads, max_reads
+            )
+            history += [reply, *answers]
+            if over:
+                failures += 1
+                problem = f"asked to read more than {max_reads} files in one turn"
+            continue
         try:
             files = parse_file_blocks(str(reply.content))
             await asyncio.to_thread(Workspace.write_files, tree, files)
             prose = str(reply.content).split("FILE:", 1)[0]
-            return files, attempt, prose
+            return files, calls, prose
         except (ModelOutputError, PathViolation) as exc:
+            failures += 1
             problem = str(exc)
             history += [reply, HumanMessage(render("output_retry", problem=problem))]
     raise ModelOutputError(problem)
@@ -150,11 +224,12 @@ def package_notes(ws: Workspace, tree: Path, state: TaskState) -> dict[str, list
 def _coder_messages(
     state: TaskState,
     task: PlannedTask,
-    existing: dict[str, str],
+    context: Selection,
     recalled: CoderContext,
     memory_on: bool,
     packages: dict[str, list[str]],
     deps: str,
+    reads: int,
 ) -> list[BaseMessage]:
     return [
         SystemMessage(
@@ -165,7 +240,8 @@ def _coder_messages(
                 "coder_user",
                 task=task,
                 packages=packages,
-                existing=existing,
+                context=context,
+                reads=reads,
                 decisions=[] if memory_on else state.get("decisions", []),
                 memory=recalled.memory,
                 lessons=recalled.lessons,
@@ -200,7 +276,7 @@ async def code(
     """Have the coder write the task's files into the task's worktree.
 
     A failure whose class's policy says ``shrink`` (a prompt too large for the model) is
-    retried once with file contents and memory left out; never retried unchanged.
+    retried once with memory left out and every file only mapped; never retried unchanged.
     """
     ctx = runtime.context or Context()
     ws = await aopen_workspace(state["workspace"])
@@ -211,32 +287,50 @@ async def code(
         # A fresh regeneration: what the stuck approach wrote is discarded, not shown.
         await asyncio.to_thread(reset_worktree, ws, task.id)
         await aemit(ws, task=task.id, node="code", event="fresh_start")
-    existing = await asyncio.to_thread(_project_files, ws, tree, task)
+    context = await asyncio.to_thread(project_context, ws, tree, task, ctx)
+    await _report_context(ws, task.id, "code", context)
     memory = memory_of(runtime, await asyncio.to_thread(_run_id, ws))
     recalled = await _recall(ws, memory, state, task, ctx)
     coder = await aresolve_model("coder", ctx, models)
     model = metered(coder, ctx, ws.root, role="coder", activity="code", task=task.id).bind_tools(
-        [AskHuman]
+        [AskHuman, ReadFile]
     )
     packages = await asyncio.to_thread(package_notes, ws, tree, state)
     messages = _coder_messages(
-        state, task, existing, recalled, memory.available, packages, ctx.deps
+        state, task, context, recalled, memory.available, packages, ctx.deps, ctx.max_file_reads
     )
     for shrunk in (False, True):
         try:
             result, calls, _ = await _files_from_model(
-                model, messages, tree, ctx.max_output_retries, ctx.retry_policy()
+                model,
+                messages,
+                tree,
+                ctx.max_output_retries,
+                ctx.retry_policy(),
+                ctx.max_file_reads,
             )
             break
         except ClassifiedFailure as exc:
             if policy.failure(exc.classification.cls).retry != "shrink" or shrunk:
                 return await _failure_escalation(ws, state, "code", exc)
             await aemit(
-                ws, task=task.id, node="code", event="context_shrunk", files_left_out=len(existing)
+                ws,
+                task=task.id,
+                node="code",
+                event="context_shrunk",
+                files_left_out=len(context.full),
             )
-            names = {p: "(content left out to fit the model's context)" for p in existing}
+            context = await asyncio.to_thread(project_context, ws, tree, task, ctx, full=False)
+            await _report_context(ws, task.id, "code", context)
             messages = _coder_messages(
-                state, task, names, CoderContext(), memory.available, packages, ctx.deps
+                state,
+                task,
+                context,
+                CoderContext(),
+                memory.available,
+                packages,
+                ctx.deps,
+                ctx.max_file_reads,
             )
         except ModelOutputError as exc:
             question = task_output_question(state, exc)
@@ -266,14 +360,14 @@ async def fix(
     tree = await asyncio.to_thread(ws.worktree, task.id)
     round_no = state.get("fix_round", 0) + 1
     await aemit(ws, task=task.id, node="fix", event="started", round=round_no)
-    paths = sorted(
-        {
-            *state.get("files", []),
-            *task.files,
-            *[d.split(":", 1)[0] for d in state.get("diagnostics", [])],
-        }
+    # What the diagnostics name first, then what the task wrote, then what it planned.
+    named = [d.split(":", 1)[0] for d in state.get("diagnostics", [])]
+    paths = list(dict.fromkeys([*named, *state.get("files", []), *task.files]))
+    context = await asyncio.to_thread(
+        project_context, ws, tree, task, ctx, role="fixer", focus=paths
     )
-    current = await asyncio.to_thread(Workspace.read_files, tree, paths)
+    await _report_context(ws, task.id, "fix", context)
+    current = context.full
     memory = memory_of(runtime, await asyncio.to_thread(_run_id, ws))
     task_text = f"{task.title}\n{task.description}"
     # Fixing again means the last fix did not remove its errors.
@@ -288,7 +382,8 @@ async def fix(
         round=round_no,
         max_rounds=ctx.max_fix_rounds,
         diagnostics=state.get("diagnostics", []),
-        files=current,
+        context=context,
+        reads=ctx.max_file_reads,
         guidance=state.get("guidance"),
         known_fixes=hints,
     )
@@ -299,10 +394,12 @@ async def fix(
         HumanMessage(prompt),
     ]
     fixer = await aresolve_model("fixer", ctx, models)
-    model = metered(fixer, ctx, ws.root, role="fixer", activity="fix", task=task.id)
+    model = metered(fixer, ctx, ws.root, role="fixer", activity="fix", task=task.id).bind_tools(
+        [ReadFile]
+    )
     try:
         result, calls, prose = await _files_from_model(
-            model, messages, tree, ctx.max_output_retries, ctx.retry_policy()
+            model, messages, tree, ctx.max_output_retries, ctx.retry_policy(), ctx.max_file_reads
         )
     except ClassifiedFailure as exc:
         return await _failure_escalation(ws, state, "fix", exc)
