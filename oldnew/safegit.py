@@ -173,18 +173,23 @@ def run_git(
     timeout: float | None = None,
     options: Sequence[str] = (),
     discover: bool = False,
+    index: Path | None = None,
 ) -> subprocess.CompletedProcess[Any]:
     """Run ``git <args>`` in ``cwd`` with every config-driven command disabled.
 
     Every git process oldnew starts goes through here. ``options`` are more ``-c`` settings
     (a workspace's ignore and attributes files); ``discover`` lets git look above ``cwd``
-    for the repository (only for read-only questions). Output is captured; the caller
-    checks the return code.
+    for the repository (only for read-only questions); ``index`` is an index file of the
+    caller's own (``GIT_INDEX_FILE``: writing out a commit leaves the real index alone).
+    Output is captured; the caller checks the return code.
     """
+    env = git_environment(cwd, discover=discover)
+    if index is not None:
+        env["GIT_INDEX_FILE"] = str(Path(index).resolve())
     return subprocess.run(  # nosec B603 B607 - fixed argv, git from PATH
         ["git", *GIT_OPTIONS, *options, *args],
         cwd=cwd,
-        env=git_environment(cwd, discover=discover),
+        env=env,
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=text,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +21,11 @@ from synthetic import planned_run
 from oldnew.context import Context
 from oldnew.gates.baseline import Baseline, identity, judge, mask
 from oldnew.gates.model import Check, Diagnostic, ValidationResult
+from oldnew.gates.profiles import Profile
+from oldnew.gates.runner import validate_tree
 from oldnew.gates.verify import verify_workspace
 from oldnew.nodes import baseline as baseline_node
-from oldnew.nodes.checks import run_gates
+from oldnew.nodes.checks import environment_blockers, fixer_diagnostics, run_gates
 from oldnew.runs import resume_run, start_run
 from oldnew.testing import prompt_text
 from oldnew.workspace import Workspace
@@ -42,6 +45,9 @@ def _result(*diags: Diagnostic, passed: tuple[str, ...] = ()) -> ValidationResul
     failed = {d.tool for d in diags}
     checks = [Check(n, "failed", [], 1, 0.0, f"{n} found things") for n in sorted(failed)]
     checks += [Check(n, "passed", [], 0, 0.0, "fine") for n in passed]
+    for check in checks:
+        if check.name == "pytest":  # a run of pytest says how many tests it ran
+            check.metrics = {"tests": 3, "failures": len(diags), "skipped": 0}
     return ValidationResult(checks=checks, diagnostics=list(diags))
 
 
@@ -115,24 +121,75 @@ def test_a_gate_that_passed_at_the_baseline_is_the_tasks_when_it_fails() -> None
     assert judge(_result(_ruff(1)), before).diagnostics == [_ruff(1)]
 
 
-def test_a_gate_skipped_behind_an_excused_one_is_excused_only_if_it_did_not_pass_before() -> None:
+def test_a_gate_that_did_not_run_or_ran_no_test_is_never_excused() -> None:
     skipped = "skipped: pytest did not pass, and this gate cannot pass before it does"
     broken = _test("tests.test_legacy::test_broken")
-    base_result = _result(broken)
-    base_result.checks.append(Check("coverage", "not_run", [], None, 0.0, skipped))
-    now = _result(broken)
-    now.checks.append(Check("coverage", "not_run", [], None, 0.0, skipped))
-    judged = judge(now, _baseline(base_result))
-    assert judged.passed
-    assert "cannot run while pytest fails" in judged.check("coverage").excused  # type: ignore[union-attr]
-    # Coverage passed at the baseline: a task that keeps it from running is not excused.
-    covered = _result(broken)
-    covered.checks.append(Check("coverage", "passed", [], None, 0.0, "90%"))
-    assert not judge(now, _baseline(covered)).passed
-    # Nor when the gate it waits on fails with something new.
-    worse = _result(broken, _test("tests.test_app::test_new"))
-    worse.checks.append(Check("coverage", "not_run", [], None, 0.0, skipped))
-    assert not judge(worse, _baseline(base_result)).passed
+
+    def with_coverage(result: ValidationResult) -> ValidationResult:
+        result.checks.append(Check("coverage", "not_run", [], None, 0.0, skipped))
+        return result
+
+    # Not run at the baseline and now: nothing says the task's code was tested.
+    judged = judge(with_coverage(_result(broken)), _baseline(with_coverage(_result(broken))))
+    assert not judged.passed and judged.check("coverage").excused == ""  # type: ignore[union-attr]
+    assert judged.check("pytest").excused  # type: ignore[union-attr]
+    # A pytest run in which no test ran says nothing was tested, however it failed before.
+    for counts in (
+        {},  # exit 5: none collected
+        {"tests": 1, "skipped": 0, "collection_errors": 1},  # every file fails to collect
+        {"tests": 2, "skipped": 2},  # every test skipped
+    ):
+        empty = _result(Diagnostic("pytest", ".", 0, "no tests were collected"))
+        empty.checks[0].metrics = counts
+        assert not judge(empty, _baseline(empty)).passed, counts
+
+
+def test_a_prerequisite_failing_only_with_what_was_there_holds_no_gate_back() -> None:
+    syntax = Diagnostic("syntax", "tests/fixtures/broken.py", 1, "invalid syntax", "E999")
+    base = _baseline(_result(syntax, passed=("pytest",)))
+    failed = Check("syntax", "failed", [], 1, 0.0, "1 syntax error")
+    assert base.excuses(failed, [replace(syntax, line=3)])  # the same finding, moved
+    other = Diagnostic("syntax", "app.py", 1, "invalid syntax", "E999")
+    assert not base.excuses(failed, [syntax, other])  # one new finding holds them back
+    assert not base.excuses(failed, [syntax, syntax])  # counted: one excuses one
+    # A gate that passed at the baseline, or one that did not run, never proceeds.
+    ran = Check("pytest", "failed", [], 1, 0.0, "1 failed", metrics={"tests": 1})
+    assert not base.excuses(ran, [_test("tests.test_legacy::test_broken")])
+    assert not Baseline("b" * 40, "crashed").excuses(failed, [syntax])
+
+
+def _validate(tree: Path, *gates: str, proceed: Any = None) -> ValidationResult:
+    profile = Profile(name="t", gates=gates, coverage_min=0.0, mutants=2)
+    return validate_tree(tree, timeout=60, profile=profile, proceed=proceed)
+
+
+def test_the_gates_behind_a_preexisting_failure_run_and_mutation_asks_a_person(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "calc.py").write_text("def add(a, b):\n    return a + b\n")
+    (tmp_path / "tests" / "test_calc.py").write_text(
+        "from calc import add\n\n\ndef test_add():\n    assert add(1, 2) == 3\n\n\n"
+        "def test_broken():\n    assert add(1, 2) == 4\n"
+    )
+    gates = ("syntax", "imports", "pytest", "coverage", "mutation")
+    # A new project: nothing behind a failing suite runs, as always.
+    fresh = {c.name: c for c in _validate(tmp_path, *gates).checks}
+    assert fresh["coverage"].summary.startswith("skipped: pytest did not pass")
+    assert fresh["mutation"].summary.startswith("skipped: pytest did not pass")
+    # Its failure is all pre-existing: coverage is measured; mutation, which a failing suite
+    # makes pass on every mutant, cannot run, and says what a person can do.
+    ran = {c.name: c for c in _validate(tmp_path, *gates, proceed=lambda c, d: True).checks}
+    assert ran["coverage"].status == "passed" and ran["coverage"].metrics["percent"] == 100
+    assert ran["mutation"].status == "not_run"
+    assert ran["mutation"].summary.startswith("cannot run: pytest fails before this run too")
+    assert "OLDNEW_QUALITY" in ran["mutation"].summary
+    assert environment_blockers(ValidationResult(checks=list(ran.values()))) == [ran["mutation"]]
+    # A prerequisite that did not run holds the gates behind it back whatever ``proceed`` says.
+    (tmp_path / "tests" / "test_calc.py").write_text("def test_nothing():\n    pass\n")
+    (tmp_path / "tests" / "conftest.py").write_text("import sys\nsys.exit(0)\n")
+    behind = {c.name: c for c in _validate(tmp_path, *gates, proceed=lambda c, d: True).checks}
+    assert behind["pytest"].status == "failed" and behind["coverage"].status == "not_run"
 
 
 def test_coverage_is_excused_only_while_it_does_not_fall() -> None:
@@ -164,6 +221,26 @@ def test_nothing_is_excused_without_a_recorded_baseline_or_when_nothing_was_chec
     assert not judge(_result(deps), recorded).passed  # an environment that cannot be made
 
 
+def test_a_command_stopped_at_the_baseline_too_is_a_persons_never_the_fixers() -> None:
+    def slow(seconds: int) -> ValidationResult:
+        why = f"the command was stopped: timed out after {seconds}s (an endless loop?)"
+        return _result(Diagnostic("project-tests", ".", 0, why, "sandbox"), _ruff(1))
+
+    judged = judge(slow(3), _baseline(slow(3)))
+    stuck = judged.check("project-tests")
+    assert stuck is not None and stuck.status == "not_run" and not stuck.excused
+    assert "longer than the test timeout at the baseline too" in stuck.summary
+    assert "OLDNEW_TEST_TIMEOUT" in stuck.summary
+    assert not judged.passed and judged.failures() == [] and judged.diagnostics == []
+    assert environment_blockers(judged) == [stuck] and fixer_diagnostics(judged) == []
+    assert judge(judged, _baseline(slow(3))).to_dict() == judged.to_dict()
+    # Stopped now only: the task's (an endless loop of its own), the fixer hears of it.
+    quick = _result(Diagnostic("project-tests", ".", 0, "`make test` exited with 2", "exit"))
+    mine = judge(slow(3), _baseline(quick))
+    assert mine.check("project-tests").status == "failed"  # type: ignore[union-attr]
+    assert [d.rule for d in mine.diagnostics if d.tool == "project-tests"] == ["sandbox"]
+
+
 # -- the node, on a workspace ------------------------------------------------------------------
 
 
@@ -177,7 +254,7 @@ def test_a_crashed_baseline_is_recorded_with_why_and_never_taken_twice(
     ws = _workspace(tmp_path, {"app.py": b"x = 1\n"})
     calls: list[Path] = []
 
-    def crash(ctx: Context, tree: Path, *args: Any) -> ValidationResult:
+    def crash(ctx: Context, tree: Path, *args: Any, **kw: Any) -> ValidationResult:
         calls.append(tree)
         raise RuntimeError("the gates fell over")
 
@@ -191,7 +268,7 @@ def test_a_crashed_baseline_is_recorded_with_why_and_never_taken_twice(
     assert not now and again == taken and len(calls) == 1
     # A commit the repository does not have is a crash too, said as such.
     missing, _ = baseline_node.take_baseline(ws, Context(), "0" * 40)
-    assert missing.status == "crashed" and "git archive" in missing.reason
+    assert missing.status == "crashed" and "cannot write out commit" in missing.reason
 
 
 def test_the_baseline_runs_the_gates_on_the_base_commit_not_on_the_checkout(

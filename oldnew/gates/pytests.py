@@ -64,6 +64,7 @@ def _junit_diagnostics(data: bytes) -> tuple[list[Diagnostic], dict[str, int]]:
     except ValueError:
         why = "pytest's report holds counts that are not numbers: it was written over"
         return [Diagnostic("pytest", ".", 0, why, "report")], {"tests": 0, "failures": 1}
+    counts["collection_errors"] = 0
     for case in root.iter("testcase"):
         for problem in [*case.findall("failure"), *case.findall("error")]:
             text = problem.text or ""
@@ -73,6 +74,8 @@ def _junit_diagnostics(data: bytes) -> tuple[list[Diagnostic], dict[str, int]]:
             name = f"{case.get('classname', '')}::{case.get('name', '')}".strip(":")
             message = (problem.get("message") or "").strip() or text.strip()[-400:]
             errors = [ln[1:].strip() for ln in text.splitlines() if ln.startswith("E ")]
+            if message == "collection failure":
+                counts["collection_errors"] += 1  # a file, not a test: nothing of it ran
             if message == "collection failure" and errors:
                 # The exception says why (a missing module or variable); the classifier needs it.
                 message = f"{message}: {errors[-1]}"
@@ -119,8 +122,17 @@ def suite_command(box: Sandbox, *, measure: bool) -> tuple[list[str], dict[str, 
         extra += ["-p", "pytest_cov", "--cov", f"--cov-config={_coverage_rc(box)}"]
         extra += [f"--cov-report=json:{home / COVERAGE_JSON}", "--cov-report="]
         preload += _COVERAGE_TOOLS
+    # One file that cannot be collected (a missing module, a clashing name) must not keep the
+    # other tests from running: its error is a finding of its own.
     argv = box.env.module_argv(
-        "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", ".", preload=preload
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--continue-on-collection-errors",
+        "--rootdir",
+        ".",
+        preload=preload,
     )
     return [*argv, *_pytest_config(box.tree), *extra], {**box.env.variables(), **PYTEST_ENV}
 

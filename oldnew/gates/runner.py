@@ -2,7 +2,9 @@
 
 A gate whose prerequisite did not pass is not run (the tests cannot pass while the code does not
 parse or its imports do not resolve), and says so; a gate that crashes is "not run" with the
-error, never "passed".
+error, never "passed". On an existing repository, a prerequisite whose failure was all there
+before the run (``Proceed``: the baseline says so) holds nothing back: the gates behind it run,
+or one broken file the project already had would keep every task from being tested.
 """
 
 from __future__ import annotations
@@ -42,6 +44,14 @@ class Gate:
     """'python', 'typescript', or 'any'."""
     check: Callable[[GateRun], Outcome]
     requires: tuple[str, ...] = ()
+    strict: tuple[str, ...] = ()
+    """Prerequisites that must pass outright: their failing before the run is no excuse (a
+    failing suite kills every mutant, so mutation proves nothing behind one)."""
+
+
+Proceed = Callable[[Check, list[Diagnostic]], bool]
+"""Says whether a failed prerequisite (its check and findings) holds no gate back: its failure
+is wholly pre-existing. A gate that did not run always holds the gates behind it back."""
 
 
 GATES = {
@@ -58,7 +68,7 @@ GATES = {
         Gate("mypy", "python", lint.gate_mypy, ("syntax", "imports")),
         Gate("pytest", "python", pytests.gate_pytest, ("syntax", "imports")),
         Gate("coverage", "python", pytests.gate_coverage, ("pytest",)),
-        Gate("mutation", "python", gate_mutation, ("pytest",)),
+        Gate("mutation", "python", gate_mutation, ("pytest",), strict=("pytest",)),
         Gate(project.NAME, "any", project.gate_project_tests),
         Gate("audit", "python", audit.gate_audit),
         Gate("tsc", "typescript", js.gate_tsc),
@@ -73,11 +83,12 @@ GATES = {
 PARALLEL_GATES = max(2, min(4, os.cpu_count() or 2))
 
 
-def run_all(names: list[str], run: GateRun) -> dict[str, Outcome]:
+def run_all(names: list[str], run: GateRun, proceed: Proceed | None = None) -> dict[str, Outcome]:
     """Run the gates, each as soon as the gates it requires have finished.
 
     Gates start in the profile's order (cheap first), up to PARALLEL_GATES at once; a gate
-    whose prerequisite did not pass is skipped (no tests while the code does not parse).
+    whose prerequisite did not pass is skipped (no tests while the code does not parse),
+    unless ``proceed`` says that prerequisite's failure is wholly pre-existing.
     """
     pending = list(names)
     running: dict[Future[Outcome], str] = {}
@@ -88,7 +99,8 @@ def run_all(names: list[str], run: GateRun) -> dict[str, Outcome]:
                 needs = [r for r in GATES[name].requires if r in names]
                 if all(r in outcomes for r in needs):
                     pending.remove(name)
-                    running[pool.submit(_run_gate, GATES[name], run)] = name
+                    gate = GATES[name]
+                    running[pool.submit(_run_gate, gate, run, outcomes, proceed)] = name
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in done:
                 name = running.pop(future)
@@ -142,14 +154,32 @@ def sandbox_limits(timeout: float) -> Limits:
     return Limits(cpu_seconds=int(timeout) + 5)
 
 
-def _run_gate(gate: Gate, run: GateRun) -> Outcome:
-    blocker = next(
-        (r for r in gate.requires if r in run.results and run.results[r].status != "passed"),
-        None,
-    )
-    if blocker is not None:
-        reason = f"skipped: {blocker} did not pass, and this gate cannot pass before it does"
-        return not_run(gate.name, reason), []
+def _holds_back(
+    name: str, gate: Gate, outcomes: dict[str, Outcome], proceed: Proceed | None
+) -> str:
+    """Return why prerequisite ``name`` keeps ``gate`` from running: '' when it does not."""
+    if name not in outcomes or outcomes[name][0].status == "passed":
+        return ""
+    check, diags = outcomes[name]
+    if proceed is None or check.status != "failed" or not proceed(check, diags):
+        return f"skipped: {name} did not pass, and this gate cannot pass before it does"
+    if name in gate.strict:
+        # Not "skipped:": no change of the task's makes it run (a person's question).
+        return (
+            f"cannot run: {name} fails before this run too, and this gate needs it to pass "
+            f"outright: make the project's own {name} pass, or choose a quality profile "
+            f"without {gate.name} (OLDNEW_QUALITY)"
+        )
+    return ""
+
+
+def _run_gate(
+    gate: Gate, run: GateRun, outcomes: dict[str, Outcome], proceed: Proceed | None
+) -> Outcome:
+    for name in gate.requires:
+        reason = _holds_back(name, gate, outcomes, proceed)
+        if reason:
+            return not_run(gate.name, reason), []
     try:
         return gate.check(run)
     except Exception as exc:  # noqa: BLE001 - a crashed gate is reported, never passed
@@ -172,6 +202,7 @@ def validate_tree(
     use_bwrap: bool = True,
     drop_uid: bool = True,
     scratch_root: Path | None = None,
+    proceed: Proceed | None = None,
 ) -> ValidationResult:
     """Validate the project in ``tree`` with the gates of a quality profile.
 
@@ -179,7 +210,8 @@ def validate_tree(
     .py files). ``env`` is the environment the project's code runs with (default: oldnew's
     own, with the project's node_modules). Every command runs in a sandbox on a copy of the
     files git would commit; ``limits``, ``use_bwrap``, ``drop_uid`` and ``scratch_root`` tune
-    it (tests use them).
+    it (tests use them). ``proceed`` lets the gates behind a prerequisite whose failure is
+    wholly pre-existing run (a run on an existing repository: ``gates.baseline``).
     """
     profile = profile or resolve_profile(
         quality, coverage_min=coverage_min, complexity_max=complexity_max
@@ -206,7 +238,7 @@ def validate_tree(
             result.fingerprint = fingerprint(box.tree, box.files)
             run = GateRun(box, profile, timeout, chains, new_sandbox)
             names = [n for n in profile.gates if GATES[n].toolchain in (*chains, "any")]
-            outcomes = run_all(names, run)
+            outcomes = run_all(names, run, proceed)
             for name in names:
                 result.checks.append(outcomes[name][0])
                 result.diagnostics += outcomes[name][1]

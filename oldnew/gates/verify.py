@@ -1,16 +1,16 @@
-"""``oldnew verify``: re-run the gates on main and check every claim of the report against them.
+"""``oldnew verify``: re-run the gates on the run's branch and check every claim of the report.
 
-A claim holds when its evidence file exists and shows it, its commit is on main, and a fresh
-run of the same gates (same profile, same toolchains) on the files of main's HEAD finds the
-same: each gate's status and its numbers (tests, coverage, mutants killed, findings).
+A claim holds when its evidence file exists and shows it, its commit is on the run's branch
+(``main`` of a new project, ``oldnew/<run id>`` on a repository), and a fresh run of the same
+gates (same profile, same toolchains) on the files of that branch's tip finds the same: each
+gate's status and its numbers (tests, coverage, mutants killed, findings). The commit it
+checks is the one it names: the branch's tip, never what a checkout happens to hold.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import re
-import tarfile
 import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -72,27 +72,47 @@ class Verification:
         }
 
 
-def export_head(ws: Workspace, dest: Path) -> Path:
-    """Write the files of main's HEAD (nothing untracked, nothing uncommitted) to ``dest``."""
-    return export_commit(ws, "HEAD", dest)
+def export_head(ws: Workspace, dest: Path, commit: str | None = None) -> Path:
+    """Write the files of the run's branch tip (or ``commit``) to ``dest``.
+
+    Nothing untracked, nothing uncommitted: the commit ``oldnew verify`` names
+    (``ws.head()``), never what a checkout happens to hold.
+    """
+    return export_commit(ws, commit or ws.head(), dest)
+
+
+_EXPORT_OPTIONS = ("-c", "core.sparseCheckout=false", "-c", "index.sparse=false")
+"""A sparse checkout of the person's must not leave files out of the export."""
 
 
 def export_commit(ws: Workspace, commit: str, dest: Path) -> Path:
     """Write the files of ``commit`` (nothing untracked, nothing uncommitted) to ``dest``.
 
+    They are written as a checkout writes them (a task's worktree is one): every tracked
+    file, executables and symlinks kept, the repository's end-of-line and filter attributes
+    applied. Not through ``git archive``, whose ``export-ignore`` and ``export-subst`` would
+    leave files out or rewrite them: the gates must see the tree the tasks see. A temporary
+    index of its own is read from the commit and checked out under ``dest``; the
+    repository's index and checkout are never touched.
+
     Raises:
         WorkspaceError: git cannot write out that commit (it is not in the repository).
 
     """
-    proc = run_git("archive", "--format=tar", commit, "--", cwd=ws.root, text=False)
-    if proc.returncode != 0:
-        raise WorkspaceError(
-            f"git archive {commit} failed: {proc.stderr.decode(errors='replace').strip()}"
-        )
-    archive = proc.stdout
     dest.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(dest, filter="data")  # nosec B202 - the data filter refuses escapes
+    with tempfile.TemporaryDirectory(prefix="oldnew-export-") as tmp:
+        index = Path(tmp) / "index"
+        steps = (
+            ("read-tree", f"{commit}^{{tree}}"),
+            ("checkout-index", "--all", "--force", f"--prefix={dest.resolve()}/"),
+        )
+        for step in steps:
+            options = (*ws.git_options, *_EXPORT_OPTIONS)
+            proc = run_git(*step, cwd=ws.root, options=options, index=index)
+            if proc.returncode != 0:
+                raise WorkspaceError(
+                    f"cannot write out commit {commit} (git {step[0]}): {proc.stderr.strip()}"
+                )
     return dest
 
 
@@ -114,13 +134,13 @@ def _is_ancestor(ws: Workspace, commit: str, head: str) -> bool:
 def _check_claims(ws: Workspace, report: dict[str, Any], head: str, out: Verification) -> None:
     if report.get("head") != head:
         out.differences.append(
-            f"main moved since the report: it was made at {str(report.get('head'))[:12]}, "
-            f"main is at {head[:12]}"
+            f"{ws.branch} moved since the report: it was made at "
+            f"{str(report.get('head'))[:12]}, {ws.branch} is at {head[:12]}"
         )
     for item in report.get("delivered", []):
         task, commit = item["task"], item.get("commit") or ""
         if not commit or not _is_ancestor(ws, commit, head):
-            out.differences.append(f"{task}: its commit {commit[:12] or '-'} is not on main")
+            out.differences.append(f"{task}: its commit {commit[:12] or '-'} is not on {ws.branch}")
             continue
         evidence = _load(ws, item.get("evidence"))
         if evidence is None:
@@ -128,7 +148,7 @@ def _check_claims(ws: Workspace, report: dict[str, Any], head: str, out: Verific
         elif not evidence.get("passed"):
             out.differences.append(f"{task}: its evidence {item['evidence']} shows failing gates")
         else:
-            out.confirmed.append(f"{task}: commit {commit[:12]} on main, evidence passed")
+            out.confirmed.append(f"{task}: commit {commit[:12]} on {ws.branch}, evidence passed")
 
 
 def _numbers(check: dict[str, Any]) -> dict[str, Any]:
@@ -136,11 +156,11 @@ def _numbers(check: dict[str, Any]) -> dict[str, Any]:
     return {k: metrics.get(k) for k in _COUNTED.get(check["name"], ())}
 
 
-def compare(recorded: dict[str, Any], rerun: ValidationResult) -> list[str]:
-    """Return how a re-run differs from recorded evidence, gate by gate."""
+def compare(recorded: dict[str, Any], rerun: ValidationResult, branch: str = "main") -> list[str]:
+    """Return how a re-run (of ``branch``'s tip) differs from recorded evidence, gate by gate."""
     diffs = []
     if recorded.get("fingerprint") != rerun.fingerprint:
-        diffs.append("the files of main differ from the files the evidence was made for")
+        diffs.append(f"the files of {branch} differ from the files the evidence was made for")
     before = {c["name"]: c for c in recorded.get("checks", [])}
     after = {c.name: c for c in rerun.checks}
     for name in sorted(set(before) | set(after)):
@@ -228,9 +248,10 @@ def verify_workspace(
     env: ProjectEnv | None = None,
     deps: DepSettings | None = None,
 ) -> Verification:
-    """Re-run the gates of the final evidence on main's HEAD and check the report's claims.
+    """Re-run the gates of the final evidence on the run's branch and check the report's claims.
 
-    ``env`` is the environment the project's code runs with; by default the one main's lock
+    The commit re-run is the branch's tip (``ws.head()``), the one the result names.
+    ``env`` is the environment the project's code runs with; by default the one its lock
     describes, built from the lock with ``deps`` (the lock checked against its manifest
     first), so the re-run does not depend on what this machine has installed.
 
@@ -261,21 +282,28 @@ def verify_workspace(
         out.differences.append("the final evidence was made for another commit than the report")
     profile = Profile(**{**recorded["quality"], "gates": tuple(recorded["quality"]["gates"])})
     with tempfile.TemporaryDirectory(prefix="oldnew-verify-") as tmp:
-        tree = export_head(ws, Path(tmp) / "main")
+        tree = export_head(ws, Path(tmp) / "tip", head)
         try:
             settings = rebuilt(ws, tree, deps or DepSettings(cache=default_cache()))
             env = env or locked_env(tree, settings)
         except DependencyError as exc:
             out.differences.append(f"the project's environment cannot be built: {exc}")
             return out
+        # What failed where the run started is not the run's: judged as the delivery judged
+        # it, the gates behind a wholly pre-existing failure run as they ran then.
+        baseline = Baseline.load(ws)
+        recorded_base = baseline is not None and baseline.status == "recorded"
         result = validate_tree(
-            tree, timeout=timeout, profile=profile, toolchains=recorded.get("toolchains"), env=env
+            tree,
+            timeout=timeout,
+            profile=profile,
+            toolchains=recorded.get("toolchains"),
+            env=env,
+            proceed=baseline.excuses if baseline is not None and recorded_base else None,
         )
-    # What failed where the run started is not the run's: judged as the delivery judged it.
-    baseline = Baseline.load(ws)
     result = judge(result, baseline)
     out.rerun = result.to_dict()
-    out.differences += compare(recorded, result)
+    out.differences += compare(recorded, result, ws.branch)
     claims_delivered = report.get("status") in ("delivered", "delivered_with_limitations")
     if claims_delivered != result.passed:
         out.differences.append(
@@ -284,7 +312,7 @@ def verify_workspace(
         )
     if not out.differences:
         passed = [c.name for c in result.checks if c.status == "passed"]
-        out.confirmed.append(f"main {head[:12]}: gates {', '.join(passed)} passed again")
+        out.confirmed.append(f"{ws.branch} {head[:12]}: gates {', '.join(passed)} passed again")
         if result.excused and baseline is not None:
             out.confirmed.append(
                 f"{len(result.excused)} findings failing before this run (baseline "

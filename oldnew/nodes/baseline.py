@@ -7,7 +7,12 @@ temporary folder: never in the user's checkout, never in a task's worktree.
 
 A baseline that crashes, or whose environment cannot be built, is recorded as such with the
 reason, and the run goes on (its tasks are then judged as on a new project, and an event says
-so). A baseline already recorded for that commit is not taken again: a resumed run reuses it.
+so). A baseline already recorded for that commit, under the same quality profile, toolchains
+and test timeout (``gates.baseline.baseline_key``), is not taken again: a resumed run reuses
+it. One taken under other settings is taken again, and the event says why.
+
+Every gate runs at the baseline, whatever its prerequisites found: all of it is there before
+the run, so a task is later judged gate by gate against what each found here.
 """
 
 from __future__ import annotations
@@ -21,8 +26,9 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import Runtime
 
 from oldnew.context import Context
-from oldnew.gates.baseline import EVIDENCE, Baseline
-from oldnew.gates.model import ValidationResult, not_run
+from oldnew.gates.baseline import EVIDENCE, Baseline, baseline_key
+from oldnew.gates.model import Check, Diagnostic, ValidationResult, not_run
+from oldnew.gates.profiles import resolve_profile
 from oldnew.gates.verify import export_commit
 from oldnew.graph.state import RunState
 from oldnew.nodes.checks import record_evidence, run_gates
@@ -31,31 +37,47 @@ from oldnew.nodes.deliver import scope_toolchains
 from oldnew.workspace import Workspace
 
 
+def _everything(check: Check, diags: list[Diagnostic]) -> bool:
+    """At the baseline every failure is there before the run: it holds no gate back."""
+    return True
+
+
 def take_baseline(
     ws: Workspace, ctx: Context, commit: str, toolchains: list[str] | None = None
-) -> tuple[Baseline, bool]:
-    """Return the baseline of ``commit`` and whether it was taken now (blocking).
+) -> tuple[Baseline, str]:
+    """Return the baseline of ``commit`` and why it was taken now ('' when reused; blocking).
 
-    A baseline recorded for ``commit`` already is returned as it is. Otherwise the gates run
-    on the commit's files, exported to a temporary folder, and the result is recorded: the
-    evidence (``.oldnew/evidence/baseline.json``) and the derived record
-    (``.oldnew/baseline.json``). A failure to take it is recorded too, with why.
+    A baseline recorded for ``commit`` under the same profile, toolchains and test timeout is
+    returned as it is. Otherwise the gates run on the commit's files, exported to a temporary
+    folder, and the result is recorded: the evidence (``.oldnew/evidence/baseline.json``) and
+    the derived record (``.oldnew/baseline.json``). A failure to take it is recorded too.
+
+    Raises:
+        ConfigurationError: the run's quality profile is unknown.
+
     """
+    profile = resolve_profile(
+        ctx.quality, coverage_min=ctx.coverage_min, complexity_max=ctx.complexity_max
+    )
+    key = baseline_key(commit, profile.to_dict(), toolchains, ctx.test_timeout)
     earlier = Baseline.load(ws)
-    if earlier is not None and earlier.commit == commit:
-        return earlier, False
+    because = "none was taken yet"
+    if earlier is not None:
+        because = earlier.taken_again_because(key)
+        if not because:
+            return earlier, ""
     try:
         with tempfile.TemporaryDirectory(prefix="oldnew-baseline-") as tmp:
             tree = export_commit(ws, commit, Path(tmp) / "base")
             # No workspace: the gates' own verdict, nothing reused, nothing excused.
-            result = run_gates(ctx, tree, toolchains)
+            result = run_gates(ctx, tree, toolchains, proceed=_everything)
     except Exception as exc:  # noqa: BLE001 - a baseline that fails is recorded, never fatal
         why = f"the baseline could not be taken: {type(exc).__name__}: {exc}"[:2000]
         result = ValidationResult(checks=[not_run("baseline", why)])
     evidence = record_evidence(ws, EVIDENCE, result, tree="base", commit=commit)
-    baseline = Baseline.of(commit, result, evidence)
+    baseline = Baseline.of(commit, result, evidence, key)
     baseline.save(ws)
-    return baseline, True
+    return baseline, because
 
 
 async def baseline(
@@ -67,12 +89,16 @@ async def baseline(
     commit = await asyncio.to_thread(lambda: ws.base)
     if commit is None:
         return {"baseline": Baseline(None, "none").summary()}  # a new project: nothing failed
-    taken, now = await asyncio.to_thread(take_baseline, ws, ctx, commit, scope_toolchains(state))
+    taken, because = await asyncio.to_thread(
+        take_baseline, ws, ctx, commit, scope_toolchains(state)
+    )
     summary = taken.summary()
-    event = taken.status if now else "reused"
+    event = taken.status if because else "reused"
     fields = {k: v for k, v in summary.items() if k != "status" and v not in ("", None, [])}
-    if not now:
+    if not because:
         fields["status"] = taken.status
+    elif because != "none was taken yet":
+        fields["taken_again"] = because
     if taken.status in ("crashed", "unbuildable"):
         fields["consequence"] = (
             "the run goes on without a baseline: every failure counts as the tasks' own"

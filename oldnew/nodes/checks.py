@@ -23,7 +23,7 @@ from oldnew.errors import WorkspaceError
 from oldnew.gates import Check, Diagnostic, ValidationResult, resolve_profile, validate_tree
 from oldnew.gates.baseline import Baseline, judge
 from oldnew.gates.model import CheckStatus
-from oldnew.gates.runner import reuse_key
+from oldnew.gates.runner import Proceed, reuse_key
 from oldnew.graph.state import TaskState
 from oldnew.hitl.questions import dependency_blocked_question, task_question, what_task
 from oldnew.memory.learning import learn_from_accepted_task
@@ -61,6 +61,8 @@ def run_gates(
     toolchains: list[str] | None = None,
     ws: Workspace | None = None,
     env: ProjectEnv | None = None,
+    *,
+    proceed: Proceed | None = None,
 ) -> ValidationResult:
     """Run the quality gates the run's context asks for on ``tree`` (blocking).
 
@@ -75,7 +77,10 @@ def run_gates(
 
     With ``ws``, the result is judged against the run's baseline (``gates.baseline.judge``):
     what already failed on the commit the run started from fails nothing. Without ``ws``
-    (the baseline itself) it is the gates' own verdict.
+    (the baseline itself) it is the gates' own verdict. A prerequisite failing with nothing
+    but the baseline's findings holds no gate back (``Baseline.excuses``): the tests still run
+    behind a syntax error the repository already had. ``proceed`` says the same without a
+    workspace (the baseline passes one that lets every gate run: all it finds is there before).
     """
     profile = resolve_profile(
         ctx.quality, coverage_min=ctx.coverage_min, complexity_max=ctx.complexity_max
@@ -87,12 +92,20 @@ def run_gates(
             return dependency_result(exc)
     key = reuse_key(tree, profile, toolchains, ctx.test_timeout, env)
     result = _passed_before(ws, key) if ws is not None else None
+    baseline = Baseline.load(ws) if ws is not None else None
+    if baseline is not None and baseline.status == "recorded":
+        proceed = baseline.excuses
     if result is None:
         result = validate_tree(
-            tree, timeout=ctx.test_timeout, profile=profile, toolchains=toolchains, env=env
+            tree,
+            timeout=ctx.test_timeout,
+            profile=profile,
+            toolchains=toolchains,
+            env=env,
+            proceed=proceed,
         )
         result.reuse_key = key
-    return judge(result, Baseline.load(ws)) if ws is not None else result
+    return judge(result, baseline) if ws is not None else result
 
 
 def dependency_result(exc: DependencyError) -> ValidationResult:
