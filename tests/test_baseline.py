@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 from dataclasses import replace
 from pathlib import Path
@@ -23,7 +24,7 @@ from oldnew.gates.baseline import Baseline, identity, judge, mask
 from oldnew.gates.model import Check, Diagnostic, ValidationResult
 from oldnew.gates.profiles import Profile
 from oldnew.gates.runner import validate_tree
-from oldnew.gates.verify import verify_workspace
+from oldnew.gates.verify import export_commit, export_head, verify_workspace
 from oldnew.nodes import baseline as baseline_node
 from oldnew.nodes.checks import environment_blockers, fixer_diagnostics, run_gates
 from oldnew.runs import resume_run, start_run
@@ -286,6 +287,123 @@ def test_the_baseline_runs_the_gates_on_the_base_commit_not_on_the_checkout(
     assert judged.passed and judged.baseline == taken.evidence
 
 
+def _judged_after(tmp_path: Path, files: dict[str, bytes], change: dict[str, str]) -> Any:
+    """Take the baseline of ``files``, change the checkout, and judge it against it."""
+    ws = _workspace(tmp_path, files)
+    ctx = Context(quality="smoke")
+    taken, _ = baseline_node.take_baseline(ws, ctx, ws.head())
+    assert taken.status == "recorded"
+    unchanged = run_gates(ctx, ws.root, None, ws)
+    for name, text in change.items():
+        (ws.root / name).write_text(text)
+    return taken, unchanged, run_gates(ctx, ws.root, None, ws)
+
+
+OK_TEST = b"def test_ok():\n    assert True\n"
+NEW_FAILURE = "def test_ok():\n    assert True\n\n\ndef test_new():\n    assert 1 == 2\n"
+
+
+def test_the_tests_run_behind_a_syntax_error_the_repository_already_had(tmp_path: Path) -> None:
+    files = {"tests/fixtures/broken.py": b"def (:\n", "tests/test_ok.py": OK_TEST}
+    taken, unchanged, judged = _judged_after(tmp_path, files, {"tests/test_ok.py": NEW_FAILURE})
+    assert taken.failing == ["syntax"] and taken.checks["pytest"]["status"] == "passed"
+    assert unchanged.passed and unchanged.check("pytest").status == "passed"  # type: ignore[union-attr]
+    checks = {c.name: c for c in judged.checks}
+    assert checks["syntax"].excused and checks["pytest"].status == "failed"
+    assert not judged.passed and not checks["pytest"].excused
+    assert [identity(d) for d in judged.diagnostics] == [("pytest", "tests.test_ok::test_new")]
+
+
+def test_a_test_file_that_never_collected_keeps_no_other_test_from_running(
+    tmp_path: Path,
+) -> None:
+    files = {"tests/test_old.py": b"import not_installed_pkg\n", "tests/test_ok.py": OK_TEST}
+    taken, unchanged, judged = _judged_after(tmp_path, files, {"tests/test_ok.py": NEW_FAILURE})
+    assert sorted(taken.failing) == ["imports", "pytest"]
+    assert [identity(d) for d in taken.findings if d.tool == "pytest"] == [
+        ("pytest", "tests.test_old")
+    ]
+    assert taken.checks["pytest"]["metrics"]["collection_errors"] == 1
+    assert unchanged.passed and unchanged.check("pytest").excused  # type: ignore[union-attr]
+    assert not judged.passed
+    assert [identity(d) for d in judged.diagnostics] == [("pytest", "tests.test_ok::test_new")]
+    assert {identity(d) for d in judged.excused if d.tool == "pytest"} == {
+        ("pytest", "tests.test_old")
+    }
+
+
+def test_a_repository_without_tests_passes_no_task_that_adds_none(tmp_path: Path) -> None:
+    taken, unchanged, judged = _judged_after(
+        tmp_path, {"lib.py": b"VALUE = 1\n"}, {"lib.py": "VALUE = 2\n"}
+    )
+    assert taken.failing == ["pytest"]
+    for result in (unchanged, judged):
+        pytest_check = result.check("pytest")
+        assert pytest_check is not None and not pytest_check.excused and not result.passed
+        assert any("no tests were collected" in d.message for d in result.diagnostics)
+
+
+def test_the_baseline_sees_every_tracked_file_as_a_checkout_writes_it(tmp_path: Path) -> None:
+    ws = _workspace(tmp_path, {"lib.py": b"VALUE = 1\n"})
+    root = ws.root
+    (root / ".gitattributes").write_text("legacy/ export-ignore\nstamp.txt export-subst\n")
+    (root / "legacy").mkdir()
+    (root / "legacy" / "test_old.py").write_text("def test_old():\n    assert 1 == 2\n")
+    (root / "stamp.txt").write_text("$Format:%H$\n")
+    (root / "run.sh").write_text("#!/bin/sh\necho hi\n")
+    (root / "run.sh").chmod(0o755)
+    (root / "link.py").symlink_to("lib.py")
+    (root / "pkg").mkdir()
+    (root / "pkg" / "mod.py").write_text("X = 1\n")
+    ws.git("add", "-A")
+    ws.git("commit", "-qm", "attributes, an executable, a link")
+    ws.git("sparse-checkout", "set", "legacy")  # the person's checkout shows a part only
+    index = (root / ".git" / "index").read_bytes()
+    tree = export_commit(ws, ws.head(), tmp_path / "out")
+    assert (tree / "legacy" / "test_old.py").is_file()  # export-ignore does not apply
+    assert (tree / "stamp.txt").read_text() == "$Format:%H$\n"  # nor export-subst
+    assert (tree / "run.sh").stat().st_mode & 0o111 and (tree / "lib.py").is_file()
+    assert (tree / "link.py").is_symlink() and os.readlink(tree / "link.py") == "lib.py"
+    assert (root / ".git" / "index").read_bytes() == index  # the real index is untouched
+    # A sparse checkout leaves nothing out either, and stays as it was.
+    assert (tree / "pkg" / "mod.py").is_file() and not (root / "pkg" / "mod.py").exists()
+    # verify writes out the same way, the commit it names.
+    assert (export_head(ws, tmp_path / "tip") / "legacy" / "test_old.py").is_file()
+
+
+def test_a_baseline_taken_under_other_settings_is_taken_again_and_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ws = _workspace(tmp_path, {"app.py": b"x = 1\n"})
+    runs: list[str] = []
+
+    def gates(ctx: Context, tree: Path, *args: Any, **kw: Any) -> ValidationResult:
+        runs.append(ctx.quality)
+        return _result(passed=("syntax",))
+
+    monkeypatch.setattr(baseline_node, "run_gates", gates)
+    base = ws.head()
+    _, why = baseline_node.take_baseline(ws, Context(quality="smoke"), base)
+    assert why == "none was taken yet"
+    assert baseline_node.take_baseline(ws, Context(quality="smoke"), base)[1] == ""
+    _, why = baseline_node.take_baseline(ws, Context(quality="fast"), base)
+    assert "the quality profile changed" in why and "'smoke'" in why
+    _, why = baseline_node.take_baseline(ws, Context(quality="fast", coverage_min=50), base)
+    assert "the quality profile changed" in why  # a threshold is part of the profile
+    _, why = baseline_node.take_baseline(
+        ws, Context(quality="fast", coverage_min=50, test_timeout=9), base
+    )
+    assert "the test timeout changed" in why
+    _, why = baseline_node.take_baseline(
+        ws, Context(quality="fast", coverage_min=50, test_timeout=9), base, ["typescript"]
+    )
+    assert "the toolchains changed" in why
+    assert runs == ["smoke", "fast", "fast", "fast", "fast"]
+    record = Baseline.load(ws)
+    assert record is not None and record.key["toolchains"] == ["typescript"]
+    assert record.key["profile"]["coverage_min"] == 50
+
+
 # -- whole runs, on real gates ------------------------------------------------------------------
 
 LEGACY = {
@@ -395,6 +513,11 @@ def test_what_failed_before_the_run_blames_no_task_and_is_reported_apart(tmp_pat
     check = verify_workspace(ws)
     assert check.matches, check.differences
     assert any("failing before this run" in c for c in check.confirmed)
+    # It checks the commit it names, the branch's tip, whatever the checkout holds.
+    tip = Workspace.open(ws).head()
+    subprocess.run(["git", "checkout", "-q", "--detach", "HEAD~1"], cwd=ws, check=True)
+    again = verify_workspace(ws)
+    assert again.head == tip and again.matches, again.differences
 
 
 @pytest.mark.usefixtures("on_base")
