@@ -217,7 +217,8 @@ def show_event(event: dict[str, Any]) -> None:
         if k not in ("ts", "task", "node", "event", "traceback") and v not in (None, [])
     }
     extra = " ".join(f"{k}={v}" for k, v in details.items())
-    console.print(f"{who}{event.get('node', '')}: {event.get('event', '')} {extra}".rstrip())
+    line = f"{event.get('node', '')}: {event.get('event', '')} {extra}".rstrip()
+    console.print(f"{who}{escape(line)}")
 
 
 def show_budget(out: RunOutcome) -> None:
@@ -589,11 +590,11 @@ def verify(
         typer.echo(json.dumps(out.to_dict(), indent=2))
     else:
         for line in out.confirmed:
-            console.print(f"[green]confirmed:[/green] {line}")
+            console.print(f"[green]confirmed:[/green] {escape(line)}")
         for line in out.not_run:
-            console.print(f"[yellow]not run, never counted as passed:[/yellow] {line}")
+            console.print(f"[yellow]not run, never counted as passed:[/yellow] {escape(line)}")
         for line in out.differences:
-            console.print(f"[red]differs:[/red] {line}")
+            console.print(f"[red]differs:[/red] {escape(line)}")
         verdict = "the report holds" if out.matches else "the report does not hold"
         console.print(f"\n{verdict}; evidence of this check: {out.evidence or '-'}")
     raise typer.Exit(0 if out.matches else EXIT_VERIFY_MISMATCH)
