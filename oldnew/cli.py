@@ -176,6 +176,16 @@ MaxInstallOpt = Annotated[
     ),
 ]
 
+ContextTokensOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--context-tokens",
+        min=500,
+        help="Tokens of file content a coder or fixer call sees (default 8000); the rest "
+        "of the project is mapped, and listed as left out.",
+    ),
+]
+
 
 def _deps(
     deps: str | None,
@@ -322,6 +332,7 @@ def run(
     install_timeout: InstallTimeoutOpt = None,
     max_packages: MaxPackagesOpt = None,
     max_install_mb: MaxInstallOpt = None,
+    context_tokens: ContextTokensOpt = None,
     with_paths: Annotated[
         list[Path] | None,
         typer.Option(
@@ -345,6 +356,7 @@ def run(
         "notify": notify,
         **_budget(budget_tokens, budget_cost, budget_task_tokens, budget_seconds),
         **_deps(deps, package_index, npm_registry, install_timeout, max_packages, max_install_mb),
+        "context_tokens": context_tokens,
     }
     run = start_run(
         scope_file, workspace, context=context, on_event=show_event, with_paths=with_paths
@@ -370,6 +382,7 @@ def resume(
     install_timeout: InstallTimeoutOpt = None,
     max_packages: MaxPackagesOpt = None,
     max_install_mb: MaxInstallOpt = None,
+    context_tokens: ContextTokensOpt = None,
     restart: Annotated[
         bool,
         typer.Option(
@@ -392,6 +405,7 @@ def resume(
         "notify": notify,
         **_budget(budget_tokens, budget_cost, budget_task_tokens, budget_seconds),
         **_deps(deps, package_index, npm_registry, install_timeout, max_packages, max_install_mb),
+        "context_tokens": context_tokens,
     }
     _finish(resume_run(workspace, context=context, on_event=show_event, restart=restart))
 
