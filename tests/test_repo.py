@@ -19,6 +19,7 @@ from oldnew.cli import app
 from oldnew.errors import WorkspaceError
 from oldnew.gates import PROFILES, Profile, validate_tree
 from oldnew.runs import RunOutcome, resume_run, start_run
+from oldnew.testing import prompt_text
 from oldnew.workspace import Workspace
 
 SCOPE = {"title": "counter", "summary": "s", "features": [{"id": "F1", "title": "count words"}]}
@@ -453,3 +454,33 @@ def test_places_oldnew_cannot_branch_from_say_what_to_do(tmp_path: Path) -> None
     git(repo, "commit", "-qm", "a folder named like oldnew's")
     with pytest.raises(WorkspaceError, match=r"\.oldnew/ folder of its own.*git mv"):
         repos.find(repo)
+
+
+@pytest.mark.usefixtures("smoke_gates")
+def test_a_repository_of_a_thousand_files_and_binary_assets_works(tmp_path: Path) -> None:
+    repo = tmp_path / "big"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "trunk")
+    for i in range(1200):
+        pkg = repo / f"pkg{i % 40}"
+        pkg.mkdir(exist_ok=True)
+        (pkg / "__init__.py").write_text("")
+        (pkg / f"mod{i}.py").write_text(f"def f{i}(x: int) -> int:\n    return x + {i}\n")
+    (repo / "assets").mkdir()
+    for i in range(3):
+        (repo / "assets" / f"photo{i}.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(1_000_000))
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "a big project")
+    models = planned_run(SCOPE, PLAN, code={"T1": CODE})
+    out = asyncio.run(start_run(_scope(tmp_path), repo, models=models))
+    assert out.status == "delivered", out
+    events = [
+        json.loads(line)
+        for line in (Path(out.workspace) / ".oldnew" / "events.jsonl").read_text().splitlines()
+    ]
+    (context,) = [e for e in events if e.get("event") == "context" and e.get("node") == "code"]
+    assert context["files"] >= 1200 and context["tokens"] <= context["budget"]
+    assert context["left_out"] > 0  # named in the prompt as left out, not dropped
+    (call,) = models["coder"].log.of(role="coder", task="T1")
+    text = prompt_text(call.messages)
+    assert "PNG" not in text and "\\x00" not in text  # no binary is pasted
