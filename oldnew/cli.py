@@ -176,6 +176,16 @@ MaxInstallOpt = Annotated[
     ),
 ]
 
+ContextTokensOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--context-tokens",
+        min=500,
+        help="Tokens of file content a coder or fixer call sees (default 8000); the rest "
+        "of the project is mapped, and listed as left out.",
+    ),
+]
+
 
 def _deps(
     deps: str | None,
@@ -217,7 +227,8 @@ def show_event(event: dict[str, Any]) -> None:
         if k not in ("ts", "task", "node", "event", "traceback") and v not in (None, [])
     }
     extra = " ".join(f"{k}={v}" for k, v in details.items())
-    console.print(f"{who}{event.get('node', '')}: {event.get('event', '')} {extra}".rstrip())
+    line = f"{event.get('node', '')}: {event.get('event', '')} {extra}".rstrip()
+    console.print(f"{who}{escape(line)}")
 
 
 def show_budget(out: RunOutcome) -> None:
@@ -321,6 +332,7 @@ def run(
     install_timeout: InstallTimeoutOpt = None,
     max_packages: MaxPackagesOpt = None,
     max_install_mb: MaxInstallOpt = None,
+    context_tokens: ContextTokensOpt = None,
     with_paths: Annotated[
         list[Path] | None,
         typer.Option(
@@ -344,6 +356,7 @@ def run(
         "notify": notify,
         **_budget(budget_tokens, budget_cost, budget_task_tokens, budget_seconds),
         **_deps(deps, package_index, npm_registry, install_timeout, max_packages, max_install_mb),
+        "context_tokens": context_tokens,
     }
     run = start_run(
         scope_file, workspace, context=context, on_event=show_event, with_paths=with_paths
@@ -369,6 +382,7 @@ def resume(
     install_timeout: InstallTimeoutOpt = None,
     max_packages: MaxPackagesOpt = None,
     max_install_mb: MaxInstallOpt = None,
+    context_tokens: ContextTokensOpt = None,
     restart: Annotated[
         bool,
         typer.Option(
@@ -391,6 +405,7 @@ def resume(
         "notify": notify,
         **_budget(budget_tokens, budget_cost, budget_task_tokens, budget_seconds),
         **_deps(deps, package_index, npm_registry, install_timeout, max_packages, max_install_mb),
+        "context_tokens": context_tokens,
     }
     _finish(resume_run(workspace, context=context, on_event=show_event, restart=restart))
 
@@ -589,11 +604,11 @@ def verify(
         typer.echo(json.dumps(out.to_dict(), indent=2))
     else:
         for line in out.confirmed:
-            console.print(f"[green]confirmed:[/green] {line}")
+            console.print(f"[green]confirmed:[/green] {escape(line)}")
         for line in out.not_run:
-            console.print(f"[yellow]not run, never counted as passed:[/yellow] {line}")
+            console.print(f"[yellow]not run, never counted as passed:[/yellow] {escape(line)}")
         for line in out.differences:
-            console.print(f"[red]differs:[/red] {line}")
+            console.print(f"[red]differs:[/red] {escape(line)}")
         verdict = "the report holds" if out.matches else "the report does not hold"
         console.print(f"\n{verdict}; evidence of this check: {out.evidence or '-'}")
     raise typer.Exit(0 if out.matches else EXIT_VERIFY_MISMATCH)

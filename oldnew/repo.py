@@ -53,8 +53,6 @@ class Repo:
     """The commit HEAD points at: the run's branch starts there."""
     branch: str | None
     """The branch checked out, or None when HEAD is detached (or the repository is bare)."""
-    dirty: int
-    """How many paths of the checkout differ from HEAD (counted, never read or changed)."""
 
     @property
     def home(self) -> Path:
@@ -67,12 +65,27 @@ class Repo:
         if self.top is None:
             where = f"HEAD ({self.branch or self.head[:12]}) of the bare repository"
         text = f"working on {self.top or self.git_dir} from {where} ({self.head[:12]})"
-        if self.dirty:
+        dirty = self.changes()
+        if dirty:
             text += (
-                f"; its checkout has {self.dirty} uncommitted change(s): oldnew neither reads "
+                f"; its checkout has {dirty} uncommitted change(s): oldnew neither reads "
                 "nor changes them, and works from the last commit only"
             )
         return text
+
+    def changes(self) -> int:
+        """Return how many paths of the checkout differ from HEAD (counted, never read)."""
+        if self.top is None:
+            return 0
+        out = _git(self.top, "status", "--porcelain=v1", "-z", "--untracked-files=normal")
+        entries = (out or "").split("\0")
+        count, i = 0, 0
+        while i < len(entries):
+            entry, i = entries[i], i + 1
+            if entry[:2].strip():
+                count += 1
+                i += entry[0] in "RC"  # a rename or copy names its source next: skip it
+        return count
 
 
 def _git(path: Path, *args: str) -> str | None:
@@ -84,19 +97,29 @@ def find(path: Path) -> Repo | None:
     """Return the repository at ``path``, or None when ``path`` is for a new project.
 
     A new project is a missing or empty directory (even inside another repository), or one
-    holding a run already (``.oldnew/``). Anything else must be a repository's top folder.
+    holding a run (``.oldnew/run.json``, or a creation's journal). Anything else must be a
+    repository's top folder (or a bare repository).
 
     Raises:
-        WorkspaceError: ``path`` is a folder inside a repository, a non-empty directory that
-            is no repository, a repository with no commit, or one in the middle of a merge,
-            rebase, cherry-pick, revert or bisect. Each says what to do.
+        WorkspaceError: ``path`` is a folder inside a repository or its git folder, a
+            non-empty directory that is no repository, a repository with no commit (or on
+            a branch with none), one tracking a ``.oldnew/`` of its own, or one in the middle
+            of a merge, rebase, cherry-pick, revert or bisect. Each says what to do.
 
     """
     if not path.is_dir():
         return None
     names = {p.name for p in path.iterdir()}
-    if not names or ".oldnew" in names:
+    meta = path / ".oldnew"
+    if not names or (meta / "run.json").is_file() or (meta / "creating.json").is_file():
         return None
+    if _git(path, "rev-parse", "--is-inside-git-dir") == "true":
+        outer = _git(path, "rev-parse", "--path-format=absolute", "--git-common-dir")
+        if outer and Path(outer).resolve() != path.resolve():
+            raise WorkspaceError(
+                f"{path} is inside the git folder {outer}: pass the repository itself "
+                f"(--workspace {Path(outer).parent})"
+            )
     bare = _git(path, "rev-parse", "--is-bare-repository")
     if bare is None:
         raise WorkspaceError(
@@ -119,18 +142,25 @@ def find(path: Path) -> Repo | None:
                 "scope which folder the work is about)"
             )
     _refuse_in_progress(path, top or common)
+    if ".oldnew" in names:
+        raise WorkspaceError(
+            f"the repository {top or common} has a .oldnew/ folder of its own, the name oldnew "
+            "keeps its records under: rename that folder (git mv .oldnew <other name>, then "
+            "commit), then start the run"
+        )
     head = _git(path, "rev-parse", "--verify", "-q", "HEAD^{commit}")
+    branch = _git(path, "symbolic-ref", "-q", "--short", "HEAD")
+    if not head and _git(path, "rev-list", "-n", "1", "--all"):
+        raise WorkspaceError(
+            f"the repository {top or common} is on branch {branch}, which has no commit yet: "
+            "switch to a branch with commits (git switch <branch>), or commit on this one"
+        )
     if not head:
         raise WorkspaceError(
             f"the repository {top or common} has no commit yet: commit what it holds first "
             "(git add -A && git commit -m start), or start the project in an empty directory"
         )
-    branch = _git(path, "symbolic-ref", "-q", "--short", "HEAD")
-    dirty = 0
-    if top is not None:
-        status = _git(path, "status", "--porcelain=v1", "-z", "--untracked-files=normal")
-        dirty = len([e for e in (status or "").split("\0") if e[:2].strip()])
-    return Repo(top=top, git_dir=common.resolve(), head=head, branch=branch, dirty=dirty)
+    return Repo(top=top, git_dir=common.resolve(), head=head, branch=branch)
 
 
 def _refuse_in_progress(path: Path, shown: Path) -> None:
@@ -144,13 +174,29 @@ def _refuse_in_progress(path: Path, shown: Path) -> None:
 
 
 def check_branch_name(path: Path, branch: str) -> None:
-    """Raise WorkspaceError unless ``branch`` is a new, valid branch name in the repository."""
-    if _git(path, "check-ref-format", f"refs/heads/{branch}") is None:
+    """Raise WorkspaceError unless the run's branches can be made: ``branch`` and its tasks'.
+
+    The run makes ``<branch>``, and ``<branch>-<task>`` while tasks work; none may exist
+    already, nor a branch named like one of their folders (git cannot have both).
+    """
+    if _git(path, "check-ref-format", f"refs/heads/{branch}-T1") is None:
         raise WorkspaceError(f"{branch!r} is not a valid git branch name; use another run id")
-    if _git(path, "rev-parse", "--verify", "-q", f"refs/heads/{branch}") is not None:
+    parts = branch.split("/")
+    for depth in range(1, len(parts)):
+        folder = "/".join(parts[:depth])
+        if _git(path, "rev-parse", "--verify", "-q", f"refs/heads/{folder}") is not None:
+            raise WorkspaceError(
+                f"the repository has a branch {folder!r}, so git cannot make {branch!r} "
+                f"beside it: rename yours (git branch -m {folder} {folder}-old), then start "
+                "the run"
+            )
+    refs = _git(path, "for-each-ref", "--format=%(refname)", f"refs/heads/{parts[0]}/") or ""
+    names = [r.removeprefix("refs/heads/") for r in refs.splitlines()]
+    clash = [b for b in names if b == branch or b.startswith(f"{branch}-")]
+    if clash:
         raise WorkspaceError(
-            f"the repository already has a branch {branch!r}: delete or rename it, or start "
-            "the run with another id"
+            f"the repository already has the branch {clash[0]!r}, a name this run would use: "
+            "delete or rename it, or start the run with another id"
         )
 
 
@@ -184,13 +230,29 @@ def clear_killed_creations(repo: Repo, cwd: Path) -> list[str]:
         if not (root / ".oldnew" / "run.json").is_file():
             run_git("worktree", "remove", "--force", str(root), cwd=cwd)
             shutil.rmtree(root, ignore_errors=True)
-            run_git("worktree", "prune", cwd=cwd)
+            forget_worktree(repo.git_dir, root)
             tip = _git(cwd, "rev-parse", "--verify", "-q", f"refs/heads/oldnew/{run_id}")
             if tip == base:
                 run_git("branch", "-q", "-D", f"oldnew/{run_id}", cwd=cwd)
             cleared.append(run_id)
         journal.unlink(missing_ok=True)
     return cleared
+
+
+def forget_worktree(git_dir: Path, path: Path) -> None:
+    """Drop git's record of the worktree at ``path`` once its folder is gone; only that one.
+
+    ``git worktree prune`` would drop every worktree whose folder is missing, the person's
+    too (one on a drive not mounted right now): oldnew never runs it on their repository.
+    """
+    target = str(path / ".git")
+    for record in (git_dir / "worktrees").glob("*/gitdir"):
+        try:
+            points = record.read_text(encoding="utf-8").strip()
+        except OSError:
+            continue
+        if points == target and not path.exists():
+            shutil.rmtree(record.parent, ignore_errors=True)
 
 
 def runs_on(path: Path) -> list[Path]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from dataclasses import asdict
 from typing import Any
 
@@ -346,11 +347,11 @@ def branch_section(ws: Workspace) -> dict[str, Any]:
     repo, branch, base = ws.repo, ws.branch, ws.base
     commits = int(ws.git("rev-list", "--count", f"{base}..{branch}") or 0)
     started = (ws.run_info() or {}).get("started_from")
-    git = f"git -C {repo}"
+    git = f"git -C {shlex.quote(str(repo))}"
     merge = [f"{git} log --stat {base[:12]}..{branch}", f"{git} diff {base[:12]}...{branch}"]
     if ws.git("rev-parse", "--is-bare-repository", cwd=repo, check=False) != "true":
-        merge += [f"{git} switch {started}" if started else f"{git} switch <your branch>"]
-        merge += [f"{git} merge --no-ff {branch}"]
+        back = shlex.quote(started) if started else "<your branch>"
+        merge += [f"{git} switch {back}", f"{git} merge --no-ff {branch}"]
     return {
         "branch": {
             "name": branch,
@@ -382,7 +383,8 @@ def _branch_markdown(report: dict[str, Any]) -> list[str]:
         "```",
         "",
         f"The run's records (this report, evidence, checkpoints) are in `{b['records']}`; "
-        f"`git -C {b['repository']} worktree remove --force {b['checkout']}` "
+        f"`git -C {shlex.quote(b['repository'])} worktree remove --force "
+        f"{shlex.quote(b['checkout'])}` "
         "removes them once you no longer need them (the branch stays).",
         "",
     ]

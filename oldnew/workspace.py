@@ -172,6 +172,7 @@ class Workspace:
         if not (self.meta / GIT_EXCLUDE).is_file():
             return ()
         return (
+            *REPO_OPTIONS,
             *("-c", f"core.excludesFile={self.meta / GIT_EXCLUDE}"),
             *("-c", f"core.attributesFile={self.meta / GIT_ATTRIBUTES}"),
         )
@@ -235,35 +236,43 @@ class Workspace:
         """
         cwd = repo.top or repo.git_dir
         branch = f"oldnew/{run_id}"
-        repos.check_branch_name(cwd, branch)
         with repos.home_lock(repo):
-            repos.clear_killed_creations(repo, cwd)
+            repos.clear_killed_creations(repo, cwd)  # first: a killed try of this very run
+            repos.check_branch_name(cwd, branch)
             root = repo.home / run_id
             if root.exists():
                 raise WorkspaceError(f"{root} exists already: run {run_id} was made before")
+            record: dict[str, Any] = {
+                **settings,
+                "repo": str(repo.top or repo.git_dir),
+                "git_dir": str(repo.git_dir),
+                "base": repo.head,
+                "branch": branch,
+                "branch_prefix": f"{branch}-",
+                "started_from": repo.branch,
+                "supporting": sorted(supporting),
+            }
             journal = {
                 "run_id": run_id,
                 "base": repo.head,
                 "created": datetime.now(UTC).isoformat(),
-                "settings": {
-                    **settings,
-                    "repo": str(repo.top or repo.git_dir),
-                    "git_dir": str(repo.git_dir),
-                    "base": repo.head,
-                    "branch": branch,
-                    "branch_prefix": f"{branch}-",
-                    "started_from": repo.branch,
-                    "supporting": sorted(supporting),
-                },
+                "settings": record,
                 "files": dict(files),
             }
             started = repos.journal_path(repo, run_id)
             cls._write_json(started, journal)
-            proc = run_git("worktree", "add", "-q", "-b", branch, str(root), repo.head, cwd=cwd)
+            proc = run_git(
+                *("worktree", "add", "-q", "-b", branch, str(root), repo.head),
+                cwd=cwd,
+                options=REPO_OPTIONS,
+            )
             if proc.returncode != 0:
                 started.unlink(missing_ok=True)
                 raise WorkspaceError(f"git worktree add failed: {proc.stderr.strip()}")
             ws = cls(root)
+            # What the repository already holds that looks like another repository (a
+            # fixture, a vendored checkout) is the person's: only new ones are refused.
+            record["inherited_control"] = nested_control_paths(root)
             ws.meta.mkdir()
             (ws.meta / GIT_EXCLUDE).write_text(_IGNORED, encoding="utf-8")
             (ws.meta / GIT_ATTRIBUTES).write_text(MERGES, encoding="utf-8")
@@ -365,7 +374,8 @@ class Workspace:
         if info is not None:
             raise WorkspaceError(
                 f"{self.root} belongs to run {info['run_id']} (started {info['created']}): "
-                f"continue it with 'oldnew resume --workspace {self.root}', or choose a new "
+                f"continue it with 'oldnew resume --workspace {self.root}', change or extend "
+                f"it with 'oldnew feedback --workspace {self.root} TEXT', or choose a new "
                 "directory"
             )
         if self.root.exists() and not self.root.is_dir():
@@ -467,17 +477,14 @@ class Workspace:
             cleared.append(
                 str(lock.relative_to(self.root) if lock.is_relative_to(self.root) else lock)
             )
-        stray = [
-            line[3:]
-            for line in self.git("status", "--porcelain", "--untracked-files=all").splitlines()
-            if line
-        ]
+        status = self.git("status", "--porcelain=v1", "-z", "--untracked-files=all")
+        stray = [entry[3:] for entry in status.split("\0") if entry[:2].strip()]
         if stray:
             # A merge killed half-way leaves the main checkout ahead of main. Keep a copy of
             # every such file (nothing is lost), then put the checkout back to main.
             keep = self.meta / "recovered" / datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
             for rel in stray:
-                source = self.root / rel.strip('"')
+                source = self.root / rel
                 if source.is_file():
                     (keep / rel).parent.mkdir(parents=True, exist_ok=True)
                     shutil.copy2(source, keep / rel)
@@ -508,6 +515,10 @@ class Workspace:
         """
         if self.repo is None or self._on_branch():
             return
+        if not self._has_branch():
+            # Deleted (merged, say): made again where the run's checkout stands, its tip.
+            self.git("branch", self.branch, "HEAD")
+            self.log_event(node="workspace", event="branch_restored", branch=self.branch)
         proc = run_git("checkout", "-q", self.branch, cwd=self.root, options=self.git_options)
         if proc.returncode != 0:
             raise WorkspaceError(
@@ -593,6 +604,9 @@ class Workspace:
         """Write ``files`` (path -> text, None deletes) under ``base``, all or nothing.
 
         Every path is checked before anything is written, so a violation leaves no trace.
+        In a checkout the files written are staged at once, whatever the ignore rules say
+        (a repository's ``.gitignore`` may match a file the task needs): what oldnew writes
+        is validated and committed with the task, never left out of either silently.
         """
         targets = {path: resolve_inside(base, path) for path in files}
         _refuse_git_dirs(
@@ -605,6 +619,11 @@ class Workspace:
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(text, encoding="utf-8")
+        written = sorted(str(check_relative_path(p)) for p, text in files.items() if text)
+        if written and (base / ".git").exists():
+            proc = run_git("add", "-f", "--", *written, cwd=base)
+            if proc.returncode != 0:
+                raise WorkspaceError(f"git add of the files written failed: {proc.stderr}")
         return sorted(str(check_relative_path(p)) for p in files)
 
     @staticmethod
@@ -641,8 +660,18 @@ class Workspace:
         return str(proc.stdout).strip()
 
     def head(self, ref: str | None = None) -> str:
-        """Return the commit id ``ref`` (default: the run's branch) points at."""
+        """Return the commit id ``ref`` (default: the run's branch) points at.
+
+        A run's branch the person deleted (after merging it, say) is where the run's own
+        checkout stands.
+        """
+        if ref is None and self.repo is not None and not self._has_branch():
+            return self.git("rev-parse", "HEAD")
         return self.git("rev-parse", ref or self.branch)
+
+    def _has_branch(self) -> bool:
+        ref = f"refs/heads/{self.branch}"
+        return bool(self.git("rev-parse", "--verify", "-q", ref, check=False))
 
     def worktree(self, task_id: str) -> Path:
         """Return the task's private checkout, made from the run's branch on first use."""
@@ -655,11 +684,21 @@ class Workspace:
             if (path / ".git").exists():
                 return path
             path.parent.mkdir(parents=True, exist_ok=True)
-            self.git("worktree", "prune")
-            self.git(
-                "worktree", "add", "-q", "-B", self.task_branch(task_id), str(path), self.branch
-            )
+            self._prune(path)
+            branch = self.task_branch(task_id)
+            self.git("worktree", "add", "-q", "-B", branch, str(path), self.branch)
         return path
+
+    def _prune(self, path: Path) -> None:
+        """Drop git's records of worktrees whose folders are gone.
+
+        A new project's repository is the run's: all of them. On a person's repository only
+        the run's own ``path``, never one of theirs (on a drive not mounted right now, say).
+        """
+        if self.repo is None:
+            self.git("worktree", "prune", check=False)
+        else:
+            repos.forget_worktree(Path(str(self._settings().get("git_dir"))), path)
 
     def find_task_commit(self, task_id: str) -> str | None:
         """Return the commit on ``main`` that delivered ``task_id``, if there is one."""
@@ -712,8 +751,8 @@ class Workspace:
         """
         if self.base is None:
             return set()
+        found = {p.rstrip("/") for p in self._settings().get("inherited_control") or []}
         out = self.git("ls-tree", "-r", "-z", "--full-tree", self.base)
-        found = set()
         for entry in out.split("\0"):
             meta, _, path = entry.partition("\t")
             if path and (meta.startswith("160000 ") or control_part(path.split("/"))):
@@ -762,7 +801,7 @@ class Workspace:
         with _worktree_locks.setdefault(str(self.root), threading.RLock()):
             if path.exists():
                 self.git("worktree", "remove", "--force", str(path), check=False)
-            self.git("worktree", "prune", check=False)
+            self._prune(path)
         self.git("branch", "-q", "-D", self.task_branch(task_id), check=False)
 
     # -- records ---------------------------------------------------------------------------
@@ -807,6 +846,8 @@ CREATING = "creating.json"
 """The journal of a workspace being created; run.json replaces it once creation is done."""
 SUPPORTING = "supporting"
 """Where a new workspace stages the supporting files (``--with``) before committing them."""
+REPO_OPTIONS = ("-c", "core.sparseCheckout=false", "-c", "core.sparseCheckoutCone=false")
+"""Every file of the run's commits is checked out, whatever sparse checkout the person uses."""
 GIT_EXCLUDE = "git-exclude"
 GIT_ATTRIBUTES = "git-attributes"
 """A run on a person's repository: its ignore rules and merge attributes (``git_options``)."""

@@ -140,7 +140,8 @@ def test_hostile_git_case_is_refused_and_runs_nothing(name: str, tmp_path: Path)
     ws.git("status", "--porcelain", "--untracked-files=all", cwd=tree)
     ws.git("status", "--porcelain")
     ws.tracked_files(tree)
-    assert ws.git("diff", "--cached", "--name-only", cwd=tree) == ""
+    # only the task's own files are staged (as they were written), nothing planted
+    assert ws.git("diff", "--cached", "--name-only", cwd=tree).split() == sorted(BASE)
     for rel in {str(Path(p).parent) for p in files}:
         # Even git started inside the planted folder (where git may open the hostile
         # repository itself) runs none of its commands.

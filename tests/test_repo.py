@@ -19,6 +19,7 @@ from oldnew.cli import app
 from oldnew.errors import WorkspaceError
 from oldnew.gates import PROFILES, Profile, validate_tree
 from oldnew.runs import RunOutcome, resume_run, start_run
+from oldnew.testing import prompt_text
 from oldnew.workspace import Workspace
 
 SCOPE = {"title": "counter", "summary": "s", "features": [{"id": "F1", "title": "count words"}]}
@@ -352,3 +353,134 @@ def test_supporting_files_are_the_first_commit_on_the_runs_branch(tmp_path: Path
     assert git(repo, "log", "--format=%s", f"{head}..oldnew/r3") == "Supporting files: 1 (--with)"
     assert git(repo, "show", "oldnew/r3:samples/a.txt") == "sample"
     assert not (repo / "samples").exists() and ws.base == head
+
+
+def test_the_persons_worktrees_survive_even_when_their_folders_are_away(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    git(repo, "stash", "-q", "-u")
+    drive = tmp_path / "usb"
+    git(repo, "worktree", "add", "-q", "-b", "feature", str(drive / "feat"))
+    (drive / "feat" / "wip.py").write_text("WIP = 1\n")
+    git(drive / "feat", "add", "wip.py")
+    away = tmp_path / "unplugged"
+    drive.rename(away)  # the drive is not mounted while the run works
+    ws = Workspace.create(repo, "r4", {"context": {}})
+    tree = ws.worktree("T1")
+    (tree / "count.py").write_text("X = 1\n")
+    assert ws.commit_worktree("T1", "t") is not None
+    ws.remove_worktree("T1")
+    away.rename(drive)
+    assert git(drive / "feat", "diff", "--cached", "--name-only") == "wip.py"  # still theirs
+
+
+def test_sparse_checkouts_fixtures_and_ignored_files_do_not_stop_a_task(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    git(repo, "stash", "-q", "-u")
+    fixture = repo / "tests" / "fixtures" / "sample.git"
+    for rel in ("HEAD", "objects/info/packs", "refs/heads/main"):
+        (fixture / rel).parent.mkdir(parents=True, exist_ok=True)
+        (fixture / rel).write_text("ref: refs/heads/main\n")
+    (repo / "vendor" / "old" / ".svn").mkdir(parents=True)
+    (repo / "vendor" / "old" / ".svn" / "entries").write_text("12\n")
+    (repo / ".gitignore").write_text("*.txt\n")
+    (repo / "docs").mkdir()
+    (repo / "docs" / "a.md").write_text("# a\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "fixtures")
+    git(repo, "sparse-checkout", "set", "docs")  # the person works on docs/ alone
+    ws = Workspace.create(repo, "r5", {"context": {}})
+    assert (ws.root / "lib.py").is_file() and (ws.root / "tests" / "fixtures").is_dir()
+    tree = ws.worktree("T1")
+    assert (tree / "lib.py").is_file()
+    written = Workspace.write_files(tree, {"count.py": "X = 1\n", "words.txt": "a b\n"})
+    assert written == ["count.py", "words.txt"]
+    commit = ws.commit_worktree("T1", "t")
+    assert commit is not None
+    # the task's words.txt is committed, though the repository ignores *.txt
+    assert git(repo, "show", f"{commit}:words.txt") == "a b"
+
+
+def test_a_killed_creation_of_a_server_thread_is_made_again_under_its_id(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = make_repo(tmp_path / "repo")
+
+    def killed(self: Workspace, journal: object) -> None:
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(Workspace, "_finish", killed)
+        with pytest.raises(KeyboardInterrupt):
+            Workspace.ensure(repo, "thread-9")
+    ws = Workspace.ensure(repo, "thread-9")
+    assert ws.branch == "oldnew/thread-9" and (ws.meta / "run.json").is_file()
+
+
+@pytest.mark.usefixtures("smoke_gates")
+def test_a_branch_deleted_after_merging_is_made_again_for_more_work(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    git(repo, "stash", "-q", "-u")
+    out = _run(tmp_path, repo)
+    branch = f"oldnew/{out.run_id}"
+    tip = git(repo, "rev-parse", branch)
+    git(repo, "merge", "-q", "--no-ff", "-m", "merge", branch)
+    git(repo, "branch", "-q", "-D", branch)  # what the person does once merged
+    ws = Workspace.open(repo)
+    assert ws.head() == tip  # status, report and verify still know where the work is
+    assert not git(repo, "branch", "--list", branch)  # and do not bring the branch back
+    ws.hold_branch()  # more work (feedback, a resume): the branch is made again, at its tip
+    assert git(repo, "rev-parse", branch) == tip
+
+
+def test_places_oldnew_cannot_branch_from_say_what_to_do(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    git(repo, "stash", "-q", "-u")
+    with pytest.raises(WorkspaceError, match=r"inside the git folder .*--workspace"):
+        repos.find(repo / ".git" / "refs")
+    git(repo, "branch", "oldnew")
+    with pytest.raises(WorkspaceError, match="has a branch 'oldnew'.*git branch -m oldnew"):
+        Workspace.create(repo, "r6", {})
+    git(repo, "branch", "-q", "-D", "oldnew")
+    git(repo, "branch", "oldnew/r7-T1")
+    with pytest.raises(WorkspaceError, match="already has the branch 'oldnew/r7-T1'"):
+        Workspace.create(repo, "r7", {})
+    git(repo, "switch", "-q", "--orphan", "fresh")
+    with pytest.raises(WorkspaceError, match="on branch fresh, which has no commit yet"):
+        repos.find(repo)
+    git(repo, "switch", "-q", "trunk")
+    (repo / ".oldnew").mkdir()
+    (repo / ".oldnew" / "notes").write_text("theirs\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "a folder named like oldnew's")
+    with pytest.raises(WorkspaceError, match=r"\.oldnew/ folder of its own.*git mv"):
+        repos.find(repo)
+
+
+@pytest.mark.usefixtures("smoke_gates")
+def test_a_repository_of_a_thousand_files_and_binary_assets_works(tmp_path: Path) -> None:
+    repo = tmp_path / "big"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "trunk")
+    for i in range(1200):
+        pkg = repo / f"pkg{i % 40}"
+        pkg.mkdir(exist_ok=True)
+        (pkg / "__init__.py").write_text("")
+        (pkg / f"mod{i}.py").write_text(f"def f{i}(x: int) -> int:\n    return x + {i}\n")
+    (repo / "assets").mkdir()
+    for i in range(3):
+        (repo / "assets" / f"photo{i}.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(1_000_000))
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "a big project")
+    models = planned_run(SCOPE, PLAN, code={"T1": CODE})
+    out = asyncio.run(start_run(_scope(tmp_path), repo, models=models))
+    assert out.status == "delivered", out
+    events = [
+        json.loads(line)
+        for line in (Path(out.workspace) / ".oldnew" / "events.jsonl").read_text().splitlines()
+    ]
+    (context,) = [e for e in events if e.get("event") == "context" and e.get("node") == "code"]
+    assert context["files"] >= 1200 and context["tokens"] <= context["budget"]
+    assert context["left_out"] > 0  # named in the prompt as left out, not dropped
+    (call,) = models["coder"].log.of(role="coder", task="T1")
+    text = prompt_text(call.messages)
+    assert "PNG" not in text and "\\x00" not in text  # no binary is pasted
