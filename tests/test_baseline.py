@@ -567,7 +567,13 @@ def test_the_baseline_is_not_taken_again_on_resume(
     # The checkpoints are lost: the run starts over from its scope, its state empty.
     (ws / ".oldnew" / "checkpoints.sqlite").unlink()
     taken: list[Path] = []
-    monkeypatch.setattr(baseline_node, "run_gates", lambda *a: taken.append(a[1]))
+    real = baseline_node.run_gates
+
+    def counted(*args: Any, **kw: Any) -> ValidationResult:
+        taken.append(args[1])
+        return real(*args, **kw)
+
+    monkeypatch.setattr(baseline_node, "run_gates", counted)
     models = planned_run(SCOPE, PLAN, code={"T1": APP + PASSING})
     again = asyncio.run(resume_run(ws, models=models, restart=True))
     assert again.status == "delivered", again
@@ -576,6 +582,16 @@ def test_the_baseline_is_not_taken_again_on_resume(
     assert (ws / ".oldnew" / "evidence" / "baseline.json").read_bytes() == before
     report = _json(ws / ".oldnew" / "report.json")
     assert {p["gate"] for p in report["preexisting"]} == {"ruff", "pytest"}
+    # Under another quality profile it is taken again, and the event says why.
+    monkeypatch.setenv("OLDNEW_QUALITY", "smoke")
+    (ws / ".oldnew" / "checkpoints.sqlite").unlink()
+    models = planned_run(SCOPE, PLAN, code={"T1": APP + PASSING})
+    third = asyncio.run(resume_run(ws, models=models, restart=True))
+    assert third.status == "delivered", third
+    assert len(taken) == 1
+    last = events(ws, node="baseline")[-1]
+    assert last["event"] == "recorded" and "quality profile changed" in last["taken_again"]
+    assert _json(ws / ".oldnew" / "baseline.json")["key"]["profile"]["name"] == "smoke"
 
 
 @pytest.mark.usefixtures("on_base")
