@@ -222,13 +222,14 @@ def test_nothing_is_excused_without_a_recorded_baseline_or_when_nothing_was_chec
     assert not judge(_result(deps), recorded).passed  # an environment that cannot be made
 
 
-def test_a_command_stopped_at_the_baseline_too_is_a_persons_never_the_fixers() -> None:
+@pytest.mark.parametrize("gate", ["project-tests", "pytest"])
+def test_a_command_stopped_at_the_baseline_too_is_a_persons_never_the_fixers(gate: str) -> None:
     def slow(seconds: int) -> ValidationResult:
         why = f"the command was stopped: timed out after {seconds}s (an endless loop?)"
-        return _result(Diagnostic("project-tests", ".", 0, why, "sandbox"), _ruff(1))
+        return _result(Diagnostic(gate, ".", 0, why, "sandbox"), _ruff(1))
 
     judged = judge(slow(3), _baseline(slow(3)))
-    stuck = judged.check("project-tests")
+    stuck = judged.check(gate)
     assert stuck is not None and stuck.status == "not_run" and not stuck.excused
     assert "longer than the test timeout at the baseline too" in stuck.summary
     assert "OLDNEW_TEST_TIMEOUT" in stuck.summary
@@ -236,10 +237,10 @@ def test_a_command_stopped_at_the_baseline_too_is_a_persons_never_the_fixers() -
     assert environment_blockers(judged) == [stuck] and fixer_diagnostics(judged) == []
     assert judge(judged, _baseline(slow(3))).to_dict() == judged.to_dict()
     # Stopped now only: the task's (an endless loop of its own), the fixer hears of it.
-    quick = _result(Diagnostic("project-tests", ".", 0, "`make test` exited with 2", "exit"))
+    quick = _result(Diagnostic(gate, ".", 0, "`make test` exited with 2", "exit"))
     mine = judge(slow(3), _baseline(quick))
-    assert mine.check("project-tests").status == "failed"  # type: ignore[union-attr]
-    assert [d.rule for d in mine.diagnostics if d.tool == "project-tests"] == ["sandbox"]
+    assert mine.check(gate).status == "failed"  # type: ignore[union-attr]
+    assert [d.rule for d in mine.diagnostics if d.tool == gate] == ["sandbox"]
 
 
 # -- the node, on a workspace ------------------------------------------------------------------
