@@ -50,13 +50,14 @@ COVERAGE = frozenset({"coverage", "js-coverage"})
 """Gates measured as a share of the whole project: identified by file, and excused only while
 the share does not fall below the baseline's."""
 
+UNJUDGED = "cannot be judged in this run:"
+"""How the summary of a gate stopped at the baseline and now starts (:func:`judge`)."""
+
 BaselineStatus = Literal["recorded", "unbuildable", "crashed", "none"]
 
 _HEX = re.compile(r"0x[0-9a-fA-F]+")
 _FOLDERS = re.compile(r"(?<![\w.])/(?:[\w.+@-]+/)+")
 _NUMBER = re.compile(r"(?<![\w.])\d+(?:\.\d+)?")
-UNJUDGED = "cannot be judged in this run:"
-"""How the summary of a gate stopped at the baseline and now starts (:func:`judge`)."""
 
 
 def mask(text: str) -> str:
