@@ -164,13 +164,18 @@ def _holds_back(
     if proceed is None or check.status != "failed" or not proceed(check, diags):
         return f"skipped: {name} did not pass, and this gate cannot pass before it does"
     if name in gate.strict:
-        # Not "skipped:": no change of the task's makes it run (a person's question).
+        # No change of a task's makes it run, nor should every task ask a person about the
+        # repository's own failure: it is not run for this run, reported, never passed.
         return (
-            f"cannot run: {name} fails before this run too, and this gate needs it to pass "
-            f"outright: make the project's own {name} pass, or choose a quality profile "
-            f"without {gate.name} (OLDNEW_QUALITY)"
+            f"{CANNOT_JUDGE}: {name} fails before this run too, and {gate.name} needs it to "
+            f"pass outright; it is reported as not run, never counted as passed: make the "
+            f"project's own {name} pass to have it run"
         )
     return ""
+
+
+CANNOT_JUDGE = "not run in this run"
+"""How a gate that a repository's own failure keeps from running, for every task, says so."""
 
 
 def _run_gate(
@@ -178,6 +183,8 @@ def _run_gate(
 ) -> Outcome:
     for name in gate.requires:
         reason = _holds_back(name, gate, outcomes, proceed)
+        if reason.startswith(CANNOT_JUDGE):
+            return not_run(gate.name, reason, required=False), []
         if reason:
             return not_run(gate.name, reason), []
     try:
