@@ -9,8 +9,10 @@ import json
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+from langchain_core.messages import BaseMessage
 from synthetic import planned_run
 from typer.testing import CliRunner
 
@@ -18,8 +20,9 @@ from oldnew import repo as repos
 from oldnew.cli import app
 from oldnew.errors import WorkspaceError
 from oldnew.gates import PROFILES, Profile, validate_tree
-from oldnew.runs import RunOutcome, resume_run, start_run
-from oldnew.testing import prompt_text
+from oldnew.runs import RunOutcome, resume_run, start_run, submit_feedback
+from oldnew.schemas import FeedbackTriage
+from oldnew.testing import CallInfo, FunctionModel, prompt_text
 from oldnew.workspace import Workspace
 
 SCOPE = {"title": "counter", "summary": "s", "features": [{"id": "F1", "title": "count words"}]}
@@ -484,3 +487,45 @@ def test_a_repository_of_a_thousand_files_and_binary_assets_works(tmp_path: Path
     (call,) = models["coder"].log.of(role="coder", task="T1")
     text = prompt_text(call.messages)
     assert "PNG" not in text and "\\x00" not in text  # no binary is pasted
+
+
+@pytest.mark.usefixtures("smoke_gates")
+def test_feedback_on_a_delivered_repository_run_adds_its_work_to_the_runs_branch(
+    tmp_path: Path,
+) -> None:
+    repo = make_repo(tmp_path / "repo")
+    before = snapshot(repo)
+    more = (
+        "FILE: shout.py\n```python\ndef shout(text: str) -> str:\n    return text.upper()\n```\n"
+        "FILE: tests/test_shout.py\n```python\nfrom shout import shout\n\n\n"
+        "def test_shout() -> None:\n    assert shout('a') == 'A'\n```\n"
+    )
+    triage = {
+        "kind": "feature",
+        "summary": "shout",
+        "features": [{"id": "F2", "title": "shout"}],
+        "tasks": [
+            {
+                "id": "T2",
+                "title": "shouter",
+                "description": "shout.py: shout(text)",
+                "files": ["shout.py", "tests/test_shout.py"],
+                "requirement_ids": ["F2"],
+            }
+        ],
+    }
+
+    def reply(messages: list[BaseMessage], info: CallInfo) -> Any:
+        if info.schema is FeedbackTriage:
+            return triage
+        return base(messages, info)
+
+    base = planned_run(SCOPE, PLAN, code={"T1": CODE, "T2": more})["planner"].fn
+    models = FunctionModel.per_role(reply)
+    out = asyncio.run(start_run(_scope(tmp_path), repo, models=models))
+    assert out.status == "delivered", out
+    again = asyncio.run(submit_feedback(repo, "also shout", models=models))
+    assert again.status == "delivered" and again.run_id == out.run_id, again
+    branch = f"oldnew/{out.run_id}"
+    assert git(repo, "log", "--format=%s", f"trunk..{branch}") == "shouter\nword counter"
+    assert snapshot(repo) == before
