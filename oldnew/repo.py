@@ -121,6 +121,8 @@ def find(path: Path) -> Repo | None:
                 f"(--workspace {Path(outer).parent})"
             )
     bare = _git(path, "rev-parse", "--is-bare-repository")
+    if bare is None and names == {".oldnew"}:
+        return None  # a creation killed before its journal: the workspace decides
     if bare is None:
         raise WorkspaceError(
             f"{path} is not empty and is not a git repository: oldnew writes a new project "
@@ -128,39 +130,51 @@ def find(path: Path) -> Repo | None:
             f"repository (make it one first: git -C {path} init && git -C {path} add -A && "
             f"git -C {path} commit -m start)"
         )
-    common = Path(_git(path, "rev-parse", "--path-format=absolute", "--git-common-dir") or "")
-    if bare == "true":
-        if common.resolve() != path.resolve():
-            raise WorkspaceError(f"{path} is inside the bare repository {common}; pass that")
-        top = None
-    else:
-        top = Path(_git(path, "rev-parse", "--show-toplevel") or path)
-        if top.resolve() != path.resolve():
-            raise WorkspaceError(
-                f"{path} is a folder inside the git repository {top}: oldnew works on a whole "
-                f"repository, on a branch of its own; pass --workspace {top} (and say in the "
-                "scope which folder the work is about)"
-            )
-    _refuse_in_progress(path, top or common)
+    top, common = _top(path, bare == "true")
+    shown = top or common
+    _refuse_in_progress(path, shown)
     if ".oldnew" in names:
         raise WorkspaceError(
-            f"the repository {top or common} has a .oldnew/ folder of its own, the name oldnew "
+            f"the repository {shown} has a .oldnew/ folder of its own, the name oldnew "
             "keeps its records under: rename that folder (git mv .oldnew <other name>, then "
             "commit), then start the run"
         )
+    head, branch = _start(path, shown)
+    return Repo(top=top, git_dir=common.resolve(), head=head, branch=branch)
+
+
+def _top(path: Path, bare: bool) -> tuple[Path | None, Path]:
+    """Return the repository's checkout (None when bare) and its common git folder."""
+    common = Path(_git(path, "rev-parse", "--path-format=absolute", "--git-common-dir") or "")
+    if bare:
+        if common.resolve() != path.resolve():
+            raise WorkspaceError(f"{path} is inside the bare repository {common}; pass that")
+        return None, common
+    top = Path(_git(path, "rev-parse", "--show-toplevel") or path)
+    if top.resolve() != path.resolve():
+        raise WorkspaceError(
+            f"{path} is a folder inside the git repository {top}: oldnew works on a whole "
+            f"repository, on a branch of its own; pass --workspace {top} (and say in the "
+            "scope which folder the work is about)"
+        )
+    return top, common
+
+
+def _start(path: Path, shown: Path) -> tuple[str, str | None]:
+    """Return the commit HEAD points at and the branch checked out (None when detached)."""
     head = _git(path, "rev-parse", "--verify", "-q", "HEAD^{commit}")
     branch = _git(path, "symbolic-ref", "-q", "--short", "HEAD")
     if not head and _git(path, "rev-list", "-n", "1", "--all"):
         raise WorkspaceError(
-            f"the repository {top or common} is on branch {branch}, which has no commit yet: "
+            f"the repository {shown} is on branch {branch}, which has no commit yet: "
             "switch to a branch with commits (git switch <branch>), or commit on this one"
         )
     if not head:
         raise WorkspaceError(
-            f"the repository {top or common} has no commit yet: commit what it holds first "
+            f"the repository {shown} has no commit yet: commit what it holds first "
             "(git add -A && git commit -m start), or start the project in an empty directory"
         )
-    return Repo(top=top, git_dir=common.resolve(), head=head, branch=branch)
+    return head, branch
 
 
 def _refuse_in_progress(path: Path, shown: Path) -> None:

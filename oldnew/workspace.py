@@ -619,11 +619,16 @@ class Workspace:
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(text, encoding="utf-8")
-        written = sorted(str(check_relative_path(p)) for p, text in files.items() if text)
-        if written and (base / ".git").exists():
-            proc = run_git("add", "-f", "--", *written, cwd=base)
-            if proc.returncode != 0:
-                raise WorkspaceError(f"git add of the files written failed: {proc.stderr}")
+        if (base / ".git").exists():
+            written = [str(check_relative_path(p)) for p, t in files.items() if t is not None]
+            gone = [str(check_relative_path(p)) for p, t in files.items() if t is None]
+            for argv in (["add", "-f"], ["rm", "-q", "--cached", "--ignore-unmatch"]):
+                paths = written if argv[0] == "add" else gone
+                proc = run_git(*argv, "--", *paths, cwd=base) if paths else None
+                if proc is not None and proc.returncode != 0:
+                    raise WorkspaceError(
+                        f"git {argv[0]} of the files written failed: {proc.stderr}"
+                    )
         return sorted(str(check_relative_path(p)) for p in files)
 
     @staticmethod
