@@ -192,7 +192,10 @@ def run_git(
         env=env,
         stdin=subprocess.DEVNULL,
         capture_output=True,
-        text=text,
+        # A path git prints need not be UTF-8 (a person's Latin-1 file name): its bytes are
+        # kept as surrogates, which os and pathlib turn back into the same bytes.
+        encoding="utf-8" if text else None,
+        errors="surrogateescape" if text else None,
         check=False,
         timeout=timeout,
     )

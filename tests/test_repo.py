@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import hashlib
 import json
+import os
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -529,3 +530,22 @@ def test_feedback_on_a_delivered_repository_run_adds_its_work_to_the_runs_branch
     branch = f"oldnew/{out.run_id}"
     assert git(repo, "log", "--format=%s", f"trunk..{branch}") == "shouter\nword counter"
     assert snapshot(repo) == before
+
+
+@pytest.mark.usefixtures("smoke_gates")
+def test_a_file_name_that_is_not_utf8_is_carried_along_untouched(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    git(repo, "stash", "-q", "-u")
+    odd = os.fsdecode(b"caf\xe9.txt")  # a Latin-1 name, as old repositories have
+    (repo / odd).write_text("menu\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "a Latin-1 name")
+    out = _run(tmp_path, repo)
+    assert out.status == "delivered", out
+    listed = subprocess.run(
+        ["git", "ls-tree", "-r", "-z", "--name-only", f"oldnew/{out.run_id}"],
+        cwd=repo,
+        capture_output=True,
+        check=True,
+    ).stdout.split(b"\0")
+    assert b"caf\xe9.txt" in listed and b"count.py" in listed

@@ -118,7 +118,7 @@ def fingerprint(tree: Path, files: list[str]) -> str:
             content = os.readlink(path).encode()
         else:
             content = hashlib.sha256(path.read_bytes()).digest()
-        digest.update(name.encode() + b"\0" + content + b"\0")
+        digest.update(os.fsencode(name) + b"\0" + content + b"\0")
     return digest.hexdigest()
 
 

@@ -29,7 +29,7 @@ def project_files(source: Path) -> list[str]:
     proc = run_git("ls-files", "-z", "-co", "--exclude-standard", cwd=source, text=False)
     inside_git = (source / ".git").exists()
     if inside_git and proc.returncode == 0:
-        names = sorted({p for p in proc.stdout.decode("utf-8", "replace").split("\0") if p})
+        names = sorted({p for p in os.fsdecode(proc.stdout).split("\0") if p})
     else:
         names = []
         for dirpath, dirnames, filenames in os.walk(source):
