@@ -168,7 +168,8 @@ def _not_run_lines(final: dict[str, Any]) -> list[str]:
 
 def _gates_markdown(report: dict[str, Any], final: dict[str, Any]) -> list[str]:
     quality = report.get("quality") or {}
-    lines = ["## Quality gates on main", ""]
+    branch = (report.get("branch") or {}).get("name", "main")
+    lines = [f"## Quality gates on {branch}", ""]
     if quality:
         lines += [
             f"Profile **{quality.get('name')}**: coverage at least "
