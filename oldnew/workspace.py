@@ -631,22 +631,6 @@ class Workspace:
                     )
         return sorted(str(check_relative_path(p)) for p in files)
 
-    @staticmethod
-    def read_files(base: Path, paths: list[str], *, limit: int = 200_000) -> dict[str, str]:
-        """Return the text of those ``paths`` that exist under ``base``, up to ``limit`` chars."""
-        out: dict[str, str] = {}
-        total = 0
-        for path in paths:
-            target = resolve_inside(base, path)
-            if not target.is_file():
-                continue
-            text = target.read_text(encoding="utf-8", errors="replace")
-            total += len(text)
-            if total > limit:
-                break
-            out[path] = text
-        return out
-
     def tracked_files(self, cwd: Path | None = None) -> list[str]:
         """Return the files git tracks in ``cwd`` (default: the main checkout)."""
         return [p for p in self.git("ls-files", cwd=cwd).splitlines() if p]
