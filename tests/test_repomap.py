@@ -385,3 +385,61 @@ def test_outlines_are_cached_by_blob_and_changes_are_seen(tmp_path: Path) -> Non
     assert (ws.meta / index.CACHE_FILE).stat().st_mtime_ns == written  # nothing new: no write
     (ws.root / "a.py").unlink()
     assert "a.py" not in index.project_facts(ws.root, ws.meta)
+
+
+# -- the budget holds, whatever is listed, ranked or counted -----------------------------------
+
+
+def _rendered(chosen: Any, reads: int = 8) -> str:
+    from oldnew.prompts import render
+
+    return render("project_context", context=chosen, reads=reads)
+
+
+@pytest.mark.parametrize("budget", [500, 8000])
+def test_listed_files_take_budget_and_are_grouped_past_it(tmp_path: Path, budget: int) -> None:
+    files: dict[str, str | bytes] = {
+        f"assets/img{i:04}.png": b"\x89PNG\0" + bytes([i % 256]) * 50 for i in range(300)
+    }
+    files["main.py"] = "X = 1\n"
+    ws = _project(tmp_path, {"T0": files})
+    chosen = select(ws.root, Want(focus=list(files), budget=budget), ws.meta)
+    shown = _rendered(chosen)
+    assert tokens.estimate(shown) <= budget and chosen.tokens <= budget
+    everything = {*chosen.full, *chosen.notes, *chosen.mapped, *chosen.left_out_paths}
+    assert everything == set(ws.tracked_files())
+    if budget == 500:  # 300 lines cannot fit: what does not is counted by folder
+        assert chosen.left_out_count > 200 and any("assets/ (" in x for x in chosen.left_out)
+    else:
+        assert len(chosen.notes) == 300 and chosen.left_out_count == 0
+
+
+def test_a_dependencys_file_the_task_names_comes_first(tmp_path: Path) -> None:
+    t1: dict[str, str | bytes] = {f"lib/a{i:02}.py": _module(i) * 3 for i in range(40)}
+    t1["lib/zz_ledger.py"] = (
+        "class Ledger:\n    def post(self, amount: int) -> None:\n        pass\n" + _module(99) * 3
+    )
+    ws = _project(tmp_path, {"T1": t1})
+    from oldnew.repomap.history import task_files
+
+    want = Want(
+        focus=["app/report.py"],
+        related=task_files(ws, ["T1"]),
+        text="app/report.py posts totals to the Ledger from lib.zz_ledger",
+        budget=8000,
+    )
+    chosen = select(ws.root, want, ws.meta)
+    assert list(chosen.full)[0] == "lib/zz_ledger.py"
+
+
+def test_the_frame_is_counted_by_the_counter(tmp_path: Path) -> None:
+    from oldnew.bench.context import write_repo
+
+    ws = write_repo(tmp_path / "r", 200)
+    one = tokens.TokenCounter("1 character a token", len)
+    for budget in (500, 8000):
+        want = Want(focus=["app/pkg0/mod0.py"], text="Store", budget=budget, counter=one)
+        chosen = select(ws.root, want, ws.meta)
+        assert len(_rendered(chosen)) <= budget and chosen.tokens <= budget
+        assert chosen.left_out_count + len(chosen.mapped) + len(chosen.full) == 200
+    assert chosen.mapped  # 8000 characters show something

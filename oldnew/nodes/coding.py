@@ -79,6 +79,7 @@ def project_context(
         budget=ctx.context_tokens,
         counter=counter_for(ctx.model_spec(role)),
         full=full,
+        reads=ctx.max_file_reads,
     )
     return select(tree, want, ws.meta)
 
