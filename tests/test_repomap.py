@@ -298,7 +298,8 @@ def test_read_file_refuses_clearly(tmp_path: Path) -> None:
     assert "outside the project" in read_for_model(tmp_path, "/etc/passwd")
     assert "no file 'nope.py'" in read_for_model(tmp_path, "nope.py")
     assert "binary file" in read_for_model(tmp_path, "logo.png")
-    assert "over the cap" in read_for_model(tmp_path, "big.txt")
+    cut = read_for_model(tmp_path, "big.txt")  # one line over the cap: cut, and said so
+    assert cut.startswith("big.txt: lines 1-1 of 1") and len(cut) < READ_MAX_BYTES + 200
 
 
 # -- the fixer and the shrink path ----------------------------------------------------------
@@ -443,3 +444,101 @@ def test_the_frame_is_counted_by_the_counter(tmp_path: Path) -> None:
         assert len(_rendered(chosen)) <= budget and chosen.tokens <= budget
         assert chosen.left_out_count + len(chosen.mapped) + len(chosen.full) == 200
     assert chosen.mapped  # 8000 characters show something
+
+
+# -- a file too large for one answer, and what the map leaves out -----------------------------
+
+
+def test_a_file_over_the_read_cap_is_read_by_line_ranges(tmp_path: Path) -> None:
+    lines = [f"ROW_{i:06} = {i}  # {'x' * 60}\n" for i in range(2000)]  # ~150 KB
+    body = "".join(lines)
+    ws = _project(tmp_path, {"T1": {"big/table.py": body}})
+    assert READ_MAX_BYTES < len(body) < index.HUGE_BYTES
+    first = read_for_model(ws.root, "big/table.py")
+    head, _, text = first.partition("\n")
+    assert head.startswith("big/table.py: lines 1-") and "of 2000" in head
+    assert "start_line=" in head and len(text.encode()) <= READ_MAX_BYTES
+    assert text == "".join(lines[: text.count("\n")])
+    some = read_for_model(ws.root, "big/table.py", 1999, 2005)
+    assert some == "big/table.py: lines 1999-2000 of 2000\n" + lines[1998] + lines[1999]
+    assert "past its end" in read_for_model(ws.root, "big/table.py", 3000)
+    chosen = select(ws.root, Want(focus=["big/table.py"], budget=8000), ws.meta)
+    text = _rendered(chosen)
+    assert "big/table.py" not in chosen.full
+    assert f"big/table.py ({len(body)} bytes: too large to read whole: read it by line" in text
+    assert "... and 1960 more definitions (read the file)" in text  # 40 shown, the rest counted
+
+    def reply(messages: list[BaseMessage], info: CallInfo) -> Any:
+        if info.index == 0:
+            return call_tool("ReadFile", {"path": "big/table.py", "start_line": 5, "end_line": 6})
+        return "FILE: x.py\n```\nX = 1\n```\n"
+
+    model = FunctionModel(fn=reply)
+    asyncio.run(coding._files_from_model(model, [HumanMessage("go")], ws.root, 0, RetryPolicy(), 2))
+    answer = model.log.calls[1].messages[-1]
+    assert answer.content == "big/table.py: lines 5-6 of 2000\n" + lines[4] + lines[5]
+
+
+# -- every tool call is answered ----------------------------------------------------------------
+
+
+def _unanswered(messages: list[BaseMessage]) -> list[str]:
+    from langchain_core.messages import AIMessage
+
+    answered = {m.tool_call_id for m in messages if isinstance(m, ToolMessage)}
+    return [
+        str(c["id"])
+        for m in messages
+        if isinstance(m, AIMessage)
+        for c in [*m.tool_calls, *m.invalid_tool_calls]
+        if c["id"] not in answered
+    ]
+
+
+def test_every_tool_call_of_a_reply_is_answered(tmp_path: Path) -> None:
+    from langchain_core.messages import AIMessage
+
+    (tmp_path / "a.py").write_text("A = 1\n")
+    blocks = "FILE: b.py\n```\nB = 1\n```\n"
+    firsts: dict[str, Any] = {
+        "unknown tool": call_tool("Bash", {"cmd": "ls"}),
+        "malformed args": AIMessage(
+            content="",
+            invalid_tool_calls=[{"name": "ReadFile", "args": "{no", "id": "x1", "error": "bad"}],
+        ),
+        "malformed AskHuman": call_tool("AskHuman", {"bogus": 1}),
+        "read and blocks": call_tool("ReadFile", {"path": "a.py"}, text=blocks),
+    }
+    for case, first in firsts.items():
+
+        def reply(messages: list[BaseMessage], info: CallInfo, first: Any = first) -> Any:
+            return first if info.index == 0 else blocks
+
+        model = FunctionModel(fn=reply)
+        files, calls, _ = asyncio.run(
+            coding._files_from_model(model, [HumanMessage("go")], tmp_path, 1, RetryPolicy(), 2)
+        )
+        assert files == {"b.py": "B = 1\n"} and calls == 2, case
+        second = model.log.calls[1].messages
+        assert _unanswered(second) == [], case
+        answers = [m.content for m in second if isinstance(m, ToolMessage)]
+        if case == "malformed AskHuman":
+            assert "AskHuman's arguments do not validate" in answers[0]
+        if case == "malformed args":
+            assert "did not parse (bad)" in answers[0]
+        if case == "read and blocks":
+            assert answers == ["A = 1\n"] and "NOT APPLIED" in str(second[-1].content)
+
+
+def test_read_file_serves_only_files_the_listing_knows(tmp_path: Path) -> None:
+    ws = _project(tmp_path, {"T1": {".gitignore": ".env\nsecrets/\n", "app.py": "A = 1\n"}})
+    (ws.root / ".env").write_text("OPENAI_API_KEY=sk-SECRET\n")
+    (ws.root / "secrets").mkdir()
+    (ws.root / "secrets" / "key.txt").write_text("TOPSECRET\n")
+    (ws.root / "new.py").write_text("N = 1\n")  # new, not ignored: served
+    for path in (".env", "secrets/key.txt"):
+        assert read_for_model(ws.root, path) == (
+            f"ERROR: {path} is ignored by the project's git: not shown."
+        )
+    assert read_for_model(ws.root, "new.py") == "N = 1\n"
+    assert read_for_model(ws.root, "app.py") == "A = 1\n"
