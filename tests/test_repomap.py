@@ -542,3 +542,77 @@ def test_read_file_serves_only_files_the_listing_knows(tmp_path: Path) -> None:
         )
     assert read_for_model(ws.root, "new.py") == "N = 1\n"
     assert read_for_model(ws.root, "app.py") == "A = 1\n"
+
+
+# -- what git and the cache hand over -----------------------------------------------------------
+
+
+def test_a_file_name_that_is_not_utf8_is_listed_never_fatal(tmp_path: Path) -> None:
+    import os
+
+    ws = _project(tmp_path, {"T1": {"app.py": "A = 1\n"}})
+    os.chdir(ws.root)
+    try:
+        with open(b"caf\xe9.py", "wb") as fh:  # noqa: PTH123 - a bytes name, as git keeps it
+            fh.write(b"Z = 3\n")
+        ws.git("add", "-A")
+        ws.git("commit", "-q", "-m", "a Latin-1 name")
+        with open(b"new\xff.txt", "wb") as fh:  # noqa: PTH123 - untracked, not UTF-8 either
+            fh.write(b"x\n")
+    finally:
+        os.chdir(tmp_path)
+    index.forget()
+    chosen = select(ws.root, Want(focus=["app.py", "caf\\xe9.py"], budget=8000), ws.meta)
+    text = _rendered(chosen)
+    assert "- caf\\xe9.py: name not UTF-8: not shown" in text
+    assert "new\\xff.txt (name not UTF-8: not shown)" in text
+    assert "FILE: app.py" in text and chosen.files == 3
+
+
+def test_an_odd_cache_is_started_afresh(tmp_path: Path) -> None:
+    import json
+
+    ws = _project(tmp_path, {"T1": {"a.py": "def one() -> int:\n    return 1\n"}})
+    cache = ws.meta / index.CACHE_FILE
+    index.forget()
+    index.project_facts(ws.root, ws.meta)
+    key = next(iter(json.loads(cache.read_text())["facts"]))
+    odd = [
+        "[1, 2, 3]",
+        json.dumps({"version": 2, "facts": [1, 2]}),
+        json.dumps({"version": 2, "facts": {key: [1]}}),
+        json.dumps({"version": 2, "facts": {key: [10, False, 5, [], [], False]}}),
+        json.dumps({"version": 2, "facts": {key: [10, False, "abc", "xyz", [], False]}}),
+        "[" * 100_000 + "]" * 100_000,
+        "\0\0",
+    ]
+    for text in odd:
+        cache.write_text(text)
+        index.forget()
+        assert index.project_facts(ws.root, ws.meta)["a.py"].defs == ("def one() -> int",), text
+
+
+def test_the_same_bytes_in_another_kind_of_file_have_their_own_facts(tmp_path: Path) -> None:
+    code = "import os\n\n\ndef public_api(x: int) -> int:\n    return x\n"
+    ws = _project(tmp_path, {"T1": {"a_notes.txt": code, "z_mod.py": code}})
+    index.forget()
+    facts = index.project_facts(ws.root, ws.meta)
+    assert facts["a_notes.txt"].defs == ()
+    assert facts["z_mod.py"].defs == ("def public_api(x: int) -> int",)
+    assert facts["z_mod.py"].imports == ("os",)
+
+
+def test_a_file_staged_for_removal_but_on_disk_is_still_listed(tmp_path: Path) -> None:
+    ws = _project(tmp_path, {"T1": {"a.py": "A = 1\n", "b.py": "B = 2\n"}})
+    ws.git("rm", "-q", "--cached", "b.py")
+    index.forget()
+    assert set(index.project_facts(ws.root, ws.meta)) == {"a.py", "b.py"}
+    (ws.root / "b.py").unlink()
+    assert set(index.project_facts(ws.root, ws.meta)) == {"a.py"}
+
+
+def test_latin1_text_is_said_to_be_not_utf8_not_binary(tmp_path: Path) -> None:
+    ws = _project(tmp_path, {"T1": {"latin.py": b"# caf\xe9\nX = 1\n", "a.py": "A = 1\n"}})
+    chosen = select(ws.root, Want(focus=["a.py", "latin.py"], budget=8000), ws.meta)
+    assert chosen.notes["latin.py"] == "not UTF-8 text, 13 bytes: not shown"
+    assert "not UTF-8 text" in read_for_model(ws.root, "latin.py")

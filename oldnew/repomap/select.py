@@ -135,8 +135,12 @@ class _Builder:
         facts = self.facts.get(path)
         if facts is None or path in self.shown or path in self.spilled:
             return
-        if facts.link:
+        if facts.odd_name:
+            self.note(path, ODD_NAME, limit)
+        elif facts.link:
             self.note(path, "a symbolic link: not followed", limit)
+        elif facts.latin:
+            self.note(path, f"not UTF-8 text, {facts.size} bytes: not shown", limit)
         elif facts.binary:
             self.note(path, f"binary, {facts.size} bytes: not shown", limit)
         elif facts.huge:
@@ -211,8 +215,12 @@ class _Builder:
 
     def block(self, path: str) -> str:
         facts = self.facts[path]
+        if facts.odd_name:
+            return f"{path} ({ODD_NAME})"
         if facts.link:
             return f"{path} (symbolic link)"
+        if facts.latin:
+            return f"{path} (not UTF-8 text, {facts.size} bytes)"
         if facts.binary:
             return f"{path} (binary, {facts.size} bytes)"
         head = path
@@ -279,6 +287,8 @@ class _Builder:
             self.left_out([*reversed(dropped), *out.left_out_paths])
 
 
+ODD_NAME = "name not UTF-8: not shown"
+"""What a file whose name is not UTF-8 is listed with (by its escaped name)."""
 BY_RANGES = "too large to read whole: read it by line ranges (ReadFile start_line, end_line)"
 """What a file too large for one ``ReadFile`` answer is marked with."""
 

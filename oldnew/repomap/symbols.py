@@ -119,6 +119,13 @@ def capped(lines: list[str]) -> list[str]:
     ]
 
 
+def kind(path: str) -> str:
+    """Return what the outline reads ``path`` as: ``python``, ``script`` or ``other``."""
+    if path.endswith(PYTHON):
+        return "python"
+    return "script" if path.endswith(SCRIPT) else "other"
+
+
 def definitions(path: str, text: str) -> tuple[list[str], list[str]]:
     """Return the map lines and the defined names of ``path`` (none for other languages)."""
     if path.endswith(PYTHON):
