@@ -298,8 +298,12 @@ def test_read_file_refuses_clearly(tmp_path: Path) -> None:
     assert "outside the project" in read_for_model(tmp_path, "/etc/passwd")
     assert "no file 'nope.py'" in read_for_model(tmp_path, "nope.py")
     assert "binary file" in read_for_model(tmp_path, "logo.png")
-    cut = read_for_model(tmp_path, "big.txt")  # one line over the cap: cut, and said so
-    assert cut.startswith("big.txt: lines 1-1 of 1") and len(cut) < READ_MAX_BYTES + 200
+    (tmp_path / "min.js").write_text("var a=1;" * 130_000)  # one line of 1 MB
+    cut = read_for_model(tmp_path, "min.js")  # one line over the cap: its start, and why
+    assert cut.startswith("min.js: line 1 of 1, cut: the line is 1040000 bytes")
+    assert len(cut) < READ_MAX_BYTES + 200
+    two = read_for_model(tmp_path, "big.txt")
+    assert two.startswith("big.txt: line 1 of 1, cut") and len(two) < READ_MAX_BYTES + 200
 
 
 # -- the fixer and the shrink path ----------------------------------------------------------
@@ -616,3 +620,12 @@ def test_latin1_text_is_said_to_be_not_utf8_not_binary(tmp_path: Path) -> None:
     chosen = select(ws.root, Want(focus=["a.py", "latin.py"], budget=8000), ws.meta)
     assert chosen.notes["latin.py"] == "not UTF-8 text, 13 bytes: not shown"
     assert "not UTF-8 text" in read_for_model(ws.root, "latin.py")
+
+
+def test_a_file_name_with_a_newline_is_escaped_never_pasted_raw(tmp_path: Path) -> None:
+    ws = _project(tmp_path, {"T1": {"weird\nname.py": "Y = 2\n", "a.py": "A = 1\n"}})
+    index.forget()
+    chosen = select(ws.root, Want(focus=["a.py"], budget=8000), ws.meta)
+    text = _rendered(chosen)
+    assert "weird\\nname.py (name with control characters: not shown)" in text
+    assert "weird\nname" not in text

@@ -51,8 +51,9 @@ class Facts:
     """Its import statements, as :func:`oldnew.repomap.imports.resolve` reads them."""
     link: bool = False
     """A symbolic link: never followed (it may lead out of the project), never cached."""
-    odd_name: bool = False
-    """A name that is not UTF-8 (listed by an escaped name): never read, never cached."""
+    odd_name: str = ""
+    """Why the name cannot be pasted (not UTF-8, control characters): listed escaped, never
+    read, never cached."""
     latin: bool = False
     """Text that is not UTF-8 (Latin-1, say): listed as such, not as binary."""
 
@@ -131,27 +132,37 @@ def _git(tree: Path, *args: str) -> list[bytes]:
     return bytes(proc.stdout).split(b"\0")
 
 
-def _name(raw: bytes, odd: set[str]) -> str:
-    """Return ``raw`` as a path; a name that is not UTF-8 is escaped and added to ``odd``."""
+NOT_UTF8 = "name not UTF-8"
+CONTROL = "name with control characters"
+
+
+def _name(raw: bytes, odd: dict[str, str]) -> str:
+    """Return ``raw`` as a path; an odd name comes escaped, added to ``odd`` with why."""
     try:
-        return raw.decode("utf-8")
+        name = raw.decode("utf-8")
     except UnicodeDecodeError:
         name = raw.decode("utf-8", "backslashreplace")
-        odd.add(name)
+        odd[name] = NOT_UTF8
         return name
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        escaped = name.encode("unicode_escape").decode("ascii")
+        odd[escaped] = CONTROL  # a newline in a name would break the prompt's lines
+        return escaped
+    return name
 
 
-def listing(tree: Path) -> tuple[dict[str, str], set[str], set[str], set[str]]:
+def listing(tree: Path) -> tuple[dict[str, str], set[str], set[str], dict[str, str]]:
     """Return tracked path -> blob id, the paths changed or new since, deleted, and odd.
 
-    Odd names are those that are not UTF-8 (escaped, as they are listed).
+    Odd names (escaped as they are listed) are those that are not UTF-8 or hold control
+    characters, with why.
 
     A tracked symbolic link is listed as changed: it is looked at afresh, never by its blob.
     A file staged for removal that is still on disk is a new file, not a deleted one.
     """
     blobs: dict[str, str] = {}
     links: set[str] = set()
-    odd: set[str] = set()
+    odd: dict[str, str] = {}
     for entry in _git(tree, "ls-files", "-s", "-z"):
         meta, _, raw = entry.partition(b"\t")
         if raw and not meta.startswith(b"160000"):  # a gitlink is no file of this project
@@ -237,7 +248,7 @@ def project_facts(tree: Path, meta: Path | None = None) -> dict[str, Facts]:
     keys: set[str] = set()
     for path in sorted({*blobs, *changed} - deleted):
         if path in odd:
-            out[path] = Facts(0, True, odd_name=True)
+            out[path] = Facts(0, True, odd_name=odd[path])
             continue
         blob = blobs.get(path)
         key = cache_key(blob, path) if blob and path not in changed else ""

@@ -35,10 +35,17 @@ def _lines_answer(path: str, lines: list[str], start: int, end: int | None) -> s
     out: list[str] = []
     size = 0
     for line in lines[first:last]:
-        if size + len(line.encode()) > READ_MAX_BYTES and out:
+        if size + len(line.encode()) > READ_MAX_BYTES:
             break
         out.append(line)
         size += len(line.encode())
+    if not out and first < last:  # one line over the cap alone: its start, and why
+        raw = lines[first].encode()
+        part = raw[:READ_MAX_BYTES].decode("utf-8", "ignore")
+        return (
+            f"{path}: line {start} of {total}, cut: the line is {len(raw)} bytes, over the cap "
+            f"of {READ_MAX_BYTES} bytes an answer; its first {len(part.encode())} bytes:\n{part}"
+        )
     shown_end = first + len(out)
     head = f"{path}: lines {start}-{shown_end} of {total}"
     if shown_end < last:

@@ -136,7 +136,7 @@ class _Builder:
         if facts is None or path in self.shown or path in self.spilled:
             return
         if facts.odd_name:
-            self.note(path, ODD_NAME, limit)
+            self.note(path, f"{facts.odd_name}: not shown", limit)
         elif facts.link:
             self.note(path, "a symbolic link: not followed", limit)
         elif facts.latin:
@@ -216,7 +216,7 @@ class _Builder:
     def block(self, path: str) -> str:
         facts = self.facts[path]
         if facts.odd_name:
-            return f"{path} ({ODD_NAME})"
+            return f"{path} ({facts.odd_name}: not shown)"
         if facts.link:
             return f"{path} (symbolic link)"
         if facts.latin:
@@ -287,8 +287,6 @@ class _Builder:
             self.left_out([*reversed(dropped), *out.left_out_paths])
 
 
-ODD_NAME = "name not UTF-8: not shown"
-"""What a file whose name is not UTF-8 is listed with (by its escaped name)."""
 BY_RANGES = "too large to read whole: read it by line ranges (ReadFile start_line, end_line)"
 """What a file too large for one ``ReadFile`` answer is marked with."""
 
