@@ -629,3 +629,12 @@ def test_a_file_name_with_a_newline_is_escaped_never_pasted_raw(tmp_path: Path) 
     text = _rendered(chosen)
     assert "weird\\nname.py (name with control characters: not shown)" in text
     assert "weird\nname" not in text
+
+
+def test_no_reads_allowed_binds_no_read_tool_and_says_so(tmp_path: Path) -> None:
+    ws = _late_project(tmp_path)
+    _, model = _code(ws, LATE, lambda m, i: WRITE, max_file_reads=0)
+    (call,) = model.log.calls
+    text = prompt_text(call.messages)
+    assert "ReadFile" not in call.info.tools and "AskHuman" in call.info.tools
+    assert "at most 0" not in text and "this run reads no more files" in text
