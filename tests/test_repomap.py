@@ -448,6 +448,12 @@ def test_the_frame_is_counted_by_the_counter(tmp_path: Path) -> None:
         assert len(_rendered(chosen)) <= budget and chosen.tokens <= budget
         assert chosen.left_out_count + len(chosen.mapped) + len(chosen.full) == 200
     assert chosen.mapped  # 8000 characters show something
+    # A counter whose whole is more than the sum of its parts: the whole is what is judged.
+    grows = tokens.TokenCounter("superadditive", lambda t: len(t) // 4 + (len(t) // 400) ** 2)
+    for budget in (1000, 3000):
+        want = Want(focus=["app/pkg0/mod0.py"], text="Store", budget=budget, counter=grows)
+        chosen = select(ws.root, want, ws.meta)
+        assert grows.count(_rendered(chosen)) <= budget and chosen.left_out_count > 0
 
 
 # -- a file too large for one answer, and what the map leaves out -----------------------------

@@ -24,8 +24,6 @@ from oldnew.supporting import listing, task_view
 
 SUPPORTING_TEXT_BYTES = 20_000
 """A supporting text file the task names is pasted up to this size; a larger one is listed."""
-FRAME_TOKENS = 120
-"""Tokens kept for the frame before it is rendered and counted (a floor, not an estimate)."""
 BYTES_PER_TOKEN = 16
 """More bytes than a token holds (4 bytes a character at most, 4 characters a token): a
 file larger than the room left times this cannot fit, and is not read."""
@@ -267,7 +265,9 @@ class _Builder:
         out.left_out, out.tokens = [line], out.tokens + self.count(line)
 
     def fit(self) -> None:
-        """Move map blocks to what was left out until the rendered section is in budget.
+        """Trim the rendered section to the budget: map blocks, listed, then full files go.
+
+        What goes is left out (named), last first.
 
         The costs counted piece by piece are close to the whole's, but a tokenizer is not
         additive: the whole is rendered and counted, and trimmed while it is over.
@@ -275,14 +275,24 @@ class _Builder:
         out, want = self.out, self.want
         while True:
             shown = self.count(render("project_context", context=out, reads=want.reads))
-            if shown <= want.budget or not out.map:
+            if shown <= want.budget or not (out.map or out.notes or out.full):
                 out.tokens = shown
                 return
             over = max(1, (shown - want.budget) // 8)
             dropped = []
-            for _ in range(min(over, len(out.map))):
-                out.tokens -= self.count(out.map.pop() + "\n")
-                dropped.append(out.mapped.pop())
+            for _ in range(over):
+                if out.map:
+                    out.tokens -= self.count(out.map.pop() + "\n")
+                    dropped.append(out.mapped.pop())
+                elif out.notes:
+                    path, why = out.notes.popitem()
+                    out.tokens -= self.count(f"- {path}: {why}\n")
+                    dropped.append(path)
+                elif out.full:
+                    path, text = out.full.popitem()
+                    out.tokens -= self.count(f"FILE: {path}\n```\n{text}\n```\n")
+                    dropped.append(path)
+                    break  # a whole file is a lot: count again
             out.tokens -= self.count("".join(f"- {line}\n" for line in out.left_out))
             self.left_out([*reversed(dropped), *out.left_out_paths])
 
