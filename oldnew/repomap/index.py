@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -92,8 +93,12 @@ class Facts:
         if type(size) is not int or size < 0 or type(binary) is not bool or type(latin) is not bool:
             raise ValueError("a cache row's size or kind is not what was written")
         for part in (defs, names, imports):
-            if not isinstance(part, list) or not all(isinstance(x, str) for x in part):
-                raise ValueError("a cache row's lists are not lists of text")
+            if not isinstance(part, list):
+                raise ValueError("a cache row's lists are not lists")
+            try:
+                "".join(part)  # a TypeError for anything but text, at C speed
+            except TypeError:
+                raise ValueError("a cache row's lists are not lists of text") from None
         return cls(size, binary, tuple(defs), tuple(names), tuple(imports), latin=latin)
 
 
@@ -132,6 +137,7 @@ def _git(tree: Path, *args: str) -> list[bytes]:
     return bytes(proc.stdout).split(b"\0")
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 NOT_UTF8 = "name not UTF-8"
 CONTROL = "name with control characters"
 
@@ -144,7 +150,7 @@ def _name(raw: bytes, odd: dict[str, str]) -> str:
         name = raw.decode("utf-8", "backslashreplace")
         odd[name] = NOT_UTF8
         return name
-    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+    if _CONTROL.search(name):
         escaped = name.encode("unicode_escape").decode("ascii")
         odd[escaped] = CONTROL  # a newline in a name would break the prompt's lines
         return escaped
