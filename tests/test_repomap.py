@@ -402,21 +402,31 @@ def _rendered(chosen: Any, reads: int = 8) -> str:
 
 
 @pytest.mark.parametrize("budget", [500, 8000])
-def test_listed_files_take_budget_and_are_grouped_past_it(tmp_path: Path, budget: int) -> None:
+@pytest.mark.parametrize("how", ["task files", "supporting files"])
+def test_listed_files_take_budget_and_are_grouped_past_it(
+    tmp_path: Path, budget: int, how: str
+) -> None:
     files: dict[str, str | bytes] = {
         f"assets/img{i:04}.png": b"\x89PNG\0" + bytes([i % 256]) * 50 for i in range(300)
     }
     files["main.py"] = "X = 1\n"
     ws = _project(tmp_path, {"T0": files})
-    chosen = select(ws.root, Want(focus=list(files), budget=budget), ws.meta)
+    pngs = [p for p in files if p.endswith(".png")]
+    if how == "task files":
+        want = Want(focus=list(files), budget=budget)
+    else:
+        want = Want(focus=["main.py"], supporting=pngs, named=pngs, budget=budget)
+    chosen = select(ws.root, want, ws.meta)
     shown = _rendered(chosen)
     assert tokens.estimate(shown) <= budget and chosen.tokens <= budget
     everything = {*chosen.full, *chosen.notes, *chosen.mapped, *chosen.left_out_paths}
     assert everything == set(ws.tracked_files())
     if budget == 500:  # 300 lines cannot fit: what does not is counted by folder
         assert chosen.left_out_count > 200 and any("assets/ (" in x for x in chosen.left_out)
-    else:
+    elif how == "task files":  # short lines: all 300 fit in 8000
         assert len(chosen.notes) == 300 and chosen.left_out_count == 0
+    else:  # longer lines: most are listed, the rest mapped or counted, none dropped
+        assert len(chosen.notes) > 200
 
 
 def test_a_dependencys_file_the_task_names_comes_first(tmp_path: Path) -> None:
