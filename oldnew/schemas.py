@@ -397,9 +397,18 @@ class AskHuman(BaseModel):
 
 
 class ReadFile(BaseModel):
-    """Fetch the whole text of one project file that the prompt only mapped or listed."""
+    """Fetch the text of one project file that the prompt only mapped or listed.
+
+    Whole, or some of its lines (a file too large for one answer is read by line ranges).
+    """
 
     path: str = Field(description="The file's path relative to the project root, as listed.")
+    start_line: int | None = Field(
+        default=None, ge=1, description="First line to read (1-based); omit for the start."
+    )
+    end_line: int | None = Field(
+        default=None, ge=1, description="Last line to read (inclusive); omit for the end."
+    )
 
 
 FeedbackKind = Literal["change_request", "bug_report", "feature", "clarification"]

@@ -298,7 +298,12 @@ def test_read_file_refuses_clearly(tmp_path: Path) -> None:
     assert "outside the project" in read_for_model(tmp_path, "/etc/passwd")
     assert "no file 'nope.py'" in read_for_model(tmp_path, "nope.py")
     assert "binary file" in read_for_model(tmp_path, "logo.png")
-    assert "over the cap" in read_for_model(tmp_path, "big.txt")
+    (tmp_path / "min.js").write_text("var a=1;" * 130_000)  # one line of 1 MB
+    cut = read_for_model(tmp_path, "min.js")  # one line over the cap: its start, and why
+    assert cut.startswith("min.js: line 1 of 1, cut: the line is 1040000 bytes")
+    assert len(cut) < READ_MAX_BYTES + 200
+    two = read_for_model(tmp_path, "big.txt")
+    assert two.startswith("big.txt: line 1 of 1, cut") and len(two) < READ_MAX_BYTES + 200
 
 
 # -- the fixer and the shrink path ----------------------------------------------------------
@@ -385,3 +390,267 @@ def test_outlines_are_cached_by_blob_and_changes_are_seen(tmp_path: Path) -> Non
     assert (ws.meta / index.CACHE_FILE).stat().st_mtime_ns == written  # nothing new: no write
     (ws.root / "a.py").unlink()
     assert "a.py" not in index.project_facts(ws.root, ws.meta)
+
+
+# -- the budget holds, whatever is listed, ranked or counted -----------------------------------
+
+
+def _rendered(chosen: Any, reads: int = 8) -> str:
+    from oldnew.prompts import render
+
+    return render("project_context", context=chosen, reads=reads)
+
+
+@pytest.mark.parametrize("budget", [500, 8000])
+@pytest.mark.parametrize("how", ["task files", "supporting files"])
+def test_listed_files_take_budget_and_are_grouped_past_it(
+    tmp_path: Path, budget: int, how: str
+) -> None:
+    files: dict[str, str | bytes] = {
+        f"assets/img{i:04}.png": b"\x89PNG\0" + bytes([i % 256]) * 50 for i in range(300)
+    }
+    files["main.py"] = "X = 1\n"
+    ws = _project(tmp_path, {"T0": files})
+    pngs = [p for p in files if p.endswith(".png")]
+    if how == "task files":
+        want = Want(focus=list(files), budget=budget)
+    else:
+        want = Want(focus=["main.py"], supporting=pngs, named=pngs, budget=budget)
+    chosen = select(ws.root, want, ws.meta)
+    shown = _rendered(chosen)
+    assert tokens.estimate(shown) <= budget and chosen.tokens <= budget
+    everything = {*chosen.full, *chosen.notes, *chosen.mapped, *chosen.left_out_paths}
+    assert everything == set(ws.tracked_files())
+    if budget == 500:  # 300 lines cannot fit: what does not is counted by folder
+        assert chosen.left_out_count > 200 and any("assets/ (" in x for x in chosen.left_out)
+    elif how == "task files":  # short lines: all 300 fit in 8000
+        assert len(chosen.notes) == 300 and chosen.left_out_count == 0
+    else:  # longer lines: most are listed, the rest mapped or counted, none dropped
+        assert len(chosen.notes) > 200
+
+
+def test_a_dependencys_file_the_task_names_comes_first(tmp_path: Path) -> None:
+    t1: dict[str, str | bytes] = {f"lib/a{i:02}.py": _module(i) * 3 for i in range(40)}
+    t1["lib/zz_ledger.py"] = (
+        "class Ledger:\n    def post(self, amount: int) -> None:\n        pass\n" + _module(99) * 3
+    )
+    ws = _project(tmp_path, {"T1": t1})
+    from oldnew.repomap.history import task_files
+
+    want = Want(
+        focus=["app/report.py"],
+        related=task_files(ws, ["T1"]),
+        text="app/report.py posts totals to the Ledger from lib.zz_ledger",
+        budget=8000,
+    )
+    chosen = select(ws.root, want, ws.meta)
+    assert list(chosen.full)[0] == "lib/zz_ledger.py"
+
+
+def test_the_frame_is_counted_by_the_counter(tmp_path: Path) -> None:
+    from oldnew.bench.context import write_repo
+
+    ws = write_repo(tmp_path / "r", 200)
+    one = tokens.TokenCounter("1 character a token", len)
+    for budget in (500, 8000):
+        want = Want(focus=["app/pkg0/mod0.py"], text="Store", budget=budget, counter=one)
+        chosen = select(ws.root, want, ws.meta)
+        assert len(_rendered(chosen)) <= budget and chosen.tokens <= budget
+        assert chosen.left_out_count + len(chosen.mapped) + len(chosen.full) == 200
+    assert chosen.mapped  # 8000 characters show something
+    # A counter whose whole is more than the sum of its parts: the whole is what is judged.
+    grows = tokens.TokenCounter("superadditive", lambda t: len(t) // 4 + (len(t) // 400) ** 2)
+    for budget in (1000, 3000):
+        want = Want(focus=["app/pkg0/mod0.py"], text="Store", budget=budget, counter=grows)
+        chosen = select(ws.root, want, ws.meta)
+        assert grows.count(_rendered(chosen)) <= budget and chosen.left_out_count > 0
+
+
+# -- a file too large for one answer, and what the map leaves out -----------------------------
+
+
+def test_a_file_over_the_read_cap_is_read_by_line_ranges(tmp_path: Path) -> None:
+    lines = [f"ROW_{i:06} = {i}  # {'x' * 60}\n" for i in range(2000)]  # ~150 KB
+    body = "".join(lines)
+    ws = _project(tmp_path, {"T1": {"big/table.py": body}})
+    assert READ_MAX_BYTES < len(body) < index.HUGE_BYTES
+    first = read_for_model(ws.root, "big/table.py")
+    head, _, text = first.partition("\n")
+    assert head.startswith("big/table.py: lines 1-") and "of 2000" in head
+    assert "start_line=" in head and len(text.encode()) <= READ_MAX_BYTES
+    assert text == "".join(lines[: text.count("\n")])
+    some = read_for_model(ws.root, "big/table.py", 1999, 2005)
+    assert some == "big/table.py: lines 1999-2000 of 2000\n" + lines[1998] + lines[1999]
+    assert "past its end" in read_for_model(ws.root, "big/table.py", 3000)
+    chosen = select(ws.root, Want(focus=["big/table.py"], budget=8000), ws.meta)
+    text = _rendered(chosen)
+    assert "big/table.py" not in chosen.full
+    assert f"big/table.py ({len(body)} bytes: too large to read whole: read it by line" in text
+    assert "... and 1960 more definitions (read the file)" in text  # 40 shown, the rest counted
+
+    def reply(messages: list[BaseMessage], info: CallInfo) -> Any:
+        if info.index == 0:
+            return call_tool("ReadFile", {"path": "big/table.py", "start_line": 5, "end_line": 6})
+        return "FILE: x.py\n```\nX = 1\n```\n"
+
+    model = FunctionModel(fn=reply)
+    asyncio.run(coding._files_from_model(model, [HumanMessage("go")], ws.root, 0, RetryPolicy(), 2))
+    answer = model.log.calls[1].messages[-1]
+    assert answer.content == "big/table.py: lines 5-6 of 2000\n" + lines[4] + lines[5]
+
+
+# -- every tool call is answered ----------------------------------------------------------------
+
+
+def _unanswered(messages: list[BaseMessage]) -> list[str]:
+    from langchain_core.messages import AIMessage
+
+    answered = {m.tool_call_id for m in messages if isinstance(m, ToolMessage)}
+    return [
+        str(c["id"])
+        for m in messages
+        if isinstance(m, AIMessage)
+        for c in [*m.tool_calls, *m.invalid_tool_calls]
+        if c["id"] not in answered
+    ]
+
+
+def test_every_tool_call_of_a_reply_is_answered(tmp_path: Path) -> None:
+    from langchain_core.messages import AIMessage
+
+    (tmp_path / "a.py").write_text("A = 1\n")
+    blocks = "FILE: b.py\n```\nB = 1\n```\n"
+    firsts: dict[str, Any] = {
+        "unknown tool": call_tool("Bash", {"cmd": "ls"}),
+        "malformed args": AIMessage(
+            content="",
+            invalid_tool_calls=[{"name": "ReadFile", "args": "{no", "id": "x1", "error": "bad"}],
+        ),
+        "malformed AskHuman": call_tool("AskHuman", {"bogus": 1}),
+        "read and blocks": call_tool("ReadFile", {"path": "a.py"}, text=blocks),
+    }
+    for case, first in firsts.items():
+
+        def reply(messages: list[BaseMessage], info: CallInfo, first: Any = first) -> Any:
+            return first if info.index == 0 else blocks
+
+        model = FunctionModel(fn=reply)
+        files, calls, _ = asyncio.run(
+            coding._files_from_model(model, [HumanMessage("go")], tmp_path, 1, RetryPolicy(), 2)
+        )
+        assert files == {"b.py": "B = 1\n"} and calls == 2, case
+        second = model.log.calls[1].messages
+        assert _unanswered(second) == [], case
+        answers = [m.content for m in second if isinstance(m, ToolMessage)]
+        if case == "malformed AskHuman":
+            assert "AskHuman's arguments do not validate" in answers[0]
+        if case == "malformed args":
+            assert "did not parse (bad)" in answers[0]
+        if case == "read and blocks":
+            assert answers == ["A = 1\n"] and "NOT APPLIED" in str(second[-1].content)
+
+
+def test_read_file_serves_only_files_the_listing_knows(tmp_path: Path) -> None:
+    ws = _project(tmp_path, {"T1": {".gitignore": ".env\nsecrets/\n", "app.py": "A = 1\n"}})
+    (ws.root / ".env").write_text("OPENAI_API_KEY=sk-SECRET\n")
+    (ws.root / "secrets").mkdir()
+    (ws.root / "secrets" / "key.txt").write_text("TOPSECRET\n")
+    (ws.root / "new.py").write_text("N = 1\n")  # new, not ignored: served
+    for path in (".env", "secrets/key.txt"):
+        assert read_for_model(ws.root, path) == (
+            f"ERROR: {path} is ignored by the project's git: not shown."
+        )
+    assert read_for_model(ws.root, "new.py") == "N = 1\n"
+    assert read_for_model(ws.root, "app.py") == "A = 1\n"
+
+
+# -- what git and the cache hand over -----------------------------------------------------------
+
+
+def test_a_file_name_that_is_not_utf8_is_listed_never_fatal(tmp_path: Path) -> None:
+    import os
+
+    ws = _project(tmp_path, {"T1": {"app.py": "A = 1\n"}})
+    os.chdir(ws.root)
+    try:
+        with open(b"caf\xe9.py", "wb") as fh:  # noqa: PTH123 - a bytes name, as git keeps it
+            fh.write(b"Z = 3\n")
+        ws.git("add", "-A")
+        ws.git("commit", "-q", "-m", "a Latin-1 name")
+        with open(b"new\xff.txt", "wb") as fh:  # noqa: PTH123 - untracked, not UTF-8 either
+            fh.write(b"x\n")
+    finally:
+        os.chdir(tmp_path)
+    index.forget()
+    chosen = select(ws.root, Want(focus=["app.py", "caf\\xe9.py"], budget=8000), ws.meta)
+    text = _rendered(chosen)
+    assert "- caf\\xe9.py: name not UTF-8: not shown" in text
+    assert "new\\xff.txt (name not UTF-8: not shown)" in text
+    assert "FILE: app.py" in text and chosen.files == 3
+
+
+def test_an_odd_cache_is_started_afresh(tmp_path: Path) -> None:
+    import json
+
+    ws = _project(tmp_path, {"T1": {"a.py": "def one() -> int:\n    return 1\n"}})
+    cache = ws.meta / index.CACHE_FILE
+    index.forget()
+    index.project_facts(ws.root, ws.meta)
+    key = next(iter(json.loads(cache.read_text())["facts"]))
+    odd = [
+        "[1, 2, 3]",
+        json.dumps({"version": 2, "facts": [1, 2]}),
+        json.dumps({"version": 2, "facts": {key: [1]}}),
+        json.dumps({"version": 2, "facts": {key: [10, False, 5, [], [], False]}}),
+        json.dumps({"version": 2, "facts": {key: [10, False, "abc", "xyz", [], False]}}),
+        "[" * 100_000 + "]" * 100_000,
+        "\0\0",
+    ]
+    for text in odd:
+        cache.write_text(text)
+        index.forget()
+        assert index.project_facts(ws.root, ws.meta)["a.py"].defs == ("def one() -> int",), text
+
+
+def test_the_same_bytes_in_another_kind_of_file_have_their_own_facts(tmp_path: Path) -> None:
+    code = "import os\n\n\ndef public_api(x: int) -> int:\n    return x\n"
+    ws = _project(tmp_path, {"T1": {"a_notes.txt": code, "z_mod.py": code}})
+    index.forget()
+    facts = index.project_facts(ws.root, ws.meta)
+    assert facts["a_notes.txt"].defs == ()
+    assert facts["z_mod.py"].defs == ("def public_api(x: int) -> int",)
+    assert facts["z_mod.py"].imports == ("os",)
+
+
+def test_a_file_staged_for_removal_but_on_disk_is_still_listed(tmp_path: Path) -> None:
+    ws = _project(tmp_path, {"T1": {"a.py": "A = 1\n", "b.py": "B = 2\n"}})
+    ws.git("rm", "-q", "--cached", "b.py")
+    index.forget()
+    assert set(index.project_facts(ws.root, ws.meta)) == {"a.py", "b.py"}
+    (ws.root / "b.py").unlink()
+    assert set(index.project_facts(ws.root, ws.meta)) == {"a.py"}
+
+
+def test_latin1_text_is_said_to_be_not_utf8_not_binary(tmp_path: Path) -> None:
+    ws = _project(tmp_path, {"T1": {"latin.py": b"# caf\xe9\nX = 1\n", "a.py": "A = 1\n"}})
+    chosen = select(ws.root, Want(focus=["a.py", "latin.py"], budget=8000), ws.meta)
+    assert chosen.notes["latin.py"] == "not UTF-8 text, 13 bytes: not shown"
+    assert "not UTF-8 text" in read_for_model(ws.root, "latin.py")
+
+
+def test_a_file_name_with_a_newline_is_escaped_never_pasted_raw(tmp_path: Path) -> None:
+    ws = _project(tmp_path, {"T1": {"weird\nname.py": "Y = 2\n", "a.py": "A = 1\n"}})
+    index.forget()
+    chosen = select(ws.root, Want(focus=["a.py"], budget=8000), ws.meta)
+    text = _rendered(chosen)
+    assert "weird\\nname.py (name with control characters: not shown)" in text
+    assert "weird\nname" not in text
+
+
+def test_no_reads_allowed_binds_no_read_tool_and_says_so(tmp_path: Path) -> None:
+    ws = _late_project(tmp_path)
+    _, model = _code(ws, LATE, lambda m, i: WRITE, max_file_reads=0)
+    (call,) = model.log.calls
+    text = prompt_text(call.messages)
+    assert "ReadFile" not in call.info.tools and "AskHuman" in call.info.tools
+    assert "at most 0" not in text and "this run reads no more files" in text

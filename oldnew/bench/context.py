@@ -47,6 +47,8 @@ from oldnew.workspace import META, Workspace
 
 GOAL_MS = 200.0
 """Time to build the context at 5,000 files, at most (issue 14)."""
+TIMES = ("cold", "disk", "warm")
+"""The three timings, each judged against the goal (the machine's load decides them too)."""
 PACKAGE_SIZE = 50
 TASK = PlannedTask(
     id="T2",
@@ -227,7 +229,11 @@ def bench(sizes: list[int], repeat: int, ctx: Context) -> dict[str, Any]:
             "within_budget": all(r["tokens"] <= r["budget"] for r in rows),
             "every_file_accounted": all(r["accounted"] for r in rows),
             "dependency_in_full": all("app/store/store.py" in r["full"] for r in rows),
-            "warm_under_goal": largest["warm_ms"] < GOAL_MS,
+        },
+        "timing": {
+            "files": largest["files"],
+            "goal_ms": GOAL_MS,
+            **{f"{k}_under_goal": largest[f"{k}_ms"] < GOAL_MS for k in TIMES},
         },
     }
 
@@ -251,10 +257,20 @@ def show(data: dict[str, Any]) -> None:
     print()
     for name, ok in data["checks"].items():
         print(f"{name}: {'yes' if ok else 'NO'}")
+    timing = data["timing"]
+    largest = max(rows, key=lambda r: r["files"])
+    verdicts = ", ".join(
+        f"{k} {largest[f'{k}_ms']:.0f} ms {'yes' if timing[f'{k}_under_goal'] else 'NO'}"
+        for k in TIMES
+    )
+    print(
+        f"under {timing['goal_ms']:.0f} ms at {timing['files']} files: {verdicts} (times are "
+        "reported, not failed on: they depend on the machine and its load)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark and print its numbers; exit 1 when a goal is missed."""
+    """Run the benchmark and print its numbers; exit 1 when a check of tokens is missed."""
     parser = argparse.ArgumentParser(
         prog="python -m oldnew.bench.context",
         description=__doc__,
@@ -275,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(data, indent=2))
     else:
         show(data)
-    return 0 if all(v for k, v in data["checks"].items() if k != "warm_under_goal") else 1
+    return 0 if all(data["checks"].values()) else 1
 
 
 if __name__ == "__main__":

@@ -12,11 +12,11 @@ from langchain_core.messages import (
     BaseMessage,
     HumanMessage,
     SystemMessage,
-    ToolCall,
     ToolMessage,
 )
 from langchain_core.runnables import Runnable
 from langgraph.runtime import Runtime
+from pydantic import ValidationError
 
 from oldnew.budget import metered
 from oldnew.context import Context
@@ -79,6 +79,7 @@ def project_context(
         budget=ctx.context_tokens,
         counter=counter_for(ctx.model_spec(role)),
         full=full,
+        reads=ctx.max_file_reads,
     )
     return select(tree, want, ws.meta)
 
@@ -100,27 +101,72 @@ async def _report_memory_problems(ws: Workspace, task_id: str, memory: Memory) -
         memory.problems.clear()
 
 
-def _answer_reads(
-    tree: Path, calls: list[ToolCall], done: int, cap: int
-) -> tuple[list[ToolMessage], int]:
-    """Answer a reply's tool calls, at most ``cap`` reads a turn; return them and the count.
+def _read_answer(tree: Path, args: Any) -> str:
+    try:
+        asked = ReadFile.model_validate(args if isinstance(args, dict) else {})
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        return (
+            f"ERROR: ReadFile's arguments do not validate ({problems}); give 'path' (a string) "
+            "and, for some lines only, 'start_line' and 'end_line' (1-based integers)."
+        )
+    return read_for_model(tree, asked.path, asked.start_line, asked.end_line)
 
-    Every call gets an answer (a chat API refuses a history with an unanswered one): a call
-    of a tool that does not exist is told so.
+
+def _answer_calls(
+    tree: Path, reply: AIMessage, done: int, cap: int, asked: str = ""
+) -> tuple[list[ToolMessage], int]:
+    """Answer every tool call and invalid tool call of ``reply``, at most ``cap`` reads a turn.
+
+    Return the answers and the reads made. Every call gets an answer (a chat API refuses a
+    history with an unanswered one): a call of a tool that does not exist, a call whose
+    arguments did not parse and an ``AskHuman`` that did not validate (``asked``) are told so.
     """
     answers = []
-    for call in calls:
+    for call in reply.tool_calls:
         name = call["name"]
-        if name != ReadFile.__name__:
+        if name == AskHuman.__name__:
+            text = asked or "ERROR: AskHuman was not asked: answer the reads first."
+        elif name != ReadFile.__name__:
             text = f"ERROR: there is no tool {name!r}; read files with ReadFile."
         elif done >= cap:
             text = render("read_limit", reads=cap)
         else:
-            path = str((call.get("args") or {}).get("path", ""))
             done += 1
-            text = read_for_model(tree, path) if path else "ERROR: ReadFile needs a 'path'."
+            text = _read_answer(tree, call.get("args"))
         answers.append(ToolMessage(content=text, tool_call_id=call.get("id") or "", name=name))
+    for bad in reply.invalid_tool_calls:
+        name = str(bad.get("name") or "")
+        why = bad.get("error") or "its arguments are not a JSON object"
+        text = (
+            f"ERROR: your call of {name or 'a tool'} did not parse ({why}); call it again "
+            "with JSON arguments."
+        )
+        answers.append(ToolMessage(content=text, tool_call_id=bad.get("id") or "", name=name))
     return answers, done
+
+
+def _has_file_blocks(content: str) -> bool:
+    try:
+        return bool(parse_file_blocks(content))
+    except ModelOutputError:
+        return False
+
+
+def _asked(reply: AIMessage) -> tuple[AskHuman | None, str]:
+    """Return the reply's valid question, or why its ``AskHuman`` call did not validate."""
+    problem = ""
+    for call in reply.tool_calls:
+        if call["name"] == AskHuman.__name__:
+            try:
+                return AskHuman.model_validate(call["args"]), ""
+            except ValidationError as exc:
+                fields = "; ".join(
+                    f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}"
+                    for e in exc.errors()
+                )
+                problem = f"AskHuman's arguments do not validate ({fields}); ask again."
+    return None, problem
 
 
 async def _files_from_model(
@@ -135,8 +181,11 @@ async def _files_from_model(
 
     A ``ReadFile`` call is answered with the file's text and the turn goes on (it is no
     retry); past ``max_reads`` files the answer says to write the files now, and a reply that
-    still asks counts as a failed answer. Returns the files written (or the question), the
-    number of calls made, and the explanation the model wrote before its first file block.
+    still asks counts as a failed answer. Every tool call of a reply is answered, whatever
+    else it holds; file blocks beside a ``ReadFile`` call are not written, and the model is
+    told so. A malformed ``AskHuman`` or tool call is a failed answer, retried with why.
+    Returns the files written (or the question), the number of calls made, and the
+    explanation the model wrote before its first file block.
     """
     history = list(messages)
     problem = ""
@@ -145,30 +194,47 @@ async def _files_from_model(
         reply = await with_retry(partial(model.ainvoke, history), policy)
         assert isinstance(reply, AIMessage)  # noqa: S101 - chat models return AIMessage
         calls += 1
-        for call in reply.tool_calls:
-            if call["name"] == AskHuman.__name__:
-                return AskHuman.model_validate(call["args"]), calls, ""
-        wanted = [c for c in reply.tool_calls if c["name"] == ReadFile.__name__]
-        if wanted:
-            over = reads + len(wanted) > max_reads
-            answers, reads = await asyncio.to_thread(
-                _answer_reads, tree, reply.tool_calls, reads, max_reads
+        content = str(reply.content)
+        if reply.tool_calls or reply.invalid_tool_calls:
+            question, asked = _asked(reply)
+            if question is not None:
+                return question, calls, ""
+            wanted = [c for c in reply.tool_calls if c["name"] == ReadFile.__name__]
+            answers, reads_after = await asyncio.to_thread(
+                _answer_calls, tree, reply, reads, max_reads, asked
             )
+            over = reads + len(wanted) > max_reads
+            reads = reads_after
             history += [reply, *answers]
-            if over:
-                failures += 1
-                problem = f"asked to read more than {max_reads} files in one turn"
-            continue
+            if wanted or asked or not _has_file_blocks(content):
+                if _has_file_blocks(content):
+                    history.append(HumanMessage(render("blocks_not_applied")))
+                if over or asked or not wanted:
+                    failures += 1
+                    problem = (
+                        asked
+                        or (over and f"asked to read more than {max_reads} files in one turn")
+                        or "a tool call that is no ReadFile or AskHuman, or did not parse, "
+                        "and no file blocks"
+                    )
+                continue
         try:
-            files = parse_file_blocks(str(reply.content))
+            files = parse_file_blocks(content)
             await asyncio.to_thread(Workspace.write_files, tree, files)
-            prose = str(reply.content).split("FILE:", 1)[0]
+            prose = content.split("FILE:", 1)[0]
             return files, calls, prose
         except (ModelOutputError, PathViolation) as exc:
             failures += 1
             problem = str(exc)
-            history += [reply, HumanMessage(render("output_retry", problem=problem))]
+            if not (reply.tool_calls or reply.invalid_tool_calls):
+                history.append(reply)
+            history.append(HumanMessage(render("output_retry", problem=problem)))
     raise ModelOutputError(problem)
+
+
+def _read_tool(ctx: Context) -> list[type[ReadFile]]:
+    """Return the ``ReadFile`` tool to bind, or none when the run allows no reads."""
+    return [ReadFile] if ctx.max_file_reads > 0 else []
 
 
 def _escalation(state: TaskState, question: Question, calls: int) -> dict[str, Any]:
@@ -293,7 +359,7 @@ async def code(
     recalled = await _recall(ws, memory, state, task, ctx)
     coder = await aresolve_model("coder", ctx, models)
     model = metered(coder, ctx, ws.root, role="coder", activity="code", task=task.id).bind_tools(
-        [AskHuman, ReadFile]
+        [AskHuman, *_read_tool(ctx)]
     )
     packages = await asyncio.to_thread(package_notes, ws, tree, state)
     messages = _coder_messages(
@@ -394,9 +460,9 @@ async def fix(
         HumanMessage(prompt),
     ]
     fixer = await aresolve_model("fixer", ctx, models)
-    model = metered(fixer, ctx, ws.root, role="fixer", activity="fix", task=task.id).bind_tools(
-        [ReadFile]
-    )
+    metered_fixer = metered(fixer, ctx, ws.root, role="fixer", activity="fix", task=task.id)
+    tools = _read_tool(ctx)
+    model = metered_fixer.bind_tools(tools) if tools else metered_fixer
     try:
         result, calls, prose = await _files_from_model(
             model, messages, tree, ctx.max_output_retries, ctx.retry_policy(), ctx.max_file_reads

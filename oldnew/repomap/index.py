@@ -2,8 +2,13 @@
 
 One ``git ls-files -s`` gives every tracked file and its blob id, one ``git status`` the
 files changed or added since; a file's facts (size, text or binary, definitions, imports)
-are worked out once per blob and kept in memory and in ``.oldnew/repomap-cache.json``, so a
-second call on a 5,000-file project reads almost nothing from disk.
+are worked out once per blob and kind of file (the same bytes in a ``.txt`` and a ``.py``
+have different facts) and kept in memory and in ``.oldnew/repomap-cache.json``, so a
+second call on a 5,000-file project reads almost nothing from disk. A cache that does not
+read as this module wrote it is ignored (started afresh), never trusted or fatal.
+
+Git's output is read as bytes: a file whose name is not UTF-8 is listed by an escaped name
+(``name not UTF-8: not shown``), never read, and never stops the context.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -20,14 +26,14 @@ from typing import Any
 
 from oldnew.errors import WorkspaceError
 from oldnew.repomap.imports import import_words, imports_of
-from oldnew.repomap.symbols import definitions
+from oldnew.repomap.symbols import definitions, kind
 from oldnew.safegit import run_git
 from oldnew.supporting import is_text
 
 HUGE_BYTES = 256_000
 """A file larger than this is never read for the context: it is listed with its size."""
 CACHE_FILE = "repomap-cache.json"
-_VERSION = 1
+_VERSION = 2
 _MAX_MEMORY = 50_000
 """Blobs kept in memory, at most, across workspaces (then the memory starts afresh)."""
 
@@ -46,6 +52,11 @@ class Facts:
     """Its import statements, as :func:`oldnew.repomap.imports.resolve` reads them."""
     link: bool = False
     """A symbolic link: never followed (it may lead out of the project), never cached."""
+    odd_name: str = ""
+    """Why the name cannot be pasted (not UTF-8, control characters): listed escaped, never
+    read, never cached."""
+    latin: bool = False
+    """Text that is not UTF-8 (Latin-1, say): listed as such, not as binary."""
 
     @cached_property
     def name_set(self) -> frozenset[str]:
@@ -64,13 +75,31 @@ class Facts:
 
     def to_json(self) -> list[Any]:
         """Return the facts as a compact JSON list."""
-        return [self.size, self.binary, list(self.defs), list(self.names), list(self.imports)]
+        return [
+            self.size,
+            self.binary,
+            list(self.defs),
+            list(self.names),
+            list(self.imports),
+            self.latin,
+        ]
 
     @classmethod
-    def from_json(cls, row: list[Any]) -> Facts:
-        """Return the facts :meth:`to_json` wrote."""
-        size, binary, defs, names, imports = row
-        return cls(int(size), bool(binary), tuple(defs), tuple(names), tuple(imports))
+    def from_json(cls, row: Any) -> Facts:
+        """Return the facts :meth:`to_json` wrote; ValueError for anything else."""
+        if not isinstance(row, list) or len(row) != 6:
+            raise ValueError("a cache row is not a list of six")
+        size, binary, defs, names, imports, latin = row
+        if type(size) is not int or size < 0 or type(binary) is not bool or type(latin) is not bool:
+            raise ValueError("a cache row's size or kind is not what was written")
+        for part in (defs, names, imports):
+            if not isinstance(part, list):
+                raise ValueError("a cache row's lists are not lists")
+            try:
+                "".join(part)  # a TypeError for anything but text, at C speed
+            except TypeError:
+                raise ValueError("a cache row's lists are not lists of text") from None
+        return cls(size, binary, tuple(defs), tuple(names), tuple(imports), latin=latin)
 
 
 _memory: dict[str, Facts] = {}
@@ -84,61 +113,105 @@ def blob_id(data: bytes) -> str:
     return hashlib.sha1(header + data, usedforsecurity=False).hexdigest()
 
 
+def cache_key(blob: str, path: str) -> str:
+    """Return the key of a file's facts: its blob and its kind (what the outline reads)."""
+    return f"{blob}:{kind(path)}"
+
+
 def facts_of(path: str, data: bytes) -> Facts:
     """Work out the facts of ``path`` from its content."""
     if not is_text(data):
-        return Facts(len(data), True)
+        latin = b"\0" not in data[:8192]
+        return Facts(len(data), True, latin=latin)
     text = data.decode("utf-8")
     defs, names = definitions(path, text)
     return Facts(len(data), False, tuple(defs), tuple(names), tuple(imports_of(path, text)))
 
 
-def _git(tree: Path, *args: str) -> str:
-    proc = run_git(*args, cwd=tree)
+def _git(tree: Path, *args: str) -> list[bytes]:
+    """Return the NUL-separated records of ``git <args>`` (run with ``-z``), as bytes."""
+    proc = run_git(*args, cwd=tree, text=False)
     if proc.returncode != 0:
-        raise WorkspaceError(f"git {' '.join(args)} failed in {tree}: {proc.stderr.strip()}")
-    return str(proc.stdout)
+        stderr = bytes(proc.stderr).decode("utf-8", "replace").strip()
+        raise WorkspaceError(f"git {' '.join(args)} failed in {tree}: {stderr}")
+    return bytes(proc.stdout).split(b"\0")
 
 
-def listing(tree: Path) -> tuple[dict[str, str], set[str], set[str]]:
-    """Return tracked path -> blob id, the paths changed or new since, and those deleted.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+NOT_UTF8 = "name not UTF-8"
+CONTROL = "name with control characters"
+
+
+def _name(raw: bytes, odd: dict[str, str]) -> str:
+    """Return ``raw`` as a path; an odd name comes escaped, added to ``odd`` with why."""
+    try:
+        name = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        name = raw.decode("utf-8", "backslashreplace")
+        odd[name] = NOT_UTF8
+        return name
+    if _CONTROL.search(name):
+        escaped = name.encode("unicode_escape").decode("ascii")
+        odd[escaped] = CONTROL  # a newline in a name would break the prompt's lines
+        return escaped
+    return name
+
+
+def listing(tree: Path) -> tuple[dict[str, str], set[str], set[str], dict[str, str]]:
+    """Return tracked path -> blob id, the paths changed or new since, deleted, and odd.
+
+    Odd names (escaped as they are listed) are those that are not UTF-8 or hold control
+    characters, with why.
 
     A tracked symbolic link is listed as changed: it is looked at afresh, never by its blob.
+    A file staged for removal that is still on disk is a new file, not a deleted one.
     """
     blobs: dict[str, str] = {}
     links: set[str] = set()
-    for entry in _git(tree, "ls-files", "-s", "-z").split("\0"):
-        meta, _, path = entry.partition("\t")
-        if path and not meta.startswith("160000"):  # a gitlink is no file of this project
-            blobs[path] = meta.split(" ", 2)[1]
-            if meta.startswith("120000"):
+    odd: dict[str, str] = {}
+    for entry in _git(tree, "ls-files", "-s", "-z"):
+        meta, _, raw = entry.partition(b"\t")
+        if raw and not meta.startswith(b"160000"):  # a gitlink is no file of this project
+            path = _name(raw, odd)
+            blobs[path] = meta.split(b" ", 2)[1].decode("ascii")
+            if meta.startswith(b"120000"):
                 links.add(path)
     changed: set[str] = set()
     deleted: set[str] = set()
-    records = _git(tree, "status", "--porcelain=v1", "-z", "--untracked-files=all").split("\0")
+    records = _git(tree, "status", "--porcelain=v1", "-z", "--untracked-files=all")
     skip = False
     for record in records:
         if skip or len(record) < 4:
             skip = False
             continue
-        code, path = record[:2], record[3:]
+        code, path = record[:2].decode("ascii", "replace"), _name(record[3:], odd)
         if code[0] in "RC":
             skip = True  # the next record is the old name
         (deleted if "D" in code else changed).add(path)
-    return blobs, (changed | links) - deleted, deleted
+    deleted = {p for p in deleted if p in odd or not os.path.lexists(tree / p)}
+    return blobs, (changed | links) - deleted, deleted, odd
+
+
+def _read_cache(path: Path) -> dict[str, Facts]:
+    """Return the facts the cache file at ``path`` holds; none if it is not as written."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict) or data.get("version") != _VERSION:
+            return {}
+        rows = data.get("facts")
+        if not isinstance(rows, dict):
+            return {}
+        return {str(key): Facts.from_json(row) for key, row in rows.items()}
+    except (OSError, ValueError, RecursionError, MemoryError):
+        return {}  # no cache yet, a torn or an odd one: it is started afresh
 
 
 def _load(meta: Path | None) -> None:
     if meta is None or str(meta) in _loaded:
         return
     _loaded.add(str(meta))
-    try:
-        data = json.loads((meta / CACHE_FILE).read_text(encoding="utf-8"))
-        if data.get("version") == _VERSION:
-            for blob, row in data["facts"].items():
-                _memory.setdefault(blob, Facts.from_json(row))
-    except (OSError, ValueError, KeyError, TypeError):
-        pass  # no cache yet, or a torn one: it is rebuilt
+    for key, facts in _read_cache(meta / CACHE_FILE).items():
+        _memory.setdefault(key, facts)
 
 
 def _save(meta: Path, blobs: set[str]) -> None:
@@ -151,6 +224,7 @@ def _save(meta: Path, blobs: set[str]) -> None:
 
 
 def _read(tree: Path, path: str) -> tuple[str, Facts]:
+    """Return the file's cache key (none for a file never cached) and its facts."""
     target = tree / path
     if target.is_symlink():
         return "", Facts(0, True, link=True)
@@ -160,9 +234,9 @@ def _read(tree: Path, path: str) -> tuple[str, Facts]:
     if size > HUGE_BYTES:
         return "", Facts(size, False)
     data = target.read_bytes()
-    blob = blob_id(data)
-    known = _memory.get(blob)  # a file changed back, or changed alike in another task
-    return blob, known if known is not None else facts_of(path, data)
+    key = cache_key(blob_id(data), path)
+    known = _memory.get(key)  # a file changed back, or changed alike in another task
+    return key, known if known is not None else facts_of(path, data)
 
 
 def project_facts(tree: Path, meta: Path | None = None) -> dict[str, Facts]:
@@ -170,28 +244,35 @@ def project_facts(tree: Path, meta: Path | None = None) -> dict[str, Facts]:
 
     ``meta`` is the workspace's ``.oldnew`` folder, where the facts are cached by blob id.
     """
-    blobs, changed, deleted = listing(tree)
+    blobs, changed, deleted, odd = listing(tree)
     out: dict[str, Facts] = {}
     with _lock:
         _load(meta)
         if len(_memory) > _MAX_MEMORY:
             _memory.clear()
     fresh: dict[str, Facts] = {}
+    keys: set[str] = set()
     for path in sorted({*blobs, *changed} - deleted):
+        if path in odd:
+            out[path] = Facts(0, True, odd_name=odd[path])
+            continue
         blob = blobs.get(path)
-        facts = None if path in changed or blob is None else _memory.get(blob) or fresh.get(blob)
+        key = cache_key(blob, path) if blob and path not in changed else ""
+        facts = _memory.get(key) or fresh.get(key) if key else None
         if facts is None:
-            read_blob, facts = _read(tree, path)
+            read_key, facts = _read(tree, path)
             # A clean tracked file is its index blob (whatever filters git applies).
-            key = blob if path not in changed and blob else read_blob
+            key = key or read_key
             if key and key not in _memory:
                 fresh[key] = facts
+        if key:
+            keys.add(key)
         out[path] = facts
     if fresh:
         with _lock:
             _memory.update(fresh)
             if meta is not None:
-                _save(meta, set(blobs.values()) | set(fresh))
+                _save(meta, keys | set(fresh))
     return out
 
 

@@ -14,16 +14,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from oldnew.prompts import render
 from oldnew.repomap.imports import module_index, module_stem, resolve
 from oldnew.repomap.index import Facts, project_facts
+from oldnew.repomap.read import READ_MAX_BYTES
 from oldnew.repomap.symbols import words
 from oldnew.repomap.tokens import ESTIMATOR, TokenCounter
 from oldnew.supporting import listing, task_view
 
 SUPPORTING_TEXT_BYTES = 20_000
 """A supporting text file the task names is pasted up to this size; a larger one is listed."""
-FRAME_TOKENS = 120
-"""Tokens kept for the headings and the how-to-ask line around the files."""
 BYTES_PER_TOKEN = 16
 """More bytes than a token holds (4 bytes a character at most, 4 characters a token): a
 file larger than the room left times this cannot fit, and is not read."""
@@ -50,6 +50,8 @@ class Want:
     counter: TokenCounter = ESTIMATOR
     full: bool = True
     """False after the model's context overflowed: files are only mapped, never pasted."""
+    reads: int = 8
+    """Files the model may fetch with ``ReadFile`` in one turn (the frame says so)."""
 
 
 @dataclass
@@ -99,20 +101,26 @@ class _Builder:
         self.shown: set[str] = set()
         self.spilled: list[str] = []
         """Files that earned a place in full but did not fit: mapped first."""
-        self.reserve = FRAME_TOKENS + min(max(want.budget // 20, 40), 400)
+        self.frame = max(frame_tokens(want), 0)
+        """The headings and the how-to-ask line, rendered and counted by the counter."""
+        self.reserve = self.frame + min(max(want.budget // 20, 40), 400)
         """Kept back for the frame and the list of what was left out."""
 
     def room(self, limit: int) -> int:
         return limit - self.out.tokens
 
-    def note(self, path: str, why: str) -> None:
+    def note(self, path: str, why: str, limit: int) -> None:
+        """List ``path`` with why it is not pasted, if the line fits; else map it first."""
         cost = self.count(f"- {path}: {why}\n")
+        if cost > self.room(limit):
+            self.spilled.append(path)  # mapped (its block says as much), else left out
+            return
         self.out.notes[path] = why
         self.out.tokens += cost
         self.shown.add(path)
 
     def paste(self, path: str, text: str, limit: int) -> bool:
-        cost = self.count(text) + self.count(path) + 8
+        cost = self.count(f"FILE: {path}\n```\n{text}\n```\n")
         if cost > self.room(limit):
             return False
         self.out.full[path] = text
@@ -125,12 +133,16 @@ class _Builder:
         facts = self.facts.get(path)
         if facts is None or path in self.shown or path in self.spilled:
             return
-        if facts.link:
-            self.note(path, "a symbolic link: not followed")
+        if facts.odd_name:
+            self.note(path, f"{facts.odd_name}: not shown", limit)
+        elif facts.link:
+            self.note(path, "a symbolic link: not followed", limit)
+        elif facts.latin:
+            self.note(path, f"not UTF-8 text, {facts.size} bytes: not shown", limit)
         elif facts.binary:
-            self.note(path, f"binary, {facts.size} bytes: not shown")
+            self.note(path, f"binary, {facts.size} bytes: not shown", limit)
         elif facts.huge:
-            self.note(path, f"{facts.size} bytes: too large to paste or to read whole")
+            self.note(path, f"{facts.size} bytes: too large to paste; {BY_RANGES}", limit)
         elif not self.want.full:
             self.spilled.append(path)
         elif facts.size > self.room(limit) * BYTES_PER_TOKEN:
@@ -147,7 +159,7 @@ class _Builder:
             entry = kinds[path]
             pasted = entry["type"] == "text" and entry["size"] <= SUPPORTING_TEXT_BYTES
             if not pasted:
-                self.note(path, shown.strip("()"))
+                self.note(path, shown.strip("()"), self.want.budget - self.reserve)
             elif not self.want.full or not self.paste(path, shown, self.want.budget - self.reserve):
                 self.spilled.append(path)
 
@@ -173,7 +185,7 @@ class _Builder:
             and resolve(p, list(f.imports), modules, files) & wanted
         ]
         # Many files may import a much-used module: the most relevant come first.
-        return [p for p in imported if p not in wanted] + self.ranked(importers)
+        return self.ranked([p for p in imported if p not in wanted]) + self.ranked(importers)
 
     def ranked(self, candidates: list[str]) -> list[str]:
         """Order ``candidates`` by how much the task and the files shown refer to them.
@@ -201,23 +213,28 @@ class _Builder:
 
     def block(self, path: str) -> str:
         facts = self.facts[path]
+        if facts.odd_name:
+            return f"{path} ({facts.odd_name}: not shown)"
         if facts.link:
             return f"{path} (symbolic link)"
+        if facts.latin:
+            return f"{path} (not UTF-8 text, {facts.size} bytes)"
         if facts.binary:
             return f"{path} (binary, {facts.size} bytes)"
-        if facts.huge:
-            return f"{path} ({facts.size} bytes)"
-        return "\n".join([path, *(f"  {d}" for d in facts.defs)])
+        head = path
+        if facts.size > READ_MAX_BYTES:
+            head = f"{path} ({facts.size} bytes: {BY_RANGES})"
+        return "\n".join([head, *(f"  {d}" for d in facts.defs)])
 
     def map(self, order: list[str]) -> list[str]:
         """Map ``order`` while the budget lasts; return what did not fit."""
         limit = self.want.budget - self.reserve
         for i, path in enumerate(order):
             block = self.block(path)
-            cost = self.count(block) + 1
+            cost = self.count(block + "\n")
             if cost > self.room(limit) and "\n" in block:
                 block = f"{path} ({len(self.facts[path].defs)} definitions not shown)"
-                cost = self.count(block) + 1
+                cost = self.count(block + "\n")
             if cost > self.room(limit):
                 return order[i:]
             self.out.map.append(block)
@@ -231,7 +248,7 @@ class _Builder:
         out.left_out_count, out.left_out_paths = len(paths), paths
         if not paths:
             return
-        room = self.want.budget - FRAME_TOKENS - out.tokens
+        room = self.want.budget - self.frame - out.tokens
         tried = 0
         for depth in (None, 3, 2, 1):
             if depth is None and len(paths) > room:
@@ -240,12 +257,55 @@ class _Builder:
             if len(lines) == tried:
                 continue  # no shallower than the last try
             tried = len(lines)
-            cost = self.count("\n".join(f"- {line}" for line in lines)) + len(lines)
+            cost = self.count("".join(f"- {line}\n" for line in lines))
             if cost <= room:
                 out.left_out, out.tokens = list(lines), out.tokens + cost
                 return
         line = f"{len(paths)} files in {len(_by_folder(paths, 1))} top-level folders"
         out.left_out, out.tokens = [line], out.tokens + self.count(line)
+
+    def fit(self) -> None:
+        """Trim the rendered section to the budget: map blocks, listed, then full files go.
+
+        What goes is left out (named), last first.
+
+        The costs counted piece by piece are close to the whole's, but a tokenizer is not
+        additive: the whole is rendered and counted, and trimmed while it is over.
+        """
+        out, want = self.out, self.want
+        while True:
+            shown = self.count(render("project_context", context=out, reads=want.reads))
+            if shown <= want.budget or not (out.map or out.notes or out.full):
+                out.tokens = shown
+                return
+            over = max(1, (shown - want.budget) // 8)
+            dropped = []
+            for _ in range(over):
+                if out.map:
+                    out.tokens -= self.count(out.map.pop() + "\n")
+                    dropped.append(out.mapped.pop())
+                elif out.notes:
+                    path, why = out.notes.popitem()
+                    out.tokens -= self.count(f"- {path}: {why}\n")
+                    dropped.append(path)
+                elif out.full:
+                    path, text = out.full.popitem()
+                    out.tokens -= self.count(f"FILE: {path}\n```\n{text}\n```\n")
+                    dropped.append(path)
+                    break  # a whole file is a lot: count again
+            out.tokens -= self.count("".join(f"- {line}\n" for line in out.left_out))
+            self.left_out([*reversed(dropped), *out.left_out_paths])
+
+
+BY_RANGES = "too large to read whole: read it by line ranges (ReadFile start_line, end_line)"
+"""What a file too large for one ``ReadFile`` answer is marked with."""
+
+
+def frame_tokens(want: Want) -> int:
+    """Return the tokens of the section's frame: every heading and line but the files'."""
+    every = Selection(want.budget, want.counter.name, files=1, notes={"": ""}, map=[""])
+    every.full, every.left_out = {"": ""}, [""]
+    return want.counter.count(render("project_context", context=every, reads=want.reads))
 
 
 def _by_folder(paths: list[str], depth: int) -> list[str]:
@@ -269,6 +329,7 @@ def select(tree: Path, want: Want, meta: Path | None = None) -> Selection:
     for path in focus:
         b.place(path, want.budget - b.reserve)
     related = [p for p in dict.fromkeys(want.related) if p in facts and p not in focus]
+    related = b.ranked(related)  # what the task's text names first
     others = len(facts) > len(focus) + len(related)
     limit = want.budget - b.reserve - (want.budget // MAP_SHARE if others else 0)
     for path in related:
@@ -278,8 +339,12 @@ def select(tree: Path, want: Want, meta: Path | None = None) -> Selection:
     near = [p for p in b.neighbours(base) if p not in supporting]
     for path in near:
         b.place(path, limit)
-    first = [p for p in dict.fromkeys([*b.spilled, *[n for n in near if n not in b.shown]])]
+    focus_set = set(focus)
+    spilled = [p for p in b.spilled if p in focus_set]
+    spilled += b.ranked([p for p in b.spilled if p not in focus_set])
+    first = [p for p in dict.fromkeys([*spilled, *[n for n in near if n not in b.shown]])]
     placed = b.shown | set(first)
     rest = b.ranked([p for p in facts if p not in placed])
     b.left_out(b.map([*first, *rest]))
+    b.fit()
     return b.out

@@ -88,7 +88,7 @@ def python_defs(text: str) -> tuple[list[str], list[str]]:
                 continue
             names.append(name)
             lines.append(f"{name}{ann if ann else ' = ...'}")
-    return lines[:MAX_DEFS], names
+    return capped(lines), names
 
 
 def script_defs(text: str) -> tuple[list[str], list[str]]:
@@ -105,7 +105,25 @@ def script_defs(text: str) -> tuple[list[str], list[str]]:
         if m.group("kind") in ("const", "let", "var"):
             line = line.split("=", 1)[0]
         lines.append(_short(" ".join(line.split())))
-    return lines[:MAX_DEFS], names
+    return capped(lines), names
+
+
+def capped(lines: list[str]) -> list[str]:
+    """Return the first :data:`MAX_DEFS` lines, and a line saying how many more there are."""
+    if len(lines) <= MAX_DEFS:
+        return lines
+    more = len(lines) - MAX_DEFS
+    return [
+        *lines[:MAX_DEFS],
+        f"... and {more} more definition{'s' if more > 1 else ''} (read the file)",
+    ]
+
+
+def kind(path: str) -> str:
+    """Return what the outline reads ``path`` as: ``python``, ``script`` or ``other``."""
+    if path.endswith(PYTHON):
+        return "python"
+    return "script" if path.endswith(SCRIPT) else "other"
 
 
 def definitions(path: str, text: str) -> tuple[list[str], list[str]]:
