@@ -133,6 +133,10 @@ def test_a_run_on_a_repository_works_on_its_own_branch_and_leaves_the_checkout_a
     assert root.parent == repo / ".git" / "oldnew"
     assert (root / ".oldnew" / "report.json").is_file()
     assert not git(repo, "log", "--all", "--format=%H", "--", ".oldnew")
+    # the baseline indexed the repository for the coder's context: no task's call waits on it
+    (taken,) = [e for e in seen if e.get("node") == "baseline" and "indexed" in e]
+    assert taken["indexed"]["files"] == 2  # lib.py and notes.md, as committed
+    assert (root / ".oldnew" / "repomap-cache.json").is_file()
     # the report says where the work is and how to merge it, and the CLI prints it
     report = json.loads((root / ".oldnew" / "report.json").read_text())
     assert report["branch"]["name"] == branch and report["branch"]["commits"] == 1

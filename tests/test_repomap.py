@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -654,3 +655,13 @@ def test_no_reads_allowed_binds_no_read_tool_and_says_so(tmp_path: Path) -> None
     text = prompt_text(call.messages)
     assert "ReadFile" not in call.info.tools and "AskHuman" in call.info.tools
     assert "at most 0" not in text and "this run reads no more files" in text
+
+
+def test_oldnews_records_and_environments_are_no_files_of_the_project(tmp_path: Path) -> None:
+    tree = tmp_path / "t"
+    tree.mkdir()
+    subprocess.run(["git", "init", "-q"], cwd=tree, check=True)
+    for rel in ("app.py", ".oldnew/run.json", ".venv/lib/x.py", "node_modules/m/index.js"):
+        (tree / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tree / rel).write_text("X = 1\n")
+    assert sorted(index.project_facts(tree)) == ["app.py"]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from oldnew.graph.state import RunState
 from oldnew.nodes.checks import record_evidence, run_gates
 from oldnew.nodes.common import aemit, arun_workspace
 from oldnew.nodes.deliver import scope_toolchains
+from oldnew.repomap.index import project_facts
 from oldnew.workspace import Workspace
 
 
@@ -103,5 +105,9 @@ async def baseline(
         fields["consequence"] = (
             "the run goes on without a baseline: every failure counts as the tasks' own"
         )
+    started = time.monotonic()
+    # The coder's context reads every file once; done here, no task's first call waits on it.
+    facts = await asyncio.to_thread(project_facts, ws.root, ws.meta)
+    fields["indexed"] = {"files": len(facts), "seconds": round(time.monotonic() - started, 3)}
     await aemit(ws, node="baseline", event=event, **fields)
     return {"baseline": summary}

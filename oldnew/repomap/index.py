@@ -28,6 +28,7 @@ from oldnew.errors import WorkspaceError
 from oldnew.repomap.imports import import_words, imports_of
 from oldnew.repomap.symbols import definitions, kind
 from oldnew.safegit import run_git
+from oldnew.sandbox.files import SKIP_DIRS
 from oldnew.supporting import is_text
 
 HUGE_BYTES = 256_000
@@ -189,7 +190,15 @@ def listing(tree: Path) -> tuple[dict[str, str], set[str], set[str], dict[str, s
             skip = True  # the next record is the old name
         (deleted if "D" in code else changed).add(path)
     deleted = {p for p in deleted if p in odd or not os.path.lexists(tree / p)}
-    return blobs, (changed | links) - deleted, deleted, odd
+    # What the sandbox never holds is no file of the project's either: oldnew's records (a
+    # run's checkout on a person's repository holds .oldnew/), environments, caches.
+    blobs = {p: b for p, b in blobs.items() if not _skipped(p)}
+    changed = {p for p in changed | links if not _skipped(p)}
+    return blobs, changed - deleted, deleted, odd
+
+
+def _skipped(path: str) -> bool:
+    return not SKIP_DIRS.isdisjoint(path.split("/"))  # as ``sandbox.files.project_files``
 
 
 def _read_cache(path: Path) -> dict[str, Facts]:
