@@ -123,6 +123,15 @@ def _refuse_git_dirs(base: Path, written: list[PurePosixPath]) -> None:
             )
 
 
+def _index(base: Path, argv: list[str], paths: list[str]) -> None:
+    """Run ``git <argv> -- <paths>`` on the index of the checkout ``base`` (none: nothing)."""
+    if not paths:
+        return
+    proc = run_git(*argv, "--", *[str(check_relative_path(p)) for p in paths], cwd=base)
+    if proc.returncode != 0:
+        raise WorkspaceError(f"git {argv[0]} of the files written failed: {proc.stderr}")
+
+
 class Workspace:
     """A run's workspace directory and the git operations the graph needs."""
 
@@ -206,10 +215,7 @@ class Workspace:
         ws.meta.mkdir(parents=True, exist_ok=True)
         with ws._creation_lock():
             ws._refuse_unless_free()  # another process may have made a run here meanwhile
-            for name, data in (supporting or {}).items():  # staged before the journal names them
-                staged = ws.meta / SUPPORTING / name
-                staged.parent.mkdir(parents=True, exist_ok=True)
-                staged.write_bytes(data)
+            ws._stage(supporting or {})  # staged before the journal names them
             journal = {
                 "run_id": run_id,
                 "created": datetime.now(UTC).isoformat(),
@@ -254,7 +260,7 @@ class Workspace:
             }
             journal = {
                 "run_id": run_id,
-                "base": repo.head,
+                "base": repo.head,  # what a killed creation's branch started at
                 "created": datetime.now(UTC).isoformat(),
                 "settings": record,
                 "files": dict(files),
@@ -272,14 +278,11 @@ class Workspace:
             ws = cls(root)
             # What the repository already holds that looks like another repository (a
             # fixture, a vendored checkout) is the person's: only new ones are refused.
-            record["inherited_control"] = nested_control_paths(root)
+            record["inherited_control"] = [*nested_control_paths(root), *ws._gitlinks(root)]
             ws.meta.mkdir()
             (ws.meta / GIT_EXCLUDE).write_text(_IGNORED, encoding="utf-8")
             (ws.meta / GIT_ATTRIBUTES).write_text(MERGES, encoding="utf-8")
-            for name, data in supporting.items():
-                staged = ws.meta / SUPPORTING / name
-                staged.parent.mkdir(parents=True, exist_ok=True)
-                staged.write_bytes(data)
+            ws._stage(supporting)
             ws._finish(journal)
             started.unlink()
         ws.log_event(node="workspace", event="branched", note=repo.describe(), branch=branch)
@@ -363,7 +366,7 @@ class Workspace:
         The tree of that commit is the user's project as it was: what fails there already
         (the baseline) is no task's doing.
         """
-        base = (self.run_info() or {}).get("base")
+        base = self._settings().get("base")
         return str(base) if base else None
 
     # -- creation --------------------------------------------------------------------------
@@ -421,6 +424,13 @@ class Workspace:
         (self.root / ".git" / "info" / "attributes").write_text(MERGES, encoding="utf-8")
         self.git("commit", "-q", "--allow-empty", "-m", f"oldnew: start run {journal['run_id']}")
         self._finish(journal)
+
+    def _stage(self, supporting: Mapping[str, bytes]) -> None:
+        """Keep the supporting files in the run's folder until :meth:`_finish` commits them."""
+        for name, data in supporting.items():
+            staged = self.meta / SUPPORTING / name
+            staged.parent.mkdir(parents=True, exist_ok=True)
+            staged.write_bytes(data)
 
     def _finish(self, journal: Mapping[str, Any]) -> None:
         """Commit the supporting files, write the run record: the run exists once run.json does."""
@@ -498,7 +508,6 @@ class Workspace:
             if any(admin.glob("rebase-*")):
                 self.git("rebase", "--abort", cwd=tree, check=False)
                 cleared.append(f"rebase in {tree.name}")
-        for tree, _ in self._task_trees():
             if self._repair_head(tree):
                 cleared.append(f"unfinished checkout {tree.name}")
         return cleared
@@ -620,15 +629,12 @@ class Workspace:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(text, encoding="utf-8")
         if (base / ".git").exists():
-            written = [str(check_relative_path(p)) for p, t in files.items() if t is not None]
-            gone = [str(check_relative_path(p)) for p, t in files.items() if t is None]
-            for argv in (["add", "-f"], ["rm", "-q", "--cached", "--ignore-unmatch"]):
-                paths = written if argv[0] == "add" else gone
-                proc = run_git(*argv, "--", *paths, cwd=base) if paths else None
-                if proc is not None and proc.returncode != 0:
-                    raise WorkspaceError(
-                        f"git {argv[0]} of the files written failed: {proc.stderr}"
-                    )
+            _index(base, ["add", "-f"], [p for p, t in files.items() if t is not None])
+            _index(
+                base,
+                ["rm", "-q", "--cached", "--ignore-unmatch"],
+                [p for p, t in files.items() if t is None],
+            )
         return sorted(str(check_relative_path(p)) for p in files)
 
     def tracked_files(self, cwd: Path | None = None) -> list[str]:
@@ -735,18 +741,11 @@ class Workspace:
     def _inherited_control(self) -> set[str]:
         """Return the control paths and gitlinks the person's repository had at the start.
 
-        A repository may have submodules (a ``.gitmodules`` and gitlinks): they are the
-        person's, and stay as they are; only new ones are refused.
+        A repository may have submodules (a ``.gitmodules`` and gitlinks) or fixtures shaped
+        like repositories: they are the person's, recorded when the run was made, and stay as
+        they are; only new ones are refused.
         """
-        if self.base is None:
-            return set()
-        found = {p.rstrip("/") for p in self._settings().get("inherited_control") or []}
-        out = self.git("ls-tree", "-r", "-z", "--full-tree", self.base)
-        for entry in out.split("\0"):
-            meta, _, path = entry.partition("\t")
-            if path and (meta.startswith("160000 ") or control_part(path.split("/"))):
-                found.add(path)
-        return found
+        return {p.rstrip("/") for p in self._settings().get("inherited_control") or []}
 
     def _gitlinks(self, tree: Path) -> list[str]:
         """Return the paths the index of ``tree`` holds as gitlinks (mode 160000)."""
