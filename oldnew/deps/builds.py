@@ -46,7 +46,6 @@ from oldnew.sandbox import Limits, Sandbox, oldnew_env
 from oldnew.sandbox.files import UnsafeOutput, read_output
 
 PYPI_SIMPLE = "https://pypi.org/simple/"
-BUILT = BUILT_WHEELS
 SDIST_SUFFIXES = (".tar.gz", ".zip")
 DOWNLOAD_CAP = 200 * 2**20
 """The most one source distribution may weigh (bytes)."""
@@ -75,7 +74,7 @@ class Built:
 
 def page(settings: DepSettings, name: str) -> Path:
     """Return the find-links page listing the wheels built for package ``name``."""
-    return settings.cache / BUILT / f"{normalise(name)}.html"
+    return settings.cache / BUILT_WHEELS / f"{normalise(name)}.html"
 
 
 def pages(names: list[str], settings: DepSettings) -> tuple[Path, ...]:
@@ -253,8 +252,8 @@ def _wheel_of(folder: Path, name: str) -> Path | None:
 
 def _build_one(name: str, spec: str, settings: DepSettings) -> Built:
     url, filename, digest, version = _choose(name, spec, settings)
-    done = settings.cache / BUILT / digest[:32]
-    with exclusive(settings.cache / BUILT / f".{digest[:32]}.lock"):
+    done = settings.cache / BUILT_WHEELS / digest[:32]
+    with exclusive(settings.cache / BUILT_WHEELS / f".{digest[:32]}.lock"):
         wheel = _wheel_of(done, name)
         if wheel is not None:
             return Built(name, str(version), filename, digest, wheel, True)
@@ -272,7 +271,7 @@ def _build_one(name: str, spec: str, settings: DepSettings) -> Built:
         scratch = Path(tempfile.mkdtemp(prefix="build-", dir=parent))
         try:
             built = _build_in_sandbox(name, version, (filename, data), scratch, settings)
-            staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=settings.cache / BUILT))
+            staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=settings.cache / BUILT_WHEELS))
             (staging / built[0]).write_bytes(built[1])
             shutil.rmtree(done, ignore_errors=True)
             os.replace(staging, done)
@@ -384,7 +383,7 @@ def _write_page(name: str, settings: DepSettings) -> None:
     Two builds that made a wheel of the same file name (two sdists of one version): the
     newer one is listed.
     """
-    root = settings.cache / BUILT
+    root = settings.cache / BUILT_WHEELS
     latest: dict[str, Path] = {}
     folders = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
     for folder in sorted(folders, key=lambda p: p.stat().st_mtime_ns):

@@ -29,6 +29,7 @@ import json
 import re
 from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
+from functools import cached_property
 from pathlib import PurePosixPath
 from typing import Any, Literal
 
@@ -142,13 +143,18 @@ class Baseline:
         """
         if self.status != "recorded" or not _excusable(check, self.checks.get(check.name)):
             return False
-        left = Counter(identity(d) for d in self.findings if d.tool == check.name)
+        left = Counter({k: n for k, n in self.identities.items() if k[0] == check.name})
         for diag in diags:
             key = identity(diag)
             if diag.rule in UNTRUSTED or left[key] <= 0:
                 return False
             left[key] -= 1
         return True
+
+    @cached_property
+    def identities(self) -> Counter[tuple[str, ...]]:
+        """Return the baseline's findings by identity, counted (worked out once)."""
+        return Counter(identity(d) for d in self.findings)
 
     @property
     def failing(self) -> list[str]:
@@ -193,10 +199,8 @@ class Baseline:
         path = ws.meta / RECORD
         try:
             return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
-        except FileNotFoundError:
-            return None
         except (OSError, ValueError, TypeError):
-            return None  # a damaged record excuses nothing: every failure counts, as without
+            return None  # none yet, or damaged: a damaged record excuses nothing, as without
 
 
 _KEY_PARTS = {
@@ -283,7 +287,7 @@ def judge(result: ValidationResult, baseline: Baseline | None) -> ValidationResu
     """
     if baseline is None or baseline.status != "recorded":
         return result
-    left = Counter(identity(d) for d in baseline.findings)
+    left = Counter(baseline.identities)
     every = [*result.diagnostics, *result.excused]
     checks = {c.name: replace(c, excused="") for c in result.checks}
     unjudged: set[str] = set()

@@ -61,7 +61,6 @@ class GateRun:
     toolchains: list[str]
     new_sandbox: Callable[[], AbstractContextManager[Sandbox]]
     """Opens another sandbox holding a fresh copy of the same project (for mutants)."""
-    results: dict[str, Check] = field(default_factory=dict)
     artifacts: dict[str, Any] = field(default_factory=dict)
 
     @property

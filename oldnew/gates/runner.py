@@ -105,7 +105,6 @@ def run_all(names: list[str], run: GateRun, proceed: Proceed | None = None) -> d
             for future in done:
                 name = running.pop(future)
                 outcomes[name] = future.result()
-                run.results[name] = outcomes[name][0]
     return outcomes
 
 
@@ -156,37 +155,33 @@ def sandbox_limits(timeout: float) -> Limits:
 
 def _holds_back(
     name: str, gate: Gate, outcomes: dict[str, Outcome], proceed: Proceed | None
-) -> str:
-    """Return why prerequisite ``name`` keeps ``gate`` from running: '' when it does not."""
+) -> Outcome | None:
+    """Return ``gate``'s not-run outcome when prerequisite ``name`` keeps it back, else None."""
     if name not in outcomes or outcomes[name][0].status == "passed":
-        return ""
+        return None
     check, diags = outcomes[name]
     if proceed is None or check.status != "failed" or not proceed(check, diags):
-        return f"skipped: {name} did not pass, and this gate cannot pass before it does"
+        why = f"skipped: {name} did not pass, and this gate cannot pass before it does"
+        return not_run(gate.name, why), []
     if name in gate.strict:
         # No change of a task's makes it run, nor should every task ask a person about the
         # repository's own failure: it is not run for this run, reported, never passed.
-        return (
-            f"{CANNOT_JUDGE}: {name} fails before this run too, and {gate.name} needs it to "
-            f"pass outright; it is reported as not run, never counted as passed: make the "
+        why = (
+            f"not run in this run: {name} fails before this run too, and {gate.name} needs it "
+            f"to pass outright; it is reported as not run, never counted as passed: make the "
             f"project's own {name} pass to have it run"
         )
-    return ""
-
-
-CANNOT_JUDGE = "not run in this run"
-"""How a gate that a repository's own failure keeps from running, for every task, says so."""
+        return not_run(gate.name, why, required=False), []
+    return None
 
 
 def _run_gate(
     gate: Gate, run: GateRun, outcomes: dict[str, Outcome], proceed: Proceed | None
 ) -> Outcome:
     for name in gate.requires:
-        reason = _holds_back(name, gate, outcomes, proceed)
-        if reason.startswith(CANNOT_JUDGE):
-            return not_run(gate.name, reason, required=False), []
-        if reason:
-            return not_run(gate.name, reason), []
+        held = _holds_back(name, gate, outcomes, proceed)
+        if held is not None:
+            return held
     try:
         return gate.check(run)
     except Exception as exc:  # noqa: BLE001 - a crashed gate is reported, never passed

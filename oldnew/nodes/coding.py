@@ -101,14 +101,20 @@ async def _report_memory_problems(ws: Workspace, task_id: str, memory: Memory) -
         memory.problems.clear()
 
 
+def _problems(exc: ValidationError) -> str:
+    """Return what a tool call's arguments got wrong, field by field, for the model."""
+    return "; ".join(
+        f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}" for e in exc.errors()
+    )
+
+
 def _read_answer(tree: Path, args: Any) -> str:
     try:
         asked = ReadFile.model_validate(args if isinstance(args, dict) else {})
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         return (
-            f"ERROR: ReadFile's arguments do not validate ({problems}); give 'path' (a string) "
-            "and, for some lines only, 'start_line' and 'end_line' (1-based integers)."
+            f"ERROR: ReadFile's arguments do not validate ({_problems(exc)}); give 'path' (a "
+            "string) and, for some lines only, 'start_line' and 'end_line' (1-based integers)."
         )
     return read_for_model(tree, asked.path, asked.start_line, asked.end_line)
 
@@ -161,11 +167,7 @@ def _asked(reply: AIMessage) -> tuple[AskHuman | None, str]:
             try:
                 return AskHuman.model_validate(call["args"]), ""
             except ValidationError as exc:
-                fields = "; ".join(
-                    f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}"
-                    for e in exc.errors()
-                )
-                problem = f"AskHuman's arguments do not validate ({fields}); ask again."
+                problem = f"AskHuman's arguments do not validate ({_problems(exc)}); ask again."
     return None, problem
 
 
@@ -206,8 +208,9 @@ async def _files_from_model(
             over = reads + len(wanted) > max_reads
             reads = reads_after
             history += [reply, *answers]
-            if wanted or asked or not _has_file_blocks(content):
-                if _has_file_blocks(content):
+            blocks = _has_file_blocks(content)
+            if wanted or asked or not blocks:
+                if blocks:
                     history.append(HumanMessage(render("blocks_not_applied")))
                 if over or asked or not wanted:
                     failures += 1
