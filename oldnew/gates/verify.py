@@ -292,14 +292,13 @@ def verify_workspace(
         # What failed where the run started is not the run's: judged as the delivery judged
         # it, the gates behind a wholly pre-existing failure run as they ran then.
         baseline = Baseline.load(ws)
-        recorded_base = baseline is not None and baseline.status == "recorded"
         result = validate_tree(
             tree,
             timeout=timeout,
             profile=profile,
             toolchains=recorded.get("toolchains"),
             env=env,
-            proceed=baseline.excuses if baseline is not None and recorded_base else None,
+            proceed=baseline.excuses if baseline is not None else None,  # it checks "recorded"
         )
     result = judge(result, baseline)
     out.rerun = result.to_dict()
