@@ -23,6 +23,8 @@ from oldnew.recovery.policy import EscalationType, Severity
 Priority = Literal["must", "should", "could"]
 PhaseName = Literal["mvp", "enhanced", "polish"]
 PHASES: tuple[PhaseName, ...] = ("mvp", "enhanced", "polish")
+Stack = Literal["python", "python-web", "node-web"]
+WEB_STACKS: tuple[Stack, ...] = ("python-web", "node-web")
 
 
 class Feature(BaseModel):
@@ -45,6 +47,11 @@ class ScopeItem(Feature):
     id: str = Field(
         description="Stable requirement id: I1.. integrations, P1.. pages, "
         "M1.. data models, A1.. API endpoints."
+    )
+    route: str = Field(
+        default="",
+        description="For a page, its URL path ('/', '/about'); for an API endpoint, its method "
+        "and path ('GET /api/todos'); empty for the others.",
     )
 
 
@@ -111,8 +118,16 @@ class Scope(BaseModel):
 
     title: str = Field(min_length=1, description="Short name of the project.")
     summary: str = Field(description="Two or three sentences on what will be built.")
-    language: Literal["python"] = Field(
-        default="python", description="Toolchain of the project; only python is supported yet."
+    language: Literal["python", "typescript"] = Field(
+        default="python",
+        description="Language of the project's code: python, or typescript (also for plain "
+        "JavaScript).",
+    )
+    stack: Stack = Field(
+        default="python",
+        description="What is built: 'python' (a library or command-line tool), 'python-web' "
+        "(pages and a JSON API served by a Python app), 'node-web' (pages and an API served "
+        "by Node). A web stack when the scope asks for pages or an API.",
     )
     features: list[Feature] = Field(
         default_factory=list,
@@ -209,6 +224,12 @@ class PlannedTask(BaseModel):
         default=None, description="Delivery phase of a phased plan: mvp, enhanced or polish."
     )
     epic: str | None = Field(default=None, description="Id of the epic it belongs to, if any.")
+    milestone: PhaseName | None = Field(
+        default=None,
+        description="Set by oldnew, not the planner: the milestone whose gate set (browser "
+        "tests, accessibility, Lighthouse, load) validates this task, for a task that fixes "
+        "what that milestone's gates found.",
+    )
 
 
 class Phase(BaseModel):
