@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shlex
 import tempfile
 from collections.abc import Coroutine
 from dataclasses import replace
@@ -241,6 +242,19 @@ def show_budget(out: RunOutcome) -> None:
         console.print(f"\nstopped by the budget: continue with '{out.budget['resume']}'")
 
 
+def show_milestones(out: RunOutcome) -> None:
+    """Print each milestone's check on main, and where the web app's preview serves."""
+    for name, m in out.milestones.items():
+        tag = f", tag {m['tag']}" if m.get("tag") else ""
+        why = f": {m['reason']}" if m.get("reason") else ""
+        console.print(f"milestone {name}: {m.get('status')}{tag}{why}")
+    if out.preview:
+        console.print(f"[bold]preview:[/bold] {out.preview}")
+    elif any(m.get("preview") for m in out.milestones.values()):
+        again = f"oldnew preview --workspace {shlex.quote(out.workspace)}"
+        console.print(f"preview: not serving now; serve it again with '{again}'")
+
+
 def show_outcome(out: RunOutcome) -> None:
     """Print where the run stands: tasks, questions, and what to do next."""
     table = Table(title=f"run {out.run_id}: {out.status}")
@@ -264,6 +278,7 @@ def show_outcome(out: RunOutcome) -> None:
         show_question(q, out.workspace)
     if out.queued:
         console.print(f"queued: {', '.join(f'{k}={v}' for k, v in out.queued.items())}")
+    show_milestones(out)
     show_budget(out)
     if out.report:
         console.print(f"\nreport: {Path(out.report).with_suffix('.md')}")

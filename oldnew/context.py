@@ -137,6 +137,20 @@ class Context:
         default=120.0,
         metadata={"description": "Seconds a validation command may run before it is killed."},
     )
+    milestone_fixes: int = field(
+        default=2,
+        metadata={
+            "description": "Fix tasks a milestone whose gates fail on main gets (browser tests, "
+            "accessibility, Lighthouse, load for a web app) before it is reported as failed."
+        },
+    )
+    preview_port: int = field(
+        default=3000,
+        metadata={
+            "description": "Port of the preview a web app gets at its MVP milestone (the next "
+            "free one when it is taken); 0: no preview during runs. Env: OLDNEW_PREVIEW_PORT."
+        },
+    )
     complexity_weights: str = field(
         default="features=2,integrations=3,pages=1,models=2,apis=1.5",
         metadata={"description": "Points per scope item of each kind in the complexity score."},
@@ -428,6 +442,8 @@ LIMITS: dict[str, Limit] = {
     "max_file_reads": Limit(True, 0, note="0: no reads"),
     "template_threshold": Limit(False, 0, 1),
     "test_timeout": Limit(False, 0, above=True),
+    "milestone_fixes": Limit(True, 0),
+    "preview_port": Limit(True, 0, 65535, note="0: no preview during runs"),
     "plan_size_tolerance": Limit(False, 1),
     "scope_chunk_chars": Limit(True, 100),
     "max_scope_sections": Limit(True, 1),

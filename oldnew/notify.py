@@ -43,6 +43,7 @@ class Outcome(Protocol):
     tasks: list[dict[str, Any]]
     questions: list[dict[str, Any]]
     report: str | None
+    preview: str | None
 
 
 @dataclass
@@ -55,6 +56,8 @@ class Stop:
     tasks: list[dict[str, Any]] = field(default_factory=list)
     questions: list[dict[str, Any]] = field(default_factory=list)
     report: str | None = None
+    preview: str | None = None
+    """The URL a web app's preview serves on, when one does."""
 
 
 Event = Literal["needs_person", "finished"]
@@ -88,6 +91,8 @@ def _answer_command(workspace: str, qid: str) -> str:
 def payload_of(out: Outcome) -> tuple[Event, dict[str, Any]] | None:
     """Return the event and payload for where the run stands; None when nobody is needed."""
     base = {"run_id": out.run_id, "workspace": out.workspace, "status": out.status}
+    if out.preview:
+        base["preview"] = out.preview
     if out.status == "waiting" and out.questions:
         questions = [
             {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shlex
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 from oldnew.budget import budget_markdown
@@ -13,6 +14,7 @@ from oldnew.feedback.items import render_feedback, report_section
 from oldnew.gates.baseline import Baseline
 from oldnew.gates.model import Diagnostic
 from oldnew.planning.trace import run_traceability
+from oldnew.web.summary import web_markdown, web_section
 from oldnew.workspace import Workspace
 
 
@@ -78,6 +80,7 @@ def build_report(state: dict[str, Any], ws: Workspace, final: dict[str, Any]) ->
         "final_validation": final,
         "quality": final.get("quality") or {},
         "gates": gate_lines(final),
+        "web": web_section(final, state.get("milestones") or {}),
         **baseline_section(ws, final),
         **branch_section(ws),
         "sandbox_degraded": [
@@ -406,6 +409,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines += [f"Stopped: {report['stop_reason']}.", ""]
     final = report["final_validation"]
     lines += _gates_markdown(report, final)
+    lines += web_markdown(report.get("web") or {}, Path(report["workspace"]) / ".oldnew")
     lines += _baseline_markdown(report)
     lines += _tasks_markdown(report)
     if report["decisions"]:

@@ -664,6 +664,16 @@ class Workspace:
             return self.git("rev-parse", "HEAD")
         return self.git("rev-parse", ref or self.branch)
 
+    def tag(self, name: str) -> str:
+        """Tag the run's branch head as milestone ``name``; return the tag (moved if it was).
+
+        A new project's tags are the milestone's own name (``mvp``); on a person's repository
+        they carry the run's branch (``oldnew/<run id>-mvp``), so no tag of theirs is touched.
+        """
+        tag = name if self.repo is None else f"{self.branch}-{name}"
+        self.git("tag", "-f", tag, self.head())
+        return tag
+
     def _has_branch(self) -> bool:
         ref = f"refs/heads/{self.branch}"
         return bool(self.git("rev-parse", "--verify", "-q", ref, check=False))

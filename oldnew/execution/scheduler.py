@@ -23,6 +23,7 @@ from typing import Any
 
 from langgraph.config import get_stream_writer
 from langgraph.types import Command
+from oldnew.web.targets import from_scope
 
 from oldnew.budget import Caps, ledger_of, run_cap_reached
 from oldnew.context import Context
@@ -141,6 +142,7 @@ class Scheduler:
             return Command(resume=q["answer"]) if q and q["status"] == "answered" else False
         if view.stage == "new" and all(self.records[d]["status"] == "done" for d in self.deps[tid]):
             task = next(t for t in self.plan.tasks if t.id == tid)
+            scope = self.state.get("scope") or {}
             initial: TaskState = {
                 "task": task.model_dump(),
                 "workspace": str(self.ws.root),
@@ -151,6 +153,8 @@ class Scheduler:
                 "fix_round": 0,
                 "questions_asked": 0,
                 "critical": tid in self.critical,
+                # A milestone's fix task is validated with that milestone's gate set.
+                "targets": from_scope(scope).to_dict() if task.milestone else None,
             }
             return initial
         return False

@@ -3,10 +3,15 @@
 The outer graph::
 
     enter -> scope -> plan -> baseline -> execute <-> human -> deliver
+                                            ^ |
+                                            | v
+                                         milestone
 
 (``enter`` goes on from where a run stands: a new scope, a restart, feedback; ``baseline``
 runs the gates once on the commit a run on an existing repository started from, so that no
-task is blamed for what failed there already)
+task is blamed for what failed there already; ``milestone`` checks main as a whole when a
+phase is done: tags it and starts a web app's preview, or adds the task that fixes what its
+gates found)
 
 and, run by ``execute`` once per task on the task's own thread::
 
@@ -49,6 +54,7 @@ from oldnew.nodes.escalate import escalate
 from oldnew.nodes.execute import execute
 from oldnew.nodes.human import human
 from oldnew.nodes.limitation import record_limitation, stop
+from oldnew.nodes.milestone import milestone
 from oldnew.nodes.plan import plan
 from oldnew.nodes.scope import scope
 
@@ -103,6 +109,7 @@ def build_graph(
     run_tasks = partial(execute, task_graph=task_graph, saver=checkpointer)
     g.add_node("execute", budgeted(run_tasks, "execute"))
     # LangGraph's add_node overloads do not cover nodes that take runtime and config.
+    g.add_node("milestone", budgeted(milestone, "milestone"))
     g.add_node("human", human)  # type: ignore[arg-type]
     g.add_node("deliver", budgeted(deliver, "deliver"))
     g.add_edge(START, "enter")
@@ -110,6 +117,7 @@ def build_graph(
     g.add_conditional_edges("plan", routing.after_plan)
     g.add_conditional_edges("baseline", routing.after_baseline)
     g.add_conditional_edges("execute", routing.after_execute)
+    g.add_conditional_edges("milestone", routing.after_milestone)
     g.add_conditional_edges("human", routing.after_human)
     g.add_edge("deliver", END)
     return g.compile(checkpointer=checkpointer, store=store, name="oldnew")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Literal, cast
 
+from oldnew import milestones
 from oldnew.feedback.items import malformed_feedback, ready_feedback
 from oldnew.graph.state import RunState, TaskState
 
@@ -56,10 +57,13 @@ def after_baseline(state: RunState) -> Literal["execute", "deliver"]:
     return "deliver" if _stopped(state) else "execute"
 
 
-def after_execute(state: RunState) -> Literal["plan", "human", "deliver"]:
-    """Re-plan when a task proved too big or flawed; pause for a person; otherwise deliver.
+def after_execute(state: RunState) -> Literal["plan", "milestone", "human", "deliver"]:
+    """Re-plan; check a milestone whose tasks are done; pause for a person; else deliver.
 
-    Feedback a person gave goes to the planner too.
+    Re-plan when a task proved too big or flawed.
+
+    Feedback a person gave goes to the planner too. A milestone is checked before a person is
+    asked: the tasks that do not wait for the answer go on after it.
 
     A run the budget stopped delivers at once; its questions wait for the resume.
     """
@@ -67,7 +71,14 @@ def after_execute(state: RunState) -> Literal["plan", "human", "deliver"]:
         return "deliver"
     if state.get("replan") or ready_feedback(state) or malformed_feedback(state):
         return "plan"
+    if milestones.due(state):
+        return "milestone"
     return "human" if _pending(state) else "deliver"
+
+
+def after_milestone(state: RunState) -> Literal["execute", "deliver"]:
+    """Go on with the tasks (a fix task, the next phase); a run the budget stopped delivers."""
+    return "deliver" if _stopped(state) else "execute"
 
 
 def where_it_stands(

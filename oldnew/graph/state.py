@@ -143,6 +143,9 @@ class RunState(TypedDict, total=False):
     removes it."""
     feedback_log: Annotated[list[dict[str, Any]], operator.add]
     """What the planner did with each feedback item (``feedback.FeedbackRecord``), in order."""
+    milestones: Annotated[dict[str, dict[str, Any]], merge]
+    """Milestone (mvp, enhanced, polish) -> how its check on main went (``nodes.milestone``):
+    status, commit, tag, evidence, fix rounds, the preview's URL."""
 
 
 class TaskState(TypedDict, total=False):
@@ -198,6 +201,9 @@ class TaskState(TypedDict, total=False):
     """Why the last approach failed, for the coder of a fresh regeneration; None otherwise."""
     limitation: dict[str, Any] | None
     """The known limitation this task ended as: kind, reason, detail, options, branch."""
+    targets: dict[str, list[str]] | None
+    """For a task validated with a milestone's gate set: the pages and API endpoints the
+    scope names (``web.targets.WebTargets``)."""
     stand_in: dict[str, Any] | None
     """Set when a person chose to build against a stand-in (a mock): what and why. A task
     delivered so is a known limitation of the delivery, never reported as the real thing."""

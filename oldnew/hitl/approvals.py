@@ -23,6 +23,7 @@ from typing import Any
 
 from oldnew.errors import ConfigurationError
 from oldnew.hitl import questions
+from oldnew.milestones import preview_url
 from oldnew.schemas import Plan, Question
 
 APPROVALS = ("scope", "design", "mvp", "final")
@@ -107,7 +108,9 @@ def due_review(
         mvp = [t.id for t in plan.tasks if t.phase == "mvp"]
         if all(t in done for t in mvp):
             milestone = next((p.milestone for p in plan.phases if p.name == "mvp"), "")
-            artifact = "\n".join([f"MVP milestone: {milestone}", *lines(mvp)])
+            url = preview_url(state)
+            shown = [f"Preview: {url}"] if url else []
+            artifact = "\n".join([f"MVP milestone: {milestone}", *shown, *lines(mvp)])
             return ask("mvp", spec, yes, dict(state), artifact)
     elif set(done) == set(titles) and settled:
         artifact = "\n".join(["Delivered tasks:", *lines(list(titles))])

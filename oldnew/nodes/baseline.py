@@ -33,8 +33,7 @@ from oldnew.gates.profiles import resolve_profile
 from oldnew.gates.verify import export_commit
 from oldnew.graph.state import RunState
 from oldnew.nodes.checks import record_evidence, run_gates
-from oldnew.nodes.common import aemit, arun_workspace
-from oldnew.nodes.deliver import scope_toolchains
+from oldnew.nodes.common import aemit, arun_workspace, scope_toolchains
 from oldnew.repomap.index import project_facts
 from oldnew.workspace import Workspace
 

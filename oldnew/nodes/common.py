@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +12,13 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.config import get_stream_writer
 
 from oldnew.context import Context
+from oldnew.milestones import is_web
 from oldnew.supporting import collect
+from oldnew.web.preview import preview_status, start_preview
+from oldnew.web.targets import from_scope
 from oldnew.workspace import Workspace
+
+TOOLCHAINS = {"python": "python", "typescript": "typescript", "javascript": "typescript"}
 
 _log_lock = threading.Lock()
 
@@ -64,3 +70,48 @@ async def aemit(ws: Workspace, **event: Any) -> None:
         get_stream_writer()(event)
     except RuntimeError:
         pass
+
+
+def scope_toolchains(state: Mapping[str, Any]) -> list[str] | None:
+    """Return the toolchains the scope names: its language's, and ``web`` for a web stack.
+
+    None before the scope is known: the files show them.
+    """
+    language = (state.get("scope") or {}).get("language")
+    if not language:
+        return None
+    return [TOOLCHAINS.get(str(language), str(language))] + (["web"] if is_web(state) else [])
+
+
+def web_gate_options(state: Mapping[str, Any], ws: Workspace, label: str) -> dict[str, Any]:
+    """Return ``run_gates``' keywords for a check of main as a whole.
+
+    For a web app: the milestone gate set on the scope's pages and endpoints, its evidence
+    files kept under ``label``. Nothing for other projects.
+    """
+    if not is_web(state):
+        return {}
+    return {
+        "milestone": True,
+        "web": from_scope(state.get("scope") or {}),
+        "evidence_dir": ws.meta / "evidence" / "web" / label,
+    }
+
+
+def serve_preview(ws: Workspace, ctx: Context, commit: str) -> dict[str, Any]:
+    """Serve main at ``commit`` as the run's preview (blocking); return what to record.
+
+    ``{"preview": url}``, or ``{"preview_error": why}``: a preview that does not come up never
+    fails the milestone or the delivery whose gates passed. A preview already serving that
+    commit is kept; ``preview_port`` 0 starts none.
+    """
+    if ctx.preview_port == 0:
+        return {}
+    current = preview_status(ws.root)
+    if current is not None and current.commit == commit:
+        return {"preview": current.url}
+    try:
+        preview = start_preview(ws.root, tree=ws.root, commit=commit, port=ctx.preview_port)
+    except Exception as exc:  # noqa: BLE001 - reported, never raised: the app passed its gates
+        return {"preview_error": f"{type(exc).__name__}: {exc}"[:1500]}
+    return {"preview": preview.url}

@@ -16,21 +16,20 @@ from langgraph.runtime import Runtime
 
 from oldnew.budget import budget_summary
 from oldnew.context import Context
-from oldnew.graph.state import RunState
+from oldnew.graph.state import RunState, merge
 from oldnew.handover import hand_over
+from oldnew.milestones import is_web, preview_url
 from oldnew.nodes.checks import record_evidence, run_gates
-from oldnew.nodes.common import aemit, arun_workspace
+from oldnew.nodes.common import (
+    aemit,
+    arun_workspace,
+    scope_toolchains,
+    serve_preview,
+    web_gate_options,
+)
 from oldnew.notify import Stop, notify_outcome
 from oldnew.report import build_report, render_markdown
 from oldnew.workspace import Workspace
-
-TOOLCHAINS = {"python": "python", "typescript": "typescript", "javascript": "typescript"}
-
-
-def scope_toolchains(state: RunState) -> list[str] | None:
-    """Return the toolchains the scope's language names (None: what the files show)."""
-    language = (state.get("scope") or {}).get("language")
-    return [TOOLCHAINS.get(str(language), str(language))] if language else None
 
 
 def _write_report(
@@ -93,6 +92,7 @@ async def deliver(
     else:
         status = "blocked"
     final: dict[str, Any] = {"checks": []}
+    update: dict[str, Any] = {}
     if any(t["status"] == "done" for t in tasks.values()):
         scope = state.get("scope") or {}
         title, summary = str(scope.get("title", "")), str(scope.get("summary", ""))
@@ -103,7 +103,8 @@ async def deliver(
             await aemit(ws, node="deliver", event="handed_over", files=written)
         chains = scope_toolchains(state)
         # Judged against the baseline: what failed where the run started is reported apart.
-        result = await asyncio.to_thread(run_gates, ctx, ws.root, chains, ws)
+        options = web_gate_options(state, ws, "final")
+        result = await asyncio.to_thread(lambda: run_gates(ctx, ws.root, chains, ws, **options))
         evidence = await asyncio.to_thread(
             lambda: record_evidence(ws, "final", result, tree="main", head=ws.head())
         )
@@ -113,9 +114,18 @@ async def deliver(
             await aemit(ws, node="deliver", event="sandbox_degraded", layers=missing)
         if not result.passed and status != "stopped":
             status = "blocked"
-    path = await asyncio.to_thread(_write_report, {**state, "status": status}, ws, final, ctx)
+        if handing and result.passed and is_web(state):
+            served = await asyncio.to_thread(serve_preview, ws, ctx, ws.head())
+            delivered = {"status": "reached", "commit": ws.head(), "tasks": sorted(tasks)}
+            update["milestones"] = {"delivered": {**delivered, **served}}
+            await aemit(ws, node="deliver", event="preview", **served)
+    reported = {**state, "status": status}
+    reported["milestones"] = merge(state.get("milestones"), update.get("milestones"))
+    path = await asyncio.to_thread(_write_report, reported, ws, final, ctx)
     await aemit(ws, node="deliver", event=status, report=str(path))
     run_id = str(config.get("configurable", {}).get("thread_id", ""))
     records = [dict(t) for t in tasks.values()]
-    stop = Stop(status, run_id, str(ws.root), records, report=str(path))
-    return {"status": status, "report": str(path), "notices": await notify_outcome(ws, ctx, stop)}
+    url = preview_url(reported)
+    stop = Stop(status, run_id, str(ws.root), records, report=str(path), preview=url)
+    notices = await notify_outcome(ws, ctx, stop)
+    return {**update, "status": status, "report": str(path), "notices": notices}

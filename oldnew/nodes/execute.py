@@ -15,6 +15,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from langgraph.runtime import Runtime
 
+from oldnew import milestones
 from oldnew.context import Context
 from oldnew.execution.scheduler import Scheduler
 from oldnew.execution.threads import TaskGraph, TaskThreads
@@ -72,6 +73,9 @@ async def _execute(
     run_thread = str(config["configurable"]["thread_id"])
     threads = TaskThreads(task_graph, run_thread, state.get("plan_version", 1), saver)
     scope = Scope.model_validate(state["scope"]) if state.get("scope") else None
+    # Later phases wait for the MVP: its milestone checked on main, then a person's preview.
+    milestone_hold = milestones.holds_later_phases(state, plan)
+    approval_hold = approvals.holds_for_mvp(state, plan, ctx.approvals)
     scheduler = Scheduler(
         state,
         plan,
@@ -80,7 +84,7 @@ async def _execute(
         ws,
         agents=ctx.max_agents or int((state.get("complexity") or {}).get("agents") or 3),
         critical=critical_tasks(plan, scope),
-        hold_for_mvp=approvals.holds_for_mvp(state, plan, ctx.approvals),
+        hold_for_mvp=milestone_hold or approval_hold,
     )
     await scheduler.load()
     await scheduler.run()
@@ -95,7 +99,7 @@ async def _execute(
         done,
         spec=ctx.approvals,
         yes=ctx.yes,
-        hold_for_mvp=scheduler.hold_for_mvp,
+        hold_for_mvp=approval_hold and not milestone_hold,
         settled=not scheduler.requests,
     )
     questions = questions_update(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -13,6 +14,7 @@ from oldnew.execution.threads import records as task_records
 from oldnew.graph.build import build_task_graph
 from oldnew.runs.session import RunGraph, run_config, run_context
 from oldnew.schemas import Plan
+from oldnew.web.preview import preview_status
 from oldnew.workspace import Workspace
 
 
@@ -33,10 +35,20 @@ class RunOutcome:
     """Answers left in the inbox of a busy run (its process applies them between tasks)."""
     budget: dict[str, Any] = field(default_factory=dict)
     """Spend against the caps: tokens, cost, working time, per phase, top tasks, stops."""
+    milestones: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Milestone -> how its check on main went: status, tag, commit, preview URL."""
+    preview: str | None = None
+    """The URL the web app's preview serves on now (None: not serving)."""
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict (what ``status --json`` prints)."""
         return asdict(self)
+
+
+def serving_url(root: Path) -> str | None:
+    """Return the URL of the preview serving the workspace's app now, if one is."""
+    preview = preview_status(root)
+    return preview.url if preview is not None else None
 
 
 async def outcome_of(graph: RunGraph, ws: Workspace, run_id: str) -> RunOutcome:
@@ -80,4 +92,6 @@ async def outcome_of(graph: RunGraph, ws: Workspace, run_id: str) -> RunOutcome:
         notices=notices,
         report=values.get("report"),
         budget=budget_summary(ws, run_context(ws, {}), values.get("budget_stops")),
+        milestones=dict(values.get("milestones") or {}),
+        preview=serving_url(ws.root),
     )

@@ -1,0 +1,112 @@
+"""A web app's results for the report, read from a validation's evidence.
+
+Preview, Lighthouse scores, browser tests, accessibility, load, screenshots and each web
+gate's time.
+
+The web gates (``gates.web``) leave their numbers in each check's ``metrics``; this module only
+gathers them, for report.json (``web``), report.md and the demo.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+WEB_GATES = ("web-build", "web-start", "e2e", "axe", "lighthouse", "load", "screenshots")
+
+
+def _checks(validation: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["name"]: c for c in validation.get("checks") or [] if c["name"] in WEB_GATES}
+
+
+def web_section(validation: dict[str, Any], milestones: dict[str, Any]) -> dict[str, Any]:
+    """Return the report's ``web`` section ({} for a project that is not a web app)."""
+    checks = _checks(validation)
+    if not checks and not milestones:
+        return {}
+
+    def metrics(name: str) -> dict[str, Any]:
+        return dict((checks.get(name) or {}).get("metrics") or {})
+
+    previews = [m.get("preview") for m in milestones.values() if m.get("preview")]
+    return {
+        "preview": previews[-1] if previews else None,
+        "gates": {
+            name: {
+                "status": c["status"],
+                "summary": c["summary"],
+                "duration_s": (c.get("metrics") or {}).get("duration_s", c.get("duration_s")),
+            }
+            for name, c in checks.items()
+        },
+        "lighthouse": metrics("lighthouse").get("scores", {}),
+        "lighthouse_reports": metrics("lighthouse").get("reports", {}),
+        "e2e": {k: v for k, v in metrics("e2e").items() if k != "duration_s"},
+        "axe": {k: v for k, v in metrics("axe").items() if k != "duration_s"},
+        "load": metrics("load").get("endpoints", []),
+        "screenshots": metrics("screenshots").get("files", {}),
+        "milestones": {
+            name: {
+                k: m.get(k)
+                for k in ("status", "tag", "commit", "preview", "fix_rounds", "evidence", "reason")
+                if m.get(k) is not None
+            }
+            for name, m in milestones.items()
+        },
+    }
+
+
+def _link(path: str, base: Path) -> str:
+    """Return ``path`` relative to the report's folder when it is under the workspace."""
+    try:
+        return os.path.relpath(path, base)
+    except ValueError:
+        return path
+
+
+def web_markdown(web: dict[str, Any], report_dir: Path) -> list[str]:
+    """Return report.md's "Web app" section: preview, milestones, scores, results, screenshots."""
+    if not web:
+        return []
+    lines = ["", "## Web app", ""]
+    if web.get("preview"):
+        lines.append(f"Preview: {web['preview']} (serve it again: `oldnew preview --workspace .`)")
+        lines.append("")
+    for name, m in (web.get("milestones") or {}).items():
+        tag = f", tagged `{m['tag']}`" if m.get("tag") else ""
+        why = f": {m['reason']}" if m.get("reason") else ""
+        fixes = f", {m['fix_rounds']} fix task(s)" if m.get("fix_rounds") else ""
+        lines.append(f"- milestone {name}: {m.get('status')}{tag}{fixes}{why}")
+    for page, scores in (web.get("lighthouse") or {}).items():
+        shown = ", ".join(f"{k} {v}" for k, v in scores.items())
+        lines.append(f"- Lighthouse `{page}`: {shown}")
+    e2e = web.get("e2e") or {}
+    if e2e:
+        lines.append(
+            f"- browser tests: {e2e.get('passed', 0)} passed, {e2e.get('failed', 0)} failed"
+            + (f", {e2e['flaky']} flaky" if e2e.get("flaky") else "")
+        )
+    axe = web.get("axe") or {}
+    if axe:
+        lines.append(
+            f"- accessibility (axe): {axe.get('blocking', 0)} serious or critical, "
+            f"{axe.get('other', 0)} other"
+        )
+    for load in web.get("load") or []:
+        lines.append(
+            f"- load `{load.get('endpoint')}`: p95 {load.get('p95_ms')} ms, error rate "
+            f"{load.get('error_rate')}, {load.get('rps')} requests/s"
+        )
+    gates = web.get("gates") or {}
+    if gates:
+        lines += ["", "| web gate | status | seconds |", "| --- | --- | --- |"]
+        for name, g in gates.items():
+            secs = g.get("duration_s")
+            lines.append(f"| {name} | {g['status']} | {secs if secs is not None else '-'} |")
+    shots = web.get("screenshots") or {}
+    if shots:
+        lines += ["", "### Screenshots", ""]
+        for page, path in shots.items():
+            lines += [f"`{page}`", "", f"![{page}]({_link(path, report_dir)})", ""]
+    return lines
