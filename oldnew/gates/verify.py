@@ -30,6 +30,7 @@ from oldnew.gates.runner import validate_tree
 from oldnew.safegit import run_git
 from oldnew.sandbox import ProjectEnv
 from oldnew.sandbox.files import read_project_text
+from oldnew.web.targets import WebTargets
 from oldnew.workspace import Workspace
 
 COVERAGE_TOLERANCE = 0.5
@@ -37,7 +38,11 @@ _COUNTED = {
     "pytest": ("tests", "failures", "errors", "skipped"),
     "mutation": ("mutants", "killed"),
     "complexity": ("functions", "max_ccn"),
+    "e2e": ("passed", "failed"),
+    "axe": ("blocking",),
 }
+"""Numbers a re-run must find again. Lighthouse scores and load latencies vary from run to run:
+for them the re-run must reach the same verdict against the same thresholds (the status)."""
 
 
 @dataclass
@@ -149,6 +154,17 @@ def _check_claims(ws: Workspace, report: dict[str, Any], head: str, out: Verific
             out.differences.append(f"{task}: its evidence {item['evidence']} shows failing gates")
         else:
             out.confirmed.append(f"{task}: commit {commit[:12]} on {ws.branch}, evidence passed")
+
+
+def _missing_web_files(report: dict[str, Any]) -> list[str]:
+    """Return a difference for each screenshot or Lighthouse report the report shows but lacks."""
+    web = report.get("web") or {}
+    shown = {**(web.get("screenshots") or {}), **(web.get("lighthouse_reports") or {})}
+    return [
+        f"the report shows {path} for {page}, but the file is missing"
+        for page, path in shown.items()
+        if not Path(path).is_file()
+    ]
 
 
 def _numbers(check: dict[str, Any]) -> dict[str, Any]:
@@ -292,6 +308,7 @@ def verify_workspace(
         # What failed where the run started is not the run's: judged as the delivery judged
         # it, the gates behind a wholly pre-existing failure run as they ran then.
         baseline = Baseline.load(ws)
+        targets = recorded.get("targets")
         result = validate_tree(
             tree,
             timeout=timeout,
@@ -299,9 +316,14 @@ def verify_workspace(
             toolchains=recorded.get("toolchains"),
             env=env,
             proceed=baseline.excuses if baseline is not None else None,  # it checks "recorded"
+            # A web app's delivery ran the milestone gates: the re-run runs them again.
+            milestone=targets is not None,
+            web=WebTargets.from_dict(targets) if targets is not None else None,
+            evidence_dir=ws.meta / "evidence" / "web" / "verify" if targets is not None else None,
         )
     result = judge(result, baseline)
     out.rerun = result.to_dict()
+    out.differences += _missing_web_files(report)
     out.differences += compare(recorded, result, ws.branch)
     claims_delivered = report.get("status") in ("delivered", "delivered_with_limitations")
     if claims_delivered != result.passed:

@@ -115,3 +115,12 @@ def serve_preview(ws: Workspace, ctx: Context, commit: str) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001 - reported, never raised: the app passed its gates
         return {"preview_error": f"{type(exc).__name__}: {exc}"[:1500]}
     return {"preview": preview.url}
+
+
+def evidence_extras(options: dict[str, Any]) -> dict[str, Any]:
+    """Return what a check of main records beside its result, for ``oldnew verify``.
+
+    For a web app: the targets its milestone gates ran on (verify runs them on the same ones).
+    """
+    web = options.get("web")
+    return {"targets": web.to_dict()} if web is not None else {}

@@ -23,6 +23,7 @@ from oldnew.nodes.checks import record_evidence, run_gates
 from oldnew.nodes.common import (
     aemit,
     arun_workspace,
+    evidence_extras,
     scope_toolchains,
     serve_preview,
     web_gate_options,
@@ -106,7 +107,9 @@ async def deliver(
         options = web_gate_options(state, ws, "final")
         result = await asyncio.to_thread(lambda: run_gates(ctx, ws.root, chains, ws, **options))
         evidence = await asyncio.to_thread(
-            lambda: record_evidence(ws, "final", result, tree="main", head=ws.head())
+            lambda: record_evidence(
+                ws, "final", result, tree="main", head=ws.head(), **evidence_extras(options)
+            )
         )
         final = {**result.to_dict(), "evidence": evidence}
         missing = result.degraded_layers()

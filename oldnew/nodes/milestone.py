@@ -27,6 +27,7 @@ from oldnew.nodes.checks import environment_blockers, fixer_diagnostics, record_
 from oldnew.nodes.common import (
     aemit,
     arun_workspace,
+    evidence_extras,
     scope_toolchains,
     serve_preview,
     web_gate_options,
@@ -59,7 +60,8 @@ def _check(state: RunState, ctx: Context, ws: Workspace, name: str) -> dict[str,
     label = f"milestone-{name}-{rounds + 1}"
     options = web_gate_options(state, ws, label)
     result = run_gates(ctx, ws.root, scope_toolchains(state), ws, **options)
-    evidence = record_evidence(ws, label, result, tree="main", head=head, milestone=name)
+    extras = evidence_extras(options)
+    evidence = record_evidence(ws, label, result, tree="main", head=head, milestone=name, **extras)
     out: dict[str, Any] = {
         "tasks": sorted(ids),
         "commit": head,
