@@ -111,6 +111,7 @@ def _run_killed(tmp_path: Path, ws: Path, model: str, at: int) -> subprocess.Com
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
+@pytest.mark.usefixtures("smoke_gates")  # creation is under test: each run's gates are not
 def test_kill_at_every_step_of_creation_leaves_a_run_that_goes_on(
     tmp_path: Path, example_model: str
 ) -> None:
