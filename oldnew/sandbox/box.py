@@ -8,6 +8,7 @@ import shutil
 import subprocess  # nosec B404 - fixed argument lists, never a shell
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -443,11 +444,13 @@ class Sandbox:
         cwd: Path | None = None,
         env: dict[str, str] | None = None,
         network: bool = False,
+        stop: threading.Event | None = None,
     ) -> RunResult:
         """Run ``argv`` in the sandbox; kill it all on timeout or when it fills the disk.
 
         ``network=True`` (for a dependency audit, which runs no project code) keeps every
-        layer but the network one.
+        layer but the network one. ``stop``, set from another thread, kills the whole tree
+        too (a server that runs until someone stops it: the preview).
         """
         n = next(self._counter)
         out_path = self.scratch / "logs" / f"{n}.out"
@@ -478,7 +481,7 @@ class Sandbox:
                     os.close(life_r)
                 init = SandboxInit.from_info(info_r, info_w)
                 try:
-                    killed = self._watch(proc, timeout, init)
+                    killed = self._watch(proc, timeout, init, stop)
                 finally:
                     init.finish()  # the namespace and every process in it, gone
         finally:
@@ -494,7 +497,13 @@ class Sandbox:
             killed=killed,
         )
 
-    def _watch(self, proc: subprocess.Popen[bytes], timeout: float, init: SandboxInit) -> str:
+    def _watch(
+        self,
+        proc: subprocess.Popen[bytes],
+        timeout: float,
+        init: SandboxInit,
+        stop: threading.Event | None = None,
+    ) -> str:
         """Wait for ``proc``; return why it was killed, or '' when it ended by itself."""
         deadline = time.monotonic() + timeout
         quota = self.limits.disk_mb * 2**20
@@ -510,6 +519,9 @@ class Sandbox:
                     return f"timed out after {timeout:g}s: the whole process tree was killed"
                 if wait_for(proc, pidfd, min(left, 0.25)):
                     return ""
+                if stop is not None and stop.is_set():
+                    self._kill(proc, init)
+                    return "stopped on request: the whole process tree was killed"
                 if disk_usage(self.scratch) > quota:
                     self._kill(proc, init)
                     return (

@@ -1,0 +1,1 @@
+"""oldnew's web stack: the tools, the app's start, the web gates' driver and the preview."""
