@@ -69,6 +69,8 @@ class Profile:
     """How long each endpoint's load run lasts."""
     web_budget_s: float = 240.0
     """Seconds the whole milestone set (build, start, browser, Lighthouse, load) may take."""
+    web_ready_s: float = 30.0
+    """Seconds the started app has to answer HTTP 200 on its health path."""
 
     def to_dict(self) -> dict[str, Any]:
         """Return the profile as JSON-ready data (shown in evidence and the report)."""

@@ -33,6 +33,7 @@ from oldnew.gates.common import GateRun, Outcome
 from oldnew.gates.model import Check, CheckStatus, Diagnostic, ValidationResult, not_run
 from oldnew.sandbox import RunResult
 from oldnew.sandbox.files import UnsafeOutput, read_output
+from oldnew.web import toolchain
 from oldnew.web.start import AppFailure, find_start
 from oldnew.web.targets import WebTargets
 
@@ -144,6 +145,7 @@ def _run_driver(run: GateRun) -> WebRun:
     argv += ["--out", str(out), "--steps", ",".join(_steps(web)), "--budget", f"{budget:g}"]
     argv += ["--pages", ",".join(web.targets.pages), "--load-seconds"]
     argv += [f"{run.profile.load_seconds:g}", "--stack", web.stack]
+    argv += ["--ready-timeout", f"{run.profile.web_ready_s:g}"]
     if web.targets.endpoints:
         argv += ["--endpoints", ",".join(web.targets.endpoints)]
     result = run.box.run(argv, timeout=budget + _MARGIN, env=run.env.variables())
@@ -264,7 +266,7 @@ def web_check(
     """Return a web gate's check: the driver's command, the step's time, the tools' versions."""
     argv = web.result.argv if web.result is not None else []
     code = web.result.exit_code if web.result is not None else None
-    versions = web.data.get("tools", {})
+    versions = toolchain.versions() if web.data else {}
     shown = ", ".join(f"{k} {v}" for k, v in sorted(versions.items())) if versions else ""
     return Check(
         name,

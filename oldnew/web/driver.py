@@ -98,7 +98,6 @@ class Evidence:
             "steps": self.steps,
             "spec": self.spec,
             "targets": self.targets,
-            "tools": toolchain.versions(),
             "budget_s": self.budget_s,
             "duration_s": round(time.monotonic() - self.started, 3),
             "error": self.error,
