@@ -94,6 +94,21 @@ def script(name: str) -> Path:
     return path
 
 
+def e2e_cli(tree: Path) -> Path:
+    """Return the Playwright Test CLI to run ``tree``'s end-to-end tests with.
+
+    It must be the copy the specs' own ``import ... from '@playwright/test'`` finds (two copies
+    make Playwright refuse: "did not expect test() to be called here"): the project's own
+    ``node_modules`` first, then the one beside the tree (the sandbox mounts oldnew's tools
+    there), then oldnew's tools themselves (outside the sandbox).
+    """
+    tail = Path("@playwright", "test", "cli.js")
+    for modules in (tree / "node_modules", tree.parent / "node_modules", node_modules()):
+        if (modules / tail).is_file():
+            return modules / tail
+    return node_modules() / tail
+
+
 def package_version(package: str) -> str | None:
     """Return the installed version of one of oldnew's npm tools, or None when not installed."""
     try:
