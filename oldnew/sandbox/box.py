@@ -29,9 +29,17 @@ from oldnew.sandbox.process import (
     supervisor_argv,
     wait_for,
 )
+from oldnew.web.toolchain import TOOLS_DIR
 
 NODE_MODULES = "node_modules"
 """Where the environment's node_modules appears in the project's copy."""
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+"""oldnew's own package, shown read-only: its scripts (the web steps) run from it, and an
+editable install imports it from there."""
+WEB_TOOLS = TOOLS_DIR / NODE_MODULES
+"""oldnew's own npm tools (oldnew.web.toolchain), shown read-only at ``node_modules`` beside
+the copy when installed: Node resolves the project's own packages first, these as the
+fallback, and nothing is written into the project."""
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 """The host's system folders the sandbox shows, read-only (a merged-/usr link stays a link)."""
 ETC_FILES = (
@@ -41,9 +49,11 @@ ETC_FILES = (
     "timezone",
     "alternatives",
     "ssl/openssl.cnf",
+    "fonts",
 )
 """The host's /etc entries the sandbox shows: the loader's cache, the time zone, the
-alternatives links /usr/bin points through, OpenSSL's settings (Node reads them at start).
+alternatives links /usr/bin points through, OpenSSL's settings (Node reads them at start),
+fontconfig's settings (Chromium matches fonts with them).
 Users, groups and hosts are the sandbox's own."""
 NETWORK_ETC = ("resolv.conf", "hosts", "gai.conf", "ssl", "ca-certificates", "pki")
 """What a run with the network (a dependency audit) also sees: name service, certificates."""
@@ -171,6 +181,8 @@ class Sandbox:
             self.uid = take_uid()
         if not self.bwrap and self.env.node_modules is not None:
             os.symlink(self.env.node_modules, self.tree / NODE_MODULES)
+        if not self.bwrap and WEB_TOOLS.is_dir():
+            os.symlink(WEB_TOOLS, self.scratch / NODE_MODULES)
         self._chown_all()
         if self.bwrap:
             self._bwrap_args = self._build_bwrap_args()
@@ -286,7 +298,7 @@ class Sandbox:
         exposed: list[Path] = []
         # The project's environment, and oldnew's own: its analysis tools run with oldnew's
         # interpreter whatever the project's is.
-        for folder in sorted({*self.env.read_only(), *oldnew_env().read_only()}):
+        for folder in sorted({*self.env.read_only(), *oldnew_env().read_only(), PACKAGE_DIR}):
             if not folder.exists() or any(e == folder or e in folder.parents for e in exposed):
                 continue
             if any(folder == Path(t) or Path(t) in folder.parents for t in SYSTEM_DIRS):
@@ -297,6 +309,8 @@ class Sandbox:
             args += [*self._parents_args(folder, made), "--bind", str(folder), str(folder)]
         if self.env.node_modules is not None:
             args += ["--ro-bind", str(self.env.node_modules), str(self.tree / NODE_MODULES)]
+        if WEB_TOOLS.is_dir():
+            args += ["--ro-bind", str(WEB_TOOLS), str(self.scratch / NODE_MODULES)]
         self._shown = exposed
         return args
 
