@@ -629,6 +629,79 @@ def verify(
     raise typer.Exit(0 if out.matches else EXIT_VERIFY_MISMATCH)
 
 
+@app.command("preview")
+def preview_app(
+    workspace: WorkspaceOpt,
+    port: Annotated[
+        int,
+        typer.Option(
+            "--port", min=1, max=65535, help="Host port to serve on (the next free one if taken)."
+        ),
+    ] = 3000,
+    stop: Annotated[bool, typer.Option("--stop", help="Stop the workspace's preview.")] = False,
+    status_only: Annotated[
+        bool, typer.Option("--status", help="Say whether a preview serves, and where.")
+    ] = False,
+) -> None:
+    """Serve the delivered app (main's head) at http://localhost:PORT, from the sandbox.
+
+    Returns once the page answers; the preview serves on in the background (a new one
+    replaces it) until 'oldnew preview --workspace DIR --stop'. The app keeps no route to
+    any other address: the host reaches it through a relay into the sandbox.
+    """
+    from oldnew.deps.envs import project_env
+    from oldnew.deps.errors import DependencyError
+    from oldnew.deps.settings import DepSettings
+    from oldnew.sandbox import ProjectEnv
+    from oldnew.web.preview import preview_status, start_preview, stop_preview
+    from oldnew.web.start import AppFailure, NoStartCommand, declared_stack, find_start
+
+    if stop and status_only:
+        err.print("[red]error:[/red] give --stop or --status, not both")
+        raise typer.Exit(EXIT_USAGE)
+    try:
+        ws = Workspace.open(workspace)
+        if stop:
+            was = stop_preview(ws.root)
+            console.print("preview stopped" if was else "no preview was serving")
+            return
+        if status_only:
+            serving = preview_status(ws.root)
+            if serving is None:
+                console.print(
+                    f"no preview is serving: start one with 'oldnew preview -w {workspace}'"
+                )
+            else:
+                console.print(
+                    f"preview of {serving.commit[:12]} serving at {serving.url} "
+                    f"(pid {serving.pid}, since {serving.started})"
+                )
+            return
+        tree, commit = ws.root, ws.head()
+        if find_start(tree) is None:
+            raise NoStartCommand(declared_stack(tree))
+        try:
+            env = project_env(tree, DepSettings.of(Context()))
+        except DependencyError as exc:
+            first = exc.message.splitlines()[0]
+            err.print(f"[yellow]note:[/yellow] {escape(first)}; served with oldnew's own Python")
+            env = ProjectEnv.host(tree)
+        with disk_faults(ws.root):
+            served = start_preview(ws.root, tree=tree, commit=commit, port=port, env=env)
+    except NoStartCommand as exc:
+        err.print(f"[red]error:[/red] {escape(exc.message)}")
+        raise typer.Exit(EXIT_USAGE) from None
+    except AppFailure as exc:
+        err.print(f"[red]the app did not come up ({exc.kind}):[/red] {escape(exc.render())}")
+        raise typer.Exit(EXIT["blocked"]) from None
+    except OldnewError as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(EXIT_USAGE) from None
+    note = f" (port {port} was taken)" if served.port != port else ""
+    console.print(f"preview of {commit[:12]} serving at {served.url}{note}")
+    console.print(f"stop it with 'oldnew preview --workspace {workspace} --stop'")
+
+
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks of the whole graph.")
 app.add_typer(bench_app, name="bench")
 

@@ -35,6 +35,10 @@ PYTHON_GATES = (
     "audit",
 )
 JS_GATES = ("links", "secrets", "complexity", "tsc", "eslint", "vitest", "js-coverage", "npm-audit")
+WEB_GATES = ("web-build",)
+"""The web gates every task runs: the app's declared build."""
+MILESTONE_GATES = ("web-start", "e2e", "axe", "screenshots", "lighthouse", "load")
+"""The gates on the running app, at a milestone and before delivery (``milestone=True``)."""
 
 
 @dataclass(frozen=True)
@@ -53,34 +57,51 @@ class Profile:
     mutants: int = 4
     mutation_min_score: float = 0.0
     """Share of mutants the tests must kill; any score needs at least one kill."""
+    milestone_gates: tuple[str, ...] = MILESTONE_GATES
+    lighthouse_min: float = 90.0
+    """Lowest score (0-100) of each Lighthouse category: performance, accessibility, best
+    practices, SEO."""
+    axe_block: tuple[str, ...] = ("serious", "critical")
+    """axe impacts that fail the gate; the others are reported."""
+    load_p95_ms: float = 500.0
+    load_error_rate: float = 0.01
+    load_seconds: float = 5.0
+    """How long each endpoint's load run lasts."""
+    web_budget_s: float = 240.0
+    """Seconds the whole milestone set (build, start, browser, Lighthouse, load) may take."""
+    web_ready_s: float = 30.0
+    """Seconds the started app has to answer HTTP 200 on its health path."""
 
     def to_dict(self) -> dict[str, Any]:
         """Return the profile as JSON-ready data (shown in evidence and the report)."""
         data = asdict(self)
         data["gates"] = list(self.gates)
+        data["milestone_gates"] = list(self.milestone_gates)
+        data["axe_block"] = list(self.axe_block)
         return data
 
 
 PROFILES = {
     "smoke": Profile(
         name="smoke",
-        gates=("syntax", "imports", "pytest", "project-tests", "tsc", "vitest"),
+        gates=("syntax", "imports", "pytest", "project-tests", "tsc", "vitest", *WEB_GATES),
         mutants=0,
     ),
     "fast": Profile(
         name="fast",
         gates=("links", "syntax", "imports", "secrets", "ruff", "bandit", "pytest")
-        + ("project-tests", "tsc", "eslint", "vitest"),
+        + ("project-tests", "tsc", "eslint", "vitest", *WEB_GATES),
         mutants=0,
     ),
     "default": Profile(
         name="default",
         gates=tuple(g for g in PYTHON_GATES if g != "ruff-format")
-        + tuple(g for g in JS_GATES if g not in PYTHON_GATES),
+        + tuple(g for g in JS_GATES if g not in PYTHON_GATES)
+        + WEB_GATES,
     ),
     "strict": Profile(
         name="strict",
-        gates=PYTHON_GATES + tuple(g for g in JS_GATES if g not in PYTHON_GATES),
+        gates=PYTHON_GATES + tuple(g for g in JS_GATES if g not in PYTHON_GATES) + WEB_GATES,
         coverage_min=90.0,
         complexity_max=10,
         bandit_block="MEDIUM",

@@ -20,7 +20,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
-from oldnew.gates import audit, js, lint, project, pytests, python
+from oldnew.gates import audit, browser, js, lint, project, pytests, python
+from oldnew.gates import web as web_gates
 from oldnew.gates.common import (
     GateRun,
     Outcome,
@@ -33,6 +34,8 @@ from oldnew.gates.model import Check, Diagnostic, ValidationResult, not_run
 from oldnew.gates.mutation import gate_mutation
 from oldnew.gates.profiles import Profile, resolve_profile
 from oldnew.sandbox import Limits, ProjectEnv, Sandbox, SandboxError, project_files
+from oldnew.web import toolchain
+from oldnew.web.targets import WebTargets
 
 
 @dataclass(frozen=True)
@@ -41,7 +44,7 @@ class Gate:
 
     name: str
     toolchain: str
-    """'python', 'typescript', or 'any'."""
+    """'python', 'typescript', 'web' (a project that declares how it starts), or 'any'."""
     check: Callable[[GateRun], Outcome]
     requires: tuple[str, ...] = ()
     strict: tuple[str, ...] = ()
@@ -76,8 +79,18 @@ GATES = {
         Gate("vitest", "typescript", js.gate_vitest),
         Gate("js-coverage", "typescript", js.gate_js_coverage, ("vitest",)),
         Gate("npm-audit", "typescript", js.gate_npm_audit),
+        Gate("web-build", "web", web_gates.gate_web_build),
+        Gate("web-start", "web", web_gates.gate_web_start),
+        Gate("e2e", "web", browser.gate_e2e, ("web-start",)),
+        Gate("axe", "web", browser.gate_axe, ("web-start",)),
+        Gate("screenshots", "web", browser.gate_screenshots, ("web-start",)),
+        Gate("lighthouse", "web", browser.gate_lighthouse, ("web-start",)),
+        Gate("load", "web", browser.gate_load, ("web-start",)),
     )
 }
+"""Every gate. The web ones share one sandboxed run of :mod:`oldnew.web.driver` (the first to
+ask runs it); the browser gates wait for ``web-start``, so an app that did not come up runs no
+browser gate, and says so."""
 
 
 PARALLEL_GATES = max(2, min(4, os.cpu_count() or 2))
@@ -124,20 +137,37 @@ def fingerprint(tree: Path, files: list[str]) -> str:
 TOOLS = ("ruff", "mypy", "pytest", "pytest-cov", "bandit", "detect-secrets", "lizard")
 
 
+def toolchains_of(tree: Path, toolchains: list[str] | None) -> list[str]:
+    """Return the toolchains a validation runs: those named, and those the files show.
+
+    ``web`` when the project declares how it starts (package.json scripts.start, [tool.oldnew]
+    start), or when it is named (the scope's stack is a web one: then a missing start is the
+    coder's to write).
+    """
+    chains = set(toolchains or []) | set(js.detect_toolchains(tree))
+    if web_gates.web_toolchain(tree):
+        chains.add(web_gates.TOOLCHAIN)
+    return sorted(chains)
+
+
 def reuse_key(
     tree: Path,
     profile: Profile,
     toolchains: list[str] | None,
     timeout: float,
     env: ProjectEnv | None = None,
+    *,
+    milestone: bool = False,
+    targets: WebTargets | None = None,
 ) -> str:
     """Return what a validation of ``tree`` depends on, hashed.
 
     That is its files, the profile, the toolchains, the timeout, the tools' versions and the
-    project's environment (default: oldnew's own, as :func:`validate_tree`'s).
+    project's environment (default: oldnew's own, as :func:`validate_tree`'s); for a web
+    project, whether the milestone set runs, on which pages and endpoints, with which web tools.
     """
-    chains = sorted(set(toolchains or []) | set(js.detect_toolchains(tree)))
-    parts = {
+    chains = toolchains_of(tree, toolchains)
+    parts: dict[str, object] = {
         "files": fingerprint(tree, project_files(tree)),
         "profile": profile.to_dict(),
         "toolchains": chains,
@@ -145,6 +175,12 @@ def reuse_key(
         "tools": [tool_version(t) for t in TOOLS],
         "env": (env or ProjectEnv.host(tree)).key(),
     }
+    if web_gates.TOOLCHAIN in chains:
+        parts["web"] = {
+            "milestone": milestone,
+            "targets": (targets or WebTargets()).to_dict() if milestone else None,
+            "tools": toolchain.versions() if milestone else None,
+        }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
@@ -205,6 +241,8 @@ def validate_tree(
     drop_uid: bool = True,
     scratch_root: Path | None = None,
     proceed: Proceed | None = None,
+    milestone: bool = False,
+    web: WebTargets | None = None,
 ) -> ValidationResult:
     """Validate the project in ``tree`` with the gates of a quality profile.
 
@@ -214,13 +252,18 @@ def validate_tree(
     files git would commit; ``limits``, ``use_bwrap``, ``drop_uid`` and ``scratch_root`` tune
     it (tests use them). ``proceed`` lets the gates behind a prerequisite whose failure is
     wholly pre-existing run (a run on an existing repository: ``gates.baseline``).
+
+    ``milestone=True`` adds the profile's milestone gates (the app started, browser tests,
+    axe, screenshots, Lighthouse, load) for a web project, on ``web``'s pages and endpoints
+    (default: the page ``/``).
     """
     profile = profile or resolve_profile(
         quality, coverage_min=coverage_min, complexity_max=complexity_max
     )
+    web_targets = web or WebTargets()
     start = time.monotonic()
     tree = Path(tree).resolve()
-    chains = sorted(set(toolchains or []) | set(js.detect_toolchains(tree)))
+    chains = toolchains_of(tree, toolchains)
     result = ValidationResult(quality=profile.to_dict(), toolchains=chains)
     limits = limits or sandbox_limits(timeout)
 
@@ -239,7 +282,9 @@ def validate_tree(
             result.sandbox = box.layer_dicts()
             result.fingerprint = fingerprint(box.tree, box.files)
             run = GateRun(box, profile, timeout, chains, new_sandbox)
-            names = [n for n in profile.gates if GATES[n].toolchain in (*chains, "any")]
+            run.artifacts[web_gates.SETTINGS] = web_gates.WebSettings(milestone, web_targets)
+            wanted = [*profile.gates, *(profile.milestone_gates if milestone else ())]
+            names = [n for n in wanted if GATES[n].toolchain in (*chains, "any")]
             outcomes = run_all(names, run, proceed)
             for name in names:
                 result.checks.append(outcomes[name][0])

@@ -24,6 +24,7 @@ from oldnew.gates import Check, Diagnostic, ValidationResult, resolve_profile, v
 from oldnew.gates.baseline import Baseline, judge
 from oldnew.gates.model import CheckStatus
 from oldnew.gates.runner import Proceed, reuse_key
+from oldnew.gates.web import keep_evidence
 from oldnew.graph.state import TaskState
 from oldnew.hitl.questions import dependency_blocked_question, task_question, what_task
 from oldnew.memory.learning import learn_from_accepted_task
@@ -31,13 +32,19 @@ from oldnew.nodes.common import aemit, aopen_workspace
 from oldnew.recovery.diagnosis import decide, diagnose, project_modules
 from oldnew.sandbox import ProjectEnv
 from oldnew.schemas import Question
+from oldnew.web.targets import WebTargets
 from oldnew.workspace import Workspace
 
 MAX_DIAGNOSTICS = 25
 
 
 def record_evidence(ws: Workspace, name: str, result: ValidationResult, **extra: Any) -> str:
-    """Write a validation result to ``.oldnew/evidence/<name>.json``; return the relative path."""
+    """Write a validation result to ``.oldnew/evidence/<name>.json``; return the relative path.
+
+    The web gates' files (screenshots, reports, the server's log) go to
+    ``.oldnew/evidence/<name>/web/``, and their checks name them there.
+    """
+    keep_evidence(result, ws.meta / "evidence" / name / "web", ws.root)
     path = ws.write_json(f"evidence/{name}.json", {**extra, **result.to_dict()})
     return str(path.relative_to(ws.root))
 
@@ -63,6 +70,8 @@ def run_gates(
     env: ProjectEnv | None = None,
     *,
     proceed: Proceed | None = None,
+    milestone: bool = False,
+    web: WebTargets | None = None,
 ) -> ValidationResult:
     """Run the quality gates the run's context asks for on ``tree`` (blocking).
 
@@ -81,6 +90,9 @@ def run_gates(
     but the baseline's findings holds no gate back (``Baseline.excuses``): the tests still run
     behind a syntax error the repository already had. ``proceed`` says the same without a
     workspace (the baseline passes one that lets every gate run: all it finds is there before).
+
+    ``milestone`` and ``web`` go to :func:`validate_tree`: the milestone gate set of a web
+    project, on those pages and endpoints.
     """
     profile = resolve_profile(
         ctx.quality, coverage_min=ctx.coverage_min, complexity_max=ctx.complexity_max
@@ -90,7 +102,9 @@ def run_gates(
             env = project_env(tree, DepSettings.of(ctx))
         except DependencyError as exc:
             return dependency_result(exc)
-    key = reuse_key(tree, profile, toolchains, ctx.test_timeout, env)
+    key = reuse_key(
+        tree, profile, toolchains, ctx.test_timeout, env, milestone=milestone, targets=web
+    )
     result = _passed_before(ws, key) if ws is not None else None
     baseline = Baseline.load(ws) if ws is not None else None
     if baseline is not None and baseline.status == "recorded":
@@ -103,6 +117,8 @@ def run_gates(
             toolchains=toolchains,
             env=env,
             proceed=proceed,
+            milestone=milestone,
+            web=web,
         )
         result.reuse_key = key
     return judge(result, baseline) if ws is not None else result

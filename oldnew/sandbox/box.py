@@ -8,6 +8,7 @@ import shutil
 import subprocess  # nosec B404 - fixed argument lists, never a shell
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -28,9 +29,17 @@ from oldnew.sandbox.process import (
     supervisor_argv,
     wait_for,
 )
+from oldnew.web.toolchain import TOOLS_DIR
 
 NODE_MODULES = "node_modules"
 """Where the environment's node_modules appears in the project's copy."""
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+"""oldnew's own package, shown read-only: its scripts (the web steps) run from it, and an
+editable install imports it from there."""
+WEB_TOOLS = TOOLS_DIR / NODE_MODULES
+"""oldnew's own npm tools (oldnew.web.toolchain), shown read-only at ``node_modules`` beside
+the copy when installed: Node resolves the project's own packages first, these as the
+fallback, and nothing is written into the project."""
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 """The host's system folders the sandbox shows, read-only (a merged-/usr link stays a link)."""
 ETC_FILES = (
@@ -40,9 +49,11 @@ ETC_FILES = (
     "timezone",
     "alternatives",
     "ssl/openssl.cnf",
+    "fonts",
 )
 """The host's /etc entries the sandbox shows: the loader's cache, the time zone, the
-alternatives links /usr/bin points through, OpenSSL's settings (Node reads them at start).
+alternatives links /usr/bin points through, OpenSSL's settings (Node reads them at start),
+fontconfig's settings (Chromium matches fonts with them).
 Users, groups and hosts are the sandbox's own."""
 NETWORK_ETC = ("resolv.conf", "hosts", "gai.conf", "ssl", "ca-certificates", "pki")
 """What a run with the network (a dependency audit) also sees: name service, certificates."""
@@ -170,6 +181,8 @@ class Sandbox:
             self.uid = take_uid()
         if not self.bwrap and self.env.node_modules is not None:
             os.symlink(self.env.node_modules, self.tree / NODE_MODULES)
+        if not self.bwrap and WEB_TOOLS.is_dir():
+            os.symlink(WEB_TOOLS, self.scratch / NODE_MODULES)
         self._chown_all()
         if self.bwrap:
             self._bwrap_args = self._build_bwrap_args()
@@ -285,7 +298,7 @@ class Sandbox:
         exposed: list[Path] = []
         # The project's environment, and oldnew's own: its analysis tools run with oldnew's
         # interpreter whatever the project's is.
-        for folder in sorted({*self.env.read_only(), *oldnew_env().read_only()}):
+        for folder in sorted({*self.env.read_only(), *oldnew_env().read_only(), PACKAGE_DIR}):
             if not folder.exists() or any(e == folder or e in folder.parents for e in exposed):
                 continue
             if any(folder == Path(t) or Path(t) in folder.parents for t in SYSTEM_DIRS):
@@ -296,6 +309,8 @@ class Sandbox:
             args += [*self._parents_args(folder, made), "--bind", str(folder), str(folder)]
         if self.env.node_modules is not None:
             args += ["--ro-bind", str(self.env.node_modules), str(self.tree / NODE_MODULES)]
+        if WEB_TOOLS.is_dir():
+            args += ["--ro-bind", str(WEB_TOOLS), str(self.scratch / NODE_MODULES)]
         self._shown = exposed
         return args
 
@@ -443,11 +458,13 @@ class Sandbox:
         cwd: Path | None = None,
         env: dict[str, str] | None = None,
         network: bool = False,
+        stop: threading.Event | None = None,
     ) -> RunResult:
         """Run ``argv`` in the sandbox; kill it all on timeout or when it fills the disk.
 
         ``network=True`` (for a dependency audit, which runs no project code) keeps every
-        layer but the network one.
+        layer but the network one. ``stop``, set from another thread, kills the whole tree
+        too (a server that runs until someone stops it: the preview).
         """
         n = next(self._counter)
         out_path = self.scratch / "logs" / f"{n}.out"
@@ -478,7 +495,7 @@ class Sandbox:
                     os.close(life_r)
                 init = SandboxInit.from_info(info_r, info_w)
                 try:
-                    killed = self._watch(proc, timeout, init)
+                    killed = self._watch(proc, timeout, init, stop)
                 finally:
                     init.finish()  # the namespace and every process in it, gone
         finally:
@@ -494,7 +511,13 @@ class Sandbox:
             killed=killed,
         )
 
-    def _watch(self, proc: subprocess.Popen[bytes], timeout: float, init: SandboxInit) -> str:
+    def _watch(
+        self,
+        proc: subprocess.Popen[bytes],
+        timeout: float,
+        init: SandboxInit,
+        stop: threading.Event | None = None,
+    ) -> str:
         """Wait for ``proc``; return why it was killed, or '' when it ended by itself."""
         deadline = time.monotonic() + timeout
         quota = self.limits.disk_mb * 2**20
@@ -510,6 +533,9 @@ class Sandbox:
                     return f"timed out after {timeout:g}s: the whole process tree was killed"
                 if wait_for(proc, pidfd, min(left, 0.25)):
                     return ""
+                if stop is not None and stop.is_set():
+                    self._kill(proc, init)
+                    return "stopped on request: the whole process tree was killed"
                 if disk_usage(self.scratch) > quota:
                     self._kill(proc, init)
                     return (

@@ -1,1 +1,1 @@
-"""oldnew's web stack: the tools, the app's start, the web gates' driver and the preview."""
+"""Web apps: start the built app in the sandbox, drive a browser and a load tool against it."""

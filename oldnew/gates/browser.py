@@ -1,0 +1,365 @@
+"""The gates on the started app's pages and endpoints, from the web driver's evidence.
+
+``e2e`` (the project's Playwright tests), ``axe`` (serious and critical violations block, the
+others are reported), ``screenshots`` (each named page captured, with no uncaught error in
+the browser), ``lighthouse`` (each category at least ``Profile.lighthouse_min``; one finding
+per failing audit) and ``load`` (p95 and error rate of each GET endpoint against the
+profile). The driver's run and its files are :mod:`oldnew.gates.web`'s.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from oldnew.gates.common import GateRun, Outcome
+from oldnew.gates.model import CheckStatus, Diagnostic, not_run
+from oldnew.gates.web import (
+    CATEGORIES,
+    MAX_NODES,
+    WebRun,
+    broken_outcome,
+    driver_run,
+    kept_files,
+    page_source,
+    settings,
+    unrun_outcome,
+    web_check,
+)
+
+INTERNET_ERRORS = ("ERR_NAME_NOT_RESOLVED", "ERR_INTERNET_DISCONNECTED", "ERR_ADDRESS_UNREACHABLE")
+"""Chromium's console errors of a page that loads something from outside the box."""
+
+
+def gate_e2e(run: GateRun) -> Outcome:
+    """Run the project's Playwright tests (``e2e/``) against the started app."""
+    web = driver_run(run)
+    step = web.step("e2e")
+    unrun = unrun_outcome("e2e", step)
+    if unrun is not None:
+        return unrun
+    if step.get("status") == "failed":
+        return broken_outcome("e2e", step, web, "e2e")
+    report = web.report(step)
+    if not isinstance(report, dict):
+        return broken_outcome(
+            "e2e", {**step, "detail": "Playwright's JSON report does not read"}, web, "e2e"
+        )
+    diags = e2e_findings(report)
+    stats = report.get("stats", {}) if isinstance(report.get("stats"), dict) else {}
+    passed, failed = int(stats.get("expected", 0)), int(stats.get("unexpected", 0))
+    flaky = int(stats.get("flaky", 0))
+    if passed + failed + flaky == 0 and not diags:
+        why = "no browser test ran: write Playwright specs in e2e/ that visit the named pages"
+        diags.append(Diagnostic("e2e", "e2e", 0, why, "no-tests"))
+    status: CheckStatus = "failed" if diags or failed else "passed"
+    summary = f"{passed} passed, {failed} failed, {flaky} flaky"
+    files = kept_files(web, step.get("report"), step.get("log"))
+    check = web_check("e2e", status, summary, step, web, files)
+    check.metrics = {"passed": passed, "failed": failed, "flaky": flaky}
+    return check, diags
+
+
+def e2e_findings(report: dict[str, Any]) -> list[Diagnostic]:
+    """Return one finding per failed Playwright test (file, line, title, the error)."""
+    diags: list[Diagnostic] = []
+
+    def walk(suite: dict[str, Any], titles: list[str]) -> None:
+        here = [*titles, suite["title"]] if suite.get("title") else titles
+        for spec in suite.get("specs", []):
+            for test in spec.get("tests", []):
+                if test.get("status") not in ("unexpected",):
+                    continue
+                results = test.get("results") or [{}]
+                last = results[-1]
+                error = (last.get("error") or {}).get("message") or last.get("status", "failed")
+                file = str(spec.get("file") or suite.get("file") or "e2e")
+                file = file if file.startswith("e2e/") else f"e2e/{file}"
+                title = " > ".join([*here[1:], str(spec.get("title", "?"))])
+                text = _strip_ansi(str(error)).strip()
+                diags.append(
+                    Diagnostic(
+                        "e2e",
+                        file,
+                        int(spec.get("line") or 0),
+                        f"{title}: {text[:1200]}",
+                        str(last.get("status") or "failed"),
+                    )
+                )
+        for child in suite.get("suites", []):
+            walk(child, here)
+
+    for suite in report.get("suites", []):
+        walk(suite, [])
+    for error in report.get("errors", []):
+        message = _strip_ansi(str(error.get("message", error)))[:1200]
+        diags.append(
+            Diagnostic("e2e", "e2e", 0, f"the browser tests could not run: {message}", "error")
+        )
+    return diags
+
+
+def _strip_ansi(text: str) -> str:
+    out, i = [], 0
+    while i < len(text):
+        if text[i] == "\x1b" and i + 1 < len(text) and text[i + 1] == "[":
+            j = i + 2
+            while j < len(text) and not text[j].isalpha():
+                j += 1
+            i = j + 1
+            continue
+        out.append(text[i])
+        i += 1
+    return "".join(out)
+
+
+def _pages_report(run: GateRun, name: str) -> tuple[WebRun, dict[str, Any], Outcome | None]:
+    """Return the driver's run, the pages step, and the outcome when it has no usable report."""
+    web = driver_run(run)
+    step = web.step("pages")
+    unrun = unrun_outcome(name, step)
+    if unrun is not None:
+        return web, step, unrun
+    if step.get("status") == "failed":
+        return web, step, broken_outcome(name, step, web, ".")
+    report = web.report(step)
+    if not isinstance(report, dict) or not isinstance(report.get("pages"), list):
+        return (
+            web,
+            step,
+            broken_outcome(name, {**step, "detail": "pages.json does not read"}, web, "."),
+        )
+    return web, report, None
+
+
+def gate_axe(run: GateRun) -> Outcome:
+    """Check each named page with axe-core: serious and critical violations block."""
+    web, report, outcome = _pages_report(run, "axe")
+    if outcome is not None:
+        return outcome
+    step = web.step("pages")
+    diags, reported = axe_findings(report, run.profile.axe_block, run.tree)
+    status: CheckStatus = "failed" if diags else "passed"
+    summary = f"{len(diags)} blocking violations ({'/'.join(run.profile.axe_block)}), "
+    summary += f"{len(reported)} others reported"
+    check = web_check("axe", status, summary, step, web, kept_files(web, step.get("report")))
+    check.metrics = {"blocking": len(diags), "reported": reported[:50]}
+    return check, diags
+
+
+def axe_findings(
+    report: dict[str, Any], block: tuple[str, ...], tree: Path
+) -> tuple[list[Diagnostic], list[str]]:
+    """Return the blocking axe findings and the others (as lines) of a pages.json report."""
+    diags: list[Diagnostic] = []
+    reported: list[str] = []
+    for page in report.get("pages", []):
+        route = str(page.get("path", "/"))
+        where = page_source(tree, route)
+        if page.get("error") and not page.get("axe"):
+            why = f"page {route} could not be checked with axe: {page['error']}"
+            diags.append(Diagnostic("axe", where, 0, why, "page"))
+        for violation in page.get("axe") or []:
+            impact = str(violation.get("impact") or "minor")
+            nodes = violation.get("nodes") or [{}]
+            for node in nodes[:MAX_NODES]:
+                target = node.get("target")
+                selector = ", ".join(map(str, target)) if isinstance(target, list) else str(target)
+                summary = " ".join(
+                    str(node.get("failureSummary") or violation.get("help", "")).split()
+                )
+                text = (
+                    f"{violation.get('id', '?')} ({impact}): {summary}; element: {selector}; "
+                    f"fix: {violation.get('helpUrl', '')}"
+                )
+                if impact in block:
+                    diags.append(
+                        Diagnostic(
+                            "axe", where, 0, f"page {route}: {text}", str(violation.get("id", ""))
+                        )
+                    )
+                else:
+                    reported.append(f"{route}: {text}")
+    return diags, reported
+
+
+def gate_screenshots(run: GateRun) -> Outcome:
+    """Keep a screenshot of each named page; a page that throws in the browser fails."""
+    web, report, outcome = _pages_report(run, "screenshots")
+    if outcome is not None:
+        return outcome
+    step = web.step("pages")
+    pages = {str(p.get("path")): p for p in report.get("pages", []) if isinstance(p, dict)}
+    diags: list[Diagnostic] = []
+    shots: list[str] = []
+    console: list[str] = []
+    for route in settings(run).targets.pages:
+        page = pages.get(route, {})
+        where = page_source(run.tree, route)
+        shot = web.file(page.get("screenshot"))
+        if shot is not None:
+            shots.append(str(shot))
+        else:
+            why = page.get("error") or "the page step did not reach it"
+            diags.append(
+                Diagnostic(
+                    "screenshots", where, 0, f"no screenshot of page {route}: {why}", "screenshot"
+                )
+            )
+        for error in page.get("page_errors") or []:
+            text = " ".join(str(error).split())[:800]
+            diags.append(
+                Diagnostic(
+                    "screenshots",
+                    where,
+                    0,
+                    f"page {route} threw in the browser: {text}",
+                    "pageerror",
+                )
+            )
+        for error in page.get("console_errors") or []:
+            text = " ".join(str(error).split())[:300]
+            if any(code in text for code in INTERNET_ERRORS):
+                why = (
+                    f"page {route} loads something from the internet: {text}; serve it from the app"
+                )
+                diags.append(Diagnostic("screenshots", where, 0, why, "egress"))
+            else:
+                console.append(f"{route}: {text}")
+    status: CheckStatus = "failed" if diags else "passed"
+    summary = (
+        f"{len(shots)} of {len(settings(run).targets.pages)} pages captured, {len(diags)} findings"
+    )
+    check = web_check("screenshots", status, summary, step, web, shots)
+    check.metrics = {"screenshots": len(shots), "console_errors": console[:20]}
+    return check, diags
+
+
+def gate_lighthouse(run: GateRun) -> Outcome:
+    """Score each named page with Lighthouse; a category under the minimum fails, by audit."""
+    web = driver_run(run)
+    step = web.step("lighthouse")
+    unrun = unrun_outcome("lighthouse", step)
+    if unrun is not None:
+        return unrun
+    if step.get("status") == "failed":
+        return broken_outcome("lighthouse", step, web, ".")
+    report = web.report(step)
+    if not isinstance(report, dict) or not isinstance(report.get("pages"), list):
+        return broken_outcome(
+            "lighthouse", {**step, "detail": "lighthouse.json does not read"}, web, "."
+        )
+    diags, scores = lighthouse_findings(report, run.profile.lighthouse_min, run.tree)
+    files = kept_files(web, step.get("report"), *(p.get("report") for p in report["pages"]))
+    status: CheckStatus = "failed" if diags else "passed"
+    shown = "; ".join(
+        f"{route} " + " ".join(f"{c} {s if s is not None else '-'}" for c, s in cats.items())
+        for route, cats in scores.items()
+    )
+    summary = f"{shown} (minimum {run.profile.lighthouse_min:g})"
+    check = web_check("lighthouse", status, summary[:600], step, web, files)
+    check.metrics = {"scores": scores, "minimum": run.profile.lighthouse_min}
+    return check, diags
+
+
+def lighthouse_findings(
+    report: dict[str, Any], minimum: float, tree: Path
+) -> tuple[list[Diagnostic], dict[str, dict[str, float | None]]]:
+    """Return one finding per failing audit of each category under ``minimum`` (0-100)."""
+    diags: list[Diagnostic] = []
+    scores: dict[str, dict[str, float | None]] = {}
+    for page in report.get("pages", []):
+        route = str(page.get("path", "/"))
+        where = page_source(tree, route)
+        raw = page.get("scores") or {}
+        cats = {
+            c: (round(raw[c] * 100) if isinstance(raw.get(c), int | float) else None)
+            for c in CATEGORIES
+        }
+        scores[route] = cats
+        if page.get("error") or not raw:
+            why = f"Lighthouse could not score page {route}: {page.get('error') or 'no scores'}"
+            diags.append(Diagnostic("lighthouse", where, 0, why, "run"))
+            continue
+        seen: set[str] = set()
+        for category, score in cats.items():
+            if score is not None and score >= minimum:
+                continue
+            audits = [a for a in page.get("audits", []) if category in (a.get("categories") or [])]
+            if not audits:
+                got = score if score is not None else "nothing"
+                why = f"page {route}: {category} scored {got} (minimum {minimum:g})"
+                diags.append(Diagnostic("lighthouse", where, 0, why, category))
+            for audit in audits:
+                audit_id = str(audit.get("id", "?"))
+                if audit_id in seen:
+                    continue
+                seen.add(audit_id)
+                description = " ".join(str(audit.get("description", "")).split())[:500]
+                text = (
+                    f"page {route}, {category} {score} (minimum {minimum:g}): {audit_id}: "
+                    f"{audit.get('title', '')}; what to change: {description}"
+                )
+                diags.append(Diagnostic("lighthouse", where, 0, text, audit_id))
+    return diags, scores
+
+
+def gate_load(run: GateRun) -> Outcome:
+    """Load each GET endpoint the scope names for a few seconds: p95 and error rate."""
+    web = driver_run(run)
+    step = web.step("load")
+    if step.get("status") == "not_run" and not step.get("missing") and not step.get("endpoints"):
+        detail = str(step.get("detail", ""))
+        if not detail.startswith("skipped:"):
+            return not_run("load", detail, required=False), []
+    unrun = unrun_outcome("load", step)
+    if unrun is not None:
+        return unrun
+    p95_max, rate_max = run.profile.load_p95_ms, run.profile.load_error_rate
+    diags: list[Diagnostic] = []
+    measured: dict[str, dict[str, Any]] = {}
+    skipped: list[str] = []
+    files: list[str] = []
+    for record in step.get("endpoints", []):
+        endpoint = str(record.get("endpoint", "?"))
+        if record.get("status") == "not_run":
+            skipped.append(str(record.get("detail", endpoint)))
+            continue
+        data = web.report(record)
+        if record.get("status") != "passed" or not isinstance(data, dict):
+            why = str(record.get("detail") or "its load report does not read")
+            diags.append(
+                Diagnostic("load", endpoint, 0, f"{endpoint}: the load run failed: {why}", "run")
+            )
+            continue
+        files += kept_files(web, record.get("report"))
+        p95, rate = float(data.get("p95_ms") or 0), float(data.get("error_rate") or 0)
+        measured[endpoint] = {
+            k: data.get(k) for k in ("requests", "p50_ms", "p95_ms", "p99_ms", "error_rate", "rps")
+        }
+        if p95 > p95_max:
+            why = (
+                f"{endpoint}: p95 latency {p95:.1f} ms over {p95_max:g} ms under "
+                f"{data.get('requests')} requests: make the handler faster (no work per request "
+                "that could be done once, no blocking call)"
+            )
+            diags.append(Diagnostic("load", endpoint, 0, why, "p95"))
+        if rate > rate_max:
+            why = (
+                f"{endpoint}: {rate:.1%} of {data.get('requests')} requests failed (errors "
+                f"{data.get('errors')}, timeouts {data.get('timeouts')}, non-2xx "
+                f"{data.get('non2xx')}; at most {rate_max:.1%}): it must answer 2xx under load"
+            )
+            diags.append(Diagnostic("load", endpoint, 0, why, "errors"))
+    if not measured and not diags:
+        return not_run(
+            "load", "no endpoint could be loaded: " + "; ".join(skipped), required=False
+        ), []
+    status: CheckStatus = "failed" if diags else "passed"
+    shown = ", ".join(
+        f"{e} p95 {m.get('p95_ms')} ms, errors {m.get('error_rate')}" for e, m in measured.items()
+    )
+    summary = f"{shown} (p95 at most {p95_max:g} ms, errors at most {rate_max:g})"
+    check = web_check("load", status, summary[:600], step, web, files)
+    check.metrics = {"endpoints": measured, "skipped": skipped}
+    return check, diags

@@ -1,0 +1,428 @@
+"""The web gates: the app's build per task, and the gates on the running app at a milestone.
+
+``web-build`` (every task of a web project) runs the app's declared build. At a milestone
+(``validate_tree(..., milestone=True, web=WebTargets(...))``) the milestone set runs on the
+started app: ``web-start`` (it builds, starts on the port it is given, answers 200 on its
+health path, serves each named page under the size cap, and never tries to reach the
+internet), ``e2e`` (the project's Playwright tests), ``axe`` (serious and critical violations
+block), ``screenshots`` (each named page renders, with no uncaught error), ``lighthouse``
+(each category at least ``Profile.lighthouse_min``) and ``load`` (p95 and error rate of each
+GET endpoint).
+
+All of it is one sandboxed command, :mod:`oldnew.web.driver` (the app and the tools must share
+the box's network namespace): the first web gate of a validation runs it, under a lock, and
+every web gate reads its evidence, copied out of the box into a folder of the host's (the
+gates' :attr:`Check.files`; :func:`keep_evidence` moves it beside the validation's evidence).
+A tool that is missing makes its gate not run, with the command that installs it: never a pass.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import sys
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from oldnew.gates.common import GateRun, Outcome
+from oldnew.gates.model import Check, CheckStatus, Diagnostic, ValidationResult, not_run
+from oldnew.sandbox import RunResult
+from oldnew.sandbox.files import UnsafeOutput, read_output
+from oldnew.web import toolchain
+from oldnew.web.start import AppFailure, find_start
+from oldnew.web.targets import WebTargets
+
+TOOLCHAIN = "web"
+SETTINGS = "web_settings"
+"""The key of :class:`WebSettings` in :attr:`GateRun.artifacts`."""
+_RUN = "web_run"
+_LOCK = threading.Lock()
+_TEMP_PREFIX = "oldnew-web-"
+MAX_COPY = 64 * 2**20
+"""Bytes of the driver's output copied out of the box (screenshots, reports, logs)."""
+MAX_FILES = 200
+MAX_NODES = 3
+"""Elements shown per axe violation."""
+_MARGIN = 20.0
+"""Seconds the box gives the driver beyond its own budget, to stop the app and write."""
+CATEGORIES = ("performance", "accessibility", "best-practices", "seo")
+MANIFESTS = ("package.json", "pyproject.toml")
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    """What a validation asks of the web gates."""
+
+    milestone: bool = False
+    targets: WebTargets = field(default_factory=WebTargets)
+    stack: str = ""
+    """The scope's stack (``node-web``), for the message when no start is declared."""
+
+
+@dataclass
+class WebRun:
+    """The driver's run: its ``web.json``, the host copy of its output, and the command."""
+
+    data: dict[str, Any]
+    folder: Path | None
+    result: RunResult | None = None
+    problem: str = ""
+    """Why the driver's evidence could not be had (it did not run, or was stopped)."""
+
+    def step(self, name: str) -> dict[str, Any]:
+        """Return a step's record; one the driver never wrote says why."""
+        found = self.data.get("steps", {}).get(name)
+        if isinstance(found, dict):
+            return found
+        if self.problem:
+            return {"status": "failed", "detail": self.problem}
+        return {"status": "not_run", "detail": f"the driver recorded no {name} step"}
+
+    def file(self, rel: str | None) -> Path | None:
+        """Return the host copy of one of the driver's files, if it was kept."""
+        if not rel or self.folder is None:
+            return None
+        path = self.folder / rel
+        return path if path.is_file() else None
+
+    def report(self, step: dict[str, Any]) -> Any:
+        """Return the parsed JSON report a step names (None when it is missing or unreadable)."""
+        path = self.file(step.get("report"))
+        if path is None:
+            return None
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+
+
+def web_toolchain(tree: Path) -> bool:
+    """Tell whether the project declares how it starts (a declaration that does not read too)."""
+    try:
+        return find_start(tree) is not None
+    except AppFailure:
+        return True
+
+
+def settings(run: GateRun) -> WebSettings:
+    """Return the validation's web settings (default: a task's, no milestone)."""
+    found = run.artifacts.get(SETTINGS)
+    return found if isinstance(found, WebSettings) else WebSettings()
+
+
+# -- running the driver -------------------------------------------------------------------------
+
+
+def driver_run(run: GateRun) -> WebRun:
+    """Return the driver's run of this validation: run it the first time a gate asks."""
+    with _LOCK:
+        lock = run.artifacts.setdefault("web_lock", threading.Lock())
+    with lock:
+        found = run.artifacts.get(_RUN)
+        if isinstance(found, WebRun):
+            return found
+        web = _run_driver(run)
+        run.artifacts[_RUN] = web
+        return web
+
+
+def _steps(web: WebSettings) -> list[str]:
+    return ["build", "start", "e2e", "pages", "lighthouse", "load"] if web.milestone else ["build"]
+
+
+def _run_driver(run: GateRun) -> WebRun:
+    web = settings(run)
+    budget = run.profile.web_budget_s if web.milestone else run.timeout
+    out = run.box.home / "web"
+    out.mkdir(exist_ok=True)
+    run.box.adopt(out)
+    argv = [sys.executable, "-I", "-m", "oldnew.web.driver", "--tree", str(run.tree)]
+    argv += ["--out", str(out), "--steps", ",".join(_steps(web)), "--budget", f"{budget:g}"]
+    argv += ["--pages", ",".join(web.targets.pages), "--load-seconds"]
+    argv += [f"{run.profile.load_seconds:g}", "--stack", web.stack]
+    argv += ["--ready-timeout", f"{run.profile.web_ready_s:g}"]
+    if web.targets.endpoints:
+        argv += ["--endpoints", ",".join(web.targets.endpoints)]
+    result = run.box.run(argv, timeout=budget + _MARGIN, env=run.env.variables())
+    folder, copy_problem = copy_out(out)
+    data: dict[str, Any] = {}
+    problem = ""
+    raw = (folder / "web.json") if folder is not None else None
+    try:
+        data = json.loads(raw.read_text(encoding="utf-8")) if raw and raw.is_file() else {}
+    except (OSError, ValueError):
+        data = {}
+    if result.killed:
+        problem = (
+            f"the milestone gate set was stopped: {result.killed} (budget {budget:g}s; a step "
+            "that hangs, or an app that does not stop?)"
+        )
+    elif not data:
+        problem = copy_problem or (
+            f"the web driver wrote no evidence (exit {result.exit_code}): "
+            f"{result.output[-800:] or 'no output'}"
+        )
+    elif data.get("error"):
+        problem = f"the web driver crashed (a bug in oldnew): {str(data['error'])[-800:]}"
+    return WebRun(data if isinstance(data, dict) else {}, folder, result, problem)
+
+
+def copy_out(out: Path) -> tuple[Path | None, str]:
+    """Copy the driver's output out of the box into a new host folder; say what was refused.
+
+    Only regular files, read without following links (the app ran as the same user and could
+    have put a link there), at most :data:`MAX_FILES` files and :data:`MAX_COPY` bytes.
+    """
+    dest = Path(tempfile.mkdtemp(prefix=_TEMP_PREFIX))
+    total = 0
+    refused: list[str] = []
+    count = 0
+    for dirpath, dirnames, filenames in os.walk(out):
+        dirnames[:] = sorted(d for d in dirnames if not os.path.islink(os.path.join(dirpath, d)))
+        for name in sorted(filenames):
+            rel = os.path.relpath(os.path.join(dirpath, name), out)
+            if count >= MAX_FILES or name.endswith(".tmp"):
+                continue
+            try:
+                info = os.lstat(os.path.join(out, rel))
+                if not stat.S_ISREG(info.st_mode) or total + info.st_size > MAX_COPY:
+                    refused.append(rel)
+                    continue
+                data = read_output(out, rel, max_bytes=MAX_COPY - total)
+            except (OSError, UnsafeOutput):
+                refused.append(rel)
+                continue
+            if data is None:
+                continue
+            target = dest / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+            total += len(data)
+            count += 1
+    problem = f"files of the driver's output not kept: {', '.join(refused[:5])}" if refused else ""
+    return dest, problem
+
+
+def keep_evidence(result: ValidationResult, folder: Path, root: Path) -> None:
+    """Move the web gates' files into ``folder``; their paths become relative to ``root``.
+
+    ``record_evidence`` calls it with ``.oldnew/evidence/<name>/web``; a result without web
+    evidence is left alone.
+    """
+    moved: dict[Path, Path] = {}
+    for check in result.checks:
+        kept = []
+        for name in check.files:
+            path = Path(name)
+            source = _temp_root(path)
+            if source is None:
+                kept.append(name)
+                continue
+            if source not in moved:
+                folder.parent.mkdir(parents=True, exist_ok=True)
+                if folder.exists():
+                    shutil.rmtree(folder)
+                shutil.copytree(source, folder)
+                shutil.rmtree(source, ignore_errors=True)
+                moved[source] = folder
+            new = moved[source] / path.relative_to(source)
+            kept.append(str(new.relative_to(root)) if new.is_relative_to(root) else str(new))
+        check.files = kept
+
+
+def _temp_root(path: Path) -> Path | None:
+    """Return the driver-copy folder ``path`` lies in, or None when it is no such file."""
+    temp = Path(tempfile.gettempdir())
+    if not path.is_absolute() or not path.is_relative_to(temp):
+        return None
+    top = temp / path.relative_to(temp).parts[0]
+    return top if top.name.startswith(_TEMP_PREFIX) else None
+
+
+def kept_files(web: WebRun, *names: str | None) -> list[str]:
+    """Return the host paths of those of the driver's files that were kept."""
+    out = []
+    for name in names:
+        path = web.file(name)
+        if path is not None:
+            out.append(str(path))
+    return out
+
+
+def web_check(
+    name: str,
+    status: CheckStatus,
+    summary: str,
+    step: dict[str, Any],
+    web: WebRun,
+    files: list[str],
+    **metrics: Any,
+) -> Check:
+    """Return a web gate's check: the driver's command, the step's time, the tools' versions."""
+    argv = web.result.argv if web.result is not None else []
+    code = web.result.exit_code if web.result is not None else None
+    versions = toolchain.versions() if web.data else {}
+    shown = ", ".join(f"{k} {v}" for k, v in sorted(versions.items())) if versions else ""
+    return Check(
+        name,
+        status,
+        argv,
+        code,
+        float(step.get("duration_s", 0.0) or 0.0),
+        summary,
+        shown or "oldnew web driver",
+        metrics=metrics,
+        files=files,
+    )
+
+
+def unrun_outcome(name: str, step: dict[str, Any]) -> Outcome | None:
+    """Return the outcome of a step that did not run, or None when it ran."""
+    if step.get("status") != "not_run":
+        return None
+    detail = str(step.get("detail", ""))
+    if step.get("missing"):
+        return not_run(name, detail), []  # a tool to install: never a pass
+    if detail.startswith("skipped:"):
+        return not_run(name, detail), []
+    return not_run(name, f"not run: {detail}"), []
+
+
+def broken_outcome(name: str, step: dict[str, Any], web: WebRun, file: str) -> Outcome:
+    """Return the failed outcome of a step that could not finish (timeout, crash, no report)."""
+    detail = str(step.get("detail") or web.problem or "the step did not finish")
+    check = web_check(name, "failed", detail[:300], step, web, kept_files(web, step.get("log")))
+    return check, [Diagnostic(name, file, 0, detail[:2000], "step")]
+
+
+def manifest(run: GateRun) -> str:
+    """Return where the app's start is declared (for findings about starting it)."""
+    for name in MANIFESTS:
+        if (run.tree / name).is_file():
+            return name
+    return "."
+
+
+PAGE_FILES = (
+    "{slug}.html",
+    "{slug}/index.html",
+    "public/{slug}.html",
+    "public/{slug}/index.html",
+    "static/{slug}.html",
+    "templates/{slug}.html",
+    "src/pages/{slug}.tsx",
+    "src/pages/{slug}.ts",
+    "src/pages/{slug}.jsx",
+    "src/pages/{slug}.js",
+    "pages/{slug}.tsx",
+    "pages/{slug}.js",
+    "src/{slug}.html",
+    "app/templates/{slug}.html",
+)
+
+
+def page_source(tree: Path, route: str) -> str:
+    """Return the project file a page's route most likely comes from, else the route itself."""
+    slug = route.strip("/").split("?", 1)[0] or "index"
+    for pattern in PAGE_FILES:
+        rel = pattern.format(slug=slug)
+        if (tree / rel).is_file():
+            return rel
+    return route
+
+
+# -- the gates ----------------------------------------------------------------------------------
+
+
+def gate_web_build(run: GateRun) -> Outcome:
+    """Run the app's declared build (every task of a web project)."""
+    web = driver_run(run)
+    step = web.step("build")
+    if step.get("status") == "not_run":
+        return not_run("web-build", str(step.get("detail", "")), required=False), []
+    if step.get("status") == "failed":
+        failure = step.get("failure") or {}
+        if failure.get("kind") == "NoStartCommand":
+            # Named by web-start, which needs it; a build check has nothing to build.
+            return not_run("web-build", "skipped: " + str(step.get("detail", ""))), []
+        return _failure("web-build", step, web, manifest(run))
+    files = kept_files(web, step.get("log"))
+    summary = f"{step.get('command', 'the build')} passed"
+    return web_check("web-build", "passed", summary, step, web, files), []
+
+
+def _failure(name: str, step: dict[str, Any], web: WebRun, file: str) -> Outcome:
+    """Return the failed outcome of an app that did not build or come up: its own output."""
+    failure = step.get("failure") or {}
+    message = str(failure.get("message") or step.get("detail") or web.problem)
+    tail = str(failure.get("log_tail") or "").strip()
+    text = f"{message}\nits output ends with:\n{tail[-2000:]}" if tail else message
+    kind = str(failure.get("kind") or "step")
+    check = web_check(name, "failed", message[:300], step, web, kept_files(web, step.get("log")))
+    check.metrics = {"failure": kind}
+    return check, [Diagnostic(name, file, 0, text, kind)]
+
+
+def gate_web_start(run: GateRun) -> Outcome:
+    """Start the app: port, readiness, each named page under the size cap, no internet."""
+    web = driver_run(run)
+    step, build = web.step("start"), web.step("build")
+    if step.get("status") == "not_run":
+        if build.get("status") == "failed":
+            return not_run("web-start", "skipped: web-build did not pass"), []
+        return unrun_outcome("web-start", step) or (not_run("web-start", "not run"), [])
+    if step.get("status") == "failed":
+        return _failure("web-start", step, web, manifest(run))
+    diags = _page_findings(run, web) + _egress_findings(web)
+    files = kept_files(web, "web.json", step.get("log"), build.get("log"))
+    status: CheckStatus = "failed" if diags else "passed"
+    summary = f"{step.get('detail', 'started')}; {len(diags)} findings"
+    check = web_check("web-start", status, summary, step, web, files)
+    check.metrics = {"ready_s": step.get("ready_s"), "port": step.get("port")}
+    return check, diags
+
+
+def _page_findings(run: GateRun, web: WebRun) -> list[Diagnostic]:
+    fetch = web.step("fetch")
+    cap = int(fetch.get("cap_bytes") or 0)
+    diags = []
+    for page in fetch.get("pages", []):
+        route = str(page.get("path", "/"))
+        where = page_source(run.tree, route)
+        if page.get("error"):
+            why = f"GET {route} did not answer: {page['error']}; the scope names this page"
+            diags.append(Diagnostic("web-start", where, 0, why, "page-unreachable"))
+        elif page.get("over_cap"):
+            why = (
+                f"page {route} is over {cap // 2**20} MB (more than {cap} bytes): no browser check "
+                "ran on it; serve a smaller page (paginate, load data on demand)"
+            )
+            diags.append(Diagnostic("web-start", where, 0, why, "page-size"))
+        elif page.get("status") != 200:
+            why = (
+                f"GET {route} answered HTTP {page.get('status')}: the scope names this page; "
+                "serve it with HTTP 200"
+            )
+            diags.append(Diagnostic("web-start", where, 0, why, "page-status"))
+    return diags
+
+
+def _egress_findings(web: WebRun) -> list[Diagnostic]:
+    egress = web.step("egress")
+    return [
+        Diagnostic(
+            "web-start",
+            ".",
+            0,
+            f"the app tried to reach the internet: {line}; it runs with no network (loopback "
+            "only): serve its assets itself and call no outside service at run time (fake it "
+            "in tests)",
+            "egress",
+        )
+        for line in egress.get("attempts", [])
+    ]

@@ -1,0 +1,152 @@
+// oldnew's page step: each named page in Chromium, a full-page screenshot, axe-core, page errors.
+//
+//   node pages.mjs --base http://127.0.0.1:PORT --pages /,/about --out DIR [--timeout-ms 15000]
+//
+// Writes DIR/pages.json and DIR/screenshots/<slug>.png. Whatever a page does (never loads,
+// throws, answers 404, crashes the browser) is that page's data; the exit code is 0 whenever
+// the step ran, non-zero (one line on stderr) only when it could not run at all.
+import fs from 'node:fs';
+import path from 'node:path';
+import {
+  args, chromePath, cut, flagsForPlaywright, number, pageList, pageUrl, requireTool, slugs,
+  toolFile, why, within, writeJson,
+} from './common.mjs';
+
+const MAX_MESSAGES = 50;
+const MAX_NODES = 20;
+
+const opts = args({
+  base: { type: 'string' },
+  pages: { type: 'string', default: '/' },
+  out: { type: 'string' },
+  'timeout-ms': { type: 'string', default: '15000' },
+});
+if (!opts.base || !opts.out) {
+  process.stderr.write('usage: node pages.mjs --base URL --pages /,/about --out DIR [--timeout-ms N]\n');
+  process.exit(2);
+}
+const timeout = number(opts, 'timeout-ms');
+const executablePath = chromePath();
+const { chromium } = requireTool('playwright-core');
+const axeSource = fs.readFileSync(toolFile('axe-core/axe.min.js'), 'utf8');
+const out = path.resolve(opts.out);
+fs.mkdirSync(path.join(out, 'screenshots'), { recursive: true });
+
+let browser = null;
+
+async function launch() {
+  return within(
+    chromium.launch({ executablePath, args: flagsForPlaywright(), timeout, headless: true }),
+    timeout + 1000,
+    'launching Chromium',
+  );
+}
+
+async function ensureBrowser() {
+  if (browser && browser.isConnected()) return browser;
+  if (browser) await browser.close().catch(() => {});
+  browser = await launch();
+  return browser;
+}
+
+function violations(result) {
+  return (result?.violations || []).map((v) => ({
+    id: v.id,
+    impact: v.impact,
+    help: v.help,
+    helpUrl: v.helpUrl,
+    nodes: v.nodes.slice(0, MAX_NODES).map((n) => ({
+      target: n.target.map((t) => (Array.isArray(t) ? t.join(' >> ') : t)).join(' >> '),
+      failureSummary: n.failureSummary || '',
+      html: cut(n.html, 300),
+    })),
+    nodes_total: v.nodes.length,
+  }));
+}
+
+async function checkPage(ctx, url, slug, record) {
+  const page = await ctx.newPage();
+  page.setDefaultTimeout(timeout);
+  page.on('pageerror', (err) => {
+    if (record.page_errors.length < MAX_MESSAGES) record.page_errors.push(cut(err.stack || String(err)));
+  });
+  page.on('console', (msg) => {
+    if (msg.type() === 'error' && record.console_errors.length < MAX_MESSAGES) {
+      const where = msg.location();
+      const at = where && where.url ? ` (${where.url}:${where.lineNumber + 1})` : '';
+      record.console_errors.push(cut(`${msg.text()}${at}`));
+    }
+  });
+  let crashed = null;
+  const crash = new Promise((_, reject) => {
+    page.on('crash', () => {
+      crashed = 'the page crashed the browser tab';
+      reject(new Error(crashed));
+    });
+  });
+  crash.catch(() => {});
+  const step = (promise, what) => within(Promise.race([promise, crash]), timeout + 1000, what);
+
+  const response = await step(page.goto(url, { timeout, waitUntil: 'load' }), `loading ${url}`);
+  record.status = response ? response.status() : null;
+  const shot = path.join('screenshots', `${slug}.png`);
+  await step(page.screenshot({ path: path.join(out, shot), fullPage: true, timeout }), 'the screenshot');
+  record.screenshot = shot;
+  await step(page.evaluate(axeSource), 'loading axe-core');
+  const result = await step(
+    page.evaluate(() => globalThis.axe.run(document, { resultTypes: ['violations'] })),
+    'axe-core',
+  );
+  record.axe = violations(result);
+  if (record.status !== null && record.status >= 400) {
+    record.error = `the page answered HTTP ${record.status}: it is not served at this path`;
+  }
+  if (crashed) record.error = crashed;
+}
+
+async function onePage(pagePath, slug) {
+  const url = pageUrl(opts.base, pagePath);
+  const record = {
+    path: pagePath, url, status: null, screenshot: null, axe: [], page_errors: [],
+    console_errors: [], error: null, duration_ms: 0,
+  };
+  const started = Date.now();
+  let ctx = null;
+  try {
+    const b = await ensureBrowser();
+    ctx = await within(b.newContext({ bypassCSP: true, viewport: { width: 1280, height: 800 } }), timeout, 'opening a browser context');
+    await checkPage(ctx, url, slug, record);
+  } catch (err) {
+    record.error = why(err);
+    if (browser && !browser.isConnected()) record.error += ' (the browser crashed)';
+  } finally {
+    if (ctx) await within(ctx.close(), 5000, 'closing the page').catch(async () => {
+      // A context that does not close: the browser is stuck; the next page gets a new one.
+      const stuck = browser;
+      browser = null;
+      if (stuck) await within(stuck.close(), 5000, 'closing Chromium').catch(() => {});
+    });
+    record.duration_ms = Date.now() - started;
+  }
+  return record;
+}
+
+const pages = pageList(opts.pages);
+const names = slugs(pages);
+const started = Date.now();
+try {
+  browser = await launch();
+} catch (err) {
+  process.stderr.write(`Chromium could not start (${executablePath}): ${why(err)}\n`);
+  process.exit(3);
+}
+const version = browser.version();
+const results = [];
+for (let i = 0; i < pages.length; i += 1) {
+  results.push(await onePage(pages[i], names[i]));
+}
+writeJson(path.join(out, 'pages.json'), {
+  base: opts.base, browser: version, duration_ms: Date.now() - started, pages: results,
+});
+if (browser) await within(browser.close(), 5000, 'closing Chromium').catch(() => {});
+process.exit(0);
