@@ -23,7 +23,6 @@ from typing import Any
 
 from langgraph.config import get_stream_writer
 from langgraph.types import Command
-from oldnew.web.targets import from_scope
 
 from oldnew.budget import Caps, ledger_of, run_cap_reached
 from oldnew.context import Context
@@ -33,10 +32,12 @@ from oldnew.feedback.items import new_item
 from oldnew.graph.state import RunState, TaskRecord, TaskState
 from oldnew.hitl import inbox
 from oldnew.memory import decisions_from
+from oldnew.milestones import is_web
 from oldnew.nodes.common import aemit
 from oldnew.recovery import policy
 from oldnew.recovery.degrade import dependent_record
 from oldnew.schemas import Plan
+from oldnew.web.targets import from_scope
 from oldnew.workspace import Workspace
 
 Running = dict[asyncio.Task[TaskView], str]
@@ -154,7 +155,9 @@ class Scheduler:
                 "questions_asked": 0,
                 "critical": tid in self.critical,
                 # A milestone's fix task is validated with that milestone's gate set.
-                "targets": from_scope(scope).to_dict() if task.milestone else None,
+                "targets": from_scope(scope).to_dict()
+                if task.milestone and is_web(self.state)
+                else None,
             }
             return initial
         return False

@@ -200,7 +200,8 @@ async def validate(state: TaskState, runtime: Runtime[Context]) -> dict[str, Any
     ws = await aopen_workspace(state["workspace"])
     task_id = state["task"]["id"]
     tree = await asyncio.to_thread(ws.worktree, task_id)
-    result = await asyncio.to_thread(run_gates, ctx, tree, None, ws)
+    options = task_gate_options(state)
+    result = await asyncio.to_thread(lambda: run_gates(ctx, tree, None, ws, **options))
     evidence = await asyncio.to_thread(
         lambda: record_evidence(
             ws, next_evidence_name(ws, task_id), result, task=task_id, tree="worktree"
@@ -245,8 +246,22 @@ async def validate(state: TaskState, runtime: Runtime[Context]) -> dict[str, Any
     return update
 
 
-def _accept(ws: Workspace, task_id: str, title: str, ctx: Context) -> dict[str, Any]:
-    """Commit the worktree, rebase it on main, re-check if main moved, fast-forward main."""
+def task_gate_options(state: TaskState) -> dict[str, Any]:
+    """Return ``run_gates``' keywords for a task: a milestone's fix task gets its gate set."""
+    targets = state.get("targets")
+    if not state["task"].get("milestone") or not targets:
+        return {}
+    web = WebTargets(tuple(targets["pages"]), tuple(targets["endpoints"]))
+    return {"milestone": True, "web": web}
+
+
+def _accept(
+    ws: Workspace, task_id: str, title: str, ctx: Context, options: dict[str, Any]
+) -> dict[str, Any]:
+    """Commit the worktree, rebase it on main, re-check if main moved, fast-forward main.
+
+    ``options`` are the task's own gates' (:func:`task_gate_options`).
+    """
     with ws.merge_lock():
         done = ws.find_task_commit(task_id)
         if done is not None:
@@ -257,7 +272,7 @@ def _accept(ws: Workspace, task_id: str, title: str, ctx: Context) -> dict[str, 
         tree = ws.worktree(task_id)
         try:
             relocked = relock_merged(ws, tree, ctx)
-            result = run_gates(ctx, tree, None, ws) if moved or relocked else None
+            result = run_gates(ctx, tree, None, ws, **options) if moved or relocked else None
         except DependencyError as exc:
             if not exc.for_coder:
                 raise  # a person's to fix: the task asks (``commit``); its commit stays
@@ -290,7 +305,8 @@ async def commit(state: TaskState, runtime: Runtime[Context]) -> dict[str, Any]:
     ws = await aopen_workspace(state["workspace"])
     task = state["task"]
     try:
-        out = await asyncio.to_thread(_accept, ws, task["id"], task["title"], ctx)
+        options = task_gate_options(state)
+        out = await asyncio.to_thread(_accept, ws, task["id"], task["title"], ctx, options)
     except WorkspaceError as exc:
         await aemit(ws, task=task["id"], node="commit", event="conflict", error=str(exc))
         return _not_merged(state, ctx, {"diagnostics": [f"merge: {exc}"]})

@@ -83,19 +83,15 @@ def scope_toolchains(state: Mapping[str, Any]) -> list[str] | None:
     return [TOOLCHAINS.get(str(language), str(language))] + (["web"] if is_web(state) else [])
 
 
-def web_gate_options(state: Mapping[str, Any], ws: Workspace, label: str) -> dict[str, Any]:
+def web_gate_options(state: Mapping[str, Any]) -> dict[str, Any]:
     """Return ``run_gates``' keywords for a check of main as a whole.
 
-    For a web app: the milestone gate set on the scope's pages and endpoints, its evidence
-    files kept under ``label``. Nothing for other projects.
+    For a web app: the milestone gate set on the scope's pages and endpoints. Nothing for
+    other projects.
     """
     if not is_web(state):
         return {}
-    return {
-        "milestone": True,
-        "web": from_scope(state.get("scope") or {}),
-        "evidence_dir": ws.meta / "evidence" / "web" / label,
-    }
+    return {"milestone": True, "web": from_scope(state.get("scope") or {})}
 
 
 def serve_preview(ws: Workspace, ctx: Context, commit: str) -> dict[str, Any]:
