@@ -1,0 +1,164 @@
+"""The bundled web example (examples/webapp): its transcript's scope, plan and code hold up.
+
+The scope and plan replies validate against the schemas and pass the planner's own checks;
+every coder reply writes only its task's planned files; the code the transcript writes is
+put together task by task in a temporary folder and the app's own pytest suite passes there,
+both at the MVP (with the deliberate accessibility fault still in) and at the end; and the
+fix task the MVP milestone makes is answered by the reply that repairs that fault.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+from langchain_core.messages import HumanMessage
+
+from oldnew.context import Context
+from oldnew.fileblocks import parse_file_blocks
+from oldnew.models import ScriptedChatModel, ScriptedReply, load_transcript
+from oldnew.planning.checks import plan_problems
+from oldnew.planning.complexity import assess
+from oldnew.schemas import WEB_STACKS, Plan, Scope
+
+EXAMPLE = ROOT / "examples" / "webapp"
+TRANSCRIPT = EXAMPLE / "transcript.toml"
+FIX_WHEN = ("MVP milestone", "image-alt")
+"""What the MVP milestone's fix task prompt holds: its title and axe's rule id."""
+LOGO_WITHOUT_ALT = re.compile(r"<img(?![^>]*\balt=)[^>]*>")
+
+
+@pytest.fixture(scope="module")
+def replies() -> list[ScriptedReply]:
+    return load_transcript(TRANSCRIPT)
+
+
+def structured(replies: list[ScriptedReply], phrase: str) -> dict[str, object]:
+    found = [r for r in replies if r.role == "planner" and phrase in r.when]
+    assert len(found) == 1, phrase
+    assert found[0].structured is not None
+    return found[0].structured
+
+
+def coder_reply(replies: list[ScriptedReply], *when: str) -> ScriptedReply:
+    found = [r for r in replies if r.role == "coder" and r.when == when]
+    assert len(found) == 1, when
+    return found[0]
+
+
+@pytest.fixture(scope="module")
+def scope(replies: list[ScriptedReply]) -> Scope:
+    return Scope.model_validate(structured(replies, "Read the user's scope and return a Scope"))
+
+
+@pytest.fixture(scope="module")
+def plan(replies: list[ScriptedReply]) -> Plan:
+    return Plan.model_validate(structured(replies, "Turn the scope into a Plan"))
+
+
+def test_the_scope_reply_is_a_web_scope_with_routes(scope: Scope) -> None:
+    assert scope.stack == "python-web"
+    assert scope.stack in WEB_STACKS
+    assert [p.route for p in scope.pages] == ["/", "/about"]
+    assert [a.route for a in scope.api_endpoints] == ["GET /api/notes", "POST /api/notes"]
+    assert all(m.route == "" for m in scope.data_models)
+
+
+def test_the_scope_reply_is_picked_by_the_example_scope(replies: list[ScriptedReply]) -> None:
+    text = (EXAMPLE / "scope.md").read_text(encoding="utf-8")
+    scope_reply = next(r for r in replies if "Read the user's scope and return a Scope" in r.when)
+    assert all(
+        w in text for w in scope_reply.when if w != "Read the user's scope and return a Scope"
+    )
+
+
+def test_the_plan_reply_passes_the_planners_checks(scope: Scope, plan: Plan) -> None:
+    assert plan_problems(plan, scope, complexity=assess(scope, Context())) == []
+
+
+def test_the_plan_is_phased_so_work_remains_after_the_mvp(plan: Plan) -> None:
+    assert [p.name for p in plan.phases] == ["mvp", "enhanced"]
+    phases = {t.id: t.phase for t in plan.tasks}
+    assert phases == {"T1": "mvp", "T2": "mvp", "T3": "mvp", "T4": "enhanced"}
+    later = next(t for t in plan.tasks if t.phase == "enhanced")
+    assert later.depends_on == ["T3"]
+    assert all(t.milestone is None for t in plan.tasks)  # set by oldnew, never planned
+
+
+def test_every_coder_reply_writes_only_its_tasks_files(
+    replies: list[ScriptedReply], plan: Plan
+) -> None:
+    for task in plan.tasks:
+        written = parse_file_blocks(coder_reply(replies, f"TASK {task.id}:").text)
+        assert set(written) <= set(task.files), task.id
+    mvp = {f for t in plan.tasks if t.phase == "mvp" for f in t.files}
+    fixed = parse_file_blocks(coder_reply(replies, *FIX_WHEN).text)
+    assert set(fixed) <= mvp
+
+
+def test_the_fix_task_gets_the_repair_and_other_tasks_do_not(
+    replies: list[ScriptedReply],
+) -> None:
+    model = ScriptedChatModel(replies=replies, role="coder", source=str(TRANSCRIPT))
+    fix_prompt = (
+        "TASK mvp-fix1: Fix what the MVP milestone's gates found\n"
+        "- axe image-alt (critical) at header > a > img: Element does not have an alt attribute"
+    )
+    answer = str(model.invoke([HumanMessage(fix_prompt)]).content)
+    assert set(parse_file_blocks(answer)) == {"app/templates/layout.html"}
+    later = str(model.invoke([HumanMessage("TASK T4: Characters left while typing")]).content)
+    assert "app/static/notes.js" in parse_file_blocks(later)
+
+
+def write_tree(root: Path, replies: list[ScriptedReply], steps: list[tuple[str, ...]]) -> None:
+    for when in steps:
+        for path, text in parse_file_blocks(coder_reply(replies, *when).text).items():
+            assert text is not None, f"{path} is deleted"
+            target = root / path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text, encoding="utf-8")
+
+
+def run_suite(root: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+MVP = [("TASK T1:",), ("TASK T2:",), ("TASK T3:",)]
+
+
+def test_the_mvp_passes_its_own_tests_with_the_fault_the_milestone_will_find(
+    tmp_path: Path, replies: list[ScriptedReply]
+) -> None:
+    write_tree(tmp_path, replies, MVP)
+    layout = (tmp_path / "app/templates/layout.html").read_text(encoding="utf-8")
+    assert LOGO_WITHOUT_ALT.search(layout), "the deliberate image-alt fault is gone"
+    done = run_suite(tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert " passed" in done.stdout
+
+
+def test_the_delivered_app_passes_its_own_tests_and_has_no_image_without_alt(
+    tmp_path: Path, replies: list[ScriptedReply]
+) -> None:
+    write_tree(tmp_path, replies, [*MVP, FIX_WHEN, ("TASK T4:",)])
+    for page in (tmp_path / "app/templates").glob("*.html"):
+        assert not LOGO_WITHOUT_ALT.search(page.read_text(encoding="utf-8")), page.name
+    start = (tmp_path / "pyproject.toml").read_text(encoding="utf-8")
+    assert 'start = "python -m app"' in start
+    assert sorted(p.name for p in (tmp_path / "e2e").iterdir()) == [
+        "counter.spec.mjs",
+        "notes.spec.mjs",
+    ]
+    done = run_suite(tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert " passed" in done.stdout
