@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import typing
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,9 @@ from oldnew.fileblocks import parse_file_blocks
 from oldnew.models import ScriptedChatModel, ScriptedReply, load_transcript
 from oldnew.planning.checks import plan_problems
 from oldnew.planning.complexity import assess
-from oldnew.schemas import WEB_STACKS, Plan, Scope
+from oldnew.planning.roles import ROLES
+from oldnew.prompts import render
+from oldnew.schemas import WEB_STACKS, Plan, Scope, Stack
 
 EXAMPLE = ROOT / "examples" / "webapp"
 TRANSCRIPT = EXAMPLE / "transcript.toml"
@@ -162,3 +165,94 @@ def test_the_delivered_app_passes_its_own_tests_and_has_no_image_without_alt(
     done = run_suite(tmp_path)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     assert " passed" in done.stdout
+
+
+# -- the prompts of the web stacks ------------------------------------------------------------
+
+
+def coder_prompt(stack: str, deps: str = "off", role: str = "frontend") -> str:
+    return render("coder_system", role=role, project="notes", deps=deps, stack=stack)
+
+
+def test_a_library_coder_prompt_says_nothing_of_the_web() -> None:
+    prompt = coder_prompt("python")
+    for word in ("PORT", "Playwright", "[tool.oldnew]", "Lighthouse", "e2e/"):
+        assert word not in prompt
+    assert "Write pytest tests for your code under tests/." in prompt
+
+
+@pytest.mark.parametrize("stack", WEB_STACKS)
+def test_a_web_coder_prompt_states_the_conventions(stack: str) -> None:
+    prompt = coder_prompt(stack)
+    for rule in (
+        "PORT and HOST from the environment",
+        "127.0.0.1",
+        "no CDN",
+        '<html lang="en">',
+        '<meta name="description">',
+        'rel="icon"',
+        "<main>",
+        "label for every form control",
+        "alt text on every image",
+        "e2e/<name>.spec.mjs",
+        "import { test, expect } from '@playwright/test';",
+        "page.goto('/')",
+        "Lighthouse",
+    ):
+        assert rule in prompt, (stack, rule)
+
+
+def test_each_web_stack_says_how_its_app_starts() -> None:
+    python = coder_prompt("python-web")
+    assert 'start = "python -m app"' in python
+    assert "app/templates/" in python
+    assert "ThreadingHTTPServer" in python
+    node = coder_prompt("node-web")
+    assert "scripts.start" in node
+    assert "node:http" in node
+    assert "Write vitest tests" in node
+    assert "Write pytest tests" not in node
+
+
+def test_node_pages_are_built_with_vite_only_when_packages_are_allowed() -> None:
+    assert "Vite and TypeScript" in coder_prompt("node-web", deps="ask")
+    plain = coder_prompt("node-web", deps="off")
+    assert "Vite" not in plain
+    assert "plain static files" in plain
+
+
+def test_every_stack_has_its_coder_conventions() -> None:
+    stacks = typing.get_args(Stack)
+    assert set(WEB_STACKS) < set(stacks)
+    prompts = {s: coder_prompt(s) for s in stacks}  # a stack without a template fails here
+    assert len(set(prompts.values())) == len(stacks)
+
+
+@pytest.mark.parametrize("name", ["plan_system", "epic_tasks_system"])
+def test_a_web_plan_prompt_plans_pages_api_and_browser_tests(name: str) -> None:
+    def prompt(stack: str) -> str:
+        scope = Scope(title="notes", summary="s", stack=stack)  # type: ignore[arg-type]
+        return render(name, scope=scope, roles=ROLES, max_description=500)
+
+    web = prompt("python-web")
+    assert "Playwright end-to-end tests in e2e/" in web
+    assert '[tool.oldnew] start = "python -m app"' in web
+    assert "scripts.start" in prompt("node-web")
+    library = prompt("python")
+    assert "Playwright" not in library
+    assert "pytest tests for it" in library
+    # Only a plan made in one call is asked for phases; an epic's phase comes from the epic.
+    assert ("Give the plan phases" in web) == (name == "plan_system")
+
+
+def test_the_plan_prompt_shows_each_route(scope: Scope) -> None:
+    text = render("requirements", scope=scope)
+    assert "P2 [must]: About page at /about" in text
+    assert "A2 [must]: Add a note at POST /api/notes" in text
+
+
+def test_the_scope_prompt_asks_for_the_stack_and_routes() -> None:
+    prompt = render("scope_system")
+    assert "'python-web'" in prompt
+    assert "'node-web'" in prompt
+    assert "route" in prompt
