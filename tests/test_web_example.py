@@ -9,15 +9,17 @@ fix task the MVP milestone makes is answered by the reply that repairs that faul
 
 from __future__ import annotations
 
+import asyncio
 import re
 import subprocess
 import sys
 import typing
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import ROOT
-from langchain_core.messages import HumanMessage
+from langchain_core.messages import BaseMessage, HumanMessage
 
 from oldnew.context import Context
 from oldnew.fileblocks import parse_file_blocks
@@ -26,7 +28,9 @@ from oldnew.planning.checks import plan_problems
 from oldnew.planning.complexity import assess
 from oldnew.planning.roles import ROLES
 from oldnew.prompts import render
+from oldnew.runs import start_run
 from oldnew.schemas import WEB_STACKS, Plan, Scope, Stack
+from oldnew.testing import CallInfo, FunctionModel, call_tool, prompt_text
 
 EXAMPLE = ROOT / "examples" / "webapp"
 TRANSCRIPT = EXAMPLE / "transcript.toml"
@@ -256,3 +260,33 @@ def test_the_scope_prompt_asks_for_the_stack_and_routes() -> None:
     assert "'python-web'" in prompt
     assert "'node-web'" in prompt
     assert "route" in prompt
+
+
+def test_the_coder_is_told_the_scopes_stack(
+    tmp_path: Path, replies: list[ScriptedReply], scope: Scope
+) -> None:
+    """The stack goes from the scope through the task's state into the coder's prompt."""
+    tasks = [
+        {"id": "T1", "title": "Notes", "description": "app/notes.py", "files": ["app/notes.py"]},
+        {"id": "T2", "title": "Rest", "description": "the rest", "depends_on": ["T1"]},
+    ]
+    tasks[0]["requirement_ids"] = [r.id for _, r in scope.requirements()]
+    ask = {"kind": "configuration", "question": "Which port?", "options": ["3000", "8080"]}
+    calls: list[tuple[CallInfo, str]] = []
+
+    def reply(messages: list[BaseMessage], info: CallInfo) -> Any:
+        calls.append((info, prompt_text(messages)))
+        if info.schema is Scope:
+            return structured(replies, "Read the user's scope and return a Scope")
+        if info.schema is Plan:
+            return {"tasks": tasks}
+        return call_tool("AskHuman", ask)  # the run waits here: no code, no gate
+
+    out = asyncio.run(
+        start_run(EXAMPLE / "scope.md", tmp_path / "ws", models=FunctionModel.per_role(reply))
+    )
+    assert out.status == "waiting", out
+    coder = [text for info, text in calls if info.role == "coder"]
+    assert len(coder) == 1
+    assert "THIS PROJECT IS A WEB APP (stack python-web)" in coder[0]
+    assert 'start = "python -m app"' in coder[0]
