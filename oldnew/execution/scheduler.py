@@ -148,6 +148,7 @@ class Scheduler:
                 "task": task.model_dump(),
                 "workspace": str(self.ws.root),
                 "project": (self.state.get("scope") or {}).get("title", ""),
+                "stack": (self.state.get("scope") or {}).get("stack") or "python",
                 "packages": list((self.state.get("scope") or {}).get("packages") or []),
                 "decisions": decisions_from(self.questions),
                 "status": "coding",

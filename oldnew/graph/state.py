@@ -157,6 +157,8 @@ class TaskState(TypedDict, total=False):
     """Root of the run's workspace."""
     project: str
     """Project title, for the prompts."""
+    stack: str
+    """The scope's stack (python, python-web, node-web), for the coder's conventions."""
     packages: list[str]
     """Third-party packages the scope names (allowed without asking under ``--deps ask``)."""
     decisions: list[str]

@@ -302,7 +302,13 @@ def _coder_messages(
 ) -> list[BaseMessage]:
     return [
         SystemMessage(
-            render("coder_system", role=task.role, project=state.get("project", ""), deps=deps)
+            render(
+                "coder_system",
+                role=task.role,
+                project=state.get("project", ""),
+                deps=deps,
+                stack=state.get("stack") or "python",
+            )
         ),
         HumanMessage(
             render(
@@ -458,7 +464,13 @@ async def fix(
     )
     messages: list[BaseMessage] = [
         SystemMessage(
-            render("coder_system", role=task.role, project=state.get("project", ""), deps=ctx.deps)
+            render(
+                "coder_system",
+                role=task.role,
+                project=state.get("project", ""),
+                deps=ctx.deps,
+                stack=state.get("stack") or "python",
+            )
         ),
         HumanMessage(prompt),
     ]
