@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shlex
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
 from oldnew.budget import budget_markdown
@@ -409,7 +408,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines += [f"Stopped: {report['stop_reason']}.", ""]
     final = report["final_validation"]
     lines += _gates_markdown(report, final)
-    lines += web_markdown(report.get("web") or {}, Path(report["workspace"]) / ".oldnew")
+    lines += web_markdown(report.get("web") or {})
     lines += _baseline_markdown(report)
     lines += _tasks_markdown(report)
     if report["decisions"]:

@@ -31,6 +31,7 @@ from oldnew.gates.web import keep_evidence
 from oldnew.safegit import run_git
 from oldnew.sandbox import ProjectEnv
 from oldnew.sandbox.files import read_project_text
+from oldnew.web.summary import evidence_files
 from oldnew.web.targets import WebTargets
 from oldnew.workspace import Workspace
 
@@ -157,14 +158,12 @@ def _check_claims(ws: Workspace, report: dict[str, Any], head: str, out: Verific
             out.confirmed.append(f"{task}: commit {commit[:12]} on {ws.branch}, evidence passed")
 
 
-def _missing_web_files(report: dict[str, Any]) -> list[str]:
+def _missing_web_files(ws: Workspace, report: dict[str, Any]) -> list[str]:
     """Return a difference for each screenshot or Lighthouse report the report shows but lacks."""
-    web = report.get("web") or {}
-    shown = {**(web.get("screenshots") or {}), **(web.get("lighthouse_reports") or {})}
     return [
-        f"the report shows {path} for {page}, but the file is missing"
-        for page, path in shown.items()
-        if not Path(path).is_file()
+        f"the report shows {path}, but the file is missing"
+        for path in evidence_files(report.get("web") or {})
+        if not (ws.root / path).is_file()
     ]
 
 
@@ -325,7 +324,7 @@ def verify_workspace(
         )
     result = judge(result, baseline)
     out.rerun = result.to_dict()
-    out.differences += _missing_web_files(report)
+    out.differences += _missing_web_files(ws, report)
     out.differences += compare(recorded, result, ws.branch)
     claims_delivered = report.get("status") in ("delivered", "delivered_with_limitations")
     if claims_delivered != result.passed:

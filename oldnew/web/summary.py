@@ -9,7 +9,6 @@ gathers them, for report.json (``web``), report.md and the demo.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -30,22 +29,27 @@ def web_section(validation: dict[str, Any], milestones: dict[str, Any]) -> dict[
         return dict((checks.get(name) or {}).get("metrics") or {})
 
     previews = [m.get("preview") for m in milestones.values() if m.get("preview")]
+    load = metrics("load")
     return {
         "preview": previews[-1] if previews else None,
         "gates": {
             name: {
                 "status": c["status"],
                 "summary": c["summary"],
-                "duration_s": (c.get("metrics") or {}).get("duration_s", c.get("duration_s")),
+                "duration_s": round(float(c.get("duration_s") or 0), 1),
             }
             for name, c in checks.items()
         },
         "lighthouse": metrics("lighthouse").get("scores", {}),
-        "lighthouse_reports": metrics("lighthouse").get("reports", {}),
-        "e2e": {k: v for k, v in metrics("e2e").items() if k != "duration_s"},
-        "axe": {k: v for k, v in metrics("axe").items() if k != "duration_s"},
-        "load": metrics("load").get("endpoints", []),
-        "screenshots": metrics("screenshots").get("files", {}),
+        "lighthouse_reports": _files(checks, "lighthouse", "lighthouse/"),
+        "e2e": metrics("e2e"),
+        "axe": {
+            "blocking": metrics("axe").get("blocking", 0),
+            "reported": metrics("axe").get("reported", []),
+        },
+        "load": [{"endpoint": e, **m} for e, m in (load.get("endpoints") or {}).items()],
+        "load_skipped": load.get("skipped", []),
+        "screenshots": _files(checks, "screenshots", "screenshots/"),
         "milestones": {
             name: {
                 k: m.get(k)
@@ -57,16 +61,21 @@ def web_section(validation: dict[str, Any], milestones: dict[str, Any]) -> dict[
     }
 
 
-def _link(path: str, base: Path) -> str:
-    """Return ``path`` relative to the report's folder when it is under the workspace."""
-    try:
-        return os.path.relpath(path, base)
-    except ValueError:
-        return path
+def _files(checks: dict[str, dict[str, Any]], gate: str, under: str) -> list[str]:
+    """Return the evidence files of ``gate`` in its ``under`` folder (paths from the workspace)."""
+    return [f for f in (checks.get(gate) or {}).get("files") or [] if f"/{under}" in f]
 
 
-def web_markdown(web: dict[str, Any], report_dir: Path) -> list[str]:
-    """Return report.md's "Web app" section: preview, milestones, scores, results, screenshots."""
+def evidence_files(web: dict[str, Any]) -> list[str]:
+    """Return the files the web section shows: screenshots and Lighthouse reports."""
+    return [*(web.get("screenshots") or []), *(web.get("lighthouse_reports") or [])]
+
+
+def web_markdown(web: dict[str, Any]) -> list[str]:
+    """Return report.md's "Web app" section: preview, milestones, scores, results, screenshots.
+
+    Links are relative to report.md, in the workspace's ``.oldnew`` folder.
+    """
     if not web:
         return []
     lines = ["", "## Web app", ""]
@@ -88,25 +97,28 @@ def web_markdown(web: dict[str, Any], report_dir: Path) -> list[str]:
             + (f", {e2e['flaky']} flaky" if e2e.get("flaky") else "")
         )
     axe = web.get("axe") or {}
-    if axe:
+    if "axe" in (web.get("gates") or {}):
         lines.append(
             f"- accessibility (axe): {axe.get('blocking', 0)} serious or critical, "
-            f"{axe.get('other', 0)} other"
+            f"{len(axe.get('reported') or [])} other"
         )
     for load in web.get("load") or []:
         lines.append(
             f"- load `{load.get('endpoint')}`: p95 {load.get('p95_ms')} ms, error rate "
-            f"{load.get('error_rate')}, {load.get('rps')} requests/s"
+            f"{load.get('error_rate')}, {load.get('rps')} requests/s, "
+            f"{load.get('requests')} requests"
         )
+    lines += [f"- load: {why}" for why in web.get("load_skipped") or []]
     gates = web.get("gates") or {}
     if gates:
         lines += ["", "| web gate | status | seconds |", "| --- | --- | --- |"]
         for name, g in gates.items():
             secs = g.get("duration_s")
             lines.append(f"| {name} | {g['status']} | {secs if secs is not None else '-'} |")
-    shots = web.get("screenshots") or {}
+    shots = web.get("screenshots") or []
     if shots:
         lines += ["", "### Screenshots", ""]
-        for page, path in shots.items():
-            lines += [f"`{page}`", "", f"![{page}]({_link(path, report_dir)})", ""]
+        for path in shots:
+            name = Path(path).name
+            lines += [f"`{name}`", "", f"![{name}](../{path})", ""]
     return lines
