@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from oldnew import milestones
+from oldnew.gates.browser import axe_findings, lighthouse_findings
 from oldnew.gates.model import Check, Diagnostic, ValidationResult
 from oldnew.nodes import checks, common, deliver, milestone
 from oldnew.runs import start_run
@@ -86,10 +87,20 @@ def _model(tmp_path: Path, replies: list[dict[str, Any]], phases: bool = True) -
     return f"scripted:{path}"
 
 
-class Gates:
-    """The milestone gate set as a double: axe fails while the page has an image without alt;
-    with ``lighthouse``, SEO scores 67 while it has no meta description.
+FIXTURES = Path(__file__).parent / "fixtures" / "web"
 
+
+def _report(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((FIXTURES / name).read_text())
+    return data
+
+
+class Gates:
+    """The milestone gate set as a double that parses real reports with the gates' parsers.
+
+    axe: the bad pages report (image-alt, critical, among others) while the page has an image
+    without alt, the good one after. With ``lighthouse``: the bad Lighthouse report (seo 64,
+    meta-description among its failing audits) while the page has no meta description.
     Every other validation runs the real (smoke) gates. It records what each call asked for.
     """
 
@@ -103,52 +114,27 @@ class Gates:
     def __call__(self, ctx: Any, tree: Path, *args: Any, **kw: Any) -> ValidationResult:
         web = kw.pop("web", None)
         on = kw.pop("milestone", False)
-        kw.pop("evidence_dir", None)
         result = self.real(ctx, tree, *args, **kw)
         self.calls.append({"tree": str(tree), "milestone": on, "web": web})
         if not on:
             return result
         page = (tree / PAGE).read_text() if (tree / PAGE).is_file() else ""
-        ok = 'alt="' in page
-        axe = Check("axe", "passed" if ok else "failed", [], 0, 0.2, "0 serious or critical")
-        result.checks.append(axe)
-        if not ok:
-            result.diagnostics.append(
-                Diagnostic(
-                    "axe",
-                    PAGE,
-                    0,
-                    "image-alt (critical): Element does not have an alt attribute; "
-                    "element: img; fix: https://dequeuniversity.com/rules/axe/4.14/image-alt",
-                    "image-alt",
-                )
-            )
+        pages = _report("pages-good.json" if 'alt="' in page else "pages-bad.json")
+        found, _ = axe_findings(pages, ("serious", "critical"), tree)
+        self._add(result, "axe", found)
         if self.lighthouse:
-            score = 96 if 'name="description"' in page else 67
-            good = score >= 90
-            result.checks.append(
-                Check(
-                    "lighthouse",
-                    "passed" if good else "failed",
-                    [],
-                    0,
-                    6.0,
-                    f"seo {score}",
-                    metrics={"scores": {"/": {"seo": score}}},
-                )
-            )
-            if not good:
-                result.diagnostics.append(
-                    Diagnostic(
-                        "lighthouse",
-                        "/",
-                        0,
-                        f"seo {score} < 90: meta-description: Document does not have a meta "
-                        "description. Meta descriptions may be included in search results.",
-                        "meta-description",
-                    )
-                )
+            good = 'name="description"' in page
+            report = _report("lighthouse-good.json" if good else "lighthouse-bad.json")
+            report["pages"] = report["pages"][:1]  # the home page only
+            found, _ = lighthouse_findings(report, 90, tree)
+            self._add(result, "lighthouse", found)
         return result
+
+    @staticmethod
+    def _add(result: ValidationResult, gate: str, found: list[Diagnostic]) -> None:
+        status = "failed" if found else "passed"
+        result.checks.append(Check(gate, status, [], 0, 0.1, f"{len(found)} findings"))
+        result.diagnostics += found
 
 
 class Previews:
@@ -227,7 +213,7 @@ def test_lighthouse_under_the_threshold_opens_a_fix_task_with_the_failing_audits
         # Matched only when the fix task's prompt names the failing audit and its score.
         {
             "role": "coder",
-            "when": ["TASK mvp-fix1:", "meta-description", "seo 67 < 90", "MVP milestone"],
+            "when": ["TASK mvp-fix1:", "meta-description", "seo 64 (minimum 90)", "MVP milestone"],
             "text": _page(alt=True, description=True),
         },
     ]
