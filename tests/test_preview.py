@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import http.client
@@ -20,7 +21,14 @@ from typer.testing import CliRunner
 from oldnew.cli import app as cli
 from oldnew.sandbox import Sandbox, probe_host
 from oldnew.web import preview as pv
-from oldnew.web.preview import Preview, preview_status, start_preview, stop_preview
+from oldnew.web import relay
+from oldnew.web.preview import (
+    Preview,
+    preview_failure,
+    preview_status,
+    start_preview,
+    stop_preview,
+)
 from oldnew.web.start import ServerExited
 from oldnew.workspace import Workspace
 
@@ -44,6 +52,8 @@ def attempt(address):
 class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         url = urlparse(self.path)
+        if url.path == "/crash":
+            os._exit(5)
         if url.path == "/probe":
             port = int(parse_qs(url.query)["port"][0])
             body = json.dumps({
@@ -213,6 +223,67 @@ def test_an_app_that_exits_at_once_is_a_typed_failure_with_its_output(ws: Path) 
     assert "boom: no DATABASE_URL" in caught.value.log_tail
     assert preview_status(ws) is None
     assert not (ws / ".oldnew" / "preview.json").exists()
+
+
+def test_an_app_that_dies_later_leaves_why_and_no_process(ws: Path) -> None:
+    served = start_preview(ws, tree=ws, commit="c2", port=3800)
+    record = _record(ws)
+    with pytest.raises((OSError, http.client.HTTPException)):
+        _get(served.port, "/crash")
+    _assert_gone(record)
+    assert preview_status(ws) is None
+    ended = preview_failure(ws)
+    assert isinstance(ended, ServerExited) and "exited with code 5" in str(ended)
+    assert "stub listening on 3800" in ended.log_tail
+    code, out = _cli("--workspace", str(ws), "--status")
+    assert code == 2 and "holds no oldnew run" in out  # not a run's workspace: said so
+
+
+def test_the_relays_survive_clients_that_hang_up(tmp_path: Path) -> None:
+    async def scenario() -> list[bytes]:
+        async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            writer.write(await reader.read(100))
+            await writer.drain()
+            writer.close()
+
+        app_server = await asyncio.start_server(echo, "127.0.0.1", 0)
+        app_port = app_server.sockets[0].getsockname()[1]
+        sock = tmp_path / "r.sock"
+        inside = asyncio.create_task(relay.serve_inside(sock, app_port))
+        while not sock.exists():
+            await asyncio.sleep(0.01)
+        listening, port = relay.bind_port(35000)
+        host = asyncio.create_task(relay.serve_host(listening, sock))
+        answers = []
+        for message in (b"", b"half a req", b"hello"):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            if message == b"":
+                writer.transport.abort()  # hangs up at once, with a reset
+            elif message == b"half a req":
+                writer.write(message)
+                writer.close()  # and goes away without reading
+            else:
+                writer.write(message)
+                await writer.drain()
+                answers.append(await asyncio.wait_for(reader.read(100), 5))
+                writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+        app_server.close()
+        await app_server.wait_closed()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"nobody home")
+        answers.append(await asyncio.wait_for(reader.read(100), 5))  # closed, not hung
+        writer.close()
+        await writer.wait_closed()
+        await asyncio.sleep(0.2)  # the relays see the last hang-up
+        for task in (inside, host):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        return answers
+
+    assert asyncio.run(scenario()) == [b"hello", b""]
 
 
 def test_the_fallback_sandbox_serves_too(ws: Path) -> None:
