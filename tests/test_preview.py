@@ -8,6 +8,7 @@ import errno
 import http.client
 import json
 import os
+import signal
 import socket
 import subprocess
 import threading
@@ -123,15 +124,15 @@ def _processes_mentioning(text: str) -> list[int]:
     return found
 
 
-def _assert_gone(record: dict[str, object]) -> None:
-    """The daemon, the sandbox and every process of it are gone."""
+def _assert_gone(record: dict[str, object], *, removed: bool = True) -> None:
+    """The daemon, the sandbox and every process of it are gone (its folder too)."""
     pid, scratch = int(str(record["pid"])), str(record["scratch"])
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline and (pv._alive(pid) or _processes_mentioning(scratch)):
         time.sleep(0.05)
     assert not pv._alive(pid)
     assert _processes_mentioning(scratch) == []
-    assert not Path(scratch).exists()
+    assert Path(scratch).exists() is not removed
 
 
 @pytest.fixture
@@ -235,8 +236,19 @@ def test_an_app_that_dies_later_leaves_why_and_no_process(ws: Path) -> None:
     ended = preview_failure(ws)
     assert isinstance(ended, ServerExited) and "exited with code 5" in str(ended)
     assert "stub listening on 3800" in ended.log_tail
-    code, out = _cli("--workspace", str(ws), "--status")
-    assert code == 2 and "holds no oldnew run" in out  # not a run's workspace: said so
+
+
+def test_a_daemon_killed_hard_takes_its_sandbox_with_it(ws: Path) -> None:
+    served = start_preview(ws, tree=ws, commit="c3", port=3900)
+    record = _record(ws)
+    os.kill(served.pid, signal.SIGKILL)  # no handler runs: the supervisor's lifeline does it
+    _assert_gone(record, removed=False)  # nothing ran its clean-up
+    assert preview_status(ws) is None
+    deadline = time.monotonic() + 10  # init reaps the daemon (a zombie counts as alive)
+    while Path(f"/proc/{served.pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    start_preview(ws, tree=ws, commit="c4", port=3900)
+    assert not Path(str(record["scratch"])).exists()  # the next sandbox swept it
 
 
 def test_the_relays_survive_clients_that_hang_up(tmp_path: Path) -> None:
@@ -351,7 +363,20 @@ def test_cli_serves_main_says_where_and_stops(delivered: Workspace) -> None:
     assert code == 0 and "preview stopped" in out
     _assert_gone(record)
     code, out = _cli("--workspace", root, "--status")
-    assert code == 0 and "no preview is serving" in out
+    assert code == 0 and "no preview is serving" in out and "ended" not in out
+
+
+def test_cli_status_says_why_the_page_is_gone(delivered: Workspace) -> None:
+    root = str(delivered.root)
+    assert _cli("--workspace", root, "--port", "3750")[0] == 0
+    served = preview_status(delivered.root)
+    assert served is not None
+    with pytest.raises((OSError, http.client.HTTPException)):
+        _get(served.port, "/crash")
+    _assert_gone(_record(delivered.root))
+    code, out = _cli("--workspace", root, "--status")
+    assert code == 0 and "the last preview ended" in out and "exited with code 5" in out
+    assert "no preview is serving" in out
 
 
 def test_cli_errors_say_what_to_do(tmp_path: Path, delivered: Workspace) -> None:
