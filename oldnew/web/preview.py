@@ -41,7 +41,7 @@ from oldnew.errors import OldnewError
 from oldnew.locks import exclusive
 from oldnew.sandbox import Limits, ProjectEnv, Sandbox
 from oldnew.web import relay
-from oldnew.web.app import free_port
+from oldnew.web.app import free_port, log_tail
 from oldnew.web.serve import BUILD_TIMEOUT, LOG_NAME, SOCKET_NAME, STATUS_NAME, launch_argv
 from oldnew.web.start import (
     AppFailure,
@@ -449,12 +449,16 @@ async def _serve(
     argv += ["--wait", f"{wait:g}"]
     run = asyncio.create_task(asyncio.to_thread(box.run, argv, timeout=FOREVER, stop=stop))
     host = asyncio.create_task(relay.serve_host(sockets, box.home / SOCKET_NAME))
-    while not run.done():
+    while not run.done():  # until the app answers inside (or fails): then only wait
         state = _status(status_file)
-        if state.get("state") == "ready" and record["state"] == "starting":
+        if state.get("state") == "ready":
             record |= {"state": "serving", "health": state.get("health", "/")}
             _write_record(meta, record)
+            await asyncio.wait({run})
+        elif state.get("state") == "failed":
+            break
         await asyncio.wait({run}, timeout=0.1)
+    await asyncio.wait({run})
     host.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await host
@@ -465,19 +469,12 @@ async def _serve(
     failure = state.get("failure") or {
         "kind": "PreviewError",
         "message": f"the preview's server ended (exit {result.exit_code}) {result.ending()}",
-        "log_tail": (_tail(box.home / LOG_NAME) + "\n" + result.output).strip()[-4000:],
+        "log_tail": (log_tail(box.home / LOG_NAME) + "\n" + result.output).strip()[-4000:],
     }
     record |= {"state": "failed", "failure": failure}
     _write_record(meta, record)
     print(f"preview ended: {failure.get('kind')}: {failure.get('message')}", flush=True)
     return 1
-
-
-def _tail(path: Path, chars: int = 3000) -> str:
-    try:
-        return path.read_text(encoding="utf-8", errors="replace")[-chars:]
-    except OSError:
-        return ""
 
 
 def _status(path: Path) -> dict[str, Any]:
