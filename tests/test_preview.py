@@ -8,6 +8,7 @@ import errno
 import http.client
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -133,6 +134,18 @@ def _assert_gone(record: dict[str, object], *, removed: bool = True) -> None:
     assert not pv._alive(pid)
     assert _processes_mentioning(scratch) == []
     assert Path(scratch).exists() is not removed
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_daemon_survives(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """After this module, no preview daemon of its workspaces runs (killed, and a failure)."""
+    yield
+    base = str(tmp_path_factory.getbasetemp())
+    left = [pid for pid in _processes_mentioning(base) if pv._alive(pid)]
+    for pid in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    assert left == [], "a preview daemon outlived its test"
 
 
 @pytest.fixture
@@ -296,6 +309,26 @@ def test_the_relays_survive_clients_that_hang_up(tmp_path: Path) -> None:
         return answers
 
     assert asyncio.run(scenario()) == [b"hello", b""]
+
+
+NODE_SERVER = """\
+const http = require("http");
+http.createServer((req, res) => res.end("node says hi on " + process.env.PORT))
+  .listen(Number(process.env.PORT), process.env.HOST, () => console.log("node up"));
+"""
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="no node on this machine")
+def test_a_node_app_serves_from_its_package_json_start(tmp_path: Path) -> None:
+    root = tmp_path / "web"
+    root.mkdir()
+    (root / "package.json").write_text(json.dumps({"scripts": {"start": "node server.js"}}))
+    (root / "server.js").write_text(NODE_SERVER)
+    try:
+        served = start_preview(root, tree=root, commit="n1", port=4000)
+        assert _get(served.port) == (200, f"node says hi on {served.port}".encode())
+    finally:
+        stop_preview(root)
 
 
 def test_the_fallback_sandbox_serves_too(ws: Path) -> None:
