@@ -282,9 +282,10 @@ def validate_tree(
             result.sandbox = box.layer_dicts()
             result.fingerprint = fingerprint(box.tree, box.files)
             run = GateRun(box, profile, timeout, chains, new_sandbox)
-            run.artifacts[web_gates.SETTINGS] = web_gates.WebSettings(milestone, web_targets)
             wanted = [*profile.gates, *(profile.milestone_gates if milestone else ())]
             names = [n for n in wanted if GATES[n].toolchain in (*chains, "any")]
+            settings = web_gates.WebSettings(milestone, web_targets, gates=tuple(names))
+            run.artifacts[web_gates.SETTINGS] = settings
             outcomes = run_all(names, run, proceed)
             for name in names:
                 result.checks.append(outcomes[name][0])

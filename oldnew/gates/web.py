@@ -62,6 +62,8 @@ class WebSettings:
     targets: WebTargets = field(default_factory=WebTargets)
     stack: str = ""
     """The scope's stack (``node-web``), for the message when no start is declared."""
+    gates: tuple[str, ...] = ()
+    """The gates of this validation: the driver runs only the steps they read."""
 
 
 @dataclass
@@ -131,8 +133,25 @@ def driver_run(run: GateRun) -> WebRun:
         return web
 
 
-def _steps(web: WebSettings) -> list[str]:
-    return ["build", "start", "e2e", "pages", "lighthouse", "load"] if web.milestone else ["build"]
+STEPS_OF = {
+    "web-build": ("build",),
+    "web-start": ("build", "start"),
+    "e2e": ("build", "start", "e2e"),
+    "axe": ("build", "start", "pages"),
+    "screenshots": ("build", "start", "pages"),
+    "lighthouse": ("build", "start", "lighthouse"),
+    "load": ("build", "start", "load"),
+}
+"""The driver's steps each web gate reads."""
+
+
+def driver_steps(web: WebSettings) -> list[str]:
+    """Return the driver's steps this validation needs, in the driver's order."""
+    gates = web.gates or (("web-build", *STEPS_OF) if web.milestone else ("web-build",))
+    wanted = {step for gate in gates if gate in STEPS_OF for step in STEPS_OF[gate]}
+    if not web.milestone:
+        wanted &= {"build"}
+    return [s for s in ("build", "start", "e2e", "pages", "lighthouse", "load") if s in wanted]
 
 
 def _run_driver(run: GateRun) -> WebRun:
@@ -142,7 +161,7 @@ def _run_driver(run: GateRun) -> WebRun:
     out.mkdir(exist_ok=True)
     run.box.adopt(out)
     argv = [sys.executable, "-I", "-m", "oldnew.web.driver", "--tree", str(run.tree)]
-    argv += ["--out", str(out), "--steps", ",".join(_steps(web)), "--budget", f"{budget:g}"]
+    argv += ["--out", str(out), "--steps", ",".join(driver_steps(web)), "--budget", f"{budget:g}"]
     argv += ["--pages", ",".join(web.targets.pages), "--load-seconds"]
     argv += [f"{run.profile.load_seconds:g}", "--stack", web.stack]
     argv += ["--ready-timeout", f"{run.profile.web_ready_s:g}"]
