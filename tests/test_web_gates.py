@@ -20,7 +20,12 @@ from pathlib import Path
 import pytest
 
 from oldnew.gates import validate_tree
-from oldnew.gates.browser import axe_findings, e2e_findings, lighthouse_findings
+from oldnew.gates.browser import (
+    axe_findings,
+    e2e_findings,
+    lighthouse_findings,
+    screenshot_findings,
+)
 from oldnew.gates.model import Check, ValidationResult
 from oldnew.gates.profiles import PROFILES, Profile
 from oldnew.gates.runner import reuse_key, toolchains_of
@@ -45,7 +50,7 @@ MILESTONE = Profile(
     "web-test",
     gates=("web-build",),
     milestone_gates=("web-start", "e2e", "load"),
-    web_ready_s=2.0,
+    web_ready_s=1.5,
     load_seconds=1.0,
 )
 """The web gates with no browser, a short readiness timeout: the failure routes need no more."""
@@ -130,6 +135,7 @@ def _milestone(
     )
     if keep:
         keep_evidence(result, tree.parent / f"evidence-{tree.name}", tree.parent)
+        assert all((tree.parent / f).is_file() for c in result.checks for f in c.files)
     return result
 
 
@@ -423,6 +429,22 @@ def test_axe_serious_blocks_and_minor_is_reported() -> None:
     assert any("color-contrast (serious)" in r for r in reported)
 
 
+def test_a_page_that_throws_fails_the_screenshots_and_console_noise_is_reported() -> None:
+    report = json.loads((FIXTURES / "pages-bad.json").read_text())
+    routes = ("/", "/about.html", "/contact")
+    diags, shots, console = screenshot_findings(report, routes, FIXTURES / "site-bad")
+    assert shots == ["screenshots/index.png", "screenshots/about.html.png", None]
+    threw = [d for d in diags if d.rule == "pageerror"]
+    assert [(d.file, d.message[:40]) for d in threw] == [
+        ("index.html", "page / threw in the browser: Error: the ")
+    ]
+    assert [d.rule for d in diags if d.file == "/contact"] == ["screenshot"]
+    assert any("the page logs an error" in line for line in console)
+    good = json.loads((FIXTURES / "pages-good.json").read_text())
+    routes = tuple(p["path"] for p in good["pages"])
+    assert screenshot_findings(good, routes, FIXTURES / "site-good")[0] == []
+
+
 def test_playwright_failures_are_findings_with_their_spec_line() -> None:
     report = {
         "stats": {"expected": 1, "unexpected": 1, "flaky": 0},
@@ -529,6 +551,18 @@ test('the home page shows its heading', async ({ page }) => {
 """
 
 
+def _good_app(tmp_path: Path) -> Path:
+    tree = tmp_path / "good"
+    (tree / "e2e").mkdir(parents=True)
+    (tree / "index.html").write_text(GOOD_PAGE)
+    (tree / "server.py").write_text(GOOD_SERVER)
+    (tree / "e2e" / "home.spec.ts").write_text(GOOD_SPEC)
+    (tree / "pyproject.toml").write_text(
+        '[project]\nname = "good"\nversion = "0.1.0"\n\n[tool.oldnew]\nstart = "python server.py"\n'
+    )
+    return tree
+
+
 def _tools_missing() -> str | None:
     for step in ("e2e", "axe", "lighthouse", "load"):
         why = toolchain.missing(step)
@@ -544,19 +578,12 @@ def test_the_milestone_set_passes_on_a_tiny_good_app(tmp_path: Path) -> None:
     missing = _tools_missing()
     if missing:
         pytest.skip(f"the web tools are not installed: {missing}")
-    tree = tmp_path / "good"
-    (tree / "e2e").mkdir(parents=True)
-    (tree / "index.html").write_text(GOOD_PAGE)
-    (tree / "server.py").write_text(GOOD_SERVER)
-    (tree / "e2e" / "home.spec.ts").write_text(GOOD_SPEC)
-    (tree / "pyproject.toml").write_text(
-        '[project]\nname = "good"\nversion = "0.1.0"\n\n[tool.oldnew]\nstart = "python server.py"\n'
-    )
+    tree = _good_app(tmp_path)
     started = time.monotonic()
     result = validate_tree(
         tree,
         timeout=120,
-        profile=Profile("e2e", gates=("web-build",), load_seconds=2.0),
+        profile=Profile("e2e", gates=("web-build",), load_seconds=1.0),
         toolchains=["python", "web"],
         milestone=True,
         web=WebTargets(("/", "/about"), ("GET /api/todos",)),
@@ -573,4 +600,35 @@ def test_the_milestone_set_passes_on_a_tiny_good_app(tmp_path: Path) -> None:
     load = result.check("load")
     assert load is not None and load.metrics["endpoints"]["GET /api/todos"]["requests"] > 0
     print(f"milestone set: {seconds:.1f}s", shown)
+    keep_evidence(result, tmp_path / "evidence", tmp_path)
+
+
+HANGING_SPEC = """import { test, expect } from '@playwright/test';
+
+test('waits for a heading that never comes', async ({ page }) => {
+  await page.goto('/');
+  await new Promise(() => {});
+});
+"""
+
+
+def test_a_browser_test_that_hangs_is_stopped_and_named(tmp_path: Path) -> None:
+    missing = _tools_missing()
+    if missing:
+        pytest.skip(f"the web tools are not installed: {missing}")
+    tree = _good_app(tmp_path)
+    (tree / "e2e" / "home.spec.ts").write_text(HANGING_SPEC)
+    started = time.monotonic()
+    result = validate_tree(
+        tree,
+        timeout=60,
+        profile=Profile("hang", gates=(), milestone_gates=("web-start", "e2e"), e2e_test_s=2),
+        toolchains=["python", "web"],
+        milestone=True,
+        web=WebTargets(("/",), ()),
+    )
+    assert time.monotonic() - started < 40
+    (diag,) = [d for d in result.diagnostics if d.tool == "e2e"]
+    assert (diag.file, diag.line, diag.rule) == ("e2e/home.spec.ts", 3, "timedOut")
+    assert "waits for a heading that never comes" in diag.message and "2000ms" in diag.message
     keep_evidence(result, tmp_path / "evidence", tmp_path)

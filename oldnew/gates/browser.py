@@ -188,51 +188,54 @@ def gate_screenshots(run: GateRun) -> Outcome:
     web, report, outcome = _pages_report(run, "screenshots")
     if outcome is not None:
         return outcome
-    step = web.step("pages")
+    routes = settings(run).targets.pages
+    diags, shots, console = screenshot_findings(report, routes, run.tree)
+    files = [str(p) for p in map(web.file, shots) if p is not None]
+    for route, rel in zip(routes, shots, strict=True):
+        if rel is not None and web.file(rel) is None:
+            why = f"no screenshot of page {route}: {rel} was not kept"
+            diags.append(
+                Diagnostic("screenshots", page_source(run.tree, route), 0, why, "screenshot")
+            )
+    status: CheckStatus = "failed" if diags else "passed"
+    summary = f"{len(files)} of {len(routes)} pages captured, {len(diags)} findings"
+    check = web_check("screenshots", status, summary, web.step("pages"), web, files)
+    check.metrics = {"screenshots": len(files), "console_errors": console[:20]}
+    return check, diags
+
+
+def screenshot_findings(
+    report: dict[str, Any], routes: tuple[str, ...], tree: Path
+) -> tuple[list[Diagnostic], list[str | None], list[str]]:
+    """Return the findings of a pages.json report, each route's screenshot, console errors.
+
+    A page with no screenshot, one that threw (``pageerror``) and one that loads something
+    from the internet are findings; the other console errors are reported lines.
+    """
     pages = {str(p.get("path")): p for p in report.get("pages", []) if isinstance(p, dict)}
     diags: list[Diagnostic] = []
-    shots: list[str] = []
+    shots: list[str | None] = []
     console: list[str] = []
-    for route in settings(run).targets.pages:
+    for route in routes:
         page = pages.get(route, {})
-        where = page_source(run.tree, route)
-        shot = web.file(page.get("screenshot"))
-        if shot is not None:
-            shots.append(str(shot))
-        else:
-            why = page.get("error") or "the page step did not reach it"
-            diags.append(
-                Diagnostic(
-                    "screenshots", where, 0, f"no screenshot of page {route}: {why}", "screenshot"
-                )
-            )
+        where = page_source(tree, route)
+        shot = page.get("screenshot")
+        shots.append(str(shot) if shot else None)
+        if not shot:
+            why = f"no screenshot of page {route}: {page.get('error') or 'the page step missed it'}"
+            diags.append(Diagnostic("screenshots", where, 0, why, "screenshot"))
         for error in page.get("page_errors") or []:
             text = " ".join(str(error).split())[:800]
-            diags.append(
-                Diagnostic(
-                    "screenshots",
-                    where,
-                    0,
-                    f"page {route} threw in the browser: {text}",
-                    "pageerror",
-                )
-            )
+            why = f"page {route} threw in the browser: {text}"
+            diags.append(Diagnostic("screenshots", where, 0, why, "pageerror"))
         for error in page.get("console_errors") or []:
             text = " ".join(str(error).split())[:300]
             if any(code in text for code in INTERNET_ERRORS):
-                why = (
-                    f"page {route} loads something from the internet: {text}; serve it from the app"
-                )
+                why = f"page {route} loads something from the internet: {text}; serve it itself"
                 diags.append(Diagnostic("screenshots", where, 0, why, "egress"))
             else:
                 console.append(f"{route}: {text}")
-    status: CheckStatus = "failed" if diags else "passed"
-    summary = (
-        f"{len(shots)} of {len(settings(run).targets.pages)} pages captured, {len(diags)} findings"
-    )
-    check = web_check("screenshots", status, summary, step, web, shots)
-    check.metrics = {"screenshots": len(shots), "console_errors": console[:20]}
-    return check, diags
+    return diags, shots, console
 
 
 def gate_lighthouse(run: GateRun) -> Outcome:

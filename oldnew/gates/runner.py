@@ -290,6 +290,7 @@ def validate_tree(
             for name in names:
                 result.checks.append(outcomes[name][0])
                 result.diagnostics += outcomes[name][1]
+            web_gates.release_unkept(run, result.checks)
     except SandboxError as exc:
         result.checks.append(Check("sandbox", "failed", [], None, 0.0, str(exc)))
         result.diagnostics.append(Diagnostic("sandbox", ".", 0, str(exc)))

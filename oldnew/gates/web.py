@@ -25,6 +25,7 @@ import stat
 import sys
 import tempfile
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,7 @@ _TEMP_PREFIX = "oldnew-web-"
 MAX_COPY = 64 * 2**20
 """Bytes of the driver's output copied out of the box (screenshots, reports, logs)."""
 MAX_FILES = 200
+STALE_S = 86_400.0
 MAX_NODES = 3
 """Elements shown per axe violation."""
 _MARGIN = 20.0
@@ -165,16 +167,24 @@ def _run_driver(run: GateRun) -> WebRun:
     argv += ["--pages", ",".join(web.targets.pages), "--load-seconds"]
     argv += [f"{run.profile.load_seconds:g}", "--stack", web.stack]
     argv += ["--ready-timeout", f"{run.profile.web_ready_s:g}"]
+    argv += ["--e2e-test-timeout", f"{run.profile.e2e_test_s:g}"]
     if web.targets.endpoints:
         argv += ["--endpoints", ",".join(web.targets.endpoints)]
     result = run.box.run(argv, timeout=budget + _MARGIN, env=run.env.variables())
-    folder, copy_problem = copy_out(out)
+    # A task's build check keeps no files (its findings carry the build's output); the
+    # milestone's screenshots and reports are evidence.
+    shown = web.milestone and "start" in driver_steps(web)
+    folder, copy_problem = copy_out(out) if shown else (None, "")
+    if folder is not None and not any(folder.iterdir()):
+        folder.rmdir()
+        folder = None
     data: dict[str, Any] = {}
     problem = ""
-    raw = (folder / "web.json") if folder is not None else None
     try:
-        data = json.loads(raw.read_text(encoding="utf-8")) if raw and raw.is_file() else {}
-    except (OSError, ValueError):
+        raw = read_output(out, "web.json")
+        data = json.loads(raw) if raw is not None else {}
+    except (UnsafeOutput, ValueError) as exc:
+        copy_problem = copy_problem or f"web.json cannot be read: {exc}"
         data = {}
     if result.killed:
         problem = (
@@ -197,6 +207,7 @@ def copy_out(out: Path) -> tuple[Path | None, str]:
     Only regular files, read without following links (the app ran as the same user and could
     have put a link there), at most :data:`MAX_FILES` files and :data:`MAX_COPY` bytes.
     """
+    sweep_stale_copies()
     dest = Path(tempfile.mkdtemp(prefix=_TEMP_PREFIX))
     total = 0
     refused: list[str] = []
@@ -225,6 +236,27 @@ def copy_out(out: Path) -> tuple[Path | None, str]:
             count += 1
     problem = f"files of the driver's output not kept: {', '.join(refused[:5])}" if refused else ""
     return dest, problem
+
+
+def release_unkept(run: GateRun, checks: list[Check]) -> None:
+    """Remove the copy of the driver's output when no check kept a file of it."""
+    web = run.artifacts.get(_RUN)
+    if not isinstance(web, WebRun) or web.folder is None:
+        return
+    folder = web.folder
+    if not any(Path(f).is_relative_to(folder) for c in checks for f in c.files):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def sweep_stale_copies(max_age_s: float = STALE_S) -> None:
+    """Remove copies of driver output that no recorded evidence took (a day old or more)."""
+    now = time.time()
+    for folder in Path(tempfile.gettempdir()).glob(f"{_TEMP_PREFIX}*"):
+        try:
+            if now - folder.stat().st_mtime > max_age_s:
+                shutil.rmtree(folder, ignore_errors=True)
+        except OSError:
+            continue
 
 
 def keep_evidence(result: ValidationResult, folder: Path, root: Path) -> None:
@@ -360,6 +392,13 @@ def page_source(tree: Path, route: str) -> str:
 
 def gate_web_build(run: GateRun) -> Outcome:
     """Run the app's declared build (every task of a web project)."""
+    if not settings(run).milestone:
+        try:
+            spec = find_start(run.tree)
+        except AppFailure:
+            spec = None  # the driver says what is wrong with it
+        if spec is not None and spec.build is None:
+            return not_run("web-build", "the project declares no build", required=False), []
     web = driver_run(run)
     step = web.step("build")
     if step.get("status") == "not_run":
@@ -382,7 +421,8 @@ def _failure(name: str, step: dict[str, Any], web: WebRun, file: str) -> Outcome
     tail = str(failure.get("log_tail") or "").strip()
     text = f"{message}\nits output ends with:\n{tail[-2000:]}" if tail else message
     kind = str(failure.get("kind") or "step")
-    check = web_check(name, "failed", message[:300], step, web, kept_files(web, step.get("log")))
+    files = kept_files(web, "web.json", step.get("log"))
+    check = web_check(name, "failed", message[:300], step, web, files)
     check.metrics = {"failure": kind}
     return check, [Diagnostic(name, file, 0, text, kind)]
 
@@ -393,8 +433,11 @@ def gate_web_start(run: GateRun) -> Outcome:
     step, build = web.step("start"), web.step("build")
     if step.get("status") == "not_run":
         if build.get("status") == "failed":
-            return not_run("web-start", "skipped: web-build did not pass"), []
-        return unrun_outcome("web-start", step) or (not_run("web-start", "not run"), [])
+            check = not_run("web-start", "skipped: web-build did not pass")
+        else:
+            check = (unrun_outcome("web-start", step) or (not_run("web-start", "not run"), []))[0]
+        check.files = kept_files(web, "web.json", build.get("log"))
+        return check, []
     if step.get("status") == "failed":
         return _failure("web-start", step, web, manifest(run))
     diags = _page_findings(run, web) + _egress_findings(web)
@@ -402,7 +445,11 @@ def gate_web_start(run: GateRun) -> Outcome:
     status: CheckStatus = "failed" if diags else "passed"
     summary = f"{step.get('detail', 'started')}; {len(diags)} findings"
     check = web_check("web-start", status, summary, step, web, files)
-    check.metrics = {"ready_s": step.get("ready_s"), "port": step.get("port")}
+    check.metrics = {
+        "ready_s": step.get("ready_s"),
+        "port": step.get("port"),
+        "targets": settings(run).targets.to_dict(),
+    }
     return check, diags
 
 
