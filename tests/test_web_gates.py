@@ -26,10 +26,10 @@ from oldnew.gates.browser import (
     lighthouse_findings,
     screenshot_findings,
 )
-from oldnew.gates.model import Check, ValidationResult
+from oldnew.gates.model import ValidationResult
 from oldnew.gates.profiles import PROFILES, Profile
 from oldnew.gates.runner import reuse_key, toolchains_of
-from oldnew.gates.web import keep_evidence, page_source
+from oldnew.gates.web import page_source
 from oldnew.sandbox.host import probe_host
 from oldnew.web import toolchain
 from oldnew.web.app import free_port, start_app, stop_app, tree_pids, wait_ready
@@ -122,21 +122,18 @@ def _project(tmp_path: Path, mode: str | None, *, build: str | None = None) -> P
 
 
 def _milestone(
-    tree: Path, pages: tuple[str, ...] = ("/",), *, keep: bool = True
+    tree: Path, pages: tuple[str, ...] = ("/",), *, evidence: Path | None = None
 ) -> ValidationResult:
-    """Run the milestone set on ``tree``; its evidence moves beside it (no temporary left)."""
-    result = validate_tree(
+    """Run the milestone set (no browser gate) on ``tree``."""
+    return validate_tree(
         tree,
         timeout=60,
         profile=MILESTONE,
         toolchains=["python", "web"],
         milestone=True,
         web=WebTargets(pages, ()),
+        evidence_dir=evidence,
     )
-    if keep:
-        keep_evidence(result, tree.parent / f"evidence-{tree.name}", tree.parent)
-        assert all((tree.parent / f).is_file() for c in result.checks for f in c.files)
-    return result
 
 
 def _only(result: ValidationResult, gate: str) -> list[str]:
@@ -230,6 +227,8 @@ def test_targets_come_from_the_scopes_routes() -> None:
         ("/", "/about"), ("GET /api/todos", "POST /api/todos", "GET /api/health")
     )
     assert from_scope({"pages": [], "api_endpoints": []}) == WebTargets(("/",), ())
+    targets = from_scope(scope)
+    assert WebTargets.from_dict(json.loads(json.dumps(targets.to_dict()))) == targets
 
 
 # -- the app on the host: readiness and the stop of its whole tree ------------------------------
@@ -335,12 +334,13 @@ def test_a_50_mb_page_is_caught_by_the_size_cap(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(not probe_host().bwrap, reason="needs bubblewrap's network namespace")
 def test_a_server_that_tries_to_reach_the_internet(tmp_path: Path) -> None:
-    result = _milestone(_project(tmp_path, "egress"))
+    result = _milestone(_project(tmp_path, "egress"), evidence=tmp_path / "evidence")
     (message,) = _only(result, "web-start")
     assert "tried to reach the internet" in message and "unreachable" in message
     check = result.check("web-start")
     assert check is not None and check.status == "failed"
-    assert any(f.endswith("server.log") for f in check.files)
+    log = Path(check.metrics["log"])
+    assert log == tmp_path / "evidence" / "server.log" and "unreachable" in log.read_text()
 
 
 def test_the_egress_scan_knows_node_and_python_errors(tmp_path: Path) -> None:
@@ -366,7 +366,7 @@ def test_the_egress_scan_knows_node_and_python_errors(tmp_path: Path) -> None:
 
 def test_no_e2e_tests_is_a_finding_and_a_good_start_passes(tmp_path: Path) -> None:
     tree = _project(tmp_path, "good")
-    result = _milestone(tree, pages=("/", "/about"), keep=False)
+    result = _milestone(tree, pages=("/", "/about"))
     start = result.check("web-start")
     assert start is not None and start.status == "passed", result.diagnostics
     assert start.metrics["ready_s"] < 3
@@ -379,11 +379,8 @@ def test_no_e2e_tests_is_a_finding_and_a_good_start_passes(tmp_path: Path) -> No
         assert e2e.status == "not_run" and e2e.required
     load = result.check("load")
     assert load is not None and load.status == "not_run" and not load.required
-    # the evidence moves beside the validation's, named relative to the workspace
-    root = tmp_path / "ws"
-    keep_evidence(result, root / ".oldnew" / "evidence" / "T1-01" / "web", root)
-    assert start.files and all(not Path(f).is_absolute() for f in start.files)
-    assert (root / start.files[0]).is_file()
+    # no evidence folder asked for: the numbers, no file
+    assert start.metrics["start"] == "python server.py good" and "log" not in start.metrics
 
 
 # -- parsing the steps' reports (fixtures written by the web tools) ---------------------------
@@ -497,13 +494,6 @@ def test_page_source_and_the_web_toolchain_and_reuse_key(tmp_path: Path) -> None
     assert len({task, milestone, other}) == 3
 
 
-def test_old_evidence_without_files_still_reads() -> None:
-    data = ValidationResult(checks=[Check("x", "passed", [], 0, 0.0, "ok")]).to_dict()
-    for check in data["checks"]:
-        del check["files"]
-    assert ValidationResult.from_dict(data).checks[0].files == []
-
-
 # -- the whole milestone set with Chromium -----------------------------------------------------
 
 GOOD_PAGE = """<!doctype html>
@@ -587,20 +577,28 @@ def test_the_milestone_set_passes_on_a_tiny_good_app(tmp_path: Path) -> None:
         toolchains=["python", "web"],
         milestone=True,
         web=WebTargets(("/", "/about"), ("GET /api/todos",)),
+        evidence_dir=tmp_path / "evidence",
     )
     seconds = time.monotonic() - started
     shown = {c.name: (c.status, c.duration_s, c.summary[:200]) for c in result.checks}
     assert result.passed, (shown, [d.render()[:300] for d in result.diagnostics])
     shots = result.check("screenshots")
-    assert shots is not None and len(shots.files) == 2
-    assert all(Path(f).read_bytes()[:4] == b"\x89PNG" for f in shots.files)
+    assert shots is not None and sorted(shots.metrics["files"]) == ["/", "/about"]
+    assert all(Path(f).read_bytes()[:4] == b"\x89PNG" for f in shots.metrics["files"].values())
     lighthouse = result.check("lighthouse")
     assert lighthouse is not None
     assert all(s >= 90 for cats in lighthouse.metrics["scores"].values() for s in cats.values())
+    report = Path(lighthouse.metrics["reports"]["/"])
+    assert report.parent == tmp_path / "evidence" / "lighthouse"
+    assert json.loads(report.read_text())["lighthouseVersion"] == "12.2.3"
     load = result.check("load")
-    assert load is not None and load.metrics["endpoints"]["GET /api/todos"]["requests"] > 0
+    assert load is not None
+    (endpoint,) = load.metrics["endpoints"]
+    assert endpoint["endpoint"] == "GET /api/todos" and endpoint["requests"] > 0
+    e2e = result.check("e2e")
+    assert e2e is not None and (e2e.metrics["passed"], e2e.metrics["failed"]) == (1, 0)
+    assert all("duration_s" in c.metrics for c in result.checks if c.status != "not_run")
     print(f"milestone set: {seconds:.1f}s", shown)
-    keep_evidence(result, tmp_path / "evidence", tmp_path)
 
 
 HANGING_SPEC = """import { test, expect } from '@playwright/test';
@@ -631,4 +629,3 @@ def test_a_browser_test_that_hangs_is_stopped_and_named(tmp_path: Path) -> None:
     (diag,) = [d for d in result.diagnostics if d.tool == "e2e"]
     assert (diag.file, diag.line, diag.rule) == ("e2e/home.spec.ts", 3, "timedOut")
     assert "waits for a heading that never comes" in diag.message and "2000ms" in diag.message
-    keep_evidence(result, tmp_path / "evidence", tmp_path)

@@ -11,9 +11,10 @@ GET endpoint).
 
 All of it is one sandboxed command, :mod:`oldnew.web.driver` (the app and the tools must share
 the box's network namespace): the first web gate of a validation runs it, under a lock, and
-every web gate reads its evidence, copied out of the box into a folder of the host's (the
-gates' :attr:`Check.files`; :func:`keep_evidence` moves it beside the validation's evidence).
-A tool that is missing makes its gate not run, with the command that installs it: never a pass.
+every web gate reads its output from the box. With ``evidence_dir`` the output (screenshots,
+Lighthouse reports, logs) is copied there, and the gates' ``metrics`` name those files by
+absolute path; without, only the numbers are kept. A tool that is missing makes its gate not
+run, with the command that installs it: never a pass.
 """
 
 from __future__ import annotations
@@ -23,15 +24,13 @@ import os
 import shutil
 import stat
 import sys
-import tempfile
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from oldnew.gates.common import GateRun, Outcome
-from oldnew.gates.model import Check, CheckStatus, Diagnostic, ValidationResult, not_run
+from oldnew.gates.model import Check, CheckStatus, Diagnostic, not_run
 from oldnew.sandbox import RunResult
 from oldnew.sandbox.files import UnsafeOutput, read_output
 from oldnew.web import toolchain
@@ -43,11 +42,9 @@ SETTINGS = "web_settings"
 """The key of :class:`WebSettings` in :attr:`GateRun.artifacts`."""
 _RUN = "web_run"
 _LOCK = threading.Lock()
-_TEMP_PREFIX = "oldnew-web-"
 MAX_COPY = 64 * 2**20
 """Bytes of the driver's output copied out of the box (screenshots, reports, logs)."""
 MAX_FILES = 200
-STALE_S = 86_400.0
 MAX_NODES = 3
 """Elements shown per axe violation."""
 _MARGIN = 20.0
@@ -66,14 +63,19 @@ class WebSettings:
     """The scope's stack (``node-web``), for the message when no start is declared."""
     gates: tuple[str, ...] = ()
     """The gates of this validation: the driver runs only the steps they read."""
+    evidence_dir: Path | None = None
+    """Where the driver's output is kept (None: nothing is kept but the numbers)."""
 
 
 @dataclass
 class WebRun:
-    """The driver's run: its ``web.json``, the host copy of its output, and the command."""
+    """The driver's run: its ``web.json``, its output in the box, and where it was kept."""
 
     data: dict[str, Any]
-    folder: Path | None
+    out: Path
+    """The driver's output folder in the box (read while the box is open)."""
+    kept: Path | None = None
+    """The copy of it in the validation's evidence, when one was asked for."""
     result: RunResult | None = None
     problem: str = ""
     """Why the driver's evidence could not be had (it did not run, or was stopped)."""
@@ -87,21 +89,31 @@ class WebRun:
             return {"status": "failed", "detail": self.problem}
         return {"status": "not_run", "detail": f"the driver recorded no {name} step"}
 
-    def file(self, rel: str | None) -> Path | None:
-        """Return the host copy of one of the driver's files, if it was kept."""
-        if not rel or self.folder is None:
+    def has(self, rel: str | None) -> bool:
+        """Tell whether the driver wrote the regular file ``rel`` (a screenshot, say)."""
+        if not rel:
+            return False
+        try:
+            return stat.S_ISREG(os.lstat(self.out / rel).st_mode)
+        except (OSError, ValueError):
+            return False
+
+    def path(self, rel: str | None) -> str | None:
+        """Return the absolute path of the kept copy of ``rel``; None when it was not kept."""
+        if not rel or self.kept is None:
             return None
-        path = self.folder / rel
-        return path if path.is_file() else None
+        path = self.kept / rel
+        return str(path) if path.is_file() else None
 
     def report(self, step: dict[str, Any]) -> Any:
         """Return the parsed JSON report a step names (None when it is missing or unreadable)."""
-        path = self.file(step.get("report"))
-        if path is None:
+        rel = step.get("report")
+        if not isinstance(rel, str) or not rel:
             return None
         try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            raw = read_output(self.out, rel)
+            return json.loads(raw) if raw is not None else None
+        except (UnsafeOutput, ValueError):
             return None
 
 
@@ -171,20 +183,16 @@ def _run_driver(run: GateRun) -> WebRun:
     if web.targets.endpoints:
         argv += ["--endpoints", ",".join(web.targets.endpoints)]
     result = run.box.run(argv, timeout=budget + _MARGIN, env=run.env.variables())
-    # A task's build check keeps no files (its findings carry the build's output); the
-    # milestone's screenshots and reports are evidence.
-    shown = web.milestone and "start" in driver_steps(web)
-    folder, copy_problem = copy_out(out) if shown else (None, "")
-    if folder is not None and not any(folder.iterdir()):
-        folder.rmdir()
-        folder = None
+    kept, copy_problem = None, ""
+    if web.evidence_dir is not None and "start" in driver_steps(web):
+        kept, copy_problem = web.evidence_dir, copy_out(out, web.evidence_dir)
     data: dict[str, Any] = {}
     problem = ""
     try:
         raw = read_output(out, "web.json")
         data = json.loads(raw) if raw is not None else {}
     except (UnsafeOutput, ValueError) as exc:
-        copy_problem = copy_problem or f"web.json cannot be read: {exc}"
+        copy_problem = f"web.json cannot be read: {exc}"
         data = {}
     if result.killed:
         problem = (
@@ -198,17 +206,18 @@ def _run_driver(run: GateRun) -> WebRun:
         )
     elif data.get("error"):
         problem = f"the web driver crashed (a bug in oldnew): {str(data['error'])[-800:]}"
-    return WebRun(data if isinstance(data, dict) else {}, folder, result, problem)
+    return WebRun(data if isinstance(data, dict) else {}, out, kept, result, problem)
 
 
-def copy_out(out: Path) -> tuple[Path | None, str]:
-    """Copy the driver's output out of the box into a new host folder; say what was refused.
+def copy_out(out: Path, dest: Path) -> str:
+    """Copy the driver's output out of the box into ``dest`` (made afresh); say what was refused.
 
     Only regular files, read without following links (the app ran as the same user and could
     have put a link there), at most :data:`MAX_FILES` files and :data:`MAX_COPY` bytes.
     """
-    sweep_stale_copies()
-    dest = Path(tempfile.mkdtemp(prefix=_TEMP_PREFIX))
+    if dest.is_dir() and not dest.is_symlink():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True, exist_ok=True)
     total = 0
     refused: list[str] = []
     count = 0
@@ -234,101 +243,37 @@ def copy_out(out: Path) -> tuple[Path | None, str]:
             target.write_bytes(data)
             total += len(data)
             count += 1
-    problem = f"files of the driver's output not kept: {', '.join(refused[:5])}" if refused else ""
-    return dest, problem
+    return f"files of the driver's output not kept: {', '.join(refused[:5])}" if refused else ""
 
 
-def release_unkept(run: GateRun, checks: list[Check]) -> None:
-    """Remove the copy of the driver's output when no check kept a file of it."""
-    web = run.artifacts.get(_RUN)
-    if not isinstance(web, WebRun) or web.folder is None:
-        return
-    folder = web.folder
-    if not any(Path(f).is_relative_to(folder) for c in checks for f in c.files):
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-def sweep_stale_copies(max_age_s: float = STALE_S) -> None:
-    """Remove copies of driver output that no recorded evidence took (a day old or more)."""
-    now = time.time()
-    for folder in Path(tempfile.gettempdir()).glob(f"{_TEMP_PREFIX}*"):
-        try:
-            if now - folder.stat().st_mtime > max_age_s:
-                shutil.rmtree(folder, ignore_errors=True)
-        except OSError:
-            continue
-
-
-def keep_evidence(result: ValidationResult, folder: Path, root: Path) -> None:
-    """Move the web gates' files into ``folder``; their paths become relative to ``root``.
-
-    ``record_evidence`` calls it with ``.oldnew/evidence/<name>/web``; a result without web
-    evidence is left alone.
-    """
-    moved: dict[Path, Path] = {}
-    for check in result.checks:
-        kept = []
-        for name in check.files:
-            path = Path(name)
-            source = _temp_root(path)
-            if source is None:
-                kept.append(name)
-                continue
-            if source not in moved:
-                folder.parent.mkdir(parents=True, exist_ok=True)
-                if folder.exists():
-                    shutil.rmtree(folder)
-                shutil.copytree(source, folder)
-                shutil.rmtree(source, ignore_errors=True)
-                moved[source] = folder
-            new = moved[source] / path.relative_to(source)
-            kept.append(str(new.relative_to(root)) if new.is_relative_to(root) else str(new))
-        check.files = kept
-
-
-def _temp_root(path: Path) -> Path | None:
-    """Return the driver-copy folder ``path`` lies in, or None when it is no such file."""
-    temp = Path(tempfile.gettempdir())
-    if not path.is_absolute() or not path.is_relative_to(temp):
-        return None
-    top = temp / path.relative_to(temp).parts[0]
-    return top if top.name.startswith(_TEMP_PREFIX) else None
-
-
-def kept_files(web: WebRun, *names: str | None) -> list[str]:
-    """Return the host paths of those of the driver's files that were kept."""
-    out = []
-    for name in names:
-        path = web.file(name)
+def kept(web: WebRun, **files: str | None) -> dict[str, str]:
+    """Return ``{name: absolute path}`` of those of the driver's files that were kept."""
+    out = {}
+    for name, rel in files.items():
+        path = web.path(rel)
         if path is not None:
-            out.append(str(path))
+            out[name] = path
     return out
 
 
 def web_check(
-    name: str,
-    status: CheckStatus,
-    summary: str,
-    step: dict[str, Any],
-    web: WebRun,
-    files: list[str],
-    **metrics: Any,
+    name: str, status: CheckStatus, summary: str, step: dict[str, Any], web: WebRun, **metrics: Any
 ) -> Check:
-    """Return a web gate's check: the driver's command, the step's time, the tools' versions."""
+    """Return a web gate's check: the driver's command, the step's time (also in ``metrics``)."""
     argv = web.result.argv if web.result is not None else []
     code = web.result.exit_code if web.result is not None else None
     versions = toolchain.versions() if web.data else {}
     shown = ", ".join(f"{k} {v}" for k, v in sorted(versions.items())) if versions else ""
+    duration = float(step.get("duration_s", 0.0) or 0.0)
     return Check(
         name,
         status,
         argv,
         code,
-        float(step.get("duration_s", 0.0) or 0.0),
+        duration,
         summary,
         shown or "oldnew web driver",
-        metrics=metrics,
-        files=files,
+        metrics={"duration_s": duration, **metrics},
     )
 
 
@@ -347,7 +292,7 @@ def unrun_outcome(name: str, step: dict[str, Any]) -> Outcome | None:
 def broken_outcome(name: str, step: dict[str, Any], web: WebRun, file: str) -> Outcome:
     """Return the failed outcome of a step that could not finish (timeout, crash, no report)."""
     detail = str(step.get("detail") or web.problem or "the step did not finish")
-    check = web_check(name, "failed", detail[:300], step, web, kept_files(web, step.get("log")))
+    check = web_check(name, "failed", detail[:300], step, web, **kept(web, log=step.get("log")))
     return check, [Diagnostic(name, file, 0, detail[:2000], "step")]
 
 
@@ -409,9 +354,10 @@ def gate_web_build(run: GateRun) -> Outcome:
             # Named by web-start, which needs it; a build check has nothing to build.
             return not_run("web-build", "skipped: " + str(step.get("detail", ""))), []
         return _failure("web-build", step, web, manifest(run))
-    files = kept_files(web, step.get("log"))
     summary = f"{step.get('command', 'the build')} passed"
-    return web_check("web-build", "passed", summary, step, web, files), []
+    return web_check(
+        "web-build", "passed", summary, step, web, **kept(web, log=step.get("log"))
+    ), []
 
 
 def _failure(name: str, step: dict[str, Any], web: WebRun, file: str) -> Outcome:
@@ -421,9 +367,8 @@ def _failure(name: str, step: dict[str, Any], web: WebRun, file: str) -> Outcome
     tail = str(failure.get("log_tail") or "").strip()
     text = f"{message}\nits output ends with:\n{tail[-2000:]}" if tail else message
     kind = str(failure.get("kind") or "step")
-    files = kept_files(web, "web.json", step.get("log"))
-    check = web_check(name, "failed", message[:300], step, web, files)
-    check.metrics = {"failure": kind}
+    files = kept(web, web_json="web.json", log=step.get("log"))
+    check = web_check(name, "failed", message[:300], step, web, failure=kind, **files)
     return check, [Diagnostic(name, file, 0, text, kind)]
 
 
@@ -436,20 +381,28 @@ def gate_web_start(run: GateRun) -> Outcome:
             check = not_run("web-start", "skipped: web-build did not pass")
         else:
             check = (unrun_outcome("web-start", step) or (not_run("web-start", "not run"), []))[0]
-        check.files = kept_files(web, "web.json", build.get("log"))
+        check.metrics = kept(web, web_json="web.json", build_log=build.get("log"))
         return check, []
     if step.get("status") == "failed":
         return _failure("web-start", step, web, manifest(run))
     diags = _page_findings(run, web) + _egress_findings(web)
-    files = kept_files(web, "web.json", step.get("log"), build.get("log"))
+    files = kept(web, web_json="web.json", log=step.get("log"), build_log=build.get("log"))
     status: CheckStatus = "failed" if diags else "passed"
     summary = f"{step.get('detail', 'started')}; {len(diags)} findings"
-    check = web_check("web-start", status, summary, step, web, files)
-    check.metrics = {
-        "ready_s": step.get("ready_s"),
-        "port": step.get("port"),
-        "targets": settings(run).targets.to_dict(),
-    }
+    spec = web.data.get("spec") or {}
+    check = web_check(
+        "web-start",
+        status,
+        summary,
+        step,
+        web,
+        port=step.get("port"),
+        ready_s=step.get("ready_s"),
+        stack=spec.get("stack"),
+        start=spec.get("start"),
+        targets=settings(run).targets.to_dict(),
+        **files,
+    )
     return check, diags
 
 
