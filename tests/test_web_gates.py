@@ -11,6 +11,7 @@ tools.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -66,7 +67,7 @@ SERVER = textwrap.dedent(
         print("boom: the configuration file config.toml is missing", flush=True)
         sys.exit(3)
     if mode == "wrong":
-        port = 3000 if port != 3000 else 3001
+        port = int(os.environ.get("WRONG_PORT", "3000"))
     if mode == "egress":
         try:
             socket.create_connection(("192.0.2.1", 80), timeout=1)
@@ -238,7 +239,7 @@ def test_wait_ready_tells_the_failures_apart_and_stop_leaves_no_process(tmp_path
     tree = _project(tmp_path, "x")
     cases = {
         "exit": (ServerExited, "config.toml is missing"),
-        "wrong": (WrongPort, "serving on 300"),
+        "wrong": (WrongPort, "serving on"),
         "never200": (ReadinessTimeout, "serving on"),
     }
     for mode, (kind, output) in cases.items():
@@ -247,6 +248,7 @@ def test_wait_ready_tells_the_failures_apart_and_stop_leaves_no_process(tmp_path
             tree,
             port=free_port(),
             log=tmp_path / f"{mode}.log",
+            env={**os.environ, "WRONG_PORT": str(free_port())},  # the host's 3000 may be taken
         )
         with pytest.raises(kind) as caught:
             wait_ready(app, timeout=2.0)

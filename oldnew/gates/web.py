@@ -23,7 +23,6 @@ import json
 import os
 import shutil
 import stat
-import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +33,7 @@ from oldnew.gates.model import Check, CheckStatus, Diagnostic, not_run
 from oldnew.sandbox import RunResult
 from oldnew.sandbox.files import UnsafeOutput, read_output
 from oldnew.web import toolchain
+from oldnew.web.driver import driver_argv
 from oldnew.web.start import AppFailure, find_start
 from oldnew.web.targets import WebTargets
 
@@ -174,15 +174,14 @@ def _run_driver(run: GateRun) -> WebRun:
     out = run.box.home / "web"
     out.mkdir(exist_ok=True)
     run.box.adopt(out)
-    argv = [sys.executable, "-I", "-m", "oldnew.web.driver", "--tree", str(run.tree)]
-    argv += ["--out", str(out), "--steps", ",".join(driver_steps(web)), "--budget", f"{budget:g}"]
-    argv += ["--pages", ",".join(web.targets.pages), "--load-seconds"]
-    argv += [f"{run.profile.load_seconds:g}", "--stack", web.stack]
+    argv = ["--tree", str(run.tree), "--out", str(out), "--budget", f"{budget:g}"]
+    argv += ["--steps", ",".join(driver_steps(web)), "--pages", ",".join(web.targets.pages)]
+    argv += ["--load-seconds", f"{run.profile.load_seconds:g}", "--stack", web.stack]
     argv += ["--ready-timeout", f"{run.profile.web_ready_s:g}"]
     argv += ["--e2e-test-timeout", f"{run.profile.e2e_test_s:g}"]
     if web.targets.endpoints:
         argv += ["--endpoints", ",".join(web.targets.endpoints)]
-    result = run.box.run(argv, timeout=budget + _MARGIN, env=run.env.variables())
+    result = run.box.run(driver_argv(*argv), timeout=budget + _MARGIN, env=run.env.variables())
     kept, copy_problem = None, ""
     if web.evidence_dir is not None and "start" in driver_steps(web):
         kept, copy_problem = web.evidence_dir, copy_out(out, web.evidence_dir)
