@@ -181,6 +181,9 @@ def test_preview_serves_through_the_relay_then_stops(ws: Path) -> None:
     assert served.url == f"http://localhost:{served.port}"
     assert _get(served.port) == (200, b"hello from the stub")
     assert preview_status(ws) == served
+    # Detached: neither this process's child nor in its session (it serves on after us).
+    parent = int(Path(f"/proc/{served.pid}/stat").read_text().rpartition(")")[2].split()[1])
+    assert parent != os.getpid() and os.getsid(served.pid) != os.getsid(0)
     record = _record(ws)
     assert record["commit"] == "c0ffee" and record["pid"] == served.pid
     assert record["state"] == "serving" and record["started"]
