@@ -653,7 +653,7 @@ def preview_app(
     from oldnew.deps.errors import DependencyError
     from oldnew.deps.settings import DepSettings
     from oldnew.sandbox import ProjectEnv
-    from oldnew.web.preview import preview_status, start_preview, stop_preview
+    from oldnew.web.preview import preview_failure, preview_status, start_preview, stop_preview
     from oldnew.web.start import AppFailure, NoStartCommand, declared_stack, find_start
 
     if stop and status_only:
@@ -668,6 +668,10 @@ def preview_app(
         if status_only:
             serving = preview_status(ws.root)
             if serving is None:
+                ended = preview_failure(ws.root)
+                if ended is not None:
+                    why = ended.render() if isinstance(ended, AppFailure) else str(ended)
+                    console.print(f"the last preview ended: {escape(why)}")
                 console.print(
                     f"no preview is serving: start one with 'oldnew preview -w {workspace}'"
                 )

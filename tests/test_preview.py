@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import http.client
 import json
 import os
+import shutil
+import signal
 import socket
 import subprocess
 import threading
@@ -20,7 +23,14 @@ from typer.testing import CliRunner
 from oldnew.cli import app as cli
 from oldnew.sandbox import Sandbox, probe_host
 from oldnew.web import preview as pv
-from oldnew.web.preview import Preview, preview_status, start_preview, stop_preview
+from oldnew.web import relay
+from oldnew.web.preview import (
+    Preview,
+    preview_failure,
+    preview_status,
+    start_preview,
+    stop_preview,
+)
 from oldnew.web.start import ServerExited
 from oldnew.workspace import Workspace
 
@@ -44,6 +54,8 @@ def attempt(address):
 class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         url = urlparse(self.path)
+        if url.path == "/crash":
+            os._exit(5)
         if url.path == "/probe":
             port = int(parse_qs(url.query)["port"][0])
             body = json.dumps({
@@ -113,15 +125,27 @@ def _processes_mentioning(text: str) -> list[int]:
     return found
 
 
-def _assert_gone(record: dict[str, object]) -> None:
-    """The daemon, the sandbox and every process of it are gone."""
+def _assert_gone(record: dict[str, object], *, removed: bool = True) -> None:
+    """The daemon, the sandbox and every process of it are gone (its folder too)."""
     pid, scratch = int(str(record["pid"])), str(record["scratch"])
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline and (pv._alive(pid) or _processes_mentioning(scratch)):
         time.sleep(0.05)
     assert not pv._alive(pid)
     assert _processes_mentioning(scratch) == []
-    assert not Path(scratch).exists()
+    assert Path(scratch).exists() is not removed
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_daemon_survives(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """After this module, no preview daemon of its workspaces runs (killed, and a failure)."""
+    yield
+    base = str(tmp_path_factory.getbasetemp())
+    left = [pid for pid in _processes_mentioning(base) if pv._alive(pid)]
+    for pid in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    assert left == [], "a preview daemon outlived its test"
 
 
 @pytest.fixture
@@ -157,6 +181,9 @@ def test_preview_serves_through_the_relay_then_stops(ws: Path) -> None:
     assert served.url == f"http://localhost:{served.port}"
     assert _get(served.port) == (200, b"hello from the stub")
     assert preview_status(ws) == served
+    # Detached: neither this process's child nor in its session (it serves on after us).
+    parent = int(Path(f"/proc/{served.pid}/stat").read_text().rpartition(")")[2].split()[1])
+    assert parent != os.getpid() and os.getsid(served.pid) != os.getsid(0)
     record = _record(ws)
     assert record["commit"] == "c0ffee" and record["pid"] == served.pid
     assert record["state"] == "serving" and record["started"]
@@ -213,6 +240,98 @@ def test_an_app_that_exits_at_once_is_a_typed_failure_with_its_output(ws: Path) 
     assert "boom: no DATABASE_URL" in caught.value.log_tail
     assert preview_status(ws) is None
     assert not (ws / ".oldnew" / "preview.json").exists()
+
+
+def test_an_app_that_dies_later_leaves_why_and_no_process(ws: Path) -> None:
+    served = start_preview(ws, tree=ws, commit="c2", port=3800)
+    record = _record(ws)
+    with pytest.raises((OSError, http.client.HTTPException)):
+        _get(served.port, "/crash")
+    _assert_gone(record)
+    assert preview_status(ws) is None
+    ended = preview_failure(ws)
+    assert isinstance(ended, ServerExited) and "exited with code 5" in str(ended)
+    assert "stub listening on 3800" in ended.log_tail
+
+
+def test_a_daemon_killed_hard_takes_its_sandbox_with_it(ws: Path) -> None:
+    served = start_preview(ws, tree=ws, commit="c3", port=3900)
+    record = _record(ws)
+    os.kill(served.pid, signal.SIGKILL)  # no handler runs: the supervisor's lifeline does it
+    _assert_gone(record, removed=False)  # nothing ran its clean-up
+    assert preview_status(ws) is None
+    deadline = time.monotonic() + 10  # init reaps the daemon (a zombie counts as alive)
+    while Path(f"/proc/{served.pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    start_preview(ws, tree=ws, commit="c4", port=3900)
+    assert not Path(str(record["scratch"])).exists()  # the next sandbox swept it
+
+
+def test_the_relays_survive_clients_that_hang_up(tmp_path: Path) -> None:
+    async def scenario() -> list[bytes]:
+        async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            writer.write(await reader.read(100))
+            await writer.drain()
+            writer.close()
+
+        app_server = await asyncio.start_server(echo, "127.0.0.1", 0)
+        app_port = app_server.sockets[0].getsockname()[1]
+        sock = tmp_path / "r.sock"
+        inside = asyncio.create_task(relay.serve_inside(sock, app_port))
+        while not sock.exists():
+            await asyncio.sleep(0.01)
+        listening, port = relay.bind_port(35000)
+        host = asyncio.create_task(relay.serve_host(listening, sock))
+        answers = []
+        for message in (b"", b"half a req", b"hello"):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            if message == b"":
+                writer.transport.abort()  # hangs up at once, with a reset
+            elif message == b"half a req":
+                writer.write(message)
+                writer.close()  # and goes away without reading
+            else:
+                writer.write(message)
+                await writer.drain()
+                answers.append(await asyncio.wait_for(reader.read(100), 5))
+                writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+        app_server.close()
+        await app_server.wait_closed()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"nobody home")
+        answers.append(await asyncio.wait_for(reader.read(100), 5))  # closed, not hung
+        writer.close()
+        await writer.wait_closed()
+        await asyncio.sleep(0.2)  # the relays see the last hang-up
+        for task in (inside, host):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        return answers
+
+    assert asyncio.run(scenario()) == [b"hello", b""]
+
+
+NODE_SERVER = """\
+const http = require("http");
+http.createServer((req, res) => res.end("node says hi on " + process.env.PORT))
+  .listen(Number(process.env.PORT), process.env.HOST, () => console.log("node up"));
+"""
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="no node on this machine")
+def test_a_node_app_serves_from_its_package_json_start(tmp_path: Path) -> None:
+    root = tmp_path / "web"
+    root.mkdir()
+    (root / "package.json").write_text(json.dumps({"scripts": {"start": "node server.js"}}))
+    (root / "server.js").write_text(NODE_SERVER)
+    try:
+        served = start_preview(root, tree=root, commit="n1", port=4000)
+        assert _get(served.port) == (200, f"node says hi on {served.port}".encode())
+    finally:
+        stop_preview(root)
 
 
 def test_the_fallback_sandbox_serves_too(ws: Path) -> None:
@@ -280,7 +399,20 @@ def test_cli_serves_main_says_where_and_stops(delivered: Workspace) -> None:
     assert code == 0 and "preview stopped" in out
     _assert_gone(record)
     code, out = _cli("--workspace", root, "--status")
-    assert code == 0 and "no preview is serving" in out
+    assert code == 0 and "no preview is serving" in out and "ended" not in out
+
+
+def test_cli_status_says_why_the_page_is_gone(delivered: Workspace) -> None:
+    root = str(delivered.root)
+    assert _cli("--workspace", root, "--port", "3750")[0] == 0
+    served = preview_status(delivered.root)
+    assert served is not None
+    with pytest.raises((OSError, http.client.HTTPException)):
+        _get(served.port, "/crash")
+    _assert_gone(_record(delivered.root))
+    code, out = _cli("--workspace", root, "--status")
+    assert code == 0 and "the last preview ended" in out and "exited with code 5" in out
+    assert "no preview is serving" in out
 
 
 def test_cli_errors_say_what_to_do(tmp_path: Path, delivered: Workspace) -> None:

@@ -20,7 +20,7 @@ from oldnew.gates.web import (
     WebRun,
     broken_outcome,
     driver_run,
-    kept_files,
+    kept,
     page_source,
     settings,
     unrun_outcome,
@@ -53,11 +53,11 @@ def gate_e2e(run: GateRun) -> Outcome:
         why = "no browser test ran: write Playwright specs in e2e/ that visit the named pages"
         diags.append(Diagnostic("e2e", "e2e", 0, why, "no-tests"))
     status: CheckStatus = "failed" if diags or failed else "passed"
+    skipped = int(stats.get("skipped", 0))
     summary = f"{passed} passed, {failed} failed, {flaky} flaky"
-    files = kept_files(web, step.get("report"), step.get("log"))
-    check = web_check("e2e", status, summary, step, web, files)
-    check.metrics = {"passed": passed, "failed": failed, "flaky": flaky}
-    return check, diags
+    files = kept(web, report=step.get("report"), log=step.get("log"))
+    metrics = {"passed": passed, "failed": failed, "flaky": flaky, "skipped": skipped}
+    return web_check("e2e", status, summary, step, web, **metrics, **files), diags
 
 
 def e2e_findings(report: dict[str, Any]) -> list[Diagnostic]:
@@ -142,8 +142,23 @@ def gate_axe(run: GateRun) -> Outcome:
     status: CheckStatus = "failed" if diags else "passed"
     summary = f"{len(diags)} blocking violations ({'/'.join(run.profile.axe_block)}), "
     summary += f"{len(reported)} others reported"
-    check = web_check("axe", status, summary, step, web, kept_files(web, step.get("report")))
-    check.metrics = {"blocking": len(diags), "reported": reported[:50]}
+    pages = {
+        str(p.get("path")): sum(1 for d in diags if d.message.startswith(f"page {p.get('path')}:"))
+        for p in report.get("pages", [])
+        if isinstance(p, dict)
+    }
+    check = web_check(
+        "axe",
+        status,
+        summary,
+        step,
+        web,
+        blocking=len(diags),
+        other=len(reported),
+        pages=pages,
+        reported=reported[:50],
+        **kept(web, report=step.get("report")),
+    )
     return check, diags
 
 
@@ -157,7 +172,7 @@ def axe_findings(
         route = str(page.get("path", "/"))
         where = page_source(tree, route)
         if page.get("error") and not page.get("axe"):
-            why = f"page {route} could not be checked with axe: {page['error']}"
+            why = f"page {route}: it could not be checked with axe: {page['error']}"
             diags.append(Diagnostic("axe", where, 0, why, "page"))
         for violation in page.get("axe") or []:
             impact = str(violation.get("impact") or "minor")
@@ -188,51 +203,67 @@ def gate_screenshots(run: GateRun) -> Outcome:
     web, report, outcome = _pages_report(run, "screenshots")
     if outcome is not None:
         return outcome
-    step = web.step("pages")
+    routes = settings(run).targets.pages
+    diags, shots, console = screenshot_findings(report, routes, run.tree)
+    files: dict[str, str] = {}
+    for route, rel in zip(routes, shots, strict=True):
+        if rel is None:
+            continue
+        if not web.has(rel):
+            why = f"no screenshot of page {route}: the page step wrote no {rel}"
+            diags.append(
+                Diagnostic("screenshots", page_source(run.tree, route), 0, why, "screenshot")
+            )
+        elif (path := web.path(rel)) is not None:
+            files[route] = path
+    status: CheckStatus = "failed" if diags else "passed"
+    captured = sum(1 for rel in shots if web.has(rel))
+    summary = f"{captured} of {len(routes)} pages captured, {len(diags)} findings"
+    check = web_check(
+        "screenshots",
+        status,
+        summary,
+        web.step("pages"),
+        web,
+        captured=captured,
+        files=files,
+        console_errors=console[:20],
+    )
+    return check, diags
+
+
+def screenshot_findings(
+    report: dict[str, Any], routes: tuple[str, ...], tree: Path
+) -> tuple[list[Diagnostic], list[str | None], list[str]]:
+    """Return the findings of a pages.json report, each route's screenshot, console errors.
+
+    A page with no screenshot, one that threw (``pageerror``) and one that loads something
+    from the internet are findings; the other console errors are reported lines.
+    """
     pages = {str(p.get("path")): p for p in report.get("pages", []) if isinstance(p, dict)}
     diags: list[Diagnostic] = []
-    shots: list[str] = []
+    shots: list[str | None] = []
     console: list[str] = []
-    for route in settings(run).targets.pages:
+    for route in routes:
         page = pages.get(route, {})
-        where = page_source(run.tree, route)
-        shot = web.file(page.get("screenshot"))
-        if shot is not None:
-            shots.append(str(shot))
-        else:
-            why = page.get("error") or "the page step did not reach it"
-            diags.append(
-                Diagnostic(
-                    "screenshots", where, 0, f"no screenshot of page {route}: {why}", "screenshot"
-                )
-            )
+        where = page_source(tree, route)
+        shot = page.get("screenshot")
+        shots.append(str(shot) if shot else None)
+        if not shot:
+            why = f"no screenshot of page {route}: {page.get('error') or 'the page step missed it'}"
+            diags.append(Diagnostic("screenshots", where, 0, why, "screenshot"))
         for error in page.get("page_errors") or []:
             text = " ".join(str(error).split())[:800]
-            diags.append(
-                Diagnostic(
-                    "screenshots",
-                    where,
-                    0,
-                    f"page {route} threw in the browser: {text}",
-                    "pageerror",
-                )
-            )
+            why = f"page {route} threw in the browser: {text}"
+            diags.append(Diagnostic("screenshots", where, 0, why, "pageerror"))
         for error in page.get("console_errors") or []:
             text = " ".join(str(error).split())[:300]
             if any(code in text for code in INTERNET_ERRORS):
-                why = (
-                    f"page {route} loads something from the internet: {text}; serve it from the app"
-                )
+                why = f"page {route} loads something from the internet: {text}; serve it itself"
                 diags.append(Diagnostic("screenshots", where, 0, why, "egress"))
             else:
                 console.append(f"{route}: {text}")
-    status: CheckStatus = "failed" if diags else "passed"
-    summary = (
-        f"{len(shots)} of {len(settings(run).targets.pages)} pages captured, {len(diags)} findings"
-    )
-    check = web_check("screenshots", status, summary, step, web, shots)
-    check.metrics = {"screenshots": len(shots), "console_errors": console[:20]}
-    return check, diags
+    return diags, shots, console
 
 
 def gate_lighthouse(run: GateRun) -> Outcome:
@@ -250,15 +281,28 @@ def gate_lighthouse(run: GateRun) -> Outcome:
             "lighthouse", {**step, "detail": "lighthouse.json does not read"}, web, "."
         )
     diags, scores = lighthouse_findings(report, run.profile.lighthouse_min, run.tree)
-    files = kept_files(web, step.get("report"), *(p.get("report") for p in report["pages"]))
+    reports = {
+        str(p.get("path")): path
+        for p in report["pages"]
+        if isinstance(p, dict) and (path := web.path(p.get("report"))) is not None
+    }
     status: CheckStatus = "failed" if diags else "passed"
     shown = "; ".join(
         f"{route} " + " ".join(f"{c} {s if s is not None else '-'}" for c, s in cats.items())
         for route, cats in scores.items()
     )
     summary = f"{shown} (minimum {run.profile.lighthouse_min:g})"
-    check = web_check("lighthouse", status, summary[:600], step, web, files)
-    check.metrics = {"scores": scores, "minimum": run.profile.lighthouse_min}
+    check = web_check(
+        "lighthouse",
+        status,
+        summary[:600],
+        step,
+        web,
+        scores=scores,
+        minimum=run.profile.lighthouse_min,
+        reports=reports,
+        **kept(web, summary_json=step.get("report")),
+    )
     return check, diags
 
 
@@ -319,7 +363,6 @@ def gate_load(run: GateRun) -> Outcome:
     diags: list[Diagnostic] = []
     measured: dict[str, dict[str, Any]] = {}
     skipped: list[str] = []
-    files: list[str] = []
     for record in step.get("endpoints", []):
         endpoint = str(record.get("endpoint", "?"))
         if record.get("status") == "not_run":
@@ -332,11 +375,12 @@ def gate_load(run: GateRun) -> Outcome:
                 Diagnostic("load", endpoint, 0, f"{endpoint}: the load run failed: {why}", "run")
             )
             continue
-        files += kept_files(web, record.get("report"))
         p95, rate = float(data.get("p95_ms") or 0), float(data.get("error_rate") or 0)
-        measured[endpoint] = {
-            k: data.get(k) for k in ("requests", "p50_ms", "p95_ms", "p99_ms", "error_rate", "rps")
-        }
+        keys = ("requests", "p50_ms", "p95_ms", "p99_ms", "error_rate", "rps")
+        measured[endpoint] = {"endpoint": endpoint, **{k: data.get(k) for k in keys}}
+        report = web.path(record.get("report"))
+        if report is not None:
+            measured[endpoint]["report"] = report
         if p95 > p95_max:
             why = (
                 f"{endpoint}: p95 latency {p95:.1f} ms over {p95_max:g} ms under "
@@ -360,6 +404,8 @@ def gate_load(run: GateRun) -> Outcome:
         f"{e} p95 {m.get('p95_ms')} ms, errors {m.get('error_rate')}" for e, m in measured.items()
     )
     summary = f"{shown} (p95 at most {p95_max:g} ms, errors at most {rate_max:g})"
-    check = web_check("load", status, summary[:600], step, web, files)
-    check.metrics = {"endpoints": measured, "skipped": skipped}
+    endpoints = list(measured.values())
+    check = web_check(
+        "load", status, summary[:600], step, web, endpoints=endpoints, skipped=skipped
+    )
     return check, diags

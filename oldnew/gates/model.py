@@ -42,9 +42,6 @@ class Check:
     excused: str = ""
     """Why this gate's failure is not the validated work's (it failed the same way at the
     run's baseline, ``gates.baseline``); empty when it counts."""
-    files: list[str] = field(default_factory=list)
-    """Evidence files the gate kept (screenshots, reports, the server's log): paths in a
-    temporary folder until the evidence is recorded, then relative to the workspace."""
 
 
 def not_run(name: str, reason: str, *, required: bool = True) -> Check:

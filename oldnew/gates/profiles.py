@@ -71,6 +71,8 @@ class Profile:
     """Seconds the whole milestone set (build, start, browser, Lighthouse, load) may take."""
     web_ready_s: float = 30.0
     """Seconds the started app has to answer HTTP 200 on its health path."""
+    e2e_test_s: float = 15.0
+    """Seconds each of the project's browser tests may take (a test that hangs fails)."""
 
     def to_dict(self) -> dict[str, Any]:
         """Return the profile as JSON-ready data (shown in evidence and the report)."""

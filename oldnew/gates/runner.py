@@ -243,6 +243,7 @@ def validate_tree(
     proceed: Proceed | None = None,
     milestone: bool = False,
     web: WebTargets | None = None,
+    evidence_dir: Path | None = None,
 ) -> ValidationResult:
     """Validate the project in ``tree`` with the gates of a quality profile.
 
@@ -255,7 +256,9 @@ def validate_tree(
 
     ``milestone=True`` adds the profile's milestone gates (the app started, browser tests,
     axe, screenshots, Lighthouse, load) for a web project, on ``web``'s pages and endpoints
-    (default: the page ``/``).
+    (default: the page ``/``). ``evidence_dir`` is where their files (screenshots, Lighthouse
+    reports, logs) are copied, made afresh; the gates' metrics name them there by absolute
+    path. None keeps no file, only the numbers.
     """
     profile = profile or resolve_profile(
         quality, coverage_min=coverage_min, complexity_max=complexity_max
@@ -282,9 +285,12 @@ def validate_tree(
             result.sandbox = box.layer_dicts()
             result.fingerprint = fingerprint(box.tree, box.files)
             run = GateRun(box, profile, timeout, chains, new_sandbox)
-            run.artifacts[web_gates.SETTINGS] = web_gates.WebSettings(milestone, web_targets)
             wanted = [*profile.gates, *(profile.milestone_gates if milestone else ())]
             names = [n for n in wanted if GATES[n].toolchain in (*chains, "any")]
+            settings = web_gates.WebSettings(
+                milestone, web_targets, gates=tuple(names), evidence_dir=evidence_dir
+            )
+            run.artifacts[web_gates.SETTINGS] = settings
             outcomes = run_all(names, run, proceed)
             for name in names:
                 result.checks.append(outcomes[name][0])

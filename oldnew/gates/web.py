@@ -11,9 +11,10 @@ GET endpoint).
 
 All of it is one sandboxed command, :mod:`oldnew.web.driver` (the app and the tools must share
 the box's network namespace): the first web gate of a validation runs it, under a lock, and
-every web gate reads its evidence, copied out of the box into a folder of the host's (the
-gates' :attr:`Check.files`; :func:`keep_evidence` moves it beside the validation's evidence).
-A tool that is missing makes its gate not run, with the command that installs it: never a pass.
+every web gate reads its output from the box. With ``evidence_dir`` the output (screenshots,
+Lighthouse reports, logs) is copied there, and the gates' ``metrics`` name those files by
+absolute path; without, only the numbers are kept. A tool that is missing makes its gate not
+run, with the command that installs it: never a pass.
 """
 
 from __future__ import annotations
@@ -22,18 +23,17 @@ import json
 import os
 import shutil
 import stat
-import sys
-import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from oldnew.gates.common import GateRun, Outcome
-from oldnew.gates.model import Check, CheckStatus, Diagnostic, ValidationResult, not_run
+from oldnew.gates.model import Check, CheckStatus, Diagnostic, not_run
 from oldnew.sandbox import RunResult
 from oldnew.sandbox.files import UnsafeOutput, read_output
 from oldnew.web import toolchain
+from oldnew.web.driver import driver_argv
 from oldnew.web.start import AppFailure, find_start
 from oldnew.web.targets import WebTargets
 
@@ -42,7 +42,6 @@ SETTINGS = "web_settings"
 """The key of :class:`WebSettings` in :attr:`GateRun.artifacts`."""
 _RUN = "web_run"
 _LOCK = threading.Lock()
-_TEMP_PREFIX = "oldnew-web-"
 MAX_COPY = 64 * 2**20
 """Bytes of the driver's output copied out of the box (screenshots, reports, logs)."""
 MAX_FILES = 200
@@ -62,14 +61,21 @@ class WebSettings:
     targets: WebTargets = field(default_factory=WebTargets)
     stack: str = ""
     """The scope's stack (``node-web``), for the message when no start is declared."""
+    gates: tuple[str, ...] = ()
+    """The gates of this validation: the driver runs only the steps they read."""
+    evidence_dir: Path | None = None
+    """Where the driver's output is kept (None: nothing is kept but the numbers)."""
 
 
 @dataclass
 class WebRun:
-    """The driver's run: its ``web.json``, the host copy of its output, and the command."""
+    """The driver's run: its ``web.json``, its output in the box, and where it was kept."""
 
     data: dict[str, Any]
-    folder: Path | None
+    out: Path
+    """The driver's output folder in the box (read while the box is open)."""
+    kept: Path | None = None
+    """The copy of it in the validation's evidence, when one was asked for."""
     result: RunResult | None = None
     problem: str = ""
     """Why the driver's evidence could not be had (it did not run, or was stopped)."""
@@ -83,21 +89,31 @@ class WebRun:
             return {"status": "failed", "detail": self.problem}
         return {"status": "not_run", "detail": f"the driver recorded no {name} step"}
 
-    def file(self, rel: str | None) -> Path | None:
-        """Return the host copy of one of the driver's files, if it was kept."""
-        if not rel or self.folder is None:
+    def has(self, rel: str | None) -> bool:
+        """Tell whether the driver wrote the regular file ``rel`` (a screenshot, say)."""
+        if not rel:
+            return False
+        try:
+            return stat.S_ISREG(os.lstat(self.out / rel).st_mode)
+        except (OSError, ValueError):
+            return False
+
+    def path(self, rel: str | None) -> str | None:
+        """Return the absolute path of the kept copy of ``rel``; None when it was not kept."""
+        if not rel or self.kept is None:
             return None
-        path = self.folder / rel
-        return path if path.is_file() else None
+        path = self.kept / rel
+        return str(path) if path.is_file() else None
 
     def report(self, step: dict[str, Any]) -> Any:
         """Return the parsed JSON report a step names (None when it is missing or unreadable)."""
-        path = self.file(step.get("report"))
-        if path is None:
+        rel = step.get("report")
+        if not isinstance(rel, str) or not rel:
             return None
         try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            raw = read_output(self.out, rel)
+            return json.loads(raw) if raw is not None else None
+        except (UnsafeOutput, ValueError):
             return None
 
 
@@ -131,8 +147,25 @@ def driver_run(run: GateRun) -> WebRun:
         return web
 
 
-def _steps(web: WebSettings) -> list[str]:
-    return ["build", "start", "e2e", "pages", "lighthouse", "load"] if web.milestone else ["build"]
+STEPS_OF = {
+    "web-build": ("build",),
+    "web-start": ("build", "start"),
+    "e2e": ("build", "start", "e2e"),
+    "axe": ("build", "start", "pages"),
+    "screenshots": ("build", "start", "pages"),
+    "lighthouse": ("build", "start", "lighthouse"),
+    "load": ("build", "start", "load"),
+}
+"""The driver's steps each web gate reads."""
+
+
+def driver_steps(web: WebSettings) -> list[str]:
+    """Return the driver's steps this validation needs, in the driver's order."""
+    gates = web.gates or (("web-build", *STEPS_OF) if web.milestone else ("web-build",))
+    wanted = {step for gate in gates if gate in STEPS_OF for step in STEPS_OF[gate]}
+    if not web.milestone:
+        wanted &= {"build"}
+    return [s for s in ("build", "start", "e2e", "pages", "lighthouse", "load") if s in wanted]
 
 
 def _run_driver(run: GateRun) -> WebRun:
@@ -141,21 +174,24 @@ def _run_driver(run: GateRun) -> WebRun:
     out = run.box.home / "web"
     out.mkdir(exist_ok=True)
     run.box.adopt(out)
-    argv = [sys.executable, "-I", "-m", "oldnew.web.driver", "--tree", str(run.tree)]
-    argv += ["--out", str(out), "--steps", ",".join(_steps(web)), "--budget", f"{budget:g}"]
-    argv += ["--pages", ",".join(web.targets.pages), "--load-seconds"]
-    argv += [f"{run.profile.load_seconds:g}", "--stack", web.stack]
+    argv = ["--tree", str(run.tree), "--out", str(out), "--budget", f"{budget:g}"]
+    argv += ["--steps", ",".join(driver_steps(web)), "--pages", ",".join(web.targets.pages)]
+    argv += ["--load-seconds", f"{run.profile.load_seconds:g}", "--stack", web.stack]
     argv += ["--ready-timeout", f"{run.profile.web_ready_s:g}"]
+    argv += ["--e2e-test-timeout", f"{run.profile.e2e_test_s:g}"]
     if web.targets.endpoints:
         argv += ["--endpoints", ",".join(web.targets.endpoints)]
-    result = run.box.run(argv, timeout=budget + _MARGIN, env=run.env.variables())
-    folder, copy_problem = copy_out(out)
+    result = run.box.run(driver_argv(*argv), timeout=budget + _MARGIN, env=run.env.variables())
+    kept, copy_problem = None, ""
+    if web.evidence_dir is not None and "start" in driver_steps(web):
+        kept, copy_problem = web.evidence_dir, copy_out(out, web.evidence_dir)
     data: dict[str, Any] = {}
     problem = ""
-    raw = (folder / "web.json") if folder is not None else None
     try:
-        data = json.loads(raw.read_text(encoding="utf-8")) if raw and raw.is_file() else {}
-    except (OSError, ValueError):
+        raw = read_output(out, "web.json")
+        data = json.loads(raw) if raw is not None else {}
+    except (UnsafeOutput, ValueError) as exc:
+        copy_problem = f"web.json cannot be read: {exc}"
         data = {}
     if result.killed:
         problem = (
@@ -169,16 +205,18 @@ def _run_driver(run: GateRun) -> WebRun:
         )
     elif data.get("error"):
         problem = f"the web driver crashed (a bug in oldnew): {str(data['error'])[-800:]}"
-    return WebRun(data if isinstance(data, dict) else {}, folder, result, problem)
+    return WebRun(data if isinstance(data, dict) else {}, out, kept, result, problem)
 
 
-def copy_out(out: Path) -> tuple[Path | None, str]:
-    """Copy the driver's output out of the box into a new host folder; say what was refused.
+def copy_out(out: Path, dest: Path) -> str:
+    """Copy the driver's output out of the box into ``dest`` (made afresh); say what was refused.
 
     Only regular files, read without following links (the app ran as the same user and could
     have put a link there), at most :data:`MAX_FILES` files and :data:`MAX_COPY` bytes.
     """
-    dest = Path(tempfile.mkdtemp(prefix=_TEMP_PREFIX))
+    if dest.is_dir() and not dest.is_symlink():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True, exist_ok=True)
     total = 0
     refused: list[str] = []
     count = 0
@@ -204,80 +242,37 @@ def copy_out(out: Path) -> tuple[Path | None, str]:
             target.write_bytes(data)
             total += len(data)
             count += 1
-    problem = f"files of the driver's output not kept: {', '.join(refused[:5])}" if refused else ""
-    return dest, problem
+    return f"files of the driver's output not kept: {', '.join(refused[:5])}" if refused else ""
 
 
-def keep_evidence(result: ValidationResult, folder: Path, root: Path) -> None:
-    """Move the web gates' files into ``folder``; their paths become relative to ``root``.
-
-    ``record_evidence`` calls it with ``.oldnew/evidence/<name>/web``; a result without web
-    evidence is left alone.
-    """
-    moved: dict[Path, Path] = {}
-    for check in result.checks:
-        kept = []
-        for name in check.files:
-            path = Path(name)
-            source = _temp_root(path)
-            if source is None:
-                kept.append(name)
-                continue
-            if source not in moved:
-                folder.parent.mkdir(parents=True, exist_ok=True)
-                if folder.exists():
-                    shutil.rmtree(folder)
-                shutil.copytree(source, folder)
-                shutil.rmtree(source, ignore_errors=True)
-                moved[source] = folder
-            new = moved[source] / path.relative_to(source)
-            kept.append(str(new.relative_to(root)) if new.is_relative_to(root) else str(new))
-        check.files = kept
-
-
-def _temp_root(path: Path) -> Path | None:
-    """Return the driver-copy folder ``path`` lies in, or None when it is no such file."""
-    temp = Path(tempfile.gettempdir())
-    if not path.is_absolute() or not path.is_relative_to(temp):
-        return None
-    top = temp / path.relative_to(temp).parts[0]
-    return top if top.name.startswith(_TEMP_PREFIX) else None
-
-
-def kept_files(web: WebRun, *names: str | None) -> list[str]:
-    """Return the host paths of those of the driver's files that were kept."""
-    out = []
-    for name in names:
-        path = web.file(name)
+def kept(web: WebRun, **files: str | None) -> dict[str, str]:
+    """Return ``{name: absolute path}`` of those of the driver's files that were kept."""
+    out = {}
+    for name, rel in files.items():
+        path = web.path(rel)
         if path is not None:
-            out.append(str(path))
+            out[name] = path
     return out
 
 
 def web_check(
-    name: str,
-    status: CheckStatus,
-    summary: str,
-    step: dict[str, Any],
-    web: WebRun,
-    files: list[str],
-    **metrics: Any,
+    name: str, status: CheckStatus, summary: str, step: dict[str, Any], web: WebRun, **metrics: Any
 ) -> Check:
-    """Return a web gate's check: the driver's command, the step's time, the tools' versions."""
+    """Return a web gate's check: the driver's command, the step's time (also in ``metrics``)."""
     argv = web.result.argv if web.result is not None else []
     code = web.result.exit_code if web.result is not None else None
     versions = toolchain.versions() if web.data else {}
     shown = ", ".join(f"{k} {v}" for k, v in sorted(versions.items())) if versions else ""
+    duration = float(step.get("duration_s", 0.0) or 0.0)
     return Check(
         name,
         status,
         argv,
         code,
-        float(step.get("duration_s", 0.0) or 0.0),
+        duration,
         summary,
         shown or "oldnew web driver",
-        metrics=metrics,
-        files=files,
+        metrics={"duration_s": duration, **metrics},
     )
 
 
@@ -296,7 +291,7 @@ def unrun_outcome(name: str, step: dict[str, Any]) -> Outcome | None:
 def broken_outcome(name: str, step: dict[str, Any], web: WebRun, file: str) -> Outcome:
     """Return the failed outcome of a step that could not finish (timeout, crash, no report)."""
     detail = str(step.get("detail") or web.problem or "the step did not finish")
-    check = web_check(name, "failed", detail[:300], step, web, kept_files(web, step.get("log")))
+    check = web_check(name, "failed", detail[:300], step, web, **kept(web, log=step.get("log")))
     return check, [Diagnostic(name, file, 0, detail[:2000], "step")]
 
 
@@ -341,6 +336,13 @@ def page_source(tree: Path, route: str) -> str:
 
 def gate_web_build(run: GateRun) -> Outcome:
     """Run the app's declared build (every task of a web project)."""
+    if not settings(run).milestone:
+        try:
+            spec = find_start(run.tree)
+        except AppFailure:
+            spec = None  # the driver says what is wrong with it
+        if spec is not None and spec.build is None:
+            return not_run("web-build", "the project declares no build", required=False), []
     web = driver_run(run)
     step = web.step("build")
     if step.get("status") == "not_run":
@@ -351,9 +353,10 @@ def gate_web_build(run: GateRun) -> Outcome:
             # Named by web-start, which needs it; a build check has nothing to build.
             return not_run("web-build", "skipped: " + str(step.get("detail", ""))), []
         return _failure("web-build", step, web, manifest(run))
-    files = kept_files(web, step.get("log"))
     summary = f"{step.get('command', 'the build')} passed"
-    return web_check("web-build", "passed", summary, step, web, files), []
+    return web_check(
+        "web-build", "passed", summary, step, web, **kept(web, log=step.get("log"))
+    ), []
 
 
 def _failure(name: str, step: dict[str, Any], web: WebRun, file: str) -> Outcome:
@@ -363,8 +366,8 @@ def _failure(name: str, step: dict[str, Any], web: WebRun, file: str) -> Outcome
     tail = str(failure.get("log_tail") or "").strip()
     text = f"{message}\nits output ends with:\n{tail[-2000:]}" if tail else message
     kind = str(failure.get("kind") or "step")
-    check = web_check(name, "failed", message[:300], step, web, kept_files(web, step.get("log")))
-    check.metrics = {"failure": kind}
+    files = kept(web, web_json="web.json", log=step.get("log"))
+    check = web_check(name, "failed", message[:300], step, web, failure=kind, **files)
     return check, [Diagnostic(name, file, 0, text, kind)]
 
 
@@ -374,16 +377,31 @@ def gate_web_start(run: GateRun) -> Outcome:
     step, build = web.step("start"), web.step("build")
     if step.get("status") == "not_run":
         if build.get("status") == "failed":
-            return not_run("web-start", "skipped: web-build did not pass"), []
-        return unrun_outcome("web-start", step) or (not_run("web-start", "not run"), [])
+            check = not_run("web-start", "skipped: web-build did not pass")
+        else:
+            check = (unrun_outcome("web-start", step) or (not_run("web-start", "not run"), []))[0]
+        check.metrics = kept(web, web_json="web.json", build_log=build.get("log"))
+        return check, []
     if step.get("status") == "failed":
         return _failure("web-start", step, web, manifest(run))
     diags = _page_findings(run, web) + _egress_findings(web)
-    files = kept_files(web, "web.json", step.get("log"), build.get("log"))
+    files = kept(web, web_json="web.json", log=step.get("log"), build_log=build.get("log"))
     status: CheckStatus = "failed" if diags else "passed"
     summary = f"{step.get('detail', 'started')}; {len(diags)} findings"
-    check = web_check("web-start", status, summary, step, web, files)
-    check.metrics = {"ready_s": step.get("ready_s"), "port": step.get("port")}
+    spec = web.data.get("spec") or {}
+    check = web_check(
+        "web-start",
+        status,
+        summary,
+        step,
+        web,
+        port=step.get("port"),
+        ready_s=step.get("ready_s"),
+        stack=spec.get("stack"),
+        start=spec.get("start"),
+        targets=settings(run).targets.to_dict(),
+        **files,
+    )
     return check, diags
 
 

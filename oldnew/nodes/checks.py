@@ -24,7 +24,6 @@ from oldnew.gates import Check, Diagnostic, ValidationResult, resolve_profile, v
 from oldnew.gates.baseline import Baseline, judge
 from oldnew.gates.model import CheckStatus
 from oldnew.gates.runner import Proceed, reuse_key
-from oldnew.gates.web import keep_evidence
 from oldnew.graph.state import TaskState
 from oldnew.hitl.questions import dependency_blocked_question, task_question, what_task
 from oldnew.memory.learning import learn_from_accepted_task
@@ -39,12 +38,7 @@ MAX_DIAGNOSTICS = 25
 
 
 def record_evidence(ws: Workspace, name: str, result: ValidationResult, **extra: Any) -> str:
-    """Write a validation result to ``.oldnew/evidence/<name>.json``; return the relative path.
-
-    The web gates' files (screenshots, reports, the server's log) go to
-    ``.oldnew/evidence/<name>/web/``, and their checks name them there.
-    """
-    keep_evidence(result, ws.meta / "evidence" / name / "web", ws.root)
+    """Write a validation result to ``.oldnew/evidence/<name>.json``; return the relative path."""
     path = ws.write_json(f"evidence/{name}.json", {**extra, **result.to_dict()})
     return str(path.relative_to(ws.root))
 
@@ -72,6 +66,7 @@ def run_gates(
     proceed: Proceed | None = None,
     milestone: bool = False,
     web: WebTargets | None = None,
+    evidence_dir: Path | None = None,
 ) -> ValidationResult:
     """Run the quality gates the run's context asks for on ``tree`` (blocking).
 
@@ -91,8 +86,9 @@ def run_gates(
     behind a syntax error the repository already had. ``proceed`` says the same without a
     workspace (the baseline passes one that lets every gate run: all it finds is there before).
 
-    ``milestone`` and ``web`` go to :func:`validate_tree`: the milestone gate set of a web
-    project, on those pages and endpoints.
+    ``milestone``, ``web`` and ``evidence_dir`` go to :func:`validate_tree`: the milestone
+    gate set of a web project, on those pages and endpoints, its files kept in that folder
+    (not part of the reuse key: a reused result names the files of the validation it reuses).
     """
     profile = resolve_profile(
         ctx.quality, coverage_min=ctx.coverage_min, complexity_max=ctx.complexity_max
@@ -119,6 +115,7 @@ def run_gates(
             proceed=proceed,
             milestone=milestone,
             web=web,
+            evidence_dir=evidence_dir,
         )
         result.reuse_key = key
     return judge(result, baseline) if ws is not None else result

@@ -210,7 +210,7 @@ def wait_ready(app: RunningApp, *, timeout: float = READY_TIMEOUT_S) -> float:
                 opened = listening_ports(tree_pids(app.pid))
                 if opened and app.port not in opened:
                     elsewhere_since = elsewhere_since or now
-                    if now - elsewhere_since >= WRONG_PORT_GRACE_S:
+                    if now - elsewhere_since >= min(WRONG_PORT_GRACE_S, timeout / 3):
                         raise WrongPort(app.port, opened, app.log_tail()) from None
                 else:
                     elsewhere_since = None

@@ -52,7 +52,7 @@ PAGE_CAP = 5 * 2**20
 """Bytes a named page may have; a larger one is a finding and no browser opens it."""
 STEP_TIMEOUTS = {"build": 180.0, "start": 30.0, "e2e": 120.0}
 PAGE_FETCH_TIMEOUT = 10.0
-E2E_TEST_TIMEOUT_MS = 15_000
+E2E_TEST_TIMEOUT_S = 15.0
 LOAD_CONNECTIONS = 10
 STOP_RESERVE = 4.0
 """Seconds of the budget kept for stopping the app and writing the evidence."""
@@ -67,6 +67,25 @@ EGRESS_PATTERNS = (
 )
 _REFUSED = re.compile(r"ECONNREFUSED\s+\[?([0-9A-Fa-f.:]+?)\]?:(\d+)")
 MAX_EGRESS = 10
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+LAUNCHER = (
+    "import sys, types\n"
+    "package = types.ModuleType('oldnew')\n"
+    "package.__path__ = [sys.argv[1]]\n"
+    "sys.modules['oldnew'] = package\n"
+    "from oldnew.web.driver import main\n"
+    "sys.exit(main(sys.argv[2:]))\n"
+)
+"""Runs :func:`main` without ``oldnew/__init__`` (which loads the whole graph, seconds of
+imports): the driver needs only the standard library and a few of oldnew's modules."""
+
+
+def driver_argv(*args: str) -> list[str]:
+    """Return the argv that runs the driver with oldnew's interpreter.
+
+    ``-I``: no project folder on ``sys.path``, no ``PYTHON*`` variables, no user site.
+    """
+    return [sys.executable, "-I", "-c", LAUNCHER, str(PACKAGE_DIR), *args]
 
 
 @dataclass
@@ -124,6 +143,7 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--budget", type=float, default=240.0)
     parser.add_argument("--ready-timeout", type=float, default=STEP_TIMEOUTS["start"])
     parser.add_argument("--load-seconds", type=float, default=5.0)
+    parser.add_argument("--e2e-test-timeout", type=float, default=E2E_TEST_TIMEOUT_S)
     parser.add_argument("--page-cap", type=int, default=PAGE_CAP, help="bytes")
     parser.add_argument("--stack", default="", help="the scope's stack, for messages")
     return parser.parse_args(argv)
@@ -180,7 +200,7 @@ def _run(
     good = _fetch_pages(ev, base, pages, args.page_cap)
     env = _tool_env(tree, base)
     tools: dict[str, Callable[[], None]] = {
-        "e2e": lambda: _e2e(ev, tree, args.out, env),
+        "e2e": lambda: _e2e(ev, tree, args.out, env, args.e2e_test_timeout),
         "pages": lambda: _node_step(ev, "pages", "axe", "pages.mjs", good, base, args.out, env),
         "lighthouse": lambda: _node_step(
             ev, "lighthouse", "lighthouse", "lighthouse.mjs", good, base, args.out, env
@@ -386,7 +406,7 @@ def _e2e_specs(tree: Path) -> list[str]:
     )
 
 
-def _e2e(ev: Evidence, tree: Path, out: Path, env: dict[str, str]) -> None:
+def _e2e(ev: Evidence, tree: Path, out: Path, env: dict[str, str], test_s: float) -> None:
     missing = toolchain.missing("e2e")
     if missing:
         ev.step("e2e", "not_run", missing, missing=True)
@@ -410,9 +430,12 @@ def _e2e(ev: Evidence, tree: Path, out: Path, env: dict[str, str]) -> None:
         **env,
         "E2E_DIR": str(tree / "e2e"),
         "PLAYWRIGHT_JSON_OUTPUT_NAME": str(report),
-        "E2E_TIMEOUT_MS": str(E2E_TEST_TIMEOUT_MS),
+        "E2E_TIMEOUT_MS": str(int(test_s * 1000)),
+        "E2E_OUTPUT_DIR": str(out / "e2e-results"),
     }
     timeout = max(1.0, min(STEP_TIMEOUTS["e2e"], ev.left()))
+    # Playwright's own overall limit comes first, so its report is still written.
+    step_env["E2E_GLOBAL_TIMEOUT_MS"] = str(int(max(1.0, timeout - 10) * 1000))
     code, seconds = _run_tool(argv, cwd=tree, env=step_env, log=out / "e2e.log", timeout=timeout)
     common = {"duration_s": seconds, "exit_code": code, "log": "e2e.log", "specs": specs}
     if code is None:

@@ -38,10 +38,11 @@ from pathlib import Path
 from typing import Any
 
 from oldnew.errors import OldnewError
+from oldnew.locks import exclusive
 from oldnew.sandbox import Limits, ProjectEnv, Sandbox
 from oldnew.web import relay
-from oldnew.web.app import free_port
-from oldnew.web.serve import LOG_NAME, SOCKET_NAME, STATUS_NAME, launch_argv
+from oldnew.web.app import free_port, log_tail
+from oldnew.web.serve import BUILD_TIMEOUT, LOG_NAME, SOCKET_NAME, STATUS_NAME, launch_argv
 from oldnew.web.start import (
     AppFailure,
     BuildFailed,
@@ -50,10 +51,12 @@ from oldnew.web.start import (
     ReadinessTimeout,
     ServerExited,
     WrongPort,
+    find_start,
 )
 
 RECORD = "preview.json"
 LOG = "preview.log"
+LOCK = "preview.lock"
 DEFAULT_PORT = 3000
 LIMITS = dataclasses.replace(Limits(), cpu_seconds=7 * 24 * 3600)
 """A preview serves for as long as the person wants it: a week of CPU time, not ten minutes."""
@@ -172,6 +175,19 @@ def preview_status(ws_root: Path) -> Preview | None:
     return preview if _alive(preview.pid) else None
 
 
+def preview_failure(ws_root: Path) -> Exception | None:
+    """Return why the workspace's last preview ended by itself (its app failed), or None.
+
+    An app that comes up and crashes later leaves its failure in the record, so that
+    ``oldnew preview --status`` can say why the page is gone.
+    """
+    record = _read_record(ws_root)
+    if not record or record.get("state") != "failed":
+        return None
+    failure = record.get("failure")
+    return failure_of(failure if isinstance(failure, dict) else {})
+
+
 def stop_preview(ws_root: Path) -> bool:
     """Stop the preview of ``ws_root``: its daemon and the sandbox's whole process tree.
 
@@ -179,6 +195,11 @@ def stop_preview(ws_root: Path) -> bool:
     that does not end within a grace period is killed, and its sandbox's supervisor then
     kills the tree (it holds the daemon's lifeline).
     """
+    with exclusive(_meta(ws_root) / LOCK):
+        return _stop(ws_root)
+
+
+def _stop(ws_root: Path) -> bool:
     meta = _meta(ws_root)
     record = _read_record(ws_root)
     if record is None:
@@ -232,9 +253,37 @@ def start_preview(
 
     """
     ws_root = Path(ws_root).resolve()
+    with exclusive(_meta(ws_root) / LOCK):  # one start or stop of a workspace's at a time
+        _stop(ws_root)
+        token = _launch(ws_root, tree, commit, port, env, wait, use_bwrap, drop_uid)
+        try:
+            return _await_serving(ws_root, token, wait + _build_allowance(tree))
+        except BaseException:
+            _stop(ws_root)
+            raise
+
+
+def _build_allowance(tree: Path) -> float:
+    """Seconds the sandbox's start (and the app's declared build) may take before readiness."""
+    try:
+        spec = find_start(tree)
+    except AppFailure:
+        spec = None
+    return 30 + (BUILD_TIMEOUT if spec is not None and spec.build else 0)
+
+
+def _launch(
+    ws_root: Path,
+    tree: Path,
+    commit: str,
+    port: int,
+    env: ProjectEnv | None,
+    wait: float,
+    use_bwrap: bool,
+    drop_uid: bool,
+) -> str:
+    """Start the daemon (detached); return the token its record will carry."""
     meta = _meta(ws_root)
-    meta.mkdir(parents=True, exist_ok=True)
-    stop_preview(ws_root)
     token = uuid.uuid4().hex
     env_file = meta / "preview-env.json"
     env_file.write_text(json.dumps(_env_dict(env or ProjectEnv.host(tree))), encoding="utf-8")
@@ -252,23 +301,34 @@ def start_preview(
             stderr=subprocess.STDOUT,
             start_new_session=True,
             cwd="/",
+            env=_daemon_environment(),
             check=False,
             timeout=60,
         )
-    return _await_serving(ws_root, token, wait)
+    return token
 
 
-def _await_serving(ws_root: Path, token: str, wait: float) -> Preview:
+def _daemon_environment() -> dict[str, str]:
+    """Return what the daemon keeps of this process's environment: no key, no token.
+
+    It serves for hours; what it needs is where its tools are (PATH) and where scratch
+    folders go (TMPDIR); the sandbox gives the app a scrubbed environment of its own anyway.
+    """
+    keep = ("PATH", "LANG", "LC_ALL", "TMPDIR", "HOME", "OLDNEW_CHROMIUM")
+    return {name: os.environ[name] for name in keep if name in os.environ}
+
+
+def _await_serving(ws_root: Path, token: str, seconds: float) -> Preview:
     """Wait until the page answers through the relay; raise why it does not."""
     meta = _meta(ws_root)
-    deadline = time.monotonic() + wait + 30  # the sandbox's copy and start come first
+    wait = seconds
+    deadline = time.monotonic() + seconds
     last = "no answer yet"
     while True:
         record = _read_record(ws_root)
         mine = record is not None and record.get("token") == token
         if mine and record is not None:
             if record.get("state") == "failed":
-                stop_preview(ws_root)
                 failure = record.get("failure") or {}
                 raise failure_of(failure, fallback_log=_log_tail(meta))
             if record.get("state") == "serving":
@@ -276,13 +336,11 @@ def _await_serving(ws_root: Path, token: str, wait: float) -> Preview:
                 if status == 200:
                     return _preview_of(record)
                 last = f"HTTP {status}" if status else "no answer through the relay"
-            if not _alive(int(record.get("pid", 0))) and record.get("state") != "failed":
-                stop_preview(ws_root)
+            if not _alive(int(record.get("pid", 0))):
                 raise PreviewError(
                     "the preview's daemon ended before the app answered:\n" + _log_tail(meta)
                 )
         if time.monotonic() > deadline:
-            stop_preview(ws_root)
             if not mine:
                 raise PreviewError(
                     "the preview's daemon never reported (see .oldnew/preview.log):\n"
@@ -391,12 +449,16 @@ async def _serve(
     argv += ["--wait", f"{wait:g}"]
     run = asyncio.create_task(asyncio.to_thread(box.run, argv, timeout=FOREVER, stop=stop))
     host = asyncio.create_task(relay.serve_host(sockets, box.home / SOCKET_NAME))
-    while not run.done():
+    while not run.done():  # until the app answers inside (or fails): then only wait
         state = _status(status_file)
-        if state.get("state") == "ready" and record["state"] == "starting":
+        if state.get("state") == "ready":
             record |= {"state": "serving", "health": state.get("health", "/")}
             _write_record(meta, record)
+            await asyncio.wait({run})
+        elif state.get("state") == "failed":
+            break
         await asyncio.wait({run}, timeout=0.1)
+    await asyncio.wait({run})
     host.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await host
@@ -407,19 +469,12 @@ async def _serve(
     failure = state.get("failure") or {
         "kind": "PreviewError",
         "message": f"the preview's server ended (exit {result.exit_code}) {result.ending()}",
-        "log_tail": (_tail(box.home / LOG_NAME) + "\n" + result.output).strip()[-4000:],
+        "log_tail": (log_tail(box.home / LOG_NAME) + "\n" + result.output).strip()[-4000:],
     }
     record |= {"state": "failed", "failure": failure}
     _write_record(meta, record)
     print(f"preview ended: {failure.get('kind')}: {failure.get('message')}", flush=True)
     return 1
-
-
-def _tail(path: Path, chars: int = 3000) -> str:
-    try:
-        return path.read_text(encoding="utf-8", errors="replace")[-chars:]
-    except OSError:
-        return ""
 
 
 def _status(path: Path) -> dict[str, Any]:

@@ -50,17 +50,47 @@ async def _close(writer: asyncio.StreamWriter) -> None:
 async def _splice(
     client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter, open_peer: Opener
 ) -> None:
-    """Connect one client to its peer and copy both ways until both ends are done."""
+    """Connect one client to its peer and copy both ways until both ends are done.
+
+    Cancelled (the relay stops), it closes both ends and returns: a connection's task is
+    asyncio's own callback, which would report the cancellation as an error.
+    """
+    peer_w: asyncio.StreamWriter | None = None
     try:
-        peer_r, peer_w = await asyncio.wait_for(open_peer(), CONNECT_TIMEOUT)
+        peer_r, peer = await asyncio.wait_for(open_peer(), CONNECT_TIMEOUT)
+        peer_w = peer
+        # Held here (and this task in the relay's set): asyncio keeps only weak references
+        # to tasks, and a pump waiting on a quiet connection must not be collected.
+        pumps = [
+            asyncio.create_task(_pump(client_r, peer)),
+            asyncio.create_task(_pump(peer_r, client_w)),
+        ]
+        await asyncio.gather(*pumps)
     except (TimeoutError, OSError):
-        await _close(client_w)  # nothing listens (yet, or any more): the client sees a close
+        pass  # nothing listens (yet, or any more): the client sees a close
+    except asyncio.CancelledError:
+        for writer in (peer_w, client_w):
+            if writer is not None:
+                writer.close()
         return
-    try:
-        await asyncio.gather(_pump(client_r, peer_w), _pump(peer_r, client_w))
-    finally:
+    if peer_w is not None:
         await _close(peer_w)
-        await _close(client_w)
+    await _close(client_w)
+
+
+_ACTIVE: set[asyncio.Task[None]] = set()
+"""The connections being relayed, strongly held."""
+
+
+async def _held(splice: Awaitable[None]) -> None:
+    task = asyncio.current_task()
+    if task is not None:
+        _ACTIVE.add(task)
+    try:
+        await splice
+    finally:
+        if task is not None:
+            _ACTIVE.discard(task)
 
 
 async def serve_inside(sock_path: Path, port: int, ready: asyncio.Event | None = None) -> None:
@@ -69,7 +99,7 @@ async def serve_inside(sock_path: Path, port: int, ready: asyncio.Event | None =
         os.unlink(sock_path)
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await _splice(reader, writer, lambda: asyncio.open_connection("127.0.0.1", port))
+        await _held(_splice(reader, writer, lambda: asyncio.open_connection("127.0.0.1", port)))
 
     server = await asyncio.start_unix_server(handle, path=str(sock_path))
     os.chmod(sock_path, 0o600)  # nosec B103 - the host connects as root; nobody else may
@@ -126,7 +156,7 @@ async def serve_host(sockets: list[socket.socket], sock_path: Path) -> None:
     """Relay each client of ``sockets`` (:func:`bind_port`) to ``sock_path`` until cancelled."""
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await _splice(reader, writer, lambda: asyncio.open_unix_connection(str(sock_path)))
+        await _held(_splice(reader, writer, lambda: asyncio.open_unix_connection(str(sock_path))))
 
     servers = [await asyncio.start_server(handle, sock=sock) for sock in sockets]
     try:

@@ -122,10 +122,19 @@ def _up(tree: Path, port: int, log: Path, wait: float) -> RunningApp:
     return app
 
 
-async def _relay_while_up(app: RunningApp, sock: Path) -> int:
-    """Relay ``sock`` to the app until the app ends; return its exit code."""
-    server = asyncio.create_task(relay.serve_inside(sock, app.port))
+async def _relay_while_up(app: RunningApp, sock: Path, status: Path) -> int:
+    """Relay ``sock`` to the app until the app ends; return its exit code.
+
+    The status says ready once the socket listens: the host's first request gets through.
+    """
+    listening = asyncio.Event()
+    server = asyncio.create_task(relay.serve_inside(sock, app.port, listening))
     try:
+        await asyncio.wait(
+            [asyncio.create_task(listening.wait()), server], return_when=asyncio.FIRST_COMPLETED
+        )
+        if listening.is_set():
+            write_status(status, {"state": "ready", "port": app.port, "health": app.spec.health})
         while (code := app.proc.poll()) is None and not server.done():
             await asyncio.sleep(POLL_S)
         if server.done():
@@ -167,8 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         write_status(args.status, {"state": "failed", "failure": exc.to_dict()})
         stop_descendants()
         return 1
-    write_status(args.status, {"state": "ready", "port": app.port, "health": app.spec.health})
-    code = asyncio.run(_relay_while_up(app, args.socket))
+    code = asyncio.run(_relay_while_up(app, args.socket, args.status))
     failure = {
         "kind": "ServerExited",
         "message": f"the server ({app.spec.start!r}) exited with code {code} while the "

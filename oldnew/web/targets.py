@@ -23,6 +23,12 @@ class WebTargets:
         """Return the targets as JSON-ready data (evidence, reuse keys)."""
         return {"pages": list(self.pages), "endpoints": list(self.endpoints)}
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> WebTargets:
+        """Rebuild targets from :meth:`to_dict`'s data (recorded evidence)."""
+        pages = tuple(str(p) for p in data.get("pages") or ()) or DEFAULT_PAGES
+        return cls(pages, tuple(str(e) for e in data.get("endpoints") or ()))
+
 
 def page_route(route: str) -> str | None:
     """Return a page's URL path (``/about``), or None when ``route`` is none."""
