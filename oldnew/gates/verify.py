@@ -27,11 +27,10 @@ from oldnew.gates.baseline import Baseline, judge
 from oldnew.gates.model import Check, ValidationResult
 from oldnew.gates.profiles import Profile
 from oldnew.gates.runner import validate_tree
-from oldnew.gates.web import keep_evidence
 from oldnew.safegit import run_git
 from oldnew.sandbox import ProjectEnv
 from oldnew.sandbox.files import read_project_text
-from oldnew.web.summary import evidence_files
+from oldnew.web.summary import evidence_files, web_evidence
 from oldnew.web.targets import WebTargets
 from oldnew.workspace import Workspace
 
@@ -318,9 +317,8 @@ def verify_workspace(
             proceed=baseline.excuses if baseline is not None else None,  # it checks "recorded"
             # A web app's delivery ran the milestone gates: the re-run runs them again.
             milestone=targets is not None,
-            web=WebTargets(tuple(targets["pages"]), tuple(targets["endpoints"]))
-            if targets is not None
-            else None,
+            web=WebTargets.from_dict(targets) if targets is not None else None,
+            evidence_dir=web_evidence(ws, "verify") if targets is not None else None,
         )
     result = judge(result, baseline)
     out.rerun = result.to_dict()
@@ -344,7 +342,6 @@ def verify_workspace(
     skipped = [c for c in result.checks if c.status == "not_run"]
     # A gate that did not run is shown with why (one whose status changed is a difference).
     out.not_run = [not_run_line(c) for c in skipped]
-    keep_evidence(result, ws.meta / "evidence" / "verify" / "web", ws.root)
     path = ws.write_json(
         "evidence/verify.json",
         {"head": head, "differences": out.differences, **result.to_dict()},

@@ -31,6 +31,7 @@ from oldnew.nodes.common import aemit, aopen_workspace
 from oldnew.recovery.diagnosis import decide, diagnose, project_modules
 from oldnew.sandbox import ProjectEnv
 from oldnew.schemas import Question
+from oldnew.web.summary import web_evidence
 from oldnew.web.targets import WebTargets
 from oldnew.workspace import Workspace
 
@@ -197,12 +198,11 @@ async def validate(state: TaskState, runtime: Runtime[Context]) -> dict[str, Any
     ws = await aopen_workspace(state["workspace"])
     task_id = state["task"]["id"]
     tree = await asyncio.to_thread(ws.worktree, task_id)
-    options = task_gate_options(state)
+    name = await asyncio.to_thread(next_evidence_name, ws, task_id)
+    options = task_gate_options(state, ws, name)
     result = await asyncio.to_thread(lambda: run_gates(ctx, tree, None, ws, **options))
     evidence = await asyncio.to_thread(
-        lambda: record_evidence(
-            ws, next_evidence_name(ws, task_id), result, task=task_id, tree="worktree"
-        )
+        lambda: record_evidence(ws, name, result, task=task_id, tree="worktree")
     )
     await _report_sandbox(ws, task_id, result)
     diags = fixer_diagnostics(result)
@@ -243,21 +243,24 @@ async def validate(state: TaskState, runtime: Runtime[Context]) -> dict[str, Any
     return update
 
 
-def task_gate_options(state: TaskState) -> dict[str, Any]:
-    """Return ``run_gates``' keywords for a task: a milestone's fix task gets its gate set."""
+def task_gate_options(state: TaskState, ws: Workspace, label: str) -> dict[str, Any]:
+    """Return ``run_gates``' keywords for a task's validation recorded as ``label``.
+
+    A milestone's fix task gets that milestone's gate set, its files kept beside the evidence.
+    """
     targets = state.get("targets")
     if not state["task"].get("milestone") or not targets:
         return {}
-    web = WebTargets(tuple(targets["pages"]), tuple(targets["endpoints"]))
-    return {"milestone": True, "web": web}
+    web = WebTargets.from_dict(targets)
+    return {"milestone": True, "web": web, "evidence_dir": web_evidence(ws, label)}
 
 
 def _accept(
-    ws: Workspace, task_id: str, title: str, ctx: Context, options: dict[str, Any]
+    ws: Workspace, task_id: str, title: str, ctx: Context, state: TaskState
 ) -> dict[str, Any]:
     """Commit the worktree, rebase it on main, re-check if main moved, fast-forward main.
 
-    ``options`` are the task's own gates' (:func:`task_gate_options`).
+    The re-check runs the task's own gates (:func:`task_gate_options`).
     """
     with ws.merge_lock():
         done = ws.find_task_commit(task_id)
@@ -269,15 +272,16 @@ def _accept(
         tree = ws.worktree(task_id)
         try:
             relocked = relock_merged(ws, tree, ctx)
-            result = run_gates(ctx, tree, None, ws, **options) if moved or relocked else None
+            name = next_evidence_name(ws, task_id)
+            options = task_gate_options(state, ws, name)
+            recheck = moved or relocked
+            result = run_gates(ctx, tree, None, ws, **options) if recheck else None
         except DependencyError as exc:
             if not exc.for_coder:
                 raise  # a person's to fix: the task asks (``commit``); its commit stays
             result = dependency_result(exc)
         if result is not None and not result.passed:
-            evidence = record_evidence(
-                ws, next_evidence_name(ws, task_id), result, task=task_id, tree="rebased on main"
-            )
+            evidence = record_evidence(ws, name, result, task=task_id, tree="rebased on main")
             blockers = environment_blockers(result)
             if blockers and not result.failures():
                 return {"blockers": blockers, "evidence": [evidence]}
@@ -288,9 +292,7 @@ def _accept(
             ]
             return {"diagnostics": diags, "evidence": [evidence]}
         if result is not None:
-            record_evidence(
-                ws, next_evidence_name(ws, task_id), result, task=task_id, tree="rebased on main"
-            )
+            record_evidence(ws, name, result, task=task_id, tree="rebased on main")
         commit = ws.fast_forward_main(task_id)
     ws.remove_worktree(task_id)
     return {"commit": commit, "rebased": moved}
@@ -302,8 +304,7 @@ async def commit(state: TaskState, runtime: Runtime[Context]) -> dict[str, Any]:
     ws = await aopen_workspace(state["workspace"])
     task = state["task"]
     try:
-        options = task_gate_options(state)
-        out = await asyncio.to_thread(_accept, ws, task["id"], task["title"], ctx, options)
+        out = await asyncio.to_thread(_accept, ws, task["id"], task["title"], ctx, state)
     except WorkspaceError as exc:
         await aemit(ws, task=task["id"], node="commit", event="conflict", error=str(exc))
         return _not_merged(state, ctx, {"diagnostics": [f"merge: {exc}"]})

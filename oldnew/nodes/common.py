@@ -12,9 +12,12 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.config import get_stream_writer
 
 from oldnew.context import Context
+from oldnew.deps.envs import project_env
+from oldnew.deps.settings import DepSettings
 from oldnew.milestones import is_web
 from oldnew.supporting import collect
 from oldnew.web.preview import preview_status, start_preview
+from oldnew.web.summary import web_evidence
 from oldnew.web.targets import from_scope
 from oldnew.workspace import Workspace
 
@@ -83,15 +86,16 @@ def scope_toolchains(state: Mapping[str, Any]) -> list[str] | None:
     return [TOOLCHAINS.get(str(language), str(language))] + (["web"] if is_web(state) else [])
 
 
-def web_gate_options(state: Mapping[str, Any]) -> dict[str, Any]:
-    """Return ``run_gates``' keywords for a check of main as a whole.
+def web_gate_options(state: Mapping[str, Any], ws: Workspace, label: str) -> dict[str, Any]:
+    """Return ``run_gates``' keywords for a check of main as a whole, recorded as ``label``.
 
-    For a web app: the milestone gate set on the scope's pages and endpoints. Nothing for
-    other projects.
+    For a web app: the milestone gate set on the scope's pages and endpoints, its files
+    (screenshots, reports, logs) kept beside the evidence. Nothing for other projects.
     """
     if not is_web(state):
         return {}
-    return {"milestone": True, "web": from_scope(state.get("scope") or {})}
+    web = from_scope(state.get("scope") or {})
+    return {"milestone": True, "web": web, "evidence_dir": web_evidence(ws, label)}
 
 
 def serve_preview(ws: Workspace, ctx: Context, commit: str) -> dict[str, Any]:
@@ -107,7 +111,10 @@ def serve_preview(ws: Workspace, ctx: Context, commit: str) -> dict[str, Any]:
     if current is not None and current.commit == commit:
         return {"preview": current.url}
     try:
-        preview = start_preview(ws.root, tree=ws.root, commit=commit, port=ctx.preview_port)
+        env = project_env(ws.root, DepSettings.of(ctx))  # what the gates ran it with
+        preview = start_preview(
+            ws.root, tree=ws.root, commit=commit, port=ctx.preview_port, env=env
+        )
     except Exception as exc:  # noqa: BLE001 - reported, never raised: the app passed its gates
         return {"preview_error": f"{type(exc).__name__}: {exc}"[:1500]}
     return {"preview": preview.url}

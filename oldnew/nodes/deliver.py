@@ -104,7 +104,7 @@ async def deliver(
             await aemit(ws, node="deliver", event="handed_over", files=written)
         chains = scope_toolchains(state)
         # Judged against the baseline: what failed where the run started is reported apart.
-        options = web_gate_options(state)
+        options = web_gate_options(state, ws, "final")
         result = await asyncio.to_thread(lambda: run_gates(ctx, ws.root, chains, ws, **options))
         evidence = await asyncio.to_thread(
             lambda: record_evidence(

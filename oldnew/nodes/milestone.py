@@ -58,7 +58,7 @@ def _check(state: RunState, ctx: Context, ws: Workspace, name: str) -> dict[str,
     head = ws.head()
     rounds = int(record.get("fix_rounds", 0))
     label = f"milestone-{name}-{rounds + 1}"
-    options = web_gate_options(state)
+    options = web_gate_options(state, ws, label)
     result = run_gates(ctx, ws.root, scope_toolchains(state), ws, **options)
     extras = evidence_extras(options)
     evidence = record_evidence(ws, label, result, tree="main", head=head, milestone=name, **extras)

@@ -12,6 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from oldnew.workspace import Workspace
+
 WEB_GATES = ("web-build", "web-start", "e2e", "axe", "lighthouse", "load", "screenshots")
 
 
@@ -122,3 +124,8 @@ def web_markdown(web: dict[str, Any]) -> list[str]:
             name = Path(path).name
             lines += [f"`{name}`", "", f"![{name}](../{path})", ""]
     return lines
+
+
+def web_evidence(ws: Workspace, label: str) -> Path:
+    """Return where the web gates of the validation recorded as ``label`` keep their files."""
+    return ws.meta / "evidence" / "web" / label
