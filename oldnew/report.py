@@ -79,7 +79,7 @@ def build_report(state: dict[str, Any], ws: Workspace, final: dict[str, Any]) ->
         "final_validation": final,
         "quality": final.get("quality") or {},
         "gates": gate_lines(final),
-        "web": web_section(final, state.get("milestones") or {}),
+        "web": web_section(final, state.get("milestones") or {}, ws.root),
         **baseline_section(ws, final),
         **branch_section(ws),
         "sandbox_degraded": [

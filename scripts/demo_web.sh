@@ -51,8 +51,8 @@ print(f"browser tests: {shown(web.get('e2e') or 'not run')}")
 print(f"accessibility: {shown(web.get('axe') or 'not run')}")
 for run in web.get("load") or []:
     print(f"load:        {shown(run)}")
-for shot in web.get("screenshots") or []:
-    print(f"screenshot:  {shown(shot)}")
+for page, path in (web.get("screenshots") or {}).items():
+    print(f"screenshot:  {page}: {path}")
 if low:
     sys.exit(f"Lighthouse scores under 90: {', '.join(low)}")
 PY

@@ -21,8 +21,14 @@ def _checks(validation: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {c["name"]: c for c in validation.get("checks") or [] if c["name"] in WEB_GATES}
 
 
-def web_section(validation: dict[str, Any], milestones: dict[str, Any]) -> dict[str, Any]:
-    """Return the report's ``web`` section ({} for a project that is not a web app)."""
+def web_section(
+    validation: dict[str, Any], milestones: dict[str, Any], root: Path
+) -> dict[str, Any]:
+    """Return the report's ``web`` section ({} for a project that is not a web app).
+
+    Files (screenshots, Lighthouse reports) are named by their path from ``root``, the
+    workspace.
+    """
     checks = _checks(validation)
     if not checks and not milestones:
         return {}
@@ -43,15 +49,12 @@ def web_section(validation: dict[str, Any], milestones: dict[str, Any]) -> dict[
             for name, c in checks.items()
         },
         "lighthouse": metrics("lighthouse").get("scores", {}),
-        "lighthouse_reports": _files(checks, "lighthouse", "lighthouse/"),
-        "e2e": metrics("e2e"),
-        "axe": {
-            "blocking": metrics("axe").get("blocking", 0),
-            "reported": metrics("axe").get("reported", []),
-        },
-        "load": [{"endpoint": e, **m} for e, m in (load.get("endpoints") or {}).items()],
-        "load_skipped": load.get("skipped", []),
-        "screenshots": _files(checks, "screenshots", "screenshots/"),
+        "lighthouse_reports": _relative(metrics("lighthouse").get("reports"), root),
+        "e2e": {k: v for k, v in metrics("e2e").items() if k != "duration_s"},
+        "axe": {k: v for k, v in metrics("axe").items() if k != "duration_s"},
+        "load": list(load.get("endpoints") or []),
+        "load_skipped": list(load.get("skipped") or []),
+        "screenshots": _relative(metrics("screenshots").get("files"), root),
         "milestones": {
             name: {
                 k: m.get(k)
@@ -63,14 +66,19 @@ def web_section(validation: dict[str, Any], milestones: dict[str, Any]) -> dict[
     }
 
 
-def _files(checks: dict[str, dict[str, Any]], gate: str, under: str) -> list[str]:
-    """Return the evidence files of ``gate`` in its ``under`` folder (paths from the workspace)."""
-    return [f for f in (checks.get(gate) or {}).get("files") or [] if f"/{under}" in f]
+def _relative(files: Any, root: Path) -> dict[str, str]:
+    """Return page -> file, each path from ``root`` when it lies under it."""
+    out: dict[str, str] = {}
+    for page, name in files.items() if isinstance(files, dict) else ():
+        path = Path(str(name))
+        out[str(page)] = str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+    return out
 
 
 def evidence_files(web: dict[str, Any]) -> list[str]:
     """Return the files the web section shows: screenshots and Lighthouse reports."""
-    return [*(web.get("screenshots") or []), *(web.get("lighthouse_reports") or [])]
+    reports = web.get("lighthouse_reports") or {}
+    return [*reports.values(), *(web.get("screenshots") or {}).values()]
 
 
 def web_markdown(web: dict[str, Any]) -> list[str]:
@@ -102,7 +110,7 @@ def web_markdown(web: dict[str, Any]) -> list[str]:
     if "axe" in (web.get("gates") or {}):
         lines.append(
             f"- accessibility (axe): {axe.get('blocking', 0)} serious or critical, "
-            f"{len(axe.get('reported') or [])} other"
+            f"{axe.get('other', 0)} other"
         )
     for load in web.get("load") or []:
         lines.append(
@@ -117,12 +125,13 @@ def web_markdown(web: dict[str, Any]) -> list[str]:
         for name, g in gates.items():
             secs = g.get("duration_s")
             lines.append(f"| {name} | {g['status']} | {secs if secs is not None else '-'} |")
-    shots = web.get("screenshots") or []
+    shots = web.get("screenshots") or {}
     if shots:
         lines += ["", "### Screenshots", ""]
-        for path in shots:
-            name = Path(path).name
-            lines += [f"`{name}`", "", f"![{name}](../{path})", ""]
+        for page, path in shots.items():
+            # report.md is in the workspace's .oldnew folder; the paths are from the workspace.
+            link = path if Path(path).is_absolute() else f"../{path}"
+            lines += [f"`{page}`", "", f"![{page}]({link})", ""]
     return lines
 
 
