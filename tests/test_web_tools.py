@@ -230,7 +230,9 @@ def _ran(steps: tuple[Path, dict[str, Any]], name: str) -> Path:
 
 
 def _pages(out: Path, name: str) -> list[dict[str, Any]]:
-    pages: list[dict[str, Any]] = json.loads((out / name / "pages.json").read_text())["pages"]
+    report = json.loads((out / name / "pages.json").read_text())
+    assert report["complete"] is True
+    pages: list[dict[str, Any]] = report["pages"]
     return pages
 
 

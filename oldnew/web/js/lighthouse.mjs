@@ -169,14 +169,15 @@ try {
   process.exit(3);
 }
 const results = [];
+// Written after every page: a step killed from outside (the sandbox's timeout) still leaves
+// the pages it audited, with "complete": false.
+const save = (complete) => writeJson(path.join(out, 'lighthouse.json'), {
+  base: opts.base, lighthouse: version, complete, duration_ms: Date.now() - started, pages: results,
+});
 for (let i = 0; i < pages.length; i += 1) {
   results.push(await onePage(pages[i], names[i]));
+  save(i === pages.length - 1);
 }
-writeJson(path.join(out, 'lighthouse.json'), {
-  base: opts.base,
-  lighthouse: version,
-  duration_ms: Date.now() - started,
-  pages: results,
-});
+if (pages.length === 0) save(true);
 await stopChrome();
 process.exit(0);

@@ -142,11 +142,15 @@ try {
 }
 const version = browser.version();
 const results = [];
+// Written after every page: a step killed from outside (the sandbox's timeout) still leaves
+// the pages it checked, with "complete": false.
+const save = (complete) => writeJson(path.join(out, 'pages.json'), {
+  base: opts.base, browser: version, complete, duration_ms: Date.now() - started, pages: results,
+});
 for (let i = 0; i < pages.length; i += 1) {
   results.push(await onePage(pages[i], names[i]));
+  save(i === pages.length - 1);
 }
-writeJson(path.join(out, 'pages.json'), {
-  base: opts.base, browser: version, duration_ms: Date.now() - started, pages: results,
-});
+if (pages.length === 0) save(true);
 if (browser) await within(browser.close(), 5000, 'closing Chromium').catch(() => {});
 process.exit(0);
