@@ -199,6 +199,17 @@ def test_the_projects_own_packages_win_over_oldnews_tools(tmp_path: Path) -> Non
     assert fonts.exit_code == (0 if Path("/etc/fonts").is_dir() else 1)
 
 
+def test_web_tools_false_leaves_them_out(tmp_path: Path) -> None:
+    # The per-task gates can keep a project from importing packages it never declared.
+    _skip_unless("load")
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "check.js").write_text("require('autocannon')\n")
+    with Sandbox.open(project, web_tools=False) as box:
+        result = box.run([str(toolchain.node()), "check.js"], timeout=60)
+    assert result.exit_code != 0 and "Cannot find module 'autocannon'" in result.stderr
+
+
 # -- the steps, run for real ------------------------------------------------------------------
 
 
