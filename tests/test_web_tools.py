@@ -319,11 +319,13 @@ def test_load_reports_p95_and_error_rate(steps: tuple[Path, dict[str, Any]]) -> 
     assert fail["p95_ms"] is not None
 
 
-def test_playwright_config_runs_the_projects_specs(steps: tuple[Path, dict[str, Any]]) -> None:
+def test_playwright_config_runs_the_projects_specs_each_with_its_timeout(
+    steps: tuple[Path, dict[str, Any]],
+) -> None:
     out = _ran(steps, "e2e")
-    assert steps[1]["e2e"]["rc"] == 1, steps[1]["e2e"]  # one failing test
+    assert steps[1]["e2e"]["rc"] == 1, steps[1]["e2e"]  # tests failed
     report = json.loads((out / "e2e.json").read_text())
-    assert (report["stats"]["expected"], report["stats"]["unexpected"]) == (1, 1)
+    assert (report["stats"]["expected"], report["stats"]["unexpected"]) == (1, 2)
     results = {
         spec["title"]: test["results"][0]
         for suite in report["suites"]
@@ -333,6 +335,9 @@ def test_playwright_config_runs_the_projects_specs(steps: tuple[Path, dict[str, 
     assert results["home shows the task list"]["status"] == "passed"
     failed = results["home has a heading it does not have"]
     assert failed["status"] == "failed" and "toHaveText" in failed["errors"][0]["message"]
+    hung = results["a test that hangs the browser"]  # E2E_TIMEOUT_MS=2500 in run_steps.py
+    assert hung["status"] == "timedOut"
+    assert "Test timeout of 2500ms exceeded" in hung["errors"][0]["message"]
 
 
 # -- could not run at all: non-zero, one line ----------------------------------------------
