@@ -14,6 +14,8 @@ import {
 
 const MAX_MESSAGES = 50;
 const MAX_NODES = 20;
+const MAX_SHOT_HEIGHT = 10000;
+const VIEWPORT = { width: 1280, height: 800 };
 
 const opts = args({
   base: { type: 'string' },
@@ -90,8 +92,17 @@ async function checkPage(ctx, url, slug, record) {
   const response = await step(page.goto(url, { timeout, waitUntil: 'load' }), `loading ${url}`);
   record.status = response ? response.status() : null;
   const shot = path.join('screenshots', `${slug}.png`);
-  await step(page.screenshot({ path: path.join(out, shot), fullPage: true, timeout }), 'the screenshot');
+  // The whole page, up to MAX_SHOT_HEIGHT: an endless page would cost the browser gigabytes.
+  const height = await step(
+    page.evaluate(() => Math.max(document.documentElement?.scrollHeight || 0, document.body?.scrollHeight || 0)),
+    'measuring the page',
+  );
+  const shotOptions = height > MAX_SHOT_HEIGHT
+    ? { clip: { x: 0, y: 0, width: VIEWPORT.width, height: MAX_SHOT_HEIGHT }, fullPage: true }
+    : { fullPage: true };
+  await step(page.screenshot({ path: path.join(out, shot), timeout, ...shotOptions }), 'the screenshot');
   record.screenshot = shot;
+  record.screenshot_clipped = height > MAX_SHOT_HEIGHT;
   await step(page.evaluate(axeSource), 'loading axe-core');
   const result = await step(
     page.evaluate(() => globalThis.axe.run(document, { resultTypes: ['violations'] })),
@@ -107,14 +118,14 @@ async function checkPage(ctx, url, slug, record) {
 async function onePage(pagePath, slug) {
   const url = pageUrl(opts.base, pagePath);
   const record = {
-    path: pagePath, url, status: null, screenshot: null, axe: [], page_errors: [],
+    path: pagePath, url, status: null, screenshot: null, screenshot_clipped: false, axe: [], page_errors: [],
     console_errors: [], error: null, duration_ms: 0,
   };
   const started = Date.now();
   let ctx = null;
   try {
     const b = await ensureBrowser();
-    ctx = await within(b.newContext({ bypassCSP: true, viewport: { width: 1280, height: 800 } }), timeout, 'opening a browser context');
+    ctx = await within(b.newContext({ bypassCSP: true, viewport: VIEWPORT }), timeout, 'opening a browser context');
     await checkPage(ctx, url, slug, record);
   } catch (err) {
     record.error = why(err);
