@@ -156,6 +156,19 @@ def test_scripts_and_flags() -> None:
     assert {"--headless=new", "--no-sandbox", "--disable-gpu"} <= set(toolchain.CHROME_FLAGS)
 
 
+def test_every_script_parses_with_node() -> None:
+    if toolchain.node() is None:
+        pytest.skip(str(toolchain.missing("load")))
+    for script in sorted(toolchain.JS_DIR.glob("*.mjs")):
+        done = subprocess.run(
+            [str(toolchain.node()), "--check", str(script)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert done.returncode == 0, f"{script.name}: {done.stderr}"
+
+
 def test_e2e_cli_is_the_copy_the_specs_import(tmp_path: Path) -> None:
     tree = tmp_path / "tree"
     beside = tmp_path / "node_modules" / "@playwright" / "test"
