@@ -15,6 +15,7 @@ import {
 const MAX_MESSAGES = 50;
 const MAX_NODES = 20;
 const MAX_SHOT_HEIGHT = 10000;
+const SETTLE_MS = 3000;
 const VIEWPORT = { width: 1280, height: 800 };
 
 const opts = args({
@@ -67,7 +68,7 @@ function violations(result) {
 }
 
 async function checkPage(ctx, url, slug, record) {
-  const page = await ctx.newPage();
+  const page = await within(ctx.newPage(), timeout, 'opening a page');
   page.setDefaultTimeout(timeout);
   page.on('pageerror', (err) => {
     if (record.page_errors.length < MAX_MESSAGES) record.page_errors.push(cut(err.stack || String(err)));
@@ -91,6 +92,9 @@ async function checkPage(ctx, url, slug, record) {
 
   const response = await step(page.goto(url, { timeout, waitUntil: 'load' }), `loading ${url}`);
   record.status = response ? response.status() : null;
+  // A page that fetches its data after load (a single-page app) gets a moment to show it: the
+  // screenshot and axe see what a person would, not the empty shell.
+  await step(page.waitForLoadState('networkidle', { timeout: SETTLE_MS }), 'settling').catch(() => {});
   const shot = path.join('screenshots', `${slug}.png`);
   // The whole page, up to MAX_SHOT_HEIGHT: an endless page would cost the browser gigabytes.
   const height = await step(
