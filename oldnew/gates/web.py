@@ -176,14 +176,8 @@ def _run_driver(run: GateRun) -> WebRun:
         out = box.home / "web"
         out.mkdir(exist_ok=True)
         box.adopt(out)
-        argv = ["--tree", str(box.tree), "--out", str(out), "--budget", f"{budget:g}"]
-        argv += ["--steps", ",".join(driver_steps(web)), "--pages", ",".join(web.targets.pages)]
-        argv += ["--load-seconds", f"{run.profile.load_seconds:g}", "--stack", web.stack]
-        argv += ["--ready-timeout", f"{run.profile.web_ready_s:g}"]
-        argv += ["--e2e-test-timeout", f"{run.profile.e2e_test_s:g}"]
-        if web.targets.endpoints:
-            argv += ["--endpoints", ",".join(web.targets.endpoints)]
-        result = box.run(driver_argv(*argv), timeout=budget + _MARGIN, env=box.env.variables())
+        argv = driver_argv(*_driver_args(run, web, box.tree, out, budget))
+        result = box.run(argv, timeout=budget + _MARGIN, env=box.env.variables())
         kept, problem = None, ""
         if web.evidence_dir is not None and "start" in driver_steps(web):
             kept, problem = web.evidence_dir, copy_out(out, web.evidence_dir)
@@ -217,6 +211,20 @@ def _run_driver(run: GateRun) -> WebRun:
     elif data.get("error"):
         problem = f"the web driver crashed (a bug in oldnew): {str(data['error'])[-800:]}"
     return WebRun(data, present, reports, kept, result, problem)
+
+
+def _driver_args(run: GateRun, web: WebSettings, tree: Path, out: Path, budget: float) -> list[str]:
+    profile = run.profile
+    argv = ["--tree", str(tree), "--out", str(out), "--budget", f"{budget:g}"]
+    argv += ["--steps", ",".join(driver_steps(web)), "--pages", ",".join(web.targets.pages)]
+    argv += ["--load-seconds", f"{profile.load_seconds:g}", "--stack", web.stack]
+    argv += ["--ready-timeout", f"{profile.web_ready_s:g}"]
+    argv += ["--e2e-test-timeout", f"{profile.e2e_test_s:g}"]
+    if web.milestone:
+        argv += ["--tools", json.dumps(toolchain.versions())]
+    if web.targets.endpoints:
+        argv += ["--endpoints", ",".join(web.targets.endpoints)]
+    return argv
 
 
 def regular_files(out: Path) -> list[str]:
