@@ -37,6 +37,7 @@ from oldnew.web.app import free_port, start_app, stop_app, tree_pids, wait_ready
 from oldnew.web.driver import scan_egress
 from oldnew.web.start import (
     NoStartCommand,
+    PortNeverOpened,
     ReadinessTimeout,
     ServerExited,
     StartSpec,
@@ -68,6 +69,10 @@ SERVER = textwrap.dedent(
         sys.exit(3)
     if mode == "wrong":
         port = int(os.environ.get("WRONG_PORT", "3000"))
+    if mode == "ipv6":
+        class Server6(ThreadingHTTPServer):
+            address_family = socket.AF_INET6
+        ThreadingHTTPServer = Server6
     if mode == "egress":
         try:
             socket.create_connection(("192.0.2.1", 80), timeout=1)
@@ -103,7 +108,7 @@ SERVER = textwrap.dedent(
             pass
 
     print(f"serving on {port}", flush=True)
-    ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+    ThreadingHTTPServer(("::1" if mode == "ipv6" else "127.0.0.1", port), Handler).serve_forever()
     """
 )
 
@@ -241,6 +246,7 @@ def test_wait_ready_tells_the_failures_apart_and_stop_leaves_no_process(tmp_path
         "exit": (ServerExited, "config.toml is missing"),
         "wrong": (WrongPort, "serving on"),
         "never200": (ReadinessTimeout, "serving on"),
+        "ipv6": (PortNeverOpened, "serving on"),
     }
     for mode, (kind, output) in cases.items():
         app = start_app(
@@ -256,7 +262,7 @@ def test_wait_ready_tells_the_failures_apart_and_stop_leaves_no_process(tmp_path
         pids = tree_pids(app.pid)
         stop_app(app)
         assert not any(_alive(p) for p in pids), mode
-    assert "PORT" in str(caught.value) or "200" in str(caught.value)
+    assert "127.0.0.1:" in str(caught.value) and "::1 only?" in str(caught.value)
 
 
 def test_a_server_that_double_forks_a_daemon_leaves_nothing_behind(tmp_path: Path) -> None:
