@@ -25,6 +25,7 @@ from oldnew.gates.browser import (
     axe_findings,
     e2e_findings,
     lighthouse_findings,
+    load_findings,
     screenshot_findings,
 )
 from oldnew.gates.model import ValidationResult
@@ -448,6 +449,18 @@ def test_a_page_that_throws_fails_the_screenshots_and_console_noise_is_reported(
     good = json.loads((FIXTURES / "pages-good.json").read_text())
     routes = tuple(p["path"] for p in good["pages"])
     assert screenshot_findings(good, routes, FIXTURES / "site-good")[0] == []
+
+
+def test_load_p95_and_error_rate_against_the_profile() -> None:
+    ok = json.loads((FIXTURES / "load-ok.json").read_text())
+    bad = json.loads((FIXTURES / "load-500.json").read_text())
+    assert load_findings("GET /api/todos", ok, 500, 0.01) == []
+    (errors,) = load_findings("GET /fail", bad, 500, 0.01)
+    assert errors.rule == "errors" and "100.0% of 13006 requests failed" in errors.message
+    assert "'500': 13006" in errors.message
+    (slow,) = load_findings("GET /api/todos", {**ok, "p95_ms": 812.4}, 500, 0.01)
+    assert slow.rule == "p95" and "p95 latency 812.4 ms over 500 ms" in slow.message
+    assert load_findings("GET /x", {"requests": 0}, 500, 0.01)[0].rule == "errors"
 
 
 def test_playwright_failures_are_findings_with_their_spec_line() -> None:
