@@ -131,8 +131,8 @@ def _project(tmp_path: Path, mode: str | None, *, build: str | None = None) -> P
 def _milestone(
     tree: Path, pages: tuple[str, ...] = ("/",), *, evidence: Path | None = None
 ) -> ValidationResult:
-    """Run the milestone set (no browser gate) on ``tree``."""
-    return validate_tree(
+    """Run the milestone set (no browser gate) on ``tree``; no process of its app is left."""
+    result = validate_tree(
         tree,
         timeout=60,
         profile=MILESTONE,
@@ -141,6 +141,23 @@ def _milestone(
         web=WebTargets(pages, ()),
         evidence_dir=evidence,
     )
+    mode = tree.name.removeprefix("app-").encode()
+    assert _leftovers(mode) == [], "a process of the app outlived its validation"
+    return result
+
+
+def _leftovers(mode: bytes) -> list[int]:
+    """Return the live processes running the stub server in ``mode`` from a sandbox's copy."""
+    found = []
+    for pid in (int(p) for p in os.listdir("/proc") if p.isdigit()):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            cwd = os.readlink(f"/proc/{pid}/cwd")
+        except OSError:
+            continue
+        if argv[1:3] == [b"server.py", mode] and "oldnew-sbx-" in cwd and _alive(pid):
+            found.append(pid)
+    return found
 
 
 def _only(result: ValidationResult, gate: str) -> list[str]:
