@@ -25,6 +25,7 @@ from oldnew.gates.browser import (
     axe_findings,
     e2e_findings,
     lighthouse_findings,
+    load_findings,
     screenshot_findings,
 )
 from oldnew.gates.model import ValidationResult
@@ -37,6 +38,7 @@ from oldnew.web.app import free_port, start_app, stop_app, tree_pids, wait_ready
 from oldnew.web.driver import scan_egress
 from oldnew.web.start import (
     NoStartCommand,
+    PortNeverOpened,
     ReadinessTimeout,
     ServerExited,
     StartSpec,
@@ -68,6 +70,10 @@ SERVER = textwrap.dedent(
         sys.exit(3)
     if mode == "wrong":
         port = int(os.environ.get("WRONG_PORT", "3000"))
+    if mode == "ipv6":
+        class Server6(ThreadingHTTPServer):
+            address_family = socket.AF_INET6
+        ThreadingHTTPServer = Server6
     if mode == "egress":
         try:
             socket.create_connection(("192.0.2.1", 80), timeout=1)
@@ -103,7 +109,7 @@ SERVER = textwrap.dedent(
             pass
 
     print(f"serving on {port}", flush=True)
-    ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+    ThreadingHTTPServer(("::1" if mode == "ipv6" else "127.0.0.1", port), Handler).serve_forever()
     """
 )
 
@@ -125,8 +131,8 @@ def _project(tmp_path: Path, mode: str | None, *, build: str | None = None) -> P
 def _milestone(
     tree: Path, pages: tuple[str, ...] = ("/",), *, evidence: Path | None = None
 ) -> ValidationResult:
-    """Run the milestone set (no browser gate) on ``tree``."""
-    return validate_tree(
+    """Run the milestone set (no browser gate) on ``tree``; no process of its app is left."""
+    result = validate_tree(
         tree,
         timeout=60,
         profile=MILESTONE,
@@ -135,6 +141,23 @@ def _milestone(
         web=WebTargets(pages, ()),
         evidence_dir=evidence,
     )
+    mode = tree.name.removeprefix("app-").encode()
+    assert _leftovers(mode) == [], "a process of the app outlived its validation"
+    return result
+
+
+def _leftovers(mode: bytes) -> list[int]:
+    """Return the live processes running the stub server in ``mode`` from a sandbox's copy."""
+    found = []
+    for pid in (int(p) for p in os.listdir("/proc") if p.isdigit()):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            cwd = os.readlink(f"/proc/{pid}/cwd")
+        except OSError:
+            continue
+        if argv[1:3] == [b"server.py", mode] and "oldnew-sbx-" in cwd and _alive(pid):
+            found.append(pid)
+    return found
 
 
 def _only(result: ValidationResult, gate: str) -> list[str]:
@@ -241,6 +264,7 @@ def test_wait_ready_tells_the_failures_apart_and_stop_leaves_no_process(tmp_path
         "exit": (ServerExited, "config.toml is missing"),
         "wrong": (WrongPort, "serving on"),
         "never200": (ReadinessTimeout, "serving on"),
+        "ipv6": (PortNeverOpened, "serving on"),
     }
     for mode, (kind, output) in cases.items():
         app = start_app(
@@ -256,7 +280,7 @@ def test_wait_ready_tells_the_failures_apart_and_stop_leaves_no_process(tmp_path
         pids = tree_pids(app.pid)
         stop_app(app)
         assert not any(_alive(p) for p in pids), mode
-    assert "PORT" in str(caught.value) or "200" in str(caught.value)
+    assert "127.0.0.1:" in str(caught.value) and "::1 only?" in str(caught.value)
 
 
 def test_a_server_that_double_forks_a_daemon_leaves_nothing_behind(tmp_path: Path) -> None:
@@ -442,6 +466,18 @@ def test_a_page_that_throws_fails_the_screenshots_and_console_noise_is_reported(
     good = json.loads((FIXTURES / "pages-good.json").read_text())
     routes = tuple(p["path"] for p in good["pages"])
     assert screenshot_findings(good, routes, FIXTURES / "site-good")[0] == []
+
+
+def test_load_p95_and_error_rate_against_the_profile() -> None:
+    ok = json.loads((FIXTURES / "load-ok.json").read_text())
+    bad = json.loads((FIXTURES / "load-500.json").read_text())
+    assert load_findings("GET /api/todos", ok, 500, 0.01) == []
+    (errors,) = load_findings("GET /fail", bad, 500, 0.01)
+    assert errors.rule == "errors" and "100.0% of 13006 requests failed" in errors.message
+    assert "'500': 13006" in errors.message
+    (slow,) = load_findings("GET /api/todos", {**ok, "p95_ms": 812.4}, 500, 0.01)
+    assert slow.rule == "p95" and "p95 latency 812.4 ms over 500 ms" in slow.message
+    assert load_findings("GET /x", {"requests": 0}, 500, 0.01)[0].rule == "errors"
 
 
 def test_playwright_failures_are_findings_with_their_spec_line() -> None:

@@ -359,6 +359,8 @@ def gate_load(run: GateRun) -> Outcome:
     unrun = unrun_outcome("load", step)
     if unrun is not None:
         return unrun
+    if step.get("status") == "failed" and not step.get("endpoints"):
+        return broken_outcome("load", step, web, ".")
     p95_max, rate_max = run.profile.load_p95_ms, run.profile.load_error_rate
     diags: list[Diagnostic] = []
     measured: dict[str, dict[str, Any]] = {}
@@ -375,26 +377,12 @@ def gate_load(run: GateRun) -> Outcome:
                 Diagnostic("load", endpoint, 0, f"{endpoint}: the load run failed: {why}", "run")
             )
             continue
-        p95, rate = float(data.get("p95_ms") or 0), float(data.get("error_rate") or 0)
         keys = ("requests", "p50_ms", "p95_ms", "p99_ms", "error_rate", "rps")
         measured[endpoint] = {"endpoint": endpoint, **{k: data.get(k) for k in keys}}
         report = web.path(record.get("report"))
         if report is not None:
             measured[endpoint]["report"] = report
-        if p95 > p95_max:
-            why = (
-                f"{endpoint}: p95 latency {p95:.1f} ms over {p95_max:g} ms under "
-                f"{data.get('requests')} requests: make the handler faster (no work per request "
-                "that could be done once, no blocking call)"
-            )
-            diags.append(Diagnostic("load", endpoint, 0, why, "p95"))
-        if rate > rate_max:
-            why = (
-                f"{endpoint}: {rate:.1%} of {data.get('requests')} requests failed (errors "
-                f"{data.get('errors')}, timeouts {data.get('timeouts')}, non-2xx "
-                f"{data.get('non2xx')}; at most {rate_max:.1%}): it must answer 2xx under load"
-            )
-            diags.append(Diagnostic("load", endpoint, 0, why, "errors"))
+        diags += load_findings(endpoint, data, p95_max, rate_max)
     if not measured and not diags:
         return not_run(
             "load", "no endpoint could be loaded: " + "; ".join(skipped), required=False
@@ -409,3 +397,32 @@ def gate_load(run: GateRun) -> Outcome:
         "load", status, summary[:600], step, web, endpoints=endpoints, skipped=skipped
     )
     return check, diags
+
+
+def load_findings(
+    endpoint: str, data: dict[str, Any], p95_max: float, rate_max: float
+) -> list[Diagnostic]:
+    """Return the findings of one endpoint's load report: p95 and error rate over the limits."""
+    diags = []
+    p95, rate = float(data.get("p95_ms") or 0), float(data.get("error_rate") or 0)
+    requests = int(data.get("requests") or 0)
+    if requests == 0:
+        why = f"{endpoint}: no request was answered during the load run: it must answer under load"
+        return [Diagnostic("load", endpoint, 0, why, "errors")]
+    if p95 > p95_max:
+        why = (
+            f"{endpoint}: p95 latency {p95:.1f} ms over {p95_max:g} ms under {requests} "
+            "requests: make the handler faster (no work per request that could be done once, "
+            "no blocking call)"
+        )
+        diags.append(Diagnostic("load", endpoint, 0, why, "p95"))
+    if rate > rate_max:
+        codes = data.get("status_codes") or {}
+        shown = f", status codes {codes}" if codes else ""
+        why = (
+            f"{endpoint}: {rate:.1%} of {requests} requests failed (errors {data.get('errors')}, "
+            f"timeouts {data.get('timeouts')}, non-2xx {data.get('non2xx')}{shown}; at most "
+            f"{rate_max:.1%}): it must answer 2xx under load"
+        )
+        diags.append(Diagnostic("load", endpoint, 0, why, "errors"))
+    return diags

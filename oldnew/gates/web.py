@@ -45,6 +45,8 @@ _LOCK = threading.Lock()
 MAX_COPY = 64 * 2**20
 """Bytes of the driver's output copied out of the box (screenshots, reports, logs)."""
 MAX_FILES = 200
+MAX_REPORT = 16 * 2**20
+"""Bytes of one step's JSON report the gates read."""
 MAX_NODES = 3
 """Elements shown per axe violation."""
 _MARGIN = 20.0
@@ -69,13 +71,15 @@ class WebSettings:
 
 @dataclass
 class WebRun:
-    """The driver's run: its ``web.json``, its output in the box, and where it was kept."""
+    """The driver's run: its ``web.json``, what it wrote, and where that was kept."""
 
     data: dict[str, Any]
-    out: Path
-    """The driver's output folder in the box (read while the box is open)."""
+    present: frozenset[str] = frozenset()
+    """The regular files the driver wrote (relative to its output folder)."""
+    reports: dict[str, bytes] = field(default_factory=dict)
+    """The JSON reports at the top of its output folder, read before its sandbox closed."""
     kept: Path | None = None
-    """The copy of it in the validation's evidence, when one was asked for."""
+    """The copy of its output in the validation's evidence, when one was asked for."""
     result: RunResult | None = None
     problem: str = ""
     """Why the driver's evidence could not be had (it did not run, or was stopped)."""
@@ -91,12 +95,7 @@ class WebRun:
 
     def has(self, rel: str | None) -> bool:
         """Tell whether the driver wrote the regular file ``rel`` (a screenshot, say)."""
-        if not rel:
-            return False
-        try:
-            return stat.S_ISREG(os.lstat(self.out / rel).st_mode)
-        except (OSError, ValueError):
-            return False
+        return bool(rel) and os.path.normpath(str(rel)) in self.present
 
     def path(self, rel: str | None) -> str | None:
         """Return the absolute path of the kept copy of ``rel``; None when it was not kept."""
@@ -107,13 +106,10 @@ class WebRun:
 
     def report(self, step: dict[str, Any]) -> Any:
         """Return the parsed JSON report a step names (None when it is missing or unreadable)."""
-        rel = step.get("report")
-        if not isinstance(rel, str) or not rel:
-            return None
+        raw = self.reports.get(str(step.get("report") or ""))
         try:
-            raw = read_output(self.out, rel)
             return json.loads(raw) if raw is not None else None
-        except (UnsafeOutput, ValueError):
+        except ValueError:
             return None
 
 
@@ -169,29 +165,38 @@ def driver_steps(web: WebSettings) -> list[str]:
 
 
 def _run_driver(run: GateRun) -> WebRun:
+    """Run the driver in a sandbox of its own.
+
+    The build writes into its copy (``dist/``) while the other gates read theirs, and the app
+    may write anywhere it can.
+    """
     web = settings(run)
     budget = run.profile.web_budget_s if web.milestone else run.timeout
-    out = run.box.home / "web"
-    out.mkdir(exist_ok=True)
-    run.box.adopt(out)
-    argv = ["--tree", str(run.tree), "--out", str(out), "--budget", f"{budget:g}"]
-    argv += ["--steps", ",".join(driver_steps(web)), "--pages", ",".join(web.targets.pages)]
-    argv += ["--load-seconds", f"{run.profile.load_seconds:g}", "--stack", web.stack]
-    argv += ["--ready-timeout", f"{run.profile.web_ready_s:g}"]
-    argv += ["--e2e-test-timeout", f"{run.profile.e2e_test_s:g}"]
-    if web.targets.endpoints:
-        argv += ["--endpoints", ",".join(web.targets.endpoints)]
-    result = run.box.run(driver_argv(*argv), timeout=budget + _MARGIN, env=run.env.variables())
-    kept, copy_problem = None, ""
-    if web.evidence_dir is not None and "start" in driver_steps(web):
-        kept, copy_problem = web.evidence_dir, copy_out(out, web.evidence_dir)
-    data: dict[str, Any] = {}
-    problem = ""
+    with run.new_sandbox() as box:
+        out = box.home / "web"
+        out.mkdir(exist_ok=True)
+        box.adopt(out)
+        argv = driver_argv(*_driver_args(run, web, box.tree, out, budget))
+        result = box.run(argv, timeout=budget + _MARGIN, env=box.env.variables())
+        kept, problem = None, ""
+        if web.evidence_dir is not None and "start" in driver_steps(web):
+            kept, problem = web.evidence_dir, copy_out(out, web.evidence_dir)
+        present = frozenset(regular_files(out))
+        reports: dict[str, bytes] = {}
+        for rel in sorted(present):
+            if "/" not in rel and rel.endswith(".json"):
+                try:
+                    raw = read_output(out, rel, max_bytes=MAX_REPORT)
+                except UnsafeOutput as exc:
+                    problem = problem or f"{rel} cannot be read: {exc}"
+                    continue
+                if raw is not None:
+                    reports[rel] = raw
     try:
-        raw = read_output(out, "web.json")
-        data = json.loads(raw) if raw is not None else {}
-    except (UnsafeOutput, ValueError) as exc:
-        copy_problem = f"web.json cannot be read: {exc}"
+        data = json.loads(reports.get("web.json", b"{}"))
+    except ValueError:
+        data = {}
+    if not isinstance(data, dict):
         data = {}
     if result.killed:
         problem = (
@@ -199,13 +204,42 @@ def _run_driver(run: GateRun) -> WebRun:
             "that hangs, or an app that does not stop?)"
         )
     elif not data:
-        problem = copy_problem or (
+        problem = problem or (
             f"the web driver wrote no evidence (exit {result.exit_code}): "
             f"{result.output[-800:] or 'no output'}"
         )
     elif data.get("error"):
         problem = f"the web driver crashed (a bug in oldnew): {str(data['error'])[-800:]}"
-    return WebRun(data if isinstance(data, dict) else {}, out, kept, result, problem)
+    return WebRun(data, present, reports, kept, result, problem)
+
+
+def _driver_args(run: GateRun, web: WebSettings, tree: Path, out: Path, budget: float) -> list[str]:
+    profile = run.profile
+    argv = ["--tree", str(tree), "--out", str(out), "--budget", f"{budget:g}"]
+    argv += ["--steps", ",".join(driver_steps(web)), "--pages", ",".join(web.targets.pages)]
+    argv += ["--load-seconds", f"{profile.load_seconds:g}", "--stack", web.stack]
+    argv += ["--ready-timeout", f"{profile.web_ready_s:g}"]
+    argv += ["--e2e-test-timeout", f"{profile.e2e_test_s:g}"]
+    if web.milestone:
+        argv += ["--tools", json.dumps(toolchain.versions())]
+    if web.targets.endpoints:
+        argv += ["--endpoints", ",".join(web.targets.endpoints)]
+    return argv
+
+
+def regular_files(out: Path) -> list[str]:
+    """Return the regular files under ``out`` (relative), never following a link."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(out):
+        dirnames[:] = sorted(d for d in dirnames if not os.path.islink(os.path.join(dirpath, d)))
+        for name in sorted(filenames):
+            path = os.path.join(dirpath, name)
+            try:
+                if stat.S_ISREG(os.lstat(path).st_mode):
+                    found.append(os.path.relpath(path, out))
+            except OSError:
+                continue
+    return found
 
 
 def copy_out(out: Path, dest: Path) -> str:

@@ -104,6 +104,7 @@ class Sandbox:
         use_bwrap: bool,
         drop_uid: bool,
         env: ProjectEnv | None = None,
+        web_tools: bool = True,
     ) -> None:
         """Prepare (but do not fill) a sandbox in ``scratch``; :meth:`open` does both."""
         self.source = source
@@ -122,6 +123,8 @@ class Sandbox:
         """Symlinks of the project that lead out of it: (path, target)."""
         self._counter = itertools.count(1)
         self._drop_uid = drop_uid
+        self.web_tools = WEB_TOOLS if web_tools and WEB_TOOLS.is_dir() else None
+        """oldnew's npm tools shown beside the copy (:data:`WEB_TOOLS`), or None."""
         self._bwrap_args: list[str] = []
         self._shown: list[Path] = []
 
@@ -138,13 +141,15 @@ class Sandbox:
         use_bwrap: bool = True,
         drop_uid: bool = True,
         scratch_root: Path | None = None,
+        web_tools: bool = True,
     ) -> Iterator[Sandbox]:
         """Copy ``source`` into a new scratch folder, yield the sandbox, then remove it all.
 
         ``env`` is the environment the project's code runs with (default: oldnew's own, with
         the project's node_modules). ``use_bwrap=False`` and ``drop_uid=False`` switch those
         layers off (tests use them to exercise the fallbacks); a layer the machine lacks is off
-        whatever they say.
+        whatever they say. ``web_tools=False`` leaves oldnew's npm tools out (the code's own
+        imports then resolve against the project's packages only).
         """
         sweep_stale(scratch_root)
         scratch = Path(tempfile.mkdtemp(prefix="oldnew-sbx-", dir=scratch_root)).resolve()
@@ -157,6 +162,7 @@ class Sandbox:
             use_bwrap=use_bwrap,
             drop_uid=drop_uid,
             env=env,
+            web_tools=web_tools,
         )
         try:
             box._prepare()
@@ -181,8 +187,8 @@ class Sandbox:
             self.uid = take_uid()
         if not self.bwrap and self.env.node_modules is not None:
             os.symlink(self.env.node_modules, self.tree / NODE_MODULES)
-        if not self.bwrap and WEB_TOOLS.is_dir():
-            os.symlink(WEB_TOOLS, self.scratch / NODE_MODULES)
+        if not self.bwrap and self.web_tools is not None:
+            os.symlink(self.web_tools, self.scratch / NODE_MODULES)
         self._chown_all()
         if self.bwrap:
             self._bwrap_args = self._build_bwrap_args()
@@ -309,8 +315,8 @@ class Sandbox:
             args += [*self._parents_args(folder, made), "--bind", str(folder), str(folder)]
         if self.env.node_modules is not None:
             args += ["--ro-bind", str(self.env.node_modules), str(self.tree / NODE_MODULES)]
-        if WEB_TOOLS.is_dir():
-            args += ["--ro-bind", str(WEB_TOOLS), str(self.scratch / NODE_MODULES)]
+        if self.web_tools is not None:
+            args += ["--ro-bind", str(self.web_tools), str(self.scratch / NODE_MODULES)]
         self._shown = exposed
         return args
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from oldnew.web.start import (
+    AppFailure,
     BuildFailed,
     PortNeverOpened,
     ReadinessTimeout,
@@ -208,10 +209,10 @@ def wait_ready(app: RunningApp, *, timeout: float = READY_TIMEOUT_S) -> float:
             if not answered and now >= next_port_check:
                 next_port_check = now + 0.5
                 opened = listening_ports(tree_pids(app.pid))
-                if opened and app.port not in opened:
+                if opened:  # it listens, but 127.0.0.1:port refuses
                     elsewhere_since = elsewhere_since or now
                     if now - elsewhere_since >= min(WRONG_PORT_GRACE_S, timeout / 3):
-                        raise WrongPort(app.port, opened, app.log_tail()) from None
+                        raise _unreachable(app, opened, timeout) from None
                 else:
                     elsewhere_since = None
         if time.monotonic() >= deadline:
@@ -220,9 +221,16 @@ def wait_ready(app: RunningApp, *, timeout: float = READY_TIMEOUT_S) -> float:
     if answered:
         raise ReadinessTimeout(path, last, timeout, app.log_tail())
     opened = listening_ports(tree_pids(app.pid))
-    if opened and app.port not in opened:
-        raise WrongPort(app.port, opened, app.log_tail())
+    if opened:
+        raise _unreachable(app, opened, timeout)
     raise PortNeverOpened(app.port, timeout, app.log_tail())
+
+
+def _unreachable(app: RunningApp, opened: list[int], timeout: float) -> AppFailure:
+    """Return the failure of an app that listens, but not where oldnew connects."""
+    if app.port in opened:
+        return PortNeverOpened(app.port, timeout, app.log_tail(), elsewhere=True)
+    return WrongPort(app.port, opened, app.log_tail())
 
 
 def stop_app(app: RunningApp, *, grace: float = STOP_GRACE_S) -> None:

@@ -99,6 +99,8 @@ class Evidence:
     spec: dict[str, Any] | None = None
     started: float = field(default_factory=time.monotonic)
     error: str = ""
+    tools: dict[str, str] = field(default_factory=dict)
+    """The web tools' versions, as the host found them (asking Chromium takes seconds)."""
 
     def step(self, name: str, status: str, detail: str = "", **extra: Any) -> dict[str, Any]:
         """Record one step's outcome (``passed``: it ran, ``failed``, ``not_run``)."""
@@ -117,6 +119,7 @@ class Evidence:
             "steps": self.steps,
             "spec": self.spec,
             "targets": self.targets,
+            "tools": self.tools,
             "budget_s": self.budget_s,
             "duration_s": round(time.monotonic() - self.started, 3),
             "error": self.error,
@@ -146,6 +149,7 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--e2e-test-timeout", type=float, default=E2E_TEST_TIMEOUT_S)
     parser.add_argument("--page-cap", type=int, default=PAGE_CAP, help="bytes")
     parser.add_argument("--stack", default="", help="the scope's stack, for messages")
+    parser.add_argument("--tools", default="{}", help="the web tools' versions (JSON), kept")
     return parser.parse_args(argv)
 
 
@@ -157,6 +161,11 @@ def main(argv: list[str] | None = None) -> int:
     endpoints = _csv(args.endpoints)
     steps = [s for s in _csv([args.steps]) if s in STEPS]
     ev = Evidence(args.out, {"pages": pages, "endpoints": endpoints}, args.budget)
+    try:
+        tools = json.loads(args.tools)
+    except ValueError:
+        tools = {}
+    ev.tools = tools if isinstance(tools, dict) else {}
     become_subreaper()
     app: RunningApp | None = None
     try:

@@ -153,14 +153,21 @@ class PortNeverOpened(AppFailure):
 
     kind = "PortNeverOpened"
 
-    def __init__(self, port: int, seconds: float, log_tail: str) -> None:
-        """Say which port stayed closed, and for how long."""
-        super().__init__(
-            f"nothing listened on port {port} within {seconds:g}s while the server ran: "
-            f"{PORT_CONVENTION}",
-            log_tail,
+    def __init__(
+        self, port: int, seconds: float, log_tail: str, *, elsewhere: bool = False
+    ) -> None:
+        """Say which port stayed closed, and for how long.
+
+        ``elsewhere``: the app holds the port, but not on 127.0.0.1 (on ``::1`` only, say).
+        """
+        what = (
+            f"the app listens on port {port}, but 127.0.0.1:{port} refuses connections (it "
+            "listens on another address, ::1 only?): listen on HOST (127.0.0.1)"
+            if elsewhere
+            else f"nothing listened on port {port} within {seconds:g}s while the server ran"
         )
-        self.port = port
+        super().__init__(f"{what}: {PORT_CONVENTION}", log_tail)
+        self.port, self.elsewhere = port, elsewhere
 
 
 class WrongPort(AppFailure):

@@ -152,13 +152,17 @@ def _node_reason() -> str | None:
 def _tools_reason(step: str) -> str | None:
     if not node_modules().is_dir():
         return f"oldnew's web tools are not installed: {tools_install()}"
+    absent, other = [], []
     for package in PACKAGES[step]:
         have, want = package_version(package), _pinned(package)
         if have is None:
-            return f"{package} is missing from oldnew's web tools: {tools_install()}"
-        if want is not None and have != want:
-            return f"{package} {have} is installed where oldnew pins {want}: {tools_install()}"
-    return None
+            absent.append(package)
+        elif want is not None and have != want:
+            other.append(f"{package} {have} is installed where oldnew pins {want}")
+    if absent:
+        verb = "is" if len(absent) == 1 else "are"
+        other.insert(0, f"{', '.join(absent)} {verb} missing from oldnew's web tools")
+    return f"{'; '.join(other)}: {tools_install()}" if other else None
 
 
 def missing(step: str) -> str | None:

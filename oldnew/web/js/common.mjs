@@ -14,6 +14,12 @@ export const TOOLS_MODULES = process.env.OLDNEW_WEB_TOOLS || path.join(HERE, '..
 export const CHROME_FLAGS = JSON.parse(fs.readFileSync(path.join(HERE, 'chrome-flags.json'), 'utf8'));
 export const SYSTEM_CHROMIUM = '/usr/lib/chromium/chromium';
 
+// A tool's promise that settles after its step timed out (Lighthouse on a killed Chrome) must
+// not end the step: the page already has its error, and the JSON is still written.
+process.on('unhandledRejection', (err) => {
+  process.stderr.write(`ignored after its step ended: ${why(err)}\n`);
+});
+
 /** Exit non-zero with one line on stderr: the step could not run at all. */
 export function cannotRun(reason) {
   process.stderr.write(`${String(reason).split('\n')[0]}\n`);

@@ -116,17 +116,30 @@ function failingAudits(lhr) {
   return [...byId.values()];
 }
 
+async function answers(url) {
+  // Lighthouse waits for ever on a navigation whose server never answers (Page.navigate has no
+  // timeout of its own): a page that does not even send its headers is not audited.
+  const ms = Math.min(15000, Math.round(timeout / 3));
+  let response;
+  try {
+    response = await fetch(url, { signal: AbortSignal.timeout(ms), redirect: 'follow' });
+  } catch (err) {
+    const reason = err?.name === 'TimeoutError' ? `did not answer within ${ms} ms` : `could not be fetched: ${why(err.cause || err)}`;
+    throw new Error(`${url} ${reason}`);
+  }
+  await response.body?.cancel().catch(() => {});
+}
+
 async function onePage(pagePath, slug) {
   const url = pageUrl(opts.base, pagePath);
   const record = { path: pagePath, url, report: null, scores: null, audits: [], warnings: [], error: null, duration_ms: 0 };
   const started = Date.now();
   try {
+    await answers(url);
     if (!chrome) await launch();
-    const result = await within(
-      lighthouse(url, { port: chrome.port, output: 'json', logLevel: 'error', disableFullPageScreenshot: true }, CONFIG),
-      timeout,
-      `Lighthouse on ${url}`,
-    );
+    const run = lighthouse(url, { port: chrome.port, output: 'json', logLevel: 'error', disableFullPageScreenshot: true }, CONFIG);
+    run.catch(() => {}); // past the timeout, Chrome is killed under it: that rejection is expected
+    const result = await within(run, timeout, `Lighthouse on ${url}`);
     if (!result) throw new Error('Lighthouse returned no result');
     const rel = path.join('lighthouse', `${slug}.json`);
     fs.writeFileSync(path.join(out, rel), result.report);
@@ -156,14 +169,15 @@ try {
   process.exit(3);
 }
 const results = [];
+// Written after every page: a step killed from outside (the sandbox's timeout) still leaves
+// the pages it audited, with "complete": false.
+const save = (complete) => writeJson(path.join(out, 'lighthouse.json'), {
+  base: opts.base, lighthouse: version, complete, duration_ms: Date.now() - started, pages: results,
+});
 for (let i = 0; i < pages.length; i += 1) {
   results.push(await onePage(pages[i], names[i]));
+  save(i === pages.length - 1);
 }
-writeJson(path.join(out, 'lighthouse.json'), {
-  base: opts.base,
-  lighthouse: version,
-  duration_ms: Date.now() - started,
-  pages: results,
-});
+if (pages.length === 0) save(true);
 await stopChrome();
 process.exit(0);

@@ -14,6 +14,9 @@ import {
 
 const MAX_MESSAGES = 50;
 const MAX_NODES = 20;
+const MAX_SHOT_HEIGHT = 10000;
+const SETTLE_MS = 3000;
+const VIEWPORT = { width: 1280, height: 800 };
 
 const opts = args({
   base: { type: 'string' },
@@ -65,7 +68,7 @@ function violations(result) {
 }
 
 async function checkPage(ctx, url, slug, record) {
-  const page = await ctx.newPage();
+  const page = await within(ctx.newPage(), timeout, 'opening a page');
   page.setDefaultTimeout(timeout);
   page.on('pageerror', (err) => {
     if (record.page_errors.length < MAX_MESSAGES) record.page_errors.push(cut(err.stack || String(err)));
@@ -89,9 +92,21 @@ async function checkPage(ctx, url, slug, record) {
 
   const response = await step(page.goto(url, { timeout, waitUntil: 'load' }), `loading ${url}`);
   record.status = response ? response.status() : null;
+  // A page that fetches its data after load (a single-page app) gets a moment to show it: the
+  // screenshot and axe see what a person would, not the empty shell.
+  await step(page.waitForLoadState('networkidle', { timeout: SETTLE_MS }), 'settling').catch(() => {});
   const shot = path.join('screenshots', `${slug}.png`);
-  await step(page.screenshot({ path: path.join(out, shot), fullPage: true, timeout }), 'the screenshot');
+  // The whole page, up to MAX_SHOT_HEIGHT: an endless page would cost the browser gigabytes.
+  const height = await step(
+    page.evaluate(() => Math.max(document.documentElement?.scrollHeight || 0, document.body?.scrollHeight || 0)),
+    'measuring the page',
+  );
+  const shotOptions = height > MAX_SHOT_HEIGHT
+    ? { clip: { x: 0, y: 0, width: VIEWPORT.width, height: MAX_SHOT_HEIGHT }, fullPage: true }
+    : { fullPage: true };
+  await step(page.screenshot({ path: path.join(out, shot), timeout, ...shotOptions }), 'the screenshot');
   record.screenshot = shot;
+  record.screenshot_clipped = height > MAX_SHOT_HEIGHT;
   await step(page.evaluate(axeSource), 'loading axe-core');
   const result = await step(
     page.evaluate(() => globalThis.axe.run(document, { resultTypes: ['violations'] })),
@@ -107,14 +122,14 @@ async function checkPage(ctx, url, slug, record) {
 async function onePage(pagePath, slug) {
   const url = pageUrl(opts.base, pagePath);
   const record = {
-    path: pagePath, url, status: null, screenshot: null, axe: [], page_errors: [],
+    path: pagePath, url, status: null, screenshot: null, screenshot_clipped: false, axe: [], page_errors: [],
     console_errors: [], error: null, duration_ms: 0,
   };
   const started = Date.now();
   let ctx = null;
   try {
     const b = await ensureBrowser();
-    ctx = await within(b.newContext({ bypassCSP: true, viewport: { width: 1280, height: 800 } }), timeout, 'opening a browser context');
+    ctx = await within(b.newContext({ bypassCSP: true, viewport: VIEWPORT }), timeout, 'opening a browser context');
     await checkPage(ctx, url, slug, record);
   } catch (err) {
     record.error = why(err);
@@ -142,11 +157,15 @@ try {
 }
 const version = browser.version();
 const results = [];
+// Written after every page: a step killed from outside (the sandbox's timeout) still leaves
+// the pages it checked, with "complete": false.
+const save = (complete) => writeJson(path.join(out, 'pages.json'), {
+  base: opts.base, browser: version, complete, duration_ms: Date.now() - started, pages: results,
+});
 for (let i = 0; i < pages.length; i += 1) {
   results.push(await onePage(pages[i], names[i]));
+  save(i === pages.length - 1);
 }
-writeJson(path.join(out, 'pages.json'), {
-  base: opts.base, browser: version, duration_ms: Date.now() - started, pages: results,
-});
+if (pages.length === 0) save(true);
 if (browser) await within(browser.close(), 5000, 'closing Chromium').catch(() => {});
 process.exit(0);
