@@ -148,6 +148,15 @@ def test_node_missing_or_outside_the_sandbox(
     assert f"Node at {mine / 'node'} is outside the system folders the sandbox shows" in reason
 
 
+def test_a_node_too_old_for_the_tools_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old = _fake_binary(tmp_path / "node", "v18.19.0")
+    monkeypatch.setattr(toolchain, "node", lambda: old)
+    reason = str(toolchain.missing("load"))
+    assert f"Node 18.19.0 at {old} is older than the 20 oldnew's web tools need" in reason
+
+
 def test_scripts_and_flags() -> None:
     for name in ("pages.mjs", "lighthouse.mjs", "load.mjs", "playwright.config.mjs"):
         assert toolchain.script(name).is_file()

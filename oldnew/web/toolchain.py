@@ -44,6 +44,8 @@ NEEDS_BROWSER = frozenset({"browser", "axe", "e2e", "lighthouse"})
 STEPS = frozenset(PACKAGES)
 CHROMIUM_INSTALL = "apt-get install chromium (or set OLDNEW_CHROMIUM)"
 NODE_INSTALL = "apt-get install nodejs npm"
+NODE_MIN = 20
+"""The oldest Node major the pinned tools run on (playwright-core 1.65: engines >= 20)."""
 VERSION_TIMEOUT = 10.0
 
 
@@ -138,7 +140,15 @@ def _chromium_reason() -> str | None:
 
 
 def _node_reason() -> str | None:
-    if node() is not None:
+    found_node = node()
+    if found_node is not None:
+        version = _binary_version(found_node)
+        major = int(version.split(".")[0]) if version else 0
+        if major < NODE_MIN:
+            return (
+                f"Node {version or '(no version)'} at {found_node} is older than the "
+                f"{NODE_MIN} oldnew's web tools need (Playwright): install Node {NODE_MIN} or newer"
+            )
         return None
     found = shutil.which("node")
     if found is not None:
