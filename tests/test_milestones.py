@@ -145,7 +145,7 @@ class Previews:
         monkeypatch.setattr(common, "start_preview", self.start)
         monkeypatch.setattr(common, "preview_status", lambda root: None)
 
-    def start(self, root: Path, *, tree: Path, commit: str, port: int) -> Any:
+    def start(self, root: Path, *, tree: Path, commit: str, port: int, env: Any) -> Any:
         self.started.append(commit)
         return type("P", (), {"url": f"http://localhost:{port}", "commit": commit})()
 
