@@ -213,7 +213,7 @@ def test_the_projects_own_packages_win_over_oldnews_tools(tmp_path: Path) -> Non
         "console.log(require('autocannon/package.json').version,"
         " require('lighthouse/package.json').version)\n"
     )
-    with Sandbox.open(project) as box:
+    with Sandbox.open(project, web_tools=True) as box:
         result = box.run([str(toolchain.node()), "check.js"], timeout=60)
         write = box.run(["/bin/sh", "-c", "touch ../node_modules/x"], timeout=30)
         fonts = box.run(["/bin/sh", "-c", "test -d /etc/fonts"], timeout=30)
@@ -223,13 +223,13 @@ def test_the_projects_own_packages_win_over_oldnews_tools(tmp_path: Path) -> Non
     assert fonts.exit_code == (0 if Path("/etc/fonts").is_dir() else 1)
 
 
-def test_web_tools_false_leaves_them_out(tmp_path: Path) -> None:
-    # The per-task gates can keep a project from importing packages it never declared.
+def test_without_web_tools_they_are_left_out(tmp_path: Path) -> None:
+    # The gates but the web driver keep a project from importing packages it never declared.
     _skip_unless("load")
     project = tmp_path / "project"
     project.mkdir()
     (project / "check.js").write_text("require('autocannon')\n")
-    with Sandbox.open(project, web_tools=False) as box:
+    with Sandbox.open(project) as box:
         result = box.run([str(toolchain.node()), "check.js"], timeout=60)
     assert result.exit_code != 0 and "Cannot find module 'autocannon'" in result.stderr
 
@@ -248,7 +248,7 @@ def steps(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any
     project = tmp_path_factory.mktemp("web") / "project"
     shutil.copytree(FIXTURES, project)
     out = tmp_path_factory.mktemp("web-out")
-    with Sandbox.open(project) as box:
+    with Sandbox.open(project, web_tools=True) as box:
         argv = [*box.env.python_argv("run_steps.py"), str(box.home / "out"), ",".join(runnable)]
         result = box.run(argv, timeout=240)
         assert result.exit_code == 0, result.stderr[-3000:]

@@ -59,8 +59,9 @@ class GateRun:
     profile: Profile
     timeout: float
     toolchains: list[str]
-    new_sandbox: Callable[[], AbstractContextManager[Sandbox]]
-    """Opens another sandbox holding a fresh copy of the same project (for mutants)."""
+    new_sandbox: Callable[..., AbstractContextManager[Sandbox]]
+    """Opens another sandbox holding a fresh copy of the same project (for mutants, for the
+    web gates' driver with ``web_tools=True``)."""
     artifacts: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -172,7 +172,7 @@ def _run_driver(run: GateRun) -> WebRun:
     """
     web = settings(run)
     budget = run.profile.web_budget_s if web.milestone else run.timeout
-    with run.new_sandbox() as box:
+    with run.new_sandbox(web_tools=True) as box:
         out = box.home / "web"
         out.mkdir(exist_ok=True)
         box.adopt(out)

@@ -104,7 +104,7 @@ class Sandbox:
         use_bwrap: bool,
         drop_uid: bool,
         env: ProjectEnv | None = None,
-        web_tools: bool = True,
+        web_tools: bool = False,
     ) -> None:
         """Prepare (but do not fill) a sandbox in ``scratch``; :meth:`open` does both."""
         self.source = source
@@ -141,15 +141,17 @@ class Sandbox:
         use_bwrap: bool = True,
         drop_uid: bool = True,
         scratch_root: Path | None = None,
-        web_tools: bool = True,
+        web_tools: bool = False,
     ) -> Iterator[Sandbox]:
         """Copy ``source`` into a new scratch folder, yield the sandbox, then remove it all.
 
         ``env`` is the environment the project's code runs with (default: oldnew's own, with
         the project's node_modules). ``use_bwrap=False`` and ``drop_uid=False`` switch those
         layers off (tests use them to exercise the fallbacks); a layer the machine lacks is off
-        whatever they say. ``web_tools=False`` leaves oldnew's npm tools out (the code's own
-        imports then resolve against the project's packages only).
+        whatever they say. ``web_tools=True`` shows oldnew's npm tools beside the copy (the web
+        gates' driver needs them); otherwise the code's own imports resolve against the
+        project's packages only, so a task cannot pass by importing a package it never
+        declared.
         """
         sweep_stale(scratch_root)
         scratch = Path(tempfile.mkdtemp(prefix="oldnew-sbx-", dir=scratch_root)).resolve()
