@@ -1,8 +1,10 @@
 """Milestones: the points of a run where main is checked as a whole, tagged, and previewed.
 
-A phased plan has one milestone per phase (``mvp``, ``enhanced``, ``polish``), each reached
-when every task of that phase and of the phases before it is done. An unphased plan for a web
-app has one, ``mvp``: the whole plan. Other plans have none (their delivery is the check).
+A web app's plan has one milestone per phase (``mvp``, ``enhanced``, ``polish``), each due
+when every task of that phase and of the phases before it has ended; an unphased plan has one,
+``mvp``: the whole plan. A task without a phase in a phased plan (one feedback added, say)
+counts in the last phase. Other projects have none: their delivery is their check, and their
+later phases run beside the MVP.
 
 At a milestone the ``milestone`` node runs the gates on main, for a web app with the milestone
 set (the app started, browser tests, accessibility, Lighthouse, load). Passing, main is tagged
@@ -11,7 +13,8 @@ task of that phase, validated with the same gate set (:func:`fix_task`); after
 ``milestone_fixes`` of those the milestone is reported failed and the run goes on.
 
 While the MVP milestone is not settled, the later phases' tasks wait: their work builds on an
-MVP that is known to run.
+MVP that is known to run. A milestone one of whose tasks ended without being done (blocked,
+a known limitation) is settled as failed at once, and says which: nothing waits for it.
 
 Every function here reads state; none writes anything.
 """
@@ -26,6 +29,9 @@ from oldnew.schemas import PHASES, WEB_STACKS, Plan, PlannedTask
 MilestoneStatus = Literal["fixing", "reached", "failed", "not_checked"]
 SETTLED: frozenset[str] = frozenset({"reached", "failed", "not_checked"})
 """Statuses after which a milestone is not checked again (unless its tasks change)."""
+RECORD_FIELDS = ("tag", "preview", "preview_error", "fix_task", "reason")
+"""Fields of a milestone's record that one check sets and the next may not: each check
+writes them all ("" when unset), so nothing of an earlier check is shown as current."""
 MAX_FINDINGS = 25
 
 
@@ -34,53 +40,78 @@ def is_web(state: Mapping[str, Any]) -> bool:
     return (state.get("scope") or {}).get("stack") in WEB_STACKS
 
 
+def is_phased(plan: Plan) -> bool:
+    """Say whether ``plan`` is made in phases."""
+    return bool(plan.phases) or any(t.phase for t in plan.tasks)
+
+
 def milestones_of(plan: Plan, state: Mapping[str, Any]) -> list[tuple[str, list[str]]]:
-    """Return each milestone of ``plan`` with the ids of the tasks it needs done, in order."""
-    if plan.phases or any(t.phase for t in plan.tasks):
-        out: list[tuple[str, list[str]]] = []
-        needed: list[str] = []
-        for phase in PHASES:
-            ids = [t.id for t in plan.tasks if (t.phase or "mvp") == phase]
-            if ids:
-                needed = needed + ids
-                out.append((phase, list(needed)))
-        return out
-    return [("mvp", [t.id for t in plan.tasks])] if is_web(state) and plan.tasks else []
+    """Return each milestone of ``plan`` with the ids of the tasks it needs ended, in order."""
+    if not is_web(state) or not plan.tasks:
+        return []
+    if not is_phased(plan):
+        return [("mvp", [t.id for t in plan.tasks])]
+    used = [p for p in PHASES if any(t.phase == p for t in plan.tasks)]
+    last = used[-1]
+    out: list[tuple[str, list[str]]] = []
+    needed: list[str] = []
+    for phase in used:
+        needed = needed + [t.id for t in plan.tasks if (t.phase or last) == phase]
+        out.append((phase, list(needed)))
+    return out
 
 
 def _record(state: Mapping[str, Any], name: str) -> dict[str, Any]:
     return dict((state.get("milestones") or {}).get(name) or {})
 
 
+def ended(state: Mapping[str, Any], ids: list[str]) -> tuple[list[str], list[str]] | None:
+    """Return (done, not done) of ``ids`` once every one of them has ended, else None."""
+    tasks = state.get("tasks") or {}
+    statuses = {t: (tasks.get(t) or {}).get("status") for t in ids}
+    if not all(s in ("done", "blocked") for s in statuses.values()):
+        return None
+    return sorted(t for t, s in statuses.items() if s == "done"), sorted(
+        t for t, s in statuses.items() if s != "done"
+    )
+
+
 def due(state: Mapping[str, Any]) -> str | None:
     """Return the milestone to check now, or None.
 
-    That is the first milestone whose tasks are all done and which is not settled for that
-    set of tasks: never checked, its fix task just finished, or tasks added to it since.
+    That is the first milestone whose tasks have all ended and which is not settled for them:
+    never checked, its fix task just finished, or tasks added to it or finished since.
     """
     if not state.get("plan"):
         return None
     plan = Plan.model_validate(state["plan"])
-    tasks = state.get("tasks") or {}
     for name, ids in milestones_of(plan, state):
-        if not all((tasks.get(t) or {}).get("status") == "done" for t in ids):
+        outcome = ended(state, ids)
+        if outcome is None:
             return None  # a later milestone needs this one's tasks too
         record = _record(state, name)
-        if record.get("status") not in SETTLED or sorted(record.get("tasks") or []) != sorted(ids):
+        seen = (sorted(record.get("tasks") or []), sorted(record.get("done") or []))
+        if record.get("status") not in SETTLED or seen != (sorted(ids), outcome[0]):
             return name
     return None
 
 
 def holds_later_phases(state: Mapping[str, Any], plan: Plan) -> bool:
-    """Say whether the later phases' tasks wait: the MVP milestone is not settled yet."""
+    """Say whether the later phases' tasks wait: a web app's MVP milestone is not settled."""
     names = [name for name, _ in milestones_of(plan, state)]
     if "mvp" not in names or len(names) < 2:
         return False
     return _record(state, "mvp").get("status") not in SETTLED
 
 
-def fix_task(name: str, round_no: int, findings: list[str], files: list[str]) -> PlannedTask:
-    """Return the task that fixes what milestone ``name``'s gates found on main."""
+def fix_task(
+    plan: Plan, name: str, ids: list[str], round_no: int, findings: list[str], files: list[str]
+) -> PlannedTask:
+    """Return the task that fixes what milestone ``name``'s gates found on main.
+
+    It serves the requirements of the milestone's tasks (so it is as critical as they are),
+    and has the milestone's phase only in a phased plan.
+    """
     shown = "\n".join(f"- {f}" for f in findings[:MAX_FINDINGS])
     more = len(findings) - MAX_FINDINGS
     if more > 0:
@@ -97,7 +128,8 @@ def fix_task(name: str, round_no: int, findings: list[str], files: list[str]) ->
         ),
         role="frontend",
         files=files,
-        phase=name,  # type: ignore[arg-type]
+        requirement_ids=sorted({r for t in plan.tasks if t.id in ids for r in t.requirement_ids}),
+        phase=name if is_phased(plan) else None,  # type: ignore[arg-type]
         milestone=name,  # type: ignore[arg-type]
     )
 

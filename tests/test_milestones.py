@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from oldnew import milestones
+from oldnew import report as report_module
 from oldnew.gates.browser import axe_findings, lighthouse_findings
 from oldnew.gates.model import Check, Diagnostic, ValidationResult
 from oldnew.nodes import checks, common, deliver, milestone
@@ -138,16 +139,20 @@ class Gates:
 
 
 class Previews:
-    """The preview as a double: records each start (the real one: tests/test_preview.py)."""
+    """The preview as a double: records each start, serves the last one started (the real
+    one: tests/test_preview.py)."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.started: list[str] = []
+        self.serving: Any = None
         monkeypatch.setattr(common, "start_preview", self.start)
-        monkeypatch.setattr(common, "preview_status", lambda root: None)
+        for module in (common, report_module):
+            monkeypatch.setattr(module, "preview_status", lambda root: self.serving)
 
     def start(self, root: Path, *, tree: Path, commit: str, port: int, env: Any) -> Any:
         self.started.append(commit)
-        return type("P", (), {"url": f"http://localhost:{port}", "commit": commit})()
+        self.serving = type("P", (), {"url": f"http://localhost:{port}", "commit": commit})()
+        return self.serving
 
 
 def _events(ws: Path) -> list[dict[str, Any]]:
@@ -261,14 +266,29 @@ def test_due_and_hold_follow_the_phases() -> None:
     assert milestones.holds_later_phases(state, parsed)
     state["tasks"] = {"M": {"status": "done"}, "E": {"status": "pending"}}
     assert milestones.due(state) == "mvp"
-    state["milestones"] = {"mvp": {"status": "reached", "tasks": ["M"]}}
+    state["milestones"] = {"mvp": {"status": "reached", "tasks": ["M"], "done": ["M"]}}
     assert milestones.due(state) is None
     assert not milestones.holds_later_phases(state, parsed)
     state["tasks"]["E"] = {"status": "done"}
     assert milestones.due(state) == "enhanced"
-    # A library without phases has no milestone; a web app's whole plan is its MVP.
-    flat = {"tasks": [_task("M", "mvp", ["m.py"])]}
-    flat["tasks"][0].pop("phase")
-    lib = {"plan": flat, "scope": {**SCOPE, "stack": "python"}, "tasks": {"M": {"status": "done"}}}
-    assert milestones.due(lib) is None
-    assert milestones.due({**lib, "scope": SCOPE}) == "mvp"
+    # A task that ended without being done settles its milestone (failed): nothing waits.
+    state = {**state, "milestones": {}, "tasks": {"M": {"status": "blocked"}}}
+    assert milestones.due(state) == "mvp"
+    assert milestones.ended(state, ["M"]) == ([], ["M"])
+    state["milestones"] = {"mvp": {"status": "failed", "tasks": ["M"], "done": []}}
+    assert milestones.due(state) is None and not milestones.holds_later_phases(state, parsed)
+    # ...and is checked again once that task is done after all (a person answered).
+    state["tasks"] = {"M": {"status": "done"}, "E": {"status": "pending"}}
+    assert milestones.due(state) == "mvp"
+    # A task without a phase (feedback added it) counts in the last phase, not the MVP.
+    late = {**plan, "tasks": [*plan["tasks"], {**_task("F", "mvp", ["f.py"]), "phase": None}]}
+    assert milestones.milestones_of(Plan.model_validate(late), state)[0] == ("mvp", ["M"])
+    # Not a web app: no milestone, and its later phases run beside the MVP.
+    lib = {**state, "scope": {**SCOPE, "stack": "python"}}
+    assert milestones.due(lib) is None and not milestones.holds_later_phases(lib, parsed)
+    # A web app's unphased plan is its MVP; its fix task gets no phase (the plan stays flat)
+    # but serves the same requirements (as critical as they are).
+    flat = Plan.model_validate({"tasks": [{**_task("M", "mvp", ["m.py"]), "phase": None}]})
+    assert milestones.milestones_of(flat, state) == [("mvp", ["M"])]
+    fix = milestones.fix_task(flat, "mvp", ["M"], 1, ["x"], ["m.py"])
+    assert fix.phase is None and fix.milestone == "mvp" and fix.requirement_ids == ["F1", "P1"]

@@ -14,9 +14,11 @@ from langgraph.config import get_stream_writer
 from oldnew.context import Context
 from oldnew.deps.envs import project_env
 from oldnew.deps.settings import DepSettings
+from oldnew.errors import OldnewError
 from oldnew.milestones import is_web
 from oldnew.supporting import collect
 from oldnew.web.preview import preview_status, start_preview
+from oldnew.web.start import AppFailure
 from oldnew.web.summary import web_evidence
 from oldnew.web.targets import from_scope
 from oldnew.workspace import Workspace
@@ -115,7 +117,7 @@ def serve_preview(ws: Workspace, ctx: Context, commit: str) -> dict[str, Any]:
         preview = start_preview(
             ws.root, tree=ws.root, commit=commit, port=ctx.preview_port, env=env
         )
-    except Exception as exc:  # noqa: BLE001 - reported, never raised: the app passed its gates
+    except (AppFailure, OldnewError, OSError) as exc:  # reported: the app passed its gates
         return {"preview_error": f"{type(exc).__name__}: {exc}"[:1500]}
     return {"preview": preview.url}
 

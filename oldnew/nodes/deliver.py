@@ -16,9 +16,9 @@ from langgraph.runtime import Runtime
 
 from oldnew.budget import budget_summary
 from oldnew.context import Context
-from oldnew.graph.state import RunState, merge
+from oldnew.graph.state import RunState
 from oldnew.handover import hand_over
-from oldnew.milestones import is_web, preview_url
+from oldnew.milestones import is_web
 from oldnew.nodes.checks import record_evidence, run_gates
 from oldnew.nodes.common import (
     aemit,
@@ -29,7 +29,7 @@ from oldnew.nodes.common import (
     web_gate_options,
 )
 from oldnew.notify import Stop, notify_outcome
-from oldnew.report import build_report, render_markdown
+from oldnew.report import build_report, render_markdown, serving
 from oldnew.workspace import Workspace
 
 
@@ -93,7 +93,7 @@ async def deliver(
     else:
         status = "blocked"
     final: dict[str, Any] = {"checks": []}
-    update: dict[str, Any] = {}
+    problems: list[str] = []
     if any(t["status"] == "done" for t in tasks.values()):
         scope = state.get("scope") or {}
         title, summary = str(scope.get("title", "")), str(scope.get("summary", ""))
@@ -118,17 +118,17 @@ async def deliver(
         if not result.passed and status != "stopped":
             status = "blocked"
         if handing and result.passed and is_web(state):
+            # The delivered app is what the preview serves from now on.
             served = await asyncio.to_thread(serve_preview, ws, ctx, ws.head())
-            delivered = {"status": "reached", "commit": ws.head(), "tasks": sorted(tasks)}
-            update["milestones"] = {"delivered": {**delivered, **served}}
             await aemit(ws, node="deliver", event="preview", **served)
-    reported = {**state, "status": status}
-    reported["milestones"] = merge(state.get("milestones"), update.get("milestones"))
-    path = await asyncio.to_thread(_write_report, reported, ws, final, ctx)
+            if served.get("preview_error"):
+                problems.append(f"the preview did not start: {served['preview_error']}")
+    path = await asyncio.to_thread(_write_report, {**state, "status": status}, ws, final, ctx)
     await aemit(ws, node="deliver", event=status, report=str(path))
     run_id = str(config.get("configurable", {}).get("thread_id", ""))
     records = [dict(t) for t in tasks.values()]
-    url = preview_url(reported)
+    live = serving(ws.root)
+    url = live[0] if live else None
     stop = Stop(status, run_id, str(ws.root), records, report=str(path), preview=url)
-    notices = await notify_outcome(ws, ctx, stop)
-    return {**update, "status": status, "report": str(path), "notices": notices}
+    notices = [*problems, *await notify_outcome(ws, ctx, stop)]
+    return {"status": status, "report": str(path), "notices": notices}

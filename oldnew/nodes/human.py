@@ -17,10 +17,10 @@ from oldnew.graph.state import RunState
 from oldnew.hitl import approvals
 from oldnew.memory.decisions import DECISION_KINDS
 from oldnew.memory.learning import memory_of
-from oldnew.milestones import preview_url
 from oldnew.nodes.common import aemit, arun_workspace
 from oldnew.notify import Stop, notify_outcome
 from oldnew.schemas import Question
+from oldnew.web.preview import preview_status
 
 
 def _thread(config: RunnableConfig) -> str:
@@ -94,9 +94,9 @@ async def human(
     ws = await arun_workspace(ctx, config)
     # Before the pause, for every door (CLI, notebook, server); the hook's own record keeps a
     # re-run of this node (the resume) from announcing the same questions again.
-    stop = Stop(
-        "waiting", _thread(config), str(ws.root), questions=pending, preview=preview_url(state)
-    )
+    live = preview_status(ws.root)
+    url = live.url if live is not None else None
+    stop = Stop("waiting", _thread(config), str(ws.root), questions=pending, preview=url)
     hook_notes = await notify_outcome(ws, ctx, stop)
     notices = [*(state.get("notices") or []), *hook_notes]
     answers = interrupt({"questions": pending, "notices": notices})

@@ -53,34 +53,35 @@ def _check(state: RunState, ctx: Context, ws: Workspace, name: str) -> dict[str,
     """Run the milestone's gates on main and settle it (blocking: run it in a thread)."""
     plan = Plan.model_validate(state["plan"])
     ids = dict(milestones.milestones_of(plan, state))[name]
+    done, unfinished = milestones.ended(state, ids) or ([], [])
     record = dict((state.get("milestones") or {}).get(name) or {})
-    web = milestones.is_web(state)
-    head = ws.head()
     rounds = int(record.get("fix_rounds", 0))
+    head = ws.head()
+    out: dict[str, Any] = dict.fromkeys(milestones.RECORD_FIELDS, "")
+    out |= {"tasks": sorted(ids), "done": done, "commit": head, "fix_rounds": rounds}
+    if unfinished:
+        # Nothing to check: the milestone cannot be reached; what waits for it goes on.
+        why = ", ".join(unfinished)
+        out |= {"status": "failed", "reason": f"not every task of it was done: {why}"}
+        out |= {"evidence": "", "checks": {}}
+        return {"milestones": {name: out}}
     label = f"milestone-{name}-{rounds + 1}"
     options = web_gate_options(state, ws, label)
     result = run_gates(ctx, ws.root, scope_toolchains(state), ws, **options)
     extras = evidence_extras(options)
     evidence = record_evidence(ws, label, result, tree="main", head=head, milestone=name, **extras)
-    out: dict[str, Any] = {
-        "tasks": sorted(ids),
-        "commit": head,
-        "evidence": evidence,
-        "fix_rounds": rounds,
-        "checks": {c.name: c.status for c in result.checks},
-    }
+    out |= {"evidence": evidence, "checks": {c.name: c.status for c in result.checks}}
     update: dict[str, Any] = {}
     if result.passed:
-        out |= {"status": "reached", "tag": ws.tag(name)}
-        if web:
-            out |= serve_preview(ws, ctx, head)
+        out |= {"status": "reached", "tag": record.get("tag") or ws.tag(name)}
+        out |= serve_preview(ws, ctx, head)
     elif not result.failures():
         why = "; ".join(f"{c.name}: {c.summary}" for c in environment_blockers(result))
         out |= {"status": "not_checked", "reason": why or "gates did not run"}
     elif rounds < ctx.milestone_fixes:
         findings = fixer_diagnostics(result)
         files = _fix_files(ws, [d.file for d in result.diagnostics], plan, ids)
-        task = milestones.fix_task(name, rounds + 1, findings, files)
+        task = milestones.fix_task(plan, name, ids, rounds + 1, findings, files)
         plan = plan.model_copy(update={"tasks": [*plan.tasks, task]})
         out |= {"status": "fixing", "fix_rounds": rounds + 1, "fix_task": task.id}
         update["plan"] = plan.model_dump()
@@ -105,9 +106,7 @@ async def milestone(
     await aemit(ws, node="milestone", event="milestone_checking", milestone=name)
     update = await asyncio.to_thread(_check, state, ctx, ws, name)
     out = update["milestones"][name]
-    fields = {
-        k: out[k] for k in ("tag", "preview", "preview_error", "fix_task", "reason") if k in out
-    }
+    fields = {k: out[k] for k in milestones.RECORD_FIELDS if out.get(k)}
     await aemit(
         ws,
         node="milestone",

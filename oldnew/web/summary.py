@@ -22,12 +22,16 @@ def _checks(validation: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def web_section(
-    validation: dict[str, Any], milestones: dict[str, Any], root: Path
+    validation: dict[str, Any],
+    milestones: dict[str, Any],
+    root: Path,
+    serving: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
     """Return the report's ``web`` section ({} for a project that is not a web app).
 
     Files (screenshots, Lighthouse reports) are named by their path from ``root``, the
-    workspace.
+    workspace. ``serving`` is the preview serving now: its URL and the commit it serves
+    (a URL recorded earlier is not shown as serving).
     """
     checks = _checks(validation)
     if not checks and not milestones:
@@ -36,10 +40,10 @@ def web_section(
     def metrics(name: str) -> dict[str, Any]:
         return dict((checks.get(name) or {}).get("metrics") or {})
 
-    previews = [m.get("preview") for m in milestones.values() if m.get("preview")]
     load = metrics("load")
     return {
-        "preview": previews[-1] if previews else None,
+        "preview": serving[0] if serving else None,
+        "preview_commit": serving[1] if serving else None,
         "gates": {
             name: {
                 "status": c["status"],
@@ -90,8 +94,14 @@ def web_markdown(web: dict[str, Any]) -> list[str]:
         return []
     lines = ["", "## Web app", ""]
     if web.get("preview"):
-        lines.append(f"Preview: {web['preview']} (serve it again: `oldnew preview --workspace .`)")
-        lines.append("")
+        commit = str(web.get("preview_commit") or "")[:12]
+        lines.append(
+            f"Preview: {web['preview']}, serving commit `{commit}` (stop it, or serve the "
+            "delivered project again: `oldnew preview --workspace . [--stop]`)"
+        )
+    else:
+        lines.append("Preview: not serving (serve it with `oldnew preview --workspace .`)")
+    lines.append("")
     for name, m in (web.get("milestones") or {}).items():
         tag = f", tagged `{m['tag']}`" if m.get("tag") else ""
         why = f": {m['reason']}" if m.get("reason") else ""
