@@ -31,7 +31,7 @@ from oldnew.gates.browser import (
 from oldnew.gates.model import ValidationResult
 from oldnew.gates.profiles import PROFILES, Profile
 from oldnew.gates.runner import reuse_key, toolchains_of
-from oldnew.gates.web import page_source
+from oldnew.gates.web import WebSettings, copy_out, driver_steps, page_source
 from oldnew.sandbox.host import probe_host
 from oldnew.web import toolchain
 from oldnew.web.app import free_port, start_app, stop_app, tree_pids, wait_ready
@@ -512,6 +512,33 @@ def test_playwright_failures_are_findings_with_their_spec_line() -> None:
     (diag,) = e2e_findings(report)
     assert (diag.file, diag.line, diag.rule) == ("e2e/home.spec.ts", 7, "timedOut")
     assert diag.message == "shows the list: Timeout 15000ms"
+
+
+def test_the_driver_runs_the_steps_its_gates_read_and_its_output_is_copied_safely(
+    tmp_path: Path,
+) -> None:
+    assert driver_steps(WebSettings(False, gates=("web-build", "pytest"))) == ["build"]
+    assert driver_steps(WebSettings(True, gates=("web-build", "web-start", "axe"))) == [
+        "build",
+        "start",
+        "pages",
+    ]
+    everything = driver_steps(WebSettings(True))
+    assert everything == ["build", "start", "e2e", "pages", "lighthouse", "load"]
+    out = tmp_path / "out"
+    (out / "screenshots").mkdir(parents=True)
+    (out / "screenshots" / "index.png").write_bytes(b"\x89PNG")
+    (out / "web.json").write_text("{}")
+    secret = tmp_path / "secret.txt"
+    secret.write_text("host secret")
+    (out / "pages.json").symlink_to(secret)  # the app ran as the driver's user: never followed
+    os.link(secret, out / "hard.json")
+    dest = tmp_path / "evidence"
+    (dest / "stale").mkdir(parents=True)
+    problem = copy_out(out, dest)
+    kept = sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file())
+    assert kept == ["screenshots/index.png", "web.json"]
+    assert "pages.json" in problem and "hard.json" in problem
 
 
 def test_page_source_and_the_web_toolchain_and_reuse_key(tmp_path: Path) -> None:

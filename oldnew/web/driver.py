@@ -177,7 +177,9 @@ def main(argv: list[str] | None = None) -> int:
             stop_app(app)
         stop_descendants()
         if "start" in steps:
-            ev.steps["egress"] = scan_egress(args.out / "server.log", args.out / "build.log")
+            started = time.monotonic()
+            egress = scan_egress(args.out / "server.log", args.out / "build.log")
+            ev.steps["egress"] = {**egress, "duration_s": round(time.monotonic() - started, 3)}
         ev.write()
     return 0
 
