@@ -546,6 +546,9 @@ def test_page_source_and_the_web_toolchain_and_reuse_key(tmp_path: Path) -> None
     (tmp_path / "public" / "about.html").write_text("x")
     assert page_source(tmp_path, "/about") == "public/about.html"
     assert page_source(tmp_path, "/contact") == "/contact"
+    (tmp_path / "src" / "pages").mkdir(parents=True)
+    (tmp_path / "src" / "pages" / "Contact.tsx").write_text("x")
+    assert page_source(tmp_path, "/contact") == "src/pages/Contact.tsx"
     assert "web" not in toolchains_of(tmp_path, None)
     assert "web" in toolchains_of(tmp_path, ["web"])
     (tmp_path / "package.json").write_text('{"scripts": {"start": "node s.js"}}')

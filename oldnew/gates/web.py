@@ -352,16 +352,22 @@ PAGE_FILES = (
     "pages/{slug}.js",
     "src/{slug}.html",
     "app/templates/{slug}.html",
+    "src/routes/{slug}.tsx",
+    "src/views/{slug}.tsx",
+    "src/{slug}.tsx",
+    "src/{slug}.ts",
 )
 
 
 def page_source(tree: Path, route: str) -> str:
     """Return the project file a page's route most likely comes from, else the route itself."""
     slug = route.strip("/").split("?", 1)[0] or "index"
+    names = dict.fromkeys([slug, slug.capitalize(), slug.replace("-", "_")])
     for pattern in PAGE_FILES:
-        rel = pattern.format(slug=slug)
-        if (tree / rel).is_file():
-            return rel
+        for name in names:
+            rel = pattern.format(slug=name)
+            if (tree / rel).is_file():
+                return rel
     return route
 
 
