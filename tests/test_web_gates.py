@@ -318,6 +318,33 @@ def test_no_start_command_is_the_coders_finding_naming_the_stack(tmp_path: Path)
     assert not result.passed
 
 
+NODE_SERVER = """
+const http = require('node:http');
+http.createServer((req, res) => res.end('<!doctype html><title>t</title><h1>hi</h1>'))
+  .listen(Number(process.env.PORT), process.env.HOST, () => console.log('up'));
+"""
+
+
+@pytest.mark.skipif(toolchain.node() is None, reason="needs Node: apt-get install nodejs")
+def test_a_node_app_starts_through_its_npm_scripts_without_npm(tmp_path: Path) -> None:
+    tree = tmp_path / "app-node"
+    tree.mkdir()
+    (tree / "server.js").write_text(NODE_SERVER)
+    scripts = {"start": "npm run serve", "serve": "node server.js", "build": "node -e 1"}
+    (tree / "package.json").write_text(json.dumps({"name": "n", "scripts": scripts}))
+    result = validate_tree(
+        tree,
+        timeout=60,
+        profile=Profile("node", gates=("web-build",), milestone_gates=("web-start",)),
+        milestone=True,
+    )
+    start = result.check("web-start")
+    assert start is not None and start.status == "passed", result.diagnostics
+    assert (start.metrics["stack"], start.metrics["start"]) == ("node", "(node server.js)")
+    build = result.check("web-build")
+    assert build is not None and build.status == "passed"
+
+
 def test_a_start_that_exits_at_once_has_the_servers_output(tmp_path: Path) -> None:
     result = _milestone(_project(tmp_path, "exit", build="echo built"))
     build = result.check("web-build")
