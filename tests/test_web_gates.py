@@ -88,6 +88,7 @@ SERVER = textwrap.dedent(
                 os.execvp(sys.executable, [sys.executable, "-c", "import time; time.sleep(300)"])
             os._exit(0)
     BIG = b"<p>" + b"x" * (50 * 2**20) + b"</p>"
+    SERVED = []
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):
@@ -102,8 +103,13 @@ SERVER = textwrap.dedent(
             self.end_headers()
             try:
                 self.wfile.write(body)
+                self.wfile.flush()
             except OSError:
                 pass
+            SERVED.append(self.path)
+            if mode == "dies" and len(SERVED) == 2:  # readiness, then the page fetch
+                print("out of memory, giving up", flush=True)
+                os._exit(4)
 
         def log_message(self, *args):
             pass
@@ -362,6 +368,12 @@ def test_a_server_on_the_wrong_port_and_one_that_never_answers_200(tmp_path: Pat
     (message,) = _only(never, "web-start")
     assert "answered HTTP 503 last" in message and "health" in message
     _browser_gates_held_back(never)
+
+
+def test_a_server_that_dies_after_it_answered_is_a_finding(tmp_path: Path) -> None:
+    result = _milestone(_project(tmp_path, "dies"), pages=("/",))
+    (message,) = _only(result, "web-start")
+    assert "exited (code 4) while the gates ran" in message and "out of memory" in message
 
 
 def test_a_failing_build_keeps_the_app_from_starting(tmp_path: Path) -> None:

@@ -425,6 +425,14 @@ def gate_web_start(run: GateRun) -> Outcome:
     if step.get("status") == "failed":
         return _failure("web-start", step, web, manifest(run))
     diags = _page_findings(run, web) + _egress_findings(web)
+    exited = step.get("exited")
+    if isinstance(exited, dict):
+        tail = str(exited.get("log_tail") or "").strip()[-2000:]
+        why = (
+            f"the server exited (code {exited.get('code')}) while the gates ran, after it "
+            f"had answered: it must keep serving; its output ends with:\n{tail}"
+        )
+        diags.append(Diagnostic("web-start", manifest(run), 0, why, "ServerExited"))
     files = kept(web, web_json="web.json", log=step.get("log"), build_log=build.get("log"))
     status: CheckStatus = "failed" if diags else "passed"
     summary = f"{step.get('detail', 'started')}; {len(diags)} findings"
