@@ -86,13 +86,15 @@ def test_oldnew_chromium_that_is_no_binary_is_named(
     assert f"OLDNEW_CHROMIUM={tmp_path / 'chrome'} is not an executable file" in reason
 
 
-def test_oldnew_chromium_wins_over_the_system_one(
+def test_oldnew_chromium_wins_but_must_be_where_the_sandbox_shows_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     chrome = _fake_binary(tmp_path / "chrome", "Chromium 1.2.3.4 test")
     monkeypatch.setenv("OLDNEW_CHROMIUM", str(chrome))
     assert toolchain.chromium() == chrome
     assert toolchain.versions()["chromium"] == "1.2.3.4"
+    reason = str(toolchain.missing("browser"))
+    assert f"Chromium at {chrome} is outside the system folders the sandbox shows" in reason
 
 
 def test_load_needs_no_browser(
@@ -139,13 +141,22 @@ def test_node_missing_or_outside_the_sandbox(
     monkeypatch.setattr(toolchain, "NODE_PATH", str(tmp_path / "empty"))
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     assert toolchain.node() is None
-    assert "Node is not installed: apt-get install nodejs npm" in str(toolchain.missing("load"))
+    assert "Node is not installed: install Node 20 or newer" in str(toolchain.missing("load"))
     mine = tmp_path / "nvm"
     mine.mkdir()
     _fake_binary(mine / "node", "v20.0.0")
     monkeypatch.setenv("PATH", str(mine))
     reason = str(toolchain.missing("load"))
     assert f"Node at {mine / 'node'} is outside the system folders the sandbox shows" in reason
+
+
+def test_a_node_too_old_for_the_tools_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old = _fake_binary(tmp_path / "node", "v18.19.0")
+    monkeypatch.setattr(toolchain, "node", lambda: old)
+    reason = str(toolchain.missing("load"))
+    assert f"Node 18.19.0 at {old} is older than the 20 oldnew's web tools need" in reason
 
 
 def test_scripts_and_flags() -> None:

@@ -43,7 +43,9 @@ NEEDS_BROWSER = frozenset({"browser", "axe", "e2e", "lighthouse"})
 """The steps that start Chromium."""
 STEPS = frozenset(PACKAGES)
 CHROMIUM_INSTALL = "apt-get install chromium (or set OLDNEW_CHROMIUM)"
-NODE_INSTALL = "apt-get install nodejs npm"
+NODE_INSTALL = "install Node 20 or newer with npm into /usr (a nodejs package)"
+NODE_MIN = 20
+"""The oldest Node major the pinned tools run on (playwright-core 1.65: engines >= 20)."""
 VERSION_TIMEOUT = 10.0
 
 
@@ -132,13 +134,27 @@ def _chromium_reason() -> str | None:
     chosen = os.environ.get("OLDNEW_CHROMIUM")
     if chosen and chromium() is None:
         return f"OLDNEW_CHROMIUM={chosen} is not an executable file: point it at a Chromium binary"
-    if chromium() is None:
+    found = chromium()
+    if found is None:
         return f"Chromium is not installed: {CHROMIUM_INSTALL}"
+    if not _shown(found.resolve()):
+        return (
+            f"Chromium at {found.resolve()} is outside the system folders the sandbox shows "
+            f"(/usr): {CHROMIUM_INSTALL.split(' (')[0]}"
+        )
     return None
 
 
 def _node_reason() -> str | None:
-    if node() is not None:
+    found_node = node()
+    if found_node is not None:
+        version = _binary_version(found_node)
+        major = int(version.split(".")[0]) if version else 0
+        if major < NODE_MIN:
+            return (
+                f"Node {version or '(no version)'} at {found_node} is older than the "
+                f"{NODE_MIN} oldnew's web tools need (Playwright): {NODE_INSTALL}"
+            )
         return None
     found = shutil.which("node")
     if found is not None:
