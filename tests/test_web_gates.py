@@ -376,6 +376,26 @@ def test_a_server_that_dies_after_it_answered_is_a_finding(tmp_path: Path) -> No
     assert "exited (code 4) while the gates ran" in message and "out of memory" in message
 
 
+def test_a_missing_browser_is_not_run_with_the_fix_never_a_pass(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OLDNEW_CHROMIUM", str(tmp_path / "no-chromium"))
+    result = validate_tree(
+        _project(tmp_path, "good"),
+        timeout=60,
+        profile=Profile("x", gates=(), milestone_gates=("web-start", "axe", "lighthouse")),
+        toolchains=["python", "web"],
+        milestone=True,
+    )
+    start = result.check("web-start")
+    assert start is not None and start.status == "passed"
+    for name in ("axe", "lighthouse"):
+        check = result.check(name)
+        assert check is not None and (check.status, check.required) == ("not_run", True)
+        assert "OLDNEW_CHROMIUM=" in check.summary and "Chromium binary" in check.summary
+    assert not result.passed
+
+
 def test_a_failing_build_keeps_the_app_from_starting(tmp_path: Path) -> None:
     result = _milestone(_project(tmp_path, "good", build="echo cannot compile >&2; exit 2"))
     (message,) = _only(result, "web-build")

@@ -177,7 +177,10 @@ def _run_driver(run: GateRun) -> WebRun:
         out.mkdir(exist_ok=True)
         box.adopt(out)
         argv = driver_argv(*_driver_args(run, web, box.tree, out, budget))
-        result = box.run(argv, timeout=budget + _MARGIN, env=box.env.variables())
+        env = box.env.variables()
+        if os.environ.get("OLDNEW_CHROMIUM"):  # the person's choice holds in the box too
+            env["OLDNEW_CHROMIUM"] = os.environ["OLDNEW_CHROMIUM"]
+        result = box.run(argv, timeout=budget + _MARGIN, env=env)
         kept, problem = None, ""
         if web.evidence_dir is not None and "start" in driver_steps(web):
             kept, problem = web.evidence_dir, copy_out(out, web.evidence_dir)
