@@ -31,7 +31,7 @@ from oldnew.gates.browser import (
 from oldnew.gates.model import ValidationResult
 from oldnew.gates.profiles import PROFILES, Profile
 from oldnew.gates.runner import reuse_key, toolchains_of
-from oldnew.gates.web import page_source
+from oldnew.gates.web import WebSettings, copy_out, driver_steps, page_source
 from oldnew.sandbox.host import probe_host
 from oldnew.web import toolchain
 from oldnew.web.app import free_port, start_app, stop_app, tree_pids, wait_ready
@@ -88,6 +88,7 @@ SERVER = textwrap.dedent(
                 os.execvp(sys.executable, [sys.executable, "-c", "import time; time.sleep(300)"])
             os._exit(0)
     BIG = b"<p>" + b"x" * (50 * 2**20) + b"</p>"
+    SERVED = []
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):
@@ -102,8 +103,13 @@ SERVER = textwrap.dedent(
             self.end_headers()
             try:
                 self.wfile.write(body)
+                self.wfile.flush()
             except OSError:
                 pass
+            SERVED.append(self.path)
+            if mode == "dies" and len(SERVED) == 2:  # readiness, then the page fetch
+                print("out of memory, giving up", flush=True)
+                os._exit(4)
 
         def log_message(self, *args):
             pass
@@ -318,6 +324,33 @@ def test_no_start_command_is_the_coders_finding_naming_the_stack(tmp_path: Path)
     assert not result.passed
 
 
+NODE_SERVER = """
+const http = require('node:http');
+http.createServer((req, res) => res.end('<!doctype html><title>t</title><h1>hi</h1>'))
+  .listen(Number(process.env.PORT), process.env.HOST, () => console.log('up'));
+"""
+
+
+@pytest.mark.skipif(toolchain.node() is None, reason="needs Node: apt-get install nodejs")
+def test_a_node_app_starts_through_its_npm_scripts_without_npm(tmp_path: Path) -> None:
+    tree = tmp_path / "app-node"
+    tree.mkdir()
+    (tree / "server.js").write_text(NODE_SERVER)
+    scripts = {"start": "npm run serve", "serve": "node server.js", "build": "node -e 1"}
+    (tree / "package.json").write_text(json.dumps({"name": "n", "scripts": scripts}))
+    result = validate_tree(
+        tree,
+        timeout=60,
+        profile=Profile("node", gates=("web-build",), milestone_gates=("web-start",)),
+        milestone=True,
+    )
+    start = result.check("web-start")
+    assert start is not None and start.status == "passed", result.diagnostics
+    assert (start.metrics["stack"], start.metrics["start"]) == ("node", "(node server.js)")
+    build = result.check("web-build")
+    assert build is not None and build.status == "passed"
+
+
 def test_a_start_that_exits_at_once_has_the_servers_output(tmp_path: Path) -> None:
     result = _milestone(_project(tmp_path, "exit", build="echo built"))
     build = result.check("web-build")
@@ -335,6 +368,32 @@ def test_a_server_on_the_wrong_port_and_one_that_never_answers_200(tmp_path: Pat
     (message,) = _only(never, "web-start")
     assert "answered HTTP 503 last" in message and "health" in message
     _browser_gates_held_back(never)
+
+
+def test_a_server_that_dies_after_it_answered_is_a_finding(tmp_path: Path) -> None:
+    result = _milestone(_project(tmp_path, "dies"), pages=("/",))
+    (message,) = _only(result, "web-start")
+    assert "exited (code 4) while the gates ran" in message and "out of memory" in message
+
+
+def test_a_missing_browser_is_not_run_with_the_fix_never_a_pass(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OLDNEW_CHROMIUM", str(tmp_path / "no-chromium"))
+    result = validate_tree(
+        _project(tmp_path, "good"),
+        timeout=60,
+        profile=Profile("x", gates=(), milestone_gates=("web-start", "axe", "lighthouse")),
+        toolchains=["python", "web"],
+        milestone=True,
+    )
+    start = result.check("web-start")
+    assert start is not None and start.status == "passed"
+    for name in ("axe", "lighthouse"):
+        check = result.check(name)
+        assert check is not None and (check.status, check.required) == ("not_run", True)
+        assert "OLDNEW_CHROMIUM=" in check.summary and "Chromium binary" in check.summary
+    assert not result.passed
 
 
 def test_a_failing_build_keeps_the_app_from_starting(tmp_path: Path) -> None:
@@ -514,11 +573,41 @@ def test_playwright_failures_are_findings_with_their_spec_line() -> None:
     assert diag.message == "shows the list: Timeout 15000ms"
 
 
+def test_the_driver_runs_the_steps_its_gates_read_and_its_output_is_copied_safely(
+    tmp_path: Path,
+) -> None:
+    assert driver_steps(WebSettings(False, gates=("web-build", "pytest"))) == ["build"]
+    assert driver_steps(WebSettings(True, gates=("web-build", "web-start", "axe"))) == [
+        "build",
+        "start",
+        "pages",
+    ]
+    everything = driver_steps(WebSettings(True))
+    assert everything == ["build", "start", "e2e", "pages", "lighthouse", "load"]
+    out = tmp_path / "out"
+    (out / "screenshots").mkdir(parents=True)
+    (out / "screenshots" / "index.png").write_bytes(b"\x89PNG")
+    (out / "web.json").write_text("{}")
+    secret = tmp_path / "secret.txt"
+    secret.write_text("host secret")
+    (out / "pages.json").symlink_to(secret)  # the app ran as the driver's user: never followed
+    os.link(secret, out / "hard.json")
+    dest = tmp_path / "evidence"
+    (dest / "stale").mkdir(parents=True)
+    problem = copy_out(out, dest)
+    kept = sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file())
+    assert kept == ["screenshots/index.png", "web.json"]
+    assert "pages.json" in problem and "hard.json" in problem
+
+
 def test_page_source_and_the_web_toolchain_and_reuse_key(tmp_path: Path) -> None:
     (tmp_path / "public").mkdir()
     (tmp_path / "public" / "about.html").write_text("x")
     assert page_source(tmp_path, "/about") == "public/about.html"
     assert page_source(tmp_path, "/contact") == "/contact"
+    (tmp_path / "src" / "pages").mkdir(parents=True)
+    (tmp_path / "src" / "pages" / "Contact.tsx").write_text("x")
+    assert page_source(tmp_path, "/contact") == "src/pages/Contact.tsx"
     assert "web" not in toolchains_of(tmp_path, None)
     assert "web" in toolchains_of(tmp_path, ["web"])
     (tmp_path / "package.json").write_text('{"scripts": {"start": "node s.js"}}')

@@ -177,7 +177,10 @@ def _run_driver(run: GateRun) -> WebRun:
         out.mkdir(exist_ok=True)
         box.adopt(out)
         argv = driver_argv(*_driver_args(run, web, box.tree, out, budget))
-        result = box.run(argv, timeout=budget + _MARGIN, env=box.env.variables())
+        env = box.env.variables()
+        if os.environ.get("OLDNEW_CHROMIUM"):  # the person's choice holds in the box too
+            env["OLDNEW_CHROMIUM"] = os.environ["OLDNEW_CHROMIUM"]
+        result = box.run(argv, timeout=budget + _MARGIN, env=env)
         kept, problem = None, ""
         if web.evidence_dir is not None and "start" in driver_steps(web):
             kept, problem = web.evidence_dir, copy_out(out, web.evidence_dir)
@@ -352,16 +355,22 @@ PAGE_FILES = (
     "pages/{slug}.js",
     "src/{slug}.html",
     "app/templates/{slug}.html",
+    "src/routes/{slug}.tsx",
+    "src/views/{slug}.tsx",
+    "src/{slug}.tsx",
+    "src/{slug}.ts",
 )
 
 
 def page_source(tree: Path, route: str) -> str:
     """Return the project file a page's route most likely comes from, else the route itself."""
     slug = route.strip("/").split("?", 1)[0] or "index"
+    names = dict.fromkeys([slug, slug.capitalize(), slug.replace("-", "_")])
     for pattern in PAGE_FILES:
-        rel = pattern.format(slug=slug)
-        if (tree / rel).is_file():
-            return rel
+        for name in names:
+            rel = pattern.format(slug=name)
+            if (tree / rel).is_file():
+                return rel
     return route
 
 
@@ -419,6 +428,14 @@ def gate_web_start(run: GateRun) -> Outcome:
     if step.get("status") == "failed":
         return _failure("web-start", step, web, manifest(run))
     diags = _page_findings(run, web) + _egress_findings(web)
+    exited = step.get("exited")
+    if isinstance(exited, dict):
+        tail = str(exited.get("log_tail") or "").strip()[-2000:]
+        why = (
+            f"the server exited (code {exited.get('code')}) while the gates ran, after it "
+            f"had answered: it must keep serving; its output ends with:\n{tail}"
+        )
+        diags.append(Diagnostic("web-start", manifest(run), 0, why, "ServerExited"))
     files = kept(web, web_json="web.json", log=step.get("log"), build_log=build.get("log"))
     status: CheckStatus = "failed" if diags else "passed"
     summary = f"{step.get('detail', 'started')}; {len(diags)} findings"

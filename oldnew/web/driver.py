@@ -54,6 +54,7 @@ STEP_TIMEOUTS = {"build": 180.0, "start": 30.0, "e2e": 120.0}
 PAGE_FETCH_TIMEOUT = 10.0
 E2E_TEST_TIMEOUT_S = 15.0
 LOAD_CONNECTIONS = 10
+EXIT_GRACE_S = 0.2
 STOP_RESERVE = 4.0
 """Seconds of the budget kept for stopping the app and writing the evidence."""
 SPEC_SUFFIXES = (".spec.ts", ".spec.js", ".spec.mjs", ".test.ts", ".test.js", ".test.mjs")
@@ -174,10 +175,18 @@ def main(argv: list[str] | None = None) -> int:
         ev.error = traceback.format_exc()[-2000:]
     finally:
         if app is not None:
+            try:  # a moment for an exit under way (the shell reaps the server first)
+                code: int | None = app.proc.wait(timeout=EXIT_GRACE_S)
+            except subprocess.TimeoutExpired:
+                code = None
+            if code is not None and "start" in ev.steps:  # it died while the steps ran
+                ev.steps["start"]["exited"] = {"code": code, "log_tail": app.log_tail()}
             stop_app(app)
         stop_descendants()
         if "start" in steps:
-            ev.steps["egress"] = scan_egress(args.out / "server.log", args.out / "build.log")
+            started = time.monotonic()
+            egress = scan_egress(args.out / "server.log", args.out / "build.log")
+            ev.steps["egress"] = {**egress, "duration_s": round(time.monotonic() - started, 3)}
         ev.write()
     return 0
 
