@@ -34,8 +34,8 @@ from oldnew.web.toolchain import TOOLS_DIR
 NODE_MODULES = "node_modules"
 """Where the environment's node_modules appears in the project's copy."""
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
-"""oldnew's own package, shown read-only: its scripts (the web steps) run from it, and an
-editable install imports it from there."""
+"""oldnew's own package, shown read-only to the web driver and the preview's server: they run
+from it, and an editable install imports it from there."""
 WEB_TOOLS = TOOLS_DIR / NODE_MODULES
 """oldnew's own npm tools (oldnew.web.toolchain), shown read-only at ``node_modules`` beside
 the copy when installed: Node resolves the project's own packages first, these as the
@@ -49,12 +49,12 @@ ETC_FILES = (
     "timezone",
     "alternatives",
     "ssl/openssl.cnf",
-    "fonts",
 )
 """The host's /etc entries the sandbox shows: the loader's cache, the time zone, the
-alternatives links /usr/bin points through, OpenSSL's settings (Node reads them at start),
-fontconfig's settings (Chromium matches fonts with them).
+alternatives links /usr/bin points through, OpenSSL's settings (Node reads them at start).
 Users, groups and hosts are the sandbox's own."""
+BROWSER_ETC = ("fonts",)
+"""What the web driver's box also shows: fontconfig's settings, for Chromium's fonts."""
 NETWORK_ETC = ("resolv.conf", "hosts", "gai.conf", "ssl", "ca-certificates", "pki")
 """What a run with the network (a dependency audit) also sees: name service, certificates."""
 _python_runs_as_uid: dict[tuple[bool, str], bool] = {}
@@ -105,6 +105,7 @@ class Sandbox:
         drop_uid: bool,
         env: ProjectEnv | None = None,
         web_tools: bool = False,
+        oldnew_code: bool = False,
     ) -> None:
         """Prepare (but do not fill) a sandbox in ``scratch``; :meth:`open` does both."""
         self.source = source
@@ -125,6 +126,9 @@ class Sandbox:
         self._drop_uid = drop_uid
         self.web_tools = WEB_TOOLS if web_tools and WEB_TOOLS.is_dir() else None
         """oldnew's npm tools shown beside the copy (:data:`WEB_TOOLS`), or None."""
+        self._show_package = web_tools or oldnew_code
+        """Whether oldnew's own package is shown (the web driver and the preview's server run
+        from it); the other commands see nothing of the checkout it may live in."""
         self._bwrap_args: list[str] = []
         self._shown: list[Path] = []
 
@@ -142,16 +146,18 @@ class Sandbox:
         drop_uid: bool = True,
         scratch_root: Path | None = None,
         web_tools: bool = False,
+        oldnew_code: bool = False,
     ) -> Iterator[Sandbox]:
         """Copy ``source`` into a new scratch folder, yield the sandbox, then remove it all.
 
         ``env`` is the environment the project's code runs with (default: oldnew's own, with
         the project's node_modules). ``use_bwrap=False`` and ``drop_uid=False`` switch those
         layers off (tests use them to exercise the fallbacks); a layer the machine lacks is off
-        whatever they say. ``web_tools=True`` shows oldnew's npm tools beside the copy (the web
-        gates' driver needs them); otherwise the code's own imports resolve against the
-        project's packages only, so a task cannot pass by importing a package it never
-        declared.
+        whatever they say. ``web_tools=True`` shows oldnew's npm tools beside the copy and
+        oldnew's own package (the web gates' driver needs both), ``oldnew_code=True`` the
+        package alone (the preview's server runs from it). Otherwise the code's own imports
+        resolve against the project's packages only (a task cannot pass by importing a
+        package it never declared), and nothing of a checkout oldnew lives in is shown.
         """
         sweep_stale(scratch_root)
         scratch = Path(tempfile.mkdtemp(prefix="oldnew-sbx-", dir=scratch_root)).resolve()
@@ -165,6 +171,7 @@ class Sandbox:
             drop_uid=drop_uid,
             env=env,
             web_tools=web_tools,
+            oldnew_code=oldnew_code,
         )
         try:
             box._prepare()
@@ -278,7 +285,8 @@ class Sandbox:
                 args += ["--symlink", os.readlink(path), top]
             elif path.is_dir():
                 args += ["--ro-bind", top, top]
-        shown = [(Path("/etc", name), Path("/etc", name)) for name in ETC_FILES]
+        names = [*ETC_FILES, *(BROWSER_ETC if self.web_tools is not None else ())]
+        shown = [(Path("/etc", name), Path("/etc", name)) for name in names]
         shown += [(own, Path("/etc", own.name)) for own in sorted(self._write_etc().iterdir())]
         for source, dest in shown:
             if source.exists():
@@ -306,7 +314,8 @@ class Sandbox:
         exposed: list[Path] = []
         # The project's environment, and oldnew's own: its analysis tools run with oldnew's
         # interpreter whatever the project's is.
-        for folder in sorted({*self.env.read_only(), *oldnew_env().read_only(), PACKAGE_DIR}):
+        package = {PACKAGE_DIR} if self._show_package else set()
+        for folder in sorted({*self.env.read_only(), *oldnew_env().read_only(), *package}):
             if not folder.exists() or any(e == folder or e in folder.parents for e in exposed):
                 continue
             if any(folder == Path(t) or Path(t) in folder.parents for t in SYSTEM_DIRS):

@@ -418,7 +418,12 @@ def _daemon(args: argparse.Namespace) -> int:
     record |= {"port": port, "url": f"http://localhost:{port}"}
     _write_record(meta, record)
     with Sandbox.open(
-        Path(args.tree), env=env, limits=LIMITS, use_bwrap=args.bwrap, drop_uid=args.drop_uid
+        Path(args.tree),
+        env=env,
+        limits=LIMITS,
+        use_bwrap=args.bwrap,
+        drop_uid=args.drop_uid,
+        oldnew_code=True,
     ) as box:
         record["scratch"] = str(box.scratch)
         _write_record(meta, record)
