@@ -115,3 +115,20 @@ def webhook() -> Iterator[tuple[str, list[dict[str, Any]]]]:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+WEB_TEST_FILES = ("test_web_tools.py", "test_web_gates.py", "test_web_run.py", "test_preview.py")
+"""Tests that skip, with the install command, where Chromium, Node or oldnew's web tools are
+missing; with ``OLDNEW_REQUIRE_WEB=1`` (CI, whose machine has them all) a skip there fails."""
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Turn a web test's skip into a failure when the web tools are required to be there."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    required = os.environ.get("OLDNEW_REQUIRE_WEB") == "1"
+    if required and report.skipped and Path(str(item.fspath)).name in WEB_TEST_FILES:
+        report.outcome = "failed"
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.longrepr = f"OLDNEW_REQUIRE_WEB=1, but this web test was skipped: {reason}"
