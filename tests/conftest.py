@@ -117,7 +117,13 @@ def webhook() -> Iterator[tuple[str, list[dict[str, Any]]]]:
         thread.join(5)
 
 
-WEB_TEST_FILES = ("test_web_tools.py", "test_web_gates.py", "test_web_run.py", "test_preview.py")
+WEB_TEST_FILES = (
+    "test_web_tools.py",
+    "test_web_gates.py",
+    "test_web_run.py",
+    "test_node_web.py",
+    "test_preview.py",
+)
 """Tests that skip, with the install command, where Chromium, Node or oldnew's web tools are
 missing; with ``OLDNEW_REQUIRE_WEB=1`` (CI, whose machine has them all) a skip there fails."""
 

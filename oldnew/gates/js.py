@@ -15,10 +15,11 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from oldnew.gates import project
 from oldnew.gates.common import GateRun, Outcome, make_check, rel, stopped, unreadable
 from oldnew.gates.model import Check, CheckStatus, Diagnostic
 from oldnew.sandbox import SKIP_DIRS, Sandbox
-from oldnew.sandbox.files import UnsafeOutput, read_output
+from oldnew.sandbox.files import UnsafeOutput, read_output, read_project_text
 
 _TSC_LINE = re.compile(r"^(.+?)\((\d+),(\d+)\): error (TS\d+): (.*)$")
 _STACK_LINE = re.compile(r"([^\s()]+\.(?:[cm]?[jt]sx?)):(\d+):\d+")
@@ -102,9 +103,36 @@ def gate_tsc(run: GateRun) -> Outcome:
     return make_check("tsc", status, result, f"{len(diags)} type errors", ver), diags
 
 
+def without_packages(tree: Path) -> bool:
+    """Say whether the project's package.json declares no package at all (a plain Node app).
+
+    Such a project cannot have eslint or vitest; it tests itself with its own test script
+    (``node --test``: the project-tests gate) and is not blocked for lacking them.
+    """
+    text = read_project_text(tree, "package.json")
+    try:
+        data = json.loads(text) if text else None
+    except ValueError:
+        return False
+    if not isinstance(data, dict):
+        return False
+    kinds = ("dependencies", "devDependencies", "optionalDependencies", "peerDependencies")
+    return not any(data.get(k) for k in kinds)
+
+
+def _not_run_plain(name: str, what: str) -> Outcome:
+    reason = (
+        f"the project declares no packages, so no {name}: {what} (declare {name} in "
+        "devDependencies, with its configuration, to have it run)"
+    )
+    return Check(name, "not_run", [], None, 0, reason, required=False), []
+
+
 def gate_eslint(run: GateRun) -> Outcome:
     """Lint with the project's eslint and its own configuration."""
     if not any((run.tree / c).is_file() for c in ESLINT_CONFIGS):
+        if without_packages(run.tree):
+            return _not_run_plain("eslint", "its JavaScript is not linted")
         reason = "the project has no eslint configuration (eslint.config.js)"
         return Check("eslint", "not_run", [], None, 0, reason), []
     if _bin(run, "eslint") is None:
@@ -155,6 +183,8 @@ def gate_vitest(run: GateRun) -> Outcome:
     The tests run in a copy of their own, apart from the one the static gates read.
     """
     if _bin(run, "vitest") is None:
+        if without_packages(run.tree) and project.declared_command(run.tree) is not None:
+            return _not_run_plain("vitest", "its tests run with its own test script instead")
         return _missing("vitest", "vitest")
     with run.new_sandbox() as box:
         return _vitest_in(run, box)

@@ -6,14 +6,17 @@ pytest and vitest runs. It says so in ``pyproject.toml``::
     [tool.oldnew]
     test = "make check"        # or an argv list: ["python", "-m", "pytest", "-x"]
 
-or with a ``test`` target in its ``Makefile``. The command runs in the sandbox like the tests
-(no network, the project's environment first on ``PATH``); exit 0 passes. Its finding names the
+or with a ``test`` target in its ``Makefile``, or a ``scripts.test`` in its ``package.json``
+(run as npm would run it, with no npm: ``web.start.npm_script``). The command runs in the
+sandbox like the tests (no network, the project's environment first on ``PATH``); exit 0
+passes. Its finding names the
 command and its exit code only, so that a command failing before a run started (the baseline)
 is recognised as the same failure afterwards; its output is in the evidence.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import tomllib
@@ -22,9 +25,12 @@ from pathlib import Path
 from oldnew.gates.common import GateRun, Outcome, make_check, stopped
 from oldnew.gates.model import Check, Diagnostic
 from oldnew.sandbox.files import read_project_text
+from oldnew.web.start import NoStartCommand, npm_script
 
 NAME = "project-tests"
 _MAKE_TARGET = re.compile(r"^test\s*:(?!=)", re.MULTILINE)
+_NPM_PLACEHOLDER = "no test specified"
+"""What ``npm init`` writes as the test script: no test command at all."""
 _SHOWN = 3_000
 
 
@@ -58,7 +64,31 @@ def declared_command(tree: Path) -> list[str] | None:
     makefile = read_project_text(tree, "Makefile")
     if makefile and _MAKE_TARGET.search(makefile):
         return ["make", "--no-print-directory", "test"]
+    scripts = package_scripts(tree)
+    test = scripts.get("test", "")
+    if test.strip() and _NPM_PLACEHOLDER not in test:
+        try:
+            return ["/bin/sh", "-c", npm_script(scripts, "test")]
+        except NoStartCommand as exc:
+            raise CommandError(f"package.json scripts.test: {exc}") from None
     return None
+
+
+def package_scripts(tree: Path) -> dict[str, str]:
+    """Return the scripts of ``tree``'s package.json, {} without one.
+
+    A package.json that does not read gives {} too: the dependency step and the app's start
+    say what is wrong with it.
+    """
+    text = read_project_text(tree, "package.json")
+    try:
+        data = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    scripts = data.get("scripts") if isinstance(data, dict) else None
+    if not isinstance(scripts, dict):
+        return {}
+    return {k: v for k, v in scripts.items() if isinstance(v, str) and v.strip()}
 
 
 def gate_project_tests(run: GateRun) -> Outcome:
@@ -69,7 +99,10 @@ def gate_project_tests(run: GateRun) -> Outcome:
         check = Check(NAME, "failed", [], None, 0.0, str(exc))
         return check, [Diagnostic(NAME, "pyproject.toml", 0, str(exc), "declaration")]
     if argv is None:
-        reason = "the project declares no test command ([tool.oldnew] test, or make test)"
+        reason = (
+            "the project declares no test command ([tool.oldnew] test, make test, or "
+            "package.json scripts.test)"
+        )
         return Check(NAME, "not_run", [], None, 0.0, reason, required=False), []
     with run.new_sandbox() as box:
         result = box.run(argv, timeout=run.timeout, env=box.env.variables())

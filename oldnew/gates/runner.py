@@ -198,7 +198,9 @@ def _holds_back(
     check, diags = outcomes[name]
     if proceed is None or check.status != "failed" or not proceed(check, diags):
         why = f"skipped: {name} did not pass, and this gate cannot pass before it does"
-        return not_run(gate.name, why), []
+        # Behind a gate that is optional where it did not run, this one is optional too.
+        optional = check.status == "not_run" and not check.required
+        return not_run(gate.name, why, required=not optional), []
     if name in gate.strict:
         # No change of a task's makes it run, nor should every task ask a person about the
         # repository's own failure: it is not run for this run, reported, never passed.
