@@ -230,6 +230,8 @@ def show_event(event: dict[str, Any]) -> None:
     extra = " ".join(f"{k}={v}" for k, v in details.items())
     line = f"{event.get('node', '')}: {event.get('event', '')} {extra}".rstrip()
     console.print(f"{who}{escape(line)}")
+    if event.get("preview"):
+        console.print(f"[bold]preview: {escape(str(event['preview']))}[/bold] (serving now)")
 
 
 def show_budget(out: RunOutcome) -> None:
