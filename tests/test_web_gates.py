@@ -639,6 +639,9 @@ def test_a_browser_that_cannot_launch_is_told_apart_from_a_failing_test() -> Non
     assert launch_failure(failed) == (
         "Error: browserType.launch: Target page, context or browser has been closed"
     )
+    assert launch_failure(failed, "/usr/bin/false") == launch_failure(failed)
+    # the project's tests launch a browser of their own, wrongly: theirs to fix
+    assert launch_failure(failed, "/usr/lib/chromium/chromium") is None
     assert launch_failure(json.loads((FIXTURES / "e2e-hidden.json").read_text())) is None
     # one test of the project's own that launches a browser, beside one that passed: its bug
     one = failed["suites"][1]["specs"][0]

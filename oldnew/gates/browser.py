@@ -46,10 +46,10 @@ def gate_e2e(run: GateRun) -> Outcome:
         return broken_outcome(
             "e2e", {**step, "detail": "Playwright's JSON report does not read"}, web, "e2e"
         )
-    launch = launch_failure(report)
+    binary = str(step.get("chromium") or "")
+    launch = launch_failure(report, binary)
     if launch is not None:  # an old driver's run: the browser, not the project, is at fault
-        binary = str(step.get("chromium") or "Chromium")
-        return not_run("e2e", chromium_cannot_start(binary, launch)), []
+        return not_run("e2e", chromium_cannot_start(binary or "Chromium", launch)), []
     diags, counts = e2e_results(report)
     if not any(counts.values()) and not diags:
         why = "no browser test ran: write Playwright specs in e2e/ that visit the named pages"

@@ -444,12 +444,13 @@ def chromium_cannot_start(binary: str, why: str) -> str:
     return f"Chromium could not start ({binary}): {said[:300]}: {CHROMIUM_FIX}"
 
 
-def launch_failure(report: dict[str, Any]) -> str | None:
+def launch_failure(report: dict[str, Any], binary: str = "") -> str | None:
     """Return the first line of a report's ``browserType.launch`` error: Chromium never started.
 
-    That is: no test passed, and every error and failed test is that launch. A project's own
-    test that launches a browser of its own fails with the same words, but then the fixtures'
-    browser started and some test passed, or another error is in the list.
+    That is: no test passed, and every error and failed test is that launch (of ``binary``,
+    when given: Playwright names what it launched). A project's own test that launches a
+    browser of its own fails with the same words, but then the fixtures' browser started and
+    some test passed, another error is in the list, or another binary is named.
     """
     errors: list[str] = [str(e.get("message", e)) for e in report.get("errors") or []]
     passed = False
@@ -468,7 +469,7 @@ def launch_failure(report: dict[str, Any]) -> str | None:
 
     for suite in report.get("suites") or []:
         walk(suite)
-    if passed or not errors or not all(_LAUNCH.search(e) for e in errors):
+    if passed or not errors or not all(_LAUNCH.search(e) and binary in e for e in errors):
         return None
     first = next((line for line in errors[0].splitlines() if _LAUNCH.search(line)), errors[0])
     return _strip_ansi(first).strip()
@@ -521,20 +522,19 @@ def _e2e(ev: Evidence, tree: Path, out: Path, env: dict[str, str], test_s: float
         ev.step(
             "e2e", "failed", _tail_detail(out / "e2e.log", "Playwright wrote no report"), **common
         )
-    elif (launch := _launch_failure(report)) is not None:
-        binary = env.get("CHROME_PATH", "Chromium")
-        reason = chromium_cannot_start(binary, launch)
+    elif (launch := _launch_failure(report, env.get("CHROME_PATH", ""))) is not None:
+        reason = chromium_cannot_start(env.get("CHROME_PATH", "Chromium"), launch)
         ev.step("e2e", "not_run", reason, missing=True, cannot_start=True, **common)
     else:
         ev.step("e2e", "passed", "the browser tests ran", report=report.name, **common)
 
 
-def _launch_failure(report: Path) -> str | None:
+def _launch_failure(report: Path, binary: str) -> str | None:
     try:
         data = json.loads(report.read_text(encoding="utf-8", errors="replace"))
     except (OSError, ValueError):
         return None  # the gate says the report does not read
-    return launch_failure(data) if isinstance(data, dict) else None
+    return launch_failure(data, binary) if isinstance(data, dict) else None
 
 
 def _cannot_run_reason(log: Path, script: str, binary: str) -> str:
