@@ -24,6 +24,7 @@ from oldnew.gates import validate_tree
 from oldnew.gates.browser import (
     axe_findings,
     e2e_findings,
+    e2e_results,
     lighthouse_findings,
     load_findings,
     screenshot_findings,
@@ -31,11 +32,11 @@ from oldnew.gates.browser import (
 from oldnew.gates.model import ValidationResult
 from oldnew.gates.profiles import PROFILES, Profile
 from oldnew.gates.runner import reuse_key, toolchains_of
-from oldnew.gates.web import WebSettings, copy_out, driver_steps, page_source
+from oldnew.gates.web import WebSettings, copy_out, driver_steps, page_source, unrun_outcome
 from oldnew.sandbox.host import probe_host
 from oldnew.web import toolchain
 from oldnew.web.app import free_port, start_app, stop_app, tree_pids, wait_ready
-from oldnew.web.driver import scan_egress
+from oldnew.web.driver import e2e_specs, launch_failure, scan_egress
 from oldnew.web.start import (
     NoStartCommand,
     PortNeverOpened,
@@ -396,6 +397,37 @@ def test_a_missing_browser_is_not_run_with_the_fix_never_a_pass(
     assert not result.passed
 
 
+def test_a_chromium_that_cannot_start_is_not_run_with_the_fix_never_the_projects(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    missing = _tools_missing()
+    if missing:
+        pytest.skip(f"the web tools are not installed: {missing}")
+    monkeypatch.setenv("OLDNEW_CHROMIUM", "/usr/bin/false")  # there, executable, never starts
+    assert toolchain.chromium() == Path("/usr/bin/false") and toolchain.missing("axe") is None
+    tree = _good_app(tmp_path)
+    gates = ("web-start", "e2e", "axe", "screenshots", "lighthouse")
+    started = time.monotonic()
+    result = validate_tree(
+        tree,
+        timeout=60,
+        profile=Profile("x", gates=(), milestone_gates=gates),
+        toolchains=["python", "web"],
+        milestone=True,
+        web=WebTargets(("/",), ()),
+    )
+    assert time.monotonic() - started < 30
+    start = result.check("web-start")
+    assert start is not None and start.status == "passed"
+    for name in gates[1:]:
+        check = result.check(name)
+        assert check is not None and (check.status, check.required) == ("not_run", True), name
+        assert "Chromium could not start (/usr/bin/false)" in check.summary, check.summary
+        assert "apt-get install chromium" in check.summary and "OLDNEW_CHROMIUM" in check.summary
+    assert result.diagnostics == []  # nothing for the coder to fix
+    assert not result.passed
+
+
 def test_a_failing_build_keeps_the_app_from_starting(tmp_path: Path) -> None:
     result = _milestone(_project(tmp_path, "good", build="echo cannot compile >&2; exit 2"))
     (message,) = _only(result, "web-build")
@@ -571,6 +603,79 @@ def test_playwright_failures_are_findings_with_their_spec_line() -> None:
     (diag,) = e2e_findings(report)
     assert (diag.file, diag.line, diag.rule) == ("e2e/home.spec.ts", 7, "timedOut")
     assert diag.message == "shows the list: Timeout 15000ms"
+
+
+def test_a_test_marked_to_fail_is_a_finding_and_never_counts_as_passed() -> None:
+    # Playwright's own report of tests/fixtures/web/e2e-hidden/hidden.spec.mjs: one test that
+    # passes, test.fail() on a failing test and on a passing one, skip, fixme, a runtime skip.
+    report = json.loads((FIXTURES / "e2e-hidden.json").read_text())
+    assert report["stats"]["expected"] == 2  # Playwright counts the hidden failure as expected
+    diags, counts = e2e_results(report)
+    assert counts == {"passed": 1, "failed": 0, "flaky": 0, "skipped": 3, "hidden": 2}
+    assert [(d.file, d.line, d.rule) for d in diags] == [
+        ("e2e/hidden.spec.mjs", 8, "expected-failure"),
+        ("e2e/hidden.spec.mjs", 14, "expected-failure"),
+    ]
+    assert diags[0].message.startswith(
+        "a failing test marked to fail: test.fail() hides a failing test: make it pass or delete it"
+    )
+    assert "it ended passed" in diags[1].message
+
+
+def test_skipped_tests_are_a_finding_when_no_test_passed() -> None:
+    report = json.loads((FIXTURES / "e2e-hidden.json").read_text())
+    specs = report["suites"][0]["specs"]
+    report["suites"][0]["specs"] = [s for s in specs if "skip" in s["title"] or "fix" in s["title"]]
+    diags, counts = e2e_results(report)
+    assert counts == {"passed": 0, "failed": 0, "flaky": 0, "skipped": 3, "hidden": 0}
+    assert [d.rule for d in diags] == ["skipped"] * 3
+    messages = [d.message for d in diags]
+    assert "a test left to fix: skipped (test.fixme()): no browser test passed" in messages[1]
+    assert "(test.skip(): not on this machine)" in messages[2]
+
+
+def test_a_browser_that_cannot_launch_is_told_apart_from_a_failing_test() -> None:
+    failed = json.loads((FIXTURES / "e2e-launch-failed.json").read_text())  # CHROME_PATH=false
+    assert launch_failure(failed) == (
+        "Error: browserType.launch: Target page, context or browser has been closed"
+    )
+    assert launch_failure(failed, "/usr/bin/false") == launch_failure(failed)
+    # the project's tests launch a browser of their own, wrongly: theirs to fix
+    assert launch_failure(failed, "/usr/lib/chromium/chromium") is None
+    assert launch_failure(json.loads((FIXTURES / "e2e-hidden.json").read_text())) is None
+    # one test of the project's own that launches a browser, beside one that passed: its bug
+    one = failed["suites"][1]["specs"][0]
+    one["tests"][0] |= {"status": "expected", "results": [{"status": "passed"}]}
+    assert launch_failure(failed) is None
+
+
+def test_a_step_that_could_not_run_here_is_not_run_whatever_its_status() -> None:
+    step = {"status": "failed", "exit_code": 3, "detail": "Chromium could not start (x): y"}
+    outcome = unrun_outcome("axe", step)
+    assert outcome is not None
+    check, diags = outcome
+    assert (check.status, check.required, diags) == ("not_run", True, [])
+    assert check.summary == "could not run here: Chromium could not start (x): y"
+    assert unrun_outcome("axe", {**step, "exit_code": 1}) is None  # a crash of the step: failed
+
+
+def test_playwrights_default_test_match_finds_every_kind_of_spec(tmp_path: Path) -> None:
+    names = ["app.spec.tsx", "b/list.test.cjs", "c.spec.mts", "d.test.jsx", "e.spec.ts"]
+    names += ["helpers.ts", "f.spec.md", "node_modules/x.spec.ts", "fixtures.spec.json"]
+    for name in names:
+        (tmp_path / "e2e" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "e2e" / name).write_text("")
+    assert e2e_specs(tmp_path) == [
+        "e2e/app.spec.tsx",
+        "e2e/b/list.test.cjs",
+        "e2e/c.spec.mts",
+        "e2e/d.test.jsx",
+        "e2e/e.spec.ts",
+    ]
+    only = tmp_path / "only"
+    (only / "e2e").mkdir(parents=True)
+    (only / "e2e" / "app.spec.tsx").write_text("")
+    assert e2e_specs(only) == ["e2e/app.spec.tsx"]
 
 
 def test_the_driver_runs_the_steps_its_gates_read_and_its_output_is_copied_safely(

@@ -26,6 +26,7 @@ from oldnew.gates.web import (
     unrun_outcome,
     web_check,
 )
+from oldnew.web.driver import chromium_cannot_start, launch_failure
 
 INTERNET_ERRORS = ("ERR_NAME_NOT_RESOLVED", "ERR_INTERNET_DISCONNECTED", "ERR_ADDRESS_UNREACHABLE")
 """Chromium's console errors of a page that loads something from outside the box."""
@@ -45,58 +46,98 @@ def gate_e2e(run: GateRun) -> Outcome:
         return broken_outcome(
             "e2e", {**step, "detail": "Playwright's JSON report does not read"}, web, "e2e"
         )
-    diags = e2e_findings(report)
-    stats = report.get("stats", {}) if isinstance(report.get("stats"), dict) else {}
-    passed, failed = int(stats.get("expected", 0)), int(stats.get("unexpected", 0))
-    flaky = int(stats.get("flaky", 0))
-    if passed + failed + flaky == 0 and not diags:
+    binary = str(step.get("chromium") or "")
+    launch = launch_failure(report, binary)
+    if launch is not None:  # an old driver's run: the browser, not the project, is at fault
+        return not_run("e2e", chromium_cannot_start(binary or "Chromium", launch)), []
+    diags, counts = e2e_results(report)
+    if not any(counts.values()) and not diags:
         why = "no browser test ran: write Playwright specs in e2e/ that visit the named pages"
         diags.append(Diagnostic("e2e", "e2e", 0, why, "no-tests"))
-    status: CheckStatus = "failed" if diags or failed else "passed"
-    skipped = int(stats.get("skipped", 0))
-    summary = f"{passed} passed, {failed} failed, {flaky} flaky"
+    status: CheckStatus = "failed" if diags or counts["failed"] else "passed"
+    summary = f"{counts['passed']} passed, {counts['failed']} failed, {counts['flaky']} flaky"
+    if counts["skipped"]:
+        summary += f", {counts['skipped']} skipped"
+    if counts["hidden"]:
+        summary += f", {counts['hidden']} marked to fail"
     files = kept(web, report=step.get("report"), log=step.get("log"))
-    metrics = {"passed": passed, "failed": failed, "flaky": flaky, "skipped": skipped}
-    return web_check("e2e", status, summary, step, web, **metrics, **files), diags
+    return web_check("e2e", status, summary, step, web, **counts, **files), diags
 
 
 def e2e_findings(report: dict[str, Any]) -> list[Diagnostic]:
-    """Return one finding per failed Playwright test (file, line, title, the error)."""
+    """Return the findings of a Playwright JSON report (see :func:`e2e_results`)."""
+    return e2e_results(report)[0]
+
+
+def e2e_results(report: dict[str, Any]) -> tuple[list[Diagnostic], dict[str, int]]:
+    """Return the findings of a Playwright JSON report and its counts.
+
+    A test passes only when it was expected to pass and did (``expectedStatus`` "passed",
+    ``status`` "expected"): Playwright also counts as "expected" a ``test.fail()`` that failed.
+    Each failed test is a finding (file, line, title, the error); so is each test whose
+    expected status is not "passed" (``test.fail()`` hides a failing test); skipped tests
+    (``test.skip``, ``test.fixme``) are counted, and are a finding when no test passed.
+    Counts: ``passed``, ``failed``, ``flaky``, ``skipped``, ``hidden`` (marked to fail).
+    """
     diags: list[Diagnostic] = []
+    counts = {"passed": 0, "failed": 0, "flaky": 0, "skipped": 0, "hidden": 0}
+    skipped: list[Diagnostic] = []
 
     def walk(suite: dict[str, Any], titles: list[str]) -> None:
         here = [*titles, suite["title"]] if suite.get("title") else titles
         for spec in suite.get("specs", []):
+            file = str(spec.get("file") or suite.get("file") or "e2e")
+            file = file if file.startswith("e2e/") else f"e2e/{file}"
+            title = " > ".join([*here[1:], str(spec.get("title", "?"))])
+            line = int(spec.get("line") or 0)
             for test in spec.get("tests", []):
-                if test.get("status") not in ("unexpected",):
-                    continue
+                expected = str(test.get("expectedStatus") or "passed")
+                status = str(test.get("status") or "")
                 results = test.get("results") or [{}]
-                last = results[-1]
-                error = (last.get("error") or {}).get("message") or last.get("status", "failed")
-                file = str(spec.get("file") or suite.get("file") or "e2e")
-                file = file if file.startswith("e2e/") else f"e2e/{file}"
-                title = " > ".join([*here[1:], str(spec.get("title", "?"))])
-                text = _strip_ansi(str(error)).strip()
-                diags.append(
-                    Diagnostic(
-                        "e2e",
-                        file,
-                        int(spec.get("line") or 0),
-                        f"{title}: {text[:1200]}",
-                        str(last.get("status") or "failed"),
+                last = results[-1] if isinstance(results[-1], dict) else {}
+                if expected == "skipped" or status == "skipped":
+                    counts["skipped"] += 1
+                    why = _annotation(test, ("skip", "fixme")) or "test.skip() or test.fixme()"
+                    text = f"{title}: skipped ({why}): no browser test passed; make it run"
+                    skipped.append(Diagnostic("e2e", file, line, text, "skipped"))
+                elif expected != "passed":
+                    counts["hidden"] += 1
+                    text = (
+                        f"{title}: test.fail() hides a failing test: make it pass or delete it "
+                        f"(expected to end {expected}, it ended {last.get('status', '?')})"
                     )
-                )
+                    diags.append(Diagnostic("e2e", file, line, text, "expected-failure"))
+                elif status == "expected":
+                    counts["passed"] += 1
+                elif status == "flaky":
+                    counts["flaky"] += 1
+                else:
+                    counts["failed"] += 1
+                    error = (last.get("error") or {}).get("message") or last.get("status", "failed")
+                    text = _strip_ansi(str(error)).strip()
+                    rule = str(last.get("status") or "failed")
+                    diags.append(Diagnostic("e2e", file, line, f"{title}: {text[:1200]}", rule))
         for child in suite.get("suites", []):
             walk(child, here)
 
     for suite in report.get("suites", []):
         walk(suite, [])
+    if counts["passed"] == 0:
+        diags += skipped
     for error in report.get("errors", []):
         message = _strip_ansi(str(error.get("message", error)))[:1200]
         diags.append(
             Diagnostic("e2e", "e2e", 0, f"the browser tests could not run: {message}", "error")
         )
-    return diags
+    return diags, counts
+
+
+def _annotation(test: dict[str, Any], kinds: tuple[str, ...]) -> str:
+    for note in test.get("annotations") or []:
+        if isinstance(note, dict) and note.get("type") in kinds:
+            told = str(note.get("description") or "").strip()
+            return f"test.{note['type']}()" + (f": {told}" if told else "")
+    return ""
 
 
 def _strip_ansi(text: str) -> str:

@@ -33,7 +33,7 @@ from oldnew.gates.model import Check, CheckStatus, Diagnostic, not_run
 from oldnew.sandbox import RunResult
 from oldnew.sandbox.files import UnsafeOutput, read_output
 from oldnew.web import toolchain
-from oldnew.web.driver import driver_argv
+from oldnew.web.driver import CANNOT_RUN, driver_argv
 from oldnew.web.start import AppFailure, find_start
 from oldnew.web.targets import WebTargets
 
@@ -314,7 +314,13 @@ def web_check(
 
 
 def unrun_outcome(name: str, step: dict[str, Any]) -> Outcome | None:
-    """Return the outcome of a step that did not run, or None when it ran."""
+    """Return the outcome of a step that did not run, or None when it ran.
+
+    A step whose tool could not run here (exit 3: Chromium does not start, a tool is missing)
+    did not run, whatever status it carries: the fix is the machine's, not the project's.
+    """
+    if step.get("status") == "failed" and step.get("exit_code") == CANNOT_RUN:
+        return not_run(name, f"could not run here: {step.get('detail', '')}"), []
     if step.get("status") != "not_run":
         return None
     detail = str(step.get("detail", ""))

@@ -57,7 +57,17 @@ LOAD_CONNECTIONS = 10
 EXIT_GRACE_S = 0.2
 STOP_RESERVE = 4.0
 """Seconds of the budget kept for stopping the app and writing the evidence."""
-SPEC_SUFFIXES = (".spec.ts", ".spec.js", ".spec.mjs", ".test.ts", ".test.js", ".test.mjs")
+SPEC_NAME = re.compile(r"\.(spec|test)\.[cm]?[jt]sx?$")
+"""The spec files Playwright runs by default (its ``testMatch``): ``app.spec.tsx``,
+``list.test.mjs``, ``home.spec.cts``..."""
+CANNOT_RUN = 3
+"""The exit code of a JS step that could not run here (its browser or tools are missing or do
+not start, ``common.mjs``): the step is not run, with the fix, never a finding."""
+CHROMIUM_FIX = (
+    "make it start (apt-get install chromium), or set OLDNEW_CHROMIUM to a Chromium binary "
+    "that starts"
+)
+_LAUNCH = re.compile(r"browserType\.launch(?:PersistentContext)?:")
 EGRESS_PATTERNS = (
     re.compile(r"ENETUNREACH|Network is unreachable|EHOSTUNREACH|No route to host", re.I),
     re.compile(
@@ -216,7 +226,7 @@ def _run(
         return None
     base = f"http://127.0.0.1:{app.port}"
     good = _fetch_pages(ev, base, pages, args.page_cap)
-    env = _tool_env(tree, base)
+    env = _tool_env(tree, base, ev.tools)
     tools: dict[str, Callable[[], None]] = {
         "e2e": lambda: _e2e(ev, tree, args.out, env, args.e2e_test_timeout),
         "pages": lambda: _node_step(ev, "pages", "axe", "pages.mjs", good, base, args.out, env),
@@ -365,11 +375,14 @@ def _fetch_pages(ev: Evidence, base: str, pages: list[str], cap: int) -> list[st
     return good
 
 
-def _tool_env(tree: Path, base: str) -> dict[str, str]:
+def _tool_env(tree: Path, base: str, tools: dict[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ)
     chromium = toolchain.chromium()
     if chromium is not None:
         env["CHROME_PATH"] = str(chromium)
+    version = (tools or {}).get("chromium")
+    if version:  # the browser's user agent shows its real version (no need to ask it again)
+        env["CHROME_VERSION"] = str(version)
     env["BASE_URL"] = base
     env["NODE_ENV"] = env.get("NODE_ENV", "production")
     return env
@@ -413,15 +426,57 @@ def _run_tool(
     return code, round(time.monotonic() - start, 3)
 
 
-def _e2e_specs(tree: Path) -> list[str]:
+def e2e_specs(tree: Path) -> list[str]:
+    """Return the spec files of ``tree/e2e`` Playwright runs (relative to ``tree``)."""
     folder = tree / "e2e"
     if not folder.is_dir():
         return []
     return sorted(
         str(p.relative_to(tree))
         for p in folder.rglob("*")
-        if p.is_file() and p.name.endswith(SPEC_SUFFIXES) and "node_modules" not in p.parts
+        if p.is_file() and SPEC_NAME.search(p.name) and "node_modules" not in p.parts
     )
+
+
+def chromium_cannot_start(binary: str, why: str) -> str:
+    """Return the reason a browser step did not run: the binary, what it said, the fix."""
+    said = why.strip().removeprefix("Error: ").strip()
+    return f"Chromium could not start ({binary}): {said[:300]}: {CHROMIUM_FIX}"
+
+
+def launch_failure(report: dict[str, Any], binary: str = "") -> str | None:
+    """Return the first line of a report's ``browserType.launch`` error: Chromium never started.
+
+    That is: no test passed, and every error and failed test is that launch (of ``binary``,
+    when given: Playwright names what it launched). A project's own test that launches a
+    browser of its own fails with the same words, but then the fixtures' browser started and
+    some test passed, another error is in the list, or another binary is named.
+    """
+    errors: list[str] = [str(e.get("message", e)) for e in report.get("errors") or []]
+    passed = False
+
+    def walk(suite: dict[str, Any]) -> None:
+        nonlocal passed
+        for spec in suite.get("specs") or []:
+            for test in spec.get("tests") or []:
+                if test.get("status") == "expected":
+                    passed = True
+                for result in test.get("results") or []:
+                    if result.get("status") not in ("passed", "skipped"):
+                        errors.append(str((result.get("error") or {}).get("message", "")))
+        for child in suite.get("suites") or []:
+            walk(child)
+
+    for suite in report.get("suites") or []:
+        walk(suite)
+    if passed or not errors or not all(_LAUNCH.search(e) and binary in e for e in errors):
+        return None
+    first = next((line for line in errors[0].splitlines() if _LAUNCH.search(line)), errors[0])
+    return _strip_ansi(first).strip()
+
+
+def _strip_ansi(text: str) -> str:
+    return re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", text)
 
 
 def _e2e(ev: Evidence, tree: Path, out: Path, env: dict[str, str], test_s: float) -> None:
@@ -429,7 +484,7 @@ def _e2e(ev: Evidence, tree: Path, out: Path, env: dict[str, str], test_s: float
     if missing:
         ev.step("e2e", "not_run", missing, missing=True)
         return
-    specs = _e2e_specs(tree)
+    specs = e2e_specs(tree)
     if not specs:
         ev.step(
             "e2e",
@@ -456,6 +511,7 @@ def _e2e(ev: Evidence, tree: Path, out: Path, env: dict[str, str], test_s: float
     step_env["E2E_GLOBAL_TIMEOUT_MS"] = str(int(max(1.0, timeout - 10) * 1000))
     code, seconds = _run_tool(argv, cwd=tree, env=step_env, log=out / "e2e.log", timeout=timeout)
     common = {"duration_s": seconds, "exit_code": code, "log": "e2e.log", "specs": specs}
+    common["chromium"] = env.get("CHROME_PATH", "")
     if code is None:
         detail = (
             f"the browser tests did not finish within {timeout:g}s and were stopped (a test "
@@ -466,8 +522,30 @@ def _e2e(ev: Evidence, tree: Path, out: Path, env: dict[str, str], test_s: float
         ev.step(
             "e2e", "failed", _tail_detail(out / "e2e.log", "Playwright wrote no report"), **common
         )
+    elif (launch := _launch_failure(report, env.get("CHROME_PATH", ""))) is not None:
+        reason = chromium_cannot_start(env.get("CHROME_PATH", "Chromium"), launch)
+        ev.step("e2e", "not_run", reason, missing=True, cannot_start=True, **common)
     else:
         ev.step("e2e", "passed", "the browser tests ran", report=report.name, **common)
+
+
+def _launch_failure(report: Path, binary: str) -> str | None:
+    try:
+        data = json.loads(report.read_text(encoding="utf-8", errors="replace"))
+    except (OSError, ValueError):
+        return None  # the gate says the report does not read
+    return launch_failure(data, binary) if isinstance(data, dict) else None
+
+
+def _cannot_run_reason(log: Path, script: str, binary: str) -> str:
+    """Return why a JS step could not run here (exit 3), with the fix, from its one line."""
+    lines = [line.strip() for line in log_tail(log, 4000).splitlines() if line.strip()]
+    said = next((line for line in reversed(lines) if "could not start" in line), "")
+    if said:
+        _, _, why = said.partition("): ")
+        return chromium_cannot_start(binary, why or said)
+    last = lines[-1] if lines else "no output"
+    return f"{script} could not run here: {last[:500]}"
 
 
 def _tail_detail(log: Path, what: str) -> str:
@@ -504,6 +582,9 @@ def _node_step(
     if code is None:
         detail = f"{script} did not finish within {timeout:g}s and was stopped"
         ev.step(name, "failed", detail, timed_out=True, **common)
+    elif code == CANNOT_RUN:
+        reason = _cannot_run_reason(log, script, env.get("CHROME_PATH", "Chromium"))
+        ev.step(name, "not_run", reason, missing=True, cannot_start=True, **common)
     elif code != 0 or not report.is_file():
         ev.step(
             name, "failed", _tail_detail(log, f"{script} could not run (exit {code})"), **common

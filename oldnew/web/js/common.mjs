@@ -20,10 +20,23 @@ process.on('unhandledRejection', (err) => {
   process.stderr.write(`ignored after its step ended: ${why(err)}\n`);
 });
 
-/** Exit non-zero with one line on stderr: the step could not run at all. */
+export { chromeMajor, desktopUserAgent } from './useragent.mjs';
+
+/** The exit code of a step that could not run here: its browser or tools are missing or do
+ * not start. The driver makes that step "not run" with the fix, never a finding for the
+ * project. Exit 2 stays a bad command line (oldnew's own mistake). */
+export const CANNOT_RUN = 3;
+
+/** Exit 2 with one line on stderr: the step was called wrongly (oldnew's bug). */
 export function cannotRun(reason) {
   process.stderr.write(`${String(reason).split('\n')[0]}\n`);
   process.exit(2);
+}
+
+/** Exit 3 with one line on stderr: what the step needs is missing or does not start here. */
+export function cannotStart(reason) {
+  process.stderr.write(`${String(reason).split('\n')[0]}\n`);
+  process.exit(CANNOT_RUN);
 }
 
 const toolsRequire = createRequire(path.join(TOOLS_MODULES, 'oldnew-web-tools.cjs'));
@@ -33,7 +46,7 @@ export function requireTool(name) {
   try {
     return toolsRequire(name);
   } catch (err) {
-    return cannotRun(`${name} is not installed in ${TOOLS_MODULES}: npm ci --prefix ${path.dirname(TOOLS_MODULES)} (${err.code || err.message})`);
+    return cannotStart(`${name} is not installed in ${TOOLS_MODULES}: npm ci --prefix ${path.dirname(TOOLS_MODULES)} (${err.code || err.message})`);
   }
 }
 
@@ -42,7 +55,7 @@ export function toolFile(name) {
   try {
     return toolsRequire.resolve(name);
   } catch (err) {
-    return cannotRun(`${name} is not installed in ${TOOLS_MODULES}: npm ci --prefix ${path.dirname(TOOLS_MODULES)} (${err.code || err.message})`);
+    return cannotStart(`${name} is not installed in ${TOOLS_MODULES}: npm ci --prefix ${path.dirname(TOOLS_MODULES)} (${err.code || err.message})`);
   }
 }
 
@@ -92,7 +105,7 @@ export function chromePath() {
   try {
     fs.accessSync(chosen, fs.constants.X_OK);
   } catch {
-    cannotRun(`Chromium is not installed at ${chosen}: apt-get install chromium (or set CHROME_PATH)`);
+    cannotStart(`Chromium is not installed at ${chosen}: apt-get install chromium (or set CHROME_PATH)`);
   }
   return chosen;
 }

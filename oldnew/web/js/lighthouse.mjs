@@ -6,10 +6,11 @@
 // category scores and the weighted audits scoring under 0.9 of each page. A page Lighthouse
 // cannot audit is that page's "error"; the exit code is non-zero (one line on stderr) only when
 // the step could not run at all.
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import {
-  CHROME_FLAGS, args, chromePath, cut, freshProfile, importTool, number, pageList, pageUrl, slugs,
+  CANNOT_RUN, CHROME_FLAGS, args, chromePath, cut, freshProfile, importTool, number, pageList, pageUrl, slugs,
   toolFile, why, within, writeJson,
 } from './common.mjs';
 
@@ -55,20 +56,51 @@ const CONFIG = {
 let chrome = null;
 let profile = null;
 
+/** Return Chromium's last words at start (its stderr, as chrome-launcher kept it). */
+function lastWords(launcher) {
+  try {
+    const text = fs.readFileSync(path.join(launcher.userDataDir, 'chrome-err.log'), 'utf8');
+    const lines = text.split('\n').map((l) => l.trim()).filter(Boolean);
+    return lines.length ? `: ${cut(lines[lines.length - 1], 300)}` : '';
+  } catch {
+    return '';
+  }
+}
+
 async function launch() {
   profile = freshProfile();
-  chrome = await within(
-    chromeLauncher.launch({
+  // chrome-launcher only polls the debugging port (up to maxConnectionRetries): a Chromium that
+  // exits at once is seen here, when it exits, not after the whole wait.
+  let exited = () => {};
+  const early = new Promise((_, reject) => { exited = reject; });
+  early.catch(() => {});
+  const launcher = new chromeLauncher.Launcher(
+    {
       chromePath: chromePathValue,
       chromeFlags: [...CHROME_FLAGS, `--user-data-dir=${profile}`],
       userDataDir: false,
       logLevel: 'silent',
       handleSIGINT: false,
       maxConnectionRetries: 100,
-    }),
-    Math.min(timeout, 30000),
-    'launching Chromium',
+    },
+    {
+      spawn: (...spawnArgs) => {
+        const child = spawn(...spawnArgs);
+        child.once('error', (err) => exited(err));
+        child.once('exit', (code, signal) => {
+          exited(new Error(`it exited at once (${signal || `exit code ${code}`})${lastWords(launcher)}`));
+        });
+        return child;
+      },
+    },
   );
+  try {
+    await within(Promise.race([launcher.launch(), early]), Math.min(timeout, 30000), 'launching Chromium');
+  } catch (err) {
+    await within(Promise.resolve(launcher.kill()), 5000, 'stopping Chromium').catch(() => {});
+    throw err;
+  }
+  chrome = launcher;
 }
 
 async function stopChrome() {
@@ -166,7 +198,7 @@ try {
 } catch (err) {
   await stopChrome();
   process.stderr.write(`Chromium could not start (${chromePathValue}): ${why(err)}\n`);
-  process.exit(3);
+  process.exit(CANNOT_RUN);
 }
 const results = [];
 // Written after every page: a step killed from outside (the sandbox's timeout) still leaves

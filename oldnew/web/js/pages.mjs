@@ -8,8 +8,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import {
-  args, chromePath, cut, flagsForPlaywright, number, pageList, pageUrl, requireTool, slugs,
-  toolFile, why, within, writeJson,
+  CANNOT_RUN, args, chromeMajor, chromePath, cut, desktopUserAgent, flagsForPlaywright, number,
+  pageList, pageUrl, requireTool, slugs, toolFile, why, within, writeJson,
 } from './common.mjs';
 
 const MAX_MESSAGES = 50;
@@ -36,6 +36,7 @@ const out = path.resolve(opts.out);
 fs.mkdirSync(path.join(out, 'screenshots'), { recursive: true });
 
 let browser = null;
+let userAgent = desktopUserAgent();
 
 async function launch() {
   return within(
@@ -96,27 +97,62 @@ async function checkPage(ctx, url, slug, record) {
   // screenshot and axe see what a person would, not the empty shell.
   await step(page.waitForLoadState('networkidle', { timeout: SETTLE_MS }), 'settling').catch(() => {});
   const shot = path.join('screenshots', `${slug}.png`);
+  // Nothing below runs in the page's own JavaScript world: the page could redefine whatever
+  // it finds there (window.axe, Element.prototype) and pass every check. The browser's
+  // protocol measures it, and axe runs in a world of its own that shares only the DOM.
+  const cdp = await step(ctx.newCDPSession(page), 'opening the browser protocol');
+  try {
+    await inspect(page, cdp, step, shot, record);
+  } finally {
+    await within(cdp.detach(), 5000, 'closing the browser protocol').catch(() => {});
+  }
+  if (record.status !== null && record.status >= 400) {
+    record.error = `the page answered HTTP ${record.status}: it is not served at this path`;
+  }
+  if (crashed) record.error = crashed;
+}
+
+async function inspect(page, cdp, step, shot, record) {
   // The whole page, up to MAX_SHOT_HEIGHT: an endless page would cost the browser gigabytes.
-  const height = await step(
-    page.evaluate(() => Math.max(document.documentElement?.scrollHeight || 0, document.body?.scrollHeight || 0)),
-    'measuring the page',
-  );
+  const metrics = await step(cdp.send('Page.getLayoutMetrics'), 'measuring the page');
+  const height = Math.ceil(metrics.cssContentSize?.height || metrics.contentSize?.height || 0);
   const shotOptions = height > MAX_SHOT_HEIGHT
     ? { clip: { x: 0, y: 0, width: VIEWPORT.width, height: MAX_SHOT_HEIGHT }, fullPage: true }
     : { fullPage: true };
   await step(page.screenshot({ path: path.join(out, shot), timeout, ...shotOptions }), 'the screenshot');
   record.screenshot = shot;
   record.screenshot_clipped = height > MAX_SHOT_HEIGHT;
-  await step(page.evaluate(axeSource), 'loading axe-core');
-  const result = await step(
-    page.evaluate(() => globalThis.axe.run(document, { resultTypes: ['violations'] })),
+  record.axe = violations(await runAxe(cdp, step));
+}
+
+/** Return the value of ``expression`` in the world ``contextId``; throw what it threw. */
+async function evaluateIn(cdp, contextId, expression, step, what) {
+  const done = await step(
+    cdp.send('Runtime.evaluate', { expression, contextId, awaitPromise: true, returnByValue: true, silent: true }),
+    what,
+  );
+  if (done.exceptionDetails) {
+    const details = done.exceptionDetails;
+    throw new Error(`${what} threw: ${details.exception?.description || details.text || 'an exception'}`);
+  }
+  return done.result?.value;
+}
+
+/** Run axe-core on the main frame in an isolated world (the page's globals cannot reach it). */
+async function runAxe(cdp, step) {
+  const { frameTree } = await step(cdp.send('Page.getFrameTree'), 'finding the main frame');
+  const { executionContextId } = await step(
+    cdp.send('Page.createIsolatedWorld', { frameId: frameTree.frame.id, worldName: 'oldnew-axe' }),
+    'opening a world for axe-core',
+  );
+  await evaluateIn(cdp, executionContextId, `${axeSource}\n;void 0`, step, 'loading axe-core');
+  return evaluateIn(
+    cdp,
+    executionContextId,
+    "axe.run(document, { resultTypes: ['violations'] }).then((r) => ({ violations: r.violations }))",
+    step,
     'axe-core',
   );
-  record.axe = violations(result);
-  if (record.status !== null && record.status >= 400) {
-    record.error = `the page answered HTTP ${record.status}: it is not served at this path`;
-  }
-  if (crashed) record.error = crashed;
 }
 
 async function onePage(pagePath, slug) {
@@ -129,7 +165,11 @@ async function onePage(pagePath, slug) {
   let ctx = null;
   try {
     const b = await ensureBrowser();
-    ctx = await within(b.newContext({ bypassCSP: true, viewport: VIEWPORT }), timeout, 'opening a browser context');
+    ctx = await within(
+      b.newContext({ bypassCSP: true, viewport: VIEWPORT, userAgent }),
+      timeout,
+      'opening a browser context',
+    );
     await checkPage(ctx, url, slug, record);
   } catch (err) {
     record.error = why(err);
@@ -153,9 +193,11 @@ try {
   browser = await launch();
 } catch (err) {
   process.stderr.write(`Chromium could not start (${executablePath}): ${why(err)}\n`);
-  process.exit(3);
+  process.exit(CANNOT_RUN);
 }
 const version = browser.version();
+// What a person's Chrome of this version sends: a page must not serve the checks another page.
+userAgent = desktopUserAgent(chromeMajor(version));
 const results = [];
 // Written after every page: a step killed from outside (the sandbox's timeout) still leaves
 // the pages it checked, with "complete": false.

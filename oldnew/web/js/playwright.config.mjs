@@ -11,10 +11,15 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { chromeMajor, desktopUserAgent } from './useragent.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const flags = JSON.parse(fs.readFileSync(path.join(here, 'chrome-flags.json'), 'utf8'));
 const timeout = Number(process.env.E2E_TIMEOUT_MS) > 0 ? Number(process.env.E2E_TIMEOUT_MS) : 15000;
+const chrome = process.env.CHROME_PATH || '/usr/lib/chromium/chromium';
+// A desktop Chrome's user agent (CHROME_VERSION from the driver, else the binary's own): the
+// app must not tell the tests from a person by "HeadlessChrome".
+const userAgent = desktopUserAgent(chromeMajor(process.env.CHROME_VERSION, chrome));
 const report = process.env.PLAYWRIGHT_JSON_OUTPUT_NAME
   ? path.resolve(process.env.PLAYWRIGHT_JSON_OUTPUT_NAME)
   : path.join(os.tmpdir(), 'oldnew-e2e.json');
@@ -34,13 +39,14 @@ export default {
   use: {
     baseURL: process.env.BASE_URL,
     headless: true,
+    userAgent,
     actionTimeout: timeout,
     navigationTimeout: timeout,
     screenshot: 'only-on-failure',
     trace: 'off',
     video: 'off',
     launchOptions: {
-      executablePath: process.env.CHROME_PATH || '/usr/lib/chromium/chromium',
+      executablePath: chrome,
       args: flags.filter((f) => !f.startsWith('--headless')),
     },
   },
