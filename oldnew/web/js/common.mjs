@@ -73,6 +73,21 @@ export function args(options) {
   }
 }
 
+/** Parse a page step's command line (--base, --pages, --out, --timeout-ms), or stop. */
+export function pageStepOptions(script, timeoutMs) {
+  const opts = args({
+    base: { type: 'string' },
+    pages: { type: 'string', default: '/' },
+    out: { type: 'string' },
+    'timeout-ms': { type: 'string', default: String(timeoutMs) },
+  });
+  if (!opts.base || !opts.out) {
+    process.stderr.write(`usage: node ${script} --base URL --pages /,/about --out DIR [--timeout-ms N]\n`);
+    process.exit(2);
+  }
+  return opts;
+}
+
 /** Return the option as a positive number, or stop. */
 export function number(values, name, fallback) {
   const raw = values[name] ?? fallback;

@@ -10,7 +10,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import {
-  CANNOT_RUN, CHROME_FLAGS, args, chromePath, cut, freshProfile, importTool, number, pageList, pageUrl, slugs,
+  CANNOT_RUN, pageStepOptions, CHROME_FLAGS, chromePath, cut, freshProfile, importTool, number, pageList, pageUrl, slugs,
   toolFile, why, within, writeJson,
 } from './common.mjs';
 
@@ -19,16 +19,7 @@ const FAILING = 0.9;
 const UNSCORED = new Set(['informative', 'notApplicable', 'manual', 'error']);
 const MAX_ITEMS = 5;
 
-const opts = args({
-  base: { type: 'string' },
-  pages: { type: 'string', default: '/' },
-  out: { type: 'string' },
-  'timeout-ms': { type: 'string', default: '60000' },
-});
-if (!opts.base || !opts.out) {
-  process.stderr.write('usage: node lighthouse.mjs --base URL --pages /,/about --out DIR [--timeout-ms N]\n');
-  process.exit(2);
-}
+const opts = pageStepOptions('lighthouse.mjs', 60000);
 const timeout = number(opts, 'timeout-ms');
 const chromePathValue = chromePath();
 const lighthouse = (await importTool('lighthouse')).default;

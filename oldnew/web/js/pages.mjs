@@ -8,7 +8,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import {
-  CANNOT_RUN, args, chromeMajor, chromePath, cut, desktopUserAgent, flagsForPlaywright, number,
+  CANNOT_RUN, pageStepOptions, chromeMajor, chromePath, cut, desktopUserAgent, flagsForPlaywright, number,
   pageList, pageUrl, requireTool, slugs, toolFile, why, within, writeJson,
 } from './common.mjs';
 
@@ -18,16 +18,7 @@ const MAX_SHOT_HEIGHT = 10000;
 const SETTLE_MS = 3000;
 const VIEWPORT = { width: 1280, height: 800 };
 
-const opts = args({
-  base: { type: 'string' },
-  pages: { type: 'string', default: '/' },
-  out: { type: 'string' },
-  'timeout-ms': { type: 'string', default: '15000' },
-});
-if (!opts.base || !opts.out) {
-  process.stderr.write('usage: node pages.mjs --base URL --pages /,/about --out DIR [--timeout-ms N]\n');
-  process.exit(2);
-}
+const opts = pageStepOptions('pages.mjs', 15000);
 const timeout = number(opts, 'timeout-ms');
 const executablePath = chromePath();
 const { chromium } = requireTool('playwright-core');
