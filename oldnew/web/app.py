@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import http.client
 import os
 import signal
@@ -27,6 +28,7 @@ from pathlib import Path
 from oldnew.web.start import (
     AppFailure,
     BuildFailed,
+    CannotStart,
     PortNeverOpened,
     ReadinessTimeout,
     ServerExited,
@@ -120,15 +122,19 @@ def build_app(
         return 0.0
     start = time.monotonic()
     with open(log, "ab") as out:
-        proc = subprocess.Popen(  # nosec B603 B607 - the project's own build, sandboxed
-            ["/bin/sh", "-c", spec.build],
-            cwd=tree,
-            env=app_environment(tree, 0, env),
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        try:
+            proc = subprocess.Popen(  # nosec B603 B607 - the project's own build, sandboxed
+                ["/bin/sh", "-c", spec.build],
+                cwd=tree,
+                env=app_environment(tree, 0, env),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        except OSError as exc:  # E2BIG (a huge command), ENOENT: the declaration's to fix
+            why = f"could not be run ({_exec_error(exc)})"
+            raise BuildFailed(_shown(spec.build), None, log_tail(log), why) from None
     try:
         code = proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -146,18 +152,37 @@ def build_app(
 def start_app(
     spec: StartSpec, tree: Path, *, port: int, log: Path, env: dict[str, str] | None = None
 ) -> RunningApp:
-    """Start the declared server in ``tree`` on ``port``, its output appended to ``log``."""
+    """Start the declared server in ``tree`` on ``port``, its output appended to ``log``.
+
+    Raises:
+        CannotStart: the system refused to run the command (too long, not there).
+
+    """
     with open(log, "ab") as out:
-        proc = subprocess.Popen(  # nosec B603 B607 - the project's own start, sandboxed
-            ["/bin/sh", "-c", spec.start],
-            cwd=tree,
-            env=app_environment(tree, port, env),
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        try:
+            proc = subprocess.Popen(  # nosec B603 B607 - the project's own start, sandboxed
+                ["/bin/sh", "-c", spec.start],
+                cwd=tree,
+                env=app_environment(tree, port, env),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        except OSError as exc:  # E2BIG (a huge command), ENOENT: the declaration's to fix
+            raise CannotStart(spec.start, _exec_error(exc)) from None
     return RunningApp(proc, port, log, spec)
+
+
+def _exec_error(exc: OSError) -> str:
+    """Say why exec refused a command, in words the coder can act on."""
+    if exc.errno == errno.E2BIG:
+        return "the command line is longer than the system accepts"
+    return f"{exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}"
+
+
+def _shown(command: str, chars: int = 200) -> str:
+    return command if len(command) <= chars else f"{command[:chars]}... ({len(command)} chars)"
 
 
 def probe(port: int, path: str, timeout: float = 2.0) -> int | None:

@@ -1,0 +1,69 @@
+"""Hardening of the preview and the app's start against a hostile or broken project."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from oldnew.web.app import build_app, start_app
+from oldnew.web.start import (
+    MAX_COMMAND,
+    BuildFailed,
+    CannotStart,
+    NoStartCommand,
+    StartSpec,
+    find_start,
+    npm_script,
+)
+
+# -- the declared command: bounded, and a refused exec is the coder's ----------------------------
+
+
+def test_nested_npm_runs_that_fan_out_are_refused_before_they_grow() -> None:
+    # Each level runs the next one twenty times: 160,000 copies of "echo hi" (megabytes).
+    scripts = {f"s{i}": " && ".join([f"npm run s{i + 1}"] * 20) for i in range(4)}
+    scripts["s4"] = "echo hi"
+    scripts["start"] = "npm run s0"
+    assert len(json.dumps(scripts)) < 2_100
+    started = time.monotonic()
+    with pytest.raises(NoStartCommand, match="expands to more than 64 KB") as caught:
+        npm_script(scripts, "start")
+    assert time.monotonic() - started < 1.0
+    assert "scripts.start" in caught.value.message
+
+
+def test_a_long_but_legal_expansion_still_reads() -> None:
+    scripts = {"a": "echo " + "x" * 1000, "start": " && ".join(["npm run a"] * 20)}
+    line = npm_script(scripts, "start")
+    assert line.count("x" * 1000) == 20
+    assert len(line) < MAX_COMMAND
+
+
+def test_a_huge_declared_command_is_no_start_command(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text(
+        f'[tool.oldnew]\nstart = "python -c pass #{"x" * 240_000}"\n', encoding="utf-8"
+    )
+    with pytest.raises(NoStartCommand, match="expands to more than"):
+        find_start(tmp_path)
+    (tmp_path / "pyproject.toml").unlink()
+    big = json.dumps({"scripts": {"start": "node s.js " + "y" * 100_000}})
+    (tmp_path / "package.json").write_text(big, encoding="utf-8")
+    with pytest.raises(NoStartCommand, match="scripts.start expands to more than"):
+        find_start(tmp_path)
+
+
+def test_an_exec_that_fails_is_a_typed_failure_not_a_crash(tmp_path: Path) -> None:
+    huge = "true " + "z" * 240_000  # past the kernel's limit for one argument: E2BIG
+    log = tmp_path / "server.log"
+    with pytest.raises(CannotStart, match="longer than the system accepts") as caught:
+        start_app(StartSpec("python", huge), tmp_path, port=1, log=log)
+    assert caught.value.kind == "CannotStart"
+    assert len(caught.value.message) < 1000
+    gone = tmp_path / "gone"  # the tree is not there: ENOENT
+    with pytest.raises(CannotStart, match="No such file"):
+        start_app(StartSpec("python", "true"), gone, port=1, log=log)
+    with pytest.raises(BuildFailed, match="could not be run"):
+        build_app(StartSpec("node", "true", build=huge), tmp_path, log=log, timeout=5)
