@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from oldnew.web.app import build_app, start_app
+from oldnew.web.preview import preview_status, started_ticks, stop_preview
 from oldnew.web.start import (
     MAX_COMMAND,
     BuildFailed,
@@ -67,3 +70,39 @@ def test_an_exec_that_fails_is_a_typed_failure_not_a_crash(tmp_path: Path) -> No
         start_app(StartSpec("python", "true"), gone, port=1, log=log)
     with pytest.raises(BuildFailed, match="could not be run"):
         build_app(StartSpec("node", "true", build=huge), tmp_path, log=log, timeout=5)
+
+
+# -- the preview's record: a signal only for the daemon that wrote it ---------------------------
+
+
+def test_a_record_pointing_at_another_process_never_has_it_killed(tmp_path: Path) -> None:
+    ws, other = tmp_path / "ws", tmp_path / "other"
+    (ws / ".oldnew").mkdir(parents=True)
+    # Looks like another workspace's daemon: the mark, a token, a workspace on its argv.
+    argv = [sys.executable, "-c", "import time; time.sleep(30)", "oldnew.web.preview", "serve"]
+    argv += ["--workspace", str(other.resolve()), "--token", "t1"]
+    looks_like = subprocess.Popen(argv)
+    try:
+        ticks = started_ticks(looks_like.pid)
+        assert ticks is not None
+        base = {"pid": looks_like.pid, "port": 1, "url": "u", "commit": "c", "state": "serving"}
+        records = [
+            base | {"token": "t1"},  # an old or tampered record: no start time
+            base | {"token": "t1", "pid_start": ticks + 1},  # a reused pid
+            base | {"token": "t1", "pid_start": ticks},  # another workspace's daemon
+            base | {"token": "t2", "pid_start": ticks},  # another token
+        ]
+        for record in records:
+            (ws / ".oldnew" / "preview.json").write_text(json.dumps(record))
+            assert preview_status(ws) is None
+            assert stop_preview(ws) is False
+            assert looks_like.poll() is None, record
+        # The same record in the workspace it names is that daemon: status sees it.
+        (other / ".oldnew").mkdir(parents=True)
+        (other / ".oldnew" / "preview.json").write_text(json.dumps(records[2]))
+        assert preview_status(other) is not None
+        assert stop_preview(other) is True
+        assert looks_like.wait(timeout=15) != 0
+    finally:
+        looks_like.kill()
+        looks_like.wait()

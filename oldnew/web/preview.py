@@ -103,14 +103,50 @@ def _write_record(meta: Path, record: dict[str, Any]) -> None:
 
 
 def _alive(pid: int) -> bool:
-    """Whether ``pid`` runs a preview daemon (not a zombie, not a reused pid)."""
+    """Whether ``pid`` runs (not a zombie): for waiting on a daemon already identified."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
-    state = stat.rpartition(")")[2].split()[0]
-    return state not in ("Z", "X") and _DAEMON_MARK.encode() in cmdline
+    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
+
+
+def started_ticks(pid: int) -> int | None:
+    """Return when ``pid`` started (field 22 of /proc/PID/stat, clock ticks since boot).
+
+    With the pid it names one process for good: a pid reused later has another start time.
+    """
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        return int(fields[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _is_daemon(ws_root: Path, record: dict[str, Any]) -> bool:
+    """Whether the record's pid is this workspace's preview daemon, the one that wrote it.
+
+    All must hold: the process runs, started when the record says (not a reused pid), and
+    its command line is the daemon's, for this workspace, with the record's token. A stale
+    or tampered record then never has another process signalled (another workspace's
+    daemon, or anything else that merely looks like one).
+    """
+    try:
+        pid, ticks, token = int(record["pid"]), int(record["pid_start"]), str(record["token"])
+    except (KeyError, TypeError, ValueError):
+        return False
+    if pid <= 0 or not token or not _alive(pid) or started_ticks(pid) != ticks:
+        return False
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    want = {
+        b"--token": token.encode(),
+        b"--workspace": str(Path(ws_root).resolve()).encode(),
+    }
+    pairs = dict(zip(argv, argv[1:], strict=False))
+    return _DAEMON_MARK.encode() in argv and all(pairs.get(k) == v for k, v in want.items())
 
 
 def _preview_of(record: dict[str, Any]) -> Preview:
@@ -174,7 +210,7 @@ def preview_status(ws_root: Path) -> Preview | None:
         preview = _preview_of(record)
     except (KeyError, TypeError, ValueError):
         return None
-    return preview if _alive(preview.pid) else None
+    return preview if _is_daemon(ws_root, record) else None
 
 
 def preview_failure(ws_root: Path) -> Exception | None:
@@ -206,29 +242,31 @@ def _stop(ws_root: Path) -> bool:
     record = _read_record(ws_root)
     if record is None:
         return False
-    try:
-        pid = int(record.get("pid", 0))
-    except (TypeError, ValueError):
-        pid = 0
-    was = pid > 0 and _alive(pid)
+    was = _is_daemon(ws_root, record)
     if was:
-        _end(pid)
+        _end(int(record["pid"]), int(record["pid_start"]))
     with contextlib.suppress(FileNotFoundError):
         (meta / RECORD).unlink()
     return was
 
 
-def _end(pid: int) -> None:
+def _end(pid: int, ticks: int) -> None:
+    """TERM the daemon (identified), KILL it after the grace; each signal only while it is it."""
+
+    def same() -> bool:
+        return _alive(pid) and started_ticks(pid) == ticks
+
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + STOP_GRACE
     while time.monotonic() < deadline:
-        if not _alive(pid):
+        if not same():
             return
         time.sleep(0.05)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
-    while _alive(pid):
+    if same():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    while same():
         time.sleep(0.05)
 
 
@@ -338,7 +376,7 @@ def _await_serving(ws_root: Path, token: str, seconds: float) -> Preview:
                 if status == 200:
                     return _preview_of(record)
                 last = f"HTTP {status}" if status else "no answer through the relay"
-            if not _alive(int(record.get("pid", 0))):
+            if not _is_daemon(ws_root, record):
                 raise PreviewError(
                     "the preview's daemon ended before the app answered:\n" + _log_tail(meta)
                 )
@@ -405,6 +443,7 @@ def _daemon(args: argparse.Namespace) -> int:
     env = _env_of(json.loads(Path(args.env).read_text(encoding="utf-8")))
     record: dict[str, Any] = {
         "pid": os.getpid(),
+        "pid_start": started_ticks(os.getpid()),
         "token": args.token,
         "commit": args.commit,
         "tree": args.tree,
