@@ -40,8 +40,9 @@ from typing import Any
 from oldnew.errors import OldnewError
 from oldnew.locks import exclusive
 from oldnew.sandbox import Limits, ProjectEnv, Sandbox
+from oldnew.sandbox.files import UnsafeOutput, read_output
 from oldnew.web import relay
-from oldnew.web.app import free_port, log_tail
+from oldnew.web.app import free_port
 from oldnew.web.serve import BUILD_TIMEOUT, LOG_NAME, SOCKET_NAME, STATUS_NAME, launch_argv
 from oldnew.web.start import (
     AppFailure,
@@ -64,6 +65,9 @@ LIMITS = dataclasses.replace(Limits(), cpu_seconds=7 * 24 * 3600)
 FOREVER = 365 * 24 * 3600.0
 STOP_GRACE = 10.0
 _DAEMON_MARK = "oldnew.web.preview"
+STATUS_CAP = 1 * 2**20
+LOG_CAP = 16 * 2**20
+"""What the daemon reads of the files the sandbox writes, at most (the app owns them)."""
 
 
 class PreviewError(OldnewError):
@@ -484,19 +488,27 @@ async def _serve(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         loop.add_signal_handler(sig, stop.set)
-    status_file = box.home / STATUS_NAME
+    status_file = STATUS_NAME
     argv = launch_argv("oldnew.web.serve", "--tree", str(box.tree))
     # In a network namespace of its own the app listens on the host's port number (what it
     # prints is where the person finds it); sharing the host's network, on a port of its own.
     isolated = box.bwrap is not None or box.host.unshare_net
     inner = record["port"] if isolated else free_port()
-    argv += ["--port", str(inner), "--socket", str(box.home / SOCKET_NAME)]
-    argv += ["--status", str(status_file)]
+    # The relay's socket is the host's, in a folder of the scratch the sandbox can neither
+    # write (another uid) nor see (bubblewrap shows only the tree and the home): the app
+    # cannot swap it for a link to another of the host's sockets. The sandbox inherits the
+    # listening descriptor and only accepts on it.
+    sock_path = box.scratch / "relay" / SOCKET_NAME
+    listener = relay.listen_unix(sock_path)
+    argv += ["--port", str(inner), "--socket-fd", str(listener.fileno())]
+    argv += ["--status", str(box.home / status_file)]
     argv += ["--wait", f"{wait:g}"]
-    run = asyncio.create_task(asyncio.to_thread(box.run, argv, timeout=FOREVER, stop=stop))
-    host = asyncio.create_task(relay.serve_host(sockets, box.home / SOCKET_NAME))
+    run = asyncio.create_task(
+        asyncio.to_thread(box.run, argv, timeout=FOREVER, stop=stop, pass_fds=(listener.fileno(),))
+    )
+    host = asyncio.create_task(relay.serve_host(sockets, sock_path))
     while not run.done():  # until the app answers inside (or fails): then only wait
-        state = _status(status_file)
+        state = _status(box.home, status_file)
         if state.get("state") == "ready":
             record |= {"state": "serving", "health": state.get("health", "/")}
             _write_record(meta, record)
@@ -505,17 +517,18 @@ async def _serve(
             break
         await asyncio.wait({run}, timeout=0.1)
     await asyncio.wait({run})
+    listener.close()
     host.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await host
     result = run.result()
     if stop.is_set():
         return 0
-    state = _status(status_file)
+    state = _status(box.home, status_file)
     failure = state.get("failure") or {
         "kind": "PreviewError",
         "message": f"the preview's server ended (exit {result.exit_code}) {result.ending()}",
-        "log_tail": (log_tail(box.home / LOG_NAME) + "\n" + result.output).strip()[-4000:],
+        "log_tail": (_box_tail(box.home, LOG_NAME) + "\n" + result.output).strip()[-4000:],
     }
     record |= {"state": "failed", "failure": failure}
     _write_record(meta, record)
@@ -523,12 +536,27 @@ async def _serve(
     return 1
 
 
-def _status(path: Path) -> dict[str, Any]:
+def _status(home: Path, rel: str) -> dict[str, Any]:
+    """Return the server's status file from the sandbox's home ({} while there is none).
+
+    Read as the sandbox wrote it: no link followed, a regular file of bounded size only
+    (the app owns the home; this daemon must not read a host file through it).
+    """
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        raw = read_output(home, rel, max_bytes=STATUS_CAP)
+        data = json.loads(raw.decode("utf-8")) if raw is not None else {}
+    except (UnsafeOutput, OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def _box_tail(home: Path, rel: str, chars: int = 3_000) -> str:
+    """Return the end of a log the sandbox wrote in its home, read safely (as :func:`_status`)."""
+    try:
+        raw = read_output(home, rel, max_bytes=LOG_CAP)
+    except (UnsafeOutput, OSError) as exc:
+        return f"(the app's log {rel} was not read: {exc})"
+    return "" if raw is None else raw.decode("utf-8", "replace")[-chars:]
 
 
 def main(argv: list[str] | None = None) -> int:
