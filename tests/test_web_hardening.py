@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import json
+import os
+import socket
 import subprocess
 import sys
 import time
@@ -11,7 +15,13 @@ from pathlib import Path
 import pytest
 
 from oldnew.web.app import build_app, start_app
-from oldnew.web.preview import preview_status, started_ticks, stop_preview
+from oldnew.web.preview import (
+    preview_failure,
+    preview_status,
+    start_preview,
+    started_ticks,
+    stop_preview,
+)
 from oldnew.web.start import (
     MAX_COMMAND,
     BuildFailed,
@@ -106,3 +116,127 @@ def test_a_record_pointing_at_another_process_never_has_it_killed(tmp_path: Path
     finally:
         looks_like.kill()
         looks_like.wait()
+
+
+# -- the preview: the app's home is the app's, never a way into the host ------------------------
+
+PLANTING_APP = """\
+import json, os, signal, sys, threading, time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+home = os.environ["HOME"]
+secret_sock, secret_log, secret_status = open("targets.txt").read().split()
+
+
+def plant(name, target):
+    path = os.path.join(home, name)
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    os.symlink(target, path)
+
+
+def keep_planting():  # whatever is at preview.sock now, a link to the host's socket
+    while True:
+        plant("preview.sock", secret_sock)
+        time.sleep(0.05)
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        if self.path == "/crash":  # the server's own status and log become links, it dies
+            plant("preview-app.log", secret_log)
+            plant("preview-status.json", secret_status)
+            for pid in os.listdir("/proc"):
+                try:
+                    argv = open(f"/proc/{pid}/cmdline", "rb").read()
+                except OSError:
+                    continue
+                if argv.startswith(b"/") and b"oldnew.web.serve" in argv:
+                    try:
+                        os.kill(int(pid), signal.SIGKILL)
+                    except PermissionError:
+                        pass  # the sandbox's init (bubblewrap, root): not the server
+        body = b"the app's own page"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+threading.Thread(target=keep_planting, daemon=True).start()
+ThreadingHTTPServer((os.environ["HOST"], int(os.environ["PORT"])), Handler).serve_forever()
+"""
+
+
+def _host_secrets(tmp_path: Path) -> tuple[Path, list[int], socket.socket]:
+    """A host-only folder: a unix socket that counts its clients, a log and a status file."""
+    secret = tmp_path / "host-only"
+    secret.mkdir(mode=0o700)
+    (secret / "shadow.txt").write_text("HOST-SECRET-LOG\n")
+    failure = {"kind": "ServerExited", "message": "HOST-SECRET-STATUS", "log_tail": ""}
+    (secret / "status.json").write_text(json.dumps({"state": "failed", "failure": failure}))
+    for name in ("shadow.txt", "status.json"):
+        os.chmod(secret / name, 0o600)
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(secret / "docker.sock"))
+    server.listen(8)
+    server.settimeout(0.05)
+    return secret, [], server
+
+
+def _accepted(server: socket.socket, clients: list[int]) -> None:
+    with contextlib.suppress(TimeoutError):
+        while True:
+            conn, _ = server.accept()
+            conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: 11\r\n\r\nHOST-SOCKET")
+            conn.close()
+            clients.append(1)
+
+
+def _get(port: int, path: str) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", path)
+        answer = conn.getresponse()
+        return answer.status, answer.read()
+    finally:
+        conn.close()
+
+
+def test_an_app_that_plants_links_in_its_home_reaches_nothing_of_the_host(
+    tmp_path: Path,
+) -> None:
+    secret, clients, server = _host_secrets(tmp_path)
+    root = tmp_path / "app"
+    root.mkdir()
+    (root / "pyproject.toml").write_text('[tool.oldnew]\nstart = "python -m app"\n')
+    (root / "app.py").write_text(PLANTING_APP)
+    targets = [secret / "docker.sock", secret / "shadow.txt", secret / "status.json"]
+    (root / "targets.txt").write_text(" ".join(map(str, targets)))
+    try:
+        served = start_preview(root, tree=root, commit="c", port=3900)
+        for _ in range(5):  # the link is in place: every request still reaches the app
+            assert _get(served.port, "/") == (200, b"the app's own page")
+            _accepted(server, clients)
+            time.sleep(0.05)
+        assert clients == []
+        with contextlib.suppress(OSError, http.client.HTTPException):
+            _get(served.port, "/crash")
+        deadline = time.monotonic() + 20
+        while preview_status(root) is not None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        failure = preview_failure(root)
+        assert failure is not None
+        record = (root / ".oldnew" / "preview.json").read_text()
+        assert "HOST-SECRET" not in record
+        assert "HOST-SECRET" not in str(failure)
+        _accepted(server, clients)
+        assert clients == []
+    finally:
+        stop_preview(root)
+        server.close()
