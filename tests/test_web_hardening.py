@@ -9,12 +9,16 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
-from oldnew.web.app import build_app, start_app
+from oldnew.web.app import RunningApp, build_app, probe, start_app, wait_ready
+from oldnew.web.driver import fetch_capped
 from oldnew.web.preview import (
     preview_failure,
     preview_status,
@@ -27,6 +31,7 @@ from oldnew.web.start import (
     BuildFailed,
     CannotStart,
     NoStartCommand,
+    ReadinessTimeout,
     StartSpec,
     find_start,
     npm_script,
@@ -240,3 +245,91 @@ def test_an_app_that_plants_links_in_its_home_reaches_nothing_of_the_host(
     finally:
         stop_preview(root)
         server.close()
+
+
+# -- a server that drips its answer: every request has a total deadline --------------------------
+
+
+@contextlib.contextmanager
+def _drip_server(interval: float = 0.1) -> Iterator[int]:
+    """A server that sends a status line, then one header line every ``interval``, forever."""
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.1)
+    done = threading.Event()
+
+    def drip(conn: socket.socket) -> None:
+        with conn, contextlib.suppress(OSError):
+            conn.recv(4096)
+            conn.sendall(b"HTTP/1.1 200 OK\r\n")
+            n = 0
+            while not done.wait(interval):
+                n += 1
+                conn.sendall(f"X-Drip-{n}: {n}\r\n".encode())
+
+    def serve() -> None:
+        while not done.is_set():
+            with contextlib.suppress(TimeoutError):
+                conn, _ = server.accept()
+                threading.Thread(target=drip, args=(conn,), daemon=True).start()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield int(server.getsockname()[1])
+    finally:
+        done.set()
+        thread.join()
+        server.close()
+
+
+def test_readiness_against_a_dripping_server_ends_on_time(tmp_path: Path) -> None:
+    running = subprocess.Popen(["sleep", "30"])
+    try:
+        with _drip_server() as port:
+            app = RunningApp(running, port, tmp_path / "log", StartSpec("node", "x"))
+            started = time.monotonic()
+            with pytest.raises(ReadinessTimeout, match="answered too slowly") as caught:
+                wait_ready(app, timeout=1.0)
+            assert time.monotonic() - started < 2.5
+            assert caught.value.slow
+    finally:
+        running.kill()
+        running.wait()
+
+
+def test_a_page_that_drips_is_a_finding_within_the_fetch_deadline() -> None:
+    with _drip_server() as port:
+        started = time.monotonic()
+        record = fetch_capped(f"http://127.0.0.1:{port}", "/", 1000, 1.0)
+        assert time.monotonic() - started < 2.0
+    assert record["status"] is None
+    assert "answered too slowly" in record["error"]
+
+
+def test_the_deadline_fetch_still_reads_status_size_and_cap() -> None:
+    body = b"<html>" + b"x" * 5000
+
+    class Page(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200 if self.path == "/" else 404)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        whole = fetch_capped(base, "/", 10_000, 5.0)
+        assert (whole["status"], whole["bytes"], whole["over_cap"]) == (200, len(body), False)
+        assert whole["content_type"] == "text/html"
+        capped = fetch_capped(base, "/", 100, 5.0)
+        assert (capped["bytes"], capped["over_cap"]) == (101, True)
+        assert fetch_capped(base, "/missing", 10_000, 5.0)["status"] == 404
+        assert probe(int(server.server_address[1]), "/") == 200
+    finally:
+        server.shutdown()
+        server.server_close()

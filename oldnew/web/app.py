@@ -38,6 +38,8 @@ from oldnew.web.start import (
 
 POLL_S = 0.05
 """How often readiness is probed."""
+PROBE_TIMEOUT_S = 5.0
+"""How long one readiness probe may take in all (a server that drips its answer)."""
 READY_TIMEOUT_S = 30.0
 WRONG_PORT_GRACE_S = 3.0
 """How long the app may listen only on other ports before that is its answer (a dev server
@@ -185,23 +187,123 @@ def _shown(command: str, chars: int = 200) -> str:
     return command if len(command) <= chars else f"{command[:chars]}... ({len(command)} chars)"
 
 
-def probe(port: int, path: str, timeout: float = 2.0) -> int | None:
-    """Return the HTTP status of ``GET path`` on 127.0.0.1:port; None when it did not answer.
+class TooSlow(TimeoutError):
+    """The server did not finish its answer within the request's total deadline."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What an HTTP GET got back: the status, the headers, how much body (up to the cap)."""
+
+    status: int
+    headers: dict[str, str]
+    """Header names lower-cased; a repeated header keeps its last value."""
+    body_bytes: int = 0
+    over_cap: bool = False
+
+
+HEADER_CAP = 64 * 1024
+
+
+def http_get(
+    port: int,
+    path: str,
+    *,
+    timeout: float,
+    host: str = "127.0.0.1",
+    body_cap: int | None = None,
+    accept: str = "*/*",
+) -> Answer:
+    """GET ``path`` from ``host:port`` within ``timeout`` seconds in all (no proxy).
+
+    ``http.client``'s timeout is per socket operation: a server that sends one byte a
+    second never trips it. Here the deadline is the whole request's: connect, send, the
+    status line and headers, and (with ``body_cap``) the body, read up to ``body_cap + 1``
+    bytes. Without ``body_cap`` the body is not read.
 
     Raises:
         ConnectionRefusedError: nothing listens on the port.
+        TooSlow: the answer was not complete within ``timeout``.
+        http.client.HTTPException: what came back is not an HTTP answer.
+        OSError: the connection failed otherwise.
 
     """
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    deadline = time.monotonic() + timeout
+
+    def left() -> float:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TooSlow(f"no complete answer within {timeout:g}s")
+        return remaining
+
     try:
-        conn.request("GET", path, headers={"Connection": "close"})
-        return conn.getresponse().status
-    except ConnectionRefusedError:
+        sock = socket.create_connection((host, port), timeout=left())
+    except TimeoutError as exc:
+        raise TooSlow(f"the connection was not accepted within {timeout:g}s") from exc
+    with sock:
+        request = (
+            f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAccept: {accept}\r\n"
+            "Connection: close\r\n\r\n"
+        )
+        head = bytearray()
+        try:
+            sock.settimeout(left())
+            sock.sendall(request.encode("latin-1"))
+            while b"\r\n\r\n" not in head:
+                if len(head) > HEADER_CAP:
+                    raise http.client.LineTooLong(f"headers over {HEADER_CAP} bytes")
+                sock.settimeout(left())
+                chunk = sock.recv(16384)
+                if not chunk:
+                    break
+                head += chunk
+            header, _, rest = bytes(head).partition(b"\r\n\r\n")
+            answer = _parse_head(header)
+            if body_cap is None:
+                return answer
+            size = len(rest)
+            while size <= body_cap:
+                sock.settimeout(left())
+                chunk = sock.recv(min(65536, body_cap + 1 - size))
+                if not chunk:
+                    break
+                size += len(chunk)
+        except TooSlow:
+            raise
+        except TimeoutError as exc:
+            raise TooSlow(f"no complete answer within {timeout:g}s") from exc
+    return Answer(answer.status, answer.headers, min(size, body_cap + 1), size > body_cap)
+
+
+def _parse_head(header: bytes) -> Answer:
+    lines = header.decode("latin-1").split("\r\n")
+    parts = lines[0].split(None, 2)
+    if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
+        raise http.client.BadStatusLine(lines[0][:200])
+    headers = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        if sep:
+            headers[name.strip().lower()] = value.strip()
+    return Answer(int(parts[1]), headers)
+
+
+def probe(port: int, path: str, timeout: float = PROBE_TIMEOUT_S) -> int | None:
+    """Return the HTTP status of ``GET path`` on 127.0.0.1:port; None when it did not answer.
+
+    ``timeout`` bounds the whole request (:func:`http_get`).
+
+    Raises:
+        ConnectionRefusedError: nothing listens on the port.
+        TooSlow: it accepted, but its status line and headers took longer than ``timeout``.
+
+    """
+    try:
+        return http_get(port, path, timeout=timeout).status
+    except (ConnectionRefusedError, TooSlow):
         raise
     except (OSError, http.client.HTTPException):
         return None
-    finally:
-        conn.close()
 
 
 def wait_ready(app: RunningApp, *, timeout: float = READY_TIMEOUT_S) -> float:
@@ -217,6 +319,7 @@ def wait_ready(app: RunningApp, *, timeout: float = READY_TIMEOUT_S) -> float:
     deadline = time.monotonic() + timeout
     path = app.spec.health
     answered = False
+    slow = False
     last: int | None = None
     elsewhere_since: float | None = None
     next_port_check = 0.0
@@ -225,10 +328,13 @@ def wait_ready(app: RunningApp, *, timeout: float = READY_TIMEOUT_S) -> float:
         if code is not None:
             raise ServerExited(code, app.spec.start, app.log_tail())
         try:
-            last = probe(app.port, path)
-            answered = True
+            wait = min(PROBE_TIMEOUT_S, max(POLL_S, deadline - time.monotonic()))
+            last = probe(app.port, path, wait)
+            answered, slow = True, False
             if last == 200:
                 return time.monotonic() - app.started
+        except TooSlow:
+            answered, slow = True, True
         except ConnectionRefusedError:
             now = time.monotonic()
             if not answered and now >= next_port_check:
@@ -244,7 +350,7 @@ def wait_ready(app: RunningApp, *, timeout: float = READY_TIMEOUT_S) -> float:
             break
         time.sleep(POLL_S)
     if answered:
-        raise ReadinessTimeout(path, last, timeout, app.log_tail())
+        raise ReadinessTimeout(path, last, timeout, app.log_tail(), slow=slow)
     opened = listening_ports(tree_pids(app.pid))
     if opened:
         raise _unreachable(app, opened, timeout)

@@ -209,10 +209,24 @@ class ReadinessTimeout(AppFailure):
 
     kind = "ReadinessTimeout"
 
-    def __init__(self, path: str, last_status: int | None, seconds: float, log_tail: str) -> None:
-        """Say what the health path answered last (None: it never answered)."""
+    def __init__(
+        self,
+        path: str,
+        last_status: int | None,
+        seconds: float,
+        log_tail: str,
+        *,
+        slow: bool = False,
+    ) -> None:
+        """Say what the health path answered last (None: it never answered).
+
+        ``slow``: the last probe was cut off: the server kept sending, too slowly to finish.
+        """
         got = (
-            f"answered HTTP {last_status} last"
+            "answered too slowly (its status line and headers did not arrive within "
+            "seconds of the request)"
+            if slow
+            else f"answered HTTP {last_status} last"
             if last_status is not None
             else "accepted connections but never answered"
         )
@@ -222,7 +236,7 @@ class ReadinessTimeout(AppFailure):
             f'"oldnew": {{"health": "/healthz"}} in package.json or [tool.oldnew] health)',
             log_tail,
         )
-        self.path, self.last_status = path, last_status
+        self.path, self.last_status, self.slow = path, last_status, slow
 
 
 # -- reading the declaration ------------------------------------------------------------------
