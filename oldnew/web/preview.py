@@ -42,7 +42,7 @@ from oldnew.locks import exclusive
 from oldnew.sandbox import Limits, ProjectEnv, Sandbox
 from oldnew.sandbox.files import UnsafeOutput, read_output
 from oldnew.web import relay
-from oldnew.web.app import free_port
+from oldnew.web.app import free_port, http_get
 from oldnew.web.serve import BUILD_TIMEOUT, LOG_NAME, SOCKET_NAME, STATUS_NAME, launch_argv
 from oldnew.web.start import (
     AppFailure,
@@ -398,15 +398,14 @@ def _await_serving(ws_root: Path, token: str, seconds: float) -> Preview:
 
 
 def _probe(port: int, path: str) -> int | None:
-    """Return the HTTP status of GET ``path`` on the host relay, or None (no proxy is used)."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    """Return the HTTP status of GET ``path`` on the host relay, or None (no proxy is used).
+
+    Within 5 s in all: an app that drips its answer cannot hold the start past its wait.
+    """
     try:
-        conn.request("GET", path, headers={"Connection": "close"})
-        return conn.getresponse().status
+        return http_get(port, path, timeout=5).status
     except (OSError, http.client.HTTPException):
         return None
-    finally:
-        conn.close()
 
 
 # -- the environment, across the daemon's command line ----------------------------------------
