@@ -333,3 +333,17 @@ def test_the_deadline_fetch_still_reads_status_size_and_cap() -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_the_driver_routes_a_command_too_long_to_run_to_the_coder(tmp_path: Path) -> None:
+    tree, out = tmp_path / "tree", tmp_path / "out"
+    tree.mkdir()
+    (tree / "pyproject.toml").write_text(f'[tool.oldnew]\nstart = "true #{"x" * 240_000}"\n')
+    argv = [sys.executable, "-m", "oldnew.web.driver", "--tree", str(tree), "--out", str(out)]
+    subprocess.run([*argv, "--steps", "build,start"], check=True, timeout=60)
+    web = json.loads((out / "web.json").read_text())
+    assert web["error"] == ""  # not "the web driver crashed"
+    start = web["steps"]["start"]
+    assert start["status"] == "failed"
+    assert start["failure"]["kind"] == "NoStartCommand"
+    assert "expands to more than 64 KB" in start["failure"]["message"]
