@@ -8,13 +8,17 @@ serving for the person). The daemon
 2. opens oldnew's real :class:`~oldnew.sandbox.Sandbox` on a copy of the given tree, with the
    project's environment, and runs :mod:`oldnew.web.serve` in it: the app is built and
    started there, on the loopback of the sandbox's own network namespace, and a relay
-   (:mod:`oldnew.web.relay`) listens on a unix socket in the sandbox's home;
+   (:mod:`oldnew.web.relay`) accepts on a unix socket the host made in a folder of the
+   scratch the sandbox can neither write nor see, and handed in as a descriptor;
 3. relays the host port to that socket, until it is stopped (SIGTERM: the sandbox's whole
    process tree is killed, its scratch folder removed) or the app fails.
 
-It keeps ``.oldnew/preview.json`` in the workspace current (pid, port, url, commit, started,
+It keeps ``.oldnew/preview.json`` in the workspace current (pid, its start time and token,
+port, url, commit, started,
 state and, when the app failed, why). The app never gets a route out: the sandbox keeps
-``--unshare-net``; only the host reaches in, through the socket.
+``--unshare-net``; only the host reaches in, through the socket. Nothing the app puts in its
+home (it owns it) is followed by this daemon, which may run as root: the socket is not there,
+and the status and log it reads back are read without following links, capped.
 """
 
 from __future__ import annotations
