@@ -15,9 +15,10 @@ serving for the person). The daemon
 
 It keeps ``.oldnew/preview.json`` in the workspace current (pid, its start time and token,
 port, url, commit, started, state and, when the app failed, why). The app never gets a route
-out: the sandbox keeps ``--unshare-net``; only the host reaches in, through the socket. Nothing the app puts in its
-home (it owns it) is followed by this daemon, which may run as root: the socket is not there,
-and the status and log it reads back are read without following links, capped.
+out: the sandbox keeps ``--unshare-net``; only the host reaches in, through the socket.
+Nothing the app puts in its home (it owns it) is followed by this daemon, which may run as
+root: the socket is not there, and the status and log it reads back are read without
+following links, capped.
 """
 
 from __future__ import annotations
