@@ -240,6 +240,7 @@ def test_an_app_that_plants_links_in_its_home_reaches_nothing_of_the_host(
         record = (root / ".oldnew" / "preview.json").read_text()
         assert "HOST-SECRET" not in record
         assert "HOST-SECRET" not in str(failure)
+        assert "preview-app.log was not read: preview-app.log is a symbolic link" in str(failure)
         _accepted(server, clients)
         assert clients == []
     finally:
