@@ -311,11 +311,15 @@ def test_the_deadline_fetch_still_reads_status_size_and_cap() -> None:
     body = b"<html>" + b"x" * 5000
 
     class Page(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keeps the connection open after the body
+
         def do_GET(self) -> None:
             self.send_response(200 if self.path == "/" else 404)
             self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
+            self.close_connection = False  # a server that ignores "Connection: close"
 
         def log_message(self, *args: object) -> None:
             pass
@@ -324,13 +328,16 @@ def test_the_deadline_fetch_still_reads_status_size_and_cap() -> None:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         base = f"http://127.0.0.1:{server.server_address[1]}"
+        started = time.monotonic()
         whole = fetch_capped(base, "/", 10_000, 5.0)
+        assert time.monotonic() - started < 1.0  # done at Content-Length, not at the close
         assert (whole["status"], whole["bytes"], whole["over_cap"]) == (200, len(body), False)
         assert whole["content_type"] == "text/html"
         capped = fetch_capped(base, "/", 100, 5.0)
         assert (capped["bytes"], capped["over_cap"]) == (101, True)
         assert fetch_capped(base, "/missing", 10_000, 5.0)["status"] == 404
         assert probe(int(server.server_address[1]), "/") == 200
+        assert probe(int(server.server_address[1]), "/ HTTP/1.0\r\nX-Injected: 1") is None
     finally:
         server.shutdown()
         server.server_close()
