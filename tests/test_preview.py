@@ -276,10 +276,8 @@ def test_the_relays_survive_clients_that_hang_up(tmp_path: Path) -> None:
 
         app_server = await asyncio.start_server(echo, "127.0.0.1", 0)
         app_port = app_server.sockets[0].getsockname()[1]
-        sock = tmp_path / "r.sock"
-        inside = asyncio.create_task(relay.serve_inside(sock, app_port))
-        while not sock.exists():
-            await asyncio.sleep(0.01)
+        sock = tmp_path / "relay" / "r.sock"
+        inside = asyncio.create_task(relay.serve_inside(relay.listen_unix(sock), app_port))
         listening, port = relay.bind_port(35000)
         host = asyncio.create_task(relay.serve_host(listening, sock))
         answers = []

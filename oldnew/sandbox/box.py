@@ -476,12 +476,15 @@ class Sandbox:
         env: dict[str, str] | None = None,
         network: bool = False,
         stop: threading.Event | None = None,
+        pass_fds: Sequence[int] = (),
     ) -> RunResult:
         """Run ``argv`` in the sandbox; kill it all on timeout or when it fills the disk.
 
         ``network=True`` (for a dependency audit, which runs no project code) keeps every
         layer but the network one. ``stop``, set from another thread, kills the whole tree
-        too (a server that runs until someone stops it: the preview).
+        too (a server that runs until someone stops it: the preview). ``pass_fds`` are
+        descriptors of the host's the command inherits, with the same numbers (the preview's
+        listening socket: the host makes it where the sandbox cannot replace it).
         """
         n = next(self._counter)
         out_path = self.scratch / "logs" / f"{n}.out"
@@ -506,7 +509,9 @@ class Sandbox:
                         stdout=out,
                         stderr=err,
                         start_new_session=True,
-                        pass_fds=(life_r,) if info_w is None else (life_r, info_w),
+                        pass_fds=(
+                            (life_r, *pass_fds) if info_w is None else (life_r, info_w, *pass_fds)
+                        ),
                     )
                 finally:
                     os.close(life_r)

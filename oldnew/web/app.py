@@ -15,18 +15,21 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import http.client
 import os
 import signal
 import socket
 import subprocess  # nosec B404 - the project's declared command, inside the sandbox
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from oldnew.web.start import (
     AppFailure,
     BuildFailed,
+    CannotStart,
     PortNeverOpened,
     ReadinessTimeout,
     ServerExited,
@@ -36,6 +39,8 @@ from oldnew.web.start import (
 
 POLL_S = 0.05
 """How often readiness is probed."""
+PROBE_TIMEOUT_S = 5.0
+"""How long one readiness probe may take in all (a server that drips its answer)."""
 READY_TIMEOUT_S = 30.0
 WRONG_PORT_GRACE_S = 3.0
 """How long the app may listen only on other ports before that is its answer (a dev server
@@ -120,15 +125,19 @@ def build_app(
         return 0.0
     start = time.monotonic()
     with open(log, "ab") as out:
-        proc = subprocess.Popen(  # nosec B603 B607 - the project's own build, sandboxed
-            ["/bin/sh", "-c", spec.build],
-            cwd=tree,
-            env=app_environment(tree, 0, env),
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        try:
+            proc = subprocess.Popen(  # nosec B603 B607 - the project's own build, sandboxed
+                ["/bin/sh", "-c", spec.build],
+                cwd=tree,
+                env=app_environment(tree, 0, env),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        except OSError as exc:  # E2BIG (a huge command), ENOENT: the declaration's to fix
+            why = f"could not be run ({_exec_error(exc)})"
+            raise BuildFailed(_shown(spec.build), None, log_tail(log), why) from None
     try:
         code = proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -146,37 +155,177 @@ def build_app(
 def start_app(
     spec: StartSpec, tree: Path, *, port: int, log: Path, env: dict[str, str] | None = None
 ) -> RunningApp:
-    """Start the declared server in ``tree`` on ``port``, its output appended to ``log``."""
+    """Start the declared server in ``tree`` on ``port``, its output appended to ``log``.
+
+    Raises:
+        CannotStart: the system refused to run the command (too long, not there).
+
+    """
     with open(log, "ab") as out:
-        proc = subprocess.Popen(  # nosec B603 B607 - the project's own start, sandboxed
-            ["/bin/sh", "-c", spec.start],
-            cwd=tree,
-            env=app_environment(tree, port, env),
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        try:
+            proc = subprocess.Popen(  # nosec B603 B607 - the project's own start, sandboxed
+                ["/bin/sh", "-c", spec.start],
+                cwd=tree,
+                env=app_environment(tree, port, env),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        except OSError as exc:  # E2BIG (a huge command), ENOENT: the declaration's to fix
+            raise CannotStart(spec.start, _exec_error(exc)) from None
     return RunningApp(proc, port, log, spec)
 
 
-def probe(port: int, path: str, timeout: float = 2.0) -> int | None:
-    """Return the HTTP status of ``GET path`` on 127.0.0.1:port; None when it did not answer.
+def _exec_error(exc: OSError) -> str:
+    """Say why exec refused a command, in words the coder can act on."""
+    if exc.errno == errno.E2BIG:
+        return "the command line is longer than the system accepts"
+    return f"{exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}"
+
+
+def _shown(command: str, chars: int = 200) -> str:
+    return command if len(command) <= chars else f"{command[:chars]}... ({len(command)} chars)"
+
+
+class TooSlow(TimeoutError):
+    """The server did not finish its answer within the request's total deadline."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What an HTTP GET got back: the status, the headers, how much body (up to the cap)."""
+
+    status: int
+    headers: dict[str, str]
+    """Header names lower-cased; a repeated header keeps its last value."""
+    body_bytes: int = 0
+    over_cap: bool = False
+
+
+HEADER_CAP = 64 * 1024
+
+
+def http_get(
+    port: int,
+    path: str,
+    *,
+    timeout: float,
+    host: str = "127.0.0.1",
+    body_cap: int | None = None,
+    accept: str = "*/*",
+) -> Answer:
+    """GET ``path`` from ``host:port`` within ``timeout`` seconds in all (no proxy).
+
+    ``http.client``'s timeout is per socket operation: a server that sends one byte a
+    second never trips it. Here the deadline is the whole request's: connect, send, the
+    status line and headers, and (with ``body_cap``) the body, read up to ``body_cap + 1``
+    bytes. Without ``body_cap`` the body is not read.
 
     Raises:
         ConnectionRefusedError: nothing listens on the port.
+        TooSlow: the answer was not complete within ``timeout``.
+        http.client.HTTPException: what came back is not an HTTP answer.
+        OSError: the connection failed otherwise.
 
     """
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    if not path.startswith("/") or any(ord(c) <= 32 or ord(c) == 127 for c in path):
+        raise http.client.InvalidURL(f"{path!r} is not a URL path")
+    deadline = time.monotonic() + timeout
+
+    def left() -> float:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TooSlow(f"no complete answer within {timeout:g}s")
+        return remaining
+
     try:
-        conn.request("GET", path, headers={"Connection": "close"})
-        return conn.getresponse().status
-    except ConnectionRefusedError:
+        sock = socket.create_connection((host, port), timeout=left())
+    except TimeoutError as exc:
+        raise TooSlow(f"the connection was not accepted within {timeout:g}s") from exc
+    request = (
+        f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAccept: {accept}\r\n"
+        "Connection: close\r\n\r\n"
+    )
+    with sock:
+        try:
+            sock.settimeout(left())
+            sock.sendall(request.encode("latin-1"))
+            header, rest = _read_head(sock, left)
+            answer = _parse_head(header)
+            if body_cap is None:
+                return answer
+            length = answer.headers.get("content-length", "")
+            end = int(length) if length.isdigit() else None
+            size = _read_body(sock, left, len(rest), body_cap, end)
+        except TooSlow:
+            raise
+        except TimeoutError as exc:
+            raise TooSlow(f"no complete answer within {timeout:g}s") from exc
+    return Answer(answer.status, answer.headers, min(size, body_cap + 1), size > body_cap)
+
+
+def _read_head(sock: socket.socket, left: Callable[[], float]) -> tuple[bytes, bytes]:
+    """Read up to the end of the headers; return them and what came after."""
+    head = bytearray()
+    while b"\r\n\r\n" not in head:
+        if len(head) > HEADER_CAP:
+            raise http.client.LineTooLong(f"headers over {HEADER_CAP} bytes")
+        sock.settimeout(left())
+        chunk = sock.recv(16384)
+        if not chunk:
+            break
+        head += chunk
+    header, _, rest = bytes(head).partition(b"\r\n\r\n")
+    return header, rest
+
+
+def _read_body(
+    sock: socket.socket, left: Callable[[], float], size: int, cap: int, end: int | None
+) -> int:
+    """Read the body until its end or past ``cap``; return the bytes seen (``size`` so far).
+
+    The end is the close, or ``end`` bytes (Content-Length: a server that keeps the
+    connection open after all is not waited for).
+    """
+    while size <= cap and (end is None or size < end):
+        sock.settimeout(left())
+        chunk = sock.recv(min(65536, cap + 1 - size))
+        if not chunk:
+            break
+        size += len(chunk)
+    return size
+
+
+def _parse_head(header: bytes) -> Answer:
+    lines = header.decode("latin-1").split("\r\n")
+    parts = lines[0].split(None, 2)
+    if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
+        raise http.client.BadStatusLine(lines[0][:200])
+    headers = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        if sep:
+            headers[name.strip().lower()] = value.strip()
+    return Answer(int(parts[1]), headers)
+
+
+def probe(port: int, path: str, timeout: float = PROBE_TIMEOUT_S) -> int | None:
+    """Return the HTTP status of ``GET path`` on 127.0.0.1:port; None when it did not answer.
+
+    ``timeout`` bounds the whole request (:func:`http_get`).
+
+    Raises:
+        ConnectionRefusedError: nothing listens on the port.
+        TooSlow: it accepted, but its status line and headers took longer than ``timeout``.
+
+    """
+    try:
+        return http_get(port, path, timeout=timeout).status
+    except (ConnectionRefusedError, TooSlow):
         raise
     except (OSError, http.client.HTTPException):
         return None
-    finally:
-        conn.close()
 
 
 def wait_ready(app: RunningApp, *, timeout: float = READY_TIMEOUT_S) -> float:
@@ -192,6 +341,7 @@ def wait_ready(app: RunningApp, *, timeout: float = READY_TIMEOUT_S) -> float:
     deadline = time.monotonic() + timeout
     path = app.spec.health
     answered = False
+    slow = False
     last: int | None = None
     elsewhere_since: float | None = None
     next_port_check = 0.0
@@ -200,10 +350,13 @@ def wait_ready(app: RunningApp, *, timeout: float = READY_TIMEOUT_S) -> float:
         if code is not None:
             raise ServerExited(code, app.spec.start, app.log_tail())
         try:
-            last = probe(app.port, path)
-            answered = True
+            wait = min(PROBE_TIMEOUT_S, max(POLL_S, deadline - time.monotonic()))
+            last = probe(app.port, path, wait)
+            answered, slow = True, False
             if last == 200:
                 return time.monotonic() - app.started
+        except TooSlow:
+            answered, slow = True, True
         except ConnectionRefusedError:
             now = time.monotonic()
             if not answered and now >= next_port_check:
@@ -219,7 +372,7 @@ def wait_ready(app: RunningApp, *, timeout: float = READY_TIMEOUT_S) -> float:
             break
         time.sleep(POLL_S)
     if answered:
-        raise ReadinessTimeout(path, last, timeout, app.log_tail())
+        raise ReadinessTimeout(path, last, timeout, app.log_tail(), slow=slow)
     opened = listening_ports(tree_pids(app.pid))
     if opened:
         raise _unreachable(app, opened, timeout)

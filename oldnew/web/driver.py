@@ -330,28 +330,34 @@ def _start(
 
 
 def fetch_capped(base: str, path: str, cap: int, timeout: float) -> dict[str, Any]:
-    """GET ``base + path``, reading at most ``cap + 1`` bytes; say what came back."""
+    """GET ``base + path``, reading at most ``cap + 1`` bytes; say what came back.
+
+    ``timeout`` is the whole request's (a server that drips its answer is cut off).
+    """
+    from oldnew.web.app import TooSlow, http_get  # here: the rest of this file is another's
+
     host_port = base.split("//", 1)[1]
     host, _, port = host_port.partition(":")
-    conn = http.client.HTTPConnection(host, int(port or 80), timeout=timeout)
     record: dict[str, Any] = {"path": path, "status": None, "bytes": 0, "over_cap": False}
     try:
-        conn.request("GET", path, headers={"Accept": "text/html,*/*", "Connection": "close"})
-        resp = conn.getresponse()
-        record["status"] = resp.status
-        record["content_type"] = resp.getheader("Content-Type", "")
-        size = 0
-        while size <= cap:
-            chunk = resp.read(min(65536, cap + 1 - size))
-            if not chunk:
-                break
-            size += len(chunk)
-        record["bytes"] = size
-        record["over_cap"] = size > cap
+        answer = http_get(
+            int(port or 80),
+            path,
+            timeout=timeout,
+            host=host,
+            body_cap=cap,
+            accept="text/html,*/*",
+        )
+    except TooSlow as exc:
+        record["error"] = f"answered too slowly: {exc} (serve the page at once)"
+        return record
     except (OSError, http.client.HTTPException) as exc:
         record["error"] = f"{type(exc).__name__}: {exc}"
-    finally:
-        conn.close()
+        return record
+    record["status"] = answer.status
+    record["content_type"] = answer.headers.get("content-type", "")
+    record["bytes"] = answer.body_bytes
+    record["over_cap"] = answer.over_cap
     return record
 
 

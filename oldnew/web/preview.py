@@ -8,13 +8,17 @@ serving for the person). The daemon
 2. opens oldnew's real :class:`~oldnew.sandbox.Sandbox` on a copy of the given tree, with the
    project's environment, and runs :mod:`oldnew.web.serve` in it: the app is built and
    started there, on the loopback of the sandbox's own network namespace, and a relay
-   (:mod:`oldnew.web.relay`) listens on a unix socket in the sandbox's home;
+   (:mod:`oldnew.web.relay`) accepts on a unix socket the host made in a folder of the
+   scratch the sandbox can neither write nor see, and handed in as a descriptor;
 3. relays the host port to that socket, until it is stopped (SIGTERM: the sandbox's whole
    process tree is killed, its scratch folder removed) or the app fails.
 
-It keeps ``.oldnew/preview.json`` in the workspace current (pid, port, url, commit, started,
-state and, when the app failed, why). The app never gets a route out: the sandbox keeps
-``--unshare-net``; only the host reaches in, through the socket.
+It keeps ``.oldnew/preview.json`` in the workspace current (pid, its start time and token,
+port, url, commit, started, state and, when the app failed, why). The app never gets a route
+out: the sandbox keeps ``--unshare-net``; only the host reaches in, through the socket.
+Nothing the app puts in its home (it owns it) is followed by this daemon, which may run as
+root: the socket is not there, and the status and log it reads back are read without
+following links, capped.
 """
 
 from __future__ import annotations
@@ -40,12 +44,14 @@ from typing import Any
 from oldnew.errors import OldnewError
 from oldnew.locks import exclusive
 from oldnew.sandbox import Limits, ProjectEnv, Sandbox
+from oldnew.sandbox.files import UnsafeOutput, read_output
 from oldnew.web import relay
-from oldnew.web.app import free_port, log_tail
+from oldnew.web.app import free_port, http_get
 from oldnew.web.serve import BUILD_TIMEOUT, LOG_NAME, SOCKET_NAME, STATUS_NAME, launch_argv
 from oldnew.web.start import (
     AppFailure,
     BuildFailed,
+    CannotStart,
     NoStartCommand,
     PortNeverOpened,
     ReadinessTimeout,
@@ -63,6 +69,9 @@ LIMITS = dataclasses.replace(Limits(), cpu_seconds=7 * 24 * 3600)
 FOREVER = 365 * 24 * 3600.0
 STOP_GRACE = 10.0
 _DAEMON_MARK = "oldnew.web.preview"
+STATUS_CAP = 1 * 2**20
+LOG_CAP = 16 * 2**20
+"""What the daemon reads of the files the sandbox writes, at most (the app owns them)."""
 
 
 class PreviewError(OldnewError):
@@ -102,14 +111,50 @@ def _write_record(meta: Path, record: dict[str, Any]) -> None:
 
 
 def _alive(pid: int) -> bool:
-    """Whether ``pid`` runs a preview daemon (not a zombie, not a reused pid)."""
+    """Whether ``pid`` runs (not a zombie): for waiting on a daemon already identified."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
-    state = stat.rpartition(")")[2].split()[0]
-    return state not in ("Z", "X") and _DAEMON_MARK.encode() in cmdline
+    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
+
+
+def started_ticks(pid: int) -> int | None:
+    """Return when ``pid`` started (field 22 of /proc/PID/stat, clock ticks since boot).
+
+    With the pid it names one process for good: a pid reused later has another start time.
+    """
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        return int(fields[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _is_daemon(ws_root: Path, record: dict[str, Any]) -> bool:
+    """Whether the record's pid is this workspace's preview daemon, the one that wrote it.
+
+    All must hold: the process runs, started when the record says (not a reused pid), and
+    its command line is the daemon's, for this workspace, with the record's token. A stale
+    or tampered record then never has another process signalled (another workspace's
+    daemon, or anything else that merely looks like one).
+    """
+    try:
+        pid, ticks, token = int(record["pid"]), int(record["pid_start"]), str(record["token"])
+    except (KeyError, TypeError, ValueError):
+        return False
+    if pid <= 0 or not token or not _alive(pid) or started_ticks(pid) != ticks:
+        return False
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    want = {
+        b"--token": token.encode(),
+        b"--workspace": str(Path(ws_root).resolve()).encode(),
+    }
+    pairs = dict(zip(argv, argv[1:], strict=False))
+    return _DAEMON_MARK.encode() in argv and all(pairs.get(k) == v for k, v in want.items())
 
 
 def _preview_of(record: dict[str, Any]) -> Preview:
@@ -152,6 +197,7 @@ _FAILURES: dict[str, type[AppFailure]] = {
         AppFailure,
         NoStartCommand,
         BuildFailed,
+        CannotStart,
         ServerExited,
         PortNeverOpened,
         WrongPort,
@@ -172,7 +218,7 @@ def preview_status(ws_root: Path) -> Preview | None:
         preview = _preview_of(record)
     except (KeyError, TypeError, ValueError):
         return None
-    return preview if _alive(preview.pid) else None
+    return preview if _is_daemon(ws_root, record) else None
 
 
 def preview_failure(ws_root: Path) -> Exception | None:
@@ -204,29 +250,31 @@ def _stop(ws_root: Path) -> bool:
     record = _read_record(ws_root)
     if record is None:
         return False
-    try:
-        pid = int(record.get("pid", 0))
-    except (TypeError, ValueError):
-        pid = 0
-    was = pid > 0 and _alive(pid)
+    was = _is_daemon(ws_root, record)
     if was:
-        _end(pid)
+        _end(int(record["pid"]), int(record["pid_start"]))
     with contextlib.suppress(FileNotFoundError):
         (meta / RECORD).unlink()
     return was
 
 
-def _end(pid: int) -> None:
+def _end(pid: int, ticks: int) -> None:
+    """TERM the daemon (identified), KILL it after the grace; each signal only while it is it."""
+
+    def same() -> bool:
+        return _alive(pid) and started_ticks(pid) == ticks
+
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + STOP_GRACE
     while time.monotonic() < deadline:
-        if not _alive(pid):
+        if not same():
             return
         time.sleep(0.05)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
-    while _alive(pid):
+    if same():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    while same():
         time.sleep(0.05)
 
 
@@ -336,7 +384,7 @@ def _await_serving(ws_root: Path, token: str, seconds: float) -> Preview:
                 if status == 200:
                     return _preview_of(record)
                 last = f"HTTP {status}" if status else "no answer through the relay"
-            if not _alive(int(record.get("pid", 0))):
+            if not _is_daemon(ws_root, record):
                 raise PreviewError(
                     "the preview's daemon ended before the app answered:\n" + _log_tail(meta)
                 )
@@ -354,15 +402,14 @@ def _await_serving(ws_root: Path, token: str, seconds: float) -> Preview:
 
 
 def _probe(port: int, path: str) -> int | None:
-    """Return the HTTP status of GET ``path`` on the host relay, or None (no proxy is used)."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    """Return the HTTP status of GET ``path`` on the host relay, or None (no proxy is used).
+
+    Within 5 s in all: an app that drips its answer cannot hold the start past its wait.
+    """
     try:
-        conn.request("GET", path, headers={"Connection": "close"})
-        return conn.getresponse().status
+        return http_get(port, path, timeout=5).status
     except (OSError, http.client.HTTPException):
         return None
-    finally:
-        conn.close()
 
 
 # -- the environment, across the daemon's command line ----------------------------------------
@@ -403,6 +450,7 @@ def _daemon(args: argparse.Namespace) -> int:
     env = _env_of(json.loads(Path(args.env).read_text(encoding="utf-8")))
     record: dict[str, Any] = {
         "pid": os.getpid(),
+        "pid_start": started_ticks(os.getpid()),
         "token": args.token,
         "commit": args.commit,
         "tree": args.tree,
@@ -443,19 +491,27 @@ async def _serve(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         loop.add_signal_handler(sig, stop.set)
-    status_file = box.home / STATUS_NAME
+    status_file = STATUS_NAME
     argv = launch_argv("oldnew.web.serve", "--tree", str(box.tree))
     # In a network namespace of its own the app listens on the host's port number (what it
     # prints is where the person finds it); sharing the host's network, on a port of its own.
     isolated = box.bwrap is not None or box.host.unshare_net
     inner = record["port"] if isolated else free_port()
-    argv += ["--port", str(inner), "--socket", str(box.home / SOCKET_NAME)]
-    argv += ["--status", str(status_file)]
+    # The relay's socket is the host's, in a folder of the scratch the sandbox can neither
+    # write (another uid) nor see (bubblewrap shows only the tree and the home): the app
+    # cannot swap it for a link to another of the host's sockets. The sandbox inherits the
+    # listening descriptor and only accepts on it.
+    sock_path = box.scratch / "relay" / SOCKET_NAME
+    listener = relay.listen_unix(sock_path)
+    argv += ["--port", str(inner), "--socket-fd", str(listener.fileno())]
+    argv += ["--status", str(box.home / status_file)]
     argv += ["--wait", f"{wait:g}"]
-    run = asyncio.create_task(asyncio.to_thread(box.run, argv, timeout=FOREVER, stop=stop))
-    host = asyncio.create_task(relay.serve_host(sockets, box.home / SOCKET_NAME))
+    run = asyncio.create_task(
+        asyncio.to_thread(box.run, argv, timeout=FOREVER, stop=stop, pass_fds=(listener.fileno(),))
+    )
+    host = asyncio.create_task(relay.serve_host(sockets, sock_path))
     while not run.done():  # until the app answers inside (or fails): then only wait
-        state = _status(status_file)
+        state = _status(box.home, status_file)
         if state.get("state") == "ready":
             record |= {"state": "serving", "health": state.get("health", "/")}
             _write_record(meta, record)
@@ -464,17 +520,18 @@ async def _serve(
             break
         await asyncio.wait({run}, timeout=0.1)
     await asyncio.wait({run})
+    listener.close()
     host.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await host
     result = run.result()
     if stop.is_set():
         return 0
-    state = _status(status_file)
+    state = _status(box.home, status_file)
     failure = state.get("failure") or {
         "kind": "PreviewError",
         "message": f"the preview's server ended (exit {result.exit_code}) {result.ending()}",
-        "log_tail": (log_tail(box.home / LOG_NAME) + "\n" + result.output).strip()[-4000:],
+        "log_tail": (_box_tail(box.home, LOG_NAME) + "\n" + result.output).strip()[-4000:],
     }
     record |= {"state": "failed", "failure": failure}
     _write_record(meta, record)
@@ -482,12 +539,27 @@ async def _serve(
     return 1
 
 
-def _status(path: Path) -> dict[str, Any]:
+def _status(home: Path, rel: str) -> dict[str, Any]:
+    """Return the server's status file from the sandbox's home ({} while there is none).
+
+    Read as the sandbox wrote it: no link followed, a regular file of bounded size only
+    (the app owns the home; this daemon must not read a host file through it).
+    """
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        raw = read_output(home, rel, max_bytes=STATUS_CAP)
+        data = json.loads(raw.decode("utf-8")) if raw is not None else {}
+    except (UnsafeOutput, OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def _box_tail(home: Path, rel: str, chars: int = 3_000) -> str:
+    """Return the end of a log the sandbox wrote in its home, read safely (as :func:`_status`)."""
+    try:
+        raw = read_output(home, rel, max_bytes=LOG_CAP)
+    except (UnsafeOutput, OSError) as exc:
+        return f"(the app's log {rel} was not read: {exc})"
+    return "" if raw is None else raw.decode("utf-8", "replace")[-chars:]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,10 +3,14 @@
 The app listens on 127.0.0.1 inside the sandbox's own network namespace, which has nothing
 but ``lo``. A pathname unix socket crosses namespaces through the filesystem, so:
 
-- inside the sandbox, :func:`serve_inside` listens on a unix socket in the sandbox's home
-  and connects each client to ``127.0.0.1:PORT`` of the namespace (the app);
+- the host makes the listening unix socket (:func:`listen_unix`) in a folder of the
+  sandbox's scratch that the sandboxed code can neither write nor see, and hands the
+  listening descriptor into the sandbox;
+- inside the sandbox, :func:`serve_inside` accepts on that descriptor and connects each
+  client to ``127.0.0.1:PORT`` of the namespace (the app);
 - on the host, :func:`serve_host` listens on ``127.0.0.1:PORT`` and connects each client to
-  that socket.
+  that socket, by a path the app cannot replace: a socket (or a link to one) that the app
+  plants in its own home is never what the host connects to.
 
 The app still has no route to any address but its own loopback: the host reaches in, the
 app never reaches out. Standard library only (the inside relay runs in the sandbox with
@@ -93,16 +97,38 @@ async def _held(splice: Awaitable[None]) -> None:
             _ACTIVE.discard(task)
 
 
-async def serve_inside(sock_path: Path, port: int, ready: asyncio.Event | None = None) -> None:
-    """Relay the unix socket ``sock_path`` to ``127.0.0.1:port`` until cancelled."""
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(sock_path)
+def listen_unix(path: Path, backlog: int = 128) -> socket.socket:
+    """Return a unix socket listening at ``path`` (made in a folder only the host may write).
+
+    The path's folder is made with mode 0700: the sandboxed code (another uid, or behind
+    bubblewrap, where the scratch is not shown) can neither replace the socket nor reach it.
+    """
+    path.parent.mkdir(mode=0o700, exist_ok=True)
+    os.chmod(path.parent, 0o700)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(str(path))
+        sock.listen(backlog)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+async def serve_inside(
+    listener: socket.socket, port: int, ready: asyncio.Event | None = None
+) -> None:
+    """Relay each client of the listening unix socket ``listener`` to ``127.0.0.1:port``.
+
+    ``listener`` is the host's (:func:`listen_unix`), inherited: this side never makes a
+    path the host connects to. Runs until cancelled.
+    """
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await _held(_splice(reader, writer, lambda: asyncio.open_connection("127.0.0.1", port)))
 
-    server = await asyncio.start_unix_server(handle, path=str(sock_path))
-    os.chmod(sock_path, 0o600)  # nosec B103 - the host connects as root; nobody else may
+    listener.setblocking(False)
+    server = await asyncio.start_unix_server(handle, sock=listener)
     if ready is not None:
         ready.set()
     async with server:

@@ -1,11 +1,12 @@
 """The preview's server, inside the sandbox: build, start, wait for the app, then relay to it.
 
-``python -I -m oldnew.web.serve --tree T --port P --socket S --status F`` runs with oldnew's
+``python -I -m oldnew.web.serve --tree T --port P --socket-fd N --status F`` runs with oldnew's
 interpreter in the preview's sandbox (:mod:`oldnew.web.preview` starts it). It builds the
 app when the project declares a build, starts it on ``127.0.0.1:P`` of the sandbox's own
 network namespace (the same number as the host's port, so what the app prints is where the
-person finds it), waits until its health path answers 200, then relays the unix socket ``S``
-(in the sandbox's home, which the host can reach) to the app until it is killed.
+person finds it), waits until its health path answers 200, then relays the clients of the
+listening unix socket it inherited as descriptor ``N`` (the host made it, in a folder the
+sandbox cannot write or see) to the app until it is killed.
 
 What happened is written to the JSON file ``F`` for the host to read: ``{"state": "ready",
 "port", "health"}`` once the app answers, ``{"state": "failed", "failure": {"kind",
@@ -39,7 +40,7 @@ from oldnew.web.app import (
 from oldnew.web.start import AppFailure, NoStartCommand, declared_stack, find_start
 
 SOCKET_NAME = "preview.sock"
-"""The inside relay's socket, in the sandbox's home."""
+"""The relay's listening socket, in a host-only folder of the sandbox's scratch."""
 STATUS_NAME = "preview-status.json"
 """What the server says happened, in the sandbox's home."""
 LOG_NAME = "preview-app.log"
@@ -122,8 +123,8 @@ def _up(tree: Path, port: int, log: Path, wait: float) -> RunningApp:
     return app
 
 
-async def _relay_while_up(app: RunningApp, sock: Path, status: Path) -> int:
-    """Relay ``sock`` to the app until the app ends; return its exit code.
+async def _relay_while_up(app: RunningApp, sock: socket.socket, status: Path) -> int:
+    """Relay the clients of ``sock`` to the app until the app ends; return its exit code.
 
     The status says ready once the socket listens: the host's first request gets through.
     """
@@ -147,14 +148,15 @@ async def _relay_while_up(app: RunningApp, sock: Path, status: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Serve the app of ``--tree`` through ``--socket`` until killed; 1 when the app fails."""
+    """Serve the app of ``--tree`` through ``--socket-fd`` until killed; 1 when it fails."""
     parser = argparse.ArgumentParser(prog="python -m oldnew.web.serve")
     parser.add_argument("--tree", required=True, type=Path)
     parser.add_argument("--port", required=True, type=int)
-    parser.add_argument("--socket", required=True, type=Path)
+    parser.add_argument("--socket-fd", required=True, type=int, help="a listening unix socket")
     parser.add_argument("--status", required=True, type=Path)
     parser.add_argument("--wait", type=float, default=60.0)
     args = parser.parse_args(argv)
+    os.set_inheritable(args.socket_fd, False)  # the app and its build never get it
     become_subreaper()  # a server that double-forks still ends with this one
 
     def end(*_: object) -> None:
@@ -176,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
         write_status(args.status, {"state": "failed", "failure": exc.to_dict()})
         stop_descendants()
         return 1
-    code = asyncio.run(_relay_while_up(app, args.socket, args.status))
+    listener = socket.socket(fileno=args.socket_fd)
+    code = asyncio.run(_relay_while_up(app, listener, args.status))
     failure = {
         "kind": "ServerExited",
         "message": f"the server ({app.spec.start!r}) exited with code {code} while the "

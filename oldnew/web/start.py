@@ -40,6 +40,9 @@ _NPM_RUN = re.compile(
     r"\bnpm\s+(?:run(?:-script)?\s+([\w:.@/-]+)|(start|test))\b(?:\s+--((?:\s+[^\s&|;()]+)*))?"
 )
 _NESTING = 5
+MAX_COMMAND = 64 * 1024
+"""The longest command line a declaration may expand to (``npm run`` inlined): a few lines of
+package.json that fan out would otherwise grow to megabytes (and past what exec accepts)."""
 PORT_CONVENTION = (
     "the app must listen on 127.0.0.1 at the port in the PORT environment variable "
     "(HOST=127.0.0.1 is set too): oldnew chooses the port"
@@ -112,6 +115,21 @@ class NoStartCommand(AppFailure):
         what = problem or f"the project ({stack or 'web'} stack) declares no start command"
         super().__init__(f"{what}: {how}; {PORT_CONVENTION}")
         self.stack = stack
+
+
+class CannotStart(AppFailure):
+    """The declared start command could not even be run (exec refused it)."""
+
+    kind = "CannotStart"
+
+    def __init__(self, command: str, why: str) -> None:
+        """Name the command and why the system would not run it."""
+        shown = command if len(command) <= 200 else f"{command[:200]}... ({len(command)} chars)"
+        super().__init__(
+            f"the start command ({shown!r}) could not be run ({why}): declare a short command "
+            f"that exists in the project; {PORT_CONVENTION}"
+        )
+        self.command = command
 
 
 class BuildFailed(AppFailure):
@@ -191,10 +209,24 @@ class ReadinessTimeout(AppFailure):
 
     kind = "ReadinessTimeout"
 
-    def __init__(self, path: str, last_status: int | None, seconds: float, log_tail: str) -> None:
-        """Say what the health path answered last (None: it never answered)."""
+    def __init__(
+        self,
+        path: str,
+        last_status: int | None,
+        seconds: float,
+        log_tail: str,
+        *,
+        slow: bool = False,
+    ) -> None:
+        """Say what the health path answered last (None: it never answered).
+
+        ``slow``: the last probe was cut off: the server kept sending, too slowly to finish.
+        """
         got = (
-            f"answered HTTP {last_status} last"
+            "answered too slowly (its status line and headers did not arrive within "
+            "seconds of the request)"
+            if slow
+            else f"answered HTTP {last_status} last"
             if last_status is not None
             else "accepted connections but never answered"
         )
@@ -204,7 +236,7 @@ class ReadinessTimeout(AppFailure):
             f'"oldnew": {{"health": "/healthz"}} in package.json or [tool.oldnew] health)',
             log_tail,
         )
-        self.path, self.last_status = path, last_status
+        self.path, self.last_status, self.slow = path, last_status, slow
 
 
 # -- reading the declaration ------------------------------------------------------------------
@@ -249,13 +281,29 @@ def _from_pyproject(tree: Path) -> StartSpec | None:
 
 def _command(value: object, where: str) -> str:
     if isinstance(value, str) and value.strip():
-        return value.strip()
+        return _capped(value.strip(), where, "python")
     if isinstance(value, list) and value and all(isinstance(a, str) for a in value):
-        return shlex.join(value)
+        return _capped(shlex.join(value), where, "python")
     raise NoStartCommand(
         "python",
         f'{where} in pyproject.toml must be a command: a string such as "python -m app" '
         'or a list such as ["python", "-m", "app"]',
+    )
+
+
+def _capped(line: str, where: str, stack: Stack) -> str:
+    """Return ``line``, or raise when it is longer than :data:`MAX_COMMAND`."""
+    if len(line) > MAX_COMMAND:
+        raise _too_long(where, stack, len(line))
+    return line
+
+
+def _too_long(where: str, stack: Stack, size: int) -> NoStartCommand:
+    return NoStartCommand(
+        stack,
+        f"{where} expands to more than {MAX_COMMAND // 1024} KB of command line "
+        f"({size} characters or more): declare a short command (a script file, not nested "
+        "npm runs that repeat each other)",
     )
 
 
@@ -296,19 +344,50 @@ def npm_script(scripts: dict[str, str], name: str, depth: int = 0) -> str:
 
     An ``npm run other`` (or ``npm start``/``npm test``) inside it becomes ``other``'s own
     command line, in a subshell; one that names no script is left as it is.
+
+    Raises:
+        NoStartCommand: the scripts nest more than :data:`_NESTING` deep, or expand to more
+            than :data:`MAX_COMMAND` characters (checked as they expand: a fan-out stops
+            early, before it takes the host's memory).
+
     """
+    try:
+        line = _expand(scripts, name, depth)
+    except _TooLong as exc:
+        raise _too_long(f"package.json scripts.{name}", "node", exc.size) from None
+    return line
+
+
+class _TooLong(Exception):
+    """An expansion went past :data:`MAX_COMMAND` (its size so far)."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(size)
+        self.size = size
+
+
+def _expand(scripts: dict[str, str], name: str, depth: int) -> str:
     if depth > _NESTING:
         raise NoStartCommand("node", f"package.json scripts nest npm run more than {_NESTING} deep")
+    pre = f"pre{name}"
+    with_pre = pre in scripts and not name.startswith("pre")
+    grown = len(scripts[name]) + (len(scripts[pre]) if with_pre else 0)
 
     def inline(match: re.Match[str]) -> str:
+        nonlocal grown
         other = match.group(1) or match.group(2)
         if other not in scripts:
             return match.group(0)
         extra = match.group(3) or ""
-        return f"({npm_script(scripts, other, depth + 1)}{extra})"
+        child = f"({_expand(scripts, other, depth + 1)}{extra})"
+        grown += len(child)  # checked as it grows: a fan-out stops before it takes memory
+        if grown > MAX_COMMAND:
+            raise _TooLong(grown)
+        return child
 
     line = _NPM_RUN.sub(inline, scripts[name])
-    pre = f"pre{name}"
-    if pre in scripts and not name.startswith("pre"):
+    if with_pre:
         line = f"{_NPM_RUN.sub(inline, scripts[pre])} && {line}"
+    if len(line) > MAX_COMMAND:
+        raise _TooLong(len(line))
     return line
