@@ -298,12 +298,14 @@ def _start(
     start = time.monotonic()
     port = free_port()
     log = args.out / "server.log"
-    app = start_app(spec, tree, port=port, log=log)
     timeout = max(1.0, min(args.ready_timeout, ev.left()))
+    app: RunningApp | None = None
     try:
+        app = start_app(spec, tree, port=port, log=log)  # CannotStart: it could not be run
         ready = wait_ready(app, timeout=timeout)
     except AppFailure as exc:
-        stop_app(app)
+        if app is not None:
+            stop_app(app)
         ev.step(
             "start",
             "failed",
