@@ -122,6 +122,7 @@ WEB_TEST_FILES = (
     "test_web_gates.py",
     "test_web_run.py",
     "test_node_web.py",
+    "test_web_hardening.py",
     "test_preview.py",
 )
 """Tests that skip, with the install command, where Chromium, Node or oldnew's web tools are
