@@ -81,6 +81,7 @@ def _tree(ws: Path) -> str:
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
+@pytest.mark.usefixtures("smoke_gates")  # kills and resumes are under test, not the gates
 def test_sigkill_at_many_points_then_resume(tmp_path: Path, example_model: str) -> None:
     # The reference: one uninterrupted run (answering the one question).
     ref = tmp_path / "ref"

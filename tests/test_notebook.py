@@ -56,6 +56,7 @@ def _output_text(output: dict[str, Any]) -> str:
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
+@pytest.mark.usefixtures("smoke_gates")  # the notebook's way through is under test, not the gates
 def test_notebook_runs_the_example_to_delivery(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -96,6 +96,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         "LANGSMITH_TRACING": "false",
         "LANGCHAIN_TRACING_V2": "false",
         "PYTHONUNBUFFERED": "1",
+        # The server API is under test, not the gates (tests/test_gates.py runs the example
+        # through every gate): the runs it serves validate with the smoke profile.
+        "OLDNEW_QUALITY": os.environ.get("OLDNEW_TEST_QUALITY", "smoke"),
     }
     cli = Path(sys.executable).parent / "langgraph"
     cmd = [

@@ -796,43 +796,6 @@ def _tools_missing() -> str | None:
     return None
 
 
-def test_the_milestone_set_passes_on_a_tiny_good_app(tmp_path: Path) -> None:
-    missing = _tools_missing()
-    if missing:
-        pytest.skip(f"the web tools are not installed: {missing}")
-    tree = _good_app(tmp_path)
-    started = time.monotonic()
-    result = validate_tree(
-        tree,
-        timeout=120,
-        profile=Profile("e2e", gates=("web-build",), load_seconds=1.0),
-        toolchains=["python", "web"],
-        milestone=True,
-        web=WebTargets(("/", "/about"), ("GET /api/todos",)),
-        evidence_dir=tmp_path / "evidence",
-    )
-    seconds = time.monotonic() - started
-    shown = {c.name: (c.status, c.duration_s, c.summary[:200]) for c in result.checks}
-    assert result.passed, (shown, [d.render()[:300] for d in result.diagnostics])
-    shots = result.check("screenshots")
-    assert shots is not None and sorted(shots.metrics["files"]) == ["/", "/about"]
-    assert all(Path(f).read_bytes()[:4] == b"\x89PNG" for f in shots.metrics["files"].values())
-    lighthouse = result.check("lighthouse")
-    assert lighthouse is not None
-    assert all(s >= 90 for cats in lighthouse.metrics["scores"].values() for s in cats.values())
-    report = Path(lighthouse.metrics["reports"]["/"])
-    assert report.parent == tmp_path / "evidence" / "lighthouse"
-    assert json.loads(report.read_text())["lighthouseVersion"] == "12.2.3"
-    load = result.check("load")
-    assert load is not None
-    (endpoint,) = load.metrics["endpoints"]
-    assert endpoint["endpoint"] == "GET /api/todos" and endpoint["requests"] > 0
-    e2e = result.check("e2e")
-    assert e2e is not None and (e2e.metrics["passed"], e2e.metrics["failed"]) == (1, 0)
-    assert all("duration_s" in c.metrics for c in result.checks if c.status != "not_run")
-    print(f"milestone set: {seconds:.1f}s", shown)
-
-
 HANGING_SPEC = """import { test, expect } from '@playwright/test';
 
 test('waits for a heading that never comes', async ({ page }) => {

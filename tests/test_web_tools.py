@@ -21,10 +21,6 @@ import pytest
 from oldnew.sandbox import Sandbox, probe_host
 from oldnew.web import toolchain
 
-# One worker runs them all (scripts/test.sh: --dist loadgroup): the steps run once, in the
-# module's fixture, not once per worker.
-pytestmark = pytest.mark.xdist_group("web_tools")
-
 FIXTURES = Path(__file__).parent / "fixtures" / "web"
 HOST = probe_host()
 STEP_OF = {
