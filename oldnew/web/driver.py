@@ -45,6 +45,7 @@ from oldnew.web.app import (
     stop_tree,
     wait_ready,
 )
+from oldnew.web.launch import launch_argv
 from oldnew.web.start import AppFailure, NoStartCommand, StartSpec, declared_stack, find_start
 
 STEPS = ("build", "start", "e2e", "pages", "lighthouse", "load")
@@ -78,25 +79,11 @@ EGRESS_PATTERNS = (
 )
 _REFUSED = re.compile(r"ECONNREFUSED\s+\[?([0-9A-Fa-f.:]+?)\]?:(\d+)")
 MAX_EGRESS = 10
-PACKAGE_DIR = Path(__file__).resolve().parents[1]
-LAUNCHER = (
-    "import sys, types\n"
-    "package = types.ModuleType('oldnew')\n"
-    "package.__path__ = [sys.argv[1]]\n"
-    "sys.modules['oldnew'] = package\n"
-    "from oldnew.web.driver import main\n"
-    "sys.exit(main(sys.argv[2:]))\n"
-)
-"""Runs :func:`main` without ``oldnew/__init__`` (which loads the whole graph, seconds of
-imports): the driver needs only the standard library and a few of oldnew's modules."""
 
 
 def driver_argv(*args: str) -> list[str]:
-    """Return the argv that runs the driver with oldnew's interpreter.
-
-    ``-I``: no project folder on ``sys.path``, no ``PYTHON*`` variables, no user site.
-    """
-    return [sys.executable, "-I", "-c", LAUNCHER, str(PACKAGE_DIR), *args]
+    """Return the argv that runs the driver with oldnew's interpreter (``web.launch``)."""
+    return launch_argv("oldnew.web.driver", *args)
 
 
 @dataclass

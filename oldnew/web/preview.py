@@ -47,7 +47,8 @@ from oldnew.sandbox import Limits, ProjectEnv, Sandbox
 from oldnew.sandbox.files import UnsafeOutput, read_output
 from oldnew.web import relay
 from oldnew.web.app import free_port, http_get
-from oldnew.web.serve import BUILD_TIMEOUT, LOG_NAME, SOCKET_NAME, STATUS_NAME, launch_argv
+from oldnew.web.launch import launch_argv
+from oldnew.web.serve import BUILD_TIMEOUT, LOG_NAME, SOCKET_NAME, STATUS_NAME
 from oldnew.web.start import (
     AppFailure,
     BuildFailed,

@@ -47,17 +47,6 @@ LOG_NAME = "preview-app.log"
 """The app's (and its build's) own output, in the sandbox's home."""
 BUILD_TIMEOUT = 600.0
 POLL_S = 0.2
-PACKAGE_DIR = Path(__file__).resolve().parents[1]
-LAUNCHER = (
-    "import runpy, sys, types\n"
-    "package = types.ModuleType('oldnew')\n"
-    "package.__path__ = [sys.argv[1]]\n"
-    "sys.modules['oldnew'] = package\n"
-    "sys.argv[:] = sys.argv[2:]\n"
-    "runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)\n"
-)
-"""Runs one of the preview's modules without ``oldnew/__init__`` (which loads the whole run's
-graph, a second and more of start-up): the preview's code needs none of it."""
 _SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1
 _IFREQ = "16sH22x"
 
@@ -93,11 +82,6 @@ def loopback() -> str | None:
             "which gives the sandbox one"
         )
     return None if _loopback_works() else "the sandbox's loopback does not accept connections"
-
-
-def launch_argv(module: str, *args: str) -> list[str]:
-    """Return the argv that runs ``python -m module args`` light, with oldnew's interpreter."""
-    return [sys.executable, "-I", "-c", LAUNCHER, str(PACKAGE_DIR), module, *args]
 
 
 def write_status(path: Path, data: dict[str, Any]) -> None:

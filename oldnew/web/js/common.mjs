@@ -170,3 +170,21 @@ export function freshProfile() {
 export function pageUrl(base, page) {
   return new URL(page, base.endsWith('/') ? base : `${base}/`).href;
 }
+
+/**
+ * Check each page in turn with `check(page, slug)`, writing `file` after every page: a step
+ * killed from outside (the sandbox's timeout) still leaves the pages it checked, with
+ * "complete": false. `header` goes first in the file; `started` is when the step began.
+ */
+export async function eachPage(pages, file, header, started, check) {
+  const names = slugs(pages);
+  const results = [];
+  const save = (complete) => writeJson(file, {
+    ...header, complete, duration_ms: Date.now() - started, pages: results,
+  });
+  for (let i = 0; i < pages.length; i += 1) {
+    results.push(await check(pages[i], names[i]));
+    save(i === pages.length - 1);
+  }
+  if (pages.length === 0) save(true);
+}

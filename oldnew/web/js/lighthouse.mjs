@@ -10,8 +10,8 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import {
-  CANNOT_RUN, pageStepOptions, CHROME_FLAGS, chromePath, cut, freshProfile, importTool, number, pageList, pageUrl, slugs,
-  toolFile, why, within, writeJson,
+  CANNOT_RUN, pageStepOptions, CHROME_FLAGS, chromePath, cut, freshProfile, importTool, number, pageList, pageUrl,
+  toolFile, why, within, eachPage,
 } from './common.mjs';
 
 const CATEGORIES = ['performance', 'accessibility', 'best-practices', 'seo'];
@@ -182,7 +182,6 @@ async function onePage(pagePath, slug) {
 }
 
 const pages = pageList(opts.pages);
-const names = slugs(pages);
 const started = Date.now();
 try {
   await launch();
@@ -191,16 +190,7 @@ try {
   process.stderr.write(`Chromium could not start (${chromePathValue}): ${why(err)}\n`);
   process.exit(CANNOT_RUN);
 }
-const results = [];
-// Written after every page: a step killed from outside (the sandbox's timeout) still leaves
-// the pages it audited, with "complete": false.
-const save = (complete) => writeJson(path.join(out, 'lighthouse.json'), {
-  base: opts.base, lighthouse: version, complete, duration_ms: Date.now() - started, pages: results,
-});
-for (let i = 0; i < pages.length; i += 1) {
-  results.push(await onePage(pages[i], names[i]));
-  save(i === pages.length - 1);
-}
-if (pages.length === 0) save(true);
+const header = { base: opts.base, lighthouse: version };
+await eachPage(pages, path.join(out, 'lighthouse.json'), header, started, onePage);
 await stopChrome();
 process.exit(0);

@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import {
   CANNOT_RUN, pageStepOptions, chromeMajor, chromePath, cut, desktopUserAgent, flagsForPlaywright, number,
-  pageList, pageUrl, requireTool, slugs, toolFile, why, within, writeJson,
+  eachPage, pageList, pageUrl, requireTool, toolFile, why, within,
 } from './common.mjs';
 
 const MAX_MESSAGES = 50;
@@ -178,7 +178,6 @@ async function onePage(pagePath, slug) {
 }
 
 const pages = pageList(opts.pages);
-const names = slugs(pages);
 const started = Date.now();
 try {
   browser = await launch();
@@ -189,16 +188,7 @@ try {
 const version = browser.version();
 // What a person's Chrome of this version sends: a page must not serve the checks another page.
 userAgent = desktopUserAgent(chromeMajor(version));
-const results = [];
-// Written after every page: a step killed from outside (the sandbox's timeout) still leaves
-// the pages it checked, with "complete": false.
-const save = (complete) => writeJson(path.join(out, 'pages.json'), {
-  base: opts.base, browser: version, complete, duration_ms: Date.now() - started, pages: results,
-});
-for (let i = 0; i < pages.length; i += 1) {
-  results.push(await onePage(pages[i], names[i]));
-  save(i === pages.length - 1);
-}
-if (pages.length === 0) save(true);
+const header = { base: opts.base, browser: version };
+await eachPage(pages, path.join(out, 'pages.json'), header, started, onePage);
 if (browser) await within(browser.close(), 5000, 'closing Chromium').catch(() => {});
 process.exit(0);
