@@ -9,6 +9,12 @@ The format the prompts ask for::
 
     DELETE: old_module.py
 
+A file that itself holds fenced blocks (a README with code examples) is fenced with a longer
+fence (````): a block ends only at a fence of its own character at least as long as the one
+that opened it. What a block leaves behind is never dropped silently: a fence line after a
+block's end and before the next header means the block ended early (an inner fence closed it),
+and the answer is refused with that problem, to be asked again. Prose between blocks is fine.
+
 Code is never wrapped in JSON (aider measured that JSON-wrapped code costs pass rate).
 """
 
@@ -25,15 +31,48 @@ MAX_FILE_CHARS = 500_000
 
 _HEADER = re.compile(r"^\s*(?:#+\s*)?(?:\*\*)?(FILE|DELETE):\s*`?([^`*]+?)`?(?:\*\*)?\s*$")
 _FENCE = re.compile(r"^\s*(`{3,}|~{3,})")
+_BACKTICKS = re.compile(r"^[ \t]*(`{3,})", re.MULTILINE)
+
+
+def fence_for(text: str) -> str:
+    """Return a backtick fence longer than any fence inside ``text`` (at least ```)."""
+    longest = max((len(m.group(1)) for m in _BACKTICKS.finditer(text)), default=2)
+    return "`" * max(3, longest + 1)
+
+
+def fenced(text: str) -> str:
+    """Return ``text`` between fences that nothing inside it can close (prompts show files so)."""
+    fence = fence_for(text)
+    return f"{fence}\n{text.rstrip(chr(10))}\n{fence}"
+
+
+def _left_behind(lines: list[str], i: int, path: str, mark: str) -> None:
+    """Refuse an answer whose block ``path`` ended early: a fence follows before the next header.
+
+    Raises:
+        ModelOutputError: naming the file and how to fence it.
+
+    """
+    while i < len(lines) and not _HEADER.match(lines[i]):
+        if _FENCE.match(lines[i]):
+            longer = "`" * (len(mark) + 1) if mark[0] == "`" else "~" * (len(mark) + 1)
+            raise ModelOutputError(
+                f"the code block of {path} ended early: after its closing {mark}, line "
+                f"{i + 1} of the answer opens or closes another fence before the next FILE: "
+                f"header, so the file seems to hold fenced blocks of its own and its rest "
+                f"would be lost. Give {path} again, whole, fenced with a longer fence "
+                f"({longer}) that opens and closes it"
+            )
+        i += 1
 
 
 def parse_file_blocks(text: str) -> dict[str, str | None]:
     """Return path -> new content (None to delete) from ``text``.
 
     Raises:
-        ModelOutputError: no block found, a block is not closed (a truncated answer), a
-            header has no code fence after it, a path appears twice, or the answer or one of
-            its files is over the size limits.
+        ModelOutputError: no block found, a block is not closed (a truncated answer) or ended
+            early (a fence of its own closed it), a header has no code fence after it, a path
+            appears twice, or the answer or one of its files is over the size limits.
 
     """
     if len(text) > MAX_ANSWER_CHARS:
@@ -63,6 +102,7 @@ def parse_file_blocks(text: str) -> dict[str, str | None]:
         mark = fence.group(1)
         i += 1
         body: list[str] = []
+        # Only a fence of the same character, at least as long, and nothing else closes it.
         while i < len(lines) and not (
             lines[i].strip().startswith(mark) and set(lines[i].strip()) == {mark[0]}
         ):
@@ -71,6 +111,7 @@ def parse_file_blocks(text: str) -> dict[str, str | None]:
         if i >= len(lines):
             raise ModelOutputError(f"the code block of {path} is not closed (answer cut off?)")
         i += 1
+        _left_behind(lines, i, path, mark)
         files[path] = "\n".join(body) + "\n"
         if len(files[path] or "") > MAX_FILE_CHARS:
             raise ModelOutputError(

@@ -10,6 +10,8 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
+from oldnew.fileblocks import fenced
+
 
 @cache
 def _env() -> Environment:
@@ -21,6 +23,7 @@ def _env() -> Environment:
         keep_trailing_newline=False,
         auto_reload=False,
     )
+    env.filters["fenced"] = fenced  # a file shown between fences nothing inside can close
     # Load every template now: rendering inside a running graph must not touch the disk.
     for name in env.list_templates(extensions=["j2"]):
         env.get_template(name)
