@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shlex
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
 from oldnew.budget import budget_markdown
@@ -81,7 +80,7 @@ def build_report(state: dict[str, Any], ws: Workspace, final: dict[str, Any]) ->
         "final_validation": final,
         "quality": final.get("quality") or {},
         "gates": gate_lines(final),
-        "web": web_section(final, state.get("milestones") or {}, ws.root, serving(ws.root)),
+        "web": web_section(final, state.get("milestones") or {}, ws.root, preview_status(ws.root)),
         **baseline_section(ws, final),
         **branch_section(ws),
         "sandbox_degraded": [
@@ -92,12 +91,6 @@ def build_report(state: dict[str, Any], ws: Workspace, final: dict[str, Any]) ->
         "feedback": report_section(state),
         "resume": resume_hint(ws, blocked, pending, limited),
     }
-
-
-def serving(root: Path) -> tuple[str, str] | None:
-    """Return the URL and commit of the preview serving the workspace's app now, if any."""
-    preview = preview_status(root)
-    return (preview.url, preview.commit) if preview is not None else None
 
 
 def limitation_entry(task: dict[str, Any]) -> dict[str, Any]:

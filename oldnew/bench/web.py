@@ -49,7 +49,8 @@ def _pss_kb(pid: int) -> int:
 
 def tree_pss_mb(root: int) -> float:
     """Return the summed PSS of ``root``'s descendants (not ``root`` itself), in MB."""
-    kids, total, todo = _children(), 0, list(_children().get(root, []))
+    kids = _children()
+    total, todo = 0, list(kids.get(root, []))
     while todo:
         pid = todo.pop()
         total += _pss_kb(pid)

@@ -147,9 +147,9 @@ class Scheduler:
             initial: TaskState = {
                 "task": task.model_dump(),
                 "workspace": str(self.ws.root),
-                "project": (self.state.get("scope") or {}).get("title", ""),
-                "stack": (self.state.get("scope") or {}).get("stack") or "python",
-                "packages": list((self.state.get("scope") or {}).get("packages") or []),
+                "project": scope.get("title", ""),
+                "stack": scope.get("stack") or "python",
+                "packages": list(scope.get("packages") or []),
                 "decisions": decisions_from(self.questions),
                 "status": "coding",
                 "fix_round": 0,

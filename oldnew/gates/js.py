@@ -15,11 +15,13 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from oldnew.deps.errors import DependencyError
+from oldnew.deps.manifest import NPM_TABLES, read_package_json
 from oldnew.gates import project
 from oldnew.gates.common import GateRun, Outcome, make_check, rel, stopped, unreadable
 from oldnew.gates.model import Check, CheckStatus, Diagnostic
 from oldnew.sandbox import SKIP_DIRS, Sandbox
-from oldnew.sandbox.files import UnsafeOutput, read_output, read_project_text
+from oldnew.sandbox.files import UnsafeOutput, read_output
 
 _TSC_LINE = re.compile(r"^(.+?)\((\d+),(\d+)\): error (TS\d+): (.*)$")
 _STACK_LINE = re.compile(r"([^\s()]+\.(?:[cm]?[jt]sx?)):(\d+):\d+")
@@ -109,15 +111,11 @@ def without_packages(tree: Path) -> bool:
     Such a project cannot have eslint or vitest; it tests itself with its own test script
     (``node --test``: the project-tests gate) and is not blocked for lacking them.
     """
-    text = read_project_text(tree, "package.json")
     try:
-        data = json.loads(text) if text else None
-    except ValueError:
-        return False
-    if not isinstance(data, dict):
-        return False
-    kinds = ("dependencies", "devDependencies", "optionalDependencies", "peerDependencies")
-    return not any(data.get(k) for k in kinds)
+        data = read_package_json(tree)
+    except DependencyError:
+        return False  # the dependency step says what is wrong with it
+    return data is not None and not any(data.get(table) for table, _ in NPM_TABLES)
 
 
 def _not_run_plain(name: str, what: str) -> Outcome:

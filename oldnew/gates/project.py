@@ -16,12 +16,13 @@ is recognised as the same failure afterwards; its output is in the evidence.
 
 from __future__ import annotations
 
-import json
 import re
 import shlex
 import tomllib
 from pathlib import Path
 
+from oldnew.deps.errors import DependencyError
+from oldnew.deps.manifest import read_package_json
 from oldnew.gates.common import GateRun, Outcome, make_check, stopped
 from oldnew.gates.model import Check, Diagnostic
 from oldnew.sandbox.files import read_project_text
@@ -80,12 +81,11 @@ def package_scripts(tree: Path) -> dict[str, str]:
     A package.json that does not read gives {} too: the dependency step and the app's start
     say what is wrong with it.
     """
-    text = read_project_text(tree, "package.json")
     try:
-        data = json.loads(text) if text else {}
-    except ValueError:
+        data = read_package_json(tree) or {}
+    except DependencyError:
         return {}
-    scripts = data.get("scripts") if isinstance(data, dict) else None
+    scripts = data.get("scripts")
     if not isinstance(scripts, dict):
         return {}
     return {k: v for k, v in scripts.items() if isinstance(v, str) and v.strip()}

@@ -27,11 +27,10 @@ from oldnew.gates.runner import Proceed, reuse_key
 from oldnew.graph.state import TaskState
 from oldnew.hitl.questions import dependency_blocked_question, task_question, what_task
 from oldnew.memory.learning import learn_from_accepted_task
-from oldnew.nodes.common import aemit, aopen_workspace
+from oldnew.nodes.common import aemit, aopen_workspace, milestone_gate_options
 from oldnew.recovery.diagnosis import decide, diagnose, project_modules
 from oldnew.sandbox import ProjectEnv
 from oldnew.schemas import Question
-from oldnew.web.summary import web_evidence
 from oldnew.web.targets import WebTargets
 from oldnew.workspace import Workspace
 
@@ -251,8 +250,7 @@ def task_gate_options(state: TaskState, ws: Workspace, label: str) -> dict[str, 
     targets = state.get("targets")
     if not state["task"].get("milestone") or not targets:
         return {}
-    web = WebTargets.from_dict(targets)
-    return {"milestone": True, "web": web, "evidence_dir": web_evidence(ws, label)}
+    return milestone_gate_options(WebTargets.from_dict(targets), ws, label)
 
 
 def _accept(

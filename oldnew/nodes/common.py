@@ -20,7 +20,7 @@ from oldnew.supporting import collect
 from oldnew.web.preview import preview_status, start_preview
 from oldnew.web.start import AppFailure
 from oldnew.web.summary import web_evidence
-from oldnew.web.targets import from_scope
+from oldnew.web.targets import WebTargets, from_scope
 from oldnew.workspace import Workspace
 
 TOOLCHAINS = {"python": "python", "typescript": "typescript", "javascript": "typescript"}
@@ -96,7 +96,14 @@ def web_gate_options(state: Mapping[str, Any], ws: Workspace, label: str) -> dic
     """
     if not is_web(state):
         return {}
-    web = from_scope(state.get("scope") or {})
+    return milestone_gate_options(from_scope(state.get("scope") or {}), ws, label)
+
+
+def milestone_gate_options(web: WebTargets, ws: Workspace, label: str) -> dict[str, Any]:
+    """Return ``run_gates``' keywords for the milestone gate set on ``web``'s targets.
+
+    Its files are kept beside the evidence recorded as ``label``.
+    """
     return {"milestone": True, "web": web, "evidence_dir": web_evidence(ws, label)}
 
 

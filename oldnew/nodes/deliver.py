@@ -29,7 +29,8 @@ from oldnew.nodes.common import (
     web_gate_options,
 )
 from oldnew.notify import Stop, notify_outcome
-from oldnew.report import build_report, render_markdown, serving
+from oldnew.report import build_report, render_markdown
+from oldnew.web.preview import preview_status
 from oldnew.workspace import Workspace
 
 
@@ -127,8 +128,8 @@ async def deliver(
     await aemit(ws, node="deliver", event=status, report=str(path))
     run_id = str(config.get("configurable", {}).get("thread_id", ""))
     records = [dict(t) for t in tasks.values()]
-    live = serving(ws.root)
-    url = live[0] if live else None
+    live = preview_status(ws.root)
+    url = live.url if live is not None else None
     stop = Stop(status, run_id, str(ws.root), records, report=str(path), preview=url)
     notices = [*problems, *await notify_outcome(ws, ctx, stop)]
     return {"status": status, "report": str(path), "notices": notices}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -45,12 +44,6 @@ class RunOutcome:
         return asdict(self)
 
 
-def serving_url(root: Path) -> str | None:
-    """Return the URL of the preview serving the workspace's app now, if one is."""
-    preview = preview_status(root)
-    return preview.url if preview is not None else None
-
-
 async def outcome_of(graph: RunGraph, ws: Workspace, run_id: str) -> RunOutcome:
     """Read where the run stands from its checkpoints (task records live from task threads)."""
     config = run_config(run_id)
@@ -83,6 +76,7 @@ async def outcome_of(graph: RunGraph, ws: Workspace, run_id: str) -> RunOutcome:
         status = "running" if values else "not started"
         # A busy run: tasks that wait for a person while others work can be answered now.
         questions = [q for q in asked if q.get("status", "pending") == "pending"]
+    live = preview_status(ws.root)
     return RunOutcome(
         status=status,
         run_id=run_id,
@@ -93,5 +87,5 @@ async def outcome_of(graph: RunGraph, ws: Workspace, run_id: str) -> RunOutcome:
         report=values.get("report"),
         budget=budget_summary(ws, run_context(ws, {}), values.get("budget_stops")),
         milestones=dict(values.get("milestones") or {}),
-        preview=serving_url(ws.root),
+        preview=live.url if live is not None else None,
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from oldnew.web.preview import Preview
 from oldnew.workspace import Workspace
 
 WEB_GATES = ("web-build", "web-start", "e2e", "axe", "lighthouse", "load", "screenshots")
@@ -25,13 +26,13 @@ def web_section(
     validation: dict[str, Any],
     milestones: dict[str, Any],
     root: Path,
-    serving: tuple[str, str] | None = None,
+    serving: Preview | None = None,
 ) -> dict[str, Any]:
     """Return the report's ``web`` section ({} for a project that is not a web app).
 
     Files (screenshots, Lighthouse reports) are named by their path from ``root``, the
-    workspace. ``serving`` is the preview serving now: its URL and the commit it serves
-    (a URL recorded earlier is not shown as serving).
+    workspace. ``serving`` is the preview serving now (a URL recorded earlier is not shown as
+    serving).
     """
     checks = _checks(validation)
     if not checks and not milestones:
@@ -42,8 +43,8 @@ def web_section(
 
     load = metrics("load")
     return {
-        "preview": serving[0] if serving else None,
-        "preview_commit": serving[1] if serving else None,
+        "preview": serving.url if serving else None,
+        "preview_commit": serving.commit if serving else None,
         "gates": {
             name: {
                 "status": c["status"],
