@@ -167,15 +167,25 @@ def kill_tree(proc: subprocess.Popen[bytes], init: SandboxInit) -> None:
 
 
 def kill_uid(uid: int) -> None:
-    """Kill every process of ``uid`` (a daemon that left its process group)."""
+    """Kill every process of ``uid`` (a daemon that left its process group).
+
+    Each process is pinned by a pidfd before its owner is read, so a pid that ends and is
+    reused between the listing and the signal (another user's process) is never signalled.
+    """
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
+            pidfd = os.pidfd_open(int(entry.name))
+        except OSError:
+            continue  # gone already
+        try:
             if entry.stat().st_uid == uid:
-                os.kill(int(entry.name), signal.SIGKILL)
-        except (OSError, ValueError):
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+        except OSError:
             continue
+        finally:
+            os.close(pidfd)
 
 
 def processes_of(uid: int) -> int:
