@@ -39,23 +39,45 @@ class Context:
         default=None,
         metadata={
             "description": "Model spec for every role: 'openai:<model>' or "
-            "'scripted:<transcript file>'. Env: OLDNEW_MODEL."
+            "'scripted:<transcript file>'. Env: OLDNEW_MODEL.",
+            "model": True,
         },
     )
     planner_model: str | None = field(
-        default=None, metadata={"description": "Spec for the planner role; falls back to model."}
+        default=None,
+        metadata={"description": "Spec for the planner role; falls back to model.", "model": True},
     )
     coder_model: str | None = field(
-        default=None, metadata={"description": "Spec for the coder role; falls back to model."}
+        default=None,
+        metadata={"description": "Spec for the coder role; falls back to model.", "model": True},
     )
     fixer_model: str | None = field(
-        default=None, metadata={"description": "Spec for the fixer role; falls back to model."}
+        default=None,
+        metadata={"description": "Spec for the fixer role; falls back to model.", "model": True},
     )
     structured_output_method: Literal["json_schema", "function_calling"] = field(
         default="json_schema",
         metadata={
             "description": "How structured output is requested from OpenAI-compatible servers; "
-            "'function_calling' for servers without json_schema support."
+            "'function_calling' for servers without json_schema support.",
+            "model": True,
+        },
+    )
+    model_timeout: float = field(
+        default=300.0,
+        metadata={
+            "description": "Seconds the model client waits for one reply before the call "
+            "fails as a timeout (then retried as transient). Env: OLDNEW_MODEL_TIMEOUT.",
+            "model": True,
+        },
+    )
+    record: str | None = field(
+        default=None,
+        metadata={
+            "description": "Transcript file every model exchange of the run is appended to "
+            "(prompt, reply, tool calls, structured output, usage); 'scripted:<file>' replays "
+            "it offline. Kept for resumes. Env: OLDNEW_RECORD.",
+            "model": True,
         },
     )
     workspace: str | None = field(
@@ -78,7 +100,10 @@ class Context:
     )
     max_output_retries: int = field(
         default=2,
-        metadata={"description": "Re-asks when model output does not parse, before escalating."},
+        metadata={
+            "description": "Re-asks when model output does not parse, before escalating.",
+            "model": True,
+        },
     )
     max_plan_repairs: int = field(
         default=2,
@@ -88,20 +113,30 @@ class Context:
         default=5,
         metadata={
             "description": "Tries of a model call that fails transiently (429, 5xx, "
-            "timeouts) before its failure is escalated."
+            "timeouts) before its failure is escalated.",
+            "model": True,
         },
     )
     retry_base_delay: float = field(
         default=1.0,
-        metadata={"description": "Seconds of the first backoff; doubles each retry, jittered."},
+        metadata={
+            "description": "Seconds of the first backoff; doubles each retry, jittered.",
+            "model": True,
+        },
     )
     retry_max_delay: float = field(
         default=60.0,
-        metadata={"description": "Longest wait between two tries, Retry-After included."},
+        metadata={
+            "description": "Longest wait between two tries, Retry-After included.",
+            "model": True,
+        },
     )
     rate_limit_delay: float = field(
         default=20.0,
-        metadata={"description": "Wait after a rate limit that names no Retry-After."},
+        metadata={
+            "description": "Wait after a rate limit that names no Retry-After.",
+            "model": True,
+        },
     )
     memory_path: str = field(
         default="~/.oldnew/memory.sqlite",
@@ -119,14 +154,16 @@ class Context:
         metadata={
             "description": "Tokens of project files one coder or fixer prompt may carry: the "
             "files the task touches and builds on in full, a map of the rest, and the list of "
-            "what was left out (the model fetches more with its ReadFile tool)."
+            "what was left out (the model fetches more with its ReadFile tool).",
+            "model": True,
         },
     )
     max_file_reads: int = field(
         default=8,
         metadata={
             "description": "Files one coder or fixer turn may fetch with the ReadFile tool; "
-            "past that it is told to write its files."
+            "past that it is told to write its files.",
+            "model": True,
         },
     )
     template_threshold: float = field(
@@ -206,7 +243,8 @@ class Context:
     task_time_limit: float = field(
         default=900.0,
         metadata={
-            "description": "Seconds a task may run before it is stopped and split (0: no limit)."
+            "description": "Seconds a task may run before it is stopped and split (0: no limit).",
+            "model": True,
         },
     )
     max_split_depth: int = field(
@@ -262,7 +300,8 @@ class Context:
         metadata={
             "description": "USD per 1M input/output tokens per model, 'name=in/out' comma-"
             "separated; a name matches the model it equals or begins (longest wins). A model "
-            "not listed costs 0 and is reported as unpriced. Env: OLDNEW_PRICES."
+            "not listed costs 0 and is reported as unpriced. Env: OLDNEW_PRICES.",
+            "model": True,
         },
     )
     budget_tokens: int = field(
@@ -442,6 +481,7 @@ LIMITS: dict[str, Limit] = {
     "max_file_reads": Limit(True, 0, note="0: no reads"),
     "template_threshold": Limit(False, 0, 1),
     "test_timeout": Limit(False, 0, above=True),
+    "model_timeout": Limit(False, 0, above=True),
     "milestone_fixes": Limit(True, 0),
     "preview_port": Limit(True, 0, 65535, note="0: no preview during runs"),
     "plan_size_tolerance": Limit(False, 1),
@@ -557,3 +597,28 @@ def _number(name: str, value: object, var: str | None) -> int | float:
     if number < limit.low or number > limit.high or (limit.above and number == limit.low):
         raise refuse
     return int(number) if limit.whole else float(number)
+
+
+def model_settings() -> list[tuple[str, str, str, str]]:
+    """Return (setting, variable, default, meaning) for every model-facing Context field.
+
+    A field is model-facing when its metadata says ``"model": True``; README.md's "Settings
+    for real models" table is this list (a test checks it), so the doc cannot drift.
+    """
+    rows = []
+    for f in fields(Context):
+        if not f.metadata.get("model"):
+            continue
+        default = "unset" if f.default is None else f"`{f.default}`"
+        if f.name == "prices":
+            default = "OpenAI list prices"
+        meaning = f.metadata["description"].split(" Env: ")[0]
+        rows.append((f.name, f"`OLDNEW_{f.name.upper()}`", default, meaning))
+    return rows
+
+
+def model_settings_markdown() -> str:
+    """Render :func:`model_settings` as the Markdown table README.md carries."""
+    lines = ["| Setting | Variable | Default | Meaning |", "|---|---|---|---|"]
+    lines += [f"| `{n}` | {v} | {d} | {m} |" for n, v, d, m in model_settings()]
+    return "\n".join(lines) + "\n"

@@ -3,7 +3,12 @@
 Specs:
 - ``openai:<model>``: langchain-openai's ChatOpenAI. Honours ``OPENAI_API_KEY`` and
   ``OPENAI_BASE_URL``, so OpenRouter, vLLM, Ollama and LiteLLM work too.
-- ``scripted:<file>``: replays a hand-written transcript (TOML or JSON) with no network.
+- ``scripted:<file>``: replays a transcript with no network: a hand-written one (TOML or
+  JSON, replies chosen by what the prompt contains) or one ``--record`` wrote (JSON Lines,
+  replies chosen exactly by role and prompt; see :mod:`oldnew.record`).
+
+With the run's ``record`` setting, every model this seam hands out (any spec, or a Python
+override) appends each exchange to that file (:class:`oldnew.record.Recorder`).
 
 Tests of graph logic can instead pass a :class:`oldnew.testing.FunctionModel` (a reply is a
 Python function of the messages) to ``build_graph(models=...)``.
@@ -14,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import threading
 import tomllib
 import uuid
 import weakref
@@ -33,6 +39,15 @@ from pydantic import BaseModel
 
 from oldnew.context import ROLES, Context, Role
 from oldnew.errors import ConfigurationError, ModelOutputError, ScriptedModelError
+from oldnew.record import (
+    Recording,
+    check_record_target,
+    is_recording,
+    normalized,
+    prompt_key,
+    recorder_for,
+    replay_counts,
+)
 from oldnew.recovery.retry import RetryPolicy, with_retry
 
 SPEC_HELP = "use 'openai:<model>' (needs OPENAI_API_KEY) or 'scripted:<transcript file>'"
@@ -58,7 +73,11 @@ class ScriptedReply:
 
 
 def load_transcript(path: Path) -> list[ScriptedReply]:
-    """Read a transcript file; raise ConfigurationError saying what is wrong with it."""
+    """Read a hand-written transcript; raise ConfigurationError saying what is wrong with it."""
+    if is_recording(path):
+        raise ConfigurationError(
+            f"{path} is a recorded transcript: replay it with the spec 'scripted:{path}'"
+        )
     try:
         raw = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -128,6 +147,14 @@ class ScriptedChatModel(BaseChatModel):
     role: str | None = None
     source: str = "<inline>"
     bound_tools: list[str] = []
+    structured_bound: bool = False
+    """The bound tool is a structured-output schema (``with_structured_output``)."""
+    recording: Any = None
+    """A :class:`oldnew.record.Recording` to replay exactly, instead of ``replies``."""
+    counts: Any = None
+    """The :class:`oldnew.record.ReplayCounts` of a recording's replay."""
+    workspace: str | None = None
+    """The replaying run's workspace (masked in prompts, as the recording's was)."""
 
     @property
     def _llm_type(self) -> str:
@@ -142,7 +169,8 @@ class ScriptedChatModel(BaseChatModel):
     ) -> Runnable[LanguageModelInput, AIMessage]:
         """Return a copy that answers 'structured' replies as calls to the first bound tool."""
         names = [convert_to_openai_tool(t)["function"]["name"] for t in tools]
-        return self.model_copy(update={"bound_tools": names})
+        structured = bool(kwargs.get("ls_structured_output_format"))
+        return self.model_copy(update={"bound_tools": names, "structured_bound": structured})
 
     def _pick(self, messages: Sequence[BaseMessage]) -> ScriptedReply:
         text = _message_text(messages)
@@ -164,6 +192,8 @@ class ScriptedChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
+        if self.recording is not None:
+            return self._replay(messages)
         reply = self._pick(messages)
         tool_calls = []
         if reply.structured is not None:
@@ -181,6 +211,46 @@ class ScriptedChatModel(BaseChatModel):
             usage_metadata=estimated_usage(messages, reply.text, payload),
         )
         return ChatResult(generations=[ChatGeneration(message=message)])
+
+    def _replay(self, messages: list[BaseMessage]) -> ChatResult:
+        """Answer as the recorded exchange of this role and prompt did."""
+        recording: Recording = self.recording
+        prompt = normalized(messages)
+        role = self.role or "any"
+        key = prompt_key(role, prompt, self.workspace)
+        asked = self.counts.next(key) if self.counts is not None else 0
+        ex = recording.answer(role, prompt, asked, self.workspace)
+        calls = list(ex.tool_calls)
+        if self.structured_bound and ex.structured is not None and not calls:
+            calls = [{"name": self.bound_tools[0], "args": ex.structured}]
+        usage = ex.usage or estimated_usage(messages, ex.text, ex.structured)
+        message = AIMessage(
+            content=ex.text,
+            tool_calls=[{**c, "id": f"call_{uuid.uuid4().hex[:12]}"} for c in calls],
+            usage_metadata=usage,
+            response_metadata={"model_name": ex.model} if ex.model else {},
+        )
+        return ChatResult(generations=[ChatGeneration(message=message)])
+
+
+_RECORDINGS: dict[tuple[str, int, int], Recording] = {}
+_RECORDINGS_LOCK = threading.Lock()
+
+
+def _recording(path: Path) -> Recording:
+    """Read a recording, once per version of the file."""
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read transcript {path}: {exc.strerror}") from exc
+    key = (str(path.resolve()), st.st_mtime_ns, st.st_size)
+    with _RECORDINGS_LOCK:
+        found = _RECORDINGS.get(key)
+    if found is None:
+        found = Recording.load(path)
+        with _RECORDINGS_LOCK:
+            _RECORDINGS[key] = found
+    return found
 
 
 def _async_http_client(base_url: str | None, timeout: float) -> Any:
@@ -210,8 +280,24 @@ async def aclose_http_clients() -> None:
         await client.aclose()
 
 
-def make_chat_model(spec: str, *, role: Role | None = None) -> BaseChatModel:
-    """Build the chat model a spec names; raise ConfigurationError on a bad spec."""
+DEFAULT_TIMEOUT = 300.0
+"""Seconds a model reply may take (Context ``model_timeout``)."""
+
+
+def make_chat_model(
+    spec: str,
+    *,
+    role: Role | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    workspace: str | None = None,
+) -> BaseChatModel:
+    """Build the chat model a spec names; raise ConfigurationError on a bad spec.
+
+    ``timeout`` is the client's wait for one reply (``openai:``); ``workspace`` is where a
+    recording's replay counts how often each prompt was asked (``scripted:``; None: in memory).
+    The API key and base URL are the provider's own variables, OPENAI_API_KEY and
+    OPENAI_BASE_URL.
+    """
     kind, _, rest = spec.partition(":")
     if kind == "openai" and rest:
         key = os.environ.get("OPENAI_API_KEY")
@@ -223,7 +309,6 @@ def make_chat_model(spec: str, *, role: Role | None = None) -> BaseChatModel:
         from langchain_openai import ChatOpenAI
 
         base_url = os.environ.get("OPENAI_BASE_URL") or None
-        timeout = float(os.environ.get("OLDNEW_MODEL_TIMEOUT", "300"))
         return ChatOpenAI(
             model=rest,
             api_key=key,  # type: ignore[arg-type]
@@ -234,12 +319,44 @@ def make_chat_model(spec: str, *, role: Role | None = None) -> BaseChatModel:
         )
     if kind == "scripted" and rest:
         path = Path(rest).expanduser()
+        if is_recording(path):
+            return ScriptedChatModel(
+                replies=[],
+                role=role,
+                source=str(path),
+                recording=_recording(path),
+                counts=replay_counts(str(path.resolve()), workspace),
+                workspace=workspace,
+            )
         return ScriptedChatModel(replies=load_transcript(path), role=role, source=str(path))
     raise ConfigurationError(f"unknown model spec '{spec}': {SPEC_HELP}")
 
 
 def resolve_model(role: Role, context: Context, overrides: ModelOverrides = None) -> BaseChatModel:
-    """Return the model for ``role``: a Python override first, then the run's spec."""
+    """Return the model for ``role``: a Python override first, then the run's spec.
+
+    With the run's ``record`` setting, the model records every exchange into that file.
+    """
+    model = _resolve(role, context, overrides)
+    if not context.record:
+        return model
+    spec = context.model_spec(role) or ""
+    replaying = Path(spec.removeprefix("scripted:")) if spec.startswith("scripted:") else None
+    if isinstance(model, ScriptedChatModel) and model.source != "<inline>":
+        replaying = Path(model.source)
+    recorder = recorder_for(context.record, role, context.workspace, replaying)
+    return model.model_copy(update={"callbacks": [*_handlers(model.callbacks), recorder]})
+
+
+def _handlers(callbacks: Any) -> list[Any]:
+    from langchain_core.callbacks import BaseCallbackManager
+
+    if isinstance(callbacks, BaseCallbackManager):
+        return list(callbacks.handlers)
+    return list(callbacks or [])
+
+
+def _resolve(role: Role, context: Context, overrides: ModelOverrides) -> BaseChatModel:
     if isinstance(overrides, BaseChatModel):
         return overrides
     if overrides is not None and role in overrides:
@@ -250,7 +367,9 @@ def resolve_model(role: Role, context: Context, overrides: ModelOverrides = None
             f"no model is set for the {role}: pass --model, set OLDNEW_MODEL, or put 'model' "
             f"in the run's context ({SPEC_HELP})"
         )
-    return make_chat_model(spec, role=role)
+    return make_chat_model(
+        spec, role=role, timeout=context.model_timeout, workspace=context.workspace
+    )
 
 
 async def aresolve_model(
@@ -272,13 +391,22 @@ async def aresolve_model(
 
 
 def check_model_specs(context: Context) -> None:
-    """Fail early, before any work, when a role's model spec cannot be built."""
+    """Fail early, before any work, when a role's model spec cannot be built.
+
+    Raises:
+        ConfigurationError: a spec is bad, or names a transcript that does not read.
+        UsageError: the run would record into the transcript it replays.
+    """
+    for role in ROLES:
+        replays = context.model_spec(role) or ""
+        if context.record and replays.startswith("scripted:"):
+            check_record_target(context.record, Path(replays.removeprefix("scripted:")))
     for role in ROLES:
         spec = context.model_spec(role)
         if not spec:
             resolve_model(role, context)
         else:
-            make_chat_model(spec, role=role)
+            make_chat_model(spec, role=role, timeout=context.model_timeout)
 
 
 Schema = TypeVar("Schema", bound=BaseModel)

@@ -1,0 +1,222 @@
+"""Record a run's model exchanges, then replay them offline to the same delivered tree."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import EXAMPLE
+from fake_openai import FakeOpenAIServer
+from langchain_core.messages import HumanMessage, SystemMessage
+from pydantic import BaseModel
+from test_openai_client import TRANSCRIPT, TranscriptResponder
+
+from oldnew.context import Context
+from oldnew.errors import ConfigurationError, ScriptedModelError, UsageError
+from oldnew.models import ScriptedChatModel, ScriptedReply, make_chat_model, resolve_model
+from oldnew.record import Recording, read_lines
+from oldnew.runs import resume_run, start_run
+
+
+def _tree(ws: Path) -> str:
+    out = subprocess.run(
+        ["git", "-C", str(ws), "rev-parse", "main^{tree}"], capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+async def _run_and_answer(ws: Path, context: dict[str, Any]) -> None:
+    first = await start_run(EXAMPLE / "scope.md", ws, context=context)
+    assert first.status == "waiting", first
+    assert [q["id"] for q in first.questions] == ["T3-q1"]
+    done = await resume_run(ws, answers={"T3-q1": "~/.todo.json"})
+    assert done.status == "delivered", done.report
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.usefixtures("smoke_gates")
+@pytest.mark.parametrize("method", ["json_schema", "function_calling"])
+def test_recorded_openai_run_replays_offline_to_the_same_tree(
+    method: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    record = tmp_path / "run.jsonl"
+    responder = TranscriptResponder(TRANSCRIPT)
+    context = {
+        "model": "openai:fake-model",
+        "structured_output_method": method,
+        "record": str(record),
+    }
+    recorded_ws = tmp_path / "recorded"
+    with FakeOpenAIServer(responder) as srv:
+        monkeypatch.setenv("OPENAI_API_KEY", "test-key")
+        monkeypatch.setenv("OPENAI_BASE_URL", srv.base_url)
+        asyncio.run(_run_and_answer(recorded_ws, context))
+        assert srv.errors == []
+        served = len(srv.requests)
+
+    # Every exchange is in the file, the run's and the resume's, in order after one header
+    # (a process's session: a resume in another process appends its own header).
+    entries = read_lines(record)
+    assert entries[0]["transcript"] == "oldnew" and entries[0]["workspace"] == str(recorded_ws)
+    exchanges = [e for e in entries if "exchange" in e]
+    assert [e["exchange"] for e in exchanges] == list(range(1, 8))
+    assert len(exchanges) == served == 7
+    assert sorted(e["role"] for e in exchanges) == ["coder"] * 4 + ["fixer"] + ["planner"] * 2
+    assert all(e["usage"] and e["usage"]["input_tokens"] > 0 for e in exchanges)
+    assert all(e["model"] == "fake-model" for e in exchanges)
+    planner = [e for e in exchanges if e["role"] == "planner"]
+    assert all(e["structured_call"] for e in planner)
+    if method == "json_schema":  # answered in the text: the parsed object is kept
+        assert all(e["structured"] and not e["tool_calls"] for e in planner)
+    else:  # answered by a call of the schema's tool
+        assert sorted(e["tool_calls"][0]["name"] for e in planner) == ["Plan", "Scope"]
+    asked = [c["name"] for e in exchanges for c in e["tool_calls"]]
+    assert "AskHuman" in asked
+
+    # Replay: no server (the base URL points at a closed port), a fresh memory store.
+    monkeypatch.delenv("OPENAI_API_KEY")
+    monkeypatch.setenv("OLDNEW_MEMORY_PATH", str(tmp_path / "replay-memory.sqlite"))
+    replay_ws = tmp_path / "replayed"
+    asyncio.run(_run_and_answer(replay_ws, {"model": f"scripted:{record}"}))
+    assert _tree(replay_ws) == _tree(recorded_ws)
+    assert len(read_lines(record)) == len(entries)  # replaying records nothing
+    # The replay meters the recorded usage, not an estimate.
+    ledger = [
+        json.loads(line)
+        for line in (replay_ws / ".oldnew" / "usage.jsonl").read_text().splitlines()
+        if line.strip()
+    ]
+    calls = [x for x in ledger if x.get("input_tokens") is not None]
+    assert sorted(c["input_tokens"] for c in calls) == sorted(
+        e["usage"]["input_tokens"] for e in exchanges
+    )
+
+
+class Answer(BaseModel):
+    """A tiny structured answer."""
+
+    value: int
+
+
+def _recorded(tmp_path: Path, replies: list[dict[str, Any]]) -> tuple[Path, Context]:
+    source = tmp_path / "hand.json"
+    source.write_text(json.dumps({"reply": replies}))
+    record = tmp_path / "rec.jsonl"
+    ctx = Context(model=f"scripted:{source}", record=str(record), workspace=str(tmp_path))
+    return record, ctx
+
+
+def test_replay_is_exact_and_a_changed_prompt_names_the_first_differing_line(
+    tmp_path: Path,
+) -> None:
+    record, ctx = _recorded(
+        tmp_path, [{"role": "planner", "when": ["number"], "structured": {"value": 7}}]
+    )
+    planner = resolve_model("planner", ctx).with_structured_output(Answer)
+    prompt = [SystemMessage("You are a planner."), HumanMessage("Give a number.\nThen stop.")]
+    assert planner.invoke(prompt) == Answer(value=7)
+
+    replay = make_chat_model(f"scripted:{record}", role="planner")
+    assert replay.with_structured_output(Answer).invoke(prompt) == Answer(value=7)
+    changed = [SystemMessage("You are a planner."), HumanMessage("Give a number.\nThen go.")]
+    with pytest.raises(ScriptedModelError) as info:
+        replay.with_structured_output(Answer).invoke(changed)
+    message = str(info.value)
+    assert "no planner exchange" in message and "message 2 (human), line 2" in message
+    assert "recorded: Then stop." in message and "now:      Then go." in message
+    # Another role is not answered by the planner's exchange, however alike the prompt.
+    coder = make_chat_model(f"scripted:{record}", role="coder")
+    with pytest.raises(ScriptedModelError, match="recorded no coder calls"):
+        coder.invoke(prompt)
+
+
+def test_the_same_prompt_asked_twice_gets_its_answers_in_order(tmp_path: Path) -> None:
+    class Alternating(ScriptedChatModel):
+        """A model that answers the same prompt differently each time, as a real one can."""
+
+        def _pick(self, messages: Any) -> ScriptedReply:
+            with LOCK:
+                CALLS.append(1)
+                n = len(CALLS)
+            return ScriptedReply((), None, f"answer {n}", None, None, None)
+
+    LOCK, CALLS = threading.Lock(), []  # noqa: N806 - shared by the class above
+    record = tmp_path / "rec.jsonl"
+    ctx = Context(record=str(record), workspace=str(tmp_path / "a"))
+    model = resolve_model("coder", ctx, {"coder": Alternating(replies=[])})
+    prompt = [HumanMessage("Same question.")]
+    assert [model.invoke(prompt).content for _ in range(3)] == ["answer 1", "answer 2", "answer 3"]
+    assert [e["occurrence"] for e in read_lines(record) if "exchange" in e] == [0, 1, 2]
+
+    ws = str(tmp_path / "b")
+    replay = make_chat_model(f"scripted:{record}", role="coder", workspace=ws)
+    assert [replay.invoke(prompt).content for _ in range(2)] == ["answer 1", "answer 2"]
+    # A new process (a resume after a kill) goes on counting where the workspace was.
+    again = make_chat_model(f"scripted:{record}", role="coder", workspace=ws)
+    assert again.invoke(prompt).content == "answer 3"
+    assert again.invoke(prompt).content == "answer 3"  # past the recorded ones: the last
+
+
+def test_tool_calls_and_usage_are_recorded_and_replayed(tmp_path: Path) -> None:
+    record, ctx = _recorded(
+        tmp_path,
+        [{"role": "coder", "when": ["write"], "tool": "ReadFile", "args": {"path": "a.py"}}],
+    )
+
+    class ReadFile(BaseModel):
+        """Read a file."""
+
+        path: str
+
+    model = resolve_model("coder", ctx).bind_tools([ReadFile])
+    first = model.invoke([HumanMessage("Please write a.py")])
+    (entry,) = [e for e in read_lines(record) if "exchange" in e]
+    assert entry["tool_calls"] == [{"name": "ReadFile", "args": {"path": "a.py"}}]
+    assert entry["usage"] == dict(first.usage_metadata or {})
+    replayed = (
+        make_chat_model(f"scripted:{record}", role="coder")
+        .bind_tools([ReadFile])
+        .invoke([HumanMessage("Please write a.py")])
+    )
+    assert [(c["name"], c["args"]) for c in replayed.tool_calls] == [("ReadFile", {"path": "a.py"})]
+    assert replayed.usage_metadata == first.usage_metadata
+
+
+def test_recording_survives_parallel_calls_and_a_torn_last_line(tmp_path: Path) -> None:
+    record, ctx = _recorded(tmp_path, [{"role": "coder", "text": "ok"}])
+    model = resolve_model("coder", ctx)
+
+    async def many() -> None:
+        await asyncio.gather(*(model.ainvoke([HumanMessage(f"task {i}")]) for i in range(20)))
+
+    asyncio.run(many())
+    lines = record.read_text().splitlines()
+    assert len(lines) == 21  # one header, then each exchange whole on its own line
+    assert sorted(json.loads(x)["exchange"] for x in lines[1:]) == list(range(1, 21))
+    with record.open("a") as f:
+        f.write('{"exchange": 21, "role": "co')  # a crash in the middle of a write
+    rec = Recording.load(record)
+    assert sum(len(v) for v in rec.by_key.values()) == 20
+
+
+def test_recording_into_the_replayed_file_is_refused(tmp_path: Path) -> None:
+    record, ctx = _recorded(tmp_path, [{"role": "coder", "text": "ok"}])
+    resolve_model("coder", ctx).invoke([HumanMessage("hi")])
+    loop = Context(model=f"scripted:{record}", record=str(record))
+    with pytest.raises(UsageError, match="it is the transcript the model replays"):
+        resolve_model("coder", loop)
+
+
+def test_a_hand_written_loader_refuses_a_recording_with_the_spec_to_use(tmp_path: Path) -> None:
+    from oldnew.models import load_transcript
+
+    record, ctx = _recorded(tmp_path, [{"role": "coder", "text": "ok"}])
+    resolve_model("coder", ctx).invoke([HumanMessage("hi")])
+    with pytest.raises(ConfigurationError, match=f"scripted:{record}"):
+        load_transcript(record)
