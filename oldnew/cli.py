@@ -187,6 +187,20 @@ ContextTokensOpt = Annotated[
     ),
 ]
 
+RecordOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--record",
+        help="Append every model exchange (prompts, replies, tool calls, usage) to this "
+        "transcript file; '--model scripted:FILE' replays it offline. Kept for later resumes. "
+        "Env: OLDNEW_RECORD.",
+    ),
+]
+
+
+def _record(path: Path | None) -> dict[str, Any]:
+    return {"record": str(path.expanduser().resolve()) if path is not None else None}
+
 
 def _deps(
     deps: str | None,
@@ -350,6 +364,7 @@ def run(
     max_packages: MaxPackagesOpt = None,
     max_install_mb: MaxInstallOpt = None,
     context_tokens: ContextTokensOpt = None,
+    record: RecordOpt = None,
     with_paths: Annotated[
         list[Path] | None,
         typer.Option(
@@ -374,6 +389,7 @@ def run(
         **_budget(budget_tokens, budget_cost, budget_task_tokens, budget_seconds),
         **_deps(deps, package_index, npm_registry, install_timeout, max_packages, max_install_mb),
         "context_tokens": context_tokens,
+        **_record(record),
     }
     run = start_run(
         scope_file, workspace, context=context, on_event=show_event, with_paths=with_paths
@@ -400,6 +416,7 @@ def resume(
     max_packages: MaxPackagesOpt = None,
     max_install_mb: MaxInstallOpt = None,
     context_tokens: ContextTokensOpt = None,
+    record: RecordOpt = None,
     restart: Annotated[
         bool,
         typer.Option(
@@ -423,6 +440,7 @@ def resume(
         **_budget(budget_tokens, budget_cost, budget_task_tokens, budget_seconds),
         **_deps(deps, package_index, npm_registry, install_timeout, max_packages, max_install_mb),
         "context_tokens": context_tokens,
+        **_record(record),
     }
     _finish(resume_run(workspace, context=context, on_event=show_event, restart=restart))
 
