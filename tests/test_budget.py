@@ -401,3 +401,56 @@ def test_a_wall_clock_cap_stops_the_run(tmp_path: Path, example_model: str) -> N
     assert report["budget"]["spend"]["work_seconds"] >= 1
     assert "--budget-seconds" in report["resume"]
     assert len(report["delivered"]) < 3
+
+
+class _SlowModel(ScriptedChatModel):
+    """Answers after ``delay`` seconds, or fails after them when ``fail``."""
+
+    delay: float = 0.3
+    fail: bool = False
+
+    async def _agenerate(
+        self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kw: Any
+    ) -> ChatResult:
+        await asyncio.sleep(self.delay)
+        if self.fail:
+            raise ConnectionError("the provider went away")
+        return self._generate(messages, stop)
+
+
+def test_the_meter_runs_a_tasks_model_wait_clock(tmp_path: Path) -> None:
+    from oldnew.budget import wait_clock
+
+    replies = [ScriptedReply((), None, "ok", None, None, None)]
+    slow = _SlowModel(replies=replies)
+    model = metered(slow, Context(), tmp_path, role="coder", activity="code", task="T9")
+    clock = wait_clock(tmp_path, "T9")
+    clock.reset()
+
+    async def two_at_once() -> None:
+        seen = asyncio.create_task(asyncio.sleep(0.1))
+        calls = asyncio.gather(model.ainvoke("a"), model.ainvoke("b"))
+        await seen
+        assert clock.waiting()  # while a call is in flight, the task waits for the model
+        await calls
+
+    asyncio.run(two_at_once())
+    waited = clock.waited()
+    assert not clock.waiting()
+    assert 0.3 <= waited < 0.55  # two calls in flight at once count once
+    failing = metered(
+        slow.model_copy(update={"fail": True}),
+        Context(),
+        tmp_path,
+        role="coder",
+        activity="code",
+        task="T9",
+    )
+    with pytest.raises(ConnectionError):
+        asyncio.run(failing.ainvoke("c"))
+    assert not clock.waiting() and clock.waited() >= waited + 0.3  # an error ends the wait
+    # A call that is not a task's (scope, plan) runs no task's clock.
+    before = clock.waited()
+    planner = metered(slow, Context(), tmp_path, role="planner", activity="plan")
+    asyncio.run(planner.ainvoke("d"))
+    assert clock.waited() == before

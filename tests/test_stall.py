@@ -269,23 +269,43 @@ def test_non_critical_failure_is_a_known_limitation_and_the_rest_delivers(
     assert event["branch"] == "oldnew/partial/T3"
 
 
-def test_unsplittable_task_past_the_time_limit_is_stopped_and_escalated(tmp_path: Path) -> None:
-    async def slow_fix(messages: list[BaseMessage], info: CallInfo) -> str:
-        await asyncio.sleep(120)  # a fixer that takes far too long
+SLOW_TESTS = blocks(  # the task's own work is slow: its tests take far too long
+    {
+        "calc.py": "def add(a, b):\n    return a + b\n",
+        "tests/test_calc.py": "import time\n\nfrom calc import add\n\n\n"
+        "def test_add():\n    time.sleep(14)\n    assert add(2, 2) == 4\n",
+    }
+)
+
+
+def test_a_slow_model_is_not_mistaken_for_a_stuck_task(tmp_path: Path) -> None:
+    async def slow_coder(messages: list[BaseMessage], info: CallInfo) -> str:
+        await asyncio.sleep(8)  # a large model on a busy provider: past the limit, waiting
         return PASSING
 
-    models = planned_run(SCOPE, ONE_TASK, code={"T1": FAILING, "T2": README}, fix={"T1": slow_fix})
+    models = planned_run(SCOPE, ONE_TASK, code={"T1": slow_coder, "T2": README})
     ws = tmp_path / "ws"
-    context = {"task_time_limit": 10.0, "max_split_depth": 0}
+    context = {"task_time_limit": 6.0, "max_split_depth": 0}
+    out = asyncio.run(start_run(_scope_file(tmp_path), ws, context=context, models=models))
+    assert out.status == "delivered", out
+    assert not _events(ws, node="execute", event="stopped")
+    assert not _events(ws, node="execute", event="request_split")
+
+
+def test_unsplittable_task_past_the_time_limit_is_stopped_and_escalated(tmp_path: Path) -> None:
+    models = planned_run(SCOPE, ONE_TASK, code={"T1": SLOW_TESTS, "T2": README})
+    ws = tmp_path / "ws"
+    context = {"task_time_limit": 8.0, "max_split_depth": 0}
     out = asyncio.run(start_run(_scope_file(tmp_path), ws, context=context, models=models))
     assert out.status == "waiting", out
     (q,) = out.questions
-    assert q["kind"] == "timeout" and "past the 10 s limit" in q["title"]
+    assert q["kind"] == "timeout" and "past the 8 s limit" in q["title"]
     assert "oldnew/partial/T1" in q["detail"]
     assert [o["key"] for o in q["options"]] == ["retry", "skip"]
     (stopped,) = _events(ws, node="execute", event="stopped")
     assert stopped["task"] == "T1"
-    assert "return a - b" in _git(ws, "show", "oldnew/partial/T1:calc.py")
+    assert "time.sleep(14)" in _git(ws, "show", "oldnew/partial/T1:tests/test_calc.py")
+    assert "past the 8 s limit (not counting" in stopped["reason"]
     out = asyncio.run(resume_run(ws, answers={q["id"]: "skip"}, models=models))
     assert out.status == "blocked"
     t1, t2 = out.tasks

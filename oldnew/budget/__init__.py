@@ -3,6 +3,7 @@
 - ``ledger``: the append-only usage file of a run and its sums; the price table.
 - ``meter``: the caps, and the callback that checks them before each call and records it after.
 - ``summary``: spend against budget for the report, ``oldnew status`` and the resume plan.
+- ``wait``: each task's model-wait clock, so a task's time limit counts its own work only.
 """
 
 from oldnew.budget.ledger import Ledger, Price, ledger_at, parse_prices, price_for
@@ -15,12 +16,14 @@ from oldnew.budget.summary import (
     resume_command,
     save_budget,
 )
+from oldnew.budget.wait import WaitClock, wait_clock
 
 __all__ = [
     "BUDGET_FIELDS",
     "Caps",
     "Ledger",
     "Price",
+    "WaitClock",
     "budget_lines",
     "budget_markdown",
     "budget_summary",
@@ -33,4 +36,5 @@ __all__ = [
     "resume_command",
     "run_cap_reached",
     "save_budget",
+    "wait_clock",
 ]

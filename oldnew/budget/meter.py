@@ -6,6 +6,9 @@ in a CLI run and under ``langgraph dev`` alike. Its check raises :class:`BudgetE
 (``raise_error``), which ``with_retry`` passes through untouched: a cap is never retried and
 never becomes a question. Calls already in flight finish and are counted; that is the only
 overshoot.
+
+For a task's calls it also runs the task's model-wait clock (``budget.wait``), which the
+scheduler subtracts from the task's time: a slow model is not a stuck task.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import LLMResult
 
 from oldnew.budget.ledger import Ledger, Price, ledger_at, parse_prices, price_for
+from oldnew.budget.wait import WaitClock, wait_clock
 from oldnew.context import Context
 from oldnew.errors import BudgetExceeded
 
@@ -133,10 +137,15 @@ class BudgetMeter(AsyncCallbackHandler):
         activity: str,
         task: str | None,
         model: str,
+        clock: WaitClock | None = None,
     ) -> None:
-        """Meter the calls of one ``role`` for one ``activity`` (of ``task``) on ``model``."""
+        """Meter the calls of one ``role`` for one ``activity`` (of ``task``) on ``model``.
+
+        ``clock`` is the task's model-wait clock, run from a call's start to its end.
+        """
         self.ledger, self.caps, self.prices = ledger, caps, prices
         self.role, self.activity, self.task, self.model = role, activity, task, model
+        self.clock = clock
 
     async def on_chat_model_start(
         self,
@@ -149,10 +158,25 @@ class BudgetMeter(AsyncCallbackHandler):
         metadata: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        """Refuse the call when a cap is reached."""
+        """Refuse the call when a cap is reached; else start the task's wait clock."""
         stop = await asyncio.to_thread(cap_reached, self.ledger, self.caps, self.task)
         if stop is not None:
             raise stop
+        if self.clock is not None:
+            self.clock.begin(run_id)
+
+    async def on_llm_error(
+        self,
+        error: BaseException,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Stop the task's wait clock: the call failed."""
+        if self.clock is not None:
+            self.clock.end(run_id)
 
     async def on_llm_end(
         self,
@@ -164,6 +188,8 @@ class BudgetMeter(AsyncCallbackHandler):
         **kwargs: Any,
     ) -> None:
         """Record the tokens (and their cost) of the call that ended."""
+        if self.clock is not None:
+            self.clock.end(run_id)
         for generations in response.generations:
             for gen in generations:
                 message = getattr(gen, "message", None)
@@ -218,6 +244,7 @@ def metered(
         activity=activity,
         task=task,
         model=model_name(model),
+        clock=wait_clock(workspace, task) if task else None,
     )
     callbacks = model.callbacks
     if isinstance(callbacks, BaseCallbackManager):

@@ -7,6 +7,9 @@ sibling. Here each task is its own compiled graph on its own checkpointed thread
 It is rebuilt from the task threads on every entry (``load``), so a run killed at any point
 resumes without redoing finished work. It launches tasks, settles them when they end or wait,
 and watches two kinds of deadline: a task past ``task_time_limit`` and a run cap of the budget.
+A task's time is its own work: the seconds it waited for model replies (its wait clock,
+``budget.wait``, run by the meter around every call) are not counted, so a slow model is never
+mistaken for a stuck task.
 What people say meanwhile (answers, feedback) comes from the inbox (``hitl.inbox``).
 
 Some waits are for the planner, not a person: a task whose fix rounds ran out after failing
@@ -24,7 +27,7 @@ from typing import Any
 from langgraph.config import get_stream_writer
 from langgraph.types import Command
 
-from oldnew.budget import Caps, ledger_of, run_cap_reached
+from oldnew.budget import Caps, ledger_of, run_cap_reached, wait_clock
 from oldnew.context import Context
 from oldnew.errors import BudgetExceeded, UsageError
 from oldnew.execution.threads import TaskThreads, TaskView, record_of
@@ -193,7 +196,7 @@ class Scheduler:
                 continue
             started.add(tid)
             self.records[tid]["status"] = "running"
-            self.started_at[tid] = asyncio.get_running_loop().time()
+            self._start_clock(tid)
             running[asyncio.create_task(self.drive(tid, inp))] = tid
 
     async def _settle(self, tid: str, fut: asyncio.Task[TaskView]) -> None:
@@ -313,13 +316,30 @@ class Scheduler:
         self.stops["run" if exc.scope == "run" else tid] = exc.to_dict()
         await aemit(self.ws, task=tid, node="execute", event="budget_stop", detail=exc.reason)
 
+    def _start_clock(self, tid: str) -> None:
+        """Start timing ``tid``'s work now: its elapsed time and its model wait from zero."""
+        self.started_at[tid] = asyncio.get_running_loop().time()
+        wait_clock(self.ws.root, tid).reset()
+
+    def _worked(self, tid: str, now: float) -> float:
+        """Return the seconds ``tid`` worked since it started: elapsed, less its model wait."""
+        return now - self.started_at[tid] - wait_clock(self.ws.root, tid).waited()
+
     def _time_left(self, running: Running) -> float | None:
-        """Return seconds until the first running task passes the time limit (None: never)."""
+        """Return seconds until the first running task may pass the time limit (None: never).
+
+        Work grows at most as fast as the clock, so the soonest a task can pass the limit is
+        the work it has left; one waiting for the model is looked at again every half second.
+        """
         limit = self.ctx.task_time_limit
-        ends = [self.started_at[t] + limit for t in running.values()]
-        if limit <= 0 or not ends:
+        if limit <= 0 or not running:
             return None
-        return max(0.01, min(ends) - asyncio.get_running_loop().time())
+        now = asyncio.get_running_loop().time()
+        lefts = []
+        for tid in running.values():
+            left = limit - self._worked(tid, now)
+            lefts.append(max(0.5, left) if wait_clock(self.ws.root, tid).waiting() else left)
+        return max(0.01, min(lefts))
 
     async def _stop_overdue(self, running: Running) -> None:
         """Stop each task that ran past the time limit: split it, or else escalate or limit it.
@@ -329,7 +349,8 @@ class Scheduler:
         now = asyncio.get_running_loop().time()
         limit = self.ctx.task_time_limit
         for fut, tid in list(running.items()):
-            if fut.done() or now - self.started_at[tid] < limit:
+            worked = self._worked(tid, now)
+            if fut.done() or worked < limit:
                 continue  # (a task that just finished is settled by the next wait)
             if "commit" in await self.threads.next_nodes(tid):
                 self.started_at[tid] += 60  # never stop a task while it merges into main
@@ -341,14 +362,18 @@ class Scheduler:
             self.records[tid] = record_of(tid, self.titles[tid], self.views[tid])
             if self.views[tid].stage == "finished":
                 continue
-            reason = f"it ran {now - self.started_at[tid]:.0f} s, past the {limit:g} s limit"
+            waited = now - self.started_at[tid] - worked
+            reason = (
+                f"it worked {worked:.0f} s, past the {limit:g} s limit (not counting "
+                f"{waited:.0f} s waiting for the model)"
+            )
             if self.splittable(tid):
                 await self.request(tid, "split", reason, None)
             elif self.views[tid].values.get("task"):
                 # The task's graph takes the stop through its entry: it keeps the partial
                 # work, then escalates (a critical task) or records a known limitation.
                 await aemit(self.ws, task=tid, node="execute", event="stopped", reason=reason)
-                self.started_at[tid] = now  # it only runs on to its question or its end
+                self._start_clock(tid)  # it only runs on to its question or its end
                 running[asyncio.create_task(self.drive(tid, {"stop": reason}))] = tid
             else:
                 self.records[tid] |= {"status": "blocked", "blocker": f"stopped: {reason}"}
