@@ -243,7 +243,8 @@ class Context:
     task_time_limit: float = field(
         default=900.0,
         metadata={
-            "description": "Seconds a task may run before it is stopped and split (0: no limit).",
+            "description": "Seconds of a task's own work (its waits for the model not "
+            "counted) before it is stopped and split (0: no limit).",
             "model": True,
         },
     )

@@ -279,3 +279,21 @@ def test_resume_in_a_second_event_loop(tmp_path: Path, monkeypatch: pytest.Monke
         assert again.status == "waiting"
         assert [q["id"] for q in again.questions] == ["scope-2"]
         assert len(srv.requests) == 2 * asked
+
+
+def test_readme_lists_every_model_facing_setting() -> None:
+    from conftest import ROOT
+
+    from oldnew.context import model_settings, model_settings_markdown
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    start, end = "<!-- model-settings:start -->\n", "<!-- model-settings:end -->"
+    assert start in readme and end in readme, "README.md lost its model-settings table"
+    table = readme.split(start, 1)[1].split(end, 1)[0]
+    assert table == model_settings_markdown(), (
+        "README.md's 'Settings for real models' table differs from Context: paste "
+        "oldnew.context.model_settings_markdown() between its markers"
+    )
+    names = {row[0] for row in model_settings()}
+    assert {"model_timeout", "max_transient_retries", "structured_output_method"} <= names
+    assert {"planner_model", "coder_model", "fixer_model", "record"} <= names
