@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
+import signal
 import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +26,13 @@ from oldnew.errors import ConfigurationError, ScriptedModelError, UsageError
 from oldnew.models import ScriptedChatModel, ScriptedReply, make_chat_model, resolve_model
 from oldnew.record import Recording, read_lines
 from oldnew.runs import resume_run, start_run
+
+
+@pytest.fixture
+def no_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run without memory: lessons a run learns are part of its later prompts, in an order
+    that can vary between runs (same score), so a replay would not find them recorded."""
+    monkeypatch.setenv("OLDNEW_MEMORY_PATH", "off")
 
 
 def _tree(ws: Path) -> str:
@@ -40,7 +52,7 @@ async def _run_and_answer(ws: Path, context: dict[str, Any]) -> None:
 
 
 @pytest.mark.timeout(240)
-@pytest.mark.usefixtures("smoke_gates")
+@pytest.mark.usefixtures("smoke_gates", "no_memory")
 @pytest.mark.parametrize("method", ["json_schema", "function_calling"])
 def test_recorded_openai_run_replays_offline_to_the_same_tree(
     method: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -79,9 +91,8 @@ def test_recorded_openai_run_replays_offline_to_the_same_tree(
     asked = [c["name"] for e in exchanges for c in e["tool_calls"]]
     assert "AskHuman" in asked
 
-    # Replay: no server (the base URL points at a closed port), a fresh memory store.
+    # Replay: no server (the base URL points at a closed port).
     monkeypatch.delenv("OPENAI_API_KEY")
-    monkeypatch.setenv("OLDNEW_MEMORY_PATH", str(tmp_path / "replay-memory.sqlite"))
     replay_ws = tmp_path / "replayed"
     asyncio.run(_run_and_answer(replay_ws, {"model": f"scripted:{record}"}))
     assert _tree(replay_ws) == _tree(recorded_ws)
@@ -223,7 +234,7 @@ def test_a_hand_written_loader_refuses_a_recording_with_the_spec_to_use(tmp_path
 
 
 @pytest.mark.timeout(240)
-@pytest.mark.usefixtures("smoke_gates")
+@pytest.mark.usefixtures("smoke_gates", "no_memory")
 def test_cli_records_across_run_and_answer_and_replays_the_recording(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, example_model: str
 ) -> None:
@@ -245,7 +256,6 @@ def test_cli_records_across_run_and_answer_and_replays_the_recording(
     assert done.exit_code == 0, done.output
     assert len(read_lines(record)) > before
 
-    monkeypatch.setenv("OLDNEW_MEMORY_PATH", str(tmp_path / "replay-memory.sqlite"))
     replay = f"scripted:{record}"
     refused = cli("run", scope, "-w", str(tmp_path / "b"), "-m", replay, "--record", str(record))
     assert refused.exit_code == 2 and "the transcript the model replays" in refused.output
@@ -255,3 +265,74 @@ def test_cli_records_across_run_and_answer_and_replays_the_recording(
     done = cli("answer", "-w", str(tmp_path / "c"), "T3-q1", "~/.todo.json")
     assert done.exit_code == 0, done.output
     assert _tree(tmp_path / "c") == _tree(tmp_path / "a")
+
+
+def _killed_then_finished(ws: Path, first: list[str]) -> None:
+    """Run ``first`` and SIGKILL it once T3 asked its question, resume it to the question,
+    answer it: a run killed and resumed, each command its own process.
+
+    (The kill lands in T3's question, after T1 and T2 are done, where a task asked again
+    gets the same prompt. A task killed after writing files is asked again with those files
+    in its prompt, and one killed while main moves on with main's new files: a replay
+    cannot match either unless its kill lands at the very same point.)
+    """
+    oldnew = [sys.executable, "-m", "oldnew"]
+
+    def t3_asked() -> bool:
+        path = ws / ".oldnew" / "events.jsonl"
+        text = path.read_text(errors="replace") if path.exists() else ""
+        for line in text.splitlines():
+            with contextlib.suppress(ValueError):
+                event = json.loads(line)
+                if event.get("task") == "T3" and event.get("event") == "escalated":
+                    return True
+        return False
+
+    def run(argv: list[str], kill: bool) -> int | None:
+        with open(ws.parent / f"{ws.name}.log", "ab") as log:
+            proc = subprocess.Popen(
+                [*oldnew, *argv], stdout=log, stderr=log, start_new_session=True
+            )
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and time.monotonic() < deadline:
+            if kill and t3_asked():
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                return None
+            time.sleep(0.005)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            pytest.fail("a command hung for 120 s")
+        return proc.returncode
+
+    def log() -> str:
+        return (ws.parent / f"{ws.name}.log").read_text(errors="replace")[-3000:]
+
+    assert run(first, True) is None, "the kill landed after the run had ended"
+    assert run(["resume", "--workspace", str(ws)], False) == 3, log()
+    answer = ["answer", "--workspace", str(ws), "T3-q1", "~/.todo.json"]
+    assert run(answer, False) == 0, log()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+@pytest.mark.usefixtures("smoke_gates", "no_memory")
+def test_a_killed_and_resumed_recording_replays_killed_and_resumed_to_the_same_tree(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, example_model: str
+) -> None:
+    record, scope = tmp_path / "rec.jsonl", str(EXAMPLE / "scope.md")
+    recorded = tmp_path / "recorded"
+    run = ["run", scope, "--workspace", str(recorded), "-m", example_model]
+    _killed_then_finished(recorded, [*run, "--record", str(record)])
+    entries = read_lines(record)
+    sessions = [e["session"] for e in entries if "transcript" in e]
+    # One file: the run's process and the answer's each appended under their own header (the
+    # resume's too, when the kill lost a reply it then asked again).
+    assert len(sessions) == len(set(sessions)) >= 2
+    assert {e["session"] for e in entries if "exchange" in e} == set(sessions)
+
+    replayed = tmp_path / "replayed"
+    replay = ["run", scope, "--workspace", str(replayed), "-m", f"scripted:{record}"]
+    _killed_then_finished(replayed, replay)
+    assert _tree(replayed) == _tree(recorded)
+    assert len(read_lines(record)) == len(entries)
