@@ -297,3 +297,18 @@ def test_readme_lists_every_model_facing_setting() -> None:
     names = {row[0] for row in model_settings()}
     assert {"model_timeout", "max_transient_retries", "structured_output_method"} <= names
     assert {"planner_model", "coder_model", "fixer_model", "record"} <= names
+
+
+def test_the_client_timeout_is_a_context_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    from oldnew.context import Context
+    from oldnew.errors import UsageError
+    from oldnew.models import resolve_model
+
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key")
+    monkeypatch.setenv("OLDNEW_MODEL_TIMEOUT", "7.5")
+    chat = resolve_model("coder", Context(model="openai:fake-model"))
+    assert chat.request_timeout == 7.5  # type: ignore[attr-defined]
+    explicit = resolve_model("coder", Context(model="openai:fake-model", model_timeout=30))
+    assert explicit.request_timeout == 30  # type: ignore[attr-defined]
+    with pytest.raises(UsageError, match="model_timeout must be a number above 0"):
+        Context(model_timeout=0)
