@@ -435,7 +435,9 @@ def replay_counts(source: str, workspace: str | None) -> ReplayCounts:
     path = None
     if workspace is not None:
         digest = hashlib.sha256(source.encode()).hexdigest()[:12]
-        path = Path(workspace) / ".oldnew" / f"replay-{digest}.json"
+        from oldnew.workspace import META
+
+        path = Path(workspace) / META / f"replay-{digest}.json"
     key = (source, str(path) if path else None)
     with _FILES_LOCK:
         found = _COUNTS.get(key)
