@@ -5,7 +5,8 @@ every model the seam (``models.resolve_model``) hands out, whatever the model (`
 ``scripted:``, a Python override). ``--model scripted:FILE`` then replays the file offline.
 
 The transcript is JSON Lines, append-only, one object a line, flushed (and fsynced) after each
-exchange, under a lock, so a crash loses nothing recorded and parallel tasks never interleave:
+exchange, under a lock (a thread lock, and a file lock for another process), so a crash loses
+nothing recorded and parallel tasks never interleave:
 
 - a header each time a process starts recording into the file (a run, then each resume)::
 
@@ -41,6 +42,7 @@ prompt differs from the nearest recorded one.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -153,6 +155,7 @@ class _File:
             self.counts[key] += 1
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self.path.open("a", encoding="utf-8") as out:
+                fcntl.flock(out, fcntl.LOCK_EX)  # another process appending: one at a time
                 out.write("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines))
                 out.flush()
                 os.fsync(out.fileno())
