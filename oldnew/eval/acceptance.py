@@ -19,6 +19,7 @@ from typing import Any
 
 from oldnew.deps.errors import DependencyError
 from oldnew.deps.settings import DepSettings
+from oldnew.gates.common import parse_python
 from oldnew.gates.pytests import JUNIT, read_report, suite_command
 from oldnew.gates.runner import sandbox_limits
 from oldnew.gates.verify import export_head, locked_env
@@ -78,7 +79,7 @@ def static_tests(path: Path) -> int:
     functions and the ``test*`` methods of its ``Test*`` classes.
     """
     try:
-        tree = ast.parse(path.read_text(encoding="utf-8"))
+        tree = parse_python(path.read_text(encoding="utf-8"), str(path))
     except (OSError, SyntaxError, UnicodeDecodeError):
         return 1
     defs = (ast.FunctionDef, ast.AsyncFunctionDef)
