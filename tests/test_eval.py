@@ -141,3 +141,40 @@ def test_a_relative_scripted_transcript_is_each_cases_own(tmp_path: Path) -> Non
     shared = tmp_path / "shared.toml"
     shared.write_text("")
     assert case_model(f"scripted:{shared}", cases[0]) == f"scripted:{shared}"
+
+
+ASKS = """
+[[reply]]
+role = "coder"
+when = ["TASK T1:"]
+tool = "AskHuman"
+[reply.args]
+kind = "configuration"
+question = "Which slug separator does the site use?"
+options = ["-", "_"]
+recommended = "-"
+"""
+
+
+@pytest.mark.usefixtures("smoke_gates")
+def test_a_case_that_waits_for_a_person_is_reported_blocked_with_its_question(
+    tmp_path: Path,
+) -> None:
+    suite = _suite(tmp_path, "slugs")
+    transcript = suite / "slugs" / "transcript.toml"
+    text = transcript.read_text(encoding="utf-8")
+    transcript.write_text(text[: text.index('[[reply]]\nrole = "coder"')] + ASKS)
+    out = tmp_path / "out"
+    args = ["eval", str(suite), "--model", MODEL, "--quality", "smoke", "--out", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output  # a blocked case is a result, not an error
+    (row,) = json.loads((out / "results.json").read_text(encoding="utf-8"))["cases"]
+    assert row["status"] == "waiting" and not row["delivered"]
+    assert "Which slug separator does the site use?" in row["blocker"]
+    assert row["questions"] == 1
+    # Nothing was delivered: the hidden file cannot import slugs, and each of its tests fails.
+    acc = row["acceptance"]
+    assert (acc["passed"], acc["total"]) == (0, 7)
+    assert "could not be collected (_oldnew_acceptance/test_slugify.py)" in acc["error"]
+    md = (out / "results.md").read_text(encoding="utf-8")
+    assert "| slugs | blocked: " in md and "| 0/7 (1 acceptance test file(s)" in md
