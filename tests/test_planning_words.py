@@ -9,9 +9,10 @@ from langchain_core.messages import BaseMessage
 
 from oldnew.context import Context
 from oldnew.planning import Asker, Planner, assess, extract_scope
+from oldnew.planning.revise import split_task
 from oldnew.planning.sections import split_sections
 from oldnew.planning.words import scope_words
-from oldnew.schemas import Plan, Scope
+from oldnew.schemas import Plan, PlannedTask, Scope, Split
 from oldnew.testing import CallInfo, FunctionModel, prompt_text
 
 SHORT = """# slugs
@@ -155,3 +156,38 @@ def test_the_budget_leaves_out_whole_sections_and_says_which() -> None:
     assert cut is not None and not cut.whole
     assert cut.excerpts[0].text.endswith("\n") and SHORT.startswith(cut.excerpts[0].text)
     assert "the rest of the text" in cut.left_out[0] and "from line" in cut.left_out[0]
+
+
+def test_a_split_prompt_shows_the_section_of_the_task_it_splits() -> None:
+    text = _long_doc()
+    sections = split_sections(text, 900)
+    scope = Scope.model_validate(
+        {
+            "title": "shop",
+            "summary": "A shop.",
+            "features": [
+                {"id": "F1", "title": "Cart", "sections": [1]},
+                {"id": "F2", "title": "Coupons", "sections": [3]},
+            ],
+            "sections": [s.source().model_dump() for s in sections],
+        }
+    )
+    task = PlannedTask(id="T2", title="coupons", description="d", requirement_ids=["F2"])
+    cart = PlannedTask(id="T1", title="cart", description="d", requirement_ids=["F1"])
+    plan = Plan(tasks=[cart, task])
+    pieces = [
+        {"id": str(i), "title": f"part {i}", "description": "d", "requirement_ids": ["F2"]}
+        for i in (1, 2, 3)
+    ]
+
+    def reply(messages: list[BaseMessage], info: CallInfo) -> Any:
+        assert info.schema is Split
+        return {"subtasks": pieces}
+
+    model = FunctionModel(fn=reply)
+    ctx = Context()
+    planner = Planner(Asker(model, ctx), scope, assess(scope, ctx), 1, text=text)
+    asyncio.run(split_task(planner, plan, task, "it failed twice"))
+    prompt = prompt_text(model.log.of(schema=Split)[0].messages)
+    assert "coupons: SAVE9" in prompt and "carts expire after 17 days" not in prompt
+    assert "----- section 3 of 3 (Shop > Part 3): F2 come from here -----" in prompt

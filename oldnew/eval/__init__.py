@@ -10,6 +10,7 @@ rounds, tokens, cost, wall time and questions raised (:mod:`oldnew.eval.table`).
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,12 +34,15 @@ __all__ = [
 ]
 
 
+@dataclass(frozen=True)
 class Evaluation:
     """What one ``oldnew eval`` did: its rows, where they were written, how long it took."""
 
-    def __init__(self, rows: list[CaseResult], out_dir: Path, files: list[Path], seconds: float):
-        """Keep the rows and the files written."""
-        self.rows, self.out_dir, self.files, self.seconds = rows, out_dir, files, seconds
+    rows: list[CaseResult]
+    out_dir: Path
+    files: list[Path]
+    """results.json and results.md."""
+    seconds: float
 
 
 def default_out(suite: Path) -> Path:
