@@ -39,6 +39,9 @@ WEB_GATES = ("web-build",)
 """The web gates every task runs: the app's declared build."""
 MILESTONE_GATES = ("web-start", "e2e", "axe", "screenshots", "lighthouse", "load")
 """The gates on the running app, at a milestone and before delivery (``milestone=True``)."""
+TASK_GATES = {"regression": ("regression",)}
+"""Gates a kind of task adds to whichever profile runs: a bug fix's ``regression`` gate runs
+its new tests on the tree before the fix, where one must fail (``gates.regression``)."""
 
 
 @dataclass(frozen=True)
