@@ -353,6 +353,11 @@ def test_a_bug_fix_whose_test_passes_before_the_fix_goes_back_to_the_fixer(
     assert regression["metrics"]["reproduced"] == [
         "tests/test_title_cap.py::test_long_title_is_rejected"
     ]
+    report, md = _report(ws)
+    fix = next(d for d in report["delivered"] if d["task"] == "fb1-fix1")
+    assert fix["regression"].startswith("passed: 1 of 1 new tests fail on the tree before")
+    assert "fb1-fix1-02.json" in fix["regression"] and fix["regression"] in md
+    assert all(d["regression"] is None for d in report["delivered"] if d["task"] != "fb1-fix1")
 
 
 def test_clarification_becomes_a_decision_and_runs_nothing(tmp_path: Path) -> None:
