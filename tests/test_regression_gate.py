@@ -5,9 +5,10 @@ from __future__ import annotations
 import dataclasses
 import subprocess
 from pathlib import Path
+from types import SimpleNamespace
 
 from oldnew.gates import PROFILES, validate_tree
-from oldnew.gates.regression import new_tests, task_change
+from oldnew.gates.regression import CHANGE, TaskChange, gate_regression, new_tests, task_change
 
 BUGGY = {
     "calc.py": (
@@ -106,4 +107,32 @@ def test_a_bug_fix_without_a_test_is_a_finding(tmp_path: Path) -> None:
     check = result.check("regression")  # type: ignore[attr-defined]
     assert check is not None and check.status == "failed"
     (diag,) = [d for d in result.diagnostics if d.tool == "regression"]  # type: ignore[attr-defined]
-    assert diag.rule == "no-test" and "adds or changes no pytest test" in diag.message
+    assert (
+        diag.rule == "no-test"
+        and "adds or changes no test: add a test that reproduces" in diag.message
+    )
+
+
+def test_a_module_that_cannot_load_before_the_fix_is_no_evidence(tmp_path: Path) -> None:
+    tree = _repo(tmp_path / "p")
+    # Module-level code that breaks on the old code: the test itself never ran there.
+    new = "from calc import clamp\n\nHIGH = 1 // (clamp(9, 0, 5) - 9)\n\n\ndef test_high():\n"
+    new += "    assert HIGH == -1\n"
+    result = _fix(tree, {FIXED[0]: FIXED[1], "tests/test_high.py": new})
+    check = result.check("regression")  # type: ignore[attr-defined]
+    assert check is not None and check.status == "failed"
+    (test,) = check.metrics["tests"]
+    assert (test["before"], test["after"]) == ("load error", "passed")
+    assert "ZeroDivisionError" in test["before_detail"]
+    (diag,) = [d for d in result.diagnostics if d.tool == "regression"]  # type: ignore[attr-defined]
+    assert "could not run" in diag.message and "no evidence of the bug" in diag.message
+
+
+def test_javascript_tests_are_said_not_to_be_checked_before_the_fix(tmp_path: Path) -> None:
+    tree = tmp_path / "p"
+    (tree / "src").mkdir(parents=True)
+    (tree / "src" / "a.test.ts").write_text("test('a', () => {});\n")
+    run = SimpleNamespace(tree=tree, artifacts={CHANGE: TaskChange("abc", {"src/a.test.ts": None})})
+    check, diags = gate_regression(run)  # type: ignore[arg-type]
+    assert (check.status, check.required, diags) == ("not_run", False, [])
+    assert "for pytest tests only" in check.summary and "src/a.test.ts" in check.summary

@@ -107,6 +107,8 @@ def _revision(task: PlannedTask, rid: str, triage: FeedbackTriage, fid: str) -> 
                 "feedback_revision", task=task, change=change, feedback_id=fid
             ).strip(),
             "depends_on": [],
+            # A revision changes what was asked for: it fixes no reported bug.
+            "regression_test": False,
         },
         deep=True,
     )

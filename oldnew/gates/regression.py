@@ -12,7 +12,8 @@ What counts as failing before: an assertion or any exception the test raises, an
 fixture, a run that hangs, and a test module that cannot import a name of the project (the
 function the fix adds is missing: the behaviour is absent). A test that passes or is skipped
 before the fix, or a module that fails to load for another reason, does not reproduce anything.
-A bug fix with no new test at all is a finding too.
+A bug fix with no new test at all is a finding too. A JavaScript project's tests are not run
+before the fix: the gate says so (not run, optional), never that they were checked.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import os
+import re
 import time
 import xml.etree.ElementTree as ET  # nosec B405 - parses pytest's own junit file
 from collections.abc import Sequence
@@ -39,6 +41,7 @@ from oldnew.sandbox.files import UnsafeOutput, read_output
 NAME = "regression"
 CHANGE = "regression_change"
 """The key of the task's :class:`TaskChange` in :attr:`GateRun.artifacts`."""
+_JS_TEST = re.compile(r"\.(test|spec)\.[cm]?[jt]sx?$")
 REPRODUCES = frozenset({"failed", "error", "import error", "timeout"})
 """Outcomes before the fix that show the bug (or the missing behaviour)."""
 
@@ -170,10 +173,15 @@ class Outcomes:
 
 
 def _import_error(text: str) -> str:
-    """Return the ImportError a test module's collection failed with, else ''."""
+    """Return the ImportError a test module's collection failed with, else ''.
+
+    A module's missing attribute (``calc.HIGH`` read at import) is the same: a name the fix adds.
+    """
     lines = [ln[1:].strip() for ln in text.splitlines() if ln.startswith("E ")]
     for line in lines:
-        if line.startswith(("ImportError", "ModuleNotFoundError")):
+        if line.startswith(("ImportError", "ModuleNotFoundError")) or re.match(
+            r"AttributeError: module '[^']+' has no attribute", line
+        ):
             return line[:300]
     return ""
 
@@ -316,9 +324,16 @@ def gate_regression(run: GateRun) -> Outcome:
     start = time.monotonic()
     tests = new_tests(run.tree, change)
     base = change.base[:12]
+    if not tests and (scripts := sorted(n for n in change.before if _JS_TEST.search(n))):
+        why = (
+            "the tests before the fix are run for pytest tests only: this bug fix's tests "
+            f"({', '.join(scripts[:5])}) were not run on the tree before it; check by hand "
+            "that they fail there"
+        )
+        return Check(NAME, "not_run", [], None, 0.0, why, required=False), []
     if not tests:
         why = (
-            "this task fixes a reported bug but adds or changes no pytest test: add one that "
+            "this task fixes a reported bug but adds or changes no test: add a test that "
             "reproduces the report (it must fail on the code before your change and pass after)"
         )
         summary = f"no new test to run on the tree before the fix (commit {base})"
