@@ -54,9 +54,10 @@ def test_augmented_assignments_arithmetic_and_returned_names_are_mutated(tmp_pat
     for mutant in find_sites(tree, None):
         ast.parse(mutant.apply((tree / mutant.file).read_text()))
     assert survey(tree).unjudged == ["score.py:refuse (line 9)"]
-    # A string's operator is not mutated: swapping it only raises a TypeError.
-    text = _write(tmp_path / "t", {"t.py": "def f(x):\n    return 'a' + x\n"})
-    assert [m.kind for m in find_sites(text, None)] == ["return"]
+    # A string's operator is not mutated, nor an unpacking's value: either only raises.
+    odd = "def f(x):\n    a, b = x.split()\n    c = x.strip()\n    return 'a' + a\n"
+    text = _write(tmp_path / "t", {"t.py": odd})
+    assert [(m.kind, m.line) for m in find_sites(text, None)] == [("assign", 3), ("return", 4)]
 
 
 def test_good_tests_kill_the_new_mutants_and_weak_ones_let_them_survive(tmp_path: Path) -> None:

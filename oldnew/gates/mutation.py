@@ -153,7 +153,10 @@ def _site(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> tuple[ast.AST, str,
         return node, "call", "None"
     if isinstance(node, (ast.Assign, ast.AnnAssign)) and _in_function(node, parents):
         value = node.value
-        if value is not None and not isinstance(value, ast.Constant):
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        # None cannot be unpacked: such a mutant only raises, whatever the tests check.
+        unpacks = any(isinstance(t, (ast.Tuple, ast.List, ast.Starred)) for t in targets)
+        if value is not None and not isinstance(value, ast.Constant) and not unpacks:
             return value, "assign", "None"
         return None
     found = _mutated(node)
