@@ -59,7 +59,8 @@ class Profile:
     mypy_strict: bool = False
     mutants: int = 4
     mutation_min_score: float = 0.0
-    """Share of mutants the tests must kill; any score needs at least one kill."""
+    """Share of mutants the tests must kill; any score needs at least one kill, and finding no
+    mutant to run fails too (only code that computes nothing is "not run": ``gates.mutation``)."""
     milestone_gates: tuple[str, ...] = MILESTONE_GATES
     lighthouse_min: float = 90.0
     """Lowest score (0-100) of each Lighthouse category: performance, accessibility, best
