@@ -249,6 +249,12 @@ class PlannedTask(BaseModel):
         "tests, accessibility, Lighthouse, load) validates this task, for a task that fixes "
         "what that milestone's gates found.",
     )
+    regression_test: bool = Field(
+        default=False,
+        description="Set by oldnew for a task that fixes a reported bug: it must add a test "
+        "that fails on the code before the task and passes after (the regression gate runs it "
+        "on both).",
+    )
 
 
 class Phase(BaseModel):
