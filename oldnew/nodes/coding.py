@@ -24,7 +24,7 @@ from oldnew.deps import manifest
 from oldnew.deps.errors import DependencyError
 from oldnew.deps.ledger import Ledger
 from oldnew.errors import ModelOutputError, PathViolation
-from oldnew.fileblocks import parse_file_blocks
+from oldnew.fileblocks import parse_answer, parse_file_blocks
 from oldnew.graph.state import TaskState
 from oldnew.hitl.questions import asked_question, failure_question, task_output_question
 from oldnew.memory.learning import (
@@ -222,8 +222,9 @@ async def _files_from_model(
                     )
                 continue
         try:
-            files = parse_file_blocks(content)
-            await asyncio.to_thread(Workspace.write_files, tree, files)
+            answer = parse_answer(content)
+            files = answer.files
+            await asyncio.to_thread(Workspace.write_files, tree, files, answer.executable)
             prose = content.split("FILE:", 1)[0]
             return files, calls, prose
         except (ModelOutputError, PathViolation) as exc:
