@@ -25,10 +25,18 @@ from oldnew.deps.errors import DependencyError
 from oldnew.deps.ledger import Ledger
 from oldnew.errors import ModelOutputError, PathViolation
 from oldnew.fileblocks import parse_answer, parse_file_blocks
+from oldnew.gates.profiles import resolve_profile
+from oldnew.gates.rules import Rules, rules_for
 from oldnew.graph.state import TaskState
-from oldnew.hitl.questions import asked_question, failure_question, task_output_question
+from oldnew.hitl.questions import (
+    RETRY,
+    asked_question,
+    failure_question,
+    task_output_question,
+)
 from oldnew.memory.learning import (
     CoderContext,
+    clip,
     coder_context,
     fix_hints,
     fix_summary,
@@ -241,10 +249,15 @@ def _read_tool(ctx: Context) -> list[type[ReadFile]]:
     return [ReadFile] if ctx.max_file_reads > 0 else []
 
 
-def _escalation(state: TaskState, question: Question, calls: int) -> dict[str, Any]:
+def _escalation(
+    state: TaskState, question: Question, calls: int, *, asked: bool = False
+) -> dict[str, Any]:
+    raised = question.model_dump()
+    if asked:
+        raised["asked_by"] = "coder"  # the answer is told to the coder as its question's
     return {
         "status": "waiting",
-        "question": question.model_dump(),
+        "question": raised,
         "questions_asked": state.get("questions_asked", 0) + 1,
         "model_calls": calls,
     }
@@ -291,6 +304,64 @@ def package_notes(ws: Workspace, tree: Path, state: TaskState) -> dict[str, list
     return {"declared": declared, "named": list(state.get("packages") or []), "rejected": rejected}
 
 
+_PACKAGE_KINDS = ("dependency", "dependency_blocked")
+MAX_FAILURE_CHARS = 1200
+"""The previous attempt's failure is shown up to about this size (cut at a line or word)."""
+MAX_FAILURE_DIAGNOSTICS = 5
+
+
+def retry_note(state: TaskState) -> dict[str, Any] | None:
+    """Return what the coder is told of the attempt before this one, if a person was asked.
+
+    A person's answer to the model's own question; a decision on packages; a plain retry
+    after a failure; or a person's guidance after one. The last two show the failure
+    briefly (what the question said, the last validation's first findings), and say when it
+    was the answer's format, not its code.
+    """
+    answer = state.get("answer")
+    if not answer:
+        return None
+    kind = answer.get("kind")
+    note: dict[str, Any] = {
+        "why": "asked",
+        "question": answer.get("question", ""),
+        "answer": answer.get("answer", ""),
+        "failure": "",
+        "format": kind == "model_output",
+        "diagnostics": [],
+    }
+    if answer.get("asked") or "kind" not in answer:
+        return note  # the model's own question (or an answer recorded before kinds were)
+    if kind in _PACKAGE_KINDS:
+        return {**note, "why": "packages"}
+    note["failure"] = clip(
+        str(answer.get("detail") or answer.get("question", "")), MAX_FAILURE_CHARS
+    )
+    note["diagnostics"] = list(state.get("diagnostics") or [])[:MAX_FAILURE_DIAGNOSTICS]
+    note["why"] = "retry" if answer.get("answer") == RETRY else "guidance"
+    return note
+
+
+def gate_rules(ctx: Context, tree: Path, stack: str) -> Rules:
+    """Return the rules the run's quality profile holds the code in ``tree`` to."""
+    profile = resolve_profile(
+        ctx.quality, coverage_min=ctx.coverage_min, complexity_max=ctx.complexity_max
+    )
+    return rules_for(profile, tree, stack=stack, timeout=ctx.test_timeout)
+
+
+def system_prompt(state: TaskState, task: PlannedTask, deps: str, rules: Rules) -> str:
+    """Return the coder's (and fixer's) system prompt: the task's role, stack and rules."""
+    return render(
+        "coder_system",
+        role=task.role,
+        project=state.get("project", ""),
+        deps=deps,
+        stack=state.get("stack") or "python",
+        rules=rules,
+    )
+
+
 def _coder_messages(
     state: TaskState,
     task: PlannedTask,
@@ -300,17 +371,10 @@ def _coder_messages(
     packages: dict[str, list[str]],
     deps: str,
     reads: int,
+    rules: Rules,
 ) -> list[BaseMessage]:
     return [
-        SystemMessage(
-            render(
-                "coder_system",
-                role=task.role,
-                project=state.get("project", ""),
-                deps=deps,
-                stack=state.get("stack") or "python",
-            )
-        ),
+        SystemMessage(system_prompt(state, task, deps, rules)),
         HumanMessage(
             render(
                 "coder_user",
@@ -322,7 +386,7 @@ def _coder_messages(
                 memory=recalled.memory,
                 lessons=recalled.lessons,
                 template=recalled.template,
-                answer=state.get("answer"),
+                retry=retry_note(state),
                 fresh_start=state.get("fresh_start"),
             )
         ),
@@ -372,8 +436,17 @@ async def code(
         [AskHuman, *_read_tool(ctx)]
     )
     packages = await asyncio.to_thread(package_notes, ws, tree, state)
+    rules = await asyncio.to_thread(gate_rules, ctx, tree, state.get("stack") or "python")
     messages = _coder_messages(
-        state, task, context, recalled, memory.available, packages, ctx.deps, ctx.max_file_reads
+        state,
+        task,
+        context,
+        recalled,
+        memory.available,
+        packages,
+        ctx.deps,
+        ctx.max_file_reads,
+        rules,
     )
     for shrunk in (False, True):
         try:
@@ -407,6 +480,7 @@ async def code(
                 packages,
                 ctx.deps,
                 ctx.max_file_reads,
+                rules,
             )
         except ModelOutputError as exc:
             question = task_output_question(state, exc)
@@ -415,7 +489,7 @@ async def code(
     if isinstance(result, AskHuman):
         question = asked_question(state, result)
         await aemit(ws, task=task.id, node="code", event="escalated", question=question.id)
-        return _escalation(state, question, calls)
+        return _escalation(state, question, calls, asked=True)
     await aemit(ws, task=task.id, node="code", event="wrote", files=sorted(result))
     return {
         "status": "validating",
@@ -463,16 +537,9 @@ async def fix(
         guidance=state.get("guidance"),
         known_fixes=hints,
     )
+    rules = await asyncio.to_thread(gate_rules, ctx, tree, state.get("stack") or "python")
     messages: list[BaseMessage] = [
-        SystemMessage(
-            render(
-                "coder_system",
-                role=task.role,
-                project=state.get("project", ""),
-                deps=ctx.deps,
-                stack=state.get("stack") or "python",
-            )
-        ),
+        SystemMessage(system_prompt(state, task, ctx.deps, rules)),
         HumanMessage(prompt),
     ]
     fixer = await aresolve_model("fixer", ctx, models)
