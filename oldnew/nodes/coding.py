@@ -25,18 +25,11 @@ from oldnew.deps.errors import DependencyError
 from oldnew.deps.ledger import Ledger
 from oldnew.errors import ModelOutputError, PathViolation
 from oldnew.fileblocks import parse_answer, parse_file_blocks
-from oldnew.gates.profiles import resolve_profile
-from oldnew.gates.rules import Rules, rules_for
+from oldnew.gates.rules import Rules
 from oldnew.graph.state import TaskState
-from oldnew.hitl.questions import (
-    RETRY,
-    asked_question,
-    failure_question,
-    task_output_question,
-)
+from oldnew.hitl.questions import asked_question, failure_question, task_output_question
 from oldnew.memory.learning import (
     CoderContext,
-    clip,
     coder_context,
     fix_hints,
     fix_summary,
@@ -46,6 +39,7 @@ from oldnew.memory.learning import (
 )
 from oldnew.memory.store import Memory
 from oldnew.models import ModelOverrides, aresolve_model
+from oldnew.nodes.briefing import gate_rules, retry_note, system_prompt
 from oldnew.nodes.common import aemit, aopen_workspace
 from oldnew.prompts import render
 from oldnew.recovery import policy
@@ -240,7 +234,7 @@ async def _files_from_model(
             problem = str(exc)
             if not (reply.tool_calls or reply.invalid_tool_calls):
                 history.append(reply)
-            history.append(HumanMessage(render("output_retry", problem=problem)))
+            history.append(HumanMessage(render("blocks_retry", problem=problem)))
     raise ModelOutputError(problem)
 
 
@@ -302,64 +296,6 @@ def package_notes(ws: Workspace, tree: Path, state: TaskState) -> dict[str, list
         if e.get("decision") == "rejected"
     ]
     return {"declared": declared, "named": list(state.get("packages") or []), "rejected": rejected}
-
-
-_PACKAGE_KINDS = ("dependency", "dependency_blocked")
-MAX_FAILURE_CHARS = 1200
-"""The previous attempt's failure is shown up to about this size (cut at a line or word)."""
-MAX_FAILURE_DIAGNOSTICS = 5
-
-
-def retry_note(state: TaskState) -> dict[str, Any] | None:
-    """Return what the coder is told of the attempt before this one, if a person was asked.
-
-    A person's answer to the model's own question; a decision on packages; a plain retry
-    after a failure; or a person's guidance after one. The last two show the failure
-    briefly (what the question said, the last validation's first findings), and say when it
-    was the answer's format, not its code.
-    """
-    answer = state.get("answer")
-    if not answer:
-        return None
-    kind = answer.get("kind")
-    note: dict[str, Any] = {
-        "why": "asked",
-        "question": answer.get("question", ""),
-        "answer": answer.get("answer", ""),
-        "failure": "",
-        "format": kind == "model_output",
-        "diagnostics": [],
-    }
-    if answer.get("asked") or "kind" not in answer:
-        return note  # the model's own question (or an answer recorded before kinds were)
-    if kind in _PACKAGE_KINDS:
-        return {**note, "why": "packages"}
-    note["failure"] = clip(
-        str(answer.get("detail") or answer.get("question", "")), MAX_FAILURE_CHARS
-    )
-    note["diagnostics"] = list(state.get("diagnostics") or [])[:MAX_FAILURE_DIAGNOSTICS]
-    note["why"] = "retry" if answer.get("answer") == RETRY else "guidance"
-    return note
-
-
-def gate_rules(ctx: Context, tree: Path, stack: str) -> Rules:
-    """Return the rules the run's quality profile holds the code in ``tree`` to."""
-    profile = resolve_profile(
-        ctx.quality, coverage_min=ctx.coverage_min, complexity_max=ctx.complexity_max
-    )
-    return rules_for(profile, tree, stack=stack, timeout=ctx.test_timeout)
-
-
-def system_prompt(state: TaskState, task: PlannedTask, deps: str, rules: Rules) -> str:
-    """Return the coder's (and fixer's) system prompt: the task's role, stack and rules."""
-    return render(
-        "coder_system",
-        role=task.role,
-        project=state.get("project", ""),
-        deps=deps,
-        stack=state.get("stack") or "python",
-        rules=rules,
-    )
 
 
 def _coder_messages(
