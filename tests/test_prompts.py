@@ -26,7 +26,8 @@ from oldnew.models import load_transcript
 from oldnew.nodes import coding
 from oldnew.nodes.briefing import retry_note, system_prompt
 from oldnew.prompts import render
-from oldnew.schemas import Plan, PlannedTask
+from oldnew.runs import resume_run, start_run
+from oldnew.schemas import Plan, PlannedTask, Scope
 from oldnew.testing import CallInfo, FunctionModel, call_tool, prompt_text
 from oldnew.workspace import Workspace
 
@@ -245,3 +246,39 @@ def test_every_stack_renders_with_the_rules(stack: str) -> None:
     )
     assert 'HOW YOUR WORK IS CHECKED (quality profile "default")' in prompt
     assert "FILE: scripts/run.sh (executable)" in prompt
+
+
+def test_a_retry_after_unusable_answers_says_so_not_that_a_person_answered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OLDNEW_QUALITY", "smoke")
+    good = (
+        "FILE: calc.py\n```python\ndef add(a: int, b: int) -> int:\n    return a + b\n```\n"
+        "FILE: tests/test_calc.py\n```python\nfrom calc import add\n\n\n"
+        "def test_add() -> None:\n    assert add(1, 2) == 3\n```\n"
+    )
+    task = {"id": "T1", "title": "calc", "description": "calc.py", "requirement_ids": ["F1"]}
+    scope = {"title": "calc", "summary": "s", "features": [{"id": "F1", "title": "add"}]}
+    coder: list[str] = []
+
+    def reply(messages: list[BaseMessage], info: CallInfo) -> Any:
+        if info.schema is Scope:
+            return scope
+        if info.schema is Plan:
+            return {"tasks": [task]}
+        coder.append(prompt_text(messages))
+        return good if "CHOSE TO TRY AGAIN" in coder[-1] else good.rsplit("```", 1)[0]
+
+    scope_file = tmp_path / "scope.md"
+    scope_file.write_text("A calculator library.\n")
+    ws = tmp_path / "ws"
+    out = asyncio.run(start_run(scope_file, ws, models=FunctionModel.per_role(reply)))
+    assert out.status == "waiting", out
+    (question,) = out.questions
+    answers = {question["id"]: "retry"}
+    out = asyncio.run(resume_run(ws, answers=answers, models=FunctionModel.per_role(reply)))
+    assert out.status == "delivered", out
+    retried = coder[-1]
+    assert "A PERSON ANSWERED YOUR QUESTION" not in retried
+    assert "the format of your answer, not its code" in retried
+    assert "the code block of tests/test_calc.py is not closed" in retried
