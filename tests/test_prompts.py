@@ -103,6 +103,29 @@ def test_the_example_prompts_state_the_rules_they_are_judged_by(
     assert fixer_prompt == snapshot(name="fixer T2")
 
 
+def test_the_dependency_example_prompt_shows_what_is_declared(
+    tmp_path: Path, snapshot: Any
+) -> None:
+    example = ROOT / "examples" / "mdreport"
+    replies = load_transcript(example / "transcript.toml")
+    plan = next(r.structured for r in replies if r.structured and "tasks" in r.structured)
+    task = next(t for t in plan["tasks"] if t["id"] == "T2")
+    ws = Workspace.create(tmp_path / "ws", "r1", {})
+    first = next(r.text for r in replies if r.role == "coder" and r.when == ("TASK T1:",))
+    _write(ws.worktree("T1"), first)
+    ws.commit_worktree("T1", "Markdown analysis")
+    ws.fast_forward_main("T1")
+    ws.remove_worktree("T1")
+    coder = FunctionModel(fn=_asks)
+    state = {"task": task, "workspace": str(ws.root), "project": "mdreport", "stack": "python"}
+    runtime = Runtime(context=Context(**SETTINGS))
+    asyncio.run(coding.code(state, runtime, models=coder))  # type: ignore[arg-type]
+    (prompt,) = _prompts(coder)
+    assert "DEPENDENCIES ALREADY DECLARED" in prompt and "- markdown >=3.5 (python, main)" in prompt
+    assert "--rootdir . -c pyproject.toml`" in prompt  # the project's own pytest config counts
+    assert prompt == snapshot(name="coder mdreport T2")
+
+
 def test_the_rules_come_from_the_profile_each_fact_from_one_place(tmp_path: Path) -> None:
     default, strict, smoke = PROFILES["default"], PROFILES["strict"], PROFILES["smoke"]
     text = "\n".join(rules_for(strict, tmp_path, stack="python", timeout=30).task)

@@ -472,6 +472,7 @@ async def fix(
         reads=ctx.max_file_reads,
         guidance=state.get("guidance"),
         known_fixes=hints,
+        packages=await asyncio.to_thread(package_notes, ws, tree, state),
     )
     rules = await asyncio.to_thread(gate_rules, ctx, tree, state.get("stack") or "python")
     messages: list[BaseMessage] = [
