@@ -19,7 +19,14 @@ from typer.testing import CliRunner
 
 from oldnew.cli import app
 from oldnew.context import Context
-from oldnew.memory.learning import MAX_LESSON_FIX, clip, coder_context, lesson_lines
+from oldnew.memory.learning import (
+    MAX_LESSON_FIX,
+    clip,
+    coder_context,
+    fix_hints,
+    lesson_lines,
+    signatures,
+)
 from oldnew.memory.signature import ErrorSignature, signature_of
 from oldnew.memory.store import FixRecord, Memory, MemoryEntry, tokens
 from oldnew.models import ScriptedChatModel, load_transcript
@@ -424,6 +431,26 @@ def test_lessons_are_distinct_cut_at_a_word_and_never_this_runs_own(tmp_path: Pa
         fix = line.split("-> fixed by: ", 1)[1]
         assert len(fix) <= MAX_LESSON_FIX
         assert fix.endswith((".", "`", " …")), fix  # whole, or cut at a word and marked
+
+
+def test_a_known_fix_says_whether_it_worked_in_this_run_or_an_earlier_one(tmp_path: Path) -> None:
+    diagnostics = ["calc.py:3: [ruff F401] `os` imported but unused"]
+    (sig,) = signatures(diagnostics)
+
+    async def scenario() -> list[str]:
+        async with AsyncSqliteStore.from_conn_string(str(tmp_path / "m.sqlite")) as store:
+            await store.setup()
+            await Memory(store, "run-1").record_fix(sig, "Removed the import.", "calc")
+            now = Memory(store, "run-2")
+            await now.record_fix(sig, "Used os.path in main.", "calc")
+            lines, _ = await fix_hints(now, diagnostics)
+            return lines
+
+    lines = asyncio.run(scenario())
+    assert sorted(line.split("\n  ")[1] for line in lines) == [
+        "worked earlier in this run: Used os.path in main.",
+        "worked in an earlier run: Removed the import.",
+    ]
 
 
 def test_near_duplicate_lessons_of_different_errors_are_one() -> None:

@@ -100,7 +100,8 @@ def _mypy(p: Profile, tree: Path) -> str:
     mode = "strict mode: every function fully annotated" if p.mypy_strict else "not strict"
     return (
         f"mypy: `mypy{strict} --explicit-package-bases .` ({mode}; the project's own mypy "
-        "configuration counts); any type error fails. A third-party package without type "
+        "configuration counts; src/ is on its search path when the project has one); any "
+        "type error fails. A third-party package without type "
         "hints needs its types-* stubs in the dev dependency group, or an "
         "ignore_missing_imports override."
     )
