@@ -250,6 +250,9 @@ def test_a_retry_says_what_happened_and_what_failed() -> None:
     assert text.count("[pytest] slow") == 5  # the first findings, briefly
     shown = text.split("pytest was stopped", 1)[1].split("\n", 1)[0]
     assert shown.endswith("word …") and len(shown) < 1300  # cut at a word, marked
+    mock = {**failure, "answer": "mock", "choice": "Build against a mock of the service"}
+    text = _retry_prompt(mock)
+    assert "A person chose: Build against a mock of the service" in text and "mock\n" not in text
     packages = {
         "question": "T1 wants left-pad",
         "answer": "A person rejected left-pad: ...",

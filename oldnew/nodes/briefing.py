@@ -44,6 +44,7 @@ def retry_note(state: TaskState) -> dict[str, Any] | None:
         "failure": "",
         "format": kind == "model_output",
         "diagnostics": [],
+        "choice": answer.get("choice", ""),
     }
     if answer.get("asked") or "kind" not in answer:
         return note  # the model's own question (or an answer recorded before kinds were)

@@ -53,6 +53,7 @@ async def escalate(state: TaskState) -> Command[Way]:
         question=question.get("id"),
         answer=answer,
     )
+    offered = question.get("options") or []
     answered: dict[str, Any] = {
         "question": None,
         # What the coder is told on its next attempt: the answer, and what it answers.
@@ -62,6 +63,7 @@ async def escalate(state: TaskState) -> Command[Way]:
             "kind": question.get("kind"),
             "asked": question.get("asked_by") == "coder",
             "detail": str(question.get("detail", ""))[:2000],
+            "choice": next((o.get("label", "") for o in offered if o.get("key") == answer), ""),
         },
     }
     if answer == SKIP:
