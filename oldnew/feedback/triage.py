@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from oldnew.milestones import fix_role
 from oldnew.planning.checks import plan_problems
 from oldnew.planning.graphops import add_dependency, ancestors, rename
 from oldnew.planning.planner import Planner
@@ -155,7 +156,7 @@ def _bug_report(out: Applied, item_text: str, fid: str, view: RunView) -> None:
         description=render(
             "feedback_bug", report=item_text, change=triage.change, feedback_id=fid
         ).strip(),
-        role="backend",
+        role=fix_role([by_id[t] for t in targets], files, "backend"),
         files=files,
         requirement_ids=reqs,
         phase=next((by_id[t].phase for t in targets if by_id[t].phase), None),
