@@ -377,7 +377,7 @@ def gate_mutation(run: GateRun) -> Outcome:
     return check, diags
 
 
-_KINDS_IN_WORDS = (
+KINDS_IN_WORDS = (
     "comparisons, boolean and arithmetic operators, augmented assignments, returned values, "
     "call statements and values a function assigns"
 )
@@ -417,7 +417,7 @@ def _nothing_run(valid: list[Mutant], found: Survey) -> Outcome:
                 where.split(":", 1)[0],
                 int(where.rsplit("line ", 1)[1].rstrip(")")),
                 f"no mutant could be made of {where}: the mutation check cannot judge its "
-                f"tests (it changes {_KINDS_IN_WORDS}, and this function has none)",
+                f"tests (it changes {KINDS_IN_WORDS}, and this function has none)",
                 "no-mutant",
             )
             for where in found.unjudged
@@ -430,7 +430,7 @@ def _nothing_run(valid: list[Mutant], found: Survey) -> Outcome:
         return check, diags
     reason = (
         "nothing to mutate: the project's code computes nothing (only constants, imports, "
-        f"docstrings and empty declarations; no {_KINDS_IN_WORDS}), so no mutant can judge "
+        f"docstrings and empty declarations; no {KINDS_IN_WORDS}), so no mutant can judge "
         "its tests; reported as not run, never as passed"
     )
     return Check("mutation", "not_run", [], None, 0.0, reason, required=False, metrics=metrics), []

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
+from oldnew.gates import mutation
 from oldnew.gates import web as web_gates
 from oldnew.gates.lint import has_ruff_config
 from oldnew.gates.profiles import Profile
@@ -111,8 +112,9 @@ def _mutation(p: Profile, tree: Path) -> str:
     share = f" and on at least {p.mutation_min_score:.0%} of them" if p.mutation_min_score else ""
     return (
         f"mutation: up to {p.mutants} small deliberate changes (mutants) of your code, each "
-        f"on a line the tests run; the tests must fail on at least one{share}: assert exact "
-        "results, not only that the code runs."
+        f"on a line the tests run (it changes {mutation.KINDS_IN_WORDS}); the tests must "
+        f"fail on at least one{share}: assert exact results, not only that the code runs. "
+        "Code the tests never run, or code no mutant can be made of, fails this check."
     )
 
 
