@@ -726,6 +726,97 @@ def preview_app(
     console.print(f"stop it with 'oldnew preview --workspace {workspace} --stop'")
 
 
+# -- oldnew eval: a suite of cases, each judged by its hidden acceptance tests ---------------
+
+
+@app.command("eval")
+def eval_suite(
+    suite_dir: Annotated[
+        Path,
+        typer.Argument(
+            help="The suite: one folder per case, each with scope.md, an acceptance/ folder "
+            "of pytest tests hidden from the run, and optionally files/ (supporting files)."
+        ),
+    ],
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="Model spec for every case: 'openai:<model>', or 'scripted:FILE' where a "
+            "relative FILE is each case's own transcript ('scripted:transcript.toml' reads "
+            "CASE/transcript.toml). Env: OLDNEW_MODEL.",
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="New or empty folder for results.json, results.md and each case's "
+            "workspace; default SUITE_DIR/results/<UTC timestamp>.",
+        ),
+    ] = None,
+    quality: Annotated[
+        str | None,
+        typer.Option("--quality", help="Gate profile of the runs: strict, default, fast or smoke."),
+    ] = None,
+    budget_tokens: TokensOpt = None,
+    budget_cost: CostOpt = None,
+    deps: Annotated[
+        str | None,
+        typer.Option(
+            "--deps", help="New packages: 'auto' (default here: nobody is asked) or 'off'."
+        ),
+    ] = None,
+    package_index: IndexOpt = None,
+) -> None:
+    """Run every case of SUITE_DIR and print how each went, judged by its hidden tests.
+
+    Each case runs as 'oldnew run' would, in a fresh workspace, asking nobody: clarifications
+    take their defaults, approvals are given, new packages approved, memory off. A case that
+    stops for a question is reported blocked, with the question. Then its hidden acceptance
+    tests run on the delivered tree, in the sandbox, in an environment built from its lock.
+    The table (case, delivered or blocked, acceptance tests passed of total, fix rounds,
+    tokens, cost, wall time, questions) is printed and written as results.json and
+    results.md. Budget caps apply to each case.
+
+    Exit 0 when the suite ran, whatever its cases did (a case that fails or blocks is a
+    result, not an error); 2 when it cannot run: no case, a case without scope.md or
+    acceptance tests, a model spec that does not resolve, a bad setting.
+    """
+    from oldnew.eval import CAPTION, COLUMNS, cells, evaluate, totals
+
+    overrides = {
+        "quality": quality,
+        "budget_tokens": budget_tokens,
+        "budget_cost": budget_cost,
+        "deps": deps,
+        "package_index": package_index,
+    }
+    try:
+        result = asyncio.run(
+            evaluate(suite_dir, model=model, out=out, overrides=overrides, progress=console.print)
+        )
+    except OldnewError as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(EXIT_USAGE) from None
+    table = Table(title=f"oldnew eval {suite_dir}", caption=CAPTION)
+    for col in COLUMNS:  # the result says what blocked a case: it wraps, the numbers do not
+        table.add_column(
+            col, no_wrap=col not in ("result", "tests"), min_width=9 if col == "result" else None
+        )
+    for row in result.rows:
+        table.add_row(*(escape(c) for c in cells(row)))
+    console.print(table)
+    t = totals(result.rows)
+    console.print(
+        f"{t['delivered']} of {t['cases']} cases delivered; acceptance tests "
+        f"{t['acceptance_passed']}/{t['acceptance_total']} passed; {result.seconds:.1f} s"
+    )
+    for path in result.files:
+        console.print(f"written: {path}")
+
+
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks of the whole graph.")
 app.add_typer(bench_app, name="bench")
 

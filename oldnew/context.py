@@ -384,6 +384,16 @@ class Context:
         default=10.0,
         metadata={"description": "Seconds a notification hook may take before it is given up."},
     )
+    # -- planning from the person's words (issue 16) --
+    plan_scope_tokens: int = field(
+        default=8000,
+        metadata={
+            "description": "Tokens of the person's scope text a planning prompt carries beside "
+            "the extracted requirements (4 characters a token): the whole text of a short "
+            "scope, the sections a long one's requirements came from; what does not fit is "
+            "listed as left out. Env: OLDNEW_PLAN_SCOPE_TOKENS."
+        },
+    )
 
     def __post_init__(self, gates: str | None) -> None:
         """Fill unset fields from ``OLDNEW_<FIELD>`` environment variables, then check them.
@@ -504,6 +514,7 @@ LIMITS: dict[str, Limit] = {
     "install_timeout": Limit(False, 0, above=True),
     "max_packages": Limit(True, 0, note="0: no cap"),
     "max_install_mb": Limit(False, 0, note="0: no cap"),
+    "plan_scope_tokens": Limit(True, 0, note="0: the text is not shown"),
 }
 """Every numeric setting of Context and the values it allows; checked when a Context is made."""
 OPTIONAL = frozenset({"coverage_min", "complexity_max"})

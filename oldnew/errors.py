@@ -86,3 +86,10 @@ class BudgetExceeded(OldnewError):
             "cap": self.cap,
             "task": self.task,
         }
+
+
+class SuiteError(UsageError):
+    """An evaluation suite cannot run as laid out (no case, a case without its scope file).
+
+    Raised before any case runs; the message names the folder and what to add or move.
+    """

@@ -7,7 +7,15 @@ The format the prompts ask for::
     ...whole file...
     ```
 
+    FILE: scripts/run.sh (executable)
+    ```bash
+    ...a script git records as executable (mode 100755)...
+    ```
+
     DELETE: old_module.py
+
+``(executable)`` after a FILE: path asks for the executable bit; a file rewritten without it
+keeps the mode it has.
 
 A file that itself holds fenced blocks (a README with code examples) is fenced with a longer
 fence (````): a block ends only at a fence of its own character at least as long as the one
@@ -21,6 +29,7 @@ Code is never wrapped in JSON (aider measured that JSON-wrapped code costs pass 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 
 from oldnew.errors import ModelOutputError
 
@@ -29,7 +38,12 @@ MAX_ANSWER_CHARS = 2_000_000
 MAX_FILE_CHARS = 500_000
 """A longer file is refused: generated source files are far smaller."""
 
-_HEADER = re.compile(r"^\s*(?:#+\s*)?(?:\*\*)?(FILE|DELETE):\s*`?([^`*]+?)`?(?:\*\*)?\s*$")
+EXECUTABLE = "(executable)"
+"""Written after a FILE: path, asks for the executable bit (``FILE: run.sh (executable)``)."""
+_HEADER = re.compile(
+    r"^\s*(?:#+\s*)?(?:\*\*)?(FILE|DELETE):\s*`?([^`*]+?)`?(?:\*\*)?"
+    r"(?:\s+((?i:\(executable\))))?(?:\*\*)?\s*$"
+)
 _FENCE = re.compile(r"^\s*(`{3,}|~{3,})")
 _BACKTICKS = re.compile(r"^[ \t]*(`{3,})", re.MULTILINE)
 
@@ -66,8 +80,57 @@ def _left_behind(lines: list[str], i: int, path: str, mark: str) -> None:
         i += 1
 
 
+@dataclass(frozen=True)
+class Answer:
+    """What a model's answer asks to write."""
+
+    files: dict[str, str | None]
+    """Path -> new content, None to delete."""
+    executable: frozenset[str] = field(default_factory=frozenset)
+    """The paths whose header asked for the executable bit."""
+
+
+def _block(lines: list[str], i: int, path: str) -> tuple[int, str]:
+    """Return where the code block of ``path`` (from line ``i``) ends, and its text.
+
+    Raises:
+        ModelOutputError: no fence opens it, none closes it, or it ended early.
+
+    """
+    while i < len(lines) and not lines[i].strip():
+        i += 1
+    fence = _FENCE.match(lines[i]) if i < len(lines) else None
+    if fence is None:
+        raise ModelOutputError(f"FILE: {path} is not followed by a ``` code fence")
+    mark = fence.group(1)
+    i += 1
+    body: list[str] = []
+    # Only a fence of the same character, at least as long, and nothing else closes it.
+    while i < len(lines) and not (
+        lines[i].strip().startswith(mark) and set(lines[i].strip()) == {mark[0]}
+    ):
+        body.append(lines[i])
+        i += 1
+    if i >= len(lines):
+        raise ModelOutputError(f"the code block of {path} is not closed (answer cut off?)")
+    i += 1
+    _left_behind(lines, i, path, mark)
+    text = "\n".join(body) + "\n"
+    if len(text) > MAX_FILE_CHARS:
+        raise ModelOutputError(
+            f"{path} is {len(text):,} characters, over the {MAX_FILE_CHARS:,} "
+            "limit for one file; split it into smaller modules"
+        )
+    return i, text
+
+
 def parse_file_blocks(text: str) -> dict[str, str | None]:
-    """Return path -> new content (None to delete) from ``text``.
+    """Return path -> new content (None to delete) from ``text`` (see :func:`parse_answer`)."""
+    return parse_answer(text).files
+
+
+def parse_answer(text: str) -> Answer:
+    """Return the files ``text`` gives and the ones it asks to be executable.
 
     Raises:
         ModelOutputError: no block found, a block is not closed (a truncated answer) or ended
@@ -82,6 +145,7 @@ def parse_file_blocks(text: str) -> dict[str, str | None]:
         )
     lines = text.splitlines()
     files: dict[str, str | None] = {}
+    executable: set[str] = set()
     i = 0
     while i < len(lines):
         match = _HEADER.match(lines[i])
@@ -92,35 +156,19 @@ def parse_file_blocks(text: str) -> dict[str, str | None]:
         if path in files:
             raise ModelOutputError(f"{path} appears twice; give each file once")
         if verb == "DELETE":
+            if match.group(3):
+                raise ModelOutputError(
+                    f"DELETE: {path} {EXECUTABLE}: a deleted file has no mode; write "
+                    f"'DELETE: {path}' alone, or 'FILE: {path} {EXECUTABLE}' with its content"
+                )
             files[path] = None
             continue
-        while i < len(lines) and not lines[i].strip():
-            i += 1
-        fence = _FENCE.match(lines[i]) if i < len(lines) else None
-        if fence is None:
-            raise ModelOutputError(f"FILE: {path} is not followed by a ``` code fence")
-        mark = fence.group(1)
-        i += 1
-        body: list[str] = []
-        # Only a fence of the same character, at least as long, and nothing else closes it.
-        while i < len(lines) and not (
-            lines[i].strip().startswith(mark) and set(lines[i].strip()) == {mark[0]}
-        ):
-            body.append(lines[i])
-            i += 1
-        if i >= len(lines):
-            raise ModelOutputError(f"the code block of {path} is not closed (answer cut off?)")
-        i += 1
-        _left_behind(lines, i, path, mark)
-        files[path] = "\n".join(body) + "\n"
-        if len(files[path] or "") > MAX_FILE_CHARS:
-            raise ModelOutputError(
-                f"{path} is {len(files[path] or ''):,} characters, over the {MAX_FILE_CHARS:,} "
-                "limit for one file; split it into smaller modules"
-            )
+        if match.group(3):
+            executable.add(path)
+        i, files[path] = _block(lines, i, path)
     if not files:
         raise ModelOutputError(
             "no file blocks found; give each file as a line 'FILE: <path>' followed by the "
             "whole file in a ``` fence"
         )
-    return files
+    return Answer(files, frozenset(executable))

@@ -21,7 +21,8 @@ Every function here reads state; none writes anything.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 from oldnew.schemas import PHASES, WEB_STACKS, Plan, PlannedTask
@@ -104,6 +105,19 @@ def holds_later_phases(state: Mapping[str, Any], plan: Plan) -> bool:
     return _record(state, "mvp").get("status") not in SETTLED
 
 
+def fix_role(tasks: Iterable[PlannedTask], files: Iterable[str], default: str) -> str:
+    """Return the role a task that fixes ``files`` keeps: that of the tasks that wrote them.
+
+    The role of most of the files among ``tasks`` (a fix of a README is the docs writer's);
+    with no file in common, the role most of ``tasks`` have; with no task, ``default``.
+    """
+    wanted, tasks = set(files), list(tasks)
+    counts = Counter(t.role for t in tasks for f in t.files if f in wanted)
+    if not counts:
+        counts = Counter(t.role for t in tasks)
+    return counts.most_common(1)[0][0] if counts else default
+
+
 def fix_task(
     plan: Plan, name: str, ids: list[str], round_no: int, findings: list[str], files: list[str]
 ) -> PlannedTask:
@@ -126,7 +140,7 @@ def fix_task(
             f"app: the app started, its browser tests, accessibility, Lighthouse and load).\n"
             f"Findings:\n{shown}"
         ),
-        role="frontend",
+        role=fix_role([t for t in plan.tasks if t.id in ids], files, "frontend"),
         files=files,
         requirement_ids=sorted({r for t in plan.tasks if t.id in ids for r in t.requirement_ids}),
         phase=name if is_phased(plan) else None,  # type: ignore[arg-type]

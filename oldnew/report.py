@@ -61,6 +61,7 @@ def build_report(state: dict[str, Any], ws: Workspace, final: dict[str, Any]) ->
                 "fix_rounds": t.get("fix_rounds", 0),
                 "evidence": t.get("evidence"),
                 "excused": _excused_count(ws, t.get("evidence")),
+                "regression": regression_summary(ws, t["id"]),
                 "superseded_by": t.get("superseded_by"),
             }
             for t in delivered
@@ -138,6 +139,23 @@ def _excused_count(ws: Workspace, evidence: str | None) -> int:
     except (OSError, ValueError):
         return 0
     return len(data.get("excused") or [])
+
+
+def regression_summary(ws: Workspace, task_id: str) -> str | None:
+    """Return what the regression gate found for a bug fix, from the newest evidence it ran in.
+
+    None for a task that fixes no reported bug (none of its evidence ran the gate).
+    """
+    for path in sorted((ws.meta / "evidence").glob(f"{task_id}-*.json"), reverse=True):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        for check in data.get("checks") or []:
+            if check.get("name") == "regression":
+                where = path.relative_to(ws.root)
+                return f"{check['status']}: {check['summary']} (evidence `{where}`)"
+    return None
 
 
 def gate_lines(final: dict[str, Any]) -> list[dict[str, Any]]:
@@ -301,6 +319,7 @@ def _tasks_markdown(report: dict[str, Any]) -> list[str]:
                 else ""
             )
             + (f" (superseded by {d['superseded_by']})" if d.get("superseded_by") else "")
+            + (f"; regression test {d['regression']}" if d.get("regression") else "")
         )
     lines += ["", "## Blocked", ""]
     if not report["blocked"]:

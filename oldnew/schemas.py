@@ -39,6 +39,11 @@ class Feature(BaseModel):
         "makes it better, 'could' for polish.",
     )
     source: str = Field(default="", description="Heading of the scope section it comes from.")
+    sections: SkipJsonSchema[list[int]] = Field(
+        default_factory=list,
+        description="Set by oldnew, never the model: the numbers of the scope sections "
+        "(``Scope.sections``) this requirement was read from.",
+    )
 
 
 class ScopeItem(Feature):
@@ -113,6 +118,15 @@ class Clarification(BaseModel):
         return value if value in kinds else "missing_detail"
 
 
+class SourceSection(BaseModel):
+    """Where one section of the scope text was read from: a span of the text read."""
+
+    index: int = Field(description="1-based number of the section.")
+    heading: str = Field(default="", description="The headings above it, outermost first.")
+    start: int = Field(description="Offset of its first character in the text read.")
+    end: int = Field(description="Offset just past its last character.")
+
+
 class Scope(BaseModel):
     """What the user asked for, as the scope node understood it."""
 
@@ -166,6 +180,11 @@ class Scope(BaseModel):
         default_factory=list,
         description="At most 3 specific questions whose answers would change what is built, "
         "each with options and a proposed default; empty when the scope is clear enough.",
+    )
+    sections: SkipJsonSchema[list[SourceSection]] = Field(
+        default_factory=list,
+        description="Set by oldnew, never the model: the sections the scope text was read "
+        "in (one for a short scope), so the planner can show a requirement's own words.",
     )
     _dropped: list[str] = PrivateAttr(default_factory=list)
     """Why clarifications of the model's answer were left out (malformed ones)."""
@@ -229,6 +248,12 @@ class PlannedTask(BaseModel):
         description="Set by oldnew, not the planner: the milestone whose gate set (browser "
         "tests, accessibility, Lighthouse, load) validates this task, for a task that fixes "
         "what that milestone's gates found.",
+    )
+    regression_test: bool = Field(
+        default=False,
+        description="Set by oldnew for a task that fixes a reported bug: it must add a test "
+        "that fails on the code before the task and passes after (the regression gate runs it "
+        "on both).",
     )
 
 

@@ -25,7 +25,7 @@ import os
 import shutil
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -609,13 +609,17 @@ class Workspace:
     # -- files -----------------------------------------------------------------------------
 
     @staticmethod
-    def write_files(base: Path, files: Mapping[str, str | None]) -> list[str]:
+    def write_files(
+        base: Path, files: Mapping[str, str | None], executable: Collection[str] = ()
+    ) -> list[str]:
         """Write ``files`` (path -> text, None deletes) under ``base``, all or nothing.
 
         Every path is checked before anything is written, so a violation leaves no trace.
         In a checkout the files written are staged at once, whatever the ignore rules say
         (a repository's ``.gitignore`` may match a file the task needs): what oldnew writes
         is validated and committed with the task, never left out of either silently.
+        The ``executable`` paths get the executable bit, on disk and in the index (mode
+        100755, whatever the repository's ``core.fileMode``); a file rewritten keeps its mode.
         """
         targets = {path: resolve_inside(base, path) for path in files}
         _refuse_git_dirs(
@@ -628,8 +632,13 @@ class Workspace:
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(text, encoding="utf-8")
+            if path in executable:
+                mode = target.stat().st_mode
+                target.chmod(mode | (mode & 0o444) >> 2)  # executable wherever readable
         if (base / ".git").exists():
             _index(base, ["add", "-f"], [p for p, t in files.items() if t is not None])
+            marked = [p for p in executable if files.get(p) is not None]
+            _index(base, ["update-index", "--chmod=+x"], sorted(marked))
             _index(
                 base,
                 ["rm", "-q", "--cached", "--ignore-unmatch"],

@@ -113,6 +113,50 @@ def test_short_title_is_kept():
 
 CLARIFY = "Dates in any future output are ISO 8601, in UTC."
 
+CAP = "todo add keeps a 500-character title; titles must be capped at 200 characters."
+MODEL = next(r["text"] for r in EXAMPLE_REPLIES if "FILE: todo/model.py" in r.get("text", ""))
+MODEL = MODEL.split("FILE: todo/model.py\n```python\n", 1)[1].split("\n```", 1)[0]
+CAPPED = MODEL.replace(
+    '            raise ValueError("a to-do needs a title")\n',
+    '            raise ValueError("a to-do needs a title")\n'
+    "        if len(title) > 200:\n"
+    '            raise ValueError("a title has at most 200 characters")\n',
+)
+# The coder's test checks what already worked: it passes before the fix, reproducing nothing.
+CAP_FIX = f"""Titles are capped at 200 characters.
+
+FILE: todo/model.py
+```python
+{CAPPED}
+```
+
+FILE: tests/test_title_cap.py
+```python
+import pytest
+
+from todo.model import TodoList
+
+
+def test_blank_title_is_rejected():
+    with pytest.raises(ValueError):
+        TodoList().add("   ")
+```
+"""
+CAP_TEST = """The new test now reproduces the report.
+
+FILE: tests/test_title_cap.py
+```python
+import pytest
+
+from todo.model import TodoList
+
+
+def test_long_title_is_rejected():
+    with pytest.raises(ValueError):
+        TodoList().add("x" * 500)
+```
+"""
+
 
 def _triage(when: str, **structured: Any) -> dict[str, Any]:
     return {"role": "planner", "when": ["FEEDBACK fb", when], "structured": structured}
@@ -152,6 +196,15 @@ FEEDBACK_REPLIES: list[dict[str, Any]] = [
         change="add() must reject titles longer than 200 characters.",
     ),
     {"role": "coder", "when": ["TASK fb1-fix1:", "FAILING EVIDENCE", BUG], "text": BUG_FIX},
+    _triage(
+        CAP,
+        kind="bug_report",
+        summary="long titles are kept",
+        affected_tasks=["T1"],
+        change="add() must reject titles longer than 200 characters.",
+    ),
+    {"role": "coder", "when": ["TASK fb1-fix1:", "FAILING EVIDENCE", CAP], "text": CAP_FIX},
+    {"role": "fixer", "when": ["TASK fb1-fix1:", "does not reproduce the bug"], "text": CAP_TEST},
     _triage(CLARIFY, kind="clarification", summary="dates are ISO 8601 in UTC"),
     # Triage that never fits the schema: the run asks a person instead of crashing.
     _triage("GARBLED", kind="complaint", summary="?"),
@@ -266,8 +319,45 @@ def test_bug_report_adds_a_fix_task_with_the_report_as_evidence(tmp_path: Path) 
     assert _started(_events(ws)[events_before:]) == ["fb1-fix1"]
     fix = next(t for t in _values(ws)["plan"]["tasks"] if t["id"] == "fb1-fix1")
     assert BUG in fix["description"] and "FAILING EVIDENCE" in fix["description"]
-    assert "T1" in fix["depends_on"]
+    assert "T1" in fix["depends_on"] and fix["regression_test"]
     assert (ws / "tests" / "test_limits.py").is_file()
+    # Its new tests ran on the code before the fix: they import a module the fix adds.
+    evidence = json.loads((ws / ".oldnew" / "evidence" / "fb1-fix1-01.json").read_text())
+    regression = next(c for c in evidence["checks"] if c["name"] == "regression")
+    assert regression["status"] == "passed"
+    assert {(t["id"], t["before"], t["after"]) for t in regression["metrics"]["tests"]} == {
+        ("tests/test_limits.py::test_long_title_is_rejected", "import error", "passed"),
+        ("tests/test_limits.py::test_short_title_is_kept", "import error", "passed"),
+    }
+
+
+def test_a_bug_fix_whose_test_passes_before_the_fix_goes_back_to_the_fixer(
+    tmp_path: Path,
+) -> None:
+    ws = _delivered(tmp_path)
+
+    out = asyncio.run(submit_feedback(ws, CAP))
+
+    assert out.status == "delivered"
+    evidence = ws / ".oldnew" / "evidence"
+    first = json.loads((evidence / "fb1-fix1-01.json").read_text())
+    regression = next(c for c in first["checks"] if c["name"] == "regression")
+    assert regression["status"] == "failed" and not first["passed"]
+    assert regression["metrics"]["tests"][0]["before"] == "passed"
+    (finding,) = [d for d in first["diagnostics"] if d["tool"] == "regression"]
+    assert finding["file"] == "tests/test_title_cap.py"
+    assert "passes on the tree before your change" in finding["message"]
+    second = json.loads((evidence / "fb1-fix1-02.json").read_text())
+    regression = next(c for c in second["checks"] if c["name"] == "regression")
+    assert regression["status"] == "passed" and second["passed"]
+    assert regression["metrics"]["reproduced"] == [
+        "tests/test_title_cap.py::test_long_title_is_rejected"
+    ]
+    report, md = _report(ws)
+    fix = next(d for d in report["delivered"] if d["task"] == "fb1-fix1")
+    assert fix["regression"].startswith("passed: 1 of 1 new tests fail on the tree before")
+    assert "fb1-fix1-02.json" in fix["regression"] and fix["regression"] in md
+    assert all(d["regression"] is None for d in report["delivered"] if d["task"] != "fb1-fix1")
 
 
 def test_clarification_becomes_a_decision_and_runs_nothing(tmp_path: Path) -> None:

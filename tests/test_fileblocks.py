@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from oldnew.errors import ModelOutputError
-from oldnew.fileblocks import fence_for, fenced, parse_file_blocks
+from oldnew.fileblocks import fence_for, fenced, parse_answer, parse_file_blocks
 from oldnew.prompts import render
 from oldnew.runs import start_run
+from oldnew.workspace import Workspace
 
 README = """# calc
 
@@ -110,3 +113,75 @@ def test_the_coder_is_told_the_rule_and_asked_again_when_a_block_ends_early(
     out = asyncio.run(start_run(scope_file, ws, context={"model": f"scripted:{path}"}))
     assert out.status == "delivered", out
     assert (ws / "README.md").read_text() == README
+
+
+def test_an_executable_bit_is_asked_for_in_the_header() -> None:
+    answer = (
+        "FILE: scripts/run.sh (executable)\n```bash\n#!/bin/sh\necho hi\n```\n"
+        "**FILE: `bin/tool` (Executable)**\n```\n#!/bin/sh\n```\n"
+        "FILE: notes (executable).md\n```\nnot a header suffix\n```\n"
+        "FILE: lib.py\n```python\nX = 1\n```\n"
+    )
+    parsed = parse_answer(answer)
+    assert parsed.executable == {"scripts/run.sh", "bin/tool"}
+    assert set(parsed.files) == {"scripts/run.sh", "bin/tool", "notes (executable).md", "lib.py"}
+    assert parsed.files["scripts/run.sh"] == "#!/bin/sh\necho hi\n"
+    with pytest.raises(ModelOutputError, match="a deleted file has no mode"):
+        parse_answer("DELETE: old.sh (executable)\n")
+
+
+def _git(tree: Path, *args: str) -> str:
+    out = subprocess.run(["git", *args], cwd=tree, capture_output=True, text=True, check=True)
+    return out.stdout
+
+
+def test_an_executable_file_is_written_and_staged_as_mode_100755(tmp_path: Path) -> None:
+    _git(tmp_path, "init", "-q")
+    _git(tmp_path, "config", "core.fileMode", "false")  # git would not see the bit itself
+    files = {"run.sh": "#!/bin/sh\n", "lib.py": "X = 1\n"}
+    Workspace.write_files(tmp_path, files, executable={"run.sh"})
+    assert os.access(tmp_path / "run.sh", os.X_OK)
+    assert not os.access(tmp_path / "lib.py", os.X_OK)
+    listed = _git(tmp_path, "ls-files", "-s").splitlines()
+    staged = {line.split("\t")[1]: line.split()[0] for line in listed}
+    assert staged == {"run.sh": "100755", "lib.py": "100644"}
+    # Rewritten without the mark, a file keeps its mode.
+    Workspace.write_files(tmp_path, {"run.sh": "#!/bin/sh\necho 2\n"})
+    assert os.access(tmp_path / "run.sh", os.X_OK)
+
+
+def test_a_script_asked_executable_is_delivered_executable_after_an_unbalanced_answer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OLDNEW_QUALITY", "smoke")
+    good = (
+        "FILE: calc.py\n```python\ndef add(a: int, b: int) -> int:\n    return a + b\n```\n"
+        "FILE: tests/test_calc.py\n```python\nfrom calc import add\n\n\n"
+        "def test_add() -> None:\n    assert add(1, 2) == 3\n```\n"
+        "FILE: scripts/check.sh (executable)\n```sh\n#!/bin/sh\ntest -f calc.py\n```\n"
+        # The project's own test command runs the script: it must be executable there too.
+        'FILE: pyproject.toml\n```toml\n[project]\nname = "calc"\nversion = "0.1.0"\n\n'
+        '[tool.oldnew]\ntest = "./scripts/check.sh"\n```\n'
+    )
+    unbalanced = good.rsplit("```", 1)[0]  # the last block is never closed
+    scope = {"title": "calc", "summary": "s", "features": [{"id": "F1", "title": "add"}]}
+    task = {"id": "T1", "title": "calc", "description": "calc.py", "requirement_ids": ["F1"]}
+    replies = [
+        {"role": "planner", "when": ["return a Scope"], "structured": scope},
+        {"role": "planner", "when": ["into a Plan"], "structured": {"tasks": [task]}},
+        # Asked again with the exact problem: the block that was not closed.
+        {"role": "coder", "when": ["TASK T1:", "pyproject.toml is not closed"], "text": good},
+        {"role": "coder", "when": ["TASK T1:"], "text": unbalanced},
+    ]
+    path = tmp_path / "transcript.json"
+    path.write_text(json.dumps({"reply": replies}))
+    scope_file = tmp_path / "scope.md"
+    scope_file.write_text("A calculator library.\n")
+    ws = tmp_path / "ws"
+    out = asyncio.run(start_run(scope_file, ws, context={"model": f"scripted:{path}"}))
+    assert out.status == "delivered", out
+    assert os.access(ws / "scripts" / "check.sh", os.X_OK)
+    assert _git(ws, "ls-files", "-s", "scripts/check.sh").startswith("100755 ")
+    evidence = sorted((ws / ".oldnew" / "evidence").glob("T1-*.json"))[-1]
+    checks = {c["name"]: c for c in json.loads(evidence.read_text())["checks"]}
+    assert checks["project-tests"]["status"] == "passed", checks["project-tests"]

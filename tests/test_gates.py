@@ -254,7 +254,7 @@ def test_typescript_project_through_tsc_eslint_vitest(tmp_path: Path, node_modul
 def test_mutants_are_valid_code_on_lines_the_tests_run(tmp_path: Path) -> None:
     tree = _write(tmp_path / "p", CALC)
     sites = find_sites(tree, {"calc.py": {3, 8}})
-    assert {m.kind for m in sites} == {"arith", "compare"}
+    assert {m.kind for m in sites} == {"arith", "compare", "return"}
     assert all(m.file == "calc.py" for m in sites)  # never the tests
     for mutant in sites:
         changed = mutant.apply((tree / mutant.file).read_text())
@@ -283,9 +283,11 @@ def test_good_tests_kill_mutants_and_weak_tests_do_not(tmp_path: Path) -> None:
         weak, timeout=60, profile=_only("syntax", "imports", "pytest", "coverage", "mutation")
     )
     assert bad.check("mutation").status == "failed"  # type: ignore[union-attr]
-    (diag,) = [d for d in bad.diagnostics if d.tool == "mutation"]
-    assert diag.file == "calc.py" and diag.line == 3
-    assert "the tests still pass when `a + b` changed to `(a - b)`" in diag.message
+    diags = [d for d in bad.diagnostics if d.tool == "mutation"]
+    assert {(d.file, d.line) for d in diags} == {("calc.py", 3)}
+    messages = " ".join(d.message for d in diags)
+    assert "the tests still pass when `a + b` changed to `(a - b)`" in messages
+    assert "`return a + b` changed to `return None`" in messages
 
 
 # -- feedback for the fixer and questions for a person ----------------------------------------

@@ -18,8 +18,17 @@ from langgraph.store.sqlite.aio import AsyncSqliteStore
 from typer.testing import CliRunner
 
 from oldnew.cli import app
-from oldnew.memory.signature import signature_of
-from oldnew.memory.store import Memory, MemoryEntry, tokens
+from oldnew.context import Context
+from oldnew.memory.learning import (
+    MAX_LESSON_FIX,
+    clip,
+    coder_context,
+    fix_hints,
+    lesson_lines,
+    signatures,
+)
+from oldnew.memory.signature import ErrorSignature, signature_of
+from oldnew.memory.store import FixRecord, Memory, MemoryEntry, tokens
 from oldnew.models import ScriptedChatModel, load_transcript
 from oldnew.runs import resume_run, start_run
 
@@ -379,3 +388,89 @@ def test_plan_decisions_and_scope_constraints_reach_related_tasks(tmp_path: Path
     assert "slugs are ASCII only" in t3 and "they appear in URLs" in t3
     assert "slugs are ASCII only" not in t2
     assert "settings come from environment variables" in t2
+
+
+# -- lessons of earlier runs ----------------------------------------------------------------
+
+
+def test_lessons_are_distinct_cut_at_a_word_and_never_this_runs_own(tmp_path: Path) -> None:
+    task = "todo/storage.py: load and save the items as JSON"
+    long_fix = "Removed the unused import and kept the module small. " * 20
+
+    async def scenario() -> tuple[list[str], list[str]]:
+        async with AsyncSqliteStore.from_conn_string(str(tmp_path / "m.sqlite")) as store:
+            await store.setup()
+            earlier, now = Memory(store, "run-1"), Memory(store, "run-2")
+            unused = ErrorSignature("ruff", "F401", "`os` imported but unused")
+            for fix in (
+                "Removed the unused import os.",
+                "Removed the unused import `os`",
+                long_fix,
+            ):
+                await earlier.record_fix(unused, fix, task)  # one error, three near-same fixes
+            other = ErrorSignature("mypy", "arg-type", "Argument 1 has incompatible type")
+            await earlier.record_fix(other, "Passed a str, not a Path.", task)
+            # This run's own fix: in its run memory, never among the lessons of earlier runs.
+            mine = ErrorSignature("pytest", "failure", "test_save: FileNotFoundError")
+            await now.record_fix(mine, "Created the folder before writing.", task)
+            context = await coder_context(
+                now, {"title": "JSON storage", "description": task}, "todo", Context()
+            )
+            return context.lessons, (
+                await coder_context(
+                    earlier, {"title": "JSON storage", "description": task}, "todo", Context()
+                )
+            ).lessons
+
+    lessons, seen_by_earlier = asyncio.run(scenario())
+    assert len(lessons) == 2, lessons  # one per error: the near-duplicates are one lesson
+    assert sum("F401" in line for line in lessons) == 1
+    assert not any("FileNotFoundError" in line for line in lessons)
+    assert any("FileNotFoundError" in line for line in seen_by_earlier)  # run-2 is earlier to it
+    for line in lessons:
+        fix = line.split("-> fixed by: ", 1)[1]
+        assert len(fix) <= MAX_LESSON_FIX
+        assert fix.endswith((".", "`", " …")), fix  # whole, or cut at a word and marked
+
+
+def test_a_known_fix_says_whether_it_worked_in_this_run_or_an_earlier_one(tmp_path: Path) -> None:
+    diagnostics = ["calc.py:3: [ruff F401] `os` imported but unused"]
+    (sig,) = signatures(diagnostics)
+
+    async def scenario() -> list[str]:
+        async with AsyncSqliteStore.from_conn_string(str(tmp_path / "m.sqlite")) as store:
+            await store.setup()
+            await Memory(store, "run-1").record_fix(sig, "Removed the import.", "calc")
+            now = Memory(store, "run-2")
+            await now.record_fix(sig, "Used os.path in main.", "calc")
+            lines, _ = await fix_hints(now, diagnostics)
+            return lines
+
+    lines = asyncio.run(scenario())
+    assert sorted(line.split("\n  ")[1] for line in lines) == [
+        "worked earlier in this run: Used os.path in main.",
+        "worked in an earlier run: Removed the import.",
+    ]
+
+
+def test_near_duplicate_lessons_of_different_errors_are_one() -> None:
+    def record(name: str, fix: str) -> FixRecord:
+        sig = ErrorSignature("ruff", "F401", f"`{name}` imported but unused")
+        return FixRecord(signature=sig.key, tool="ruff", rule="F401", message=sig.message, fix=fix)
+
+    lines = lesson_lines(
+        [
+            record("os", "Removed the unused import."),
+            record("sys", "Removed the unused import."),  # another error, the same lesson
+            record("json", "Used json.dumps for the report instead of str()."),
+        ]
+    )
+    assert len(lines) == 2 and "`os`" in lines[0] and "json.dumps" in lines[1]
+
+
+def test_clip_cuts_at_a_line_or_word_and_marks_the_cut() -> None:
+    assert clip("short text", 40) == "short text"
+    assert clip("alpha beta gamma delta", 15) == "alpha beta …"
+    assert clip("first line is long enough\nsecond line", 30) == "first line is long enough …"
+    assert clip("x" * 50, 10) == "x" * 8 + " …"  # one token longer than the room: cut, marked
+    assert len(clip("word " * 100, 60)) <= 60

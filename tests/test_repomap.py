@@ -242,6 +242,30 @@ def test_binary_and_huge_files_are_never_pasted(tmp_path: Path) -> None:
     assert "PNG" not in text and "row\nrow" not in text
 
 
+def test_every_text_file_the_task_touches_is_shown_whatever_its_suffix(tmp_path: Path) -> None:
+    files: dict[str, str | bytes] = {
+        "scripts/release.sh": "#!/bin/sh\necho releasing\n",
+        ".gitignore": "dist/\n",
+        "Makefile": "check:\n\tpytest -q\n",
+        ".github/workflows/ci.yml": "on: push\njobs: {}\n",
+        "Dockerfile": "FROM python:3.11-slim\n",
+        "docs/notes.rst": "Notes\n=====\n",
+        "assets/logo.png": b"\x89PNG\r\n\x1a\n\0" + bytes(range(256)),
+    }
+    ws = _project(tmp_path, {"T1": files})
+    (ws.root / "scripts" / "release.sh").chmod(0o755)
+    ws.git("add", "--chmod=+x", "scripts/release.sh")
+    ws.git("commit", "-q", "-m", "the script is executable")
+    task = PlannedTask(id="T2", title="t", description="d", files=sorted(files))
+    _, model = _code(ws, task, lambda m, i: "FILE: x.py\n```\nY = 2\n```\n")
+    text = prompt_text(model.log.calls[0].messages)
+    for path, body in files.items():
+        if isinstance(body, str):
+            marked = " (executable)" if path.endswith(".sh") else ""
+            assert f"FILE: {path}{marked}\n```\n{body}```" in text, path
+    assert "- assets/logo.png: binary, 265 bytes: not shown" in text  # listed, never pasted
+
+
 # -- the ReadFile tool ----------------------------------------------------------------------
 
 

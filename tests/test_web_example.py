@@ -23,6 +23,8 @@ from langchain_core.messages import BaseMessage, HumanMessage
 
 from oldnew.context import Context
 from oldnew.fileblocks import parse_file_blocks
+from oldnew.gates.profiles import PROFILES
+from oldnew.gates.rules import rules_for
 from oldnew.models import ScriptedChatModel, ScriptedReply, load_transcript
 from oldnew.planning.checks import plan_problems
 from oldnew.planning.complexity import assess
@@ -175,7 +177,8 @@ def test_the_delivered_app_passes_its_own_tests_and_has_no_image_without_alt(
 
 
 def coder_prompt(stack: str, deps: str = "off", role: str = "frontend") -> str:
-    return render("coder_system", role=role, project="notes", deps=deps, stack=stack)
+    rules = rules_for(PROFILES["default"], Path("no-such-project"), stack=stack, timeout=60)
+    return render("coder_system", role=role, project="notes", deps=deps, stack=stack, rules=rules)
 
 
 def test_a_library_coder_prompt_says_nothing_of_the_web() -> None:

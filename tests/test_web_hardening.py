@@ -115,6 +115,7 @@ def test_a_record_pointing_at_another_process_never_has_it_killed(tmp_path: Path
         # The same record in the workspace it names is that daemon: status sees it.
         (other / ".oldnew").mkdir(parents=True)
         (other / ".oldnew" / "preview.json").write_text(json.dumps(records[2]))
+        assert looks_like.poll() is None, "the look-alike ended before the last check"
         assert preview_status(other) is not None
         assert stop_preview(other) is True
         assert looks_like.wait(timeout=15) != 0

@@ -3,8 +3,10 @@
 Finished work is never undone. A change request gives each affected finished task a revision
 task (``T2-r1``: a new id, so a new task thread) that builds on the code already on main; the
 finished task stays done and is marked superseded. A bug report adds a fix task that carries
-the report as its failing evidence; a feature adds the planner's new tasks (and requirements);
-a clarification changes no task. A task not started yet takes a change into its description.
+the report as its failing evidence and must add a test that reproduces it (``regression_test``:
+the regression gate runs that test on the code before the fix, where it must fail); a feature
+adds the planner's new tasks (and requirements); a clarification changes no task. A task not
+started yet takes a change into its description.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from oldnew.milestones import fix_role
 from oldnew.planning.checks import plan_problems
 from oldnew.planning.graphops import add_dependency, ancestors, rename
 from oldnew.planning.planner import Planner
@@ -105,6 +108,8 @@ def _revision(task: PlannedTask, rid: str, triage: FeedbackTriage, fid: str) -> 
                 "feedback_revision", task=task, change=change, feedback_id=fid
             ).strip(),
             "depends_on": [],
+            # A revision changes what was asked for: it fixes no reported bug.
+            "regression_test": False,
         },
         deep=True,
     )
@@ -151,10 +156,11 @@ def _bug_report(out: Applied, item_text: str, fid: str, view: RunView) -> None:
         description=render(
             "feedback_bug", report=item_text, change=triage.change, feedback_id=fid
         ).strip(),
-        role="backend",
+        role=fix_role([by_id[t] for t in targets], files, "backend"),
         files=files,
         requirement_ids=reqs,
         phase=next((by_id[t].phase for t in targets if by_id[t].phase), None),
+        regression_test=True,
     )
     _place_after(out.plan, fix, targets, view)
     out.plan.tasks.append(fix)

@@ -1,9 +1,19 @@
 """Tests that mean something: a suite counts only if it fails on deliberately broken code.
 
 A few simple mutants of the project's own code (a comparison flipped, ``and`` and ``or``
-swapped, ``+`` and ``-`` swapped, a returned constant changed, a call statement dropped), each
-on a line the tests run, each in a fresh sandboxed copy. A suite that passes on every mutant
-tests nothing that matters: the gate fails and names the changes the tests missed.
+swapped, an arithmetic operator swapped: ``+``/``-``, ``*``/``/``, ``//`` and ``**`` to ``*``,
+``%`` to ``//``, the same in an augmented assignment: ``+=`` to ``-=``, ``*=`` to ``/=``, ...;
+a returned constant changed, a returned value replaced by ``None``, a call statement dropped,
+a value a function assigns replaced by ``None``), each on a line the tests run, each in a fresh
+sandboxed copy. A suite that passes on every mutant tests nothing that matters: the gate fails
+and names the changes the tests missed.
+
+The gate never passes by finding nothing to do. When no mutant can be run (the tests run none
+of the lines a mutant could change, or no function of the project can be mutated), it fails
+and names the files; a function no mutant can be made of is named in the summary and the
+metrics (``unjudged``) of a gate that ran others: the check cannot judge its tests. Only a
+project whose code computes nothing (constants, imports, docstrings, empty declarations) is
+"not run", and its summary says so.
 """
 
 from __future__ import annotations
@@ -32,7 +42,17 @@ _FLIP: dict[type[ast.cmpop], type[ast.cmpop]] = {
     ast.In: ast.NotIn,
     ast.NotIn: ast.In,
 }
-_KIND_ORDER = ("compare", "return", "boolop", "arith", "call")
+_ARITH: dict[type[ast.operator], type[ast.operator]] = {
+    ast.Add: ast.Sub,
+    ast.Sub: ast.Add,
+    ast.Mult: ast.Div,
+    ast.Div: ast.Mult,
+    ast.FloorDiv: ast.Mult,
+    ast.Mod: ast.FloorDiv,
+    ast.Pow: ast.Mult,
+}
+"""Each arithmetic operator and the one it becomes (in ``a op b`` and in ``a op= b``)."""
+_KIND_ORDER = ("compare", "return", "boolop", "arith", "augassign", "call", "assign")
 
 
 @dataclass(frozen=True)
@@ -68,16 +88,39 @@ def _mutated(node: ast.AST) -> tuple[str, str] | None:
     if isinstance(node, ast.BoolOp):
         op: ast.boolop = ast.Or() if isinstance(node.op, ast.And) else ast.And()
         return "boolop", f"({ast.unparse(ast.BoolOp(op, node.values))})"
-    if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub)):
-        swap: ast.operator = ast.Sub() if isinstance(node.op, ast.Add) else ast.Add()
+    if isinstance(node, ast.BinOp) and type(node.op) in _ARITH and not _on_text(node):
+        swap = _ARITH[type(node.op)]()
         return "arith", f"({ast.unparse(ast.BinOp(node.left, swap, node.right))})"
+    if isinstance(node, ast.AugAssign) and type(node.op) in _ARITH:
+        aug = ast.AugAssign(node.target, _ARITH[type(node.op)](), node.value)
+        return "augassign", ast.unparse(aug)
     return None
 
 
+def _on_text(node: ast.BinOp) -> bool:
+    """Whether a side of ``node`` is a string literal (``"a" + b``, ``"%s" % x``).
+
+    Swapping such an operator only raises a TypeError: a mutant any run kills, which says
+    nothing of the tests.
+    """
+    return any(
+        isinstance(side, ast.JoinedStr)
+        or (isinstance(side, ast.Constant) and isinstance(side.value, (str, bytes)))
+        for side in (node.left, node.right)
+    )
+
+
 def _return_constant(node: ast.Return) -> tuple[ast.AST, str] | None:
+    """Return (target, replacement) of a ``return``: its constant changed, or its value None.
+
+    ``return x`` (any value but a constant) becomes ``return None``: tests that never look
+    at what a function returns let it survive.
+    """
     value = node.value
-    if not isinstance(value, ast.Constant):
+    if value is None:
         return None
+    if not isinstance(value, ast.Constant):
+        return node, "return None"
     v = value.value
     if isinstance(v, bool):
         return value, repr(not v)
@@ -98,51 +141,120 @@ def _inside_fstring(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool:
     return False
 
 
-def find_sites(tree: Path, covered: dict[str, set[int]] | None) -> list[Mutant]:
-    """Return every mutation site in the project's non-test code on a line the tests ran."""
-    sites: list[Mutant] = []
+_FUNCTION = (ast.FunctionDef, ast.AsyncFunctionDef)
+
+
+def _site(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> tuple[ast.AST, str, str] | None:
+    """Return (node to replace, kind, replacement source) of a mutation site, else None."""
+    if isinstance(node, ast.Return):
+        hit = _return_constant(node)
+        return (hit[0], "return", hit[1]) if hit else None
+    if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
+        return node, "call", "None"
+    if isinstance(node, (ast.Assign, ast.AnnAssign)) and _in_function(node, parents):
+        value = node.value
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        # None cannot be unpacked: such a mutant only raises, whatever the tests check.
+        unpacks = any(isinstance(t, (ast.Tuple, ast.List, ast.Starred)) for t in targets)
+        if value is not None and not isinstance(value, ast.Constant) and not unpacks:
+            return value, "assign", "None"
+        return None
+    found = _mutated(node)
+    return (node, *found) if found else None
+
+
+def _in_function(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool:
+    while node in parents:
+        node = parents[node]
+        if isinstance(node, _FUNCTION):
+            return True
+    return False
+
+
+def _does_work(func: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    """Whether a function's body does anything.
+
+    Not when it is only a docstring, ``pass``, ``...`` or ``raise NotImplementedError`` (an
+    abstract method, a protocol's stub).
+    """
+    for stmt in func.body:
+        if isinstance(stmt, ast.Pass):
+            continue
+        if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant):
+            continue  # a docstring or ``...``
+        if isinstance(stmt, ast.Raise) and "NotImplementedError" in ast.unparse(stmt):
+            continue
+        return True
+    return False
+
+
+@dataclass
+class Survey:
+    """What the mutation gate can do with a project: its sites, and what no mutant reaches."""
+
+    sites: list[Mutant]
+    """Every site, on any line (the tests' coverage is applied later)."""
+    unjudged: list[str]
+    """Functions that do work but of which no mutant can be made (``file:name (line N)``)."""
+    working: int
+    """How many functions do work (a body beyond a docstring, pass or a stub's raise)."""
+
+
+def survey(tree: Path) -> Survey:
+    """Return every mutation site in the project's non-test code, and what has none."""
+    out = Survey([], [], 0)
     for path in python_files(tree):
         name = str(path.relative_to(tree))
         if is_test_file(name):
             continue
-        lines_run = None if covered is None else covered.get(name, set())
         try:
             source = path.read_text(encoding="utf-8")
             module = parse_python(source)
         except (SyntaxError, UnicodeDecodeError, ValueError, RecursionError):
             continue
         parents = {c: n for n in ast.walk(module) for c in ast.iter_child_nodes(n)}
+        lines: set[int] = set()
         for node in ast.walk(module):
-            target: ast.AST = node
-            found: tuple[str, str] | None = None
-            if isinstance(node, ast.Return):
-                hit = _return_constant(node)
-                if hit:
-                    target, found = hit[0], ("return", hit[1])
-            elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
-                found = ("call", "None")
-            else:
-                found = _mutated(node)
-            if found is None or not hasattr(target, "end_lineno"):
+            hit = _site(node, parents)
+            if hit is None or not hasattr(hit[0], "end_lineno"):
                 continue
+            target, kind, after = hit
             if _inside_fstring(target, parents):
                 continue
             line = target.lineno  # type: ignore[attr-defined]
-            if lines_run is not None and line not in lines_run:
-                continue
             before = ast.get_source_segment(source, target) or ""
-            sites.append(
+            lines.add(line)
+            out.sites.append(
                 Mutant(
                     name,
                     line,
-                    found[0],
+                    kind,
                     " ".join(before.split())[:80],
-                    found[1],
+                    after,
                     (line, target.col_offset),  # type: ignore[attr-defined]
                     (target.end_lineno, target.end_col_offset),  # type: ignore[attr-defined]
                 )
             )
-    return sorted(sites, key=lambda m: (m.file, m.start, m.kind))
+        for func in (n for n in ast.walk(module) if isinstance(n, _FUNCTION)):
+            if not _does_work(func):
+                continue
+            out.working += 1
+            span = range(func.lineno, (func.end_lineno or func.lineno) + 1)
+            if not lines.intersection(span):
+                out.unjudged.append(f"{name}:{func.name} (line {func.lineno})")
+    out.sites.sort(key=lambda m: (m.file, m.start, m.kind))
+    return out
+
+
+def find_sites(tree: Path, covered: dict[str, set[int]] | None) -> list[Mutant]:
+    """Return every mutation site in the project's non-test code on a line the tests ran."""
+    return _on_lines(survey(tree).sites, covered)
+
+
+def _on_lines(sites: list[Mutant], covered: dict[str, set[int]] | None) -> list[Mutant]:
+    if covered is None:
+        return list(sites)
+    return [m for m in sites if m.line in covered.get(m.file, set())]
 
 
 def choose(sites: list[Mutant], count: int) -> list[Mutant]:
@@ -192,19 +304,18 @@ def gate_mutation(run: GateRun) -> Outcome:
     count = run.profile.mutants
     if count <= 0:
         return Check("mutation", "not_run", [], None, 0, "off in this profile"), []
-    sites = find_sites(run.tree, _covered_lines(run))
+    found = survey(run.tree)
     valid = []
-    for mutant in sites:
+    for mutant in found.sites:
         text = (run.tree / mutant.file).read_text(encoding="utf-8")
         try:
             parse_python(mutant.apply(text))
         except SyntaxError:
             continue
         valid.append(mutant)
-    chosen = choose(valid, count)
+    chosen = choose(_on_lines(valid, _covered_lines(run)), count)
     if not chosen:
-        reason = "no mutation site on a line the tests run (no comparison, return or call)"
-        return Check("mutation", "not_run", [], None, 0, reason, required=False), []
+        return _nothing_run(valid, found)
     start = time.monotonic()
     baseline = float(run.artifacts.get("pytest_seconds", 5.0))
     timeout = min(run.timeout, max(15.0, 4 * baseline + 5))
@@ -243,6 +354,9 @@ def gate_mutation(run: GateRun) -> Outcome:
     )
     if forged:
         summary += f"; {len(forged)} runs whose exit code and report disagree (rigged)"
+    if found.unjudged:
+        shown = ", ".join(found.unjudged[:5]) + (" ..." if len(found.unjudged) > 5 else "")
+        summary += f"; no mutant could be made of {shown}: this check cannot judge their tests"
     check = Check(
         "mutation",
         status,
@@ -257,6 +371,66 @@ def gate_mutation(run: GateRun) -> Outcome:
             "survived": [f"{m.file}:{m.line} {m.describe()}" for m in survived],
             "forged": len(forged),
             "sites": len(valid),
+            "unjudged": found.unjudged,
         },
     )
     return check, diags
+
+
+KINDS_IN_WORDS = (
+    "comparisons, boolean and arithmetic operators, augmented assignments, returned values, "
+    "call statements and values a function assigns"
+)
+
+
+def _nothing_run(valid: list[Mutant], found: Survey) -> Outcome:
+    """Return the outcome of a gate that found no mutant to run: never a silent pass.
+
+    Sites the tests never reach fail it (the tests cannot be judged on code they do not
+    run: the coder's to test); so does code that works but offers no site. Only code that
+    computes nothing is not run, and says so.
+    """
+    metrics = {"mutants": 0, "killed": 0, "sites": len(valid), "unjudged": found.unjudged}
+    if valid:
+        files: dict[str, list[int]] = {}
+        for m in valid:
+            files.setdefault(m.file, []).append(m.line)
+        diags = [
+            Diagnostic(
+                "mutation",
+                file,
+                lines[0],
+                f"no test runs a line of {file} where a mutant can be made (lines "
+                f"{', '.join(map(str, sorted(set(lines))[:8]))}): the mutation check cannot "
+                "judge the tests of code they never run; add tests that run it",
+                "unreached",
+            )
+            for file, lines in files.items()
+        ]
+        summary = f"no mutant could run: the tests run none of the {len(valid)} mutable lines"
+        check = Check("mutation", "failed", [], None, 0.0, summary, metrics=metrics)
+        return check, diags
+    if found.working:
+        diags = [
+            Diagnostic(
+                "mutation",
+                where.split(":", 1)[0],
+                int(where.rsplit("line ", 1)[1].rstrip(")")),
+                f"no mutant could be made of {where}: the mutation check cannot judge its "
+                f"tests (it changes {KINDS_IN_WORDS}, and this function has none)",
+                "no-mutant",
+            )
+            for where in found.unjudged
+        ]
+        summary = (
+            f"no mutant could be made of the project's {found.working} working functions: "
+            "this check cannot judge the tests"
+        )
+        check = Check("mutation", "failed", [], None, 0.0, summary, metrics=metrics)
+        return check, diags
+    reason = (
+        "nothing to mutate: the project's code computes nothing (only constants, imports, "
+        f"docstrings and empty declarations; no {KINDS_IN_WORDS}), so no mutant can judge "
+        "its tests; reported as not run, never as passed"
+    )
+    return Check("mutation", "not_run", [], None, 0.0, reason, required=False, metrics=metrics), []

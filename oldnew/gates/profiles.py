@@ -39,6 +39,9 @@ WEB_GATES = ("web-build",)
 """The web gates every task runs: the app's declared build."""
 MILESTONE_GATES = ("web-start", "e2e", "axe", "screenshots", "lighthouse", "load")
 """The gates on the running app, at a milestone and before delivery (``milestone=True``)."""
+TASK_GATES = {"regression": ("regression",)}
+"""Gates a kind of task adds to whichever profile runs: a bug fix's ``regression`` gate runs
+its new tests on the tree before the fix, where one must fail (``gates.regression``)."""
 
 
 @dataclass(frozen=True)
@@ -56,7 +59,8 @@ class Profile:
     mypy_strict: bool = False
     mutants: int = 4
     mutation_min_score: float = 0.0
-    """Share of mutants the tests must kill; any score needs at least one kill."""
+    """Share of mutants the tests must kill; any score needs at least one kill, and finding no
+    mutant to run fails too (only code that computes nothing is "not run": ``gates.mutation``)."""
     milestone_gates: tuple[str, ...] = MILESTONE_GATES
     lighthouse_min: float = 90.0
     """Lowest score (0-100) of each Lighthouse category: performance, accessibility, best

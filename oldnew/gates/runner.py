@@ -20,7 +20,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
-from oldnew.gates import audit, browser, js, lint, project, pytests, python
+from oldnew.gates import audit, browser, js, lint, project, pytests, python, regression
 from oldnew.gates import web as web_gates
 from oldnew.gates.common import (
     GateRun,
@@ -32,7 +32,8 @@ from oldnew.gates.common import (
 )
 from oldnew.gates.model import Check, Diagnostic, ValidationResult, not_run
 from oldnew.gates.mutation import gate_mutation
-from oldnew.gates.profiles import Profile, resolve_profile
+from oldnew.gates.profiles import TASK_GATES, Profile, resolve_profile
+from oldnew.gates.regression import TaskChange
 from oldnew.sandbox import Limits, ProjectEnv, Sandbox, SandboxError, project_files
 from oldnew.web import toolchain
 from oldnew.web.targets import WebTargets
@@ -72,6 +73,8 @@ GATES = {
         Gate("pytest", "python", pytests.gate_pytest, ("syntax", "imports")),
         Gate("coverage", "python", pytests.gate_coverage, ("pytest",)),
         Gate("mutation", "python", gate_mutation, ("pytest",), strict=("pytest",)),
+        # A bug fix's, whatever its toolchain: a JavaScript fix is told it was not checked.
+        Gate(regression.NAME, "any", regression.gate_regression, ("pytest",)),
         Gate(project.NAME, "any", project.gate_project_tests),
         Gate("audit", "python", audit.gate_audit),
         Gate("tsc", "typescript", js.gate_tsc),
@@ -159,12 +162,14 @@ def reuse_key(
     *,
     milestone: bool = False,
     targets: WebTargets | None = None,
+    change: TaskChange | None = None,
 ) -> str:
     """Return what a validation of ``tree`` depends on, hashed.
 
     That is its files, the profile, the toolchains, the timeout, the tools' versions and the
     project's environment (default: oldnew's own, as :func:`validate_tree`'s); for a web
-    project, whether the milestone set runs, on which pages and endpoints, with which web tools.
+    project, whether the milestone set runs, on which pages and endpoints, with which web tools;
+    for a bug fix, the change its regression gate undoes.
     """
     chains = toolchains_of(tree, toolchains)
     parts: dict[str, object] = {
@@ -175,6 +180,8 @@ def reuse_key(
         "tools": [tool_version(t) for t in TOOLS],
         "env": (env or ProjectEnv.host(tree)).key(),
     }
+    if change is not None:
+        parts["regression"] = change.key()
     if web_gates.TOOLCHAIN in chains:
         parts["web"] = {
             "milestone": milestone,
@@ -246,6 +253,7 @@ def validate_tree(
     milestone: bool = False,
     web: WebTargets | None = None,
     evidence_dir: Path | None = None,
+    change: TaskChange | None = None,
 ) -> ValidationResult:
     """Validate the project in ``tree`` with the gates of a quality profile.
 
@@ -261,6 +269,9 @@ def validate_tree(
     (default: the page ``/``). ``evidence_dir`` is where their files (screenshots, Lighthouse
     reports, logs) are copied, made afresh; the gates' metrics name them there by absolute
     path. None keeps no file, only the numbers.
+
+    ``change`` is a bug fix's change (``regression.task_change``): the ``regression`` gate
+    then runs its new tests on the tree before the fix too, where one must fail.
     """
     profile = profile or resolve_profile(
         quality, coverage_min=coverage_min, complexity_max=complexity_max
@@ -288,6 +299,9 @@ def validate_tree(
             result.fingerprint = fingerprint(box.tree, box.files)
             run = GateRun(box, profile, timeout, chains, new_sandbox)
             wanted = [*profile.gates, *(profile.milestone_gates if milestone else ())]
+            if change is not None:
+                wanted += TASK_GATES["regression"]
+                run.artifacts[regression.CHANGE] = change
             names = [n for n in wanted if GATES[n].toolchain in (*chains, "any")]
             settings = web_gates.WebSettings(
                 milestone, web_targets, gates=tuple(names), evidence_dir=evidence_dir

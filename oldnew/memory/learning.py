@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,10 +11,60 @@ from langgraph.runtime import Runtime
 
 from oldnew.context import Context
 from oldnew.memory.signature import ErrorSignature, signature_of
-from oldnew.memory.store import FIXES, Memory, Template
+from oldnew.memory.store import FIXES, FixRecord, Memory, Template
 from oldnew.planning.clarify import decision_text
 
 MAX_FIX_TEXT = 3000
+MAX_LESSONS = 3
+"""Lessons of earlier runs shown to a coder, at most (distinct ones)."""
+MAX_LESSON_FIX = 400
+"""A lesson's fix is shown up to about this size, cut at a word."""
+NEAR_DUPLICATE = 0.85
+"""Two lessons this alike (difflib's ratio, of their normalised text) are one lesson."""
+ELLIPSIS = " …"
+
+
+def clip(text: str, limit: int) -> str:
+    """Return ``text`` cut to about ``limit`` characters at a line or word boundary, marked.
+
+    Never mid-token: the cut falls at the last line break in the second half of the room,
+    else at the last space; a single token longer than ``limit`` is cut there, marked too.
+    """
+    text = text.strip()
+    if len(text) <= limit:
+        return text
+    room = text[: max(1, limit - len(ELLIPSIS))]
+    line = room.rfind("\n")
+    if line >= len(room) // 2:
+        return room[:line].rstrip() + ELLIPSIS
+    space = max(room.rfind(" "), room.rfind("\t"))
+    cut = room[:space] if space > 0 else room
+    return cut.rstrip() + ELLIPSIS
+
+
+def _normal(text: str) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"\d+", "0", text.lower())).strip()
+
+
+def _near(a: str, b: str) -> bool:
+    x, y = _normal(a), _normal(b)
+    return x == y or difflib.SequenceMatcher(None, x, y).ratio() >= NEAR_DUPLICATE
+
+
+def lesson_lines(records: list[FixRecord], limit: int = MAX_LESSONS) -> list[str]:
+    """Return one prompt line per distinct lesson: one per error, near-duplicates dropped."""
+    lines: list[str] = []
+    seen: set[str] = set()
+    for r in records:
+        fix = clip(" ".join(r.fix.split()), MAX_LESSON_FIX)
+        line = f"{r.tool} {r.rule}: {r.message} -> fixed by: {fix}"
+        if r.signature in seen or any(_near(line, other) for other in lines):
+            continue
+        seen.add(r.signature)
+        lines.append(line)
+        if len(lines) == limit:
+            break
+    return lines
 
 
 def memory_of(runtime: Runtime[Context], run_id: str) -> Memory:
@@ -47,10 +98,8 @@ async def coder_context(
         budget_tokens=ctx.memory_token_budget,
     )
     out.memory = [e.render() for e in entries]
-    out.lessons = [
-        f"{r.tool} {r.rule}: {r.message} -> fixed by: {r.fix[:400]}"
-        for r in await memory.lessons_for(text)
-    ]
+    # More candidates than are shown: near-duplicates and repeats of one error are dropped.
+    out.lessons = lesson_lines(await memory.lessons_for(text, limit=4 * MAX_LESSONS))
     found = await memory.find_template(task["description"], ctx.template_threshold)
     if found is not None:
         key, template, score = found
@@ -76,7 +125,12 @@ def signatures(diagnostics: list[str]) -> list[ErrorSignature]:
 async def fix_hints(memory: Memory, diagnostics: list[str]) -> tuple[list[str], list[str]]:
     """Return fixes that worked before for these errors (as prompt lines) and their keys."""
     found = await memory.fixes_for(signatures(diagnostics))
-    lines = [f"{r.tool} {r.rule}: {r.message}\n  worked before: {r.fix}" for _, r in found]
+    lines = [
+        f"{r.tool} {r.rule}: {r.message}\n  worked "
+        f"{'earlier in this run' if r.run_id == memory.run_id else 'in an earlier run'}: "
+        f"{clip(r.fix, MAX_FIX_TEXT)}"
+        for _, r in found
+    ]
     return lines, [k for k, _ in found]
 
 
@@ -128,7 +182,7 @@ async def settle_fix(
         await memory.remember(
             "mistake",
             f"{sig.describe()} in task {task_id}",
-            reason=f"fixed by: {pending['fix'][:300]}",
+            reason=f"fixed by: {clip(' '.join(pending['fix'].split()), 300)}",
             task_id=task_id,
         )
     return recorded
@@ -138,9 +192,11 @@ __all__ = [
     "FIXES",
     "CoderContext",
     "Template",
+    "clip",
     "coder_context",
     "fix_hints",
     "fix_summary",
+    "lesson_lines",
     "memory_of",
     "pending_fix",
     "settle_fix",

@@ -77,6 +77,8 @@ class FixRecord(BaseModel):
     message: str
     fix: str = Field(min_length=1)
     task_text: str = ""
+    run_id: str = ""
+    """The run that recorded it ("" for a record from before runs were noted)."""
     helped: int = 0
     unhelpful: int = 0
     created: str = Field(default_factory=_now)
@@ -128,6 +130,11 @@ class Memory:
         self.run_ns = (*RUN, run_id)
         self.similarity = similarity or LexicalSimilarity()
         self.problems: list[str] = []
+
+    @property
+    def run_id(self) -> str:
+        """The id of the run this memory serves."""
+        return self.run_ns[-1]
 
     @property
     def available(self) -> bool:
@@ -254,6 +261,7 @@ class Memory:
             message=sig.message,
             fix=fix[:4000],
             task_text=task_text[:1000],
+            run_id=self.run_id,
         )
         await self._safe("writing a fix", self.store.aput(FIXES, key, record.model_dump()), None)
         return key
@@ -279,11 +287,14 @@ class Memory:
     async def lessons_for(
         self, task_text: str, *, limit: int = 3, min_similarity: float = 0.3
     ) -> list[FixRecord]:
-        """Return mistakes made in similar tasks before, with how they were fixed."""
+        """Return mistakes made in similar tasks of earlier runs, with how they were fixed.
+
+        This run's own fixes are not among them (its run memory has them).
+        """
         scored = [
             (self.similarity.score(r.task_text, task_text), r)
             for _, r in await self.fixes()
-            if not r.faded and r.task_text
+            if not r.faded and r.task_text and r.run_id != self.run_id
         ]
         scored = [s for s in scored if s[0] >= min_similarity]
         scored.sort(key=lambda s: (s[0], s[1].trust), reverse=True)

@@ -23,6 +23,7 @@ from oldnew.errors import WorkspaceError
 from oldnew.gates import Check, Diagnostic, ValidationResult, resolve_profile, validate_tree
 from oldnew.gates.baseline import Baseline, judge
 from oldnew.gates.model import CheckStatus
+from oldnew.gates.regression import TaskChange, task_change
 from oldnew.gates.runner import Proceed, reuse_key
 from oldnew.graph.state import TaskState
 from oldnew.hitl.questions import dependency_blocked_question, task_question, what_task
@@ -67,6 +68,7 @@ def run_gates(
     milestone: bool = False,
     web: WebTargets | None = None,
     evidence_dir: Path | None = None,
+    change: TaskChange | None = None,
 ) -> ValidationResult:
     """Run the quality gates the run's context asks for on ``tree`` (blocking).
 
@@ -89,6 +91,7 @@ def run_gates(
     ``milestone``, ``web`` and ``evidence_dir`` go to :func:`validate_tree`: the milestone
     gate set of a web project, on those pages and endpoints, its files kept in that folder
     (not part of the reuse key: a reused result names the files of the validation it reuses).
+    ``change`` is a bug fix's change: the regression gate runs its new tests before the fix.
     """
     profile = resolve_profile(
         ctx.quality, coverage_min=ctx.coverage_min, complexity_max=ctx.complexity_max
@@ -99,7 +102,14 @@ def run_gates(
         except DependencyError as exc:
             return dependency_result(exc)
     key = reuse_key(
-        tree, profile, toolchains, ctx.test_timeout, env, milestone=milestone, targets=web
+        tree,
+        profile,
+        toolchains,
+        ctx.test_timeout,
+        env,
+        milestone=milestone,
+        targets=web,
+        change=change,
     )
     result = _passed_before(ws, key) if ws is not None else None
     baseline = Baseline.load(ws) if ws is not None else None
@@ -116,6 +126,7 @@ def run_gates(
             milestone=milestone,
             web=web,
             evidence_dir=evidence_dir,
+            change=change,
         )
         result.reuse_key = key
     return judge(result, baseline) if ws is not None else result
@@ -199,6 +210,9 @@ async def validate(state: TaskState, runtime: Runtime[Context]) -> dict[str, Any
     tree = await asyncio.to_thread(ws.worktree, task_id)
     name = await asyncio.to_thread(next_evidence_name, ws, task_id)
     options = task_gate_options(state, ws, name)
+    if state["task"].get("regression_test"):
+        # A bug fix: its new test must fail on the commit the task started from.
+        options["change"] = await asyncio.to_thread(task_change, tree, ws.git_options)
     result = await asyncio.to_thread(lambda: run_gates(ctx, tree, None, ws, **options))
     evidence = await asyncio.to_thread(
         lambda: record_evidence(ws, name, result, task=task_id, tree="worktree")

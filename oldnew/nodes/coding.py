@@ -24,7 +24,8 @@ from oldnew.deps import manifest
 from oldnew.deps.errors import DependencyError
 from oldnew.deps.ledger import Ledger
 from oldnew.errors import ModelOutputError, PathViolation
-from oldnew.fileblocks import parse_file_blocks
+from oldnew.fileblocks import parse_answer, parse_file_blocks
+from oldnew.gates.rules import Rules
 from oldnew.graph.state import TaskState
 from oldnew.hitl.questions import asked_question, failure_question, task_output_question
 from oldnew.memory.learning import (
@@ -38,6 +39,7 @@ from oldnew.memory.learning import (
 )
 from oldnew.memory.store import Memory
 from oldnew.models import ModelOverrides, aresolve_model
+from oldnew.nodes.briefing import gate_rules, retry_note, system_prompt
 from oldnew.nodes.common import aemit, aopen_workspace
 from oldnew.prompts import render
 from oldnew.recovery import policy
@@ -222,8 +224,9 @@ async def _files_from_model(
                     )
                 continue
         try:
-            files = parse_file_blocks(content)
-            await asyncio.to_thread(Workspace.write_files, tree, files)
+            answer = parse_answer(content)
+            files = answer.files
+            await asyncio.to_thread(Workspace.write_files, tree, files, answer.executable)
             prose = content.split("FILE:", 1)[0]
             return files, calls, prose
         except (ModelOutputError, PathViolation) as exc:
@@ -231,7 +234,7 @@ async def _files_from_model(
             problem = str(exc)
             if not (reply.tool_calls or reply.invalid_tool_calls):
                 history.append(reply)
-            history.append(HumanMessage(render("output_retry", problem=problem)))
+            history.append(HumanMessage(render("blocks_retry", problem=problem)))
     raise ModelOutputError(problem)
 
 
@@ -240,10 +243,15 @@ def _read_tool(ctx: Context) -> list[type[ReadFile]]:
     return [ReadFile] if ctx.max_file_reads > 0 else []
 
 
-def _escalation(state: TaskState, question: Question, calls: int) -> dict[str, Any]:
+def _escalation(
+    state: TaskState, question: Question, calls: int, *, asked: bool = False
+) -> dict[str, Any]:
+    raised = question.model_dump()
+    if asked:
+        raised["asked_by"] = "coder"  # the answer is told to the coder as its question's
     return {
         "status": "waiting",
-        "question": question.model_dump(),
+        "question": raised,
         "questions_asked": state.get("questions_asked", 0) + 1,
         "model_calls": calls,
     }
@@ -299,17 +307,10 @@ def _coder_messages(
     packages: dict[str, list[str]],
     deps: str,
     reads: int,
+    rules: Rules,
 ) -> list[BaseMessage]:
     return [
-        SystemMessage(
-            render(
-                "coder_system",
-                role=task.role,
-                project=state.get("project", ""),
-                deps=deps,
-                stack=state.get("stack") or "python",
-            )
-        ),
+        SystemMessage(system_prompt(state, task, deps, rules)),
         HumanMessage(
             render(
                 "coder_user",
@@ -321,7 +322,7 @@ def _coder_messages(
                 memory=recalled.memory,
                 lessons=recalled.lessons,
                 template=recalled.template,
-                answer=state.get("answer"),
+                retry=retry_note(state),
                 fresh_start=state.get("fresh_start"),
             )
         ),
@@ -371,8 +372,17 @@ async def code(
         [AskHuman, *_read_tool(ctx)]
     )
     packages = await asyncio.to_thread(package_notes, ws, tree, state)
+    rules = await asyncio.to_thread(gate_rules, ctx, tree, state.get("stack") or "python")
     messages = _coder_messages(
-        state, task, context, recalled, memory.available, packages, ctx.deps, ctx.max_file_reads
+        state,
+        task,
+        context,
+        recalled,
+        memory.available,
+        packages,
+        ctx.deps,
+        ctx.max_file_reads,
+        rules,
     )
     for shrunk in (False, True):
         try:
@@ -406,6 +416,7 @@ async def code(
                 packages,
                 ctx.deps,
                 ctx.max_file_reads,
+                rules,
             )
         except ModelOutputError as exc:
             question = task_output_question(state, exc)
@@ -414,7 +425,7 @@ async def code(
     if isinstance(result, AskHuman):
         question = asked_question(state, result)
         await aemit(ws, task=task.id, node="code", event="escalated", question=question.id)
-        return _escalation(state, question, calls)
+        return _escalation(state, question, calls, asked=True)
     await aemit(ws, task=task.id, node="code", event="wrote", files=sorted(result))
     return {
         "status": "validating",
@@ -461,17 +472,11 @@ async def fix(
         reads=ctx.max_file_reads,
         guidance=state.get("guidance"),
         known_fixes=hints,
+        packages=await asyncio.to_thread(package_notes, ws, tree, state),
     )
+    rules = await asyncio.to_thread(gate_rules, ctx, tree, state.get("stack") or "python")
     messages: list[BaseMessage] = [
-        SystemMessage(
-            render(
-                "coder_system",
-                role=task.role,
-                project=state.get("project", ""),
-                deps=ctx.deps,
-                stack=state.get("stack") or "python",
-            )
-        ),
+        SystemMessage(system_prompt(state, task, ctx.deps, rules)),
         HumanMessage(prompt),
     ]
     fixer = await aresolve_model("fixer", ctx, models)

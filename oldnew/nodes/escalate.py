@@ -53,9 +53,18 @@ async def escalate(state: TaskState) -> Command[Way]:
         question=question.get("id"),
         answer=answer,
     )
+    offered = question.get("options") or []
     answered: dict[str, Any] = {
         "question": None,
-        "answer": {"question": question.get("title", ""), "answer": answer},
+        # What the coder is told on its next attempt: the answer, and what it answers.
+        "answer": {
+            "question": question.get("title", ""),
+            "answer": answer,
+            "kind": question.get("kind"),
+            "asked": question.get("asked_by") == "coder",
+            "detail": str(question.get("detail", ""))[:2000],
+            "choice": next((o.get("label", "") for o in offered if o.get("key") == answer), ""),
+        },
     }
     if answer == SKIP:
         reason = f"skipped by a person: {question.get('title', '')}"
@@ -137,5 +146,5 @@ async def _dependencies_answer(
             told = f"A person chose {named} instead of {names}: declare and use that."
         else:
             told = f"A person rejected {names} and said: {answer.strip()}"
-    reply = {"question": question.get("title", ""), "answer": told}
+    reply = {**answered["answer"], "answer": told}
     return Command(update={**answered, "answer": reply, "status": "coding"}, goto="code")

@@ -228,7 +228,8 @@ async def plan(
     activity = "replan" if state.get("replan") and state.get("plan") else "plan"
     model = await aresolve_model("planner", ctx, models)
     ask = Asker(metered(model, ctx, ws.root, role="planner", activity=activity), ctx, emit)
-    planner = Planner(ask, scope_obj, size, ctx.max_agents or size.agents)
+    words = state.get("scope_text") or ""
+    planner = Planner(ask, scope_obj, size, ctx.max_agents or size.agents, text=words)
     if state.get("plan") and (ready_feedback(state) or malformed_feedback(state)):
         memory = memory_of(runtime, str(config.get("configurable", {}).get("thread_id", "")))
         return await apply_feedback(state, planner, emit, memory)

@@ -10,7 +10,7 @@ from oldnew.errors import OldnewError
 from oldnew.planning.ambiguity import find_ambiguities
 from oldnew.planning.clarify import tidy_clarifications
 from oldnew.planning.llm import Asker
-from oldnew.planning.sections import merge_scopes, normalize_ids, split_sections
+from oldnew.planning.sections import Section, merge_scopes, normalize_ids, split_sections
 from oldnew.prompts import render
 from oldnew.schemas import Scope
 
@@ -26,6 +26,14 @@ class ScopeProblem(OldnewError):
 
 def _has_words(text: str) -> bool:
     return len(re.findall(r"[^\W\d_]{2,}", text)) >= 2
+
+
+def _read_whole(scope: Scope, section: Section) -> Scope:
+    """Mark every requirement of a scope read in one call as read from its one section."""
+    out = scope.model_copy(deep=True, update={"sections": [section.source()]})
+    for _, item in out.requirements():
+        item.sections = [section.index]
+    return out
 
 
 def _hints(text: str) -> list[str]:
@@ -64,6 +72,7 @@ async def extract_scope(ask: Asker, text: str, *, allow_many: bool = False) -> S
             Scope, system, render("scope_user", scope_text=text, findings=_hints(text))
         )
         dropped = scope.dropped_clarifications
+        scope = _read_whole(scope, sections[0])
     else:
         await ask.emit(event="sections", count=len(sections), chars=len(text))
         parts = await asyncio.gather(

@@ -155,7 +155,11 @@ async def _epics(p: Planner, problems: list[str]) -> EpicPlan:
         EpicPlan,
         render("epics_system", **p.prompt_vars),
         lambda found: render(
-            "epics_user", **p.prompt_vars, epics=n_epics, problems=[*problems, *found]
+            "epics_user",
+            **p.prompt_vars,
+            epics=n_epics,
+            problems=[*problems, *found],
+            words=p.words(),
         ),
         check,
     )
@@ -182,6 +186,7 @@ async def _epic_tasks(p: Planner, plan: EpicPlan, epic: Epic) -> list[PlannedTas
             others=[e for e in plan.epics if e.id != epic.id],
             epic_size=_epic_size(p, epic, total),
             problems=found,
+            words=p.words(epic.requirement_ids),
         ),
         check,
     )

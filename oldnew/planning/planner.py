@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -14,6 +14,7 @@ from oldnew.planning.complexity import Complexity
 from oldnew.planning.hierarchy import plan_in_phases
 from oldnew.planning.llm import Asker
 from oldnew.planning.roles import ROLES, normalize_roles
+from oldnew.planning.words import ScopeWords, scope_words
 from oldnew.prompts import render
 from oldnew.schemas import Plan, Scope
 
@@ -39,6 +40,12 @@ class Planner:
     complexity: Complexity
     agents: int
     """Agents the run will use (the class's, or the run's max_agents)."""
+    text: str = ""
+    """The person's own words the scope was read from ("" when they are not at hand)."""
+
+    def words(self, wanted: Collection[str] | None = None) -> ScopeWords | None:
+        """Return what of the person's text a prompt about ``wanted`` (None: all) shows."""
+        return scope_words(self.scope, self.text, self.ask.ctx.plan_scope_tokens, wanted)
 
     @property
     def prompt_vars(self) -> dict[str, object]:
@@ -86,7 +93,7 @@ class Planner:
         plan = await self.ask(
             Plan,
             render("plan_system", **self.prompt_vars),
-            render("plan_user", **self.prompt_vars, problems=problems),
+            render("plan_user", **self.prompt_vars, problems=problems, words=self.words()),
         )
         return normalize_roles(plan)
 

@@ -88,7 +88,7 @@ async def preview_plan(
     size = assess(out.scope, ctx)
     out.complexity = size.to_dict()
     out.agents = ctx.max_agents or size.agents
-    planner = Planner(ask, out.scope, size, out.agents)
+    planner = Planner(ask, out.scope, size, out.agents, text=text)
     problems: list[str] = []
     for _ in range(ctx.max_plan_repairs + 1):
         try:

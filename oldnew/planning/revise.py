@@ -92,6 +92,7 @@ async def split_task(p: Planner, plan: Plan, task: PlannedTask, reason: str) -> 
             before=before,
             after=after,
             problems=found,
+            words=p.words(task.requirement_ids),
         ),
         check,
     )

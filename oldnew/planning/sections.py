@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from oldnew.schemas import Feature, Scope, ScopeItem
+from oldnew.schemas import Feature, Scope, ScopeItem, SourceSection
 
 _HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
 _FENCE = re.compile(r"^\s*(```|~~~)")
@@ -33,6 +33,17 @@ class Section:
     heading: str
     """The headings above it, outermost first ("Billing > Invoices"), or ""."""
     text: str
+    start: int = 0
+    """Offset of its first character in the whole text (the sections are consecutive)."""
+
+    def source(self) -> SourceSection:
+        """Return where this section lies in the text, as the Scope keeps it."""
+        return SourceSection(
+            index=self.index,
+            heading=self.heading,
+            start=self.start,
+            end=self.start + len(self.text),
+        )
 
 
 def _blocks(text: str) -> list[tuple[str, str]]:
@@ -77,14 +88,14 @@ def split_sections(text: str, budget: int) -> list[Section]:
         return [Section(1, "", text)]
     pieces = [(h, p) for h, block in _blocks(text) for p in _cut(block, budget)]
     out: list[Section] = []
-    heading, buf = pieces[0][0], ""
+    heading, buf, start = pieces[0][0], "", 0
     for h, piece in pieces:
         if buf and len(buf) + len(piece) > budget:
-            out.append(Section(len(out) + 1, heading, buf))
-            heading, buf = h, ""
+            out.append(Section(len(out) + 1, heading, buf, start))
+            heading, buf, start = h, "", start + len(buf)
         buf += piece
     if buf:
-        out.append(Section(len(out) + 1, heading, buf))
+        out.append(Section(len(out) + 1, heading, buf, start))
     return out
 
 
@@ -93,6 +104,7 @@ def _key(title: str) -> str:
 
 
 def _fold(kept: Feature, again: Feature) -> None:
+    kept.sections = sorted({*kept.sections, *again.sections})
     if again.description and again.description not in kept.description:
         kept.description = f"{kept.description} {again.description}".strip()[:2000]
     if _RANK[again.priority] < _RANK[kept.priority]:
@@ -115,7 +127,7 @@ def merge_scopes(parts: list[Scope], sections: list[Section]) -> Scope:
             for item in getattr(part, field):
                 key = _key(item.title)
                 if key in by_key:
-                    _fold(by_key[key], item)
+                    _fold(by_key[key], item.model_copy(update={"sections": [section.index]}))
                     continue
                 cls = Feature if field == "features" else ScopeItem
                 by_key[key] = cls(
@@ -123,6 +135,7 @@ def merge_scopes(parts: list[Scope], sections: list[Section]) -> Scope:
                         **item.model_dump(),
                         "id": f"{prefix}{len(by_key) + 1}",
                         "source": item.source or section.heading,
+                        "sections": [section.index],
                     }
                 )
         merged[field] = list(by_key.values())
@@ -136,6 +149,7 @@ def merge_scopes(parts: list[Scope], sections: list[Section]) -> Scope:
         unknowns=_unique([u for p in parts for u in p.unknowns]),
         non_goals=_unique([n for p in parts for n in p.non_goals]),
         clarifications=[c for p in parts for c in p.clarifications],
+        sections=[s.source() for s in sections],
         **merged,  # type: ignore[arg-type]
     )
 

@@ -9,6 +9,7 @@ is listed as left out (paths, or counts by folder when they are many); nothing v
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +64,8 @@ class Selection:
     files: int = 0
     """Files in the project."""
     full: dict[str, str] = field(default_factory=dict)
+    executable: set[str] = field(default_factory=set)
+    """The files shown in full that are executable (shown so: the coder keeps the bit)."""
     notes: dict[str, str] = field(default_factory=dict)
     """Files listed but not pasted (binary, too large), with why."""
     map: list[str] = field(default_factory=list)
@@ -124,6 +127,8 @@ class _Builder:
         if cost > self.room(limit):
             return False
         self.out.full[path] = text
+        if os.access(self.tree / path, os.X_OK):
+            self.out.executable.add(path)
         self.out.tokens += cost
         self.shown.add(path)
         return True

@@ -421,8 +421,9 @@ def tree_pids(root: int) -> set[int]:
     session or group.
     """
     stats = {pid: s for pid in _all_pids() if (s := _stat(pid)) is not None}
-    found = {root} if root in stats else set()
-    found |= {pid for pid, (_, pgid, sid) in stats.items() if root in (pgid, sid)}
+    # The root is started as a session leader; a process that merely holds its pid (reused
+    # after the root was reaped) leads nothing of it, and is nobody's to stop.
+    found = {pid for pid, (_, pgid, sid) in stats.items() if root in (pgid, sid)}
     grew = True
     while grew:
         below = {pid for pid, (ppid, _, _) in stats.items() if ppid in found} - found
