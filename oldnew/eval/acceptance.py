@@ -1,10 +1,15 @@
 """A case's hidden acceptance tests, run on what the run delivered.
 
-The tests run on the files of the run's branch tip (nothing untracked), copied with the tests
-beside them into a scratch folder, in a fresh environment built from the project's lock (the
-one ``oldnew verify`` builds; pytest lent from oldnew's own, offline, as the gates get it), in
-the sandbox, with the command the pytest gate uses. Counts come from pytest's junit report,
-cross-checked with its exit code as the gate checks them.
+The tests run on the files of the run's branch tip (nothing untracked), in a fresh
+environment built from the project's lock (the one ``oldnew verify`` builds; pytest lent from
+oldnew's own, offline, as the gates get it), in the sandbox. They are the evaluator's, and so
+is everything that decides how they run: they sit in a folder of their own outside the
+project's copy, pytest reads a configuration oldnew writes (``-c``), its root and the lowest
+folder a ``conftest.py`` is read from are that folder, plugins are not auto-loaded, and the
+project is importable (its folder first on ``sys.path``, as ``python -m pytest`` puts it)
+without any of its ``conftest.py`` files, ini options or ``sitecustomize`` applied. Counts come
+from pytest's junit report, cross-checked with its exit code as the gate checks them, and
+with the number of tests the hidden files define: a case never counts fewer tests than that.
 """
 
 from __future__ import annotations
@@ -20,15 +25,21 @@ from typing import Any
 from oldnew.deps.errors import DependencyError
 from oldnew.deps.settings import DepSettings
 from oldnew.gates.common import parse_python
-from oldnew.gates.pytests import JUNIT, read_report, suite_command
+from oldnew.gates.pytests import JUNIT, PYTEST_ENV, SuiteReport, read_report
 from oldnew.gates.runner import sandbox_limits
 from oldnew.gates.verify import export_head, locked_env
-from oldnew.sandbox import Sandbox, SandboxError
+from oldnew.sandbox import RunResult, Sandbox, SandboxError
 from oldnew.sandbox.files import UnsafeOutput, read_output
 from oldnew.workspace import Workspace
 
-HIDDEN = "_oldnew_acceptance"
-"""The folder the tests are copied to in the scratch tree (a free name is taken if used)."""
+HIDDEN = "acceptance"
+"""The folder of the sandbox's home the tests are copied to, outside the project's copy."""
+INI = "acceptance.ini"
+"""pytest's configuration for them, written by oldnew beside that folder."""
+PRELOAD = ("pytest", "_pytest.junitxml")
+"""Imported before the project's folder goes on ``sys.path``: no project module stands in."""
+TEST_FILES = ("test_*.py", "*_test.py")
+"""The files pytest collects tests from (its defaults, set in :data:`INI`)."""
 
 
 @dataclass
@@ -48,14 +59,6 @@ class Acceptance:
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""
         return asdict(self)
-
-
-def _free_name(tree: Path) -> str:
-    name, n = HIDDEN, 1
-    while (tree / name).exists():
-        n += 1
-        name = f"{HIDDEN}{n}"
-    return name
 
 
 def _uncollected(junit: bytes) -> list[str]:
@@ -90,12 +93,23 @@ def static_tests(path: Path) -> int:
     return max(1, n)
 
 
-def _count_uncollected(out: Acceptance, files: list[str], name: str, tests: Path) -> None:
+def hidden_files(tests: Path) -> list[Path]:
+    """Return the test files of the folder ``tests``, the ones pytest collects."""
+    if not tests.is_dir():
+        return []
+    found = {p for pattern in TEST_FILES for p in tests.rglob(pattern) if p.is_file()}
+    return sorted(p for p in found if "__pycache__" not in p.parts)
+
+
+def suite_tests(tests: Path) -> int:
+    """Return how many tests the hidden files in ``tests`` define (:func:`static_tests`)."""
+    return sum(static_tests(p) for p in hidden_files(tests))
+
+
+def _count_uncollected(out: Acceptance, files: list[str], tests: Path) -> None:
     """Count the tests of files that could not be collected as failed, one by one."""
     for rel in files:
-        own = Path(rel)
-        inside = own.relative_to(name) if own.parts[:1] == (name,) else own
-        n = static_tests(tests / inside)
+        n = static_tests(tests / rel)
         out.total += n - 1  # junit holds one entry for the whole file
     shown = ", ".join(files[:5])
     out.error = (
@@ -104,28 +118,107 @@ def _count_uncollected(out: Acceptance, files: list[str], name: str, tests: Path
     )
 
 
+def _ini(box: Sandbox) -> Path:
+    """Write pytest's configuration for the hidden tests: pytest's defaults, said outright.
+
+    ``src/`` goes on the search path when the project has one (as the gates search it), the
+    project's folder is there already; nothing of the project's own configuration is read.
+    """
+    src = box.tree / "src"
+    lines = [
+        "[pytest]",
+        "addopts =",
+        f"python_files = {' '.join(TEST_FILES)}",
+        "python_classes = Test",
+        "python_functions = test",
+        "junit_family = xunit1",
+    ]
+    if src.is_dir():
+        lines.append(f"pythonpath = {src}")
+    path = box.home / INI
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def acceptance_command(box: Sandbox, hidden: Path) -> tuple[list[str], dict[str, str]]:
+    """Return the argv and variables that run the tests in ``hidden`` on ``box``'s project.
+
+    They run in the project's copy (its folder first on ``sys.path``), but pytest's
+    configuration is oldnew's (:func:`_ini`), its root and ``--confcutdir`` are ``hidden``,
+    so no ``conftest.py`` of the project's is loaded, and no plugin is auto-loaded.
+    """
+    argv = box.env.module_argv(
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--continue-on-collection-errors",
+        "-c",
+        str(_ini(box)),
+        "--rootdir",
+        str(hidden),
+        "--confcutdir",
+        str(hidden),
+        f"--junitxml={box.home / JUNIT}",
+        str(hidden),
+        preload=PRELOAD,
+    )
+    return argv, {**box.env.variables(), **PYTEST_ENV, "PYTEST_ADDOPTS": ""}
+
+
+def _judged(out: Acceptance, defined: int) -> Acceptance:
+    """Count at least the tests the hidden files define; say so when fewer were collected."""
+    if out.total < defined:
+        if not out.error:
+            out.error = (
+                f"collected fewer tests than the suite defines ({out.total} of {defined}): "
+                "the ones not run count as failed"
+            )
+        out.total = defined
+    out.passed = min(out.passed, out.total)
+    return out
+
+
 def run_acceptance(
     ws: Workspace, tests: Path, *, deps: DepSettings, timeout: float, keep: Path
 ) -> Acceptance:
-    """Run ``tests`` on the tip of ``ws``'s branch; keep pytest's report and output in ``keep``."""
+    """Run ``tests`` on the tip of ``ws``'s branch; keep pytest's report and output in ``keep``.
+
+    Whatever happens, the result counts every test the hidden files define.
+
+    Raises:
+        WorkspaceError: the branch tip cannot be written out.
+
+    """
     keep.mkdir(parents=True, exist_ok=True)
+    defined = suite_tests(tests)
     with tempfile.TemporaryDirectory(prefix="oldnew-eval-") as tmp:
         tree = export_head(ws, Path(tmp) / "tree")
-        name = _free_name(tree)
-        shutil.copytree(tests, tree / name, ignore=shutil.ignore_patterns("__pycache__"))
         try:
             env = locked_env(tree, deps)
         except DependencyError as exc:
-            return Acceptance(error=f"the project's environment cannot be built: {exc}")
+            why = f"the project's environment cannot be built: {exc}"
+            return _judged(Acceptance(error=why), defined)
         try:
             with Sandbox.open(tree, env=env, limits=sandbox_limits(timeout)) as box:
-                argv, variables = suite_command(box, measure=False)
-                result = box.run([*argv, name], timeout=timeout, env=variables)
+                hidden = box.home / HIDDEN
+                shutil.copytree(tests, hidden, ignore=shutil.ignore_patterns("__pycache__"))
+                box.adopt(hidden)
+                argv, variables = acceptance_command(box, hidden)
+                result = box.run(argv, timeout=timeout, env=variables)
                 (keep / "acceptance.log").write_text(result.output, encoding="utf-8")
                 report = read_report(box, result, measure=False)
                 junit = read_output(box.home, JUNIT)
         except (SandboxError, UnsafeOutput) as exc:
-            return Acceptance(error=f"the tests could not run in the sandbox: {exc}")
+            why = f"the tests could not run in the sandbox: {exc}"
+            return _judged(Acceptance(error=why), defined)
+    return _judged(_counted(result, report, junit, keep, tests), defined)
+
+
+def _counted(
+    result: RunResult, report: SuiteReport, junit: bytes | None, keep: Path, tests: Path
+) -> Acceptance:
+    """Return what pytest's report and exit code say, believed only where they agree."""
     out = Acceptance(seconds=round(result.duration_s, 2))
     if junit is not None:
         (keep / "acceptance.xml").write_bytes(junit)
@@ -134,7 +227,7 @@ def run_acceptance(
     out.total = counts.get("tests", 0)
     bad = counts.get("failures", 0) + counts.get("errors", 0) + counts.get("skipped", 0)
     out.passed = max(0, out.total - bad)
-    out.failed = [d.message.split(": ", 1)[0].removeprefix(f"{name}.") for d in report.diagnostics]
+    out.failed = [d.message.split(": ", 1)[0] for d in report.diagnostics]
     if result.killed or result.ending():
         out.error = f"the tests were stopped: {result.ending() or result.killed}"
         out.passed = 0
@@ -143,5 +236,5 @@ def run_acceptance(
     elif result.exit_code == 5 or out.total == 0:
         out.error = "pytest collected no acceptance test"
     elif junit is not None and (files := _uncollected(junit)):
-        _count_uncollected(out, files, name, tests)
+        _count_uncollected(out, files, tests)
     return out

@@ -7,7 +7,10 @@ A suite is a folder of cases, one folder each (folders named ``results`` or star
 - ``files/`` (optional): supporting files, handed over as ``oldnew run --with`` hands them
   (each entry of ``files/`` keeps its name in the project);
 - ``acceptance/``: the hidden acceptance tests (pytest), which the run never sees: they are
-  not in the workspace, nor in any prompt, and run only on the delivered tree afterwards;
+  not in the workspace, nor in any prompt, and run only on the delivered tree afterwards,
+  from a folder outside it, with the delivered project's folder as the working folder and
+  first on ``sys.path`` (``Path.cwd()`` is the project); a ``conftest.py`` among them is the
+  suite's own and is read, the project's never are;
 - anything else (a ``transcript.toml`` for the scripted model, notes) is not handed over.
 """
 

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]  # the delivered project
+ROOT = Path.cwd()  # the delivered project: hidden tests run in its folder, from outside it
 
 
 def tally(*args: str | Path) -> subprocess.CompletedProcess[str]:
