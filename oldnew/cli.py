@@ -769,6 +769,16 @@ def eval_suite(
         ),
     ] = None,
     package_index: IndexOpt = None,
+    case_seconds: Annotated[
+        float,
+        typer.Option(
+            "--case-seconds",
+            min=0,
+            help="Seconds of working time each case may take (its --budget-seconds; 0: no "
+            "cap), so one runaway case cannot stall the suite; OLDNEW_BUDGET_SECONDS, when "
+            "set, is used instead.",
+        ),
+    ] = 1800.0,
 ) -> None:
     """Run every case of SUITE_DIR and print how each went, judged by its hidden tests.
 
@@ -778,7 +788,7 @@ def eval_suite(
     tests run on the delivered tree, in the sandbox, in an environment built from its lock.
     The table (case, delivered or blocked, acceptance tests passed of total, fix rounds,
     tokens, cost, wall time, questions) is printed and written as results.json and
-    results.md. Budget caps apply to each case.
+    results.md. Budget caps apply to each case; each is stopped after --case-seconds of work.
 
     Exit 0 when the suite ran, whatever its cases did (a case that fails or blocks is a
     result, not an error); 2 when it cannot run: no case, a case without scope.md or
@@ -795,7 +805,14 @@ def eval_suite(
     }
     try:
         result = asyncio.run(
-            evaluate(suite_dir, model=model, out=out, overrides=overrides, progress=console.print)
+            evaluate(
+                suite_dir,
+                model=model,
+                out=out,
+                overrides=overrides,
+                progress=console.print,
+                case_seconds=case_seconds,
+            )
         )
     except OldnewError as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import subprocess
@@ -10,11 +11,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
+from oldnew.budget import Price, ledger_of
 from oldnew.cli import app
+from oldnew.context import Context
+from oldnew.errors import ConfigurationError
+from oldnew.eval import CASE_SECONDS, cells
 from oldnew.eval.acceptance import static_tests
+from oldnew.eval.runner import case_context, run_case
 from oldnew.eval.suite import case_model, load_suite
+from oldnew.workspace import Workspace
 
 SUITE = Path(__file__).resolve().parent.parent / "examples" / "eval"
 MODEL = "scripted:transcript.toml"
@@ -130,6 +138,9 @@ def test_a_suite_that_cannot_run_is_a_usage_error_saying_what_to_do(tmp_path: Pa
     (taken / "x").write_text("earlier")
     said = _fails(["eval", str(suite), "--model", MODEL, "--out", str(taken)])
     assert "is not empty: give a new --out" in said
+    said = _fails(["eval", str(suite), "--model", MODEL, "--out", str(taken / "x")])
+    assert "output path" in said and "is not a folder: give --out a new or empty folder" in said
+    assert (taken / "x").read_text() == "earlier"
 
 
 def test_a_relative_scripted_transcript_is_each_cases_own(tmp_path: Path) -> None:
@@ -178,3 +189,87 @@ def test_a_case_that_waits_for_a_person_is_reported_blocked_with_its_question(
     assert "could not be collected (test_slugify.py)" in acc["error"]
     md = (out / "results.md").read_text(encoding="utf-8")
     assert "| slugs | blocked: " in md and "| 0/7 (1 acceptance test file(s)" in md
+
+
+def _run_instead(monkeypatch: pytest.MonkeyPatch, run: Any) -> list[dict[str, Any]]:
+    """Make every case run ``run(workspace)`` instead of a real run; return their contexts."""
+    import oldnew.eval.runner as runner
+
+    contexts: list[dict[str, Any]] = []
+
+    async def start_run(scope: Path, workspace: Path, **kw: Any) -> Any:
+        contexts.append(kw["context"])
+        return run(Path(workspace))
+
+    monkeypatch.setattr(runner, "start_run", start_run)
+    return contexts
+
+
+def test_a_case_that_made_no_workspace_still_counts_every_hidden_test(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refused(workspace: Path) -> None:
+        raise ConfigurationError("the model is not there")
+
+    contexts = _run_instead(monkeypatch, refused)
+    suite = _suite(tmp_path, "slugs", "wordfreq")
+    out = tmp_path / "out"
+    args = ["eval", str(suite), "--model", MODEL, "--out", str(out), "--case-seconds", "90"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    data = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    for row in data["cases"]:
+        assert row["status"] == "error" and "the model is not there" in row["blocker"]
+        assert (row["acceptance"]["passed"], row["acceptance"]["total"]) == (0, 7)
+        assert row["acceptance"]["error"] == "no workspace was made: nothing to test"
+    assert (data["totals"]["acceptance_passed"], data["totals"]["acceptance_total"]) == (0, 14)
+    assert "acceptance tests 0/14 passed" in (out / "results.md").read_text(encoding="utf-8")
+    assert "0/14 passed" in result.output
+    # --case-seconds is each case's budget of working time.
+    assert [c["budget_seconds"] for c in contexts] == [90.0, 90.0]
+    assert data["case_seconds"] == 90.0
+
+
+def test_a_run_that_fails_part_way_keeps_the_spend_its_ledger_holds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def spends_then_crashes(workspace: Path) -> None:
+        Workspace.create(workspace, "r1", {})
+        ledger = ledger_of(workspace)
+        for tokens in (1000, 500):
+            ledger.record_call(
+                role="coder",
+                activity="coding",
+                task="T1",
+                model="m",
+                input_tokens=tokens,
+                output_tokens=tokens // 10,
+                price=Price(2.0, 8.0),
+            )
+        raise RuntimeError("a node crashed at the end")
+
+    _run_instead(monkeypatch, spends_then_crashes)
+    (case,) = load_suite(_suite(tmp_path, "slugs"))
+    row = asyncio.run(run_case(case, MODEL, tmp_path / "out", {}, lambda line: None))
+    assert row.status == "error" and "RuntimeError: a node crashed" in row.blocker
+    assert row.tokens == 1650 == ledger_of(row.workspace).spend()["tokens"]
+    assert row.cost_usd == pytest.approx((1500 * 2.0 + 150 * 8.0) / 1e6)
+    # The workspace holds no code: the hidden tests ran on it, and all seven count as failed.
+    assert (row.acceptance.passed, row.acceptance.total) == (0, 7)
+    assert "could not be collected" in row.acceptance.error
+    assert cells(row)[4] == "1,650"
+
+
+def test_each_case_has_a_budget_of_seconds_unless_one_is_given(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("OLDNEW_BUDGET_SECONDS", raising=False)
+    assert case_context(None, {})["budget_seconds"] == CASE_SECONDS == 1800
+    assert case_context(None, {}, 0)["budget_seconds"] == 0  # no cap
+    assert case_context(None, {"budget_seconds": 60}, 5)["budget_seconds"] == 60
+    monkeypatch.setenv("OLDNEW_BUDGET_SECONDS", "30")
+    assert "budget_seconds" not in case_context(None, {}, 5)
+    assert Context(**case_context(None, {}, 5)).budget_seconds == 30
+    command = typer.main.get_command(app).commands["eval"]  # type: ignore[attr-defined]
+    (option,) = [p for p in command.params if "--case-seconds" in p.opts]
+    assert option.default == CASE_SECONDS and "runaway case cannot stall" in option.help

@@ -17,12 +17,13 @@ from typing import Any
 
 from oldnew.context import Context
 from oldnew.errors import SuiteError
-from oldnew.eval.runner import CaseResult, Progress, case_context, run_suite
+from oldnew.eval.runner import CASE_SECONDS, CaseResult, Progress, case_context, run_suite
 from oldnew.eval.suite import Case, check_models, load_suite
 from oldnew.eval.table import CAPTION, COLUMNS, cells, totals, write_results
 
 __all__ = [
     "CAPTION",
+    "CASE_SECONDS",
     "COLUMNS",
     "Case",
     "CaseResult",
@@ -57,10 +58,13 @@ async def evaluate(
     out: Path | str | None = None,
     overrides: dict[str, Any] | None = None,
     progress: Progress = lambda line: None,
+    case_seconds: float = CASE_SECONDS,
 ) -> Evaluation:
     """Run every case of ``suite``; write ``results.json`` and ``results.md`` to the output.
 
     ``overrides`` are run settings (quality, budgets, deps, ...) every case runs with.
+    ``case_seconds`` caps each case's working time (its ``budget_seconds``, 0: no cap) unless
+    ``overrides`` or ``OLDNEW_BUDGET_SECONDS`` give a budget of seconds.
 
     Raises:
         SuiteError: the suite has no case, or a case lacks its scope or acceptance tests.
@@ -73,21 +77,27 @@ async def evaluate(
     cases = load_suite(root)
     models = check_models(model, cases)
     settings = dict(overrides or {})
-    Context(**case_context(model, settings))  # a bad setting fails before any case runs
+    Context(**case_context(model, settings, case_seconds))  # a bad one fails before any case
     out_dir = Path(out) if out is not None else default_out(root)
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+    if out_dir.exists() and not out_dir.is_dir():
+        raise SuiteError(
+            f"output path {out_dir} is not a folder: give --out a new or empty folder for "
+            "the results and the cases' workspaces"
+        )
+    if out_dir.exists() and any(out_dir.iterdir()):
         raise SuiteError(
             f"output folder {out_dir} is not empty: give a new --out (an evaluation never "
             "writes over an earlier one's workspaces or results)"
         )
     out_dir.mkdir(parents=True, exist_ok=True)
     progress(f"{len(cases)} cases from {root}; results in {out_dir}")
-    rows = await run_suite(cases, models, out_dir.resolve(), settings, progress)
+    rows = await run_suite(cases, models, out_dir.resolve(), settings, progress, case_seconds)
     seconds = round(time.monotonic() - start, 2)
     meta = {
         "suite": str(root),
         "model": model,
         "settings": settings,
+        "case_seconds": case_seconds,
         "started": started,
         "seconds": seconds,
     }

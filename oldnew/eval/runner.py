@@ -11,21 +11,25 @@ are counted. Then the hidden acceptance tests run on whatever its branch holds.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from oldnew.budget import ledger_of
 from oldnew.context import Context
 from oldnew.deps.settings import DepSettings
 from oldnew.errors import OldnewError
-from oldnew.eval.acceptance import Acceptance, run_acceptance
+from oldnew.eval.acceptance import Acceptance, run_acceptance, suite_tests
 from oldnew.eval.suite import Case
 from oldnew.runs import RunOutcome, start_run
 from oldnew.workspace import Workspace
 
 DELIVERED = ("delivered", "delivered_with_limitations")
+CASE_SECONDS = 1800.0
+"""Seconds of working time a case may take by default (its ``budget_seconds``)."""
 Progress = Callable[[str], None]
 
 
@@ -63,9 +67,17 @@ class CaseResult:
         return {**asdict(self), "delivered": self.delivered}
 
 
-def case_context(model: str | None, overrides: dict[str, Any]) -> dict[str, Any]:
-    """Return the settings a case runs with: nobody is waited for, nothing is remembered."""
+def case_context(
+    model: str | None, overrides: dict[str, Any], case_seconds: float = CASE_SECONDS
+) -> dict[str, Any]:
+    """Return the settings a case runs with: nobody is waited for, nothing is remembered.
+
+    ``case_seconds`` is the case's ``budget_seconds`` unless a budget of seconds is given (in
+    ``overrides``, or by ``OLDNEW_BUDGET_SECONDS``): one runaway case cannot stall a suite.
+    """
+    given = overrides.get("budget_seconds") is not None or "OLDNEW_BUDGET_SECONDS" in os.environ
     return {
+        **({} if given else {"budget_seconds": case_seconds}),
         **{k: v for k, v in overrides.items() if v is not None},
         "model": model,
         "defaults": "auto",
@@ -101,9 +113,6 @@ def _fill(row: CaseResult, out: RunOutcome, ws: Workspace) -> None:
     row.blocker = _blocker(out, report)
     row.tasks = len(out.tasks)
     row.fix_rounds = sum(int(t.get("fix_rounds") or 0) for t in out.tasks)
-    spend = out.budget.get("spend", {})
-    row.tokens = int(spend.get("tokens", 0))
-    row.cost_usd = float(spend.get("cost_usd", 0.0))
     decisions = report.get("decisions", [])
     asked = {q["id"] for q in out.questions} | set(report.get("pending_questions", []))
     asked |= {d["question"] for d in decisions if d.get("decided_by") == "person"}
@@ -118,13 +127,18 @@ async def run_case(
     overrides: dict[str, Any],
     progress: Progress,
     label: str = "",
+    case_seconds: float = CASE_SECONDS,
 ) -> CaseResult:
-    """Run one case in ``out_dir/<case>/workspace``, then its hidden tests on what it delivered."""
+    """Run one case in ``out_dir/<case>/workspace``, then its hidden tests on what it delivered.
+
+    Whatever happened, the row counts every hidden test of the case and the spend the
+    workspace's ledger holds (a run that failed part way spent too).
+    """
     row = CaseResult(case=case.name, model=model)
     folder = out_dir / case.name
     workspace = folder / "workspace"
     row.workspace = str(workspace)
-    context = case_context(model, overrides)
+    context = case_context(model, overrides, case_seconds)
     progress(f"{label}{case.name}: started (workspace {workspace})")
     start = time.monotonic()
     try:
@@ -136,19 +150,30 @@ async def run_case(
     else:
         _fill(row, out, Workspace.open(workspace))
     row.seconds = round(time.monotonic() - start, 2)
-    if (workspace / ".oldnew" / "run.json").is_file():
-        ctx = Context(**context)
-        row.acceptance = run_acceptance(
+    if (workspace / ".oldnew").is_dir():
+        spend = ledger_of(workspace).spend()
+        row.tokens, row.cost_usd = int(spend["tokens"]), float(spend["cost_usd"])
+    row.acceptance = _judge(case, workspace, Context(**context), folder)
+    progress(f"{label}{case.name}: finished: {summary(row)}")
+    return row
+
+
+def _judge(case: Case, workspace: Path, ctx: Context, folder: Path) -> Acceptance:
+    """Run the case's hidden tests on its workspace; every one counts, whatever happens."""
+    if not (workspace / ".oldnew" / "run.json").is_file():
+        why = "no workspace was made: nothing to test"
+        return Acceptance(error=why, total=suite_tests(case.acceptance))
+    try:
+        return run_acceptance(
             Workspace.open(workspace),
             case.acceptance,
             deps=DepSettings.of(ctx),
             timeout=ctx.test_timeout,
             keep=folder,
         )
-    else:
-        row.acceptance = Acceptance(error="no workspace was made: nothing to test")
-    progress(f"{label}{case.name}: finished: {summary(row)}")
-    return row
+    except OldnewError as exc:  # the branch cannot be written out, say
+        why = f"the tests could not run: {type(exc).__name__}: {exc}"
+        return Acceptance(error=why, total=suite_tests(case.acceptance))
 
 
 def summary(row: CaseResult) -> str:
@@ -165,10 +190,15 @@ async def run_suite(
     out_dir: Path,
     overrides: dict[str, Any],
     progress: Progress,
+    case_seconds: float = CASE_SECONDS,
 ) -> list[CaseResult]:
     """Run the cases one after another (each run uses its own agents in parallel)."""
     rows = []
     for n, case in enumerate(cases, start=1):
         label = f"[{n}/{len(cases)}] "
-        rows.append(await run_case(case, models[case.name], out_dir, overrides, progress, label))
+        rows.append(
+            await run_case(
+                case, models[case.name], out_dir, overrides, progress, label, case_seconds
+            )
+        )
     return rows
