@@ -21,6 +21,9 @@ from typing import Literal
 from oldnew.errors import ConfigurationError, UsageError
 from oldnew.recovery.retry import RetryPolicy
 
+SCOPE_CHARS_PER_TOKEN = 4
+"""How scope text is counted in tokens (the estimate ``oldnew.planning.words`` budgets with)."""
+
 Role = Literal["planner", "coder", "fixer"]
 ROLES: tuple[Role, ...] = ("planner", "coder", "fixer")
 DEFAULT_PRICES = (
@@ -386,12 +389,15 @@ class Context:
     )
     # -- planning from the person's words (issue 16) --
     plan_scope_tokens: int = field(
-        default=8000,
+        default=0,
         metadata={
             "description": "Tokens of the person's scope text a planning prompt carries beside "
             "the extracted requirements (4 characters a token): the whole text of a short "
             "scope, the sections a long one's requirements came from; what does not fit is "
-            "listed as left out. Env: OLDNEW_PLAN_SCOPE_TOKENS."
+            "listed as left out. 0: scope_chunk_chars / 4, no more text than one scope "
+            "extraction call reads, so it fits where that call fits. "
+            "Env: OLDNEW_PLAN_SCOPE_TOKENS.",
+            "model": True,
         },
     )
 
@@ -423,6 +429,8 @@ class Context:
             value = getattr(self, name)
             if value is not None or name not in OPTIONAL:
                 setattr(self, name, _number(name, value, None))
+        if not self.plan_scope_tokens:  # as much of the text as one extraction call reads
+            self.plan_scope_tokens = self.scope_chunk_chars // SCOPE_CHARS_PER_TOKEN
         self._check()
 
     def _check(self) -> None:
@@ -514,7 +522,7 @@ LIMITS: dict[str, Limit] = {
     "install_timeout": Limit(False, 0, above=True),
     "max_packages": Limit(True, 0, note="0: no cap"),
     "max_install_mb": Limit(False, 0, note="0: no cap"),
-    "plan_scope_tokens": Limit(True, 0, note="0: the text is not shown"),
+    "plan_scope_tokens": Limit(True, 0, note="0: scope_chunk_chars / 4"),
 }
 """Every numeric setting of Context and the values it allows; checked when a Context is made."""
 OPTIONAL = frozenset({"coverage_min", "complexity_max"})

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from langchain_core.messages import BaseMessage
 
-from oldnew.context import Context
+from oldnew.context import SCOPE_CHARS_PER_TOKEN, Context, model_settings
 from oldnew.planning import Asker, Planner, assess, extract_scope
 from oldnew.planning.revise import split_task
 from oldnew.planning.sections import split_sections
-from oldnew.planning.words import scope_words
+from oldnew.planning.words import CHARS_PER_TOKEN, scope_words
 from oldnew.schemas import Plan, PlannedTask, Scope, Split
 from oldnew.testing import CallInfo, FunctionModel, prompt_text
 
@@ -81,7 +82,7 @@ def _long_doc() -> str:
 
 def test_a_long_scope_shows_the_sections_its_requirements_came_from() -> None:
     text = _long_doc()
-    ctx = Context(scope_chunk_chars=900)
+    ctx = Context(scope_chunk_chars=900, plan_scope_tokens=2000)  # two sections fit
     sections = split_sections(text, ctx.scope_chunk_chars)
     assert [s.heading for s in sections] == ["Shop", "Shop > Part 2", "Shop > Part 3"]
     assert "## Part 1" in sections[0].text
@@ -191,3 +192,22 @@ def test_a_split_prompt_shows_the_section_of_the_task_it_splits() -> None:
     prompt = prompt_text(model.log.of(schema=Split)[0].messages)
     assert "coupons: SAVE9" in prompt and "carts expire after 17 days" not in prompt
     assert "----- section 3 of 3 (Shop > Part 3): F2 come from here -----" in prompt
+
+
+def test_the_text_budget_follows_what_one_extraction_call_reads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("OLDNEW_PLAN_SCOPE_TOKENS", raising=False)
+    monkeypatch.delenv("OLDNEW_SCOPE_CHUNK_CHARS", raising=False)
+    assert SCOPE_CHARS_PER_TOKEN == CHARS_PER_TOKEN  # one estimate, where set and where spent
+    ctx = Context()
+    assert ctx.plan_scope_tokens * CHARS_PER_TOKEN == ctx.scope_chunk_chars  # 0: derived
+    assert Context(scope_chunk_chars=2000).plan_scope_tokens == 2000 // CHARS_PER_TOKEN
+    assert Context(plan_scope_tokens=300).plan_scope_tokens == 300  # given: as given
+    monkeypatch.setenv("OLDNEW_PLAN_SCOPE_TOKENS", "120")
+    assert Context().plan_scope_tokens == 120
+    # A scope that one extraction call reads whole is shown whole to the planner, too.
+    text = "x" * (ctx.scope_chunk_chars - 1) + "\n"
+    words = scope_words(Scope(title="t", summary="s"), text, ctx.plan_scope_tokens)
+    assert words is not None and words.whole and words.left_out == []
+    assert "plan_scope_tokens" in {name for name, *_ in model_settings()}  # model-facing
