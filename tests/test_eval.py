@@ -273,3 +273,13 @@ def test_each_case_has_a_budget_of_seconds_unless_one_is_given(
     command = typer.main.get_command(app).commands["eval"]  # type: ignore[attr-defined]
     (option,) = [p for p in command.params if "--case-seconds" in p.opts]
     assert option.default == CASE_SECONDS and "runaway case cannot stall" in option.help
+
+
+@pytest.mark.usefixtures("smoke_gates")
+def test_a_case_past_its_seconds_is_stopped_and_says_by_what(tmp_path: Path) -> None:
+    (case,) = load_suite(_suite(tmp_path, "slugs"))
+    model = case_model(MODEL, case)
+    row = asyncio.run(run_case(case, model, tmp_path / "out", {}, lambda line: None, "", 0.01))
+    assert row.status == "stopped" and not row.delivered
+    assert "budget: the run worked" in row.blocker and "wall-clock cap" in row.blocker
+    assert (row.acceptance.passed, row.acceptance.total) == (0, 7)  # nothing was delivered

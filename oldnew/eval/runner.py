@@ -102,6 +102,9 @@ def _blocker(out: RunOutcome, report: dict[str, Any]) -> str:
         return ""
     said = [f"{q['id']}: {q['title']}" for q in out.questions]
     said += [f"{b['task']}: {b['reason']}" for b in report.get("blocked", [])]
+    stop = (report.get("budget") or {}).get("stopped") or {}
+    if stop.get("detail"):  # a cap, --case-seconds' among them
+        said.append(f"budget: {stop['detail']}")
     if not said and report.get("stop_reason"):
         said.append(str(report["stop_reason"]))
     return "; ".join(said) or out.status
