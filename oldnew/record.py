@@ -355,6 +355,24 @@ class Recorder(BaseCallbackHandler):
         self.file.append(self.session, entry)
 
 
+def memory_warning(record: str | None, memory_path: str | None) -> dict[str, Any] | None:
+    """Return the event that warns a run records with memory on (None when it does not).
+
+    Lessons memory holds are put into prompts; a later replay on another machine, or after
+    the memory learned more, asks other prompts, which the recording does not answer.
+    """
+    if not record or not memory_path or memory_path == "off":
+        return None
+    return {
+        "node": "record",
+        "event": "memory_on",
+        "record": record,
+        "memory": memory_path,
+        "hint": "lessons from memory go into prompts, so a replay may not find them "
+        "recorded: record with OLDNEW_MEMORY_PATH=off",
+    }
+
+
 def recorder_for(record: str, role: str, workspace: str | None, replaying: Path | None) -> Recorder:
     """Return the recorder of ``role`` into the file ``record``.
 

@@ -525,3 +525,45 @@ def test_two_processes_recording_one_file_number_exchanges_from_the_file(
     assert [e["occurrence"] for e in exchanges] == [0, 1, 2, 3]
     assert len({e["session"] for e in exchanges}) == 2
     assert len([e for e in read_lines(record) if "transcript" in e]) == 2
+
+
+def test_recording_with_memory_on_warns_in_the_log_and_on_the_command_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from typing import TypedDict
+
+    from langgraph.graph import END, START, StateGraph
+
+    from oldnew.cli import show_event
+    from oldnew.runs.session import stream
+    from oldnew.workspace import Workspace
+
+    class State(TypedDict):
+        """Nothing to speak of."""
+
+        x: int
+
+    g = StateGraph(State)
+    g.add_node("noop", lambda s: {"x": 1})
+    g.add_edge(START, "noop")
+    g.add_edge("noop", END)
+    graph: Any = g.compile()
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    seen: list[dict[str, Any]] = []
+
+    def sink(event: dict[str, Any]) -> None:
+        seen.append(event)
+        show_event(event)
+
+    memory = str(tmp_path / "memory.sqlite")
+    on = Context(record=str(tmp_path / "r.jsonl"), memory_path=memory, workspace=str(ws))
+    asyncio.run(stream(graph, {"x": 0}, {}, on, sink))
+    (warning,) = [e for e in seen if e.get("event") == "memory_on"]
+    assert warning["memory"] == memory and "OLDNEW_MEMORY_PATH=off" in warning["hint"]
+    assert [e["event"] for e in Workspace(ws).events()] == ["memory_on"]
+    assert "record: memory_on" in capsys.readouterr().out
+    off = Context(record=str(tmp_path / "r.jsonl"), memory_path="off", workspace=str(ws))
+    seen.clear()
+    asyncio.run(stream(graph, {"x": 0}, {}, off, sink))
+    assert [e for e in seen if e.get("event") == "memory_on"] == []
