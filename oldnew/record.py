@@ -4,11 +4,15 @@
 every model the seam (``models.resolve_model``) hands out, whatever the model (``openai:``,
 ``scripted:``, a Python override). ``--model scripted:FILE`` then replays the file offline.
 
-The transcript is JSON Lines, append-only, one object a line, flushed (and fsynced) after each
-exchange, under a lock (a thread lock, and a file lock for another process), so a crash loses
-nothing recorded and parallel tasks never interleave:
+The transcript is JSON Lines, append-only, one object a line, fsynced after each exchange,
+under a lock (a thread lock, and a file lock for another process), so a crash loses nothing
+recorded and parallel tasks never interleave. Under the file lock the writer first reads what
+other processes appended (exchange numbers, occurrences and headers come from the file, not
+from one process's memory; a deleted or replaced file is read again from the start) and cuts
+a torn last line, a write a crash cut short (that exchange was never whole, so never used):
 
-- a header each time a process starts recording into the file (a run, then each resume)::
+- a header each time a run starts recording into the file (one per process and workspace: a
+  run, then each resume; a second run in a long-lived process gets its own)::
 
     {"transcript": "oldnew", "version": 1, "session": "3f2a...", "started": "...",
      "workspace": "/path/to/ws"}
@@ -17,27 +21,41 @@ nothing recorded and parallel tasks never interleave:
 
     {"exchange": 7, "session": "3f2a...", "role": "coder", "key": "<sha256>",
      "occurrence": 0, "model": "gpt-4.1", "structured_call": false,
+     "graph": {"thread_id": "...", "checkpoint_ns": "coder:1f0c...", "step": 3,
+               "node": "coder"},
      "prompt": [{"type": "system", "content": "..."}, {"type": "human", "content": "..."},
                 {"type": "ai", "content": "", "tool_calls": [{"name": "ReadFile",
                  "args": {"path": "a.py"}}]}, {"type": "tool", "content": "..."}],
      "text": "FILE: a.py ...", "tool_calls": [], "structured": null,
+     "invalid_tool_calls": [{"name": "ReadFile", "args": "{'path': ", "error": "..."}],
      "usage": {"input_tokens": 812, "output_tokens": 95, "total_tokens": 907}}
 
 ``key`` is the SHA-256 of the role and the prompt (each message's type, content and tool
 calls' names and arguments). What differs from run to run by construction is masked first:
-tool-call ids are left out, the run's workspace path reads ``<workspace>``, and a sandbox's
-scratch folder (``/tmp/oldnew-sbx-<random>``, seen in test failures) reads ``oldnew-sbx-*``.
-``occurrence`` counts the earlier exchanges of the file with the same key: the same prompt
-asked twice gets its answers in the order they were given. ``structured`` is the parsed
-object of a structured call answered in the reply's text (``json_schema``); a structured call
-answered by a tool call (``function_calling``) keeps it in ``tool_calls``.
+tool-call ids are left out, the run's workspace path reads ``<workspace>``, a sandbox's
+scratch folder (``/tmp/oldnew-sbx-<random>``, seen in test failures) reads ``oldnew-sbx-*``,
+memory addresses (``<Foo object at 0x7fe4...>``) read ``0x*`` and durations (``in 0.12s``,
+``12.3 ms``) read ``<duration>`` (only in the key: a miss message shows the text as it was).
+Replay computes the keys again from the recorded prompts. ``occurrence`` counts the earlier
+exchanges of the file with the same key: the same prompt asked twice gets its answers in the
+order they were given. ``text`` is the reply's content as given (a list of content blocks
+stays a list). ``structured`` is the parsed object of a structured call answered in the
+reply's text (``json_schema``); a structured call answered by a tool call
+(``function_calling``) keeps it in ``tool_calls``. ``invalid_tool_calls`` (only when there
+are some) are tool calls whose arguments did not parse, replayed as they came. ``graph`` is
+where in the LangGraph run the call was made (absent outside a graph).
 
 Replay is exact: a prompt is answered by the exchange of the same role and key, its n-th
-occurrence the n-th time it is asked in the workspace (counted in ``.oldnew/replay.json``, so
+occurrence the n-th time it is asked in the workspace (counted in ``.oldnew/replay-*.json``, so
 a replay that is killed and resumed goes on where it was; past the recorded occurrences the
-last one answers again). A prompt with no recorded exchange raises
-:class:`~oldnew.errors.ScriptedModelError` naming the role and showing the first line where the
-prompt differs from the nearest recorded one.
+last one answers again). A prompt asked again at the same point of the graph (thread,
+checkpoint namespace, step) by a later session was asked again after a kill that came before
+the node's checkpoint: the run went on with the later session's answer, so replay keeps that
+one and drops the earlier. (A node re-run after its question was answered asks again at the
+same point too: its replay gets the later answer both times, the one the run went on with.)
+Torn lines are skipped, and counted (``Recording.torn``). A
+prompt with no recorded exchange raises :class:`~oldnew.errors.ScriptedModelError` naming the
+role and showing the first line where the prompt differs from the nearest recorded one.
 """
 
 from __future__ import annotations
@@ -580,6 +598,8 @@ class Recording:
     def _miss(self, role: str, prompt: list[dict[str, Any]], workspace: str | None) -> str:
         same_role = [ex for exs in self.by_key.values() for ex in exs if ex.role == role]
         head = f"recording {self.source} has no {role} exchange for this prompt"
+        if self.torn:
+            head += f" ({self.torn} torn line(s), writes a crash cut short, were skipped)"
         if not same_role:
             roles = sorted({ex.role for exs in self.by_key.values() for ex in exs})
             return f"{head}: it recorded no {role} calls at all (roles: {', '.join(roles)})"

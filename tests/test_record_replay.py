@@ -372,6 +372,8 @@ def test_a_torn_line_in_the_middle_is_skipped_and_counted(tmp_path: Path) -> Non
     assert rec.torn == 2
     (answers,) = rec.by_key.values()
     assert [ex.workspace for ex in answers] == [str(tmp_path), "/else"]
+    with pytest.raises(ScriptedModelError, match=r"2 torn line\(s\)"):
+        rec.answer("coder", [{"type": "human", "content": "two"}], 0)
 
 
 def test_addresses_and_durations_do_not_make_a_replay_miss(tmp_path: Path) -> None:
