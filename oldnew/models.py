@@ -42,6 +42,7 @@ from oldnew.errors import ConfigurationError, ModelOutputError, ScriptedModelErr
 from oldnew.record import (
     Recording,
     check_record_target,
+    is_headerless_recording,
     is_recording,
     normalized,
     prompt_key,
@@ -77,6 +78,12 @@ def load_transcript(path: Path) -> list[ScriptedReply]:
     if is_recording(path):
         raise ConfigurationError(
             f"{path} is a recorded transcript: replay it with the spec 'scripted:{path}'"
+        )
+    if is_headerless_recording(path):
+        raise ConfigurationError(
+            f"{path} is a recording without a header (its first line is an exchange, not "
+            '{"transcript": "oldnew", ...}), so it cannot be replayed: record the run again '
+            "with --record"
         )
     try:
         raw = path.read_text(encoding="utf-8")
@@ -223,10 +230,16 @@ class ScriptedChatModel(BaseChatModel):
         calls = list(ex.tool_calls)
         if self.structured_bound and ex.structured is not None and not calls:
             calls = [{"name": self.bound_tools[0], "args": ex.structured}]
-        usage = ex.usage or estimated_usage(messages, ex.text, ex.structured)
+        text = ex.text if isinstance(ex.text, str) else json.dumps(ex.text)
+        usage = ex.usage or estimated_usage(messages, text, ex.structured)
+        invalid = [
+            {**c, "id": f"call_{uuid.uuid4().hex[:12]}", "type": "invalid_tool_call"}
+            for c in ex.invalid_tool_calls
+        ]
         message = AIMessage(
-            content=ex.text,
+            content=ex.text,  # a list of content blocks stays a list
             tool_calls=[{**c, "id": f"call_{uuid.uuid4().hex[:12]}"} for c in calls],
+            invalid_tool_calls=invalid,  # malformed tool JSON, as the live model sent it
             usage_metadata=usage,
             response_metadata={"model_name": ex.model} if ex.model else {},
         )

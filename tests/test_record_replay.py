@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -317,3 +318,254 @@ def test_a_killed_and_resumed_recording_replays_killed_and_resumed_to_the_same_t
     _killed_then_finished(replayed, replay)
     assert _tree(replayed) == _tree(recorded)
     assert len(read_lines(record)) == len(entries)
+
+
+@pytest.fixture
+def new_process(monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
+    """Return a function that makes this process start recording as a new process would
+    (forgetting the files and sessions it knew), as a resume after a kill does."""
+    from oldnew import record as recording
+
+    def fresh() -> None:
+        monkeypatch.setattr(recording, "_FILES", {})
+        monkeypatch.setattr(recording, "_SESSIONS", {})
+
+    fresh()
+    return fresh
+
+
+class Echo(ScriptedChatModel):
+    """A model that answers with the start of the last message."""
+
+    def _pick(self, messages: Any) -> ScriptedReply:
+        return ScriptedReply((), None, f"answer to {messages[-1].content[:20]}", None, None, None)
+
+
+def test_a_crash_mid_write_then_a_resume_leaves_a_readable_recording(
+    tmp_path: Path, new_process: Callable[[], None]
+) -> None:
+    record = tmp_path / "run.jsonl"
+    ctx = Context(record=str(record), workspace=str(tmp_path / "ws"), memory_path="off")
+    resolve_model("coder", ctx, {"coder": Echo(replies=[])}).invoke([HumanMessage("first")])
+    with record.open("a") as f:
+        f.write('{"exchange": 2, "session": "x", "role": "coder", "pro')  # killed mid-write
+    new_process()  # the resume
+    resolve_model("coder", ctx, {"coder": Echo(replies=[])}).invoke([HumanMessage("second")])
+    lines = record.read_text().splitlines()
+    entries = [json.loads(x) for x in lines]  # every line whole: the fragment was cut off
+    assert ["transcript" in e for e in entries] == [True, False, True, False]
+    assert [e["exchange"] for e in entries if "exchange" in e] == [1, 2]
+    rec = Recording.load(record)
+    assert rec.torn == 0 and sum(len(v) for v in rec.by_key.values()) == 2
+
+
+def test_a_torn_line_in_the_middle_is_skipped_and_counted(tmp_path: Path) -> None:
+    record, ctx = _recorded(tmp_path, [{"role": "coder", "text": "ok"}])
+    resolve_model("coder", ctx).invoke([HumanMessage("one")])
+    header, first = record.read_text().splitlines()
+    second_header = json.dumps({**json.loads(header), "session": "s2", "workspace": "/else"})
+    second = json.dumps({**json.loads(first), "exchange": 2, "session": "s2"})
+    # What an older oldnew left: a resume's header appended straight after a torn line.
+    torn = '{"exchange": 2, "session": "x", "role": "co'
+    record.write_text("\n".join([header, first, torn + second_header, second, torn]))
+    rec = Recording.load(record)
+    assert rec.torn == 2
+    (answers,) = rec.by_key.values()
+    assert [ex.workspace for ex in answers] == [str(tmp_path), "/else"]
+    with pytest.raises(ScriptedModelError, match=r"2 torn line\(s\)"):
+        rec.answer("coder", [{"type": "human", "content": "two"}], 0)
+
+
+def test_addresses_and_durations_do_not_make_a_replay_miss(tmp_path: Path) -> None:
+    record, ctx = _recorded(tmp_path, [{"role": "fixer", "text": "fixed"}])
+
+    def prompt(address: str, took: str, ms: str, last: str) -> list[Any]:
+        return [
+            HumanMessage(
+                f"E   assert <app.Store object at {address}> is None\n"
+                f"1 failed, 3 passed in {took}\np95 latency {ms} over budget, took 1.5 s\n{last}"
+            )
+        ]
+
+    resolve_model("fixer", ctx).invoke(prompt("0x7fe485b1ab50", "0.12s", "12.3 ms", "Fix it."))
+    replay = make_chat_model(f"scripted:{record}", role="fixer")
+    assert replay.invoke(prompt("0x7f0011223344", "3.40s", "9 ms", "Fix it.")).content == "fixed"
+    with pytest.raises(ScriptedModelError) as info:
+        replay.invoke(prompt("0x7f0011223344", "2.5s", "10.1 ms", "Fix it now."))
+    message = str(info.value)
+    assert "message 1 (human), line 4" in message  # not the lines only the timing changed
+    assert "recorded: Fix it." in message and "now:      Fix it now." in message
+    assert "memory" in message
+
+
+def test_a_reply_asked_again_after_a_kill_replays_as_the_one_the_run_kept(
+    tmp_path: Path, new_process: Callable[[], None]
+) -> None:
+    from typing import TypedDict
+
+    from langgraph.checkpoint.memory import InMemorySaver
+    from langgraph.graph import END, START, StateGraph
+
+    answers = iter(f"FILE: a.py (variant {n})" for n in range(1, 10))
+
+    class RealModel(ScriptedChatModel):
+        """The same prompt, another answer each time."""
+
+        def _pick(self, messages: Any) -> ScriptedReply:
+            return ScriptedReply((), None, next(answers), None, None, None)
+
+    class State(TypedDict):
+        """The graph's state: the reply the run kept."""
+
+        kept: str
+
+    killed, saver = {"now": True}, InMemorySaver()  # the checkpoints outlive a process
+
+    def graph(model: Any) -> Any:
+        def write(state: State) -> State:
+            reply = model.invoke([HumanMessage("TASK T1: write a.py")]).content
+            if killed["now"]:
+                killed["now"] = False
+                raise KeyboardInterrupt("killed after the reply, before the checkpoint")
+            return {"kept": reply}
+
+        g = StateGraph(State)
+        g.add_node("write", write)
+        g.add_edge(START, "write")
+        g.add_edge("write", END)
+        return g.compile(checkpointer=saver)
+
+    record = tmp_path / "run.jsonl"
+    ctx = Context(record=str(record), workspace=str(tmp_path / "ws"), memory_path="off")
+    run = graph(resolve_model("coder", ctx, {"coder": RealModel(replies=[])}))
+    config = {"configurable": {"thread_id": "t1"}}
+    with pytest.raises(KeyboardInterrupt):
+        run.invoke({"kept": ""}, config)
+    new_process()  # the resume re-runs the node: the same prompt, another answer
+    run = graph(resolve_model("coder", ctx, {"coder": RealModel(replies=[])}))
+    kept = run.invoke(None, config)["kept"]
+    assert kept == "FILE: a.py (variant 2)"
+    exchanges = [e for e in read_lines(record) if "exchange" in e]
+    assert [e["graph"]["step"] for e in exchanges] == [1, 1]
+    assert [e["graph"]["node"] for e in exchanges] == ["write", "write"]
+    assert exchanges[0]["graph"]["checkpoint_ns"] == exchanges[1]["graph"]["checkpoint_ns"]
+    assert Recording.load(record).discarded == 1
+
+    replay = graph(make_chat_model(f"scripted:{record}", role="coder"))
+    killed["now"] = False
+    assert replay.invoke({"kept": ""}, {"configurable": {"thread_id": "r1"}})["kept"] == kept
+
+
+def test_invalid_tool_calls_and_content_blocks_are_recorded_and_replayed(tmp_path: Path) -> None:
+    from langchain_core.messages import AIMessage
+    from langchain_core.outputs import ChatGeneration, ChatResult
+
+    bad = {"name": "ReadFile", "args": '{"path": "a.py"', "error": "bad json"}
+    blocks = [{"type": "text", "text": "Reading a.py"}]
+
+    class Malformed(ScriptedChatModel):
+        """A model that sends tool JSON that does not parse, and content as blocks."""
+
+        def _generate(self, messages: Any, stop: Any = None, run_manager: Any = None, **kw: Any):  # type: ignore[no-untyped-def]
+            m = AIMessage(
+                content=list(blocks),
+                invalid_tool_calls=[{**bad, "id": "c1", "type": "invalid_tool_call"}],
+            )
+            return ChatResult(generations=[ChatGeneration(message=m)])
+
+    record = tmp_path / "run.jsonl"
+    ctx = Context(record=str(record), workspace=str(tmp_path / "ws"), memory_path="off")
+    prompt = [HumanMessage("write a.py")]
+    live = resolve_model("coder", ctx, {"coder": Malformed(replies=[])}).invoke(prompt)
+    (entry,) = [e for e in read_lines(record) if "exchange" in e]
+    assert entry["invalid_tool_calls"] == [bad] and entry["text"] == blocks
+    replayed = make_chat_model(f"scripted:{record}", role="coder").invoke(prompt)
+    assert replayed.content == live.content == blocks
+    assert replayed.tool_calls == live.tool_calls == []
+    strip = [{k: c[k] for k in ("name", "args", "error")} for c in replayed.invalid_tool_calls]
+    assert strip == [bad]
+
+
+def test_a_second_run_in_one_process_and_a_deleted_file_get_their_own_header(
+    tmp_path: Path, new_process: Callable[[], None]
+) -> None:
+    record = tmp_path / "run.jsonl"
+
+    def run(ws: str) -> None:
+        ctx = Context(record=str(record), workspace=str(tmp_path / ws), memory_path="off")
+        resolve_model("coder", ctx, {"coder": Echo(replies=[])}).invoke([HumanMessage(ws)])
+
+    run("ws1")
+    record.unlink()  # the old recording removed, a new run into the same file name
+    run("ws2")
+    entries = read_lines(record)
+    assert entries[0]["transcript"] == "oldnew" and entries[0]["workspace"] == str(tmp_path / "ws2")
+    assert [e["exchange"] for e in entries if "exchange" in e] == [1]
+    run("ws3")  # another run, same process, same file: a header of its own
+    heads = [e["workspace"] for e in read_lines(record) if "transcript" in e]
+    assert heads == [str(tmp_path / "ws2"), str(tmp_path / "ws3")]
+    assert make_chat_model(f"scripted:{record}", role="coder").invoke([HumanMessage("ws3")])
+
+    headless = tmp_path / "headless.jsonl"
+    headless.write_text("\n".join(record.read_text().splitlines()[1:2]) + "\n")
+    with pytest.raises(ConfigurationError, match="recording without a header"):
+        make_chat_model(f"scripted:{headless}", role="coder")
+
+
+def test_two_processes_recording_one_file_number_exchanges_from_the_file(
+    tmp_path: Path, new_process: Callable[[], None]
+) -> None:
+    record = tmp_path / "run.jsonl"
+    ctx = Context(record=str(record), workspace=str(tmp_path / "ws"), memory_path="off")
+    first = resolve_model("coder", ctx, {"coder": Echo(replies=[])})
+    new_process()  # a second process, its own memory of the file
+    second = resolve_model("coder", ctx, {"coder": Echo(replies=[])})
+    for model in (first, second, first, second):
+        model.invoke([HumanMessage("same")])
+    exchanges = [e for e in read_lines(record) if "exchange" in e]
+    assert [e["exchange"] for e in exchanges] == [1, 2, 3, 4]
+    assert [e["occurrence"] for e in exchanges] == [0, 1, 2, 3]
+    assert len({e["session"] for e in exchanges}) == 2
+    assert len([e for e in read_lines(record) if "transcript" in e]) == 2
+
+
+def test_recording_with_memory_on_warns_in_the_log_and_on_the_command_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from typing import TypedDict
+
+    from langgraph.graph import END, START, StateGraph
+
+    from oldnew.cli import show_event
+    from oldnew.runs.session import stream
+    from oldnew.workspace import Workspace
+
+    class State(TypedDict):
+        """Nothing to speak of."""
+
+        x: int
+
+    g = StateGraph(State)
+    g.add_node("noop", lambda s: {"x": 1})
+    g.add_edge(START, "noop")
+    g.add_edge("noop", END)
+    graph: Any = g.compile()
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    seen: list[dict[str, Any]] = []
+
+    def sink(event: dict[str, Any]) -> None:
+        seen.append(event)
+        show_event(event)
+
+    memory = str(tmp_path / "memory.sqlite")
+    on = Context(record=str(tmp_path / "r.jsonl"), memory_path=memory, workspace=str(ws))
+    asyncio.run(stream(graph, {"x": 0}, {}, on, sink))
+    (warning,) = [e for e in seen if e.get("event") == "memory_on"]
+    assert warning["memory"] == memory and "OLDNEW_MEMORY_PATH=off" in warning["hint"]
+    assert [e["event"] for e in Workspace(ws).events()] == ["memory_on"]
+    assert "record: memory_on" in capsys.readouterr().out
+    off = Context(record=str(tmp_path / "r.jsonl"), memory_path="off", workspace=str(ws))
+    seen.clear()
+    asyncio.run(stream(graph, {"x": 0}, {}, off, sink))
+    assert [e for e in seen if e.get("event") == "memory_on"] == []

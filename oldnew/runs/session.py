@@ -26,6 +26,7 @@ from oldnew.context import Context
 from oldnew.errors import CheckpointsCorrupt, CheckpointsLost, StorageError, WorkspaceError
 from oldnew.graph.build import build_graph
 from oldnew.models import ModelOverrides, aclose_http_clients
+from oldnew.record import memory_warning
 from oldnew.workspace import Workspace
 
 SCOPE_COPY = "scope.md"
@@ -276,6 +277,11 @@ async def stream(
     on_event: EventSink | None,
 ) -> None:
     """Run the graph on ``inp`` to its next stop, handing progress events to ``on_event``."""
+    warning = memory_warning(ctx.record, ctx.memory_path)
+    if warning is not None and ctx.workspace:
+        Workspace(ctx.workspace).log_event(**warning)
+        if on_event is not None:
+            on_event(warning)
     async for mode, chunk in graph.astream(
         inp, config, context=ctx, stream_mode=["updates", "custom"]
     ):
