@@ -39,6 +39,7 @@ from oldnew.gates.python import (
     python_files,
 )
 from oldnew.sandbox.files import read_project_text
+from oldnew.sandbox.process import die_with_parent
 
 # -- ruff -------------------------------------------------------------------------------------
 
@@ -151,6 +152,7 @@ def mypy_seed(flags: list[str]) -> Path | None:
                 check=False,
                 timeout=300,
                 env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(work)},
+                preexec_fn=die_with_parent,  # a kill of oldnew ends the build too
             )
             (work / "cache" / "ready").write_text("ok")
             os.replace(work / "cache", seed)

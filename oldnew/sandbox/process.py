@@ -14,6 +14,7 @@ from pathlib import Path
 from oldnew.sandbox import supervisor
 
 OUTPUT_CAP = 8 * 1024 * 1024
+_PR_SET_PDEATHSIG = 1
 _SIGNALS = {
     int(signal.SIGXCPU): "the CPU time limit (SIGXCPU)",
     int(signal.SIGXFSZ): "the file size limit (SIGXFSZ)",
@@ -144,6 +145,17 @@ class SandboxInit:
         finally:
             os.close(self.pidfd)
             self.pidfd = None
+
+
+def die_with_parent() -> None:
+    """Have this (just forked) process killed when the thread that started it ends.
+
+    For a ``preexec_fn`` of a helper oldnew runs on the host, outside any sandbox (building a
+    cache, say): a kill of oldnew then takes the helper too, instead of leaving it to run on.
+    """
+    import ctypes  # only here: the forked child's, never oldnew's import time
+
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 def kill_tree(proc: subprocess.Popen[bytes], init: SandboxInit) -> None:
