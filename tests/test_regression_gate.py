@@ -8,7 +8,14 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from oldnew.gates import PROFILES, validate_tree
-from oldnew.gates.regression import CHANGE, TaskChange, gate_regression, new_tests, task_change
+from oldnew.gates.regression import (
+    CHANGE,
+    TaskChange,
+    conftest_import_error,
+    gate_regression,
+    new_tests,
+    task_change,
+)
 
 BUGGY = {
     "calc.py": (
@@ -37,11 +44,32 @@ def _repo(root: Path) -> Path:
     return root
 
 
-def _fix(root: Path, files: dict[str, str]) -> object:
+def _git(root: Path, *argv: str) -> str:
+    proc = subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", *argv],
+        cwd=root,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return proc.stdout.strip()
+
+
+def _fix(root: Path, files: dict[str, str], main: str = "HEAD") -> object:
     for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text(text)
-    change = task_change(root)
+    change = task_change(root, main=main)
     return validate_tree(root, timeout=60, profile=PROFILE, change=change)
+
+
+def _outcomes(result: object) -> dict[str, tuple[str, str]]:
+    check = result.check("regression")  # type: ignore[attr-defined]
+    return {t["id"]: (t["before"], t["after"]) for t in check.metrics["tests"]}
+
+
+def _messages(result: object) -> list[str]:
+    return [d.message for d in result.diagnostics if d.tool == "regression"]  # type: ignore[attr-defined]
 
 
 def test_a_test_that_passes_before_the_fix_is_rejected(tmp_path: Path) -> None:
@@ -56,6 +84,7 @@ def test_a_test_that_passes_before_the_fix_is_rejected(tmp_path: Path) -> None:
             "before": "passed",
             "before_detail": "",
             "after": "passed",
+            "ran_changed": ["calc.py:3"],
         }
     ]
     assert check.metrics["restored"] == ["calc.py"]
@@ -88,14 +117,152 @@ def test_a_test_that_fails_before_and_passes_after_is_accepted(tmp_path: Path) -
 
 def test_an_import_of_the_function_the_fix_adds_counts_as_failing_before(tmp_path: Path) -> None:
     tree = _repo(tmp_path / "p")
-    (tree / "limits.py").write_text("def cap(n: int) -> int:\n    return min(n, 5)\n")
-    new = "from limits import cap\n\n\ndef test_cap():\n    assert cap(9) == 5\n"
-    result = _fix(tree, {"tests/test_limits.py": new})
+    fixed = FIXED[1] + "\n\ndef cap(n: int) -> int:\n    return clamp(n, 0, 5)\n"
+    new = "from calc import cap\n\n\ndef test_cap():\n    assert cap(9) == 5\n"
+    result = _fix(tree, {FIXED[0]: fixed, "tests/test_cap.py": new})
     check = result.check("regression")  # type: ignore[attr-defined]
     assert check is not None and check.status == "passed", result.diagnostics  # type: ignore[attr-defined]
     (test,) = check.metrics["tests"]
     assert (test["before"], test["after"]) == ("import error", "passed")
-    assert "No module named 'limits'" in test["before_detail"]
+    assert "cannot import name 'cap'" in test["before_detail"]
+    assert test["ran_changed"] == ["calc.py:3", "calc.py:7"]
+    assert check.metrics["changed"] == {"calc.py": [3, 7]}  # not the def line (6)
+
+
+def test_a_brand_new_module_alone_is_no_evidence_of_a_fix(tmp_path: Path) -> None:
+    tree = _repo(tmp_path / "p")
+    (tree / "limits.py").write_text("def cap(n: int) -> int:\n    return min(n, 5)\n")
+    new = "from limits import cap\n\n\ndef test_cap():\n    assert cap(9) == 5\n"
+    result = _fix(tree, {"tests/test_limits.py": new})
+    check = result.check("regression")  # type: ignore[attr-defined]
+    assert check is not None and check.status == "failed"
+    (test,) = check.metrics["tests"]
+    assert (test["before"], test["after"], test["ran_changed"]) == ("import error", "passed", [])
+    (message,) = _messages(result)
+    assert "alters no line inside a function or method of a .py file the project already" in (
+        message
+    )
+
+
+def test_a_test_that_only_notices_a_change_is_no_evidence(tmp_path: Path) -> None:
+    base = BUGGY["tests/test_calc.py"]
+    cheats = {
+        "marker": {
+            "calc.py": BUGGY["calc.py"] + "\nFIXED = True\n",
+            "tests/test_calc.py": base
+            + "\n\nimport calc\n\n\ndef test_regression():\n"
+            + "    assert getattr(calc, 'FIXED', False)\n",
+        },
+        "file exists": {
+            "NOTES.md": "fixed\n",
+            "tests/test_calc.py": base
+            + "\n\nimport os\n\n\ndef test_regression():\n"
+            + "    assert os.path.exists('NOTES.md')\n",
+        },
+        "new function beside the buggy one, in a new module": {
+            "calc2.py": "def clamp2(n: int, low: int, high: int) -> int:\n"
+            "    return min(high, max(low, n))\n",
+            "tests/test_calc.py": base
+            + "\n\nfrom calc2 import clamp2\n\n\ndef test_regression():\n"
+            + "    assert clamp2(9, 0, 5) == 5\n",
+        },
+    }
+    for label, files in cheats.items():
+        tree = _repo(tmp_path / label.replace(" ", "-"))
+        result = _fix(tree, files)
+        check = result.check("regression")  # type: ignore[attr-defined]
+        assert check.status == "failed", label
+        before, after = _outcomes(result)["tests/test_calc.py::test_regression"]
+        assert before in ("failed", "import error") and after == "passed", label
+        (message,) = _messages(result)
+        assert "alters no line inside a function or method" in message, label
+    # A real fix beside the cheat, but a test that does not call it: still no evidence.
+    tree = _repo(tmp_path / "both")
+    cheat = cheats["marker"]
+    fixed = FIXED[1] + "\nFIXED = True\n"
+    result = _fix(tree, {"calc.py": fixed, "tests/test_calc.py": cheat["tests/test_calc.py"]})
+    (message,) = _messages(result)
+    assert "it runs none of the lines your change made inside the functions" in message
+    assert "(calc.py:3)" in message
+
+
+def test_a_fix_kept_as_the_task_commit_still_counts_as_the_fix(tmp_path: Path) -> None:
+    # The worktree is committed before its rebase; when the rebase conflicts (or a person is
+    # asked, or the run resumes) HEAD is the task's own commit, and the task goes on fixing.
+    tree = _repo(tmp_path / "p")
+    main = _git(tree, "rev-parse", "--abbrev-ref", "HEAD")
+    start = _git(tree, "rev-parse", "HEAD")
+    _git(tree, "checkout", "-q", "-b", "task")
+    test = BUGGY["tests/test_calc.py"] + REPRODUCES
+    for name, text in {FIXED[0]: FIXED[1], "tests/test_calc.py": test}.items():
+        (tree / name).write_text(text)
+    _git(tree, "commit", "-qam", "Fix\n\nOldnew-Task: F1-fix1")
+    _git(tree, "checkout", "-q", main)
+    (tree / "README.md").write_text("main moved on\n")
+    _git(tree, "add", "README.md")
+    _git(tree, "commit", "-qm", "other task")
+    _git(tree, "checkout", "-q", "task")
+    docstring = FIXED[1].replace("within", "clamped to")
+    result = _fix(tree, {FIXED[0]: docstring}, main=main)
+    check = result.check("regression")  # type: ignore[attr-defined]
+    assert check.status == "passed", _messages(result)
+    assert check.metrics["base"] == start
+    assert _outcomes(result) == {"tests/test_calc.py::test_high": ("failed", "passed")}
+    assert task_change(tree, main=main).before == {
+        "calc.py": BUGGY["calc.py"].encode(),
+        "tests/test_calc.py": BUGGY["tests/test_calc.py"].encode(),
+    }
+
+
+def test_a_conftest_importing_the_name_the_fix_adds_counts_as_an_import_error(
+    tmp_path: Path,
+) -> None:
+    tree = _repo(tmp_path / "p")
+    fixed = FIXED[1] + "\n\ndef cap(n: int) -> int:\n    return clamp(n, 0, 5)\n"
+    conftest = (
+        "import pytest\nfrom calc import cap\n\n\n@pytest.fixture\ndef capper():\n    return cap\n"
+    )
+    files = {
+        FIXED[0]: fixed,
+        "tests/conftest.py": conftest,
+        "tests/test_cap.py": "def test_cap(capper):\n    assert capper(9) == 5\n",
+    }
+    result = _fix(tree, files)
+    check = result.check("regression")  # type: ignore[attr-defined]
+    assert check.status == "passed", _messages(result)
+    (test,) = check.metrics["tests"]
+    assert (test["before"], test["after"]) == ("import error", "passed")
+    assert test["before_detail"].startswith("tests/conftest.py could not import a name of the")
+    assert "cannot import name 'cap'" in test["before_detail"]
+    # A conftest that fails on a module that is not the project's is no evidence.
+    output = (
+        f"ImportError while loading conftest '{tree}/tests/conftest.py'.\n"
+        "tests/conftest.py:1: in <module>\n    import {0}\n"
+        "E   ModuleNotFoundError: No module named '{0}'\n"
+    )
+    assert conftest_import_error(output.format("yaml"), tree, tree) == ""
+    assert conftest_import_error(output.format("calc"), tree, tree) == (
+        "tests/conftest.py could not import a name of the project: "
+        "ModuleNotFoundError: No module named 'calc'"
+    )
+
+
+def test_tests_in_classes_nested_and_parametrized_are_new_tests(tmp_path: Path) -> None:
+    base = BUGGY["tests/test_calc.py"]
+    nested = "\n\nclass TestClamp:\n    class TestHigh:\n        def test_high(self):\n"
+    nested += "            assert clamp(9, 0, 5) == 5\n"
+    tree = _repo(tmp_path / "nested")
+    result = _fix(tree, {FIXED[0]: FIXED[1], "tests/test_calc.py": base + nested})
+    assert result.check("regression").status == "passed", _messages(result)  # type: ignore[attr-defined]
+    assert _outcomes(result) == {
+        "tests/test_calc.py::TestClamp::TestHigh::test_high": ("failed", "passed")
+    }
+    param = "\nimport pytest\n\n\nclass TestClamp:\n    @pytest.mark.parametrize('n', [9, 3])\n"
+    param += "    def test_high(self, n):\n        assert clamp(n, 0, 5) == min(n, 5)\n"
+    tree = _repo(tmp_path / "param")
+    result = _fix(tree, {FIXED[0]: FIXED[1], "tests/test_calc.py": base + param})
+    assert result.check("regression").status == "passed", _messages(result)  # type: ignore[attr-defined]
+    assert _outcomes(result) == {"tests/test_calc.py::TestClamp::test_high": ("failed", "passed")}
 
 
 def test_a_bug_fix_without_a_test_is_a_finding(tmp_path: Path) -> None:
