@@ -11,6 +11,7 @@ from oldnew.gates import PROFILES, validate_tree
 from oldnew.gates.regression import (
     CHANGE,
     TaskChange,
+    changed_lines,
     conftest_import_error,
     gate_regression,
     new_tests,
@@ -303,3 +304,28 @@ def test_javascript_tests_are_said_not_to_be_checked_before_the_fix(tmp_path: Pa
     check, diags = gate_regression(run)  # type: ignore[arg-type]
     assert (check.status, check.required, diags) == ("not_run", False, [])
     assert "for pytest tests only" in check.summary and "src/a.test.ts" in check.summary
+
+
+def test_changed_lines_are_the_statements_touched_inside_functions(tmp_path: Path) -> None:
+    old = (
+        "import os\n\nLIMIT = 5\n\n\ndef clamp(n, low, high):\n    if n > high:\n"
+        "        n = n + 1\n    return max(\n        low,\n        n,\n    )\n"
+    )
+    new = (
+        "import os, sys\n\nLIMIT = 6\n\n\ndef clamp(n, low, high):\n    if n > high:\n"
+        "        n = high\n    return max(\n        low,\n        min(n, high),\n    )\n"
+    )
+    (tmp_path / "calc.py").write_text(new)
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_calc.py").write_text("def test_x():\n    x = 2\n")
+    change = TaskChange(
+        "abc", {"calc.py": old.encode(), "tests/test_calc.py": b"def test_x():\n    x = 1\n"}
+    )
+    # Line 11 is inside the return statement, which coverage reports by its first line, 9;
+    # the import and constant lines (1, 3) run at import and do not count; test files neither.
+    assert changed_lines(tmp_path, change) == {"calc.py": {8, 9}}
+    # A deletion counts by the statements either side of it (the def line, 1, is no statement
+    # of a function's body).
+    (tmp_path / "calc.py").write_text("def f(n):\n    return n\n")
+    deleted = TaskChange("abc", {"calc.py": b"def f(n):\n    n = n + 1\n    return n\n"})
+    assert changed_lines(tmp_path, deleted) == {"calc.py": {2}}

@@ -21,6 +21,7 @@ reproduce anything. A bug fix with no new test at all is a finding too. A JavaSc
 tests are not run before the fix: the gate says so (not run, optional), never that they were
 checked.
 """
+
 from __future__ import annotations
 
 import ast
@@ -278,13 +279,35 @@ def changed_lines(tree: Path, change: TaskChange) -> dict[str, set[int]]:
                 changed.update(range(j1 + 1, j2 + 1))
             elif tag == "delete":
                 changed.update((j1, j1 + 1))  # the lines either side of the deleted ones
-        bodies: set[int] = set()
-        for node in ast.walk(module):
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
-                end = node.end_lineno or node.body[-1].lineno
-                bodies.update(range(node.body[0].lineno, end + 1))
-        if lines := changed & bodies:
+        if lines := _statements_touched(module, changed):
             out[name] = lines
+    return out
+
+
+def _statements_touched(module: ast.Module, changed: set[int]) -> set[int]:
+    """Return the first lines of the statements in function bodies that ``changed`` touches.
+
+    coverage.py reports a statement by its first line: a fix to the second line of a
+    statement spread over several is a change to that statement.
+    """
+    out: set[int] = set()
+    for func in ast.walk(module):
+        if not isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        for top in func.body:
+            for node in ast.walk(top):
+                if not isinstance(node, ast.stmt):
+                    continue
+                inner = [
+                    b
+                    for f in ("body", "orelse", "finalbody", "handlers")
+                    for b in getattr(node, f, []) or []
+                ]
+                last = (
+                    min((b.lineno for b in inner), default=(node.end_lineno or node.lineno) + 1) - 1
+                )
+                if changed & set(range(node.lineno, max(last, node.lineno) + 1)):
+                    out.add(node.lineno)
     return out
 
 
