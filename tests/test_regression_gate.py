@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import subprocess
 from pathlib import Path
 from types import SimpleNamespace
+
+import pytest
 
 from oldnew.gates import PROFILES, validate_tree
 from oldnew.gates.regression import (
@@ -17,6 +20,8 @@ from oldnew.gates.regression import (
     new_tests,
     task_change,
 )
+from oldnew.nodes import checks
+from oldnew.workspace import Workspace
 
 BUGGY = {
     "calc.py": (
@@ -126,6 +131,7 @@ def test_an_import_of_the_function_the_fix_adds_counts_as_failing_before(tmp_pat
     (test,) = check.metrics["tests"]
     assert (test["before"], test["after"]) == ("import error", "passed")
     assert "cannot import name 'cap'" in test["before_detail"]
+    assert "(calc.py)" in test["before_detail"]  # no sandbox path
     assert test["ran_changed"] == ["calc.py:3", "calc.py:7"]
     assert check.metrics["changed"] == {"calc.py": [3, 7]}  # not the def line (6)
 
@@ -235,6 +241,7 @@ def test_a_conftest_importing_the_name_the_fix_adds_counts_as_an_import_error(
     assert (test["before"], test["after"]) == ("import error", "passed")
     assert test["before_detail"].startswith("tests/conftest.py could not import a name of the")
     assert "cannot import name 'cap'" in test["before_detail"]
+    assert "(calc.py)" in test["before_detail"]  # no sandbox path
     # A conftest that fails on a module that is not the project's is no evidence.
     output = (
         f"ImportError while loading conftest '{tree}/tests/conftest.py'.\n"
@@ -329,3 +336,38 @@ def test_changed_lines_are_the_statements_touched_inside_functions(tmp_path: Pat
     (tmp_path / "calc.py").write_text("def f(n):\n    return n\n")
     deleted = TaskChange("abc", {"calc.py": b"def f(n):\n    n = n + 1\n    return n\n"})
     assert changed_lines(tmp_path, deleted) == {"calc.py": {2}}
+
+
+class _Stop(Exception):
+    """Raised by the stand-in for run_gates once it has the change the node hands it."""
+
+
+def test_the_validate_node_diffs_against_where_the_task_left_main(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The task's commit stays HEAD of its worktree after a conflicting rebase; main moved on.
+    ws = Workspace.create(tmp_path / "ws", "run-1", {})
+    ws.write_files(ws.root, BUGGY)
+    ws.git("add", "-A")
+    ws.git("commit", "-qm", "base")
+    start = ws.head()
+    tree = ws.worktree("F1-fix1")
+    fixed = {FIXED[0]: FIXED[1], "tests/test_calc.py": BUGGY["tests/test_calc.py"] + REPRODUCES}
+    ws.write_files(tree, fixed)
+    assert ws.commit_worktree("F1-fix1", "Fix")
+    ws.write_files(ws.root, {"README.md": "another task\n"})
+    ws.git("commit", "-qm", "another task")
+    ws.write_files(tree, {FIXED[0]: FIXED[1].replace("within", "clamped to")})
+    seen: list[TaskChange] = []
+
+    def run_gates(*args: object, change: TaskChange, **kwargs: object) -> None:
+        seen.append(change)
+        raise _Stop
+
+    monkeypatch.setattr(checks, "run_gates", run_gates)
+    state = {"workspace": str(ws.root), "task": {"id": "F1-fix1", "regression_test": True}}
+    with pytest.raises(_Stop):
+        asyncio.run(checks.validate(state, SimpleNamespace(context=None)))  # type: ignore[arg-type]
+    (change,) = seen
+    assert change.base == start != ws.head()
+    assert change.before == {n: t.encode() for n, t in BUGGY.items()}

@@ -373,8 +373,8 @@ def conftest_import_error(result_output: str, tree: Path, box_tree: Path) -> str
     module = _MISSING_MODULE.search(missing)
     if not found or not module or not _project_module(tree, module[1]):
         return ""
-    conftest = found[1]
-    shown = rel(conftest, box_tree)
+    shown = rel(found[1], box_tree)
+    missing = missing.replace(f"{box_tree}{os.sep}", "")  # the sandbox's paths mean nothing
     return f"{shown} could not import a name of the project: {missing}"[:300]
 
 
@@ -411,6 +411,7 @@ def _run_tests(
             return Outcomes(problem=f"pytest's report cannot be trusted: {exc}")
     try:
         found = _read_outcomes(data or b"", tests)
+        found = {k: (o, d.replace(f"{box.tree}{os.sep}", "")) for k, (o, d) in found.items()}
     except ET.ParseError as exc:
         return Outcomes(problem=f"pytest's report is unreadable: {exc}")
     missing = ("missing", "pytest did not report it (not collected)")
