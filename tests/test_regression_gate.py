@@ -248,11 +248,17 @@ def test_a_conftest_importing_the_name_the_fix_adds_counts_as_an_import_error(
         "tests/conftest.py:1: in <module>\n    import {0}\n"
         "E   ModuleNotFoundError: No module named '{0}'\n"
     )
-    assert conftest_import_error(output.format("yaml"), tree, tree) == ""
-    assert conftest_import_error(output.format("calc"), tree, tree) == (
-        "tests/conftest.py could not import a name of the project: "
-        "ModuleNotFoundError: No module named 'calc'"
+    assert conftest_import_error(output.format("yaml"), tree, tree) == (
+        "load error",
+        "tests/conftest.py could not be loaded (ModuleNotFoundError: No module named 'yaml'), "
+        "not for a name of the project",
     )
+    assert conftest_import_error(output.format("calc"), tree, tree) == (
+        "import error",
+        "tests/conftest.py could not import a name of the project: "
+        "ModuleNotFoundError: No module named 'calc'",
+    )
+    assert conftest_import_error("ERROR: usage: pytest [options]\n", tree, tree) is None
 
 
 def test_tests_in_classes_nested_and_parametrized_are_new_tests(tmp_path: Path) -> None:

@@ -361,21 +361,25 @@ def _project_module(tree: Path, dotted: str) -> bool:
     return False
 
 
-def conftest_import_error(result_output: str, tree: Path, box_tree: Path) -> str:
-    """Return why a conftest could not import a name of the project's, else ''.
+def conftest_import_error(result_output: str, tree: Path, box_tree: Path) -> tuple[str, str] | None:
+    """Return (outcome, detail) of a run a conftest's ImportError stopped, else None.
 
     pytest loads the conftest files before it collects anything: when one imports a name the
-    fix adds, the run on the tree before the fix stops there (exit code 4, no report).
+    fix adds, the run on the tree before the fix stops there (exit code 4, no report), and
+    every new test counts as an ``import error``. A conftest that fails to import something
+    that is not the project's (a package not installed) is a ``load error``: no evidence.
     ``tree`` is the fixed tree (a module the fix adds is a project's), ``box_tree`` the one run.
     """
     found = _CONFTEST.search(result_output)
-    missing = _import_error(result_output)
+    if not found:
+        return None
+    missing = _import_error(result_output).replace(f"{box_tree}{os.sep}", "")
     module = _MISSING_MODULE.search(missing)
-    if not found or not module or not _project_module(tree, module[1]):
-        return ""
     shown = rel(found[1], box_tree)
-    missing = missing.replace(f"{box_tree}{os.sep}", "")  # the sandbox's paths mean nothing
-    return f"{shown} could not import a name of the project: {missing}"[:300]
+    if module and _project_module(tree, module[1]):
+        return "import error", f"{shown} could not import a name of the project: {missing}"[:300]
+    why = f"{shown} could not be loaded ({missing or 'an ImportError'}), not for a name of"
+    return "load error", f"{why} the project"[:300]
 
 
 def _run_tests(
@@ -400,8 +404,8 @@ def _run_tests(
             return Outcomes({t.id: ("timeout", result.ending()) for t in tests}, timed_out=True)
         if not measure and result.exit_code == 4:
             # The tree before the fix lacks a name a conftest imports: nothing was collected.
-            if why := conftest_import_error(result.output, run.tree, box.tree):
-                return Outcomes({t.id: ("import error", why) for t in tests})
+            if stopped := conftest_import_error(result.output, run.tree, box.tree):
+                return Outcomes({t.id: stopped for t in tests})
         report = read_report(box, result, measure=measure)
         if report.forged:
             return Outcomes(problem=report.forged)
