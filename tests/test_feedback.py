@@ -77,8 +77,23 @@ def test_counts_open_and_done():
 ```
 """
 
+MODEL = next(r["text"] for r in EXAMPLE_REPLIES if "FILE: todo/model.py" in r.get("text", ""))
+MODEL = MODEL.split("FILE: todo/model.py\n```python\n", 1)[1].split("\n```", 1)[0]
+# The fix adds a module and calls it where the bug is: add() in the existing todo/model.py.
+LIMITED = MODEL.replace(
+    "from dataclasses import asdict, dataclass\n",
+    "from dataclasses import asdict, dataclass\n\nfrom todo.limits import check_title\n",
+).replace(
+    '            raise ValueError("a to-do needs a title")\n',
+    '            raise ValueError("a to-do needs a title")\n        title = check_title(title)\n',
+)
 BUG = "todo add with a 300-character title is accepted; titles over 200 characters must fail."
-BUG_FIX = """Titles are now capped at 200 characters, with a test that reproduces the report.
+BUG_FIX = f"""Titles are now capped at 200 characters, with a test that reproduces the report.
+
+FILE: todo/model.py
+```python
+{LIMITED}
+```
 
 FILE: todo/limits.py
 ```python
@@ -90,7 +105,7 @@ MAX_TITLE = 200
 def check_title(title: str) -> str:
     \"\"\"Return the title, or raise ValueError when it is longer than MAX_TITLE.\"\"\"
     if len(title) > MAX_TITLE:
-        raise ValueError(f"a title has at most {MAX_TITLE} characters")
+        raise ValueError(f"a title has at most {{MAX_TITLE}} characters")
     return title
 ```
 
@@ -99,11 +114,12 @@ FILE: tests/test_limits.py
 import pytest
 
 from todo.limits import check_title
+from todo.model import TodoList
 
 
 def test_long_title_is_rejected():
     with pytest.raises(ValueError):
-        check_title("x" * 300)
+        TodoList().add("x" * 300)
 
 
 def test_short_title_is_kept():
@@ -114,8 +130,6 @@ def test_short_title_is_kept():
 CLARIFY = "Dates in any future output are ISO 8601, in UTC."
 
 CAP = "todo add keeps a 500-character title; titles must be capped at 200 characters."
-MODEL = next(r["text"] for r in EXAMPLE_REPLIES if "FILE: todo/model.py" in r.get("text", ""))
-MODEL = MODEL.split("FILE: todo/model.py\n```python\n", 1)[1].split("\n```", 1)[0]
 CAPPED = MODEL.replace(
     '            raise ValueError("a to-do needs a title")\n',
     '            raise ValueError("a to-do needs a title")\n'
@@ -321,14 +335,22 @@ def test_bug_report_adds_a_fix_task_with_the_report_as_evidence(tmp_path: Path) 
     assert BUG in fix["description"] and "FAILING EVIDENCE" in fix["description"]
     assert "T1" in fix["depends_on"] and fix["regression_test"]
     assert (ws / "tests" / "test_limits.py").is_file()
-    # Its new tests ran on the code before the fix: they import a module the fix adds.
+    # Its new tests ran on the code before the fix: they import a module the fix adds. Only
+    # the one that runs the fixed add() (existing code) shows that the reported bug is fixed.
     evidence = json.loads((ws / ".oldnew" / "evidence" / "fb1-fix1-01.json").read_text())
     regression = next(c for c in evidence["checks"] if c["name"] == "regression")
     assert regression["status"] == "passed"
+    assert LIMITED != MODEL
     assert {(t["id"], t["before"], t["after"]) for t in regression["metrics"]["tests"]} == {
         ("tests/test_limits.py::test_long_title_is_rejected", "import error", "passed"),
         ("tests/test_limits.py::test_short_title_is_kept", "import error", "passed"),
     }
+    assert regression["metrics"]["reproduced"] == [
+        "tests/test_limits.py::test_long_title_is_rejected"
+    ]
+    ran = {t["id"].split("::")[1]: t["ran_changed"] for t in regression["metrics"]["tests"]}
+    assert ran["test_short_title_is_kept"] == [] and len(ran["test_long_title_is_rejected"]) == 1
+    assert ran["test_long_title_is_rejected"][0].startswith("todo/model.py:")
 
 
 def test_a_bug_fix_whose_test_passes_before_the_fix_goes_back_to_the_fixer(

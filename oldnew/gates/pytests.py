@@ -108,19 +108,25 @@ _TEST_TOOLS = ("pytest", "_pytest.junitxml")
 _COVERAGE_TOOLS = ("pytest_cov", "pytest_cov.plugin", "coverage")
 
 
-def suite_command(box: Sandbox, *, measure: bool) -> tuple[list[str], dict[str, str]]:
+def suite_command(
+    box: Sandbox, *, measure: bool, contexts: bool = False
+) -> tuple[list[str], dict[str, str]]:
     """Return the argv and variables of every run of the project's tests in ``box``.
 
     The run that reports and each mutant's run are the same command: the same options, the
     same report files (each in its own sandbox's home), the same variables. Code that looks at
     its argv, its environment or the files around it cannot tell which run it is in.
+    ``contexts`` (with ``measure``) records which test ran each line: the coverage report's
+    files then hold ``contexts``, line -> the ids of the tests (``<node id>|run``) that ran it.
     """
     home = box.home
     extra = ["-o", "junit_family=xunit1", f"--junitxml={home / JUNIT}"]
     preload: tuple[str, ...] = _TEST_TOOLS
     if measure:
-        extra += ["-p", "pytest_cov", "--cov", f"--cov-config={_coverage_rc(box)}"]
+        rc = _coverage_rc(box, contexts=contexts)
+        extra += ["-p", "pytest_cov", "--cov", f"--cov-config={rc}"]
         extra += [f"--cov-report=json:{home / COVERAGE_JSON}", "--cov-report="]
+        extra += ["--cov-context=test"] if contexts else []
         preload += _COVERAGE_TOOLS
     # One file that cannot be collected (a missing module, a clashing name) must not keep the
     # other tests from running: its error is a finding of its own.
@@ -190,14 +196,15 @@ def read_report(box: Sandbox, result: RunResult, *, measure: bool) -> SuiteRepor
     return out
 
 
-def _coverage_rc(box: Sandbox) -> Path:
+def _coverage_rc(box: Sandbox, *, contexts: bool = False) -> Path:
     rc = box.home / "coveragerc"
     rc.write_text(
         "[run]\n"
         f"source = {box.tree}\n"
         f"data_file = {box.home / '.coverage'}\n"
         "omit =\n    */tests/*\n    */test_*.py\n    */*_test.py\n    */conftest.py\n"
-        "    */node_modules/*\n    */setup.py\n",
+        "    */node_modules/*\n    */setup.py\n"
+        + ("[json]\nshow_contexts = True\n" if contexts else ""),
         encoding="utf-8",
     )
     return rc

@@ -2,23 +2,30 @@
 
 For a task that fixes a reported bug (``PlannedTask.regression_test``) the node hands the gates
 the task's change (:func:`task_change`: every file it changed, as it was on the commit the
-task started from). The gate finds the tests the task added or changed (new test files, and in
-changed ones the test functions whose code changed), then runs those test files twice, each in
-a sandbox of its own and exactly as the pytest gate runs them: on the fixed tree, and on the
-tree before the fix (the task's changes to non-test files undone, its test files kept). At
-least one of the new tests must fail before and pass after.
+task started from, where its branch leaves the run's, never its own ``HEAD``). The gate finds
+the tests the task added or changed (new test files, and in changed ones the test functions,
+in classes nested or not, whose code changed), then runs those test files twice, each in a
+sandbox of its own and exactly as the pytest gate runs them: on the fixed tree, with coverage
+recording which test ran each line, and on the tree before the fix (the task's changes to
+non-test files undone, its test files kept). At least one of the new tests must fail before,
+pass after, and, after, run a line the fix changed inside a function or method of a ``.py``
+file the project already had (:func:`changed_lines`): a test that only notices that something
+changed (a marker constant, a file, a brand-new module) shows nothing about the reported bug,
+which is about existing behaviour.
 
 What counts as failing before: an assertion or any exception the test raises, an error in its
-fixture, a run that hangs, and a test module that cannot import a name of the project (the
-function the fix adds is missing: the behaviour is absent). A test that passes or is skipped
-before the fix, or a module that fails to load for another reason, does not reproduce anything.
-A bug fix with no new test at all is a finding too. A JavaScript project's tests are not run
-before the fix: the gate says so (not run, optional), never that they were checked.
+fixture, a run that hangs, and a test module, or a conftest, that cannot import a name of the
+project (the function the fix adds is missing: the behaviour is absent). A test that passes or
+is skipped before the fix, or a module that fails to load for another reason, does not
+reproduce anything. A bug fix with no new test at all is a finding too. A JavaScript project's
+tests are not run before the fix: the gate says so (not run, optional), never that they were
+checked.
 """
 
 from __future__ import annotations
 
 import ast
+import difflib
 import hashlib
 import os
 import re
@@ -28,9 +35,10 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from oldnew.errors import WorkspaceError
-from oldnew.gates.common import GateRun, Outcome, parse_python, tool_version
+from oldnew.gates.common import GateRun, Outcome, parse_python, rel, tool_version
 from oldnew.gates.model import Check, Diagnostic
 from oldnew.gates.pytests import JUNIT, read_report, suite_command
 from oldnew.gates.python import is_test_file
@@ -64,14 +72,19 @@ class TaskChange:
         return digest.hexdigest()
 
 
-def task_change(tree: Path, options: Sequence[str] = ()) -> TaskChange:
-    """Return what the task in the checkout ``tree`` changed against its ``HEAD``.
+def task_change(tree: Path, options: Sequence[str] = (), main: str = "HEAD") -> TaskChange:
+    """Return what the task in the checkout ``tree`` changed since the commit it started from.
 
-    That is every tracked file that differs from ``HEAD`` (staged or not, deleted too) and
-    every untracked file git does not ignore; a symlink at ``HEAD`` is left as the task has it.
+    That commit is where the checkout's ``HEAD`` leaves ``main`` (the run's branch):
+    ``git merge-base HEAD main``, never ``HEAD`` itself. A task's worktree is committed
+    before it is rebased: when the rebase conflicts, or a person is asked, or a run resumes
+    after the commit, ``HEAD`` is the task's own commit, and diffing against it would count
+    the fix and its test as the code before the fix. The change is every tracked file that
+    differs from that commit (staged or not, committed or not, deleted too) and every
+    untracked file git does not ignore; a symlink there is left as the task has it.
 
     Raises:
-        WorkspaceError: ``tree`` is not a git checkout git can read.
+        WorkspaceError: ``tree`` is not a git checkout git can read, or ``main`` is unknown.
 
     """
 
@@ -81,13 +94,13 @@ def task_change(tree: Path, options: Sequence[str] = ()) -> TaskChange:
             raise WorkspaceError(f"git {' '.join(args)} failed in {tree}: {proc.stderr!r}")
         return bytes(proc.stdout)
 
-    base = git("rev-parse", "HEAD").decode().strip()
-    listed = git("diff", "--name-only", "-z", "--no-renames", "HEAD")
+    base = git("merge-base", "HEAD", main).decode().strip()
+    listed = git("diff", "--name-only", "-z", "--no-renames", base)
     listed += git("ls-files", "-z", "--others", "--exclude-standard")
     names = sorted({os.fsdecode(n) for n in listed.split(b"\0") if n})
     modes: dict[str, str] = {}
     if names:
-        for entry in git("ls-tree", "-z", "HEAD", "--", *names).split(b"\0"):
+        for entry in git("ls-tree", "-z", base, "--", *names).split(b"\0"):
             if entry:
                 meta, path = entry.split(b"\t", 1)
                 modes[os.fsdecode(path)] = meta.split()[0].decode()
@@ -97,7 +110,7 @@ def task_change(tree: Path, options: Sequence[str] = ()) -> TaskChange:
         if mode is None:
             before[name] = None
         elif mode.startswith("100"):
-            before[name] = git("cat-file", "blob", f"HEAD:{name}")
+            before[name] = git("cat-file", "blob", f"{base}:{name}")
     return TaskChange(base, before)
 
 
@@ -115,23 +128,26 @@ class NewTest:
 
 
 def _tests_in(source: str) -> dict[str, tuple[int, str]]:
-    """Return each test of a module (``name`` or ``Class::name``) -> (line, its code's dump)."""
+    """Return each test of a module (``name``, ``Class::name``, ``A::B::name``) -> (line, code).
+
+    Test classes nest: pytest collects ``Test*`` classes inside ``Test*`` classes too.
+    """
     try:
         module = parse_python(source)
     except (SyntaxError, ValueError, RecursionError):
         return {}
     found: dict[str, tuple[int, str]] = {}
-    for node in module.body:
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name.startswith(
-            "test"
-        ):
-            found[node.name] = (node.lineno, ast.dump(node))
-        elif isinstance(node, ast.ClassDef) and node.name.startswith("Test"):
-            for item in node.body:
-                if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)) and (
-                    item.name.startswith("test")
-                ):
-                    found[f"{node.name}::{item.name}"] = (item.lineno, ast.dump(item))
+
+    def walk(body: list[ast.stmt], prefix: str) -> None:
+        for node in body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and (
+                node.name.startswith("test")
+            ):
+                found[prefix + node.name] = (node.lineno, ast.dump(node))
+            elif isinstance(node, ast.ClassDef) and node.name.startswith("Test"):
+                walk(node.body, f"{prefix}{node.name}::")
+
+    walk(module.body, "")
     return found
 
 
@@ -167,6 +183,8 @@ class Outcomes:
 
     tests: dict[str, tuple[str, str]] = field(default_factory=dict)
     """Test id -> (outcome, detail): passed, failed, error, import error, load error, skipped."""
+    ran: dict[str, list[str]] = field(default_factory=dict)
+    """Test id -> the changed lines of the project's existing code it ran (the run after)."""
     problem: str = ""
     """Why the whole run says nothing (its report rigged or missing); empty when it does."""
     timed_out: bool = False
@@ -224,10 +242,92 @@ def _read_outcomes(data: bytes, tests: list[NewTest]) -> dict[str, tuple[str, st
         else:
             module = modules.get(file, "")
             inner = classname[len(module) + 1 :] if classname.startswith(module + ".") else ""
+            inner = inner.replace(".", "::")  # nested classes: tests.test_x.TestA.TestB
             hit = [f"{file}::{inner}::{name}" if inner else f"{file}::{name}"]
         for test in (h for h in hit if h in wanted):
             if test not in out or rank.index(outcome[0]) > rank.index(out[test][0]):
                 out[test] = outcome
+    return out
+
+
+def changed_lines(tree: Path, change: TaskChange) -> dict[str, set[int]]:
+    """Return the lines the task changed in the project's existing code, file by file.
+
+    Only non-test ``.py`` files that existed at the base count, and in them only the lines
+    inside a function's or method's body (a line next to one the task deleted counts too):
+    module and class level code (``def``, ``class``, ``import`` lines, constants) runs when
+    the module is imported, so a test that runs it shows no more than that the file loads.
+    """
+    out: dict[str, set[int]] = {}
+    for name, old in sorted(change.before.items()):
+        path = tree / name
+        if old is None or not name.endswith(".py") or is_test_file(name):
+            continue
+        if path.is_symlink() or not path.is_file():
+            continue
+        try:
+            text = path.read_text(encoding="utf-8")
+            was = old.decode("utf-8").splitlines()
+            module = parse_python(text)
+        except (UnicodeDecodeError, SyntaxError, ValueError, RecursionError):
+            continue
+        now = text.splitlines()
+        changed: set[int] = set()
+        matcher = difflib.SequenceMatcher(None, was, now, autojunk=False)
+        for tag, _i1, _i2, j1, j2 in matcher.get_opcodes():
+            if tag in ("replace", "insert"):
+                changed.update(range(j1 + 1, j2 + 1))
+            elif tag == "delete":
+                changed.update((j1, j1 + 1))  # the lines either side of the deleted ones
+        if lines := _statements_touched(module, changed):
+            out[name] = lines
+    return out
+
+
+def _statements_touched(module: ast.Module, changed: set[int]) -> set[int]:
+    """Return the first lines of the statements in function bodies that ``changed`` touches.
+
+    coverage.py reports a statement by its first line: a fix to the second line of a
+    statement spread over several is a change to that statement.
+    """
+    out: set[int] = set()
+    for func in ast.walk(module):
+        if not isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        for top in func.body:
+            for node in ast.walk(top):
+                if not isinstance(node, ast.stmt):
+                    continue
+                inner = [
+                    b
+                    for f in ("body", "orelse", "finalbody", "handlers")
+                    for b in getattr(node, f, []) or []
+                ]
+                last = (
+                    min((b.lineno for b in inner), default=(node.end_lineno or node.lineno) + 1) - 1
+                )
+                if changed & set(range(node.lineno, max(last, node.lineno) + 1)):
+                    out.add(node.lineno)
+    return out
+
+
+def _ran_changed(
+    coverage: dict[str, Any], changed: dict[str, set[int]], tests: list[NewTest]
+) -> dict[str, list[str]]:
+    """Return each new test -> the changed lines (``file:line``) it ran, from the contexts.
+
+    A context is pytest-cov's ``<node id>|setup``, ``|run`` or ``|teardown``; a node id's
+    parameters (``[9]``) are dropped, so every instance of a parametrized test counts.
+    """
+    wanted = {t.id for t in tests}
+    out: dict[str, list[str]] = {t.id: [] for t in tests}
+    for name, lines in sorted(changed.items()):
+        contexts = coverage.get("files", {}).get(name, {}).get("contexts") or {}
+        for line in sorted(lines):
+            for context in contexts.get(str(line), []):
+                test = str(context).rsplit("|", 1)[0].split("[", 1)[0]
+                if test in wanted and f"{name}:{line}" not in out[test]:
+                    out[test].append(f"{name}:{line}")
     return out
 
 
@@ -246,18 +346,67 @@ def _undo(box: Sandbox, before: dict[str, bytes | None]) -> None:
     box.adopt(box.tree)
 
 
+_CONFTEST = re.compile(r"ImportError while loading conftest '([^']+)'")
+_MISSING_MODULE = re.compile(
+    r"(?:No module named|cannot import name '[^']+' from|module) '([A-Za-z_][\w.]*)'"
+)
+
+
+def _project_module(tree: Path, dotted: str) -> bool:
+    """Whether ``dotted`` (its first part) is a module or package of the project in ``tree``."""
+    top = dotted.split(".", 1)[0]
+    for root in (tree, tree / "src"):
+        if (root / f"{top}.py").is_file() or (root / top).is_dir():
+            return True
+    return False
+
+
+def conftest_import_error(result_output: str, tree: Path, box_tree: Path) -> tuple[str, str] | None:
+    """Return (outcome, detail) of a run a conftest's ImportError stopped, else None.
+
+    pytest loads the conftest files before it collects anything: when one imports a name the
+    fix adds, the run on the tree before the fix stops there (exit code 4, no report), and
+    every new test counts as an ``import error``. A conftest that fails to import something
+    that is not the project's (a package not installed) is a ``load error``: no evidence.
+    ``tree`` is the fixed tree (a module the fix adds is a project's), ``box_tree`` the one run.
+    """
+    found = _CONFTEST.search(result_output)
+    if not found:
+        return None
+    missing = _import_error(result_output).replace(f"{box_tree}{os.sep}", "")
+    module = _MISSING_MODULE.search(missing)
+    shown = rel(found[1], box_tree)
+    if module and _project_module(tree, module[1]):
+        return "import error", f"{shown} could not import a name of the project: {missing}"[:300]
+    why = f"{shown} could not be loaded ({missing or 'an ImportError'}), not for a name of"
+    return "load error", f"{why} the project"[:300]
+
+
 def _run_tests(
-    run: GateRun, tests: list[NewTest], undo: dict[str, bytes | None], timeout: float
+    run: GateRun,
+    tests: list[NewTest],
+    undo: dict[str, bytes | None],
+    timeout: float,
+    changed: dict[str, set[int]] | None = None,
 ) -> Outcomes:
-    """Run the new tests' files in a fresh sandbox, with ``undo``'s files as they were."""
+    """Run the new tests' files in a fresh sandbox, with ``undo``'s files as they were.
+
+    With ``changed`` (the run after the fix) coverage records which test ran each line, and
+    :attr:`Outcomes.ran` says which of the ``changed`` lines each new test ran.
+    """
     files = sorted({t.file for t in tests})
+    measure = changed is not None
     with run.new_sandbox() as box:
         _undo(box, undo)
-        argv, variables = suite_command(box, measure=False)
+        argv, variables = suite_command(box, measure=measure, contexts=measure)
         result = box.run([*argv, *files], timeout=timeout, env=variables)
         if result.killed:
             return Outcomes({t.id: ("timeout", result.ending()) for t in tests}, timed_out=True)
-        report = read_report(box, result, measure=False)
+        if not measure and result.exit_code == 4:
+            # The tree before the fix lacks a name a conftest imports: nothing was collected.
+            if stopped := conftest_import_error(result.output, run.tree, box.tree):
+                return Outcomes({t.id: stopped for t in tests})
+        report = read_report(box, result, measure=measure)
         if report.forged:
             return Outcomes(problem=report.forged)
         try:
@@ -266,10 +415,20 @@ def _run_tests(
             return Outcomes(problem=f"pytest's report cannot be trusted: {exc}")
     try:
         found = _read_outcomes(data or b"", tests)
+        found = {k: (o, d.replace(f"{box.tree}{os.sep}", "")) for k, (o, d) in found.items()}
     except ET.ParseError as exc:
         return Outcomes(problem=f"pytest's report is unreadable: {exc}")
     missing = ("missing", "pytest did not report it (not collected)")
-    return Outcomes({t.id: found.get(t.id, missing) for t in tests})
+    out = Outcomes({t.id: found.get(t.id, missing) for t in tests})
+    if changed is not None:
+        if report.coverage is None:
+            out.problem = (
+                "coverage.py measured nothing (pytest-cov did not run), so which of your "
+                "changed lines each test runs is unknown"
+            )
+        else:
+            out.ran = _ran_changed(report.coverage, changed, tests)
+    return out
 
 
 # -- the gate ---------------------------------------------------------------------------------
@@ -281,19 +440,52 @@ def _finding(test: NewTest, before: str, after: str, why: str) -> Diagnostic:
     )
 
 
-def _verdict(tests: list[NewTest], was: Outcomes, now: Outcomes) -> list[Diagnostic]:
+def reproduces(test: NewTest, was: Outcomes, now: Outcomes) -> bool:
+    """Whether ``test`` fails before the fix, passes after, and ran a line the fix changed."""
+    return (
+        was.tests[test.id][0] in REPRODUCES
+        and now.tests[test.id][0] == "passed"
+        and bool(now.ran.get(test.id))
+    )
+
+
+def _shown_lines(changed: dict[str, set[int]]) -> str:
+    parts = [
+        f"{name}:{','.join(str(n) for n in sorted(lines)[:6])}" for name, lines in changed.items()
+    ]
+    return "; ".join(parts[:5]) + (" ..." if len(parts) > 5 else "")
+
+
+def _verdict(
+    tests: list[NewTest], was: Outcomes, now: Outcomes, changed: dict[str, set[int]]
+) -> list[Diagnostic]:
     """Return the findings of a bug fix's new tests; none when one reproduces the bug."""
     if was.problem or now.problem:
         which = "before your change" if was.problem else "with your change"
         why = f"the run of your new tests on the tree {which} cannot be believed: "
         return [Diagnostic(NAME, tests[0].file, tests[0].line, why + (was.problem or now.problem))]
-    if any(was.tests[t.id][0] in REPRODUCES and now.tests[t.id][0] == "passed" for t in tests):
+    if any(reproduces(t, was, now) for t in tests):
         return []
     diags = []
     for t in tests:
         before, detail = was.tests[t.id]
         after = now.tests[t.id][0]
-        if before in REPRODUCES:
+        if before in REPRODUCES and after == "passed" and not changed:
+            why = (
+                "it fails on the tree before your change and passes with it, but your change "
+                "alters no line inside a function or method of a .py file the project already "
+                "had (only new files, test files, other files, or module-level lines such as "
+                "constants, imports, def and class lines): a bug report is about existing "
+                "behaviour, so fix the code that goes wrong, and test that code"
+            )
+        elif before in REPRODUCES and after == "passed":
+            why = (
+                "it fails on the tree before your change and passes with it, but it runs none "
+                "of the lines your change made inside the functions of the project's existing "
+                f"code ({_shown_lines(changed)}): it notices that something changed, not that "
+                "the reported bug is fixed. Make it call the code the report is about"
+            )
+        elif before in REPRODUCES:
             why = (
                 f"it fails on the tree before your change, but with your change it is {after}, "
                 "not passed: the fix must make it pass"
@@ -340,26 +532,30 @@ def gate_regression(run: GateRun) -> Outcome:
         check = Check(NAME, "failed", [], None, 0.0, summary, metrics={"base": change.base})
         return check, [Diagnostic(NAME, ".", 0, why, "no-test")]
     undo = {n: d for n, d in change.before.items() if not is_test_file(n)}
+    changed = changed_lines(run.tree, change)
     seconds = float(run.artifacts.get("pytest_seconds", 5.0))
     timeout = min(run.timeout, max(20.0, 4 * seconds + 10))
     with ThreadPoolExecutor(max_workers=2) as pool:
         was_f = pool.submit(_run_tests, run, tests, undo, timeout)
-        now_f = pool.submit(_run_tests, run, tests, {}, run.timeout)
+        now_f = pool.submit(_run_tests, run, tests, {}, run.timeout, changed)
         was, now = was_f.result(), now_f.result()
-    diags = _verdict(tests, was, now)
+    diags = _verdict(tests, was, now, changed)
     shown = [
         {
             "id": t.id,
             "before": was.tests.get(t.id, ("?", ""))[0],
             "before_detail": was.tests.get(t.id, ("", ""))[1],
             "after": now.tests.get(t.id, ("?", ""))[0],
+            "ran_changed": now.ran.get(t.id, []),
         }
         for t in tests
     ]
-    reproduced = [s["id"] for s in shown if s["before"] in REPRODUCES and s["after"] == "passed"]
+    problem = bool(was.problem or now.problem)
+    reproduced = [t.id for t in tests if not problem and reproduces(t, was, now)]
     summary = (
         f"{len(reproduced)} of {len(tests)} new tests fail on the tree before the fix (commit "
-        f"{base}, {len(undo)} files as they were) and pass with it"
+        f"{base}, {len(undo)} files as they were), pass with it and run a line it changed in "
+        "the project's existing code"
     )
     check = Check(
         NAME,
@@ -374,6 +570,7 @@ def gate_regression(run: GateRun) -> Outcome:
             "tests": shown,
             "reproduced": reproduced,
             "restored": sorted(undo),
+            "changed": {name: sorted(lines) for name, lines in changed.items()},
         },
     )
     return check, diags

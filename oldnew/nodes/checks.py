@@ -211,8 +211,9 @@ async def validate(state: TaskState, runtime: Runtime[Context]) -> dict[str, Any
     name = await asyncio.to_thread(next_evidence_name, ws, task_id)
     options = task_gate_options(state, ws, name)
     if state["task"].get("regression_test"):
-        # A bug fix: its new test must fail on the commit the task started from.
-        options["change"] = await asyncio.to_thread(task_change, tree, ws.git_options)
+        # A bug fix: its new test must fail on the commit the task started from (where its
+        # branch leaves the run's: its own commit may be HEAD after a conflicting rebase).
+        options["change"] = await asyncio.to_thread(task_change, tree, ws.git_options, ws.branch)
     result = await asyncio.to_thread(lambda: run_gates(ctx, tree, None, ws, **options))
     evidence = await asyncio.to_thread(
         lambda: record_evidence(ws, name, result, task=task_id, tree="worktree")
