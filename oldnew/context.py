@@ -451,7 +451,10 @@ class Context:
             raise UsageError(f"notify must be an http(s) URL or a command line, not {target!r}")
 
     def retry_policy(self) -> RetryPolicy:
-        """Return the retry policy for transient failures of model calls."""
+        """Return the retry policy for transient failures of model calls.
+
+        Each try has ``model_timeout`` in all: the client's own timeout bounds each read only.
+        """
         return RetryPolicy(
             max_attempts=max(1, self.max_transient_retries),
             base_delay=self.retry_base_delay,
