@@ -69,8 +69,9 @@ class Context:
     model_timeout: float = field(
         default=300.0,
         metadata={
-            "description": "Seconds the model client waits for one reply before the call "
-            "fails as a timeout (then retried as transient). Env: OLDNEW_MODEL_TIMEOUT.",
+            "description": "Seconds one model call may take in all, its whole reply "
+            "included, before it fails as a timeout (then retried as transient). "
+            "Env: OLDNEW_MODEL_TIMEOUT.",
             "model": True,
         },
     )
@@ -248,6 +249,15 @@ class Context:
         metadata={
             "description": "Seconds of a task's own work (its waits for the model not "
             "counted) before it is stopped and split (0: no limit).",
+            "model": True,
+        },
+    )
+    task_wait_limit: float = field(
+        default=3600.0,
+        metadata={
+            "description": "Seconds a task may wait for model replies in all (retry "
+            "backoff included) before it is stopped: a provider slow for ever still ends "
+            "the task (0: no limit). Env: OLDNEW_TASK_WAIT_LIMIT.",
             "model": True,
         },
     )
@@ -449,12 +459,16 @@ class Context:
             raise UsageError(f"notify must be an http(s) URL or a command line, not {target!r}")
 
     def retry_policy(self) -> RetryPolicy:
-        """Return the retry policy for transient failures of model calls."""
+        """Return the retry policy for transient failures of model calls.
+
+        Each try has ``model_timeout`` in all: the client's own timeout bounds each read only.
+        """
         return RetryPolicy(
             max_attempts=max(1, self.max_transient_retries),
             base_delay=self.retry_base_delay,
             max_delay=self.retry_max_delay,
             rate_limit_delay=self.rate_limit_delay,
+            timeout=self.model_timeout,
         )
 
     def model_spec(self, role: Role) -> str | None:
@@ -509,6 +523,7 @@ LIMITS: dict[str, Limit] = {
     "max_task_description": Limit(True, 1),
     "split_after_failures": Limit(True, 0, note="0: never"),
     "task_time_limit": Limit(False, 0, note="0: no limit"),
+    "task_wait_limit": Limit(False, 0, note="0: no limit"),
     "max_split_depth": Limit(True, 0),
     "max_replans": Limit(True, 0),
     "planner_concurrency": Limit(True, 1),

@@ -32,6 +32,13 @@ class ModelOutputError(OldnewError):
     """The model's answer could not be used (no file blocks, wrong schema)."""
 
 
+class CallTimeout(OldnewError, TimeoutError):
+    """A model call sent no complete reply within its deadline (``model_timeout``).
+
+    Transient: retried with backoff, then escalated; the message names the setting to raise.
+    """
+
+
 class ScriptedModelError(ConfigurationError):
     """A scripted transcript has no reply for the prompt it was given."""
 

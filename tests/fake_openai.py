@@ -30,6 +30,9 @@ Supported reply kinds (see the ``Reply`` constructors):
 * ``Reply.hanging()`` - accept the request and never answer (until the server closes);
   use it with a short client timeout to provoke ``openai.APITimeoutError``.
 * ``Reply.malformed(...)`` - status 200 with a body that is not valid JSON.
+* ``Reply.trickle_text(...)`` - status 200, then a keep-alive byte (a space) every ``every``
+  seconds, ``pad`` times, before the body: each read is quick, the whole reply is slow (as
+  some proxies do), so only a deadline on the whole call ends it.
 
 Requests with ``"stream": true`` are answered as Server-Sent Events, with content
 and tool-call deltas, a final chunk carrying ``finish_reason``, a usage chunk when
@@ -126,6 +129,8 @@ class Reply:
         hang: Never answer; the handler waits until the server is closed.
         raw_body: Send these bytes verbatim (with ``status``) instead of JSON/SSE.
         delay: Seconds to wait before answering (cut short if the server closes).
+        trickle: Seconds between the ``pad`` keep-alive bytes sent before the body (0: none).
+        pad: How many keep-alive bytes a ``trickle`` reply sends.
     """
 
     content: str | None = None
@@ -137,6 +142,8 @@ class Reply:
     hang: bool = False
     raw_body: bytes | None = None
     delay: float = 0.0
+    trickle: float = 0.0
+    pad: int = 0
 
     # -- constructors -------------------------------------------------------------
 
@@ -214,6 +221,11 @@ class Reply:
     def hanging(cls) -> Reply:
         """Accept the request and never answer (until the server closes)."""
         return cls(hang=True)
+
+    @classmethod
+    def trickle_text(cls, content: str, *, every: float = 0.2, pad: int = 100) -> Reply:
+        """Plain text, sent after ``pad`` keep-alive bytes, one every ``every`` seconds."""
+        return cls(content=content, finish_reason="stop", trickle=every, pad=pad)
 
     @classmethod
     def malformed(cls, body: bytes | str = b'{"id": "chatcmpl-broken", "choices": [') -> Reply:
@@ -426,7 +438,9 @@ class _Handler(BaseHTTPRequestHandler):
             stop.wait(self.server.fake.hang_limit)
             self.close_connection = True  # drop the socket without answering
             return
-        if reply.raw_body is not None:
+        if reply.trickle:
+            self._send_trickle(json.dumps(_completion_body(request, reply)).encode(), reply)
+        elif reply.raw_body is not None:
             self._send_bytes(reply.status, reply.raw_body, "application/json", reply.headers)
         elif reply.status != 200 or reply.error is not None:
             self._send_json(reply.status, {"error": reply.error or {}}, reply.headers)
@@ -449,6 +463,23 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(data)
+
+    def _send_trickle(self, data: bytes, reply: Reply) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data) + reply.pad))
+        self.end_headers()
+        try:
+            for _ in range(reply.pad):
+                self.wfile.write(b" ")
+                self.wfile.flush()
+                if self.server.fake.stop_event.wait(reply.trickle):
+                    break
+            else:
+                self.wfile.write(data)
+        except OSError:
+            pass  # the client gave up on the reply: what a trickle is for
+        self.close_connection = True
 
     def _send_stream(self, chunks: Iterable[dict[str, Any]], headers: dict[str, str]) -> None:
         self.send_response(200)

@@ -454,3 +454,60 @@ def test_the_meter_runs_a_tasks_model_wait_clock(tmp_path: Path) -> None:
     planner = metered(slow, Context(), tmp_path, role="planner", activity="plan")
     asyncio.run(planner.ainvoke("d"))
     assert clock.waited() == before
+
+
+def _rate_limited(retry_after: float) -> Exception:
+    import httpx
+    import openai
+
+    request = httpx.Request("POST", "http://127.0.0.1/v1/chat/completions")
+    headers = {"retry-after": str(retry_after)}
+    response = httpx.Response(429, headers=headers, request=request)
+    return openai.RateLimitError("rate limited", response=response, body=None)
+
+
+class _RateLimitedModel(ScriptedChatModel):
+    """Refuses its first ``refusals`` calls with a 429 asking to retry after ``retry_after`` s."""
+
+    refusals: int = 2
+    retry_after: float = 0.4
+    calls: int = 0
+
+    async def _agenerate(
+        self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kw: Any
+    ) -> ChatResult:
+        self.calls += 1
+        if self.calls <= self.refusals:
+            raise _rate_limited(self.retry_after)
+        return self._generate(messages, stop)
+
+
+def test_retry_backoff_counts_as_the_tasks_model_wait(tmp_path: Path) -> None:
+    import time
+
+    from oldnew.budget import wait_clock
+
+    replies = [ScriptedReply((), None, "ok", None, None, None)]
+    clock = wait_clock(tmp_path, "T8")
+    clock.reset()
+
+    async def node() -> tuple[str, float]:  # what a task's node does: meter, then retry
+        flaky = _RateLimitedModel(replies=replies)
+        model = metered(flaky, Context(), tmp_path, role="coder", activity="code", task="T8")
+        start = time.monotonic()
+        reply = await with_retry(lambda: model.ainvoke("go"), Context().retry_policy())
+        return str(reply.content), time.monotonic() - start
+
+    content, took = asyncio.run(node())
+    assert content == "ok" and took >= 0.8  # two Retry-After waits of 0.4 s
+    assert not clock.waiting()
+    assert clock.waited() >= 0.8 and took - clock.waited() < 0.3  # the backoff is model wait
+
+    async def not_a_task() -> None:  # a planner's retry runs no task's clock
+        flaky = _RateLimitedModel(replies=replies, refusals=1, retry_after=0.3)
+        model = metered(flaky, Context(), tmp_path, role="planner", activity="plan")
+        await with_retry(lambda: model.ainvoke("go"), Context().retry_policy())
+
+    before = clock.waited()
+    asyncio.run(not_a_task())
+    assert clock.waited() == before

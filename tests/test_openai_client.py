@@ -310,5 +310,15 @@ def test_the_client_timeout_is_a_context_setting(monkeypatch: pytest.MonkeyPatch
     assert chat.request_timeout == 7.5  # type: ignore[attr-defined]
     explicit = resolve_model("coder", Context(model="openai:fake-model", model_timeout=30))
     assert explicit.request_timeout == 30  # type: ignore[attr-defined]
+    # Every retried model call (the planner's, the coder's and fixer's tool loop, structured
+    # output) gets its policy from the context: each try has the same total deadline.
+    assert Context().retry_policy().timeout == 7.5
+    assert Context(model_timeout=30).retry_policy().timeout == 30
     with pytest.raises(UsageError, match="model_timeout must be a number above 0"):
         Context(model_timeout=0)
+    monkeypatch.setenv("OLDNEW_TASK_WAIT_LIMIT", "0")
+    assert Context().task_wait_limit == 0  # no cap on a task's model wait
+    monkeypatch.delenv("OLDNEW_TASK_WAIT_LIMIT")
+    assert Context().task_wait_limit == 3600
+    with pytest.raises(UsageError, match="task_wait_limit must be a number of at least 0"):
+        Context(task_wait_limit=-1)

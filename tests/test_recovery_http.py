@@ -1,6 +1,7 @@
 """Each transient failure class end to end, with the real ChatOpenAI against a local server
-that injects 429 with Retry-After, 500, a hung connection and a malformed body; and a service
-that stays down ends in a classified question with alternatives, never a crash or a hang."""
+that injects 429 with Retry-After, 500, a hung connection, a malformed body and a reply that
+trickles in a byte at a time; and a service that stays down ends in a classified question with
+alternatives, never a crash or a hang."""
 
 from __future__ import annotations
 
@@ -47,8 +48,9 @@ def _events(ws: Path) -> list[dict[str, Any]]:
         Reply.server_error(),
         Reply.hanging(),
         Reply.malformed(),
+        Reply.trickle_text("too late", every=0.2, pad=200),
     ],
-    ids=["429-retry-after", "500", "hang", "malformed-json"],
+    ids=["429-retry-after", "500", "hang", "malformed-json", "trickle"],
 )
 def test_transient_fault_is_retried_and_the_run_goes_on(
     fault: Reply, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -111,3 +113,46 @@ def test_invalid_key_is_configuration_not_retried(
         assert len(srv.requests) == 1
     (q,) = out.questions
     assert q["kind"] == "configuration" and "OPENAI_API_KEY" in q["title"]
+
+
+@pytest.mark.timeout(30)
+def test_a_trickling_reply_is_cut_off_at_model_timeout_retried_then_escalated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each read is quick, the whole reply is not: only the call's own deadline ends it."""
+    from oldnew.budget import metered, wait_clock
+    from oldnew.context import Context
+    from oldnew.models import resolve_model
+    from oldnew.recovery.retry import ClassifiedFailure, with_retry
+
+    slow = Reply.trickle_text("too late", every=0.2, pad=100)  # 20 s in all
+    with FakeOpenAIServer(lambda request: slow) as srv:
+        monkeypatch.setenv("OPENAI_API_KEY", "test-key")
+        monkeypatch.setenv("OPENAI_BASE_URL", srv.base_url)
+        ctx = Context(
+            model="openai:fake-model",
+            model_timeout=1,
+            max_transient_retries=2,
+            retry_base_delay=0,
+            memory_path="off",
+        )
+        (tmp_path / ".oldnew").mkdir()
+        clock = wait_clock(tmp_path, "T1")
+        clock.reset()
+
+        async def call() -> Any:
+            coder = resolve_model("coder", ctx)
+            model = metered(coder, ctx, tmp_path, role="coder", activity="code", task="T1")
+            return await with_retry(lambda: model.ainvoke("write it"), ctx.retry_policy())
+
+        start = time.monotonic()
+        with pytest.raises(ClassifiedFailure) as info:
+            asyncio.run(asyncio.wait_for(call(), 15))
+        took = time.monotonic() - start
+        assert len(srv.requests) == 2  # the first try and its retry, each cut off
+    failure = info.value
+    assert failure.attempts == 2 and failure.classification.cls == "transient"
+    assert "within 1 s" in failure.classification.reason
+    assert "OLDNEW_MODEL_TIMEOUT" in failure.classification.reason
+    assert 2.0 <= took < 6.0
+    assert not clock.waiting() and clock.waited() >= 1.8  # the cut-off calls ended their wait

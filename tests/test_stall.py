@@ -292,6 +292,46 @@ def test_a_slow_model_is_not_mistaken_for_a_stuck_task(tmp_path: Path) -> None:
     assert not _events(ws, node="execute", event="request_split")
 
 
+def test_a_rate_limited_model_is_not_mistaken_for_a_stuck_task(tmp_path: Path) -> None:
+    import httpx
+    import openai
+
+    refusals = {"n": 0}
+
+    def rate_limited_coder(messages: list[BaseMessage], info: CallInfo) -> str:
+        if refusals["n"] < 2:  # a busy provider: twice "429, retry after 3 s"
+            refusals["n"] += 1
+            request = httpx.Request("POST", "http://127.0.0.1/v1/chat/completions")
+            response = httpx.Response(429, headers={"retry-after": "3"}, request=request)
+            raise openai.RateLimitError("rate limited", response=response, body=None)
+        return PASSING
+
+    models = planned_run(SCOPE, ONE_TASK, code={"T1": rate_limited_coder, "T2": README})
+    ws = tmp_path / "ws"
+    context = {"task_time_limit": 5.0, "max_split_depth": 0}
+    out = asyncio.run(start_run(_scope_file(tmp_path), ws, context=context, models=models))
+    assert refusals["n"] == 2
+    assert out.status == "delivered", out  # 6 s of backoff, past the limit, were model wait
+    assert not _events(ws, node="execute", event="stopped")
+
+
+def test_a_model_slow_for_ever_ends_in_the_tasks_stop_path(tmp_path: Path) -> None:
+    async def stuck_provider(messages: list[BaseMessage], info: CallInfo) -> str:
+        await asyncio.sleep(3600)  # never answers; the run's model_timeout is longer
+        return PASSING
+
+    models = planned_run(SCOPE, ONE_TASK, code={"T1": stuck_provider, "T2": README})
+    ws = tmp_path / "ws"
+    context = {"task_wait_limit": 2.0, "model_timeout": 3600.0}
+    out = asyncio.run(start_run(_scope_file(tmp_path), ws, context=context, models=models))
+    assert out.status == "waiting", out
+    (q,) = out.questions
+    assert q["kind"] == "timeout" and "past the 2 s limit on model wait" in q["title"]
+    (stopped,) = _events(ws, node="execute", event="stopped")
+    assert stopped["task"] == "T1" and "OLDNEW_TASK_WAIT_LIMIT" in stopped["reason"]
+    assert not _events(ws, node="execute", event="request_split")  # a split waits as long
+
+
 def test_unsplittable_task_past_the_time_limit_is_stopped_and_escalated(tmp_path: Path) -> None:
     models = planned_run(SCOPE, ONE_TASK, code={"T1": SLOW_TESTS, "T2": README})
     ws = tmp_path / "ws"

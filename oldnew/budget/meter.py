@@ -8,7 +8,9 @@ never becomes a question. Calls already in flight finish and are counted; that i
 overshoot.
 
 For a task's calls it also runs the task's model-wait clock (``budget.wait``), which the
-scheduler subtracts from the task's time: a slow model is not a stuck task.
+scheduler subtracts from the task's time: a slow model is not a stuck task. ``metered`` also
+names that clock to ``with_retry`` for the caller's context (``count_waits_on``), so the
+backoff between tries (a rate limit's Retry-After) counts as model wait too.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from oldnew.budget.ledger import Ledger, Price, ledger_at, parse_prices, price_f
 from oldnew.budget.wait import WaitClock, wait_clock
 from oldnew.context import Context
 from oldnew.errors import BudgetExceeded
+from oldnew.recovery.retry import count_waits_on, note_open_call
 
 
 @dataclass(frozen=True)
@@ -164,6 +167,7 @@ class BudgetMeter(AsyncCallbackHandler):
             raise stop
         if self.clock is not None:
             self.clock.begin(run_id)
+            note_open_call(self.clock, run_id)  # a try cut off by its deadline ends it
 
     async def on_llm_error(
         self,
@@ -233,9 +237,15 @@ def metered(
 ) -> BaseChatModel:
     """Return a copy of ``model`` whose every call is checked against the caps and recorded.
 
+    For a task's model (``task`` given), the backoff sleeps of ``with_retry`` in the caller's
+    context count on the task's wait clock from now on.
+
     Raises:
         ConfigurationError: the context's price table does not parse.
     """
+    clock = wait_clock(workspace, task) if task else None
+    if clock is not None:
+        count_waits_on(clock)
     meter = BudgetMeter(
         ledger_of(workspace),
         Caps.of(ctx),
@@ -244,7 +254,7 @@ def metered(
         activity=activity,
         task=task,
         model=model_name(model),
-        clock=wait_clock(workspace, task) if task else None,
+        clock=clock,
     )
     callbacks = model.callbacks
     if isinstance(callbacks, BaseCallbackManager):

@@ -6,10 +6,12 @@ sibling. Here each task is its own compiled graph on its own checkpointed thread
 
 It is rebuilt from the task threads on every entry (``load``), so a run killed at any point
 resumes without redoing finished work. It launches tasks, settles them when they end or wait,
-and watches two kinds of deadline: a task past ``task_time_limit`` and a run cap of the budget.
-A task's time is its own work: the seconds it waited for model replies (its wait clock,
-``budget.wait``, run by the meter around every call) are not counted, so a slow model is never
-mistaken for a stuck task.
+and watches three kinds of deadline: a task past ``task_time_limit``, a task past
+``task_wait_limit`` and a run cap of the budget. A task's time is its own work: the seconds it
+waited for model replies (its wait clock, ``budget.wait``, run by the meter around every call
+and by ``with_retry`` around its backoff) are not counted, so a slow model is never mistaken
+for a stuck task; its model wait has a cap of its own, so a provider slow for ever still ends
+in the task's stop path.
 What people say meanwhile (answers, feedback) comes from the inbox (``hitl.inbox``).
 
 Some waits are for the planner, not a person: a task whose fix rounds ran out after failing
@@ -78,6 +80,8 @@ class Scheduler:
         self.refused = set(state.get("revision_refused") or [])
         self.split_from = state.get("split_from") or {}
         self.started_at: dict[str, float] = {}
+        self.wait_grace: dict[str, float] = {}
+        """Task id -> model wait not charged to it (given while it merges into main)."""
         self.notices: list[str] = []
         self.feedback: dict[str, dict[str, Any]] = {}
         """Feedback given through the inbox while this scheduler ran, for the planner."""
@@ -319,42 +323,78 @@ class Scheduler:
     def _start_clock(self, tid: str) -> None:
         """Start timing ``tid``'s work now: its elapsed time and its model wait from zero."""
         self.started_at[tid] = asyncio.get_running_loop().time()
+        self.wait_grace[tid] = 0.0
         wait_clock(self.ws.root, tid).reset()
 
     def _worked(self, tid: str, now: float) -> float:
         """Return the seconds ``tid`` worked since it started: elapsed, less its model wait."""
         return now - self.started_at[tid] - wait_clock(self.ws.root, tid).waited()
 
-    def _time_left(self, running: Running) -> float | None:
-        """Return seconds until the first running task may pass the time limit (None: never).
+    def _waited(self, tid: str) -> float:
+        """Return the seconds of model wait ``tid`` is charged (less any grace it was given)."""
+        return wait_clock(self.ws.root, tid).waited() - self.wait_grace.get(tid, 0.0)
 
-        Work grows at most as fast as the clock, so the soonest a task can pass the limit is
-        the work it has left; one waiting for the model is looked at again every half second.
+    def _time_left(self, running: Running) -> float | None:
+        """Return seconds until the first running task may pass a limit (None: never).
+
+        Work and model wait each grow at most as fast as the clock, so the soonest a task can
+        pass ``task_time_limit`` is the work it has left, and ``task_wait_limit`` the wait it
+        has left; a limit whose clock stands still (work while the model is awaited, wait
+        while the task works) is looked at again every half second.
         """
-        limit = self.ctx.task_time_limit
-        if limit <= 0 or not running:
+        limit, wait_limit = self.ctx.task_time_limit, self.ctx.task_wait_limit
+        if (limit <= 0 and wait_limit <= 0) or not running:
             return None
         now = asyncio.get_running_loop().time()
         lefts = []
         for tid in running.values():
-            left = limit - self._worked(tid, now)
-            lefts.append(max(0.5, left) if wait_clock(self.ws.root, tid).waiting() else left)
+            waiting = wait_clock(self.ws.root, tid).waiting()
+            if limit > 0:
+                left = limit - self._worked(tid, now)
+                lefts.append(max(0.5, left) if waiting else left)
+            if wait_limit > 0:
+                left = wait_limit - self._waited(tid)
+                lefts.append(left if waiting else max(0.5, left))
         return max(0.01, min(lefts))
 
-    async def _stop_overdue(self, running: Running) -> None:
-        """Stop each task that ran past the time limit: split it, or else escalate or limit it.
+    def _overdue(self, tid: str, now: float) -> tuple[str, bool] | None:
+        """Return why ``tid`` must stop and whether splitting it may help, or None."""
+        limit, wait_limit = self.ctx.task_time_limit, self.ctx.task_wait_limit
+        worked = self._worked(tid, now)
+        if limit > 0 and worked >= limit:
+            waited = now - self.started_at[tid] - worked
+            return (
+                f"it worked {worked:.0f} s, past the {limit:g} s limit (not counting "
+                f"{waited:.0f} s waiting for the model)",
+                True,
+            )
+        waited = self._waited(tid)
+        if wait_limit > 0 and waited >= wait_limit:
+            return (
+                f"it waited {waited:.0f} s for the model, past the {wait_limit:g} s limit on "
+                "model wait (task_wait_limit, env OLDNEW_TASK_WAIT_LIMIT): the model or its "
+                "provider is too slow",
+                False,
+            )
+        return None
 
-        Its partial work stays in its worktree (and, when it is not split, on a branch).
+    async def _stop_overdue(self, running: Running) -> None:
+        """Stop each task past a limit: split it, or else escalate or limit it.
+
+        A task past ``task_time_limit`` is split when it may be; one past ``task_wait_limit``
+        is not (a smaller task waits for the same slow model). Its partial work stays in its
+        worktree (and, when it is not split, on a branch).
         """
         now = asyncio.get_running_loop().time()
-        limit = self.ctx.task_time_limit
         for fut, tid in list(running.items()):
-            worked = self._worked(tid, now)
-            if fut.done() or worked < limit:
+            overdue = None if fut.done() else self._overdue(tid, now)
+            if overdue is None:
                 continue  # (a task that just finished is settled by the next wait)
             if "commit" in await self.threads.next_nodes(tid):
                 self.started_at[tid] += 60  # never stop a task while it merges into main
+                self.wait_grace[tid] = self.wait_grace.get(tid, 0.0) + 60
                 continue
+            reason, split = overdue
             fut.cancel()
             await asyncio.gather(fut, return_exceptions=True)
             running.pop(fut)
@@ -362,12 +402,7 @@ class Scheduler:
             self.records[tid] = record_of(tid, self.titles[tid], self.views[tid])
             if self.views[tid].stage == "finished":
                 continue
-            waited = now - self.started_at[tid] - worked
-            reason = (
-                f"it worked {worked:.0f} s, past the {limit:g} s limit (not counting "
-                f"{waited:.0f} s waiting for the model)"
-            )
-            if self.splittable(tid):
+            if split and self.splittable(tid):
                 await self.request(tid, "split", reason, None)
             elif self.views[tid].values.get("task"):
                 # The task's graph takes the stop through its entry: it keeps the partial

@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from oldnew.errors import ConfigurationError, ModelOutputError, PathViolation
+from oldnew.errors import CallTimeout, ConfigurationError, ModelOutputError, PathViolation
 from oldnew.recovery.policy import FailureClass
 
 _OVERFLOW = re.compile(
@@ -127,8 +127,15 @@ def classify(exc: BaseException) -> Classification:
 
     if isinstance(exc, openai.APIStatusError):
         return _http(exc.status_code, str(exc), exc.response.headers)
+    if isinstance(exc, CallTimeout):
+        return Classification("transient", f"timed out: {exc}", "exception")
     if isinstance(exc, openai.APITimeoutError | TimeoutError | asyncio.TimeoutError):
-        return Classification("transient", "timed out", "exception")
+        return Classification(
+            "transient",
+            "timed out: the model did not answer within model_timeout; raise "
+            "OLDNEW_MODEL_TIMEOUT for a slow model or provider",
+            "exception",
+        )
     if isinstance(exc, openai.APIConnectionError | ConnectionError):
         return Classification("transient", f"connection failed ({type(exc).__name__})", "exception")
     if isinstance(exc, ConfigurationError):
