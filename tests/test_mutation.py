@@ -230,3 +230,19 @@ def test_code_tested_through_a_subprocess_gets_mutants_on_every_line(tmp_path: P
     weak = _write(tmp_path / "weak", {**WC, "tests/test_wc.py": runs_only})
     check = validate_tree(weak, timeout=60, profile=profile).check("mutation")
     assert check is not None and check.status == "failed" and check.metrics["killed"] == 0
+
+
+def test_a_site_shows_its_source_across_lines_past_non_ascii_text_and_form_feeds(
+    tmp_path: Path,
+) -> None:
+    code = (
+        "def f(x):\r\n    y = 'é' + x\r\n    z = g(\r\n  x,\r\n y)\r\n    return z\n\x0c\n"
+        "def h(a):\n    return a.b(\n 1)\n"
+    )
+    tree = _write(tmp_path / "t", {"odd.py": code})
+    assert [(m.line, m.before) for m in find_sites(tree, None)] == [
+        (2, "'é' + x"),
+        (3, "g( x, y)"),
+        (6, "return z"),
+        (9, "return a.b( 1)"),
+    ]
