@@ -15,13 +15,18 @@ The format the prompts ask for::
     DELETE: old_module.py
 
 ``(executable)`` after a FILE: path asks for the executable bit; a file rewritten without it
-keeps the mode it has.
+keeps the mode it has. The mark is found however the header is dressed: inside the path's
+backticks or bold, with no space before it, with a colon after it. A path is never made of a
+header's decoration: one that holds ``(``, ``)`` or ``*`` (a mark misspelt, bold left open) is
+refused with the header quoted, to be asked again, never written as a file of that name.
 
 A file that itself holds fenced blocks (a README with code examples) is fenced with a longer
 fence (````): a block ends only at a fence of its own character at least as long as the one
 that opened it. What a block leaves behind is never dropped silently: a fence line after a
 block's end and before the next header means the block ended early (an inner fence closed it),
-and the answer is refused with that problem, to be asked again. Prose between blocks is fine.
+and the answer is refused with that problem, to be asked again. Prose between blocks is
+fine; a fence before the first header the parser understands is not (a header it could not
+read would lose its file silently): the answer is refused, the lines quoted.
 
 Code is never wrapped in JSON (aider measured that JSON-wrapped code costs pass rate).
 """
@@ -40,10 +45,10 @@ MAX_FILE_CHARS = 500_000
 
 EXECUTABLE = "(executable)"
 """Written after a FILE: path, asks for the executable bit (``FILE: run.sh (executable)``)."""
-_HEADER = re.compile(
-    r"^\s*(?:#+\s*)?(?:\*\*)?(FILE|DELETE):\s*`?([^`*]+?)`?(?:\*\*)?"
-    r"(?:\s+((?i:\(executable\))))?(?:\*\*)?\s*$"
-)
+_HEADER = re.compile(r"^\s*(?:#+\s*)?(?:\*\*)?(FILE|DELETE):(.*)$")
+"""A header line: its verb, and the rest (the path and its decoration, read by :func:`_path`)."""
+_MARK = re.compile(r"\(executable\)$", re.IGNORECASE)
+_NOT_IN_PATH = ("(", ")", "*")
 _FENCE = re.compile(r"^\s*(`{3,}|~{3,})")
 _BACKTICKS = re.compile(r"^[ \t]*(`{3,})", re.MULTILINE)
 
@@ -78,6 +83,47 @@ def _left_behind(lines: list[str], i: int, path: str, mark: str) -> None:
                 f"({longer}) that opens and closes it"
             )
         i += 1
+
+
+def _path(line: str, rest: str) -> tuple[str, bool]:
+    """Return the path a header's ``rest`` names and whether it asks for the executable bit.
+
+    Bold, backticks and a closing colon around the path and the mark are decoration.
+
+    Raises:
+        ModelOutputError: the path is empty or holds ``(``, ``)`` or ``*``.
+
+    """
+    bare = rest.replace("**", "").replace("`", "").strip().rstrip(":").strip()
+    mark = _MARK.search(bare)
+    path = bare[: mark.start()].strip() if mark else bare
+    if not path or any(c in path for c in _NOT_IN_PATH):
+        raise ModelOutputError(
+            f"the header {line.strip()!r} names no usable path ({path!r}): a path holds no "
+            f"'(', ')' or '*'. Write each header as 'FILE: <path>' alone on its line, or "
+            f"'FILE: <path> {EXECUTABLE}' for a script to make executable (that exact mark)"
+        )
+    return path, mark is not None
+
+
+def _before_first_header(lines: list[str]) -> None:
+    """Refuse a fence before the first header: the header of its block was not understood.
+
+    Raises:
+        ModelOutputError: quoting the fence's line and the one before it.
+
+    """
+    for i, line in enumerate(lines):
+        if _HEADER.match(line):
+            return
+        if _FENCE.match(line):
+            above = next((ln.strip() for ln in reversed(lines[:i]) if ln.strip()), "")
+            raise ModelOutputError(
+                f"line {i + 1} of the answer ({line.strip()!r}) opens a code block before any "
+                f"FILE: header the parser understands (the line above it: {above!r}), so its "
+                "file would be lost. Put 'FILE: <path>' alone on the line before each block "
+                f"('FILE: <path> {EXECUTABLE}' for a script)"
+            )
 
 
 @dataclass(frozen=True)
@@ -135,7 +181,8 @@ def parse_answer(text: str) -> Answer:
     Raises:
         ModelOutputError: no block found, a block is not closed (a truncated answer) or ended
             early (a fence of its own closed it), a header has no code fence after it, a path
-            appears twice, or the answer or one of its files is over the size limits.
+            appears twice or holds a header's decoration, a fence comes before any header, or
+            the answer or one of its files is over the size limits.
 
     """
     if len(text) > MAX_ANSWER_CHARS:
@@ -144,6 +191,7 @@ def parse_answer(text: str) -> Answer:
             "give only the files the task changes"
         )
     lines = text.splitlines()
+    _before_first_header(lines)
     files: dict[str, str | None] = {}
     executable: set[str] = set()
     i = 0
@@ -152,18 +200,19 @@ def parse_answer(text: str) -> Answer:
         i += 1
         if not match:
             continue
-        verb, path = match.group(1), match.group(2).strip()
+        verb = match.group(1)
+        path, wants_exec = _path(lines[i - 1], match.group(2))
         if path in files:
             raise ModelOutputError(f"{path} appears twice; give each file once")
         if verb == "DELETE":
-            if match.group(3):
+            if wants_exec:
                 raise ModelOutputError(
                     f"DELETE: {path} {EXECUTABLE}: a deleted file has no mode; write "
                     f"'DELETE: {path}' alone, or 'FILE: {path} {EXECUTABLE}' with its content"
                 )
             files[path] = None
             continue
-        if match.group(3):
+        if wants_exec:
             executable.add(path)
         i, files[path] = _block(lines, i, path)
     if not files:

@@ -119,15 +119,51 @@ def test_an_executable_bit_is_asked_for_in_the_header() -> None:
     answer = (
         "FILE: scripts/run.sh (executable)\n```bash\n#!/bin/sh\necho hi\n```\n"
         "**FILE: `bin/tool` (Executable)**\n```\n#!/bin/sh\n```\n"
-        "FILE: notes (executable).md\n```\nnot a header suffix\n```\n"
         "FILE: lib.py\n```python\nX = 1\n```\n"
     )
     parsed = parse_answer(answer)
     assert parsed.executable == {"scripts/run.sh", "bin/tool"}
-    assert set(parsed.files) == {"scripts/run.sh", "bin/tool", "notes (executable).md", "lib.py"}
+    assert set(parsed.files) == {"scripts/run.sh", "bin/tool", "lib.py"}
     assert parsed.files["scripts/run.sh"] == "#!/bin/sh\necho hi\n"
     with pytest.raises(ModelOutputError, match="a deleted file has no mode"):
         parse_answer("DELETE: old.sh (executable)\n")
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "FILE: `run.sh (executable)`",
+        "FILE: run.sh(executable)",
+        "FILE: run.sh (executable):",
+        "FILE: `run.sh` (executable)",
+        "FILE: **run.sh** (executable)",
+        "FILE: **run.sh (executable)**",
+        "### FILE: run.sh (EXECUTABLE)",
+    ],
+)
+def test_the_executable_mark_is_read_however_the_header_is_dressed(header: str) -> None:
+    parsed = parse_answer(f"{header}\n```bash\necho hi\n```\n\nFILE: a.py\n```\nx = 1\n```\n")
+    assert parsed.files == {"run.sh": "echo hi\n", "a.py": "x = 1\n"}
+    assert parsed.executable == {"run.sh"}
+
+
+@pytest.mark.parametrize(
+    "header", ["FILE: run.sh (exec)", "FILE: notes (executable).md", "FILE: *run.sh", "FILE: ``"]
+)
+def test_a_path_made_of_decoration_is_refused_with_the_header_quoted(header: str) -> None:
+    with pytest.raises(ModelOutputError) as caught:
+        parse_answer(f"FILE: a.py\n```\nx = 1\n```\n{header}\n```bash\necho hi\n```\n")
+    assert repr(header) in str(caught.value) and "names no usable path" in str(caught.value)
+
+
+def test_a_block_before_any_header_it_understands_is_refused_quoting_the_lines() -> None:
+    answer = "FILE - run.sh\n```bash\necho hi\n```\n\nFILE: a.py\n```python\nx = 1\n```\n"
+    with pytest.raises(ModelOutputError) as caught:
+        parse_answer(answer)
+    message = str(caught.value)
+    assert "line 2 of the answer ('```bash')" in message and "'FILE - run.sh'" in message
+    # Prose before the first header is fine, as between blocks.
+    assert parse_answer("Here:\n\nFILE: a.py\n```\nx = 1\n```\n").files == {"a.py": "x = 1\n"}
 
 
 def _git(tree: Path, *args: str) -> str:

@@ -109,12 +109,20 @@ def _mypy(p: Profile, tree: Path) -> str:
 
 
 def _mutation(p: Profile, tree: Path) -> str:
-    share = f" and on at least {p.mutation_min_score:.0%} of them" if p.mutation_min_score else ""
+    share = (
+        f" and on at least {p.mutation_min_score:.0%} of them (of those that do not only crash)"
+        if p.mutation_min_score
+        else ""
+    )
     return (
         f"mutation: up to {p.mutants} small deliberate changes (mutants) of your code, each "
-        f"on a line the tests run (it changes {mutation.KINDS_IN_WORDS}); the tests must "
-        f"fail on at least one{share}: assert exact results, not only that the code runs. "
-        "Code the tests never run, or code no mutant can be made of, fails this check."
+        f"on a line the tests run (it changes {mutation.KINDS_IN_WORDS}); a test must fail "
+        f"on an assertion on at least one{share}: assert exact results, not only that the "
+        "code runs (a mutant that only makes the tests crash, with a TypeError or an "
+        "AttributeError of None, does not count). It fails when the tests run some of your "
+        "code but none of the lines a mutant can change, or when no mutant can be made of "
+        "code that does work; code tested only through a subprocess (coverage sees none of "
+        "it run) gets its mutants on any line."
     )
 
 
