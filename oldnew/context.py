@@ -439,8 +439,6 @@ class Context:
             value = getattr(self, name)
             if value is not None or name not in OPTIONAL:
                 setattr(self, name, _number(name, value, None))
-        if not self.plan_scope_tokens:  # as much of the text as one extraction call reads
-            self.plan_scope_tokens = self.scope_chunk_chars // SCOPE_CHARS_PER_TOKEN
         self._check()
 
     def _check(self) -> None:
@@ -457,6 +455,13 @@ class Context:
         target = (self.notify or "").strip()
         if "://" in target.split(" ", 1)[0] and not target.startswith(("http://", "https://")):
             raise UsageError(f"notify must be an http(s) URL or a command line, not {target!r}")
+
+    def scope_words_tokens(self) -> int:
+        """Return the tokens of the person's words a planning prompt carries (plan_scope_tokens).
+
+        0 (the default) is as much of the text as one scope extraction call reads.
+        """
+        return self.plan_scope_tokens or self.scope_chunk_chars // SCOPE_CHARS_PER_TOKEN
 
     def retry_policy(self) -> RetryPolicy:
         """Return the retry policy for transient failures of model calls.

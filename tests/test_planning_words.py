@@ -120,7 +120,7 @@ def test_a_long_scope_shows_the_sections_its_requirements_came_from() -> None:
     assert "Left out: 1 of 3 sections (2): no requirement was read from them" in prompt
 
     # A prompt about one requirement (an epic's, a split task's) shows only its section.
-    only = scope_words(scope, text, ctx.plan_scope_tokens, {"F2"})
+    only = scope_words(scope, text, ctx.scope_words_tokens(), {"F2"})
     assert only is not None
     assert [e.index for e in only.excerpts] == [3]
     assert "2 of 3 sections (1, 2): none of the requirements planned here" in only.left_out[0]
@@ -201,13 +201,14 @@ def test_the_text_budget_follows_what_one_extraction_call_reads(
     monkeypatch.delenv("OLDNEW_SCOPE_CHUNK_CHARS", raising=False)
     assert SCOPE_CHARS_PER_TOKEN == CHARS_PER_TOKEN  # one estimate, where set and where spent
     ctx = Context()
-    assert ctx.plan_scope_tokens * CHARS_PER_TOKEN == ctx.scope_chunk_chars  # 0: derived
-    assert Context(scope_chunk_chars=2000).plan_scope_tokens == 2000 // CHARS_PER_TOKEN
-    assert Context(plan_scope_tokens=300).plan_scope_tokens == 300  # given: as given
+    assert ctx.plan_scope_tokens == 0  # stored as given: derived where it is used
+    assert ctx.scope_words_tokens() * CHARS_PER_TOKEN == ctx.scope_chunk_chars
+    assert Context(scope_chunk_chars=2000).scope_words_tokens() == 2000 // CHARS_PER_TOKEN
+    assert Context(plan_scope_tokens=300).scope_words_tokens() == 300  # given: as given
     monkeypatch.setenv("OLDNEW_PLAN_SCOPE_TOKENS", "120")
-    assert Context().plan_scope_tokens == 120
+    assert Context().scope_words_tokens() == 120
     # A scope that one extraction call reads whole is shown whole to the planner, too.
     text = "x" * (ctx.scope_chunk_chars - 1) + "\n"
-    words = scope_words(Scope(title="t", summary="s"), text, ctx.plan_scope_tokens)
+    words = scope_words(Scope(title="t", summary="s"), text, ctx.scope_words_tokens())
     assert words is not None and words.whole and words.left_out == []
     assert "plan_scope_tokens" in {name for name, *_ in model_settings()}  # model-facing

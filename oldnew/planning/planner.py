@@ -45,7 +45,7 @@ class Planner:
 
     def words(self, wanted: Collection[str] | None = None) -> ScopeWords | None:
         """Return what of the person's text a prompt about ``wanted`` (None: all) shows."""
-        return scope_words(self.scope, self.text, self.ask.ctx.plan_scope_tokens, wanted)
+        return scope_words(self.scope, self.text, self.ask.ctx.scope_words_tokens(), wanted)
 
     @property
     def prompt_vars(self) -> dict[str, object]:
