@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -242,3 +243,51 @@ def test_scratch_of_a_killed_oldnew_is_swept(tmp_path: Path) -> None:
         assert (box.scratch / "owner").read_text() == str(os.getpid())
     assert not stale.exists() and alive.exists()
     assert sorted(p.name for p in root.iterdir()) == ["oldnew-sbx-alive"]
+
+
+def test_a_uid_another_process_leases_is_never_taken(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two oldnew processes (two runs, two test workers) share the machine's uids: a uid
+    # leased by one is never handed to the other, whose process count and kills would mix.
+    from oldnew.sandbox import host
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    base = 65000 + os.getpid() % 200 * 2  # two uids of the test's own, in no one's use
+    monkeypatch.setattr(host, "UID_BASE", base)
+    monkeypatch.setattr(host, "UID_SLOTS", 2)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LEASE, str(tmp_path / "oldnew-uids" / str(base))],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        for _ in range(20):
+            uid = host.take_uid()
+            assert uid == base + 1  # the other process's uid is never taken
+            host.release_uid(uid)
+        first = host.take_uid()
+        with pytest.raises(SandboxError, match="no free sandbox uid"):
+            host.take_uid()  # one leased here, the other there: none is left
+        host.release_uid(first)
+    finally:
+        holder.kill()
+        holder.wait()
+        assert holder.stdout is not None
+        holder.stdout.close()
+    both = {host.take_uid(), host.take_uid()}
+    assert both == {base, base + 1}  # its lease died with it
+    for uid in both:
+        host.release_uid(uid)
+
+
+HOLD_LEASE = """
+import fcntl, os, sys, time
+path = sys.argv[1]
+os.makedirs(os.path.dirname(path), exist_ok=True)
+fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("held", flush=True)
+time.sleep(60)
+"""

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import os
 import secrets
 import shutil
 import subprocess  # nosec B404 - fixed argument lists, never a shell
+import tempfile
 import threading
 from dataclasses import dataclass
+from pathlib import Path
+
+from oldnew.sandbox.files import SandboxError
+from oldnew.sandbox.process import processes_of
 
 UID_BASE = 61000
 UID_SLOTS = 1000
@@ -82,20 +88,70 @@ def probe_host() -> Host:
 
 
 _uid_lock = threading.Lock()
-_uids_in_use: set[int] = set()
+_leases: dict[int, int | None] = {}
+"""The uids this process holds, each with the descriptor of its lease (None: no lease file)."""
+
+
+def _lease_dir() -> Path | None:
+    """Return the machine's folder of uid leases (made if missing), or None if it cannot be."""
+    path = Path(tempfile.gettempdir()) / "oldnew-uids"
+    try:
+        path.mkdir(mode=0o755, exist_ok=True)
+    except OSError:
+        return None
+    return path
+
+
+def _lease(folder: Path, uid: int) -> int | None:
+    """Lock ``uid``'s lease file; return its descriptor, or None when another process holds it."""
+    fd = os.open(folder / str(uid), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
 
 
 def take_uid() -> int:
-    """Return a uid no other sandbox of this process is using."""
+    """Return a uid that no other sandbox on this machine is using, this process's or another's.
+
+    Each uid is leased with an exclusive lock on a file of its own, held until
+    :func:`release_uid` (the kernel drops it if this process dies): two oldnew processes (two
+    runs, a server and a command, two test workers) never share a uid, so the per-user process
+    limit and the kill of a sandbox's leftover processes never reach another's sandbox. A uid
+    that still runs processes (left by a process that died) is skipped as well.
+    """
+    folder = _lease_dir()
     with _uid_lock:
-        while True:
+        for _ in range(4 * UID_SLOTS):
             uid = UID_BASE + secrets.randbelow(UID_SLOTS)
-            if uid not in _uids_in_use:
-                _uids_in_use.add(uid)
-                return uid
+            if uid in _leases:
+                continue
+            fd = None
+            if folder is not None:
+                try:
+                    fd = _lease(folder, uid)
+                except OSError:
+                    folder = None  # the folder is unusable: this process's own set still holds
+                else:
+                    if fd is None:
+                        continue
+            if processes_of(uid):
+                if fd is not None:
+                    os.close(fd)
+                continue
+            _leases[uid] = fd
+            return uid
+    raise SandboxError(
+        f"no free sandbox uid in {UID_BASE}..{UID_BASE + UID_SLOTS - 1}: every one is leased "
+        "or runs processes; wait for other oldnew runs to finish"
+    )
 
 
 def release_uid(uid: int | None) -> None:
-    """Give a sandbox's uid back to the pool."""
+    """Give a sandbox's uid back to the pool (its lease ends)."""
     with _uid_lock:
-        _uids_in_use.discard(uid or -1)
+        fd = _leases.pop(uid, None) if uid is not None else None
+    if fd is not None:
+        os.close(fd)
