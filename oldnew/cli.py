@@ -16,6 +16,7 @@ Exit codes:
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import shlex
 import tempfile
@@ -884,6 +885,22 @@ def bench_faults(
         for key, value in figures.items():
             console.print(f"{key}: {value}")
     raise typer.Exit(1 if figures["crashes"] or figures["silent_failures"] else 0)
+
+
+def _reflow_help(*apps: typer.Typer) -> None:
+    """Give each command its docstring as help with its paragraphs joined into lines.
+
+    Typer keeps a docstring's line breaks, which break every line of ``--help`` twice on a
+    terminal of another width; a paragraph reflowed to the terminal reads as written.
+    """
+    for each in apps:
+        for info in each.registered_commands:
+            doc = inspect.getdoc(info.callback) if info.help is None and info.callback else None
+            if doc:
+                info.help = "\n\n".join(" ".join(p.split()) for p in doc.split("\n\n"))
+
+
+_reflow_help(app, bench_app)
 
 
 def main() -> None:
