@@ -55,15 +55,17 @@ def _finish(ws: Path) -> None:
 
 # -- a kill while the workspace is made ----------------------------------------------------
 
-# Runs `oldnew run` in a process that SIGKILLs itself at the Nth step of Workspace.create
+# Runs `oldnew run` in processes that SIGKILL themselves at the Nth step of Workspace.create
 # (before or after each file, directory, git or database operation it makes): deterministic
-# kill points, one process per point.
+# kill points, one process per point. The script imports oldnew once, then forks a child per
+# point (nothing has run yet, no thread is started): each child is a fresh `oldnew run` whose
+# output goes to out<N>.txt; the parent prints each child's exit as a JSON line.
 KILLER = """
-import os, shutil, signal, sqlite3, subprocess, sys
+import json, os, shutil, signal, sqlite3, subprocess, sys
 from pathlib import Path
 import oldnew.workspace as w
 
-target, steps = int(sys.argv[1]), [0]
+target, steps = 0, [0]
 inside = [False]
 
 def step():
@@ -98,15 +100,44 @@ def create(cls, *a, **k):
 w.Workspace.create = classmethod(create)
 from oldnew.cli import app
 from oldnew.errors import CheckpointsCorrupt
-app(sys.argv[2:])
+
+folder, points, argv = Path(sys.argv[1]), [int(n) for n in sys.argv[2].split(",")], sys.argv[3:]
+for point in points:
+    pid = os.fork()
+    if pid == 0:
+        out = os.open(folder / f"out{point}.txt", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        os.dup2(out, 1)
+        os.dup2(out, 2)
+        target = point
+        try:
+            app([arg.replace("{N}", str(point)) for arg in argv])
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    status = os.waitpid(pid, 0)[1]
+    print(json.dumps({"at": point, "rc": os.waitstatus_to_exitcode(status)}), flush=True)
 """
 
 
-def _run_killed(tmp_path: Path, ws: Path, model: str, at: int) -> subprocess.CompletedProcess[str]:
+def _run_killed(
+    tmp_path: Path, ws: str, model: str, points: list[int]
+) -> dict[int, tuple[int, str]]:
+    """Run `oldnew run` killed at each of ``points``; return each one's exit code and output.
+
+    ``ws`` is the workspace's path with ``{N}`` for the point.
+    """
     script = tmp_path / "killer.py"
     script.write_text(KILLER)
-    argv = [sys.executable, str(script), str(at), "run", SCOPE, "-w", str(ws), "-m", model]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+    argv = [sys.executable, str(script), str(tmp_path), ",".join(map(str, points))]
+    argv += ["run", SCOPE, "-w", ws, "-m", model]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    exits = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [e["at"] for e in exits] == points, done.stdout + done.stderr
+    return {e["at"]: (e["rc"], (tmp_path / f"out{e['at']}.txt").read_text()) for e in exits}
 
 
 @pytest.mark.slow
@@ -116,20 +147,23 @@ def test_kill_at_every_step_of_creation_leaves_a_run_that_goes_on(
     tmp_path: Path, example_model: str
 ) -> None:
     # Unkilled (target 0 is never reached): how many steps creation takes.
-    probe = _run_killed(tmp_path, tmp_path / "probe", example_model, 0)
-    assert probe.returncode == 3, probe.stdout + probe.stderr
-    total = int(probe.stdout.split("STEPS ")[1].split()[0])
-    assert total >= 20, probe.stdout
+    ((code, output),) = _run_killed(tmp_path, str(tmp_path / "probe"), example_model, [0]).values()
+    assert code == 3, output
+    total = int(output.split("STEPS ")[1].split()[0])
+    assert total >= 20, output
 
-    outcomes = {"run": 0, "resume": 0}
-    for at in range(1, total + 1):
-        ws = tmp_path / f"ws{at}"
+    points = list(range(1, total + 1))
+    for at in points:
         if at % 3 == 0:
-            ws.mkdir()  # a directory the person made empty beforehand
-        killed = _run_killed(tmp_path, ws, example_model, at)
-        if killed.returncode != -9:  # a directory made beforehand saves creation a step
-            steps = int(killed.stdout.split("STEPS ")[1].split()[0])
-            assert killed.returncode == 3 and steps < at, f"step {at}: {killed.stdout}"
+            (tmp_path / f"ws{at}").mkdir()  # a directory the person made empty beforehand
+    kills = _run_killed(tmp_path, str(tmp_path / "ws{N}"), example_model, points)
+    outcomes = {"run": 0, "resume": 0}
+    for at in points:
+        ws = tmp_path / f"ws{at}"
+        code, output = kills[at]
+        if code != -9:  # a directory made beforehand saves creation a step
+            steps = int(output.split("STEPS ")[1].split()[0])
+            assert code == 3 and steps < at, f"step {at}: {output}"
             continue
         # The person goes on: 'resume' when a run is there (or being made), else 'run'.
         has_run = (ws / ".oldnew" / "run.json").exists() or (
