@@ -14,7 +14,6 @@ with the number of tests the hidden files define: a case never counts fewer test
 
 from __future__ import annotations
 
-import ast
 import shutil
 import tempfile
 import xml.etree.ElementTree as ET  # nosec B405 - parses pytest's own junit file, size-capped
@@ -24,8 +23,8 @@ from typing import Any
 
 from oldnew.deps.errors import DependencyError
 from oldnew.deps.settings import DepSettings
-from oldnew.gates.common import parse_python
-from oldnew.gates.pytests import JUNIT, PYTEST_ENV, SuiteReport, read_report
+from oldnew.gates.pytests import JUNIT, PYTEST_ENV, SuiteReport, pytest_argv, read_report
+from oldnew.gates.python import TEST_MODULES, defined_tests
 from oldnew.gates.runner import sandbox_limits
 from oldnew.gates.verify import export_head, locked_env
 from oldnew.sandbox import RunResult, Sandbox, SandboxError
@@ -36,9 +35,7 @@ HIDDEN = "acceptance"
 """The folder of the sandbox's home the tests are copied to, outside the project's copy."""
 INI = "acceptance.ini"
 """pytest's configuration for them, written by oldnew beside that folder."""
-PRELOAD = ("pytest", "_pytest.junitxml")
 """Imported before the project's folder goes on ``sys.path``: no project module stands in."""
-TEST_FILES = ("test_*.py", "*_test.py")
 """The files pytest collects tests from (its defaults, set in :data:`INI`)."""
 
 
@@ -78,26 +75,19 @@ def _uncollected(junit: bytes) -> list[str]:
 def static_tests(path: Path) -> int:
     """Return how many tests ``path`` defines, read without running it (parametrize aside).
 
-    What a file that cannot be imported would have run: its module-level ``test*``
-    functions and the ``test*`` methods of its ``Test*`` classes.
+    What a file that cannot be imported would have run (:func:`defined_tests`); at least one.
     """
     try:
-        tree = parse_python(path.read_text(encoding="utf-8"), str(path))
-    except (OSError, SyntaxError, UnicodeDecodeError):
+        return max(1, len(defined_tests(path.read_text(encoding="utf-8"))))
+    except (OSError, UnicodeDecodeError):
         return 1
-    defs = (ast.FunctionDef, ast.AsyncFunctionDef)
-    n = sum(isinstance(d, defs) and d.name.startswith("test") for d in tree.body)
-    for cls in (d for d in tree.body if isinstance(d, ast.ClassDef)):
-        if cls.name.startswith("Test"):
-            n += sum(isinstance(d, defs) and d.name.startswith("test") for d in cls.body)
-    return max(1, n)
 
 
 def hidden_files(tests: Path) -> list[Path]:
     """Return the test files of the folder ``tests``, the ones pytest collects."""
     if not tests.is_dir():
         return []
-    found = {p for pattern in TEST_FILES for p in tests.rglob(pattern) if p.is_file()}
+    found = {p for pattern in TEST_MODULES for p in tests.rglob(pattern) if p.is_file()}
     return sorted(p for p in found if "__pycache__" not in p.parts)
 
 
@@ -128,7 +118,7 @@ def _ini(box: Sandbox) -> Path:
     lines = [
         "[pytest]",
         "addopts =",
-        f"python_files = {' '.join(TEST_FILES)}",
+        f"python_files = {' '.join(TEST_MODULES)}",
         "python_classes = Test",
         "python_functions = test",
         "junit_family = xunit1",
@@ -147,12 +137,8 @@ def acceptance_command(box: Sandbox, hidden: Path) -> tuple[list[str], dict[str,
     configuration is oldnew's (:func:`_ini`), its root and ``--confcutdir`` are ``hidden``,
     so no ``conftest.py`` of the project's is loaded, and no plugin is auto-loaded.
     """
-    argv = box.env.module_argv(
-        "pytest",
-        "-q",
-        "-p",
-        "no:cacheprovider",
-        "--continue-on-collection-errors",
+    argv = pytest_argv(
+        box,
         "-c",
         str(_ini(box)),
         "--rootdir",
@@ -161,7 +147,6 @@ def acceptance_command(box: Sandbox, hidden: Path) -> tuple[list[str], dict[str,
         str(hidden),
         f"--junitxml={box.home / JUNIT}",
         str(hidden),
-        preload=PRELOAD,
     )
     return argv, {**box.env.variables(), **PYTEST_ENV, "PYTEST_ADDOPTS": ""}
 

@@ -104,7 +104,7 @@ JUNIT = "junit.xml"
 COVERAGE_JSON = "coverage.json"
 # Imported before the project's folder goes on sys.path: a project module named like one of
 # them cannot stand in for it.
-_TEST_TOOLS = ("pytest", "_pytest.junitxml")
+TEST_TOOLS = ("pytest", "_pytest.junitxml")
 _COVERAGE_TOOLS = ("pytest_cov", "pytest_cov.plugin", "coverage")
 
 
@@ -121,26 +121,32 @@ def suite_command(
     """
     home = box.home
     extra = ["-o", "junit_family=xunit1", f"--junitxml={home / JUNIT}"]
-    preload: tuple[str, ...] = _TEST_TOOLS
+    preload: tuple[str, ...] = TEST_TOOLS
     if measure:
         rc = _coverage_rc(box, contexts=contexts)
         extra += ["-p", "pytest_cov", "--cov", f"--cov-config={rc}"]
         extra += [f"--cov-report=json:{home / COVERAGE_JSON}", "--cov-report="]
         extra += ["--cov-context=test"] if contexts else []
         preload += _COVERAGE_TOOLS
-    # One file that cannot be collected (a missing module, a clashing name) must not keep the
-    # other tests from running: its error is a finding of its own.
-    argv = box.env.module_argv(
+    argv = pytest_argv(box, "--rootdir", ".", preload=preload)
+    return [*argv, *_pytest_config(box.tree), *extra], {**box.env.variables(), **PYTEST_ENV}
+
+
+def pytest_argv(box: Sandbox, *options: str, preload: tuple[str, ...] = TEST_TOOLS) -> list[str]:
+    """Return the argv of pytest in ``box``'s environment: quiet, no cache, then ``options``.
+
+    One file that cannot be collected (a missing module, a clashing name) must not keep the
+    other tests from running: its error is a finding of its own.
+    """
+    return box.env.module_argv(
         "pytest",
         "-q",
         "-p",
         "no:cacheprovider",
         "--continue-on-collection-errors",
-        "--rootdir",
-        ".",
+        *options,
         preload=preload,
     )
-    return [*argv, *_pytest_config(box.tree), *extra], {**box.env.variables(), **PYTEST_ENV}
 
 
 @dataclass

@@ -9,6 +9,7 @@ pyproject.toml): :func:`missing_module_advice` says so, naming the distribution 
 from __future__ import annotations
 
 import ast
+import fnmatch
 import functools
 import importlib.machinery
 import importlib.metadata
@@ -39,6 +40,42 @@ def python_files(tree: Path) -> list[Path]:
 def is_test_file(rel_path: str) -> bool:
     """Whether a project path is test code (tests/, test_*.py, *_test.py, conftest.py)."""
     return bool(_TEST_FILE.search(rel_path))
+
+
+TEST_MODULES = ("test_*.py", "*_test.py")
+"""The file names pytest collects tests from (its default ``python_files``)."""
+
+
+def is_test_module(rel_path: str) -> bool:
+    """Whether pytest collects tests from the file ``rel_path`` by its name."""
+    return any(fnmatch.fnmatchcase(rel_path.rsplit("/", 1)[-1], p) for p in TEST_MODULES)
+
+
+def defined_tests(source: str) -> dict[str, tuple[int, str]]:
+    """Return each test a module defines (``name``, ``Class::name``, ``A::B::name``): line, code.
+
+    Read from its syntax tree, never run: module-level ``test*`` functions and the ``test*``
+    methods of ``Test*`` classes, nested ones too (pytest collects those as well); ``code`` is
+    the test's syntax tree dumped, to tell a changed test from an unchanged one. A module
+    that does not parse defines none.
+    """
+    try:
+        module = parse_python(source)
+    except (SyntaxError, ValueError, RecursionError):
+        return {}
+    found: dict[str, tuple[int, str]] = {}
+
+    def walk(body: list[ast.stmt], prefix: str) -> None:
+        for node in body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and (
+                node.name.startswith("test")
+            ):
+                found[prefix + node.name] = (node.lineno, ast.dump(node))
+            elif isinstance(node, ast.ClassDef) and node.name.startswith("Test"):
+                walk(node.body, f"{prefix}{node.name}::")
+
+    walk(module.body, "")
+    return found
 
 
 # -- syntax -----------------------------------------------------------------------------------

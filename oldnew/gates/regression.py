@@ -41,7 +41,7 @@ from oldnew.errors import WorkspaceError
 from oldnew.gates.common import GateRun, Outcome, parse_python, rel, tool_version
 from oldnew.gates.model import Check, Diagnostic
 from oldnew.gates.pytests import JUNIT, read_report, suite_command
-from oldnew.gates.python import is_test_file
+from oldnew.gates.python import defined_tests, is_test_file, is_test_module
 from oldnew.safegit import run_git
 from oldnew.sandbox import Sandbox
 from oldnew.sandbox.files import UnsafeOutput, read_output
@@ -127,45 +127,16 @@ class NewTest:
     line: int
 
 
-def _tests_in(source: str) -> dict[str, tuple[int, str]]:
-    """Return each test of a module (``name``, ``Class::name``, ``A::B::name``) -> (line, code).
-
-    Test classes nest: pytest collects ``Test*`` classes inside ``Test*`` classes too.
-    """
-    try:
-        module = parse_python(source)
-    except (SyntaxError, ValueError, RecursionError):
-        return {}
-    found: dict[str, tuple[int, str]] = {}
-
-    def walk(body: list[ast.stmt], prefix: str) -> None:
-        for node in body:
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and (
-                node.name.startswith("test")
-            ):
-                found[prefix + node.name] = (node.lineno, ast.dump(node))
-            elif isinstance(node, ast.ClassDef) and node.name.startswith("Test"):
-                walk(node.body, f"{prefix}{node.name}::")
-
-    walk(module.body, "")
-    return found
-
-
-def _is_test_module(name: str) -> bool:
-    base = name.rsplit("/", 1)[-1]
-    return name.endswith(".py") and (base.startswith("test_") or base.endswith("_test.py"))
-
-
 def new_tests(tree: Path, change: TaskChange) -> list[NewTest]:
     """Return the tests the task added, or whose code it changed, in test modules it touched."""
     out: list[NewTest] = []
     for name, old in sorted(change.before.items()):
         path = tree / name
-        if not _is_test_module(name) or path.is_symlink() or not path.is_file():
+        if not is_test_module(name) or path.is_symlink() or not path.is_file():
             continue
         try:
-            now = _tests_in(path.read_text(encoding="utf-8"))
-            was = _tests_in(old.decode("utf-8")) if old is not None else {}
+            now = defined_tests(path.read_text(encoding="utf-8"))
+            was = defined_tests(old.decode("utf-8")) if old is not None else {}
         except UnicodeDecodeError:
             continue
         for test, (line, code) in now.items():
