@@ -124,8 +124,9 @@ def take_uid() -> int:
     """
     folder = _lease_dir()
     with _uid_lock:
-        for _ in range(4 * UID_SLOTS):
-            uid = UID_BASE + secrets.randbelow(UID_SLOTS)
+        start = secrets.randbelow(UID_SLOTS)  # each slot tried once, from a random one
+        for n in range(UID_SLOTS):
+            uid = UID_BASE + (start + n) % UID_SLOTS
             if uid in _leases:
                 continue
             fd = None
