@@ -24,8 +24,8 @@ from oldnew.recovery.retry import RetryPolicy
 SCOPE_CHARS_PER_TOKEN = 4
 """How scope text is counted in tokens (the estimate ``oldnew.planning.words`` budgets with)."""
 
-Role = Literal["planner", "coder", "fixer"]
-ROLES: tuple[Role, ...] = ("planner", "coder", "fixer")
+Role = Literal["planner", "coder", "fixer", "tester"]
+ROLES: tuple[Role, ...] = ("planner", "coder", "fixer", "tester")
 DEFAULT_PRICES = (
     "gpt-4o=2.5/10,gpt-4o-mini=0.15/0.6,gpt-4.1=2/8,gpt-4.1-mini=0.4/1.6,gpt-4.1-nano=0.1/0.4,"
     "o3=2/8,o3-mini=1.1/4.4,o4-mini=1.1/4.4,gpt-5=1.25/10,gpt-5-mini=0.25/2,gpt-5-nano=0.05/0.4,"
@@ -57,6 +57,14 @@ class Context:
     fixer_model: str | None = field(
         default=None,
         metadata={"description": "Spec for the fixer role; falls back to model.", "model": True},
+    )
+    tester_model: str | None = field(
+        default=None,
+        metadata={
+            "description": "Spec for the tester role (writes the acceptance suite from the "
+            "requirements, never sees the code); falls back to model.",
+            "model": True,
+        },
     )
     structured_output_method: Literal["json_schema", "function_calling"] = field(
         default="json_schema",
@@ -290,6 +298,15 @@ class Context:
         default=False,
         metadata={
             "description": "Give every approval that is on without a pause (recorded as decisions)."
+        },
+    )
+    acceptance: bool = field(
+        default=True,
+        metadata={
+            "description": "Have the tester role write an acceptance suite from the "
+            "requirements' criteria before the code (tests/acceptance/), run it on main as a "
+            "gate, and trace each criterion to its tests. Env: OLDNEW_ACCEPTANCE (0 turns it "
+            "off)."
         },
     )
     quality: Literal["strict", "default", "fast", "smoke"] = field(

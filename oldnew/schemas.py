@@ -27,6 +27,38 @@ Stack = Literal["python", "python-web", "node-web"]
 WEB_STACKS: tuple[Stack, ...] = ("python-web", "node-web")
 
 
+class Criterion(BaseModel):
+    """One checkable acceptance criterion of a requirement: given / when / then, concrete.
+
+    The tester writes an acceptance test for each (``oldnew.acceptance``); its id ties the
+    tests, their results and the report back to it.
+    """
+
+    id: str = Field(
+        default="",
+        description="'<requirement id>.<n>', e.g. 'F1.2'; leave empty and oldnew numbers it.",
+    )
+    given: str = Field(
+        min_length=1,
+        description="The starting situation, with concrete values taken from the scope, its "
+        "supporting files or interface descriptions (e.g. 'the text \"b a b\"').",
+    )
+    when: str = Field(
+        min_length=1,
+        description="The action, as a call, command or request of the public interface "
+        "(e.g. 'top_words(text, 1) is called').",
+    )
+    then: str = Field(
+        min_length=1,
+        description="The observable result, with the exact expected values (e.g. 'it "
+        "returns [(\"b\", 2)]').",
+    )
+
+    def sentence(self) -> str:
+        """Return the criterion as one line: ``F1.2: given ..., when ..., then ...``."""
+        return f"{self.id}: given {self.given}, when {self.when}, then {self.then}"
+
+
 class Feature(BaseModel):
     """One requirement of the scope, with a stable id that tasks point back to."""
 
@@ -44,6 +76,31 @@ class Feature(BaseModel):
         description="Set by oldnew, never the model: the numbers of the scope sections "
         "(``Scope.sections``) this requirement was read from.",
     )
+    criteria: list[Criterion] = Field(
+        default_factory=list,
+        description="Acceptance criteria that prove the requirement is met, each given / "
+        "when / then with concrete values. Where the scope leaves a value open, ask a "
+        "clarification naming the criterion and write the criterion with its default.",
+    )
+    untestable: str = Field(
+        default="",
+        description="Only when no automated test could check this requirement: why (e.g. "
+        "'a matter of taste'). Empty whenever it has criteria.",
+    )
+
+    @model_validator(mode="after")
+    def _number_criteria(self) -> Feature:
+        """Give each criterion the id ``<requirement id>.<n>`` unless it has its own, unique."""
+        seen: set[str] = set()
+        for n, c in enumerate(self.criteria, start=1):
+            own = c.id.strip()
+            if not own.startswith(f"{self.id}.") or own in seen or not own[len(self.id) + 1 :]:
+                own = f"{self.id}.{n}"
+                while own in seen:
+                    own += "b"
+            c.id = own
+            seen.add(own)
+        return self
 
 
 class ScopeItem(Feature):
@@ -89,6 +146,11 @@ class Clarification(BaseModel):
         "contradiction or missing_detail.",
     )
     phrase: str = Field(default="", description="The words of the scope it is about.")
+    criteria: list[str] = Field(
+        default_factory=list,
+        description="Ids of the acceptance criteria whose expected values depend on the "
+        "answer (e.g. ['F2.1']); they are written with the default.",
+    )
     answer: SkipJsonSchema[str | None] = None
     """The answer the run goes on with (the person's, or the default); set by the run."""
     decided_by: SkipJsonSchema[Literal["person", "default"] | None] = None
@@ -300,6 +362,12 @@ class Plan(BaseModel):
         default_factory=list, description="Delivery phases, for phased plans only."
     )
     epics: list[Epic] = Field(default_factory=list, description="Epics, for phased plans only.")
+    interface: list[str] = Field(
+        default_factory=list,
+        description="The public interface the tasks build, one item each: a module with the "
+        "functions and classes it exports and their signatures, a command line, a route. The "
+        "tester writes the acceptance tests against it, before any code exists.",
+    )
 
 
 class EpicPlan(BaseModel):
@@ -432,10 +500,14 @@ _OPTION_NUMBER = re.compile(r"(?:#|no\.?\s*|option\s*)?([+-]?\d+)[.)]?", re.IGNO
 class AskHuman(BaseModel):
     """Ask a person for something no model can decide, such as a missing API key or setting."""
 
-    kind: Literal["configuration", "design_decision", "design_flaw"] = Field(
-        default="configuration",
-        description="'design_flaw' when the plan itself is wrong (a circular dependency, an "
-        "impossible constraint, a missing prerequisite): the planner then re-plans.",
+    kind: Literal["configuration", "design_decision", "design_flaw", "test_contradiction"] = (
+        Field(
+            default="configuration",
+            description="'design_flaw' when the plan itself is wrong (a circular dependency, "
+            "an impossible constraint, a missing prerequisite): the planner then re-plans. "
+            "'test_contradiction' when an acceptance test contradicts the requirement it "
+            "checks: say which test and why; its tester reviews it, then a person decides.",
+        )
     )
     question: str = Field(description="The question, with the context a person needs.")
     options: list[str] = Field(default_factory=list, description="Suggested answers.")

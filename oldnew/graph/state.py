@@ -146,6 +146,9 @@ class RunState(TypedDict, total=False):
     milestones: Annotated[dict[str, dict[str, Any]], merge]
     """Milestone (mvp, enhanced, polish) -> how its check on main went (``nodes.milestone``):
     status, commit, tag, evidence, fix rounds, the preview's URL."""
+    acceptance: Annotated[dict[str, Any], merge]
+    """The acceptance suite the tester wrote and how it did on main (``oldnew.acceptance``):
+    status, commit, per requirement its file and tests, per test its latest result."""
 
 
 class TaskState(TypedDict, total=False):

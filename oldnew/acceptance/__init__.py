@@ -1,0 +1,75 @@
+"""The acceptance suite: tests written from the requirements by the tester, not the coder.
+
+Scoping turns each requirement into criteria (``schemas.Criterion``: given / when / then). Before
+any code is written, the tester role (its own prompt and model, ``tester_model``) writes one
+test file per requirement into :data:`SUITE_DIR`, seeing only the requirements, their criteria,
+the public interface the plan fixes and the supporting files; oldnew commits it to main. The
+coder and the fixer see the suite and may not change it: a change is the tester's, reviewed by
+a person. The suite runs on main as a gate at each milestone and before delivery, outside the
+project's copy with oldnew's own pytest configuration (nothing of the project's can change how
+it runs); every other gate works on a copy without it.
+
+Each test is named for the criterion it checks: ``test_<requirement>_<n>_<words>`` (``F1.2`` ->
+``test_f1_2_ties_sort_alphabetically``), so its result is that criterion's.
+
+The run's record of the suite (``RunState.acceptance``, JSON-ready) is::
+
+    {
+      "status": "written" | "off" | "none",   # off: the setting; none: no criteria to test
+      "commit": "<main commit that added it>",
+      "plan_version": 1,
+      "requirements": {
+        "F1": {"file": "tests/acceptance/test_f1.py",
+               "tests": {"test_f1_1_counts_words": "F1.1"},
+               "untestable": ""},
+      },
+      "results": {"tests/acceptance/test_f1.py::test_f1_1_counts_words": "passed"},
+      "checked": "<main commit the results are of>",
+      "notes": ["..."],
+    }
+
+``results`` values are ``passed``, ``failed`` (an assertion: the code's), ``error`` (the test
+could not run: the tester's) and ``not_run``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import PurePosixPath
+
+SUITE_DIR = "tests/acceptance"
+"""Where the acceptance suite lives in the project."""
+RESULTS = ("passed", "failed", "error", "not_run")
+
+_NOT_ID = re.compile(r"[^0-9a-z]+")
+
+
+def is_suite_path(path: str) -> bool:
+    """Say whether ``path`` (project-relative) is in the acceptance suite's folder."""
+    parts = PurePosixPath(path.replace("\\", "/").lstrip("./")).parts
+    return parts[:2] == tuple(SUITE_DIR.split("/"))
+
+
+def slug(requirement_id: str) -> str:
+    """Return a requirement or criterion id as it appears in names: ``F1.2`` -> ``f1_2``."""
+    return _NOT_ID.sub("_", requirement_id.lower()).strip("_")
+
+
+def suite_file(requirement_id: str) -> str:
+    """Return the path of the suite's file for one requirement: ``tests/acceptance/test_f1.py``."""
+    return f"{SUITE_DIR}/test_{slug(requirement_id)}.py"
+
+
+def name_prefix(criterion_id: str) -> str:
+    """Return the name every test of a criterion starts with: ``F1.2`` -> ``test_f1_2_``."""
+    return f"test_{slug(criterion_id)}_"
+
+
+def criterion_of(test_name: str, criterion_ids: list[str]) -> str | None:
+    """Return the criterion a test checks, by its name (the longest prefix that fits), or None.
+
+    ``test_f1_12_x`` is F1.12's, never F1.1's: the prefix ends at an underscore.
+    """
+    base = test_name.split("[", 1)[0].split("::")[-1]
+    fits = [c for c in criterion_ids if base.startswith(name_prefix(c))]
+    return max(fits, key=len) if fits else None
