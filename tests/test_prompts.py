@@ -215,6 +215,7 @@ def _retry_prompt(answer: dict[str, Any], **state: Any) -> str:
         template=None,
         retry=note,
         fresh_start=None,
+        suite=None,
     )
 
 

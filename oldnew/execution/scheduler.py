@@ -29,6 +29,7 @@ from typing import Any
 from langgraph.config import get_stream_writer
 from langgraph.types import Command
 
+from oldnew.acceptance.review import task_requirements
 from oldnew.budget import Caps, ledger_of, run_cap_reached, wait_clock
 from oldnew.context import Context
 from oldnew.errors import BudgetExceeded, UsageError
@@ -158,6 +159,7 @@ class Scheduler:
                 "stack": scope.get("stack") or "python",
                 "packages": list(scope.get("packages") or []),
                 "decisions": decisions_from(self.questions),
+                "requirements": task_requirements(scope, task.requirement_ids),
                 "status": "coding",
                 "fix_round": 0,
                 "questions_asked": 0,

@@ -166,6 +166,10 @@ class TaskState(TypedDict, total=False):
     """Third-party packages the scope names (allowed without asking under ``--deps ask``)."""
     decisions: list[str]
     """Answers a person already gave in this run, as short lines."""
+    requirements: dict[str, Any]
+    """The task's requirements that have acceptance criteria: id -> title, description (cut)
+    and criteria (id -> sentence), for the coder's, fixer's and tester's prompts
+    (``acceptance.review.task_requirements``); their tests are read from main."""
     status: Literal[
         "coding", "validating", "passed", "fixing", "waiting", "limiting", "done", "blocked"
     ]

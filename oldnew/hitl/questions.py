@@ -14,7 +14,9 @@ Each option key means one thing wherever it is offered:
 - ``without`` / ``instead``: new packages a task wants: do without them / use another package
   (named in the answer);
 - ``build``: packages that publish no wheel: allow a source build of them (in the sandbox,
-  without network; offered only on that question).
+  without network; offered only on that question);
+- ``keep`` / ``revise``: an acceptance test a fixer contests: it stands, the code must meet it
+  / take the tester's revision of it (offered only when the tester revised it).
 
 What a kind offers by default (options, the recommended one, whether free text is accepted)
 is its row in ``recovery.policy.KINDS``; a failure's title is its class's row in ``CLASSES``.
@@ -37,6 +39,7 @@ RETRY, SKIP, ABORT, READ_ALL = "retry", "skip", "abort", "read_all"
 APPROVE, REJECT = "approve", "reject"
 WITHOUT, INSTEAD, MOCK = "without", "instead", "mock"
 BUILD = "build"
+KEEP, REVISE = "keep", "revise"
 RUN_STEP = (RETRY, ABORT)
 """The options of a run-wide step (scoping, planning): it cannot be skipped."""
 SKIP_TO_LIMITATION = (
@@ -58,6 +61,8 @@ _LABELS = {
     WITHOUT: "Reject: the coder does it without these packages",
     INSTEAD: "Use another package instead (name it in your answer)",
     BUILD: "Allow a source build of these packages: built in the sandbox, without network",
+    KEEP: "Keep the test: it stands, and the fixer must make the code pass it",
+    REVISE: "Take the tester's revision of the test (committed to main as the tester's)",
 }
 
 
@@ -193,6 +198,37 @@ def asked_question(state: TaskState, ask: AskHuman) -> Question:
         choices=ask.options,
         recommended=ask.recommended or "",  # None would take the kind's own
         free_text=True,
+    )
+
+
+def contradiction_question(
+    state: TaskState, ask: AskHuman, review: Mapping[str, Any] | None, problem: str = ""
+) -> Question:
+    """Return the question on an acceptance test the coder (fixer) says contradicts its requirement.
+
+    Its detail shows the claim, the tester's verdict and reason, and the revision's diff;
+    ``revise`` is offered only when the tester revised the test, and recommended then.
+    """
+    what = f"{what_task(state)}: an acceptance test is contested"
+    lines = [f"The claim (the coder of task {state['task']['id']}): {ask.question}"]
+    if review is None:
+        lines.append(problem or "No acceptance test of this task's requirements is on main.")
+        return task_question(state, "test_contradiction", what, "\n".join(lines), keys=(KEEP,))
+    verdict = "the test is right" if review["verdict"] == "test_right" else "the test is wrong"
+    lines += [
+        f"Test file: {review['file']} (requirement {review['requirement']})",
+        f"The tester's verdict: {verdict}. {review['reason']}",
+    ]
+    if review.get("diff"):
+        lines += ["The tester's revision:", str(review["diff"])]
+    revised = bool(review.get("revision"))
+    return task_question(
+        state,
+        "test_contradiction",
+        what,
+        "\n".join(lines),
+        keys=(KEEP, REVISE) if revised else (KEEP,),
+        recommended=REVISE if revised else KEEP,
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal
@@ -18,6 +19,13 @@ from langchain_core.runnables import Runnable
 from langgraph.runtime import Runtime
 from pydantic import ValidationError
 
+from oldnew.acceptance.review import (
+    SuiteEdit,
+    SuiteView,
+    refuse_suite_edits,
+    review_contest,
+    task_suite,
+)
 from oldnew.budget import metered
 from oldnew.context import Context
 from oldnew.deps import manifest
@@ -27,7 +35,12 @@ from oldnew.errors import ModelOutputError, PathViolation
 from oldnew.fileblocks import parse_answer, parse_file_blocks
 from oldnew.gates.rules import Rules
 from oldnew.graph.state import TaskState
-from oldnew.hitl.questions import asked_question, failure_question, task_output_question
+from oldnew.hitl.questions import (
+    asked_question,
+    contradiction_question,
+    failure_question,
+    task_output_question,
+)
 from oldnew.memory.learning import (
     CoderContext,
     coder_context,
@@ -52,6 +65,8 @@ from oldnew.repomap.tokens import counter_for
 from oldnew.schemas import AskHuman, PlannedTask, Question, ReadFile
 from oldnew.supporting import named_by, supporting_names
 from oldnew.workspace import Workspace
+
+Emit = Callable[..., Awaitable[None]]
 
 
 def project_context(
@@ -180,6 +195,7 @@ async def _files_from_model(
     retries: int,
     policy: RetryPolicy,
     max_reads: int = 0,
+    emit: Emit | None = None,
 ) -> tuple[dict[str, str | None] | AskHuman, int, str]:
     """Call the model until its answer yields files that can be written, or a question.
 
@@ -187,7 +203,9 @@ async def _files_from_model(
     retry); past ``max_reads`` files the answer says to write the files now, and a reply that
     still asks counts as a failed answer. Every tool call of a reply is answered, whatever
     else it holds; file blocks beside a ``ReadFile`` call are not written, and the model is
-    told so. A malformed ``AskHuman`` or tool call is a failed answer, retried with why.
+    told so. A malformed ``AskHuman`` or tool call is a failed answer, retried with why; so
+    is an answer that writes or deletes a file of the acceptance suite (refused before
+    anything is written, and ``emit`` told ``suite_edit_refused``).
     Returns the files written (or the question), the number of calls made, and the
     explanation the model wrote before its first file block.
     """
@@ -226,15 +244,19 @@ async def _files_from_model(
         try:
             answer = parse_answer(content)
             files = answer.files
+            refuse_suite_edits(files)
             await asyncio.to_thread(Workspace.write_files, tree, files, answer.executable)
             prose = content.split("FILE:", 1)[0]
             return files, calls, prose
         except (ModelOutputError, PathViolation) as exc:
             failures += 1
             problem = str(exc)
+            refused = isinstance(exc, SuiteEdit)
+            if refused and emit is not None:
+                await emit(event="suite_edit_refused", problem=problem)
             if not (reply.tool_calls or reply.invalid_tool_calls):
                 history.append(reply)
-            history.append(HumanMessage(render("blocks_retry", problem=problem)))
+            history.append(HumanMessage(render("blocks_retry", problem=problem, refused=refused)))
     raise ModelOutputError(problem)
 
 
@@ -244,11 +266,18 @@ def _read_tool(ctx: Context) -> list[type[ReadFile]]:
 
 
 def _escalation(
-    state: TaskState, question: Question, calls: int, *, asked: bool = False
+    state: TaskState,
+    question: Question,
+    calls: int,
+    *,
+    asked: str = "",
+    review: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     raised = question.model_dump()
     if asked:
-        raised["asked_by"] = "coder"  # the answer is told to the coder as its question's
+        raised["asked_by"] = asked  # the answer is told to the coder (fixer) as its question's
+    if review is not None:
+        raised["review"] = review  # the tester's, kept for the answer: never asked again
     return {
         "status": "waiting",
         "question": raised,
@@ -308,6 +337,7 @@ def _coder_messages(
     deps: str,
     reads: int,
     rules: Rules,
+    suite: SuiteView | None,
 ) -> list[BaseMessage]:
     return [
         SystemMessage(system_prompt(state, task, deps, rules)),
@@ -324,6 +354,7 @@ def _coder_messages(
                 template=recalled.template,
                 retry=retry_note(state),
                 fresh_start=state.get("fresh_start"),
+                suite=suite,
             )
         ),
     ]
@@ -344,6 +375,49 @@ async def _failure_escalation(
         reason=failure.classification.reason,
     )
     return _escalation(state, question, failure.attempts)
+
+
+async def _asked_escalation(
+    ws: Workspace,
+    state: TaskState,
+    node: Literal["code", "fix"],
+    ask: AskHuman,
+    calls: int,
+    ctx: Context,
+    models: ModelOverrides,
+) -> dict[str, Any]:
+    """Raise the coder's (fixer's) question; a test contradiction goes to the tester first."""
+    by, tid = ("coder" if node == "code" else "fixer"), str(state["task"]["id"])
+    if ask.kind != "test_contradiction":
+        question = asked_question(state, ask)
+        await aemit(ws, task=tid, node=node, event="escalated", question=question.id)
+        return _escalation(state, question, calls, asked=by)
+    problem, review = "", None
+    try:
+        review = await review_contest(
+            ws,
+            ctx,
+            models,
+            task=state["task"],
+            project=state.get("project", ""),
+            stack=state.get("stack") or "python",
+            requirements=state.get("requirements") or {},
+            ask=ask,
+            diagnostics=state.get("diagnostics", []) if node == "fix" else [],
+        )
+    except (ModelOutputError, ClassifiedFailure) as exc:
+        problem = f"the tester's review could not be used: {exc}"
+    question = contradiction_question(state, ask, review, problem)
+    await aemit(
+        ws,
+        task=tid,
+        node=node,
+        event="contested",
+        question=question.id,
+        verdict=(review or {}).get("verdict", "none"),
+        file=(review or {}).get("file", ""),
+    )
+    return _escalation(state, question, calls + (review is not None), asked=by, review=review)
 
 
 async def code(
@@ -373,6 +447,7 @@ async def code(
     )
     packages = await asyncio.to_thread(package_notes, ws, tree, state)
     rules = await asyncio.to_thread(gate_rules, ctx, tree, state.get("stack") or "python")
+    suite = await asyncio.to_thread(task_suite, ws, state.get("requirements") or {})
     messages = _coder_messages(
         state,
         task,
@@ -383,7 +458,9 @@ async def code(
         ctx.deps,
         ctx.max_file_reads,
         rules,
+        suite,
     )
+    emit = partial(aemit, ws, task=task.id, node="code")
     for shrunk in (False, True):
         try:
             result, calls, _ = await _files_from_model(
@@ -393,6 +470,7 @@ async def code(
                 ctx.max_output_retries,
                 ctx.retry_policy(),
                 ctx.max_file_reads,
+                emit,
             )
             break
         except ClassifiedFailure as exc:
@@ -417,15 +495,14 @@ async def code(
                 ctx.deps,
                 ctx.max_file_reads,
                 rules,
+                suite,
             )
         except ModelOutputError as exc:
             question = task_output_question(state, exc)
             await aemit(ws, task=task.id, node="code", event="escalated", question=question.id)
             return _escalation(state, question, ctx.max_output_retries + 1)
     if isinstance(result, AskHuman):
-        question = asked_question(state, result)
-        await aemit(ws, task=task.id, node="code", event="escalated", question=question.id)
-        return _escalation(state, question, calls, asked=True)
+        return await _asked_escalation(ws, state, "code", result, calls, ctx, models)
     await aemit(ws, task=task.id, node="code", event="wrote", files=sorted(result))
     return {
         "status": "validating",
@@ -462,6 +539,7 @@ async def fix(
     )
     hints, offered = await fix_hints(memory, state.get("diagnostics", []))
     await _report_memory_problems(ws, task.id, memory)
+    suite = await asyncio.to_thread(task_suite, ws, state.get("requirements") or {})
     prompt = render(
         "fixer_user",
         task=task,
@@ -473,6 +551,7 @@ async def fix(
         guidance=state.get("guidance"),
         known_fixes=hints,
         packages=await asyncio.to_thread(package_notes, ws, tree, state),
+        suite=suite,
     )
     rules = await asyncio.to_thread(gate_rules, ctx, tree, state.get("stack") or "python")
     messages: list[BaseMessage] = [
@@ -481,19 +560,28 @@ async def fix(
     ]
     fixer = await aresolve_model("fixer", ctx, models)
     metered_fixer = metered(fixer, ctx, ws.root, role="fixer", activity="fix", task=task.id)
-    tools = _read_tool(ctx)
+    # With an acceptance suite shown, the fixer may say a test contradicts its requirement.
+    tools: list[type[AskHuman | ReadFile]] = [*_read_tool(ctx), *([AskHuman] if suite else [])]
     model = metered_fixer.bind_tools(tools) if tools else metered_fixer
     try:
         result, calls, prose = await _files_from_model(
-            model, messages, tree, ctx.max_output_retries, ctx.retry_policy(), ctx.max_file_reads
+            model,
+            messages,
+            tree,
+            ctx.max_output_retries,
+            ctx.retry_policy(),
+            ctx.max_file_reads,
+            partial(aemit, ws, task=task.id, node="fix"),
         )
     except ClassifiedFailure as exc:
         return await _failure_escalation(ws, state, "fix", exc)
     except ModelOutputError as exc:
         question = task_output_question(state, exc)
         return _escalation(state, question, ctx.max_output_retries + 1)
-    files = sorted({*state.get("files", []), *result}) if isinstance(result, dict) else []
-    summary = fix_summary(prose, current, result if isinstance(result, dict) else {})
+    if isinstance(result, AskHuman):
+        return await _asked_escalation(ws, state, "fix", result, calls, ctx, models)
+    files = sorted({*state.get("files", []), *result})
+    summary = fix_summary(prose, current, result)
     await aemit(
         ws,
         task=task.id,

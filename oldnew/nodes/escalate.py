@@ -4,6 +4,10 @@
 keeps its partial work on a branch and the run delivers the rest); on a critical task it ends
 the task blocked, as the option's label says.
 
+A contested acceptance test (``test_contradiction``, reviewed by the tester already: the
+question holds the review) goes back to the one who contested it with the person's ruling;
+``revise`` first commits the tester's revision to main, as the tester's.
+
 ``interrupt()`` is the first thing this node does: a resumed node re-runs from its top, so
 nothing before it may have side effects.
 """
@@ -15,6 +19,7 @@ from typing import Any, Literal
 
 from langgraph.types import Command, interrupt
 
+from oldnew.acceptance.review import commit_revision
 from oldnew.deps.ledger import Decision, Ledger
 from oldnew.deps.manifest import Dependency, package_names
 from oldnew.graph.state import TaskState
@@ -22,9 +27,11 @@ from oldnew.hitl.questions import (
     APPROVE,
     BUILD,
     INSTEAD,
+    KEEP,
     MOCK,
     REJECT,
     RETRY,
+    REVISE,
     SKIP,
     WITHOUT,
     limitation_of,
@@ -61,7 +68,7 @@ async def escalate(state: TaskState) -> Command[Way]:
             "question": question.get("title", ""),
             "answer": answer,
             "kind": question.get("kind"),
-            "asked": question.get("asked_by") == "coder",
+            "asked": question.get("asked_by") in ("coder", "fixer"),
             "detail": str(question.get("detail", ""))[:2000],
             "choice": next((o.get("label", "") for o in offered if o.get("key") == answer), ""),
         },
@@ -85,6 +92,8 @@ async def escalate(state: TaskState) -> Command[Way]:
                 "feedback) to build and test against it"
             ],
         }
+    if question.get("kind") == "test_contradiction":
+        return await _contested_answer(state, question, answer, answered)
     if policy.resume(question.get("kind")) == "dependencies":
         return await _dependencies_answer(state, question, answer, answered)
     if policy.resume(question.get("kind")) == "fix":
@@ -92,6 +101,51 @@ async def escalate(state: TaskState) -> Command[Way]:
         update = {**answered, "status": "fixing", "fix_round": 0, "guidance": guidance}
         return Command(update=update, goto="fix")
     return Command(update={**answered, "status": "coding"}, goto="code")
+
+
+async def _contested_answer(
+    state: TaskState, question: dict[str, Any], answer: str, answered: dict[str, Any]
+) -> Command[Way]:
+    """Go on after a person ruled on a contested acceptance test: kept, revised, or in words.
+
+    ``revise`` commits the tester's revision (kept in the question) to main, under a key
+    that names the task and the question, so a resumed run does not commit it twice. The
+    coder (or fixer) that contested the test is told what was decided, and goes on.
+    """
+    ws = await aopen_workspace(state["workspace"])
+    review, task_id = question.get("review") or {}, state["task"]["id"]
+    where = review.get("file") or "the acceptance suite"
+    if answer == REVISE and review.get("revision"):
+        n = str(question.get("id", "")).rsplit("-q", 1)[-1]
+        commit = await asyncio.to_thread(commit_revision, ws, task_id, n, review)
+        await aemit(
+            ws,
+            task=task_id,
+            node="escalate",
+            event="suite_revised",
+            file=where,
+            commit=commit,
+            question=question.get("id"),
+        )
+        told = (
+            f"The test was revised: the tester's revision of {where}, approved by a person, is "
+            f"on main (the suite shown is it). {review.get('reason', '')} Make the code pass it."
+        )
+    elif answer == KEEP:
+        told = (
+            f"A person kept the acceptance test in {where}: it stands, and the code must pass "
+            f"it. The tester's review: {review.get('reason', '(none)')}"
+        )
+    else:
+        told = (
+            "A person ruled on your claim that an acceptance test contradicts the requirement "
+            f"(the test itself stays as it is): {answer.strip()}"
+        )
+    update = {**answered, "answer": {**answered["answer"], "answer": told, "asked": True}}
+    if question.get("asked_by") == "coder":
+        return Command(update={**update, "status": "coding"}, goto="code")
+    update |= {"status": "fixing", "fix_round": 0, "guidance": told}
+    return Command(update=update, goto="fix")
 
 
 def _packages(question: dict[str, Any]) -> list[Dependency]:

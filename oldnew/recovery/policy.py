@@ -179,6 +179,9 @@ KINDS: dict[str, KindPolicy] = {
     "clarification": KindPolicy("unclear_requirement"),
     "approval": KindPolicy("approval", ("approve", "reject"), "approve"),
     "dependency": KindPolicy("approval", ("approve", "without"), "approve", resume="dependencies"),
+    "test_contradiction": KindPolicy(
+        "unclear_requirement", ("keep", "revise"), "keep", severity="medium", resume="fix"
+    ),
     "dependency_blocked": KindPolicy(
         "external_service",
         ("retry", "instead", "skip"),
