@@ -156,10 +156,15 @@ def test_the_fixer_sees_the_suite_and_may_contest_it(tmp_path: Path) -> None:
     assert "ACCEPTANCE CRITERIA" not in prompt_text(plain.log.calls[0].messages)
 
 
-def _contest_run(tmp_path: Path, verdict: dict[str, Any]) -> tuple[Workspace, Any, FunctionModel]:
-    """Run T1: broken code, its fixer contests F1.2, the tester reviews; stop at the question."""
+def _contest_run(
+    tmp_path: Path, verdict: dict[str, Any], then: Any = GOOD
+) -> tuple[Workspace, Any, FunctionModel]:
+    """Run T1: broken code, its fixer contests F1.2, the tester reviews; stop at the question.
+
+    ``then`` is the fixer's answer after the person's.
+    """
     ws = _workspace(tmp_path)
-    fixes = iter([call_tool("AskHuman", {"kind": "test_contradiction", "question": CLAIM}), GOOD])
+    fixes = iter([call_tool("AskHuman", {"kind": "test_contradiction", "question": CLAIM}), then])
 
     def reply(messages: list[BaseMessage], info: CallInfo) -> Any:
         if info.role == "tester":
@@ -203,14 +208,16 @@ def test_a_kept_test_goes_back_to_the_fixer_with_the_ruling(tmp_path: Path) -> N
 @pytest.mark.usefixtures("smoke_gates")
 def test_a_revised_test_is_committed_as_the_testers_once_a_person_takes_it(tmp_path: Path) -> None:
     wrong = {"verdict": "test_wrong", "reason": "F1 leaves '' open.", "revised": REVISED}
-    ws, run, tester = _contest_run(tmp_path, wrong)
+    # After the answer the fixer asks something else: the task stops there, no second check.
+    then = call_tool("AskHuman", {"kind": "design_decision", "question": "Anything else?"})
+    ws, run, tester = _contest_run(tmp_path, wrong, then)
     question = asyncio.run(run[0].aget_state(run[1])).interrupts[0].value
     assert [o["key"] for o in question["options"]] == ["keep", "revise"]
     assert question["recommended"] == "revise" and "the test is wrong" in question["detail"]
     assert "+    assert words('   ') == 0" in question["detail"]  # the revision's diff
     assert len(_suite_commits(ws)) == 1  # nothing is committed before a person answers
     out = _resume(run, "revise")
-    assert out["status"] == "done", out.get("blocker")
+    assert out["status"] == "waiting" and out["question"]["kind"] == "design_decision"
     revision, _ = _suite_commits(ws)
     changed = ws.git("show", "--name-only", "--format=", revision).split()
     assert changed == [SUITE_PATH] and suite_on_main(ws)[SUITE_PATH] == REVISED
@@ -257,3 +264,29 @@ def test_tests_that_do_not_run_go_back_to_the_tester(tmp_path: Path) -> None:
     # A resumed milestone (the same record) finds its repair on main: no second commit.
     again = asyncio.run(repair_suite(ws, Context(), scope, plan, record, errors, tester))
     assert again["acceptance"]["commit"] == got["commit"] and len(_suite_commits(ws)) == 2
+
+
+def test_a_coders_claim_is_reviewed_too_and_an_unusable_review_still_asks(tmp_path: Path) -> None:
+    ws = _workspace(tmp_path)
+    contest = call_tool("AskHuman", {"kind": "test_contradiction", "question": CLAIM})
+    verdicts = iter([{"verdict": "test_right", "reason": "F1.2 says 0."}])
+
+    def reply(messages: list[BaseMessage], info: CallInfo) -> Any:
+        if info.role == "tester":
+            # A 'test_wrong' with no revision never validates: asked again, then given up.
+            return next(verdicts, {"verdict": "test_wrong", "reason": "r"})
+        return contest
+
+    models = FunctionModel.per_role(reply)
+    runtime = Runtime(context=Context(max_output_retries=0))
+    out = asyncio.run(coding.code(_state(ws), runtime, models=models))  # type: ignore[arg-type]
+    question = out["question"]
+    assert question["asked_by"] == "coder" and question["review"]["verdict"] == "test_right"
+    (review,) = models["tester"].log.of(role="tester")
+    assert "(nothing has run yet)" in prompt_text(review.messages)
+    state = _state(ws, status="fixing", diagnostics=["tests/acceptance/test_f1.py: failed"])
+    out = asyncio.run(coding.fix(state, runtime, models=models))  # type: ignore[arg-type]
+    question = out["question"]
+    assert question["kind"] == "test_contradiction" and question["asked_by"] == "fixer"
+    assert "the tester's review could not be used" in question["detail"]
+    assert [o["key"] for o in question["options"]] == ["keep"] and "review" not in question

@@ -1,4 +1,9 @@
-"""Coding and fixing: the coder writes a task's files, the fixer repairs what failed."""
+"""Coding and fixing: the coder writes a task's files, the fixer repairs what failed.
+
+Both see the acceptance suite of their task's requirements (main's, read-only) and may not
+change it; either may contest one of its tests (``AskHuman(kind="test_contradiction")``),
+which the tester reviews before a person is asked (``acceptance.review``).
+"""
 
 from __future__ import annotations
 
@@ -516,7 +521,11 @@ async def code(
 async def fix(
     state: TaskState, runtime: Runtime[Context], *, models: ModelOverrides = None
 ) -> dict[str, Any]:
-    """Have the fixer repair the task's files from the parsed diagnostics."""
+    """Have the fixer repair the task's files from the parsed diagnostics.
+
+    With an acceptance suite shown, the fixer may ask instead (``AskHuman``): a contested
+    test goes to the tester, then to a person.
+    """
     ctx = runtime.context or Context()
     ws = await aopen_workspace(state["workspace"])
     task = PlannedTask.model_validate(state["task"])
