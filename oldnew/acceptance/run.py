@@ -78,6 +78,8 @@ class SuiteRun:
     seconds: float = 0.0
     output: str = ""
     junit: bytes | None = None
+    command: list[str] = field(default_factory=list)
+    exit_code: int | None = None
 
     def with_result(self, result: Result) -> list[str]:
         """Return the tests (``file::test``) whose result is ``result``, sorted."""
@@ -230,6 +232,7 @@ def run_tests(box: Sandbox, tests: Path | Mapping[str, str], *, timeout: float) 
     argv, variables = tests_command(box, hidden)
     result = box.run(argv, timeout=timeout, env=variables)
     out.seconds, out.output = round(result.duration_s, 2), result.output
+    out.command, out.exit_code = result.argv, result.exit_code
     try:
         report = read_report(box, result, measure=False)
         out.junit = read_output(box.home, JUNIT)

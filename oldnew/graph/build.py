@@ -109,7 +109,7 @@ def build_graph(
     run_tasks = partial(execute, task_graph=task_graph, saver=checkpointer)
     g.add_node("execute", budgeted(run_tasks, "execute"))
     # LangGraph's add_node overloads do not cover nodes that take runtime and config.
-    g.add_node("milestone", budgeted(milestone, "milestone"))
+    g.add_node("milestone", budgeted(partial(milestone, models=models), "milestone"))
     g.add_node("human", human)  # type: ignore[arg-type]
     g.add_node("deliver", budgeted(deliver, "deliver"))
     g.add_edge(START, "enter")

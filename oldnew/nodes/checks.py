@@ -21,6 +21,7 @@ from oldnew.deps.manifest import (
 from oldnew.deps.settings import DepSettings
 from oldnew.errors import WorkspaceError
 from oldnew.gates import Check, Diagnostic, ValidationResult, resolve_profile, validate_tree
+from oldnew.gates.acceptance import AcceptanceSuite
 from oldnew.gates.baseline import Baseline, judge
 from oldnew.gates.model import CheckStatus
 from oldnew.gates.regression import TaskChange, task_change
@@ -69,6 +70,7 @@ def run_gates(
     web: WebTargets | None = None,
     evidence_dir: Path | None = None,
     change: TaskChange | None = None,
+    acceptance: AcceptanceSuite | None = None,
 ) -> ValidationResult:
     """Run the quality gates the run's context asks for on ``tree`` (blocking).
 
@@ -92,6 +94,8 @@ def run_gates(
     gate set of a web project, on those pages and endpoints, its files kept in that folder
     (not part of the reuse key: a reused result names the files of the validation it reuses).
     ``change`` is a bug fix's change: the regression gate runs its new tests before the fix.
+    ``acceptance`` adds the acceptance gate: the tester's suite, main's, for its requirements
+    (part of the reuse key: a changed suite validates again).
     """
     profile = resolve_profile(
         ctx.quality, coverage_min=ctx.coverage_min, complexity_max=ctx.complexity_max
@@ -110,6 +114,7 @@ def run_gates(
         milestone=milestone,
         targets=web,
         change=change,
+        acceptance=acceptance,
     )
     result = _passed_before(ws, key) if ws is not None else None
     baseline = Baseline.load(ws) if ws is not None else None
@@ -127,6 +132,7 @@ def run_gates(
             web=web,
             evidence_dir=evidence_dir,
             change=change,
+            acceptance=acceptance,
         )
         result.reuse_key = key
     return judge(result, baseline) if ws is not None else result
@@ -209,7 +215,7 @@ async def validate(state: TaskState, runtime: Runtime[Context]) -> dict[str, Any
     task_id = state["task"]["id"]
     tree = await asyncio.to_thread(ws.worktree, task_id)
     name = await asyncio.to_thread(next_evidence_name, ws, task_id)
-    options = task_gate_options(state, ws, name)
+    options = await asyncio.to_thread(task_gate_options, state, ws, name)
     if state["task"].get("regression_test"):
         # A bug fix: its new test must fail on the commit the task started from (where its
         # branch leaves the run's: its own commit may be HEAD after a conflicting rebase).
@@ -258,14 +264,20 @@ async def validate(state: TaskState, runtime: Runtime[Context]) -> dict[str, Any
 
 
 def task_gate_options(state: TaskState, ws: Workspace, label: str) -> dict[str, Any]:
-    """Return ``run_gates``' keywords for a task's validation recorded as ``label``.
+    """Return ``run_gates``' keywords for a task's validation recorded as ``label`` (blocking).
 
-    A milestone's fix task gets that milestone's gate set, its files kept beside the evidence.
+    A milestone's fix task gets that milestone's gate set, its files kept beside the evidence
+    (a web app's), and the acceptance gate for its requirements, with the suite as main holds
+    it now (``gates.acceptance.AcceptanceSuite.on_main``): a fix is checked by the tests that
+    found what it fixes, never by its own copy of them.
     """
-    targets = state.get("targets")
-    if not state["task"].get("milestone") or not targets:
+    task = state["task"]
+    if not task.get("milestone"):
         return {}
-    return milestone_gate_options(WebTargets.from_dict(targets), ws, label)
+    targets = state.get("targets")
+    options = milestone_gate_options(WebTargets.from_dict(targets), ws, label) if targets else {}
+    suite = AcceptanceSuite.on_main(ws, list(task.get("requirement_ids") or []))
+    return options | ({"acceptance": suite} if suite is not None else {})
 
 
 def _accept(
