@@ -216,8 +216,8 @@ def acceptance_findings(
         test = key.partition("::")[2] or key
         base = test.split("[", 1)[0].split("::")[-1]
         cid = tests.get(base) or criterion_of(base, list(sentences)) or ""
-        said = f" ({sentences[cid]})" if cid in sentences else ""
-        out.append(f"{key}: {cid}{said}: {why}".replace(": :", ":"))
+        said = sentences.get(cid) or cid or "no criterion named"
+        out.append(f"{key} checks {said}; it fails: {why}")
     return out
 
 
