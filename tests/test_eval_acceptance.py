@@ -101,7 +101,7 @@ def test_the_delivered_trees_configuration_cannot_change_the_score(
     acc = _judge(tmp_path, {"slugs.py": WRONG, **RIGS[rig]})
     # The rig did nothing: every hidden test ran, under oldnew's configuration, and failed.
     assert (acc.passed, acc.total, acc.error) == (0, 7, "")
-    assert len(acc.failed) == 7 and all(f.startswith("test_slugify.py::") for f in acc.failed)
+    assert len(acc.failed) == 7 and all(f.startswith("test_slugify::") for f in acc.failed)
 
 
 def test_the_same_rig_with_right_code_passes(tmp_path: Path) -> None:

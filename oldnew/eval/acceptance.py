@@ -36,7 +36,7 @@ class Acceptance:
     passed: int = 0
     total: int = 0
     failed: list[str] = field(default_factory=list)
-    """The tests that did not pass (``file::test``)."""
+    """The tests that did not pass (``module::test``, as pytest's report names them)."""
     error: str = ""
     """Why the tests could not run or their result cannot be believed ("" when they ran)."""
     seconds: float = 0.0
@@ -100,7 +100,7 @@ def _counted(run: SuiteRun, keep: Path) -> Acceptance:
     reported = {k: v for k, v in run.results.items() if v != "not_run" or k in run.messages}
     out.total = len(reported) if not run.error else max(run.ran, len(reported))
     out.passed = len(run.with_result("passed"))
-    out.failed = [k for k in sorted(reported) if reported[k] != "passed"]
+    out.failed = [_shown(k) for k in sorted(reported) if reported[k] != "passed"]
     if run.uncollected and not out.error:
         shown = ", ".join(run.uncollected[:5])
         out.error = (
@@ -108,3 +108,9 @@ def _counted(run: SuiteRun, keep: Path) -> Acceptance:
             "the delivered code does not import as they expect; their tests count as failed"
         )
     return out
+
+
+def _shown(key: str) -> str:
+    """Return a test's ``file::test`` as ``module::test`` (``test_slugify::test_x``)."""
+    file, sep, test = key.partition("::")
+    return file.removesuffix(".py").replace("/", ".") + sep + test
