@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +22,18 @@ from oldnew.deps.manifest import (
 )
 from oldnew.deps.settings import DepSettings
 from oldnew.errors import WorkspaceError
-from oldnew.gates import Check, Diagnostic, ValidationResult, resolve_profile, validate_tree
+from oldnew.gates import (
+    Check,
+    Diagnostic,
+    Profile,
+    ValidationResult,
+    resolve_profile,
+    validate_tree,
+)
+from oldnew.gates.acceptance import NAME as ACCEPTANCE
 from oldnew.gates.acceptance import AcceptanceSuite
 from oldnew.gates.baseline import Baseline, judge
-from oldnew.gates.model import CheckStatus
+from oldnew.gates.model import CheckStatus, not_run
 from oldnew.gates.regression import TaskChange, task_change
 from oldnew.gates.runner import Proceed, reuse_key
 from oldnew.graph.state import TaskState
@@ -94,8 +104,9 @@ def run_gates(
     gate set of a web project, on those pages and endpoints, its files kept in that folder
     (not part of the reuse key: a reused result names the files of the validation it reuses).
     ``change`` is a bug fix's change: the regression gate runs its new tests before the fix.
-    ``acceptance`` adds the acceptance gate: the tester's suite, main's, for its requirements
-    (part of the reuse key: a changed suite validates again).
+    ``acceptance`` adds the acceptance gate: the tester's suite, main's, for its requirements.
+    It runs on its own after the other gates, which may reuse an earlier validation as they
+    would without it; the suite always runs (it is cheap, and the one thing that is new).
     """
     profile = resolve_profile(
         ctx.quality, coverage_min=ctx.coverage_min, complexity_max=ctx.complexity_max
@@ -105,6 +116,22 @@ def run_gates(
             env = project_env(tree, DepSettings.of(ctx))
         except DependencyError as exc:
             return dependency_result(exc)
+    if acceptance is not None:
+        # The other gates as they would run without it (main after a task's commit reuses
+        # that task's validation), then the suite on its own: it is the one thing new.
+        base = run_gates(
+            ctx,
+            tree,
+            toolchains,
+            ws,
+            env,
+            proceed=proceed,
+            milestone=milestone,
+            web=web,
+            evidence_dir=evidence_dir,
+            change=change,
+        )
+        return _with_suite(ctx, tree, toolchains, env, base, acceptance, profile)
     key = reuse_key(
         tree,
         profile,
@@ -114,7 +141,6 @@ def run_gates(
         milestone=milestone,
         targets=web,
         change=change,
-        acceptance=acceptance,
     )
     result = _passed_before(ws, key) if ws is not None else None
     baseline = Baseline.load(ws) if ws is not None else None
@@ -132,10 +158,46 @@ def run_gates(
             web=web,
             evidence_dir=evidence_dir,
             change=change,
-            acceptance=acceptance,
         )
         result.reuse_key = key
     return judge(result, baseline) if ws is not None else result
+
+
+def _with_suite(
+    ctx: Context,
+    tree: Path,
+    toolchains: list[str] | None,
+    env: ProjectEnv,
+    base: ValidationResult,
+    acceptance: AcceptanceSuite,
+    profile: Profile,
+) -> ValidationResult:
+    """Return ``base`` with the acceptance gate's check and findings added (run afresh).
+
+    The joined result's reuse key is the other gates' and the suite's together, so it is
+    never taken for a validation without the suite, nor for one with another suite.
+    """
+    only = replace(profile, gates=(), milestone_gates=())
+    suite = validate_tree(
+        tree,
+        timeout=ctx.test_timeout,
+        profile=only,
+        toolchains=toolchains,
+        env=env,
+        acceptance=acceptance,
+    )
+    if suite.check(ACCEPTANCE) is None:  # the suite is pytest's: a project without Python
+        why = "not run: the acceptance suite is Python tests and the project has no Python"
+        suite.checks.append(not_run(ACCEPTANCE, why, required=False))
+    key = reuse_key(tree, only, toolchains, ctx.test_timeout, env, acceptance=acceptance)
+    joined = replace(
+        base,
+        checks=[*base.checks, *suite.checks],
+        diagnostics=[*base.diagnostics, *suite.diagnostics],
+        duration_s=base.duration_s + suite.duration_s,
+        reuse_key=hashlib.sha256(f"{base.reuse_key}+{key}".encode()).hexdigest(),
+    )
+    return joined
 
 
 def dependency_result(exc: DependencyError) -> ValidationResult:
