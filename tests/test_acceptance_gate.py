@@ -20,8 +20,9 @@ from oldnew import milestones
 from oldnew.acceptance.run import classify, run_tests
 from oldnew.acceptance.store import commit_suite
 from oldnew.context import Context
-from oldnew.gates import validate_tree
+from oldnew.gates import resolve_profile, validate_tree
 from oldnew.gates.acceptance import AcceptanceSuite
+from oldnew.gates.runner import reuse_key
 from oldnew.nodes import checks, milestone
 from oldnew.sandbox import Sandbox
 from oldnew.schemas import Plan
@@ -313,3 +314,35 @@ def test_tests_that_do_not_run_go_to_the_tester_not_a_coder(
     assert update["milestones"]["mvp"]["status"] == "fixing"
     assert update["acceptance"]["commit"] == "repaired"
     assert update["acceptance"]["results"] == {key: "error"}
+
+
+def test_a_web_apps_phases_run_the_tests_of_the_requirements_they_complete(
+    tmp_path: Path,
+) -> None:
+    tasks = [
+        {"id": "M", "title": "m", "description": "m", "requirement_ids": ["F1", "F2"]},
+        {"id": "E", "title": "e", "description": "e", "requirement_ids": ["F2", "F3"]},
+    ]
+    for task, phase in zip(tasks, ("mvp", "enhanced"), strict=True):
+        task["phase"] = phase
+    plan = Plan.model_validate({"tasks": tasks})
+    files = {f"F{n}": {"file": f"tests/acceptance/test_f{n}.py"} for n in (1, 2, 3, 4)}
+    state: dict[str, Any] = {
+        "scope": {"stack": "python-web"},
+        "acceptance": {"status": "written", "requirements": files},
+    }
+    assert milestones.milestones_of(plan, state) == [("mvp", ["M"]), ("enhanced", ["M", "E"])]
+    # F2 is served by E too: not at the MVP. At the last milestone every one, F4 (no task) too.
+    assert milestones.acceptance_requirements(plan, state, "mvp") == ["F1"]
+    assert milestones.acceptance_requirements(plan, state, "enhanced") == ["F1", "F2", "F3", "F4"]
+    # The reuse key follows the suite's content: a revised test validates again.
+    tree = _project(tmp_path / "p", {"wc.py": WC})
+    profile = resolve_profile("smoke")
+    keys = {
+        reuse_key(tree, profile, None, 60, acceptance=AcceptanceSuite({path: text}, ("F1",)))
+        for path, text in [
+            ("tests/acceptance/test_f1.py", "a"),
+            ("tests/acceptance/test_f1.py", "b"),
+        ]
+    }
+    assert len(keys | {reuse_key(tree, profile, None, 60)}) == 3
