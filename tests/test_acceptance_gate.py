@@ -91,7 +91,7 @@ def test_the_runner_tells_the_codes_failures_from_the_testers_tests_that_do_not_
     hidden = tmp_path / "h"
     for module, who in (("yaml", "error"), ("json.nothing", "error"), ("wordcount", "failed")):
         text = f"E   ModuleNotFoundError: No module named '{module}'"
-        assert classify(text, "collection failure", "t.py", hidden, tree)[0] == who, module
+        assert classify(text, "collection failure", hidden, tree)[0] == who, module
 
 
 def test_the_other_gates_never_see_the_suite_and_the_gate_runs_mains_copy(tmp_path: Path) -> None:

@@ -28,6 +28,7 @@ Who must act on a test that did not pass (:func:`classify`):
 from __future__ import annotations
 
 import ast
+import os
 import re
 import shutil
 import sys
@@ -278,16 +279,16 @@ def _read_junit(out: SuiteRun, junit: bytes, hidden: Path, tree: Path) -> None:
         problems = [*case.findall("failure"), *case.findall("error")]
         key = _key(case)
         if not problems:
-            skipped = case.find("skipped") is not None
+            skipped = case.find("skipped")
             out.ran += 1
-            out.results[key] = "not_run" if skipped else "passed"
-            if skipped:
-                out.messages[key] = "skipped: " + (case.find("skipped").get("message") or "")  # type: ignore[union-attr]
+            out.results[key] = "passed" if skipped is None else "not_run"
+            if skipped is not None:
+                out.messages[key] = "skipped: " + (skipped.get("message") or "")
             continue
         problem = problems[0]
         text = problem.text or ""
         message = (problem.get("message") or "").strip() or text.strip()[-MAX_MESSAGE:]
-        who, why = classify(text, message, case.get("file") or "", hidden, tree)
+        who, why = classify(text, message, hidden, tree)
         if message == "collection failure":
             out.uncollected.append(case.get("file") or key)
             _whole_file(out, case.get("file") or key, who, why)
@@ -337,35 +338,31 @@ def _missing_import(text: str, tree: Path) -> tuple[Result, str] | None:
     return "failed", f"the project has no module {missing[1]!r}: it is not built, or named else"
 
 
-def _in_suite(path: str, test_file: str, hidden: Path) -> bool:
-    """Whether a traceback's ``path`` is the test's own file (not the project's code)."""
+def _in_suite(path: str, hidden: Path, tree: Path) -> bool:
+    """Whether a traceback's ``path`` (absolute, or relative to ``tree``) is in the tests."""
     if not path:
         return False
-    p = Path(path)
-    if p.is_absolute():
-        return hidden in p.parents
-    return path == test_file or path.endswith("/" + test_file) or HIDDEN in p.parts
+    full = Path(os.path.normpath(tree / path))  # an absolute ``path`` stays as it is
+    return full == hidden or hidden in full.parents
 
 
-def classify(
-    text: str, message: str, test_file: str, hidden: Path, tree: Path
-) -> tuple[Result, str]:
+def classify(text: str, message: str, hidden: Path, tree: Path) -> tuple[Result, str]:
     """Return who must act on one test that did not pass, and why (module docstring).
 
-    ``text`` is the report's traceback, ``message`` its one line, ``test_file`` the test's
-    file relative to ``hidden`` (the tests' folder), ``tree`` the project's copy.
+    ``text`` is the report's traceback, ``message`` its one line, ``hidden`` the tests'
+    folder, ``tree`` the project's copy (the folder tracebacks' relative paths start from).
     """
     fixture = _NO_FIXTURE.search(text)
     if fixture:
         return "error", f"the test uses a fixture that does not exist: {fixture[1]!r}"
-    if "SyntaxError" in text and _in_suite(_where(text, "SyntaxError"), test_file, hidden):
+    if "SyntaxError" in text and _in_suite(_where(text, "SyntaxError"), hidden, tree):
         return "error", f"the test file does not parse: {message}"
     imported = _missing_import(text, tree)
     if imported is not None:
         return imported
     crashes = _CRASH.findall(text)
     file, _, kind = crashes[-1] if crashes else ("", "", "")
-    own = _in_suite(file, test_file, hidden)
+    own = _in_suite(file, hidden, tree)
     if own and kind == "NameError":
         return "error", f"the test uses a name it does not define: {message}"
     if own and kind == "FileNotFoundError":
