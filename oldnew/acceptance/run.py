@@ -27,7 +27,8 @@ Who must act on a test that did not pass (:func:`classify`):
 
 from __future__ import annotations
 
-import ast
+import functools
+import importlib.metadata
 import os
 import re
 import shutil
@@ -38,8 +39,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from oldnew.gates.common import parse_python
 from oldnew.gates.pytests import JUNIT, PYTEST_ENV, pytest_argv, read_report
-from oldnew.gates.python import TEST_MODULES, _oldnew_distributions, defined_tests
+from oldnew.gates.python import TEST_MODULES, defined_tests
 from oldnew.sandbox import Sandbox, SandboxError
 from oldnew.sandbox.files import UnsafeOutput, read_output
 
@@ -124,7 +126,7 @@ def suite_tests(tests: Path) -> int:
 def _unparsable(source: str) -> str:
     """Return why ``source`` is not Python that parses, or ""."""
     try:
-        ast.parse(source)
+        parse_python(source)
     except SyntaxError as exc:
         return f"the test file does not parse: {exc.msg} (line {exc.lineno})"
     except (ValueError, RecursionError) as exc:
@@ -308,6 +310,12 @@ def _whole_file(out: SuiteRun, file: str, who: Result, why: str) -> None:
         out.messages[key] = why[:MAX_MESSAGE]
 
 
+@functools.cache
+def _known_packages() -> frozenset[str]:
+    """Return the top-level modules of the third-party packages oldnew's environment has."""
+    return frozenset(importlib.metadata.packages_distributions())
+
+
 def _project_module(top: str, tree: Path) -> bool:
     """Whether ``top`` is a module or package of the project's copy (or of its ``src/``)."""
     return any(
@@ -331,7 +339,7 @@ def _missing_import(text: str, tree: Path) -> tuple[Result, str] | None:
         return "failed", f"the project's module {missing[1]!r} is missing (the interface)"
     if top in sys.stdlib_module_names or top in _TOOLS:
         return "error", f"the test imports {missing[1]!r}, which does not exist"
-    if top in _oldnew_distributions():
+    if top in _known_packages():
         return "error", (
             f"the test imports {missing[1]!r}, a third-party package the project does not have"
         )
