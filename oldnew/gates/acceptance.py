@@ -22,7 +22,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from oldnew.acceptance import SUITE_DIR, criterion_of, slug, suite_file
+from oldnew.acceptance import SUITE_DIR, slug, suite_file
 from oldnew.acceptance.run import SuiteRun, run_tests
 from oldnew.acceptance.store import suite_on_main
 from oldnew.gates.common import GateRun, Outcome
@@ -90,7 +90,7 @@ class AcceptanceSuite:
             return self.criteria[base]
         rid = self.requirement_of(path)
         found = re.match(rf"test_{slug(rid)}_(\d+)_", base) if rid else None
-        return f"{rid}.{found[1]}" if found else criterion_of(base, []) or rid
+        return f"{rid}.{found[1]}" if found else rid
 
     def key(self) -> str:
         """Return a hash of what the gate runs: the requirements and the files' contents."""

@@ -105,10 +105,9 @@ def _check(state: RunState, ctx: Context, ws: Workspace, name: str) -> dict[str,
     accepted = result.check(ACCEPTANCE)
     if accepted is not None and accepted.metrics.get("results"):
         update["acceptance"] = _results(state, accepted, head)
-    tester = list(accepted.metrics.get("tester", [])) if accepted is not None else []
-    if tester and accepted is not None:
         messages = accepted.metrics.get("messages", {})
-        out["suite_errors"] = {k: str(messages.get(k, "")) for k in tester}
+        tester = accepted.metrics.get("tester", [])
+        out["suite_errors"] = {k: str(messages.get(k, "")) for k in tester} or ""
     if result.passed:
         out |= {"status": "reached", "tag": record.get("tag") or ws.tag(name)}
         out |= serve_preview(ws, ctx, head) if milestones.is_web(state) else {}
@@ -119,21 +118,18 @@ def _check(state: RunState, ctx: Context, ws: Workspace, name: str) -> dict[str,
         task = _fix_task(ws, plan, name, ids, rounds + 1, result, accepted, wanted, state)
         out |= {"status": "fixing", "fix_rounds": rounds + 1}
         if task is not None:
-            plan = plan.model_copy(update={"tasks": [*plan.tasks, task]})
             out["fix_task"] = task.id
-            update["plan"] = plan.model_dump()
-        if tester:
+            update["plan"] = plan.model_copy(update={"tasks": [*plan.tasks, task]}).model_dump()
+        if out["suite_errors"]:
             out["reason"] = _suite_errors_reason(out["suite_errors"])
-            if _repair_hook() is None and task is None:
+            if _repair_hook() is None and task is None:  # nobody can act in this run
                 out |= {"status": "failed", "fix_rounds": rounds}
     else:
         failing = ", ".join(c.name for c in result.failures())
-        out |= {
-            "status": "failed",
-            "reason": f"gates still failing after {rounds} fix task(s): {failing}",
-        }
-        if tester:
-            out["reason"] += "; " + _suite_errors_reason(out["suite_errors"])
+        why = f"gates still failing after {rounds} fix task(s): {failing}"
+        errors = out["suite_errors"]
+        out |= {"status": "failed", "reason": why}
+        out["reason"] += f"; {_suite_errors_reason(errors)}" if errors else ""
     return {**update, "milestones": {name: out}}
 
 
