@@ -41,13 +41,16 @@ FORGE = (
 )
 SUITE = {
     "tests/acceptance/test_f1.py": (
-        "from wc import boom, count\n\n\n"
+        "import pytest\nfrom wc import boom, count\n\n\n"
         "def test_f1_1_counts():\n    assert count('a b') == 2\n\n\n"
         "def test_f1_2_wrong():\n    assert count('a b') == 3\n\n\n"
         "def test_f1_3_raises():\n    boom()\n\n\n"
         "def test_f1_4_fixture(no_such_fixture):\n    pass\n\n\n"
         "def test_f1_5_data():\n    open('data/sample.txt').read()\n\n\n"
-        "def test_f1_6_name():\n    undefined_helper()\n"
+        "def test_f1_6_name():\n    undefined_helper()\n\n\n"
+        "@pytest.mark.parametrize('n', [1, 2])\n"
+        "def test_f1_7_cases(n):\n    assert count('a') == n\n\n\n"
+        "class TestWords:\n    def test_f1_8_in_a_class(self):\n        assert count('') == 0\n"
     ),
     "tests/acceptance/test_f2.py": (
         "from wordcount import top\n\n\ndef test_f2_1_top():\n    top()\n"
@@ -76,6 +79,9 @@ def test_the_runner_tells_the_codes_failures_from_the_testers_tests_that_do_not_
         f"{f1}4_fixture": "error",  # a fixture that does not exist
         f"{f1}5_data": "error",  # a file the test opens is missing
         f"{f1}6_name": "error",  # a name the test's own module lacks
+        f"{f1}7_cases[1]": "passed",  # each case its own
+        f"{f1}7_cases[2]": "failed",
+        "tests/acceptance/test_f1.py::TestWords::test_f1_8_in_a_class": "passed",
         # The interface is not built: the code's.
         "tests/acceptance/test_f2.py::test_f2_1_top": "failed",
         "tests/acceptance/test_f3.py": "error",  # the test file does not parse

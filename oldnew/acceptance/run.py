@@ -245,6 +245,7 @@ def run_tests(box: Sandbox, tests: Path | Mapping[str, str], *, timeout: float) 
         return out
     if out.junit is not None:
         _read_junit(out, out.junit, hidden, box.tree)
+        _drop_parametrized(out)
     if result.killed or result.ending():
         out.error = f"the tests were stopped: {result.ending() or result.killed}"
     elif report.forged:
@@ -298,6 +299,14 @@ def _read_junit(out: SuiteRun, junit: bytes, hidden: Path, tree: Path) -> None:
         out.ran += 1
         out.results[key] = who
         out.messages[key] = why[:MAX_MESSAGE]
+
+
+def _drop_parametrized(out: SuiteRun) -> None:
+    """Drop a defined test's own entry when its cases ran (``test_x[1]``, ``test_x[2]``)."""
+    cases = {k.split("[", 1)[0] for k in out.results if "[" in k}
+    for key in cases:
+        if out.results.get(key) == "not_run" and key not in out.messages:
+            del out.results[key]
 
 
 def _whole_file(out: SuiteRun, file: str, who: Result, why: str) -> None:
