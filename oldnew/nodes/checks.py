@@ -116,22 +116,30 @@ def run_gates(
             env = project_env(tree, DepSettings.of(ctx))
         except DependencyError as exc:
             return dependency_result(exc)
-    if acceptance is not None:
-        # The other gates as they would run without it (main after a task's commit reuses
-        # that task's validation), then the suite on its own: it is the one thing new.
-        base = run_gates(
-            ctx,
-            tree,
-            toolchains,
-            ws,
-            env,
-            proceed=proceed,
-            milestone=milestone,
-            web=web,
-            evidence_dir=evidence_dir,
-            change=change,
-        )
-        return _with_suite(ctx, tree, toolchains, env, base, acceptance, profile)
+    # With a suite: the other gates as they would run without it (main after a task's commit
+    # reuses that task's validation), then the suite on its own: it is the one thing new.
+    base = _gates(
+        ctx, profile, tree, toolchains, ws, env, proceed, milestone, web, evidence_dir, change
+    )
+    if acceptance is None:
+        return base
+    return _with_suite(ctx, tree, toolchains, env, base, acceptance, profile)
+
+
+def _gates(
+    ctx: Context,
+    profile: Profile,
+    tree: Path,
+    toolchains: list[str] | None,
+    ws: Workspace | None,
+    env: ProjectEnv,
+    proceed: Proceed | None,
+    milestone: bool,
+    web: WebTargets | None,
+    evidence_dir: Path | None,
+    change: TaskChange | None,
+) -> ValidationResult:
+    """Return :func:`run_gates`' result without the acceptance gate (reused when it can be)."""
     key = reuse_key(
         tree,
         profile,
