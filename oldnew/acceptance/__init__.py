@@ -79,6 +79,16 @@ def criterion_of(test_name: str, criterion_ids: list[str]) -> str | None:
     return max(fits, key=len) if fits else None
 
 
+_KINDS = ("features", "integrations", "pages", "data_models", "api_endpoints")
+"""The scope's lists of requirements (``Scope.requirements``)."""
+
+
+def _any_criteria(scope: Mapping[str, Any]) -> bool:
+    return any(
+        isinstance(r, dict) and r.get("criteria") for kind in _KINDS for r in scope.get(kind) or []
+    )
+
+
 def due(state: Mapping[str, Any]) -> bool:
     """Say whether the tester has tests to write (never when the setting is off).
 
@@ -86,10 +96,11 @@ def due(state: Mapping[str, Any]) -> bool:
     described) that the record has no entry for.
     """
     record = state.get("acceptance") or {}
-    if record.get("status") == "off" or not state.get("plan") or not state.get("scope"):
-        return False
+    scope = state.get("scope") or {}
+    if record.get("status") == "off" or not state.get("plan") or not _any_criteria(scope):
+        return False  # a scope with no criteria asks no test (nor how to test one)
     from oldnew.acceptance.criteria import testable  # a submodule: imported once the package is
 
     written = record.get("requirements") or {}
-    wanted = testable(Scope.model_validate(state["scope"]), state.get("questions") or {})
+    wanted = testable(Scope.model_validate(scope), state.get("questions") or {})
     return any(rid not in written for rid in wanted)

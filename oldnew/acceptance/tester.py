@@ -20,7 +20,8 @@ from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from langchain_core.runnables import Runnable
 
 from oldnew.acceptance import SUITE_DIR, criterion_of, is_suite_path, name_prefix, suite_file
-from oldnew.nodes.coding import _files_from_model  # the one loop for file-block answers
+from oldnew.gates.common import parse_python
+from oldnew.nodes.coding import files_from_model  # the one loop for file-block answers
 from oldnew.planning.words import ScopeWords
 from oldnew.prompts import render
 from oldnew.recovery.retry import RetryPolicy
@@ -115,7 +116,7 @@ def _parsed(files: Mapping[str, str | None]) -> tuple[dict[str, ast.Module], lis
             problems.append(f"DELETE: {path}: the tester adds tests; it deletes no file")
         elif path.endswith(".py"):
             try:
-                trees[path] = ast.parse(text, filename=path)
+                trees[path] = parse_python(text, filename=path)
             except SyntaxError as exc:
                 problems.append(f"{path} line {exc.lineno}: syntax error: {exc.msg}")
     return trees, problems
@@ -203,7 +204,7 @@ async def write_tests(
     def check(files: Mapping[str, str | None]) -> list[str]:
         return suite_problems(files, requirement, known)
 
-    result, _, _ = await _files_from_model(
+    result, _, _ = await files_from_model(
         model, messages, root, retries, policy, check=check, write=False
     )
     if isinstance(result, AskHuman):

@@ -174,7 +174,7 @@ def _asked(reply: AIMessage) -> tuple[AskHuman | None, str]:
     return None, problem
 
 
-async def _files_from_model(
+async def files_from_model(
     model: Runnable[Any, Any],
     messages: list[BaseMessage],
     tree: Path,
@@ -396,7 +396,7 @@ async def code(
     )
     for shrunk in (False, True):
         try:
-            result, calls, _ = await _files_from_model(
+            result, calls, _ = await files_from_model(
                 model,
                 messages,
                 tree,
@@ -494,7 +494,7 @@ async def fix(
     tools = _read_tool(ctx)
     model = metered_fixer.bind_tools(tools) if tools else metered_fixer
     try:
-        result, calls, prose = await _files_from_model(
+        result, calls, prose = await files_from_model(
             model, messages, tree, ctx.max_output_retries, ctx.retry_policy(), ctx.max_file_reads
         )
     except ClassifiedFailure as exc:
