@@ -283,3 +283,27 @@ def test_graph_has_the_acceptance_node_between_plan_and_baseline() -> None:
     drawn = build_graph().get_graph()
     outs = {(e.source, e.target) for e in drawn.edges}
     assert ("plan", "acceptance") in outs and ("acceptance", "baseline") in outs
+
+
+def test_a_run_killed_after_the_suites_commit_finds_it_and_asks_the_tester_nothing(
+    tmp_path: Path,
+) -> None:
+    from langgraph.runtime import Runtime
+
+    from oldnew.context import Context
+    from oldnew.nodes.acceptance import acceptance
+
+    models = _models()
+    ws = tmp_path / "ws"
+    asyncio.run(start_run(_scope_file(tmp_path), ws, models=models))
+    values = _values(ws)
+    written = values.pop("acceptance")  # as if killed between the commit and the checkpoint
+    values["questions"] = {}
+    run_id = str((Workspace.open(ws).run_info() or {})["run_id"])
+    runtime = Runtime(context=Context(workspace=str(ws)))
+    again = asyncio.run(
+        acceptance(values, runtime, {"configurable": {"thread_id": run_id}}, models=models)  # type: ignore[arg-type]
+    )
+    assert len(models["tester"].log.of(role="tester")) == 1  # the first run's call only
+    assert again["acceptance"]["commit"] == written["commit"]
+    assert again["acceptance"]["requirements"] == written["requirements"]

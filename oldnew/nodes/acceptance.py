@@ -102,11 +102,13 @@ async def _write_one(
 
 
 def _briefs(
-    state: RunState, scope: Scope, plan: Plan, wanted: dict[str, Feature], ws: Workspace
+    state: RunState, ctx: Context, plan: Plan, wanted: dict[str, Feature], ws: Workspace
 ) -> list[Brief]:
-    ctx_words = state.get("scope_text") or ""
-    listed = listing(ws.root, supporting_names(ws))
+    """Return what the tester is shown for each wanted requirement (never a task's code)."""
     questions = state.get("questions") or {}
+    scope = settle(Scope.model_validate(state["scope"]), questions)
+    text = state.get("scope_text") or ""
+    listed = listing(ws.root, supporting_names(ws))
     return [
         Brief(
             scope=scope,
@@ -115,7 +117,7 @@ def _briefs(
             plan=plan,
             answers=answers_for(scope, f),
             supporting=listed,
-            words=scope_words(scope, ctx_words, 4000, wanted=[rid]),
+            words=scope_words(scope, text, ctx.scope_words_tokens(), wanted=[rid]),
             asked=[
                 f"{q['title']} -> {q['answer']}"
                 for q in _asked(questions, rid)
@@ -148,6 +150,59 @@ async def _from_tester(
     return list(await asyncio.gather(*(one(b) for b in briefs)))
 
 
+def _work(
+    scope: Scope, questions: dict[str, dict[str, Any]], known: dict[str, Any]
+) -> tuple[dict[str, dict[str, Any]], dict[str, Feature]]:
+    """Return the record's entries of requirements left without tests, and those due.
+
+    A requirement already in the record, or whose tester question waits for a person, is
+    neither; one a person chose no test for (answering the tester) is left without.
+    """
+    left = {
+        rid: {"file": "", "tests": {}, "untestable": why}
+        for rid, why in untestable_reasons(scope, questions).items()
+        if rid not in known
+    }
+    wanted: dict[str, Feature] = {}
+    for rid, f in testable(scope, questions).items():
+        asked = _asked(questions, rid)
+        if rid in known or any(q["status"] == "pending" for q in asked):
+            continue
+        if any(q.get("answer") == NO_TEST.format(rid=rid) for q in asked):
+            left[rid] = {"file": "", "tests": {}, "untestable": "a person chose no acceptance test"}
+        else:
+            wanted[rid] = f
+    return left, wanted
+
+
+async def _results(
+    ws: Workspace,
+    ctx: Context,
+    models: ModelOverrides,
+    state: RunState,
+    wanted: dict[str, Feature],
+    done: str | None,
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Return requirement id -> its files (or what stopped the tester), and the new files.
+
+    The files of a suite step already on main (``done``: a resumed run) are read from it;
+    the tester is asked only for the rest.
+    """
+    on_main = await asyncio.to_thread(suite_on_main, ws, done) if done else {}
+    out: dict[str, Any] = {
+        rid: {suite_file(rid): on_main[suite_file(rid)]}
+        for rid in wanted
+        if suite_file(rid) in on_main
+    }
+    rest = {rid: f for rid, f in wanted.items() if rid not in out}
+    if rest:
+        plan = Plan.model_validate(state["plan"])
+        briefs = await asyncio.to_thread(_briefs, state, ctx, plan, rest, ws)
+        out |= zip(rest, await _from_tester(ws, ctx, models, briefs), strict=True)
+    new = {p: t for rid in rest if isinstance(out[rid], dict) for p, t in out[rid].items()}
+    return out, new
+
+
 async def acceptance(
     state: RunState,
     runtime: Runtime[Context],
@@ -167,59 +222,38 @@ async def acceptance(
         off = {"status": "off"}
         return {"acceptance": off, **_design_gate(state, ctx, plan, scope, {**record, **off})}
     known = dict(record.get("requirements") or {})
-    reqs: dict[str, dict[str, Any]] = {
-        rid: {"file": "", "tests": {}, "untestable": why}
-        for rid, why in untestable_reasons(scope, questions).items()
-        if rid not in known
-    }
-    wanted: dict[str, Feature] = {}
-    for rid, f in testable(scope, questions).items():
-        asked = _asked(questions, rid)
-        if rid in known or any(q["status"] == "pending" for q in asked):
-            continue
-        if any(q.get("answer") == NO_TEST.format(rid=rid) for q in asked):
-            reqs[rid] = {"file": "", "tests": {}, "untestable": "a person chose no acceptance test"}
-            continue
-        wanted[rid] = f
+    reqs, wanted = _work(scope, questions, known)
     version = int(state.get("plan_version") or 1)
-    update: dict[str, Any] = {}
+    asked: dict[str, Any] = {}
     if wanted:
         await aemit(ws, node="acceptance", event="started", requirements=sorted(wanted))
         key = _key(record, version, sorted(wanted))
         done = await asyncio.to_thread(ws.find_task_commit, key)
-        if done is not None:  # a resumed run: the suite is on main already
-            on_main = await asyncio.to_thread(suite_on_main, ws, done)
-            results: list[Any] = [{suite_file(r): on_main.get(suite_file(r), "")} for r in wanted]
-        else:
-            results = await _from_tester(ws, ctx, models, _briefs(state, scope, plan, wanted, ws))
-        files: dict[str, str] = {}
-        asked_now: dict[str, Any] = {}
-        for (rid, f), result in zip(wanted.items(), results, strict=True):
+        results, new = await _results(ws, ctx, models, state, wanted, done)
+        for rid, result in results.items():
             if isinstance(result, dict):
-                files |= result
-                tests = suite_tests(result, f)
+                tests = suite_tests(result, wanted[rid])
                 reqs[rid] = {"file": suite_file(rid), "tests": tests, "untestable": ""}
                 await aemit(ws, node="acceptance", event="written", requirement=rid, tests=tests)
                 continue
             q = _question(f"{_prefix(rid)}{len(_asked(questions, rid)) + 1}", rid, result)
-            asked_now[q.id] = q.model_dump()
+            asked[q.id] = q.model_dump()
             await aemit(ws, node="acceptance", event="escalated", requirement=rid, question=q.id)
-        if files:
-            written = ", ".join(r for r in reqs if reqs[r]["file"])
-            title = f"Acceptance suite written by the tester ({written})"
-            commit = done or await asyncio.to_thread(commit_suite, ws, files, key, title)
+        commit = done
+        if new:
+            step = key if done is None else f"{key}-more"
+            ids = ", ".join(r for r in results if isinstance(results[r], dict))
+            title = f"Acceptance suite written by the tester ({ids})"
+            commit = await asyncio.to_thread(commit_suite, ws, new, step, title)
+        if commit:
             record |= {"commit": commit, "plan_version": version}
-            await aemit(ws, node="acceptance", event="done", commit=commit, files=sorted(files))
-        if asked_now:
-            update["questions"] = asked_now
-    all_reqs = {**known, **reqs}
-    status = "written" if any(r["file"] for r in all_reqs.values()) else "none"
-    record |= {"status": status, "requirements": all_reqs}
-    update["acceptance"] = record
-    if update.get("questions"):
-        return update
-    gate = _design_gate(state, ctx, plan, scope, record)
-    return {**update, **gate}
+            await aemit(ws, node="acceptance", event="done", commit=commit, files=sorted(new))
+    every = {**known, **reqs}
+    status = "written" if any(r["file"] for r in every.values()) else "none"
+    record |= {"status": status, "requirements": every}
+    if asked:
+        return {"acceptance": record, "questions": asked}
+    return {"acceptance": record, **_design_gate(state, ctx, plan, scope, record)}
 
 
 def _design_gate(
