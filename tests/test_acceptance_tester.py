@@ -8,16 +8,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from langchain_core.messages import BaseMessage
+from langchain_core.messages import BaseMessage, HumanMessage
 
 from oldnew.acceptance import SUITE_DIR
 from oldnew.acceptance.criteria import NO_CRITERIA, NO_TEST, untestable_clarifications
-from oldnew.acceptance.tester import suite_problems
+from oldnew.acceptance.tester import suite_problems, write_tests
 from oldnew.graph.build import build_graph
+from oldnew.nodes.acceptance import AGAIN
 from oldnew.planning.preview import preview_plan, show_preview
+from oldnew.recovery.retry import RetryPolicy
 from oldnew.runs import resume_run, start_run
 from oldnew.runs.session import open_graph
-from oldnew.schemas import Feature, Plan, Scope
+from oldnew.schemas import AskHuman, Feature, Plan, Scope
 from oldnew.testing import CallInfo, FunctionModel, prompt_text
 from oldnew.workspace import Workspace
 
@@ -62,6 +64,10 @@ BAD_REPLIES = {
 }
 
 
+GATE = {"approvals": "design"}
+"""Runs stop at the design gate: the suite is written by then, and no code is."""
+
+
 def _scope_file(tmp_path: Path) -> Path:
     path = tmp_path / "scope.md"
     path.write_text("# counter\n\nCount the words of a text.\n")
@@ -103,12 +109,19 @@ def _git(ws: Path, *args: str) -> str:
     return Workspace.open(ws).git(*args)
 
 
-def test_the_tester_writes_the_suite_before_any_code_and_main_holds_it(tmp_path: Path) -> None:
+def test_the_tester_writes_the_suite_before_any_code_and_the_design_gate_shows_it(
+    tmp_path: Path,
+) -> None:
     models = _models()
     ws = tmp_path / "ws"
-    out = asyncio.run(start_run(_scope_file(tmp_path), ws, models=models))
-    assert out.status == "delivered"
+    out = asyncio.run(start_run(_scope_file(tmp_path), ws, models=models, context=GATE))
+    assert out.status == "waiting"
+    (gate,) = out.questions
+    assert gate["gate"] == "design"
+    assert "F1.1: given the text 'b a b', when count('b a b') is called" in gate["detail"]
+    assert "test_f1_2_empty_text_has_none (F1.2)" in gate["detail"]
     log = models["tester"].log
+    assert log.of(role="coder") == []  # the suite and the gate come before any code
     (tester,) = log.of(role="tester")
     assert tester.info.activity == "acceptance"
     prompt = prompt_text(tester.messages)
@@ -116,8 +129,6 @@ def test_the_tester_writes_the_suite_before_any_code_and_main_holds_it(tmp_path:
     assert "PROJECT: counter" in prompt
     assert "F1.2: given an empty text, when count('') is called, then it returns 0" in prompt
     assert "counter.count(text: str) -> int" in prompt  # the plan's interface
-    assert "len(text.split())" not in prompt  # never the code: no task had run yet
-    assert log.calls.index(tester) < log.calls.index(log.of(role="coder")[0])
     record = _values(ws)["acceptance"]
     assert record["status"] == "written" and record["plan_version"] == 1
     assert record["requirements"]["F1"] == {
@@ -128,13 +139,17 @@ def test_the_tester_writes_the_suite_before_any_code_and_main_holds_it(tmp_path:
         },
         "untestable": "",
     }
-    commit = record["commit"]
-    assert _git(ws, "show", "--name-only", "--format=%s", commit).split("\n") == [
+    assert _git(ws, "show", "--name-only", "--format=%s", record["commit"]).split("\n") == [
         "Acceptance suite written by the tester (F1)",
         "",
         "tests/acceptance/test_f1.py",
     ]
     assert "test_f1_2_empty_text_has_none" in _git(ws, "show", f"main:{SUITE_DIR}/test_f1.py")
+    done = asyncio.run(resume_run(ws, answers={gate["id"]: "approve"}, models=models))
+    assert done.status == "delivered"
+    assert len(log.of(role="tester")) == 1  # not written again
+    assert "len(text.split())" not in prompt  # the code the coder then wrote
+    assert "len(text.split())" in _git(ws, "show", "main:counter.py")
     on_main = _git(ws, "log", "--format=%s", "main", "--", SUITE_DIR).splitlines()
     assert on_main == ["Acceptance suite written by the tester (F1)"]  # one commit, the tester's
 
@@ -143,19 +158,26 @@ def test_the_tester_writes_the_suite_before_any_code_and_main_holds_it(tmp_path:
 def test_a_bad_reply_is_asked_again_with_its_problem_then_accepted(
     tmp_path: Path, problem: str
 ) -> None:
-    models = _models(tester=[BAD_REPLIES[problem], GOOD])
-    out = asyncio.run(start_run(_scope_file(tmp_path), tmp_path / "ws", models=models))
-    assert out.status == "delivered"
-    first, again = models["tester"].log.of(role="tester")
-    assert problem not in prompt_text(first.messages)
-    assert problem in prompt_text(again.messages) and "could not be used" in prompt_text(
-        again.messages
+    replies = [BAD_REPLIES[problem], GOOD]
+    model = FunctionModel(fn=lambda m, i: replies.pop(0), role="tester")
+    req = Feature.model_validate(SCOPE["features"][0])
+    files = asyncio.run(
+        write_tests(
+            model.bind_tools([AskHuman]),
+            [HumanMessage("write the tests of F1")],
+            req,
+            known=set(),
+            root=tmp_path,
+            retries=2,
+            policy=RetryPolicy(),
+        )
     )
-    record = _values(tmp_path / "ws")["acceptance"]
-    assert sorted(record["requirements"]["F1"]["tests"]) == [
-        "test_f1_1_counts_repeated_words",
-        "test_f1_2_empty_text_has_none",
-    ]
+    assert isinstance(files, dict) and sorted(files) == ["tests/acceptance/test_f1.py"]
+    assert list(tmp_path.iterdir()) == []  # nothing written: the node commits
+    first, again = model.log.calls
+    retry = str(again.messages[-1].content)  # the prompt once more, then what went wrong
+    assert "could not be used" not in prompt_text(first.messages)
+    assert "could not be used" in retry and problem in retry
 
 
 def test_suite_problems_name_each_fault() -> None:
@@ -188,9 +210,9 @@ def test_an_untestable_requirement_becomes_a_clarification_with_its_default(
     assert asked.default == NO_TEST.format(rid="F2") and "F2" in asked.question
     models = _models(scope)
     ws = tmp_path / "ws"
-    auto = {"defaults": "auto"}
+    auto = {"defaults": "auto", **GATE}
     out = asyncio.run(start_run(_scope_file(tmp_path), ws, models=models, context=auto))
-    assert out.status == "delivered"
+    assert out.status == "waiting"  # at the design gate
     values = _values(ws)
     (q,) = [q for q in values["questions"].values() if q["kind"] == "clarification"]
     assert q["decided_by"] == "default" and q["answer"] == NO_TEST.format(rid="F2")
@@ -205,8 +227,9 @@ def test_a_scope_without_criteria_asks_nothing_and_writes_no_suite(tmp_path: Pat
     bare = {**SCOPE, "features": [{"id": "F1", "title": "count words"}]}
     models = _models(bare)
     ws = tmp_path / "ws"
-    out = asyncio.run(start_run(_scope_file(tmp_path), ws, models=models))
-    assert out.status == "delivered"
+    out = asyncio.run(start_run(_scope_file(tmp_path), ws, models=models, context=GATE))
+    (gate,) = out.questions
+    assert gate["gate"] == "design" and "tests (" not in gate["detail"]
     assert models["tester"].log.of(role="tester") == []
     values = _values(ws)
     assert values["acceptance"] == {"status": "none", "notes": [NO_CRITERIA]}
@@ -219,30 +242,13 @@ def test_acceptance_off_calls_no_tester(tmp_path: Path) -> None:
     models = _models()
     ws = tmp_path / "ws"
     out = asyncio.run(
-        start_run(_scope_file(tmp_path), ws, models=models, context={"acceptance": False})
+        start_run(_scope_file(tmp_path), ws, models=models, context={"acceptance": False, **GATE})
     )
-    assert out.status == "delivered"
+    (gate,) = out.questions
+    assert gate["gate"] == "design" and "acceptance tests are off" in gate["detail"]
     assert models["tester"].log.of(role="tester") == []
     assert _values(ws)["acceptance"]["status"] == "off"
     assert SUITE_DIR not in _git(ws, "ls-tree", "-r", "--name-only", "main")
-
-
-def test_the_design_gate_shows_criteria_and_test_names(tmp_path: Path) -> None:
-    models = _models()
-    ws = tmp_path / "ws"
-    out = asyncio.run(
-        start_run(_scope_file(tmp_path), ws, models=models, context={"approvals": "design"})
-    )
-    assert out.status == "waiting"
-    (gate,) = out.questions
-    assert gate["gate"] == "design"
-    detail = gate["detail"]
-    assert "F1.1: given the text 'b a b', when count('b a b') is called" in detail
-    assert "test_f1_2_empty_text_has_none (F1.2)" in detail
-    assert models["coder"].log.of(role="coder") == []  # before any code
-    done = asyncio.run(resume_run(ws, answers={gate["id"]: "approve"}, models=models))
-    assert done.status == "delivered"
-    assert len(models["tester"].log.of(role="tester")) == 1  # not written again
 
 
 def test_the_tester_asks_a_person_and_writes_with_the_answer(tmp_path: Path) -> None:
@@ -251,13 +257,12 @@ def test_the_tester_asks_a_person_and_writes_with_the_answer(tmp_path: Path) -> 
 
     models = _models(tester=[call_tool("AskHuman", ask), GOOD])
     ws = tmp_path / "ws"
-    out = asyncio.run(start_run(_scope_file(tmp_path), ws, models=models))
-    assert out.status == "waiting"
-    (q,) = out.questions
+    out = asyncio.run(start_run(_scope_file(tmp_path), ws, models=models, context=GATE))
+    (q,) = out.questions  # the design gate waits for the suite
     assert q["id"] == "acceptance-F1-1" and q["title"] == ask["question"]
-    assert models["coder"].log.of(role="coder") == []
     done = asyncio.run(resume_run(ws, answers={q["id"]: "it is inline"}, models=models))
-    assert done.status == "delivered"
+    (gate,) = done.questions
+    assert gate["gate"] == "design" and "test_f1_1_counts_repeated_words" in gate["detail"]
     again = models["tester"].log.of(role="tester")[-1]
     assert "it is inline" in prompt_text(again.messages)
 
@@ -295,7 +300,7 @@ def test_a_run_killed_after_the_suites_commit_finds_it_and_asks_the_tester_nothi
 
     models = _models()
     ws = tmp_path / "ws"
-    asyncio.run(start_run(_scope_file(tmp_path), ws, models=models))
+    asyncio.run(start_run(_scope_file(tmp_path), ws, models=models, context=GATE))
     values = _values(ws)
     written = values.pop("acceptance")  # as if killed between the commit and the checkpoint
     values["questions"] = {}
@@ -307,3 +312,45 @@ def test_a_run_killed_after_the_suites_commit_finds_it_and_asks_the_tester_nothi
     assert len(models["tester"].log.of(role="tester")) == 1  # the first run's call only
     assert again["acceptance"]["commit"] == written["commit"]
     assert again["acceptance"]["requirements"] == written["requirements"]
+
+
+def test_replies_that_stay_unusable_go_to_a_person_who_may_choose_no_test(tmp_path: Path) -> None:
+    models = _models(tester=[BAD_REPLIES["syntax error"]])
+    ws = tmp_path / "ws"
+    out = asyncio.run(start_run(_scope_file(tmp_path), ws, models=models, context=GATE))
+    (q,) = out.questions
+    assert q["id"] == "acceptance-F1-1" and "syntax error" in q["detail"]
+    assert [o["key"] for o in q["options"]] == [AGAIN, NO_TEST.format(rid="F1")]
+    calls = len(models["tester"].log.of(role="tester"))
+    assert calls == 3  # the first reply and max_output_retries (2) more
+    done = asyncio.run(resume_run(ws, answers={q["id"]: NO_TEST.format(rid="F1")}, models=models))
+    assert [g["gate"] for g in done.questions] == ["design"]
+    assert len(models["tester"].log.of(role="tester")) == calls  # not asked again
+    f1 = _values(ws)["acceptance"]["requirements"]["F1"]
+    assert f1 == {"file": "", "tests": {}, "untestable": "a person chose no acceptance test"}
+
+
+@pytest.mark.parametrize(
+    ("extra", "after_plan", "where"),
+    [
+        ({}, "acceptance", "acceptance"),
+        ({"acceptance": {"status": "off"}}, "baseline", "baseline"),
+        ({"acceptance": {"requirements": {"F1": {"file": "x"}}}}, "baseline", "baseline"),
+        (
+            {"questions": {"acceptance-F1-1": {"status": "pending", "kind": "x"}}},
+            "baseline",
+            "human",
+        ),
+    ],
+)
+def test_routing_sends_a_valid_plan_to_the_tester_while_a_suite_is_due(
+    extra: dict[str, Any], after_plan: str, where: str
+) -> None:
+    from oldnew.graph import routing
+
+    state: Any = {"scope": SCOPE, "plan": PLAN, **extra}
+    assert routing.after_plan(state) == after_plan
+    assert routing.where_it_stands(state) == where
+    assert routing.after_acceptance(state) == ("human" if where == "human" else "baseline")
+    bare: Any = {"scope": {**SCOPE, "features": [{"id": "F1", "title": "x"}]}, "plan": PLAN}
+    assert routing.after_plan(bare) == "baseline"

@@ -63,8 +63,11 @@ def _question(qid: str, rid: str, result: AskHuman | Exception) -> Question:
     """Return the question a tester's request (or its unusable replies) puts to a person."""
     no_test = NO_TEST.format(rid=rid)
     if isinstance(result, AskHuman):
+        kind = (
+            result.kind if result.kind in ("configuration", "design_decision") else "configuration"
+        )
         return question(
-            result.kind,
+            kind,
             qid,
             result.question,
             f"Asked by the tester writing the acceptance tests of {rid}.",
