@@ -354,3 +354,23 @@ def test_routing_sends_a_valid_plan_to_the_tester_while_a_suite_is_due(
     assert routing.after_acceptance(state) == ("human" if where == "human" else "baseline")
     bare: Any = {"scope": {**SCOPE, "features": [{"id": "F1", "title": "x"}]}, "plan": PLAN}
     assert routing.after_plan(bare) == "baseline"
+
+
+def test_a_person_who_describes_a_test_gives_the_requirement_its_criterion() -> None:
+    from oldnew.acceptance.criteria import DESCRIBE, testable, untestable_question
+
+    scope = Scope.model_validate(
+        {**SCOPE, "features": [*SCOPE["features"], {"id": "F2", "title": "prints a summary"}]}
+    )
+    f2 = scope.features[1]
+    asked = untestable_question(f2)
+
+    def answered(answer: str) -> dict[str, dict[str, Any]]:
+        q = {"kind": "clarification", "status": "answered", "title": asked, "answer": answer}
+        return {"clarify-1": q}
+
+    assert sorted(testable(scope, answered(NO_TEST.format(rid="F2")))) == ["F1"]
+    assert sorted(testable(scope, answered(DESCRIBE))) == ["F1"]
+    described = testable(scope, answered("the summary line reads 'words: 3'"))["F2"]
+    (criterion,) = described.criteria
+    assert criterion.id == "F2.1" and criterion.then == "the summary line reads 'words: 3'"
