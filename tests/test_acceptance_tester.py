@@ -374,3 +374,21 @@ def test_a_person_who_describes_a_test_gives_the_requirement_its_criterion() -> 
     described = testable(scope, answered("the summary line reads 'words: 3'"))["F2"]
     (criterion,) = described.criteria
     assert criterion.id == "F2.1" and criterion.then == "the summary line reads 'words: 3'"
+
+
+def test_the_tester_prompt(snapshot: Any) -> None:
+    from oldnew.acceptance.tester import Brief, tester_messages
+
+    scope = Scope.model_validate(SCOPE)
+    brief = Brief(
+        scope=scope,
+        requirement=scope.features[0],
+        kind="feature",
+        plan=Plan.model_validate(PLAN),
+        answers=["What is a word? -> a run of non-blanks (taken by default)"],
+        supporting=[{"path": "samples/in.txt", "type": "text", "size": 6, "text": "b a b\n"}],
+        asked=["Where is the sample? -> samples/in.txt"],
+    )
+    system, user = (str(m.content) for m in tester_messages(brief))
+    assert system == snapshot(name="tester system")
+    assert user == snapshot(name="tester user")
