@@ -281,6 +281,7 @@ def test_oldnew_plan_prints_the_criteria() -> None:
     shown = buf.getvalue()
     assert "F1.2: given an empty text, when count('') is called, then it returns 0" in shown
     assert "tests: written when the run starts" in shown
+    assert "counter.count(text: str) -> int" in shown
     assert preview.to_dict()["criteria"]["F1"][0].startswith("F1.1: given the text")
 
 

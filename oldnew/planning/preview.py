@@ -51,6 +51,7 @@ class Preview:
             "phases": [p.model_dump() for p in plan.phases] if plan else [],
             "epics": [e.model_dump() for e in plan.epics] if plan else [],
             "tasks": [t.model_dump() for t in plan.tasks] if plan else [],
+            "interface": list(plan.interface) if plan else [],
             "traceability": traceability(self.scope, plan) if plan and self.scope else {},
             "clarifications": [
                 c.model_dump(exclude={"answer", "decided_by"}) for c in self.scope.clarifications
@@ -143,11 +144,15 @@ def _score_line(c: dict[str, Any]) -> str:
 
 
 def _show_criteria(data: dict[str, Any], console: Console) -> None:
-    """Print each requirement's acceptance criteria (the tester's tests come with the run).
+    """Print the plan's interface and each requirement's criteria (tests come with the run).
 
     A preview writes no code and has no workspace, so the tester (whose replies are checked
     against the project's files) does not run here.
     """
+    if data["interface"]:
+        console.print("\n[bold]interface[/bold] (what the acceptance tests are written against)")
+        for item in data["interface"]:
+            console.print(f"  - {item}")
     if not any(data["criteria"].values()) and not data["untestable"]:
         return
     console.print("\n[bold]acceptance criteria[/bold] (tests: written when the run starts)")
