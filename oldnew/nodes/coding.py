@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal
@@ -173,13 +174,16 @@ def _asked(reply: AIMessage) -> tuple[AskHuman | None, str]:
     return None, problem
 
 
-async def _files_from_model(
+async def files_from_model(
     model: Runnable[Any, Any],
     messages: list[BaseMessage],
     tree: Path,
     retries: int,
     policy: RetryPolicy,
     max_reads: int = 0,
+    *,
+    check: Callable[[dict[str, str | None]], list[str]] | None = None,
+    write: bool = True,
 ) -> tuple[dict[str, str | None] | AskHuman, int, str]:
     """Call the model until its answer yields files that can be written, or a question.
 
@@ -188,6 +192,8 @@ async def _files_from_model(
     still asks counts as a failed answer. Every tool call of a reply is answered, whatever
     else it holds; file blocks beside a ``ReadFile`` call are not written, and the model is
     told so. A malformed ``AskHuman`` or tool call is a failed answer, retried with why.
+    ``check`` returns the problems of an answer's files beyond their format (asked again with
+    them, like a format problem); ``write=False`` returns the files without writing them.
     Returns the files written (or the question), the number of calls made, and the
     explanation the model wrote before its first file block.
     """
@@ -226,7 +232,11 @@ async def _files_from_model(
         try:
             answer = parse_answer(content)
             files = answer.files
-            await asyncio.to_thread(Workspace.write_files, tree, files, answer.executable)
+            problems = check(files) if check else []
+            if problems:
+                raise ModelOutputError("; ".join(problems))
+            if write:
+                await asyncio.to_thread(Workspace.write_files, tree, files, answer.executable)
             prose = content.split("FILE:", 1)[0]
             return files, calls, prose
         except (ModelOutputError, PathViolation) as exc:
@@ -386,7 +396,7 @@ async def code(
     )
     for shrunk in (False, True):
         try:
-            result, calls, _ = await _files_from_model(
+            result, calls, _ = await files_from_model(
                 model,
                 messages,
                 tree,
@@ -484,7 +494,7 @@ async def fix(
     tools = _read_tool(ctx)
     model = metered_fixer.bind_tools(tools) if tools else metered_fixer
     try:
-        result, calls, prose = await _files_from_model(
+        result, calls, prose = await files_from_model(
             model, messages, tree, ctx.max_output_retries, ctx.retry_policy(), ctx.max_file_reads
         )
     except ClassifiedFailure as exc:
