@@ -251,7 +251,7 @@ def test_tests_that_do_not_run_go_back_to_the_tester(tmp_path: Path) -> None:
     tester = FunctionModel(fn=reply, role="tester")
     out = asyncio.run(repair_suite(ws, Context(), scope, plan, record, errors, tester))
     got = out["acceptance"]
-    assert len(seen) == 2 and "does not parse" in seen[1]  # a still-broken repair is asked again
+    assert len(seen) == 2 and "syntax error" in seen[1]  # a still-broken repair is asked again
     assert "count.py: words(text) -> int" in seen[0] and "SyntaxError" in seen[0]
     assert suite_on_main(ws)[SUITE_PATH] == SUITE and got["commit"] == ws.head()
     assert ws.find_task_commit("acceptance-repair-1") == got["commit"] and got["repairs"] == 1

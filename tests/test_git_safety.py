@@ -28,7 +28,7 @@ from langchain_core.messages import HumanMessage
 
 from oldnew.errors import PathViolation
 from oldnew.models import ScriptedChatModel, ScriptedReply
-from oldnew.nodes.coding import _files_from_model
+from oldnew.nodes.coding import files_from_model
 from oldnew.recovery.retry import RetryPolicy
 from oldnew.safegit import git_environment, nested_control_paths, run_git
 from oldnew.workspace import Workspace
@@ -189,7 +189,7 @@ def test_the_coder_gets_the_refusal_back_and_writes_nothing(tmp_path: Path) -> N
         ]
     )
     files, calls, _ = asyncio.run(
-        _files_from_model(model, [HumanMessage("write sub")], tmp_path, 2, RetryPolicy())
+        files_from_model(model, [HumanMessage("write sub")], tmp_path, 2, RetryPolicy())
     )
     assert calls == 2
     assert files == {"sub/lib.py": "VALUE = 2\n"}

@@ -293,7 +293,7 @@ def test_the_cap_on_reads_holds(tmp_path: Path) -> None:
     model = FunctionModel(fn=greedy)
     with pytest.raises(ModelOutputError, match="more than 2 files"):
         asyncio.run(
-            coding._files_from_model(model, [HumanMessage("go")], tmp_path, 1, RetryPolicy(), 2)
+            coding.files_from_model(model, [HumanMessage("go")], tmp_path, 1, RetryPolicy(), 2)
         )
     answers = [m for m in model.log.calls[-1].messages if isinstance(m, ToolMessage)]
     assert [a.content for a in answers[:2]] == ["A = 1\n", "A = 1\n"]
@@ -309,7 +309,7 @@ def test_a_refused_read_goes_back_to_the_model_and_the_turn_goes_on(tmp_path: Pa
 
     model = FunctionModel(fn=reply)
     files, calls, _ = asyncio.run(
-        coding._files_from_model(model, [HumanMessage("go")], tmp_path, 0, RetryPolicy(), 3)
+        coding.files_from_model(model, [HumanMessage("go")], tmp_path, 0, RetryPolicy(), 3)
     )
     assert files == {"a.py": "A = 1\n"} and calls == 2
     answer = model.log.calls[1].messages[-1]
@@ -519,7 +519,7 @@ def test_a_file_over_the_read_cap_is_read_by_line_ranges(tmp_path: Path) -> None
         return "FILE: x.py\n```\nX = 1\n```\n"
 
     model = FunctionModel(fn=reply)
-    asyncio.run(coding._files_from_model(model, [HumanMessage("go")], ws.root, 0, RetryPolicy(), 2))
+    asyncio.run(coding.files_from_model(model, [HumanMessage("go")], ws.root, 0, RetryPolicy(), 2))
     answer = model.log.calls[1].messages[-1]
     assert answer.content == "big/table.py: lines 5-6 of 2000\n" + lines[4] + lines[5]
 
@@ -561,7 +561,7 @@ def test_every_tool_call_of_a_reply_is_answered(tmp_path: Path) -> None:
 
         model = FunctionModel(fn=reply)
         files, calls, _ = asyncio.run(
-            coding._files_from_model(model, [HumanMessage("go")], tmp_path, 1, RetryPolicy(), 2)
+            coding.files_from_model(model, [HumanMessage("go")], tmp_path, 1, RetryPolicy(), 2)
         )
         assert files == {"b.py": "B = 1\n"} and calls == 2, case
         second = model.log.calls[1].messages

@@ -35,7 +35,11 @@ could not run: the tester's) and ``not_run``.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import PurePosixPath
+from typing import Any
+
+from oldnew.schemas import Scope
 
 SUITE_DIR = "tests/acceptance"
 """Where the acceptance suite lives in the project."""
@@ -73,3 +77,30 @@ def criterion_of(test_name: str, criterion_ids: list[str]) -> str | None:
     base = test_name.split("[", 1)[0].split("::")[-1]
     fits = [c for c in criterion_ids if base.startswith(name_prefix(c))]
     return max(fits, key=len) if fits else None
+
+
+_KINDS = ("features", "integrations", "pages", "data_models", "api_endpoints")
+"""The scope's lists of requirements (``Scope.requirements``)."""
+
+
+def _any_criteria(scope: Mapping[str, Any]) -> bool:
+    return any(
+        isinstance(r, dict) and r.get("criteria") for kind in _KINDS for r in scope.get(kind) or []
+    )
+
+
+def due(state: Mapping[str, Any]) -> bool:
+    """Say whether the tester has tests to write (never when the setting is off).
+
+    It has when there is a plan and a requirement with criteria (or a test a person
+    described) that the record has no entry for.
+    """
+    record = state.get("acceptance") or {}
+    scope = state.get("scope") or {}
+    if record.get("status") == "off" or not state.get("plan") or not _any_criteria(scope):
+        return False  # a scope with no criteria asks no test (nor how to test one)
+    from oldnew.acceptance.criteria import testable  # a submodule: imported once the package is
+
+    written = record.get("requirements") or {}
+    wanted = testable(Scope.model_validate(scope), state.get("questions") or {})
+    return any(rid not in written for rid in wanted)

@@ -144,8 +144,8 @@ def task_suite(
 def static_problems(path: str, text: str, criterion_ids: Sequence[str]) -> list[str]:
     """Return what is wrong with a suite file before it runs: syntax, tests, their names.
 
-    A minimal check (it parses, defines tests, each named for a criterion), until the
-    tester's own ``suite_problems`` is the one home of it.
+    For a revision of one file from a task's state (no ``Feature`` at hand); the repair of a
+    file is checked by the tester's own ``suite_problems``, as its writing is.
     """
     try:
         parse_python(text)
@@ -357,9 +357,12 @@ async def _repair_one(
     path: str,
     text: str,
     errors: list[str],
+    known: list[str],
 ) -> tuple[str, SuiteRepair]:
+    # Imported here: the tester's module imports the coder's loop, which imports this one.
+    from oldnew.acceptance.tester import suite_problems
+
     feature = next(f for f in scope.features if f.id == rid)
-    ids = [c.id for c in feature.criteria]
     user = render(
         "tester_repair",
         requirement=feature,
@@ -374,7 +377,7 @@ async def _repair_one(
         SuiteRepair,
         [_system(scope.title, scope.stack), HumanMessage(user)],
         ctx,
-        lambda answer: static_problems(path, answer.text, ids),
+        lambda answer: suite_problems({path: answer.text}, feature, known),
     )
     return path, repair
 
@@ -408,10 +411,12 @@ async def repair_suite(
     if not grouped:
         return {}
     on_main = await asyncio.to_thread(suite_on_main, ws)
+    # What a test may open: the project's files on main and what the plan's tasks make.
+    known = [*await asyncio.to_thread(ws.tracked_files), *(f for t in plan.tasks for f in t.files)]
     model = await _tester(ctx, models, ws, "repair")
     repairs = await asyncio.gather(
         *(
-            _repair_one(model, ctx, scope, plan, owners[p], p, on_main.get(p, ""), e)
+            _repair_one(model, ctx, scope, plan, owners[p], p, on_main.get(p, ""), e, known)
             for p, e in sorted(grouped.items())
         )
     )
@@ -420,8 +425,9 @@ async def repair_suite(
     commit = await asyncio.to_thread(
         commit_suite, ws, files, key=f"acceptance-repair-{n}", title=title
     )
-    requirements: dict[str, Any] = {}
-    results: dict[str, str | None] = {}
+    # Whole, so the milestone's merge of them into its own update keeps its fresh results.
+    requirements: dict[str, Any] = dict(record.get("requirements") or {})
+    results: dict[str, str | None] = dict(record.get("results") or {})
     for path, repair in repairs:
         rid = owners[path]
         ids = [c.id for f in scope.features if f.id == rid for c in f.criteria]

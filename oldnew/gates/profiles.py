@@ -41,7 +41,9 @@ MILESTONE_GATES = ("web-start", "e2e", "axe", "screenshots", "lighthouse", "load
 """The gates on the running app, at a milestone and before delivery (``milestone=True``)."""
 TASK_GATES = {"regression": ("regression",)}
 """Gates a kind of task adds to whichever profile runs: a bug fix's ``regression`` gate runs
-its new tests on the tree before the fix, where one must fail (``gates.regression``)."""
+its new tests on the tree before the fix, where one must fail (``gates.regression``). The
+``acceptance`` gate is in no profile either: it runs where a suite is given (a milestone, its
+fix task: ``validate_tree(acceptance=...)``), whatever the profile."""
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,11 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
+from oldnew.acceptance import SUITE_DIR
+from oldnew.gates import acceptance as acceptance_gate
 from oldnew.gates import audit, browser, js, lint, project, pytests, python, regression
 from oldnew.gates import web as web_gates
+from oldnew.gates.acceptance import AcceptanceSuite
 from oldnew.gates.common import (
     GateRun,
     Outcome,
@@ -89,6 +92,8 @@ GATES = {
         Gate("screenshots", "web", browser.gate_screenshots, ("web-start",)),
         Gate("lighthouse", "web", browser.gate_lighthouse, ("web-start",)),
         Gate("load", "web", browser.gate_load, ("web-start",)),
+        # The tester's suite, from main: only where asked (``validate_tree(acceptance=...)``).
+        Gate(acceptance_gate.NAME, "python", acceptance_gate.gate_acceptance),
     )
 }
 """Every gate. The web ones share one sandboxed run of :mod:`oldnew.web.driver` (the first to
@@ -163,13 +168,15 @@ def reuse_key(
     milestone: bool = False,
     targets: WebTargets | None = None,
     change: TaskChange | None = None,
+    acceptance: AcceptanceSuite | None = None,
 ) -> str:
     """Return what a validation of ``tree`` depends on, hashed.
 
     That is its files, the profile, the toolchains, the timeout, the tools' versions and the
     project's environment (default: oldnew's own, as :func:`validate_tree`'s); for a web
     project, whether the milestone set runs, on which pages and endpoints, with which web tools;
-    for a bug fix, the change its regression gate undoes.
+    for a bug fix, the change its regression gate undoes; with the acceptance gate, the
+    suite's files it runs (main's, not the tree's) and for which requirements.
     """
     chains = toolchains_of(tree, toolchains)
     parts: dict[str, object] = {
@@ -182,6 +189,8 @@ def reuse_key(
     }
     if change is not None:
         parts["regression"] = change.key()
+    if acceptance is not None:
+        parts["acceptance"] = acceptance.key()
     if web_gates.TOOLCHAIN in chains:
         parts["web"] = {
             "milestone": milestone,
@@ -254,6 +263,7 @@ def validate_tree(
     web: WebTargets | None = None,
     evidence_dir: Path | None = None,
     change: TaskChange | None = None,
+    acceptance: AcceptanceSuite | None = None,
 ) -> ValidationResult:
     """Validate the project in ``tree`` with the gates of a quality profile.
 
@@ -272,6 +282,11 @@ def validate_tree(
 
     ``change`` is a bug fix's change (``regression.task_change``): the ``regression`` gate
     then runs its new tests on the tree before the fix too, where one must fail.
+
+    ``acceptance`` adds the acceptance gate (``gates.acceptance``): the tester's suite, as
+    given (main's), for its requirements. Every sandbox copy of ``tree`` the gates make leaves
+    the suite's folder out (:data:`oldnew.acceptance.SUITE_DIR`): no other gate runs, imports,
+    measures or lints the tester's files, and a task's own change to them judges nothing.
     """
     profile = profile or resolve_profile(
         quality, coverage_min=coverage_min, complexity_max=complexity_max
@@ -291,6 +306,7 @@ def validate_tree(
         use_bwrap=use_bwrap,
         drop_uid=drop_uid,
         scratch_root=scratch_root,
+        exclude=(SUITE_DIR,),
     )
 
     try:
@@ -302,6 +318,9 @@ def validate_tree(
             if change is not None:
                 wanted += TASK_GATES["regression"]
                 run.artifacts[regression.CHANGE] = change
+            if acceptance is not None:
+                wanted.append(acceptance_gate.NAME)
+                run.artifacts[acceptance_gate.SUITE] = acceptance
             names = [n for n in wanted if GATES[n].toolchain in (*chains, "any")]
             settings = web_gates.WebSettings(
                 milestone, web_targets, gates=tuple(names), evidence_dir=evidence_dir

@@ -2,14 +2,16 @@
 
 The outer graph::
 
-    enter -> scope -> plan -> baseline -> execute <-> human -> deliver
-                                            ^ |
-                                            | v
-                                         milestone
+    enter -> scope -> plan -> acceptance -> baseline -> execute <-> human -> deliver
+                                                          ^ |
+                                                          | v
+                                                       milestone
 
 (``enter`` goes on from where a run stands: a new scope, a restart, feedback; ``baseline``
 runs the gates once on the commit a run on an existing repository started from, so that no
-task is blamed for what failed there already; ``milestone`` checks main as a whole when a
+task is blamed for what failed there already; ``acceptance`` has the tester write the
+acceptance suite from the requirements' criteria, before any code; ``milestone`` checks main
+as a whole when a
 phase is done: tags it and starts a web app's preview, or adds the task that fixes what its
 gates found)
 
@@ -44,6 +46,7 @@ from oldnew.context import Context
 from oldnew.graph import routing
 from oldnew.graph.state import InputState, OutputState, RunState, TaskState
 from oldnew.models import ModelOverrides
+from oldnew.nodes.acceptance import acceptance
 from oldnew.nodes.baseline import baseline
 from oldnew.nodes.checks import commit, validate
 from oldnew.nodes.coding import code, fix
@@ -90,7 +93,7 @@ def build_graph(
 
     Args:
         models: a chat model for every role, or a mapping role -> model ("planner", "coder",
-            "fixer"). Roles left out get their model from the run's context spec.
+            "fixer", "tester"). Roles left out get their model from the run's context spec.
         checkpointer: where runs are saved; required to run (tasks run on their own threads
             on it). Leave it None when a LangGraph server or a parent graph supplies one: the
             task threads are then kept in the workspace's own SQLite file.
@@ -105,16 +108,18 @@ def build_graph(
     g.add_node("enter", enter)
     g.add_node("scope", budgeted(partial(scope, models=models), "scope"))
     g.add_node("plan", budgeted(partial(plan, models=models), "plan"))
+    g.add_node("acceptance", budgeted(partial(acceptance, models=models), "acceptance"))
     g.add_node("baseline", budgeted(baseline, "baseline"))
     run_tasks = partial(execute, task_graph=task_graph, saver=checkpointer)
     g.add_node("execute", budgeted(run_tasks, "execute"))
     # LangGraph's add_node overloads do not cover nodes that take runtime and config.
-    g.add_node("milestone", budgeted(milestone, "milestone"))
+    g.add_node("milestone", budgeted(partial(milestone, models=models), "milestone"))
     g.add_node("human", human)  # type: ignore[arg-type]
     g.add_node("deliver", budgeted(deliver, "deliver"))
     g.add_edge(START, "enter")
     g.add_conditional_edges("scope", routing.after_scope)
     g.add_conditional_edges("plan", routing.after_plan)
+    g.add_conditional_edges("acceptance", routing.after_acceptance)
     g.add_conditional_edges("baseline", routing.after_baseline)
     g.add_conditional_edges("execute", routing.after_execute)
     g.add_conditional_edges("milestone", routing.after_milestone)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal, cast
 
-from oldnew import milestones
+from oldnew import acceptance, milestones
 from oldnew.feedback.items import malformed_feedback, ready_feedback
 from oldnew.graph.state import RunState, TaskState
 
@@ -36,20 +36,46 @@ def _to_work(state: RunState) -> Literal["baseline", "execute"]:
     return "execute" if state.get("baseline") is not None or _stopped(state) else "baseline"
 
 
-def after_plan(state: RunState) -> Literal["baseline", "execute", "plan", "human", "deliver"]:
-    """Pause at the design gate; execute a valid plan; send a rejected one back.
+def _tester_asks(state: RunState) -> bool:
+    """Say whether a question of the tester (``acceptance-<rid>-<n>``) waits for a person."""
+    return any(
+        qid.startswith("acceptance-") and q["status"] == "pending"
+        for qid, q in (state.get("questions") or {}).items()
+    )
 
-    Before the first task, the run's baseline is taken. Other pending questions do not stop a
-    valid plan: independent tasks run meanwhile. When repairs ran out and there is no plan, a
-    person is asked. A run the budget stopped goes to deliver (report and resume plan).
+
+def after_plan(
+    state: RunState,
+) -> Literal["acceptance", "baseline", "execute", "plan", "human", "deliver"]:
+    """Pause at the design gate; write the suite; execute a valid plan; send a bad one back.
+
+    A valid plan whose requirements have criteria without tests goes to the tester first
+    (which then asks the design gate). Before the first task, the run's baseline is taken.
+    Other pending questions do not stop a valid plan: independent tasks run meanwhile. When
+    repairs ran out and there is no plan, a person is asked. A run the budget stopped goes to
+    deliver (report and resume plan).
     """
     if _stopped(state):
         return "deliver"
     if _pending(state, "approval"):
         return "human"
     if state.get("plan") and not state.get("plan_problems"):
+        if acceptance.due(state) and not _tester_asks(state):
+            return "acceptance"
         return _to_work(state)
     return "human" if _pending(state) else "plan"
+
+
+def after_acceptance(state: RunState) -> Literal["human", "baseline", "execute", "deliver"]:
+    """Pause for the design gate or the tester's question; else go on to the work.
+
+    A run the budget stopped goes to deliver.
+    """
+    if _stopped(state):
+        return "deliver"
+    if _pending(state, "approval") or _tester_asks(state):
+        return "human"
+    return _to_work(state)
 
 
 def after_baseline(state: RunState) -> Literal["execute", "deliver"]:
@@ -83,13 +109,15 @@ def after_milestone(state: RunState) -> Literal["execute", "deliver"]:
 
 def where_it_stands(
     state: RunState,
-) -> Literal["scope", "plan", "baseline", "execute", "deliver", "human"]:
+) -> Literal["scope", "plan", "acceptance", "baseline", "execute", "deliver", "human"]:
     """Go on from where the run stands: after a person answered, or on entering the graph.
 
     Back to the step that asked, or deliver when the person chose to stop. A gate still
     waiting, or clarifications still open before planning (the person answered only some
     questions), are asked again; feedback goes to the planner. A run with a plan but no
-    baseline yet (the design was approved, or the run was killed before it) takes it first.
+    baseline yet (the design was approved, or the run was killed before it) takes it first;
+    before that, the tester writes the acceptance tests that are due (its question answered,
+    or the run killed before or after the suite's commit: the commit's key finds it).
     """
     if state.get("status") == "aborted":
         return "deliver"
@@ -101,6 +129,8 @@ def where_it_stands(
         return "plan"  # changes asked at a review, or feedback given as the run's input
     if not state.get("plan"):
         return "plan"
+    if acceptance.due(state):
+        return "human" if _tester_asks(state) else "acceptance"
     return _to_work(state)
 
 

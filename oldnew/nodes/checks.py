@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +22,18 @@ from oldnew.deps.manifest import (
 )
 from oldnew.deps.settings import DepSettings
 from oldnew.errors import WorkspaceError
-from oldnew.gates import Check, Diagnostic, ValidationResult, resolve_profile, validate_tree
+from oldnew.gates import (
+    Check,
+    Diagnostic,
+    Profile,
+    ValidationResult,
+    resolve_profile,
+    validate_tree,
+)
+from oldnew.gates.acceptance import NAME as ACCEPTANCE
+from oldnew.gates.acceptance import AcceptanceSuite
 from oldnew.gates.baseline import Baseline, judge
-from oldnew.gates.model import CheckStatus
+from oldnew.gates.model import CheckStatus, not_run
 from oldnew.gates.regression import TaskChange, task_change
 from oldnew.gates.runner import Proceed, reuse_key
 from oldnew.graph.state import TaskState
@@ -69,6 +80,7 @@ def run_gates(
     web: WebTargets | None = None,
     evidence_dir: Path | None = None,
     change: TaskChange | None = None,
+    acceptance: AcceptanceSuite | None = None,
 ) -> ValidationResult:
     """Run the quality gates the run's context asks for on ``tree`` (blocking).
 
@@ -92,6 +104,9 @@ def run_gates(
     gate set of a web project, on those pages and endpoints, its files kept in that folder
     (not part of the reuse key: a reused result names the files of the validation it reuses).
     ``change`` is a bug fix's change: the regression gate runs its new tests before the fix.
+    ``acceptance`` adds the acceptance gate: the tester's suite, main's, for its requirements.
+    It runs on its own after the other gates, which may reuse an earlier validation as they
+    would without it; the suite always runs (it is cheap, and the one thing that is new).
     """
     profile = resolve_profile(
         ctx.quality, coverage_min=ctx.coverage_min, complexity_max=ctx.complexity_max
@@ -101,6 +116,30 @@ def run_gates(
             env = project_env(tree, DepSettings.of(ctx))
         except DependencyError as exc:
             return dependency_result(exc)
+    # With a suite: the other gates as they would run without it (main after a task's commit
+    # reuses that task's validation), then the suite on its own: it is the one thing new.
+    base = _gates(
+        ctx, profile, tree, toolchains, ws, env, proceed, milestone, web, evidence_dir, change
+    )
+    if acceptance is None:
+        return base
+    return _with_suite(ctx, tree, toolchains, env, base, acceptance, profile)
+
+
+def _gates(
+    ctx: Context,
+    profile: Profile,
+    tree: Path,
+    toolchains: list[str] | None,
+    ws: Workspace | None,
+    env: ProjectEnv,
+    proceed: Proceed | None,
+    milestone: bool,
+    web: WebTargets | None,
+    evidence_dir: Path | None,
+    change: TaskChange | None,
+) -> ValidationResult:
+    """Return :func:`run_gates`' result without the acceptance gate (reused when it can be)."""
     key = reuse_key(
         tree,
         profile,
@@ -130,6 +169,43 @@ def run_gates(
         )
         result.reuse_key = key
     return judge(result, baseline) if ws is not None else result
+
+
+def _with_suite(
+    ctx: Context,
+    tree: Path,
+    toolchains: list[str] | None,
+    env: ProjectEnv,
+    base: ValidationResult,
+    acceptance: AcceptanceSuite,
+    profile: Profile,
+) -> ValidationResult:
+    """Return ``base`` with the acceptance gate's check and findings added (run afresh).
+
+    The joined result's reuse key is the other gates' and the suite's together, so it is
+    never taken for a validation without the suite, nor for one with another suite.
+    """
+    only = replace(profile, gates=(), milestone_gates=())
+    suite = validate_tree(
+        tree,
+        timeout=ctx.test_timeout,
+        profile=only,
+        toolchains=toolchains,
+        env=env,
+        acceptance=acceptance,
+    )
+    if suite.check(ACCEPTANCE) is None:  # the suite is pytest's: a project without Python
+        why = "not run: the acceptance suite is Python tests and the project has no Python"
+        suite.checks.append(not_run(ACCEPTANCE, why, required=False))
+    key = reuse_key(tree, only, toolchains, ctx.test_timeout, env, acceptance=acceptance)
+    joined = replace(
+        base,
+        checks=[*base.checks, *suite.checks],
+        diagnostics=[*base.diagnostics, *suite.diagnostics],
+        duration_s=base.duration_s + suite.duration_s,
+        reuse_key=hashlib.sha256(f"{base.reuse_key}+{key}".encode()).hexdigest(),
+    )
+    return joined
 
 
 def dependency_result(exc: DependencyError) -> ValidationResult:
@@ -209,7 +285,7 @@ async def validate(state: TaskState, runtime: Runtime[Context]) -> dict[str, Any
     task_id = state["task"]["id"]
     tree = await asyncio.to_thread(ws.worktree, task_id)
     name = await asyncio.to_thread(next_evidence_name, ws, task_id)
-    options = task_gate_options(state, ws, name)
+    options = await asyncio.to_thread(task_gate_options, state, ws, name)
     if state["task"].get("regression_test"):
         # A bug fix: its new test must fail on the commit the task started from (where its
         # branch leaves the run's: its own commit may be HEAD after a conflicting rebase).
@@ -258,14 +334,20 @@ async def validate(state: TaskState, runtime: Runtime[Context]) -> dict[str, Any
 
 
 def task_gate_options(state: TaskState, ws: Workspace, label: str) -> dict[str, Any]:
-    """Return ``run_gates``' keywords for a task's validation recorded as ``label``.
+    """Return ``run_gates``' keywords for a task's validation recorded as ``label`` (blocking).
 
-    A milestone's fix task gets that milestone's gate set, its files kept beside the evidence.
+    A milestone's fix task gets that milestone's gate set, its files kept beside the evidence
+    (a web app's), and the acceptance gate for its requirements, with the suite as main holds
+    it now (``gates.acceptance.AcceptanceSuite.on_main``): a fix is checked by the tests that
+    found what it fixes, never by its own copy of them.
     """
-    targets = state.get("targets")
-    if not state["task"].get("milestone") or not targets:
+    task = state["task"]
+    if not task.get("milestone"):
         return {}
-    return milestone_gate_options(WebTargets.from_dict(targets), ws, label)
+    targets = state.get("targets")
+    options = milestone_gate_options(WebTargets.from_dict(targets), ws, label) if targets else {}
+    suite = AcceptanceSuite.on_main(ws, list(task.get("requirement_ids") or []))
+    return options | ({"acceptance": suite} if suite is not None else {})
 
 
 def _accept(

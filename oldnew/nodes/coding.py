@@ -193,13 +193,35 @@ def _asked(reply: AIMessage) -> tuple[AskHuman | None, str]:
     return None, problem
 
 
-async def _files_from_model(
+def _take(
+    files: dict[str, str | None],
+    check: Callable[[dict[str, str | None]], list[str]] | None,
+    write: bool,
+) -> None:
+    """Refuse an answer's files that may not be taken: the suite's (to write), or ``check``'s.
+
+    Raises:
+        SuiteEdit: files to write touch the acceptance suite.
+        ModelOutputError: ``check`` found problems.
+
+    """
+    if write:
+        refuse_suite_edits(files)
+    problems = check(files) if check else []
+    if problems:
+        raise ModelOutputError("; ".join(problems))
+
+
+async def files_from_model(
     model: Runnable[Any, Any],
     messages: list[BaseMessage],
     tree: Path,
     retries: int,
     policy: RetryPolicy,
     max_reads: int = 0,
+    *,
+    check: Callable[[dict[str, str | None]], list[str]] | None = None,
+    write: bool = True,
     emit: Emit | None = None,
 ) -> tuple[dict[str, str | None] | AskHuman, int, str]:
     """Call the model until its answer yields files that can be written, or a question.
@@ -208,9 +230,12 @@ async def _files_from_model(
     retry); past ``max_reads`` files the answer says to write the files now, and a reply that
     still asks counts as a failed answer. Every tool call of a reply is answered, whatever
     else it holds; file blocks beside a ``ReadFile`` call are not written, and the model is
-    told so. A malformed ``AskHuman`` or tool call is a failed answer, retried with why; so
-    is an answer that writes or deletes a file of the acceptance suite (refused before
-    anything is written, and ``emit`` told ``suite_edit_refused``).
+    told so. A malformed ``AskHuman`` or tool call is a failed answer, retried with why.
+    ``check`` returns the problems of an answer's files beyond their format (asked again with
+    them, like a format problem); ``write=False`` returns the files without writing them.
+    An answer to write (a coder's, a fixer's) that writes or deletes a file of the acceptance
+    suite is a failed answer too: refused before anything is written, and ``emit`` told
+    ``suite_edit_refused`` (the tester's own files are returned unwritten, never refused).
     Returns the files written (or the question), the number of calls made, and the
     explanation the model wrote before its first file block.
     """
@@ -249,8 +274,9 @@ async def _files_from_model(
         try:
             answer = parse_answer(content)
             files = answer.files
-            refuse_suite_edits(files)
-            await asyncio.to_thread(Workspace.write_files, tree, files, answer.executable)
+            _take(files, check, write)
+            if write:
+                await asyncio.to_thread(Workspace.write_files, tree, files, answer.executable)
             prose = content.split("FILE:", 1)[0]
             return files, calls, prose
         except (ModelOutputError, PathViolation) as exc:
@@ -468,14 +494,14 @@ async def code(
     emit = partial(aemit, ws, task=task.id, node="code")
     for shrunk in (False, True):
         try:
-            result, calls, _ = await _files_from_model(
+            result, calls, _ = await files_from_model(
                 model,
                 messages,
                 tree,
                 ctx.max_output_retries,
                 ctx.retry_policy(),
                 ctx.max_file_reads,
-                emit,
+                emit=emit,
             )
             break
         except ClassifiedFailure as exc:
@@ -573,14 +599,14 @@ async def fix(
     tools: list[type[AskHuman | ReadFile]] = [*_read_tool(ctx), *([AskHuman] if suite else [])]
     model = metered_fixer.bind_tools(tools) if tools else metered_fixer
     try:
-        result, calls, prose = await _files_from_model(
+        result, calls, prose = await files_from_model(
             model,
             messages,
             tree,
             ctx.max_output_retries,
             ctx.retry_policy(),
             ctx.max_file_reads,
-            partial(aemit, ws, task=task.id, node="fix"),
+            emit=partial(aemit, ws, task=task.id, node="fix"),
         )
     except ClassifiedFailure as exc:
         return await _failure_escalation(ws, state, "fix", exc)

@@ -14,6 +14,7 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import Runtime
 
+from oldnew import acceptance
 from oldnew.budget import metered
 from oldnew.context import Context
 from oldnew.errors import BudgetExceeded, ModelOutputError
@@ -189,6 +190,37 @@ def design_artifact(plan: Plan) -> str:
     return "\n".join(lines)
 
 
+def design_review_artifact(plan: Plan, scope: Scope, record: dict[str, Any]) -> str:
+    """Return what a person reviews at the design gate: the plan, criteria, acceptance tests.
+
+    Each requirement is shown with its criteria and the names of its acceptance tests (or
+    why it has none).
+
+    ``record`` is the run's acceptance record (``RunState.acceptance``); without a suite the
+    criteria are shown with how it stands (off, none).
+    """
+    lines = [design_artifact(plan)]
+    written = record.get("requirements") or {}
+    shown = [(k, f) for k, f in scope.requirements() if f.criteria or f.id in written]
+    if not shown:
+        return lines[0]
+    status = record.get("status")
+    lines += ["", "Acceptance criteria and tests:"]
+    if status in ("off", "none"):
+        why = "acceptance tests are off" if status == "off" else "no suite is written"
+        lines.append(f"({why}: the criteria are checked by the tasks' own tests)")
+    for _, f in shown:
+        entry = written.get(f.id) or {}
+        lines.append(f"- {f.id} {f.title}:")
+        lines += [f"  - {c.sentence()}" for c in f.criteria]
+        if entry.get("file"):
+            lines.append(f"  tests ({entry['file']}):")
+            lines += [f"  - {name} ({crit})" for name, crit in sorted(entry["tests"].items())]
+        elif entry.get("untestable"):
+            lines.append(f"  no acceptance test: {entry['untestable']}")
+    return "\n".join(lines)
+
+
 def _group(split_from: dict[str, str]) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for piece, tid in split_from.items():
@@ -237,8 +269,11 @@ async def plan(
         return await _revise(state, planner, ws, emit)
     update = await _first_plan(state, planner, emit)
     if update.get("plan"):
-        artifact = design_artifact(Plan.model_validate(update["plan"]))
-        update |= approvals.ask("design", ctx.approvals, ctx.yes, dict(state), artifact)
+        if not acceptance.due({**state, **update}):  # else the acceptance node asks it
+            shown = design_review_artifact(
+                Plan.model_validate(update["plan"]), scope_obj, state.get("acceptance") or {}
+            )
+            update |= approvals.ask("design", ctx.approvals, ctx.yes, dict(state), shown)
         memory = memory_of(runtime, str(config.get("configurable", {}).get("thread_id", "")))
         remembered = await remember_scope_and_plan(memory, scope_obj.model_dump(), update["plan"])
         await emit(event="remembered", entries=remembered, problems=memory.problems[:5])

@@ -9,6 +9,7 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import Runtime
 
+from oldnew.acceptance.criteria import NO_CRITERIA, has_criteria, untestable_clarifications
 from oldnew.budget import metered
 from oldnew.context import Context
 from oldnew.errors import ModelOutputError
@@ -29,6 +30,7 @@ from oldnew.prompts import render
 from oldnew.recovery.retry import ClassifiedFailure
 from oldnew.schemas import Question, Scope
 from oldnew.supporting import listing, supporting_names
+from oldnew.workspace import Workspace
 
 
 def scope_question(qid: str, problem: ScopeProblem) -> Question:
@@ -115,6 +117,7 @@ async def scope(
         complexity=size.cls,
         calls=ask.calls,
     )
+    result, record = await _acceptance_of(ws, result, ctx)
     first = 1 + sum(qid.startswith(QUESTION_PREFIX) for qid in state.get("questions") or {})
     clarify = clarification_questions(result, ctx.defaults, first=first)
     if clarify:
@@ -130,6 +133,7 @@ async def scope(
         "scope": result.model_dump(),
         "status": "planning",
         "questions": {q.id: q.model_dump() for q in clarify},
+        **({"acceptance": record} if record else {}),
     }
     gate = approvals.ask("scope", ctx.approvals, ctx.yes, dict(state), scope_artifact(result))
     return {
@@ -139,12 +143,32 @@ async def scope(
     }
 
 
+async def _acceptance_of(
+    ws: Workspace, result: Scope, ctx: Context
+) -> tuple[Scope, dict[str, Any]]:
+    """Add a question per requirement the tester cannot test; say when no suite is due.
+
+    Returns the scope (with those clarifications) and the acceptance record's update ({} when
+    the tester will write a suite).
+    """
+    if not ctx.acceptance:
+        return result, {"status": "off"}
+    if not has_criteria(result):
+        await aemit(ws, node="scope", event="notice", detail=NO_CRITERIA)
+        return result, {"status": "none", "notes": [NO_CRITERIA]}
+    asked = untestable_clarifications(result)
+    if asked:
+        update = {"clarifications": [*result.clarifications, *asked]}
+        result = result.model_copy(update=update)
+    return result, {}
+
+
 def scope_artifact(result: Scope) -> str:
     """Return the scope as a person reviews it at the scope gate."""
     lines = [f"{result.title}: {result.summary}", ""]
-    lines += [
-        f"- {rid.id} ({kind}, {rid.priority}): {rid.title}" for kind, rid in result.requirements()
-    ]
+    for kind, req in result.requirements():
+        lines.append(f"- {req.id} ({kind}, {req.priority}): {req.title}")
+        lines += [f"  - {c.sentence()}" for c in req.criteria]
     if result.constraints:
         lines += ["", "Constraints:", *(f"- {c}" for c in result.constraints)]
     if result.non_goals:

@@ -51,12 +51,21 @@ class Preview:
             "phases": [p.model_dump() for p in plan.phases] if plan else [],
             "epics": [e.model_dump() for e in plan.epics] if plan else [],
             "tasks": [t.model_dump() for t in plan.tasks] if plan else [],
+            "interface": list(plan.interface) if plan else [],
             "traceability": traceability(self.scope, plan) if plan and self.scope else {},
             "clarifications": [
                 c.model_dump(exclude={"answer", "decided_by"}) for c in self.scope.clarifications
             ]
             if self.scope
             else [],
+            "criteria": {
+                f.id: [c.sentence() for c in f.criteria] for _, f in self.scope.requirements()
+            }
+            if self.scope
+            else {},
+            "untestable": {f.id: f.untestable for _, f in self.scope.requirements() if f.untestable}
+            if self.scope
+            else {},
             "problems": self.problems,
             "notes": self.notes,
             "model_calls": self.calls,
@@ -134,6 +143,28 @@ def _score_line(c: dict[str, Any]) -> str:
     return f"{c['cls']} (score {c['score']:g}: {parts or 'no requirement'})"
 
 
+def _show_criteria(data: dict[str, Any], console: Console) -> None:
+    """Print the plan's interface and each requirement's criteria (tests come with the run).
+
+    A preview writes no code and has no workspace, so the tester (whose replies are checked
+    against the project's files) does not run here.
+    """
+    if data["interface"]:
+        console.print("\n[bold]interface[/bold] (what the acceptance tests are written against)")
+        for item in data["interface"]:
+            console.print(f"  - {item}")
+    if not any(data["criteria"].values()) and not data["untestable"]:
+        return
+    console.print("\n[bold]acceptance criteria[/bold] (tests: written when the run starts)")
+    for rid, sentences in data["criteria"].items():
+        for s in sentences:
+            console.print(f"  - {s}")
+        if rid in data["untestable"]:
+            console.print(f"  - {rid}: no acceptance test ({data['untestable'][rid]})")
+        elif not sentences:
+            console.print(f"  - {rid}: no criteria (a run asks how to test it)")
+
+
 def show_preview(preview: Preview, console: Console) -> None:
     """Print a preview for a person: class and score, phases, tasks with roles, agents."""
     data = preview.to_dict()
@@ -170,6 +201,7 @@ def show_preview(preview: Preview, console: Console) -> None:
                 ", ".join(t["requirement_ids"]) or "-",
             )
         console.print(table)
+    _show_criteria(data, console)
     for c in data["clarifications"]:
         console.print(
             f"[bold]clarify[/bold] ({c['priority']}): {c['question']} "

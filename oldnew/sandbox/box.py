@@ -106,6 +106,7 @@ class Sandbox:
         env: ProjectEnv | None = None,
         web_tools: bool = False,
         oldnew_code: bool = False,
+        exclude: tuple[str, ...] = (),
     ) -> None:
         """Prepare (but do not fill) a sandbox in ``scratch``; :meth:`open` does both."""
         self.source = source
@@ -131,6 +132,8 @@ class Sandbox:
         from it); the other commands see nothing of the checkout it may live in."""
         self._bwrap_args: list[str] = []
         self._shown: list[Path] = []
+        self.exclude = exclude
+        """Project folders left out of the copy (``sandbox.files.copy_project``)."""
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -147,6 +150,7 @@ class Sandbox:
         scratch_root: Path | None = None,
         web_tools: bool = False,
         oldnew_code: bool = False,
+        exclude: tuple[str, ...] = (),
     ) -> Iterator[Sandbox]:
         """Copy ``source`` into a new scratch folder, yield the sandbox, then remove it all.
 
@@ -158,6 +162,8 @@ class Sandbox:
         package alone (the preview's server runs from it). Otherwise the code's own imports
         resolve against the project's packages only (a task cannot pass by importing a
         package it never declared), and nothing of a checkout oldnew lives in is shown.
+        ``exclude`` names project folders the copy leaves out (the gates' copies leave out
+        the acceptance suite: only its own gate runs it, from main).
         """
         sweep_stale(scratch_root)
         scratch = Path(tempfile.mkdtemp(prefix="oldnew-sbx-", dir=scratch_root)).resolve()
@@ -172,6 +178,7 @@ class Sandbox:
             env=env,
             web_tools=web_tools,
             oldnew_code=oldnew_code,
+            exclude=exclude,
         )
         try:
             box._prepare()
@@ -186,7 +193,9 @@ class Sandbox:
         for folder in (self.tree, self.home, self.home / "tmp", self.scratch / "logs"):
             folder.mkdir(parents=True, exist_ok=True)
         os.chmod(self.scratch / "logs", 0o700)
-        self.files = copy_project(self.source, self.tree, max_bytes=self.limits.disk_mb * 2**20)
+        self.files = copy_project(
+            self.source, self.tree, max_bytes=self.limits.disk_mb * 2**20, exclude=self.exclude
+        )
         for rel in self.files:
             if (self.tree / rel).is_symlink():
                 target = os.readlink(self.tree / rel)

@@ -47,10 +47,19 @@ def link_leaves(rel: str, target: str) -> bool:
     return resolved == ".." or resolved.startswith("../")
 
 
-def copy_project(source: Path, dest: Path, *, max_bytes: int) -> list[str]:
+def excluded(rel: str, exclude: tuple[str, ...]) -> bool:
+    """Whether the project path ``rel`` is one of the folders ``exclude`` names, or in one."""
+    return any(rel == folder or rel.startswith(folder.rstrip("/") + "/") for folder in exclude)
+
+
+def copy_project(
+    source: Path, dest: Path, *, max_bytes: int, exclude: tuple[str, ...] = ()
+) -> list[str]:
     """Copy the project's files into ``dest``; symlinks stay links, never followed.
 
-    Returns the copied paths. Anything but regular files and symlinks is skipped.
+    Returns the copied paths. Anything but regular files and symlinks is skipped, and so is
+    everything under the folders ``exclude`` names (project-relative: the acceptance suite,
+    which no gate but its own may see).
 
     Raises:
         SandboxError: the files add up to more than ``max_bytes``.
@@ -58,6 +67,8 @@ def copy_project(source: Path, dest: Path, *, max_bytes: int) -> list[str]:
     """
     total, copied = 0, []
     for rel in project_files(source):
+        if excluded(rel, exclude):
+            continue
         src, dst = source / rel, dest / rel
         try:
             info = src.lstat()
