@@ -200,10 +200,8 @@ async def _ask_checked(
     raise ModelOutputError(f"the tester's {schema.__name__} stayed unusable: {'; '.join(problems)}")
 
 
-def _system(state_project: str, stack: str) -> SystemMessage:
-    return SystemMessage(
-        render("tester_system", project=state_project, stack=stack, suite_dir=SUITE_DIR)
-    )
+def _system(project: str, stack: str) -> SystemMessage:
+    return SystemMessage(render("tester_system", project=project, stack=stack, suite_dir=SUITE_DIR))
 
 
 class ContestReview(BaseModel):
