@@ -51,7 +51,7 @@ class Criterion(BaseModel):
     then: str = Field(
         min_length=1,
         description="The observable result, with the exact expected values (e.g. 'it "
-        "returns [(\"b\", 2)]').",
+        'returns [("b", 2)]\').',
     )
 
     def sentence(self) -> str:
@@ -500,14 +500,12 @@ _OPTION_NUMBER = re.compile(r"(?:#|no\.?\s*|option\s*)?([+-]?\d+)[.)]?", re.IGNO
 class AskHuman(BaseModel):
     """Ask a person for something no model can decide, such as a missing API key or setting."""
 
-    kind: Literal["configuration", "design_decision", "design_flaw", "test_contradiction"] = (
-        Field(
-            default="configuration",
-            description="'design_flaw' when the plan itself is wrong (a circular dependency, "
-            "an impossible constraint, a missing prerequisite): the planner then re-plans. "
-            "'test_contradiction' when an acceptance test contradicts the requirement it "
-            "checks: say which test and why; its tester reviews it, then a person decides.",
-        )
+    kind: Literal["configuration", "design_decision", "design_flaw", "test_contradiction"] = Field(
+        default="configuration",
+        description="'design_flaw' when the plan itself is wrong (a circular dependency, "
+        "an impossible constraint, a missing prerequisite): the planner then re-plans. "
+        "'test_contradiction' when an acceptance test contradicts the requirement it "
+        "checks: say which test and why; its tester reviews it, then a person decides.",
     )
     question: str = Field(description="The question, with the context a person needs.")
     options: list[str] = Field(default_factory=list, description="Suggested answers.")

@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+from pathlib import Path
 from typing import Any
 
-from oldnew.planning.trace import criteria_passing, run_traceability, traceability
+import pytest
+
+from oldnew.errors import UsageError
+from oldnew.eval import evaluate, runner
+from oldnew.eval.acceptance import Acceptance
+from oldnew.eval.runner import SIDES, CaseResult
+from oldnew.eval.suite import Case
+from oldnew.eval.table import cells, comparison, write_results
+from oldnew.planning.trace import acceptance_line, criteria_passing, run_traceability, traceability
 from oldnew.report import acceptance_section, decisions, render_markdown
 from oldnew.schemas import Plan, Scope
 
@@ -186,3 +197,85 @@ def test_a_run_without_a_suite_says_nothing_of_one_and_a_persons_answer_is_a_dec
     assert f"## Decisions\n\n- {TIES} -> alphabetical" in md
     off = _report(_state({}, acceptance={"status": "off", "notes": []}))
     assert "No acceptance suite: acceptance is off for this run" in render_markdown(off)
+
+
+def test_status_says_how_many_criteria_pass() -> None:
+    assert acceptance_line(_state(_all("passed", tie3="failed"))) == (
+        f"acceptance: 1 of 2 criteria passing on main (checked at {'b0' * 6}); not passing: F1"
+    )
+    state = _state({})
+    state["acceptance"]["checked"] = ""
+    assert acceptance_line(state) == "acceptance: 0 of 2 criteria passing on main (not checked yet)"
+    assert acceptance_line(_state({}, acceptance={})) == ""
+    assert acceptance_line(_state({}, acceptance={"status": "off"})).startswith("acceptance: off")
+
+
+def _row(case: str, suite: bool, passed: int, total: int, failed: list[str]) -> CaseResult:
+    return CaseResult(
+        case=case,
+        model="scripted:transcript.toml",
+        status="delivered",
+        acceptance=Acceptance(passed=passed, total=total, failed=failed),
+        suite=suite,
+    )
+
+
+def test_the_eval_table_sets_both_sides_side_by_side(tmp_path: Path) -> None:
+    rows = [
+        _row("wordfreq", True, 7, 7, []),
+        _row("wordfreq", False, 6, 7, ["test_wordfreq::test_ties"]),
+        _row("slugs", True, 6, 6, []),
+        _row("slugs", False, 6, 6, []),
+    ]
+    assert comparison(rows) == [
+        ["wordfreq", "7/7 (100%)", "6/7 (86%)"],
+        ["slugs", "6/6 (100%)", "6/6 (100%)"],
+        ["total", "13/13 (100%)", "12/13 (92%)"],
+    ]
+    assert [cells(r)[0] for r in rows[:2]] == ["wordfreq", "wordfreq (no suite)"]
+    write_results(rows, tmp_path, {"suite": "s", "acceptance": "both"})
+    data = json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))
+    assert data["sides"]["with_suite"]["acceptance_passed"] == 13
+    assert data["sides"]["without_suite"]["acceptance_passed"] == 12
+    assert [c["suite"] for c in data["cases"]] == [True, False, True, False]
+    md = (tmp_path / "results.md").read_text(encoding="utf-8")
+    assert "| case | with suite | without suite |" in md
+    assert "| wordfreq | 7/7 (100%) | 6/7 (86%) |" in md and "| total | 13/13 (100%) |" in md
+    assert "- wordfreq (no suite): `test_wordfreq::test_ties`" in md
+    # One side only: no second table.
+    assert comparison(rows[::2]) == [] and "sides" not in json.loads(
+        (write_results(rows[::2], tmp_path, {})[0]).read_text(encoding="utf-8")
+    )
+
+
+def test_eval_refuses_an_acceptance_setting_it_does_not_know(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="--acceptance must be on, off or both"):
+        asyncio.run(evaluate(tmp_path, model=None, acceptance="sometimes"))
+
+
+def test_both_runs_each_case_with_then_without_the_suite_in_folders_of_their_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[tuple[str, Path, bool, str]] = []
+
+    async def fake_run_case(case: Case, model: Any, out: Path, over: Any, *rest: Any) -> Any:
+        seen.append((case.name, out, over["acceptance"], rest[1]))
+        return _row(case.name, over["acceptance"], 1, 1, [])
+
+    monkeypatch.setattr(runner, "run_case", fake_run_case)
+    cases = [Case("a", tmp_path / "a"), Case("b", tmp_path / "b")]
+    models = {"a": None, "b": None}
+    rows = asyncio.run(runner.run_suite(cases, models, tmp_path, {}, print, 1.0, SIDES["both"]))
+    assert [(r.case, r.suite) for r in rows] == [
+        ("a", True),
+        ("a", False),
+        ("b", True),
+        ("b", False),
+    ]
+    assert [(s[1].name, s[2]) for s in seen] == [
+        ("with-suite", True),
+        ("without-suite", False),
+    ] * 2
+    assert seen[1][3] == "[2/4] (without suite) "
+    asyncio.run(runner.run_suite(cases, models, tmp_path, {}, print, 1.0, SIDES["off"]))
+    assert (seen[-1][1], seen[-1][2], seen[-1][3]) == (tmp_path, False, "[2/2] ")

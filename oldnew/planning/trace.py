@@ -165,3 +165,22 @@ def criteria_passing(trace: Mapping[str, Mapping[str, Any]]) -> tuple[int, int]:
         c for t in trace.values() for c in t.get("criteria", []) if c["status"] != "untestable"
     ]
     return sum(c["status"] == "passed" for c in testable), len(testable)
+
+
+def acceptance_line(values: Mapping[str, Any]) -> str:
+    """Return one line on the run's acceptance suite for ``oldnew status`` ("": none yet).
+
+    ``acceptance: 3 of 4 criteria passing on main (checked at abc123456789); failing: F2``.
+    """
+    record = values.get("acceptance") or {}
+    if record.get("status") == "off":
+        return "acceptance: off (no suite written for this run)"
+    if record.get("status") != "written":
+        return ""
+    trace = run_traceability(values)
+    passing, testable = criteria_passing(trace)
+    checked = str(record.get("checked") or "")
+    when = f"checked at {checked[:12]}" if checked else "not checked yet"
+    line = f"acceptance: {passing} of {testable} criteria passing on main ({when})"
+    failing = [rid for rid, t in trace.items() if t["status"].startswith("acceptance ")]
+    return line + (f"; not passing: {', '.join(failing)}" if failing and checked else "")
