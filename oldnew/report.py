@@ -7,12 +7,13 @@ import shlex
 from dataclasses import asdict
 from typing import Any
 
+from oldnew.acceptance.report import acceptance_markdown, acceptance_section, trace_markdown
 from oldnew.budget import budget_markdown
 from oldnew.deps.ledger import inventory
 from oldnew.feedback.items import render_feedback, report_section
 from oldnew.gates.baseline import Baseline
 from oldnew.gates.model import Diagnostic
-from oldnew.planning.trace import criteria_passing, run_traceability
+from oldnew.planning.trace import run_traceability
 from oldnew.schemas import Feature, Scope
 from oldnew.web.preview import preview_status
 from oldnew.web.summary import web_markdown, web_section
@@ -116,39 +117,6 @@ def decisions(state: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _requirements(scope: dict[str, Any]) -> list[tuple[str, Feature]]:
     return Scope.model_validate(scope).requirements() if scope else []
-
-
-def acceptance_section(state: dict[str, Any], trace: dict[str, Any]) -> dict[str, Any]:
-    """Return the acceptance suite as the report shows it: who wrote it, what it checks, results.
-
-    Empty when the run has no suite record (acceptance off, or not written yet).
-    """
-    record = state.get("acceptance") or {}
-    if not record:
-        return {}
-    passing, testable = criteria_passing(trace)
-    files = {rid: r.get("file", "") for rid, r in (record.get("requirements") or {}).items()}
-    return {
-        "status": record.get("status"),
-        "written_by": "tester",
-        "commit": record.get("commit"),
-        "checked": record.get("checked"),
-        "criteria_passing": passing,
-        "criteria": testable,
-        "requirements": [
-            {
-                "id": rid,
-                "title": t["title"],
-                "file": files.get(rid, ""),
-                "status": t["status"],
-                "untestable": t.get("untestable", ""),
-                "criteria": t.get("criteria", []),
-                "tests": t.get("acceptance_tests", []),
-            }
-            for rid, t in trace.items()
-        ],
-        "notes": list(record.get("notes") or []),
-    }
 
 
 def limitation_entry(task: dict[str, Any]) -> dict[str, Any]:
@@ -485,61 +453,6 @@ def _decisions_markdown(made: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-RESULT_WORDS = {"passed": "passed", "failed": "FAILED", "error": "ERROR (does not run)"}
-
-
-def _acceptance_markdown(acc: dict[str, Any]) -> list[str]:
-    """Return the acceptance section: per requirement its criteria and tests, with results."""
-    if not acc:
-        return []
-    lines = ["", "## Acceptance", ""]
-    if acc.get("status") != "written":
-        why = {"off": "acceptance is off for this run (OLDNEW_ACCEPTANCE=0)"}.get(
-            str(acc.get("status")), "no requirement had criteria to test"
-        )
-        return [*lines, f"No acceptance suite: {why}.", *[f"- {n}" for n in acc["notes"]]]
-    checked = f"`{str(acc['checked'])[:12]}`" if acc.get("checked") else "not checked yet"
-    lines += [
-        f"Written by the tester role from the requirements and their criteria, before any code "
-        f"(commit `{str(acc.get('commit') or '')[:12]}`); the coder could not change it. "
-        f"{acc['criteria_passing']} of {acc['criteria']} criteria passing on main ({checked}).",
-    ]
-    for r in acc["requirements"]:
-        lines += ["", f"### {r['id']} {r['title']}: {r['status']}", ""]
-        if r["untestable"]:
-            lines += [f"Untestable: {r['untestable']}", ""]
-        for c in r["criteria"]:
-            lines.append(
-                f"- **{c['id']}** [{c['status']}]: given {c['given']}; when {c['when']}; "
-                f"then {c['then']}"
-            )
-            for t in (t for t in r["tests"] if t["criterion"] == c["id"]):
-                lines.append(f"  - `{t['test']}`: {RESULT_WORDS.get(t['result'], 'not run')}")
-        strays = [t for t in r["tests"] if t["criterion"] not in {c["id"] for c in r["criteria"]}]
-        lines += [f"- `{t['test']}` (no criterion): {t['result']}" for t in strays]
-    lines += [f"- note: {n}" for n in acc["notes"]]
-    return lines
-
-
-def _trace_markdown(trace: dict[str, Any]) -> list[str]:
-    """Return the traceability section: requirement -> criteria -> tests -> tasks -> commits."""
-    if not trace:
-        return []
-    lines = ["", "## Traceability (requirement -> criteria -> tests -> tasks -> commits)", ""]
-    for rid, t in trace.items():
-        tasks = ", ".join(t.get("tasks", [])) or "none"
-        tests = ", ".join(t.get("tests", [])) or "none"
-        line = f"- {rid} {t.get('title', '')} [{t.get('status', '')}]: "
-        if "criteria" in t:
-            crit = ", ".join(f"{c['id']} {c['status']}" for c in t["criteria"]) or "none"
-            line += f"criteria {crit}; acceptance tests {len(t['acceptance_tests'])}; "
-        line += f"tasks {tasks}; tests {tests}"
-        if t.get("commits"):
-            line += "; commits " + ", ".join(f"`{c[:12]}`" for c in t["commits"])
-        lines.append(line)
-    return lines
-
-
 def render_markdown(report: dict[str, Any]) -> str:
     """Return the report as Markdown for a person."""
     lines = [f"# {report['project'] or 'oldnew run'}: {report['status']}", ""]
@@ -557,11 +470,11 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines += web_markdown(report.get("web") or {})
     lines += _baseline_markdown(report)
     lines += _tasks_markdown(report)
-    lines += _acceptance_markdown(report.get("acceptance") or {})
+    lines += acceptance_markdown(report.get("acceptance") or {})
     lines += _decisions_markdown(report["decisions"])
     lines += render_feedback(report.get("feedback") or [])
     lines += _dependencies_markdown(report.get("dependencies") or [])
-    lines += _trace_markdown(report.get("traceability") or {})
+    lines += trace_markdown(report.get("traceability") or {})
     if report.get("budget"):
         lines += ["", *budget_markdown(report["budget"])]
     lines += ["", "## How to resume", "", report["resume"], ""]

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from oldnew.acceptance.report import acceptance_section
 from oldnew.errors import UsageError
 from oldnew.eval import evaluate, runner
 from oldnew.eval.acceptance import Acceptance
@@ -16,7 +17,7 @@ from oldnew.eval.runner import SIDES, CaseResult
 from oldnew.eval.suite import Case
 from oldnew.eval.table import cells, comparison, write_results
 from oldnew.planning.trace import acceptance_line, criteria_passing, run_traceability, traceability
-from oldnew.report import acceptance_section, decisions, render_markdown
+from oldnew.report import decisions, render_markdown
 from oldnew.schemas import Plan, Scope
 
 FILE = "tests/acceptance/test_f1.py"
