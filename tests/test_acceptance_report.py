@@ -16,7 +16,13 @@ from oldnew.eval.acceptance import Acceptance
 from oldnew.eval.runner import SIDES, CaseResult
 from oldnew.eval.suite import Case
 from oldnew.eval.table import cells, comparison, write_results
-from oldnew.planning.trace import acceptance_line, criteria_passing, run_traceability, traceability
+from oldnew.planning.trace import (
+    acceptance_line,
+    criteria_passing,
+    run_traceability,
+    traceability,
+    unaccepted,
+)
 from oldnew.report import decisions, render_markdown
 from oldnew.schemas import Plan, Scope
 
@@ -122,6 +128,16 @@ def test_one_failing_test_of_a_criterion_keeps_the_requirement_from_delivered() 
     broken = run_traceability(_state(_all("passed", tie3="error")))
     assert broken["F1"]["status"] == "acceptance error"
     assert broken["F1"]["criteria"][1]["status"] == "error"
+
+
+def test_delivery_is_blocked_by_the_tests_that_did_not_pass() -> None:
+    assert unaccepted(run_traceability(_state(_all("passed")))) == {}
+    assert unaccepted(run_traceability(_state(_all("passed", tie3="error")))) == {
+        "F1": [f"{FILE}::test_f1_2_ties_of_three"]
+    }
+    state = _state(_all("failed"))
+    state["tasks"]["T1"]["status"] = "running"
+    assert unaccepted(run_traceability(state)) == {}  # not judged before its tasks are done
 
 
 def test_a_suite_not_checked_yet_and_a_parametrized_test() -> None:

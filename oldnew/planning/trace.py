@@ -184,3 +184,18 @@ def acceptance_line(values: Mapping[str, Any]) -> str:
     line = f"acceptance: {passing} of {testable} criteria passing on main ({when})"
     failing = [rid for rid, t in trace.items() if t["status"].startswith("acceptance ")]
     return line + (f"; not passing: {', '.join(failing)}" if failing and checked else "")
+
+
+NOT_ACCEPTED = ("acceptance failing", "acceptance error")
+
+
+def unaccepted(trace: Mapping[str, Mapping[str, Any]]) -> dict[str, list[str]]:
+    """Return requirement id -> its acceptance tests that did not pass on the last check.
+
+    Only requirements whose tasks are all done: one still in progress is not judged yet.
+    """
+    return {
+        rid: [x["test"] for x in t["acceptance_tests"] if x["result"] in ("failed", "error")]
+        for rid, t in trace.items()
+        if t["status"] in NOT_ACCEPTED
+    }
