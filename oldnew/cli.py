@@ -296,6 +296,8 @@ def show_outcome(out: RunOutcome) -> None:
     if out.queued:
         console.print(f"queued: {', '.join(f'{k}={v}' for k, v in out.queued.items())}")
     show_milestones(out)
+    if out.acceptance:
+        console.print(out.acceptance)
     show_budget(out)
     if out.report:
         console.print(f"\nreport: {Path(out.report).with_suffix('.md')}")
@@ -780,6 +782,15 @@ def eval_suite(
             "set, is used instead.",
         ),
     ] = 1800.0,
+    acceptance: Annotated[
+        str,
+        typer.Option(
+            "--acceptance",
+            help="on: the tester writes an acceptance suite before the code (default); off: "
+            "no suite; both: each case twice, with and without it, the hidden tests passed "
+            "side by side.",
+        ),
+    ] = "on",
 ) -> None:
     """Run every case of SUITE_DIR and print how each went, judged by its hidden tests.
 
@@ -790,12 +801,16 @@ def eval_suite(
     The table (case, delivered or blocked, acceptance tests passed of total, fix rounds,
     tokens, cost, wall time, questions) is printed and written as results.json and
     results.md. Budget caps apply to each case; each is stopped after --case-seconds of work.
+    With --acceptance both, each case runs with and without the tester's acceptance suite
+    (in the output folder's with-suite/ and without-suite/), and a second table sets the
+    hidden tests each side passed side by side, with the totals.
 
     Exit 0 when the suite ran, whatever its cases did (a case that fails or blocks is a
     result, not an error); 2 when it cannot run: no case, a case without scope.md or
     acceptance tests, a model spec that does not resolve, a bad setting.
     """
-    from oldnew.eval import CAPTION, COLUMNS, cells, evaluate, totals
+    from oldnew.eval import CAPTION, COLUMNS, cells, comparison, evaluate, totals
+    from oldnew.eval.table import COMPARE_COLUMNS
 
     overrides = {
         "quality": quality,
@@ -813,6 +828,7 @@ def eval_suite(
                 overrides=overrides,
                 progress=console.print,
                 case_seconds=case_seconds,
+                acceptance=acceptance,
             )
         )
     except OldnewError as exc:
@@ -831,6 +847,14 @@ def eval_suite(
         f"{t['delivered']} of {t['cases']} cases delivered; acceptance tests "
         f"{t['acceptance_passed']}/{t['acceptance_total']} passed; {result.seconds:.1f} s"
     )
+    sides = comparison(result.rows)
+    if sides:
+        both = Table(title="hidden acceptance tests passed, with and without the suite")
+        for col in COMPARE_COLUMNS:
+            both.add_column(col, no_wrap=True)
+        for row_cells in sides:
+            both.add_row(*(escape(c) for c in row_cells))
+        console.print(both)
     for path in result.files:
         console.print(f"written: {path}")
 

@@ -7,12 +7,14 @@ import shlex
 from dataclasses import asdict
 from typing import Any
 
+from oldnew.acceptance.report import acceptance_markdown, acceptance_section, trace_markdown
 from oldnew.budget import budget_markdown
 from oldnew.deps.ledger import inventory
 from oldnew.feedback.items import render_feedback, report_section
 from oldnew.gates.baseline import Baseline
 from oldnew.gates.model import Diagnostic
 from oldnew.planning.trace import run_traceability
+from oldnew.schemas import Feature, Scope
 from oldnew.web.preview import preview_status
 from oldnew.web.summary import web_markdown, web_section
 from oldnew.workspace import Workspace
@@ -46,6 +48,7 @@ def build_report(state: dict[str, Any], ws: Workspace, final: dict[str, Any]) ->
             }
         )
     pending = [q for q in questions.values() if q["status"] == "pending"]
+    trace = run_traceability(state)
     return {
         "run_id": (ws.run_info() or {}).get("run_id"),
         "status": state.get("status"),
@@ -69,15 +72,7 @@ def build_report(state: dict[str, Any], ws: Workspace, final: dict[str, Any]) ->
         "blocked": blockers,
         "limitations": [limitation_entry(t) for t in limited],
         "pending_questions": [q["id"] for q in pending],
-        "decisions": [
-            {
-                "question": q["title"],
-                "answer": q["answer"],
-                "decided_by": q.get("decided_by") or "person",
-            }
-            for q in questions.values()
-            if q["status"] == "answered"
-        ],
+        "decisions": decisions(state),
         "final_validation": final,
         "quality": final.get("quality") or {},
         "gates": gate_lines(final),
@@ -88,10 +83,40 @@ def build_report(state: dict[str, Any], ws: Workspace, final: dict[str, Any]) ->
             f"{x['name']}: {x['detail']}" for x in final.get("sandbox", []) if not x.get("active")
         ],
         "dependencies": inventory(ws.root, ws.meta),
-        "traceability": run_traceability(state),
+        "traceability": trace,
+        "acceptance": acceptance_section(state, trace),
         "feedback": report_section(state),
         "resume": resume_hint(ws, blocked, pending, limited),
     }
+
+
+def decisions(state: dict[str, Any]) -> list[dict[str, Any]]:
+    """Return every answered question: its answer, who decided, and the criteria it settled.
+
+    A clarification that names the acceptance criteria whose expected values depend on its
+    answer (``Clarification.criteria``) has them in ``criteria``, as the scope wrote them.
+    """
+    scope = state.get("scope") or {}
+    sentences = {c.id: c.sentence() for _, r in _requirements(scope) for c in r.criteria}
+    settles = {c["question"]: c.get("criteria") or [] for c in scope.get("clarifications", [])}
+    out = []
+    for q in (state.get("questions") or {}).values():
+        if q["status"] != "answered":
+            continue
+        ids = settles.get(q["title"], []) if q.get("kind") == "clarification" else []
+        out.append(
+            {
+                "question": q["title"],
+                "answer": q["answer"],
+                "decided_by": q.get("decided_by") or "person",
+                **({"criteria": [sentences.get(i, i) for i in ids]} if ids else {}),
+            }
+        )
+    return out
+
+
+def _requirements(scope: dict[str, Any]) -> list[tuple[str, Feature]]:
+    return Scope.model_validate(scope).requirements() if scope else []
 
 
 def limitation_entry(task: dict[str, Any]) -> dict[str, Any]:
@@ -414,6 +439,20 @@ def _branch_markdown(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _decisions_markdown(made: list[dict[str, Any]]) -> list[str]:
+    """Return the decisions a person (or --yes) made, then the defaults taken and what they set."""
+    chosen = [d for d in made if d.get("decided_by") != "default"]
+    taken = [d for d in made if d.get("decided_by") == "default"]
+    lines = ["", "## Decisions", "", *map(decision_line, chosen)] if chosen else []
+    if taken:
+        lines += ["", "## Defaults taken", ""]
+        lines += ["Nobody was asked these; the run went on with the proposed default.", ""]
+    for d in taken:
+        lines.append(decision_line(d))
+        lines += [f"  - it decided {sentence}" for sentence in d.get("criteria", [])]
+    return lines
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     """Return the report as Markdown for a person."""
     lines = [f"# {report['project'] or 'oldnew run'}: {report['status']}", ""]
@@ -431,21 +470,11 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines += web_markdown(report.get("web") or {})
     lines += _baseline_markdown(report)
     lines += _tasks_markdown(report)
-    if report["decisions"]:
-        lines += ["", "## Decisions", ""]
-        lines += [decision_line(d) for d in report["decisions"]]
+    lines += acceptance_markdown(report.get("acceptance") or {})
+    lines += _decisions_markdown(report["decisions"])
     lines += render_feedback(report.get("feedback") or [])
     lines += _dependencies_markdown(report.get("dependencies") or [])
-    trace = report.get("traceability") or {}
-    if trace:
-        lines += ["", "## Traceability (requirement -> tasks -> tests)", ""]
-        for rid, t in trace.items():
-            tasks = ", ".join(t.get("tasks", [])) or "none"
-            tests = ", ".join(t.get("tests", [])) or "none"
-            lines.append(
-                f"- {rid} {t.get('title', '')} [{t.get('status', '')}]: tasks {tasks}; "
-                f"tests {tests}"
-            )
+    lines += trace_markdown(report.get("traceability") or {})
     if report.get("budget"):
         lines += ["", *budget_markdown(report["budget"])]
     lines += ["", "## How to resume", "", report["resume"], ""]

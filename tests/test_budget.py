@@ -307,15 +307,16 @@ def test_a_token_cap_stops_the_run_with_a_report_and_a_raised_cap_finishes_it(
     ws = tmp_path / "ws"
     scope = str(EXAMPLE / "scope.md")
     res = _invoke("run", scope, "-w", str(ws), "-m", example_model, "--max-agents", "1",
-                  "--budget-tokens", "2600")  # fmt: skip
+                  "--budget-tokens", "10000")  # fmt: skip
     assert res.exit_code == 4, res.output
     report = _report(ws)
     assert report["status"] == "stopped"
     budget = report["budget"]
     assert budget["stopped"]["reason"] == "budget"
     assert budget["stopped"]["flag"] == "--budget-tokens"
-    # Scope and plan, then T1 crossed the cap: no call started after it (one agent in flight).
-    assert budget["spend"]["calls"] == 3 and budget["spend"]["tokens"] >= 2600
+    # Scope, plan and the tester's four files, then T1 crossed the cap: no call started after
+    # it (one agent in flight).
+    assert budget["spend"]["calls"] == 7 and budget["spend"]["tokens"] >= 10000
     assert [d["task"] for d in report["delivered"]] == ["T1"]
     assert {b["task"]: b["reason"] for b in report["blocked"]} == {
         "T2": "not started",
@@ -330,29 +331,29 @@ def test_a_token_cap_stops_the_run_with_a_report_and_a_raised_cap_finishes_it(
     res = _invoke("status", "-w", str(ws), "--json")
     status = json.loads(res.output)
     assert res.exit_code == 4 and status["status"] == "stopped"
-    assert status["budget"]["caps"]["tokens"] == 2600
-    assert set(status["budget"]["spend"]["by_activity"]) == {"scope", "plan", "code"}
+    assert status["budget"]["caps"]["tokens"] == 10000
+    assert set(status["budget"]["spend"]["by_activity"]) == {"scope", "plan", "acceptance", "code"}
     assert [t["task"] for t in status["budget"]["top_tasks"]] == ["T1"]
 
     # Resuming without a raised cap stops again at once: no model call is made.
     res = _invoke("resume", "-w", str(ws))
     assert res.exit_code == 4, res.output
-    assert _report(ws)["budget"]["spend"]["calls"] == 3
+    assert _report(ws)["budget"]["spend"]["calls"] == 7
 
-    res = _invoke("resume", "-w", str(ws), "--budget-tokens", "20000")
+    res = _invoke("resume", "-w", str(ws), "--budget-tokens", "40000")
     assert res.exit_code == 3, res.output  # T2 done; T3 asks its question
     info = json.loads((ws / META / "run.json").read_text())
-    assert info["context"]["budget_tokens"] == 20000  # the raised cap holds from now on
+    assert info["context"]["budget_tokens"] == 40000  # the raised cap holds from now on
     res = _invoke("answer", "-w", str(ws), "T3-q1", "2")
     assert res.exit_code == 0, res.output
     report = _report(ws)
     assert report["status"] == "delivered" and report["budget"]["stopped"] is None
-    assert report["budget"]["spend"]["tokens"] < 20000
+    assert report["budget"]["spend"]["tokens"] < 40000
     log = subprocess.run(
         ["git", "log", "--format=%s"], cwd=ws, capture_output=True, text=True, check=True
     ).stdout.splitlines()
-    # the start commit, one per task (nothing redone), and the hand-over once delivered
-    assert len(log) == 5 and log[0].startswith("Hand-over")
+    # the start commit, the suite, one per task (nothing redone), and the hand-over
+    assert len(log) == 6 and log[0].startswith("Hand-over")
 
 
 @pytest.mark.timeout(300)

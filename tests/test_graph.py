@@ -195,7 +195,8 @@ def test_example_run_status_json_and_foreign_workspace(tmp_path: Path, example_m
     log = subprocess.run(
         ["git", "log", "--format=%s"], cwd=ws, capture_output=True, text=True, check=True
     ).stdout.splitlines()
-    assert len(log) == 5  # the start commit, one per task, and delivery's hand-over
+    assert len(log) == 6  # the start commit, the suite, one per task, and the hand-over
+    assert log[-2] == "Acceptance suite written by the tester (F1, F2, F3, F4)"
     assert log[0] == "Hand-over: how to install, test and run the project"
     cli = (ws / "todo" / "cli.py").read_text()
     assert 'DEFAULT_FILE = "./todo.json"' in cli  # the person's answer reached the code

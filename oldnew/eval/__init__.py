@@ -4,7 +4,9 @@ A case is a scope, optional supporting files and hidden acceptance tests (see
 :mod:`oldnew.eval.suite`); each runs as ``oldnew run`` would, in a fresh workspace, and its
 hidden tests then judge what it delivered (:mod:`oldnew.eval.acceptance`). The table says,
 per case, whether it delivered or what blocked it, the acceptance tests passed of total, fix
-rounds, tokens, cost, wall time and questions raised (:mod:`oldnew.eval.table`).
+rounds, tokens, cost, wall time and questions raised (:mod:`oldnew.eval.table`). Run with
+``acceptance="both"``, each case runs with and without the tester's acceptance suite and the
+table sets the hidden tests each side passed side by side.
 """
 
 from __future__ import annotations
@@ -16,10 +18,17 @@ from pathlib import Path
 from typing import Any
 
 from oldnew.context import Context
-from oldnew.errors import SuiteError
-from oldnew.eval.runner import CASE_SECONDS, CaseResult, Progress, case_context, run_suite
+from oldnew.errors import SuiteError, UsageError
+from oldnew.eval.runner import (
+    CASE_SECONDS,
+    SIDES,
+    CaseResult,
+    Progress,
+    case_context,
+    run_suite,
+)
 from oldnew.eval.suite import Case, check_models, load_suite
-from oldnew.eval.table import CAPTION, COLUMNS, cells, totals, write_results
+from oldnew.eval.table import CAPTION, COLUMNS, cells, comparison, totals, write_results
 
 __all__ = [
     "CAPTION",
@@ -29,6 +38,7 @@ __all__ = [
     "CaseResult",
     "Evaluation",
     "cells",
+    "comparison",
     "evaluate",
     "load_suite",
     "totals",
@@ -59,19 +69,23 @@ async def evaluate(
     overrides: dict[str, Any] | None = None,
     progress: Progress = lambda line: None,
     case_seconds: float = CASE_SECONDS,
+    acceptance: str = "on",
 ) -> Evaluation:
     """Run every case of ``suite``; write ``results.json`` and ``results.md`` to the output.
 
     ``overrides`` are run settings (quality, budgets, deps, ...) every case runs with.
     ``case_seconds`` caps each case's working time (its ``budget_seconds``, 0: no cap) unless
-    ``overrides`` or ``OLDNEW_BUDGET_SECONDS`` give a budget of seconds.
+    ``overrides`` or ``OLDNEW_BUDGET_SECONDS`` give a budget of seconds. ``acceptance`` is
+    ``on`` (the tester writes an acceptance suite), ``off`` or ``both`` (each case twice).
 
     Raises:
         SuiteError: the suite has no case, or a case lacks its scope or acceptance tests.
         ConfigurationError: a case's model spec does not resolve.
-        UsageError: a setting is out of range.
+        UsageError: a setting is out of range, or ``acceptance`` is not on, off or both.
 
     """
+    if acceptance not in SIDES:
+        raise UsageError(f"--acceptance must be on, off or both, not {acceptance!r}")
     start, started = time.monotonic(), datetime.now(UTC).isoformat(timespec="seconds")
     root = Path(suite)
     cases = load_suite(root)
@@ -91,13 +105,16 @@ async def evaluate(
         )
     out_dir.mkdir(parents=True, exist_ok=True)
     progress(f"{len(cases)} cases from {root}; results in {out_dir}")
-    rows = await run_suite(cases, models, out_dir.resolve(), settings, progress, case_seconds)
+    rows = await run_suite(
+        cases, models, out_dir.resolve(), settings, progress, case_seconds, SIDES[acceptance]
+    )
     seconds = round(time.monotonic() - start, 2)
     meta = {
         "suite": str(root),
         "model": model,
         "settings": settings,
         "case_seconds": case_seconds,
+        "acceptance": acceptance,
         "started": started,
         "seconds": seconds,
     }

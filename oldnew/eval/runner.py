@@ -6,6 +6,11 @@ take their proposed defaults, approvals are given (recorded as such), new packag
 approved, and cross-run memory is off, so a case learns nothing from the one before it. A run
 that stops for a question is reported as blocked with that question; the questions it raised
 are counted. Then the hidden acceptance tests run on whatever its branch holds.
+
+A case runs with the tester's acceptance suite (``Context.acceptance``), without it, or both
+ways (``SIDES``): run both ways, each side's cases are in a folder of their own
+(``<out>/with-suite``, ``<out>/without-suite``), so the hidden tests measure what the suite
+changes.
 """
 
 from __future__ import annotations
@@ -31,6 +36,13 @@ DELIVERED = ("delivered", "delivered_with_limitations")
 CASE_SECONDS = 1800.0
 """Seconds of working time a case may take by default (its ``budget_seconds``)."""
 Progress = Callable[[str], None]
+SIDES = {"on": (True,), "off": (False,), "both": (True, False)}
+"""``--acceptance``: the acceptance settings each case runs with."""
+
+
+def side_folder(suite: bool) -> str:
+    """Return the folder a side's cases run in when a suite runs both ways."""
+    return "with-suite" if suite else "without-suite"
 
 
 @dataclass
@@ -56,6 +68,8 @@ class CaseResult:
     defaults_taken: int = 0
     """Clarifications settled by their proposed default, asking nobody."""
     workspace: str = ""
+    suite: bool = True
+    """Whether the run had the tester's acceptance suite (``Context.acceptance``)."""
 
     @property
     def delivered(self) -> bool:
@@ -142,6 +156,7 @@ async def run_case(
     workspace = folder / "workspace"
     row.workspace = str(workspace)
     context = case_context(model, overrides, case_seconds)
+    row.suite = Context(**context).acceptance
     progress(f"{label}{case.name}: started (workspace {workspace})")
     start = time.monotonic()
     try:
@@ -194,14 +209,21 @@ async def run_suite(
     overrides: dict[str, Any],
     progress: Progress,
     case_seconds: float = CASE_SECONDS,
+    sides: tuple[bool, ...] = (True,),
 ) -> list[CaseResult]:
-    """Run the cases one after another (each run uses its own agents in parallel)."""
+    """Run the cases one after another (each run uses its own agents in parallel).
+
+    ``sides`` are the acceptance settings (``SIDES``): each case runs once per side, with and
+    then without the suite; more than one side puts each side's cases in its own folder.
+    """
     rows = []
-    for n, case in enumerate(cases, start=1):
-        label = f"[{n}/{len(cases)}] "
+    runs = [(case, suite) for case in cases for suite in sides]
+    for n, (case, suite) in enumerate(runs, start=1):
+        where = out_dir / side_folder(suite) if len(sides) > 1 else out_dir
+        said = "" if len(sides) == 1 else "(with suite) " if suite else "(without suite) "
+        label = f"[{n}/{len(runs)}] {said}"
+        settings = {**overrides, "acceptance": suite}
         rows.append(
-            await run_case(
-                case, models[case.name], out_dir, overrides, progress, label, case_seconds
-            )
+            await run_case(case, models[case.name], where, settings, progress, label, case_seconds)
         )
     return rows

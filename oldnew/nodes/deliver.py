@@ -2,7 +2,8 @@
 
 The run ends delivered (every task done, main passes), delivered_with_limitations (every
 critical task done, main passes, only known limitations left) or blocked (a plan of every
-blocker, its options, what was delivered and how to resume).
+blocker, its options, what was delivered and how to resume). A requirement whose acceptance
+tests did not pass on main's last check is not delivered: the run is blocked by it.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from oldnew.nodes.common import (
     web_gate_options,
 )
 from oldnew.notify import Stop, notify_outcome
+from oldnew.planning.trace import run_traceability, unaccepted
 from oldnew.report import build_report, render_markdown
 from oldnew.web.preview import preview_status
 from oldnew.workspace import Workspace
@@ -44,6 +46,17 @@ def _write_report(
         report["resume"] = (
             f"The budget stopped this run; go on with raised caps: {report['budget']['resume']}"
             + (f". Then: {report['resume']}" if report["pending_questions"] else "")
+        )
+    for rid, tests in unaccepted(report["traceability"]).items():
+        report["blocked"].append(
+            {
+                "task": rid,
+                "title": f"acceptance tests of {rid} on main",
+                "status": "failed",
+                "reason": "the tester's acceptance tests did not pass: " + ", ".join(tests),
+                "options": [],
+                "depends_on": [],
+            }
         )
     if state["status"] in ("blocked", "stopped") and final.get("passed") is False:
         report["blocked"].append(
@@ -93,6 +106,8 @@ async def deliver(
         status = "delivered_with_limitations"
     else:
         status = "blocked"
+    if status.startswith("delivered") and unaccepted(run_traceability(state)):
+        status = "blocked"  # a requirement is delivered only when its acceptance tests pass
     final: dict[str, Any] = {"checks": []}
     problems: list[str] = []
     if any(t["status"] == "done" for t in tasks.values()):

@@ -11,6 +11,7 @@ from oldnew.budget import budget_summary
 from oldnew.execution.threads import TaskThreads
 from oldnew.execution.threads import records as task_records
 from oldnew.graph.build import build_task_graph
+from oldnew.planning.trace import acceptance_line
 from oldnew.runs.session import RunGraph, run_config, run_context
 from oldnew.schemas import Plan
 from oldnew.web.preview import preview_status
@@ -38,6 +39,8 @@ class RunOutcome:
     """Milestone -> how its check on main went: status, tag, commit, preview URL."""
     preview: str | None = None
     """The URL the web app's preview serves on now (None: not serving)."""
+    acceptance: str = ""
+    """How the acceptance suite does: N of M criteria passing on main ("": no suite)."""
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict (what ``status --json`` prints)."""
@@ -88,4 +91,5 @@ async def outcome_of(graph: RunGraph, ws: Workspace, run_id: str) -> RunOutcome:
         budget=budget_summary(ws, run_context(ws, {}), values.get("budget_stops")),
         milestones=dict(values.get("milestones") or {}),
         preview=live.url if live is not None else None,
+        acceptance=acceptance_line(values),
     )
