@@ -17,6 +17,8 @@ from conftest import ROOT
 from langchain_core.messages import BaseMessage
 from langgraph.runtime import Runtime
 
+from oldnew.acceptance.review import task_requirements
+from oldnew.acceptance.store import commit_suite
 from oldnew.context import Context
 from oldnew.fileblocks import parse_file_blocks
 from oldnew.gates.profiles import PROFILES
@@ -34,6 +36,7 @@ from oldnew.workspace import Workspace
 EXAMPLE = ROOT / "examples" / "todo"
 REPLIES = load_transcript(EXAMPLE / "transcript.toml")
 PLAN = next(r.structured for r in REPLIES if r.structured and "tasks" in r.structured)
+SCOPE = next(r.structured for r in REPLIES if r.structured and "features" in r.structured)
 TASKS = {t["id"]: PlannedTask.model_validate(t) for t in PLAN["tasks"]}
 SETTINGS = {"quality": "default", "test_timeout": 60.0, "deps": "ask", "max_file_reads": 8}
 FAILED = [
@@ -53,6 +56,13 @@ def _write(tree: Path, answer: str) -> None:
 def _example(tmp_path: Path) -> Workspace:
     """Return the example's workspace with T1 delivered and T2's first, broken try written."""
     ws = Workspace.create(tmp_path / "ws", "r1", {})
+    suite = {
+        path: text
+        for r in REPLIES
+        if r.role == "tester"
+        for path, text in parse_file_blocks(r.text).items()
+    }
+    commit_suite(ws, suite, key="acceptance-1", title="The tester's suite")
     _write(ws.worktree("T1"), _reply("coder", "TASK T1:"))
     ws.commit_worktree("T1", "To-do model")
     ws.fast_forward_main("T1")
@@ -63,7 +73,9 @@ def _example(tmp_path: Path) -> Workspace:
 
 def _state(ws: Workspace, tid: str, **more: Any) -> dict[str, Any]:
     task = TASKS[tid].model_dump()
-    return {"task": task, "workspace": str(ws.root), "project": "todo", "stack": "python", **more}
+    reqs = task_requirements(SCOPE, TASKS[tid].requirement_ids)
+    state = {"task": task, "workspace": str(ws.root), "project": "todo", "stack": "python"}
+    return {**state, "requirements": reqs, **more}
 
 
 def _prompts(model: FunctionModel) -> list[str]:
@@ -99,6 +111,9 @@ def test_the_example_prompts_state_the_rules_they_are_judged_by(
         assert "a finding of high severity or above fails" in prompt
         assert "python -m pytest" in prompt and "from the project root" in prompt
         assert str(tmp_path) not in prompt  # nothing of this machine: the snapshot is stable
+        # The tester's suite of the task's requirements, from main, read-only.
+        assert "ACCEPTANCE CRITERIA AND TESTS (READ-ONLY)" in prompt
+        assert "the coder may not change it" in prompt and "test_f1_1_" in prompt
     assert coder_prompt == snapshot(name="coder T3")
     assert fixer_prompt == snapshot(name="fixer T2")
 
