@@ -35,6 +35,7 @@ def _git(ws: Path, *args: str) -> str:
 
 
 def _task_commits(ws: Path) -> list[str]:
+    """Return the steps committed on main by their trailers: the tasks and the tester's suite."""
     out = _git(ws, "log", "main", "--format=%(trailers:key=Oldnew-Task,valueonly)")
     return sorted(line.strip() for line in out.splitlines() if line.strip())
 
@@ -43,14 +44,14 @@ def _waiting_run(ws: Path, model: str) -> str:
     """Run the example to its one question; return main's commit id."""
     res = CliRunner().invoke(app, ["run", SCOPE, "-w", str(ws), "-m", model])
     assert res.exit_code == 3, res.output
-    assert _task_commits(ws) == ["T1", "T2"]
+    assert _task_commits(ws) == ["T1", "T2", "acceptance-1"]
     return _git(ws, "rev-parse", "main")
 
 
 def _finish(ws: Path) -> None:
     res = CliRunner().invoke(app, ["answer", "-w", str(ws), "T3-q1", "~/.todo.json"])
     assert res.exit_code == 0, res.output
-    assert _task_commits(ws) == ["T1", "T2", "T3"]
+    assert _task_commits(ws) == ["T1", "T2", "T3", "acceptance-1"]
 
 
 # -- a kill while the workspace is made ----------------------------------------------------
@@ -180,7 +181,7 @@ def test_kill_at_every_step_of_creation_leaves_a_run_that_goes_on(
             else:
                 outcomes["run"] += 1
         assert res.exit_code == 3, f"step {at}: {res.output}"
-        assert _task_commits(ws) == ["T1", "T2"], f"step {at}: {res.output}"
+        assert _task_commits(ws) == ["T1", "T2", "acceptance-1"], f"step {at}: {res.output}"
         assert not (ws / ".oldnew" / "creating.json").exists()
         info = json.loads((ws / ".oldnew" / "run.json").read_text())
         assert info["context"]["model"] == example_model
@@ -222,7 +223,7 @@ def test_deleted_checkpoints_are_explained_and_restart_is_explicit(
     assert _git(ws, "rev-parse", "main") == main
     res = CliRunner().invoke(app, ["resume", "-w", str(ws), "--restart"])
     assert res.exit_code == 3, res.output
-    assert _git(ws, "rev-list", "--count", "main") == "3"  # start + T1 + T2, none twice
+    assert _git(ws, "rev-list", "--count", "main") == "4"  # start + suite + T1 + T2, none twice
     _finish(ws)
 
 
@@ -371,7 +372,7 @@ def test_disk_filling_up_mid_run_is_a_clear_error(
             _finish(ws)
         else:
             assert res.exit_code == 0, res.output
-            assert _task_commits(ws) == ["T1", "T2", "T3"]
+            assert _task_commits(ws) == ["T1", "T2", "T3", "acceptance-1"]
 
 
 def test_creation_killed_inside_git_init_is_finished_by_resume(
@@ -389,7 +390,7 @@ def test_creation_killed_inside_git_init_is_finished_by_resume(
     res = CliRunner().invoke(app, ["resume", "-w", str(ws)])
     assert res.exit_code == 3, res.output
     assert json.loads((ws / ".oldnew" / "run.json").read_text())["run_id"] == "r1"
-    assert _task_commits(ws) == ["T1", "T2"]
+    assert _task_commits(ws) == ["T1", "T2", "acceptance-1"]
     assert not (ws / ".oldnew" / "creating.json").exists()
 
 

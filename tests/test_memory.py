@@ -18,7 +18,7 @@ from langgraph.store.sqlite.aio import AsyncSqliteStore
 from typer.testing import CliRunner
 
 from oldnew.cli import app
-from oldnew.context import Context
+from oldnew.context import ROLES, Context
 from oldnew.memory.learning import (
     MAX_LESSON_FIX,
     clip,
@@ -48,7 +48,7 @@ class Recorder(ScriptedChatModel):
 def _models(path: Path) -> tuple[dict[str, Recorder], list[str]]:
     replies = load_transcript(path)
     PROMPTS.clear()
-    return {r: Recorder(replies=replies, role=r) for r in ("planner", "coder", "fixer")}, PROMPTS
+    return {r: Recorder(replies=replies, role=r) for r in ROLES}, PROMPTS
 
 
 def _events(ws: Path) -> list[dict[str, Any]]:

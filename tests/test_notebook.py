@@ -95,7 +95,7 @@ def test_notebook_runs_the_example_to_delivery(
         for line in log.splitlines()
         if line.startswith("Oldnew-Task:")
     ]
-    assert sorted(trailers) == ["T1", "T2", "T3"]
+    assert sorted(trailers) == ["T1", "T2", "T3", "acceptance-1"]  # the tasks and the suite
 
     report = json.loads((workspace / ".oldnew" / "report.json").read_text(encoding="utf-8"))
     assert report["status"] == "delivered"

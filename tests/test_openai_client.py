@@ -62,6 +62,8 @@ def role_of(request: dict[str, Any]) -> str:
     user = "\n".join(_content_text(m.get("content")) for m in messages if m.get("role") == "user")
     if "scoping engineer" in system or "planning engineer" in system:
         return "planner"
+    if "independent tester" in system:
+        return "tester"
     if CODER_SYSTEM.search(system) and TASK_LINE.search(user):
         return "fixer" if "fails validation" in user else "coder"
     raise AssertionError(f"cannot tell the role of a request with system prompt {system[:200]!r}")
@@ -176,19 +178,20 @@ def test_example_run_through_chat_openai(
         asyncio.run(start_then_resume())
         requests = srv.requests
 
-    # Three task commits on main, each found by its trailer.
+    # The tester's suite and three task commits on main, each found by its trailer.
     trailers = _git(ws, "log", "main", "--format=%(trailers:key=Oldnew-Task,valueonly)")
-    assert sorted(t for t in trailers.split() if t) == ["T1", "T2", "T3"]
+    assert sorted(t for t in trailers.split() if t) == ["T1", "T2", "T3", "acceptance-1"]
     assert "class TodoList" in (ws / "todo" / "model.py").read_text()
     assert 'DEFAULT_FILE = "~/.todo.json"' in (ws / "todo" / "cli.py").read_text()
 
     # Every model call went to the fake server, and each was answered from the transcript:
-    # scope + plan, T1, T2, the T2 fix, T3's question, T3 after the answer.
+    # scope + plan, the tester's four files, T1, T2, the T2 fix, T3's question, T3 after the
+    # answer.
     assert requests, "the fake server saw no requests"
-    assert len(requests) == len(responder.exchanges) == 7
+    assert len(requests) == len(responder.exchanges) == 11
     assert all(r["model"] == "fake-model" for r in requests)
     roles = Counter(e.role for e in responder.exchanges)
-    assert roles == {"planner": 2, "coder": 4, "fixer": 1}
+    assert roles == {"planner": 2, "tester": 4, "coder": 4, "fixer": 1}
 
     planner = [e for e in responder.exchanges if e.role == "planner"]
     if method == "json_schema":

@@ -78,9 +78,10 @@ def test_recorded_openai_run_replays_offline_to_the_same_tree(
     entries = read_lines(record)
     assert entries[0]["transcript"] == "oldnew" and entries[0]["workspace"] == str(recorded_ws)
     exchanges = [e for e in entries if "exchange" in e]
-    assert [e["exchange"] for e in exchanges] == list(range(1, 8))
-    assert len(exchanges) == served == 7
-    assert sorted(e["role"] for e in exchanges) == ["coder"] * 4 + ["fixer"] + ["planner"] * 2
+    assert [e["exchange"] for e in exchanges] == list(range(1, 12))
+    assert len(exchanges) == served == 11
+    roles = sorted(e["role"] for e in exchanges)
+    assert roles == ["coder"] * 4 + ["fixer"] + ["planner"] * 2 + ["tester"] * 4
     assert all(e["usage"] and e["usage"]["input_tokens"] > 0 for e in exchanges)
     assert all(e["model"] == "fake-model" for e in exchanges)
     planner = [e for e in exchanges if e["role"] == "planner"]

@@ -227,7 +227,9 @@ def test_todo_example_through_langgraph_dev(
 
     assert (ws / ".git").exists(), why(f"{ws} is not a git repository")
     trailers = _trailer_commits(ws)
-    assert sorted(trailers) == ["T1", "T2", "T3"], why(f"Oldnew-Task trailers: {trailers!r}")
+    assert sorted(trailers) == ["T1", "T2", "T3", "acceptance-1"], why(
+        f"Oldnew-Task trailers: {trailers!r}"
+    )
     report_file = ws / ".oldnew" / "report.json"
     assert report_file.is_file(), why(f"no {report_file}")
     report = json.loads(report_file.read_text(encoding="utf-8"))
@@ -286,6 +288,6 @@ def test_feedback_through_langgraph_dev(server: Server, tmp_path: Path) -> None:
     assert values["feedback"] == {}
     assert [(e["id"], e["kind"]) for e in values["feedback_log"]] == [("fb1", "clarification")]
     assert values["questions"]["fb1"]["answer"] == "Dates are ISO 8601 in UTC."
-    assert sorted(_trailer_commits(ws)) == ["T1", "T2", "T3"]  # nothing re-ran
+    assert sorted(_trailer_commits(ws)) == ["T1", "T2", "T3", "acceptance-1"]  # nothing re-ran
     report = json.loads((ws / ".oldnew" / "report.json").read_text(encoding="utf-8"))
     assert report["feedback"][0]["decision"] == "dates are ISO 8601 in UTC"
