@@ -11,8 +11,9 @@ import pytest
 from langchain_core.messages import BaseMessage, HumanMessage
 
 from oldnew.acceptance import SUITE_DIR
+from oldnew.acceptance.checks import suite_problems
 from oldnew.acceptance.criteria import NO_CRITERIA, NO_TEST, untestable_clarifications
-from oldnew.acceptance.tester import suite_problems, write_tests
+from oldnew.acceptance.tester import write_tests
 from oldnew.graph.build import build_graph
 from oldnew.nodes.acceptance import AGAIN
 from oldnew.planning.preview import preview_plan, show_preview

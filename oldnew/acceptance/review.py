@@ -28,6 +28,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from pydantic import BaseModel, Field, model_validator
 
 from oldnew.acceptance import SUITE_DIR, criterion_of, is_suite_path, suite_file
+from oldnew.acceptance.checks import suite_problems, tests_by_criterion
 from oldnew.acceptance.store import commit_suite, suite_on_main
 from oldnew.budget import metered
 from oldnew.context import Context
@@ -357,10 +358,7 @@ async def _repair_one(
     errors: list[str],
     known: list[str],
 ) -> tuple[str, SuiteRepair]:
-    # Imported here: the tester's module imports the coder's loop, which imports this one.
-    from oldnew.acceptance.tester import suite_problems
-
-    feature = next(f for f in scope.features if f.id == rid)
+    feature = next(f for _, f in scope.requirements() if f.id == rid)
     user = render(
         "tester_repair",
         requirement=feature,
@@ -428,8 +426,8 @@ async def repair_suite(
     results: dict[str, str | None] = dict(record.get("results") or {})
     for path, repair in repairs:
         rid = owners[path]
-        ids = [c.id for f in scope.features if f.id == rid for c in f.criteria]
-        tests = {name: criterion_of(name, ids) for name in defined_tests(repair.text)}
+        feature = next(f for _, f in scope.requirements() if f.id == rid)
+        tests = tests_by_criterion({path: repair.text}, feature)
         requirements[rid] = {**record["requirements"][rid], "tests": tests}
         results |= {k: None for k in (record.get("results") or {}) if k.startswith(f"{path}::")}
         results |= {f"{path}::{name}": "not_run" for name in tests}

@@ -18,9 +18,10 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import Runtime
 
 from oldnew.acceptance import slug, suite_file
+from oldnew.acceptance.checks import tests_by_criterion
 from oldnew.acceptance.criteria import NO_TEST, answers_for, testable, untestable_reasons
 from oldnew.acceptance.store import commit_suite, suite_on_main
-from oldnew.acceptance.tester import Brief, suite_tests, tester_messages, write_tests
+from oldnew.acceptance.tester import Brief, tester_messages, write_tests
 from oldnew.budget import metered
 from oldnew.context import Context
 from oldnew.errors import ModelOutputError
@@ -235,7 +236,7 @@ async def acceptance(
         results, new = await _results(ws, ctx, models, state, wanted, done)
         for rid, result in results.items():
             if isinstance(result, dict):
-                tests = suite_tests(result, wanted[rid])
+                tests = tests_by_criterion(result, wanted[rid])
                 reqs[rid] = {"file": suite_file(rid), "tests": tests, "untestable": ""}
                 await aemit(ws, node="acceptance", event="written", requirement=rid, tests=tests)
                 continue
