@@ -23,6 +23,7 @@ from oldnew.deps.ledger import Ledger
 from oldnew.deps.manifest import PY_LOCK, python_dependencies, uses
 from oldnew.deps.settings import DepSettings, default_cache
 from oldnew.errors import WorkspaceError
+from oldnew.gates.acceptance import AcceptanceSuite
 from oldnew.gates.baseline import Baseline, judge
 from oldnew.gates.model import Check, ValidationResult
 from oldnew.gates.profiles import Profile
@@ -308,6 +309,9 @@ def verify_workspace(
         # it, the gates behind a wholly pre-existing failure run as they ran then.
         baseline = Baseline.load(ws)
         targets = recorded.get("targets")
+        # The tester's suite judged the delivery too: the re-run runs main's suite again.
+        wanted = recorded.get("acceptance") or []
+        suite = AcceptanceSuite.on_main(ws, list(wanted)) if wanted else None
         result = validate_tree(
             tree,
             timeout=timeout,
@@ -319,6 +323,7 @@ def verify_workspace(
             milestone=targets is not None,
             web=WebTargets.from_dict(targets) if targets is not None else None,
             evidence_dir=web_evidence(ws, "verify") if targets is not None else None,
+            acceptance=suite,
         )
     result = judge(result, baseline)
     out.rerun = result.to_dict()

@@ -132,7 +132,9 @@ def serve_preview(ws: Workspace, ctx: Context, commit: str) -> dict[str, Any]:
 def evidence_extras(options: dict[str, Any]) -> dict[str, Any]:
     """Return what a check of main records beside its result, for ``oldnew verify``.
 
-    For a web app: the targets its milestone gates ran on (verify runs them on the same ones).
+    For a web app: the targets its milestone gates ran on (verify runs them on the same ones);
+    with the tester's suite: the requirements whose acceptance tests ran.
     """
-    web = options.get("web")
-    return {"targets": web.to_dict()} if web is not None else {}
+    web, suite = options.get("web"), options.get("acceptance")
+    out: dict[str, Any] = {"targets": web.to_dict()} if web is not None else {}
+    return out | ({"acceptance": list(suite.requirements)} if suite is not None else {})

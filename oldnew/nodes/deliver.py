@@ -15,8 +15,10 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import Runtime
 
+from oldnew import milestones
 from oldnew.budget import budget_summary
 from oldnew.context import Context
+from oldnew.gates.acceptance import AcceptanceSuite
 from oldnew.graph.state import RunState
 from oldnew.handover import hand_over
 from oldnew.milestones import is_web
@@ -88,6 +90,17 @@ def only_limitations(tasks: dict[str, Any]) -> bool:
     return done and all(t.get("limitation") for t in unfinished)
 
 
+def _final_options(state: RunState, ws: Workspace) -> dict[str, Any]:
+    """Return ``run_gates``' keywords for the check of what is handed over (blocking).
+
+    A web app's milestone gates, and the tester's suite: it judges the commit handed over too.
+    """
+    options = web_gate_options(state, ws, "final")
+    wanted = milestones.suite_requirements(state)
+    suite = AcceptanceSuite.on_main(ws, wanted, state.get("acceptance")) if wanted else None
+    return options | ({"acceptance": suite} if suite is not None else {})
+
+
 async def deliver(
     state: RunState, runtime: Runtime[Context], config: RunnableConfig
 ) -> dict[str, Any]:
@@ -120,7 +133,7 @@ async def deliver(
             await aemit(ws, node="deliver", event="handed_over", files=written)
         chains = scope_toolchains(state)
         # Judged against the baseline: what failed where the run started is reported apart.
-        options = web_gate_options(state, ws, "final")
+        options = await asyncio.to_thread(_final_options, state, ws)
         result = await asyncio.to_thread(lambda: run_gates(ctx, ws.root, chains, ws, **options))
         evidence = await asyncio.to_thread(
             lambda: record_evidence(
