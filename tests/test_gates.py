@@ -457,6 +457,8 @@ def test_verify_confirms_the_report_and_catches_a_changed_main(delivered: Path) 
     res = runner.invoke(app, ["verify", "-w", str(delivered)])
     assert res.exit_code == 0, res.output
     assert "the report holds" in res.output and "T2: commit" in res.output
+    (again,) = [line for line in res.output.splitlines() if "passed again" in line]
+    assert again.endswith("mutation, acceptance passed again")  # the tester's suite re-run
     # Someone weakens a test and commits it behind oldnew's back.
     test_file = delivered / "tests" / "test_model.py"
     test_file.write_text(test_file.read_text().replace("== 2", "== 3", 1))
