@@ -33,6 +33,13 @@ pytestmark = pytest.mark.usefixtures("smoke_gates")
 WC = (
     "def count(text):\n    return len(text.split())\n\n\ndef boom():\n    raise ValueError('bad')\n"
 )
+# Code whose failures read like the tester's faults: the deepest frame decides, not the words.
+MIMIC = (
+    "import pytest\n\n\ndef fixture():\n    raise ValueError(\"fixture 'words' not found\")\n\n\n"
+    "def module():\n    raise RuntimeError(\"No module named 'json.nope'\")\n\n\n"
+    "def name():\n    raise ImportError(\"cannot import name 'x' from 'os'\")\n\n\n"
+    "def skip():\n    pytest.skip('not applicable')\n"
+)
 FORGE = (
     "import pytest\n\n\n@pytest.hookimpl(hookwrapper=True)\n"
     "def pytest_runtest_makereport(item, call):\n    out = yield\n"
@@ -56,6 +63,12 @@ SUITE = {
         "from wordcount import top\n\n\ndef test_f2_1_top():\n    top()\n"
     ),
     "tests/acceptance/test_f3.py": "def test_f3_1_x(:\n    pass\n",
+    "tests/acceptance/test_f4.py": (
+        "import mimic\n\n\ndef test_f4_1_a():\n    mimic.fixture()\n\n\n"
+        "def test_f4_2_b():\n    mimic.module()\n\n\ndef test_f4_3_c():\n    mimic.name()\n\n\n"
+        "def test_f4_4_d():\n    mimic.skip()\n"
+    ),
+    "tests/acceptance/test_f5.py": "X = 1\n",  # defines no test: the tester's
 }
 
 
@@ -68,7 +81,7 @@ def test_the_runner_tells_the_codes_failures_from_the_testers_tests_that_do_not_
     tmp_path: Path,
 ) -> None:
     # The project's conftest passes every test and deselects all but one: it is never read.
-    tree = _project(tmp_path / "p", {"wc.py": WC, "conftest.py": FORGE})
+    tree = _project(tmp_path / "p", {"wc.py": WC, "mimic.py": MIMIC, "conftest.py": FORGE})
     with Sandbox.open(tree) as box:
         run = run_tests(box, SUITE, timeout=60)
     f1 = "tests/acceptance/test_f1.py::test_f1_"
@@ -85,7 +98,16 @@ def test_the_runner_tells_the_codes_failures_from_the_testers_tests_that_do_not_
         # The interface is not built: the code's.
         "tests/acceptance/test_f2.py::test_f2_1_top": "failed",
         "tests/acceptance/test_f3.py": "error",  # the test file does not parse
+        "tests/acceptance/test_f4.py::test_f4_1_a": "failed",
+        "tests/acceptance/test_f4.py::test_f4_2_b": "failed",
+        "tests/acceptance/test_f4.py::test_f4_3_c": "failed",
+        "tests/acceptance/test_f4.py::test_f4_4_d": "not_run",
+        "tests/acceptance/test_f5.py": "error",
     }, run.messages
+    # The project's code skipped it: the code's to answer for, not the tester's.
+    assert run.messages["tests/acceptance/test_f4.py::test_f4_4_d"].startswith(
+        "the project's code skipped it"
+    )
     assert run.error == ""
     assert "assert 2 == 3" in run.messages[f"{f1}2_wrong"]
     assert "no_such_fixture" in run.messages[f"{f1}4_fixture"]

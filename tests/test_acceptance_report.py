@@ -296,3 +296,18 @@ def test_both_runs_each_case_with_then_without_the_suite_in_folders_of_their_own
     assert seen[1][3] == "[2/4] (without suite) "
     asyncio.run(runner.run_suite(cases, models, tmp_path, {}, print, 1.0, SIDES["off"]))
     assert (seen[-1][1], seen[-1][2], seen[-1][3]) == (tmp_path, False, "[2/2] ")
+
+
+def test_a_test_of_a_class_is_traced_by_its_function_name() -> None:
+    # pytest names it file::TestX::test; the suite's record names the function alone.
+    state = _state(
+        {
+            f"{FILE}::TestTop::test_f1_1_most_frequent_first": "passed",
+            f"{FILE}::TestTop::test_f1_2_ties_alphabetical": "failed",
+            f"{FILE}::test_f1_2_ties_of_three": "passed",
+        }
+    )
+    f1 = run_traceability(state)["F1"]
+    assert f1["status"] == "acceptance failing"
+    assert [c["status"] for c in f1["criteria"]] == ["passed", "failing"]
+    assert unaccepted(run_traceability(state)) == {"F1": [f"{FILE}::test_f1_2_ties_alphabetical"]}

@@ -15,14 +15,16 @@ the tests the files define (read without running them): a test defined but not r
 
 Who must act on a test that did not pass (:func:`classify`):
 
-- ``failed``, the code's: an assertion, or an exception raised from the project's code; a
-  project module (or a name in one) the test imports is missing: the interface is not built
-  yet, or differently; a run stopped at its time limit.
+- ``failed``, the code's: an assertion, or an exception raised from the project's code
+  (whatever its message: the deepest frame decides); a project module (or a name in one) the
+  test imports is missing: the interface is not built yet, or differently; a skip the
+  project's code raised; a run stopped at its time limit.
 - ``error``, the tester's (the test cannot run through no fault of the code): the test file
   does not parse; a fixture it uses does not exist; a ``NameError`` in the test's own module;
   an import of something that is neither the project's nor there to have (a name missing from
   the standard library or pytest, a third-party package the project does not have); a file
-  the test itself opens is missing (a supporting file the tests need).
+  the test itself opens is missing (a supporting file the tests need); a file that defines
+  no test; a test that skips itself.
 """
 
 from __future__ import annotations
@@ -148,7 +150,7 @@ def _defined(tests: Path) -> tuple[dict[str, Result], dict[str, str]]:
             why = _unparsable(source)
         names = defined_tests(source) if not why else {}
         if why or not names:
-            results[rel] = "error" if why else "not_run"
+            results[rel] = "error"  # the tester's: it does not parse, or tests nothing
             messages[rel] = why or "the file defines no test"
         for name in names:
             results[f"{rel}::{name}"] = "not_run"
@@ -286,7 +288,7 @@ def _read_junit(out: SuiteRun, junit: bytes, hidden: Path, tree: Path) -> None:
             out.ran += 1
             out.results[key] = "passed" if skipped is None else "not_run"
             if skipped is not None:
-                out.messages[key] = "skipped: " + (skipped.get("message") or "")
+                out.messages[key] = _skip_message(skipped, hidden, tree)
             continue
         problem = problems[0]
         text = problem.text or ""
@@ -363,12 +365,49 @@ def _in_suite(path: str, hidden: Path, tree: Path) -> bool:
     return full == hidden or hidden in full.parents
 
 
+def _in_project(path: str, hidden: Path, tree: Path) -> bool:
+    """Whether a traceback's ``path`` is a file of the project's copy (not of the tests)."""
+    if not path:
+        return False
+    full = Path(os.path.normpath(tree / path))
+    return (tree in full.parents) and not _in_suite(path, hidden, tree)
+
+
+def _deepest(text: str) -> str:
+    """Return the file of a traceback's deepest frame, or "".
+
+    pytest's ``file:line: Error`` lines first, else Python's ``File "x", line n`` ones.
+    """
+    crashes = _CRASH.findall(text)
+    if crashes:
+        return str(crashes[-1][0])
+    found = re.findall(r'File "([^"]+)", line \d+', text)
+    return found[-1] if found else ""
+
+
+def _skip_message(skipped: ET.Element, hidden: Path, tree: Path) -> str:
+    """Say who skipped a test: the tester's test itself, or the project's code it called.
+
+    pytest's report gives where the skip was raised (``path:line: reason``); a skip raised in
+    the project's code is the code's to answer for, any other the tester's (``skipped: ...``).
+    """
+    reason = skipped.get("message") or ""
+    where = (skipped.text or "").rsplit(":", 2)[0] if (skipped.text or "").count(":") >= 2 else ""
+    if _in_project(where, hidden, tree):
+        return f"the project's code skipped it ({where}): {reason}"
+    return "skipped: " + reason
+
+
 def classify(text: str, message: str, hidden: Path, tree: Path) -> tuple[Result, str]:
     """Return who must act on one test that did not pass, and why (module docstring).
 
     ``text`` is the report's traceback, ``message`` its one line, ``hidden`` the tests'
     folder, ``tree`` the project's copy (the folder tracebacks' relative paths start from).
+    An exception whose deepest frame is in the project's code is the code's, whatever its
+    message says (code that raises "fixture 'x' not found" does not pass its failure on).
     """
+    if _in_project(_deepest(text), hidden, tree):
+        return "failed", message
     fixture = _NO_FIXTURE.search(text)
     if fixture:
         return "error", f"the test uses a fixture that does not exist: {fixture[1]!r}"

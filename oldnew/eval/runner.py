@@ -26,7 +26,7 @@ from typing import Any
 from oldnew.budget import ledger_of
 from oldnew.context import Context
 from oldnew.deps.settings import DepSettings
-from oldnew.errors import OldnewError
+from oldnew.errors import OldnewError, UsageError
 from oldnew.eval.acceptance import Acceptance, run_acceptance, suite_tests
 from oldnew.eval.suite import Case
 from oldnew.runs import RunOutcome, start_run
@@ -216,6 +216,13 @@ async def run_suite(
     ``sides`` are the acceptance settings (``SIDES``): each case runs once per side, with and
     then without the suite; more than one side puts each side's cases in its own folder.
     """
+    for suite in sides:  # an explicit default gives way to the environment (Context)
+        if Context(acceptance=suite).acceptance != suite:
+            raise UsageError(
+                f"OLDNEW_ACCEPTANCE={os.environ.get('OLDNEW_ACCEPTANCE')} is set and would "
+                f"turn the suite {'off' if suite else 'on'} on the side asked "
+                f"{'with' if suite else 'without'} it: unset it, and choose with --acceptance"
+            )
     rows = []
     runs = [(case, suite) for case in cases for suite in sides]
     for n, (case, suite) in enumerate(runs, start=1):

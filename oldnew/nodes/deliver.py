@@ -18,7 +18,9 @@ from langgraph.runtime import Runtime
 from oldnew import milestones
 from oldnew.budget import budget_summary
 from oldnew.context import Context
+from oldnew.gates.acceptance import NAME as ACCEPTANCE
 from oldnew.gates.acceptance import AcceptanceSuite
+from oldnew.gates.model import ValidationResult
 from oldnew.graph.state import RunState
 from oldnew.handover import hand_over
 from oldnew.milestones import is_web
@@ -101,6 +103,47 @@ def _final_options(state: RunState, ws: Workspace) -> dict[str, Any]:
     return options | ({"acceptance": suite} if suite is not None else {})
 
 
+def _check_main(
+    state: RunState, ctx: Context, ws: Workspace
+) -> tuple[ValidationResult, dict[str, Any]]:
+    """Run the gates on what is handed over and keep the evidence (blocking).
+
+    Judged against the baseline: what failed where the run started is reported apart.
+    """
+    options = _final_options(state, ws)
+    result = run_gates(ctx, ws.root, scope_toolchains(state), ws, **options)
+    extras = evidence_extras(options)
+    evidence = record_evidence(ws, "final", result, tree="main", head=ws.head(), **extras)
+    return result, {**result.to_dict(), "evidence": evidence}
+
+
+def _acceptance_checked(result: ValidationResult, head: str) -> dict[str, Any]:
+    """Return the acceptance record's results of ``result``'s suite run on ``head``, if any."""
+    check = next((c for c in result.checks if c.name == ACCEPTANCE), None)
+    results = (check.metrics.get("results") if check is not None else None) or {}
+    return {"results": dict(results), "checked": head} if results else {}
+
+
+def _status(state: RunState) -> str:
+    """Return the run's status from its tasks, before main's final check.
+
+    A requirement is delivered only when its acceptance tests pass on main.
+    """
+    tasks = state.get("tasks") or {}
+    if state.get("status") == "aborted":
+        return "aborted"
+    if (state.get("budget_stops") or {}).get("run"):
+        return "stopped"
+    if tasks and all(t["status"] == "done" for t in tasks.values()):
+        stand_ins = any(t.get("stand_in") for t in tasks.values())
+        status = "delivered_with_limitations" if stand_ins else "delivered"
+    elif only_limitations(tasks):
+        status = "delivered_with_limitations"
+    else:
+        return "blocked"
+    return "blocked" if unaccepted(run_traceability(state)) else status
+
+
 async def deliver(
     state: RunState, runtime: Runtime[Context], config: RunnableConfig
 ) -> dict[str, Any]:
@@ -108,20 +151,9 @@ async def deliver(
     ctx = runtime.context or Context()
     ws = await arun_workspace(ctx, config)
     tasks = state.get("tasks") or {}
-    if state.get("status") == "aborted":
-        status = "aborted"
-    elif (state.get("budget_stops") or {}).get("run"):
-        status = "stopped"
-    elif tasks and all(t["status"] == "done" for t in tasks.values()):
-        stand_ins = any(t.get("stand_in") for t in tasks.values())
-        status = "delivered_with_limitations" if stand_ins else "delivered"
-    elif only_limitations(tasks):
-        status = "delivered_with_limitations"
-    else:
-        status = "blocked"
-    if status.startswith("delivered") and unaccepted(run_traceability(state)):
-        status = "blocked"  # a requirement is delivered only when its acceptance tests pass
+    status = _status(state)
     final: dict[str, Any] = {"checks": []}
+    update: dict[str, Any] = {}
     problems: list[str] = []
     if any(t["status"] == "done" for t in tasks.values()):
         scope = state.get("scope") or {}
@@ -131,16 +163,11 @@ async def deliver(
         written = await asyncio.to_thread(hand_over, ws, title, summary) if handing else []
         if written:
             await aemit(ws, node="deliver", event="handed_over", files=written)
-        chains = scope_toolchains(state)
-        # Judged against the baseline: what failed where the run started is reported apart.
-        options = await asyncio.to_thread(_final_options, state, ws)
-        result = await asyncio.to_thread(lambda: run_gates(ctx, ws.root, chains, ws, **options))
-        evidence = await asyncio.to_thread(
-            lambda: record_evidence(
-                ws, "final", result, tree="main", head=ws.head(), **evidence_extras(options)
-            )
-        )
-        final = {**result.to_dict(), "evidence": evidence}
+        result, final = await asyncio.to_thread(_check_main, state, ctx, ws)
+        checked = _acceptance_checked(result, ws.head())
+        if checked:  # the report traces the commit handed over, not an earlier check
+            update["acceptance"] = checked
+            state = {**state, "acceptance": {**(state.get("acceptance") or {}), **checked}}
         missing = result.degraded_layers()
         if missing:
             await aemit(ws, node="deliver", event="sandbox_degraded", layers=missing)
@@ -160,4 +187,4 @@ async def deliver(
     url = live.url if live is not None else None
     stop = Stop(status, run_id, str(ws.root), records, report=str(path), preview=url)
     notices = [*problems, *await notify_outcome(ws, ctx, stop)]
-    return {"status": status, "report": str(path), "notices": notices}
+    return {**update, "status": status, "report": str(path), "notices": notices}

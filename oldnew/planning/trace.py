@@ -32,8 +32,17 @@ def is_test_path(path: str) -> bool:
 
 
 def _result(results: Mapping[str, str], file: str, name: str) -> str:
-    """Return one test's result on the last check (a parametrized test: its worst case)."""
-    found = [r for key, r in results.items() if key.split("[", 1)[0] == f"{file}::{name}"]
+    """Return one test's result on the last check (a parametrized test: its worst case).
+
+    A test of a ``Test`` class is reported as ``file::TestX::name``; the record names it by
+    its function's name alone.
+    """
+
+    def same(key: str) -> bool:
+        where, _, test = key.split("[", 1)[0].rpartition("::")
+        return test == name and (where == file or where.startswith(f"{file}::"))
+
+    found = [r for key, r in results.items() if same(key)]
     for worst in ("error", "failed", "not_run"):
         if worst in found:
             return worst
