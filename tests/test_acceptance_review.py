@@ -17,7 +17,7 @@ from langgraph.runtime import Runtime
 from langgraph.types import Command
 
 from oldnew import build_task_graph
-from oldnew.acceptance import suite_file
+from oldnew.acceptance import is_suite_path, suite_file
 from oldnew.acceptance.review import (
     ContestReview,
     SuiteRepair,
@@ -290,3 +290,16 @@ def test_a_coders_claim_is_reviewed_too_and_an_unusable_review_still_asks(tmp_pa
     assert question["kind"] == "test_contradiction" and question["asked_by"] == "fixer"
     assert "the tester's review could not be used" in question["detail"]
     assert [o["key"] for o in question["options"]] == ["keep"] and "review" not in question
+
+
+def test_the_suites_folder_is_read_as_the_file_system_reads_it() -> None:
+    for path in (
+        "tests/x/../acceptance/test_f1.py",
+        "./tests//acceptance/t.py",
+        "tests/acceptance",
+    ):
+        assert is_suite_path(path), path
+    assert not is_suite_path("tests/accept.py") and not is_suite_path("tests/test_acceptance.py")
+    # Ids that are not plain letters and digits get a hash: no two share a file.
+    assert suite_file("F1") == "tests/acceptance/test_f1.py"
+    assert len({suite_file(i) for i in ("需求1", "要求1", "Req 1", "req_1")}) == 4

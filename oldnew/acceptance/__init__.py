@@ -34,6 +34,8 @@ could not run: the tester's) and ``not_run``.
 
 from __future__ import annotations
 
+import hashlib
+import posixpath
 import re
 from collections.abc import Mapping
 from pathlib import PurePosixPath
@@ -46,17 +48,30 @@ SUITE_DIR = "tests/acceptance"
 RESULTS = ("passed", "failed", "error", "not_run")
 
 _NOT_ID = re.compile(r"[^0-9a-z]+")
+_PLAIN_ID = re.compile(r"[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*")
 
 
 def is_suite_path(path: str) -> bool:
-    """Say whether ``path`` (project-relative) is in the acceptance suite's folder."""
-    parts = PurePosixPath(path.replace("\\", "/").lstrip("./")).parts
-    return parts[:2] == tuple(SUITE_DIR.split("/"))
+    """Say whether ``path`` (project-relative) is in the acceptance suite's folder.
+
+    Read as the file system would: ``./tests//acceptance/x`` and ``tests/x/../acceptance/x``
+    are in it.
+    """
+    clean = posixpath.normpath(path.replace("\\", "/").lstrip("/"))
+    return PurePosixPath(clean).parts[:2] == tuple(SUITE_DIR.split("/"))
 
 
 def slug(requirement_id: str) -> str:
-    """Return a requirement or criterion id as it appears in names: ``F1.2`` -> ``f1_2``."""
-    return _NOT_ID.sub("_", requirement_id.lower()).strip("_")
+    """Return a requirement or criterion id as it appears in names: ``F1.2`` -> ``f1_2``.
+
+    An id with other characters than ASCII letters, digits and ``._-`` (``Req 1``, ``需求1``)
+    gets a short hash of itself too, so that two such ids never share a file or a test prefix.
+    """
+    plain = _NOT_ID.sub("_", requirement_id.lower()).strip("_")
+    if _PLAIN_ID.fullmatch(requirement_id):
+        return plain
+    digest = hashlib.sha1(requirement_id.encode(), usedforsecurity=False).hexdigest()[:6]
+    return f"{plain}_{digest}" if plain else f"r{digest}"
 
 
 def suite_file(requirement_id: str) -> str:
