@@ -104,17 +104,22 @@ def _final_options(state: RunState, ws: Workspace) -> dict[str, Any]:
 
 
 def _check_main(
-    state: RunState, ctx: Context, ws: Workspace
-) -> tuple[ValidationResult, dict[str, Any]]:
-    """Run the gates on what is handed over and keep the evidence (blocking).
+    state: RunState, ctx: Context, ws: Workspace, handing: bool
+) -> tuple[ValidationResult, dict[str, Any], dict[str, Any]]:
+    """Run the gates on main and keep the evidence (blocking); also the suite's new results.
 
-    Judged against the baseline: what failed where the run started is reported apart.
+    Judged against the baseline: what failed where the run started is reported apart. The
+    tester's suite runs when the project is handed over (a stopped or blocked run's unfinished
+    work would fail it for what is not built yet: its milestone says so when it is).
     """
     options = _final_options(state, ws)
+    if not handing:
+        options.pop("acceptance", None)
     result = run_gates(ctx, ws.root, scope_toolchains(state), ws, **options)
     extras = evidence_extras(options)
-    evidence = record_evidence(ws, "final", result, tree="main", head=ws.head(), **extras)
-    return result, {**result.to_dict(), "evidence": evidence}
+    head = ws.head()
+    evidence = record_evidence(ws, "final", result, tree="main", head=head, **extras)
+    return result, {**result.to_dict(), "evidence": evidence}, _acceptance_checked(result, head)
 
 
 def _acceptance_checked(result: ValidationResult, head: str) -> dict[str, Any]:
@@ -163,8 +168,7 @@ async def deliver(
         written = await asyncio.to_thread(hand_over, ws, title, summary) if handing else []
         if written:
             await aemit(ws, node="deliver", event="handed_over", files=written)
-        result, final = await asyncio.to_thread(_check_main, state, ctx, ws)
-        checked = _acceptance_checked(result, ws.head())
+        result, final, checked = await asyncio.to_thread(_check_main, state, ctx, ws, handing)
         if checked:  # the report traces the commit handed over, not an earlier check
             update["acceptance"] = checked
             state = {**state, "acceptance": {**(state.get("acceptance") or {}), **checked}}
