@@ -341,7 +341,7 @@ def test_replies_that_stay_unusable_go_to_a_person_who_may_choose_no_test(tmp_pa
         (
             {"questions": {"acceptance-F1-1": {"status": "pending", "kind": "x"}}},
             "baseline",
-            "human",
+            "ask",
         ),
     ],
 )
@@ -353,7 +353,7 @@ def test_routing_sends_a_valid_plan_to_the_tester_while_a_suite_is_due(
     state: Any = {"scope": SCOPE, "plan": PLAN, **extra}
     assert routing.after_plan(state) == after_plan
     assert routing.where_it_stands(state) == where
-    assert routing.after_acceptance(state) == ("human" if where == "human" else "baseline")
+    assert routing.after_acceptance(state) == ("ask" if where == "ask" else "baseline")
     bare: Any = {"scope": {**SCOPE, "features": [{"id": "F1", "title": "x"}]}, "plan": PLAN}
     assert routing.after_plan(bare) == "baseline"
 

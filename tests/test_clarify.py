@@ -237,8 +237,8 @@ def test_settle_and_decision_lines() -> None:
 def test_routing_pauses_for_clarifications_until_all_are_answered() -> None:
     pending = {"id": "clarify-1", "kind": "clarification", "status": "pending"}
     state: Any = {"scope": {"title": "t"}, "questions": {"clarify-1": pending}}
-    assert after_scope(state) == "human"
-    assert after_human(state) == "human"
+    assert after_scope(state) == "ask"
+    assert after_human(state) == "ask"
     state["questions"]["clarify-1"] = {**pending, "status": "answered"}
     assert after_scope(state) == "plan"
     assert after_human(state) == "plan"

@@ -598,7 +598,7 @@ def test_routing_waits_for_a_person_then_goes_back_to_the_planner() -> None:
         "feedback": {"fb1": item},
         "questions": {"fb1-q1": {"id": "fb1-q1", "status": "pending"}},
     }
-    assert after_execute(state) == "human"  # type: ignore[arg-type]
+    assert after_execute(state) == "ask"  # type: ignore[arg-type]
     state["questions"]["fb1-q1"] = {"id": "fb1-q1", "status": "answered", "answer": "retry"}
     assert after_execute(state) == "plan"  # type: ignore[arg-type]
     assert after_execute({"feedback": {}}) == "deliver"

@@ -1,8 +1,13 @@
-"""The example notebook runs end to end on the scripted model and leaves a delivered project."""
+"""The example notebook runs end to end on the scripted model and leaves a delivered project.
+
+It draws the graph offline, streams progress, pauses, resumes with ``Command(resume=...)``,
+keeps its memory out of ``~/.oldnew``, and uses only public API (``oldnew`` and LangGraph).
+"""
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -66,6 +71,10 @@ def test_notebook_runs_the_example_to_delivery(
     assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), (
         "commit the notebook with its outputs cleared"
     )
+    source = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    internal = re.findall(r"(?:from|import) oldnew\.[\w.]+", source)
+    assert not internal, f"the notebook uses only public API: {internal}"
+    assert "draw_mermaid_png" not in source and "mermaid.ink" not in source  # offline
 
     client = NotebookClient(
         nb,
@@ -82,6 +91,14 @@ def test_notebook_runs_the_example_to_delivery(
     text = "\n".join(_output_text(o) for o in outputs)
     assert "T3-q1" in text
     assert "~/.todo.json" in text and "./todo.json" in text
+    diagrams = [o["data"]["text/markdown"] for o in outputs if "text/markdown" in o.get("data", {})]
+    assert len(diagrams) == 1 and diagrams[0].startswith("```mermaid\n")
+    assert "\task(ask)\n" in diagrams[0] and "human -.-> execute;" in diagrams[0]
+    assert "status: waiting" in text and "status: delivered" in text  # one name for the pause
+    assert "  code        T3  escalated" in text  # streamed while the run went on
+    assert "  validate    T2  failed" in text and "paused for a person" in text
+    (memory,) = re.findall(r"^memory: +(\S+)$", text, re.MULTILINE)
+    assert Path(memory).is_file() and Path.home() / ".oldnew" not in Path(memory).parents
 
     log = subprocess.run(
         ["git", "log", "main", "--format=%B%x00"],

@@ -28,8 +28,8 @@ TAKEN = {"status": "recorded", "commit": "abc", "evidence": ".oldnew/evidence/ba
         ({"status": "aborted"}, "deliver"),
         ({"scope": {"t": 1}, "budget_stops": STOP}, "deliver"),
         ({"scope": {"t": 1}}, "plan"),
-        ({"scope": {"t": 1}, "questions": {"q": CLARIFY}}, "human"),
-        ({}, "human"),  # no scope parsed: the scope question waits
+        ({"scope": {"t": 1}, "questions": {"q": CLARIFY}}, "ask"),
+        ({}, "ask"),  # no scope parsed: the scope question waits
     ],
 )
 def test_after_scope(state: dict[str, Any], expected: str) -> None:
@@ -40,13 +40,13 @@ def test_after_scope(state: dict[str, Any], expected: str) -> None:
     ("state", "expected"),
     [
         ({"plan": PLAN, "budget_stops": STOP}, "deliver"),
-        ({"plan": PLAN, "questions": {"g": APPROVAL}}, "human"),
+        ({"plan": PLAN, "questions": {"g": APPROVAL}}, "ask"),
         ({"plan": PLAN}, "baseline"),  # what already fails, before the first task
         ({"plan": PLAN, "baseline": TAKEN}, "execute"),
         ({"plan": PLAN, "baseline": {"status": "none"}}, "execute"),  # a new project
         ({"plan": PLAN, "baseline": TAKEN, "questions": {"q": PENDING}}, "execute"),
         ({"plan_problems": ["x"]}, "plan"),
-        ({"plan_problems": ["x"], "questions": {"q": PENDING}}, "human"),
+        ({"plan_problems": ["x"], "questions": {"q": PENDING}}, "ask"),
     ],
 )
 def test_after_plan(state: dict[str, Any], expected: str) -> None:
@@ -71,7 +71,7 @@ def test_after_baseline(state: dict[str, Any], expected: str) -> None:
         ({"budget_stops": STOP, "replan": [{"task": "T1"}]}, "deliver"),
         ({"replan": [{"task": "T1", "kind": "split"}]}, "plan"),
         ({"feedback": FEEDBACK}, "plan"),
-        ({"questions": {"q": PENDING}}, "human"),
+        ({"questions": {"q": PENDING}}, "ask"),
         ({}, "deliver"),
     ],
 )
@@ -84,8 +84,8 @@ def test_after_execute(state: dict[str, Any], expected: str) -> None:
     [
         ({"status": "aborted", "scope": {"t": 1}}, "deliver"),
         ({"scope_text": "x"}, "scope"),
-        ({"scope": {"t": 1}, "questions": {"g": APPROVAL}}, "human"),
-        ({"scope": {"t": 1}, "questions": {"c": CLARIFY}}, "human"),
+        ({"scope": {"t": 1}, "questions": {"g": APPROVAL}}, "ask"),
+        ({"scope": {"t": 1}, "questions": {"c": CLARIFY}}, "ask"),
         ({"scope": {"t": 1}, "plan": PLAN, "feedback": FEEDBACK}, "plan"),
         ({"scope": {"t": 1}, "plan": PLAN, "feedback": MALFORMED}, "plan"),  # it says why
         ({"scope": {"t": 1}}, "plan"),

@@ -18,6 +18,7 @@ from langgraph.runtime import Runtime
 
 from oldnew.budget.meter import ledger_of
 from oldnew.context import Context
+from oldnew.embed import context_of
 from oldnew.errors import BudgetExceeded
 from oldnew.graph.state import RunState
 from oldnew.nodes.common import aemit, arun_workspace
@@ -31,7 +32,7 @@ def budgeted(node: OuterNode, name: str) -> OuterNode:
     async def run_node(
         state: RunState, runtime: Runtime[Context], config: RunnableConfig
     ) -> dict[str, Any]:
-        ws = await arun_workspace(runtime.context or Context(), config, state.get("supporting"))
+        ws = await arun_workspace(context_of(runtime.context), config, state.get("supporting"))
         ledger = ledger_of(ws.root)
         span = ledger.open_span()
         try:

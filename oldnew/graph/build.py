@@ -2,12 +2,13 @@
 
 The outer graph::
 
-    enter -> scope -> plan -> acceptance -> baseline -> execute <-> human -> deliver
+    enter -> scope -> plan -> acceptance -> baseline -> execute <-> ask -> human -> deliver
                                                           ^ |
                                                           | v
                                                        milestone
 
-(``enter`` goes on from where a run stands: a new scope, a restart, feedback; ``baseline``
+(``enter`` goes on from where a run stands: a new scope, a restart, feedback; ``ask`` marks
+the run ``waiting`` and announces its questions, then ``human`` pauses for the answers; ``baseline``
 runs the gates once on the commit a run on an existing repository started from, so that no
 task is blamed for what failed there already; ``acceptance`` has the tester write the
 acceptance suite from the requirements' criteria, before any code; ``milestone`` checks main
@@ -55,7 +56,7 @@ from oldnew.nodes.dependencies import dependencies
 from oldnew.nodes.enter import enter
 from oldnew.nodes.escalate import escalate
 from oldnew.nodes.execute import execute
-from oldnew.nodes.human import human
+from oldnew.nodes.human import ask, human
 from oldnew.nodes.limitation import record_limitation, stop
 from oldnew.nodes.milestone import milestone
 from oldnew.nodes.plan import plan
@@ -114,6 +115,7 @@ def build_graph(
     g.add_node("execute", budgeted(run_tasks, "execute"))
     # LangGraph's add_node overloads do not cover nodes that take runtime and config.
     g.add_node("milestone", budgeted(partial(milestone, models=models), "milestone"))
+    g.add_node("ask", ask)  # type: ignore[arg-type]
     g.add_node("human", human)  # type: ignore[arg-type]
     g.add_node("deliver", budgeted(deliver, "deliver"))
     g.add_edge(START, "enter")
@@ -123,6 +125,7 @@ def build_graph(
     g.add_conditional_edges("baseline", routing.after_baseline)
     g.add_conditional_edges("execute", routing.after_execute)
     g.add_conditional_edges("milestone", routing.after_milestone)
+    g.add_edge("ask", "human")
     g.add_conditional_edges("human", routing.after_human)
     g.add_edge("deliver", END)
     return g.compile(checkpointer=checkpointer, store=store, name="oldnew")

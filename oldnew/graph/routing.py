@@ -21,11 +21,11 @@ def _stopped(state: RunState) -> bool:
     return bool((state.get("budget_stops") or {}).get("run"))
 
 
-def after_scope(state: RunState) -> Literal["plan", "human", "deliver"]:
+def after_scope(state: RunState) -> Literal["plan", "ask", "deliver"]:
     """Plan once the scope parsed and nothing is asked; else ask; report when stopped."""
     if state.get("status") == "aborted" or _stopped(state):
         return "deliver"
-    return "plan" if state.get("scope") and not _pending(state) else "human"
+    return "plan" if state.get("scope") and not _pending(state) else "ask"
 
 
 def _to_work(state: RunState) -> Literal["baseline", "execute"]:
@@ -46,7 +46,7 @@ def _tester_asks(state: RunState) -> bool:
 
 def after_plan(
     state: RunState,
-) -> Literal["acceptance", "baseline", "execute", "plan", "human", "deliver"]:
+) -> Literal["acceptance", "baseline", "execute", "plan", "ask", "deliver"]:
     """Pause at the design gate; write the suite; execute a valid plan; send a bad one back.
 
     A valid plan whose requirements have criteria without tests goes to the tester first
@@ -58,15 +58,15 @@ def after_plan(
     if _stopped(state):
         return "deliver"
     if _pending(state, "approval"):
-        return "human"
+        return "ask"
     if state.get("plan") and not state.get("plan_problems"):
         if acceptance.due(state) and not _tester_asks(state):
             return "acceptance"
         return _to_work(state)
-    return "human" if _pending(state) else "plan"
+    return "ask" if _pending(state) else "plan"
 
 
-def after_acceptance(state: RunState) -> Literal["human", "baseline", "execute", "deliver"]:
+def after_acceptance(state: RunState) -> Literal["ask", "baseline", "execute", "deliver"]:
     """Pause for the design gate or the tester's question; else go on to the work.
 
     A run the budget stopped goes to deliver.
@@ -74,7 +74,7 @@ def after_acceptance(state: RunState) -> Literal["human", "baseline", "execute",
     if _stopped(state):
         return "deliver"
     if _pending(state, "approval") or _tester_asks(state):
-        return "human"
+        return "ask"
     return _to_work(state)
 
 
@@ -83,7 +83,7 @@ def after_baseline(state: RunState) -> Literal["execute", "deliver"]:
     return "deliver" if _stopped(state) else "execute"
 
 
-def after_execute(state: RunState) -> Literal["plan", "milestone", "human", "deliver"]:
+def after_execute(state: RunState) -> Literal["plan", "milestone", "ask", "deliver"]:
     """Re-plan; check a milestone whose tasks are done; pause for a person; else deliver.
 
     Re-plan when a task proved too big or flawed.
@@ -99,7 +99,7 @@ def after_execute(state: RunState) -> Literal["plan", "milestone", "human", "del
         return "plan"
     if milestones.due(state):
         return "milestone"
-    return "human" if _pending(state) else "deliver"
+    return "ask" if _pending(state) else "deliver"
 
 
 def after_milestone(state: RunState) -> Literal["execute", "deliver"]:
@@ -109,7 +109,7 @@ def after_milestone(state: RunState) -> Literal["execute", "deliver"]:
 
 def where_it_stands(
     state: RunState,
-) -> Literal["scope", "plan", "acceptance", "baseline", "execute", "deliver", "human"]:
+) -> Literal["scope", "plan", "acceptance", "baseline", "execute", "deliver", "ask"]:
     """Go on from where the run stands: after a person answered, or on entering the graph.
 
     Back to the step that asked, or deliver when the person chose to stop. A gate still
@@ -124,13 +124,13 @@ def where_it_stands(
     if not state.get("scope"):
         return "scope"
     if _pending(state, "approval") or (not state.get("plan") and _pending(state, "clarification")):
-        return "human"
+        return "ask"
     if state.get("plan") and (ready_feedback(state) or malformed_feedback(state)):
         return "plan"  # changes asked at a review, or feedback given as the run's input
     if not state.get("plan"):
         return "plan"
     if acceptance.due(state):
-        return "human" if _tester_asks(state) else "acceptance"
+        return "ask" if _tester_asks(state) else "acceptance"
     return _to_work(state)
 
 

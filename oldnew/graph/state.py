@@ -34,12 +34,15 @@ RunStatus = Literal[
     "scoping",
     "planning",
     "executing",
+    "waiting",
     "delivered",
     "delivered_with_limitations",
     "blocked",
     "aborted",
     "stopped",
 ]
+PAUSED: RunStatus = "waiting"
+"""The one name of a run paused for a person: in its state, the API and the CLI."""
 
 
 class TaskRecord(TypedDict, total=False):
@@ -118,7 +121,10 @@ class RunState(TypedDict, total=False):
     notices: list[str]
     """Messages for the person from the last pause (an answer that was refused, say)."""
     status: RunStatus
-    """Where the run is."""
+    """Where the run is; ``waiting`` while it is paused for a person (the ``ask`` node sets
+    it, the answers put it back). A checkpoint an older version saved in the pause says
+    where the run was instead (``executing``, say): its readers take the pause from the
+    checkpoint's interrupt, as they do for every run."""
     report: str | None
     """Path of report.json once delivered."""
     complexity: dict[str, Any] | None

@@ -24,6 +24,7 @@ from oldnew.acceptance.store import commit_suite, suite_on_main
 from oldnew.acceptance.tester import Brief, tester_messages, write_tests
 from oldnew.budget import metered
 from oldnew.context import Context
+from oldnew.embed import context_of
 from oldnew.errors import ModelOutputError
 from oldnew.graph.state import RunState
 from oldnew.hitl import approvals
@@ -215,7 +216,7 @@ async def acceptance(
     models: ModelOverrides = None,
 ) -> dict[str, Any]:
     """Have the tester write the acceptance tests of the requirements that have none yet."""
-    ctx = runtime.context or Context()
+    ctx = context_of(runtime.context)
     ws = await arun_workspace(ctx, config)
     questions = state.get("questions") or {}
     scope = settle(Scope.model_validate(state["scope"]), questions)

@@ -27,6 +27,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import Runtime
 
 from oldnew.context import Context
+from oldnew.embed import context_of
 from oldnew.gates.baseline import EVIDENCE, Baseline, baseline_key
 from oldnew.gates.model import Check, Diagnostic, ValidationResult, not_run
 from oldnew.gates.profiles import resolve_profile
@@ -85,7 +86,7 @@ async def baseline(
     state: RunState, runtime: Runtime[Context], config: RunnableConfig
 ) -> dict[str, Any]:
     """Record what already fails on the commit the run started from (once, before any task)."""
-    ctx = runtime.context or Context()
+    ctx = context_of(runtime.context)
     ws = await arun_workspace(ctx, config)
     commit = await asyncio.to_thread(lambda: ws.base)
     if commit is None:

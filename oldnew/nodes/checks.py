@@ -21,6 +21,7 @@ from oldnew.deps.manifest import (
     PY_MANIFEST,
 )
 from oldnew.deps.settings import DepSettings
+from oldnew.embed import context_of
 from oldnew.errors import WorkspaceError
 from oldnew.gates import (
     Check,
@@ -280,7 +281,7 @@ async def _report_sandbox(ws: Workspace, task_id: str, result: ValidationResult)
 
 async def validate(state: TaskState, runtime: Runtime[Context]) -> dict[str, Any]:
     """Run the quality gates on the task's worktree, in the sandbox; keep the evidence."""
-    ctx = runtime.context or Context()
+    ctx = context_of(runtime.context)
     ws = await aopen_workspace(state["workspace"])
     task_id = state["task"]["id"]
     tree = await asyncio.to_thread(ws.worktree, task_id)
@@ -395,7 +396,7 @@ def _accept(
 
 async def commit(state: TaskState, runtime: Runtime[Context]) -> dict[str, Any]:
     """Accept the task: one commit on main, its id recorded after it exists."""
-    ctx = runtime.context or Context()
+    ctx = context_of(runtime.context)
     ws = await aopen_workspace(state["workspace"])
     task = state["task"]
     try:

@@ -36,6 +36,7 @@ from oldnew.context import Context
 from oldnew.deps import manifest
 from oldnew.deps.errors import DependencyError
 from oldnew.deps.ledger import Ledger
+from oldnew.embed import context_of
 from oldnew.errors import ModelOutputError, PathViolation
 from oldnew.fileblocks import parse_answer, parse_file_blocks
 from oldnew.gates.rules import Rules
@@ -459,7 +460,7 @@ async def code(
     A failure whose class's policy says ``shrink`` (a prompt too large for the model) is
     retried once with memory left out and every file only mapped; never retried unchanged.
     """
-    ctx = runtime.context or Context()
+    ctx = context_of(runtime.context)
     ws = await aopen_workspace(state["workspace"])
     task = PlannedTask.model_validate(state["task"])
     tree = await asyncio.to_thread(ws.worktree, task.id)
@@ -552,7 +553,7 @@ async def fix(
     With an acceptance suite shown, the fixer may ask instead (``AskHuman``): a contested
     test goes to the tester, then to a person.
     """
-    ctx = runtime.context or Context()
+    ctx = context_of(runtime.context)
     ws = await aopen_workspace(state["workspace"])
     task = PlannedTask.model_validate(state["task"])
     tree = await asyncio.to_thread(ws.worktree, task.id)

@@ -18,6 +18,7 @@ from langgraph.runtime import Runtime
 from oldnew import milestones
 from oldnew.budget import budget_summary
 from oldnew.context import Context
+from oldnew.embed import context_of
 from oldnew.gates.acceptance import NAME as ACCEPTANCE
 from oldnew.gates.acceptance import AcceptanceSuite
 from oldnew.gates.model import ValidationResult
@@ -153,7 +154,7 @@ async def deliver(
     state: RunState, runtime: Runtime[Context], config: RunnableConfig
 ) -> dict[str, Any]:
     """Check the delivered project as a whole and write the report."""
-    ctx = runtime.context or Context()
+    ctx = context_of(runtime.context)
     ws = await arun_workspace(ctx, config)
     tasks = state.get("tasks") or {}
     status = _status(state)

@@ -40,6 +40,7 @@ from oldnew.deps.manifest import (
 )
 from oldnew.deps.review import Review, review
 from oldnew.deps.settings import DepSettings
+from oldnew.embed import context_of
 from oldnew.graph.state import TaskState
 from oldnew.hitl.questions import dependency_blocked_question, dependency_question
 from oldnew.nodes.checks import (
@@ -153,7 +154,7 @@ def _install(ws: Workspace, task_id: str, settings: DepSettings) -> list[dict[st
 
 async def dependencies(state: TaskState, runtime: Runtime[Context]) -> dict[str, Any]:
     """Check, approve, lock and install the task's dependencies; then its gates may run."""
-    ctx = runtime.context or Context()
+    ctx = context_of(runtime.context)
     ws = await aopen_workspace(state["workspace"])
     task_id = state["task"]["id"]
     try:

@@ -16,7 +16,7 @@ from oldnew.graph.state import RunState
 
 async def enter(
     state: RunState,
-) -> Command[Literal["scope", "plan", "acceptance", "baseline", "execute", "human", "deliver"]]:
+) -> Command[Literal["scope", "plan", "acceptance", "baseline", "execute", "ask", "deliver"]]:
     """Go on from where the run stands; a restart first clears the stop it ended with."""
     update: dict[str, Any] = {}
     if state.get("restart"):

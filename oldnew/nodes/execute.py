@@ -17,6 +17,7 @@ from langgraph.runtime import Runtime
 
 from oldnew import milestones
 from oldnew.context import Context
+from oldnew.embed import context_of
 from oldnew.execution.scheduler import Scheduler
 from oldnew.execution.threads import TaskGraph, TaskThreads
 from oldnew.graph.state import RunState
@@ -44,7 +45,7 @@ async def execute(
     workspace's own SQLite file: LangGraph lends a nested run its parent's saver, but not to
     the state reads that tell where each task stands.
     """
-    ctx = runtime.context or Context()
+    ctx = context_of(runtime.context)
     ws = await arun_workspace(ctx, config)
     async with AsyncExitStack() as stack:
         own: BaseCheckpointSaver[Any] = (

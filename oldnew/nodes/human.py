@@ -1,6 +1,8 @@
 """The person: one pause that carries every pending question, resumed with a map of answers.
 
-``interrupt()`` comes first: a resumed node re-runs from its top.
+``ask`` announces the pause (the notify hook) and marks the run ``waiting``, so that every
+reader of the run's state (Python, the API, the CLI) names a paused run alike; ``human`` then
+pauses. In ``human`` ``interrupt()`` comes first: a resumed node re-runs from its top.
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 
 from oldnew.context import Context
+from oldnew.embed import context_of
 from oldnew.feedback.items import MAX_FEEDBACK_CHARS, new_item
-from oldnew.graph.state import RunState
+from oldnew.graph.state import PAUSED, RunState, RunStatus
 from oldnew.hitl import approvals
 from oldnew.memory.decisions import DECISION_KINDS
 from oldnew.memory.learning import memory_of
@@ -85,21 +88,33 @@ async def remember_answers(
         )
 
 
+async def ask(state: RunState, runtime: Runtime[Context], config: RunnableConfig) -> dict[str, Any]:
+    """Announce the pending questions (the notify hook) and mark the run waiting for a person."""
+    ctx = context_of(runtime.context)
+    ws = await arun_workspace(ctx, config)
+    live = preview_status(ws.root)
+    url = live.url if live is not None else None
+    stop = Stop(
+        "waiting", _thread(config), str(ws.root), questions=pending_questions(state), preview=url
+    )
+    hook_notes = await notify_outcome(ws, ctx, stop)
+    return {"status": PAUSED, "notices": [*(state.get("notices") or []), *hook_notes]}
+
+
+def phase(state: RunState) -> RunStatus:
+    """Return where a run that is not paused stands: scoping, planning or executing."""
+    if not state.get("scope"):
+        return "scoping"
+    return "planning" if not state.get("plan") else "executing"
+
+
 async def human(
     state: RunState, runtime: Runtime[Context], config: RunnableConfig
 ) -> dict[str, Any]:
     """Pause with every pending question; record the answers that fit."""
     pending = pending_questions(state)
-    ctx = runtime.context or Context()
-    ws = await arun_workspace(ctx, config)
-    # Before the pause, for every door (CLI, notebook, server); the hook's own record keeps a
-    # re-run of this node (the resume) from announcing the same questions again.
-    live = preview_status(ws.root)
-    url = live.url if live is not None else None
-    stop = Stop("waiting", _thread(config), str(ws.root), questions=pending, preview=url)
-    hook_notes = await notify_outcome(ws, ctx, stop)
-    notices = [*(state.get("notices") or []), *hook_notes]
-    answers = interrupt({"questions": pending, "notices": notices})
+    answers = interrupt({"questions": pending, "notices": list(state.get("notices") or [])})
+    ws = await arun_workspace(context_of(runtime.context), config)
     by_id = {q["id"]: q for q in pending}
     updated, notices = apply_answers(by_id, answers)
     await aemit(ws, node="human", event="answers", accepted=sorted(updated), refused=notices)
@@ -114,6 +129,8 @@ async def human(
             update |= {"status": "aborted", "stop_reason": f"stopped by a person at {qid}"}
     if update.get("status") == "aborted":
         await aemit(ws, node="human", event="stopped", reason=update.get("stop_reason"))
+    else:
+        update["status"] = phase({**state, **update})  # type: ignore[typeddict-item]
     return update
 
 

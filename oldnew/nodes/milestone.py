@@ -31,6 +31,7 @@ from langgraph.runtime import Runtime
 from oldnew import milestones
 from oldnew.acceptance import is_suite_path
 from oldnew.context import Context
+from oldnew.embed import context_of
 from oldnew.gates import Check, ValidationResult
 from oldnew.gates.acceptance import NAME as ACCEPTANCE
 from oldnew.gates.acceptance import AcceptanceSuite
@@ -211,7 +212,7 @@ async def milestone(
 
     ``models`` are the run's model overrides, for the tester's repair of tests that do not run.
     """
-    ctx = runtime.context or Context()
+    ctx = context_of(runtime.context)
     ws = await arun_workspace(ctx, config)
     name = milestones.due(state)
     if name is None:  # nothing due (routing sends no run here then; kept safe on resume)

@@ -17,6 +17,7 @@ from langgraph.runtime import Runtime
 from oldnew import acceptance
 from oldnew.budget import metered
 from oldnew.context import Context
+from oldnew.embed import context_of
 from oldnew.errors import BudgetExceeded, ModelOutputError
 from oldnew.feedback.apply import apply_feedback
 from oldnew.feedback.items import malformed_feedback, ready_feedback
@@ -252,7 +253,7 @@ async def plan(
     models: ModelOverrides = None,
 ) -> dict[str, Any]:
     """Plan the scope, or change the accepted plan as ``execute`` or a person's feedback asked."""
-    ctx = runtime.context or Context()
+    ctx = context_of(runtime.context)
     ws = await arun_workspace(ctx, config)
     scope_obj = settle(Scope.model_validate(state["scope"]), state.get("questions") or {})
     size = assess(scope_obj, ctx)

@@ -12,6 +12,7 @@ from langgraph.runtime import Runtime
 from oldnew.acceptance.criteria import NO_CRITERIA, has_criteria, untestable_clarifications
 from oldnew.budget import metered
 from oldnew.context import Context
+from oldnew.embed import context_of
 from oldnew.errors import ModelOutputError
 from oldnew.graph.state import RunState
 from oldnew.hitl import approvals
@@ -69,7 +70,7 @@ async def scope(
     models: ModelOverrides = None,
 ) -> dict[str, Any]:
     """Extract the Scope from the user's text (and a person's clarifications) with the planner."""
-    ctx = runtime.context or Context()
+    ctx = context_of(runtime.context)
     ws = await arun_workspace(ctx, config, state.get("supporting"))
     answers = _answers(state)
     if ABORT in answers:

@@ -11,6 +11,7 @@ from oldnew.budget import budget_summary
 from oldnew.execution.threads import TaskThreads
 from oldnew.execution.threads import records as task_records
 from oldnew.graph.build import build_task_graph
+from oldnew.graph.state import PAUSED
 from oldnew.planning.trace import acceptance_line
 from oldnew.runs.session import RunGraph, run_config, run_context
 from oldnew.schemas import Plan
@@ -23,8 +24,8 @@ class RunOutcome:
     """Where a run stands after a call returns."""
 
     status: str
-    """delivered, waiting (for a person), blocked, aborted, stopped (by the budget), or running
-    (interrupted)."""
+    """delivered, waiting (for a person: ``graph.state.PAUSED``, the name the run's state
+    carries too), blocked, aborted, stopped (by the budget), or running (interrupted)."""
     run_id: str
     workspace: str
     tasks: list[dict[str, Any]] = field(default_factory=list)
@@ -67,11 +68,12 @@ async def outcome_of(graph: RunGraph, ws: Workspace, run_id: str) -> RunOutcome:
                 asked.append(known.get(view.question_id) or view.question)
     questions: list[dict[str, Any]] = []
     notices: list[str] = []
+    status: str
     if snap.interrupts:
         payload = snap.interrupts[0].value
         questions = list(payload.get("questions", []))
         notices = list(payload.get("notices", []))
-        status = "waiting"
+        status = PAUSED  # also for a checkpoint an older version saved (status "executing")
     elif not snap.tasks and values.get("report"):
         status = str(values.get("status"))
         notices = list(values.get("notices") or [])  # the hook's, when it failed at the end
