@@ -1,15 +1,13 @@
-"""Embedding oldnew: its settings from a host's context, and oldnew as a LangChain agent's tool.
+"""oldnew embedded in an agent: the graph as a LangChain tool whose questions reach its caller.
 
-A host LangGraph app adds oldnew's compiled graph as a node; the run's ``runtime.context`` is
-then the host's. :func:`context_of` is the one place that turns whatever it carries into
-oldnew's :class:`~oldnew.context.Context` (every node reads its settings through it).
-:func:`as_tool` wraps the graph as a tool whose questions reach the agent's caller.
+As a host graph's node, oldnew needs nothing from here: it reads its settings from the host's
+context by :func:`oldnew.host.context_of`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, fields, is_dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -18,81 +16,12 @@ from langchain_core.tools import BaseTool, InjectedToolCallId, StructuredTool
 from pydantic import BaseModel, Field
 
 from oldnew.context import Context
-from oldnew.errors import ConfigurationError
+from oldnew.graph.build import build_graph
 
 if TYPE_CHECKING:
     from langgraph.store.base import BaseStore
 
     from oldnew.models import ModelOverrides
-
-HOST_KEY = "oldnew"
-"""The attribute or key of a host's context that holds oldnew's settings."""
-SETTINGS = frozenset({f.name for f in fields(Context)} | {"gates"})
-"""The names a settings mapping may use: Context's fields and the former ``gates``."""
-HOW = (
-    "pass oldnew's settings as the host context's 'oldnew' attribute or key (an "
-    "oldnew.Context or a dict of its settings), or give the host context fields named like "
-    "oldnew's (workspace, model, ...)"
-)
-
-
-def context_of(value: object) -> Context:
-    """Return oldnew's Context from what a run's ``runtime.context`` carries.
-
-    Taken, in this order: nothing (the defaults, with ``OLDNEW_*`` variables); an oldnew
-    Context; a host context whose ``oldnew`` attribute or key holds a Context or a dict of
-    settings; a dict of oldnew's settings (a server run's JSON context); a host dataclass or
-    Pydantic model, whose fields named like oldnew's are taken and the others left alone.
-
-    Raises:
-        ConfigurationError: the value holds none of oldnew's settings, or a dict names
-            settings oldnew does not have; the message says how to pass them.
-        UsageError: a setting is outside what it allows (as when a Context is made).
-
-    """
-    if value is None:
-        return Context()
-    if isinstance(value, Context):
-        return value
-    nested = value.get(HOST_KEY) if isinstance(value, Mapping) else getattr(value, HOST_KEY, None)
-    if nested is not None:
-        if isinstance(nested, Context):
-            return nested
-        if isinstance(nested, Mapping):
-            return _from_settings(dict(nested), f"the host context's {HOST_KEY!r}")
-        raise ConfigurationError(
-            f"the host context's {HOST_KEY!r} is a {type(nested).__name__}: {HOW}"
-        )
-    if isinstance(value, Mapping):
-        return _from_settings(dict(value), "the run's context")
-    shared = _shared_fields(value)
-    if shared is None or not shared:
-        what = type(value).__name__
-        raise ConfigurationError(
-            f"the run's context ({what}) carries none of oldnew's settings (workspace, "
-            f"model, ...): {HOW}"
-        )
-    return Context(**shared)
-
-
-def _shared_fields(value: object) -> dict[str, Any] | None:
-    """Return a host dataclass's or model's fields that oldnew has; None for other objects."""
-    if isinstance(value, BaseModel):
-        values = value.model_dump()
-    elif is_dataclass(value) and not isinstance(value, type):
-        values = asdict(value)
-    else:
-        return None
-    return {k: v for k, v in values.items() if k in SETTINGS}
-
-
-def _from_settings(settings: dict[str, Any], where: str) -> Context:
-    unknown = sorted(set(settings) - SETTINGS)
-    if unknown:
-        raise ConfigurationError(
-            f"{where} names {', '.join(map(repr, unknown))}, not settings of oldnew: {HOW}"
-        )
-    return Context(**settings)
 
 
 TOOL_DESCRIPTION = (
@@ -136,8 +65,6 @@ def as_tool(
         description: what the agent's model is told the tool does.
 
     """
-    from oldnew.graph.build import build_graph
-
     graph = build_graph(models=models, store=store)
     settings = context or Context()
 

@@ -18,9 +18,9 @@ from langgraph.runtime import Runtime
 
 from oldnew.budget.meter import ledger_of
 from oldnew.context import Context
-from oldnew.embed import context_of
 from oldnew.errors import BudgetExceeded
 from oldnew.graph.state import RunState
+from oldnew.host import context_of
 from oldnew.nodes.common import aemit, arun_workspace
 
 OuterNode = Callable[..., Awaitable[dict[str, Any]]]

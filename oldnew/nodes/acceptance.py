@@ -24,11 +24,11 @@ from oldnew.acceptance.store import commit_suite, suite_on_main
 from oldnew.acceptance.tester import Brief, tester_messages, write_tests
 from oldnew.budget import metered
 from oldnew.context import Context
-from oldnew.embed import context_of
 from oldnew.errors import ModelOutputError
 from oldnew.graph.state import RunState
 from oldnew.hitl import approvals
 from oldnew.hitl.questions import question
+from oldnew.host import context_of
 from oldnew.models import ModelOverrides, aresolve_model
 from oldnew.nodes.common import aemit, arun_workspace
 from oldnew.nodes.plan import design_review_artifact

@@ -27,12 +27,12 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import Runtime
 
 from oldnew.context import Context
-from oldnew.embed import context_of
 from oldnew.gates.baseline import EVIDENCE, Baseline, baseline_key
 from oldnew.gates.model import Check, Diagnostic, ValidationResult, not_run
 from oldnew.gates.profiles import resolve_profile
 from oldnew.gates.verify import export_commit
 from oldnew.graph.state import RunState
+from oldnew.host import context_of
 from oldnew.nodes.checks import record_evidence, run_gates
 from oldnew.nodes.common import aemit, arun_workspace, scope_toolchains
 from oldnew.repomap.index import project_facts

@@ -21,7 +21,6 @@ from oldnew.deps.manifest import (
     PY_MANIFEST,
 )
 from oldnew.deps.settings import DepSettings
-from oldnew.embed import context_of
 from oldnew.errors import WorkspaceError
 from oldnew.gates import (
     Check,
@@ -39,6 +38,7 @@ from oldnew.gates.regression import TaskChange, task_change
 from oldnew.gates.runner import Proceed, reuse_key
 from oldnew.graph.state import TaskState
 from oldnew.hitl.questions import dependency_blocked_question, task_question, what_task
+from oldnew.host import context_of
 from oldnew.memory.learning import learn_from_accepted_task
 from oldnew.nodes.common import aemit, aopen_workspace, milestone_gate_options
 from oldnew.recovery.diagnosis import decide, diagnose, project_modules

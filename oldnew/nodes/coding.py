@@ -36,7 +36,6 @@ from oldnew.context import Context
 from oldnew.deps import manifest
 from oldnew.deps.errors import DependencyError
 from oldnew.deps.ledger import Ledger
-from oldnew.embed import context_of
 from oldnew.errors import ModelOutputError, PathViolation
 from oldnew.fileblocks import parse_answer, parse_file_blocks
 from oldnew.gates.rules import Rules
@@ -47,6 +46,7 @@ from oldnew.hitl.questions import (
     failure_question,
     task_output_question,
 )
+from oldnew.host import context_of
 from oldnew.memory.learning import (
     CoderContext,
     coder_context,

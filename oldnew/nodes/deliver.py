@@ -18,12 +18,12 @@ from langgraph.runtime import Runtime
 from oldnew import milestones
 from oldnew.budget import budget_summary
 from oldnew.context import Context
-from oldnew.embed import context_of
 from oldnew.gates.acceptance import NAME as ACCEPTANCE
 from oldnew.gates.acceptance import AcceptanceSuite
 from oldnew.gates.model import ValidationResult
 from oldnew.graph.state import RunState
 from oldnew.handover import hand_over
+from oldnew.host import context_of
 from oldnew.milestones import is_web
 from oldnew.nodes.checks import record_evidence, run_gates
 from oldnew.nodes.common import (

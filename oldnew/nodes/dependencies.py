@@ -40,9 +40,9 @@ from oldnew.deps.manifest import (
 )
 from oldnew.deps.review import Review, review
 from oldnew.deps.settings import DepSettings
-from oldnew.embed import context_of
 from oldnew.graph.state import TaskState
 from oldnew.hitl.questions import dependency_blocked_question, dependency_question
+from oldnew.host import context_of
 from oldnew.nodes.checks import (
     dependency_result,
     fixer_diagnostics,

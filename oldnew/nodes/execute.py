@@ -17,12 +17,12 @@ from langgraph.runtime import Runtime
 
 from oldnew import milestones
 from oldnew.context import Context
-from oldnew.embed import context_of
 from oldnew.execution.scheduler import Scheduler
 from oldnew.execution.threads import TaskGraph, TaskThreads
 from oldnew.graph.state import RunState
 from oldnew.hitl import approvals
 from oldnew.hitl.reconcile import questions_update
+from oldnew.host import context_of
 from oldnew.nodes.common import arun_workspace
 from oldnew.nodes.human import remember_answers
 from oldnew.recovery.degrade import critical_tasks

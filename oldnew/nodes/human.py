@@ -14,10 +14,10 @@ from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 
 from oldnew.context import Context
-from oldnew.embed import context_of
 from oldnew.feedback.items import MAX_FEEDBACK_CHARS, new_item
 from oldnew.graph.state import PAUSED, RunState, RunStatus
 from oldnew.hitl import approvals
+from oldnew.host import context_of
 from oldnew.memory.decisions import DECISION_KINDS
 from oldnew.memory.learning import memory_of
 from oldnew.nodes.common import aemit, arun_workspace

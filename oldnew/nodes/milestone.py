@@ -31,11 +31,11 @@ from langgraph.runtime import Runtime
 from oldnew import milestones
 from oldnew.acceptance import is_suite_path
 from oldnew.context import Context
-from oldnew.embed import context_of
 from oldnew.gates import Check, ValidationResult
 from oldnew.gates.acceptance import NAME as ACCEPTANCE
 from oldnew.gates.acceptance import AcceptanceSuite
 from oldnew.graph.state import RunState
+from oldnew.host import context_of
 from oldnew.models import ModelOverrides
 from oldnew.nodes.checks import environment_blockers, fixer_diagnostics, record_evidence, run_gates
 from oldnew.nodes.common import (

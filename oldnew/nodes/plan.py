@@ -17,13 +17,13 @@ from langgraph.runtime import Runtime
 from oldnew import acceptance
 from oldnew.budget import metered
 from oldnew.context import Context
-from oldnew.embed import context_of
 from oldnew.errors import BudgetExceeded, ModelOutputError
 from oldnew.feedback.apply import apply_feedback
 from oldnew.feedback.items import malformed_feedback, ready_feedback
 from oldnew.graph.state import RunState, TaskRecord
 from oldnew.hitl import approvals
 from oldnew.hitl.questions import output_question, question, run_failure_question
+from oldnew.host import context_of
 from oldnew.memory.learning import memory_of, remember_scope_and_plan
 from oldnew.models import ModelOverrides, aresolve_model
 from oldnew.nodes.common import aemit, arun_workspace

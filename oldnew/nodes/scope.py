@@ -12,7 +12,6 @@ from langgraph.runtime import Runtime
 from oldnew.acceptance.criteria import NO_CRITERIA, has_criteria, untestable_clarifications
 from oldnew.budget import metered
 from oldnew.context import Context
-from oldnew.embed import context_of
 from oldnew.errors import ModelOutputError
 from oldnew.graph.state import RunState
 from oldnew.hitl import approvals
@@ -23,6 +22,7 @@ from oldnew.hitl.questions import (
     question,
     run_failure_question,
 )
+from oldnew.host import context_of
 from oldnew.models import ModelOverrides, aresolve_model
 from oldnew.nodes.common import aemit, arun_workspace
 from oldnew.planning import Asker, ScopeProblem, assess, extract_scope
