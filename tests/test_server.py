@@ -215,6 +215,7 @@ def test_todo_example_through_langgraph_dev(
     record = next(q for q in questions if q["id"] == "T3-q1")
     assert record["blocks"] == ["T3"] and record["type"] == "configuration", why(f"{record!r}")
     assert paused["next"], why(f"paused thread has nothing next: {paused!r}")
+    assert paused["values"]["status"] == "waiting", why("a paused run's status, as the CLI's")
 
     final = result["final"]
     values = final["values"]
