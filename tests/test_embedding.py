@@ -188,3 +188,44 @@ def test_an_agent_calls_oldnew_as_a_tool_gets_its_question_and_resumes_it(
     assert workspace.name.startswith("a1-")
     cli = (workspace / "todo" / "cli.py").read_text(encoding="utf-8")
     assert "~/.todo.json" in cli  # the answer reached the code
+
+
+def test_the_pause_says_waiting_and_an_older_checkpoints_pause_still_resumes(
+    tmp_path: Path,
+) -> None:
+    from oldnew.graph.state import RunState
+    from oldnew.nodes.human import ask, human
+    from oldnew.schemas import Question
+
+    g = StateGraph(RunState, context_schema=Context)
+    g.add_node("ask", ask)  # type: ignore[arg-type]
+    g.add_node("human", human)  # type: ignore[arg-type]
+    g.add_edge(START, "ask")
+    g.add_edge("ask", "human")
+    graph = g.compile(checkpointer=InMemorySaver())
+    q = Question(id="T1-q1", kind="configuration", task_id="T1", title="Which file?")
+    start: Any = {
+        "scope": {"title": "x"},
+        "plan": {"tasks": []},
+        "questions": {q.id: q.model_dump()},
+    }
+    config: Any = {"configurable": {"thread_id": "p1"}}
+    ctx = Context(workspace=str(tmp_path / "ws"), memory_path="off")
+
+    async def run() -> tuple[Any, Any, dict[str, Any]]:
+        await graph.ainvoke(start, config, context=ctx)
+        paused = await graph.aget_state(config)
+        # As an older version left its pause: the status said where the run was.
+        await graph.aupdate_state(config, {"status": "executing"}, as_node="ask")
+        legacy = await graph.aget_state(config)
+        return (
+            paused,
+            legacy,
+            await graph.ainvoke(Command(resume={q.id: "a.json"}), config, context=ctx),
+        )
+
+    paused, legacy, done = asyncio.run(run())
+    assert paused.values["status"] == PAUSED and paused.next == ("human",)
+    assert legacy.values["status"] == "executing" and legacy.next == ("human",)
+    assert done["questions"][q.id]["answer"] == "a.json"
+    assert done["status"] == "executing"  # where the run goes on: the answer was taken
