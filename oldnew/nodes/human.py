@@ -95,7 +95,7 @@ async def ask(state: RunState, runtime: Runtime[Context], config: RunnableConfig
     live = preview_status(ws.root)
     url = live.url if live is not None else None
     stop = Stop(
-        "waiting", _thread(config), str(ws.root), questions=pending_questions(state), preview=url
+        PAUSED, _thread(config), str(ws.root), questions=pending_questions(state), preview=url
     )
     hook_notes = await notify_outcome(ws, ctx, stop)
     return {"status": PAUSED, "notices": [*(state.get("notices") or []), *hook_notes]}
