@@ -80,7 +80,9 @@ ModelOpt = Annotated[
     typer.Option(
         "--model",
         "-m",
-        help="Model spec: 'openai:<model>' or 'scripted:<file>'. Env: OLDNEW_MODEL.",
+        help="Model spec: 'provider:model' (openai:gpt-4o-mini, anthropic:..., ollama:...), "
+        "a model name LangChain knows the provider of (gpt-4o-mini), or 'scripted:<file>'. "
+        "Env: OLDNEW_MODEL.",
     ),
 ]
 AgentsOpt = Annotated[
@@ -746,7 +748,7 @@ def eval_suite(
         typer.Option(
             "--model",
             "-m",
-            help="Model spec for every case: 'openai:<model>', or 'scripted:FILE' where a "
+            help="Model spec for every case: 'provider:model', or 'scripted:FILE' where a "
             "relative FILE is each case's own transcript ('scripted:transcript.toml' reads "
             "CASE/transcript.toml). Env: OLDNEW_MODEL.",
         ),
