@@ -183,9 +183,10 @@ def split_spec(spec: str) -> tuple[str, str]:
     provider = _infer(spec)
     if provider is None:
         raise ConfigurationError(
-            f"cannot tell the provider of model '{spec}': write 'provider:model' with one of "
-            f"{', '.join(sorted(known))} (e.g. 'ollama:{spec}' or 'openai:{spec}' for an "
-            "OpenAI-compatible server), or 'scripted:<transcript file>'"
+            f"cannot tell the provider of model '{spec}': write 'provider:model' "
+            f"(e.g. 'ollama:{spec}', or 'openai:{spec}' for an OpenAI-compatible server) with a "
+            f"provider init_chat_model knows ({', '.join(sorted(PROVIDERS))}, ...), "
+            "or 'scripted:<transcript file>'"
         )
     return provider, spec
 

@@ -236,3 +236,18 @@ def test_keys_never_reach_run_json_or_the_checkpoints(
         if p.is_file() and b"sk-secret" in p.read_bytes()
     ]
     assert not leaks, f"a key was written to {leaks}"
+
+
+@pytest.mark.usefixtures("uninstalled")
+def test_the_cli_prints_the_extra_to_install(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from oldnew.cli import app
+
+    ws = tmp_path / "ws"
+    res = CliRunner().invoke(
+        app, ["run", str(EXAMPLE / "scope.md"), "-w", str(ws), "-m", "ollama:qwen2.5-coder"]
+    )
+    assert res.exit_code == 2
+    assert "pip install 'oldnew[ollama]'" in res.output  # not eaten as rich markup
+    assert not ws.exists()
