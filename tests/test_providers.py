@@ -251,3 +251,15 @@ def test_the_cli_prints_the_extra_to_install(tmp_path: Path) -> None:
     assert res.exit_code == 2
     assert "pip install 'oldnew[ollama]'" in res.output  # not eaten as rich markup
     assert not ws.exists()
+
+
+def test_a_model_is_priced_by_its_name_whatever_the_attribute() -> None:
+    from langchain_core.language_models import FakeListChatModel
+
+    from oldnew.budget.meter import model_name
+
+    class Named(FakeListChatModel):
+        model: str = "claude-sonnet-4-5"  # as ChatAnthropic and ChatOllama name it
+
+    assert model_name(Named(responses=["hi"])) == "claude-sonnet-4-5"
+    assert model_name(FakeListChatModel(responses=["hi"])) == "fake-list-chat-model"
