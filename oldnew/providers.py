@@ -110,8 +110,6 @@ class Endpoint:
     """The base URL given to the model; None: the provider's default."""
     key: str | None
     """The API key given to the model; None: the provider reads its own variable."""
-    source: str
-    """The variable or setting the base URL came from, for messages."""
 
 
 def endpoint(provider: str, role: Role | None, base_url: str | None, *, spec: str = "") -> Endpoint:
@@ -124,14 +122,13 @@ def endpoint(provider: str, role: Role | None, base_url: str | None, *, spec: st
         ConfigurationError: the provider needs a key and none is set for a remote endpoint.
     """
     row = PROVIDERS.get(provider)
-    source = f"OLDNEW_{role.upper()}_BASE_URL or OLDNEW_BASE_URL" if role else "OLDNEW_BASE_URL"
     if not base_url and row is not None and row.base_url_variable:
-        base_url, source = os.environ.get(row.base_url_variable) or None, row.base_url_variable
+        base_url = os.environ.get(row.base_url_variable) or None
     key = _key(role)
     if key or row is None or row.key_variable is None or os.environ.get(row.key_variable):
-        return Endpoint(base_url, key, source)
+        return Endpoint(base_url, key)
     if base_url and is_local(base_url):
-        return Endpoint(base_url, NO_KEY, source)
+        return Endpoint(base_url, NO_KEY)
     names = [f"OLDNEW_{role.upper()}_API_KEY"] if role else []
     names += ["OLDNEW_API_KEY", row.key_variable]
     raise ConfigurationError(
@@ -191,16 +188,26 @@ def split_spec(spec: str) -> tuple[str, str]:
     return provider, spec
 
 
-def _known_providers() -> frozenset[str]:
-    from langchain.chat_models.base import _BUILTIN_PROVIDERS
+def _known_providers() -> dict[str, str]:
+    """Return init_chat_model's providers and the module each one imports.
 
-    return frozenset(_BUILTIN_PROVIDERS)
+    LangChain has no public list of them, nor a public way to infer a provider: this and
+    :func:`_infer` read what ``init_chat_model`` itself uses, and fall back to oldnew's own
+    table should a LangChain release move them.
+    """
+    try:
+        from langchain.chat_models.base import _BUILTIN_PROVIDERS
+    except ImportError:
+        return {name: row.package.replace("-", "_") for name, row in PROVIDERS.items()}
+    return {name: entry[0] for name, entry in _BUILTIN_PROVIDERS.items()}
 
 
 def _infer(name: str) -> str | None:
     """Return the provider LangChain infers from a bare model name, else None."""
-    from langchain.chat_models.base import _attempt_infer_model_provider
-
+    try:
+        from langchain.chat_models.base import _attempt_infer_model_provider
+    except ImportError:
+        return None
     provider: str | None = _attempt_infer_model_provider(name)
     return provider
 
@@ -249,9 +256,9 @@ def _require_package(spec: str, provider: str) -> None:
         ConfigurationError: the package is missing; the message names oldnew's extra for it,
             else the package LangChain needs.
     """
-    from langchain.chat_models.base import _BUILTIN_PROVIDERS
-
-    module = _BUILTIN_PROVIDERS[provider][0]
+    module = _known_providers().get(provider)
+    if module is None:
+        return  # init_chat_model says what it makes of the name
     try:
         importlib.import_module(module)
     except ImportError as exc:
