@@ -66,6 +66,7 @@ class Provider:
 
 def _common_options(base_url: str | None, key: str | None, timeout: float) -> dict[str, Any]:
     """Return the arguments most LangChain chat models take under these names."""
+    # No retries of the SDK's own: oldnew's RetryPolicy retries, honouring Retry-After.
     out: dict[str, Any] = {"max_retries": 0, "timeout": timeout}
     if base_url:
         out["base_url"] = base_url
