@@ -41,8 +41,10 @@ class Context:
     model: str | None = field(
         default=None,
         metadata={
-            "description": "Model spec for every role: 'openai:<model>' or "
-            "'scripted:<transcript file>'. Env: OLDNEW_MODEL.",
+            "description": "Model spec for every role: 'provider:model' (any provider "
+            "LangChain's init_chat_model knows, e.g. 'openai:gpt-4o-mini', "
+            "'anthropic:claude-sonnet-4-5', 'ollama:llama3.1'), a model name whose provider "
+            "LangChain infers ('gpt-4o-mini'), or 'scripted:<transcript file>'. Env: OLDNEW_MODEL.",
             "model": True,
         },
     )
@@ -66,11 +68,54 @@ class Context:
             "model": True,
         },
     )
+    base_url: str | None = field(
+        default=None,
+        metadata={
+            "description": "Endpoint of every role's model (an OpenAI-compatible server, "
+            "Ollama, a proxy); unset: the provider's own variable (OPENAI_BASE_URL, ...). Its "
+            "key is OLDNEW_API_KEY (never a setting); a local server needs none. "
+            "Env: OLDNEW_BASE_URL.",
+            "model": True,
+        },
+    )
+    planner_base_url: str | None = field(
+        default=None,
+        metadata={
+            "description": "Endpoint of the planner's model (key: OLDNEW_PLANNER_API_KEY); "
+            "falls back to base_url.",
+            "model": True,
+        },
+    )
+    coder_base_url: str | None = field(
+        default=None,
+        metadata={
+            "description": "Endpoint of the coder's model (key: OLDNEW_CODER_API_KEY); "
+            "falls back to base_url.",
+            "model": True,
+        },
+    )
+    fixer_base_url: str | None = field(
+        default=None,
+        metadata={
+            "description": "Endpoint of the fixer's model (key: OLDNEW_FIXER_API_KEY); "
+            "falls back to base_url.",
+            "model": True,
+        },
+    )
+    tester_base_url: str | None = field(
+        default=None,
+        metadata={
+            "description": "Endpoint of the tester's model (key: OLDNEW_TESTER_API_KEY); "
+            "falls back to base_url.",
+            "model": True,
+        },
+    )
     structured_output_method: Literal["json_schema", "function_calling"] = field(
         default="json_schema",
         metadata={
-            "description": "How structured output is requested from OpenAI-compatible servers; "
-            "'function_calling' for servers without json_schema support.",
+            "description": "How structured output is requested (LangChain's "
+            "with_structured_output method); 'function_calling' for servers and models "
+            "without json_schema support.",
             "model": True,
         },
     )
@@ -497,6 +542,11 @@ class Context:
         """Return the spec for ``role``: its own field, else the shared ``model``."""
         own: str | None = getattr(self, f"{role}_model")
         return own or self.model
+
+    def model_base_url(self, role: Role) -> str | None:
+        """Return the endpoint for ``role``: its own field, else the shared ``base_url``."""
+        own: str | None = getattr(self, f"{role}_base_url")
+        return own or self.base_url
 
 
 @dataclass(frozen=True)
