@@ -50,6 +50,7 @@ from oldnew.record import (
     replay_counts,
 )
 from oldnew.recovery.retry import RetryPolicy, with_retry
+from oldnew.tracing import with_role
 
 SPEC_HELP = "use 'openai:<model>' (needs OPENAI_API_KEY) or 'scripted:<transcript file>'"
 
@@ -350,7 +351,7 @@ def resolve_model(role: Role, context: Context, overrides: ModelOverrides = None
 
     With the run's ``record`` setting, the model records every exchange into that file.
     """
-    model = _resolve(role, context, overrides)
+    model = with_role(_resolve(role, context, overrides), role)
     if not context.record:
         return model
     spec = context.model_spec(role) or ""
