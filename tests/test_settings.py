@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
+import shlex
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from conftest import ROOT
+from test_tracing import greet_model
 
 from oldnew import cli, settings
 from oldnew.context import Context
 from oldnew.errors import UsageError
+from oldnew.runs import start_run
 
 VARS = ("OLDNEW_MAX_AGENTS", "OLDNEW_QUALITY", "OLDNEW_MODEL", "OLDNEW_YES", "OLDNEW_SETTINGS_T")
 
@@ -137,3 +145,52 @@ def test_cli_stops_on_a_bad_file_with_a_usage_error(
     assert done.value.code == cli.EXIT_USAGE
     said = capsys.readouterr().err.replace("\n", "")
     assert "oldnew.toml max_agents" in said and "at least 0" in said
+
+
+DEMOS = ("demo.sh", "demo_web.sh", "demo_deps.sh")
+
+
+def _demo_memory(script: str, workspace: Path) -> Path:
+    """Return the memory path ``script`` sets for a demo in ``workspace`` (its own line, run)."""
+    text = (ROOT / "scripts" / script).read_text(encoding="utf-8")
+    line = next(x for x in text.splitlines() if x.startswith("export OLDNEW_MEMORY_PATH="))
+    first_run = next(x for x in text.splitlines() if ".venv/bin/oldnew " in x)
+    assert text.index(line) < text.index(first_run), f"{script} sets the memory path too late"
+    shell = f'WS={shlex.quote(str(workspace))}; {line}; printf %s "$OLDNEW_MEMORY_PATH"'
+    said = subprocess.run(["bash", "-c", shell], capture_output=True, text=True, check=True)
+    return Path(said.stdout)
+
+
+@pytest.mark.parametrize("script", DEMOS)
+def test_demo_scripts_keep_memory_in_their_workspace(script: str, tmp_path: Path) -> None:
+    memory = _demo_memory(script, tmp_path / "ws")
+    assert memory == tmp_path / "ws" / ".oldnew" / "memory.sqlite"
+
+
+def _demo_like_run(tmp_path: Path, name: str, memory: Path, model: str) -> list[tuple[Any, ...]]:
+    """Run the one-task greeter as a demo would; return its events' (task, node, event)."""
+    scope = tmp_path / "scope.md"
+    scope.write_text("Build a friendly greeter.\n")
+    os.environ["OLDNEW_MEMORY_PATH"] = str(memory)  # as the script exports it
+    ws = tmp_path / name
+    out = asyncio.run(start_run(scope, ws, context={"model": model, "acceptance": False}))
+    assert out.status == "delivered", out
+    lines = (ws / ".oldnew" / "events.jsonl").read_text(encoding="utf-8").splitlines()
+    return [(e.get("task"), e.get("node"), e.get("event")) for e in map(json.loads, lines)]
+
+
+@pytest.mark.usefixtures("smoke_gates")
+def test_two_demo_like_runs_in_a_row_behave_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OLDNEW_MEMORY_PATH", "")  # restored after the test
+    model = greet_model(tmp_path)
+    first, second = (
+        _demo_like_run(tmp_path, name, _demo_memory("demo.sh", tmp_path / name), model)
+        for name in ("first", "second")
+    )
+    assert first == second
+    assert (tmp_path / "second" / ".oldnew" / "memory.sqlite").is_file()
+    # What the demo avoids: a run on a memory another run taught behaves otherwise.
+    shared = _demo_like_run(tmp_path, "third", tmp_path / "first/.oldnew/memory.sqlite", model)
+    assert ("T1", "code", "template_reused") in set(shared) - set(first)

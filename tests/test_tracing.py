@@ -34,7 +34,7 @@ CODE = (
 )
 
 
-def _model(tmp_path: Path) -> str:
+def greet_model(tmp_path: Path) -> str:
     """A scripted run of one task that delivers, with no question on the way."""
     scope = {"title": "greet", "summary": "s", "features": [{"id": "F1", "title": "greet"}]}
     plan = {
@@ -61,7 +61,7 @@ def _model(tmp_path: Path) -> str:
 def _run(tmp_path: Path) -> str:
     scope = tmp_path / "scope.md"
     scope.write_text("Build a friendly greeter.\n")
-    context = {"model": _model(tmp_path), "acceptance": False}
+    context = {"model": greet_model(tmp_path), "acceptance": False}
     out = asyncio.run(start_run(scope, tmp_path / "ws", context=context))
     assert out.status == "delivered", out
     lc_tracer.wait_for_all_tracers()
