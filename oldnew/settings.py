@@ -39,8 +39,11 @@ PYPROJECT = "pyproject.toml"
 DOTENV = ".env"
 APP_KEYS = frozenset({"start", "build", "health"})
 """A generated web app's own ``[tool.oldnew]`` keys (``oldnew.web.start``): never settings."""
-PER_RUN = {"workspace": "it is given per run (--workspace)"}
-"""Context fields a settings file may not set, and why."""
+PER_RUN = {
+    "workspace": "it is given per run (--workspace)",
+    "gates": "the former name of 'approvals': write approvals = ...",
+}
+"""Keys a settings file may not set, and why."""
 
 
 @dataclass(frozen=True)

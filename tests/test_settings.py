@@ -20,6 +20,8 @@ from oldnew import cli, settings
 from oldnew.context import Context
 from oldnew.errors import UsageError
 from oldnew.runs import start_run
+from oldnew.runs.session import run_context
+from oldnew.workspace import Workspace
 
 VARS = ("OLDNEW_MAX_AGENTS", "OLDNEW_QUALITY", "OLDNEW_MODEL", "OLDNEW_YES", "OLDNEW_SETTINGS_T")
 
@@ -93,6 +95,7 @@ def test_pyproject_table_is_read_and_a_web_apps_own_keys_are_skipped(tmp_path: P
         ("model = 4\n", "model must be a string"),
         ('class_agents = "simple=2"\n', "class_agents must name exactly"),
         ('workspace = "/tmp/x"\n', "given per run (--workspace)"),
+        ('gates = "all"\n', "the former name of 'approvals'"),
         ("max_agents = \n", "does not parse as TOML"),
     ],
 )
@@ -120,6 +123,14 @@ def test_only_the_working_directory_is_read(tmp_path: Path) -> None:
     inner.mkdir()
     assert settings.load(inner).values == {}
     assert Context().max_agents == 0
+
+
+def test_a_resume_keeps_the_run_json_context_over_the_file(tmp_path: Path) -> None:
+    ws = Workspace.create(tmp_path / "ws", "r1", {"context": {"max_agents": 2}})
+    _write(tmp_path / "oldnew.toml", 'max_agents = 4\nquality = "fast"\n')
+    settings.load(tmp_path)
+    ctx = run_context(ws, {})
+    assert (ctx.max_agents, ctx.quality) == (2, "fast")  # saved flag, then the file
 
 
 def test_cli_reads_the_file_at_startup(
