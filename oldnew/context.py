@@ -441,7 +441,8 @@ class Context:
 
         Raises:
             UsageError: a setting (given or from the environment) is outside what it allows;
-                the message names the setting, the variable and the allowed values (LIMITS).
+                the message names the setting, the variable (and the .env that set it) and
+                the allowed values (LIMITS).
             ConfigurationError: a table setting (weights, thresholds, class sizes, prices)
                 does not read.
 
@@ -462,7 +463,7 @@ class Context:
             if isinstance(current, bool):
                 setattr(self, f.name, env.lower() in {"1", "true", "yes"})
             elif f.name in LIMITS:
-                setattr(self, f.name, _number(f.name, env, var))
+                setattr(self, f.name, _number(f.name, env, settings.env_origin(var)))
             else:
                 setattr(self, f.name, env)
         for name in LIMITS:

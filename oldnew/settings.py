@@ -25,12 +25,13 @@ oldnew in a project it generated never mistakes them for settings.
 from __future__ import annotations
 
 import difflib
+import os
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from dotenv import load_dotenv
+from dotenv import dotenv_values, load_dotenv
 
 from oldnew.errors import UsageError
 
@@ -62,6 +63,8 @@ class FileSettings:
 
 
 _loaded = FileSettings()
+_from_dotenv: dict[str, Path] = {}
+"""Variables a ``.env`` set (not those the environment had already), and that file."""
 
 
 def load(directory: Path | str | None = None) -> FileSettings:
@@ -78,8 +81,11 @@ def load(directory: Path | str | None = None) -> FileSettings:
     """
     global _loaded
     where = Path(directory) if directory is not None else Path.cwd()
-    if (where / DOTENV).is_file():
-        load_dotenv(where / DOTENV, override=False)
+    dotenv = where / DOTENV
+    if dotenv.is_file():
+        fresh = [k for k in dotenv_values(dotenv) if k not in os.environ]
+        load_dotenv(dotenv, override=False)
+        _from_dotenv.update({k: dotenv.resolve() for k in fresh})
     _loaded = read(where)
     return _loaded
 
@@ -93,6 +99,13 @@ def reset() -> None:
     """Forget the settings :func:`load` read (the environment it set stays)."""
     global _loaded
     _loaded = FileSettings()
+    _from_dotenv.clear()
+
+
+def env_origin(var: str) -> str:
+    """Say where environment variable ``var`` came from, for messages: its name, and its .env."""
+    dotenv = _from_dotenv.get(var)
+    return f"{var} in {dotenv}" if dotenv is not None else var
 
 
 def read(directory: Path) -> FileSettings:

@@ -70,6 +70,13 @@ def test_dotenv_sets_only_what_the_environment_does_not(
     assert (ctx.quality, ctx.max_agents) == ("strict", 7)  # .env is environment: over the file
 
 
+def test_a_bad_variable_from_dotenv_names_the_file(tmp_path: Path) -> None:
+    dotenv = _write(tmp_path / ".env", "OLDNEW_MAX_AGENTS=many\n")
+    settings.load(tmp_path)
+    with pytest.raises(UsageError, match=f"not 'many' \\(from OLDNEW_MAX_AGENTS in {dotenv}\\)"):
+        Context()
+
+
 def test_pyproject_table_is_read_and_a_web_apps_own_keys_are_skipped(tmp_path: Path) -> None:
     project = _write(
         tmp_path / "pyproject.toml",
