@@ -91,7 +91,7 @@ class OneLine(logging.Handler):
         endpoint = os.environ.get("LANGSMITH_ENDPOINT") or os.environ.get(
             "LANGCHAIN_ENDPOINT", DEFAULT_ENDPOINT
         )
-        first = " ".join(text.split())[:160]
+        first = " ".join(text.split())[:120]
         print(
             f"warning: LangSmith tracing cannot send to {endpoint}, traces of this run may be "
             f"lost (said once; LANGSMITH_TRACING=false turns tracing off): {first}",
