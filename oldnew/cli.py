@@ -30,6 +30,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from oldnew import settings
 from oldnew.budget import budget_lines
 from oldnew.context import Context
 from oldnew.errors import OldnewError
@@ -930,5 +931,10 @@ _reflow_help(app, bench_app)
 
 
 def main() -> None:
-    """Run the CLI."""
+    """Run the CLI, with the working directory's settings files (oldnew.settings)."""
+    try:
+        settings.load()
+    except OldnewError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise SystemExit(EXIT_USAGE) from None
     app()

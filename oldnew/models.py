@@ -52,6 +52,7 @@ from oldnew.record import (
     replay_counts,
 )
 from oldnew.recovery.retry import RetryPolicy, with_retry
+from oldnew.tracing import with_role
 
 SPEC_HELP = (
     "use 'provider:model' ('openai:gpt-4o-mini', 'anthropic:claude-sonnet-4-5', "
@@ -347,7 +348,7 @@ def resolve_model(role: Role, context: Context, overrides: ModelOverrides = None
 
     With the run's ``record`` setting, the model records every exchange into that file.
     """
-    model = _resolve(role, context, overrides)
+    model = with_role(_resolve(role, context, overrides), role)
     if not context.record:
         return model
     spec = context.model_spec(role) or ""
