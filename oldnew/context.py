@@ -25,7 +25,6 @@ from collections.abc import Callable
 from dataclasses import InitVar, dataclass, field, fields
 from typing import Any, Literal
 
-from oldnew import settings
 from oldnew.errors import ConfigurationError, UsageError
 from oldnew.recovery.retry import RetryPolicy
 
@@ -40,6 +39,27 @@ DEFAULT_PRICES = (
     "scripted=0/0"
 )
 """USD per 1M input/output tokens (OpenAI list prices, 2025); scripted transcripts are free."""
+
+
+@dataclass
+class FileLayer:
+    """What ``oldnew.settings.load`` read, for every Context made afterwards in this process.
+
+    ``values`` are the settings file's (checked when it was read); ``dotenv`` says which
+    variables a ``.env`` set, and from which file, for messages.
+    """
+
+    values: dict[str, Any] = field(default_factory=dict)
+    dotenv: dict[str, str] = field(default_factory=dict)
+
+    def origin(self, var: str) -> str:
+        """Say where environment variable ``var`` came from: its name, and its .env."""
+        where = self.dotenv.get(var)
+        return f"{var} in {where}" if where is not None else var
+
+
+FILE_LAYER = FileLayer()
+"""The settings-file layer of precedence (empty until ``oldnew.settings.load``)."""
 
 
 @dataclass(kw_only=True)
@@ -494,7 +514,7 @@ class Context:
         """
         if gates is not None and self.approvals == "":
             self.approvals = gates
-        layer = settings.loaded().values  # checked when the file was read
+        layer = FILE_LAYER.values  # checked when the file was read
         for f in fields(self):
             if getattr(self, f.name) != f.default:
                 continue
@@ -508,7 +528,7 @@ class Context:
             if isinstance(current, bool):
                 setattr(self, f.name, env.lower() in {"1", "true", "yes"})
             elif f.name in LIMITS:
-                setattr(self, f.name, _number(f.name, env, settings.env_origin(var)))
+                setattr(self, f.name, _number(f.name, env, FILE_LAYER.origin(var)))
             else:
                 setattr(self, f.name, env)
         for name in LIMITS:

@@ -33,6 +33,7 @@ from typing import Any
 
 from dotenv import dotenv_values, load_dotenv
 
+from oldnew.context import FILE_LAYER, Context, read_setting
 from oldnew.errors import UsageError
 
 OWN_FILE = "oldnew.toml"
@@ -63,8 +64,6 @@ class FileSettings:
 
 
 _loaded = FileSettings()
-_from_dotenv: dict[str, Path] = {}
-"""Variables a ``.env`` set (not those the environment had already), and that file."""
 
 
 def load(directory: Path | str | None = None) -> FileSettings:
@@ -85,8 +84,9 @@ def load(directory: Path | str | None = None) -> FileSettings:
     if dotenv.is_file():
         fresh = [k for k in dotenv_values(dotenv) if k not in os.environ]
         load_dotenv(dotenv, override=False)
-        _from_dotenv.update({k: dotenv.resolve() for k in fresh})
+        FILE_LAYER.dotenv.update({k: str(dotenv.resolve()) for k in fresh})
     _loaded = read(where)
+    FILE_LAYER.values = dict(_loaded.values)
     return _loaded
 
 
@@ -99,13 +99,12 @@ def reset() -> None:
     """Forget the settings :func:`load` read (the environment it set stays)."""
     global _loaded
     _loaded = FileSettings()
-    _from_dotenv.clear()
+    FILE_LAYER.values, FILE_LAYER.dotenv = {}, {}
 
 
 def env_origin(var: str) -> str:
     """Say where environment variable ``var`` came from, for messages: its name, and its .env."""
-    dotenv = _from_dotenv.get(var)
-    return f"{var} in {dotenv}" if dotenv is not None else var
+    return FILE_LAYER.origin(var)
 
 
 def read(directory: Path) -> FileSettings:
@@ -141,8 +140,6 @@ def _toml(path: Path) -> dict[str, Any]:
 
 
 def _check(path: Path, table: str, raw: dict[str, Any]) -> FileSettings:
-    from oldnew.context import Context, read_setting
-
     names = [f.name for f in fields(Context)]
     out = FileSettings(path, {}, table)
     for key, value in raw.items():
