@@ -30,6 +30,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from oldnew import settings
 from oldnew.budget import budget_lines
 from oldnew.context import Context
 from oldnew.errors import OldnewError
@@ -80,7 +81,9 @@ ModelOpt = Annotated[
     typer.Option(
         "--model",
         "-m",
-        help="Model spec: 'openai:<model>' or 'scripted:<file>'. Env: OLDNEW_MODEL.",
+        help="Model spec: 'provider:model' (openai:gpt-4o-mini, anthropic:..., ollama:...), "
+        "a model name LangChain knows the provider of (gpt-4o-mini), or 'scripted:<file>'. "
+        "Env: OLDNEW_MODEL.",
     ),
 ]
 AgentsOpt = Annotated[
@@ -334,7 +337,7 @@ def _finish(coro: Coroutine[Any, Any, RunOutcome], *, json_out: bool = False) ->
     try:
         out = asyncio.run(coro)
     except OldnewError as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(EXIT_USAGE) from None
     except KeyboardInterrupt:
         err.print("interrupted; every finished step is saved: continue with 'oldnew resume'")
@@ -454,7 +457,7 @@ def report(workspace: WorkspaceOpt) -> None:
     try:
         ws = Workspace.open(workspace)
     except OldnewError as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(EXIT_USAGE) from None
     path = ws.meta / "report.md"
     if not path.is_file():
@@ -562,7 +565,7 @@ def memory(
         with disk_faults(where if where.is_dir() else where.parent):
             listing = asyncio.run(memory_listing(None if global_ else workspace, remove=remove))
     except OldnewError as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(EXIT_USAGE) from None
     if json_out:
         typer.echo(json.dumps(listing, indent=2))
@@ -592,7 +595,7 @@ def plan_preview(
     try:
         preview = asyncio.run(run_preview(scope_file, {"model": model, "max_agents": max_agents}))
     except OldnewError as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(EXIT_USAGE) from None
     if json_out:
         typer.echo(json.dumps(preview.to_dict(), indent=2))
@@ -636,7 +639,7 @@ def verify(
                 deps = replace(deps, cache=Path(empty)) if fresh else deps
                 out = verify_workspace(workspace, timeout=ctx.test_timeout, deps=deps)
     except OldnewError as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(EXIT_USAGE) from None
     if json_out:
         typer.echo(json.dumps(out.to_dict(), indent=2))
@@ -746,7 +749,7 @@ def eval_suite(
         typer.Option(
             "--model",
             "-m",
-            help="Model spec for every case: 'openai:<model>', or 'scripted:FILE' where a "
+            help="Model spec for every case: 'provider:model', or 'scripted:FILE' where a "
             "relative FILE is each case's own transcript ('scripted:transcript.toml' reads "
             "CASE/transcript.toml). Env: OLDNEW_MODEL.",
         ),
@@ -928,5 +931,10 @@ _reflow_help(app, bench_app)
 
 
 def main() -> None:
-    """Run the CLI."""
+    """Run the CLI, with the working directory's settings files (oldnew.settings)."""
+    try:
+        settings.load()
+    except OldnewError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise SystemExit(EXIT_USAGE) from None
     app()

@@ -1,22 +1,29 @@
 """Run configuration: one keyword-only dataclass that nodes read from ``runtime.context``.
 
 Precedence for every field: the value passed explicitly (CLI flag, Python argument, the
-``context`` of a LangGraph server run), then the ``OLDNEW_*`` environment variable, then the
-default below. A field renamed since keeps its old name as an alias, so that a workspace an
-older version saved (its ``run.json`` stores the run's context) still loads: ``gates`` (and
-``OLDNEW_GATES``) for ``approvals``.
+``context`` of a LangGraph server run), then the ``OLDNEW_*`` environment variable (a ``.env``
+in the working directory included, never over a variable already set), then the settings file
+(``oldnew.toml`` or ``[tool.oldnew]`` in ``pyproject.toml`` of the working directory, read by
+``oldnew.settings.load``: the CLI does at startup, a server run does not), then the default
+below. "Explicit" means "not the default": a flag given with the default value yields to the
+environment and the file. A field renamed since keeps its old name as an alias, so that a
+workspace an older version saved (its ``run.json`` stores the run's explicit context) still
+loads: ``gates`` (and ``OLDNEW_GATES``) for ``approvals``. The environment and the file are
+read again by every command, a resume included.
 
 Every setting is checked when a Context is made, whichever way its values came in: numbers
 against ``LIMITS`` (agents, caps, timeouts, percentages), choices against ``CHOICES``, tables
-by reading them. A value that makes no sense stops the run before anything is created.
+by reading them (``TABLES``). A value that makes no sense stops the run before anything is
+created; one from a settings file is checked when the file is read (``read_setting``).
 """
 
 from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from dataclasses import InitVar, dataclass, field, fields
-from typing import Literal
+from typing import Any, Literal
 
 from oldnew.errors import ConfigurationError, UsageError
 from oldnew.recovery.retry import RetryPolicy
@@ -34,6 +41,27 @@ DEFAULT_PRICES = (
 """USD per 1M input/output tokens (OpenAI list prices, 2025); scripted transcripts are free."""
 
 
+@dataclass
+class FileLayer:
+    """What ``oldnew.settings.load`` read, for every Context made afterwards in this process.
+
+    ``values`` are the settings file's (checked when it was read); ``dotenv`` says which
+    variables a ``.env`` set, and from which file, for messages.
+    """
+
+    values: dict[str, Any] = field(default_factory=dict)
+    dotenv: dict[str, str] = field(default_factory=dict)
+
+    def origin(self, var: str) -> str:
+        """Say where environment variable ``var`` came from: its name, and its .env."""
+        where = self.dotenv.get(var)
+        return f"{var} in {where}" if where is not None else var
+
+
+FILE_LAYER = FileLayer()
+"""The settings-file layer of precedence (empty until ``oldnew.settings.load``)."""
+
+
 @dataclass(kw_only=True)
 class Context:
     """How one run behaves; every loop in the graph takes its cap from here."""
@@ -41,8 +69,10 @@ class Context:
     model: str | None = field(
         default=None,
         metadata={
-            "description": "Model spec for every role: 'openai:<model>' or "
-            "'scripted:<transcript file>'. Env: OLDNEW_MODEL.",
+            "description": "Model spec for every role: 'provider:model' (any provider "
+            "LangChain's init_chat_model knows, e.g. 'openai:gpt-4o-mini', "
+            "'anthropic:claude-sonnet-4-5', 'ollama:llama3.1'), a model name whose provider "
+            "LangChain infers ('gpt-4o-mini'), or 'scripted:<transcript file>'. Env: OLDNEW_MODEL.",
             "model": True,
         },
     )
@@ -66,11 +96,54 @@ class Context:
             "model": True,
         },
     )
+    base_url: str | None = field(
+        default=None,
+        metadata={
+            "description": "Endpoint of every role's model (an OpenAI-compatible server, "
+            "Ollama, a proxy); unset: the provider's own variable (OPENAI_BASE_URL, ...). Its "
+            "key is OLDNEW_API_KEY (never a setting); a local server needs none. "
+            "Env: OLDNEW_BASE_URL.",
+            "model": True,
+        },
+    )
+    planner_base_url: str | None = field(
+        default=None,
+        metadata={
+            "description": "Endpoint of the planner's model (key: OLDNEW_PLANNER_API_KEY); "
+            "falls back to base_url.",
+            "model": True,
+        },
+    )
+    coder_base_url: str | None = field(
+        default=None,
+        metadata={
+            "description": "Endpoint of the coder's model (key: OLDNEW_CODER_API_KEY); "
+            "falls back to base_url.",
+            "model": True,
+        },
+    )
+    fixer_base_url: str | None = field(
+        default=None,
+        metadata={
+            "description": "Endpoint of the fixer's model (key: OLDNEW_FIXER_API_KEY); "
+            "falls back to base_url.",
+            "model": True,
+        },
+    )
+    tester_base_url: str | None = field(
+        default=None,
+        metadata={
+            "description": "Endpoint of the tester's model (key: OLDNEW_TESTER_API_KEY); "
+            "falls back to base_url.",
+            "model": True,
+        },
+    )
     structured_output_method: Literal["json_schema", "function_calling"] = field(
         default="json_schema",
         metadata={
-            "description": "How structured output is requested from OpenAI-compatible servers; "
-            "'function_calling' for servers without json_schema support.",
+            "description": "How structured output is requested (LangChain's "
+            "with_structured_output method); 'function_calling' for servers and models "
+            "without json_schema support.",
             "model": True,
         },
     )
@@ -429,27 +502,33 @@ class Context:
     )
 
     def __post_init__(self, gates: str | None) -> None:
-        """Fill unset fields from ``OLDNEW_<FIELD>`` environment variables, then check them.
+        """Fill unset fields from ``OLDNEW_<FIELD>`` variables, then the settings file; check.
 
         Raises:
             UsageError: a setting (given or from the environment) is outside what it allows;
-                the message names the setting, the variable and the allowed values (LIMITS).
+                the message names the setting, the variable (and the .env that set it) and
+                the allowed values (LIMITS).
             ConfigurationError: a table setting (weights, thresholds, class sizes, prices)
                 does not read.
 
         """
         if gates is not None and self.approvals == "":
             self.approvals = gates
+        layer = FILE_LAYER.values  # checked when the file was read
         for f in fields(self):
+            if getattr(self, f.name) != f.default:
+                continue
             names = (f"OLDNEW_{f.name.upper()}", *f.metadata.get("env_aliases", ()))
             var = next((n for n in names if n in os.environ), None)
-            if var is None or getattr(self, f.name) != f.default:
+            if var is None:
+                if f.name in layer:
+                    setattr(self, f.name, layer[f.name])
                 continue
             current, env = getattr(self, f.name), os.environ[var]
             if isinstance(current, bool):
                 setattr(self, f.name, env.lower() in {"1", "true", "yes"})
             elif f.name in LIMITS:
-                setattr(self, f.name, _number(f.name, env, var))
+                setattr(self, f.name, _number(f.name, env, FILE_LAYER.origin(var)))
             else:
                 setattr(self, f.name, env)
         for name in LIMITS:
@@ -497,6 +576,11 @@ class Context:
         """Return the spec for ``role``: its own field, else the shared ``model``."""
         own: str | None = getattr(self, f"{role}_model")
         return own or self.model
+
+    def model_base_url(self, role: Role) -> str | None:
+        """Return the endpoint for ``role``: its own field, else the shared ``base_url``."""
+        own: str | None = getattr(self, f"{role}_base_url")
+        return own or self.base_url
 
 
 @dataclass(frozen=True)
@@ -611,23 +695,82 @@ def parse_range(value: str, setting: str) -> tuple[int, int]:
     return lo, hi
 
 
-def check_tables(ctx: Context) -> None:
-    """Read every ``name=value`` setting of ``ctx``; raise ConfigurationError on a bad one."""
-    from oldnew.budget.ledger import parse_prices
-
-    for v in parse_pairs(ctx.complexity_weights, "complexity_weights", PARTS).values():
+def _weights(text: str) -> None:
+    for v in parse_pairs(text, "complexity_weights", PARTS).values():
         setting_number(v, "complexity_weights")
-    bounds = parse_pairs(ctx.complexity_thresholds, "complexity_thresholds", CLASSES[:-1])
+
+
+def _thresholds(text: str) -> None:
+    bounds = parse_pairs(text, "complexity_thresholds", CLASSES[:-1])
     scores = [setting_number(bounds[c], "complexity_thresholds") for c in CLASSES[:-1]]
     if scores != sorted(set(scores)):
         raise ConfigurationError(
-            f"complexity_thresholds must grow from simple to complex (got "
-            f"{ctx.complexity_thresholds!r})"
+            f"complexity_thresholds must grow from simple to complex (got {text!r})"
         )
-    for setting in ("class_tasks", "class_agents"):
-        for v in parse_pairs(getattr(ctx, setting), setting, CLASSES).values():
+
+
+def _class_ranges(setting: str) -> Callable[[str], None]:
+    def check(text: str) -> None:
+        for v in parse_pairs(text, setting, CLASSES).values():
             parse_range(v, setting)
-    parse_prices(ctx.prices)
+
+    return check
+
+
+def _prices(text: str) -> None:
+    from oldnew.budget.ledger import parse_prices
+
+    parse_prices(text)
+
+
+TABLES: dict[str, Callable[[str], None]] = {
+    "complexity_weights": _weights,
+    "complexity_thresholds": _thresholds,
+    "class_tasks": _class_ranges("class_tasks"),
+    "class_agents": _class_ranges("class_agents"),
+    "prices": _prices,
+}
+"""Every ``name=value`` table setting and the check that reads it (ConfigurationError)."""
+
+
+def check_tables(ctx: Context) -> None:
+    """Read every ``name=value`` setting of ``ctx``; raise ConfigurationError on a bad one."""
+    for name, check in TABLES.items():
+        check(getattr(ctx, name))
+
+
+def read_setting(name: str, value: Any, where: str) -> Any:
+    """Return ``value`` (from a settings file) as field ``name`` takes it, checked.
+
+    The same checks as a Context's own (LIMITS, CHOICES, TABLES), with a message that says
+    where the value came from.
+
+    Raises:
+        UsageError: the value is not one ``name`` allows; the message names ``where`` and
+            what is allowed.
+
+    """
+    default = next(f.default for f in fields(Context) if f.name == name)
+    if name in LIMITS:
+        return _number(name, value, where)
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise UsageError(f"{where} must be true or false, not {value!r}")
+        return value
+    if not isinstance(value, str):
+        raise UsageError(f"{where} must be a string, not {value!r}")
+    if name in CHOICES:
+        choices = CHOICES[name]
+        if value.strip().lower() not in choices:
+            allowed = f"{', '.join(choices[:-1])} or {choices[-1]}"
+            raise UsageError(f"{where} must be {allowed}, not {value!r}")
+        return value.strip().lower()
+    if name in TABLES:
+        try:
+            TABLES[name](value)
+        except ConfigurationError as exc:
+            raise UsageError(f"{where}: {exc}") from None
+    return value
 
 
 def _number(name: str, value: object, var: str | None) -> int | float:

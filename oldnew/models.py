@@ -1,8 +1,10 @@
 """The one model seam: every node gets its chat model here, per role, from a spec string.
 
 Specs:
-- ``openai:<model>``: langchain-openai's ChatOpenAI. Honours ``OPENAI_API_KEY`` and
-  ``OPENAI_BASE_URL``, so OpenRouter, vLLM, Ollama and LiteLLM work too.
+- ``provider:model`` (``openai:gpt-4o-mini``, ``anthropic:claude-sonnet-4-5``,
+  ``ollama:llama3.1``), or a bare model name whose provider LangChain infers
+  (``gpt-4o-mini``): LangChain's ``init_chat_model``, with each role's endpoint and key
+  (:mod:`oldnew.providers`), so OpenRouter, vLLM, Ollama and LiteLLM work too.
 - ``scripted:<file>``: replays a transcript with no network: a hand-written one (TOML or
   JSON, replies chosen by what the prompt contains) or one ``--record`` wrote (JSON Lines,
   replies chosen exactly by role and prompt; see :mod:`oldnew.record`).
@@ -18,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import threading
 import tomllib
 import uuid
@@ -37,6 +38,7 @@ from langchain_core.runnables import Runnable
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import BaseModel
 
+from oldnew import providers
 from oldnew.context import ROLES, Context, Role
 from oldnew.errors import ConfigurationError, ModelOutputError, ScriptedModelError
 from oldnew.record import (
@@ -50,8 +52,13 @@ from oldnew.record import (
     replay_counts,
 )
 from oldnew.recovery.retry import RetryPolicy, with_retry
+from oldnew.tracing import with_role
 
-SPEC_HELP = "use 'openai:<model>' (needs OPENAI_API_KEY) or 'scripted:<transcript file>'"
+SPEC_HELP = (
+    "use 'provider:model' ('openai:gpt-4o-mini', 'anthropic:claude-sonnet-4-5', "
+    "'ollama:llama3.1'), a model name whose provider LangChain infers ('gpt-4o-mini', "
+    "'claude-3-5-sonnet-latest'), or 'scripted:<transcript file>'"
+)
 
 _ASYNC_HTTP_CLIENTS: weakref.WeakKeyDictionary[
     asyncio.AbstractEventLoop, dict[tuple[str | None, float], Any]
@@ -303,33 +310,16 @@ def make_chat_model(
     role: Role | None = None,
     timeout: float = DEFAULT_TIMEOUT,
     workspace: str | None = None,
+    base_url: str | None = None,
 ) -> BaseChatModel:
     """Build the chat model a spec names; raise ConfigurationError on a bad spec.
 
-    ``timeout`` is the client's wait for one reply (``openai:``); ``workspace`` is where a
-    recording's replay counts how often each prompt was asked (``scripted:``; None: in memory).
-    The API key and base URL are the provider's own variables, OPENAI_API_KEY and
-    OPENAI_BASE_URL.
+    ``timeout`` is the client's wait for one reply and ``base_url`` the role's endpoint (None:
+    the provider's own variable), for a provider's model (:mod:`oldnew.providers`, which also
+    reads the role's API key from the environment); ``workspace`` is where a recording's
+    replay counts how often each prompt was asked (``scripted:``; None: in memory).
     """
     kind, _, rest = spec.partition(":")
-    if kind == "openai" and rest:
-        key = os.environ.get("OPENAI_API_KEY")
-        if not key:
-            raise ConfigurationError(
-                f"model '{spec}' needs an API key: set OPENAI_API_KEY (and OPENAI_BASE_URL "
-                "for an OpenAI-compatible server such as OpenRouter, vLLM or Ollama)"
-            )
-        from langchain_openai import ChatOpenAI
-
-        base_url = os.environ.get("OPENAI_BASE_URL") or None
-        return ChatOpenAI(
-            model=rest,
-            api_key=key,  # type: ignore[arg-type]
-            base_url=base_url,
-            max_retries=0,  # oldnew's RetryPolicy retries, honouring Retry-After
-            timeout=timeout,
-            http_async_client=_async_http_client(base_url, timeout),
-        )
     if kind == "scripted" and rest:
         path = Path(rest).expanduser()
         if is_recording(path):
@@ -342,7 +332,15 @@ def make_chat_model(
                 workspace=workspace,
             )
         return ScriptedChatModel(replies=load_transcript(path), role=role, source=str(path))
-    raise ConfigurationError(f"unknown model spec '{spec}': {SPEC_HELP}")
+    if not spec.strip() or kind == "scripted":
+        raise ConfigurationError(f"unknown model spec '{spec}': {SPEC_HELP}")
+    return providers.build(
+        spec,
+        role=role,
+        base_url=base_url,
+        timeout=timeout,
+        async_http_client=_async_http_client,
+    )
 
 
 def resolve_model(role: Role, context: Context, overrides: ModelOverrides = None) -> BaseChatModel:
@@ -350,7 +348,7 @@ def resolve_model(role: Role, context: Context, overrides: ModelOverrides = None
 
     With the run's ``record`` setting, the model records every exchange into that file.
     """
-    model = _resolve(role, context, overrides)
+    model = with_role(_resolve(role, context, overrides), role)
     if not context.record:
         return model
     spec = context.model_spec(role) or ""
@@ -381,7 +379,11 @@ def _resolve(role: Role, context: Context, overrides: ModelOverrides) -> BaseCha
             f"in the run's context ({SPEC_HELP})"
         )
     return make_chat_model(
-        spec, role=role, timeout=context.model_timeout, workspace=context.workspace
+        spec,
+        role=role,
+        timeout=context.model_timeout,
+        workspace=context.workspace,
+        base_url=context.model_base_url(role),
     )
 
 
@@ -419,7 +421,12 @@ def check_model_specs(context: Context) -> None:
         if not spec:
             resolve_model(role, context)
         else:
-            make_chat_model(spec, role=role, timeout=context.model_timeout)
+            make_chat_model(
+                spec,
+                role=role,
+                timeout=context.model_timeout,
+                base_url=context.model_base_url(role),
+            )
 
 
 Schema = TypeVar("Schema", bound=BaseModel)

@@ -7,6 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 WS="${1:-$(mktemp -d /tmp/oldnew-todo.XXXXXX)}"
+# Hermetic: the demo's memory (lessons, templates) lives in its own workspace, never in
+# ~/.oldnew, so a second demo on this machine behaves exactly as the first.
+export OLDNEW_MEMORY_PATH="$(realpath -m "$WS")/.oldnew/memory.sqlite"
 MODEL="scripted:examples/todo/transcript.toml"
 echo "== oldnew run: workspace $WS"
 set +e

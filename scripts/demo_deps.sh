@@ -9,6 +9,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 WS="${1:-$(mktemp -d /tmp/oldnew-mdreport.XXXXXX)}"
+# Hermetic: the demo's memory (lessons, templates) lives in its own workspace, never in
+# ~/.oldnew, so a second demo on this machine behaves exactly as the first.
+export OLDNEW_MEMORY_PATH="$(realpath -m "$WS")/.oldnew/memory.sqlite"
 MODEL="scripted:examples/mdreport/transcript.toml"
 echo "== oldnew run: workspace $WS"
 .venv/bin/oldnew run examples/mdreport/scope.md --workspace "$WS" --model "$MODEL"

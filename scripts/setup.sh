@@ -29,8 +29,11 @@ fi
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
-.venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e '.[dev]'
+# uv resolves and installs oldnew's dependencies (it is one of them: oldnew locks and installs
+# generated projects with it), several times faster than pip on a fresh machine (the range is pyproject.toml's). Its index is
+# PyPI unless UV_INDEX_URL (or UV_DEFAULT_INDEX) names another.
+.venv/bin/python -m pip install --quiet --disable-pip-version-check 'uv>=0.9,<0.14'
+.venv/bin/uv pip install --quiet --python .venv/bin/python -e '.[dev]'
 # oldnew's own web tools (Lighthouse, Playwright, axe-core, autocannon), pinned by the
 # lockfile, into oldnew/web/tools/node_modules: never into a generated project. Installed again
 # only when the lockfile is newer than the last install.

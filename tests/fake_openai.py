@@ -416,7 +416,7 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError as exc:
             self._send_json(400, _error_body(f"Request body is not JSON: {exc}", "invalid_json"))
             return
-        self.server.fake.record(request)
+        self.server.fake.record(request, self.headers.get("Authorization"))
         reply = self.server.fake.respond(request)
         self._answer(request, reply)
 
@@ -570,6 +570,7 @@ class FakeOpenAIServer:
         self.stop_event = threading.Event()
         self.errors: list[BaseException] = []
         self._requests: list[dict[str, Any]] = []
+        self._authorizations: list[str | None] = []
         self._lock = threading.Lock()
         self._closed = False
         self._httpd = _Server(("127.0.0.1", 0))
@@ -599,10 +600,17 @@ class FakeOpenAIServer:
         assert reqs, "FakeOpenAIServer received no requests"
         return reqs[-1]
 
-    def record(self, request: dict[str, Any]) -> None:
-        """Append a request body (called by the handler threads)."""
+    @property
+    def authorizations(self) -> list[str | None]:
+        """The ``Authorization`` header of each request so far (None: none sent), in order."""
+        with self._lock:
+            return list(self._authorizations)
+
+    def record(self, request: dict[str, Any], authorization: str | None = None) -> None:
+        """Append a request body and its Authorization header (called by the handler threads)."""
         with self._lock:
             self._requests.append(request)
+            self._authorizations.append(authorization)
 
     def respond(self, request: dict[str, Any]) -> Reply:
         """Ask the responder for a reply; exceptions become an HTTP 500 reply."""

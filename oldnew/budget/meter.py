@@ -214,9 +214,15 @@ class BudgetMeter(AsyncCallbackHandler):
 
 
 def model_name(model: BaseChatModel) -> str:
-    """Return the name a model is priced by: its API model name, else its kind."""
-    name = getattr(model, "model_name", None)
-    return name if isinstance(name, str) and name else model._llm_type
+    """Return the name a model is priced by: its API model name, else its kind.
+
+    ChatOpenAI calls the name ``model_name``; ChatAnthropic, ChatOllama and others ``model``.
+    """
+    for attribute in ("model_name", "model"):
+        name = getattr(model, attribute, None)
+        if isinstance(name, str) and name:
+            return name
+    return model._llm_type
 
 
 def ledger_of(workspace: str | Path) -> Ledger:

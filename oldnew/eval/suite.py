@@ -95,7 +95,7 @@ def case_model(spec: str | None, case: Case) -> str | None:
 
     A ``scripted:`` spec with a relative path names a transcript in each case's own folder
     (``scripted:transcript.toml``), and otherwise one relative to the current folder. Any
-    other spec (``openai:<model>``) is the same for every case; None: the run's default.
+    other spec (``provider:model``) is the same for every case; None: the run's default.
     """
     if spec is None or not spec.startswith("scripted:"):
         return spec
@@ -124,7 +124,7 @@ def check_models(spec: str | None, cases: list[Case]) -> dict[str, str | None]:
                 f"put a transcript at {case.folder / spec.removeprefix('scripted:')}, or give "
                 "an absolute path"
                 if spec and spec.startswith("scripted:")
-                else "give --model 'openai:<model>' (with OPENAI_API_KEY set) or "
+                else "give --model 'provider:model' (with its API key set) or "
                 "'scripted:transcript.toml' (a transcript in each case folder)"
             )
             raise ConfigurationError(

@@ -19,6 +19,7 @@ from langgraph.pregel import Pregel
 
 from oldnew.graph.state import TaskRecord
 from oldnew.schemas import Plan
+from oldnew.tracing import task_trace
 
 _NAMESPACE = uuid.UUID("5b0c1b56-6a43-4c5e-9d0b-0e1d6f0a7c11")
 TaskGraph = Pregel[Any, Any, Any, Any]
@@ -65,7 +66,7 @@ class TaskThreads:
     def config(self, task_id: str) -> RunnableConfig:
         """Return the config that runs (or inspects) one task's thread."""
         tid = task_thread_id(self.run_thread, self.plan_version, task_id)
-        return {"configurable": {"thread_id": tid}, "recursion_limit": 200}
+        return task_trace({"configurable": {"thread_id": tid}, "recursion_limit": 200}, task_id)
 
     async def inspect(self, task_id: str) -> TaskView:
         """Read a task's thread: not started, incomplete, waiting on a question, or finished."""

@@ -97,14 +97,16 @@ def _http(status: int, message: str, headers: Any) -> Classification:
     if status in (401, 403):
         return Classification(
             "configuration",
-            f"the API key was refused ({status}): set a valid OPENAI_API_KEY",
+            f"the API key was refused ({status}): set a valid key (OLDNEW_<ROLE>_API_KEY, "
+            "OLDNEW_API_KEY or the provider's own, e.g. OPENAI_API_KEY)",
             "http",
             detail=message,
         )
     if status == 404:
         return Classification(
             "configuration",
-            "the model or endpoint was not found (404): check the model name and OPENAI_BASE_URL",
+            "the model or endpoint was not found (404): check the model name and the base URL "
+            "(OLDNEW_<ROLE>_BASE_URL, OLDNEW_BASE_URL or the provider's own, e.g. OPENAI_BASE_URL)",
             "http",
             detail=message,
         )

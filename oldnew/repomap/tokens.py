@@ -78,11 +78,14 @@ def _tiktoken_counter(encoding: str) -> TokenCounter | None:
 
 
 def model_name(spec: str | None) -> str | None:
-    """Return the model name of an ``openai:<model>`` spec, else None (scripted, unset)."""
-    if not spec:
+    """Return the model name of a provider's spec or a bare name, else None (scripted, unset).
+
+    Only OpenAI's names have a tiktoken encoding; any other name is counted by the estimate.
+    """
+    if not spec or spec.startswith("scripted:"):
         return None
     provider, sep, name = spec.partition(":")
-    return name if sep and provider == "openai" and name else None
+    return (name if provider in ("openai", "azure_openai") else None) if sep else spec
 
 
 def counter_for(spec: str | None) -> TokenCounter:

@@ -27,6 +27,7 @@ from oldnew.errors import CheckpointsCorrupt, CheckpointsLost, StorageError, Wor
 from oldnew.graph.build import build_graph
 from oldnew.models import ModelOverrides, aclose_http_clients
 from oldnew.record import memory_warning
+from oldnew.tracing import run_trace
 from oldnew.workspace import Workspace
 
 SCOPE_COPY = "scope.md"
@@ -35,8 +36,8 @@ RunGraph = CompiledStateGraph[Any, Any, Any, Any]
 
 
 def run_config(run_id: str) -> RunnableConfig:
-    """Return the config of the run's own thread."""
-    return {"configurable": {"thread_id": run_id}, "recursion_limit": 500}
+    """Return the config of the run's own thread, its trace named (oldnew.tracing)."""
+    return run_trace({"configurable": {"thread_id": run_id}, "recursion_limit": 500}, run_id)
 
 
 @asynccontextmanager
