@@ -95,8 +95,8 @@ def test_notebook_runs_the_example_to_delivery(
     assert len(diagrams) == 1 and diagrams[0].startswith("```mermaid\n")
     assert "\task(ask)\n" in diagrams[0] and "human -.-> execute;" in diagrams[0]
     assert "status: waiting" in text and "status: delivered" in text  # one name for the pause
-    assert "  code        T3  escalated" in text  # streamed while the run went on
-    assert "  validate    T2  failed" in text and "paused for a person" in text
+    assert "  code         T3  escalated" in text  # streamed while the run went on
+    assert "  validate     T2  failed" in text and "paused for a person" in text
     (memory,) = re.findall(r"^memory: +(\S+)$", text, re.MULTILINE)
     assert Path(memory).is_file() and Path.home() / ".oldnew" not in Path(memory).parents
 
