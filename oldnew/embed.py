@@ -54,6 +54,7 @@ def as_tool(
     question oldnew asks pauses the agent (its caller gets ``__interrupt__`` with the
     questions, as from oldnew itself). ``Command(resume={question id: answer})`` sent to the
     agent calls the tool again, which resumes the run where it paused.
+    The tool is async, as oldnew's graph is: drive the agent with ``ainvoke`` or ``astream``.
 
     Args:
         context: oldnew's settings (model, quality, ...). Without a ``workspace``, each call
