@@ -56,7 +56,8 @@ def test_task_threads_belong_to_the_checkpoint_lineage() -> None:
     # A new plan version, or a fork that never ran execute, takes its own.
     assert lineage_of({"plan_version": 2, "lineage": fresh}, _runtime("c9"))["key"] == "c9"
     assert lineage_of({"plan_version": 1}, _runtime("c2"))["key"] == "c2"
-    assert lineage_key({"plan_version": 2, "lineage": fresh}) == "not-started"
+    # A reader of a run whose first execute is under way finds it at the run's checkpoint.
+    assert lineage_key({"plan_version": 2, "lineage": fresh}, "c9") == "c9"
     # Two runs on one thread (two lineages) never share a task's thread.
     assert task_thread_id("run", "c1", "T1") != task_thread_id("run", "c2", "T1")
     assert task_thread_id("run", "c1", "T1") == task_thread_id("run", "c1", "T1")

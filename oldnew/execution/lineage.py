@@ -50,18 +50,19 @@ def step_of(runtime: Runtime[Any]) -> str:
 def lineage_of(state: RunState, runtime: Runtime[Any]) -> Lineage:
     """Return the current plan version's lineage: the state's, or a new one from this step."""
     version = int(state.get("plan_version") or 1)
-    known = state.get("lineage")
-    if known and lineage_key(state) == known["key"]:
-        return known
-    return {"plan_version": version, "key": step_of(runtime) or f"plan-{version}"}
+    return {"plan_version": version, "key": lineage_key(state, step_of(runtime))}
 
 
-def lineage_key(values: Mapping[str, Any]) -> str:
-    """Return the key of the task threads a run's state names (before any: none runs yet)."""
+def lineage_key(values: Mapping[str, Any], at: str) -> str:
+    """Return the key of the task threads of a run's state whose next step runs from ``at``.
+
+    The state's own lineage for its plan version, else ``at``: the key of a first ``execute``
+    is the checkpoint it runs from (a reader sees it running there before it records it).
+    """
     known: Mapping[str, Any] = values.get("lineage") or {}
     if known.get("plan_version") == int(values.get("plan_version") or 1) and known.get("key"):
         return str(known["key"])
-    return "not-started"
+    return at or f"plan-{int(values.get('plan_version') or 1)}"
 
 
 def _began(ws: Workspace, step: str) -> bool:
