@@ -332,6 +332,8 @@ async def _forks_with(client: Any, scope_text: str, context: dict[str, Any]) -> 
     at_pause = next(h for h in history if h["next"] == ["human"] and h["interrupts"])
     ws = Path(context["workspace"])
     out: dict[str, Any] = {"seen": seen, "paused": paused, "first": first}
+    (task,) = await client.assistants.search(graph_id="task")
+    out["task_graph"] = await client.assistants.get_graph(task["assistant_id"])
     out["first_main"] = await asyncio.to_thread(_git, ws, "rev-parse", "main")
     # Fork 1: from the checkpoint after the plan (no input: the run goes on from there).
     fork = after_plan["checkpoint"]["checkpoint_id"]
@@ -366,6 +368,9 @@ def test_forks_and_task_progress_through_langgraph_dev(server: Server, tmp_path:
     def why(msg: str) -> str:
         return f"{msg}\n--- server log ---\n{server.tail()}"
 
+    # Studio draws the task pipeline from its own registered graph.
+    drawn = {n["id"] for n in out["task_graph"]["nodes"]}
+    assert {"code", "validate", "fix", "commit", "escalate"} <= drawn, why(f"{drawn!r}")
     # Each task's own updates reach the stream while tasks run, before execute's update.
     events = [event for event, _ in out["seen"]]
     first_execute = next(
