@@ -204,6 +204,13 @@ def test_forks_rerun_the_work_after_the_fork_point(tmp_path: Path) -> None:
         out["asked"] = await graph.aget_state(config)
         await graph.ainvoke(Command(resume={"T1-q1": "howdy"}), config, context=ctx)
         out["second"] = (await graph.aget_state(config)).values
+        out["second_main"] = _git(ws, "rev-parse", "main")
+        out["second_code"] = (ws / "greet.py").read_text(encoding="utf-8")
+        # A fork after the plan: T1 runs again on a thread of its own (and asks again).
+        after_plan = next(h for h in reversed(history) if h.values.get("plan"))
+        await graph.ainvoke(None, after_plan.config, context=ctx)
+        out["third"] = (await graph.aget_state(config)).values
+        out["third_main"] = _git(ws, "rev-parse", "main")
         return out
 
     out = asyncio.run(story())
@@ -213,7 +220,13 @@ def test_forks_rerun_the_work_after_the_fork_point(tmp_path: Path) -> None:
     assert second["lineage"] == first["lineage"]  # the same lineage: T1 branched, not re-made
     assert second["tasks"]["T1"]["thread"] == first["tasks"]["T1"]["thread"]
     assert second["tasks"]["T1"]["commit"] != first["tasks"]["T1"]["commit"]
-    assert "return 'howdy'" in (ws / "greet.py").read_text(encoding="utf-8")
+    assert "return 'howdy'" in out["second_code"]
     kept = f"oldnew/fork/{out['first_main'][:12]}"
     assert "return 'hello'" in _git(ws, "show", f"{kept}:greet.py")
-    assert second["main_head"] == _git(ws, "rev-parse", "main")
+    assert second["main_head"] == out["second_main"]
+    third = out["third"]
+    assert third["lineage"] != first["lineage"] and third["tasks"]["T1"]["status"] == "waiting"
+    assert third["tasks"]["T1"]["thread"] != first["tasks"]["T1"]["thread"]
+    assert third["main_head"] == out["third_main"] != out["second_main"]
+    assert _git(ws, "rev-parse", f"oldnew/fork/{out['second_main'][:12]}") == out["second_main"]
+    assert not (ws / "greet.py").exists()  # main is back where the plan left it
