@@ -171,6 +171,10 @@ class Workspace:
         """Return the branch that keeps an unfinished task's work."""
         return f"{self._settings().get('branch_prefix') or 'oldnew/'}partial/{task_id}"
 
+    def fork_branch(self, name: str) -> str:
+        """Return the branch that keeps what the run's branch held when a fork moved it back."""
+        return f"{self._settings().get('branch_prefix') or 'oldnew/'}fork/{name}"
+
     @property
     def git_options(self) -> tuple[str, ...]:
         """Return the ``-c`` settings of every git command in this workspace.

@@ -1,7 +1,8 @@
 """End to end through the real ``langgraph dev`` server, driven by langgraph_sdk.
 
 The bundled example runs on its scripted transcript: the run pauses once with T3's question,
-is resumed with an answer over the API, and delivers three commits and a report.
+is resumed with an answer over the API, and delivers three commits and a report. One run is
+then forked twice (time travel): after the plan, and at T3's pause with the other answer.
 """
 
 from __future__ import annotations
@@ -78,13 +79,14 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(timeout=15)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """Run ``langgraph dev`` from a temporary directory on a free loopback port."""
+    """Run ``langgraph dev`` from a temporary directory on a free loopback port (one a module)."""
     home = tmp_path_factory.mktemp("server")
+    served = ROOT / "oldnew" / "graph" / "server.py"
     config = {
         "dependencies": [str(ROOT)],
-        "graphs": {"oldnew": f"{ROOT / 'oldnew' / 'graph' / 'server.py'}:graph"},
+        "graphs": {"oldnew": f"{served}:graph", "task": f"{served}:task_graph"},
         "env": {},
     }
     (home / "langgraph.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
@@ -92,6 +94,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     url = f"http://127.0.0.1:{port}"
     env = {
         **os.environ,
+        # The module's runs share the server: none may learn from another (nor use ~/.oldnew).
+        "OLDNEW_MEMORY_PATH": "off",
         "LANGGRAPH_CLI_NO_ANALYTICS": "1",
         "LANGSMITH_TRACING": "false",
         "LANGCHAIN_TRACING_V2": "false",
@@ -292,3 +296,141 @@ def test_feedback_through_langgraph_dev(server: Server, tmp_path: Path) -> None:
     assert sorted(_trailer_commits(ws)) == ["T1", "T2", "T3", "acceptance-1"]  # nothing re-ran
     report = json.loads((ws / ".oldnew" / "report.json").read_text(encoding="utf-8"))
     assert report["feedback"][0]["decision"] == "dates are ISO 8601 in UTC"
+
+
+# -- forks and task progress ---------------------------------------------------------------
+
+
+def _git(ws: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(ws), *args], check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def _tasks(state: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return dict(state["values"]["tasks"])
+
+
+async def _forks_with(client: Any, scope_text: str, context: dict[str, Any]) -> dict[str, Any]:
+    """Run the example (streamed), then fork it after the plan and at T3's pause."""
+    tid = (await client.threads.create())["thread_id"]
+    seen: list[tuple[str, Any]] = []
+    stream = client.runs.stream(
+        tid,
+        "oldnew",
+        input={"scope_text": scope_text},
+        context=context,
+        stream_mode=["updates", "custom"],
+        stream_subgraphs=True,
+    )
+    async for part in stream:
+        seen.append((part.event, part.data))
+    paused = await client.threads.get_state(tid)
+    await client.runs.wait(tid, "oldnew", command={"resume": {"T3-q1": "1"}}, context=context)
+    first = await client.threads.get_state(tid)
+    history = await client.threads.get_history(tid, limit=100)
+    after_plan = next(h for h in history if h["next"] == ["acceptance"])
+    at_pause = next(h for h in history if h["next"] == ["human"] and h["interrupts"])
+    ws = Path(context["workspace"])
+    out: dict[str, Any] = {"seen": seen, "paused": paused, "first": first}
+    (task,) = await client.assistants.search(graph_id="task")
+    out["task_graph"] = await client.assistants.get_graph(task["assistant_id"])
+    out["first_main"] = await asyncio.to_thread(_git, ws, "rev-parse", "main")
+    # Fork 1: from the checkpoint after the plan (no input: the run goes on from there).
+    fork = after_plan["checkpoint"]["checkpoint_id"]
+    await client.runs.wait(tid, "oldnew", checkpoint_id=fork, context=context)
+    out["replanned"] = await client.threads.get_state(tid)
+    out["replanned_main"] = (await asyncio.to_thread(_git, ws, "rev-list", "main")).split()
+    # Fork 2: at T3's pause, with the other answer: a replay of the pause asks again.
+    again = at_pause["checkpoint"]["checkpoint_id"]
+    await client.runs.wait(tid, "oldnew", checkpoint_id=again, context=context)
+    out["asked_again"] = await client.threads.get_state(tid)
+    await client.runs.wait(tid, "oldnew", command={"resume": {"T3-q1": "2"}}, context=context)
+    out["answered_2"] = await client.threads.get_state(tid)
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_forks_and_task_progress_through_langgraph_dev(server: Server, tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    context = {"model": f"scripted:{EXAMPLE / 'transcript.toml'}", "workspace": str(ws)}
+    scope_text = (EXAMPLE / "scope.md").read_text(encoding="utf-8")
+
+    async def drive() -> dict[str, Any]:
+        async with get_client(url=server.url) as client:
+            return await asyncio.wait_for(_forks_with(client, scope_text, context), 270)
+
+    try:
+        out = asyncio.run(drive())
+    except Exception as exc:  # the server's side of the story is in its log
+        pytest.fail(f"driving the server failed: {exc!r}\n--- server log ---\n{server.tail()}")
+
+    def why(msg: str) -> str:
+        return f"{msg}\n--- server log ---\n{server.tail()}"
+
+    # Studio draws the task pipeline from its own registered graph.
+    drawn = {n["id"] for n in out["task_graph"]["nodes"]}
+    assert {"code", "validate", "fix", "commit", "escalate"} <= drawn, why(f"{drawn!r}")
+    # Each task's own updates reach the stream while tasks run, before execute's update.
+    events = [event for event, _ in out["seen"]]
+    first_execute = next(
+        i for i, (e, d) in enumerate(out["seen"]) if e == "updates" and "execute" in (d or {})
+    )
+    task_updates = [
+        (i, e, d)
+        for i, (e, d) in enumerate(out["seen"])
+        if e.startswith("updates|") and "|task:" in e
+    ]
+    assert task_updates and task_updates[0][0] < first_execute, why(f"events: {events!r}")
+    assert {e.rsplit("|task:", 1)[1] for _, e, _ in task_updates} == {"T1", "T2", "T3"}
+    assert any("commit" in d for _, e, d in task_updates if e.endswith("|task:T1")), why(
+        f"T1's updates: {[d for _, e, d in task_updates if e.endswith('|task:T1')]!r}"
+    )
+    custom = [d for e, d in out["seen"] if e.startswith("custom") and isinstance(d, dict)]
+    assert any(d.get("task") == "T2" and d.get("node") == "validate" for d in custom), why(
+        f"custom events: {custom[:20]!r}"
+    )
+    # The run's state shows each task's thread, head and node; T3 waits in escalate.
+    paused = _tasks(out["paused"])
+    assert paused["T3"]["status"] == "waiting" and paused["T3"]["node"] == "escalate", why(
+        f"{paused['T3']!r}"
+    )
+    first = _tasks(out["first"])
+    assert out["first"]["values"]["status"] == "delivered", why(f"{out['first']['values']!r}")
+    assert all(r["thread"] and r["head"] for r in first.values()), why(f"{first!r}")
+
+    # Fork after the plan: every task ran again on threads of its own, onto main reset to
+    # where the plan left it; the first run's main is kept on a branch.
+    replanned = _tasks(out["replanned"])
+    assert out["replanned"]["next"] == ["human"], why(f"fork 1: {out['replanned']!r}")
+    assert {t: r["status"] for t, r in replanned.items()} == {
+        "T1": "done",
+        "T2": "done",
+        "T3": "waiting",
+    }, why(f"{replanned!r}")
+    for t in ("T1", "T2", "T3"):
+        assert replanned[t]["thread"] != first[t]["thread"], why(f"{t} shares its thread")
+    for t in ("T1", "T2"):
+        assert replanned[t]["commit"] != first[t]["commit"], why(f"{t} was not re-run")
+        assert replanned[t]["commit"] in out["replanned_main"], why(f"{t} is not on main")
+        assert first[t]["commit"] not in out["replanned_main"], why(f"{t}: main not reset")
+    kept = f"oldnew/fork/{out['first_main'][:12]}"
+    assert _git(ws, "rev-parse", kept) == out["first_main"], why(_git(ws, "branch", "-a"))
+
+    # Fork at T3's pause, answered 2 this time: T3 goes on from its pause on its own thread
+    # (a branch of it), and the code has the other choice.
+    assert out["asked_again"]["next"] == ["human"], why(f"{out['asked_again']!r}")
+    final = out["answered_2"]
+    assert final["values"]["status"] == "delivered", why(f"{final['values']!r}")
+    done = _tasks(final)
+    assert [done[t]["thread"] for t in "T1 T2 T3".split()] == [
+        first[t]["thread"] for t in "T1 T2 T3".split()
+    ]
+    assert done["T1"]["commit"] == first["T1"]["commit"] and done["T3"]["commit"] not in (
+        first["T3"]["commit"],
+        replanned["T3"]["commit"],
+    )
+    cli = _git(ws, "show", "main:todo/cli.py")
+    assert 'DEFAULT_FILE = "./todo.json"' in cli, why(cli)
+    assert 'DEFAULT_FILE = "~/.todo.json"' in _git(ws, "show", f"{kept}:todo/cli.py")

@@ -26,13 +26,14 @@ import asyncio
 import traceback
 from typing import Any
 
-from langgraph.config import get_stream_writer
-from langgraph.types import Command
+from langgraph.config import get_config, get_stream_writer
+from langgraph.types import Command, StreamMode
 
 from oldnew.acceptance.review import task_requirements
 from oldnew.budget import Caps, ledger_of, run_cap_reached, wait_clock
 from oldnew.context import Context
 from oldnew.errors import BudgetExceeded, UsageError
+from oldnew.execution.streams import subgraph_relay
 from oldnew.execution.threads import TaskThreads, TaskView, record_of
 from oldnew.feedback.items import new_item
 from oldnew.graph.state import RunState, TaskRecord, TaskState
@@ -76,6 +77,7 @@ class Scheduler:
         self.views: dict[str, TaskView] = {}
         self.records: dict[str, TaskRecord] = {}
         self.writer = get_stream_writer()
+        self.relay = subgraph_relay(get_config())
         self.requests: dict[str, dict[str, Any]] = {}
         """Task id -> what the planner is asked to do with it (split, re-plan)."""
         self.refused = set(state.get("revision_refused") or [])
@@ -134,12 +136,39 @@ class Scheduler:
     # -- launching and settling -------------------------------------------------------------
 
     async def load(self) -> None:
-        """Rebuild the view of every task from its thread (the node's idempotence)."""
+        """Rebuild the view of every task from its thread (the node's idempotence).
+
+        On the lineage the run's state names, a task whose thread moved past the checkpoint
+        the state left it at is resumed from there (a fork of the run, ``threads.fork_moved``).
+        """
+        lineage = self.state.get("lineage")
+        same = lineage is not None and lineage.get("key") == self.threads.lineage
+        known = self.state.get("tasks") or {}
         for tid, title in self.titles.items():
+            head = known[tid].get("head") if same and tid in known else None
+            if await self.threads.fork_moved(tid, head):
+                await aemit(self.ws, task=tid, node="execute", event="task_forked", head=head)
+                await self._ask_again(tid)
             self.views[tid] = await self.threads.inspect(tid)
             self.records[tid] = record_of(tid, title, self.views[tid])
         for tid in self.titles:
             await self.review(tid)
+
+    async def _ask_again(self, tid: str) -> None:
+        """Ask a forked task's question again on a branch of its thread, to take a new answer.
+
+        Its head checkpoint keeps the answer it was given then, which a resume there would
+        hand back; a replay of the head (no input) drops it and interrupts afresh (the asking
+        node interrupts before anything else it does).
+        """
+        if (await self.threads.inspect(tid)).stage != "waiting":
+            return
+        config = self.threads.config(tid)
+        self.threads.forks.pop(tid)
+        async for _ in self.threads.graph.astream(
+            None, config, stream_mode="custom", context=self.ctx
+        ):
+            pass
 
     def start_input(self, tid: str) -> Any:
         """Return what to run ``tid`` with now, or False when it cannot run yet."""
@@ -173,13 +202,21 @@ class Scheduler:
         return False
 
     async def drive(self, tid: str, inp: Any) -> TaskView:
-        """Run one task's thread until it finishes or waits; forward its progress events."""
+        """Run one task's thread until it finishes or waits; forward its progress.
+
+        Its events go to the run's ``custom`` stream with the task's id; its graph's
+        ``updates`` to the run's subgraph stream when the caller asked for one.
+        """
         await aemit(self.ws, task=tid, node="execute", event="task_started")
-        stream = self.threads.graph.astream(
-            inp, self.threads.config(tid), stream_mode="custom", context=self.ctx
-        )
-        async for chunk in stream:
-            self.writer(chunk)
+        config = self.threads.config(tid)
+        self.threads.forks.pop(tid, None)  # branched now: from here on, its latest checkpoint
+        modes: list[StreamMode] = ["custom", "updates"] if self.relay else ["custom"]
+        stream = self.threads.graph.astream(inp, config, stream_mode=modes, context=self.ctx)
+        async for mode, chunk in stream:
+            if mode == "custom":
+                self.writer({"task": tid, **chunk} if isinstance(chunk, dict) else chunk)
+            elif self.relay is not None:
+                self.relay(tid, mode, chunk)
         return await self.threads.inspect(tid)
 
     def _launch(self, running: Running, started: set[str]) -> None:

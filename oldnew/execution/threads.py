@@ -1,9 +1,15 @@
 """Task threads: each task of a plan runs its own compiled graph on its own checkpointed thread.
 
-A task's thread id is derived from the run's thread, the plan version and the task id, so it
-is stable across restarts. What a thread says about its task (not started, resumable,
-waiting for a person, finished) is read from its checkpoint, never kept elsewhere: the run's
-task records are derived from the threads, and ``records`` is the one place that does it.
+A task's thread id is derived from the run's thread, the plan's lineage key
+(``execution.lineage``: the run checkpoint the plan's first ``execute`` ran from) and the task
+id, so it is stable across restarts, new for a fork of the run, and never shared by two runs
+on one thread. What a thread says about its task (not started, resumable, waiting for a
+person, finished) is read from its checkpoint, never kept elsewhere: the run's task records
+are derived from the threads, and ``records`` is the one place that does it.
+
+A fork of the run at a point a task's thread has moved past (a pause answered differently)
+resumes that task from the checkpoint the run had left it at (``forks``): LangGraph branches
+the task's thread there.
 """
 
 from __future__ import annotations
@@ -28,9 +34,14 @@ Stage = Literal["new", "incomplete", "waiting", "finished"]
 """Where a task's thread stands: no checkpoint, resumable, interrupted, or at its end."""
 
 
-def task_thread_id(run_thread: str, plan_version: int, task_id: str) -> str:
-    """Return the thread id of a task's own graph (stable across restarts)."""
-    return str(uuid.uuid5(_NAMESPACE, f"{run_thread}/plan-{plan_version}/{task_id}"))
+STEP_KEY = "oldnew_step"
+"""The configurable key (kept in each task checkpoint's metadata) naming the run checkpoint
+whose ``execute`` drove the task: a re-run of that step goes on, a fork branches."""
+
+
+def task_thread_id(run_thread: str, lineage: str, task_id: str) -> str:
+    """Return the thread id of a task's own graph (stable across restarts of one lineage)."""
+    return str(uuid.uuid5(_NAMESPACE, f"{run_thread}/{lineage}/{task_id}"))
 
 
 @dataclass
@@ -40,6 +51,10 @@ class TaskView:
     stage: Stage
     values: dict[str, Any] = field(default_factory=dict)
     question: dict[str, Any] | None = None
+    thread: str = ""
+    head: str | None = None
+    """The checkpoint the thread stands at (None: no checkpoint yet)."""
+    next: tuple[str, ...] = ()
 
     @property
     def question_id(self) -> str | None:
@@ -54,35 +69,69 @@ class TaskThreads:
         self,
         task_graph: TaskGraph,
         run_thread: str,
-        plan_version: int,
+        lineage: str,
         saver: BaseCheckpointSaver[Any],
+        *,
+        step: str = "",
     ) -> None:
-        """Address the threads of ``run_thread``'s plan ``plan_version`` on ``saver``."""
+        """Address the threads of ``run_thread``'s plan of lineage ``lineage`` on ``saver``.
+
+        ``step`` is the run checkpoint the caller runs from (``execute``'s), kept in the
+        metadata of every checkpoint a task writes; "" when it only reads.
+        """
         if task_graph.checkpointer is not saver:
             task_graph = task_graph.copy(update={"checkpointer": saver})
         self.graph = task_graph
-        self.run_thread, self.plan_version = run_thread, plan_version
+        self.run_thread, self.lineage, self.step = run_thread, lineage, step
+        self.forks: dict[str, str] = {}
+        """Task id -> the checkpoint its next run starts from (a fork of its thread)."""
+
+    def thread_id(self, task_id: str) -> str:
+        """Return the id of one task's thread."""
+        return task_thread_id(self.run_thread, self.lineage, task_id)
 
     def config(self, task_id: str) -> RunnableConfig:
         """Return the config that runs (or inspects) one task's thread."""
-        tid = task_thread_id(self.run_thread, self.plan_version, task_id)
-        return task_trace({"configurable": {"thread_id": tid}, "recursion_limit": 200}, task_id)
+        configurable: dict[str, Any] = {"thread_id": self.thread_id(task_id)}
+        if self.step:
+            configurable[STEP_KEY] = self.step
+        if task_id in self.forks:
+            configurable["checkpoint_id"] = self.forks[task_id]
+        return task_trace({"configurable": configurable, "recursion_limit": 200}, task_id)
+
+    async def fork_moved(self, task_id: str, head: str | None) -> bool:
+        """Resume ``task_id`` from ``head`` if a later step of another lineage moved its thread.
+
+        The thread's latest checkpoint differs from ``head`` (where the run's state left it)
+        when the run was forked at a point the task has moved past since, or when this very
+        step ran before and stopped (a crash): only the first is branched. Returns whether the
+        task now runs from ``head``.
+        """
+        if not head or task_id in self.forks:
+            return task_id in self.forks
+        thread: RunnableConfig = {"configurable": {"thread_id": self.thread_id(task_id)}}
+        latest = await self.graph.aget_state(thread)
+        at = (latest.config.get("configurable") or {}).get("checkpoint_id")
+        if at in (None, head) or (latest.metadata or {}).get(STEP_KEY) == self.step:
+            return False
+        self.forks[task_id] = head
+        return True
 
     async def inspect(self, task_id: str) -> TaskView:
         """Read a task's thread: not started, incomplete, waiting on a question, or finished."""
         snap = await self.graph.aget_state(self.config(task_id))
+        thread = self.thread_id(task_id)
         if not snap.values:
-            return TaskView("new")
+            return TaskView("new", thread=thread)
+        head = (snap.config.get("configurable") or {}).get("checkpoint_id")
+        values, question = dict(snap.values), None
+        stage: Stage = "incomplete"
         if snap.interrupts:
-            question = snap.interrupts[0].value
-            return TaskView(
-                "waiting",
-                dict(snap.values),
-                question if isinstance(question, dict) else {"title": str(question)},
-            )
-        if not snap.tasks:
-            return TaskView("finished", dict(snap.values))
-        return TaskView("incomplete", dict(snap.values))
+            asked = snap.interrupts[0].value
+            stage, question = "waiting", asked if isinstance(asked, dict) else {"title": str(asked)}
+        elif not snap.tasks:
+            stage = "finished"
+        return TaskView(stage, values, question, thread, head, tuple(snap.next))
 
     async def next_nodes(self, task_id: str) -> tuple[str, ...]:
         """Return the nodes a task's thread runs next (empty when it is not running)."""
@@ -108,6 +157,9 @@ def record_of(task_id: str, title: str, view: TaskView) -> TaskRecord:
         "limitation": v.get("limitation"),
         "stand_in": v.get("stand_in"),
         "files": list(v.get("files") or []),
+        "thread": view.thread,
+        "head": view.head,
+        "node": view.next[0] if view.next and status in ("running", "waiting") else None,
     }
 
 

@@ -44,6 +44,7 @@ from langgraph.store.base import BaseStore
 
 from oldnew.budget.graph import budgeted
 from oldnew.context import Context
+from oldnew.execution.lineage import OuterNode, forkable
 from oldnew.graph import routing
 from oldnew.graph.state import InputState, OutputState, RunState, TaskState
 from oldnew.models import ModelOverrides
@@ -61,6 +62,11 @@ from oldnew.nodes.limitation import record_limitation, stop
 from oldnew.nodes.milestone import milestone
 from oldnew.nodes.plan import plan
 from oldnew.nodes.scope import scope
+
+
+def _outer(node: OuterNode, name: str) -> OuterNode:
+    """Wrap an outer node: working time and budget stops; the branch followed across forks."""
+    return forkable(budgeted(node, name), name)
 
 
 def build_task_graph(*, models: ModelOverrides = None) -> CompiledStateGraph[Any, Any, Any, Any]:
@@ -105,19 +111,20 @@ def build_graph(
     g = StateGraph(
         RunState, context_schema=Context, input_schema=InputState, output_schema=OutputState
     )
-    # budgeted: working time counts, and a budget cap reached inside goes to deliver.
+    # _outer: working time counts, a budget cap reached inside goes to deliver, a fork
+    # of the run puts the branch back where the fork point left it.
     g.add_node("enter", enter)
-    g.add_node("scope", budgeted(partial(scope, models=models), "scope"))
-    g.add_node("plan", budgeted(partial(plan, models=models), "plan"))
-    g.add_node("acceptance", budgeted(partial(acceptance, models=models), "acceptance"))
-    g.add_node("baseline", budgeted(baseline, "baseline"))
+    g.add_node("scope", _outer(partial(scope, models=models), "scope"))
+    g.add_node("plan", _outer(partial(plan, models=models), "plan"))
+    g.add_node("acceptance", _outer(partial(acceptance, models=models), "acceptance"))
+    g.add_node("baseline", _outer(baseline, "baseline"))
     run_tasks = partial(execute, task_graph=task_graph, saver=checkpointer)
-    g.add_node("execute", budgeted(run_tasks, "execute"))
+    g.add_node("execute", _outer(run_tasks, "execute"))
     # LangGraph's add_node overloads do not cover nodes that take runtime and config.
-    g.add_node("milestone", budgeted(partial(milestone, models=models), "milestone"))
+    g.add_node("milestone", _outer(partial(milestone, models=models), "milestone"))
     g.add_node("ask", ask)  # type: ignore[arg-type]
     g.add_node("human", human)  # type: ignore[arg-type]
-    g.add_node("deliver", budgeted(deliver, "deliver"))
+    g.add_node("deliver", _outer(deliver, "deliver"))
     g.add_edge(START, "enter")
     g.add_conditional_edges("scope", routing.after_scope)
     g.add_conditional_edges("plan", routing.after_plan)

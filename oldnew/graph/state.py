@@ -64,6 +64,20 @@ class TaskRecord(TypedDict, total=False):
     """Set when the task was built against a stand-in a person chose (a mock)."""
     files: list[str]
     """Paths the task wrote (for traceability: requirement -> tasks -> tests)."""
+    thread: str
+    """The id of the task's own thread (``execution.threads``), to open its state."""
+    head: str | None
+    """The checkpoint the run left the task's thread at: a fork of the run resumes it there."""
+    node: str | None
+    """The node the task's graph runs next (None: it is not running)."""
+
+
+class Lineage(TypedDict):
+    """Which task threads a plan runs on: one key per plan version and checkpoint lineage."""
+
+    plan_version: int
+    key: str
+    """The run checkpoint the plan's first ``execute`` ran from (a fork gets a new one)."""
 
 
 class InputState(TypedDict):
@@ -110,7 +124,12 @@ class RunState(TypedDict, total=False):
     plan_attempts: int
     """Plans rejected so far."""
     plan_version: int
-    """Bumped by every accepted plan; part of each task's thread id."""
+    """Bumped by every accepted plan; a new version runs on new task threads."""
+    lineage: Lineage | None
+    """The plan's task threads (``execution.lineage``); set by the first ``execute``."""
+    main_head: str | None
+    """The commit the run's branch stood at when the last outer node ended: a fork of the run
+    puts the branch back there (``execution.lineage``)."""
     baseline: dict[str, Any] | None
     """How the baseline went (``gates.baseline.Baseline.summary()``): status, base commit,
     evidence, failing gates; taken once, before the first task. None until then."""

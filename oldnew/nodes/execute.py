@@ -17,6 +17,7 @@ from langgraph.runtime import Runtime
 
 from oldnew import milestones
 from oldnew.context import Context
+from oldnew.execution.lineage import lineage_of, step_of
 from oldnew.execution.scheduler import Scheduler
 from oldnew.execution.threads import TaskGraph, TaskThreads
 from oldnew.graph.state import RunState
@@ -72,7 +73,8 @@ async def _execute(
         task_graph = task_graph.copy(update={"store": runtime.store})
     plan = Plan.model_validate(state["plan"])
     run_thread = str(config["configurable"]["thread_id"])
-    threads = TaskThreads(task_graph, run_thread, state.get("plan_version", 1), saver)
+    lineage = lineage_of(state, runtime)
+    threads = TaskThreads(task_graph, run_thread, lineage["key"], saver, step=step_of(runtime))
     scope = Scope.model_validate(state["scope"]) if state.get("scope") else None
     # Later phases wait for the MVP: its milestone checked on main, then a person's preview.
     milestone_hold = milestones.holds_later_phases(state, plan)
@@ -112,6 +114,7 @@ async def _execute(
         with_planner=set(scheduler.requests),
     )
     return {
+        "lineage": lineage,
         "tasks": scheduler.records,
         "questions": {**questions, **review.get("questions", {})},
         "approvals": review.get("approvals", {}),

@@ -8,6 +8,7 @@ from typing import Any
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
 from oldnew.budget import budget_summary
+from oldnew.execution.lineage import lineage_key
 from oldnew.execution.threads import TaskThreads
 from oldnew.execution.threads import records as task_records
 from oldnew.graph.build import build_task_graph
@@ -59,7 +60,8 @@ async def outcome_of(graph: RunGraph, ws: Workspace, run_id: str) -> RunOutcome:
         plan = Plan.model_validate(values["plan"])
         saver = graph.checkpointer
         assert isinstance(saver, BaseCheckpointSaver), "open_graph compiles with a saver"
-        threads = TaskThreads(build_task_graph(), run_id, values.get("plan_version", 1), saver)
+        at = str((snap.config.get("configurable") or {}).get("checkpoint_id") or "")
+        threads = TaskThreads(build_task_graph(), run_id, lineage_key(values, at), saver)
         views, records = await task_records(threads, plan, values.get("tasks") or {})
         tasks = [dict(r) for r in records.values()]
         known = values.get("questions") or {}
