@@ -23,8 +23,8 @@ class RunOutcome:
     """Where a run stands after a call returns."""
 
     status: str
-    """delivered, waiting (for a person), blocked, aborted, stopped (by the budget), or running
-    (interrupted)."""
+    """delivered, waiting (for a person), blocked, aborted, stopped (by the budget), running
+    (not finished), or interrupted (not finished, and no process works on it: ``run_status``)."""
     run_id: str
     workspace: str
     tasks: list[dict[str, Any]] = field(default_factory=list)
