@@ -304,12 +304,16 @@ def event_line(event: dict[str, Any]) -> str:
     return f"{event.get('node', '')}: {event.get('event', '')} {extra}".rstrip()
 
 
-def show_event(event: dict[str, Any]) -> None:
-    """Print one progress event as a line."""
+def show_event(event: dict[str, Any], *, crop: bool = False) -> None:
+    """Print one progress event as a line (``crop``: cut to the terminal's width)."""
     if event.get("event") == "finished":
         return
     who = f"[bold]{event['task']}[/bold] " if event.get("task") else ""
-    console.print(f"{who}{escape(event_line(event))}")
+    line = f"{who}{escape(event_line(event))}"
+    if crop:  # above the live display: one row an event (events.jsonl keeps them whole)
+        console.print(line, soft_wrap=False, no_wrap=True, overflow="ellipsis")
+    else:
+        console.print(line)
     if event.get("preview"):
         console.print(f"[bold]preview: {escape(str(event['preview']))}[/bold] (serving now)")
 
@@ -512,7 +516,7 @@ def _finish(
             live = LiveDisplay(
                 console,
                 workspace,
-                line=_line_event,
+                line=lambda event: show_event(event, crop=True),
                 caps=_caps_of(workspace, context or {}),
                 title=f"oldnew {workspace}",
             )
@@ -817,8 +821,9 @@ def plan_preview(
     from oldnew.planning.preview import run_preview, show_preview
 
     async def progress(**event: Any) -> None:
-        # on stderr: stdout holds the preview (or its JSON) alone
-        err.print(escape(event_line({"node": "planning", **event})), style="dim")
+        # on stderr, and not with --json: stdout holds the preview alone
+        if not json_out:
+            err.print(escape(event_line({"node": "planning", **event})), style="dim")
 
     settings = {"model": model, "max_agents": max_agents}
     try:
@@ -879,7 +884,10 @@ def verify(
                 deps = DepSettings.of(ctx)
                 deps = replace(deps, cache=Path(empty)) if fresh else deps
                 out = verify_workspace(
-                    workspace, timeout=ctx.test_timeout, deps=deps, on_gate=_gate_line
+                    workspace,
+                    timeout=ctx.test_timeout,
+                    deps=deps,
+                    on_gate=None if json_out else _gate_line,
                 )
     except OldnewError as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}")

@@ -62,6 +62,8 @@ class RunView:
     preview: str | None = None
     tokens: int = 0
     cost: float = 0.0
+    work_seconds: float = 0.0
+    """Working time the budget counts (a wait for a person is not counted)."""
     caps: dict[str, Any] = field(default_factory=dict)
     """The budget's caps (``Caps.to_dict``: tokens, cost, seconds; 0 is no cap)."""
     last: str = ""
@@ -86,6 +88,7 @@ class RunView:
             if what == "escalated" and event.get("question"):
                 self.questions[str(event["question"])] = ""
             return
+        self.phase = "execute"  # a task's events come while the run executes its tasks
         self._take_task(self.tasks.setdefault(str(tid), TaskRow(str(tid))), node, what, now, event)
         self.peak = max(self.peak, self.active)
 
@@ -146,9 +149,10 @@ class RunView:
         ran = sum(self.now - r.started for r in self.tasks.values() if r.started is not None)
         return max(0.0, (mean * left - ran) / max(1, min(self.peak, left)))
 
-    def spend(self, tokens: int, cost: float, caps: dict[str, Any] | None = None) -> None:
-        """Set the run's spend so far (from its budget ledger), and its caps when known."""
-        self.tokens, self.cost = tokens, cost
+    def spend(self, spend: dict[str, Any], caps: dict[str, Any] | None = None) -> None:
+        """Set the run's spend so far (``Ledger.spend``), and its caps when known."""
+        self.tokens, self.cost = int(spend["tokens"]), float(spend["cost_usd"])
+        self.work_seconds = float(spend.get("work_seconds", 0.0))
         if caps is not None:
             self.caps = caps
 
@@ -189,6 +193,8 @@ def render(view: RunView, title: str = "oldnew") -> RenderableType:
         + _against(f"{view.tokens:,}", caps.get("tokens", 0), f"{caps.get('tokens', 0):,}")
         + "  cost "
         + _against(f"${view.cost:.4f}", caps.get("cost", 0), f"${caps.get('cost', 0):.4f}")
+        + "  working time "
+        + _against(clock(view.work_seconds), caps.get("seconds", 0), clock(caps.get("seconds")))
     )
     parts: list[RenderableType] = [head, spend]
     if view.preview:
@@ -197,7 +203,7 @@ def render(view: RunView, title: str = "oldnew") -> RenderableType:
         held = f" (holds up {tid})" if tid else ""
         parts.append(Text.from_markup(f"[yellow]question {escape(qid)}[/yellow]{escape(held)}"))
     if view.tasks:
-        table = Table(expand=False, pad_edge=False)
+        table = Table(expand=False)
         for col in ("task", "node", "status", "time"):
             table.add_column(col, overflow="fold")
         for row in view.tasks.values():
@@ -259,7 +265,6 @@ class LiveDisplay:
         with self._lock:
             if time.monotonic() - self._read >= 1.0:
                 self._read = time.monotonic()
-                spend = self._ledger.spend()
-                self.view.spend(int(spend["tokens"]), float(spend["cost_usd"]), self._caps())
+                self.view.spend(self._ledger.spend(), None if self.view.caps else self._caps())
             self.view.now = max(self.view.now, time.time())
             return render(self.view, self._title)
