@@ -482,7 +482,10 @@ async def _until_sigterm(coro: Coroutine[Any, Any, RunOutcome]) -> RunOutcome:
         terminated.append(True)
         task.cancel()
 
-    loop.add_signal_handler(signal.SIGTERM, stop)
+    try:
+        loop.add_signal_handler(signal.SIGTERM, stop)
+    except (ValueError, RuntimeError):  # not the main thread: SIGTERM is the host's
+        return await coro
     try:
         return await coro
     except asyncio.CancelledError:

@@ -138,6 +138,7 @@ def _lines(text: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
+@pytest.mark.usefixtures("smoke_gates")  # the terminal's output, not the gates
 def test_json_lines_then_a_closed_pipe_never_stops_the_run(
     tmp_path: Path, example_model: str
 ) -> None:
@@ -182,6 +183,7 @@ def _started(ws: Path, timeout: float = 300) -> None:
     raise AssertionError("the run never started a task")
 
 
+@pytest.mark.usefixtures("smoke_gates")
 def test_sigterm_stops_a_run_that_status_then_calls_interrupted_and_resume_continues(
     tmp_path: Path, example_model: str
 ) -> None:
