@@ -27,6 +27,14 @@ from oldnew.workspace import META
 
 _SETTLED = {"task_done": "done", "task_waiting": "waiting", "task_blocked": "blocked"}
 """Execute events that end a task's turn, and the status each leaves it in."""
+_NEXT = {
+    ("code", "wrote"): "validate",
+    ("fix", "wrote"): "validate",
+    ("dependencies", "installed"): "validate",
+    ("validate", "passed"): "commit",
+    ("validate", "failed"): "fix",
+}
+"""A node's closing event -> the node the task is in next (nodes say when they end)."""
 
 
 @dataclass
@@ -96,7 +104,8 @@ class RunView:
         self, row: TaskRow, node: str, what: str, now: float, event: dict[str, Any]
     ) -> None:
         if node != "execute":
-            row.node, row.status = node, "running" if row.status == "pending" else row.status
+            row.node = _NEXT.get((node, what), node)
+            row.status = "running" if row.status == "pending" else row.status
             if what == "escalated" and event.get("question"):
                 self.questions[str(event["question"])] = row.id
             return
@@ -137,12 +146,12 @@ class RunView:
     def eta(self) -> float | None:
         """Seconds the remaining tasks should take, from the durations so far (None: no data).
 
-        The mean duration of a finished task, times the tasks not done nor blocked, spread
-        over the most agents seen at once.
+        The mean duration of a finished task, times the tasks pending or running (less what
+        the running ones have done), spread over the most agents seen at once.
         """
-        if not self.durations:
-            return None
-        left = sum(r.status not in ("done", "blocked") for r in self.tasks.values())
+        left = sum(r.status in ("pending", "running") for r in self.tasks.values())
+        if not self.durations or not left and self.questions:
+            return None  # nothing to go by, or what is left waits for a person
         if not left:
             return 0.0
         mean = sum(self.durations) / len(self.durations)

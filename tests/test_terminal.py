@@ -52,12 +52,15 @@ def test_the_view_follows_the_events_and_its_rendering_shows_them() -> None:
     for event in RECORDED[:6]:
         view.take(event)
     assert (view.done, view.total, view.active) == (0, 3, 2)
-    assert view.tasks["T2"].node == "validate" and view.tasks["T3"].status == "pending"
+    assert view.tasks["T2"].node == "fix" and view.tasks["T3"].status == "pending"  # it failed
     assert view.eta() is None  # no task finished yet: "ETA -"
     for event in RECORDED[6:]:
         view.take(event)
     assert (view.done, view.active, view.elapsed) == (1, 1, 12.0)
     assert view.tasks["T1"].seconds == 10.0 and view.tasks["T2"].node == "fix"
+    assert view.tasks["T1"].node == "done"
+    view.take(_at(12, task="T2", node="fix", event="wrote"))
+    assert view.tasks["T2"].node == "validate"  # the fix is written: it is validated next
     # T1 took 10 s; T2 and T3 are left, T2 has run 10 s already, two agents ran at once
     assert view.eta() == pytest.approx((10 * 2 - 10) / 2)
     view.take(_at(13, task="T3", node="execute", event="task_started"))
@@ -67,14 +70,16 @@ def test_the_view_follows_the_events_and_its_rendering_shows_them() -> None:
     view.spend({"tokens": 23507, "cost_usd": 0.0123, "work_seconds": 14.8}, {"tokens": 100000})
     assert view.questions == {"T3-q1": "T3"} and view.preview == "http://localhost:3000"
     assert view.tasks["T3"].status == "waiting"
+    view.take(_at(16, task="T2", node="execute", event="task_done"))
+    assert view.eta() is None  # all that is left waits for a person
 
     screen = Console(record=True, width=100)
     screen.print(render(view, "oldnew /tmp/ws"))
     text = screen.export_text()
-    assert "tasks 1/3 done, 1 active" in text and "ETA 0:" in text
+    assert "tasks 2/3 done, 0 active" in text and "ETA -" in text
     assert "tokens 23,507 of 100,000" in text and "cost $0.0123 (no cap)" in text
     assert "preview: http://localhost:3000" in text and "question T3-q1 (holds up T3)" in text
-    assert "T2" in text and "fix" in text and "waiting" in text
+    assert "T2" in text and "waiting" in text and "0:10" in text
 
     # the task resumes with its answer: its question is no longer pending
     view.take(_at(20, task="T3", node="execute", event="task_started"))
