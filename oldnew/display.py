@@ -269,6 +269,7 @@ class LiveDisplay:
         with self._lock:
             self.view.take(event)
         self._line(event)
+        self._live.refresh()  # at once, not at the next tick: a pause can follow an event
 
     def _render(self) -> RenderableType:
         with self._lock:
