@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from oldnew import cli
 from oldnew.cli import app
-from oldnew.display import RunView, render
+from oldnew.display import LiveDisplay, RunView, render
 from oldnew.recovery.classify import Classification
 from oldnew.recovery.retry import ClassifiedFailure
 from oldnew.runs import RunOutcome
@@ -228,3 +228,24 @@ def test_sigterm_stops_a_run_that_status_then_calls_interrupted_and_resume_conti
         "T3": "waiting",
     }
     assert os.path.isfile(ws / ".oldnew" / "checkpoints.sqlite")
+
+
+def test_the_live_display_prints_each_event_above_the_view(tmp_path: Path) -> None:
+    screen = Console(record=True, width=100, force_terminal=True)
+    lines: list[str] = []
+    usage = tmp_path / ".oldnew" / "usage.jsonl"
+    usage.parent.mkdir()
+    call = {"kind": "call", "input_tokens": 1000, "output_tokens": 234, "cost_usd": 0.5}
+    usage.write_text(json.dumps(call) + "\n")
+    live = LiveDisplay(
+        screen,
+        tmp_path,
+        line=lambda e: lines.append(str(e.get("event"))),
+        caps=lambda: {"tokens": 5000, "cost": 2.0},
+    )
+    with live:
+        for event in RECORDED:
+            live.on_event(event)
+    assert lines == [str(e["event"]) for e in RECORDED]
+    assert (live.view.tokens, live.view.cost, live.view.caps["tokens"]) == (1234, 0.5, 5000)
+    assert "tokens 1,234 of 5,000" in screen.export_text()
