@@ -275,6 +275,9 @@ class LiveDisplay:
         with self._lock:
             if time.monotonic() - self._read >= 1.0:
                 self._read = time.monotonic()
-                self.view.spend(self._ledger.spend(), None if self.view.caps else self._caps())
+                try:
+                    self.view.spend(self._ledger.spend(), None if self.view.caps else self._caps())
+                except Exception:  # noqa: BLE001 - the display never stops the run
+                    pass
             self.view.now = max(self.view.now, time.time())
             return render(self.view, self._title)
