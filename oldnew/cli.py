@@ -16,12 +16,18 @@ Exit codes:
 from __future__ import annotations
 
 import asyncio
+import errno
 import inspect
 import json
+import os
 import shlex
+import signal
+import sys
 import tempfile
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
+from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -29,11 +35,14 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperOption
 
 from oldnew import settings
 from oldnew.budget import budget_lines
 from oldnew.context import Context
+from oldnew.display import LiveDisplay
 from oldnew.errors import OldnewError
+from oldnew.recovery.retry import ClassifiedFailure
 from oldnew.runs import (
     RunOutcome,
     answer_run,
@@ -44,7 +53,7 @@ from oldnew.runs import (
     start_run,
     submit_feedback,
 )
-from oldnew.runs.session import disk_faults
+from oldnew.runs.session import EventSink, disk_faults, run_context
 from oldnew.workspace import Workspace
 
 EXIT = {
@@ -55,17 +64,66 @@ EXIT = {
     "aborted": 4,
     "stopped": 4,
     "running": 5,
+    "interrupted": 5,
     "not started": 5,
 }
 EXIT_USAGE = 2
+HELP = {"help_option_names": ["-h", "--help"]}
 
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
+    context_settings=HELP,
     help="Hand oldnew a scope; get a delivered project or a clear plan.",
 )
-console = Console(highlight=False, soft_wrap=True)
+WIDE = 200
+"""Columns of output that is not a terminal: tables and paths are never cut at 80."""
+
+
+class _PipeSafeConsole(Console):
+    """A console whose closed stdout (its reader left) ends the output, never the run."""
+
+    def on_broken_pipe(self) -> None:
+        """Go quiet, and point stdout at /dev/null; rich's own exits the process."""
+        self.quiet = True
+        _stdout_gone()
+
+
+console = _PipeSafeConsole(
+    highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else WIDE
+)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _flag_type(self: TyperOption, ctx: Any) -> str | None:
+    """Show no value type for a flag: typer's rich help shows ``<bool>`` for ``--json``."""
+    return None if self.is_flag else _option_type(self, ctx)
+
+
+_option_type = TyperOption.display_type_rich
+TyperOption.display_type_rich = _flag_type  # type: ignore[method-assign]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"oldnew {package_version('oldnew')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_version,
+            is_eager=True,
+            help="Print the installed oldnew's version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """Hand oldnew a scope; get a delivered project or a clear plan."""
+
 
 WorkspaceOpt = Annotated[
     Path,
@@ -235,19 +293,27 @@ def _budget(
     }
 
 
-def show_event(event: dict[str, Any]) -> None:
-    """Print one progress event as a line."""
-    if event.get("event") == "finished":
-        return
-    who = f"[bold]{event['task']}[/bold] " if event.get("task") else ""
+def event_line(event: dict[str, Any]) -> str:
+    """Return one progress event as a line of plain text (its task shown apart)."""
     details = {
         k: v
         for k, v in event.items()
         if k not in ("ts", "task", "node", "event", "traceback") and v not in (None, [])
     }
     extra = " ".join(f"{k}={v}" for k, v in details.items())
-    line = f"{event.get('node', '')}: {event.get('event', '')} {extra}".rstrip()
-    console.print(f"{who}{escape(line)}")
+    return f"{event.get('node', '')}: {event.get('event', '')} {extra}".rstrip()
+
+
+def show_event(event: dict[str, Any], *, crop: bool = False) -> None:
+    """Print one progress event as a line (``crop``: cut to the terminal's width)."""
+    if event.get("event") == "finished":
+        return
+    who = f"[bold]{event['task']}[/bold] " if event.get("task") else ""
+    line = f"{who}{escape(event_line(event))}"
+    if crop:  # above the live display: one row an event (events.jsonl keeps them whole)
+        console.print(line, soft_wrap=False, no_wrap=True, overflow="ellipsis")
+    else:
+        console.print(line)
     if event.get("preview"):
         console.print(f"[bold]preview: {escape(str(event['preview']))}[/bold] (serving now)")
 
@@ -279,7 +345,7 @@ def show_outcome(out: RunOutcome) -> None:
     """Print where the run stands: tasks, questions, and what to do next."""
     table = Table(title=f"run {out.run_id}: {out.status}")
     for col in ("task", "title", "status", "commit", "fix rounds"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")  # a narrow terminal wraps a cell, never cuts it
     for t in out.tasks:
         table.add_row(
             t["id"],
@@ -333,19 +399,156 @@ def show_question(q: dict[str, Any], workspace: str) -> None:
         console.print(f"  answer: oldnew answer --workspace {workspace} {q['id']} ANSWER")
 
 
-def _finish(coro: Coroutine[Any, Any, RunOutcome], *, json_out: bool = False) -> None:
+JsonOpt = Annotated[
+    bool,
+    typer.Option(
+        "--json",
+        help="Print one JSON object per progress event, one a line, then the outcome as the "
+        "last line (what 'status --json' prints), for scripts.",
+    ),
+]
+
+_stdout_closed = False
+"""Whether stdout was found closed (a reader such as 'head' left): output goes nowhere."""
+
+
+@contextmanager
+def _closed_pipe_ok() -> Iterator[None]:
+    """Swallow a closed stdout for the rest of the process: the run must not die of it.
+
+    Once the reader is gone, stdout is pointed at /dev/null, so later writes (and the
+    interpreter's last flush) go nowhere instead of failing again.
+    """
     try:
-        out = asyncio.run(coro)
+        yield
+    except OSError as exc:
+        if not isinstance(exc, BrokenPipeError) and exc.errno != errno.EPIPE:
+            raise
+        _stdout_gone()
+
+
+def _stdout_gone() -> None:
+    """Send the rest of stdout to /dev/null (writes, and the interpreter's last flush)."""
+    global _stdout_closed
+    _stdout_closed = True
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
+    except (OSError, ValueError, AttributeError):
+        pass  # not a real file (a test's runner): the flag keeps output off
+
+
+def _json_event(event: dict[str, Any]) -> None:
+    if not _stdout_closed:
+        with _closed_pipe_ok():
+            typer.echo(json.dumps(event, default=str))
+
+
+def _line_event(event: dict[str, Any]) -> None:
+    if not _stdout_closed:
+        with _closed_pipe_ok():
+            show_event(event)
+
+
+def _caps_of(workspace: Path, context: dict[str, Any]) -> Callable[[], dict[str, Any] | None]:
+    """Return a reader of the run's caps: None until its workspace says what they are."""
+    from oldnew.budget.meter import Caps
+
+    def caps() -> dict[str, Any] | None:
+        ws = Workspace(workspace)
+        if (ws.run_info() or {}).get("run_id") is None:
+            return None
+        return Caps.of(run_context(ws, context)).to_dict()
+
+    return caps
+
+
+class _Terminated(Exception):
+    """The run was stopped by SIGTERM (as by Ctrl-C: cancelled, its finished steps saved)."""
+
+
+async def _until_sigterm(coro: Coroutine[Any, Any, RunOutcome]) -> RunOutcome:
+    """Await ``coro``; on SIGTERM cancel it as asyncio cancels a run on Ctrl-C.
+
+    The loop's own signal handler, not SIGINT's: a process started in the background of a
+    script has SIGINT ignored, and must still stop cleanly when it is terminated.
+    """
+    loop, task = asyncio.get_running_loop(), asyncio.current_task()
+    assert task is not None
+    terminated: list[bool] = []
+
+    def stop() -> None:
+        terminated.append(True)
+        task.cancel()
+
+    try:
+        loop.add_signal_handler(signal.SIGTERM, stop)
+    except (ValueError, RuntimeError):  # not the main thread: SIGTERM is the host's
+        return await coro
+    try:
+        return await coro
+    except asyncio.CancelledError:
+        if terminated:
+            raise _Terminated from None
+        raise
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+
+
+def _finish(
+    start: Callable[[EventSink | None], Coroutine[Any, Any, RunOutcome]],
+    workspace: Path,
+    *,
+    json_out: bool = False,
+    context: dict[str, Any] | None = None,
+    streams: bool = True,
+) -> None:
+    """Run a command on a run to its stop, showing its progress, then print where it stands.
+
+    Progress is a live display on a terminal, a line per event otherwise, JSON lines with
+    ``--json``. SIGTERM stops the run as SIGINT does (exit 5: resumable); a closed stdout
+    never stops it (its exit code is the run's).
+    """
+    sink: EventSink | None = None
+    live: LiveDisplay | None = None
+    if streams:
+        if json_out:
+            sink = _json_event
+        elif console.is_terminal:
+            live = LiveDisplay(
+                console,
+                workspace,
+                line=lambda event: show_event(event, crop=True),
+                caps=_caps_of(workspace, context or {}),
+                title=f"oldnew {workspace}",
+            )
+            sink = live.on_event
+        else:
+            sink = _line_event
+    try:
+        if live is not None:
+            with live:
+                out = asyncio.run(_until_sigterm(start(sink)))
+        else:
+            out = asyncio.run(_until_sigterm(start(sink)))
     except OldnewError as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(EXIT_USAGE) from None
-    except KeyboardInterrupt:
-        err.print("interrupted; every finished step is saved: continue with 'oldnew resume'")
+    except (KeyboardInterrupt, _Terminated) as exc:
+        how = "stopped (SIGTERM)" if isinstance(exc, _Terminated) else "interrupted"
+        again = f"oldnew resume --workspace {shlex.quote(str(Path(workspace).resolve()))}"
+        err.print(f"{how}; the run is resumable, every finished step is saved: continue with")
+        err.print(f"  {again}", markup=False)
         raise typer.Exit(EXIT["running"]) from None
-    if json_out:
-        typer.echo(json.dumps(out.to_dict(), indent=2))
-    else:
-        show_outcome(out)
+    with _closed_pipe_ok():
+        if json_out:
+            outcome = out.to_dict()
+            typer.echo(
+                json.dumps(outcome, default=str) if streams else json.dumps(outcome, indent=2)
+            )
+        else:
+            show_outcome(out)
     raise typer.Exit(0 if out.queued else EXIT.get(out.status, 1))
 
 
@@ -379,6 +582,7 @@ def run(
             "committed first, listed in the prompts. Repeat for more.",
         ),
     ] = None,
+    json_out: JsonOpt = False,
 ) -> None:
     """Start a run on SCOPE_FILE in a new or empty directory, or on a git repository.
 
@@ -397,10 +601,14 @@ def run(
         "context_tokens": context_tokens,
         **_record(record),
     }
-    run = start_run(
-        scope_file, workspace, context=context, on_event=show_event, with_paths=with_paths
+    _finish(
+        lambda sink: start_run(
+            scope_file, workspace, context=context, on_event=sink, with_paths=with_paths
+        ),
+        workspace,
+        json_out=json_out,
+        context=context,
     )
-    _finish(run)
 
 
 @app.command()
@@ -431,6 +639,7 @@ def resume(
             "damaged (scope, plan and tasks re-run; the commits on main stay).",
         ),
     ] = False,
+    json_out: JsonOpt = False,
 ) -> None:
     """Continue a run after a crash, a kill, a pause or a budget stop, or retry blockers.
 
@@ -448,7 +657,12 @@ def resume(
         "context_tokens": context_tokens,
         **_record(record),
     }
-    _finish(resume_run(workspace, context=context, on_event=show_event, restart=restart))
+    _finish(
+        lambda sink: resume_run(workspace, context=context, on_event=sink, restart=restart),
+        workspace,
+        json_out=json_out,
+        context=context,
+    )
 
 
 @app.command()
@@ -476,7 +690,7 @@ def status(
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Show the run's status, its tasks and any questions waiting for a person."""
-    _finish(run_status(workspace), json_out=json_out)
+    _finish(lambda _: run_status(workspace), workspace, json_out=json_out, streams=False)
 
 
 @app.command()
@@ -490,6 +704,7 @@ def answer(
         ),
     ],
     model: ModelOpt = None,
+    json_out: JsonOpt = False,
 ) -> None:
     """Answer pending questions; a paused run resumes at once, a busy one picks them up."""
     if len(pairs) % 2:
@@ -499,7 +714,11 @@ def answer(
         )
         raise typer.Exit(EXIT_USAGE)
     answers = dict(zip(pairs[::2], pairs[1::2], strict=True))
-    _finish(answer_run(workspace, answers, context={"model": model}, on_event=show_event))
+    _finish(
+        lambda sink: answer_run(workspace, answers, context={"model": model}, on_event=sink),
+        workspace,
+        json_out=json_out,
+    )
 
 
 @app.command()
@@ -517,6 +736,7 @@ def approve(
         str | None, typer.Option("--changes", help="Ask for these changes instead.")
     ] = None,
     model: ModelOpt = None,
+    json_out: JsonOpt = False,
 ) -> None:
     """Give the approval the run waits for (or reject, or ask for changes)."""
     if reject and changes:
@@ -524,7 +744,11 @@ def approve(
         raise typer.Exit(EXIT_USAGE)
     verdict = "reject" if reject else (changes or "approve")
     _finish(
-        approve_gate(workspace, approval, verdict, context={"model": model}, on_event=show_event)
+        lambda sink: approve_gate(
+            workspace, approval, verdict, context={"model": model}, on_event=sink
+        ),
+        workspace,
+        json_out=json_out,
     )
 
 
@@ -539,10 +763,16 @@ def feedback(
     ],
     model: ModelOpt = None,
     max_agents: AgentsOpt = None,
+    json_out: JsonOpt = False,
 ) -> None:
     """Give a run feedback, during or after it; only the work it opens runs, then it redelivers."""
     context = {"model": model, "max_agents": max_agents}
-    _finish(submit_feedback(workspace, text, context=context, on_event=show_event))
+    _finish(
+        lambda sink: submit_feedback(workspace, text, context=context, on_event=sink),
+        workspace,
+        json_out=json_out,
+        context=context,
+    )
 
 
 @app.command()
@@ -574,7 +804,7 @@ def memory(
         console.print(f"removed {remove}")
     table = Table(title=f"memory at {listing['path']}")
     for col in ("key", "kind", "helped", "text"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")
     for row in listing["entries"]:
         table.add_row(row["key"], row["kind"], str(row.get("helped", "")), row["text"][:120])
     console.print(table)
@@ -590,12 +820,26 @@ def plan_preview(
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Preview the plan for SCOPE_FILE: class, score, phases, tasks, agents; writes no code."""
+    from oldnew.hitl.questions import run_failure_question
     from oldnew.planning.preview import run_preview, show_preview
 
+    async def progress(**event: Any) -> None:
+        # on stderr, and not with --json: stdout holds the preview alone
+        if not json_out:
+            err.print(escape(event_line({"node": "planning", **event})), style="dim")
+
+    settings = {"model": model, "max_agents": max_agents}
     try:
-        preview = asyncio.run(run_preview(scope_file, {"model": model, "max_agents": max_agents}))
+        preview = asyncio.run(run_preview(scope_file, settings, emit=progress))
     except OldnewError as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(EXIT_USAGE) from None
+    except ClassifiedFailure as exc:
+        q = run_failure_question("plan", "Planning", exc)
+        err.print(f"[red]error:[/red] {escape(q.title)}")
+        err.print(q.detail, markup=False)
+        spec = model or "OLDNEW_MODEL"
+        err.print(f"check the model ({spec}), its API key and its endpoint, then try again")
         raise typer.Exit(EXIT_USAGE) from None
     if json_out:
         typer.echo(json.dumps(preview.to_dict(), indent=2))
@@ -605,6 +849,11 @@ def plan_preview(
 
 
 EXIT_VERIFY_MISMATCH = 6
+
+
+def _gate_line(name: str, status: str) -> None:
+    """Say on stderr that a gate of the re-run started or ended (stdout holds the verdict)."""
+    err.print(f"gate {escape(name)}: {escape(status)}", style="dim")
 
 
 @app.command()
@@ -637,7 +886,12 @@ def verify(
             with tempfile.TemporaryDirectory(prefix="oldnew-verify-env-") as empty:
                 deps = DepSettings.of(ctx)
                 deps = replace(deps, cache=Path(empty)) if fresh else deps
-                out = verify_workspace(workspace, timeout=ctx.test_timeout, deps=deps)
+                out = verify_workspace(
+                    workspace,
+                    timeout=ctx.test_timeout,
+                    deps=deps,
+                    on_gate=None if json_out else _gate_line,
+                )
     except OldnewError as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(EXIT_USAGE) from None
@@ -862,7 +1116,9 @@ def eval_suite(
         console.print(f"written: {path}")
 
 
-bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks of the whole graph.")
+bench_app = typer.Typer(
+    no_args_is_help=True, context_settings=HELP, help="Benchmarks of the whole graph."
+)
 app.add_typer(bench_app, name="bench")
 
 

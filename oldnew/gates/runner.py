@@ -57,6 +57,8 @@ class Gate:
 
 
 Proceed = Callable[[Check, list[Diagnostic]], bool]
+GateProgress = Callable[[str, str], None]
+"""Hears a gate's name and "started", then its name and its status."""
 """Says whether a failed prerequisite (its check and findings) holds no gate back: its failure
 is wholly pre-existing. A gate that did not run always holds the gates behind it back."""
 
@@ -104,12 +106,18 @@ browser gate, and says so."""
 PARALLEL_GATES = max(2, min(4, os.cpu_count() or 2))
 
 
-def run_all(names: list[str], run: GateRun, proceed: Proceed | None = None) -> dict[str, Outcome]:
+def run_all(
+    names: list[str],
+    run: GateRun,
+    proceed: Proceed | None = None,
+    on_gate: GateProgress | None = None,
+) -> dict[str, Outcome]:
     """Run the gates, each as soon as the gates it requires have finished.
 
     Gates start in the profile's order (cheap first), up to PARALLEL_GATES at once; a gate
     whose prerequisite did not pass is skipped (no tests while the code does not parse),
     unless ``proceed`` says that prerequisite's failure is wholly pre-existing.
+    ``on_gate(name, "started" or its status)`` hears each gate start and end.
     """
     pending = list(names)
     running: dict[Future[Outcome], str] = {}
@@ -122,10 +130,14 @@ def run_all(names: list[str], run: GateRun, proceed: Proceed | None = None) -> d
                     pending.remove(name)
                     gate = GATES[name]
                     running[pool.submit(_run_gate, gate, run, outcomes, proceed)] = name
+                    if on_gate is not None:
+                        on_gate(name, "started")
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in done:
                 name = running.pop(future)
                 outcomes[name] = future.result()
+                if on_gate is not None:
+                    on_gate(name, outcomes[name][0].status)
     return outcomes
 
 
@@ -264,6 +276,7 @@ def validate_tree(
     evidence_dir: Path | None = None,
     change: TaskChange | None = None,
     acceptance: AcceptanceSuite | None = None,
+    on_gate: GateProgress | None = None,
 ) -> ValidationResult:
     """Validate the project in ``tree`` with the gates of a quality profile.
 
@@ -287,6 +300,7 @@ def validate_tree(
     given (main's), for its requirements. Every sandbox copy of ``tree`` the gates make leaves
     the suite's folder out (:data:`oldnew.acceptance.SUITE_DIR`): no other gate runs, imports,
     measures or lints the tester's files, and a task's own change to them judges nothing.
+    ``on_gate`` hears each gate start and end (``oldnew verify`` shows them as they run).
     """
     profile = profile or resolve_profile(
         quality, coverage_min=coverage_min, complexity_max=complexity_max
@@ -326,7 +340,7 @@ def validate_tree(
                 milestone, web_targets, gates=tuple(names), evidence_dir=evidence_dir
             )
             run.artifacts[web_gates.SETTINGS] = settings
-            outcomes = run_all(names, run, proceed)
+            outcomes = run_all(names, run, proceed, on_gate)
             for name in names:
                 result.checks.append(outcomes[name][0])
                 result.diagnostics += outcomes[name][1]

@@ -27,7 +27,7 @@ from oldnew.gates.acceptance import AcceptanceSuite
 from oldnew.gates.baseline import Baseline, judge
 from oldnew.gates.model import Check, ValidationResult
 from oldnew.gates.profiles import Profile
-from oldnew.gates.runner import validate_tree
+from oldnew.gates.runner import GateProgress, validate_tree
 from oldnew.safegit import run_git
 from oldnew.sandbox import ProjectEnv
 from oldnew.sandbox.files import read_project_text
@@ -263,6 +263,7 @@ def verify_workspace(
     timeout: float = 120.0,
     env: ProjectEnv | None = None,
     deps: DepSettings | None = None,
+    on_gate: GateProgress | None = None,
 ) -> Verification:
     """Re-run the gates of the final evidence on the run's branch and check the report's claims.
 
@@ -270,6 +271,7 @@ def verify_workspace(
     ``env`` is the environment the project's code runs with; by default the one its lock
     describes, built from the lock with ``deps`` (the lock checked against its manifest
     first), so the re-run does not depend on what this machine has installed.
+    ``on_gate`` hears each gate of the re-run start and end.
 
     Raises:
         WorkspaceError: not a run's workspace, or a run without a report yet.
@@ -324,6 +326,7 @@ def verify_workspace(
             web=WebTargets.from_dict(targets) if targets is not None else None,
             evidence_dir=web_evidence(ws, "verify") if targets is not None else None,
             acceptance=suite,
+            on_gate=on_gate,
         )
     result = judge(result, baseline)
     out.rerun = result.to_dict()

@@ -80,6 +80,7 @@ async def preview_plan(
     start = time.perf_counter()
     ask = Asker(model, ctx, emit)
     out = Preview()
+    await emit(node="scope", event="started", chars=len(text))
     try:
         out.scope = await extract_scope(ask, text)
     except (ScopeProblem, ModelOutputError) as exc:
@@ -97,6 +98,9 @@ async def preview_plan(
     size = assess(out.scope, ctx)
     out.complexity = size.to_dict()
     out.agents = ctx.max_agents or size.agents
+    requirements = len(out.scope.requirements())
+    await emit(node="scope", event="done", requirements=requirements, complexity=size.cls)
+    await emit(node="plan", event="started", phased=size.phased, agents=out.agents)
     planner = Planner(ask, out.scope, size, out.agents, text=text)
     problems: list[str] = []
     for _ in range(ctx.max_plan_repairs + 1):
@@ -114,6 +118,7 @@ async def preview_plan(
             out.plan = shortened.plan
             out.notes += [f"split {k} into {', '.join(v)}" for k, v in shortened.split.items()]
             out.notes += [f"kept {k} whole: {v}" for k, v in shortened.kept.items()]
+            await emit(node="plan", event="done", tasks=[t.id for t in out.plan.tasks])
             break
         await emit(event="rejected", problems=problems)
     out.problems = problems
@@ -121,15 +126,20 @@ async def preview_plan(
     return out
 
 
-async def run_preview(scope_file: Path | str, context: dict[str, Any]) -> Preview:
-    """Read SCOPE_FILE and preview its plan with the run settings in ``context``."""
+async def run_preview(
+    scope_file: Path | str, context: dict[str, Any], *, emit: Emit = no_emit
+) -> Preview:
+    """Read SCOPE_FILE and preview its plan with the run settings in ``context``.
+
+    ``emit`` receives its progress events as they happen (scoping, sections, epics, plan).
+    """
     from oldnew.runs import read_scope
 
     text = read_scope(scope_file)
     ctx = Context(**{k: v for k, v in context.items() if v is not None})
     try:
         model = await aresolve_model("planner", ctx)
-        return await preview_plan(text, model, ctx)
+        return await preview_plan(text, model, ctx, emit=emit)
     finally:
         await aclose_http_clients()
 

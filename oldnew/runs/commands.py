@@ -6,6 +6,7 @@ its input (a scope, a restart, answers, feedback) and returns where the run stan
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import inspect
 import uuid
@@ -384,11 +385,37 @@ def _check_answers(pending: list[dict[str, Any]], answers: dict[str, str]) -> No
 
 @disk_guarded
 async def run_status(workspace: Path | str) -> RunOutcome:
-    """Return where the run in ``workspace`` stands, without changing anything."""
+    """Return where the run in ``workspace`` stands, without changing anything.
+
+    A run that is neither finished nor paused, and that no process works on (it was killed,
+    or its terminal closed), is ``interrupted``, with the command that continues it.
+    """
     ws = Workspace.open(workspace)
     run_id = str((ws.run_info() or {})["run_id"])
     async with open_graph(ws) as graph:
-        return await outcome_of(graph, ws, run_id)
+        out = await outcome_of(graph, ws, run_id)
+    if out.status == "running" and not worked_on(ws):
+        out.status = "interrupted"
+        out.notices.append(
+            "no oldnew process is working on this run: it stopped before it finished; "
+            f"continue it with 'oldnew resume --workspace {ws.root}'"
+        )
+    return out
+
+
+def worked_on(ws: Workspace) -> bool:
+    """Say whether a process holds the run's lock (``Workspace.lock``), writing nothing."""
+    try:
+        handle = open(ws.meta / "lock", encoding="utf-8")  # noqa: SIM115 - closed below
+    except FileNotFoundError:
+        return False
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
 
 
 async def memory_listing(

@@ -26,7 +26,8 @@ class RunOutcome:
 
     status: str
     """delivered, waiting (for a person: ``graph.state.PAUSED``, the name the run's state
-    carries too), blocked, aborted, stopped (by the budget), or running (interrupted)."""
+    carries too), blocked, aborted, stopped (by the budget), running (not finished), or
+    interrupted (not finished, and no process works on it: ``run_status``)."""
     run_id: str
     workspace: str
     tasks: list[dict[str, Any]] = field(default_factory=list)
