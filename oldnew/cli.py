@@ -1191,6 +1191,14 @@ def main() -> None:
     try:
         settings.load()
     except OldnewError as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise SystemExit(EXIT_USAGE) from None
+        if not _asks_for_help(sys.argv[1:]):
+            err.print(f"[red]error:[/red] {escape(str(exc))}")
+            raise SystemExit(EXIT_USAGE) from None
+        # Help and the version read no setting: they still work, and say what to fix.
+        err.print(f"[yellow]warning:[/yellow] {escape(str(exc))}")
     app()
+
+
+def _asks_for_help(args: list[str]) -> bool:
+    """Say whether the command line only asks for help or the version (or names nothing)."""
+    return not args or any(a in ("-h", "--help", "--version") for a in args)

@@ -165,6 +165,24 @@ def test_cli_stops_on_a_bad_file_with_a_usage_error(
     assert "oldnew.toml max_agents" in said and "at least 0" in said
 
 
+
+@pytest.mark.parametrize("asks", [["-h"], ["status", "--help"], ["--version"]])
+def test_help_and_version_still_work_beside_a_bad_file_and_say_what_to_fix(
+    asks: list[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _write(tmp_path / "oldnew.toml", "max_agents = -1\n")
+    monkeypatch.setattr(sys, "argv", ["oldnew", *asks])
+    with pytest.raises(SystemExit) as done:
+        cli.main()
+    assert done.value.code == 0
+    said = capsys.readouterr()
+    assert "warning:" in said.err and "oldnew.toml max_agents" in said.err.replace("\n", "")
+    assert "Usage" in said.out or "oldnew" in said.out
+
+
 DEMOS = ("demo.sh", "demo_web.sh", "demo_deps.sh")
 
 
