@@ -165,7 +165,6 @@ def test_cli_stops_on_a_bad_file_with_a_usage_error(
     assert "oldnew.toml max_agents" in said and "at least 0" in said
 
 
-
 @pytest.mark.parametrize("asks", [["-h"], ["status", "--help"], ["--version"]])
 def test_help_and_version_still_work_beside_a_bad_file_and_say_what_to_fix(
     asks: list[str],
