@@ -8,7 +8,7 @@ then the host's. :func:`context_of` turns whatever it carries into oldnew's
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, fields, is_dataclass
+from dataclasses import fields, is_dataclass
 from typing import Any
 
 from pydantic import BaseModel
@@ -69,12 +69,13 @@ def context_of(value: object) -> Context:
 def _shared_fields(value: object) -> dict[str, Any]:
     """Return a host dataclass's or model's fields that oldnew has (none for other objects)."""
     if isinstance(value, BaseModel):
-        values = value.model_dump()
+        names = list(type(value).model_fields)
     elif is_dataclass(value) and not isinstance(value, type):
-        values = asdict(value)
+        names = [f.name for f in fields(value)]
     else:
         return {}
-    return {k: v for k, v in values.items() if k in SETTINGS}
+    # Read, never copied: a host's context may hold a client, a connection or a lock.
+    return {k: getattr(value, k) for k in names if k in SETTINGS}
 
 
 def _from_settings(settings: dict[str, Any], where: str) -> Context:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,12 @@ class HostCtx:
 
     user: str = "ada"
     oldnew: Context = field(default_factory=Context)
+
+
+@dataclass
+class LockedCtx:
+    workspace: str = "/tmp/ws"
+    lock: Any = field(default_factory=threading.Lock)
 
 
 @dataclass
@@ -74,6 +81,8 @@ def test_context_of_takes_what_the_runtime_carries() -> None:
     assert context_of({"workspace": "/tmp/w", "gates": "mvp"}).approvals == "mvp"
     shared = context_of(SharedCtx())
     assert (shared.workspace, shared.max_fix_rounds) == ("/tmp/ws", 1)
+    # A host's context may hold what cannot be copied (a lock, a client): read, not copied.
+    assert context_of(LockedCtx()).workspace == "/tmp/ws"
     assert context_of(PydanticCtx()).quality == "fast"
 
 

@@ -23,6 +23,7 @@ from synthetic import planned_run
 from typing_extensions import TypedDict
 
 from oldnew import build_graph
+from oldnew.errors import WorkspaceError
 from oldnew.execution.lineage import lineage_key, lineage_of, restore_branch
 from oldnew.execution.streams import subgraph_relay
 from oldnew.execution.threads import TaskThreads, task_thread_id
@@ -38,9 +39,22 @@ PLAN = {
             "description": "greet.py with greet() and its test",
             "files": ["greet.py", "tests/test_greet.py"],
             "requirement_ids": ["F1"],
-        }
+        },
+        {
+            "id": "T2",
+            "title": "shout",
+            "description": "shout.py with shout() built on greet(), and its test",
+            "files": ["shout.py", "tests/test_shout.py"],
+            "requirement_ids": ["F1"],
+            "depends_on": ["T1"],
+        },
     ]
 }
+SHOUT = (
+    "FILE: shout.py\n```python\nfrom greet import greet\n\n\ndef shout() -> str:\n"
+    "    return greet().upper()\n```\nFILE: tests/test_shout.py\n```python\n"
+    "from shout import shout\n\n\ndef test_shout() -> None:\n    assert shout()\n```\n"
+)
 
 
 def _runtime(checkpoint_id: str) -> Runtime[Any]:
@@ -58,6 +72,12 @@ def test_task_threads_belong_to_the_checkpoint_lineage() -> None:
     assert lineage_of({"plan_version": 1}, _runtime("c2"))["key"] == "c2"
     # A reader of a run whose first execute is under way finds it at the run's checkpoint.
     assert lineage_key({"plan_version": 2, "lineage": fresh}, "c9") == "c9"
+    # A run saved before lineages (its tasks ran, no lineage recorded) keeps its threads.
+    legacy = {"plan_version": 1, "tasks": {"T1": {"status": "done"}}}
+    assert lineage_of(legacy, _runtime("c5"))["key"] == "plan-1"  # type: ignore[arg-type]
+    assert task_thread_id("run", "plan-1", "T1", "c5") == task_thread_id("run", "plan-1", "T1")
+    # A task first started by another step of the lineage is on a thread of its own.
+    assert task_thread_id("run", "c1", "T2", "c1") != task_thread_id("run", "c1", "T2", "c3")
     # Two runs on one thread (two lineages) never share a task's thread.
     assert task_thread_id("run", "c1", "T1") != task_thread_id("run", "c2", "T1")
     assert task_thread_id("run", "c1", "T1") == task_thread_id("run", "c1", "T1")
@@ -90,7 +110,9 @@ def test_a_task_thread_branches_only_when_another_step_moved_it() -> None:
         rerun = await TaskThreads(_asking_graph(), "run", "c1", saver, step="s1").fork_moved(
             "T1", head
         )
-        forked = TaskThreads(_asking_graph(), "run", "c1", saver, step="s2")
+        # Another step finds the task where the run's state says it started.
+        started = {"T1": threads.thread_id("T1")}
+        forked = TaskThreads(_asking_graph(), "run", "c1", saver, step="s2", started=started)
         moved = await forked.fork_moved("T1", head)
         view = await forked.inspect("T1")
         same = await forked.fork_moved("T1", view.head)
@@ -136,6 +158,10 @@ def _git(ws: Path, *args: str) -> str:
     ).stdout.strip()
 
 
+def _refuse(ws: Workspace) -> None:
+    raise WorkspaceError("the run's branch is checked out elsewhere")
+
+
 def _commit(ws: Workspace, name: str, author: str = "oldnew") -> str:
     (ws.root / name).write_text(name, encoding="utf-8")
     ws.git("add", name)
@@ -151,6 +177,13 @@ def test_a_fork_puts_the_branch_back_and_keeps_what_it_held(tmp_path: Path) -> N
     later = _commit(ws, "later.txt")  # ... commits, and the process dies
     # The step that made the commit, run again after a crash, keeps it.
     assert restore_branch(ws, state, "s1") is None and ws.head() == later
+    # A restore that fails half-way (the branch checked out elsewhere, say) is tried again.
+    real_hold = Workspace.hold_branch
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Workspace, "hold_branch", _refuse)
+        with pytest.raises(WorkspaceError):
+            restore_branch(ws, state, "s2")
+    assert Workspace.hold_branch is real_hold and ws.head() == later
     kept = restore_branch(ws, state, "s2")
     assert kept == f"oldnew/fork/{later[:12]}" and ws.head() == at_fork
     assert _git(ws.root, "rev-parse", kept) == later
@@ -186,7 +219,8 @@ def _coder(messages: list[BaseMessage], info: CallInfo) -> Any:
 @pytest.mark.usefixtures("smoke_gates")
 def test_forks_rerun_the_work_after_the_fork_point(tmp_path: Path) -> None:
     graph = build_graph(
-        models=planned_run(SCOPE, PLAN, code={"T1": _coder}), checkpointer=InMemorySaver()
+        models=planned_run(SCOPE, PLAN, code={"T1": _coder, "T2": SHOUT}),
+        checkpointer=InMemorySaver(),
     )
     ws = tmp_path / "ws"
     config: Any = {"configurable": {"thread_id": str(uuid.uuid4())}}
@@ -206,6 +240,8 @@ def test_forks_rerun_the_work_after_the_fork_point(tmp_path: Path) -> None:
         out["second"] = (await graph.aget_state(config)).values
         out["second_main"] = _git(ws, "rev-parse", "main")
         out["second_code"] = (ws / "greet.py").read_text(encoding="utf-8")
+        out["second_shout"] = (ws / "shout.py").is_file()
+        out["second_log"] = _git(ws, "log", "--format=%H", "main").split()
         # A fork after the plan: T1 runs again on a thread of its own (and asks again).
         after_plan = next(h for h in reversed(history) if h.values.get("plan"))
         await graph.ainvoke(None, after_plan.config, context=ctx)
@@ -221,6 +257,11 @@ def test_forks_rerun_the_work_after_the_fork_point(tmp_path: Path) -> None:
     assert second["tasks"]["T1"]["thread"] == first["tasks"]["T1"]["thread"]
     assert second["tasks"]["T1"]["commit"] != first["tasks"]["T1"]["commit"]
     assert "return 'howdy'" in out["second_code"]
+    # T2 had not started at the pause: the fork runs it afresh on a thread of its own, and
+    # its commit is on the fork's main (not the one the other branch of the run made).
+    assert second["tasks"]["T2"]["thread"] != first["tasks"]["T2"]["thread"]
+    assert second["tasks"]["T2"]["commit"] != first["tasks"]["T2"]["commit"]
+    assert second["tasks"]["T2"]["commit"] in out["second_log"] and out["second_shout"], out
     kept = f"oldnew/fork/{out['first_main'][:12]}"
     assert "return 'hello'" in _git(ws, "show", f"{kept}:greet.py")
     assert second["main_head"] == out["second_main"]

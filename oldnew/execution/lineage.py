@@ -30,6 +30,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import Runtime
 
 from oldnew.context import Context
+from oldnew.execution.threads import LEGACY
 from oldnew.graph.state import Lineage, RunState
 from oldnew.host import context_of
 from oldnew.nodes.common import aemit, arun_workspace
@@ -60,21 +61,28 @@ def lineage_key(values: Mapping[str, Any], at: str) -> str:
     The state's own lineage for its plan version, else ``at``: the key of a first ``execute``
     is the checkpoint it runs from (a reader sees it running there before it records it).
     """
+    version = int(values.get("plan_version") or 1)
     known: Mapping[str, Any] = values.get("lineage") or {}
-    if known.get("plan_version") == int(values.get("plan_version") or 1) and known.get("key"):
+    if known.get("plan_version") == version and known.get("key"):
         return str(known["key"])
-    return at or f"plan-{int(values.get('plan_version') or 1)}"
+    tasks: Mapping[str, Mapping[str, Any]] = values.get("tasks") or {}
+    if not known and any(r.get("status") not in (None, "pending") for r in tasks.values()):
+        return f"{LEGACY}{version}"  # saved before lineages: its tasks' threads keep their ids
+    return at or f"{LEGACY}{version}"
 
 
 def _began(ws: Workspace, step: str) -> bool:
-    """Note that an outer node starts from ``step``; return whether one started from it before."""
-    path = ws.meta / STEP_FILE
+    """Return whether an outer node started from ``step`` before (this is its re-run)."""
     try:
-        last = json.loads(path.read_text(encoding="utf-8")).get("step")
+        last = json.loads((ws.meta / STEP_FILE).read_text(encoding="utf-8")).get("step")
     except (OSError, ValueError):
         last = None
-    ws.write_json(STEP_FILE, {"step": step})
     return bool(step) and last == step
+
+
+def _begin(ws: Workspace, step: str) -> None:
+    """Note that an outer node starts from ``step``, once the branch is where it belongs."""
+    ws.write_json(STEP_FILE, {"step": step})
 
 
 def restore_branch(ws: Workspace, state: RunState, step: str) -> str | None:
@@ -89,13 +97,15 @@ def restore_branch(ws: Workspace, state: RunState, step: str) -> str | None:
     if _began(ws, step):
         return None
     recorded, tip = state.get("main_head"), ws.head()
-    if not recorded or tip == recorded:
+    if (
+        not recorded
+        or tip == recorded
+        or ws.git("cat-file", "-t", recorded, check=False) != "commit"  # another workspace's
+        or set(ws.git("log", "--format=%an", f"{recorded}..{tip}").splitlines())
+        - {OLDNEW_AUTHOR}  # a person worked on the branch: theirs stays where it is
+    ):
+        _begin(ws, step)
         return None
-    if ws.git("cat-file", "-t", recorded, check=False) != "commit":
-        return None  # another workspace's (a second run on the thread, say)
-    authors = set(ws.git("log", "--format=%an", f"{recorded}..{tip}").splitlines())
-    if authors - {OLDNEW_AUTHOR}:
-        return None  # a person worked on the branch: theirs stays where it is
     keep = ws.fork_branch(tip[:12])
     ws.git("branch", "-f", keep, tip)
     for tree in sorted((ws.meta / "worktrees").glob("*")):
@@ -105,6 +115,7 @@ def restore_branch(ws: Workspace, state: RunState, step: str) -> str | None:
         ws.remove_worktree(task)
     ws.hold_branch()
     ws.git("reset", "-q", "--hard", recorded)
+    _begin(ws, step)  # only now: a restore that failed half-way is tried again
     return keep
 
 

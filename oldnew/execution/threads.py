@@ -39,9 +39,29 @@ STEP_KEY = "oldnew_step"
 whose ``execute`` drove the task: a re-run of that step goes on, a fork branches."""
 
 
-def task_thread_id(run_thread: str, lineage: str, task_id: str) -> str:
-    """Return the thread id of a task's own graph (stable across restarts of one lineage)."""
-    return str(uuid.uuid5(_NAMESPACE, f"{run_thread}/{lineage}/{task_id}"))
+LEGACY = "plan-"
+"""The lineage keys of runs saved before lineages (``plan-<version>``): their task threads
+keep the ids they were given then."""
+
+
+def task_thread_id(run_thread: str, lineage: str, task_id: str, start: str = "") -> str:
+    """Return the thread id of a task's own graph (stable across restarts of one lineage).
+
+    ``start`` is the run checkpoint whose ``execute`` first started the task: a fork of the
+    run at a point the task had not started yet gives it a thread of its own, not the one
+    another branch of the run finished it on.
+    """
+    name = task_id if not start or lineage.startswith(LEGACY) else f"{task_id}@{start}"
+    return str(uuid.uuid5(_NAMESPACE, f"{run_thread}/{lineage}/{name}"))
+
+
+def started_threads(values: Mapping[str, Any], lineage: str) -> dict[str, str]:
+    """Return task id -> thread of the tasks a run's state says started on ``lineage``."""
+    known: Mapping[str, Any] = values.get("lineage") or {}
+    if known.get("key") != lineage:
+        return {}
+    tasks: Mapping[str, Mapping[str, Any]] = values.get("tasks") or {}
+    return {t: str(r["thread"]) for t, r in tasks.items() if r.get("head") and r.get("thread")}
 
 
 @dataclass
@@ -73,22 +93,29 @@ class TaskThreads:
         saver: BaseCheckpointSaver[Any],
         *,
         step: str = "",
+        at: str = "",
+        started: Mapping[str, str] | None = None,
     ) -> None:
         """Address the threads of ``run_thread``'s plan of lineage ``lineage`` on ``saver``.
 
         ``step`` is the run checkpoint the caller runs from (``execute``'s), kept in the
-        metadata of every checkpoint a task writes; "" when it only reads.
+        metadata of every checkpoint a task writes; "" when it only reads, from the run's
+        checkpoint ``at``. ``started`` are the threads of the tasks the run's state says
+        started (``started_threads``); any other task is named by the step that starts it.
         """
         if task_graph.checkpointer is not saver:
             task_graph = task_graph.copy(update={"checkpointer": saver})
         self.graph = task_graph
         self.run_thread, self.lineage, self.step = run_thread, lineage, step
+        self.start = step or at
+        self.started = dict(started or {})
         self.forks: dict[str, str] = {}
         """Task id -> the checkpoint its next run starts from (a fork of its thread)."""
 
     def thread_id(self, task_id: str) -> str:
         """Return the id of one task's thread."""
-        return task_thread_id(self.run_thread, self.lineage, task_id)
+        known = self.started.get(task_id)
+        return known or task_thread_id(self.run_thread, self.lineage, task_id, self.start)
 
     def config(self, task_id: str) -> RunnableConfig:
         """Return the config that runs (or inspects) one task's thread."""

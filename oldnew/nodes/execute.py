@@ -19,7 +19,7 @@ from oldnew import milestones
 from oldnew.context import Context
 from oldnew.execution.lineage import lineage_of, step_of
 from oldnew.execution.scheduler import Scheduler
-from oldnew.execution.threads import TaskGraph, TaskThreads
+from oldnew.execution.threads import TaskGraph, TaskThreads, started_threads
 from oldnew.graph.state import RunState
 from oldnew.hitl import approvals
 from oldnew.hitl.reconcile import questions_update
@@ -74,7 +74,10 @@ async def _execute(
     plan = Plan.model_validate(state["plan"])
     run_thread = str(config["configurable"]["thread_id"])
     lineage = lineage_of(state, runtime)
-    threads = TaskThreads(task_graph, run_thread, lineage["key"], saver, step=step_of(runtime))
+    started = started_threads(state, lineage["key"])
+    threads = TaskThreads(
+        task_graph, run_thread, lineage["key"], saver, step=step_of(runtime), started=started
+    )
     scope = Scope.model_validate(state["scope"]) if state.get("scope") else None
     # Later phases wait for the MVP: its milestone checked on main, then a person's preview.
     milestone_hold = milestones.holds_later_phases(state, plan)

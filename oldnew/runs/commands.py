@@ -159,6 +159,11 @@ async def resume_run(
                 pending = await outcome_of(graph, ws, run_id)
                 _check_answers(pending.questions, answers)
                 inp: Any = Command(resume=answers)
+                if not snap.interrupts and snap.tasks:
+                    # Stopped mid-step (killed, say), not paused: the resumed step takes
+                    # the answers between tasks, as a busy run's.
+                    inbox.post(ws, answers)
+                    inp = None
             elif not snap.values:
                 inp = _scope_input(ws, run_id, restart)
             elif snap.interrupts:

@@ -9,7 +9,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 
 from oldnew.budget import budget_summary
 from oldnew.execution.lineage import lineage_key
-from oldnew.execution.threads import TaskThreads
+from oldnew.execution.threads import TaskThreads, started_threads
 from oldnew.execution.threads import records as task_records
 from oldnew.graph.build import build_task_graph
 from oldnew.graph.state import PAUSED
@@ -62,7 +62,10 @@ async def outcome_of(graph: RunGraph, ws: Workspace, run_id: str) -> RunOutcome:
         saver = graph.checkpointer
         assert isinstance(saver, BaseCheckpointSaver), "open_graph compiles with a saver"
         at = str((snap.config.get("configurable") or {}).get("checkpoint_id") or "")
-        threads = TaskThreads(build_task_graph(), run_id, lineage_key(values, at), saver)
+        key = lineage_key(values, at)
+        threads = TaskThreads(
+            build_task_graph(), run_id, key, saver, at=at, started=started_threads(values, key)
+        )
         views, records = await task_records(threads, plan, values.get("tasks") or {})
         tasks = [dict(r) for r in records.values()]
         known = values.get("questions") or {}
