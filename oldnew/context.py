@@ -5,9 +5,10 @@ Precedence for every field: the value passed explicitly (CLI flag, Python argume
 in the working directory included, never over a variable already set), then the settings file
 (``oldnew.toml`` or ``[tool.oldnew]`` in ``pyproject.toml`` of the working directory, read by
 ``oldnew.settings.load``: the CLI does at startup, a server run does not), then the default
-below. "Explicit" means "not the default": a flag given with the default value yields to the
-environment and the file. A field renamed since keeps its old name as an alias, so that a
-workspace an older version saved (its ``run.json`` stores the run's explicit context) still
+below. "Explicit" means given when the Context was made, at its default value too
+(``--budget-tokens 0`` beats a file's cap). A field renamed since keeps its old name as an
+alias, so that a workspace an older version saved (its ``run.json`` stores the run's explicit
+context) still
 loads: ``gates`` (and ``OLDNEW_GATES``) for ``approvals``. The environment and the file are
 read again by every command, a resume included.
 
@@ -19,6 +20,7 @@ created; one from a settings file is checked when the file is read (``read_setti
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import Callable
@@ -515,8 +517,9 @@ class Context:
         if gates is not None and self.approvals == "":
             self.approvals = gates
         layer = FILE_LAYER.values  # checked when the file was read
+        given: frozenset[str] = getattr(self, GIVEN, frozenset())
         for f in fields(self):
-            if getattr(self, f.name) != f.default:
+            if f.name in given or getattr(self, f.name) != f.default:
                 continue
             names = (f"OLDNEW_{f.name.upper()}", *f.metadata.get("env_aliases", ()))
             var = next((n for n in names if n in os.environ), None)
@@ -581,6 +584,22 @@ class Context:
         """Return the endpoint for ``role``: its own field, else the shared ``base_url``."""
         own: str | None = getattr(self, f"{role}_base_url")
         return own or self.base_url
+
+
+GIVEN = "_given"
+"""The instance attribute naming the settings a Context was made with (its keyword arguments):
+those are explicit, even at their default value, and the environment and the file yield."""
+_dataclass_init = Context.__init__
+
+
+@functools.wraps(_dataclass_init)  # its signature too: inspect.signature(Context) reads it
+def _init_noting_given(self: Context, **values: object) -> None:
+    former = {"approvals"} if "gates" in values else set()
+    object.__setattr__(self, GIVEN, frozenset(values) | former)
+    _dataclass_init(self, **values)  # type: ignore[arg-type]
+
+
+Context.__init__ = _init_noting_given  # type: ignore[method-assign]
 
 
 @dataclass(frozen=True)

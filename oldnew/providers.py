@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 from langchain_core.language_models import BaseChatModel
 
 from oldnew.context import Role
@@ -75,11 +76,28 @@ def _common_options(base_url: str | None, key: str | None, timeout: float) -> di
     return out
 
 
+class BearerAuth(httpx.Auth):
+    """Sends a bearer token; its repr (in a model's repr, a trace) never shows the key."""
+
+    def __init__(self, key: str) -> None:
+        """Send ``key`` as the bearer token of every request."""
+        self._key = key
+
+    def auth_flow(self, request: httpx.Request) -> Any:
+        """Add the Authorization header."""
+        request.headers["Authorization"] = f"Bearer {self._key}"
+        yield request
+
+    def __repr__(self) -> str:
+        """Say what it is, not the key."""
+        return "BearerAuth(key=***)"
+
+
 def _ollama_options(base_url: str | None, key: str | None, timeout: float) -> dict[str, Any]:
     """Return ChatOllama's arguments: its httpx client takes the timeout and any key."""
     client: dict[str, Any] = {"timeout": timeout}
     if key:  # an Ollama behind a proxy that checks a bearer token
-        client["headers"] = {"Authorization": f"Bearer {key}"}
+        client["auth"] = BearerAuth(key)
     return {"client_kwargs": client} | ({"base_url": base_url} if base_url else {})
 
 
@@ -245,8 +263,11 @@ def build(
         options = {k: v for k, v in (("base_url", where.base_url), ("api_key", where.key)) if v}
     try:
         chat: BaseChatModel = init_chat_model(model, model_provider=provider, **options)
-    except (ValueError, TypeError) as exc:
-        raise ConfigurationError(f"model '{spec}' cannot be built: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - each SDK says "no credentials" its own way
+        raise ConfigurationError(
+            f"model '{spec}' cannot be built: {type(exc).__name__}: {exc} (check its "
+            "credentials and settings)"
+        ) from exc
     return chat
 
 

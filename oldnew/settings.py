@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from dotenv import dotenv_values, load_dotenv
+from dotenv import dotenv_values
 
 from oldnew.context import FILE_LAYER, Context, read_setting
 from oldnew.errors import UsageError
@@ -39,8 +39,9 @@ from oldnew.errors import UsageError
 OWN_FILE = "oldnew.toml"
 PYPROJECT = "pyproject.toml"
 DOTENV = ".env"
-APP_KEYS = frozenset({"start", "build", "health"})
-"""A generated web app's own ``[tool.oldnew]`` keys (``oldnew.web.start``): never settings."""
+APP_KEYS = frozenset({"start", "build", "health", "test"})
+"""A project's own ``[tool.oldnew]`` keys, never settings: how a web app starts
+(``oldnew.web.start``: start, build, health) and how its tests run (``gates.project``: test)."""
 PER_RUN = {
     "workspace": "it is given per run (--workspace)",
     "gates": "the former name of 'approvals': write approvals = ...",
@@ -82,8 +83,14 @@ def load(directory: Path | str | None = None) -> FileSettings:
     where = Path(directory) if directory is not None else Path.cwd()
     dotenv = where / DOTENV
     if dotenv.is_file():
-        fresh = [k for k in dotenv_values(dotenv) if k not in os.environ]
-        load_dotenv(dotenv, override=False)
+        try:
+            values = dotenv_values(dotenv, encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(
+                f"{dotenv} does not read as UTF-8 text ({exc}): fix or remove it"
+            ) from None
+        fresh = {k: v for k, v in values.items() if k not in os.environ and v is not None}
+        os.environ.update(fresh)  # never over a variable already set
         FILE_LAYER.dotenv.update({k: str(dotenv.resolve()) for k in fresh})
     _loaded = read(where)
     FILE_LAYER.values = dict(_loaded.values)

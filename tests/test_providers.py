@@ -13,6 +13,7 @@ import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from conftest import EXAMPLE, ROOT
 from fake_openai import FakeOpenAIServer, Reply
@@ -205,10 +206,27 @@ def test_ollama_gets_the_timeout_and_a_key_through_its_http_client() -> None:
     options = PROVIDERS["ollama"].options
     assert options is not None
     assert options(None, None, 9.0) == {"client_kwargs": {"timeout": 9.0}}
-    assert options("http://gpu:11434", "k", 9.0) == {
-        "base_url": "http://gpu:11434",
-        "client_kwargs": {"timeout": 9.0, "headers": {"Authorization": "Bearer k"}},
-    }
+    given = options("http://gpu:11434", "sk-hidden", 9.0)
+    assert given["base_url"] == "http://gpu:11434" and given["client_kwargs"]["timeout"] == 9.0
+    auth = given["client_kwargs"]["auth"]
+    request = next(auth.auth_flow(httpx.Request("GET", "http://gpu:11434/api/chat")))
+    assert request.headers["Authorization"] == "Bearer sk-hidden"
+    # The model's repr (what a LangSmith trace serializes) never shows the key.
+    assert "sk-hidden" not in repr(given) and "sk-hidden" not in repr(auth)
+
+
+def test_a_provider_that_cannot_be_built_is_a_configuration_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import langchain.chat_models
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("Missing credentials")  # as openai.OpenAIError, say
+
+    monkeypatch.setattr(langchain.chat_models, "init_chat_model", refuse)
+    monkeypatch.setenv("OLDNEW_API_KEY", "sk-test")
+    with pytest.raises(ConfigurationError, match="'openai:gpt-4o' cannot be built: RuntimeError"):
+        make_chat_model("openai:gpt-4o", role="coder")
 
 
 @pytest.mark.timeout(60)

@@ -47,6 +47,33 @@ def test_http_errors_are_classified_by_status() -> None:
     assert classify(_status(400, "bad field", cls=openai.BadRequestError)).cls == "recoverable"
 
 
+class _SdkError(Exception):
+    """What another provider's SDK raises: its own class, a status and the response."""
+
+    def __init__(self, status: int, headers: dict[str, str] | None = None) -> None:
+        super().__init__(f"Error code: {status}")
+        self.status_code = status
+        self.response = httpx2.Response(status, headers=headers or {})
+
+
+class APIConnectionError(Exception):
+    """Named as Anthropic's and Groq's SDKs name theirs (not openai's class)."""
+
+
+class ReadTimeout(Exception):
+    """Named as httpx's (under most SDKs) is."""
+
+
+def test_another_providers_errors_are_classified_by_what_they_carry() -> None:
+    c = classify(_SdkError(429, {"retry-after": "3"}))
+    assert (c.cls, c.retry_after) == ("transient", 3.0)
+    assert classify(_SdkError(529)).cls == "transient"  # Anthropic's "overloaded"
+    assert classify(_SdkError(401)).cls == "configuration"
+    assert classify(APIConnectionError("connection refused")).cls == "transient"
+    assert classify(ReadTimeout("read timed out")).cls == "transient"
+    assert classify(RuntimeError("something else")).cls == "recoverable"
+
+
 def test_transport_and_local_errors() -> None:
     request = httpx2.Request("POST", URL)
     assert classify(openai.APITimeoutError(request=request)).cls == "transient"

@@ -55,6 +55,9 @@ def test_precedence_is_flag_then_environment_then_file_then_default(
     assert (ctx.model, ctx.quality, ctx.max_agents) == ("openai:flag", "strict", 4)
     assert Context().model == "openai:x"
     assert Context().context_tokens == 8000  # default: no layer sets it
+    # A flag at the default value is still the flag: it beats the environment and the file.
+    assert Context(max_agents=0, quality="default").max_agents == 0
+    assert Context(max_agents=0, quality="default").quality == "default"
 
 
 def test_dotenv_sets_only_what_the_environment_does_not(
@@ -68,6 +71,12 @@ def test_dotenv_sets_only_what_the_environment_does_not(
     assert os.environ["OLDNEW_SETTINGS_T"] == "1"
     ctx = Context()
     assert (ctx.quality, ctx.max_agents) == ("strict", 7)  # .env is environment: over the file
+
+
+def test_a_dotenv_that_is_not_text_is_a_usage_error(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_bytes(b"OLDNEW_MAX_AGENTS=\xff\xfe\n")
+    with pytest.raises(UsageError, match="does not read as UTF-8 text"):
+        settings.load(tmp_path)
 
 
 def test_a_bad_variable_from_dotenv_names_the_file(tmp_path: Path) -> None:
@@ -87,7 +96,7 @@ def test_pyproject_table_is_read_and_a_web_apps_own_keys_are_skipped(tmp_path: P
     assert layer.values == {"yes": True, "max_fix_rounds": 5}
     assert layer.where("yes") == f"{project} [tool.oldnew] yes"
     assert (Context().yes, Context().max_fix_rounds) == (True, 5)
-    _write(project, '[tool.oldnew]\nstart = "python -m app"\nbuild = "make"\n')
+    _write(project, '[tool.oldnew]\nstart = "python -m app"\nbuild = "make"\ntest = "make check"\n')
     assert settings.load(tmp_path).values == {}  # a generated app's keys only: no settings
 
 

@@ -129,16 +129,24 @@ def classify(exc: BaseException) -> Classification:
 
     if isinstance(exc, openai.APIStatusError):
         return _http(exc.status_code, str(exc), exc.response.headers)
+    status = _status_of(exc)
+    if status is not None:  # another provider's SDK (Anthropic, Ollama, Groq, ...)
+        response = getattr(exc, "response", None)
+        return _http(status, str(exc), getattr(response, "headers", None) or {})
     if isinstance(exc, CallTimeout):
         return Classification("transient", f"timed out: {exc}", "exception")
-    if isinstance(exc, openai.APITimeoutError | TimeoutError | asyncio.TimeoutError):
+    if isinstance(exc, openai.APITimeoutError | TimeoutError | asyncio.TimeoutError) or (
+        _named(exc, "Timeout")
+    ):
         return Classification(
             "transient",
             "timed out: the model did not answer within model_timeout; raise "
             "OLDNEW_MODEL_TIMEOUT for a slow model or provider",
             "exception",
         )
-    if isinstance(exc, openai.APIConnectionError | ConnectionError):
+    if isinstance(exc, openai.APIConnectionError | ConnectionError) or _named(
+        exc, "ConnectionError", "ConnectError", "TransportError", "NetworkError"
+    ):
         return Classification("transient", f"connection failed ({type(exc).__name__})", "exception")
     if isinstance(exc, ConfigurationError):
         return Classification("configuration", str(exc), "exception")
@@ -158,6 +166,24 @@ def classify(exc: BaseException) -> Classification:
             detail=str(exc),
         )
     return Classification("recoverable", f"{type(exc).__name__}: {exc}", "default")
+
+
+def _status_of(exc: BaseException) -> int | None:
+    """Return the HTTP status an SDK's error carries (``status_code``), if it is one."""
+    status = getattr(exc, "status_code", None)
+    if isinstance(status, int) and not isinstance(status, bool) and 100 <= status <= 599:
+        return status
+    return None
+
+
+def _named(exc: BaseException, *names: str) -> bool:
+    """Say whether ``exc``'s class or one of its bases ends with one of ``names``.
+
+    Provider SDKs (anthropic, groq, httpx under most of them) raise errors of their own whose
+    names say what they are (``APIConnectionError``, ``ReadTimeout``, ``ConnectError``):
+    oldnew retries them without importing every SDK.
+    """
+    return any(cls.__name__.endswith(names) for cls in type(exc).__mro__)
 
 
 def _missing_package(text: str, own: set[str]) -> Classification | None:
