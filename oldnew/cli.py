@@ -24,6 +24,7 @@ import shlex
 import signal
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -464,6 +465,15 @@ def _caps_of(workspace: Path, context: dict[str, Any]) -> Callable[[], dict[str,
     return caps
 
 
+def _run_to_stop(coro: Coroutine[Any, Any, RunOutcome]) -> RunOutcome:
+    """Run ``coro`` on a new event loop, SIGTERM stopping it as Ctrl-C does."""
+    try:
+        return asyncio.run(_until_sigterm(coro))
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 class _Terminated(Exception):
     """The run was stopped by SIGTERM (as by Ctrl-C: cancelled, its finished steps saved)."""
 
@@ -479,6 +489,8 @@ async def _until_sigterm(coro: Coroutine[Any, Any, RunOutcome]) -> RunOutcome:
     terminated: list[bool] = []
 
     def stop() -> None:
+        if not terminated:
+            err.print("stopping (SIGTERM): the step under way ends first, then the run is saved")
         terminated.append(True)
         task.cancel()
 
@@ -494,6 +506,14 @@ async def _until_sigterm(coro: Coroutine[Any, Any, RunOutcome]) -> RunOutcome:
         raise
     finally:
         loop.remove_signal_handler(signal.SIGTERM)
+        # asyncio.run still waits for work in threads (a gate): a second SIGTERM meanwhile
+        # must not kill the process half-way (_finish puts the default back afterwards).
+        signal.signal(signal.SIGTERM, _still_stopping)
+
+
+def _still_stopping(signum: int, frame: object) -> None:
+    """Say that the run is stopping already (a second SIGTERM while threads finish)."""
+    err.print("still stopping: waiting for the step under way to end")
 
 
 def _finish(
@@ -529,9 +549,9 @@ def _finish(
     try:
         if live is not None:
             with live:
-                out = asyncio.run(_until_sigterm(start(sink)))
+                out = _run_to_stop(start(sink))
         else:
-            out = asyncio.run(_until_sigterm(start(sink)))
+            out = _run_to_stop(start(sink))
     except OldnewError as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(EXIT_USAGE) from None

@@ -8,6 +8,7 @@ from the run's progress events alone, so it is tested with events, not with a te
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -166,6 +167,26 @@ class RunView:
             self.caps = caps
 
 
+def seen(view: RunView, log: Path) -> None:
+    """Fold the events a run logged before this command into ``view`` (a resumed run's tasks).
+
+    A run that goes on (``resume``, ``answer``, ...) does not announce its plan again: its
+    log does. A log that cannot be read leaves the view as it is.
+    """
+    try:
+        lines = log.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return
+    for line in lines:
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict):
+            view.take(event)
+    view.last = ""
+
+
 def _when(event: dict[str, Any]) -> float:
     ts = event.get("ts")
     if isinstance(ts, str):
@@ -242,6 +263,7 @@ class LiveDisplay:
     ) -> None:
         """Prepare the display of the run in ``workspace`` on ``console``."""
         self.view = RunView()
+        seen(self.view, Path(workspace) / META / "events.jsonl")
         self._line, self._caps, self._title = line, caps, title
         self._lock = threading.Lock()
         self._ledger: Ledger = ledger_at(Path(workspace) / META)

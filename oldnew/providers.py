@@ -141,9 +141,14 @@ def endpoint(provider: str, role: Role | None, base_url: str | None, *, spec: st
         ConfigurationError: the provider needs a key and none is set for a remote endpoint.
     """
     row = PROVIDERS.get(provider)
+    ours = bool(base_url)  # set by oldnew's own setting, not the provider's variable
     if not base_url and row is not None and row.base_url_variable:
         base_url = os.environ.get(row.base_url_variable) or None
     key = _key(role)
+    if not key and ours and base_url and is_local(base_url):
+        # A local server oldnew was pointed at gets no key of the provider's own (a real
+        # OPENAI_API_KEY is not sent to a model on this machine): its OLDNEW key, or none.
+        return Endpoint(base_url, NO_KEY if row is not None and row.key_variable else None)
     if key or row is None or row.key_variable is None or os.environ.get(row.key_variable):
         return Endpoint(base_url, key)
     if base_url and is_local(base_url):

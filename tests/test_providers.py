@@ -93,6 +93,11 @@ def test_a_local_server_needs_no_key(
     a, _ = servers
     assert _ask("planner", Context(model="openai:qwen2.5-coder", base_url=a.base_url)) == "from A"
     assert a.authorizations == [f"Bearer {NO_KEY}"]
+    # The provider's own key (a real OpenAI key, say) is not sent to a local server either.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("OPENAI_API_KEY", "sk-real-openai")
+        _ask("planner", Context(model="openai:qwen2.5-coder", base_url=a.base_url))
+    assert a.authorizations[-1] == f"Bearer {NO_KEY}"
     remote = Context(model="openai:gpt-4o", coder_base_url="https://api.example.com/v1")
     with pytest.raises(ConfigurationError) as info:
         resolve_model("coder", remote)

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from oldnew import cli
 from oldnew.cli import app
-from oldnew.display import LiveDisplay, RunView, render
+from oldnew.display import LiveDisplay, RunView, render, seen
 from oldnew.recovery.classify import Classification
 from oldnew.recovery.retry import ClassifiedFailure
 from oldnew.runs import RunOutcome
@@ -45,6 +45,16 @@ RECORDED = [
     _at(5, task="T2", node="fix", event="started", round=1),
     _at(12, task="T1", node="execute", event="task_done", commit="c8d193b"),
 ]
+
+
+def test_a_resumed_runs_view_starts_from_its_logged_events(tmp_path: Path) -> None:
+    log = tmp_path / "events.jsonl"
+    log.write_text("".join(json.dumps(e) + "\n" for e in RECORDED) + "not json\n")
+    view = RunView()
+    seen(view, log)  # what 'oldnew answer' shows first: the plan's tasks, one of them done
+    assert (view.done, view.total) == (1, 3) and view.tasks["T1"].node == "done"
+    seen(view, tmp_path / "missing.jsonl")  # no log yet: the view stays as it was
+    assert view.total == 3
 
 
 def test_the_view_follows_the_events_and_its_rendering_shows_them() -> None:
