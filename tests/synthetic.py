@@ -257,3 +257,39 @@ def planned_run(
         return answer(messages, info) if callable(answer) else answer
 
     return FunctionModel.per_role(reply)
+
+
+GREET_CODE = (
+    "FILE: greet.py\n```python\ndef greet(name):\n    return f'hi {name}'\n```\n"
+    "FILE: tests/test_greet.py\n```python\nfrom greet import greet\n\n\n"
+    "def test_greet():\n    assert greet('a') == 'hi a'\n```\n"
+)
+
+
+def greet_transcript(tmp_path: Path, clarifications: list[dict[str, Any]] | None = None) -> str:
+    """Write a scripted run of one task (a greeter) that delivers; return its model spec.
+
+    ``clarifications`` are the scope's (high-priority ones make the run ask a person first).
+    """
+    scope: dict[str, Any] = {
+        "title": "greet",
+        "summary": "s",
+        "features": [{"id": "F1", "title": "greet"}],
+    }
+    if clarifications:
+        scope["clarifications"] = clarifications
+    task = {
+        "id": "T1",
+        "title": "greeter",
+        "description": "greet.py with greet(name)",
+        "files": ["greet.py"],
+        "requirement_ids": ["F1"],
+    }
+    replies = [
+        {"role": "planner", "when": ["return a Scope"], "structured": scope},
+        {"role": "planner", "when": ["into a Plan"], "structured": {"tasks": [task]}},
+        {"role": "coder", "when": ["TASK T1:"], "text": GREET_CODE},
+    ]
+    path = tmp_path / "transcript.json"
+    path.write_text(json.dumps({"reply": replies}))
+    return f"scripted:{path}"

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from synthetic import greet_transcript
 from typer.testing import CliRunner
 
 from oldnew.cli import app
@@ -21,12 +22,6 @@ from oldnew.runs import RunOutcome, resume_run, run_status, start_run
 from oldnew.workspace import Workspace
 
 pytestmark = pytest.mark.usefixtures("smoke_gates")  # graph logic, not the gates
-
-CODE = (
-    "FILE: greet.py\n```python\ndef greet(name):\n    return f'hi {name}'\n```\n"
-    "FILE: tests/test_greet.py\n```python\nfrom greet import greet\n\n\n"
-    "def test_greet():\n    assert greet('a') == 'hi a'\n```\n"
-)
 
 
 def _model(tmp_path: Path) -> str:
@@ -40,31 +35,7 @@ def _model(tmp_path: Path) -> str:
         }
         for n in (1, 2)
     ]
-    scope = {
-        "title": "greet",
-        "summary": "s",
-        "features": [{"id": "F1", "title": "greet"}],
-        "clarifications": ask,
-    }
-    plan = {
-        "tasks": [
-            {
-                "id": "T1",
-                "title": "greeter",
-                "description": "greet.py with greet(name)",
-                "files": ["greet.py"],
-                "requirement_ids": ["F1"],
-            }
-        ]
-    }
-    replies = [
-        {"role": "planner", "when": ["return a Scope"], "structured": scope},
-        {"role": "planner", "when": ["into a Plan"], "structured": plan},
-        {"role": "coder", "when": ["TASK T1:"], "text": CODE},
-    ]
-    path = tmp_path / "transcript.json"
-    path.write_text(json.dumps({"reply": replies}))
-    return f"scripted:{path}"
+    return greet_transcript(tmp_path, ask)
 
 
 def _scope(tmp_path: Path) -> Path:

@@ -20,6 +20,7 @@ import langsmith.utils
 import pytest
 from langchain_core.tracers import langchain as lc_tracer
 from langsmith import run_trees
+from synthetic import greet_transcript
 from urllib3 import Retry
 
 from oldnew import tracing
@@ -27,35 +28,10 @@ from oldnew.runs import start_run
 
 pytestmark = pytest.mark.usefixtures("smoke_gates")  # the trace, not the gates
 
-CODE = (
-    "FILE: greet.py\n```python\ndef greet(name):\n    return f'hi {name}'\n```\n"
-    "FILE: tests/test_greet.py\n```python\nfrom greet import greet\n\n\n"
-    "def test_greet():\n    assert greet('a') == 'hi a'\n```\n"
-)
-
 
 def greet_model(tmp_path: Path) -> str:
     """A scripted run of one task that delivers, with no question on the way."""
-    scope = {"title": "greet", "summary": "s", "features": [{"id": "F1", "title": "greet"}]}
-    plan = {
-        "tasks": [
-            {
-                "id": "T1",
-                "title": "greeter",
-                "description": "greet.py with greet(name)",
-                "files": ["greet.py"],
-                "requirement_ids": ["F1"],
-            }
-        ]
-    }
-    replies = [
-        {"role": "planner", "when": ["return a Scope"], "structured": scope},
-        {"role": "planner", "when": ["into a Plan"], "structured": plan},
-        {"role": "coder", "when": ["TASK T1:"], "text": CODE},
-    ]
-    path = tmp_path / "transcript.json"
-    path.write_text(json.dumps({"reply": replies}))
-    return f"scripted:{path}"
+    return greet_transcript(tmp_path)
 
 
 def _run(tmp_path: Path) -> str:
