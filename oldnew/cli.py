@@ -16,24 +16,18 @@ Exit codes:
 from __future__ import annotations
 
 import asyncio
-import errno
 import inspect
 import json
-import os
 import shlex
-import signal
 import sys
 import tempfile
-import threading
-from collections.abc import Callable, Coroutine, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperOption
@@ -55,6 +49,14 @@ from oldnew.runs import (
     submit_feedback,
 )
 from oldnew.runs.session import EventSink, disk_faults, run_context
+from oldnew.terminal import (
+    Terminated,
+    closed_pipe_ok,
+    console,
+    err,
+    run_to_stop,
+    stdout_closed,
+)
 from oldnew.workspace import Workspace
 
 EXIT = {
@@ -77,23 +79,6 @@ app = typer.Typer(
     context_settings=HELP,
     help="Hand oldnew a scope; get a delivered project or a clear plan.",
 )
-WIDE = 200
-"""Columns of output that is not a terminal: tables and paths are never cut at 80."""
-
-
-class _PipeSafeConsole(Console):
-    """A console whose closed stdout (its reader left) ends the output, never the run."""
-
-    def on_broken_pipe(self) -> None:
-        """Go quiet, and point stdout at /dev/null; rich's own exits the process."""
-        self.quiet = True
-        _stdout_gone()
-
-
-console = _PipeSafeConsole(
-    highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else WIDE
-)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def _flag_type(self: TyperOption, ctx: Any) -> str | None:
@@ -409,46 +394,16 @@ JsonOpt = Annotated[
     ),
 ]
 
-_stdout_closed = False
-"""Whether stdout was found closed (a reader such as 'head' left): output goes nowhere."""
-
-
-@contextmanager
-def _closed_pipe_ok() -> Iterator[None]:
-    """Swallow a closed stdout for the rest of the process: the run must not die of it.
-
-    Once the reader is gone, stdout is pointed at /dev/null, so later writes (and the
-    interpreter's last flush) go nowhere instead of failing again.
-    """
-    try:
-        yield
-    except OSError as exc:
-        if not isinstance(exc, BrokenPipeError) and exc.errno != errno.EPIPE:
-            raise
-        _stdout_gone()
-
-
-def _stdout_gone() -> None:
-    """Send the rest of stdout to /dev/null (writes, and the interpreter's last flush)."""
-    global _stdout_closed
-    _stdout_closed = True
-    try:
-        null = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(null, sys.stdout.fileno())
-        os.close(null)
-    except (OSError, ValueError, AttributeError):
-        pass  # not a real file (a test's runner): the flag keeps output off
-
 
 def _json_event(event: dict[str, Any]) -> None:
-    if not _stdout_closed:
-        with _closed_pipe_ok():
+    if not stdout_closed():
+        with closed_pipe_ok():
             typer.echo(json.dumps(event, default=str))
 
 
 def _line_event(event: dict[str, Any]) -> None:
-    if not _stdout_closed:
-        with _closed_pipe_ok():
+    if not stdout_closed():
+        with closed_pipe_ok():
             show_event(event)
 
 
@@ -463,57 +418,6 @@ def _caps_of(workspace: Path, context: dict[str, Any]) -> Callable[[], dict[str,
         return Caps.of(run_context(ws, context)).to_dict()
 
     return caps
-
-
-def _run_to_stop(coro: Coroutine[Any, Any, RunOutcome]) -> RunOutcome:
-    """Run ``coro`` on a new event loop, SIGTERM stopping it as Ctrl-C does."""
-    try:
-        return asyncio.run(_until_sigterm(coro))
-    finally:
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
-class _Terminated(Exception):
-    """The run was stopped by SIGTERM (as by Ctrl-C: cancelled, its finished steps saved)."""
-
-
-async def _until_sigterm(coro: Coroutine[Any, Any, RunOutcome]) -> RunOutcome:
-    """Await ``coro``; on SIGTERM cancel it as asyncio cancels a run on Ctrl-C.
-
-    The loop's own signal handler, not SIGINT's: a process started in the background of a
-    script has SIGINT ignored, and must still stop cleanly when it is terminated.
-    """
-    loop, task = asyncio.get_running_loop(), asyncio.current_task()
-    assert task is not None
-    terminated: list[bool] = []
-
-    def stop() -> None:
-        if not terminated:
-            err.print("stopping (SIGTERM): the step under way ends first, then the run is saved")
-        terminated.append(True)
-        task.cancel()
-
-    try:
-        loop.add_signal_handler(signal.SIGTERM, stop)
-    except (ValueError, RuntimeError):  # not the main thread: SIGTERM is the host's
-        return await coro
-    try:
-        return await coro
-    except asyncio.CancelledError:
-        if terminated:
-            raise _Terminated from None
-        raise
-    finally:
-        loop.remove_signal_handler(signal.SIGTERM)
-        # asyncio.run still waits for work in threads (a gate): a second SIGTERM meanwhile
-        # must not kill the process half-way (_finish puts the default back afterwards).
-        signal.signal(signal.SIGTERM, _still_stopping)
-
-
-def _still_stopping(signum: int, frame: object) -> None:
-    """Say that the run is stopping already (a second SIGTERM while threads finish)."""
-    err.print("still stopping: waiting for the step under way to end")
 
 
 def _finish(
@@ -549,19 +453,19 @@ def _finish(
     try:
         if live is not None:
             with live:
-                out = _run_to_stop(start(sink))
+                out = run_to_stop(start(sink))
         else:
-            out = _run_to_stop(start(sink))
+            out = run_to_stop(start(sink))
     except OldnewError as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(EXIT_USAGE) from None
-    except (KeyboardInterrupt, _Terminated) as exc:
-        how = "stopped (SIGTERM)" if isinstance(exc, _Terminated) else "interrupted"
+    except (KeyboardInterrupt, Terminated) as exc:
+        how = "stopped (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
         again = f"oldnew resume --workspace {shlex.quote(str(Path(workspace).resolve()))}"
         err.print(f"{how}; the run is resumable, every finished step is saved: continue with")
         err.print(f"  {again}", markup=False)
         raise typer.Exit(EXIT["running"]) from None
-    with _closed_pipe_ok():
+    with closed_pipe_ok():
         if json_out:
             outcome = out.to_dict()
             typer.echo(

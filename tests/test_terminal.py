@@ -17,7 +17,7 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from oldnew import cli
+from oldnew import cli, terminal
 from oldnew.cli import app
 from oldnew.display import LiveDisplay, RunView, render, seen
 from oldnew.recovery.classify import Classification
@@ -119,7 +119,7 @@ def test_paths_are_whole_in_output_that_is_no_terminal(tmp_path: Path) -> None:
         tasks=[{"id": "T1", "title": "x " * 60, "status": "done", "commit": "c" * 40}],
         report=str(deep / ".oldnew" / "report.json"),
     )
-    assert cli.console.width >= cli.WIDE  # pytest's stdout is no terminal
+    assert cli.console.width >= terminal.WIDE  # pytest's stdout is no terminal
     with cli.console.capture() as captured:
         cli.show_outcome(out)
     text = captured.get()
