@@ -8,10 +8,9 @@ from the run's progress events alone, so it is tested with events, not with a te
 
 from __future__ import annotations
 
-import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -24,7 +23,7 @@ from rich.table import Table
 from rich.text import Text
 
 from oldnew.budget.ledger import Ledger, ledger_at
-from oldnew.workspace import META
+from oldnew.workspace import META, Workspace
 
 _SETTLED = {"task_done": "done", "task_waiting": "waiting", "task_blocked": "blocked"}
 """Execute events that end a task's turn, and the status each leaves it in."""
@@ -167,21 +166,13 @@ class RunView:
             self.caps = caps
 
 
-def seen(view: RunView, log: Path) -> None:
+def seen(view: RunView, events: Iterable[Any]) -> None:
     """Fold the events a run logged before this command into ``view`` (a resumed run's tasks).
 
     A run that goes on (``resume``, ``answer``, ...) does not announce its plan again: its
-    log does. A log that cannot be read leaves the view as it is.
+    log does (``Workspace.events``).
     """
-    try:
-        lines = log.read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return
-    for line in lines:
-        try:
-            event = json.loads(line)
-        except ValueError:
-            continue
+    for event in events:
         if isinstance(event, dict):
             view.take(event)
     view.last = ""
@@ -263,7 +254,7 @@ class LiveDisplay:
     ) -> None:
         """Prepare the display of the run in ``workspace`` on ``console``."""
         self.view = RunView()
-        seen(self.view, Path(workspace) / META / "events.jsonl")
+        seen(self.view, Workspace(workspace).events())
         self._line, self._caps, self._title = line, caps, title
         self._lock = threading.Lock()
         self._ledger: Ledger = ledger_at(Path(workspace) / META)

@@ -109,11 +109,6 @@ def reset() -> None:
     FILE_LAYER.values, FILE_LAYER.dotenv = {}, {}
 
 
-def env_origin(var: str) -> str:
-    """Say where environment variable ``var`` came from, for messages: its name, and its .env."""
-    return FILE_LAYER.origin(var)
-
-
 def read(directory: Path) -> FileSettings:
     """Return the checked settings of ``oldnew.toml`` or ``pyproject.toml`` in ``directory``.
 

@@ -23,6 +23,7 @@ from oldnew.display import LiveDisplay, RunView, render, seen
 from oldnew.recovery.classify import Classification
 from oldnew.recovery.retry import ClassifiedFailure
 from oldnew.runs import RunOutcome
+from oldnew.workspace import Workspace
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "todo"
@@ -48,12 +49,14 @@ RECORDED = [
 
 
 def test_a_resumed_runs_view_starts_from_its_logged_events(tmp_path: Path) -> None:
-    log = tmp_path / "events.jsonl"
+    ws = Workspace(tmp_path)
+    ws.meta.mkdir(parents=True)
+    log = ws.meta / "events.jsonl"
     log.write_text("".join(json.dumps(e) + "\n" for e in RECORDED) + "not json\n")
     view = RunView()
-    seen(view, log)  # what 'oldnew answer' shows first: the plan's tasks, one of them done
+    seen(view, ws.events())  # what 'oldnew answer' shows first: the plan's tasks, one done
     assert (view.done, view.total) == (1, 3) and view.tasks["T1"].node == "done"
-    seen(view, tmp_path / "missing.jsonl")  # no log yet: the view stays as it was
+    seen(view, Workspace(tmp_path / "missing").events())  # no log yet: the view stays
     assert view.total == 3
 
 

@@ -9,15 +9,15 @@ import email.parser
 import email.policy
 import json
 import logging
-import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import langsmith.client
 import langsmith.utils
 import pytest
+from conftest import serving
 from langchain_core.tracers import langchain as lc_tracer
 from langsmith import run_trees
 from synthetic import greet_transcript
@@ -106,15 +106,8 @@ def recorder() -> Iterator[tuple[str, dict[str, dict[str, Any]]]]:
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", runs
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with serving(Handler) as url:
+        yield url, runs
 
 
 def _ancestors(run: dict[str, Any], runs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
