@@ -50,7 +50,7 @@ from oldnew.graph.state import InputState, OutputState, RunState, TaskState
 from oldnew.models import ModelOverrides
 from oldnew.nodes.acceptance import acceptance
 from oldnew.nodes.baseline import baseline
-from oldnew.nodes.checks import commit, validate
+from oldnew.nodes.checks import Gates, commit, run_gates, validate
 from oldnew.nodes.coding import code, fix
 from oldnew.nodes.deliver import deliver
 from oldnew.nodes.dependencies import dependencies
@@ -69,14 +69,16 @@ def _outer(node: OuterNode, name: str) -> OuterNode:
     return forkable(budgeted(node, name), name)
 
 
-def build_task_graph(*, models: ModelOverrides = None) -> CompiledStateGraph[Any, Any, Any, Any]:
+def build_task_graph(
+    *, models: ModelOverrides = None, gates: Gates = run_gates
+) -> CompiledStateGraph[Any, Any, Any, Any]:
     """Compile one task's pipeline; ``execute`` runs it on the task threads' saver."""
     g = StateGraph(TaskState, context_schema=Context)
     g.add_node("code", partial(code, models=models))
     g.add_node("dependencies", dependencies)
-    g.add_node("validate", validate)
+    g.add_node("validate", partial(validate, gates=gates))
     g.add_node("fix", partial(fix, models=models))
-    g.add_node("commit", commit)
+    g.add_node("commit", partial(commit, gates=gates))
     g.add_node("escalate", escalate)
     g.add_node("record_limitation", record_limitation)
     g.add_node("stop", stop)
@@ -95,6 +97,7 @@ def build_graph(
     models: ModelOverrides = None,
     checkpointer: BaseCheckpointSaver[Any] | None = None,
     store: BaseStore | None = None,
+    gates: Gates = run_gates,
 ) -> CompiledStateGraph[Any, Any, Any, Any]:
     """Compile oldnew's graph.
 
@@ -105,9 +108,11 @@ def build_graph(
             on it). Leave it None when a LangGraph server or a parent graph supplies one: the
             task threads are then kept in the workspace's own SQLite file.
         store: a LangGraph store for memory, passed through to the nodes.
+        gates: what validates a tree (``nodes.checks.run_gates``, the quality gates in the
+            sandbox); a stand-in is for benchmarks of the graph itself (``oldnew bench scale``).
 
     """
-    task_graph = build_task_graph(models=models)
+    task_graph = build_task_graph(models=models, gates=gates)
     g = StateGraph(
         RunState, context_schema=Context, input_schema=InputState, output_schema=OutputState
     )
@@ -121,10 +126,10 @@ def build_graph(
     run_tasks = partial(execute, task_graph=task_graph, saver=checkpointer)
     g.add_node("execute", _outer(run_tasks, "execute"))
     # LangGraph's add_node overloads do not cover nodes that take runtime and config.
-    g.add_node("milestone", _outer(partial(milestone, models=models), "milestone"))
+    g.add_node("milestone", _outer(partial(milestone, models=models, gates=gates), "milestone"))
     g.add_node("ask", ask)  # type: ignore[arg-type]
     g.add_node("human", human)  # type: ignore[arg-type]
-    g.add_node("deliver", _outer(deliver, "deliver"))
+    g.add_node("deliver", _outer(partial(deliver, gates=gates), "deliver"))
     g.add_edge(START, "enter")
     g.add_conditional_edges("scope", routing.after_scope)
     g.add_conditional_edges("plan", routing.after_plan)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,10 @@ from oldnew.sandbox import ProjectEnv
 from oldnew.schemas import Question
 from oldnew.web.targets import WebTargets
 from oldnew.workspace import Workspace
+
+Gates = Callable[..., ValidationResult]
+"""What validates a tree, called as :func:`run_gates` is (blocking); a graph is built with
+``run_gates`` unless its builder injects another (the scale benchmark's timed stand-in)."""
 
 MAX_DIAGNOSTICS = 25
 
@@ -279,7 +284,9 @@ async def _report_sandbox(ws: Workspace, task_id: str, result: ValidationResult)
         await aemit(ws, task=task_id, node="validate", event="sandbox_degraded", layers=missing)
 
 
-async def validate(state: TaskState, runtime: Runtime[Context]) -> dict[str, Any]:
+async def validate(
+    state: TaskState, runtime: Runtime[Context], *, gates: Gates = run_gates
+) -> dict[str, Any]:
     """Run the quality gates on the task's worktree, in the sandbox; keep the evidence."""
     ctx = context_of(runtime.context)
     ws = await aopen_workspace(state["workspace"])
@@ -291,7 +298,7 @@ async def validate(state: TaskState, runtime: Runtime[Context]) -> dict[str, Any
         # A bug fix: its new test must fail on the commit the task started from (where its
         # branch leaves the run's: its own commit may be HEAD after a conflicting rebase).
         options["change"] = await asyncio.to_thread(task_change, tree, ws.git_options, ws.branch)
-    result = await asyncio.to_thread(lambda: run_gates(ctx, tree, None, ws, **options))
+    result = await asyncio.to_thread(lambda: gates(ctx, tree, None, ws, **options))
     evidence = await asyncio.to_thread(
         lambda: record_evidence(ws, name, result, task=task_id, tree="worktree")
     )
@@ -352,7 +359,7 @@ def task_gate_options(state: TaskState, ws: Workspace, label: str) -> dict[str, 
 
 
 def _accept(
-    ws: Workspace, task_id: str, title: str, ctx: Context, state: TaskState
+    ws: Workspace, task_id: str, title: str, ctx: Context, state: TaskState, gates: Gates
 ) -> dict[str, Any]:
     """Commit the worktree, rebase it on main, re-check if main moved, fast-forward main.
 
@@ -371,7 +378,7 @@ def _accept(
             name = next_evidence_name(ws, task_id)
             options = task_gate_options(state, ws, name)
             recheck = moved or relocked
-            result = run_gates(ctx, tree, None, ws, **options) if recheck else None
+            result = gates(ctx, tree, None, ws, **options) if recheck else None
         except DependencyError as exc:
             if not exc.for_coder:
                 raise  # a person's to fix: the task asks (``commit``); its commit stays
@@ -394,13 +401,15 @@ def _accept(
     return {"commit": commit, "rebased": moved}
 
 
-async def commit(state: TaskState, runtime: Runtime[Context]) -> dict[str, Any]:
+async def commit(
+    state: TaskState, runtime: Runtime[Context], *, gates: Gates = run_gates
+) -> dict[str, Any]:
     """Accept the task: one commit on main, its id recorded after it exists."""
     ctx = context_of(runtime.context)
     ws = await aopen_workspace(state["workspace"])
     task = state["task"]
     try:
-        out = await asyncio.to_thread(_accept, ws, task["id"], task["title"], ctx, state)
+        out = await asyncio.to_thread(_accept, ws, task["id"], task["title"], ctx, state, gates)
     except WorkspaceError as exc:
         await aemit(ws, task=task["id"], node="commit", event="conflict", error=str(exc))
         return _not_merged(state, ctx, {"diagnostics": [f"merge: {exc}"]})

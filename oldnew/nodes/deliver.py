@@ -25,7 +25,7 @@ from oldnew.graph.state import RunState
 from oldnew.handover import hand_over
 from oldnew.host import context_of
 from oldnew.milestones import is_web
-from oldnew.nodes.checks import record_evidence, run_gates
+from oldnew.nodes.checks import Gates, record_evidence, run_gates
 from oldnew.nodes.common import (
     aemit,
     arun_workspace,
@@ -105,7 +105,7 @@ def _final_options(state: RunState, ws: Workspace) -> dict[str, Any]:
 
 
 def _check_main(
-    state: RunState, ctx: Context, ws: Workspace, handing: bool
+    state: RunState, ctx: Context, ws: Workspace, handing: bool, gates: Gates
 ) -> tuple[ValidationResult, dict[str, Any], dict[str, Any]]:
     """Run the gates on main and keep the evidence (blocking); also the suite's new results.
 
@@ -116,7 +116,7 @@ def _check_main(
     options = _final_options(state, ws)
     if not handing:
         options.pop("acceptance", None)
-    result = run_gates(ctx, ws.root, scope_toolchains(state), ws, **options)
+    result = gates(ctx, ws.root, scope_toolchains(state), ws, **options)
     extras = evidence_extras(options)
     head = ws.head()
     evidence = record_evidence(ws, "final", result, tree="main", head=head, **extras)
@@ -151,7 +151,7 @@ def _status(state: RunState) -> str:
 
 
 async def deliver(
-    state: RunState, runtime: Runtime[Context], config: RunnableConfig
+    state: RunState, runtime: Runtime[Context], config: RunnableConfig, *, gates: Gates = run_gates
 ) -> dict[str, Any]:
     """Check the delivered project as a whole and write the report."""
     ctx = context_of(runtime.context)
@@ -169,7 +169,9 @@ async def deliver(
         written = await asyncio.to_thread(hand_over, ws, title, summary) if handing else []
         if written:
             await aemit(ws, node="deliver", event="handed_over", files=written)
-        result, final, checked = await asyncio.to_thread(_check_main, state, ctx, ws, handing)
+        result, final, checked = await asyncio.to_thread(
+            _check_main, state, ctx, ws, handing, gates
+        )
         if checked:  # the report traces the commit handed over, not an earlier check
             update["acceptance"] = checked
             state = {**state, "acceptance": {**(state.get("acceptance") or {}), **checked}}

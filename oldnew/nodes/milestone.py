@@ -37,7 +37,13 @@ from oldnew.gates.acceptance import AcceptanceSuite
 from oldnew.graph.state import RunState
 from oldnew.host import context_of
 from oldnew.models import ModelOverrides
-from oldnew.nodes.checks import environment_blockers, fixer_diagnostics, record_evidence, run_gates
+from oldnew.nodes.checks import (
+    Gates,
+    environment_blockers,
+    fixer_diagnostics,
+    record_evidence,
+    run_gates,
+)
 from oldnew.nodes.common import (
     aemit,
     arun_workspace,
@@ -76,7 +82,7 @@ def _fix_files(ws: Workspace, result_files: list[str], plan: Plan, ids: list[str
     return list(dict.fromkeys(owned))[:MAX_FIX_FILES]
 
 
-def _check(state: RunState, ctx: Context, ws: Workspace, name: str) -> dict[str, Any]:
+def _check(state: RunState, ctx: Context, ws: Workspace, name: str, gates: Gates) -> dict[str, Any]:
     """Run the milestone's gates on main and settle it (blocking: run it in a thread)."""
     plan = Plan.model_validate(state["plan"])
     ids = dict(milestones.milestones_of(plan, state))[name]
@@ -98,7 +104,7 @@ def _check(state: RunState, ctx: Context, ws: Workspace, name: str) -> dict[str,
     suite = AcceptanceSuite.on_main(ws, wanted, state.get("acceptance")) if wanted else None
     if suite is not None:
         options["acceptance"] = suite
-    result = run_gates(ctx, ws.root, scope_toolchains(state), ws, **options)
+    result = gates(ctx, ws.root, scope_toolchains(state), ws, **options)
     extras = evidence_extras(options)
     evidence = record_evidence(ws, label, result, tree="main", head=head, milestone=name, **extras)
     out |= {"evidence": evidence, "checks": {c.name: c.status for c in result.checks}}
@@ -207,6 +213,7 @@ async def milestone(
     config: RunnableConfig,
     *,
     models: ModelOverrides = None,
+    gates: Gates = run_gates,
 ) -> dict[str, Any]:
     """Check the milestone that is due on main; tag and preview it, or plan its fix.
 
@@ -218,7 +225,7 @@ async def milestone(
     if name is None:  # nothing due (routing sends no run here then; kept safe on resume)
         return {}
     await aemit(ws, node="milestone", event="milestone_checking", milestone=name)
-    update = await asyncio.to_thread(_check, state, ctx, ws, name)
+    update = await asyncio.to_thread(_check, state, ctx, ws, name, gates)
     out = update["milestones"][name]
     hook = _repair_hook()
     if out.get("suite_errors") and out["status"] == "fixing" and hook is not None:

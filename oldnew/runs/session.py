@@ -72,9 +72,14 @@ async def open_memory(path: str | None, ws: Workspace | None = None) -> AsyncIte
 
 @asynccontextmanager
 async def open_graph(
-    ws: Workspace, models: ModelOverrides = None, memory_path: str | None = None
+    ws: Workspace,
+    models: ModelOverrides = None,
+    memory_path: str | None = None,
+    **build: Any,
 ) -> AsyncIterator[CompiledStateGraph[Any, Any, Any, Any]]:
     """Yield the graph compiled on the workspace's SQLite checkpoints and the memory store.
+
+    ``build`` goes to :func:`build_graph` as it is (``gates=``, a benchmark's stand-in).
 
     Raises:
         CheckpointsLost: the checkpoint file is missing (it is made with the workspace).
@@ -87,7 +92,7 @@ async def open_graph(
             AsyncSqliteSaver.from_conn_string(str(ws.checkpoints)) as saver,
             open_memory(memory_path, ws) as store,
         ):
-            yield build_graph(models=models, checkpointer=saver, store=store)
+            yield build_graph(models=models, checkpointer=saver, store=store, **build)
     finally:
         await aclose_http_clients()  # pooled connections must not outlive this event loop
 
