@@ -25,6 +25,7 @@ import os
 import shutil
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -40,6 +41,8 @@ META = ".oldnew"
 MAIN = "main"
 _IGNORED = f"{META}/\n__pycache__/\n*.pyc\n.pytest_cache/\n.ruff_cache/\n.mypy_cache/\n.coverage\n"
 _merge_locks: dict[str, threading.Lock] = {}
+_merge_held: dict[str, float] = {}
+"""Workspace root -> seconds its merge lock was held in this process (``merge_held``)."""
 _worktree_locks: dict[str, threading.RLock] = {}
 
 
@@ -779,9 +782,18 @@ class Workspace:
     @contextmanager
     def merge_lock(self) -> Iterator[None]:
         """Serialise integration into ``main`` within this process."""
-        lock = _merge_locks.setdefault(str(self.root), threading.Lock())
+        key = str(self.root)
+        lock = _merge_locks.setdefault(key, threading.Lock())
         with lock:
-            yield
+            start = time.perf_counter()
+            try:
+                yield
+            finally:
+                _merge_held[key] = _merge_held.get(key, 0.0) + time.perf_counter() - start
+
+    def merge_held(self) -> float:
+        """Return the seconds this process held the merge lock of this workspace."""
+        return _merge_held.get(str(self.root), 0.0)
 
     def rebase_onto_main(self, task_id: str) -> bool:
         """Rebase the task's branch onto ``main``; return True if ``main`` had moved.
