@@ -178,7 +178,15 @@ class Context:
         default=0,
         metadata={
             "description": "Tasks that run at the same time, at most; 0 takes the number "
-            "from the scope's complexity class (class_agents)."
+            "from the scope's complexity class (class_agents). Within it, the number follows "
+            "the work: one agent per four tasks ready or running."
+        },
+    )
+    gate_slots: int = field(
+        default=0,
+        metadata={
+            "description": "Validations that run at the same time, at most (a task's own and "
+            "the merge queue's); 0: one per CPU, at least two."
         },
     )
     max_fix_rounds: int = field(
@@ -627,6 +635,7 @@ class Limit:
 
 LIMITS: dict[str, Limit] = {
     "max_agents": Limit(True, 0, note="0: from the scope's complexity class"),
+    "gate_slots": Limit(True, 0, note="0: one per CPU, at least two"),
     "max_fix_rounds": Limit(True, 0),
     "max_output_retries": Limit(True, 0),
     "max_plan_repairs": Limit(True, 0),

@@ -812,11 +812,22 @@ class Workspace:
             raise WorkspaceError(f"task {task_id} conflicts with main: {proc.stdout.strip()}")
         return True
 
-    def fast_forward_main(self, task_id: str) -> str:
-        """Move the run's branch (and its checkout) to the task's commit; return its id."""
+    def fast_forward_main(self, commit: str) -> str:
+        """Move the run's branch (and its checkout) on to ``commit``; return its id."""
         self.hold_branch()  # a merge on a detached checkout would leave the branch behind
-        self.git("merge", "-q", "--ff-only", self.task_branch(task_id))
+        self.git("merge", "-q", "--ff-only", commit)
         return self.head()
+
+    def take_rebased(self, task_id: str, commit: str, base: str | None) -> None:
+        """Put the task's branch at ``commit`` (its work on main's); with ``base``, uncommitted.
+
+        The fixer then sees main's work with the task's changes on top, staged, as they
+        were when it failed the merge queue's validation.
+        """
+        tree = self.worktree(task_id)
+        self.git("checkout", "-q", "--force", "-B", self.task_branch(task_id), commit, cwd=tree)
+        if base is not None:
+            self.git("reset", "-q", "--soft", base, cwd=tree)
 
     def remove_worktree(self, task_id: str) -> None:
         """Drop the task's worktree and branch once its commit is on ``main``."""

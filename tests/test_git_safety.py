@@ -264,7 +264,7 @@ def test_a_tampered_repository_config_runs_nothing(tmp_path: Path) -> None:
     for task in ("T1", "T2"):
         assert ws.commit_worktree(task, f"task {task}")
         ws.rebase_onto_main(task)
-        ws.fast_forward_main(task)
+        ws.fast_forward_main(ws.task_branch(task))
         ws.remove_worktree(task)
     ws.git("status", "--porcelain")
     ws.git("log", "--format=%H")

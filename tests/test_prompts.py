@@ -65,7 +65,7 @@ def _example(tmp_path: Path) -> Workspace:
     commit_suite(ws, suite, key="acceptance-1", title="The tester's suite")
     _write(ws.worktree("T1"), _reply("coder", "TASK T1:"))
     ws.commit_worktree("T1", "To-do model")
-    ws.fast_forward_main("T1")
+    ws.fast_forward_main(ws.task_branch("T1"))
     ws.remove_worktree("T1")
     _write(ws.worktree("T2"), _reply("coder", "TASK T2:"))
     return ws
@@ -129,7 +129,7 @@ def test_the_dependency_example_prompt_shows_what_is_declared(
     first = next(r.text for r in replies if r.role == "coder" and r.when == ("TASK T1:",))
     _write(ws.worktree("T1"), first)
     ws.commit_worktree("T1", "Markdown analysis")
-    ws.fast_forward_main("T1")
+    ws.fast_forward_main(ws.task_branch("T1"))
     ws.remove_worktree("T1")
     coder = FunctionModel(fn=_asks)
     state = {"task": task, "workspace": str(ws.root), "project": "mdreport", "stack": "python"}

@@ -47,7 +47,7 @@ def _project(tmp_path: Path, tasks: dict[str, dict[str, str | bytes]]) -> Worksp
             else:
                 target.write_text(body)
         ws.commit_worktree(tid, f"task {tid}")
-        ws.fast_forward_main(tid)
+        ws.fast_forward_main(ws.task_branch(tid))
         ws.remove_worktree(tid)
     return ws
 

@@ -43,7 +43,7 @@ def commit_suite(ws: Workspace, files: Mapping[str, str | None], key: str, title
             ws.remove_worktree(key)
             return ws.head()  # the same files are on main already: nothing to commit
         ws.rebase_onto_main(key)
-        commit = ws.fast_forward_main(key)
+        commit = ws.fast_forward_main(ws.task_branch(key))
     ws.remove_worktree(key)
     return commit
 

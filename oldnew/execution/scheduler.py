@@ -41,6 +41,7 @@ from oldnew.hitl import inbox
 from oldnew.memory import decisions_from
 from oldnew.milestones import is_web
 from oldnew.nodes.common import aemit
+from oldnew.planning.graphops import critical_first
 from oldnew.recovery import policy
 from oldnew.recovery.degrade import dependent_record
 from oldnew.schemas import Plan
@@ -50,8 +51,19 @@ from oldnew.workspace import Workspace
 Running = dict[asyncio.Task[TaskView], str]
 
 
+PER_AGENT = 4
+"""Tasks ready or running per agent: the number of agents follows the work."""
+DEFAULT_AGENT_CAP = 10
+"""Agents at most when neither the run (``max_agents``) nor its complexity class says."""
+
+
 class Scheduler:
-    """Start each task as soon as its dependencies are done; at most ``agents`` at once."""
+    """Start each task as soon as its dependencies are done, the critical path first.
+
+    How many run at once follows the work: one agent per ``PER_AGENT`` tasks that are ready
+    or running, at least one, at most ``agents`` (the run's cap). A task waiting in the merge
+    queue holds no agent (its validation runs in the queue, not in an agent's time).
+    """
 
     def __init__(
         self,
@@ -65,9 +77,16 @@ class Scheduler:
         critical: set[str],
         hold_for_mvp: bool,
     ) -> None:
-        """Prepare to schedule ``plan`` on its task threads."""
+        """Prepare to schedule ``plan`` on its task threads, at most ``agents`` at once."""
         self.state, self.plan, self.threads, self.ctx, self.ws = state, plan, threads, ctx, ws
-        self.agents, self.critical, self.hold_for_mvp = agents, critical, hold_for_mvp
+        self.cap, self.critical, self.hold_for_mvp = agents, critical, hold_for_mvp
+        self.agents = 0
+        """Agents now (``_size``), announced when it changes."""
+        self.order = critical_first(plan.tasks)
+        self.merging: set[str] = set()
+        """Tasks waiting in the merge queue: they hold no agent."""
+        self.wake = asyncio.Event()
+        """Set when a task enters the merge queue: its agent is free for another task."""
         self.questions = dict(state.get("questions") or {})
         self.answered_now: dict[str, dict[str, Any]] = {}
         """Questions answered through the inbox while this scheduler ran."""
@@ -214,16 +233,51 @@ class Scheduler:
         stream = self.threads.graph.astream(inp, config, stream_mode=modes, context=self.ctx)
         async for mode, chunk in stream:
             if mode == "custom":
+                self._track_merge(tid, chunk)
                 self.writer({"task": tid, **chunk} if isinstance(chunk, dict) else chunk)
             elif self.relay is not None:
                 self.relay(tid, mode, chunk)
         return await self.threads.inspect(tid)
 
+    def _track_merge(self, tid: str, chunk: Any) -> None:
+        """Note a task entering the merge queue (its agent is free) or leaving it."""
+        if not isinstance(chunk, dict):
+            return
+        if chunk.get("node") == "commit" and chunk.get("event") == "queued":
+            self.merging.add(tid)
+            self.wake.set()
+        elif tid in self.merging and chunk.get("event") != "queued":
+            self.merging.discard(tid)
+
+    def _ready(self, tid: str) -> bool:
+        """Say whether ``tid`` could start now, with an agent free (cheap: no input is made)."""
+        view = self.views[tid]
+        if view.stage == "waiting":
+            q = self.questions.get(view.question_id or "")
+            return bool(q and q["status"] == "answered")
+        return view.stage == "incomplete" or (
+            view.stage == "new" and all(self.records[d]["status"] == "done" for d in self.deps[tid])
+        )
+
+    async def _size(self, running: Running, started: set[str]) -> None:
+        """Set how many agents work now from the tasks ready or running; say when it changes."""
+        working = len(running) - len(self.merging & set(running.values()))
+        ready = sum(1 for t in self.order if t not in started and self._ready(t))
+        want = max(1, min(self.cap, -(-(working + ready) // PER_AGENT)))
+        if want != self.agents:
+            self.agents = want
+            reason = (
+                f"{working + ready} task(s) ready or running, one agent per {PER_AGENT}, "
+                f"at most {self.cap}"
+            )
+            await aemit(self.ws, node="execute", event="agents", agents=want, reason=reason)
+
     def _launch(self, running: Running, started: set[str]) -> None:
-        for tid in self.titles:
+        busy = len(running) - len(self.merging & set(running.values()))
+        for tid in self.order:
             if self.requests or self.feedback or "run" in self.stops:
                 return  # the planner changes the plan first, or the budget is spent
-            if tid in started or len(running) >= self.agents:
+            if tid in started or busy >= self.agents:
                 continue
             if self.hold_for_mvp and self.phase_of[tid] != "mvp":
                 continue
@@ -241,6 +295,7 @@ class Scheduler:
             self.records[tid]["status"] = "running"
             self._start_clock(tid)
             running[asyncio.create_task(self.drive(tid, inp))] = tid
+            busy += 1
 
     async def _settle(self, tid: str, fut: asyncio.Task[TaskView]) -> None:
         try:
@@ -279,6 +334,7 @@ class Scheduler:
         started: set[str] = set()
         while True:
             await self._check_budget()
+            await self._size(running, started)
             self._launch(running, started)
             if not running:
                 if await self.read_inbox(started):
@@ -287,15 +343,21 @@ class Scheduler:
             timeout = self._time_left(running)
             if self._awaiting_answers():
                 timeout = inbox.POLL if timeout is None else min(timeout, inbox.POLL)
-            finished, _ = await asyncio.wait(
-                running, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            self.wake.clear()
+            woken = asyncio.ensure_future(self.wake.wait())
+            waits: set[asyncio.Future[Any]] = {*running, woken}
+            done, _ = await asyncio.wait(
+                waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
             )
+            woken.cancel()
+            finished = [fut for fut in running if fut in done]
             for fut in finished:
                 tid = running.pop(fut)
+                self.merging.discard(tid)
                 await self._settle(tid, fut)
                 await self.review(tid)
             await self.read_inbox(started)
-            if not finished:
+            if not finished and not self.wake.is_set():
                 await self._stop_overdue(running)
 
     # -- what people say meanwhile ----------------------------------------------------------

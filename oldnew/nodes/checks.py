@@ -7,6 +7,7 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,9 @@ from oldnew.deps.manifest import (
 )
 from oldnew.deps.settings import DepSettings
 from oldnew.errors import WorkspaceError
+from oldnew.execution.pools import GATES, GIT, offload
+from oldnew.execution.queue import Check as QueueCheck
+from oldnew.execution.queue import Landed, merge_queue, restore
 from oldnew.gates import (
     Check,
     Diagnostic,
@@ -298,7 +302,7 @@ async def validate(
         # A bug fix: its new test must fail on the commit the task started from (where its
         # branch leaves the run's: its own commit may be HEAD after a conflicting rebase).
         options["change"] = await asyncio.to_thread(task_change, tree, ws.git_options, ws.branch)
-    result = await asyncio.to_thread(lambda: gates(ctx, tree, None, ws, **options))
+    result = await offload(GATES, lambda: gates(ctx, tree, None, ws, **options))
     evidence = await asyncio.to_thread(
         lambda: record_evidence(ws, name, result, task=task_id, tree="worktree")
     )
@@ -358,47 +362,66 @@ def task_gate_options(state: TaskState, ws: Workspace, label: str) -> dict[str, 
     return options | ({"acceptance": suite} if suite is not None else {})
 
 
-def _accept(
-    ws: Workspace, task_id: str, title: str, ctx: Context, state: TaskState, gates: Gates
-) -> dict[str, Any]:
-    """Commit the worktree, rebase it on main, re-check if main moved, fast-forward main.
+def _check_for(
+    ws: Workspace, task_id: str, ctx: Context, state: TaskState, gates: Gates
+) -> QueueCheck:
+    """Return how the merge queue validates the task's commits built on main's work.
 
-    The re-check runs the task's own gates (:func:`task_gate_options`).
+    The task's own gates (:func:`task_gate_options`); the evidence says which tasks ahead
+    of it in the queue the tree held. A dependency problem the coder can fix fails it.
     """
-    with ws.merge_lock():
-        done = ws.find_task_commit(task_id)
-        if done is not None:
-            return {"commit": done, "reconciled": True}
-        if ws.commit_worktree(task_id, title) is None:
-            return {"diagnostics": ["the task changed no files; write the task's code"]}
-        moved = ws.rebase_onto_main(task_id)
-        tree = ws.worktree(task_id)
+
+    def check(tree: Path, ahead: list[str]) -> tuple[ValidationResult, str]:
+        name = next_evidence_name(ws, task_id)
         try:
-            relocked = relock_merged(ws, tree, ctx)
-            name = next_evidence_name(ws, task_id)
-            options = task_gate_options(state, ws, name)
-            recheck = moved or relocked
-            result = gates(ctx, tree, None, ws, **options) if recheck else None
+            result = gates(ctx, tree, None, ws, **task_gate_options(state, ws, name))
         except DependencyError as exc:
             if not exc.for_coder:
-                raise  # a person's to fix: the task asks (``commit``); its commit stays
+                raise  # a person's to fix: the task asks (``commit``)
             result = dependency_result(exc)
-        if result is not None and not result.passed:
-            evidence = record_evidence(ws, name, result, task=task_id, tree="rebased on main")
-            blockers = environment_blockers(result)
-            if blockers and not result.failures():
-                return {"blockers": blockers, "evidence": [evidence]}
-            ws.git("reset", "-q", "--soft", "HEAD~1", cwd=tree)
-            diags = [
-                f"after merging the work of other tasks: {line}"
-                for line in fixer_diagnostics(result)
-            ]
-            return {"diagnostics": diags, "evidence": [evidence]}
-        if result is not None:
-            record_evidence(ws, name, result, task=task_id, tree="rebased on main")
-        commit = ws.fast_forward_main(task_id)
-    ws.remove_worktree(task_id)
-    return {"commit": commit, "rebased": moved}
+        where = "rebased on main" + (f" with {', '.join(ahead)} ahead" if ahead else "")
+        return result, record_evidence(ws, name, result, task=task_id, tree=where)
+
+    return check
+
+
+async def _accept(
+    ws: Workspace, task_id: str, title: str, ctx: Context, state: TaskState, gates: Gates
+) -> dict[str, Any]:
+    """Commit the worktree and put it through the merge queue (``execution.queue``).
+
+    Returns the commit on main, or what the fixer is told, or the gates that could not run.
+    """
+    done = await offload(GIT, ws.find_task_commit, task_id)
+    if done is not None:
+        return {"commit": done, "reconciled": True}
+    tree = await offload(GIT, ws.worktree, task_id)
+    await offload(GIT, restore, ws, tree, ws.task_branch(task_id))  # a killed queue's leftover
+    own = await offload(GIT, ws.commit_worktree, task_id, title)
+    if own is None:
+        return {"diagnostics": ["the task changed no files; write the task's code"]}
+    queue = merge_queue(ws)
+    await aemit(ws, task=task_id, node="commit", event="queued", ahead=len(queue.entries))
+    prepare = partial(relock_merged, ws, ctx=ctx)
+    try:
+        out = await queue.submit(task_id, own, prepare, _check_for(ws, task_id, ctx, state, gates))
+    except DependencyError as exc:
+        if not exc.for_coder:
+            raise
+        lines = fixer_diagnostics(dependency_result(exc))
+        return {"diagnostics": [f"after merging the work of other tasks: {x}" for x in lines]}
+    if isinstance(out, Landed):
+        await offload(GIT, ws.remove_worktree, task_id)
+        return {"commit": out.commit, "rebased": out.rebased}
+    blockers = environment_blockers(out.result)
+    # The fixer (or the person) sees the task's work on main as it is now.
+    await offload(GIT, ws.take_rebased, task_id, out.spec, None if blockers else out.base)
+    if blockers and not out.result.failures():
+        return {"blockers": blockers, "evidence": [out.evidence]}
+    diags = [
+        f"after merging the work of other tasks: {line}" for line in fixer_diagnostics(out.result)
+    ]
+    return {"diagnostics": diags, "evidence": [out.evidence]}
 
 
 async def commit(
@@ -409,7 +432,7 @@ async def commit(
     ws = await aopen_workspace(state["workspace"])
     task = state["task"]
     try:
-        out = await asyncio.to_thread(_accept, ws, task["id"], task["title"], ctx, state, gates)
+        out = await _accept(ws, task["id"], task["title"], ctx, state, gates)
     except WorkspaceError as exc:
         await aemit(ws, task=task["id"], node="commit", event="conflict", error=str(exc))
         return _not_merged(state, ctx, {"diagnostics": [f"merge: {exc}"]})

@@ -15,6 +15,7 @@ from oldnew.context import Context
 from oldnew.deps.envs import project_env
 from oldnew.deps.settings import DepSettings
 from oldnew.errors import OldnewError
+from oldnew.execution.pools import GIT, LOG, offload
 from oldnew.milestones import is_web
 from oldnew.supporting import collect
 from oldnew.web.preview import preview_status, start_preview
@@ -60,7 +61,7 @@ async def arun_workspace(
 
 async def aopen_workspace(root: str) -> Workspace:
     """``Workspace(root)`` off the event loop (it resolves the path on disk)."""
-    return await asyncio.to_thread(Workspace, root)
+    return await offload(GIT, Workspace, root)
 
 
 def _log(ws: Workspace, event: dict[str, Any]) -> None:
@@ -70,7 +71,7 @@ def _log(ws: Workspace, event: dict[str, Any]) -> None:
 
 async def aemit(ws: Workspace, **event: Any) -> None:
     """:func:`emit` for async nodes: the log is written off the event loop."""
-    await asyncio.to_thread(_log, ws, event)
+    await offload(LOG, _log, ws, event)
     try:
         get_stream_writer()(event)
     except RuntimeError:

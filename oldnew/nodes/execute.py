@@ -17,8 +17,9 @@ from langgraph.runtime import Runtime
 
 from oldnew import milestones
 from oldnew.context import Context
+from oldnew.execution import pools
 from oldnew.execution.lineage import lineage_of, step_of
-from oldnew.execution.scheduler import Scheduler
+from oldnew.execution.scheduler import DEFAULT_AGENT_CAP, Scheduler
 from oldnew.execution.threads import TaskGraph, TaskThreads, started_threads
 from oldnew.graph.state import RunState
 from oldnew.hitl import approvals
@@ -48,6 +49,7 @@ async def execute(
     """
     ctx = context_of(runtime.context)
     ws = await arun_workspace(ctx, config)
+    pools.configure(ctx.gate_slots)
     async with AsyncExitStack() as stack:
         own: BaseCheckpointSaver[Any] = (
             saver
@@ -88,7 +90,8 @@ async def _execute(
         threads,
         ctx,
         ws,
-        agents=ctx.max_agents or int((state.get("complexity") or {}).get("agents") or 3),
+        agents=ctx.max_agents
+        or int((state.get("complexity") or {}).get("agents") or DEFAULT_AGENT_CAP),
         critical=critical_tasks(plan, scope),
         hold_for_mvp=milestone_hold or approval_hold,
     )

@@ -59,23 +59,43 @@ def dependents(tasks: Sequence[PlannedTask]) -> dict[str, set[str]]:
     return out
 
 
+def remaining_paths(tasks: Sequence[PlannedTask]) -> dict[str, int]:
+    """Return task id -> tasks on the longest chain that starts at it (itself included).
+
+    The graph must be acyclic.
+    """
+    deps = dependency_map(tasks)
+    after: dict[str, list[str]] = {tid: [] for tid in deps}
+    for tid, before in deps.items():
+        for d in before:
+            after[d].append(tid)
+    starting: dict[str, int] = {}
+    for tid in reversed(topo_order(tasks)):
+        starting[tid] = 1 + max((starting[c] for c in after[tid]), default=0)
+    return starting
+
+
+def critical_first(tasks: Sequence[PlannedTask]) -> list[str]:
+    """Order the tasks longest remaining chain first (the critical path), ties in plan order.
+
+    The order to start ready tasks in: a task that many others wait for, one after another,
+    starts before one that nothing waits for.
+    """
+    starting = remaining_paths(tasks)
+    position = {t.id: i for i, t in enumerate(tasks)}
+    return sorted(starting, key=lambda tid: (-starting[tid], position[tid]))
+
+
 def on_longest_chains(tasks: Sequence[PlannedTask]) -> set[str]:
     """Return the tasks on a longest dependency chain (the critical path; ties: all of them).
 
     The graph must be acyclic.
     """
     deps = dependency_map(tasks)
-    order = topo_order(tasks)
     ending: dict[str, int] = {}  # longest chain that ends at a task
-    for tid in order:
+    for tid in topo_order(tasks):
         ending[tid] = 1 + max((ending[d] for d in deps[tid]), default=0)
-    after: dict[str, list[str]] = {tid: [] for tid in deps}
-    for tid, before in deps.items():
-        for d in before:
-            after[d].append(tid)
-    starting: dict[str, int] = {}  # longest chain that starts at a task
-    for tid in reversed(order):
-        starting[tid] = 1 + max((starting[c] for c in after[tid]), default=0)
+    starting = remaining_paths(tasks)  # longest chain that starts at a task
     longest = max(ending.values(), default=0)
     return {tid for tid in deps if ending[tid] + starting[tid] - 1 == longest}
 
