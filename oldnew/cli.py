@@ -327,6 +327,14 @@ def show_milestones(out: RunOutcome) -> None:
         console.print(f"preview: not serving now; serve it again with '{again}'")
 
 
+def show_work(out: RunOutcome) -> None:
+    """Print what a busy run is doing: its agents now, and answers it has yet to apply."""
+    if out.agents:
+        console.print(f"agents: {out.agents['agents']} ({out.agents['reason']})")
+    if out.queued:
+        console.print(f"queued: {', '.join(f'{k}={v}' for k, v in out.queued.items())}")
+
+
 def show_outcome(out: RunOutcome) -> None:
     """Print where the run stands: tasks, questions, and what to do next."""
     table = Table(title=f"run {out.run_id}: {out.status}")
@@ -348,8 +356,7 @@ def show_outcome(out: RunOutcome) -> None:
         console.print("\nOther work goes on; these tasks wait for a person:")
     for q in out.questions:
         show_question(q, out.workspace)
-    if out.queued:
-        console.print(f"queued: {', '.join(f'{k}={v}' for k, v in out.queued.items())}")
+    show_work(out)
     show_milestones(out)
     if out.acceptance:
         console.print(out.acceptance)

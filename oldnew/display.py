@@ -76,6 +76,8 @@ class RunView:
     """The budget's caps (``Caps.to_dict``: tokens, cost, seconds; 0 is no cap)."""
     last: str = ""
     """The last event, as a short line."""
+    agents: str = ""
+    """How many agents work now and why (the scheduler's last ``agents`` event)."""
 
     def take(self, event: dict[str, Any]) -> None:
         """Fold one progress event into the view (its ``ts`` when it has one, else now)."""
@@ -89,6 +91,8 @@ class RunView:
             return
         self.last = f"{tid + ' ' if tid else ''}{node}: {what}"
         if not tid:
+            if what == "agents":
+                self.agents = f"{event.get('agents')} ({event.get('reason', '')})"
             self.phase = node or self.phase
             if node == "plan" and what == "done" and isinstance(event.get("tasks"), list):
                 for planned in event["tasks"]:
@@ -218,6 +222,8 @@ def render(view: RunView, title: str = "oldnew") -> RenderableType:
         + _against(clock(view.work_seconds), caps.get("seconds", 0), clock(caps.get("seconds")))
     )
     parts: list[RenderableType] = [head, spend]
+    if view.agents:
+        parts.append(Text(f"agents {view.agents}"))
     if view.preview:
         parts.append(Text.from_markup(f"[bold]preview:[/bold] {escape(view.preview)}"))
     for qid, tid in view.questions.items():

@@ -405,6 +405,11 @@ async def run_status(workspace: Path | str) -> RunOutcome:
             "no oldnew process is working on this run: it stopped before it finished; "
             f"continue it with 'oldnew resume --workspace {ws.root}'"
         )
+    if out.status == "running":
+        sized = [
+            e for e in ws.events() if e.get("node") == "execute" and e.get("event") == "agents"
+        ]
+        out.agents = {k: sized[-1][k] for k in ("agents", "reason")} if sized else {}
     return out
 
 

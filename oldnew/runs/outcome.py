@@ -44,6 +44,8 @@ class RunOutcome:
     """The URL the web app's preview serves on now (None: not serving)."""
     acceptance: str = ""
     """How the acceptance suite does: N of M criteria passing on main ("": no suite)."""
+    agents: dict[str, Any] = field(default_factory=dict)
+    """While it runs: how many agents work now and why (``{"agents": N, "reason": ...}``)."""
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict (what ``status --json`` prints)."""
