@@ -134,12 +134,9 @@ class MergeQueue:
 
         """
         ws = self.ws
-        tree = ws.worktree(task_id)
+        tree, branch = await offload(GIT, lambda: (ws.worktree(task_id), ws.task_branch(task_id)))
         parent = await offload(GIT, ws.git, "merge-base", own, ws.branch)
-        entry = Entry(
-            task_id, ws.task_branch(task_id), tree, own, parent, prepare, check,
-            self.loop.create_future(),
-        )  # fmt: skip
+        entry = Entry(task_id, branch, tree, own, parent, prepare, check, self.loop.create_future())
         self.entries.append(entry)
         self.stats.most_waiting = max(self.stats.most_waiting, len(self.entries))
         self._kick()
@@ -311,7 +308,7 @@ def merge_queue(ws: Workspace, depth: int = 0) -> MergeQueue:
     return queue
 
 
-def queued(root: Path | str) -> set[str]:
-    """Return the tasks of the workspace at ``root`` waiting in its merge queue now."""
+def stats_of(root: Path | str) -> QueueStats | None:
+    """Return what the merge queue of the workspace at ``root`` did (None: it never ran here)."""
     queue = _queues.get(str(root))
-    return queue.members() if queue is not None else set()
+    return queue.stats if queue is not None else None
