@@ -97,7 +97,8 @@ def test_agents_follow_the_work(tmp_path: Path) -> None:
     counts = [e["agents"] for e in sized]
     assert counts[0] == 3, sized  # 12 tasks ready, one agent per 4
     assert counts == sorted(counts, reverse=True) and counts[-1] == 1, counts
-    assert "12 task(s) ready or running" in sized[0]["reason"] and "at most 10" in sized[0]["reason"]
+    reason = sized[0]["reason"]
+    assert "12 task(s) ready or running" in reason and "at most 10" in reason
     # Never more tasks at work (started, not yet in the merge queue) than agents then.
     at_work: set[str] = set()
     allowed, most = counts[0], 0
