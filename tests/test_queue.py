@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -15,6 +21,7 @@ import pytest
 from oldnew.execution import pools
 from oldnew.execution.queue import Landed, MergeConflict, Rejected, merge_queue, restore
 from oldnew.workspace import Workspace
+from tests.queue_plan import clashes, run_plan, sixty
 
 
 @dataclass
@@ -206,3 +213,64 @@ def test_restore_puts_a_detached_worktree_back_on_its_branch(ws: Workspace) -> N
     restore(ws, tree, ws.task_branch("T1"))
     assert ws.git("rev-parse", "HEAD", cwd=tree) == own
     assert (tree / "one.txt").read_text() == "1\n"
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _log(root: Path) -> list[dict[str, Any]]:
+    path = root / ".oldnew" / "events.jsonl"
+    out = []
+    for line in path.read_text().splitlines() if path.exists() else []:
+        with contextlib.suppress(json.JSONDecodeError):
+            out.append(json.loads(line))
+    return out
+
+
+def _in_queue(events: list[dict[str, Any]]) -> set[str]:
+    """Return the tasks queued and not yet out of the queue (landed, rejected, in conflict)."""
+    waiting: set[str] = set()
+    for e in events:
+        if e.get("node") == "commit" and e.get("event") == "queued":
+            waiting.add(e["task"])
+        elif e.get("node") == "commit":
+            waiting.discard(e.get("task", ""))
+    return waiting
+
+
+def test_sixty_tasks_keep_main_green_through_the_queue_and_a_kill(tmp_path: Path) -> None:
+    """60 tasks, three pairs that clash on main; SIGKILL while tasks wait in the queue."""
+    root = tmp_path / "ws"
+    argv = [sys.executable, "-m", "tests.queue_plan", str(root), "start"]
+    with open(tmp_path / "run.log", "wb") as log:
+        proc = subprocess.Popen(argv, cwd=REPO, stdout=log, stderr=log, start_new_session=True)
+    deadline, killed_with = time.monotonic() + 240, set()
+    while proc.poll() is None and time.monotonic() < deadline:
+        events = _log(root)
+        landed = sum(1 for e in events if e.get("event") == "committed")
+        if landed >= 15 and len(_in_queue(events)) >= 2:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            killed_with = _in_queue(events)
+            break
+        time.sleep(0.01)
+    assert killed_with, f"never killed in the queue: {(tmp_path / 'run.log').read_text()[-3000:]}"
+    before = _task_trailers(Workspace(root))
+    run_plan(root, sixty(), 0.05, resume=True, max_agents=8, gate_slots=8)
+    ws = Workspace(root)
+    tasks = _task_trailers(ws)
+    assert sorted(tasks) == sorted(f"T{i}" for i in range(1, 61))  # each landed exactly once
+    assert tasks[: len(before)] == before  # nothing on main was redone or lost
+    for commit in main_commits(ws, ws.git("rev-list", "--max-parents=0", ws.branch)):
+        files = {n: t for n, t in commit_files(ws, commit).items() if n.endswith(".py")}
+        assert not clashes(files), f"main went red at {commit}: {clashes(files)}"
+    events = ws.events()
+    assert any(e.get("event") == "rejected" for e in events)  # the queue kept a clash off main
+    assert [e["event"] for e in events if e.get("node") == "deliver"][-1] == "delivered"
+
+
+def _task_trailers(ws: Workspace) -> list[str]:
+    out = ws.git(
+        "log", "--reverse", "--first-parent", "--format=%(trailers:key=Oldnew-Task,valueonly)"
+    )
+    return [line.strip() for line in out.splitlines() if line.strip()]

@@ -2,79 +2,16 @@
 
 A seeded plan (as the benchmarks seed one) runs with a coder that writes each task's module and
 a stand-in for the gates that passes after a short sleep: what is tested is the order and the
-number of tasks at work, not code quality.
+number of tasks at work, not code quality (``tests.queue_plan``).
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
-import uuid
 from pathlib import Path
 from typing import Any
 
-from oldnew.context import Context
-from oldnew.gates import Check, ValidationResult
-from oldnew.runs import open_graph, run_config, stream
 from oldnew.workspace import Workspace
-from tests.synthetic import planned_run
-
-
-def stand_in_gates(seconds: float) -> Any:
-    """Gates that pass after ``seconds`` and say they checked nothing."""
-
-    def gates(ctx: Context, tree: Path, *args: Any, **kwargs: Any) -> ValidationResult:
-        time.sleep(seconds)
-        check = Check("stand-in", "passed", [], 0, seconds, "stand-in: no code was checked")
-        return ValidationResult(checks=[check])
-
-    return gates
-
-
-def module(i: int) -> str:
-    return f"FILE: mods/m{i}.py\n```python\nX{i} = {i}\n```\n"
-
-
-def run_plan(tmp_path: Path, tasks: list[dict[str, Any]], seconds: float, **ctx: Any) -> Workspace:
-    """Run ``tasks`` (id, depends_on) through execute and deliver; return the workspace."""
-    run_id = str(uuid.uuid4())
-    ws = Workspace.create(tmp_path / "ws", run_id, {})
-    planned = [
-        {
-            "id": t["id"],
-            "title": f"module {t['id']}",
-            "description": f"mods/m{t['id'][1:]}.py",
-            "files": [f"mods/m{t['id'][1:]}.py"],
-            "depends_on": t.get("depends_on", []),
-            "requirement_ids": [],
-        }
-        for t in tasks
-    ]
-    scope = {"title": "modules", "summary": "modules", "features": []}
-    code = {t["id"]: module(int(t["id"][1:])) for t in tasks}
-    models = planned_run(scope, {"tasks": planned}, code=code)
-    seeded = {
-        "scope_text": "modules",
-        "plan_version": 1,
-        "status": "executing",
-        "scope": scope,
-        "plan": {"tasks": planned},
-        "tasks": {
-            t["id"]: {"id": t["id"], "title": t["title"], "status": "pending", "commit": None}
-            for t in planned
-        },
-    }
-    context = Context(workspace=str(ws.root), memory_path="off", **ctx)
-    config = run_config(run_id)
-
-    async def go() -> None:
-        async with open_graph(ws, models=models, gates=stand_in_gates(seconds)) as graph:
-            await graph.aupdate_state(config, seeded, as_node="plan")
-            await stream(graph, None, config, context, None)
-
-    with ws.lock():
-        asyncio.run(go())
-    return ws
+from tests.queue_plan import run_plan
 
 
 def execute_events(ws: Workspace, event: str) -> list[dict[str, Any]]:
@@ -84,7 +21,7 @@ def execute_events(ws: Workspace, event: str) -> list[dict[str, Any]]:
 def test_the_longest_chain_starts_first(tmp_path: Path) -> None:
     chain = [{"id": "T5"}, {"id": "T6", "depends_on": ["T5"]}, {"id": "T7", "depends_on": ["T6"]}]
     tasks = [{"id": f"T{i}"} for i in range(1, 5)] + chain
-    ws = run_plan(tmp_path, tasks, 0.0, max_agents=1)
+    ws = run_plan(tmp_path / "ws", tasks, 0.0, max_agents=1)
     started = [e["task"] for e in execute_events(ws, "task_started")]
     assert started[0] == "T5", started  # plan order would start T1
     assert sorted(started) == sorted(t["id"] for t in tasks)
@@ -92,7 +29,7 @@ def test_the_longest_chain_starts_first(tmp_path: Path) -> None:
 
 
 def test_agents_follow_the_work(tmp_path: Path) -> None:
-    ws = run_plan(tmp_path, [{"id": f"T{i}"} for i in range(1, 13)], 0.05, max_agents=10)
+    ws = run_plan(tmp_path / "ws", [{"id": f"T{i}"} for i in range(1, 13)], 0.05, max_agents=10)
     sized = execute_events(ws, "agents")
     counts = [e["agents"] for e in sized]
     assert counts[0] == 3, sized  # 12 tasks ready, one agent per 4
@@ -115,7 +52,7 @@ def test_agents_follow_the_work(tmp_path: Path) -> None:
 
 
 def test_a_task_in_the_merge_queue_holds_no_agent(tmp_path: Path) -> None:
-    ws = run_plan(tmp_path, [{"id": f"T{i}"} for i in range(1, 4)], 0.3, max_agents=1)
+    ws = run_plan(tmp_path / "ws", [{"id": f"T{i}"} for i in range(1, 4)], 0.3, max_agents=1)
     events = ws.events()
     where = {
         (e.get("task"), e.get("event")): i
