@@ -196,35 +196,42 @@ class MergeQueue:
 
     async def _build(self, e: Entry, base: str, ahead: list[str]) -> None:
         e.base, e.ahead, e.result, e.evidence, e.error = base, ahead, None, None, None
-        if base == e.parent:
-            e.spec, e.state = e.own, "passed"  # main is where its task validated it
-            return
         try:
-            e.spec = await offload(GIT, self._cherry_pick, e, base)
+            e.spec = await offload(GIT, self._put, e, base)
         except MergeConflict as exc:
             e.spec, e.state, e.error = None, "conflict", exc
             return
         except Exception as exc:  # noqa: BLE001 - told to its task when it reaches the head
             e.spec, e.state, e.error = None, "error", exc
             return
+        if e.spec == e.own:
+            e.state = "passed"  # the very commit its task validated, on the same main
+            return
         e.state = "validating"
         self.stats.validations += 1
         e.job = self.loop.create_task(self._validate(e, e.spec))
 
-    def _cherry_pick(self, e: Entry, base: str) -> str:
-        """Put the task's commits on ``base`` in its worktree, detached; return the new tip."""
+    def _put(self, e: Entry, base: str) -> str:
+        """Put the task's commits on ``base`` in its worktree, detached; return the new tip.
+
+        On the commit its task validated on, they stay as they are; else they are
+        cherry-picked. Then ``prepare`` (the lock follows the merged manifests, amending).
+        """
         git, tree = self.ws.git, e.tree
-        git("checkout", "-q", "--detach", "--force", base, cwd=tree)
-        proc = run_git(
-            "cherry-pick", "--allow-empty", f"{e.parent}..{e.own}", cwd=tree,
-            options=self.ws.git_options,
-        )  # fmt: skip
-        if proc.returncode != 0:
-            git("cherry-pick", "--abort", cwd=tree, check=False)
-            raise MergeConflict(
-                f"task {e.task_id} conflicts with main: {(proc.stdout + proc.stderr).strip()}"
-            )
-        e.prepare(tree)  # a lock that follows the merged manifests amends the tip
+        if base == e.parent:
+            git("checkout", "-q", "--detach", "--force", e.own, cwd=tree)
+        else:
+            git("checkout", "-q", "--detach", "--force", base, cwd=tree)
+            proc = run_git(
+                "cherry-pick", "--allow-empty", f"{e.parent}..{e.own}", cwd=tree,
+                options=self.ws.git_options,
+            )  # fmt: skip
+            if proc.returncode != 0:
+                git("cherry-pick", "--abort", cwd=tree, check=False)
+                raise MergeConflict(
+                    f"task {e.task_id} conflicts with main: {(proc.stdout + proc.stderr).strip()}"
+                )
+        e.prepare(tree)
         return git("rev-parse", "HEAD", cwd=tree)
 
     async def _validate(self, e: Entry, spec: str) -> None:

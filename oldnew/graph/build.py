@@ -50,7 +50,7 @@ from oldnew.graph.state import InputState, OutputState, RunState, TaskState
 from oldnew.models import ModelOverrides
 from oldnew.nodes.acceptance import acceptance
 from oldnew.nodes.baseline import baseline
-from oldnew.nodes.checks import Gates, commit, run_gates, validate
+from oldnew.nodes.checks import Gates, commit, validate
 from oldnew.nodes.coding import code, fix
 from oldnew.nodes.deliver import deliver
 from oldnew.nodes.dependencies import dependencies
@@ -70,7 +70,7 @@ def _outer(node: OuterNode, name: str) -> OuterNode:
 
 
 def build_task_graph(
-    *, models: ModelOverrides = None, gates: Gates = run_gates
+    *, models: ModelOverrides = None, gates: Gates | None = None
 ) -> CompiledStateGraph[Any, Any, Any, Any]:
     """Compile one task's pipeline; ``execute`` runs it on the task threads' saver."""
     g = StateGraph(TaskState, context_schema=Context)
@@ -97,7 +97,7 @@ def build_graph(
     models: ModelOverrides = None,
     checkpointer: BaseCheckpointSaver[Any] | None = None,
     store: BaseStore | None = None,
-    gates: Gates = run_gates,
+    gates: Gates | None = None,
 ) -> CompiledStateGraph[Any, Any, Any, Any]:
     """Compile oldnew's graph.
 
@@ -108,8 +108,8 @@ def build_graph(
             on it). Leave it None when a LangGraph server or a parent graph supplies one: the
             task threads are then kept in the workspace's own SQLite file.
         store: a LangGraph store for memory, passed through to the nodes.
-        gates: what validates a tree (``nodes.checks.run_gates``, the quality gates in the
-            sandbox); a stand-in is for benchmarks of the graph itself (``oldnew bench scale``).
+        gates: what validates a tree; None: ``nodes.checks.run_gates``, the quality gates in
+            the sandbox. A stand-in is for benchmarks of the graph itself (``bench scale``).
 
     """
     task_graph = build_task_graph(models=models, gates=gates)

@@ -7,7 +7,6 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import replace
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -289,7 +288,7 @@ async def _report_sandbox(ws: Workspace, task_id: str, result: ValidationResult)
 
 
 async def validate(
-    state: TaskState, runtime: Runtime[Context], *, gates: Gates = run_gates
+    state: TaskState, runtime: Runtime[Context], *, gates: Gates | None = None
 ) -> dict[str, Any]:
     """Run the quality gates on the task's worktree, in the sandbox; keep the evidence."""
     ctx = context_of(runtime.context)
@@ -302,7 +301,8 @@ async def validate(
         # A bug fix: its new test must fail on the commit the task started from (where its
         # branch leaves the run's: its own commit may be HEAD after a conflicting rebase).
         options["change"] = await asyncio.to_thread(task_change, tree, ws.git_options, ws.branch)
-    result = await offload(GATES, lambda: gates(ctx, tree, None, ws, **options))
+    run = gates or run_gates  # looked up now: a test may patch this module's run_gates
+    result = await offload(GATES, lambda: run(ctx, tree, None, ws, **options))
     evidence = await asyncio.to_thread(
         lambda: record_evidence(ws, name, result, task=task_id, tree="worktree")
     )
@@ -402,9 +402,9 @@ async def _accept(
         return {"diagnostics": ["the task changed no files; write the task's code"]}
     queue = merge_queue(ws)
     await aemit(ws, task=task_id, node="commit", event="queued", ahead=len(queue.entries))
-    prepare = partial(relock_merged, ws, ctx=ctx)
+    check = _check_for(ws, task_id, ctx, state, gates)
     try:
-        out = await queue.submit(task_id, own, prepare, _check_for(ws, task_id, ctx, state, gates))
+        out = await queue.submit(task_id, own, lambda tree: relock_merged(ws, tree, ctx), check)
     except DependencyError as exc:
         if not exc.for_coder:
             raise
@@ -425,14 +425,14 @@ async def _accept(
 
 
 async def commit(
-    state: TaskState, runtime: Runtime[Context], *, gates: Gates = run_gates
+    state: TaskState, runtime: Runtime[Context], *, gates: Gates | None = None
 ) -> dict[str, Any]:
     """Accept the task: one commit on main, its id recorded after it exists."""
     ctx = context_of(runtime.context)
     ws = await aopen_workspace(state["workspace"])
     task = state["task"]
     try:
-        out = await _accept(ws, task["id"], task["title"], ctx, state, gates)
+        out = await _accept(ws, task["id"], task["title"], ctx, state, gates or run_gates)
     except WorkspaceError as exc:
         await aemit(ws, task=task["id"], node="commit", event="conflict", error=str(exc))
         return _not_merged(state, ctx, {"diagnostics": [f"merge: {exc}"]})

@@ -151,7 +151,11 @@ def _status(state: RunState) -> str:
 
 
 async def deliver(
-    state: RunState, runtime: Runtime[Context], config: RunnableConfig, *, gates: Gates = run_gates
+    state: RunState,
+    runtime: Runtime[Context],
+    config: RunnableConfig,
+    *,
+    gates: Gates | None = None,
 ) -> dict[str, Any]:
     """Check the delivered project as a whole and write the report."""
     ctx = context_of(runtime.context)
@@ -170,7 +174,7 @@ async def deliver(
         if written:
             await aemit(ws, node="deliver", event="handed_over", files=written)
         result, final, checked = await asyncio.to_thread(
-            _check_main, state, ctx, ws, handing, gates
+            _check_main, state, ctx, ws, handing, gates or run_gates
         )
         if checked:  # the report traces the commit handed over, not an earlier check
             update["acceptance"] = checked

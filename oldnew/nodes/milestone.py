@@ -213,7 +213,7 @@ async def milestone(
     config: RunnableConfig,
     *,
     models: ModelOverrides = None,
-    gates: Gates = run_gates,
+    gates: Gates | None = None,
 ) -> dict[str, Any]:
     """Check the milestone that is due on main; tag and preview it, or plan its fix.
 
@@ -225,7 +225,7 @@ async def milestone(
     if name is None:  # nothing due (routing sends no run here then; kept safe on resume)
         return {}
     await aemit(ws, node="milestone", event="milestone_checking", milestone=name)
-    update = await asyncio.to_thread(_check, state, ctx, ws, name, gates)
+    update = await asyncio.to_thread(_check, state, ctx, ws, name, gates or run_gates)
     out = update["milestones"][name]
     hook = _repair_hook()
     if out.get("suite_errors") and out["status"] == "fixing" and hook is not None:
