@@ -89,6 +89,11 @@ class Entry:
     error: BaseException | None = None
     job: asyncio.Task[None] | None = None
 
+    @property
+    def built(self) -> bool:
+        """Say whether it is built and not failed: those behind it are built on it."""
+        return self.state in ("validating", "passed")
+
 
 @dataclass
 class QueueStats:
@@ -186,7 +191,7 @@ class MergeQueue:
             if e.state == "new":
                 if e.job is not None or validating >= self.depth:
                     return False  # its last validation still reads the tree / slots are full
-                await self._build(e, expected, [x.task_id for x in self.entries[:i] if x.spec])
+                await self._build(e, expected, [x.task_id for x in self.entries[:i] if x.built])
                 return True
             if e.state in ("failed", "conflict", "error"):
                 continue  # those behind it are built without it
