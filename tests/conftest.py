@@ -125,6 +125,42 @@ def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
         thread.join(5)
 
 
+HEAVY_FIRST = (
+    "test_kill_resume.py",
+    "test_gates_hostile.py",
+    "test_faults.py",
+    "test_gates.py",
+    "test_hitl.py",
+    "test_feedback.py",
+    "test_record_replay.py",
+    "test_server.py",
+    "test_web_run.py",
+    "test_deps_graph.py",
+    "test_sandbox_containment.py",
+    "test_memory.py",
+    "test_regression_gate.py",
+    "test_stall.py",
+    "test_planning_graph.py",
+    "test_web_tools.py",
+)
+"""Test files that take the longest (tens of seconds each, by ``--durations`` on 2 cores),
+sent to the workers first: xdist's loadfile hands out files by their number of tests, which
+put these (few tests, long ones) last, so one worker ran on alone long after the other had
+finished. A stale entry only costs balance; a file not named keeps its place."""
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Hand out files in collection order (heaviest first), not by their number of tests."""
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Collect the files of :data:`HEAVY_FIRST` first, in that order; the others after."""
+    rank = {name: i for i, name in enumerate(HEAVY_FIRST)}
+    items.sort(key=lambda item: rank.get(Path(str(item.fspath)).name, len(rank)))
+
+
 WEB_TEST_FILES = (
     "test_web_tools.py",
     "test_web_gates.py",

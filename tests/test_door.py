@@ -235,6 +235,7 @@ def test_a_server_resume_with_an_option_number_out_of_range_leaves_the_question(
     assert updated == {"T3-q1": {"status": "answered", "answer": "cwd"}} and notices == []
 
 
+@pytest.mark.usefixtures("smoke_gates")  # the answer's checks, not the gates
 def test_cli_answer_out_of_range_is_a_usage_error_and_the_question_stays(
     tmp_path: Path, example_model: str
 ) -> None:

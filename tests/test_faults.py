@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -40,12 +41,51 @@ def _task_commits(ws: Path) -> list[str]:
     return sorted(line.strip() for line in out.splitlines() if line.strip())
 
 
-def _waiting_run(ws: Path, model: str) -> str:
-    """Run the example to its one question; return main's commit id."""
-    res = CliRunner().invoke(app, ["run", SCOPE, "-w", str(ws), "-m", model])
+class Waiting:
+    """The example's run at its one question, made once per module, restored per test."""
+
+    def __init__(self, slot: Path, copy: Path, main: str) -> None:
+        self.slot = slot
+        """The folder the run was made in (as ``slot / "ws"``), empty between tests."""
+        self.copy = copy
+        self.main = main
+        """Main's commit id at the question."""
+
+    @property
+    def ws(self) -> Path:
+        """The workspace's path: the one it was made at (git and the run hold it)."""
+        return self.slot / "ws"
+
+    def restore(self) -> str:
+        """Put a fresh copy of the run at :attr:`ws`; return main's commit id."""
+        shutil.copytree(self.copy, self.ws, symlinks=True)
+        return self.main
+
+
+@pytest.fixture(scope="module")
+def _waiting_once(tmp_path_factory: pytest.TempPathFactory) -> Waiting:
+    """Run the example to its one question (the module's faults start there: ~10 s a run)."""
+    top = tmp_path_factory.mktemp("waiting")
+    slot = top / "slot"
+    slot.mkdir()
+    ws = slot / "ws"
+    with pytest.MonkeyPatch.context() as mp:  # the function-scoped fixtures are not set yet
+        mp.setenv("OLDNEW_QUALITY", os.environ.get("OLDNEW_TEST_QUALITY", "smoke"))
+        mp.setenv("OLDNEW_MEMORY_PATH", str(top / "memory.sqlite"))
+        model = f"scripted:{EXAMPLE / 'transcript.toml'}"
+        res = CliRunner().invoke(app, ["run", SCOPE, "-w", str(ws), "-m", model])
     assert res.exit_code == 3, res.output
     assert _task_commits(ws) == ["T1", "T2", "acceptance-1"]
-    return _git(ws, "rev-parse", "main")
+    main = _git(ws, "rev-parse", "main")
+    ws.rename(top / "copy")
+    return Waiting(slot, top / "copy", main)
+
+
+@pytest.fixture
+def waiting(_waiting_once: Waiting) -> Iterator[Waiting]:
+    """The module's waiting run, for a test to restore; its slot is emptied afterwards."""
+    yield _waiting_once
+    shutil.rmtree(_waiting_once.ws, ignore_errors=True)
 
 
 def _finish(ws: Path) -> None:
@@ -216,11 +256,9 @@ def test_killed_creation_refuses_a_directory_someone_wrote_into(
 # -- checkpoints lost or damaged -----------------------------------------------------------
 
 
-def test_deleted_checkpoints_are_explained_and_restart_is_explicit(
-    tmp_path: Path, example_model: str
-) -> None:
-    ws = tmp_path / "ws"
-    main = _waiting_run(ws, example_model)
+def test_deleted_checkpoints_are_explained_and_restart_is_explicit(waiting: Waiting) -> None:
+    ws = waiting.ws
+    main = waiting.restore()
     (ws / ".oldnew" / "checkpoints.sqlite").unlink()
     for argv in (["status", "-w", str(ws)], ["resume", "-w", str(ws)]):
         res = CliRunner().invoke(app, argv)
@@ -236,9 +274,9 @@ def test_deleted_checkpoints_are_explained_and_restart_is_explicit(
     _finish(ws)
 
 
-def test_emptied_checkpoints_do_not_rerun_silently(tmp_path: Path, example_model: str) -> None:
-    ws = tmp_path / "ws"
-    main = _waiting_run(ws, example_model)
+def test_emptied_checkpoints_do_not_rerun_silently(waiting: Waiting) -> None:
+    ws = waiting.ws
+    main = waiting.restore()
     db = ws / ".oldnew" / "checkpoints.sqlite"
     db.unlink()
     new_checkpoints(db)  # an empty database in its place (a restored blank file)
@@ -248,11 +286,9 @@ def test_emptied_checkpoints_do_not_rerun_silently(tmp_path: Path, example_model
     assert _git(ws, "rev-parse", "main") == main
 
 
-def test_restart_is_refused_while_checkpoints_hold_the_run(
-    tmp_path: Path, example_model: str
-) -> None:
-    ws = tmp_path / "ws"
-    main = _waiting_run(ws, example_model)
+def test_restart_is_refused_while_checkpoints_hold_the_run(waiting: Waiting) -> None:
+    ws = waiting.ws
+    main = waiting.restore()
     res = CliRunner().invoke(app, ["resume", "-w", str(ws), "--restart"])
     assert res.exit_code == 2 and "are intact" in res.output, res.output
     assert _git(ws, "rev-parse", "main") == main
@@ -261,10 +297,10 @@ def test_restart_is_refused_while_checkpoints_hold_the_run(
 
 @pytest.mark.parametrize("damage", ["truncate", "overwrite"])
 def test_damaged_checkpoints_are_reported_with_what_is_intact(
-    tmp_path: Path, example_model: str, damage: str
+    waiting: Waiting, damage: str
 ) -> None:
-    ws = tmp_path / "ws"
-    main = _waiting_run(ws, example_model)
+    ws = waiting.ws
+    main = waiting.restore()
     db = ws / ".oldnew" / "checkpoints.sqlite"
     data = db.read_bytes()
     damaged = data[: len(data) // 3] if damage == "truncate" else b"\0" * 100 + data[100:]
@@ -295,9 +331,9 @@ def _mounted(*argv: str, target: Path) -> Iterator[None]:
         subprocess.run(["umount", "-l", str(target)], check=False)
 
 
-def test_read_only_workspace_is_a_clear_error(tmp_path: Path, example_model: str) -> None:
-    ws = tmp_path / "ws"
-    main = _waiting_run(ws, example_model)
+def test_read_only_workspace_is_a_clear_error(waiting: Waiting, example_model: str) -> None:
+    ws = waiting.ws
+    main = waiting.restore()
     # A read-only bind mount of the workspace over itself stops root too (chmod does not).
     with _mounted("--bind", "-o", "ro", str(ws), target=ws):
         probe = ws / "probe"
@@ -336,12 +372,13 @@ def _fill(disk: Path, leave: int) -> Path:
     return ballast
 
 
-def test_full_disk_before_a_step_names_the_space_needed(tmp_path: Path, example_model: str) -> None:
-    disk = tmp_path / "disk"
-    disk.mkdir()
+def test_full_disk_before_a_step_names_the_space_needed(
+    waiting: Waiting, example_model: str
+) -> None:
+    disk = waiting.slot
     with _mounted("-t", "tmpfs", "-o", "size=64m", "tmpfs", target=disk):
-        ws = disk / "ws"
-        main = _waiting_run(ws, example_model)
+        ws = waiting.ws
+        main = waiting.restore()
         ballast = _fill(disk, 1_000_000)
         res = CliRunner().invoke(app, ["answer", "-w", str(ws), "T3-q1", "~/.todo.json"])
         assert res.exit_code == 2, res.output
@@ -357,13 +394,14 @@ def test_full_disk_before_a_step_names_the_space_needed(tmp_path: Path, example_
 
 @pytest.mark.parametrize("leave", [0, 50_000, 150_000, 300_000])
 def test_disk_filling_up_mid_run_is_a_clear_error(
-    tmp_path: Path, example_model: str, monkeypatch: pytest.MonkeyPatch, leave: int
+    waiting: Waiting,
+    monkeypatch: pytest.MonkeyPatch,
+    leave: int,
 ) -> None:
-    disk = tmp_path / "disk"
-    disk.mkdir()
+    disk = waiting.slot
     with _mounted("-t", "tmpfs", "-o", "size=64m", "tmpfs", target=disk):
-        ws = disk / "ws"
-        main = _waiting_run(ws, example_model)
+        ws = waiting.ws
+        main = waiting.restore()
         monkeypatch.setattr(session, "MIN_FREE_BYTES", 0)  # let the run start, then hit it
         ballast = _fill(disk, leave)
         res = CliRunner().invoke(app, ["answer", "-w", str(ws), "T3-q1", "~/.todo.json"])
@@ -404,10 +442,10 @@ def test_creation_killed_inside_git_init_is_finished_by_resume(
 
 
 def test_damage_met_while_working_is_reported_not_a_traceback(
-    tmp_path: Path, example_model: str
+    tmp_path: Path, waiting: Waiting
 ) -> None:
-    ws = tmp_path / "ws"
-    main = _waiting_run(ws, example_model)
+    ws = waiting.ws
+    main = waiting.restore()
     garbage = tmp_path / "garbage.sqlite"
     garbage.write_bytes(b"not a database at all" * 500)
     with pytest.raises(CheckpointsCorrupt, match="found damaged") as caught:
@@ -420,14 +458,14 @@ def test_damage_met_while_working_is_reported_not_a_traceback(
 
 
 def test_verify_and_memory_report_a_full_disk_as_what_to_do(
-    tmp_path: Path, example_model: str, monkeypatch: pytest.MonkeyPatch
+    waiting: Waiting, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import errno
 
     from oldnew.gates import verify
 
-    ws = tmp_path / "ws"
-    head = _waiting_run(ws, example_model)
+    ws = waiting.ws
+    head = waiting.restore()
 
     def full(*_: object, **__: object) -> object:
         raise OSError(errno.ENOSPC, "No space left on device", str(ws / ".oldnew" / "evidence"))

@@ -170,6 +170,7 @@ def test_cli_bad_input_gets_clear_errors(
     assert res.exit_code == 2 and "holds no oldnew run" in res.output
 
 
+@pytest.mark.usefixtures("smoke_gates")  # the CLI's run, status and answer; test_gates: gates
 def test_example_run_status_json_and_foreign_workspace(tmp_path: Path, example_model: str) -> None:
     runner = CliRunner()
     ws = tmp_path / "ws"

@@ -31,13 +31,21 @@ pytestmark = pytest.mark.usefixtures("smoke_gates")  # graph logic, not the gate
 OLDNEW = [sys.executable, "-m", "oldnew"]
 
 
-def _code(name: str, wait: float = 0) -> str:
+def _code(name: str, wait: float = 0, until: str = "") -> str:
     """Return coder output for a module ``name`` with one function and a passing test
-    (which first sleeps ``wait`` seconds)."""
+    (which first sleeps ``wait`` seconds, while module ``until``'s test is not beside it).
+
+    ``until`` names a module that lands while this task is busy: the task's own validation
+    sleeps, the later runs of its test (re-validation, milestone, delivery) do not.
+    """
+    sleeps = f"time.sleep({wait})"
+    if until:
+        sleeps = f"if not (Path(__file__).parent / 'test_{until}.py').exists():\n        {sleeps}"
     return (
         f"FILE: {name}.py\n```python\ndef {name}() -> str:\n    return {name!r}\n```\n"
-        f"FILE: tests/test_{name}.py\n```python\nimport time\n\nfrom {name} import {name}\n\n\n"
-        f"def test_{name}() -> None:\n    time.sleep({wait})\n"
+        f"FILE: tests/test_{name}.py\n```python\nimport time\nfrom pathlib import Path\n\n"
+        f"from {name} import {name}\n\n\n"
+        f"def test_{name}() -> None:\n    {sleeps}\n"
         f"    assert {name}() == {name!r}\n```\n"
     )
 
@@ -155,7 +163,7 @@ def test_answer_while_busy_unblocks_its_task_without_a_pause(tmp_path: Path) -> 
         *_asks("A", "Which region?"),
         {"role": "coder", "when": ["TASK A2:"], "text": _code("a2")},
         # S's test sleeps: the run is still busy with it when the person answers A.
-        {"role": "coder", "when": ["TASK S:"], "text": _code("s", wait=6)},
+        {"role": "coder", "when": ["TASK S:"], "text": _code("s", wait=6, until="a")},
     ]
     ws, run = _busy_run(tmp_path, _transcript(tmp_path, tasks, replies))
     try:
@@ -320,7 +328,7 @@ def test_feedback_while_busy_is_taken_between_tasks(tmp_path: Path) -> None:
     tasks = [_task("A"), _task("S")]
     replies = [
         {"role": "coder", "when": ["TASK A:"], "text": _code("a")},
-        {"role": "coder", "when": ["TASK S:"], "text": _code("s", wait=6)},
+        {"role": "coder", "when": ["TASK S:"], "text": _code("s", wait=6, until="n")},
         {
             "role": "planner",
             "when": ["FEEDBACK fb1", feature],
