@@ -142,6 +142,7 @@ HEAVY_FIRST = (
     "test_stall.py",
     "test_planning_graph.py",
     "test_web_tools.py",
+    "test_queue.py",
 )
 """Test files that take the longest (tens of seconds each, by ``--durations`` on 2 cores),
 sent to the workers first: xdist's loadfile hands out files by their number of tests, which
