@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
-from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.store.sqlite.aio import AsyncSqliteStore
 
+from oldnew.checkpoints import CheckpointSaver
 from oldnew.context import Context
 from oldnew.errors import CheckpointsCorrupt, CheckpointsLost, StorageError, WorkspaceError
 from oldnew.graph.build import build_graph
@@ -89,7 +89,7 @@ async def open_graph(
     check_checkpoints(ws)
     try:
         async with (
-            AsyncSqliteSaver.from_conn_string(str(ws.checkpoints)) as saver,
+            CheckpointSaver.from_conn_string(str(ws.checkpoints)) as saver,
             open_memory(memory_path, ws) as store,
         ):
             yield build_graph(models=models, checkpointer=saver, store=store, **build)

@@ -1,0 +1,338 @@
+"""The run's checkpoint saver: LangGraph's SQLite saver that stores a large value once.
+
+LangGraph's ``AsyncSqliteSaver`` writes a checkpoint's whole state again with every
+checkpoint: a task thread's task and requirements five times, the run thread's plan, scope and
+task table with every step. This saver keeps the same tables and adds two:
+
+- ``blobs``: a channel value of ``EXTERNAL_MIN`` serialized bytes or more, stored once per
+  thread and content (its hash), compressed; the checkpoint row names it by hash;
+- ``packed_writes``: the pending writes one task made on one checkpoint, in one compressed row
+  (the stock ``writes`` table keeps a row, and an index entry, per channel written).
+
+A checkpoint row of this format says so in its ``type`` (``FORMAT``) and is the checkpoint
+without those values, compressed. Rows the stock saver wrote (a file made by an earlier
+release) are read as they are, and a checkpoint that has writes in the stock table keeps
+getting them there, so a run saved before goes on exactly where it was. What a read gives back
+is what the stock saver gives: the same checkpoint, metadata, parent and pending writes, in the
+same order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zlib
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any, cast
+
+import aiosqlite
+import ormsgpack
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    WRITES_IDX_MAP,
+    BaseCheckpointSaver,
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+    DeltaChannelHistory,
+    PendingWrite,
+    get_checkpoint_id,
+    get_checkpoint_metadata,
+    writes_sort_key,
+)
+from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+from langgraph.checkpoint.sqlite.utils import pending_writes_sql, search_where
+
+from oldnew.errors import CheckpointsCorrupt
+
+FORMAT = "oldnew-blobs:"
+"""Prefix of the ``type`` of a checkpoint row this saver wrote; the serializer's own type
+follows it (``oldnew-blobs:msgpack``)."""
+
+EXTERNAL_MIN = 128
+"""Serialized size from which a channel value goes to ``blobs`` (smaller ones stay inline)."""
+
+_ZLIB = "zlib+"
+"""Prefix of the ``type`` of a blob stored compressed."""
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS blobs (
+    thread_id TEXT NOT NULL,
+    hash BLOB NOT NULL,
+    type TEXT NOT NULL,
+    blob BLOB NOT NULL,
+    PRIMARY KEY (thread_id, hash)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS packed_writes (
+    thread_id TEXT NOT NULL,
+    checkpoint_ns TEXT NOT NULL DEFAULT '',
+    checkpoint_id TEXT NOT NULL,
+    task_id TEXT NOT NULL,
+    writes BLOB NOT NULL,
+    PRIMARY KEY (thread_id, checkpoint_ns, checkpoint_id, task_id)
+) WITHOUT ROWID;
+"""
+
+_ROW = "thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata"
+WriteRow = tuple[str, str, str, bytes, str, int]
+"""A pending write as stored: task id, channel, type, value, task path, index."""
+
+
+class CheckpointSaver(AsyncSqliteSaver):
+    """``AsyncSqliteSaver`` that stores each large channel value once, and writes packed.
+
+    Opened like it: ``async with CheckpointSaver.from_conn_string(path) as saver``.
+    """
+
+    _own_tables = False
+
+    async def setup(self) -> None:
+        """Create the stock tables, then this saver's own (idempotent)."""
+        if self._own_tables:
+            return
+        await super().setup()
+        async with self.lock:
+            if not self._own_tables:
+                await self.conn.executescript(_SCHEMA)
+                await self.conn.commit()
+                self._own_tables = True
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        """Save a checkpoint: its large values in ``blobs`` (once each), the rest in its row."""
+        await self.setup()
+        conf = config["configurable"]
+        thread_id, checkpoint_ns = str(conf["thread_id"]), str(conf["checkpoint_ns"])
+        inline: dict[str, Any] = {}
+        refs: dict[str, bytes] = {}
+        blobs: list[tuple[str, bytes, str, bytes]] = []
+        for channel, value in checkpoint["channel_values"].items():
+            type_, data = self.serde.dumps_typed(value)
+            if len(data) < EXTERNAL_MIN:
+                inline[channel] = value
+                continue
+            inline[channel] = None  # its place: channel_values read back in the same order
+            digest = hashlib.blake2b(type_.encode() + b"\0" + data, digest_size=16).digest()
+            refs[channel] = digest
+            blobs.append((thread_id, digest, *_compressed(type_, data)))
+        type_, data = self.serde.dumps_typed(
+            {"checkpoint": {**checkpoint, "channel_values": inline}, "blobs": refs}
+        )
+        meta = json.dumps(get_checkpoint_metadata(config, metadata), ensure_ascii=False)
+        async with self.lock:
+            await self.conn.executemany(
+                "INSERT OR IGNORE INTO blobs (thread_id, hash, type, blob) VALUES (?, ?, ?, ?)",
+                blobs,
+            )
+            await self.conn.execute(
+                f"INSERT OR REPLACE INTO checkpoints ({_ROW}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    thread_id,
+                    checkpoint_ns,
+                    checkpoint["id"],
+                    conf.get("checkpoint_id"),
+                    FORMAT + type_,
+                    zlib.compress(data),
+                    meta.encode("utf-8", "ignore"),
+                ),
+            )
+            await self.conn.commit()
+        return {
+            "configurable": {
+                "thread_id": thread_id,
+                "checkpoint_ns": checkpoint_ns,
+                "checkpoint_id": checkpoint["id"],
+            }
+        }
+
+    async def aput_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        """Store a task's writes on a checkpoint in one row, merged as the stock saver merges.
+
+        Writes of special channels (errors, interrupts, resumes) replace what the task wrote
+        before at their index; any other write is kept only where none was. A checkpoint with
+        writes in the stock table (saved by an earlier release) gets them there as before.
+        """
+        await self.setup()
+        conf = config["configurable"]
+        key = (str(conf["thread_id"]), str(conf["checkpoint_ns"]), str(conf["checkpoint_id"]))
+        replace = all(channel in WRITES_IDX_MAP for channel, _ in writes)
+        new = [
+            (WRITES_IDX_MAP.get(channel, idx), channel, *self.serde.dumps_typed(value))
+            for idx, (channel, value) in enumerate(writes)
+        ]
+        async with self.lock, self.conn.cursor() as cur:
+            await cur.execute(
+                "SELECT 1 FROM writes WHERE thread_id = ? AND checkpoint_ns = ? "
+                "AND checkpoint_id = ? LIMIT 1",
+                key,
+            )
+            if await cur.fetchone() is not None:
+                stock = True
+            else:
+                stock = False
+                await cur.execute(
+                    "SELECT writes FROM packed_writes WHERE thread_id = ? AND checkpoint_ns = ? "
+                    "AND checkpoint_id = ? AND task_id = ?",
+                    (*key, task_id),
+                )
+                row = await cur.fetchone()
+                held = {int(w[0]): w for w in _unpack(row[0])} if row else {}
+                for idx, channel, type_, value in new:
+                    if replace or idx not in held:
+                        held[idx] = [idx, channel, type_, value, task_path]
+                await cur.execute(
+                    "INSERT OR REPLACE INTO packed_writes (thread_id, checkpoint_ns, "
+                    "checkpoint_id, task_id, writes) VALUES (?, ?, ?, ?, ?)",
+                    (*key, task_id, zlib.compress(ormsgpack.packb(list(held.values())))),
+                )
+                await self.conn.commit()
+        if stock:
+            await super().aput_writes(config, writes, task_id, task_path)
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        """Return the checkpoint ``config`` names (its latest without an id), or None."""
+        await self.setup()
+        thread_id = str(config["configurable"]["thread_id"])
+        checkpoint_ns = config["configurable"].get("checkpoint_ns", "")
+        if checkpoint_id := get_checkpoint_id(config):
+            query = f"SELECT {_ROW} FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ? "
+            params: tuple[str, ...] = (thread_id, checkpoint_ns, checkpoint_id)
+            query += "AND checkpoint_id = ?"
+        else:
+            query = (
+                f"SELECT {_ROW} FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ? "
+                "ORDER BY checkpoint_id DESC LIMIT 1"
+            )
+            params = (thread_id, checkpoint_ns)
+        async with self.lock, self.conn.cursor() as cur:
+            await cur.execute(query, params)
+            row = await cur.fetchone()
+            return None if row is None else await self._tuple(cur, row)
+
+    async def alist(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[CheckpointTuple]:
+        """Yield the checkpoints that match, newest first (as the stock saver does)."""
+        await self.setup()
+        where, params = search_where(config, filter, before)
+        query = f"SELECT {_ROW} FROM checkpoints {where} ORDER BY checkpoint_id DESC"
+        if limit is not None:
+            query += " LIMIT ?"
+            params = (*params, limit)
+        async with self.lock, self.conn.execute(query, params) as rows, self.conn.cursor() as cur:
+            async for row in rows:
+                yield await self._tuple(cur, row)
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        """Delete a thread's checkpoints, writes and blobs."""
+        await super().adelete_thread(thread_id)
+        async with self.lock:
+            for table in ("blobs", "packed_writes"):
+                await self.conn.execute(f"DELETE FROM {table} WHERE thread_id = ?", (thread_id,))
+            await self.conn.commit()
+
+    async def aget_delta_channel_history(
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> Mapping[str, DeltaChannelHistory]:
+        """Walk the parent chain by ``aget_tuple`` (the stock fast path reads rows directly)."""
+        return await BaseCheckpointSaver.aget_delta_channel_history(
+            self, config=config, channels=channels
+        )
+
+    async def _tuple(self, cur: aiosqlite.Cursor, row: Any) -> CheckpointTuple:
+        """Turn a checkpoint row into the tuple the stock saver returns for it."""
+        thread_id, checkpoint_ns, checkpoint_id, parent_id, type_, data, metadata = row
+        if type_ and type_.startswith(FORMAT):
+            stored = self.serde.loads_typed((type_[len(FORMAT) :], zlib.decompress(data)))
+            checkpoint = cast(Checkpoint, stored["checkpoint"])
+            refs: dict[str, bytes] = stored["blobs"]
+            if refs:
+                values = await self._blobs(cur, thread_id, set(refs.values()))
+                if missing := sorted(ch for ch, h in refs.items() if h not in values):
+                    raise CheckpointsCorrupt(
+                        f"checkpoint {checkpoint_id} of thread {thread_id} names stored values "
+                        f"that are missing from its file (channels {', '.join(missing)}): "
+                        "restore the checkpoint file from a backup, or start the run over "
+                        "with 'oldnew resume --workspace <dir> --restart'"
+                    )
+                checkpoint["channel_values"] |= {ch: values[h] for ch, h in refs.items()}
+        else:
+            checkpoint = self.serde.loads_typed((type_, data))
+        return CheckpointTuple(
+            {
+                "configurable": {
+                    "thread_id": thread_id,
+                    "checkpoint_ns": checkpoint_ns,
+                    "checkpoint_id": checkpoint_id,
+                }
+            },
+            checkpoint,
+            cast(CheckpointMetadata, json.loads(metadata) if metadata is not None else {}),
+            {
+                "configurable": {
+                    "thread_id": thread_id,
+                    "checkpoint_ns": checkpoint_ns,
+                    "checkpoint_id": parent_id,
+                }
+            }
+            if parent_id
+            else None,
+            await self._pending_writes(cur, (thread_id, checkpoint_ns, checkpoint_id)),
+        )
+
+    async def _blobs(
+        self, cur: aiosqlite.Cursor, thread_id: str, hashes: set[bytes]
+    ) -> dict[bytes, Any]:
+        marks = ", ".join("?" * len(hashes))
+        await cur.execute(
+            f"SELECT hash, type, blob FROM blobs WHERE thread_id = ? AND hash IN ({marks})",
+            (thread_id, *hashes),
+        )
+        return {h: self.serde.loads_typed(_decompressed(t, b)) for h, t, b in await cur.fetchall()}
+
+    async def _pending_writes(
+        self, cur: aiosqlite.Cursor, key: tuple[str, str, str]
+    ) -> list[PendingWrite]:
+        await cur.execute(pending_writes_sql(self._has_task_path), key)
+        rows = cast(list[WriteRow], list(await cur.fetchall()))
+        await cur.execute(
+            "SELECT task_id, writes FROM packed_writes "
+            "WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?",
+            key,
+        )
+        for task_id, packed in await cur.fetchall():
+            rows += [(task_id, ch, t, v, path, idx) for idx, ch, t, v, path in _unpack(packed)]
+        rows.sort(key=lambda r: writes_sort_key(r[4], r[0], r[5]))
+        return [(task_id, ch, self.serde.loads_typed((t, v))) for task_id, ch, t, v, _, _ in rows]
+
+
+def _compressed(type_: str, data: bytes) -> tuple[str, bytes]:
+    packed = zlib.compress(data)
+    return (_ZLIB + type_, packed) if len(packed) < len(data) else (type_, data)
+
+
+def _decompressed(type_: str, data: bytes) -> tuple[str, bytes]:
+    if type_.startswith(_ZLIB):
+        return type_[len(_ZLIB) :], zlib.decompress(data)
+    return type_, data
+
+
+def _unpack(packed: bytes) -> list[list[Any]]:
+    return cast(list[list[Any]], ormsgpack.unpackb(zlib.decompress(packed)))
