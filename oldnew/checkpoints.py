@@ -42,7 +42,7 @@ from langgraph.checkpoint.base import (
     writes_sort_key,
 )
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
-from langgraph.checkpoint.sqlite.utils import pending_writes_sql, search_where
+from langgraph.checkpoint.sqlite.utils import search_where
 
 from oldnew.errors import CheckpointsCorrupt
 
@@ -74,6 +74,9 @@ CREATE TABLE IF NOT EXISTS packed_writes (
 ) WITHOUT ROWID;
 """
 
+_KNOWN_MAX = 200_000
+"""Blobs remembered as stored, at most (then the memory starts over)."""
+
 _ROW = "thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata"
 WriteRow = tuple[str, str, str, bytes, str, int]
 """A pending write as stored: task id, channel, type, value, task path, index."""
@@ -85,7 +88,14 @@ class CheckpointSaver(AsyncSqliteSaver):
     Opened like it: ``async with CheckpointSaver.from_conn_string(path) as saver``.
     """
 
-    _own_tables = False
+    def __init__(self, conn: aiosqlite.Connection, *, serde: Any = None) -> None:
+        """Wrap an open connection, as the stock saver does."""
+        super().__init__(conn, serde=serde)
+        self._own_tables = False
+        self._stock_writes = True
+        """Whether the stock ``writes`` table may hold rows (a file of an earlier release)."""
+        self._stored: set[tuple[str, bytes]] = set()
+        """Blobs known to be in the file (they never change): not compressed and sent again."""
 
     async def setup(self) -> None:
         """Create the stock tables, then this saver's own (idempotent)."""
@@ -96,6 +106,8 @@ class CheckpointSaver(AsyncSqliteSaver):
             if not self._own_tables:
                 await self.conn.executescript(_SCHEMA)
                 await self.conn.commit()
+                rows = await self.conn.execute_fetchall("SELECT 1 FROM writes LIMIT 1")
+                self._stock_writes = bool(list(rows))
                 self._own_tables = True
 
     async def aput(
@@ -120,16 +132,18 @@ class CheckpointSaver(AsyncSqliteSaver):
             inline[channel] = None  # its place: channel_values read back in the same order
             digest = hashlib.blake2b(type_.encode() + b"\0" + data, digest_size=16).digest()
             refs[channel] = digest
-            blobs.append((thread_id, digest, *_compressed(type_, data)))
+            if (thread_id, digest) not in self._stored:
+                blobs.append((thread_id, digest, *_compressed(type_, data)))
         type_, data = self.serde.dumps_typed(
             {"checkpoint": {**checkpoint, "channel_values": inline}, "blobs": refs}
         )
         meta = json.dumps(get_checkpoint_metadata(config, metadata), ensure_ascii=False)
         async with self.lock:
-            await self.conn.executemany(
-                "INSERT OR IGNORE INTO blobs (thread_id, hash, type, blob) VALUES (?, ?, ?, ?)",
-                blobs,
-            )
+            if blobs:
+                await self.conn.executemany(
+                    "INSERT OR IGNORE INTO blobs (thread_id, hash, type, blob) VALUES (?, ?, ?, ?)",
+                    blobs,
+                )
             await self.conn.execute(
                 f"INSERT OR REPLACE INTO checkpoints ({_ROW}) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
@@ -143,6 +157,7 @@ class CheckpointSaver(AsyncSqliteSaver):
                 ),
             )
             await self.conn.commit()
+            self._remember(thread_id, [b[1] for b in blobs])
         return {
             "configurable": {
                 "thread_id": thread_id,
@@ -167,59 +182,48 @@ class CheckpointSaver(AsyncSqliteSaver):
         await self.setup()
         conf = config["configurable"]
         key = (str(conf["thread_id"]), str(conf["checkpoint_ns"]), str(conf["checkpoint_id"]))
+        if self._stock_writes and await self._has_stock_writes(key):
+            await super().aput_writes(config, writes, task_id, task_path)
+            return
         replace = all(channel in WRITES_IDX_MAP for channel, _ in writes)
         new = [
             (WRITES_IDX_MAP.get(channel, idx), channel, *self.serde.dumps_typed(value))
             for idx, (channel, value) in enumerate(writes)
         ]
-        async with self.lock, self.conn.cursor() as cur:
-            await cur.execute(
-                "SELECT 1 FROM writes WHERE thread_id = ? AND checkpoint_ns = ? "
-                "AND checkpoint_id = ? LIMIT 1",
-                key,
-            )
-            if await cur.fetchone() is not None:
-                stock = True
-            else:
-                stock = False
-                await cur.execute(
+        async with self.lock:
+            rows = list(
+                await self.conn.execute_fetchall(
                     "SELECT writes FROM packed_writes WHERE thread_id = ? AND checkpoint_ns = ? "
                     "AND checkpoint_id = ? AND task_id = ?",
                     (*key, task_id),
                 )
-                row = await cur.fetchone()
-                held = {int(w[0]): w for w in _unpack(row[0])} if row else {}
-                for idx, channel, type_, value in new:
-                    if replace or idx not in held:
-                        held[idx] = [idx, channel, type_, value, task_path]
-                await cur.execute(
-                    "INSERT OR REPLACE INTO packed_writes (thread_id, checkpoint_ns, "
-                    "checkpoint_id, task_id, writes) VALUES (?, ?, ?, ?, ?)",
-                    (*key, task_id, zlib.compress(ormsgpack.packb(list(held.values())))),
-                )
-                await self.conn.commit()
-        if stock:
-            await super().aput_writes(config, writes, task_id, task_path)
+            )
+            held = {int(w[0]): w for w in _unpack(rows[0][0])} if rows else {}
+            for idx, channel, type_, value in new:
+                if replace or idx not in held:
+                    held[idx] = [idx, channel, type_, value, task_path]
+            await self.conn.execute(
+                "INSERT OR REPLACE INTO packed_writes (thread_id, checkpoint_ns, "
+                "checkpoint_id, task_id, writes) VALUES (?, ?, ?, ?, ?)",
+                (*key, task_id, zlib.compress(ormsgpack.packb(list(held.values())))),
+            )
+            await self.conn.commit()
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         """Return the checkpoint ``config`` names (its latest without an id), or None."""
         await self.setup()
         thread_id = str(config["configurable"]["thread_id"])
         checkpoint_ns = config["configurable"].get("checkpoint_ns", "")
+        query = f"SELECT {_ROW} FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ? "
         if checkpoint_id := get_checkpoint_id(config):
-            query = f"SELECT {_ROW} FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ? "
-            params: tuple[str, ...] = (thread_id, checkpoint_ns, checkpoint_id)
             query += "AND checkpoint_id = ?"
+            params: tuple[str, ...] = (thread_id, checkpoint_ns, checkpoint_id)
         else:
-            query = (
-                f"SELECT {_ROW} FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ? "
-                "ORDER BY checkpoint_id DESC LIMIT 1"
-            )
+            query += "ORDER BY checkpoint_id DESC LIMIT 1"
             params = (thread_id, checkpoint_ns)
-        async with self.lock, self.conn.cursor() as cur:
-            await cur.execute(query, params)
-            row = await cur.fetchone()
-            return None if row is None else await self._tuple(cur, row)
+        async with self.lock:
+            rows = list(await self.conn.execute_fetchall(query, params))
+            return await self._tuple(rows[0]) if rows else None
 
     async def alist(
         self,
@@ -236,9 +240,9 @@ class CheckpointSaver(AsyncSqliteSaver):
         if limit is not None:
             query += " LIMIT ?"
             params = (*params, limit)
-        async with self.lock, self.conn.execute(query, params) as rows, self.conn.cursor() as cur:
+        async with self.lock, self.conn.execute(query, params) as rows:
             async for row in rows:
-                yield await self._tuple(cur, row)
+                yield await self._tuple(row)
 
     async def adelete_thread(self, thread_id: str) -> None:
         """Delete a thread's checkpoints, writes and blobs."""
@@ -247,6 +251,7 @@ class CheckpointSaver(AsyncSqliteSaver):
             for table in ("blobs", "packed_writes"):
                 await self.conn.execute(f"DELETE FROM {table} WHERE thread_id = ?", (thread_id,))
             await self.conn.commit()
+            self._stored = {known for known in self._stored if known[0] != thread_id}
 
     async def aget_delta_channel_history(
         self, *, config: RunnableConfig, channels: Sequence[str]
@@ -256,25 +261,41 @@ class CheckpointSaver(AsyncSqliteSaver):
             self, config=config, channels=channels
         )
 
-    async def _tuple(self, cur: aiosqlite.Cursor, row: Any) -> CheckpointTuple:
-        """Turn a checkpoint row into the tuple the stock saver returns for it."""
+    async def _has_stock_writes(self, key: tuple[str, str, str]) -> bool:
+        async with self.lock:
+            rows = await self.conn.execute_fetchall(
+                "SELECT 1 FROM writes WHERE thread_id = ? AND checkpoint_ns = ? "
+                "AND checkpoint_id = ? LIMIT 1",
+                key,
+            )
+            return bool(list(rows))
+
+    def _remember(self, thread_id: str, hashes: list[bytes]) -> None:
+        if len(self._stored) > _KNOWN_MAX:
+            self._stored.clear()
+        self._stored.update((thread_id, h) for h in hashes)
+
+    async def _tuple(self, row: Any) -> CheckpointTuple:
+        """Turn a checkpoint row into the tuple the stock saver returns for it (lock held)."""
         thread_id, checkpoint_ns, checkpoint_id, parent_id, type_, data, metadata = row
+        refs: dict[str, bytes] = {}
         if type_ and type_.startswith(FORMAT):
             stored = self.serde.loads_typed((type_[len(FORMAT) :], zlib.decompress(data)))
             checkpoint = cast(Checkpoint, stored["checkpoint"])
-            refs: dict[str, bytes] = stored["blobs"]
-            if refs:
-                values = await self._blobs(cur, thread_id, set(refs.values()))
-                if missing := sorted(ch for ch, h in refs.items() if h not in values):
-                    raise CheckpointsCorrupt(
-                        f"checkpoint {checkpoint_id} of thread {thread_id} names stored values "
-                        f"that are missing from its file (channels {', '.join(missing)}): "
-                        "restore the checkpoint file from a backup, or start the run over "
-                        "with 'oldnew resume --workspace <dir> --restart'"
-                    )
-                checkpoint["channel_values"] |= {ch: values[h] for ch, h in refs.items()}
+            refs = stored["blobs"]
         else:
             checkpoint = self.serde.loads_typed((type_, data))
+        values, writes = await self._values_and_writes(
+            (thread_id, checkpoint_ns, checkpoint_id), set(refs.values())
+        )
+        if missing := sorted(ch for ch, h in refs.items() if h not in values):
+            raise CheckpointsCorrupt(
+                f"checkpoint {checkpoint_id} of thread {thread_id} names stored values "
+                f"that are missing from its file (channels {', '.join(missing)}): "
+                "restore the checkpoint file from a backup, or start the run over "
+                "with 'oldnew resume --workspace <dir> --restart'"
+            )
+        checkpoint["channel_values"] |= {ch: values[h] for ch, h in refs.items()}
         return CheckpointTuple(
             {
                 "configurable": {
@@ -294,33 +315,47 @@ class CheckpointSaver(AsyncSqliteSaver):
             }
             if parent_id
             else None,
-            await self._pending_writes(cur, (thread_id, checkpoint_ns, checkpoint_id)),
+            writes,
         )
 
-    async def _blobs(
-        self, cur: aiosqlite.Cursor, thread_id: str, hashes: set[bytes]
-    ) -> dict[bytes, Any]:
-        marks = ", ".join("?" * len(hashes))
-        await cur.execute(
-            f"SELECT hash, type, blob FROM blobs WHERE thread_id = ? AND hash IN ({marks})",
-            (thread_id, *hashes),
-        )
-        return {h: self.serde.loads_typed(_decompressed(t, b)) for h, t, b in await cur.fetchall()}
-
-    async def _pending_writes(
-        self, cur: aiosqlite.Cursor, key: tuple[str, str, str]
-    ) -> list[PendingWrite]:
-        await cur.execute(pending_writes_sql(self._has_task_path), key)
-        rows = cast(list[WriteRow], list(await cur.fetchall()))
-        await cur.execute(
-            "SELECT task_id, writes FROM packed_writes "
-            "WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?",
-            key,
-        )
-        for task_id, packed in await cur.fetchall():
-            rows += [(task_id, ch, t, v, path, idx) for idx, ch, t, v, path in _unpack(packed)]
+    async def _values_and_writes(
+        self, key: tuple[str, str, str], hashes: set[bytes]
+    ) -> tuple[dict[bytes, Any], list[PendingWrite]]:
+        """Read a checkpoint's stored values and its pending writes in one query."""
+        parts = [
+            "SELECT 'p', task_id, '', '', writes, '', 0 FROM packed_writes "
+            "WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?"
+        ]
+        params: list[Any] = [*key]
+        if hashes:
+            marks = ", ".join("?" * len(hashes))
+            parts.append(
+                f"SELECT 'b', hash, '', type, blob, '', 0 FROM blobs "
+                f"WHERE thread_id = ? AND hash IN ({marks})"
+            )
+            params += [key[0], *hashes]
+        if self._stock_writes:
+            path = "task_path" if self._has_task_path else "''"
+            parts.append(
+                f"SELECT 'w', task_id, channel, type, value, {path}, idx FROM writes "
+                "WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?"
+            )
+            params += key
+        values: dict[bytes, Any] = {}
+        rows: list[WriteRow] = []
+        for kind, name, channel, type_, data, path, idx in await self.conn.execute_fetchall(
+            " UNION ALL ".join(parts), params
+        ):
+            if kind == "b":
+                values[name] = self.serde.loads_typed(_decompressed(type_, data))
+            elif kind == "w":
+                rows.append((name, channel, type_, data, path, idx))
+            else:
+                rows += [(name, ch, t, v, p, i) for i, ch, t, v, p in _unpack(data)]
+        if hashes:
+            self._remember(key[0], list(values))
         rows.sort(key=lambda r: writes_sort_key(r[4], r[0], r[5]))
-        return [(task_id, ch, self.serde.loads_typed((t, v))) for task_id, ch, t, v, _, _ in rows]
+        return values, [(task, ch, self.serde.loads_typed((t, v))) for task, ch, t, v, _, _ in rows]
 
 
 def _compressed(type_: str, data: bytes) -> tuple[str, bytes]:
