@@ -1,7 +1,8 @@
 """A run's session: its checkpoints, its memory store, its context, and one stream of it.
 
 One process works on a workspace at a time (a file lock); the run's thread id is its run id,
-and its checkpoints live in ``.oldnew/checkpoints.sqlite`` inside the workspace.
+and its checkpoints live in ``.oldnew/checkpoints.sqlite`` inside the workspace, kept by
+``oldnew.checkpoints.CheckpointSaver`` (a large value stored once, not with every checkpoint).
 """
 
 from __future__ import annotations
