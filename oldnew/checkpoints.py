@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 import zlib
 from collections.abc import AsyncIterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any, cast
 
 import aiosqlite
@@ -356,6 +358,25 @@ class CheckpointSaver(AsyncSqliteSaver):
             self._remember(key[0], list(values))
         rows.sort(key=lambda r: writes_sort_key(r[4], r[0], r[5]))
         return values, [(task, ch, self.serde.loads_typed((t, v))) for task, ch, t, v, _, _ in rows]
+
+
+def stored_bytes(path: Path | str) -> dict[str, int]:
+    """Return the bytes a checkpoint file takes: ``file`` (with its WAL), then per table.
+
+    The per-table figures (pages, indexes included) need SQLite's ``dbstat`` table; without
+    it only ``file`` is given. For benchmarks: ``oldnew bench scale`` divides by the tasks.
+    """
+    db = Path(path)
+    wal = db.with_name(db.name + "-wal")
+    out = {"file": db.stat().st_size + (wal.stat().st_size if wal.exists() else 0)}
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        rows = conn.execute("SELECT name, SUM(pgsize) FROM dbstat GROUP BY name").fetchall()
+    except sqlite3.OperationalError:  # built without dbstat
+        rows = []
+    finally:
+        conn.close()
+    return out | {str(name): int(size) for name, size in rows}
 
 
 def _compressed(type_: str, data: bytes) -> tuple[str, bytes]:

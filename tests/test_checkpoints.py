@@ -12,6 +12,7 @@ import asyncio
 import copy
 import operator
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,7 +23,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command, interrupt
 from typing_extensions import TypedDict
 
-from oldnew.checkpoints import FORMAT, CheckpointSaver
+from oldnew.checkpoints import FORMAT, CheckpointSaver, stored_bytes
 from oldnew.errors import CheckpointsCorrupt
 
 BIG = "the plan " * 2000
@@ -129,8 +130,9 @@ def test_reads_back_what_the_stock_saver_does(tmp_path: Path) -> None:
             assert delta == await stock.aget_delta_channel_history(config=config, channels=channels)
             filtered = [t async for t in ours.alist(config, filter={"source": "update"})]
             assert len(filtered) == 1
-            stored = sqlite3.connect(tmp_path / "ours.sqlite").execute("SELECT count(*) FROM blobs")
-            return mine, theirs, state, stock_state, stored.fetchone()[0]
+            with closing(sqlite3.connect(tmp_path / "ours.sqlite")) as db:
+                stored = db.execute("SELECT count(*) FROM blobs").fetchone()[0]
+            return mine, theirs, state, stock_state, stored
 
     mine, theirs, state, stock_state, blobs = asyncio.run(story())
     _same(mine, theirs)
@@ -139,8 +141,10 @@ def test_reads_back_what_the_stock_saver_does(tmp_path: Path) -> None:
     assert state.values == stock_state.values and state.values["log"][-1] == "answer again"
     assert state.next == stock_state.next == ()
     assert blobs == 1  # BIG, in a dozen checkpoints, stored once
-    ours_size = (tmp_path / "ours.sqlite").stat().st_size
-    assert ours_size < (tmp_path / "stock.sqlite").stat().st_size / 2
+    ours, stock = stored_bytes(tmp_path / "ours.sqlite"), stored_bytes(tmp_path / "stock.sqlite")
+    assert ours["file"] == (tmp_path / "ours.sqlite").stat().st_size  # closed: no WAL left
+    assert ours["file"] < stock["file"] / 2
+    assert ours["blobs"] < ours["file"] and "blobs" not in stock
 
 
 def test_a_file_of_the_stock_saver_opens_and_resumes(tmp_path: Path) -> None:
