@@ -12,10 +12,10 @@ from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
-from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from langgraph.runtime import Runtime
 
 from oldnew import milestones
+from oldnew.checkpoints import CheckpointSaver
 from oldnew.context import Context
 from oldnew.execution import pools
 from oldnew.execution.lineage import lineage_of, step_of
@@ -55,7 +55,7 @@ async def execute(
             saver
             if saver is not None
             else await stack.enter_async_context(
-                AsyncSqliteSaver.from_conn_string(str(ws.checkpoints))
+                CheckpointSaver.from_conn_string(str(ws.checkpoints))
             )
         )
         return await _execute(state, runtime, config, ctx, ws, task_graph, own)

@@ -1,7 +1,8 @@
 """A run's session: its checkpoints, its memory store, its context, and one stream of it.
 
 One process works on a workspace at a time (a file lock); the run's thread id is its run id,
-and its checkpoints live in ``.oldnew/checkpoints.sqlite`` inside the workspace.
+and its checkpoints live in ``.oldnew/checkpoints.sqlite`` inside the workspace, kept by
+``oldnew.checkpoints.CheckpointSaver`` (a large value stored once, not with every checkpoint).
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
-from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.store.sqlite.aio import AsyncSqliteStore
 
+from oldnew.checkpoints import CheckpointSaver
 from oldnew.context import Context
 from oldnew.errors import CheckpointsCorrupt, CheckpointsLost, StorageError, WorkspaceError
 from oldnew.graph.build import build_graph
@@ -89,7 +90,7 @@ async def open_graph(
     check_checkpoints(ws)
     try:
         async with (
-            AsyncSqliteSaver.from_conn_string(str(ws.checkpoints)) as saver,
+            CheckpointSaver.from_conn_string(str(ws.checkpoints)) as saver,
             open_memory(memory_path, ws) as store,
         ):
             yield build_graph(models=models, checkpointer=saver, store=store, **build)
