@@ -30,6 +30,10 @@ from typing import Any
 
 from oldnew.bench.faults import synthetic_plan
 from oldnew.bench.simulated import LatencyModel, SimulatedGates
+from oldnew.budget import ledger_of
+from oldnew.context import Context
+from oldnew.runs import open_graph, outcome_of, run_config, stream
+from oldnew.workspace import Workspace
 
 Dag = dict[str, list[str]]
 """Task id -> the ids of its prerequisites (``T1``..``TN``, prerequisites in lower layers)."""
@@ -174,11 +178,7 @@ async def run_scale_bench(
     The workspace is made in ``workdir`` and kept there; without it, in a temporary folder
     removed at the end. ``progress`` is told how far the run is, now and then.
     """
-    from oldnew.context import Context
-    from oldnew.runs import open_graph, outcome_of, run_config, stream
-    from oldnew.workspace import Workspace
-
-    dag = layered_dag(tasks, seed, edges, layers)
+    dag = await asyncio.to_thread(layered_dag, tasks, seed, edges, layers)
     root = workdir or Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="oldnew-scale-"))
     run_id = str(uuid.uuid4())
     try:
@@ -249,8 +249,6 @@ def _children() -> float:
 
 
 def _metered_calls(root: Path) -> int:
-    from oldnew.budget import ledger_of
-
     return int(ledger_of(root).spend()["calls"])
 
 
