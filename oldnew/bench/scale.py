@@ -221,6 +221,10 @@ async def run_scale_bench(
             "longest_chain": round(critical_path(dag, dict.fromkeys(dag, 1.0))),
             "status": outcome.status,
             "delivered": sum(1 for t in outcome.tasks if t["status"] == "done"),
+            "model_calls": model.log.calls(),
+            "model_calls_metered": metered,
+            "gate_runs": gates.runs,
+            "gate_runs_at_once_max": gates.peak,
         }
         figures |= _timing(dag, model, gates, events, agents)
         figures |= {
@@ -229,19 +233,18 @@ async def run_scale_bench(
             "checkpoint_bytes_per_task": round(stored["contents"] / tasks),
             "checkpoint_file_bytes_per_task": round(stored["file"] / tasks),
             "peak_rss_mb": round(self1.ru_maxrss / 1024, 1),
-            "model_calls": model.log.calls(),
-            "model_calls_metered": metered,
-            "gate_runs": gates.runs,
-            "gate_runs_at_once_max": gates.peak,
             "merge_lock_held_s": round(ws.merge_held(), 2),
+            "merge_lock_share": _share(ws.merge_held(), figures["makespan_s"]),
             "wall_s": round(wall, 2),
         }
-        span = figures["makespan_s"]
-        figures["merge_lock_share"] = round(ws.merge_held() / span, 3) if span else None
         return figures
     finally:
         if workdir is None:
             await asyncio.to_thread(shutil.rmtree, root, True)
+
+
+def _share(part: float, whole: float) -> float | None:
+    return round(part / whole, 3) if whole else None
 
 
 def _children() -> float:
