@@ -1101,6 +1101,65 @@ def bench_faults(
     raise typer.Exit(1 if figures["crashes"] or figures["silent_failures"] else 0)
 
 
+@bench_app.command("scale")
+def bench_scale(
+    tasks: Annotated[int, typer.Option(min=1, help="Synthetic tasks in the DAG.")] = 200,
+    agents: Annotated[int, typer.Option(min=1, help="Tasks run at once (--max-agents).")] = 8,
+    latency_median: Annotated[
+        float, typer.Option(min=0, help="Median seconds of a model call (log-normal).")
+    ] = 0.3,
+    latency_sigma: Annotated[
+        float, typer.Option(min=0, help="Sigma of the log-normal model latency.")
+    ] = 0.5,
+    gate_seconds: Annotated[
+        float, typer.Option(min=0, help="Seconds one validation takes (simulated).")
+    ] = 0.5,
+    edges: Annotated[
+        float, typer.Option(min=0, max=1, help="Share of possible edges in the DAG.")
+    ] = 0.04,
+    layers: Annotated[
+        int | None, typer.Option(min=1, help="Layers of the DAG (default: sqrt of tasks).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the DAG and of every latency.")] = 1,
+    workdir: Annotated[
+        Path | None, typer.Option(help="Keep the run's workspace in this folder.")
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Run a synthetic DAG through the graph at simulated speed; print what the graph costs.
+
+    The model sleeps a log-normal time per call and the gates sleep --gate-seconds (they
+    check no code): the makespan against its lower bound, CPU, checkpoint bytes and memory
+    per task, and the merge lock's share measure the graph itself. Progress goes to stderr.
+    """
+    from oldnew.bench.scale import FIGURES, run_scale_bench
+
+    figures = asyncio.run(
+        run_scale_bench(
+            tasks=tasks,
+            agents=agents,
+            latency_median=latency_median,
+            gate_seconds=gate_seconds,
+            seed=seed,
+            sigma=latency_sigma,
+            edges=edges,
+            layers=layers,
+            workdir=workdir,
+            progress=lambda line: err.print(line, markup=False, highlight=False),
+        )
+    )
+    if json_out:
+        typer.echo(json.dumps(figures))
+    else:
+        table = Table(title=f"bench scale: {tasks} tasks, {agents} agents, seed {seed}")
+        table.add_column("figure")
+        table.add_column("value", justify="right")
+        for key, label in FIGURES.items():
+            table.add_row(label, escape(str(figures.get(key))))
+        console.print(table)
+    raise typer.Exit(0 if figures["delivered"] == tasks else 1)
+
+
 def _reflow_help(*apps: typer.Typer) -> None:
     """Give each command its docstring as help with its paragraphs joined into lines.
 

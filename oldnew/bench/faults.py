@@ -113,6 +113,42 @@ class SyntheticProjectModel(BaseChatModel):
         return ChatResult(generations=[ChatGeneration(message=message)])
 
 
+def synthetic_plan(tasks: int, depends_on: dict[str, list[str]] | None = None) -> dict[str, Any]:
+    """Return the run state a planner would leave for N synthetic tasks (``T1``..``TN``).
+
+    Task i writes ``mods/m{i}.py`` and its test (:func:`task_files`); ``depends_on`` gives
+    each task's prerequisites (none by default). Seeded with ``aupdate_state(..., as_node=
+    "plan")``, it stands in for the planner's answer: the run's own routing takes it from there.
+    """
+    deps = depends_on or {}
+    features = [{"id": f"F{i}", "title": f"function f{i}"} for i in range(1, tasks + 1)]
+    plan = {
+        "tasks": [
+            {
+                "id": f"T{i}",
+                "title": f"module m{i}",
+                "role": "backend",
+                "description": f"mods/m{i}.py with f{i}(x) = x + {i}, and its test",
+                "files": [f"mods/m{i}.py", f"tests/test_m{i}.py"],
+                "requirement_ids": [f"F{i}"],
+                "depends_on": list(deps.get(f"T{i}", [])),
+            }
+            for i in range(1, tasks + 1)
+        ]
+    }
+    return {
+        "scope_text": "synthetic",
+        "plan_version": 1,
+        "status": "executing",
+        "scope": {"title": "bench", "summary": "synthetic", "features": features},
+        "plan": plan,
+        "tasks": {
+            t["id"]: {"id": t["id"], "title": t["title"], "status": "pending", "commit": None}
+            for t in plan["tasks"]
+        },
+    }
+
+
 async def run_fault_bench(
     *,
     tasks: int,
@@ -143,31 +179,7 @@ async def run_fault_bench(
         max_fix_rounds=3,
         test_timeout=60.0,
     )
-    features = [{"id": f"F{i}", "title": f"function f{i}"} for i in range(1, tasks + 1)]
-    plan = {
-        "tasks": [
-            {
-                "id": f"T{i}",
-                "title": f"module m{i}",
-                "role": "backend",
-                "description": f"mods/m{i}.py with f{i}(x) = x + {i}, and its test",
-                "files": [f"mods/m{i}.py", f"tests/test_m{i}.py"],
-                "requirement_ids": [f"F{i}"],
-            }
-            for i in range(1, tasks + 1)
-        ]
-    }
-    seeded = {
-        "scope_text": "synthetic",
-        "plan_version": 1,
-        "status": "executing",
-        "scope": {"title": "bench", "summary": "synthetic", "features": features},
-        "plan": plan,
-        "tasks": {
-            t["id"]: {"id": t["id"], "title": t["title"], "status": "pending", "commit": None}
-            for t in plan["tasks"]
-        },
-    }
+    seeded = synthetic_plan(tasks)
     config = run_config(run_id)
     crashed = None
     start = time.monotonic()
