@@ -33,6 +33,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from oldnew import repo as repos
+from oldnew.commits import TaskCommits
 from oldnew.errors import PathViolation, RunLockedError, WorkspaceError
 from oldnew.locks import exclusive
 from oldnew.safegit import control_part, looks_like_git_dir, nested_control_paths, run_git
@@ -722,9 +723,12 @@ class Workspace:
             repos.forget_worktree(Path(str(self._settings().get("git_dir"))), path)
 
     def find_task_commit(self, task_id: str) -> str | None:
-        """Return the commit on ``main`` that delivered ``task_id``, if there is one."""
-        out = self.git("log", self.branch, "--format=%H", f"--grep=^Oldnew-Task: {task_id}$")
-        return out.splitlines()[0] if out else None
+        """Return the commit on ``main`` that delivered ``task_id``, if there is one.
+
+        Read from the trailer index (``oldnew.commits``): only the commits since it was last
+        brought up to date are walked, never the whole history.
+        """
+        return TaskCommits(self.meta, self.branch, self.git).find(task_id)
 
     def commit_worktree(self, task_id: str, title: str) -> str | None:
         """Commit everything the task changed in its worktree; return the commit id.

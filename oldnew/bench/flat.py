@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess  # nosec B404 - git fast-import with a fixed argv
 import tempfile
 import time
 import types
@@ -33,7 +32,7 @@ from oldnew.nodes import checks
 from oldnew.repomap import index
 from oldnew.repomap.history import task_files
 from oldnew.repomap.select import Want, select
-from oldnew.safegit import git_environment
+from oldnew.safegit import run_git
 from oldnew.workspace import Workspace
 
 REPEATS = 5
@@ -71,16 +70,9 @@ def build(root: Path, tasks: int) -> Workspace:
             lines.append("from refs/heads/main^0\n")
         lines.append(f"M 100644 inline mods/m{i}.py\ndata {len(body)}\n{body.decode()}\n")
     stream = "".join(lines).encode()
-    proc = subprocess.run(  # nosec B603 B607 - fixed argv
-        ["git", *safegit.GIT_OPTIONS, "fast-import", "--quiet"],
-        cwd=ws.root,
-        input=stream,
-        env=git_environment(ws.root),
-        capture_output=True,
-        check=False,
-    )
+    proc = run_git("fast-import", "--quiet", cwd=ws.root, text=False, input=stream)
     if proc.returncode != 0:
-        raise RuntimeError(f"git fast-import failed: {proc.stderr.decode()}")
+        raise RuntimeError(f"git fast-import failed: {bytes(proc.stderr).decode()}")
     ws.git("reset", "-q", "--hard", "main")
     for i in range(tasks):
         for n in (1, 2):
@@ -102,7 +94,7 @@ def _median_ms(call: Callable[[], object], repeats: int = REPEATS) -> float:
 def counting_git() -> Iterator[list[list[str]]]:
     """Count the git processes :mod:`oldnew.safegit` starts (their argv, in order)."""
     seen: list[list[str]] = []
-    real = safegit.subprocess
+    real = vars(safegit)["subprocess"]  # the module safegit runs git with
 
     def run(argv: list[str], *args: Any, **kwargs: Any) -> Any:
         sub = [a for a in argv[1:] if not a.startswith("-c") and "=" not in a]
@@ -112,11 +104,11 @@ def counting_git() -> Iterator[list[list[str]]]:
     shim = types.SimpleNamespace(
         run=run, DEVNULL=real.DEVNULL, CompletedProcess=real.CompletedProcess
     )
-    safegit.subprocess = shim  # type: ignore[assignment]
+    vars(safegit)["subprocess"] = shim
     try:
         yield seen
     finally:
-        safegit.subprocess = real
+        vars(safegit)["subprocess"] = real
 
 
 def _instant_gates(ctx: Context, tree: Path, *args: Any, **kwargs: Any) -> ValidationResult:
@@ -165,10 +157,10 @@ def measure(tasks: int, root: Path | None = None) -> dict[str, Any]:
         out["project_facts_ms"] = _median_ms(lambda: index.project_facts(ws.root, ws.meta))
         ws.find_task_commit("T0")
         found = []
+        target = f"T{tasks // 2}"
         for n in range(REPEATS):  # main moves by one commit, then a task's commit is looked up
             ws.git("commit", "-q", "--allow-empty", "-m", f"move {n}\n\nOldnew-Task: M{n}\n")
-            target = f"T{tasks // 2}"
-            found.append(_median_ms(lambda t=target: ws.find_task_commit(t), repeats=1))
+            found.append(_median_ms(lambda: ws.find_task_commit(target), repeats=1))
         out["find_task_commit_ms"] = statistics.median(found)
 
         def worktree_round() -> None:
