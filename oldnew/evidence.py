@@ -36,8 +36,9 @@ FOLDER = "evidence"
 _VERSION = 1
 _NUMBERED = re.compile(r"^(?P<task>.+)-(?P<n>\d+)$")
 _locks: dict[str, threading.RLock] = {}
-_known: dict[str, int] = {}
-"""Evidence folder -> the mtime at which this process last found the index matching it."""
+_known: dict[str, tuple[int, int]] = {}
+"""Evidence folder -> its mtime and the index state's when this process last found them to
+match (a change of either, or a state file gone, is looked into again)."""
 
 
 def _lock(meta: Path) -> threading.RLock:
@@ -90,9 +91,18 @@ class EvidenceIndex:
         except FileNotFoundError:
             return 0
 
+    def _seen(self) -> tuple[int, int]:
+        """Return the mtimes of the evidence folder and of the index's state (0: missing)."""
+        try:
+            state = (self.root / "state.json").stat().st_mtime_ns
+        except FileNotFoundError:
+            state = 0
+        return self._mtime(), state
+
     def _current(self) -> None:
-        """Rebuild the index unless it matches the evidence folder (one stat when it does)."""
-        if _known.get(str(self.folder)) == self._mtime():
+        """Rebuild the index unless it matches the evidence folder (two stats when it does)."""
+        seen = _known.get(str(self.folder))
+        if seen is not None and seen == self._seen() and seen[1]:
             return
         with self.lock:
             mtime = self._mtime()  # again: a recording may have ended while this waited
@@ -103,8 +113,7 @@ class EvidenceIndex:
                 recorded = None
             if recorded != {"version": _VERSION, "mtime_ns": mtime}:
                 self.rebuild()
-                mtime = self._mtime()
-            _known[str(self.folder)] = mtime
+            _known[str(self.folder)] = self._seen()
 
     def rebuild(self) -> None:
         """Index every evidence file afresh (what a missing or stale index costs, once)."""
@@ -131,7 +140,7 @@ class EvidenceIndex:
     def _matched(self) -> None:
         mtime = self._mtime()
         _write(self.root / "state.json", json.dumps({"version": _VERSION, "mtime_ns": mtime}))
-        _known[str(self.folder)] = mtime
+        _known[str(self.folder)] = self._seen()
 
     def record(self, name: str, data: dict[str, Any], write: Any) -> None:
         """Index evidence ``name`` (its ``data``), then call ``write()``, which writes its file."""
