@@ -6,9 +6,10 @@ true for. Each line says which commits the head gained since the line before::
     {"version": 1, "branch": "main", "from": null, "head": "<sha>", "tasks": {"T1": "<sha>"}}
     {"version": 1, "branch": "main", "from": "<sha>", "head": "<sha2>", "tasks": {"T2": ...}}
 
-A lookup asks git only for the commits since the indexed head (``git log <head>..<branch>``,
-one process; the old head must be one of that walk's boundary commits, or the branch moved
-back or sideways, a fork, and the index is made again from the whole history). So the
+A lookup asks git for the branch's head (one process), and when it moved, for only the
+commits since the indexed head (``git log --boundary <old>..<head>``: the old head must be
+one of that walk's boundary commits, or the branch moved back or sideways, a fork, and the
+index is made again from the whole history). So the
 index is right whatever happened between main moving and the index being written (a kill in
 between leaves an older head: the next lookup walks the commits since). A torn last line
 (a kill mid-append) is ignored; a journal whose lines do not chain is made again.
@@ -79,36 +80,36 @@ class TaskCommits:
 
     def find(self, task_id: str) -> str | None:
         """Return the commit on the branch that delivered ``task_id``, if there is one."""
+        return self.find_all([task_id]).get(task_id)
+
+    def find_all(self, task_ids: list[str]) -> dict[str, str]:
+        """Return task -> commit on the branch for those of ``task_ids`` delivered."""
         with self.lock:
             known = _known.get(self.key) or self._load()
             known = self._caught_up(known)
             _known[self.key] = known
-            return known.tasks.get(task_id)
+            return {t: known.tasks[t] for t in task_ids if t in known.tasks}
 
     def _caught_up(self, known: _Known) -> _Known:
+        """Return ``known`` brought up to the branch's head: one git when it has not moved."""
+        head = self.git("rev-parse", self.branch)
         if not known.head:
-            return self._rebuild()
+            return self._rebuild(head)
+        if head == known.head:
+            return known
         out = self.git(
-            *("log", "-z", "--topo-order", "--boundary", "--format=%m%H%n%B"),
-            f"{known.head}..{self.branch}",
+            *("log", "-z", "--boundary", "--format=%m%H%n%B"),
+            f"{known.head}..{head}",
             check=False,
         )
-        records = [r for r in out.split("\0") if r.strip()]
-        if not records:
-            # Nothing new, or the branch moved back to an ancestor (a fork): git says which.
-            if self.git("rev-parse", self.branch) == known.head:
-                return known
-            return self._rebuild()
-        included, boundary, tasks = trailers(records)
-        if known.head not in boundary or not included:
-            return self._rebuild()
-        head = included[0]  # --topo-order: the branch's tip comes first
+        included, boundary, tasks = trailers([r for r in out.split("\0") if r.strip()])
+        if known.head not in boundary or head not in included:
+            return self._rebuild(head)  # moved back or sideways (a fork), or history is odd
         self._append({"from": known.head, "head": head, "tasks": tasks})
         return _Known(head, {**known.tasks, **tasks})
 
-    def _rebuild(self) -> _Known:
-        """Index the branch's whole history (a new journal, a fork, or one that is odd)."""
-        head = self.git("rev-parse", self.branch)
+    def _rebuild(self, head: str) -> _Known:
+        """Index the history of ``head`` whole (a new journal, a fork, or one that is odd)."""
         out = self.git("log", "-z", "--format=%m%H%n%B", head)
         _, _, tasks = trailers([r for r in out.split("\0") if r.strip()])
         line = {"version": _VERSION, "branch": self.branch, "from": None, "head": head}

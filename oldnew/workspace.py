@@ -762,6 +762,10 @@ class Workspace:
         """
         return TaskCommits(self.meta, self.branch, self.git).find(task_id)
 
+    def find_task_commits(self, task_ids: list[str]) -> dict[str, str]:
+        """Return task -> its commit on ``main``, for those of ``task_ids`` delivered."""
+        return TaskCommits(self.meta, self.branch, self.git).find_all(task_ids)
+
     def commit_worktree(self, task_id: str, title: str) -> str | None:
         """Commit everything the task changed in its worktree; return the commit id.
 

@@ -113,7 +113,11 @@ def test_task_commits_after_normal_use(ws: Workspace) -> None:
     again = _commit(ws, "T1")  # delivered again (feedback): the newest counts
     with counting_git() as seen:
         assert ws.find_task_commit("T2") == second
-    assert len(seen) == 1 and seen[0][0] == "log"  # only the commits since: no whole walk
+    assert [argv[0] for argv in seen] == ["rev-parse", "log"]  # the head, the commits since
+    assert f"{first}..{again}" in seen[1]
+    with counting_git() as seen:
+        assert ws.find_task_commits(["T1", "T2", "T9"]) == {"T1": again, "T2": second}
+    assert [argv[0] for argv in seen] == ["rev-parse"]  # main has not moved: nothing walked
     assert ws.find_task_commit("T1") == again
     assert ws.find_task_commit("T1-1") is None
 

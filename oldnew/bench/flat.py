@@ -98,7 +98,7 @@ def counting_git() -> Iterator[list[list[str]]]:
 
     def run(argv: list[str], *args: Any, **kwargs: Any) -> Any:
         sub = [a for a in argv[1:] if not a.startswith("-c") and "=" not in a]
-        seen.append(sub[:2])
+        seen.append(sub)
         return real.run(argv, *args, **kwargs)
 
     shim = types.SimpleNamespace(

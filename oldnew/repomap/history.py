@@ -14,7 +14,9 @@ def task_files(ws: Workspace, task_ids: Iterable[str]) -> list[str]:
     A task with no commit yet (or one that changed nothing) adds none. Names are read as
     bytes: one that is not UTF-8 comes escaped, as :mod:`oldnew.repomap.index` lists it.
     """
-    commits = [c for c in (ws.find_task_commit(t) for t in task_ids) if c is not None]
+    ids = list(task_ids)
+    found = ws.find_task_commits(ids)
+    commits = [found[t] for t in ids if t in found]
     if not commits:
         return []
     # One git for all of them: each commit's files, in the order the commits are given.
