@@ -790,7 +790,11 @@ class Workspace:
         self.git("add", "-A", cwd=tree)
         # One look at what is staged: whether there is anything, and any new gitlink (one in
         # HEAD already is the person's, inherited, or was refused when it was committed).
-        staged = self.git("diff", "--cached", "--raw", "--no-renames", "-z", cwd=tree)
+        # (``--cached`` compares recorded ids only: no nested repository is entered.)
+        staged = self.git(
+            *("diff", "--cached", "--raw", "--no-renames", "-z", "--ignore-submodules=none"),
+            cwd=tree,
+        )
         fields = staged.split("\0")
         changes = list(zip(fields[0::2], fields[1::2], strict=False))
         links = [path for meta, path in changes if meta.split(" ")[1:2] == ["160000"]]
