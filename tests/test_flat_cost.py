@@ -208,3 +208,10 @@ def test_a_spare_that_cannot_be_recycled_is_dropped(ws: Workspace) -> None:
     tree = ws.worktree("T1")
     assert ws.git("symbolic-ref", "HEAD", cwd=tree) == f"refs/heads/{ws.task_branch('T1')}"
     assert not (ws.meta / SPARES / "broken").exists()
+
+
+def test_reuse_key_of_a_folder_without_git(tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text("x = 1\n", encoding="utf-8")
+    first = files_key(tmp_path)
+    (tmp_path / "app.py").write_text("x = 2\n", encoding="utf-8")
+    assert files_key(tmp_path) != first

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from oldnew.acceptance import SUITE_DIR
+from oldnew.errors import WorkspaceError
 from oldnew.gates import acceptance as acceptance_gate
 from oldnew.gates import audit, browser, js, lint, project, pytests, python, regression
 from oldnew.gates import web as web_gates
@@ -165,14 +166,26 @@ def files_key(tree: Path) -> str:
     and main after its commit hash alike. (A file a git filter changes on its way into the
     index hashes otherwise staged than unstaged: that misses a reuse, never fakes one.)
     """
-    blobs, changed, deleted, odd = listing(tree)
-    if odd.keys() & changed:
-        return fingerprint(tree, project_files(tree))  # names git escapes: read them all
+    listed = _listed(tree)
+    if listed is None:  # no git here (a plain folder), or names git escapes: read them all
+        return fingerprint(tree, project_files(tree))
+    blobs, changed, deleted = listed
     digest = hashlib.sha256(b"blobs\0")
     for name in sorted({*blobs, *changed} - deleted):
         blob = _blob(tree / name) if name in changed or name not in blobs else blobs[name]
         digest.update(os.fsencode(name) + b"\0" + blob.encode() + b"\0")
     return digest.hexdigest()
+
+
+def _listed(tree: Path) -> tuple[dict[str, str], set[str], set[str]] | None:
+    """Return git's blobs, changed and deleted files of ``tree``; None where git cannot tell."""
+    if not (tree / ".git").exists():
+        return None
+    try:
+        blobs, changed, deleted, odd = listing(tree)
+    except WorkspaceError:
+        return None
+    return None if odd.keys() & changed else (blobs, changed, deleted)
 
 
 def _blob(path: Path) -> str:
