@@ -16,6 +16,7 @@ from oldnew.evidence import INDEX, EvidenceIndex
 from oldnew.gates import Check, ValidationResult
 from oldnew.gates.runner import files_key
 from oldnew.nodes.checks import _passed_before, next_evidence_name, record_evidence
+from oldnew.report import regression_summary
 from oldnew.workspace import SPARES, Workspace
 
 
@@ -215,3 +216,13 @@ def test_reuse_key_of_a_folder_without_git(tmp_path: Path) -> None:
     first = files_key(tmp_path)
     (tmp_path / "app.py").write_text("x = 2\n", encoding="utf-8")
     assert files_key(tmp_path) != first
+
+
+def test_the_report_reads_only_the_tasks_own_evidence_newest_first(ws: Workspace) -> None:
+    for name, status in (("T1-01", "failed"), ("T1-02", "passed"), ("T1-1-01", "failed")):
+        result = _result(name)
+        result.checks.append(Check("regression", status, [], 0, 0.1, f"{name} {status}"))
+        record_evidence(ws, name, result, task=name.rsplit("-", 1)[0])
+    summary = regression_summary(ws, "T1")
+    assert summary is not None and summary.startswith("passed: T1-02 passed")
+    assert regression_summary(ws, "T2") is None
