@@ -6,7 +6,8 @@ task, then times the per-task calls that used to grow with N: finding a passed v
 its reuse key, naming the next evidence file, the reuse key itself, the coder's listing of the
 project (``repomap.select``), finding a task's commit after main moved, and a task worktree
 made and given back. Last it runs whole task cycles (worktree, context, write, validate with
-an instant stand-in for the gates, accept) and counts the git processes each one starts.
+an instant stand-in for the gates, accept), counts the git processes each one starts and
+the CPU it takes (this process's, and its git children's).
 
 :func:`measure` is the function the scale benchmark can call; it returns the numbers.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -135,6 +137,12 @@ def _cycle(ws: Workspace, i: int, ctx: Context) -> None:
         raise RuntimeError(f"the benchmark's task {tid} was not accepted: {out}")
 
 
+def _children_cpu() -> float:
+    """Return the CPU seconds of this process's finished children (git), user and system."""
+    times = os.times()
+    return times.children_user + times.children_system
+
+
 def measure(tasks: int, root: Path | None = None) -> dict[str, Any]:
     """Return the per-call milliseconds and git processes per task at ``tasks`` tasks."""
     with tempfile.TemporaryDirectory(prefix="oldnew-flat-") as tmp:
@@ -170,11 +178,13 @@ def measure(tasks: int, root: Path | None = None) -> dict[str, Any]:
         worktree_round()  # a spare to reuse, where there are spares
         out["worktree_make_and_drop_ms"] = _median_ms(worktree_round)
         _cycle(ws, 0, ctx)  # caches warm
-        start = time.perf_counter()
+        start, cpu, children = time.perf_counter(), time.process_time(), _children_cpu()
         with counting_git() as seen:
             for i in range(1, CYCLES + 1):
                 _cycle(ws, i, ctx)
         out["task_cycle_ms"] = round((time.perf_counter() - start) * 1000 / CYCLES, 1)
+        out["task_cpu_ms"] = round((time.process_time() - cpu) * 1000 / CYCLES, 1)
+        out["task_git_cpu_ms"] = round((_children_cpu() - children) * 1000 / CYCLES, 1)
         out["git_per_task"] = len(seen) / CYCLES
         commands: dict[str, int] = {}
         for argv in seen:
