@@ -113,6 +113,7 @@ class TaskCommits:
         out = self.git("log", "-z", "--format=%m%H%n%B", head)
         _, _, tasks = trailers([r for r in out.split("\0") if r.strip()])
         line = {"version": _VERSION, "branch": self.branch, "from": None, "head": head}
+        self.path.parent.mkdir(parents=True, exist_ok=True)  # a checkout with no run record yet
         tmp = self.path.with_name(self.path.name + ".tmp")
         tmp.write_text(json.dumps({**line, "tasks": tasks}) + "\n", encoding="utf-8")
         os.replace(tmp, self.path)
