@@ -10,6 +10,7 @@ from typing import Any
 from oldnew.acceptance.report import acceptance_markdown, acceptance_section, trace_markdown
 from oldnew.budget import budget_markdown
 from oldnew.deps.ledger import inventory
+from oldnew.evidence import EvidenceIndex
 from oldnew.feedback.items import render_feedback, report_section
 from oldnew.gates.baseline import Baseline
 from oldnew.gates.model import Diagnostic
@@ -171,7 +172,8 @@ def regression_summary(ws: Workspace, task_id: str) -> str | None:
 
     None for a task that fixes no reported bug (none of its evidence ran the gate).
     """
-    for path in sorted((ws.meta / "evidence").glob(f"{task_id}-*.json"), reverse=True):
+    for name in EvidenceIndex(ws.meta).names(task_id):  # newest first, only this task's
+        path = ws.meta / "evidence" / f"{name}.json"
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):

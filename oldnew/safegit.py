@@ -174,14 +174,16 @@ def run_git(
     options: Sequence[str] = (),
     discover: bool = False,
     index: Path | None = None,
+    input: bytes | None = None,
 ) -> subprocess.CompletedProcess[Any]:
     """Run ``git <args>`` in ``cwd`` with every config-driven command disabled.
 
     Every git process oldnew starts goes through here. ``options`` are more ``-c`` settings
     (a workspace's ignore and attributes files); ``discover`` lets git look above ``cwd``
     for the repository (only for read-only questions); ``index`` is an index file of the
-    caller's own (``GIT_INDEX_FILE``: writing out a commit leaves the real index alone).
-    Output is captured; the caller checks the return code.
+    caller's own (``GIT_INDEX_FILE``: writing out a commit leaves the real index alone);
+    ``input`` is fed to git's stdin (bytes; none: stdin is closed). Output is captured; the
+    caller checks the return code.
     """
     env = git_environment(cwd, discover=discover)
     if index is not None:
@@ -190,7 +192,8 @@ def run_git(
         ["git", *GIT_OPTIONS, *options, *args],
         cwd=cwd,
         env=env,
-        stdin=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL if input is None else None,
+        input=input,
         capture_output=True,
         # A path git prints need not be UTF-8 (a person's Latin-1 file name): its bytes are
         # kept as surrogates, which os and pathlib turn back into the same bytes.

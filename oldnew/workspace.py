@@ -26,6 +26,7 @@ import shutil
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -33,6 +34,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from oldnew import repo as repos
+from oldnew.commits import TaskCommits
 from oldnew.errors import PathViolation, RunLockedError, WorkspaceError
 from oldnew.locks import exclusive
 from oldnew.safegit import control_part, looks_like_git_dir, nested_control_paths, run_git
@@ -670,6 +672,10 @@ class Workspace:
             raise WorkspaceError(f"git {' '.join(args)} failed: {proc.stderr.strip()}")
         return str(proc.stdout).strip()
 
+    def _git_ok(self, *args: str, cwd: Path | None = None) -> bool:
+        """Run git as :meth:`git` does; return whether it succeeded."""
+        return run_git(*args, cwd=cwd or self.root, options=self.git_options).returncode == 0
+
     def head(self, ref: str | None = None) -> str:
         """Return the commit id ``ref`` (default: the run's branch) points at.
 
@@ -705,10 +711,37 @@ class Workspace:
             if (path / ".git").exists():
                 return path
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._prune(path)
             branch = self.task_branch(task_id)
+            if self._recycle(path, branch):
+                return path
+            self._prune(path)
             self.git("worktree", "add", "-q", "-B", branch, str(path), self.branch)
         return path
+
+    def _recycle(self, path: Path, branch: str) -> bool:
+        """Make a finished task's spare worktree ``path``, on ``branch`` at the run's branch.
+
+        ``checkout -B`` rewrites only the files that differ from main and ``clean`` drops
+        what git does not track, where ``worktree add`` would write every file again. The
+        spare is made right in its own folder before it is moved to ``path``: a kill in
+        between leaves a spare, never a task's worktree holding another task's files. A
+        spare that cannot be made right is removed; returns False then (and with no spare).
+        """
+        spares = self.meta / SPARES
+        for spare in sorted(spares.iterdir()) if spares.is_dir() else []:
+            for argv in (
+                ("checkout", "-q", "-f", "-B", branch, self.branch),
+                ("clean", "-q", "-ffdx"),
+            ):
+                if not self._git_ok(*argv, cwd=spare):
+                    break
+            else:
+                if self._git_ok("worktree", "move", str(spare), str(path)):
+                    return True
+            self.git("worktree", "remove", "--force", str(spare), check=False)
+            shutil.rmtree(spare, ignore_errors=True)
+            self._prune(spare)
+        return False
 
     def _prune(self, path: Path) -> None:
         """Drop git's records of worktrees whose folders are gone.
@@ -722,9 +755,16 @@ class Workspace:
             repos.forget_worktree(Path(str(self._settings().get("git_dir"))), path)
 
     def find_task_commit(self, task_id: str) -> str | None:
-        """Return the commit on ``main`` that delivered ``task_id``, if there is one."""
-        out = self.git("log", self.branch, "--format=%H", f"--grep=^Oldnew-Task: {task_id}$")
-        return out.splitlines()[0] if out else None
+        """Return the commit on ``main`` that delivered ``task_id``, if there is one.
+
+        Read from the trailer index (``oldnew.commits``): only the commits since it was last
+        brought up to date are walked, never the whole history.
+        """
+        return TaskCommits(self.meta, self.branch, self.git).find(task_id)
+
+    def find_task_commits(self, task_ids: list[str]) -> dict[str, str]:
+        """Return task -> its commit on ``main``, for those of ``task_ids`` delivered."""
+        return TaskCommits(self.meta, self.branch, self.git).find_all(task_ids)
 
     def commit_worktree(self, task_id: str, title: str) -> str | None:
         """Commit everything the task changed in its worktree; return the commit id.
@@ -748,7 +788,17 @@ class Workspace:
                 "elsewhere), then resume"
             )
         self.git("add", "-A", cwd=tree)
-        links = [p for p in self._gitlinks(tree) if p not in inherited]
+        # One look at what is staged: whether there is anything, and any new gitlink (one in
+        # HEAD already is the person's, inherited, or was refused when it was committed).
+        # (``--cached`` compares recorded ids only: no nested repository is entered.)
+        staged = self.git(
+            *("diff", "--cached", "--raw", "--no-renames", "-z", "--ignore-submodules=none"),
+            cwd=tree,
+        )
+        fields = staged.split("\0")
+        changes = list(zip(fields[0::2], fields[1::2], strict=False))
+        links = [path for meta, path in changes if meta.split(" ")[1:2] == ["160000"]]
+        links = [p for p in links if p not in inherited]
         if links:
             self.git("reset", "-q", cwd=tree)  # unstage; the files stay as they are
             raise PathViolation(
@@ -756,13 +806,11 @@ class Workspace:
                 "(a submodule); oldnew delivers one repository: put the code in the "
                 "project itself"
             )
-        if self.git("diff", "--cached", "--name-only", cwd=tree):
+        if changes:
             message = f"{title}\n\nOldnew-Task: {task_id}\n"
             self.git("commit", "-q", "-m", message, cwd=tree)
-        head_msg = self.git("log", "-1", "--format=%B", cwd=tree)
-        if f"Oldnew-Task: {task_id}" in head_msg:
-            return self.git("rev-parse", "HEAD", cwd=tree)
-        return None
+        head, _, head_msg = self.git("log", "-1", "--format=%H%n%B", cwd=tree).partition("\n")
+        return head if f"Oldnew-Task: {task_id}" in head_msg else None
 
     def _inherited_control(self) -> set[str]:
         """Return the control paths and gitlinks the person's repository had at the start.
@@ -830,13 +878,32 @@ class Workspace:
             self.git("reset", "-q", "--soft", base, cwd=tree)
 
     def remove_worktree(self, task_id: str) -> None:
-        """Drop the task's worktree and branch once its commit is on ``main``."""
+        """Drop the task's worktree and branch once its commit is on ``main``.
+
+        The worktree is kept as a spare (``.oldnew/spare-worktrees/``, at most
+        :data:`MAX_SPARES`) for the next task to recycle (:meth:`worktree`); the rest removed.
+        """
         path = self.meta / "worktrees" / task_id
         with _worktree_locks.setdefault(str(self.root), threading.RLock()):
-            if path.exists():
-                self.git("worktree", "remove", "--force", str(path), check=False)
-            self._prune(path)
+            if not self._keep_spare(path):
+                if path.exists():
+                    self.git("worktree", "remove", "--force", str(path), check=False)
+                self._prune(path)
         self.git("branch", "-q", "-D", self.task_branch(task_id), check=False)
+
+    def _keep_spare(self, path: Path) -> bool:
+        """Move the worktree ``path`` among the spares, off its branch; whether it was."""
+        spares = self.meta / SPARES
+        if not (path / ".git").is_file() or (
+            spares.is_dir() and len(os.listdir(spares)) >= MAX_SPARES
+        ):
+            return False
+        spares.mkdir(parents=True, exist_ok=True)
+        spare = spares / uuid.uuid4().hex[:12]
+        if not self._git_ok("worktree", "move", str(path), str(spare)):
+            return False
+        self.git("checkout", "-q", "--detach", cwd=spare, check=False)  # frees the branch
+        return True
 
     # -- records ---------------------------------------------------------------------------
 
@@ -882,6 +949,9 @@ SUPPORTING = "supporting"
 """Where a new workspace stages the supporting files (``--with``) before committing them."""
 REPO_OPTIONS = ("-c", "core.sparseCheckout=false", "-c", "core.sparseCheckoutCone=false")
 """Every file of the run's commits is checked out, whatever sparse checkout the person uses."""
+SPARES = "spare-worktrees"
+"""Where finished tasks' worktrees wait, detached, to be recycled by the next tasks."""
+MAX_SPARES = 16
 GIT_EXCLUDE = "git-exclude"
 GIT_ATTRIBUTES = "git-attributes"
 """A run on a person's repository: its ignore rules and merge attributes (``git_options``)."""

@@ -43,8 +43,9 @@ def detect_toolchains(tree: Path) -> list[str]:
     found = set()
     if (tree / "package.json").is_file() or (tree / "tsconfig.json").is_file():
         found.add("typescript")
-    for path in tree.rglob("*.py"):
-        if not SKIP_DIRS.intersection(path.relative_to(tree).parts):
+    for _, dirnames, filenames in os.walk(tree):  # never into .git, .oldnew or environments
+        dirnames[:] = [d for d in dirnames if d not in SKIP_DIRS]
+        if any(name.endswith(".py") for name in [*filenames, *dirnames]):
             found.add("python")
             break
     for marker in ("pyproject.toml", "setup.py", "requirements.txt"):

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from oldnew.acceptance import SUITE_DIR
+from oldnew.errors import WorkspaceError
 from oldnew.gates import acceptance as acceptance_gate
 from oldnew.gates import audit, browser, js, lint, project, pytests, python, regression
 from oldnew.gates import web as web_gates
@@ -37,6 +38,7 @@ from oldnew.gates.model import Check, Diagnostic, ValidationResult, not_run
 from oldnew.gates.mutation import gate_mutation
 from oldnew.gates.profiles import TASK_GATES, Profile, resolve_profile
 from oldnew.gates.regression import TaskChange
+from oldnew.repomap.index import blob_id, listing
 from oldnew.sandbox import Limits, ProjectEnv, Sandbox, SandboxError, project_files
 from oldnew.web import toolchain
 from oldnew.web.targets import WebTargets
@@ -154,7 +156,55 @@ def fingerprint(tree: Path, files: list[str]) -> str:
     return digest.hexdigest()
 
 
+def files_key(tree: Path) -> str:
+    """Return a hash of the project's files as git would commit them, by git blob id.
+
+    The same files as :func:`fingerprint` (tracked, and new ones git does not ignore, as
+    :func:`oldnew.sandbox.project_files` lists them), each by its path and blob id: a clean
+    tracked file's from the index (``git ls-files -s``), only the files changed or new since
+    (``git status``) are read and hashed here. Equal content, equal key: a task's worktree
+    and main after its commit hash alike. (A file a git filter changes on its way into the
+    index hashes otherwise staged than unstaged: that misses a reuse, never fakes one.)
+    """
+    listed = _listed(tree)
+    if listed is None:  # no git here (a plain folder), or names git escapes: read them all
+        return fingerprint(tree, project_files(tree))
+    blobs, changed, deleted = listed
+    digest = hashlib.sha256(b"blobs\0")
+    for name in sorted({*blobs, *changed} - deleted):
+        blob = _blob(tree / name) if name in changed or name not in blobs else blobs[name]
+        digest.update(os.fsencode(name) + b"\0" + blob.encode() + b"\0")
+    return digest.hexdigest()
+
+
+def _listed(tree: Path) -> tuple[dict[str, str], set[str], set[str]] | None:
+    """Return git's blobs, changed and deleted files of ``tree``; None where git cannot tell."""
+    if not (tree / ".git").exists():
+        return None
+    try:
+        blobs, changed, deleted, odd = listing(tree)
+    except WorkspaceError:
+        return None
+    return None if odd.keys() & changed else (blobs, changed, deleted)
+
+
+def _blob(path: Path) -> str:
+    """Return git's blob id of a file as it is on disk (a symlink: of its target)."""
+    try:
+        if path.is_symlink():
+            return blob_id(os.fsencode(os.readlink(path)))
+        return blob_id(path.read_bytes())
+    except OSError:
+        return "unreadable"
+
+
 TOOLS = ("ruff", "mypy", "pytest", "pytest-cov", "bandit", "detect-secrets", "lizard")
+
+
+@functools.cache
+def tool_versions() -> tuple[str, ...]:
+    """Return the versions of oldnew's gate tools (read once a process: they do not change)."""
+    return tuple(tool_version(t) for t in TOOLS)
 
 
 def toolchains_of(tree: Path, toolchains: list[str] | None) -> list[str]:
@@ -192,11 +242,11 @@ def reuse_key(
     """
     chains = toolchains_of(tree, toolchains)
     parts: dict[str, object] = {
-        "files": fingerprint(tree, project_files(tree)),
+        "files": files_key(tree),
         "profile": profile.to_dict(),
         "toolchains": chains,
         "timeout": timeout,
-        "tools": [tool_version(t) for t in TOOLS],
+        "tools": list(tool_versions()),
         "env": (env or ProjectEnv.host(tree)).key(),
     }
     if change is not None:

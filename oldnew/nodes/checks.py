@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -23,6 +22,7 @@ from oldnew.deps.manifest import (
 )
 from oldnew.deps.settings import DepSettings
 from oldnew.errors import WorkspaceError
+from oldnew.evidence import EvidenceIndex
 from oldnew.execution.pools import GATES, GIT, offload
 from oldnew.execution.queue import Check as QueueCheck
 from oldnew.execution.queue import Landed, merge_queue, restore
@@ -59,16 +59,18 @@ MAX_DIAGNOSTICS = 25
 
 
 def record_evidence(ws: Workspace, name: str, result: ValidationResult, **extra: Any) -> str:
-    """Write a validation result to ``.oldnew/evidence/<name>.json``; return the relative path."""
-    path = ws.write_json(f"evidence/{name}.json", {**extra, **result.to_dict()})
-    return str(path.relative_to(ws.root))
+    """Write a validation result to ``.oldnew/evidence/<name>.json``; return the relative path.
+
+    The evidence index (``oldnew.evidence``) learns of it first, so no lookup reads every file.
+    """
+    data = {**extra, **result.to_dict()}
+    EvidenceIndex(ws.meta).record(name, data, lambda: ws.write_json(f"evidence/{name}.json", data))
+    return str((ws.meta / "evidence" / f"{name}.json").relative_to(ws.root))
 
 
 def next_evidence_name(ws: Workspace, task_id: str) -> str:
     """Return the name of the task's next evidence file (``T3-04``)."""
-    folder = ws.meta / "evidence"
-    n = len(list(folder.glob(f"{task_id}-*.json"))) + 1 if folder.exists() else 1
-    return f"{task_id}-{n:02d}"
+    return EvidenceIndex(ws.meta).next_name(task_id)
 
 
 def _summary(result: ValidationResult) -> str:
@@ -248,17 +250,13 @@ def relock_merged(ws: Workspace, tree: Path, ctx: Context) -> bool:
 
 def _passed_before(ws: Workspace, key: str) -> ValidationResult | None:
     """Return a passed validation recorded in ``ws`` under ``key``, if there is one."""
-    folder = ws.meta / "evidence"
-    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if data.get("reuse_key") == key and data.get("passed") and not data.get("reused_from"):
-            result = ValidationResult.from_dict(data)
-            result.reused_from = str(path.relative_to(ws.root))
-            return result
-    return None
+    found = EvidenceIndex(ws.meta).passed(key)
+    if found is None:
+        return None
+    name, data = found
+    result = ValidationResult.from_dict(data)
+    result.reused_from = str((ws.meta / "evidence" / f"{name}.json").relative_to(ws.root))
+    return result
 
 
 def environment_blockers(result: ValidationResult) -> list[Check]:

@@ -14,18 +14,21 @@ def task_files(ws: Workspace, task_ids: Iterable[str]) -> list[str]:
     A task with no commit yet (or one that changed nothing) adds none. Names are read as
     bytes: one that is not UTF-8 comes escaped, as :mod:`oldnew.repomap.index` lists it.
     """
+    ids = list(task_ids)
+    found = ws.find_task_commits(ids)
+    commits = [found[t] for t in ids if t in found]
+    if not commits:
+        return []
+    # One git for all of them: each commit's files, in the order the commits are given.
+    args = ("diff-tree", "--stdin", "--root", "--no-commit-id", "--name-only", "-r", "-z")
+    stdin = "".join(f"{c}\n" for c in commits).encode()
+    proc = run_git(*args, cwd=ws.root, options=ws.git_options, text=False, input=stdin)
+    if proc.returncode != 0:
+        return []  # a commit git cannot show: the map still lists the files
     out: dict[str, None] = {}
-    for task_id in task_ids:
-        commit = ws.find_task_commit(task_id)
-        if commit is None:
-            continue
-        args = ("diff-tree", "--root", "--no-commit-id", "--name-only", "-r", "-z", commit)
-        proc = run_git(*args, cwd=ws.root, options=ws.git_options, text=False)
-        if proc.returncode != 0:
-            continue  # a commit git cannot show adds none; the map still lists its files
-        for raw in bytes(proc.stdout).split(b"\0"):
-            # A name that is not UTF-8 is escaped as the index lists it (and not read).
-            name = raw.decode("utf-8", "backslashreplace")
-            if name:
-                out[name] = None
+    for raw in bytes(proc.stdout).split(b"\0"):
+        # A name that is not UTF-8 is escaped as the index lists it (and not read).
+        name = raw.decode("utf-8", "backslashreplace")
+        if name:
+            out[name] = None
     return list(out)

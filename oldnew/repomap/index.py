@@ -1,7 +1,7 @@
 """The project's files as the context sees them, cached by git blob id.
 
-One ``git ls-files -s`` gives every tracked file and its blob id, one ``git status`` the
-files changed or added since; a file's facts (size, text or binary, definitions, imports)
+One ``git ls-files --stage`` gives every tracked file and its blob id, and tags the files
+changed or added since; a file's facts (size, text or binary, definitions, imports)
 are worked out once per blob and kind of file (the same bytes in a ``.txt`` and a ``.py``
 have different facts) and kept in memory and in ``.oldnew/repomap-cache.json``, so a
 second call on a 5,000-file project reads almost nothing from disk. A cache that does not
@@ -161,6 +161,9 @@ def _name(raw: bytes, odd: dict[str, str]) -> str:
 def listing(tree: Path) -> tuple[dict[str, str], set[str], set[str], dict[str, str]]:
     """Return tracked path -> blob id, the paths changed or new since, deleted, and odd.
 
+    One ``git ls-files --stage`` that also tags the files changed on disk since the index
+    (``-m``: by their stat data, their content where that cannot tell), deleted (``-d``) and
+    new ones git does not ignore (``-o``): a staged file is its index blob, never read again.
     Odd names (escaped as they are listed) are those that are not UTF-8 or hold control
     characters, with why.
 
@@ -168,27 +171,28 @@ def listing(tree: Path) -> tuple[dict[str, str], set[str], set[str], dict[str, s
     A file staged for removal that is still on disk is a new file, not a deleted one.
     """
     blobs: dict[str, str] = {}
-    links: set[str] = set()
+    links: set[str] = set()  # and unmerged files: looked at afresh
     odd: dict[str, str] = {}
-    for entry in _git(tree, "ls-files", "-s", "-z"):
-        meta, _, raw = entry.partition(b"\t")
-        if raw and not meta.startswith(b"160000"):  # a gitlink is no file of this project
-            path = _name(raw, odd)
-            blobs[path] = meta.split(b" ", 2)[1].decode("ascii")
-            if meta.startswith(b"120000"):
-                links.add(path)
     changed: set[str] = set()
     deleted: set[str] = set()
-    records = _git(tree, "status", "--porcelain=v1", "-z", "--untracked-files=all")
-    skip = False
-    for record in records:
-        if skip or len(record) < 4:
-            skip = False
+    args = ("ls-files", "-z", "-t", "--stage", "-m", "-d", "-o", "--exclude-standard")
+    for entry in _git(tree, *args):
+        tag, _, rest = entry.partition(b" ")
+        if tag == b"?":
+            changed.add(_name(rest, odd))
             continue
-        code, path = record[:2].decode("ascii", "replace"), _name(record[3:], odd)
-        if code[0] in "RC":
-            skip = True  # the next record is the old name
-        (deleted if "D" in code else changed).add(path)
+        meta, _, raw = rest.partition(b"\t")
+        if not raw or meta.startswith(b"160000"):  # a gitlink is no file of this project
+            continue
+        path = _name(raw, odd)
+        if tag == b"H" or tag == b"M":  # cached (M: unmerged, one line a stage: read afresh)
+            blobs[path] = meta.split(b" ", 2)[1].decode("ascii")
+            if meta.startswith(b"120000") or tag == b"M":
+                links.add(path)
+        elif tag == b"R":
+            deleted.add(path)
+        else:
+            changed.add(path)  # C: changed on disk since the index; K: in the way
     deleted = {p for p in deleted if p in odd or not os.path.lexists(tree / p)}
     # What the sandbox never holds is no file of the project's either: oldnew's records (a
     # run's checkout on a person's repository holds .oldnew/), environments, caches.
