@@ -15,6 +15,7 @@ the CPU it takes (this process's, and its git children's).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import statistics
@@ -132,7 +133,7 @@ def _cycle(ws: Workspace, i: int, ctx: Context) -> None:
         result = found or _result(key)
         checks.record_evidence(ws, name, result, task=tid, tree="worktree")
     state: Any = {"task": {"id": tid, "title": f"task {tid}"}, "workspace": str(ws.root)}
-    out = checks._accept(ws, tid, f"task {tid}", ctx, state, _instant_gates)
+    out = asyncio.run(checks._accept(ws, tid, f"task {tid}", ctx, state, _instant_gates))
     if "commit" not in out:
         raise RuntimeError(f"the benchmark's task {tid} was not accepted: {out}")
 
