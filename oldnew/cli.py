@@ -1121,6 +1121,9 @@ def bench_scale(
         int | None, typer.Option(min=1, help="Layers of the DAG (default: sqrt of tasks).")
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the DAG and of every latency.")] = 1,
+    gate_slots: Annotated[
+        int, typer.Option(min=0, help="Validations at once; 0: two per agent (they take no CPU).")
+    ] = 0,
     workdir: Annotated[
         Path | None, typer.Option(help="Keep the run's workspace in this folder.")
     ] = None,
@@ -1144,6 +1147,7 @@ def bench_scale(
             sigma=latency_sigma,
             edges=edges,
             layers=layers,
+            gate_slots=gate_slots,
             workdir=workdir,
             progress=lambda line: err.print(line, markup=False, highlight=False),
         )

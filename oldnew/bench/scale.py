@@ -32,6 +32,7 @@ from oldnew.bench.faults import synthetic_plan
 from oldnew.bench.simulated import LatencyModel, SimulatedGates
 from oldnew.budget import ledger_of
 from oldnew.context import Context
+from oldnew.execution.queue import stats_of
 from oldnew.runs import open_graph, outcome_of, run_config, stream
 from oldnew.workspace import Workspace
 
@@ -48,7 +49,10 @@ FIGURES = {
     "calls_in_flight_mean": "model calls in flight, time-weighted mean",
     "calls_in_flight_max": "model calls in flight, max",
     "gate_runs": "validations run",
-    "merge_lock_held_s": "merge lock held, s",
+    "gate_runs_at_once_max": "validations at once, max",
+    "queue_validations": "merge queue: validations of tasks built on others",
+    "queue_restarts": "merge queue: rebuilt after a change ahead",
+    "merge_lock_held_s": "merge lock held (main moving), s",
     "merge_lock_share": "merge lock held / makespan",
     "cpu_ms_per_task": "own-process CPU per task, ms",
     "child_cpu_ms_per_task": "child-process CPU per task (git...), ms",
@@ -156,6 +160,20 @@ class _Progress:
                 self.line()
 
 
+def _queue_figures(ws: Workspace) -> dict[str, Any]:
+    """Return what the merge queue did: validations, those it needed none, restarts, most."""
+    stats = stats_of(ws.root)
+    if stats is None:
+        return {}
+    return {
+        "queue_validations": stats.validations,
+        "queue_landed_unvalidated": stats.skipped,
+        "queue_restarts": stats.restarts,
+        "queue_rejected": stats.rejected,
+        "queue_most_waiting": stats.most_waiting,
+    }
+
+
 def _cpu(usage: resource.struct_rusage) -> float:
     return usage.ru_utime + usage.ru_stime
 
@@ -170,6 +188,7 @@ async def run_scale_bench(
     sigma: float = 0.5,
     edges: float = 0.04,
     layers: int | None = None,
+    gate_slots: int = 0,
     workdir: Path | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
@@ -177,6 +196,8 @@ async def run_scale_bench(
 
     The workspace is made in ``workdir`` and kept there; without it, in a temporary folder
     removed at the end. ``progress`` is told how far the run is, now and then.
+    ``gate_slots`` is the run's (validations at once); 0: two per agent, since the
+    simulated gates take no CPU (real ones get one per CPU by default).
     """
     dag = await asyncio.to_thread(layered_dag, tasks, seed, edges, layers)
     root = workdir or Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="oldnew-scale-"))
@@ -187,8 +208,13 @@ async def run_scale_bench(
         )
         model = LatencyModel(seed=seed, median=latency_median, sigma=sigma)
         gates = SimulatedGates(gate_seconds)
+        slots = gate_slots or 2 * agents
         ctx = Context(
-            workspace=str(ws.root), max_agents=agents, memory_path="off", retry_base_delay=0.0
+            workspace=str(ws.root),
+            max_agents=agents,
+            gate_slots=slots,
+            memory_path="off",
+            retry_base_delay=0.0,
         )
         config = run_config(run_id)
         shown = _Progress(tasks, progress or (lambda line: None))
@@ -223,6 +249,7 @@ async def run_scale_bench(
             "delivered": sum(1 for t in outcome.tasks if t["status"] == "done"),
             "model_calls": model.log.calls(),
             "model_calls_metered": metered,
+            "gate_slots": slots,
             "gate_runs": gates.runs,
             "gate_runs_at_once_max": gates.peak,
         }
@@ -235,6 +262,7 @@ async def run_scale_bench(
             "peak_rss_mb": round(self1.ru_maxrss / 1024, 1),
             "merge_lock_held_s": round(ws.merge_held(), 2),
             "merge_lock_share": _share(ws.merge_held(), figures["makespan_s"]),
+            **_queue_figures(ws),
             "wall_s": round(wall, 2),
         }
         return figures
