@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -66,7 +67,12 @@ async def outcome_of(graph: RunGraph, ws: Workspace, run_id: str) -> RunOutcome:
         at = str((snap.config.get("configurable") or {}).get("checkpoint_id") or "")
         key = lineage_key(values, at)
         threads = TaskThreads(
-            build_task_graph(), run_id, key, saver, at=at, started=started_threads(values, key)
+            await asyncio.to_thread(build_task_graph),  # compiling: off the event loop
+            run_id,
+            key,
+            saver,
+            at=at,
+            started=started_threads(values, key),
         )
         views, records = await task_records(threads, plan, values.get("tasks") or {})
         tasks = [dict(r) for r in records.values()]

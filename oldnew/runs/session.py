@@ -7,6 +7,7 @@ and its checkpoints live in ``.oldnew/checkpoints.sqlite`` inside the workspace,
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import inspect
 import os
@@ -15,6 +16,7 @@ import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +95,10 @@ async def open_graph(
             CheckpointSaver.from_conn_string(str(ws.checkpoints)) as saver,
             open_memory(memory_path, ws) as store,
         ):
-            yield build_graph(models=models, checkpointer=saver, store=store, **build)
+            # Compiling takes tens of milliseconds of CPU: off the event loop.
+            yield await asyncio.to_thread(
+                partial(build_graph, models=models, checkpointer=saver, store=store, **build)
+            )
     finally:
         await aclose_http_clients()  # pooled connections must not outlive this event loop
 
