@@ -179,7 +179,7 @@ class Context:
         metadata={
             "description": "Tasks that run at the same time, at most; 0 takes the number "
             "from the scope's complexity class (class_agents). Within it, the number follows "
-            "the work: one agent per four tasks ready or running."
+            "the work: one agent per four tasks ready or running, at least three."
         },
     )
     gate_slots: int = field(

@@ -37,7 +37,7 @@ def _deliver(ws: Workspace, task_id: str, files: dict[str, str | None]) -> str:
     Workspace.write_files(tree, files)
     assert ws.commit_worktree(task_id, f"task {task_id}") is not None
     ws.rebase_onto_main(task_id)
-    commit = ws.fast_forward_main(task_id)
+    commit = ws.fast_forward_main(ws.task_branch(task_id))
     ws.remove_worktree(task_id)
     return commit
 
@@ -178,7 +178,7 @@ def test_reuse_key_is_the_same_for_the_same_files(ws: Workspace) -> None:
     assert len({staged, untracked, changed}) == 3
     ws.commit_worktree("T1", "task T1")
     ws.rebase_onto_main("T1")
-    ws.fast_forward_main("T1")
+    ws.fast_forward_main(ws.task_branch("T1"))
     assert files_key(ws.root) == staged  # main after the commit: the tree T1 validated
 
 

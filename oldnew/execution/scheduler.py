@@ -53,6 +53,8 @@ Running = dict[asyncio.Task[TaskView], str]
 
 PER_AGENT = 4
 """Tasks ready or running per agent: the number of agents follows the work."""
+FEWEST_AGENTS = 3
+"""Agents at least (or the cap, if lower): a small run keeps what it always had."""
 DEFAULT_AGENT_CAP = 10
 """Agents at most when neither the run (``max_agents``) nor its complexity class says."""
 
@@ -61,8 +63,9 @@ class Scheduler:
     """Start each task as soon as its dependencies are done, the critical path first.
 
     How many run at once follows the work: one agent per ``PER_AGENT`` tasks that are ready
-    or running, at least one, at most ``agents`` (the run's cap). A task waiting in the merge
-    queue holds no agent (its validation runs in the queue, not in an agent's time).
+    or running, at least ``FEWEST_AGENTS``, at most ``agents`` (the run's cap). A task waiting
+    in the merge queue holds no agent (its validation runs in the queue, not in an agent's
+    time).
     """
 
     def __init__(
@@ -263,12 +266,12 @@ class Scheduler:
         """Set how many agents work now from the tasks ready or running; say when it changes."""
         working = len(running) - len(self.merging & set(running.values()))
         ready = sum(1 for t in self.order if t not in started and self._ready(t))
-        want = max(1, min(self.cap, -(-(working + ready) // PER_AGENT)))
+        want = min(self.cap, max(FEWEST_AGENTS, -(-(working + ready) // PER_AGENT)))
         if want != self.agents:
             self.agents = want
             reason = (
                 f"{working + ready} task(s) ready or running, one agent per {PER_AGENT}, "
-                f"at most {self.cap}"
+                f"at least {min(FEWEST_AGENTS, self.cap)}, at most {self.cap}"
             )
             await aemit(self.ws, node="execute", event="agents", agents=want, reason=reason)
 
