@@ -10,6 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+
+from oldnew.display import RunView, render, seen
 from oldnew.workspace import Workspace
 from tests.queue_plan import run_plan
 
@@ -49,6 +52,12 @@ def test_agents_follow_the_work(tmp_path: Path) -> None:
             at_work.discard(e.get("task", ""))
     assert most <= 0
     assert len(execute_events(ws, "committed")) == 20
+    view = RunView()  # what the live display shows: the count now and why
+    seen(view, ws.events())
+    assert view.agents == f"3 ({sized[-1]['reason']})"
+    console = Console(record=True, width=200)
+    console.print(render(view))
+    assert f"agents 3 ({sized[-1]['reason']})" in console.export_text()
 
 
 def test_a_task_in_the_merge_queue_holds_no_agent(tmp_path: Path) -> None:

@@ -246,11 +246,14 @@ class Scheduler:
         """Note a task entering the merge queue (its agent is free) or leaving it."""
         if not isinstance(chunk, dict):
             return
-        if chunk.get("node") == "commit" and chunk.get("event") == "queued":
+        if chunk.get("node") != "commit":
+            return
+        if chunk.get("event") == "queued":
             self.merging.add(tid)
             self.wake.set()
-        elif tid in self.merging and chunk.get("event") != "queued":
-            self.merging.discard(tid)
+        elif chunk.get("event") in ("rejected", "conflict", "escalated"):
+            self.merging.discard(tid)  # back to its fixer, or to a person: work again
+        # (landed: it holds no agent until it ends, which settles it)
 
     def _ready(self, tid: str) -> bool:
         """Say whether ``tid`` could start now, with an agent free (cheap: no input is made)."""
