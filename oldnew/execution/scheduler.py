@@ -194,34 +194,33 @@ class Scheduler:
 
     def start_input(self, tid: str) -> Any:
         """Return what to run ``tid`` with now, or False when it cannot run yet."""
+        if not self._ready(tid):
+            return False
         view = self.views[tid]
         if view.stage == "incomplete":
             return None
         if view.stage == "waiting":
-            q = self.questions.get(view.question_id or "")
-            return Command(resume=q["answer"]) if q and q["status"] == "answered" else False
-        if view.stage == "new" and all(self.records[d]["status"] == "done" for d in self.deps[tid]):
-            task = next(t for t in self.plan.tasks if t.id == tid)
-            scope = self.state.get("scope") or {}
-            initial: TaskState = {
-                "task": task.model_dump(),
-                "workspace": str(self.ws.root),
-                "project": scope.get("title", ""),
-                "stack": scope.get("stack") or "python",
-                "packages": list(scope.get("packages") or []),
-                "decisions": decisions_from(self.questions),
-                "requirements": task_requirements(scope, task.requirement_ids),
-                "status": "coding",
-                "fix_round": 0,
-                "questions_asked": 0,
-                "critical": tid in self.critical,
-                # A milestone's fix task is validated with that milestone's gate set.
-                "targets": from_scope(scope).to_dict()
-                if task.milestone and is_web(self.state)
-                else None,
-            }
-            return initial
-        return False
+            return Command(resume=self.questions[view.question_id or ""]["answer"])
+        task = next(t for t in self.plan.tasks if t.id == tid)
+        scope = self.state.get("scope") or {}
+        initial: TaskState = {
+            "task": task.model_dump(),
+            "workspace": str(self.ws.root),
+            "project": scope.get("title", ""),
+            "stack": scope.get("stack") or "python",
+            "packages": list(scope.get("packages") or []),
+            "decisions": decisions_from(self.questions),
+            "requirements": task_requirements(scope, task.requirement_ids),
+            "status": "coding",
+            "fix_round": 0,
+            "questions_asked": 0,
+            "critical": tid in self.critical,
+            # A milestone's fix task is validated with that milestone's gate set.
+            "targets": from_scope(scope).to_dict()
+            if task.milestone and is_web(self.state)
+            else None,
+        }
+        return initial
 
     async def drive(self, tid: str, inp: Any) -> TaskView:
         """Run one task's thread until it finishes or waits; forward its progress.
@@ -244,9 +243,7 @@ class Scheduler:
 
     def _track_merge(self, tid: str, chunk: Any) -> None:
         """Note a task entering the merge queue (its agent is free) or leaving it."""
-        if not isinstance(chunk, dict):
-            return
-        if chunk.get("node") != "commit":
+        if not isinstance(chunk, dict) or chunk.get("node") != "commit":
             return
         if chunk.get("event") == "queued":
             self.merging.add(tid)
@@ -265,9 +262,13 @@ class Scheduler:
             view.stage == "new" and all(self.records[d]["status"] == "done" for d in self.deps[tid])
         )
 
+    def _working(self, running: Running) -> int:
+        """Return the running tasks that hold an agent (not waiting in the merge queue)."""
+        return len(running) - len(self.merging & set(running.values()))
+
     async def _size(self, running: Running, started: set[str]) -> None:
         """Set how many agents work now from the tasks ready or running; say when it changes."""
-        working = len(running) - len(self.merging & set(running.values()))
+        working = self._working(running)
         ready = sum(1 for t in self.order if t not in started and self._ready(t))
         want = min(self.cap, max(FEWEST_AGENTS, -(-(working + ready) // PER_AGENT)))
         if want != self.agents:
@@ -279,7 +280,7 @@ class Scheduler:
             await aemit(self.ws, node="execute", event="agents", agents=want, reason=reason)
 
     def _launch(self, running: Running, started: set[str]) -> None:
-        busy = len(running) - len(self.merging & set(running.values()))
+        busy = self._working(running)
         for tid in self.order:
             if self.requests or self.feedback or "run" in self.stops:
                 return  # the planner changes the plan first, or the budget is spent
