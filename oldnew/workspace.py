@@ -860,6 +860,66 @@ class Workspace:
             raise WorkspaceError(f"task {task_id} conflicts with main: {proc.stdout.strip()}")
         return True
 
+    @property
+    def central(self) -> str | None:
+        """The central repository main lives in when the run is spread over workers."""
+        central = self._settings().get("central")
+        return str(central) if central else None
+
+    def publish_main(self, commit: str, base: str) -> bool:
+        """Move the central repository's main from ``base`` to ``commit``; whether it moved.
+
+        Always True without a central repository. With one, the push is a compare-and-swap
+        (``--force-with-lease``): it fails, and main here is brought up to the central one,
+        when another process moved main there since ``base``.
+
+        Raises:
+            WorkspaceError: the central repository cannot be reached or pushed to.
+
+        """
+        if self.central is None:
+            return True
+        ref = f"refs/heads/{self.branch}"
+        proc = run_git(
+            *("push", "-q", "--porcelain", f"--force-with-lease={ref}:{base}"),
+            *(self.central, f"{commit}:{ref}"),
+            cwd=self.root,
+            options=self.git_options,
+        )
+        if proc.returncode == 0:
+            return True
+        if "stale info" in proc.stdout + proc.stderr or "[rejected]" in proc.stdout:
+            self.sync_main()
+            return False
+        raise WorkspaceError(
+            f"cannot push main to the central repository {self.central}: "
+            f"{(proc.stderr or proc.stdout).strip()[-500:]}; main there is unchanged: check "
+            "that it can be reached and pushed to, then resume the run"
+        )
+
+    def sync_main(self) -> str:
+        """Bring main here up to the central repository's (a fast-forward); return its id."""
+        if self.central is None:
+            return self.head()
+        ref = f"refs/heads/{self.branch}"
+        proc = run_git(
+            "fetch",
+            "-q",
+            self.central,
+            f"+{ref}:refs/oldnew/central",
+            cwd=self.root,
+            options=self.git_options,
+        )
+        if proc.returncode != 0:
+            raise WorkspaceError(
+                f"cannot fetch main from the central repository {self.central}: "
+                f"{proc.stderr.strip()[-500:]}; check that it can be reached, then resume"
+            )
+        with self.merge_lock():
+            self.hold_branch()
+            self.git("merge", "-q", "--ff-only", "refs/oldnew/central")
+            return self.head()
+
     def fast_forward_main(self, commit: str) -> str:
         """Move the run's branch (and its checkout) on to ``commit``; return its id."""
         self.hold_branch()  # a merge on a detached checkout would leave the branch behind

@@ -270,6 +270,8 @@ class MergeQueue:
         with self.ws.merge_lock():
             if self.ws.head() != base:
                 return False
+            if not self.ws.publish_main(commit, base):
+                return False  # main moved in the central repository (``Workspace.central``)
             self.ws.fast_forward_main(commit)
             return True
 

@@ -34,7 +34,7 @@ from oldnew.budget import Caps, ledger_of, run_cap_reached, wait_clock
 from oldnew.context import Context
 from oldnew.errors import BudgetExceeded, UsageError
 from oldnew.execution.streams import subgraph_relay
-from oldnew.execution.threads import TaskThreads, TaskView, record_of
+from oldnew.execution.threads import TaskRunner, TaskThreads, TaskView, record_of, run_here
 from oldnew.feedback.items import new_item
 from oldnew.graph.state import RunState, TaskRecord, TaskState
 from oldnew.hitl import inbox
@@ -79,9 +79,14 @@ class Scheduler:
         agents: int,
         critical: set[str],
         hold_for_mvp: bool,
+        runner: TaskRunner = run_here,
     ) -> None:
-        """Prepare to schedule ``plan`` on its task threads, at most ``agents`` at once."""
+        """Prepare to schedule ``plan`` on its task threads, at most ``agents`` at once.
+
+        ``runner`` advances a task's thread: here, or on workers (``oldnew.cluster``).
+        """
         self.state, self.plan, self.threads, self.ctx, self.ws = state, plan, threads, ctx, ws
+        self.runner = runner
         self.cap, self.critical, self.hold_for_mvp = agents, critical, hold_for_mvp
         self.agents = 0
         """Agents now (``_size``), announced when it changes."""
@@ -232,13 +237,15 @@ class Scheduler:
         config = self.threads.config(tid)
         self.threads.forks.pop(tid, None)  # branched now: from here on, its latest checkpoint
         modes: list[StreamMode] = ["custom", "updates"] if self.relay else ["custom"]
-        stream = self.threads.graph.astream(inp, config, stream_mode=modes, context=self.ctx)
-        async for mode, chunk in stream:
+
+        def on_chunk(mode: str, chunk: Any) -> None:
             if mode == "custom":
                 self._track_merge(tid, chunk)
                 self.writer({"task": tid, **chunk} if isinstance(chunk, dict) else chunk)
             elif self.relay is not None:
                 self.relay(tid, mode, chunk)
+
+        await self.runner(self.threads.graph, tid, inp, config, self.ctx, on_chunk, modes)
         return await self.threads.inspect(tid)
 
     def _track_merge(self, tid: str, chunk: Any) -> None:

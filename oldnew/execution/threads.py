@@ -15,13 +15,14 @@ the task's thread there.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.pregel import Pregel
+from langgraph.types import StreamMode
 
 from oldnew.graph.state import TaskRecord
 from oldnew.schemas import Plan
@@ -42,6 +43,45 @@ whose ``execute`` drove the task: a re-run of that step goes on, a fork branches
 LEGACY = "plan-"
 """The lineage keys of runs saved before lineages (``plan-<version>``): their task threads
 keep the ids they were given then."""
+
+
+OnChunk = Callable[[str, Any], None]
+"""Told each (stream mode, chunk) a task's run streams: ``custom`` events and ``updates``."""
+
+
+class TaskRunner(Protocol):
+    """What advances a task's thread from ``inp`` until it finishes or waits.
+
+    :func:`run_here` runs it in this process; ``oldnew.cluster.remote`` hands its steps to
+    workers on other machines.
+    """
+
+    def __call__(
+        self,
+        graph: TaskGraph,
+        task_id: str,
+        inp: Any,
+        config: RunnableConfig,
+        context: Any,
+        on_chunk: OnChunk,
+        modes: list[StreamMode],
+    ) -> Awaitable[None]:
+        """Advance ``task_id``'s thread (``config``) from ``inp``, streaming ``modes``."""
+        ...
+
+
+async def run_here(
+    graph: TaskGraph,
+    task_id: str,
+    inp: Any,
+    config: RunnableConfig,
+    context: Any,
+    on_chunk: OnChunk,
+    modes: list[StreamMode],
+) -> None:
+    """Run the task's graph in this process, streaming its events to ``on_chunk``."""
+    async for mode, chunk in graph.astream(inp, config, stream_mode=modes, context=context):
+        on_chunk(mode, chunk)
 
 
 def task_thread_id(run_thread: str, lineage: str, task_id: str, start: str = "") -> str:

@@ -45,6 +45,7 @@ from langgraph.store.base import BaseStore
 from oldnew.budget.graph import budgeted
 from oldnew.context import Context
 from oldnew.execution.lineage import OuterNode, forkable
+from oldnew.execution.threads import TaskRunner, run_here
 from oldnew.graph import routing
 from oldnew.graph.state import InputState, OutputState, RunState, TaskState
 from oldnew.models import ModelOverrides
@@ -98,6 +99,7 @@ def build_graph(
     checkpointer: BaseCheckpointSaver[Any] | None = None,
     store: BaseStore | None = None,
     gates: Gates | None = None,
+    runner: TaskRunner | None = None,
 ) -> CompiledStateGraph[Any, Any, Any, Any]:
     """Compile oldnew's graph.
 
@@ -110,6 +112,8 @@ def build_graph(
         store: a LangGraph store for memory, passed through to the nodes.
         gates: what validates a tree; None: ``nodes.checks.run_gates``, the quality gates in
             the sandbox. A stand-in is for benchmarks of the graph itself (``bench scale``).
+        runner: what advances each task's thread; None: in this process
+            (``execution.threads.run_here``). ``oldnew.cluster`` hands tasks to workers.
 
     """
     task_graph = build_task_graph(models=models, gates=gates)
@@ -123,7 +127,9 @@ def build_graph(
     g.add_node("plan", _outer(partial(plan, models=models), "plan"))
     g.add_node("acceptance", _outer(partial(acceptance, models=models), "acceptance"))
     g.add_node("baseline", _outer(baseline, "baseline"))
-    run_tasks = partial(execute, task_graph=task_graph, saver=checkpointer)
+    run_tasks = partial(
+        execute, task_graph=task_graph, saver=checkpointer, runner=runner or run_here
+    )
     g.add_node("execute", _outer(run_tasks, "execute"))
     # LangGraph's add_node overloads do not cover nodes that take runtime and config.
     g.add_node("milestone", _outer(partial(milestone, models=models, gates=gates), "milestone"))

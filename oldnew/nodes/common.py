@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Mapping
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -59,9 +60,14 @@ async def arun_workspace(
     return await asyncio.to_thread(run_workspace, context, config, supporting)
 
 
+WORKSPACE_HERE: ContextVar[str | None] = ContextVar("oldnew_workspace_here", default=None)
+"""The run's workspace on this machine, where it differs from the path a task's state names:
+a worker's own clone of the run (``oldnew.cluster``) runs tasks another machine started."""
+
+
 async def aopen_workspace(root: str) -> Workspace:
-    """``Workspace(root)`` off the event loop (it resolves the path on disk)."""
-    return await offload(GIT, Workspace, root)
+    """Open the task's workspace (``root``, or :data:`WORKSPACE_HERE`), off the event loop."""
+    return await offload(GIT, Workspace, WORKSPACE_HERE.get() or root)
 
 
 def _log(ws: Workspace, event: dict[str, Any]) -> None:

@@ -20,7 +20,7 @@ from oldnew.context import Context
 from oldnew.execution import pools
 from oldnew.execution.lineage import lineage_of, step_of
 from oldnew.execution.scheduler import DEFAULT_AGENT_CAP, Scheduler
-from oldnew.execution.threads import TaskGraph, TaskThreads, started_threads
+from oldnew.execution.threads import TaskGraph, TaskRunner, TaskThreads, run_here, started_threads
 from oldnew.graph.state import RunState
 from oldnew.hitl import approvals
 from oldnew.hitl.reconcile import questions_update
@@ -39,8 +39,11 @@ async def execute(
     *,
     task_graph: TaskGraph,
     saver: BaseCheckpointSaver[Any] | None = None,
+    runner: TaskRunner = run_here,
 ) -> dict[str, Any]:
     """Run every task whose dependencies are done, up to max_agents at once.
+
+    ``runner`` advances each task's thread: in this process, or on workers.
 
     ``saver`` is the checkpointer the graph was built with. A graph built without one (a
     LangGraph server or a host graph supplies the run's) keeps its task threads in the
@@ -58,7 +61,7 @@ async def execute(
                 CheckpointSaver.from_conn_string(str(ws.checkpoints))
             )
         )
-        return await _execute(state, runtime, config, ctx, ws, task_graph, own)
+        return await _execute(state, runtime, config, ctx, ws, task_graph, own, runner)
 
 
 async def _execute(
@@ -69,6 +72,7 @@ async def _execute(
     ws: Workspace,
     task_graph: TaskGraph,
     saver: BaseCheckpointSaver[Any],
+    runner: TaskRunner,
 ) -> dict[str, Any]:
     if runtime.store is not None and task_graph.store is not runtime.store:
         # Task threads are separate runs: lend them the run's store (memory) explicitly.
@@ -94,6 +98,7 @@ async def _execute(
         or int((state.get("complexity") or {}).get("agents") or DEFAULT_AGENT_CAP),
         critical=critical_tasks(plan, scope),
         hold_for_mvp=milestone_hold or approval_hold,
+        runner=runner,
     )
     await scheduler.load()
     await scheduler.run()
