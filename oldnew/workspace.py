@@ -298,6 +298,45 @@ class Workspace:
         return ws
 
     @classmethod
+    def clone(
+        cls, root: Path | str, central: str, record: Mapping[str, Any], files: Mapping[str, str]
+    ) -> Workspace:
+        """Make (or bring up to date) this machine's copy of a run spread over workers.
+
+        A clone of the ``central`` repository on the run's branch, and the run's record
+        (``record``, its run.json; ``files``, its scope's copy) naming ``central`` as the
+        repository main is published to. Made in a folder beside ``root`` and moved into
+        place: a kill leaves no half-made workspace.
+        """
+        ws = cls(root)
+        if ws.run_info() is None:
+            tmp = ws.root.with_name(f".{ws.root.name}.{uuid.uuid4().hex[:8]}")
+            branch = str(record.get("branch") or MAIN)
+            ws.root.parent.mkdir(parents=True, exist_ok=True)
+            proc = run_git(
+                *("clone", "-q", "--branch", branch, central, str(tmp)), cwd=ws.root.parent
+            )
+            if proc.returncode != 0:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise WorkspaceError(
+                    f"cannot clone the central repository {central}: "
+                    f"{proc.stderr.strip()[-500:]}; check that this machine can reach it"
+                )
+            (tmp / ".git" / "info").mkdir(parents=True, exist_ok=True)
+            (tmp / ".git" / "info" / "exclude").write_text(_IGNORED, encoding="utf-8")
+            (tmp / ".git" / "info" / "attributes").write_text(MERGES, encoding="utf-8")
+            made = cls(tmp)
+            made.meta.mkdir()
+            for name, text in files.items():
+                (made.meta / name).write_text(text, encoding="utf-8")
+            new_checkpoints(made.checkpoints)
+            cls._write_json(made.meta / "run.json", {**record, "central": central})
+            os.replace(tmp, ws.root)
+        ws = cls(root)
+        ws.sync_main()
+        return ws
+
+    @classmethod
     def open(cls, root: Path | str) -> Workspace:
         """Open an existing run's workspace, or raise WorkspaceError saying what is wrong.
 

@@ -130,8 +130,11 @@ async def resume_run(
     models: ModelOverrides = None,
     on_event: EventSink | None = None,
     restart: bool = False,
+    build: dict[str, Any] | None = None,
 ) -> RunOutcome:
     """Continue a run: after a crash or kill, with answers, or to retry blocked tasks.
+
+    ``build`` goes to :func:`open_graph` as it is (a worker's ``state``, ``runner``, ``gates``).
 
     ``restart`` starts the run over from its scope on fresh checkpoints, for a run whose
     checkpoints are lost or damaged (the damaged file is kept beside the new one; the
@@ -147,7 +150,7 @@ async def resume_run(
     check_space(ws.root)
     with ws.lock():
         _prepare(ws, run_id, context or {}, restart)
-        async with open_graph(ws, models, ctx.memory_path) as graph:
+        async with open_graph(ws, models, ctx.memory_path, **(build or {})) as graph:
             snap = await graph.aget_state(config)
             letters = inbox.letters(ws) if snap.interrupts else []
             if letters:
