@@ -100,3 +100,39 @@ class SuiteError(UsageError):
 
     Raised before any case runs; the message names the folder and what to add or move.
     """
+
+
+class PostgresMissing(ConfigurationError):
+    """PostgreSQL's server programs (``initdb``, ``pg_ctl``) are not installed on this machine."""
+
+
+class StateError(ConfigurationError):
+    """The run's state database (``--state URL``) cannot be used as given.
+
+    Nothing committed is lost and the run stays resumable: the message says what to fix, then
+    the same command goes on where the run stood.
+    """
+
+
+class StateUnreachable(StateError):
+    """The state database's server does not answer (wrong host or port, down, firewalled)."""
+
+
+class StateRefused(StateError):
+    """The state database's server refuses the user or password of the URL."""
+
+
+class StateMissing(StateError):
+    """The state database's server answers, but the database named in the URL does not exist."""
+
+
+class StateSchemaError(StateError):
+    """The state database was set up by an oldnew of another state schema version."""
+
+
+class StateElsewhere(UsageError):
+    """The run's state is not where the command looks (its ``--state`` left out, or another)."""
+
+
+class StateURLError(UsageError):
+    """A ``--state`` value (or ``OLDNEW_STATE_URL``) that is no PostgreSQL URL."""

@@ -1,0 +1,1 @@
+"""Many machines: state in Postgres, tasks on workers."""
