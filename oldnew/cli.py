@@ -245,6 +245,18 @@ RecordOpt = Annotated[
     ),
 ]
 
+StateOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--state",
+        envvar="OLDNEW_STATE_URL",
+        show_envvar=False,
+        help="PostgreSQL URL (postgresql://USER:PASSWORD@HOST:PORT/DB) for the run's checkpoints "
+        "and memory, so other machines can follow and continue it; leave it out for SQLite in "
+        "the workspace. Env: OLDNEW_STATE_URL.",
+    ),
+]
+
 
 def _record(path: Path | None) -> dict[str, Any]:
     return {"record": str(path.expanduser().resolve()) if path is not None else None}
@@ -513,6 +525,7 @@ def run(
             "committed first, listed in the prompts. Repeat for more.",
         ),
     ] = None,
+    state: StateOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Start a run on SCOPE_FILE in a new or empty directory, or on a git repository.
@@ -534,7 +547,12 @@ def run(
     }
     _finish(
         lambda sink: start_run(
-            scope_file, workspace, context=context, on_event=sink, with_paths=with_paths
+            scope_file,
+            workspace,
+            context=context,
+            on_event=sink,
+            with_paths=with_paths,
+            state=state,
         ),
         workspace,
         json_out=json_out,
@@ -570,6 +588,7 @@ def resume(
             "damaged (scope, plan and tasks re-run; the commits on main stay).",
         ),
     ] = False,
+    state: StateOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Continue a run after a crash, a kill, a pause or a budget stop, or retry blockers.
@@ -589,7 +608,9 @@ def resume(
         **_record(record),
     }
     _finish(
-        lambda sink: resume_run(workspace, context=context, on_event=sink, restart=restart),
+        lambda sink: resume_run(
+            workspace, context=context, on_event=sink, restart=restart, state=state
+        ),
         workspace,
         json_out=json_out,
         context=context,
@@ -618,10 +639,13 @@ def report(workspace: WorkspaceOpt) -> None:
 @app.command()
 def status(
     workspace: WorkspaceOpt,
+    state: StateOpt = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Show the run's status, its tasks and any questions waiting for a person."""
-    _finish(lambda _: run_status(workspace), workspace, json_out=json_out, streams=False)
+    _finish(
+        lambda _: run_status(workspace, state=state), workspace, json_out=json_out, streams=False
+    )
 
 
 @app.command()
@@ -635,6 +659,7 @@ def answer(
         ),
     ],
     model: ModelOpt = None,
+    state: StateOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Answer pending questions; a paused run resumes at once, a busy one picks them up."""
@@ -646,7 +671,9 @@ def answer(
         raise typer.Exit(EXIT_USAGE)
     answers = dict(zip(pairs[::2], pairs[1::2], strict=True))
     _finish(
-        lambda sink: answer_run(workspace, answers, context={"model": model}, on_event=sink),
+        lambda sink: answer_run(
+            workspace, answers, context={"model": model}, on_event=sink, state=state
+        ),
         workspace,
         json_out=json_out,
     )
@@ -667,6 +694,7 @@ def approve(
         str | None, typer.Option("--changes", help="Ask for these changes instead.")
     ] = None,
     model: ModelOpt = None,
+    state: StateOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Give the approval the run waits for (or reject, or ask for changes)."""
@@ -676,7 +704,7 @@ def approve(
     verdict = "reject" if reject else (changes or "approve")
     _finish(
         lambda sink: approve_gate(
-            workspace, approval, verdict, context={"model": model}, on_event=sink
+            workspace, approval, verdict, context={"model": model}, on_event=sink, state=state
         ),
         workspace,
         json_out=json_out,
@@ -694,12 +722,13 @@ def feedback(
     ],
     model: ModelOpt = None,
     max_agents: AgentsOpt = None,
+    state: StateOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Give a run feedback, during or after it; only the work it opens runs, then it redelivers."""
     context = {"model": model, "max_agents": max_agents}
     _finish(
-        lambda sink: submit_feedback(workspace, text, context=context, on_event=sink),
+        lambda sink: submit_feedback(workspace, text, context=context, on_event=sink, state=state),
         workspace,
         json_out=json_out,
         context=context,
@@ -715,6 +744,7 @@ def memory(
         bool, typer.Option("--global", help="List the knowledge base all runs share.")
     ] = False,
     remove: Annotated[str | None, typer.Option("--remove", help="Delete the entry KEY.")] = None,
+    state: StateOpt = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """List what a run remembers, or the machine's knowledge base; remove entries."""
@@ -724,7 +754,9 @@ def memory(
     try:
         where = workspace if workspace is not None else Path(Context().memory_path).expanduser()
         with disk_faults(where if where.is_dir() else where.parent):
-            listing = asyncio.run(memory_listing(None if global_ else workspace, remove=remove))
+            listing = asyncio.run(
+                memory_listing(None if global_ else workspace, remove=remove, state=state)
+            )
     except OldnewError as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(EXIT_USAGE) from None

@@ -5,9 +5,12 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import shutil
 import socket
 import sys
+import tempfile
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -84,6 +87,32 @@ def smoke_gates(monkeypatch: pytest.MonkeyPatch) -> None:
     ``OLDNEW_TEST_QUALITY=default`` runs them on real gates too (to time or cross-check them).
     """
     monkeypatch.setenv("OLDNEW_QUALITY", os.environ.get("OLDNEW_TEST_QUALITY", "smoke"))
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Any]:
+    """A private PostgreSQL server for this test process (one per xdist worker), then stopped.
+
+    Never skipped: without PostgreSQL it fails with the command that installs it. Its data
+    directory is under /tmp, where the user ``postgres`` (the server's, as root) may go.
+    """
+    from oldnew.cluster.postgres import PrivateServer
+
+    root = Path(tempfile.mkdtemp(prefix="oldnew-pg-"))
+    root.chmod(0o755)
+    server = PrivateServer(root / "data")
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_url(postgres_server: Any) -> str:
+    """The URL of a new, empty database of its own on the test process's private server."""
+    return str(postgres_server.create_database(f"t_{uuid.uuid4().hex[:16]}"))
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from oldnew.context import Context
 from oldnew.errors import UsageError, WorkspaceError
 from oldnew.models import ModelOverrides, check_model_specs
 from oldnew.runs.commands import read_scope
-from oldnew.runs.session import SCOPE_COPY, check_space, run_config
+from oldnew.runs.session import SCOPE_COPY, check_space, run_config, state_record
 from oldnew.safegit import run_git
 from oldnew.supporting import collect
 from oldnew.workspace import MAIN, Workspace
@@ -104,7 +104,12 @@ async def submit_run(
     await asyncio.to_thread(check_central, repo)
     supporting = collect(list(with_paths or []), workspace)
     run_id = str(uuid.uuid4())
-    settings = {"scope_file": str(Path(scope_file).resolve()), "context": overrides}
+    settings = {
+        "scope_file": str(Path(scope_file).resolve()),
+        "context": overrides,
+        **state_record(url),
+        "queued": True,
+    }
     async with open_cluster(url) as cluster:
         ws = await asyncio.to_thread(
             Workspace.create,

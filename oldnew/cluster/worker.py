@@ -156,8 +156,8 @@ class Home:
             outcome = await resume_run(
                 ws.root,
                 models=self.build.get("models"),
+                state=self.url,
                 build={
-                    "state": self.url,
                     "gates": self.build.get("gates"),
                     "runner": RemoteTasks(self, run_id),
                 },

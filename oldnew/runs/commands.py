@@ -18,6 +18,7 @@ from typing import Any, ParamSpec, TypeVar
 from langgraph.types import Command
 
 from oldnew.budget import save_budget
+from oldnew.cluster.state import open_state, redact, state_url
 from oldnew.context import Context
 from oldnew.errors import CheckpointsCorrupt, CheckpointsLost, RunLockedError, UsageError
 from oldnew.feedback.items import check_text, new_item, refusal
@@ -38,6 +39,9 @@ from oldnew.runs.session import (
     run_config,
     run_context,
     set_aside_checkpoints,
+    state_holds,
+    state_of,
+    state_record,
     stream,
 )
 from oldnew.schemas import Question
@@ -92,11 +96,14 @@ async def start_run(
     models: ModelOverrides = None,
     on_event: EventSink | None = None,
     with_paths: Sequence[Path | str] | None = None,
+    state: str | None = None,
 ) -> RunOutcome:
     """Create the workspace and run the scope until it is delivered or needs a person.
 
     ``with_paths`` are supporting files or folders (``--with``): checked, then committed as
-    the run's first commit, before scoping.
+    the run's first commit, before scoping. ``state`` is the URL of a PostgreSQL database
+    for the run's checkpoints and memory (``oldnew.cluster.state``; None: ``OLDNEW_STATE_URL``
+    or, without it, SQLite in the workspace); it is checked before the workspace is made.
     """
     text = read_scope(scope_file)
     supporting = collect(list(with_paths or []), workspace)
@@ -106,8 +113,16 @@ async def start_run(
     if models is None:
         check_model_specs(ctx)
     check_space(Path(workspace))
+    url = state_url(state)
+    if url is not None:
+        async with open_state(url):
+            pass  # a database that does not answer, or refuses, leaves no workspace behind
     run_id = str(uuid.uuid4())
-    settings = {"scope_file": str(Path(scope_file).resolve()), "context": overrides}
+    settings = {
+        "scope_file": str(Path(scope_file).resolve()),
+        "context": overrides,
+        **state_record(url),
+    }
     ws = Workspace.create(
         workspace, run_id, settings, files={SCOPE_COPY: text}, supporting=supporting
     )
@@ -116,7 +131,7 @@ async def start_run(
         for event in ws.events():
             on_event(event)  # what making the workspace said: on a repository, where it works
     with ws.lock():
-        async with open_graph(ws, models, ctx.memory_path) as graph:
+        async with open_graph(ws, models, ctx.memory_path, state=url) as graph:
             await stream(graph, {"scope_text": text}, run_config(run_id), ctx, on_event)
             return await outcome_of(graph, ws, run_id)
 
@@ -130,18 +145,19 @@ async def resume_run(
     models: ModelOverrides = None,
     on_event: EventSink | None = None,
     restart: bool = False,
+    state: str | None = None,
     build: dict[str, Any] | None = None,
 ) -> RunOutcome:
     """Continue a run: after a crash or kill, with answers, or to retry blocked tasks.
 
-    ``build`` goes to :func:`open_graph` as it is (a worker's ``state``, ``runner``, ``gates``).
-
     ``restart`` starts the run over from its scope on fresh checkpoints, for a run whose
     checkpoints are lost or damaged (the damaged file is kept beside the new one; the
-    commits on main stay).
+    commits on main stay). ``state``: the run's state URL, for a run started with one.
+    ``build`` goes to :func:`open_graph` as it is (a worker's ``runner`` and ``gates``).
     """
     ws = Workspace.open(workspace)
     run_id = str((ws.run_info() or {})["run_id"])
+    url = state_of(ws, state)
     ctx = run_context(ws, context or {})
     approvals.enabled(ctx.approvals)
     if models is None:
@@ -149,8 +165,8 @@ async def resume_run(
     config = run_config(run_id)
     check_space(ws.root)
     with ws.lock():
-        _prepare(ws, run_id, context or {}, restart)
-        async with open_graph(ws, models, ctx.memory_path, **(build or {})) as graph:
+        await _prepare(ws, run_id, context or {}, restart, url)
+        async with open_graph(ws, models, ctx.memory_path, state=url, **(build or {})) as graph:
             snap = await graph.aget_state(config)
             letters = inbox.letters(ws) if snap.interrupts else []
             if letters:
@@ -168,7 +184,7 @@ async def resume_run(
                     inbox.post(ws, answers)
                     inp = None
             elif not snap.values:
-                inp = _scope_input(ws, run_id, restart)
+                inp = _scope_input(ws, run_id, restart, url)
             elif snap.interrupts:
                 return await outcome_of(graph, ws, run_id)
             elif not snap.tasks:
@@ -186,10 +202,12 @@ async def resume_run(
             return await outcome_of(graph, ws, run_id)
 
 
-def _prepare(ws: Workspace, run_id: str, context: dict[str, Any], restart: bool) -> None:
+async def _prepare(
+    ws: Workspace, run_id: str, context: dict[str, Any], restart: bool, state: str | None
+) -> None:
     """Ready a held workspace for resuming: restart, saved caps, what a kill left in git."""
     if restart:
-        _restart(ws, run_id)
+        await _restart(ws, run_id, state)
     save_budget(ws, context)  # a raised cap holds for later resumes too
     _recover(ws)
 
@@ -202,36 +220,45 @@ def _recover(ws: Workspace) -> None:
     ws.hold_branch()
 
 
-def _restart(ws: Workspace, run_id: str) -> None:
+async def _restart(ws: Workspace, run_id: str, state: str | None) -> None:
     """Set the run's checkpoints aside and make new, empty ones: the run starts over.
 
     Refused while the checkpoints still hold the run: a restart never throws away a run
-    that resume can continue.
+    that resume can continue. A state database that holds nothing of the run has nothing
+    to set aside.
     """
-    try:
-        check_checkpoints(ws)
-        holds = run_checkpointed(ws, run_id)
-    except (CheckpointsLost, CheckpointsCorrupt):
-        holds = False
+    if state is not None:
+        holds = await state_holds(state, run_id)
+    else:
+        try:
+            check_checkpoints(ws)
+            holds = run_checkpointed(ws, run_id)
+        except (CheckpointsLost, CheckpointsCorrupt):
+            holds = False
     if holds:
         raise UsageError(
             f"the checkpoints of run {run_id} are intact: continue it with 'oldnew resume "
             f"--workspace {ws.root}' (--restart is for lost or damaged checkpoints)"
         )
-    kept = set_aside_checkpoints(ws)
-    new_checkpoints(ws.checkpoints)
+    kept = None
+    if state is None:
+        kept = set_aside_checkpoints(ws)
+        new_checkpoints(ws.checkpoints)
     ws.log_event(node="resume", event="restarted", damaged_kept=str(kept) if kept else None)
 
 
-def _scope_input(ws: Workspace, run_id: str, restart: bool) -> dict[str, Any]:
+def _scope_input(
+    ws: Workspace, run_id: str, restart: bool, state: str | None = None
+) -> dict[str, Any]:
     """Return the input that starts a run with no checkpoint yet, unless work says otherwise.
 
     A run killed before its first checkpoint starts from its scope; one whose checkpoints
     were emptied while tasks were committed is not silently run again (unless restarted).
     """
     if not restart and ws.git("log", ws.branch, "--format=%H", "--grep=^Oldnew-Task: "):
+        where = redact(state) if state else str(ws.checkpoints)
         raise CheckpointsLost(
-            f"the run's checkpoints ({ws.checkpoints}) hold nothing of run {run_id}, yet it "
+            f"the run's checkpoints ({where}) hold nothing of run {run_id}, yet it "
             f"has work: {intact(ws)}. Restore the file from a backup, or start the run over "
             f"from its scope with 'oldnew resume --workspace {ws.root} --restart' (scope, "
             "plan and every task re-run at full cost; the commits on main stay)"
@@ -263,6 +290,7 @@ async def answer_run(
     context: dict[str, Any] | None = None,
     models: ModelOverrides = None,
     on_event: EventSink | None = None,
+    state: str | None = None,
 ) -> RunOutcome:
     """Answer pending questions: resume a paused run, or queue the answers for a busy one.
 
@@ -272,10 +300,15 @@ async def answer_run(
     """
     try:
         return await resume_run(
-            workspace, answers=answers, context=context, models=models, on_event=on_event
+            workspace,
+            answers=answers,
+            context=context,
+            models=models,
+            on_event=on_event,
+            state=state,
         )
     except RunLockedError:
-        out = await run_status(workspace)
+        out = await run_status(workspace, state=state)
     _check_answers(out.questions, answers)
     inbox.post(Workspace.open(workspace), answers)
     out.queued = dict(answers)
@@ -294,11 +327,12 @@ async def approve_gate(
     context: dict[str, Any] | None = None,
     models: ModelOverrides = None,
     on_event: EventSink | None = None,
+    state: str | None = None,
 ) -> RunOutcome:
     """Answer the approval gate the run waits at: approve, reject, or the changes wanted."""
     if not verdict.strip():
         raise UsageError("the changes asked for are empty; say what should change")
-    out = await run_status(workspace)
+    out = await run_status(workspace, state=state)
     waiting = [q for q in out.questions if q.get("kind") == "approval"]
     if not waiting:
         others = ", ".join(q["id"] for q in out.questions) or "none"
@@ -309,7 +343,7 @@ async def approve_gate(
         raise UsageError(f"no gate {gate!r} is waiting; waiting: {names}")
     qid = chosen[0]["id"]
     return await answer_run(
-        workspace, {qid: verdict}, context=context, models=models, on_event=on_event
+        workspace, {qid: verdict}, context=context, models=models, on_event=on_event, state=state
     )
 
 
@@ -321,6 +355,7 @@ async def submit_feedback(
     context: dict[str, Any] | None = None,
     models: ModelOverrides = None,
     on_event: EventSink | None = None,
+    state: str | None = None,
 ) -> RunOutcome:
     """Hand a person's feedback to a run and continue it to its next stop.
 
@@ -338,6 +373,7 @@ async def submit_feedback(
     check_text(text)
     ws = Workspace.open(workspace)
     run_id = str((ws.run_info() or {})["run_id"])
+    url = state_of(ws, state)
     ctx = run_context(ws, context or {})
     if models is None:
         check_model_specs(ctx)
@@ -346,8 +382,8 @@ async def submit_feedback(
         try:
             stack.enter_context(ws.lock())
         except RunLockedError:
-            return await _queue_feedback(ws, run_id, text)
-        async with open_graph(ws, models, ctx.memory_path) as graph:
+            return await _queue_feedback(ws, run_id, text, url)
+        async with open_graph(ws, models, ctx.memory_path, state=url) as graph:
             values = dict((await graph.aget_state(config)).values or {})
             why = refusal(values)
             if why:
@@ -360,9 +396,9 @@ async def submit_feedback(
             return await outcome_of(graph, ws, run_id)
 
 
-async def _queue_feedback(ws: Workspace, run_id: str, text: str) -> RunOutcome:
+async def _queue_feedback(ws: Workspace, run_id: str, text: str, state: str | None) -> RunOutcome:
     """Leave feedback in a busy run's inbox, once the run is known to take feedback."""
-    async with open_graph(ws) as graph:
+    async with open_graph(ws, state=state) as graph:
         values = dict((await graph.aget_state(run_config(run_id))).values or {})
         why = refusal(values)
         if why:
@@ -392,15 +428,17 @@ def _check_answers(pending: list[dict[str, Any]], answers: dict[str, str]) -> No
 
 
 @disk_guarded
-async def run_status(workspace: Path | str) -> RunOutcome:
+async def run_status(workspace: Path | str, *, state: str | None = None) -> RunOutcome:
     """Return where the run in ``workspace`` stands, without changing anything.
 
     A run that is neither finished nor paused, and that no process works on (it was killed,
     or its terminal closed), is ``interrupted``, with the command that continues it.
+    ``state``: the run's state URL, for a run started with one.
     """
     ws = Workspace.open(workspace)
     run_id = str((ws.run_info() or {})["run_id"])
-    async with open_graph(ws) as graph:
+    url = state_of(ws, state)
+    async with open_graph(ws, state=url) as graph:
         out = await outcome_of(graph, ws, run_id)
     if out.status == "running" and not worked_on(ws):
         out.status = "interrupted"
@@ -432,11 +470,13 @@ def worked_on(ws: Workspace) -> bool:
 
 
 async def memory_listing(
-    workspace: Path | str | None, *, remove: str | None = None
+    workspace: Path | str | None, *, remove: str | None = None, state: str | None = None
 ) -> dict[str, Any]:
     """List (or remove from) a run's memory, or the knowledge base when no workspace is given.
 
-    Returns ``{"path", "entries": [{key, ...}], "problems": [...], "removed"}``.
+    With ``state`` (a run's state URL, or a database's for the knowledge base) the memory is
+    that database's. Returns ``{"path", "entries": [{key, ...}], "problems": [...], "removed"}``
+    (``path``: the store's file, or the database's URL without its password).
     """
     from oldnew.memory.store import FIXES, TEMPLATES, Memory
 
@@ -444,11 +484,13 @@ async def memory_listing(
         ws = Workspace.open(workspace)
         ctx = run_context(ws, {})
         run_id = str((ws.run_info() or {})["run_id"])
+        url = state_of(ws, state)
     else:
-        ws, ctx, run_id = None, Context(), ""
-    async with open_memory(ctx.memory_path, ws) as store:
+        ws, ctx, run_id, url = None, Context(), "", state_url(state)
+    where = redact(url) if url else str(Path(ctx.memory_path).expanduser())
+    async with open_memory(ctx.memory_path, ws, url) as store:
         if store is None:
-            raise UsageError(f"no memory store could be opened at {ctx.memory_path}")
+            raise UsageError(f"no memory store could be opened at {where}")
         memory = Memory(store, run_id)
         removed = None
         if remove:
@@ -481,7 +523,7 @@ async def memory_listing(
                     }
                 )
         return {
-            "path": str(Path(ctx.memory_path).expanduser()),
+            "path": where,
             "entries": rows,
             "problems": memory.problems,
             "removed": removed,

@@ -3,6 +3,8 @@
 One process works on a workspace at a time (a file lock); the run's thread id is its run id,
 and its checkpoints live in ``.oldnew/checkpoints.sqlite`` inside the workspace, kept by
 ``oldnew.checkpoints.CheckpointSaver`` (a large value stored once, not with every checkpoint).
+A run started with a state URL (``--state``, ``oldnew.cluster.state``) keeps its checkpoints
+and its memory in that PostgreSQL database instead, and its record says where.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.store.sqlite.aio import AsyncSqliteStore
 
 from oldnew.checkpoints import CheckpointSaver
+from oldnew.cluster.state import open_state, redact, run_state
 from oldnew.context import Context
 from oldnew.errors import CheckpointsCorrupt, CheckpointsLost, StorageError, WorkspaceError
 from oldnew.graph.build import build_graph
@@ -43,13 +46,35 @@ def run_config(run_id: str) -> RunnableConfig:
     return run_trace({"configurable": {"thread_id": run_id}, "recursion_limit": 500}, run_id)
 
 
+def state_of(ws: Workspace, given: str | None) -> str | None:
+    """Return the state URL a command on the run in ``ws`` opens (None: SQLite in ``ws``).
+
+    Raises:
+        StateElsewhere: the run's record puts its state elsewhere than ``given`` does.
+
+    """
+    return run_state((ws.run_info() or {}).get("state"), given, str(ws.root))
+
+
+def state_record(url: str | None) -> dict[str, Any]:
+    """Return what a new run's record keeps of its state URL: the URL without its password."""
+    return {"state": redact(url)} if url else {}
+
+
 @asynccontextmanager
-async def open_memory(path: str | None, ws: Workspace | None = None) -> AsyncIterator[Any]:
+async def open_memory(
+    path: str | None, ws: Workspace | None = None, state: str | None = None
+) -> AsyncIterator[Any]:
     """Yield the memory store at ``path``, or None when it is off or cannot be opened.
 
-    A corrupted or locked memory file never stops a run: the run goes on without memory
+    With a ``state`` URL the store is that database's (unless ``path`` is ``off``). A
+    corrupted or locked memory file never stops a run: the run goes on without memory
     and its event log says why.
     """
+    if state and path != "off":
+        async with open_state(state) as opened:
+            yield opened.store
+        return
     async with AsyncExitStack() as stack:
         store: AsyncSqliteStore | None = None
         if path and path != "off":
@@ -78,29 +103,46 @@ async def open_graph(
     ws: Workspace,
     models: ModelOverrides = None,
     memory_path: str | None = None,
+    *,
+    state: str | None = None,
     **build: Any,
 ) -> AsyncIterator[CompiledStateGraph[Any, Any, Any, Any]]:
-    """Yield the graph compiled on the workspace's SQLite checkpoints and the memory store.
+    """Yield the graph compiled on the run's checkpoints and the memory store.
 
+    Those are the workspace's SQLite checkpoints and the store at ``memory_path``; with a
+    ``state`` URL, both are that PostgreSQL database's (memory there unless ``off``).
     ``build`` goes to :func:`build_graph` as it is (``gates=``, a benchmark's stand-in).
 
     Raises:
         CheckpointsLost: the checkpoint file is missing (it is made with the workspace).
         CheckpointsCorrupt: it is not a readable database.
+        StateError: the state database cannot be used (``oldnew.errors``: what to fix).
 
     """
-    check_checkpoints(ws)
+    if state is None:
+        check_checkpoints(ws)
     try:
-        async with (
-            CheckpointSaver.from_conn_string(str(ws.checkpoints)) as saver,
-            open_memory(memory_path, ws) as store,
-        ):
+        async with AsyncExitStack() as stack:
+            if state is None:
+                saver: Any = await stack.enter_async_context(
+                    CheckpointSaver.from_conn_string(str(ws.checkpoints))
+                )
+                store = await stack.enter_async_context(open_memory(memory_path, ws))
+            else:
+                opened = await stack.enter_async_context(open_state(state))
+                saver, store = opened.saver, None if memory_path == "off" else opened.store
             # Compiling takes tens of milliseconds of CPU: off the event loop.
             yield await asyncio.to_thread(
                 partial(build_graph, models=models, checkpointer=saver, store=store, **build)
             )
     finally:
         await aclose_http_clients()  # pooled connections must not outlive this event loop
+
+
+async def state_holds(url: str, run_id: str) -> bool:
+    """Return whether the state database at ``url`` holds a checkpoint of the run's thread."""
+    async with open_state(url) as opened:
+        return await opened.saver.aget_tuple(run_config(run_id)) is not None
 
 
 def intact(ws: Workspace) -> str:
