@@ -34,6 +34,7 @@ from typer.core import TyperOption
 
 from oldnew import settings
 from oldnew.budget import budget_lines
+from oldnew.cluster import commands as cluster_commands
 from oldnew.context import Context
 from oldnew.display import LiveDisplay
 from oldnew.errors import OldnewError
@@ -1209,6 +1210,8 @@ def _reflow_help(*apps: typer.Typer) -> None:
                 info.help = "\n\n".join(" ".join(p.split()) for p in doc.split("\n\n"))
 
 
+app.command("worker")(cluster_commands.worker)
+app.command("workers")(cluster_commands.workers)
 _reflow_help(app, bench_app)
 
 

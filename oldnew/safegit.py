@@ -66,6 +66,14 @@ GIT_OPTIONS = (
 )
 """Options before every git subcommand oldnew runs (command-line config wins over files)."""
 
+CENTRAL_OPTIONS = (
+    *("-c", "protocol.file.allow=always", "-c", "protocol.ssh.allow=always"),
+    *("-c", "protocol.https.allow=always", "-c", "protocol.git.allow=always"),
+    *("-c", "core.sshCommand=ssh -o BatchMode=yes"),
+)
+"""Added to :data:`GIT_OPTIONS` for the one transport oldnew opens itself: to the central
+repository of a run spread over workers (``Workspace.central``), never to a project's remote."""
+
 _GIT_ENV = {
     "GIT_CONFIG_NOSYSTEM": "1",
     "GIT_CONFIG_GLOBAL": os.devnull,

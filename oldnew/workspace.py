@@ -37,7 +37,13 @@ from oldnew import repo as repos
 from oldnew.commits import TaskCommits
 from oldnew.errors import PathViolation, RunLockedError, WorkspaceError
 from oldnew.locks import exclusive
-from oldnew.safegit import control_part, looks_like_git_dir, nested_control_paths, run_git
+from oldnew.safegit import (
+    CENTRAL_OPTIONS,
+    control_part,
+    looks_like_git_dir,
+    nested_control_paths,
+    run_git,
+)
 
 META = ".oldnew"
 MAIN = "main"
@@ -314,7 +320,9 @@ class Workspace:
             branch = str(record.get("branch") or MAIN)
             ws.root.parent.mkdir(parents=True, exist_ok=True)
             proc = run_git(
-                *("clone", "-q", "--branch", branch, central, str(tmp)), cwd=ws.root.parent
+                *("clone", "-q", "--branch", branch, central, str(tmp)),
+                cwd=ws.root.parent,
+                options=CENTRAL_OPTIONS,
             )
             if proc.returncode != 0:
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -923,7 +931,7 @@ class Workspace:
             *("push", "-q", "--porcelain", f"--force-with-lease={ref}:{base}"),
             *(self.central, f"{commit}:{ref}"),
             cwd=self.root,
-            options=self.git_options,
+            options=(*self.git_options, *CENTRAL_OPTIONS),
         )
         if proc.returncode == 0:
             return True
@@ -947,7 +955,7 @@ class Workspace:
             self.central,
             f"+{ref}:refs/oldnew/central",
             cwd=self.root,
-            options=self.git_options,
+            options=(*self.git_options, *CENTRAL_OPTIONS),
         )
         if proc.returncode != 0:
             raise WorkspaceError(

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 from oldnew.errors import WorkspaceError
-from oldnew.safegit import run_git
+from oldnew.safegit import CENTRAL_OPTIONS, run_git
 from oldnew.workspace import Workspace
 
 
@@ -55,8 +55,13 @@ def save_task(ws: Workspace, run_id: str, task_id: str) -> str:
     commit = _git(ws, "commit-tree", files, "-p", head, "-m", message, cwd=tree)
     ref = snapshot_ref(run_id, task_id)
     proc = run_git(
-        "push", "-q", "--force", _central(ws), f"{commit}:{ref}", cwd=ws.root,
-        options=ws.git_options,
+        "push",
+        "-q",
+        "--force",
+        _central(ws),
+        f"{commit}:{ref}",
+        cwd=ws.root,
+        options=(*ws.git_options, *CENTRAL_OPTIONS),
     )
     if proc.returncode != 0:
         raise WorkspaceError(
@@ -85,7 +90,9 @@ def load_task(ws: Workspace, run_id: str, task_id: str, snapshot: str | None) ->
     have = run_git("cat-file", "-e", f"{snapshot}^{{commit}}", cwd=ws.root)
     if have.returncode != 0:
         proc = run_git(
-            "fetch", "-q", _central(ws), f"+{ref}:{ref}", cwd=ws.root, options=ws.git_options
+            *("fetch", "-q", _central(ws), f"+{ref}:{ref}"),
+            cwd=ws.root,
+            options=(*ws.git_options, *CENTRAL_OPTIONS),
         )
         if proc.returncode != 0:
             raise WorkspaceError(

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 from psycopg import AsyncConnection
-from psycopg.rows import dict_row
+from psycopg.rows import DictRow
 from psycopg_pool import AsyncConnectionPool
+
+Pool = AsyncConnectionPool[AsyncConnection[DictRow]]
 
 LEASE_KEY = "oldnew_lease"
 """The checkpoint metadata key that carries the writer's lease epoch."""
@@ -45,6 +45,7 @@ CREATE TABLE IF NOT EXISTS oldnew_tasks (
     task_id text NOT NULL,
     thread_id text NOT NULL,
     worker text,
+    last_worker text,
     state text NOT NULL DEFAULT 'queued',
     snapshot text,
     job_id bigint,
@@ -105,29 +106,11 @@ def host() -> str:
     return socket.gethostname()
 
 
-@asynccontextmanager
-async def open_pool(url: str, *, size: int = 4) -> AsyncIterator[AsyncConnectionPool]:
-    """Yield a small pool on ``url`` that replaces a connection the server dropped."""
-    pool: AsyncConnectionPool = AsyncConnectionPool(
-        url,
-        min_size=1,
-        max_size=size,
-        kwargs={"autocommit": True, "row_factory": dict_row, "prepare_threshold": 0},
-        check=AsyncConnectionPool.check_connection,
-        open=False,
-    )
-    await pool.open(wait=True, timeout=10)
-    try:
-        yield pool
-    finally:
-        await pool.close()
-
-
 class ClusterDB:
-    """oldnew's own rows in the shared database, through one pool."""
+    """The rows of oldnew's own in the shared database, through one pool."""
 
-    def __init__(self, pool: AsyncConnectionPool) -> None:
-        """Use ``pool`` (autocommit, dict rows)."""
+    def __init__(self, pool: Pool) -> None:
+        """Use ``pool`` (autocommit, dict rows: ``cluster.state.open_state``'s)."""
         self.pool = pool
 
     async def _all(self, sql: str, *args: Any) -> list[dict[str, Any]]:
@@ -208,7 +191,9 @@ class ClusterDB:
         )
 
     async def set_task(self, run_id: str, task_id: str, thread_id: str, **fields: Any) -> None:
-        """Upsert a task's row with ``fields`` (worker, state, snapshot, job_id)."""
+        """Upsert a task's row with ``fields`` (worker, state, snapshot, job_id, error)."""
+        if fields.get("worker"):
+            fields["last_worker"] = fields["worker"]  # who worked on it last, for the record
         names = sorted(fields)
         cols = ", ".join(["run_id", "task_id", "thread_id", *names])
         marks = ", ".join(["%s"] * (3 + len(names)))
@@ -273,8 +258,8 @@ class ClusterDB:
         )
 
 
-async def _locked_ddl(conn: AsyncConnection[Any], sql: str) -> None:
+async def _locked_ddl(conn: AsyncConnection[DictRow], sql: str) -> None:
     """Run DDL under an advisory lock: two processes setting up at once do not collide."""
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(7220431)")
-        await conn.execute(sql)
+        await conn.execute(sql, prepare=False)  # several statements: never prepared

@@ -57,7 +57,7 @@ def tasks_queue(of: str | None = None) -> str:
 
 def make_app(url: str) -> App:
     """Return the procrastinate app on ``url`` with oldnew's jobs."""
-    app = App(connector=PsycopgConnector(conninfo=url, kwargs={"prepare_threshold": 0}))
+    app = App(connector=PsycopgConnector(conninfo=url))
     app.add_tasks_from(jobs, namespace="oldnew")
     return app
 

@@ -126,6 +126,7 @@ class RemoteTasks:
         if status != Status.SUCCEEDED:
             row = await home.db.task(self.run_id, task_id)
             error = (row or {}).get("error") or f"its job {job} ended {status.value}"
+            await home.db.set_task(self.run_id, task_id, thread, state="failed", worker=None)
             raise StepFailed(f"task {task_id}'s step on a worker failed: {error}")
 
     async def _hold(
@@ -156,4 +157,3 @@ class RemoteTasks:
         if (await graph.aget_state(config)).next:  # back to its fixer: its files go along
             snapshot = await offload(GIT, central.save_task, ws, self.run_id, task_id)
             await home.db.set_task(self.run_id, task_id, thread, snapshot=snapshot)
-

@@ -27,7 +27,7 @@ from oldnew.errors import UsageError, WorkspaceError
 from oldnew.models import ModelOverrides, check_model_specs
 from oldnew.runs.commands import read_scope
 from oldnew.runs.session import SCOPE_COPY, check_space, run_config, state_record
-from oldnew.safegit import run_git
+from oldnew.safegit import CENTRAL_OPTIONS, run_git
 from oldnew.supporting import collect
 from oldnew.workspace import MAIN, Workspace
 
@@ -55,7 +55,7 @@ async def open_cluster(url: str) -> AsyncIterator[Cluster]:
 
 def check_central(repo: str) -> None:
     """Raise unless ``repo`` answers and has no main yet (a run builds a new project there)."""
-    proc = run_git("ls-remote", "--heads", repo, cwd=Path.cwd())
+    proc = run_git("ls-remote", "--heads", repo, cwd=Path.cwd(), options=CENTRAL_OPTIONS)
     if proc.returncode != 0:
         raise UsageError(
             f"the central repository {repo} does not answer: {proc.stderr.strip()[-300:]}; "
@@ -71,7 +71,9 @@ def check_central(repo: str) -> None:
 
 def push_main(ws: Workspace, repo: str) -> None:
     """Publish the new run's main to the central repository."""
-    proc = run_git("push", "-q", repo, f"{MAIN}:refs/heads/{MAIN}", cwd=ws.root)
+    proc = run_git(
+        "push", "-q", repo, f"{MAIN}:refs/heads/{MAIN}", cwd=ws.root, options=CENTRAL_OPTIONS
+    )
     if proc.returncode != 0:
         raise UsageError(
             f"cannot push to the central repository {repo}: {proc.stderr.strip()[-300:]}; "

@@ -93,7 +93,7 @@ class Home:
 
     @property
     def db(self) -> ClusterDB:
-        """oldnew's rows in the database."""
+        """The rows of oldnew's own in the database."""
         assert self._db is not None, "open the home first (Home.opened)"
         return self._db
 
@@ -146,7 +146,11 @@ class Home:
         """Hold the run: its graph, on this clone, until it ends or waits for a person."""
         from oldnew.runs.commands import resume_run  # the commands import the cluster's users
 
-        ws = await self.workspace(run_id)
+        try:
+            ws = await self.workspace(run_id)
+        except Exception as exc:
+            await self.db.set_run(run_id, "interrupted", summary=_failure(exc))
+            raise
         await self.db.set_run(run_id, "running", holder=self.name)
         letters = asyncio.create_task(self._letters(run_id, ws))
         token = WORKSPACE_HERE.set(str(ws.root))
@@ -162,8 +166,8 @@ class Home:
                     "runner": RemoteTasks(self, run_id),
                 },
             )
-        except BaseException:
-            await self.db.set_run(run_id, "interrupted")
+        except Exception as exc:
+            await self.db.set_run(run_id, "interrupted", summary=_failure(exc))
             raise
         finally:
             self.running -= 1
@@ -309,6 +313,11 @@ class Home:
             except Exception as exc:  # noqa: BLE001 - a dropped connection: try next beat
                 log.warning("worker %s could not beat: %s", self.name, exc)
             await asyncio.sleep(self.stall / 4)
+
+
+def _failure(exc: BaseException) -> dict[str, Any]:
+    """Return what a run's row says of the error that stopped its holder (it is retried)."""
+    return {"error": f"{type(exc).__name__}: {exc}"[:2000]}
 
 
 def default_name() -> str:
