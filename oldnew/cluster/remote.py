@@ -144,7 +144,7 @@ class RemoteTasks:
         row = await home.db.task(self.run_id, task_id)
         await offload(GIT, central.load_task, ws, self.run_id, task_id, (row or {}).get("snapshot"))
         epoch = await home.db.take_lease(thread, home.name)
-        await home.db.set_task(self.run_id, task_id, thread, state="merging", worker=home.name)
+        await home.db.set_task(self.run_id, task_id, thread, state="merging")
         stream = graph.astream(
             None,
             with_lease(config, epoch),
