@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,15 @@ from synthetic import GREET_CODE, planned_run
 from typer.testing import CliRunner
 
 from oldnew.cli import app
-from oldnew.cluster.state import SCHEMA_VERSION, open_state, redact, run_state, state_url
+from oldnew.cluster import state as state_module
+from oldnew.cluster.state import (
+    SCHEMA_VERSION,
+    database_of,
+    open_state,
+    redact,
+    run_state,
+    state_url,
+)
 from oldnew.errors import (
     StateElsewhere,
     StateMissing,
@@ -206,3 +215,30 @@ def test_a_database_of_another_schema_version_is_refused_untouched(postgres_url:
     with psycopg.connect(postgres_url) as conn:
         tables: Any = conn.execute("SELECT to_regclass('checkpoints')").fetchone()
     assert tables[0] is None  # nothing was set up in it
+
+
+def test_a_server_that_never_replies_times_out_in_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(state_module, "CONNECT_SECONDS", 1)
+    with socket.socket() as silent:  # takes connections (the kernel does), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        with pytest.raises(StateUnreachable) as err:
+            _open(f"postgresql://u:pw@127.0.0.1:{port}/db")
+    assert f"127.0.0.1:{port} does not answer" in str(err.value)
+    assert "oldnew waits 1 s at most" in str(err.value)
+
+
+def test_a_killed_connection_is_replaced(postgres_server: Any, postgres_url: str) -> None:
+    async def go() -> int:
+        config: Any = {"configurable": {"thread_id": "t1", "checkpoint_ns": ""}}
+        async with open_state(postgres_url, application_name="victim") as opened:
+            assert await opened.saver.aget_tuple(config) is None
+            killed = postgres_server.terminate("victim", database_of(postgres_url))
+            await opened.store.aput(("a",), "k", {"v": 1})  # on a new connection
+            item = await opened.store.aget(("a",), "k")
+            assert item is not None and item.value == {"v": 1}
+            assert await opened.saver.aget_tuple(config) is None
+            return int(killed)
+
+    assert asyncio.run(go()) >= 1

@@ -214,6 +214,8 @@ def connect_error(url: str, exc: BaseException) -> StateError:
     """Return the typed error a failed connection to ``url`` means (libpq's words, untranslated)."""
     parts, where = urlsplit(url), redact(url)
     text = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, TimeoutError):
+        text = "no reply"
     low = text.lower()
     state = getattr(exc, "sqlstate", None) or ""
     if state.startswith("28") or "authentication failed" in low or "no password" in low:
