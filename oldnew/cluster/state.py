@@ -17,7 +17,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib.metadata import version as package_version
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 import psycopg
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
@@ -80,18 +80,22 @@ def state_url(value: str | None = None) -> str | None:
 def redact(url: str) -> str:
     """Return ``url`` without its password (in the address or the query): for logs and files."""
     parts = urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = (f"{unquote(parts.username)}@" if parts.username else "") + host
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    if port is not None:
-        netloc += f":{port}"
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, hosts = netloc.rsplit("@", 1)
+        netloc = f"{unquote(userinfo.split(':', 1)[0])}@{hosts}"
     query = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k.lower() != "password"])
-    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+    return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
+
+
+def server_of(url: str) -> str:
+    """Return ``host:port`` of a state URL, for messages (libpq's defaults where left out)."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port or 5432
+    except ValueError:  # several hosts, or a port that is no number: show it as it is
+        return parts.netloc.rsplit("@", 1)[-1]
+    return f"{parts.hostname or 'localhost'}:{port}"
 
 
 def database_of(url: str) -> str:
@@ -212,7 +216,7 @@ async def _connect(url: str, kwargs: Mapping[str, Any]) -> psycopg.AsyncConnecti
 
 def connect_error(url: str, exc: BaseException) -> StateError:
     """Return the typed error a failed connection to ``url`` means (libpq's words, untranslated)."""
-    parts, where = urlsplit(url), redact(url)
+    user, where, server = urlsplit(url).username, redact(url), server_of(url)
     text = " ".join(str(exc).split()) or type(exc).__name__
     if isinstance(exc, TimeoutError):
         text = "no reply"
@@ -220,19 +224,19 @@ def connect_error(url: str, exc: BaseException) -> StateError:
     state = getattr(exc, "sqlstate", None) or ""
     if state.startswith("28") or "authentication failed" in low or "no password" in low:
         return StateRefused(
-            f"the state database server refused user {parts.username!r} ({text}): give the "
+            f"the state database server refused user {user!r} ({text}): give the "
             "right user and password in the URL (postgresql://USER:PASSWORD@HOST:PORT/DB, "
             f"special characters percent-encoded); {_REMEDY}"
         )
     if state == "3D000" or ("database" in low and "does not exist" in low):
         db = database_of(url)
         return StateMissing(
-            f"the state database {db!r} does not exist on {parts.hostname}:{parts.port or 5432}"
-            f": create it (createdb {db}, or CREATE DATABASE) or fix the name in the URL; "
+            f"the state database {db!r} does not exist on {server}: create it (createdb "
+            f"{db}, or CREATE DATABASE) or fix the name in the URL; "
             f"oldnew sets its tables up in a new, empty database itself; {_REMEDY}"
         )
     return StateUnreachable(
-        f"the state database server at {parts.hostname}:{parts.port or 5432} does not answer "
+        f"the state database server at {server} does not answer "
         f"({text}; oldnew waits {CONNECT_SECONDS} s at most): check that it runs, that host "
         f"and port in {where} are right and that this machine may reach it; {_REMEDY}"
     )
