@@ -34,9 +34,10 @@ from oldnew.errors import (
     StateSchemaError,
     StateUnreachable,
     StateURLError,
+    UsageError,
 )
 from oldnew.memory.store import Memory
-from oldnew.runs import answer_run, memory_listing, run_status, start_run
+from oldnew.runs import answer_run, memory_listing, resume_run, run_status, start_run
 from oldnew.runs.session import open_memory, run_checkpointed, state_holds
 from oldnew.workspace import Workspace
 
@@ -117,6 +118,9 @@ def test_a_postgres_run_says_where_its_state_is(tmp_path: Path, postgres_url: st
         app, ["status", "--workspace", str(ws), "--json"], env={"OLDNEW_STATE_URL": postgres_url}
     )
     assert result.exit_code == 3 and json.loads(result.output)["status"] == "waiting"
+    # The database holds the run: --restart (for lost checkpoints) is refused.
+    with pytest.raises(UsageError, match="are intact: continue it with 'oldnew resume"):
+        asyncio.run(resume_run(ws, restart=True, models=models, state=postgres_url))
 
 
 def test_memory_written_is_read_back_in_a_new_session(tmp_path: Path, state: str | None) -> None:
@@ -242,3 +246,19 @@ def test_a_killed_connection_is_replaced(postgres_server: Any, postgres_url: str
             return int(killed)
 
     assert asyncio.run(go()) >= 1
+
+
+def test_machines_that_open_a_new_database_at_once_set_it_up_once(postgres_url: str) -> None:
+    async def go() -> list[dict[str, str]]:
+        async def one() -> dict[str, str]:
+            async with open_state(postgres_url) as opened:
+                return opened.meta
+
+        return list(await asyncio.gather(*(one() for _ in range(3))))
+
+    metas = asyncio.run(go())
+    assert metas[0]["schema_version"] == str(SCHEMA_VERSION) and metas == metas[:1] * 3
+    with psycopg.connect(postgres_url) as conn:
+        rows: Any = conn.execute("SELECT count(*), count(DISTINCT v) FROM checkpoint_migrations")
+        total, distinct = rows.fetchone()
+    assert total == distinct > 0  # every migration ran exactly once

@@ -43,6 +43,8 @@ their own ``setup()`` migrates them, plus ``oldnew_meta``. Raised when a release
 in a way an older one cannot read (a database of another version is refused, never changed)."""
 CONNECT_SECONDS = 5
 """How long connecting may take before the server counts as not answering."""
+SETUP_SECONDS = 60
+"""How long a process waits while another one sets the database up."""
 POOL_SIZE = 4
 """Connections one process keeps at most (the saver takes one at a time, the store its own)."""
 _SETUP_LOCK = 0x6F6C646E6577
@@ -247,7 +249,7 @@ async def _prepare(conn: psycopg.AsyncConnection[DictRow], where: str) -> dict[s
 
     An advisory lock makes machines that start at once set it up one after the other.
     """
-    await conn.execute("SELECT pg_advisory_lock(%s)", (_SETUP_LOCK,))
+    await _take_setup_lock(conn, where)
     try:
         await conn.execute(_META)
         rows = await (await conn.execute("SELECT key, value FROM oldnew_meta")).fetchall()
@@ -268,6 +270,30 @@ async def _prepare(conn: psycopg.AsyncConnection[DictRow], where: str) -> dict[s
         return meta
     finally:
         await conn.execute("SELECT pg_advisory_unlock(%s)", (_SETUP_LOCK,))
+
+
+async def _take_setup_lock(conn: psycopg.AsyncConnection[DictRow], where: str) -> None:
+    """Take the setup lock, trying again and again rather than waiting in one statement.
+
+    A statement blocked on the lock holds a transaction open, and the store's setup builds an
+    index concurrently, which waits for every open transaction: waiting in ``pg_advisory_lock``
+    while another machine sets up would deadlock.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + SETUP_SECONDS
+    while True:
+        row = await (
+            await conn.execute("SELECT pg_try_advisory_lock(%s) AS ok", (_SETUP_LOCK,))
+        ).fetchone()
+        if row is not None and row["ok"]:
+            return
+        if loop.time() > deadline:
+            raise StateError(
+                f"the state database {where} has been set up by another process for more than "
+                f"{SETUP_SECONDS} s (it holds advisory lock {_SETUP_LOCK}): wait for it, or end "
+                f"it, then try again; {_REMEDY}"
+            )
+        await asyncio.sleep(0.05)
 
 
 def check_schema(meta: Mapping[str, str], where: str) -> None:
