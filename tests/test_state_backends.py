@@ -262,3 +262,15 @@ def test_machines_that_open_a_new_database_at_once_set_it_up_once(postgres_url: 
         rows: Any = conn.execute("SELECT count(*), count(DISTINCT v) FROM checkpoint_migrations")
         total, distinct = rows.fetchone()
     assert total == distinct > 0  # every migration ran exactly once
+
+
+def test_a_connection_lost_while_working_says_the_run_is_resumable(postgres_url: str) -> None:
+    async def go() -> None:
+        async with open_state(postgres_url):
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+
+    with pytest.raises(StateUnreachable) as err:
+        asyncio.run(go())
+    text = str(err.value)
+    assert "connection to the state database" in text and "was lost" in text
+    assert "continue with 'oldnew resume'" in text

@@ -47,6 +47,8 @@ SETUP_SECONDS = 60
 """How long a process waits while another one sets the database up."""
 POOL_SIZE = 4
 """Connections one process keeps at most (the saver takes one at a time, the store its own)."""
+BORROW_SECONDS = 60
+"""How long a call waits for a free connection of the pool (busy, or being replaced)."""
 _SETUP_LOCK = 0x6F6C646E6577
 """The advisory lock key (``oldnew``) that serialises setting a database up across machines."""
 _ready: set[str] = set()
@@ -185,7 +187,7 @@ async def open_state(
         max_size=pool_size,
         open=False,
         check=AsyncConnectionPool.check_connection,
-        timeout=CONNECT_SECONDS * 2,
+        timeout=BORROW_SECONDS,
         name=f"oldnew-state {where}",
     )
     try:
