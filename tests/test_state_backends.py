@@ -18,7 +18,9 @@ from synthetic import GREET_CODE, planned_run
 from typer.testing import CliRunner
 
 from oldnew.cli import app
+from oldnew.cluster import postgres as postgres_module
 from oldnew.cluster import state as state_module
+from oldnew.cluster.postgres import PrivateServer
 from oldnew.cluster.state import (
     SCHEMA_VERSION,
     database_of,
@@ -28,6 +30,7 @@ from oldnew.cluster.state import (
     state_url,
 )
 from oldnew.errors import (
+    PostgresMissing,
     StateElsewhere,
     StateMissing,
     StateRefused,
@@ -274,3 +277,12 @@ def test_a_connection_lost_while_working_says_the_run_is_resumable(postgres_url:
     text = str(err.value)
     assert "connection to the state database" in text and "was lost" in text
     assert "continue with 'oldnew resume'" in text
+
+
+def test_without_postgresql_the_private_server_says_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(postgres_module, "glob", lambda pattern: [])
+    monkeypatch.setattr(postgres_module.shutil, "which", lambda name: None)
+    with pytest.raises(PostgresMissing, match="install it with 'apt-get install postgresql'"):
+        PrivateServer(tmp_path / "data")
