@@ -165,10 +165,17 @@ def test_state_url_takes_postgres_urls_and_refuses_others(
     )
 
 
-def test_a_command_refuses_a_state_that_is_not_the_runs() -> None:
+def test_a_command_refuses_a_state_that_is_not_the_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     url = "postgresql://u:pw@h:5432/runs"
+    monkeypatch.delenv("OLDNEW_STATE_URL", raising=False)
     assert run_state(None, None, "/ws") is None
     assert run_state(redact(url), url, "/ws") == url
+    monkeypatch.setenv("OLDNEW_STATE_URL", url)
+    assert run_state(None, None, "/ws") is None  # a run in SQLite stays there
+    assert run_state(redact(url), None, "/ws") == url
+    monkeypatch.delenv("OLDNEW_STATE_URL")
+    with pytest.raises(StateElsewhere, match="pass --state URL or set OLDNEW_STATE_URL"):
+        run_state(redact(url), None, "/ws")
     with pytest.raises(StateElsewhere, match="state is in SQLite in its workspace"):
         run_state(None, url, "/ws")
     with pytest.raises(StateElsewhere, match="not in postgresql://u@h:5432/other"):

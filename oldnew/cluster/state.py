@@ -111,13 +111,16 @@ def run_state(recorded: str | None, given: str | None, workspace: str) -> str | 
     """Return the URL a command on a run opens, after checking it is where the run's state is.
 
     ``recorded`` is what the run's record says (a redacted URL, or None: SQLite in the
-    workspace); ``given`` the ``--state`` value (None: ``OLDNEW_STATE_URL`` or nothing).
+    workspace); ``given`` the ``--state`` value (None: ``OLDNEW_STATE_URL`` or nothing). The
+    variable is a default, not an order: a run in SQLite goes on there whatever it says.
 
     Raises:
-        StateElsewhere: the run's state is in Postgres and no URL is given, or the other way
-            round, or the URL names another database.
+        StateElsewhere: the run's state is in Postgres and no URL is given, or a ``--state``
+            is given for a run in SQLite, or the URL names another database.
 
     """
+    if given is None and not recorded:
+        return None
     url = state_url(given)
     if recorded and url is None:
         raise StateElsewhere(
