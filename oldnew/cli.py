@@ -250,11 +250,9 @@ StateOpt = Annotated[
     str | None,
     typer.Option(
         "--state",
-        envvar="OLDNEW_STATE_URL",
-        show_envvar=False,
         help="PostgreSQL URL (postgresql://USER:PASSWORD@HOST:PORT/DB) for the run's checkpoints "
-        "and memory, so other machines can follow and continue it; leave it out for SQLite in "
-        "the workspace. Env: OLDNEW_STATE_URL.",
+        "and memory, shared by every machine that works on the run; leave it out for SQLite "
+        "in the workspace. Env: OLDNEW_STATE_URL.",
     ),
 ]
 

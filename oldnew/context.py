@@ -237,7 +237,8 @@ class Context:
         default="~/.oldnew/memory.sqlite",
         metadata={
             "description": "SQLite file of the memory store: run memory and the knowledge "
-            "base every run on this machine shares. 'off' disables memory."
+            "base every run on this machine shares (a run with --state keeps its memory in "
+            "that database instead). 'off' disables memory."
         },
     )
     memory_token_budget: int = field(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -17,17 +18,29 @@ from synthetic import GREET_CODE, planned_run
 from typer.testing import CliRunner
 
 from oldnew.cli import app
-from oldnew.cluster.state import SCHEMA_VERSION, open_state, redact, run_state, state_url
+from oldnew.cluster import postgres as postgres_module
+from oldnew.cluster import state as state_module
+from oldnew.cluster.postgres import PrivateServer
+from oldnew.cluster.state import (
+    SCHEMA_VERSION,
+    database_of,
+    open_state,
+    redact,
+    run_state,
+    state_url,
+)
 from oldnew.errors import (
+    PostgresMissing,
     StateElsewhere,
     StateMissing,
     StateRefused,
     StateSchemaError,
     StateUnreachable,
     StateURLError,
+    UsageError,
 )
 from oldnew.memory.store import Memory
-from oldnew.runs import answer_run, memory_listing, run_status, start_run
+from oldnew.runs import answer_run, memory_listing, resume_run, run_status, start_run
 from oldnew.runs.session import open_memory, run_checkpointed, state_holds
 from oldnew.workspace import Workspace
 
@@ -108,6 +121,9 @@ def test_a_postgres_run_says_where_its_state_is(tmp_path: Path, postgres_url: st
         app, ["status", "--workspace", str(ws), "--json"], env={"OLDNEW_STATE_URL": postgres_url}
     )
     assert result.exit_code == 3 and json.loads(result.output)["status"] == "waiting"
+    # The database holds the run: --restart (for lost checkpoints) is refused.
+    with pytest.raises(UsageError, match="are intact: continue it with 'oldnew resume"):
+        asyncio.run(resume_run(ws, restart=True, models=models, state=postgres_url))
 
 
 def test_memory_written_is_read_back_in_a_new_session(tmp_path: Path, state: str | None) -> None:
@@ -149,10 +165,17 @@ def test_state_url_takes_postgres_urls_and_refuses_others(
     )
 
 
-def test_a_command_refuses_a_state_that_is_not_the_runs() -> None:
+def test_a_command_refuses_a_state_that_is_not_the_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     url = "postgresql://u:pw@h:5432/runs"
+    monkeypatch.delenv("OLDNEW_STATE_URL", raising=False)
     assert run_state(None, None, "/ws") is None
     assert run_state(redact(url), url, "/ws") == url
+    monkeypatch.setenv("OLDNEW_STATE_URL", url)
+    assert run_state(None, None, "/ws") is None  # a run in SQLite stays there
+    assert run_state(redact(url), None, "/ws") == url
+    monkeypatch.delenv("OLDNEW_STATE_URL")
+    with pytest.raises(StateElsewhere, match="pass --state URL or set OLDNEW_STATE_URL"):
+        run_state(redact(url), None, "/ws")
     with pytest.raises(StateElsewhere, match="state is in SQLite in its workspace"):
         run_state(None, url, "/ws")
     with pytest.raises(StateElsewhere, match="not in postgresql://u@h:5432/other"):
@@ -206,3 +229,67 @@ def test_a_database_of_another_schema_version_is_refused_untouched(postgres_url:
     with psycopg.connect(postgres_url) as conn:
         tables: Any = conn.execute("SELECT to_regclass('checkpoints')").fetchone()
     assert tables[0] is None  # nothing was set up in it
+
+
+def test_a_server_that_never_replies_times_out_in_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(state_module, "CONNECT_SECONDS", 1)
+    with socket.socket() as silent:  # takes connections (the kernel does), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        with pytest.raises(StateUnreachable) as err:
+            _open(f"postgresql://u:pw@127.0.0.1:{port}/db")
+    assert f"127.0.0.1:{port} does not answer" in str(err.value)
+    assert "oldnew waits 1 s at most" in str(err.value)
+
+
+def test_a_killed_connection_is_replaced(postgres_server: Any, postgres_url: str) -> None:
+    async def go() -> int:
+        config: Any = {"configurable": {"thread_id": "t1", "checkpoint_ns": ""}}
+        async with open_state(postgres_url, application_name="victim") as opened:
+            assert await opened.saver.aget_tuple(config) is None
+            killed = postgres_server.terminate("victim", database_of(postgres_url))
+            await opened.store.aput(("a",), "k", {"v": 1})  # on a new connection
+            item = await opened.store.aget(("a",), "k")
+            assert item is not None and item.value == {"v": 1}
+            assert await opened.saver.aget_tuple(config) is None
+            return int(killed)
+
+    assert asyncio.run(go()) >= 1
+
+
+def test_machines_that_open_a_new_database_at_once_set_it_up_once(postgres_url: str) -> None:
+    async def go() -> list[dict[str, str]]:
+        async def one() -> dict[str, str]:
+            async with open_state(postgres_url) as opened:
+                return opened.meta
+
+        return list(await asyncio.gather(*(one() for _ in range(3))))
+
+    metas = asyncio.run(go())
+    assert metas[0]["schema_version"] == str(SCHEMA_VERSION) and metas == metas[:1] * 3
+    with psycopg.connect(postgres_url) as conn:
+        rows: Any = conn.execute("SELECT count(*), count(DISTINCT v) FROM checkpoint_migrations")
+        total, distinct = rows.fetchone()
+    assert total == distinct > 0  # every migration ran exactly once
+
+
+def test_a_connection_lost_while_working_says_the_run_is_resumable(postgres_url: str) -> None:
+    async def go() -> None:
+        async with open_state(postgres_url):
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+
+    with pytest.raises(StateUnreachable) as err:
+        asyncio.run(go())
+    text = str(err.value)
+    assert "connection to the state database" in text and "was lost" in text
+    assert "continue with 'oldnew resume'" in text
+
+
+def test_without_postgresql_the_private_server_says_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(postgres_module, "glob", lambda pattern: [])
+    monkeypatch.setattr(postgres_module.shutil, "which", lambda name: None)
+    with pytest.raises(PostgresMissing, match="install it with 'apt-get install postgresql'"):
+        PrivateServer(tmp_path / "data")

@@ -17,7 +17,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib.metadata import version as package_version
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 import psycopg
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
@@ -43,8 +43,12 @@ their own ``setup()`` migrates them, plus ``oldnew_meta``. Raised when a release
 in a way an older one cannot read (a database of another version is refused, never changed)."""
 CONNECT_SECONDS = 5
 """How long connecting may take before the server counts as not answering."""
+SETUP_SECONDS = 60
+"""How long a process waits while another one sets the database up."""
 POOL_SIZE = 4
 """Connections one process keeps at most (the saver takes one at a time, the store its own)."""
+BORROW_SECONDS = 60
+"""How long a call waits for a free connection of the pool (busy, or being replaced)."""
 _SETUP_LOCK = 0x6F6C646E6577
 """The advisory lock key (``oldnew``) that serialises setting a database up across machines."""
 _ready: set[str] = set()
@@ -80,18 +84,22 @@ def state_url(value: str | None = None) -> str | None:
 def redact(url: str) -> str:
     """Return ``url`` without its password (in the address or the query): for logs and files."""
     parts = urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = (f"{unquote(parts.username)}@" if parts.username else "") + host
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    if port is not None:
-        netloc += f":{port}"
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, hosts = netloc.rsplit("@", 1)
+        netloc = f"{unquote(userinfo.split(':', 1)[0])}@{hosts}"
     query = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k.lower() != "password"])
-    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+    return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
+
+
+def server_of(url: str) -> str:
+    """Return ``host:port`` of a state URL, for messages (libpq's defaults where left out)."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port or 5432
+    except ValueError:  # several hosts, or a port that is no number: show it as it is
+        return parts.netloc.rsplit("@", 1)[-1]
+    return f"{parts.hostname or 'localhost'}:{port}"
 
 
 def database_of(url: str) -> str:
@@ -103,13 +111,16 @@ def run_state(recorded: str | None, given: str | None, workspace: str) -> str | 
     """Return the URL a command on a run opens, after checking it is where the run's state is.
 
     ``recorded`` is what the run's record says (a redacted URL, or None: SQLite in the
-    workspace); ``given`` the ``--state`` value (None: ``OLDNEW_STATE_URL`` or nothing).
+    workspace); ``given`` the ``--state`` value (None: ``OLDNEW_STATE_URL`` or nothing). The
+    variable is a default, not an order: a run in SQLite goes on there whatever it says.
 
     Raises:
-        StateElsewhere: the run's state is in Postgres and no URL is given, or the other way
-            round, or the URL names another database.
+        StateElsewhere: the run's state is in Postgres and no URL is given, or a ``--state``
+            is given for a run in SQLite, or the URL names another database.
 
     """
+    if given is None and not recorded:
+        return None
     url = state_url(given)
     if recorded and url is None:
         raise StateElsewhere(
@@ -179,7 +190,7 @@ async def open_state(
         max_size=pool_size,
         open=False,
         check=AsyncConnectionPool.check_connection,
-        timeout=CONNECT_SECONDS * 2,
+        timeout=BORROW_SECONDS,
         name=f"oldnew-state {where}",
     )
     try:
@@ -212,25 +223,27 @@ async def _connect(url: str, kwargs: Mapping[str, Any]) -> psycopg.AsyncConnecti
 
 def connect_error(url: str, exc: BaseException) -> StateError:
     """Return the typed error a failed connection to ``url`` means (libpq's words, untranslated)."""
-    parts, where = urlsplit(url), redact(url)
+    user, where, server = urlsplit(url).username, redact(url), server_of(url)
     text = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, TimeoutError):
+        text = "no reply"
     low = text.lower()
     state = getattr(exc, "sqlstate", None) or ""
     if state.startswith("28") or "authentication failed" in low or "no password" in low:
         return StateRefused(
-            f"the state database server refused user {parts.username!r} ({text}): give the "
+            f"the state database server refused user {user!r} ({text}): give the "
             "right user and password in the URL (postgresql://USER:PASSWORD@HOST:PORT/DB, "
             f"special characters percent-encoded); {_REMEDY}"
         )
     if state == "3D000" or ("database" in low and "does not exist" in low):
         db = database_of(url)
         return StateMissing(
-            f"the state database {db!r} does not exist on {parts.hostname}:{parts.port or 5432}"
-            f": create it (createdb {db}, or CREATE DATABASE) or fix the name in the URL; "
+            f"the state database {db!r} does not exist on {server}: create it (createdb "
+            f"{db}, or CREATE DATABASE) or fix the name in the URL; "
             f"oldnew sets its tables up in a new, empty database itself; {_REMEDY}"
         )
     return StateUnreachable(
-        f"the state database server at {parts.hostname}:{parts.port or 5432} does not answer "
+        f"the state database server at {server} does not answer "
         f"({text}; oldnew waits {CONNECT_SECONDS} s at most): check that it runs, that host "
         f"and port in {where} are right and that this machine may reach it; {_REMEDY}"
     )
@@ -241,7 +254,7 @@ async def _prepare(conn: psycopg.AsyncConnection[DictRow], where: str) -> dict[s
 
     An advisory lock makes machines that start at once set it up one after the other.
     """
-    await conn.execute("SELECT pg_advisory_lock(%s)", (_SETUP_LOCK,))
+    await _take_setup_lock(conn, where)
     try:
         await conn.execute(_META)
         rows = await (await conn.execute("SELECT key, value FROM oldnew_meta")).fetchall()
@@ -262,6 +275,30 @@ async def _prepare(conn: psycopg.AsyncConnection[DictRow], where: str) -> dict[s
         return meta
     finally:
         await conn.execute("SELECT pg_advisory_unlock(%s)", (_SETUP_LOCK,))
+
+
+async def _take_setup_lock(conn: psycopg.AsyncConnection[DictRow], where: str) -> None:
+    """Take the setup lock, trying again and again rather than waiting in one statement.
+
+    A statement blocked on the lock holds a transaction open, and the store's setup builds an
+    index concurrently, which waits for every open transaction: waiting in ``pg_advisory_lock``
+    while another machine sets up would deadlock.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + SETUP_SECONDS
+    while True:
+        row = await (
+            await conn.execute("SELECT pg_try_advisory_lock(%s) AS ok", (_SETUP_LOCK,))
+        ).fetchone()
+        if row is not None and row["ok"]:
+            return
+        if loop.time() > deadline:
+            raise StateError(
+                f"the state database {where} has been set up by another process for more than "
+                f"{SETUP_SECONDS} s (it holds advisory lock {_SETUP_LOCK}): wait for it, or end "
+                f"it, then try again; {_REMEDY}"
+            )
+        await asyncio.sleep(0.05)
 
 
 def check_schema(meta: Mapping[str, str], where: str) -> None:

@@ -23,7 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph.state import CompiledStateGraph
+from langgraph.store.base import BaseStore
 from langgraph.store.sqlite.aio import AsyncSqliteStore
 
 from oldnew.checkpoints import CheckpointSaver
@@ -124,10 +126,12 @@ async def open_graph(
     try:
         async with AsyncExitStack() as stack:
             if state is None:
-                saver: Any = await stack.enter_async_context(
+                saver: BaseCheckpointSaver[Any] = await stack.enter_async_context(
                     CheckpointSaver.from_conn_string(str(ws.checkpoints))
                 )
-                store = await stack.enter_async_context(open_memory(memory_path, ws))
+                store: BaseStore | None = await stack.enter_async_context(
+                    open_memory(memory_path, ws)
+                )
             else:
                 opened = await stack.enter_async_context(open_state(state))
                 saver, store = opened.saver, None if memory_path == "off" else opened.store
