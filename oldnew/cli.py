@@ -121,6 +121,14 @@ WorkspaceOpt = Annotated[
         "repository (the run works on a branch of its own there).",
     ),
 ]
+RunWorkspaceOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--workspace",
+        "-w",
+        help="The run's directory (or, for a run handed to workers, --run ID with --state).",
+    ),
+]
 ModelOpt = Annotated[
     str | None,
     typer.Option(
@@ -494,6 +502,15 @@ def _finish(
     raise typer.Exit(0 if out.queued else EXIT.get(out.status, 1))
 
 
+def _queued(workspace: Path | None, run: str | None, state: str | None) -> tuple[str, str] | None:
+    """Return (URL, run id) of a run on workers the command is about; exit 2 on bad input."""
+    try:
+        return cluster_commands.queued_target(workspace, run, state)
+    except OldnewError as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(EXIT_USAGE) from None
+
+
 @app.command()
 def run(
     scope_file: Annotated[Path, typer.Argument(help="The scope: text or Markdown.")],
@@ -525,6 +542,17 @@ def run(
         ),
     ] = None,
     state: StateOpt = None,
+    queue: Annotated[
+        bool,
+        typer.Option(
+            "--queue",
+            help="Hand the run to workers (oldnew worker) and return: needs --state and --repo.",
+        ),
+    ] = False,
+    repo: Annotated[
+        str | None,
+        typer.Option("--repo", help="With --queue: the central repository (empty) it builds in."),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Start a run on SCOPE_FILE in a new or empty directory, or on a git repository.
@@ -544,6 +572,16 @@ def run(
         "context_tokens": context_tokens,
         **_record(record),
     }
+    if queue:
+        cluster_commands.queue_run(
+            scope_file,
+            workspace,
+            state=state,
+            repo=repo,
+            context=context,
+            with_paths=with_paths,
+        )
+        return
     _finish(
         lambda sink: start_run(
             scope_file,
@@ -561,7 +599,8 @@ def run(
 
 @app.command()
 def resume(
-    workspace: WorkspaceOpt,
+    workspace: RunWorkspaceOpt = None,
+    run: cluster_commands.RunOpt = None,
     model: ModelOpt = None,
     max_agents: AgentsOpt = None,
     approvals: ApprovalsOpt = None,
@@ -595,6 +634,11 @@ def resume(
     Budget caps and dependency settings given here replace the run's and hold for later
     resumes (a reachable --package-index, say, before answering 'retry').
     """
+    target = _queued(workspace, run, state)
+    if target is not None:
+        cluster_commands.resume_queued(target)
+        return
+    assert workspace is not None  # _queued refuses neither
     context = {
         "model": model,
         "max_agents": max_agents,
@@ -637,11 +681,17 @@ def report(workspace: WorkspaceOpt) -> None:
 
 @app.command()
 def status(
-    workspace: WorkspaceOpt,
+    workspace: RunWorkspaceOpt = None,
+    run: cluster_commands.RunOpt = None,
     state: StateOpt = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Show the run's status, its tasks and any questions waiting for a person."""
+    """Show the run's status, its tasks (on workers: which worker runs each) and questions."""
+    target = _queued(workspace, run, state)
+    if target is not None:
+        cluster_commands.show_cluster_status(target[0], target[1], json_out)
+        return
+    assert workspace is not None
     _finish(
         lambda _: run_status(workspace, state=state), workspace, json_out=json_out, streams=False
     )
@@ -649,7 +699,6 @@ def status(
 
 @app.command()
 def answer(
-    workspace: WorkspaceOpt,
     pairs: Annotated[
         list[str],
         typer.Argument(
@@ -657,6 +706,8 @@ def answer(
             help="Question ids (see status), each followed by an option's key or number, or text.",
         ),
     ],
+    workspace: RunWorkspaceOpt = None,
+    run: cluster_commands.RunOpt = None,
     model: ModelOpt = None,
     state: StateOpt = None,
     json_out: JsonOpt = False,
@@ -669,6 +720,11 @@ def answer(
         )
         raise typer.Exit(EXIT_USAGE)
     answers = dict(zip(pairs[::2], pairs[1::2], strict=True))
+    target = _queued(workspace, run, state)
+    if target is not None:
+        cluster_commands.letter(target, answers)
+        return
+    assert workspace is not None
     _finish(
         lambda sink: answer_run(
             workspace, answers, context={"model": model}, on_event=sink, state=state
@@ -680,7 +736,8 @@ def answer(
 
 @app.command()
 def approve(
-    workspace: WorkspaceOpt,
+    workspace: RunWorkspaceOpt = None,
+    run: cluster_commands.RunOpt = None,
     approval: Annotated[
         str | None,
         typer.Argument(
@@ -701,6 +758,11 @@ def approve(
         err.print("[red]error:[/red] give --reject or --changes, not both")
         raise typer.Exit(EXIT_USAGE)
     verdict = "reject" if reject else (changes or "approve")
+    target = _queued(workspace, run, state)
+    if target is not None:
+        cluster_commands.approve_queued(target, approval, verdict)
+        return
+    assert workspace is not None
     _finish(
         lambda sink: approve_gate(
             workspace, approval, verdict, context={"model": model}, on_event=sink, state=state
@@ -712,19 +774,25 @@ def approve(
 
 @app.command()
 def feedback(
-    workspace: WorkspaceOpt,
     text: Annotated[
         str,
         typer.Argument(
             metavar="TEXT", help="A change, a bug report, a new feature or a clarification."
         ),
     ],
+    workspace: RunWorkspaceOpt = None,
+    run: cluster_commands.RunOpt = None,
     model: ModelOpt = None,
     max_agents: AgentsOpt = None,
     state: StateOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Give a run feedback, during or after it; only the work it opens runs, then it redelivers."""
+    target = _queued(workspace, run, state)
+    if target is not None:
+        cluster_commands.letter(target, {}, text)
+        return
+    assert workspace is not None
     context = {"model": model, "max_agents": max_agents}
     _finish(
         lambda sink: submit_feedback(workspace, text, context=context, on_event=sink, state=state),

@@ -1,5 +1,9 @@
-"""The command line of many machines: ``oldnew worker``, ``oldnew workers``, and how the run
-commands show a run handed to workers (registered on ``oldnew.cli``'s app)."""
+"""The command line of many machines: ``oldnew worker``, ``oldnew workers``, and runs on them.
+
+The two commands are registered on ``oldnew.cli``'s app; the run commands (status, answer,
+approve, feedback, resume) ask :func:`queued_target` whether they are about a run handed to
+workers, and then call the functions here.
+"""
 
 from __future__ import annotations
 
@@ -14,10 +18,17 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from oldnew.cluster.runs import cluster_status, list_workers
+from oldnew.cluster.runs import (
+    cluster_status,
+    list_workers,
+    post_letter,
+    queue_again,
+    submit_run,
+)
 from oldnew.cluster.state import redact, state_url
 from oldnew.cluster.worker import STALL_SECONDS, default_name, load_build, run_worker
 from oldnew.errors import OldnewError, UsageError
+from oldnew.workspace import Workspace
 
 console = Console()
 err = Console(stderr=True)
@@ -188,3 +199,108 @@ def show_cluster_status(url: str, run_id: str | None, json_out: bool) -> None:
             "[yellow]no worker is alive: start one with 'oldnew worker --state URL --repo "
             "URL'[/yellow]"
         )
+
+
+RunOpt = Annotated[
+    str | None,
+    typer.Option("--run", help="A run handed to workers (with --state): its id, from any machine."),
+]
+
+
+def queued_target(
+    workspace: Path | None, run: str | None, state: str | None
+) -> tuple[str, str] | None:
+    """Return (URL, run id) when a command is about a run on workers, else None.
+
+    It is when ``--run`` is given, or when the workspace is the one a run was queued from.
+
+    Raises:
+        UsageError: neither a workspace nor a run is given, or a run without a URL.
+
+    """
+    if run is not None:
+        return _url(state), run
+    if workspace is None:
+        raise UsageError(
+            "give --workspace DIR (the run's directory), or --run ID with --state URL for a "
+            "run handed to workers"
+        )
+    info = Workspace(workspace).run_info() or {}
+    if not info.get("queued"):
+        return None
+    if state_url(state) is None:
+        raise UsageError(
+            f"run {info['run_id']} was handed to workers; its state is in {info.get('state')}: "
+            "pass --state URL or set OLDNEW_STATE_URL"
+        )
+    return _url(state), str(info["run_id"])
+
+
+def queue_run(
+    scope_file: Path,
+    workspace: Path,
+    *,
+    state: str | None,
+    repo: str | None,
+    context: dict[str, Any],
+    with_paths: list[Path] | None,
+) -> None:
+    """``oldnew run --queue``: hand the run to the workers, say how to follow it, return."""
+    try:
+        url = _url(state)
+        if not repo:
+            raise UsageError(
+                "give --repo URL-OR-PATH with --queue: the central repository the workers "
+                "fetch main from and publish it to (an empty one: 'git init --bare PATH')"
+            )
+        run_id = asyncio.run(
+            submit_run(
+                scope_file, workspace, url=url, repo=repo, context=context, with_paths=with_paths
+            )
+        )
+    except OldnewError as exc:
+        raise _fail(exc) from None
+    console.print(f"queued run {run_id} for the workers of {redact(url)} (central: {repo})")
+    console.print("follow it from any machine with the same --state:", markup=False)
+    console.print(f"  oldnew status --state URL --run {run_id}", markup=False)
+    console.print(
+        f"  start workers: oldnew worker --state URL --repo {repo} --concurrency N", markup=False
+    )
+
+
+def letter(target: tuple[str, str], answers: dict[str, str], feedback: str | None = None) -> None:
+    """Leave answers or feedback for a run on workers, queue it, and say so."""
+    url, run_id = target
+    try:
+        asyncio.run(post_letter(url, run_id, answers, feedback))
+    except OldnewError as exc:
+        raise _fail(exc) from None
+    what = "feedback" if feedback else f"{len(answers)} answer(s)"
+    console.print(f"left {what} for run {run_id}: its holder takes them at its next step")
+
+
+def resume_queued(target: tuple[str, str]) -> None:
+    """Queue a run on workers again (after its holder stopped, or a block was cleared)."""
+    url, run_id = target
+    try:
+        fresh = asyncio.run(queue_again(url, run_id))
+    except OldnewError as exc:
+        raise _fail(exc) from None
+    if fresh:
+        console.print(f"queued run {run_id} again: a worker takes it")
+    else:
+        console.print(f"run {run_id} is queued already: a worker takes it")
+
+
+def approve_queued(target: tuple[str, str], gate: str | None, verdict: str) -> None:
+    """Give the approval a run on workers waits for (as its last holder reported it)."""
+    from oldnew.runs.commands import approval_question
+
+    url, run_id = target
+    try:
+        found = asyncio.run(cluster_status(url, run_id))
+        questions = (found["run"].get("summary") or {}).get("questions") or []
+        qid = approval_question(questions, gate)
+    except OldnewError as exc:
+        raise _fail(exc) from None
+    letter(target, {qid: verdict})

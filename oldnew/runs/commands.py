@@ -319,6 +319,24 @@ async def answer_run(
     return out
 
 
+def approval_question(questions: list[dict[str, Any]], gate: str | None) -> str:
+    """Return the id of the approval ``gate`` names among ``questions`` (None: the one waiting).
+
+    Raises:
+        UsageError: the run waits at no approval gate, or not at that one.
+
+    """
+    waiting = [q for q in questions if q.get("kind") == "approval"]
+    if not waiting:
+        others = ", ".join(q["id"] for q in questions) or "none"
+        raise UsageError(f"the run is not waiting at an approval gate; pending questions: {others}")
+    chosen = [q for q in waiting if gate in (None, q["id"], q.get("gate"))]
+    if not chosen:
+        names = ", ".join(f"{q['id']} ({q.get('gate')})" for q in waiting)
+        raise UsageError(f"no gate {gate!r} is waiting; waiting: {names}")
+    return str(chosen[0]["id"])
+
+
 async def approve_gate(
     workspace: Path | str,
     gate: str | None,
@@ -333,15 +351,7 @@ async def approve_gate(
     if not verdict.strip():
         raise UsageError("the changes asked for are empty; say what should change")
     out = await run_status(workspace, state=state)
-    waiting = [q for q in out.questions if q.get("kind") == "approval"]
-    if not waiting:
-        others = ", ".join(q["id"] for q in out.questions) or "none"
-        raise UsageError(f"the run is not waiting at an approval gate; pending questions: {others}")
-    chosen = [q for q in waiting if gate in (None, q["id"], q.get("gate"))]
-    if not chosen:
-        names = ", ".join(f"{q['id']} ({q.get('gate')})" for q in waiting)
-        raise UsageError(f"no gate {gate!r} is waiting; waiting: {names}")
-    qid = chosen[0]["id"]
+    qid = approval_question(out.questions, gate)
     return await answer_run(
         workspace, {qid: verdict}, context=context, models=models, on_event=on_event, state=state
     )
