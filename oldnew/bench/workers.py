@@ -134,7 +134,14 @@ async def queue_synthetic(url: str, repo: str, root: Path, tasks: int) -> str:
         root / "submitted",
         url=url,
         repo=repo,
-        context={"memory_path": "off", "retry_base_delay": 0.0, "max_agents": 3 * tasks},
+        # Sleeping gates take no CPU: as many at once as the holder is asked for (the
+        # merge queue validates on its machine; real gates would use one slot per CPU).
+        context={
+            "memory_path": "off",
+            "retry_base_delay": 0.0,
+            "max_agents": 3 * tasks,
+            "gate_slots": 2 * tasks,
+        },
         models=model,
         plan=synthetic_plan(tasks),
     )
@@ -192,6 +199,16 @@ async def run_workers_bench(
                     "tasks_done": done,
                     "makespan_s": round(makespan, 2),
                     "worked_on_by": [b for b in by if b],
+                    "not_done": [
+                        {k: t.get(k) for k in ("task_id", "state", "error")}
+                        for t in found["tasks"]
+                        if t["state"] != "done"
+                    ],
+                    "blockers": [
+                        {k: t.get(k) for k in ("id", "status", "blocker")}
+                        for t in (found["run"].get("summary") or {}).get("tasks") or []
+                        if t.get("status") != "done"
+                    ],
                 }
             )
             say(f"{count} worker(s): {found['run']['status']}, {makespan:.1f} s")
