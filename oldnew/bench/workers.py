@@ -80,10 +80,10 @@ class Workers:
             *("--concurrency", str(self.concurrency), "--stall-timeout", str(self.stall)),
             *(("--build", self.build) if self.build else ()),
         ]
-        log = (self.root / f"{name}.log").open("ab")
-        proc = subprocess.Popen(  # nosec B603 - our own interpreter and module
-            argv, stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True
-        )
+        with (self.root / f"{name}.log").open("ab") as log:  # the child keeps its own copy
+            proc = subprocess.Popen(  # nosec B603 - our own interpreter and module
+                argv, stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True
+            )
         self.procs[name] = proc
         return proc
 
@@ -150,14 +150,14 @@ async def queue_synthetic(url: str, repo: str, root: Path, tasks: int) -> str:
 async def wait_run(
     url: str, run_id: str, timeout: float, poll: float = 0.5, until: Sequence[str] = ()
 ) -> dict[str, Any]:
-    """Wait until the run is no longer queued or running (or reaches ``until``)."""
+    """Wait until the run is no longer queued, running or retrying (or reaches ``until``)."""
     from oldnew.cluster.runs import cluster_status
 
     end = time.monotonic() + timeout
     while True:
         found = await cluster_status(url, run_id)
         status = found["run"]["status"]
-        if status in until or (not until and status not in ("queued", "running")):
+        if status in until or (not until and status not in ("queued", "running", "retrying")):
             return found
         if time.monotonic() > end:
             raise TimeoutError(f"run {run_id} still {status} after {timeout:.0f} s")

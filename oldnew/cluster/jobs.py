@@ -148,11 +148,17 @@ async def retry_stalled(app: App, stall: float) -> list[int]:
     return again
 
 
-@jobs.task(name="drive", pass_context=True, retry=RetryStrategy(max_attempts=3, wait=1))
+DRIVE_ATTEMPTS = 5
+"""Tries of holding a run (a dropped connection, a lost network) before it is interrupted."""
+
+
+@jobs.task(
+    name="drive", pass_context=True, retry=RetryStrategy(max_attempts=DRIVE_ATTEMPTS, wait=1)
+)
 async def drive(context: JobContext, run_id: str) -> None:
     """Hold the run ``run_id`` on this worker until it ends or waits for a person."""
     home: Home = context.additional_context["home"]
-    await home.drive(run_id)
+    await home.drive(run_id, last_try=context.job.attempts + 1 >= DRIVE_ATTEMPTS)
 
 
 @jobs.task(

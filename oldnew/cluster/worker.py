@@ -142,14 +142,19 @@ class Home:
 
     # -- jobs ----------------------------------------------------------------------------------
 
-    async def drive(self, run_id: str) -> None:
-        """Hold the run: its graph, on this clone, until it ends or waits for a person."""
+    async def drive(self, run_id: str, last_try: bool = True) -> None:
+        """Hold the run: its graph, on this clone, until it ends or waits for a person.
+
+        A failure is ``retrying`` (the job is tried again) until the ``last_try``, which
+        leaves the run ``interrupted``, resumable with ``oldnew resume --run``.
+        """
+        failed = "interrupted" if last_try else "retrying"
         from oldnew.runs.commands import resume_run  # the commands import the cluster's users
 
         try:
             ws = await self.workspace(run_id)
         except Exception as exc:
-            await self.db.set_run(run_id, "interrupted", summary=_failure(exc))
+            await self.db.set_run(run_id, failed, summary=_failure(exc))
             raise
         await self.db.set_run(run_id, "running", holder=self.name)
         letters = asyncio.create_task(self._letters(run_id, ws))
@@ -167,7 +172,7 @@ class Home:
                 },
             )
         except Exception as exc:
-            await self.db.set_run(run_id, "interrupted", summary=_failure(exc))
+            await self.db.set_run(run_id, failed, summary=_failure(exc))
             raise
         finally:
             self.running -= 1
