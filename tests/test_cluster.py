@@ -190,3 +190,43 @@ def test_an_older_writer_cannot_advance_a_thread_taken_over(postgres_url: str) -
             assert latest.metadata[LEASE_KEY] == second
 
     asyncio.run(scenario())
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "oldnew", *args], capture_output=True, text=True, timeout=60
+    )
+
+
+def test_a_paused_run_is_followed_and_approved_from_another_machine(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """A run on workers that waits for a person is shown and approved by URL and run id."""
+    url = postgres_url
+    repo = init_central(tmp_path / "central.git")
+    env = {GATE_ENV: "0.1", LATENCY_ENV: "0.01"}
+
+    async def scenario() -> tuple[str, dict[str, Any], dict[str, Any]]:
+        with workers(url, repo, tmp_path, env=env, stall=STALL) as pool:
+            pool.start("w1")
+            pool.start("w2")
+            run_id = await queue_synthetic(url, repo, tmp_path, 3, context={"approvals": "final"})
+            paused = await wait_run(url, run_id, timeout=60)
+            shown = _cli("status", "-w", str(tmp_path / "submitted"), "--state", url)
+            assert shown.returncode == 0, shown.stderr
+            assert "waiting" in shown.stdout and "gate-final" in shown.stdout
+            listed = _cli("workers", "--state", url, "--json")
+            assert {w["name"] for w in json.loads(listed.stdout)} == {"w1", "w2"}
+            approved = _cli("approve", "--run", run_id, "--state", url)
+            assert approved.returncode == 0, approved.stderr
+            done = await wait_run(url, run_id, timeout=60, until=("delivered", "interrupted"))
+        return run_id, paused, done
+
+    run_id, paused, done = asyncio.run(scenario())
+    assert paused["run"]["status"] == "waiting"
+    assert done["run"]["status"] == "delivered", done["run"]
+    assert sorted(_main_tasks(repo)) == ["T1", "T2", "T3"]
+    unknown = _cli("status", "--run", "no-such-run", "--state", url)
+    assert unknown.returncode == 2 and "no run no-such-run" in unknown.stderr
+    nowhere = _cli("status", "--run", run_id)
+    assert nowhere.returncode == 2 and "--state" in nowhere.stderr

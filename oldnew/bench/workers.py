@@ -122,8 +122,13 @@ def workers(url: str, repo: str, root: Path, **options: Any) -> Iterator[Workers
         pool.stop()
 
 
-async def queue_synthetic(url: str, repo: str, root: Path, tasks: int) -> str:
-    """Hand a run of the synthetic plan of ``tasks`` tasks to the workers; return its id."""
+async def queue_synthetic(
+    url: str, repo: str, root: Path, tasks: int, context: dict[str, Any] | None = None
+) -> str:
+    """Hand a run of the synthetic plan of ``tasks`` tasks to the workers; return its id.
+
+    ``context`` adds to (or replaces) the run's settings: approvals, say.
+    """
     from oldnew.cluster.runs import submit_run
 
     scope = root / "scope.md"
@@ -141,6 +146,7 @@ async def queue_synthetic(url: str, repo: str, root: Path, tasks: int) -> str:
             "retry_base_delay": 0.0,
             "max_agents": 3 * tasks,
             "gate_slots": 2 * tasks,
+            **(context or {}),
         },
         models=model,
         plan=synthetic_plan(tasks),
