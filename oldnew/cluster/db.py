@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import socket
+from contextvars import ContextVar
 from typing import Any
 
 from psycopg import AsyncConnection
@@ -27,6 +28,8 @@ Pool = AsyncConnectionPool[AsyncConnection[DictRow]]
 
 LEASE_KEY = "oldnew_lease"
 """The checkpoint metadata key that carries the writer's lease epoch."""
+RUN_LEASE: ContextVar[int | None] = ContextVar("oldnew_run_lease", default=None)
+"""The lease epoch the run's holder writes the run's own thread with (``runs.run_config``)."""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS oldnew_runs (
@@ -140,6 +143,23 @@ class ClusterDB:
         )
         assert row is not None
         return int(row["epoch"])
+
+    async def set_snapshot(
+        self, run_id: str, task_id: str, thread_id: str, epoch: int, snapshot: str, state: str
+    ) -> bool:
+        """Name the task's latest snapshot, if ``epoch`` still holds the thread; whether it did."""
+        row = await self._one(
+            "UPDATE oldnew_tasks SET snapshot = %s, state = %s, worker = NULL, error = NULL, "
+            "updated = now() WHERE run_id = %s AND task_id = %s AND %s = "
+            "(SELECT epoch FROM oldnew_leases WHERE thread_id = %s) RETURNING task_id",
+            snapshot,
+            state,
+            run_id,
+            task_id,
+            epoch,
+            thread_id,
+        )
+        return row is not None
 
     # -- runs --------------------------------------------------------------------------------
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from langgraph.types import Command
 from procrastinate import App, Blueprint, JobContext, PsycopgConnector, RetryStrategy
 from procrastinate.exceptions import AlreadyEnqueued
-from procrastinate.jobs import Status
+from procrastinate.jobs import Job, Status
 
 import oldnew
 
@@ -140,12 +140,31 @@ async def retry_stalled(app: App, stall: float) -> list[int]:
     for job in await app.job_manager.get_stalled_jobs(seconds_since_heartbeat=stall):
         try:
             await app.job_manager.retry_job(job)
-        except Exception as exc:  # noqa: BLE001 - another worker retried it first
+        except Exception as exc:  # noqa: BLE001 - retried by another worker, or a twin waits
             log.debug("stalled job %s not retried here: %s", job.id, exc)
+            await _give_up(app, job)
             continue
         if job.id is not None:
             again.append(int(job.id))
     return again
+
+
+async def _give_up(app: App, job: Job) -> None:
+    """End a stalled job that cannot go back in the queue, so that its lock is freed.
+
+    A ``drive`` queued meanwhile (an answer given) holds the run's queueing lock: the
+    stalled one cannot become ``todo`` beside it, and that one takes its place.
+    """
+    if job.id is None:
+        return
+    try:
+        status = await app.job_manager.get_job_status_async(job.id)
+        if status == Status.DOING:
+            await app.job_manager.finish_job_by_id_async(
+                job.id, status=Status.FAILED, delete_job=False
+            )
+    except Exception as exc:  # noqa: BLE001 - the next sweep tries again
+        log.debug("stalled job %s not ended: %s", job.id, exc)
 
 
 DRIVE_ATTEMPTS = 5

@@ -156,4 +156,7 @@ class RemoteTasks:
             on_chunk(mode, chunk)
         if (await graph.aget_state(config)).next:  # back to its fixer: its files go along
             snapshot = await offload(GIT, central.save_task, ws, self.run_id, task_id)
-            await home.db.set_task(self.run_id, task_id, thread, snapshot=snapshot)
+            if not await home.db.set_snapshot(
+                self.run_id, task_id, thread, epoch, snapshot, "returned"
+            ):
+                raise StepFailed(f"task {task_id}'s thread was taken over by another holder")

@@ -25,13 +25,13 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 
 from oldnew.cluster import central
-from oldnew.cluster.db import ClusterDB, host
+from oldnew.cluster.db import RUN_LEASE, ClusterDB, host
 from oldnew.cluster.jobs import apply_schema, make_app, retry_stalled, runs_queue, tasks_queue
 from oldnew.cluster.jobs import version as oldnew_version
 from oldnew.cluster.remote import HOLDER_NODES, RemoteTasks, with_lease
 from oldnew.cluster.state import State, open_state
 from oldnew.context import Context
-from oldnew.errors import UsageError, WorkspaceError
+from oldnew.errors import OldnewError, UsageError, WorkspaceError
 from oldnew.execution.pools import GIT, offload
 from oldnew.execution.threads import TaskGraph
 from oldnew.graph.build import build_task_graph
@@ -62,6 +62,10 @@ def load_build(spec: str | None) -> dict[str, Any]:
     if not isinstance(made, Mapping):
         raise UsageError(f"--build {spec} returned {type(made).__name__}, not a mapping")
     return dict(made)
+
+
+class StaleWriter(OldnewError):
+    """A worker given up for dead found its thread taken over: its step is void."""
 
 
 class Home:
@@ -157,6 +161,7 @@ class Home:
             await self.db.set_run(run_id, failed, summary=_failure(exc))
             raise
         await self.db.set_run(run_id, "running", holder=self.name)
+        lease = RUN_LEASE.set(await self.db.take_lease(run_id, self.name))
         letters = asyncio.create_task(self._letters(run_id, ws))
         token = WORKSPACE_HERE.set(str(ws.root))
         self.running += 1
@@ -177,6 +182,7 @@ class Home:
         finally:
             self.running -= 1
             WORKSPACE_HERE.reset(token)
+            RUN_LEASE.reset(lease)
             letters.cancel()
         await self.db.set_run(run_id, outcome.status, summary=outcome.to_dict())
 
@@ -229,6 +235,8 @@ class Home:
             async for _ in stream:
                 pass
             saved = await offload(GIT, central.save_task, ws, run_id, task_id)
+            if not await self.db.set_snapshot(run_id, task_id, thread_id, epoch, saved, "stepped"):
+                raise StaleWriter(f"task {task_id}'s thread was taken over while {self.name} ran")
         except Exception as exc:
             await self.db.set_task(
                 run_id, task_id, thread_id, error=f"{type(exc).__name__}: {exc}"[:2000]
@@ -237,9 +245,6 @@ class Home:
         finally:
             self.running -= 1
             WORKSPACE_HERE.reset(token)
-        await self.db.set_task(
-            run_id, task_id, thread_id, worker=None, state="stepped", snapshot=saved, error=None
-        )
 
     async def _from(
         self, thread_id: str, start: str | None, inp: Any, configurable: dict[str, Any]
