@@ -27,7 +27,7 @@ from oldnew.bench.workers import (
     wait_run,
     workers,
 )
-from oldnew.cluster.db import LEASE_KEY, ClusterDB
+from oldnew.cluster.db import LEASE_KEY, ClusterDB, StaleWriter
 from oldnew.cluster.remote import with_lease
 from oldnew.cluster.runs import cluster_status
 from oldnew.cluster.state import open_state
@@ -190,6 +190,12 @@ def test_an_older_writer_cannot_advance_a_thread_taken_over(postgres_url: str) -
             latest = await graph.aget_state(config)
             assert latest.values["n"] == 21
             assert latest.metadata[LEASE_KEY] == second
+            # a run's holder given up for dead may not take a task back from its successor
+            old_holder = await db.take_lease("run-thread", "holder-a")
+            await db.take_lease("run-thread", "holder-b")
+            with pytest.raises(StaleWriter):
+                await db.take_lease("task-thread", "holder-a", under=("run-thread", old_holder))
+            assert (await graph.aget_state(config)).metadata[LEASE_KEY] == second
 
     asyncio.run(scenario())
 

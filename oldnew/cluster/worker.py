@@ -17,6 +17,7 @@ import importlib
 import logging
 import os
 import signal
+import sys
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -25,13 +26,20 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 
 from oldnew.cluster import central
-from oldnew.cluster.db import RUN_LEASE, ClusterDB, host
-from oldnew.cluster.jobs import apply_schema, make_app, retry_stalled, runs_queue, tasks_queue
+from oldnew.cluster.db import RUN_LEASE, ClusterDB, StaleWriter, host
+from oldnew.cluster.jobs import (
+    STEP_ATTEMPTS,
+    apply_schema,
+    make_app,
+    retry_stalled,
+    runs_queue,
+    tasks_queue,
+)
 from oldnew.cluster.jobs import version as oldnew_version
 from oldnew.cluster.remote import HOLDER_NODES, RemoteTasks, with_lease
 from oldnew.cluster.state import State, open_state
 from oldnew.context import Context
-from oldnew.errors import OldnewError, UsageError, WorkspaceError
+from oldnew.errors import UsageError, WorkspaceError
 from oldnew.execution.pools import GIT, offload
 from oldnew.execution.threads import TaskGraph
 from oldnew.graph.build import build_task_graph
@@ -44,6 +52,8 @@ log = logging.getLogger(__name__)
 STALL_SECONDS = 30.0
 """A worker silent this long is taken for dead: its jobs go to another worker."""
 LETTERS_POLL = 1.0
+STOP_GRACE = 5.0
+"""Seconds a stopped worker lets its jobs finish before it aborts them (they are retried)."""
 
 
 def load_build(spec: str | None) -> dict[str, Any]:
@@ -62,10 +72,6 @@ def load_build(spec: str | None) -> dict[str, Any]:
     if not isinstance(made, Mapping):
         raise UsageError(f"--build {spec} returned {type(made).__name__}, not a mapping")
     return dict(made)
-
-
-class StaleWriter(OldnewError):
-    """A worker given up for dead found its thread taken over: its step is void."""
 
 
 class Home:
@@ -146,7 +152,7 @@ class Home:
 
     # -- jobs ----------------------------------------------------------------------------------
 
-    async def drive(self, run_id: str, last_try: bool = True) -> None:
+    async def drive(self, run_id: str, job: tuple[int, int], last_try: bool = True) -> None:
         """Hold the run: its graph, on this clone, until it ends or waits for a person.
 
         A failure is ``retrying`` (the job is tried again) until the ``last_try``, which
@@ -161,7 +167,7 @@ class Home:
             await self.db.set_run(run_id, failed, summary=_failure(exc))
             raise
         await self.db.set_run(run_id, "running", holder=self.name)
-        lease = RUN_LEASE.set(await self.db.take_lease(run_id, self.name))
+        lease = RUN_LEASE.set(await self.db.take_lease(run_id, self.name, job=job))
         letters = asyncio.create_task(self._letters(run_id, ws))
         token = WORKSPACE_HERE.set(str(ws.root))
         self.running += 1
@@ -204,6 +210,7 @@ class Home:
         self,
         *,
         job_id: int,
+        attempts: int,
         thread_id: str,
         run_id: str,
         task_id: str,
@@ -215,7 +222,7 @@ class Home:
     ) -> None:
         """Run one stretch of a task, from where the holder handed it out, up to its merge."""
         ws = await self.workspace(run_id)
-        epoch = await self.db.take_lease(thread_id, self.name)
+        epoch = await self.db.take_lease(thread_id, self.name, job=(job_id, attempts))
         await self.db.set_task(
             run_id, task_id, thread_id, worker=self.name, state="running", job_id=job_id
         )
@@ -237,10 +244,12 @@ class Home:
             saved = await offload(GIT, central.save_task, ws, run_id, task_id)
             if not await self.db.set_snapshot(run_id, task_id, thread_id, epoch, saved, "stepped"):
                 raise StaleWriter(f"task {task_id}'s thread was taken over while {self.name} ran")
+        except StaleWriter:
+            raise  # its successor owns the task's row now
         except Exception as exc:
-            await self.db.set_task(
-                run_id, task_id, thread_id, error=f"{type(exc).__name__}: {exc}"[:2000]
-            )
+            error = f"{type(exc).__name__}: {exc}"[:2000]
+            final = attempts + 1 >= STEP_ATTEMPTS
+            await self.db.fail_step(run_id, task_id, thread_id, epoch, error, final=final)
             raise
         finally:
             self.running -= 1
@@ -276,7 +285,13 @@ class Home:
 
     async def serve(self, stop: asyncio.Event) -> None:
         """Take jobs until ``stop`` is set; beat and sweep meanwhile."""
-        beat = {"update_heartbeat_interval": self.stall / 4, "stalled_worker_timeout": self.stall}
+        beat = {
+            "update_heartbeat_interval": self.stall / 4,
+            # pruned (its jobs then count as stalled at once) only well after it went silent
+            "stalled_worker_timeout": 2 * self.stall,
+            # stopped: jobs still running after this are aborted, to be retried elsewhere
+            "shutdown_graceful_timeout": STOP_GRACE,
+        }
         workers = [
             asyncio.create_task(
                 self.app.run_worker_async(
@@ -330,6 +345,14 @@ def _failure(exc: BaseException) -> dict[str, Any]:
     return {"error": f"{type(exc).__name__}: {exc}"[:2000]}
 
 
+def _dump_tasks() -> None:
+    """Print where every task of the worker's event loop waits (``kill -USR1 PID``)."""
+    for task in asyncio.all_tasks():
+        print(f"--- {task.get_name()}", file=sys.stderr)
+        task.print_stack(limit=12, file=sys.stderr)
+    sys.stderr.flush()
+
+
 def default_name() -> str:
     """Return a worker's name when none is given: this machine's name and the process id."""
     return f"{host()}-{os.getpid()}"
@@ -362,6 +385,7 @@ async def run_worker(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGUSR1, _dump_tasks)
     async with home.opened():
         if ready is not None:
             ready(home)
