@@ -28,6 +28,7 @@ from typing import Any
 
 from oldnew.bench.faults import synthetic_plan
 from oldnew.bench.simulated import LatencyModel, SimulatedGates
+from oldnew.safegit import run_git
 
 BUILD = "oldnew.bench.workers:build"
 GATE_ENV = "OLDNEW_BENCH_GATE_SECONDS"
@@ -46,9 +47,10 @@ def build() -> dict[str, Any]:
 
 def init_central(path: Path) -> str:
     """Make an empty bare repository at ``path``; return it (what ``--repo`` takes)."""
-    subprocess.run(  # nosec B603 B607 - fixed argv
-        ["git", "init", "-q", "--bare", "-b", "main", str(path)], check=True
-    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    proc = run_git("init", "-q", "--bare", "-b", "main", str(path), cwd=path.parent)
+    if proc.returncode != 0:
+        raise OSError(f"git init --bare {path} failed: {proc.stderr.strip()}")
     return str(path)
 
 
