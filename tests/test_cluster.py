@@ -234,6 +234,9 @@ def test_a_paused_run_is_followed_and_approved_from_another_machine(
     assert paused["run"]["status"] == "waiting"
     assert done["run"]["status"] == "delivered", done["run"]
     assert sorted(_main_tasks(repo)) == ["T1", "T2", "T3"]
+    spend = done["run"]["summary"]["budget"]["spend"]  # the workers' model calls count
+    assert set(spend["by_task"]) == {"T1", "T2", "T3"}
+    assert spend["by_activity"]["code"]["calls"] >= 3
     unknown = _cli("status", "--run", "no-such-run", "--state", url)
     assert unknown.returncode == 2 and "no run no-such-run" in unknown.stderr
     nowhere = _cli("status", "--run", run_id)

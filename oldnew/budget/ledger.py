@@ -161,6 +161,55 @@ class Ledger:
                 fh.write(line.encode())
             self._refresh()
 
+    def mark(self) -> int:
+        """Return how many calls the ledger holds now (for :meth:`calls_since`)."""
+        with self._lock:
+            self._refresh()
+            return len(self.calls)
+
+    def calls_since(self, mark: int, task: str) -> list[dict[str, Any]]:
+        """Return the calls of ``task`` recorded since :meth:`mark` returned ``mark``."""
+        with self._lock:
+            self._refresh()
+            return [c for c in self.calls[mark:] if c.get("task") == task]
+
+    def add_calls(self, calls: list[dict[str, Any]]) -> None:
+        """Append calls another machine recorded (a worker's step of one of the run's tasks).
+
+        A call the ledger holds already (the step ran on this very machine) is not added again.
+        """
+        with self._lock:
+            self._refresh()
+            known = {_call_key(c) for c in self.calls}
+        for call in calls:
+            if _call_key(call) not in known:
+                self._append({**call, "kind": "call"})
+
+    def text(self) -> str:
+        """Return the usage file's text (what another machine continues the run's spend from)."""
+        try:
+            return self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return ""
+
+    def take_over(self, text: str) -> None:
+        """Go on from ``text``, the run's ledger as its last holder left it.
+
+        The file becomes ``text``, plus the calls only this machine's file had (steps a
+        worker ran here): none is lost, none counted twice.
+        """
+        if not text:
+            return
+        with self._lock:
+            self._refresh()
+            mine = list(self.calls)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            tmp.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+            tmp.replace(self.path)
+            self._refresh()
+        self.add_calls(mine)
+
     def _span_now(self) -> tuple[str | None, float]:
         if not self._open:
             return None, 0.0
@@ -278,6 +327,10 @@ class Ledger:
             **groups,
             "by_phase": groups["by_activity"],
         }
+
+
+def _call_key(call: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(call.get(k) for k in ("ts", "task", "role", "input_tokens", "output_tokens"))
 
 
 _LEDGERS: dict[Path, Ledger] = {}

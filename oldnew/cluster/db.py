@@ -42,6 +42,7 @@ CREATE TABLE IF NOT EXISTS oldnew_runs (
     status text NOT NULL DEFAULT 'queued',
     summary jsonb NOT NULL DEFAULT '{}',
     holder text,
+    usage text NOT NULL DEFAULT '',
     created timestamptz NOT NULL DEFAULT now(),
     updated timestamptz NOT NULL DEFAULT now()
 );
@@ -55,6 +56,7 @@ CREATE TABLE IF NOT EXISTS oldnew_tasks (
     snapshot text,
     job_id bigint,
     error text,
+    usage jsonb,
     updated timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (run_id, task_id)
 );
@@ -183,15 +185,26 @@ class ClusterDB:
         return int(row["epoch"])
 
     async def set_snapshot(
-        self, run_id: str, task_id: str, thread_id: str, epoch: int, snapshot: str, state: str
+        self,
+        run_id: str,
+        task_id: str,
+        thread_id: str,
+        epoch: int,
+        snapshot: str,
+        state: str,
+        usage: list[dict[str, Any]] | None = None,
     ) -> bool:
-        """Name the task's latest snapshot, if ``epoch`` still holds the thread; whether it did."""
+        """Name the task's latest snapshot, if ``epoch`` still holds the thread; whether it did.
+
+        ``usage``: the model calls the step made (the holder adds them to the run's ledger).
+        """
         row = await self._one(
-            "UPDATE oldnew_tasks SET snapshot = %s, state = %s, worker = NULL, error = NULL, "
-            "updated = now() WHERE run_id = %s AND task_id = %s AND %s = "
+            "UPDATE oldnew_tasks SET snapshot = %s, state = %s, usage = %s, worker = NULL, "
+            "error = NULL, updated = now() WHERE run_id = %s AND task_id = %s AND %s = "
             "(SELECT epoch FROM oldnew_leases WHERE thread_id = %s) RETURNING task_id",
             snapshot,
             state,
+            json.dumps(usage or [], default=str),
             run_id,
             task_id,
             epoch,
@@ -260,6 +273,10 @@ class ClusterDB:
             holder,
             run_id,
         )
+
+    async def save_usage(self, run_id: str, text: str) -> None:
+        """Keep the holder's usage ledger (``budget.ledger``): the next holder goes on from it."""
+        await self._all("UPDATE oldnew_runs SET usage = %s WHERE run_id = %s", text, run_id)
 
     # -- tasks -------------------------------------------------------------------------------
 

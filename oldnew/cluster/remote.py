@@ -23,6 +23,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.types import StreamMode
 from procrastinate.jobs import Status
 
+from oldnew.budget.ledger import ledger_at
 from oldnew.cluster import central
 from oldnew.cluster.db import LEASE_KEY, RUN_LEASE
 from oldnew.cluster.jobs import defer_advance, encode_input, open_job
@@ -148,6 +149,8 @@ class RemoteTasks:
         while True:
             row = await home.db.task(self.run_id, task_id) or {}
             if row.get("job_id") == job and row.get("state") == "stepped":
+                ws = await home.workspace(self.run_id)  # its model calls count for the run
+                await asyncio.to_thread(ledger_at(ws.meta).add_calls, row.get("usage") or [])
                 return
             if row.get("job_id") == job and row.get("state") == "failed":
                 raise StepFailed(f"task {task_id}'s step on a worker failed: {row.get('error')}")

@@ -25,6 +25,7 @@ from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 
+from oldnew.budget.ledger import ledger_at
 from oldnew.cluster import central
 from oldnew.cluster.db import RUN_LEASE, ClusterDB, StaleWriter, host
 from oldnew.cluster.jobs import (
@@ -168,6 +169,8 @@ class Home:
             raise
         await self.db.set_run(run_id, "running", holder=self.name)
         lease = RUN_LEASE.set(await self.db.take_lease(run_id, self.name, job=job))
+        ledger = ledger_at(ws.meta)  # the run's spend so far, as its last holder left it
+        await asyncio.to_thread(ledger.take_over, str((await self.db.run(run_id) or {})["usage"]))
         letters = asyncio.create_task(self._letters(run_id, ws))
         token = WORKSPACE_HERE.set(str(ws.root))
         self.running += 1
@@ -190,14 +193,24 @@ class Home:
             WORKSPACE_HERE.reset(token)
             RUN_LEASE.reset(lease)
             letters.cancel()
+            await self.db.save_usage(run_id, await asyncio.to_thread(ledger.text))
         await self.db.set_run(run_id, outcome.status, summary=outcome.to_dict())
 
     async def _letters(self, run_id: str, ws: Workspace) -> None:
-        """Bring answers and feedback given from any machine into the run's inbox here."""
+        """Bring answers and feedback given from any machine into the run's inbox here.
+
+        And keep the run's spend in the database every few polls, so that a holder killed
+        mid-run loses little of it.
+        """
+        polls = 0
         while True:
             await asyncio.sleep(LETTERS_POLL)
+            polls += 1
             try:
                 await self._letters_once(run_id, ws)
+                if polls % 5 == 0:
+                    text = await asyncio.to_thread(ledger_at(ws.meta).text)
+                    await self.db.save_usage(run_id, text)
             except Exception as exc:  # noqa: BLE001 - the next poll tries again
                 log.warning("could not read the letters of run %s: %s", run_id, exc)
 
@@ -228,6 +241,8 @@ class Home:
         )
         self.running += 1
         token = WORKSPACE_HERE.set(str(ws.root))
+        ledger = ledger_at(ws.meta)
+        mark = await asyncio.to_thread(ledger.mark)
         try:
             await offload(GIT, central.load_task, ws, run_id, task_id, snapshot)
             config, inp = await self._from(thread_id, start, inp, configurable)
@@ -242,7 +257,11 @@ class Home:
             async for _ in stream:
                 pass
             saved = await offload(GIT, central.save_task, ws, run_id, task_id)
-            if not await self.db.set_snapshot(run_id, task_id, thread_id, epoch, saved, "stepped"):
+            usage = await asyncio.to_thread(ledger.calls_since, mark, task_id)
+            stepped = await self.db.set_snapshot(
+                run_id, task_id, thread_id, epoch, saved, "stepped", usage
+            )
+            if not stepped:
                 raise StaleWriter(f"task {task_id}'s thread was taken over while {self.name} ran")
         except StaleWriter:
             raise  # its successor owns the task's row now
