@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 from oldnew.errors import WorkspaceError
-from oldnew.safegit import CENTRAL_OPTIONS, run_git
+from oldnew.safegit import CENTRAL_OPTIONS, run_central, run_git
 from oldnew.workspace import Workspace
 
 
@@ -54,7 +54,7 @@ def save_task(ws: Workspace, run_id: str, task_id: str) -> str:
     message = f"oldnew: task {task_id} in progress"
     commit = _git(ws, "commit-tree", files, "-p", head, "-m", message, cwd=tree)
     ref = snapshot_ref(run_id, task_id)
-    proc = run_git(
+    proc = run_central(
         "push",
         "-q",
         "--force",
@@ -89,7 +89,7 @@ def load_task(ws: Workspace, run_id: str, task_id: str, snapshot: str | None) ->
     ref = snapshot_ref(run_id, task_id)
     have = run_git("cat-file", "-e", f"{snapshot}^{{commit}}", cwd=ws.root)
     if have.returncode != 0:
-        proc = run_git(
+        proc = run_central(
             *("fetch", "-q", _central(ws), f"+{ref}:{ref}"),
             cwd=ws.root,
             options=(*ws.git_options, *CENTRAL_OPTIONS),

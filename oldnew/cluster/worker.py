@@ -266,6 +266,10 @@ class Home:
 
     async def serve(self, stop: asyncio.Event) -> None:
         """Take jobs until ``stop`` is set; beat and sweep meanwhile."""
+        from oldnew.cluster.runs import waiting_elsewhere  # the runs' module imports this one
+
+        for line in await waiting_elsewhere(self.db, oldnew_version()):
+            log.warning("worker %s: %s", self.name, line)  # once, at its start
         beat = {"update_heartbeat_interval": self.stall / 4, "stalled_worker_timeout": self.stall}
         workers = [
             asyncio.create_task(
