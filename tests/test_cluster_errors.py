@@ -28,8 +28,9 @@ from oldnew import safegit
 from oldnew.bench.workers import GATE_ENV, LATENCY_ENV, init_central, queue_synthetic, wait_run
 from oldnew.bench.workers import workers as worker_processes
 from oldnew.cli import app
-from oldnew.cluster.jobs import defer_drive, runs_queue, version
-from oldnew.cluster.runs import check_central, cluster_status, open_cluster
+from oldnew.cluster import runs as runs_module
+from oldnew.cluster.jobs import defer_drive, runs_queue, tasks_queue, version
+from oldnew.cluster.runs import check_central, cluster_status, notices, open_cluster
 from oldnew.cluster.worker import Home
 from oldnew.errors import UsageError, WorkspaceError
 from oldnew.workspace import Workspace
@@ -270,6 +271,57 @@ def test_a_persons_repository_is_refused_before_a_branch_is_made_in_it(
     assert _central_refs(repo) == "" and not _has_runs_table(postgres_url)
 
 
+def test_a_refused_push_of_main_takes_back_the_workspace_it_made(
+    tmp_path: Path,
+    postgres_url: str,
+    example_model: str,
+    read_only_central: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(runs_module, "check_central", lambda repo: None)  # a push refused later
+    ws = tmp_path / "ws"
+    ws.mkdir()  # an empty directory given: it stays, empty
+    argv = [
+        *("run", str(_scope(tmp_path)), "--workspace", str(ws), "--model", example_model),
+        *("--state", postgres_url, "--queue", "--repo", read_only_central),
+    ]
+    result = _cli(*argv)
+    assert result.exit_code == 2 and "cannot push to the central repository" in _text(result)
+    assert list(ws.iterdir()) == []
+    with psycopg.connect(postgres_url) as conn:
+        row: Any = conn.execute("SELECT count(*) FROM oldnew_runs").fetchone()
+    assert row[0] == 0  # nothing was queued
+    monkeypatch.undo()
+    again = _cli(*argv)  # the same command, once the repository takes pushes, would go on
+    assert again.exit_code == 2 and "belongs to run" not in _text(again)
+
+
+def test_status_names_a_blocked_tasks_cause_and_the_command_that_goes_on() -> None:
+    run = {
+        "run_id": "r1",
+        "version": version(),
+        "status": "blocked",
+        "summary": {
+            "tasks": [
+                {"id": "T1", "status": "done", "blocker": None},
+                {"id": "T2", "status": "blocked", "blocker": "WorkspaceError: cannot push"},
+            ]
+        },
+    }
+    assert notices(run, []) == [
+        "task T2 is blocked: WorkspaceError: cannot push",
+        "once the cause is fixed, 'oldnew resume --state URL --run r1' tries the blocked tasks "
+        "again (their committed work stays on main)",
+    ]
+    stopped = {**run, "status": "interrupted", "summary": {"error": "StateUnreachable: gone"}}
+    alive = {"name": "w1", "version": version(), "silent_s": 1.0, "stopped": None}
+    assert notices(stopped, [alive]) == [
+        "the run's holder stopped: StateUnreachable: gone; fix what it says, then 'oldnew "
+        "resume --state URL --run r1' (nothing committed is lost)"
+    ]
+    assert notices({**run, "status": "running", "summary": {}}, [alive]) == []
+
+
 def test_a_worker_that_cannot_clone_says_so_on_the_runs_row_and_status_says_what_to_do(
     tmp_path: Path, postgres_url: str
 ) -> None:
@@ -342,6 +394,46 @@ def test_a_central_repository_that_stays_away_fails_the_step_naming_it(
     assert f"cannot fetch main from the central repository {repo}.away" in str(err.value)
     assert "check that it can be reached, then resume" in str(err.value)
     assert sum(1 for t in tries if t[0] == "fetch") == 3  # the first try and two more
+
+
+def test_a_worker_takes_its_queues_again_when_procrastinate_stops_on_a_lost_database(
+    tmp_path: Path, postgres_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """procrastinate stops its worker when its heartbeat loses the database: it starts again."""
+    home = Home(
+        url=postgres_url,
+        repo=init_central(tmp_path / "central.git"),
+        root=tmp_path / "w",
+        name="w1",
+        concurrency=1,
+        runs=1,
+        stall=0.4,  # started again after a tenth of a second
+        build={},
+    )
+    started: list[str] = []
+
+    async def procrastinate_worker(*, queues: list[str], **_: Any) -> None:
+        started.extend(queues)
+        if started.count(queues[0]) == 1:
+            return  # the first time: stopped itself, as on a lost heartbeat
+        await asyncio.Event().wait()  # then: takes jobs until cancelled
+
+    async def go() -> None:
+        async with home.opened():
+            home.app.run_worker_async = procrastinate_worker  # type: ignore[method-assign]
+            stop = asyncio.Event()
+            asyncio.get_running_loop().call_later(1.0, stop.set)
+            await home.serve(stop)
+
+    with caplog.at_level(logging.WARNING, logger="oldnew.cluster.worker"):
+        asyncio.run(go())
+    assert sorted(started) == sorted([tasks_queue(), runs_queue()] * 2)
+    again = [r.getMessage() for r in caplog.records if "started again" in r.getMessage()]
+    assert sorted(again) == [
+        f"worker w1: the {kind} queue's worker is started again: it stopped (its database "
+        "connection was lost)"
+        for kind in ("runs", "tasks")
+    ]
 
 
 def test_a_run_goes_on_when_its_central_repository_comes_back(

@@ -80,10 +80,10 @@ class Workers:
             *("--concurrency", str(self.concurrency), "--stall-timeout", str(self.stall)),
             *(("--build", self.build) if self.build else ()),
         ]
-        log = (self.root / f"{name}.log").open("ab")
-        proc = subprocess.Popen(  # nosec B603 - our own interpreter and module
-            argv, stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True
-        )
+        with (self.root / f"{name}.log").open("ab") as log:  # the worker keeps its own copy
+            proc = subprocess.Popen(  # nosec B603 - our own interpreter and module
+                argv, stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True
+            )
         self.procs[name] = proc
         return proc
 

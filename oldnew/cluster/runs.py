@@ -25,6 +25,7 @@ from oldnew import repo as repos
 from oldnew.cluster.db import ClusterDB
 from oldnew.cluster.jobs import apply_schema, defer_drive, make_app, runs_queue, version
 from oldnew.cluster.state import open_state, redact
+from oldnew.cluster.worker import STALL_SECONDS
 from oldnew.context import Context
 from oldnew.errors import UsageError, WorkspaceError
 from oldnew.models import ModelOverrides, check_model_specs
@@ -241,8 +242,6 @@ WAITING = ("queued", "running")
 
 def liveness(worker: dict[str, Any]) -> str:
     """Return ``stopped``, ``alive`` or ``silent (taken for dead)`` of a worker's row."""
-    from oldnew.cluster.worker import STALL_SECONDS
-
     if worker.get("stopped"):
         return "stopped"
     return "alive" if float(worker["silent_s"]) < STALL_SECONDS else "silent (taken for dead)"

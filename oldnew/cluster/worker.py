@@ -13,6 +13,7 @@ workers that went silent (``jobs.retry_stalled``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import logging
 import os
@@ -266,34 +267,13 @@ class Home:
 
     async def serve(self, stop: asyncio.Event) -> None:
         """Take jobs until ``stop`` is set; beat and sweep meanwhile."""
-        from oldnew.cluster.runs import waiting_elsewhere  # the runs' module imports this one
+        from oldnew.cluster.runs import waiting_elsewhere  # it imports this module
 
         for line in await waiting_elsewhere(self.db, oldnew_version()):
             log.warning("worker %s: %s", self.name, line)  # once, at its start
-        beat = {"update_heartbeat_interval": self.stall / 4, "stalled_worker_timeout": self.stall}
         workers = [
-            asyncio.create_task(
-                self.app.run_worker_async(
-                    queues=[tasks_queue()],
-                    concurrency=self.concurrency,
-                    name=f"{self.name}/tasks",
-                    additional_context={"home": self},
-                    install_signal_handlers=False,
-                    fetch_job_polling_interval=1.0,
-                    **beat,  # type: ignore[arg-type]
-                )
-            ),
-            asyncio.create_task(
-                self.app.run_worker_async(
-                    queues=[runs_queue()],
-                    concurrency=self.runs,
-                    name=f"{self.name}/runs",
-                    additional_context={"home": self},
-                    install_signal_handlers=False,
-                    fetch_job_polling_interval=1.0,
-                    **beat,  # type: ignore[arg-type]
-                )
-            ),
+            asyncio.create_task(self._queue(stop, tasks_queue(), self.concurrency, "tasks")),
+            asyncio.create_task(self._queue(stop, runs_queue(), self.runs, "runs")),
         ]
         keeper = asyncio.create_task(self._keep(stop))
         await stop.wait()
@@ -303,6 +283,36 @@ class Home:
         keeper.cancel()
         await asyncio.gather(keeper, return_exceptions=True)
         await self.db.stopped(self.name)
+
+    async def _queue(self, stop: asyncio.Event, queue: str, concurrency: int, kind: str) -> None:
+        """Take the jobs of ``queue`` until ``stop``; start again when procrastinate stops.
+
+        procrastinate's worker stops itself when its heartbeat or its listener loses the
+        database; this process would then beat on and take nothing. It starts it again,
+        every quarter stall timeout while the database stays away.
+        """
+        while not stop.is_set():
+            try:
+                await self.app.run_worker_async(
+                    queues=[queue],
+                    concurrency=concurrency,
+                    name=f"{self.name}/{kind}",
+                    additional_context={"home": self},
+                    install_signal_handlers=False,
+                    fetch_job_polling_interval=1.0,
+                    update_heartbeat_interval=self.stall / 4,
+                    stalled_worker_timeout=self.stall,
+                )
+                why = "it stopped (its database connection was lost)"
+            except Exception as exc:  # noqa: BLE001 - the database is away: try again
+                why = f"it failed ({type(exc).__name__}: {exc})"
+            if stop.is_set():
+                return
+            log.warning(
+                "worker %s: the %s queue's worker is started again: %s", self.name, kind, why
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.stall / 4)
 
     async def _keep(self, stop: asyncio.Event) -> None:
         """Beat (``oldnew_workers``) and sweep for stalled jobs, every quarter stall timeout."""
