@@ -17,11 +17,13 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import psycopg
 import pytest
 from procrastinate.jobs import Status
+from psycopg_pool import PoolTimeout
 from typer.testing import CliRunner
 
 from oldnew import safegit
@@ -30,9 +32,10 @@ from oldnew.bench.workers import workers as worker_processes
 from oldnew.cli import app
 from oldnew.cluster import runs as runs_module
 from oldnew.cluster.jobs import defer_drive, runs_queue, tasks_queue, version
+from oldnew.cluster.remote import RemoteTasks
 from oldnew.cluster.runs import check_central, cluster_status, notices, open_cluster
 from oldnew.cluster.worker import Home
-from oldnew.errors import UsageError, WorkspaceError
+from oldnew.errors import StateUnreachable, UsageError, WorkspaceError
 from oldnew.workspace import Workspace
 
 OTHER = "0.0.1-other"
@@ -394,6 +397,22 @@ def test_a_central_repository_that_stays_away_fails_the_step_naming_it(
     assert f"cannot fetch main from the central repository {repo}.away" in str(err.value)
     assert "check that it can be reached, then resume" in str(err.value)
     assert sum(1 for t in tries if t[0] == "fetch") == 3  # the first try and two more
+
+
+def test_a_task_whose_database_goes_away_is_blocked_naming_the_database() -> None:
+    class Gone:
+        async def aget_state(self, config: Any) -> Any:
+            raise PoolTimeout("couldn't get a connection after 60.00 sec")
+
+    home: Any = SimpleNamespace(url="postgresql://oldnew:secret@db.example:5432/runs")
+    graph: Any = Gone()
+    config: Any = {"configurable": {"thread_id": "t1"}}
+    with pytest.raises(StateUnreachable) as err:
+        asyncio.run(RemoteTasks(home, "r1")(graph, "T1", None, config, None, print, []))
+    text = str(err.value)
+    assert "the connection to the state database postgresql://oldnew@db.example:5432/runs" in text
+    assert "couldn't get a connection after 60.00 sec" in text and "secret" not in text
+    assert "continue with 'oldnew resume'" in text
 
 
 def test_a_worker_takes_its_queues_again_when_procrastinate_stops_on_a_lost_database(

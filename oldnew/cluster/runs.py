@@ -284,7 +284,8 @@ def notices(run: dict[str, Any], workers: Sequence[dict[str, Any]]) -> list[str]
     if run["status"] == "blocked":
         for task in summary.get("tasks") or []:
             if task.get("status") == "blocked" and task.get("blocker"):
-                said.append(f"task {task['id']} is blocked: {str(task['blocker'])[:500]}")
+                cause = " ".join(str(task["blocker"]).split())[:500]
+                said.append(f"task {task['id']} is blocked: {cause}")
         said.append(
             f"once the cause is fixed, 'oldnew resume --state URL --run {rid}' tries the "
             "blocked tasks again (their committed work stays on main)"

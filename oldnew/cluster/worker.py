@@ -305,7 +305,8 @@ class Home:
                 )
                 why = "it stopped (its database connection was lost)"
             except Exception as exc:  # noqa: BLE001 - the database is away: try again
-                why = f"it failed ({type(exc).__name__}: {exc})"
+                cause = exc.__cause__ or exc  # procrastinate's ConnectorException says little
+                why = f"it failed ({type(cause).__name__}: {' '.join(str(cause).split())})"
             if stop.is_set():
                 return
             log.warning(
