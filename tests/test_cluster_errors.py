@@ -47,7 +47,12 @@ def _cli(*args: str) -> Any:
 
 
 def _text(result: Any) -> str:
-    return " ".join((result.output + (result.stderr or "")).split())
+    """Return what a command printed without whitespace: rich breaks long words anywhere."""
+    return _flat(result.output + (result.stderr or ""))
+
+
+def _flat(text: str) -> str:
+    return "".join(text.split())
 
 
 def _refused(url: str) -> str:
@@ -99,11 +104,14 @@ def test_every_cluster_command_says_what_is_wrong_with_the_database(
     text = _text(result)
     assert result.exit_code == 2, text
     if bad == "unreachable":
-        assert "127.0.0.1:9 does not answer" in text and "check that it runs" in text
+        assert _flat("127.0.0.1:9 does not answer") in text and _flat("check that it runs") in text
     else:
-        assert "refused user 'oldnew'" in text and "give the right user and password" in text
-        assert "wrong-secret" not in text  # the password is never shown
-    assert "Traceback" not in text
+        assert (
+            _flat("refused user 'oldnew'") in text
+            and _flat("give the right user and password") in text
+        )
+        assert _flat("wrong-secret") not in text  # the password is never shown
+    assert _flat("Traceback") not in text
     assert not ws.exists() and _central_refs(repo) == ""  # nothing made, nothing queued
 
 
@@ -120,8 +128,8 @@ def test_a_worker_refuses_a_database_of_another_schema_and_leaves_it_untouched(
     result = _cli("worker", "--state", postgres_url, "--repo", repo, "--dir", str(tmp_path / "w"))
     text = _text(result)
     assert result.exit_code == 2, text
-    assert "holds state schema version 99 (set up by oldnew 9.0)" in text
-    assert "upgrade oldnew to 9.0" in text and "Nothing in it was changed" in text
+    assert _flat("holds state schema version 99 (set up by oldnew 9.0)") in text
+    assert _flat("upgrade oldnew to 9.0") in text and _flat("Nothing in it was changed") in text
     with psycopg.connect(postgres_url) as conn:
         row: Any = conn.execute(
             "SELECT to_regclass('procrastinate_jobs'), to_regclass('oldnew_workers')"
@@ -156,7 +164,7 @@ def test_status_says_when_no_alive_worker_has_the_runs_version(postgres_url: str
     assert f"w-new (oldnew {version()})" in said and runs_queue(OTHER) in said
     assert f"start a worker of oldnew {OTHER} ('pip install oldnew=={OTHER}'" in said
     result = _cli("status", "--state", postgres_url, "--run", "r-old")
-    assert result.exit_code == 0 and f"no alive worker runs oldnew {OTHER}" in _text(result)
+    assert result.exit_code == 0 and _flat(f"no alive worker runs oldnew {OTHER}") in _text(result)
 
 
 def test_a_worker_says_once_that_runs_of_another_version_wait_and_never_takes_them(
@@ -245,8 +253,8 @@ def test_run_queue_refuses_a_read_only_central_before_making_anything(
     )
     text = _text(result)
     assert result.exit_code == 2, text
-    assert f"cannot push to the central repository {read_only_central}" in text
-    assert "it must take pushes" in text and "nothing was queued" in text
+    assert _flat(f"cannot push to the central repository {read_only_central}") in text
+    assert _flat("it must take pushes") in text and _flat("nothing was queued") in text
     assert not ws.exists() and not _has_runs_table(postgres_url)
     assert _central_refs(str(tmp_path / "served" / "central.git")) == ""
 
@@ -266,7 +274,7 @@ def test_a_persons_repository_is_refused_before_a_branch_is_made_in_it(
         *("run", str(_scope(tmp_path)), "--workspace", str(project), "--model"),
         *(example_model, "--state", postgres_url, "--queue", "--repo", repo),
     )
-    assert result.exit_code == 2 and "is inside a git repository" in _text(result)
+    assert result.exit_code == 2 and _flat("is inside a git repository") in _text(result)
     branches = subprocess.run(  # nosec B603
         [*git, "branch", "--list", "--format=%(refname:short)"], capture_output=True, text=True
     ).stdout.split()
@@ -289,14 +297,14 @@ def test_a_refused_push_of_main_takes_back_the_workspace_it_made(
         *("--state", postgres_url, "--queue", "--repo", read_only_central),
     ]
     result = _cli(*argv)
-    assert result.exit_code == 2 and "cannot push to the central repository" in _text(result)
+    assert result.exit_code == 2 and _flat("cannot push to the central repository") in _text(result)
     assert list(ws.iterdir()) == []
     with psycopg.connect(postgres_url) as conn:
         row: Any = conn.execute("SELECT count(*) FROM oldnew_runs").fetchone()
     assert row[0] == 0  # nothing was queued
     monkeypatch.undo()
     again = _cli(*argv)  # the same command, once the repository takes pushes, would go on
-    assert again.exit_code == 2 and "belongs to run" not in _text(again)
+    assert again.exit_code == 2 and _flat("belongs to run") not in _text(again)
 
 
 def test_status_names_a_blocked_tasks_cause_and_the_command_that_goes_on() -> None:
@@ -323,6 +331,18 @@ def test_status_names_a_blocked_tasks_cause_and_the_command_that_goes_on() -> No
         "resume --state URL --run r1' (nothing committed is lost)"
     ]
     assert notices({**run, "status": "running", "summary": {}}, [alive]) == []
+
+
+def test_a_worker_whose_repo_does_not_answer_refuses_to_start(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    missing = str(tmp_path / "no-such-central.git")
+    result = _cli("worker", "--state", postgres_url, "--repo", missing, "--dir", str(tmp_path))
+    text = _text(result)
+    assert result.exit_code == 2, text
+    assert _flat(f"the central repository {missing} does not answer") in text
+    assert _flat("give --repo the central repository the runs were queued with") in text
+    assert not _has_runs_table(postgres_url)  # it never registered
 
 
 def test_a_worker_that_cannot_clone_says_so_on_the_runs_row_and_status_says_what_to_do(
@@ -354,7 +374,7 @@ def test_a_worker_that_cannot_clone_says_so_on_the_runs_row_and_status_says_what
     assert "every worker's --repo must be the central repository the run was queued with" in said
     assert "'oldnew resume --state URL --run r1'" in said
     result = _cli("status", "--state", postgres_url, "--run", "r1")
-    assert result.exit_code == 0 and "every worker's --repo must be" in _text(result)
+    assert result.exit_code == 0 and _flat("every worker's --repo must be") in _text(result)
     assert not (tmp_path / "w" / "r1").exists()  # no half-made clone left
 
 

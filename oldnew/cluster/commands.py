@@ -19,6 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from oldnew.cluster.runs import (
+    central_heads,
     cluster_status,
     list_workers,
     liveness,
@@ -104,6 +105,11 @@ def worker(
         url = _url(state)
         if not repo:
             raise UsageError("give --repo: the central repository every worker fetches from")
+        central_heads(
+            repo,
+            "give --repo the central repository the runs were queued with ('oldnew run "
+            "--queue --repo'), as this machine reaches it",
+        )
         made = load_build(build)
     except OldnewError as exc:
         raise _fail(exc) from None

@@ -68,14 +68,12 @@ def check_central(repo: str) -> None:
     (``refs/oldnew/probe/...``): a repository that is read-only to this machine (a mirror,
     a server that grants fetch only) is refused here, before the run's workspace is made.
     """
-    proc = run_git("ls-remote", "--heads", repo, cwd=Path.cwd(), options=CENTRAL_OPTIONS)
-    if proc.returncode != 0:
-        raise UsageError(
-            f"the central repository {repo} does not answer: {proc.stderr.strip()[-300:]}; "
-            "give a repository every worker can fetch from and push to (make one with "
-            "'git init --bare PATH'); nothing was queued"
-        )
-    if f"refs/heads/{MAIN}" in proc.stdout:
+    heads = central_heads(
+        repo,
+        "give a repository every worker can fetch from and push to (make one with "
+        "'git init --bare PATH'); nothing was queued",
+    )
+    if f"refs/heads/{MAIN}" in heads:
         raise UsageError(
             f"the central repository {repo} has a {MAIN} already: a run with --queue builds a "
             "new project there; give it an empty repository ('git init --bare PATH')"
@@ -91,6 +89,20 @@ def check_central(repo: str) -> None:
         if push.returncode != 0:
             raise _push_refused(repo, push.stderr)
         run_git("push", "-q", repo, f":{ref}", cwd=here, options=CENTRAL_OPTIONS)
+
+
+def central_heads(repo: str, fix: str) -> str:
+    """Return the central repository's branches (``git ls-remote``), or raise what to ``fix``.
+
+    Raises:
+        UsageError: ``repo`` does not answer (missing, no repository, not reachable).
+
+    """
+    proc = run_git("ls-remote", "--heads", repo, cwd=Path.cwd(), options=CENTRAL_OPTIONS)
+    if proc.returncode != 0:
+        said = " ".join(proc.stderr.split())[-300:]
+        raise UsageError(f"the central repository {repo} does not answer: {said}; {fix}")
+    return str(proc.stdout)
 
 
 def _push_refused(repo: str, stderr: str) -> UsageError:
