@@ -506,3 +506,10 @@ def test_a_run_goes_on_when_its_central_repository_comes_back(
     ).stdout
     trailers = [line for line in log.splitlines() if line.startswith("Oldnew-Task:")]
     assert sorted(trailers) == [f"Oldnew-Task: T{i}" for i in range(1, 7)]  # each once
+    files = subprocess.run(  # nosec B603 B607 - fixed argv
+        ["git", "--git-dir", repo, "ls-tree", "-r", "--name-only", "main"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert {f"mods/m{i}.py" for i in range(1, 7)} <= set(files)  # every task's work is on main
