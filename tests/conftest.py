@@ -155,6 +155,7 @@ def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
 
 
 HEAVY_FIRST = (
+    "test_cluster.py",
     "test_kill_resume.py",
     "test_gates_hostile.py",
     "test_faults.py",

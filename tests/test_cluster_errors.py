@@ -330,6 +330,11 @@ def test_status_names_a_blocked_tasks_cause_and_the_command_that_goes_on() -> No
         "the run's holder stopped: StateUnreachable: gone; fix what it says, then 'oldnew "
         "resume --state URL --run r1' (nothing committed is lost)"
     ]
+    retrying = {**stopped, "status": "retrying"}
+    assert notices(retrying, [alive]) == [
+        "the run's holder failed and the run is tried again: StateUnreachable: gone; if that "
+        "goes on, fix what it says"
+    ]
     assert notices({**run, "status": "running", "summary": {}}, [alive]) == []
 
 
@@ -364,7 +369,7 @@ def test_a_worker_that_cannot_clone_says_so_on_the_runs_row_and_status_says_what
         await _add_run(postgres_url, "r1", version())
         async with home.opened():
             with pytest.raises(WorkspaceError, match="cannot clone the central repository"):
-                await home.drive("r1")
+                await home.drive("r1", (1, 1))  # its last try: the run is interrupted
         return await cluster_status(postgres_url, "r1")
 
     found = asyncio.run(go())

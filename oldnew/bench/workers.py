@@ -80,7 +80,7 @@ class Workers:
             *("--concurrency", str(self.concurrency), "--stall-timeout", str(self.stall)),
             *(("--build", self.build) if self.build else ()),
         ]
-        with (self.root / f"{name}.log").open("ab") as log:  # the worker keeps its own copy
+        with (self.root / f"{name}.log").open("ab") as log:  # the child keeps its own copy
             proc = subprocess.Popen(  # nosec B603 - our own interpreter and module
                 argv, stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True
             )
@@ -122,8 +122,13 @@ def workers(url: str, repo: str, root: Path, **options: Any) -> Iterator[Workers
         pool.stop()
 
 
-async def queue_synthetic(url: str, repo: str, root: Path, tasks: int) -> str:
-    """Hand a run of the synthetic plan of ``tasks`` tasks to the workers; return its id."""
+async def queue_synthetic(
+    url: str, repo: str, root: Path, tasks: int, context: dict[str, Any] | None = None
+) -> str:
+    """Hand a run of the synthetic plan of ``tasks`` tasks to the workers; return its id.
+
+    ``context`` adds to (or replaces) the run's settings: approvals, say.
+    """
     from oldnew.cluster.runs import submit_run
 
     scope = root / "scope.md"
@@ -141,6 +146,7 @@ async def queue_synthetic(url: str, repo: str, root: Path, tasks: int) -> str:
             "retry_base_delay": 0.0,
             "max_agents": 3 * tasks,
             "gate_slots": 2 * tasks,
+            **(context or {}),
         },
         models=model,
         plan=synthetic_plan(tasks),
@@ -150,14 +156,14 @@ async def queue_synthetic(url: str, repo: str, root: Path, tasks: int) -> str:
 async def wait_run(
     url: str, run_id: str, timeout: float, poll: float = 0.5, until: Sequence[str] = ()
 ) -> dict[str, Any]:
-    """Wait until the run is no longer queued or running (or reaches ``until``)."""
+    """Wait until the run is no longer queued, running or retrying (or reaches ``until``)."""
     from oldnew.cluster.runs import cluster_status
 
     end = time.monotonic() + timeout
     while True:
         found = await cluster_status(url, run_id)
         status = found["run"]["status"]
-        if status in until or (not until and status not in ("queued", "running")):
+        if status in until or (not until and status not in ("queued", "running", "retrying")):
             return found
         if time.monotonic() > end:
             raise TimeoutError(f"run {run_id} still {status} after {timeout:.0f} s")

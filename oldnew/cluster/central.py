@@ -4,7 +4,8 @@ A task's files are uncommitted in its worktree until the merge queue takes them,
 steps of one task (code, validate, fix on a worker; the merge queue on the run's holder) may
 each run on another machine. At the end of each such step the worktree is saved as a
 *snapshot*: a commit whose parent is the worktree's HEAD and whose tree is every file the
-worktree holds (ignored files aside), pushed to ``refs/oldnew/<run>/tasks/<task>``. The next
+worktree holds (ignored files aside), pushed to ``refs/oldnew/<run>/tasks/<task>/<commit>``
+and named in the task's row (``oldnew_tasks.snapshot``, written under the lease). The next
 step, wherever it runs, puts the worktree back exactly: HEAD at the parent, the snapshot's
 files staged. Never through shared disk.
 """
@@ -19,9 +20,13 @@ from oldnew.safegit import CENTRAL_OPTIONS, run_central, run_git
 from oldnew.workspace import Workspace
 
 
-def snapshot_ref(run_id: str, task_id: str) -> str:
-    """Return the central repository's ref that holds a task's latest snapshot."""
-    return f"refs/oldnew/{run_id}/tasks/{task_id}"
+def snapshot_ref(run_id: str, task_id: str, commit: str) -> str:
+    """Return the central repository's ref that keeps one snapshot of a task.
+
+    One ref per snapshot, never moved: a writer given up for dead that pushes late cannot
+    take away the snapshot its successor made (the task's row names the one that counts).
+    """
+    return f"refs/oldnew/{run_id}/tasks/{task_id}/{commit}"
 
 
 def _git(ws: Workspace, *args: str, cwd: Path, index: Path | None = None) -> str:
@@ -53,7 +58,7 @@ def save_task(ws: Workspace, run_id: str, task_id: str) -> str:
     head = _git(ws, "rev-parse", "HEAD", cwd=tree)
     message = f"oldnew: task {task_id} in progress"
     commit = _git(ws, "commit-tree", files, "-p", head, "-m", message, cwd=tree)
-    ref = snapshot_ref(run_id, task_id)
+    ref = snapshot_ref(run_id, task_id, commit)
     proc = run_central(
         "push",
         "-q",
@@ -86,7 +91,7 @@ def load_task(ws: Workspace, run_id: str, task_id: str, snapshot: str | None) ->
         _git(ws, "checkout", "-q", "-f", "-B", branch, ws.branch, cwd=tree)
         _git(ws, "clean", "-q", "-fd", cwd=tree)
         return
-    ref = snapshot_ref(run_id, task_id)
+    ref = snapshot_ref(run_id, task_id, snapshot)
     have = run_git("cat-file", "-e", f"{snapshot}^{{commit}}", cwd=ws.root)
     if have.returncode != 0:
         proc = run_central(

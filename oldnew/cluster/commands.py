@@ -186,9 +186,10 @@ def show_cluster_status(url: str, run_id: str | None, json_out: bool) -> None:
     )
     if run.get("warning"):
         console.print(f"[yellow]{escape(run['warning'])}[/yellow]")
-    table = Table("task", "state", "worker", "updated")
+    table = Table("task", "state", "worker (last)", "updated")
     for t in found["tasks"]:
-        table.add_row(t["task_id"], t["state"], t.get("worker") or "", str(t["updated"])[11:19])
+        last = f"({t['last_worker']})" if t.get("last_worker") else ""
+        table.add_row(t["task_id"], t["state"], t.get("worker") or last, str(t["updated"])[11:19])
     if found["tasks"]:
         console.print(table)
     summary = run.get("summary") or {}

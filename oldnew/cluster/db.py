@@ -17,16 +17,21 @@ from __future__ import annotations
 
 import json
 import socket
+from contextvars import ContextVar
 from typing import Any
 
 from psycopg import AsyncConnection
 from psycopg.rows import DictRow
 from psycopg_pool import AsyncConnectionPool
 
+from oldnew.errors import OldnewError
+
 Pool = AsyncConnectionPool[AsyncConnection[DictRow]]
 
 LEASE_KEY = "oldnew_lease"
 """The checkpoint metadata key that carries the writer's lease epoch."""
+RUN_LEASE: ContextVar[int | None] = ContextVar("oldnew_run_lease", default=None)
+"""The lease epoch the run's holder writes the run's own thread with (``runs.run_config``)."""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS oldnew_runs (
@@ -106,6 +111,10 @@ def host() -> str:
     return socket.gethostname()
 
 
+class StaleWriter(OldnewError):
+    """A writer given up for dead found its thread taken over: what it does now is void."""
+
+
 class ClusterDB:
     """The rows of oldnew's own in the shared database, through one pool."""
 
@@ -129,17 +138,93 @@ class ClusterDB:
 
     # -- leases ------------------------------------------------------------------------------
 
-    async def take_lease(self, thread_id: str, holder: str) -> int:
-        """Take the thread's lease for ``holder``; return the new epoch."""
+    async def take_lease(
+        self,
+        thread_id: str,
+        holder: str,
+        *,
+        job: tuple[int, int] | None = None,
+        under: tuple[str, int] | None = None,
+    ) -> int:
+        """Take the thread's lease for ``holder``; return the new epoch.
+
+        Only a writer still entitled to it may: with ``job`` (id, attempts), while that try
+        of the job is the one running; with ``under`` (thread, epoch), while that lease (the
+        run's holder's) is the current one. A writer given up for dead that wakes up late
+        can so never take a thread back from its successor.
+
+        Raises:
+            StaleWriter: the job was handed to another worker, or the run to another holder.
+
+        """
+        entitled = "true"
+        args: list[Any] = [thread_id, holder]
+        if job is not None:
+            entitled = (
+                "EXISTS (SELECT 1 FROM procrastinate_jobs WHERE id = %s AND attempts = %s "
+                "AND status = 'doing')"
+            )
+            args += list(job)
+        elif under is not None:
+            entitled = "EXISTS (SELECT 1 FROM oldnew_leases WHERE thread_id = %s AND epoch = %s)"
+            args += list(under)
         row = await self._one(
-            "INSERT INTO oldnew_leases (thread_id, epoch, holder) VALUES (%s, 1, %s) "
+            "INSERT INTO oldnew_leases (thread_id, epoch, holder) "  # nosec B608 - fixed text
+            f"SELECT %s, 1, %s WHERE {entitled} "
             "ON CONFLICT (thread_id) DO UPDATE SET epoch = oldnew_leases.epoch + 1, "
             "holder = EXCLUDED.holder, taken = now() RETURNING epoch",
-            thread_id,
-            holder,
+            *args,
         )
-        assert row is not None
+        if row is None:
+            raise StaleWriter(
+                f"{holder} may no longer write thread {thread_id}: its work was handed to "
+                "another worker while it was silent"
+            )
         return int(row["epoch"])
+
+    async def set_snapshot(
+        self, run_id: str, task_id: str, thread_id: str, epoch: int, snapshot: str, state: str
+    ) -> bool:
+        """Name the task's latest snapshot, if ``epoch`` still holds the thread; whether it did."""
+        row = await self._one(
+            "UPDATE oldnew_tasks SET snapshot = %s, state = %s, worker = NULL, error = NULL, "
+            "updated = now() WHERE run_id = %s AND task_id = %s AND %s = "
+            "(SELECT epoch FROM oldnew_leases WHERE thread_id = %s) RETURNING task_id",
+            snapshot,
+            state,
+            run_id,
+            task_id,
+            epoch,
+            thread_id,
+        )
+        return row is not None
+
+    async def fail_step(
+        self, run_id: str, task_id: str, thread_id: str, epoch: int, error: str, *, final: bool
+    ) -> None:
+        """Record a step's error under the lease: ``failed`` on its last try, else ``retrying``."""
+        await self._all(
+            "UPDATE oldnew_tasks SET error = %s, state = %s, updated = now() "
+            "WHERE run_id = %s AND task_id = %s AND %s = "
+            "(SELECT epoch FROM oldnew_leases WHERE thread_id = %s)",
+            error,
+            "failed" if final else "retrying",
+            run_id,
+            task_id,
+            epoch,
+            thread_id,
+        )
+
+    async def lease_alive(self, thread_id: str, stall: float) -> bool:
+        """Say whether the thread's lease holder is a worker that beat in the last ``stall`` s."""
+        row = await self._one(
+            "SELECT 1 AS alive FROM oldnew_leases l JOIN oldnew_workers w ON w.name = l.holder "
+            "WHERE l.thread_id = %s AND w.stopped IS NULL "
+            "AND w.heartbeat > now() - make_interval(secs => %s)",
+            thread_id,
+            stall,
+        )
+        return row is not None
 
     # -- runs --------------------------------------------------------------------------------
 

@@ -17,16 +17,16 @@ checkpoint and the snapshot it started from.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
 from langgraph.types import Command
 from procrastinate import App, Blueprint, JobContext, PsycopgConnector, RetryStrategy
 from procrastinate.exceptions import AlreadyEnqueued
-from procrastinate.jobs import Status
+from procrastinate.jobs import Job, Status
 
 import oldnew
+from oldnew.cluster.db import StaleWriter
 
 if TYPE_CHECKING:
     from oldnew.cluster.worker import Home
@@ -125,39 +125,84 @@ async def open_job(app: App, thread_id: str) -> int | None:
     return None
 
 
-async def wait_job(app: App, job_id: int, poll: float = 0.2) -> Status:
-    """Wait until a job succeeded, failed or was cancelled; return how it ended."""
-    while True:
-        status = await app.job_manager.get_job_status_async(job_id)
-        if status in (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED, Status.ABORTED):
-            return status
-        await asyncio.sleep(poll)
+STALLED = """
+SELECT job.id, status, task_name, priority, lock, queueing_lock, args, scheduled_at,
+       queue_name, attempts, job.worker_id
+  FROM procrastinate_jobs job
+  LEFT JOIN procrastinate_workers w ON w.id = job.worker_id
+ WHERE job.status = 'doing'
+   AND ((w.id IS NOT NULL AND w.last_heartbeat < NOW() - make_interval(secs => %(stall)s))
+        OR (job.worker_id IS NULL AND NOT EXISTS (
+            SELECT 1 FROM procrastinate_events e
+             WHERE e.job_id = job.id AND e.at > NOW() - make_interval(secs => 3 * %(stall)s))))
+"""
+"""The jobs of workers silent for ``stall`` seconds. A job whose worker is gone from the
+table is one only long after: a worker stopping cleanly leaves the table first and ends
+(retries) its own jobs within its grace period; a silent one is pruned at twice the stall."""
 
 
 async def retry_stalled(app: App, stall: float) -> list[int]:
     """Put back in the queue the jobs of workers silent for ``stall`` seconds; their ids."""
     again: list[int] = []
-    for job in await app.job_manager.get_stalled_jobs(seconds_since_heartbeat=stall):
+    rows = await app.connector.execute_query_all_async(STALLED, stall=stall)
+    for job in (Job.from_row(row) for row in rows):
         try:
             await app.job_manager.retry_job(job)
-        except Exception as exc:  # noqa: BLE001 - another worker retried it first
+        except Exception as exc:  # noqa: BLE001 - retried by another worker, or a twin waits
             log.debug("stalled job %s not retried here: %s", job.id, exc)
+            await _give_up(app, job)
             continue
         if job.id is not None:
             again.append(int(job.id))
     return again
 
 
-@jobs.task(name="drive", pass_context=True, retry=RetryStrategy(max_attempts=3, wait=1))
+async def _give_up(app: App, job: Job) -> None:
+    """End a stalled job that cannot go back in the queue, so that its lock is freed.
+
+    A ``drive`` queued meanwhile (an answer given) holds the run's queueing lock: the
+    stalled one cannot become ``todo`` beside it, and that one takes its place.
+    """
+    if job.id is None:
+        return
+    try:
+        status = await app.job_manager.get_job_status_async(job.id)
+        if status == Status.DOING:
+            await app.job_manager.finish_job_by_id_async(
+                job.id, status=Status.FAILED, delete_job=False
+            )
+    except Exception as exc:  # noqa: BLE001 - the next sweep tries again
+        log.debug("stalled job %s not ended: %s", job.id, exc)
+
+
+class Retry(RetryStrategy):
+    """procrastinate's retries, but never of a try whose writer was given up for dead.
+
+    Its successor runs on the same job row: a retry (or a failure) of the stale try would
+    change the row under it. Its end still does (procrastinate marks the row); the holder
+    therefore trusts the task's row, written under the lease, more than the job's status.
+    """
+
+    def get_retry_decision(self, *, exception: BaseException, job: Job) -> Any:
+        """Retry unless ``exception`` says the writer is stale."""
+        if isinstance(exception, StaleWriter):
+            return None
+        return super().get_retry_decision(exception=exception, job=job)
+
+
+DRIVE_ATTEMPTS = 5
+"""Tries of holding a run (a dropped connection, a lost network) before it is interrupted."""
+
+
+@jobs.task(name="drive", pass_context=True, retry=Retry(max_attempts=DRIVE_ATTEMPTS, wait=1))
 async def drive(context: JobContext, run_id: str) -> None:
     """Hold the run ``run_id`` on this worker until it ends or waits for a person."""
     home: Home = context.additional_context["home"]
-    await home.drive(run_id)
+    job = (int(context.job.id or 0), context.job.attempts)
+    await home.drive(run_id, job, last_try=context.job.attempts + 1 >= DRIVE_ATTEMPTS)
 
 
-@jobs.task(
-    name="advance", pass_context=True, retry=RetryStrategy(max_attempts=STEP_ATTEMPTS, wait=1)
-)
+@jobs.task(name="advance", pass_context=True, retry=Retry(max_attempts=STEP_ATTEMPTS, wait=1))
 async def advance(
     context: JobContext,
     thread_id: str,
@@ -174,6 +219,7 @@ async def advance(
     job_id = int(context.job.id) if context.job.id is not None else 0
     await home.advance(
         job_id=job_id,
+        attempts=context.job.attempts,
         thread_id=thread_id,
         run_id=run_id,
         task_id=task_id,

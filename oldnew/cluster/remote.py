@@ -14,6 +14,7 @@ before it reads the thread, and each writer takes the thread's lease before it w
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
@@ -26,8 +27,8 @@ from procrastinate.jobs import Status
 from psycopg_pool import PoolTimeout
 
 from oldnew.cluster import central
-from oldnew.cluster.db import LEASE_KEY
-from oldnew.cluster.jobs import defer_advance, encode_input, open_job, wait_job
+from oldnew.cluster.db import LEASE_KEY, RUN_LEASE
+from oldnew.cluster.jobs import defer_advance, encode_input, open_job
 from oldnew.cluster.state import lost_connection, redact
 from oldnew.errors import OldnewError
 from oldnew.execution.pools import GIT, offload
@@ -40,6 +41,15 @@ HOLDER_NODES = frozenset({"commit"})
 """The task nodes the run's holder runs itself: the merge queue."""
 MAX_STRETCHES = 200
 """Stretches of one task in one call at most: more means two sides hand it back and forth."""
+
+
+ENDED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED, Status.ABORTED)
+POLL = 0.2
+"""Seconds between looks at a step's row while a worker runs it."""
+
+
+class StepLost(OldnewError):
+    """A worker's step ended without a word in its row (its worker vanished): hand it again."""
 
 
 class StepFailed(OldnewError):
@@ -105,7 +115,10 @@ class RemoteTasks:
                 await self._hold(graph, task_id, thread, config, context, on_chunk, modes)
             else:
                 start = (snap.config.get("configurable") or {}).get("checkpoint_id")
-                await self._hand_out(task_id, thread, inp, config, context, start)
+                try:
+                    await self._hand_out(task_id, thread, inp, config, context, start)
+                except StepLost:
+                    continue  # from the thread as it stands now, with the same input
             inp = None
             configurable = dict(config["configurable"])
             configurable.pop("checkpoint_id", None)  # from now on: the thread's latest
@@ -147,12 +160,30 @@ class RemoteTasks:
                 run_context={k: v for k, v in asdict(context).items() if k != "workspace"},
             )
             await home.db.set_task(self.run_id, task_id, thread, state="queued", job_id=job)
-        status = await wait_job(home.app, job)
-        if status != Status.SUCCEEDED:
-            row = await home.db.task(self.run_id, task_id)
-            error = (row or {}).get("error") or f"its job {job} ended {status.value}"
-            await home.db.set_task(self.run_id, task_id, thread, state="failed", worker=None)
-            raise StepFailed(f"task {task_id}'s step on a worker failed: {error}")
+        await self._wait_step(task_id, thread, job)
+
+    async def _wait_step(self, task_id: str, thread: str, job: int) -> None:
+        """Wait for the step ``job``: its row, written under the lease, says how it ended.
+
+        The job's own status can be changed by a try given up for dead (procrastinate marks
+        the row it shares with its successor): it is trusted only once the thread's lease
+        holder is silent too. Then the step is lost, and handed out again.
+        """
+        home = self.home
+        while True:
+            row = await home.db.task(self.run_id, task_id) or {}
+            if row.get("job_id") == job and row.get("state") == "stepped":
+                return
+            if row.get("job_id") == job and row.get("state") == "failed":
+                raise StepFailed(f"task {task_id}'s step on a worker failed: {row.get('error')}")
+            status = await home.app.job_manager.get_job_status_async(job)
+            if status in ENDED and not await home.db.lease_alive(thread, home.stall):
+                if status == Status.FAILED:
+                    error = row.get("error") or f"its job {job} failed"
+                    await home.db.set_task(self.run_id, task_id, thread, state="failed")
+                    raise StepFailed(f"task {task_id}'s step on a worker failed: {error}")
+                raise StepLost(f"task {task_id}'s step {job} ended {status.value} unrecorded")
+            await asyncio.sleep(POLL)
 
     async def _hold(
         self,
@@ -168,7 +199,9 @@ class RemoteTasks:
         home, ws = self.home, await self.home.workspace(self.run_id)
         row = await home.db.task(self.run_id, task_id)
         await offload(GIT, central.load_task, ws, self.run_id, task_id, (row or {}).get("snapshot"))
-        epoch = await home.db.take_lease(thread, home.name)
+        run_lease = RUN_LEASE.get()
+        under = (self.run_id, run_lease) if run_lease is not None else None
+        epoch = await home.db.take_lease(thread, home.name, under=under)
         await home.db.set_task(self.run_id, task_id, thread, state="merging")
         stream = graph.astream(
             None,
@@ -181,4 +214,7 @@ class RemoteTasks:
             on_chunk(mode, chunk)
         if (await graph.aget_state(config)).next:  # back to its fixer: its files go along
             snapshot = await offload(GIT, central.save_task, ws, self.run_id, task_id)
-            await home.db.set_task(self.run_id, task_id, thread, snapshot=snapshot)
+            if not await home.db.set_snapshot(
+                self.run_id, task_id, thread, epoch, snapshot, "returned"
+            ):
+                raise StepFailed(f"task {task_id}'s thread was taken over by another holder")

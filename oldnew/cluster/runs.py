@@ -248,7 +248,7 @@ async def cluster_status(url: str, run_id: str | None = None) -> dict[str, Any]:
     }
 
 
-WAITING = ("queued", "running")
+WAITING = ("queued", "running", "retrying")
 """Where a run stands while its jobs wait for (or are on) a worker."""
 
 
@@ -281,7 +281,7 @@ def notices(run: dict[str, Any], workers: Sequence[dict[str, Any]]) -> list[str]
             "then 'oldnew worker --state URL --repo CENTRAL')"
         )
     summary = run.get("summary") or {}
-    error = summary.get("error") if run["status"] == "interrupted" else None
+    error = summary.get("error") if run["status"] in ("interrupted", "retrying") else None
     if error:
         fix = (
             "every worker's --repo must be the central repository the run was queued with, "
@@ -292,6 +292,9 @@ def notices(run: dict[str, Any], workers: Sequence[dict[str, Any]]) -> list[str]
         said.append(
             f"the run's holder stopped: {error}; {fix}, then 'oldnew resume --state URL --run "
             f"{rid}' (nothing committed is lost)"
+            if run["status"] == "interrupted"
+            else f"the run's holder failed and the run is tried again: {error}; if that "
+            f"goes on, {fix}"
         )
     if run["status"] == "blocked":
         for task in summary.get("tasks") or []:

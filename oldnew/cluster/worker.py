@@ -18,6 +18,7 @@ import importlib
 import logging
 import os
 import signal
+import sys
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -26,8 +27,15 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 
 from oldnew.cluster import central
-from oldnew.cluster.db import ClusterDB, host
-from oldnew.cluster.jobs import apply_schema, make_app, retry_stalled, runs_queue, tasks_queue
+from oldnew.cluster.db import RUN_LEASE, ClusterDB, StaleWriter, host
+from oldnew.cluster.jobs import (
+    STEP_ATTEMPTS,
+    apply_schema,
+    make_app,
+    retry_stalled,
+    runs_queue,
+    tasks_queue,
+)
 from oldnew.cluster.jobs import version as oldnew_version
 from oldnew.cluster.remote import HOLDER_NODES, RemoteTasks, with_lease
 from oldnew.cluster.state import State, open_state
@@ -45,6 +53,8 @@ log = logging.getLogger(__name__)
 STALL_SECONDS = 30.0
 """A worker silent this long is taken for dead: its jobs go to another worker."""
 LETTERS_POLL = 1.0
+STOP_GRACE = 5.0
+"""Seconds a stopped worker lets its jobs finish before it aborts them (they are retried)."""
 
 
 def load_build(spec: str | None) -> dict[str, Any]:
@@ -143,16 +153,22 @@ class Home:
 
     # -- jobs ----------------------------------------------------------------------------------
 
-    async def drive(self, run_id: str) -> None:
-        """Hold the run: its graph, on this clone, until it ends or waits for a person."""
+    async def drive(self, run_id: str, job: tuple[int, int], last_try: bool = True) -> None:
+        """Hold the run: its graph, on this clone, until it ends or waits for a person.
+
+        A failure is ``retrying`` (the job is tried again) until the ``last_try``, which
+        leaves the run ``interrupted``, resumable with ``oldnew resume --run``.
+        """
+        failed = "interrupted" if last_try else "retrying"
         from oldnew.runs.commands import resume_run  # the commands import the cluster's users
 
         try:
             ws = await self.workspace(run_id)
         except Exception as exc:
-            await self.db.set_run(run_id, "interrupted", summary=_failure(exc))
+            await self.db.set_run(run_id, failed, summary=_failure(exc))
             raise
         await self.db.set_run(run_id, "running", holder=self.name)
+        lease = RUN_LEASE.set(await self.db.take_lease(run_id, self.name, job=job))
         letters = asyncio.create_task(self._letters(run_id, ws))
         token = WORKSPACE_HERE.set(str(ws.root))
         self.running += 1
@@ -168,11 +184,12 @@ class Home:
                 },
             )
         except Exception as exc:
-            await self.db.set_run(run_id, "interrupted", summary=_failure(exc))
+            await self.db.set_run(run_id, failed, summary=_failure(exc))
             raise
         finally:
             self.running -= 1
             WORKSPACE_HERE.reset(token)
+            RUN_LEASE.reset(lease)
             letters.cancel()
         await self.db.set_run(run_id, outcome.status, summary=outcome.to_dict())
 
@@ -194,6 +211,7 @@ class Home:
         self,
         *,
         job_id: int,
+        attempts: int,
         thread_id: str,
         run_id: str,
         task_id: str,
@@ -205,7 +223,7 @@ class Home:
     ) -> None:
         """Run one stretch of a task, from where the holder handed it out, up to its merge."""
         ws = await self.workspace(run_id)
-        epoch = await self.db.take_lease(thread_id, self.name)
+        epoch = await self.db.take_lease(thread_id, self.name, job=(job_id, attempts))
         await self.db.set_task(
             run_id, task_id, thread_id, worker=self.name, state="running", job_id=job_id
         )
@@ -225,17 +243,18 @@ class Home:
             async for _ in stream:
                 pass
             saved = await offload(GIT, central.save_task, ws, run_id, task_id)
+            if not await self.db.set_snapshot(run_id, task_id, thread_id, epoch, saved, "stepped"):
+                raise StaleWriter(f"task {task_id}'s thread was taken over while {self.name} ran")
+        except StaleWriter:
+            raise  # its successor owns the task's row now
         except Exception as exc:
-            await self.db.set_task(
-                run_id, task_id, thread_id, error=f"{type(exc).__name__}: {exc}"[:2000]
-            )
+            error = f"{type(exc).__name__}: {exc}"[:2000]
+            final = attempts + 1 >= STEP_ATTEMPTS
+            await self.db.fail_step(run_id, task_id, thread_id, epoch, error, final=final)
             raise
         finally:
             self.running -= 1
             WORKSPACE_HERE.reset(token)
-        await self.db.set_task(
-            run_id, task_id, thread_id, worker=None, state="stepped", snapshot=saved, error=None
-        )
 
     async def _from(
         self, thread_id: str, start: str | None, inp: Any, configurable: dict[str, Any]
@@ -301,7 +320,12 @@ class Home:
                     install_signal_handlers=False,
                     fetch_job_polling_interval=1.0,
                     update_heartbeat_interval=self.stall / 4,
-                    stalled_worker_timeout=self.stall,
+                    # pruned (its jobs then count as stalled at once) only well after it went
+                    # silent
+                    stalled_worker_timeout=2 * self.stall,
+                    # stopped: jobs still running after this are aborted, to be retried
+                    # elsewhere
+                    shutdown_graceful_timeout=STOP_GRACE,
                 )
                 why = "it stopped (its database connection was lost)"
             except Exception as exc:  # noqa: BLE001 - the database is away: try again
@@ -333,6 +357,14 @@ class Home:
 def _failure(exc: BaseException) -> dict[str, Any]:
     """Return what a run's row says of the error that stopped its holder (it is retried)."""
     return {"error": f"{type(exc).__name__}: {exc}"[:2000]}
+
+
+def _dump_tasks() -> None:
+    """Print where every task of the worker's event loop waits (``kill -USR1 PID``)."""
+    for task in asyncio.all_tasks():
+        print(f"--- {task.get_name()}", file=sys.stderr)
+        task.print_stack(limit=12, file=sys.stderr)
+    sys.stderr.flush()
 
 
 def default_name() -> str:
@@ -367,6 +399,7 @@ async def run_worker(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGUSR1, _dump_tasks)
     async with home.opened():
         if ready is not None:
             ready(home)

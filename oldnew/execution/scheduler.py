@@ -346,33 +346,40 @@ class Scheduler:
         """
         running: Running = {}
         started: set[str] = set()
-        while True:
-            await self._check_budget()
-            await self._size(running, started)
-            self._launch(running, started)
-            if not running:
-                if await self.read_inbox(started):
-                    continue
-                return
-            timeout = self._time_left(running)
-            if self._awaiting_answers():
-                timeout = inbox.POLL if timeout is None else min(timeout, inbox.POLL)
-            self.wake.clear()
-            woken = asyncio.ensure_future(self.wake.wait())
-            waits: set[asyncio.Future[Any]] = {*running, woken}
-            done, _ = await asyncio.wait(
-                waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-            )
-            woken.cancel()
-            finished = [fut for fut in running if fut in done]
-            for fut in finished:
-                tid = running.pop(fut)
-                self.merging.discard(tid)
-                await self._settle(tid, fut)
-                await self.review(tid)
-            await self.read_inbox(started)
-            if not finished and not self.wake.is_set():
-                await self._stop_overdue(running)
+        try:
+            while True:
+                await self._check_budget()
+                await self._size(running, started)
+                self._launch(running, started)
+                if not running:
+                    if await self.read_inbox(started):
+                        continue
+                    return
+                timeout = self._time_left(running)
+                if self._awaiting_answers():
+                    timeout = inbox.POLL if timeout is None else min(timeout, inbox.POLL)
+                self.wake.clear()
+                woken = asyncio.ensure_future(self.wake.wait())
+                waits: set[asyncio.Future[Any]] = {*running, woken}
+                done, _ = await asyncio.wait(
+                    waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                )
+                woken.cancel()
+                finished = [fut for fut in running if fut in done]
+                for fut in finished:
+                    tid = running.pop(fut)
+                    self.merging.discard(tid)
+                    await self._settle(tid, fut)
+                    await self.review(tid)
+                await self.read_inbox(started)
+                if not finished and not self.wake.is_set():
+                    await self._stop_overdue(running)
+        finally:
+            # Stopped (cancelled, an error): no task goes on unattended after its run.
+            for fut in running:
+                fut.cancel()
+            if running:
+                await asyncio.gather(*running, return_exceptions=True)
 
     # -- what people say meanwhile ----------------------------------------------------------
 

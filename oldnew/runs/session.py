@@ -29,6 +29,7 @@ from langgraph.store.base import BaseStore
 from langgraph.store.sqlite.aio import AsyncSqliteStore
 
 from oldnew.checkpoints import CheckpointSaver
+from oldnew.cluster.db import LEASE_KEY, RUN_LEASE
 from oldnew.cluster.state import open_state, redact, run_state
 from oldnew.context import Context
 from oldnew.errors import CheckpointsCorrupt, CheckpointsLost, StorageError, WorkspaceError
@@ -45,7 +46,11 @@ RunGraph = CompiledStateGraph[Any, Any, Any, Any]
 
 def run_config(run_id: str) -> RunnableConfig:
     """Return the config of the run's own thread, its trace named (oldnew.tracing)."""
-    return run_trace({"configurable": {"thread_id": run_id}, "recursion_limit": 500}, run_id)
+    config: RunnableConfig = {"configurable": {"thread_id": run_id}, "recursion_limit": 500}
+    lease = RUN_LEASE.get()
+    if lease is not None:  # a run's holder on a worker: its checkpoints carry its lease
+        config["metadata"] = {LEASE_KEY: lease}
+    return run_trace(config, run_id)
 
 
 def state_of(ws: Workspace, given: str | None) -> str | None:
