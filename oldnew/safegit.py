@@ -35,7 +35,8 @@ import re
 import shlex
 import subprocess  # nosec B404 - git is run with fixed argument lists, never a shell
 import sys
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,10 @@ CENTRAL_OPTIONS = (
 )
 """Added to :data:`GIT_OPTIONS` for the one transport oldnew opens itself: to the central
 repository of a run spread over workers (``Workspace.central``), never to a project's remote."""
+CENTRAL_WAITS = (0.5, 1.0, 2.0, 4.0, 8.0)
+"""Seconds between the tries of a fetch from or push to the central repository: a network
+that drops for a few seconds (or a server that restarts) costs a pause, not a blocked task.
+A failure that outlasts them (about 15 s) is the caller's error to raise."""
 
 _GIT_ENV = {
     "GIT_CONFIG_NOSYSTEM": "1",
@@ -172,6 +177,29 @@ def git_environment(cwd: Path, *, discover: bool = False) -> dict[str, str]:
         # repository (whose config would apply, and whose files a reset or clean would touch).
         env["GIT_CEILING_DIRECTORIES"] = str(Path(cwd).resolve().parent)
     return env
+
+
+def run_central(
+    *args: str,
+    cwd: Path,
+    options: Sequence[str] = (),
+    final: Callable[[subprocess.CompletedProcess[Any]], bool] | None = None,
+    waits: Sequence[float] | None = None,
+) -> subprocess.CompletedProcess[Any]:
+    """Run a git transport command to the central repository, trying again while it fails.
+
+    ``final`` says of a failed try that trying again cannot help (a push rejected because
+    another process moved the ref): it is returned at once. Returns the last try (the caller
+    checks the return code and says what failed); ``waits`` defaults to
+    :data:`CENTRAL_WAITS`.
+    """
+    proc = run_git(*args, cwd=cwd, options=options)
+    for wait in CENTRAL_WAITS if waits is None else waits:
+        if proc.returncode == 0 or (final is not None and final(proc)):
+            break
+        time.sleep(wait)
+        proc = run_git(*args, cwd=cwd, options=options)
+    return proc
 
 
 def run_git(

@@ -24,6 +24,7 @@ import json
 import os
 import shutil
 import sqlite3
+import subprocess  # nosec B404 - only the type of a finished git process
 import threading
 import time
 import uuid
@@ -42,6 +43,7 @@ from oldnew.safegit import (
     control_part,
     looks_like_git_dir,
     nested_control_paths,
+    run_central,
     run_git,
 )
 
@@ -80,6 +82,11 @@ def _control_message(path: str, part: str, kind: str) -> str:
         "and hooks (and may run commands from); write only the project's own files, "
         "without any .git, .gitmodules, .hg or .svn at any level"
     )
+
+
+def _moved(proc: subprocess.CompletedProcess[Any]) -> bool:
+    """Whether a push of main failed because another process moved main there (no retry)."""
+    return "stale info" in proc.stdout + proc.stderr or "[rejected]" in proc.stdout
 
 
 def resolve_inside(base: Path, path: str) -> Path:
@@ -927,15 +934,16 @@ class Workspace:
         if self.central is None:
             return True
         ref = f"refs/heads/{self.branch}"
-        proc = run_git(
+        proc = run_central(
             *("push", "-q", "--porcelain", f"--force-with-lease={ref}:{base}"),
             *(self.central, f"{commit}:{ref}"),
             cwd=self.root,
             options=(*self.git_options, *CENTRAL_OPTIONS),
+            final=_moved,
         )
         if proc.returncode == 0:
             return True
-        if "stale info" in proc.stdout + proc.stderr or "[rejected]" in proc.stdout:
+        if _moved(proc):
             self.sync_main()
             return False
         raise WorkspaceError(
@@ -949,7 +957,7 @@ class Workspace:
         if self.central is None:
             return self.head()
         ref = f"refs/heads/{self.branch}"
-        proc = run_git(
+        proc = run_central(
             "fetch",
             "-q",
             self.central,

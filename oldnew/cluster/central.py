@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 from oldnew.errors import WorkspaceError
-from oldnew.safegit import CENTRAL_OPTIONS, run_git
+from oldnew.safegit import CENTRAL_OPTIONS, run_central, run_git
 from oldnew.workspace import Workspace
 
 
@@ -59,7 +59,7 @@ def save_task(ws: Workspace, run_id: str, task_id: str) -> str:
     message = f"oldnew: task {task_id} in progress"
     commit = _git(ws, "commit-tree", files, "-p", head, "-m", message, cwd=tree)
     ref = snapshot_ref(run_id, task_id, commit)
-    proc = run_git(
+    proc = run_central(
         "push",
         "-q",
         "--force",
@@ -94,7 +94,7 @@ def load_task(ws: Workspace, run_id: str, task_id: str, snapshot: str | None) ->
     ref = snapshot_ref(run_id, task_id, snapshot)
     have = run_git("cat-file", "-e", f"{snapshot}^{{commit}}", cwd=ws.root)
     if have.returncode != 0:
-        proc = run_git(
+        proc = run_central(
             *("fetch", "-q", _central(ws), f"+{ref}:{ref}"),
             cwd=ws.root,
             options=(*ws.git_options, *CENTRAL_OPTIONS),

@@ -19,8 +19,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from oldnew.cluster.runs import (
+    central_heads,
     cluster_status,
     list_workers,
+    liveness,
     post_letter,
     queue_again,
     submit_run,
@@ -103,6 +105,11 @@ def worker(
         url = _url(state)
         if not repo:
             raise UsageError("give --repo: the central repository every worker fetches from")
+        central_heads(
+            repo,
+            "give --repo the central repository the runs were queued with ('oldnew run "
+            "--queue --repo'), as this machine reaches it",
+        )
         made = load_build(build)
     except OldnewError as exc:
         raise _fail(exc) from None
@@ -157,15 +164,9 @@ def workers(
             w["version"],
             f"{w['running']}/{w['concurrency']}",
             f"{w['silent_s']:.0f} s ago",
-            _liveness(w),
+            liveness(w),
         )
     console.print(table)
-
-
-def _liveness(w: dict[str, Any]) -> str:
-    if w.get("stopped"):
-        return "stopped"
-    return "alive" if float(w["silent_s"]) < STALL_SECONDS else "silent (taken for dead)"
 
 
 def show_cluster_status(url: str, run_id: str | None, json_out: bool) -> None:
@@ -194,12 +195,8 @@ def show_cluster_status(url: str, run_id: str | None, json_out: bool) -> None:
     summary = run.get("summary") or {}
     for q in summary.get("questions") or []:
         console.print(f"question {q.get('id')}: {escape(str(q.get('title') or ''))}")
-    alive = [w for w in found["workers"] if _liveness(w) == "alive"]
-    if run["status"] in ("queued", "running") and not alive:
-        console.print(
-            "[yellow]no worker is alive: start one with 'oldnew worker --state URL --repo "
-            "URL'[/yellow]"
-        )
+    for line in found["notices"]:
+        console.print(f"[yellow]{escape(line)}[/yellow]")
 
 
 RunOpt = Annotated[

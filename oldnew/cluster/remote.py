@@ -19,14 +19,18 @@ from collections.abc import Mapping
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
+import psycopg
 from langchain_core.runnables import RunnableConfig
 from langgraph.types import StreamMode
+from procrastinate.exceptions import ConnectorException
 from procrastinate.jobs import Status
+from psycopg_pool import PoolTimeout
 
 from oldnew.budget.ledger import ledger_at
 from oldnew.cluster import central
 from oldnew.cluster.db import LEASE_KEY, RUN_LEASE
 from oldnew.cluster.jobs import defer_advance, encode_input, open_job
+from oldnew.cluster.state import lost_connection, redact
 from oldnew.errors import OldnewError
 from oldnew.execution.pools import GIT, offload
 from oldnew.execution.threads import OnChunk, TaskGraph
@@ -80,7 +84,28 @@ class RemoteTasks:
         on_chunk: OnChunk,
         modes: list[StreamMode],
     ) -> None:
-        """Advance the task until it finishes or waits for a person."""
+        """Advance the task until it finishes or waits for a person.
+
+        Raises:
+            StateUnreachable: the database stopped answering meanwhile (the task is blocked
+                with it, and ``oldnew resume`` goes on).
+
+        """
+        try:
+            await self._advance(graph, task_id, inp, config, context, on_chunk, modes)
+        except (psycopg.OperationalError, PoolTimeout, ConnectorException) as exc:
+            raise lost_connection(redact(self.home.url), exc.__cause__ or exc) from exc
+
+    async def _advance(
+        self,
+        graph: TaskGraph,
+        task_id: str,
+        inp: Any,
+        config: RunnableConfig,
+        context: Any,
+        on_chunk: OnChunk,
+        modes: list[StreamMode],
+    ) -> None:
         thread = str(config["configurable"]["thread_id"])
         for _ in range(MAX_STRETCHES):
             snap = await graph.aget_state(config)

@@ -202,13 +202,19 @@ async def open_state(
     try:
         yield State(AsyncPostgresSaver(pool), AsyncPostgresStore(pool), pool, where, meta)
     except (psycopg.OperationalError, PoolTimeout) as exc:
-        raise StateUnreachable(
-            f"the connection to the state database {where} was lost ({exc}); every step "
-            "finished before is saved there and the commits on main are intact: once it "
-            "answers, continue with 'oldnew resume' (and the same --state)"
-        ) from exc
+        raise lost_connection(where, exc) from exc
     finally:
         await pool.close()
+
+
+def lost_connection(where: str, exc: BaseException) -> StateUnreachable:
+    """Return the error of a connection to the state database ``where`` lost while working."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return StateUnreachable(
+        f"the connection to the state database {where} was lost ({text}); every step "
+        "finished before is saved there and the commits on main are intact: once it "
+        "answers, continue with 'oldnew resume' (and the same --state)"
+    )
 
 
 async def _connect(url: str, kwargs: Mapping[str, Any]) -> psycopg.AsyncConnection[DictRow]:

@@ -13,6 +13,7 @@ workers that went silent (``jobs.retry_stalled``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import logging
 import os
@@ -304,36 +305,13 @@ class Home:
 
     async def serve(self, stop: asyncio.Event) -> None:
         """Take jobs until ``stop`` is set; beat and sweep meanwhile."""
-        beat = {
-            "update_heartbeat_interval": self.stall / 4,
-            # pruned (its jobs then count as stalled at once) only well after it went silent
-            "stalled_worker_timeout": 2 * self.stall,
-            # stopped: jobs still running after this are aborted, to be retried elsewhere
-            "shutdown_graceful_timeout": STOP_GRACE,
-        }
+        from oldnew.cluster.runs import waiting_elsewhere  # it imports this module
+
+        for line in await waiting_elsewhere(self.db, oldnew_version()):
+            log.warning("worker %s: %s", self.name, line)  # once, at its start
         workers = [
-            asyncio.create_task(
-                self.app.run_worker_async(
-                    queues=[tasks_queue()],
-                    concurrency=self.concurrency,
-                    name=f"{self.name}/tasks",
-                    additional_context={"home": self},
-                    install_signal_handlers=False,
-                    fetch_job_polling_interval=1.0,
-                    **beat,  # type: ignore[arg-type]
-                )
-            ),
-            asyncio.create_task(
-                self.app.run_worker_async(
-                    queues=[runs_queue()],
-                    concurrency=self.runs,
-                    name=f"{self.name}/runs",
-                    additional_context={"home": self},
-                    install_signal_handlers=False,
-                    fetch_job_polling_interval=1.0,
-                    **beat,  # type: ignore[arg-type]
-                )
-            ),
+            asyncio.create_task(self._queue(stop, tasks_queue(), self.concurrency, "tasks")),
+            asyncio.create_task(self._queue(stop, runs_queue(), self.runs, "runs")),
         ]
         keeper = asyncio.create_task(self._keep(stop))
         await stop.wait()
@@ -343,6 +321,42 @@ class Home:
         keeper.cancel()
         await asyncio.gather(keeper, return_exceptions=True)
         await self.db.stopped(self.name)
+
+    async def _queue(self, stop: asyncio.Event, queue: str, concurrency: int, kind: str) -> None:
+        """Take the jobs of ``queue`` until ``stop``; start again when procrastinate stops.
+
+        procrastinate's worker stops itself when its heartbeat or its listener loses the
+        database; this process would then beat on and take nothing. It starts it again,
+        every quarter stall timeout while the database stays away.
+        """
+        while not stop.is_set():
+            try:
+                await self.app.run_worker_async(
+                    queues=[queue],
+                    concurrency=concurrency,
+                    name=f"{self.name}/{kind}",
+                    additional_context={"home": self},
+                    install_signal_handlers=False,
+                    fetch_job_polling_interval=1.0,
+                    update_heartbeat_interval=self.stall / 4,
+                    # pruned (its jobs then count as stalled at once) only well after it went
+                    # silent
+                    stalled_worker_timeout=2 * self.stall,
+                    # stopped: jobs still running after this are aborted, to be retried
+                    # elsewhere
+                    shutdown_graceful_timeout=STOP_GRACE,
+                )
+                why = "it stopped (its database connection was lost)"
+            except Exception as exc:  # noqa: BLE001 - the database is away: try again
+                cause = exc.__cause__ or exc  # procrastinate's ConnectorException says little
+                why = f"it failed ({type(cause).__name__}: {' '.join(str(cause).split())})"
+            if stop.is_set():
+                return
+            log.warning(
+                "worker %s: the %s queue's worker is started again: %s", self.name, kind, why
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.stall / 4)
 
     async def _keep(self, stop: asyncio.Event) -> None:
         """Beat (``oldnew_workers``) and sweep for stalled jobs, every quarter stall timeout."""
