@@ -41,6 +41,8 @@ from oldnew.errors import ConfigurationError, StateError
 BUILD = "oldnew.bench.workers:build"
 GATE_ENV = "OLDNEW_BENCH_GATE_SECONDS"
 LATENCY_ENV = "OLDNEW_BENCH_LATENCY"
+GOING = ("queued", "running", "retrying")
+"""The statuses of a run that has not ended yet."""
 
 
 def build() -> dict[str, Any]:
@@ -172,7 +174,7 @@ async def wait_run(
     while True:
         found = await cluster_status(url, run_id)
         status = found["run"]["status"]
-        if status in until or (not until and status not in ("queued", "running", "retrying")):
+        if status in until or (not until and status not in GOING):
             return found
         if time.monotonic() > end:
             raise TimeoutError(f"run {run_id} still {status} after {timeout:.0f} s")
@@ -319,7 +321,7 @@ async def follow_run(
     while True:
         found = await cluster_status(url, run_id)
         status = found["run"]["status"]
-        if status not in ("queued", "running"):
+        if status not in GOING:
             return found, None
         now = time.monotonic()
         done = sum(1 for t in found["tasks"] if t["state"] == "done")
