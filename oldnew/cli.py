@@ -22,6 +22,7 @@ import shlex
 import sys
 import tempfile
 from collections.abc import Callable, Coroutine
+from contextlib import nullcontext
 from dataclasses import replace
 from importlib.metadata import version as package_version
 from pathlib import Path
@@ -1261,6 +1262,117 @@ def bench_scale(
             table.add_row(label, escape(str(figures.get(key))))
         console.print(table)
     raise typer.Exit(0 if figures["delivered"] == tasks else 1)
+
+
+def _counts(value: str) -> list[int]:
+    try:
+        counts = [int(part) for part in value.split(",") if part.strip()]
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < 1:
+        raise typer.BadParameter(f"{value!r}: give worker counts like 1,2,3")
+    return counts
+
+
+@bench_app.command("workers")
+def bench_workers(
+    workers: Annotated[
+        str, typer.Option("--workers", help="Numbers of worker processes to run, e.g. 1,2,3.")
+    ] = "1,2,3",
+    tasks: Annotated[int, typer.Option(min=1, help="Synthetic tasks in the plan.")] = 30,
+    gate_seconds: Annotated[
+        float, typer.Option(min=0, help="Seconds one validation takes (a sleep).")
+    ] = 2.0,
+    latency: Annotated[float, typer.Option(min=0, help="Median seconds of a model call.")] = 0.05,
+    concurrency: Annotated[int, typer.Option(min=1, help="Task steps per worker at once.")] = 1,
+    state: Annotated[
+        str | None,
+        typer.Option(
+            "--state",
+            help="A PostgreSQL server to run on (its role must create databases); "
+            "default: a private server in a temporary folder, stopped at the end.",
+        ),
+    ] = None,
+    timeout: Annotated[
+        float, typer.Option(min=1, help="Seconds one run may take before it is given up.")
+    ] = 900.0,
+    workdir: Annotated[
+        Path | None,
+        typer.Option(help="Keep the workers' folders, logs and central repository here."),
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Spread one run's tasks over 1, 2, 3 worker processes; print makespan and speed-up.
+
+    Each worker is a process with its own clone folder, as a machine of its own would be,
+    on one PostgreSQL server (each count on an empty database) and one central repository.
+    The plan's gates sleep --gate-seconds and its model --latency, so the gates dominate.
+    Progress goes to stderr; the exit code is 1 unless every run delivered every task.
+    """
+    from oldnew.bench.workers import private_server, run_workers_bench
+    from oldnew.cluster.state import redact, state_url
+
+    counts = _counts(workers)
+
+    def say(line: str) -> None:
+        err.print(line, markup=False, highlight=False)
+
+    try:
+        url = state_url(state)
+        with private_server(say) if url is None else nullcontext(url) as server_url:
+            if url is not None:
+                say(f"on the PostgreSQL server of {redact(url)}")
+            figures = asyncio.run(
+                run_workers_bench(
+                    url=server_url,
+                    counts=counts,
+                    tasks=tasks,
+                    gate_seconds=gate_seconds,
+                    latency=latency,
+                    concurrency=concurrency,
+                    timeout=timeout,
+                    progress=say,
+                    workdir=workdir,
+                )
+            )
+    except OldnewError as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(EXIT_USAGE) from None
+    figures["server"] = "private" if url is None else redact(url)
+    if json_out:
+        typer.echo(json.dumps(figures))
+    else:
+        _workers_table(figures)
+    raise typer.Exit(0 if figures["delivered"] else 1)
+
+
+def _workers_table(figures: dict[str, Any]) -> None:
+    table = Table(
+        title=f"bench workers: {figures['tasks']} tasks, gates {figures['gate_seconds']} s, "
+        f"{figures['concurrency']} step(s) per worker",
+        caption=f"speed-up over {figures['speedup_over']} worker(s); slot use: the share of "
+        "the workers' step slots busy with steps",
+    )
+    for col in ("workers", "status", "tasks done", "makespan", "speed-up", "slot use"):
+        table.add_column(col, justify="left" if col == "status" else "right")
+    for row in figures["runs"]:
+        table.add_row(
+            str(row["workers"]),
+            escape(row["status"] + (f" ({row['problem']})" if row["problem"] else "")),
+            f"{row['tasks_done']}/{figures['tasks']}",
+            f"{row['makespan_s']:.1f} s",
+            "-" if row["speedup"] is None else f"{row['speedup']:.2f}x",
+            f"{row['slot_use']:.0%}",
+        )
+    console.print(table)
+    for row in figures["runs"]:
+        for task in row["not_done"]:
+            console.print(
+                f"{row['workers']} worker(s): task {task['task_id']} {task['state']}"
+                + (f": {escape(str(task['error']))}" if task.get("error") else "")
+            )
+        for name, tail in row["worker_logs"].items():
+            console.print(f"{row['workers']} worker(s): {name} printed:\n{escape(tail)}")
 
 
 def _reflow_help(*apps: typer.Typer) -> None:
