@@ -50,10 +50,12 @@ from oldnew.safegit import (
 META = ".oldnew"
 MAIN = "main"
 _IGNORED = f"{META}/\n__pycache__/\n*.pyc\n.pytest_cache/\n.ruff_cache/\n.mypy_cache/\n.coverage\n"
-_merge_locks: dict[str, threading.Lock] = {}
+_merge_locks: dict[str, threading.RLock] = {}
 _merge_held: dict[str, float] = {}
 """Workspace root -> seconds its merge lock was held in this process (``merge_held``)."""
 _worktree_locks: dict[str, threading.RLock] = {}
+CENTRAL_SEEN = "refs/oldnew/central"
+"""The central repository's main as this clone last fetched or pushed it."""
 
 
 def check_relative_path(path: str) -> PurePosixPath:
@@ -885,7 +887,7 @@ class Workspace:
     def merge_lock(self) -> Iterator[None]:
         """Serialise integration into ``main`` within this process."""
         key = str(self.root)
-        lock = _merge_locks.setdefault(key, threading.Lock())
+        lock = _merge_locks.setdefault(key, threading.RLock())  # re-entered: publish_main
         with lock:
             start = time.perf_counter()
             try:
@@ -921,11 +923,14 @@ class Workspace:
         return str(central) if central else None
 
     def publish_main(self, commit: str, base: str) -> bool:
-        """Move the central repository's main from ``base`` to ``commit``; whether it moved.
+        """Move the central repository's main on to ``commit``; whether it moved.
 
         Always True without a central repository. With one, the push is a compare-and-swap
-        (``--force-with-lease``): it fails, and main here is brought up to the central one,
-        when another process moved main there since ``base``.
+        (``--force-with-lease``) against the central main this clone last saw
+        (``refs/oldnew/central``; ``base`` before the first fetch): ``commit`` is built on main
+        here, which holds what was last seen there and this holder's own commits since (the
+        acceptance suite, say), published with it. It fails, and main here is brought up to
+        the central one, when another process moved main there meanwhile.
 
         Raises:
             WorkspaceError: the central repository cannot be reached or pushed to.
@@ -934,15 +939,18 @@ class Workspace:
         if self.central is None:
             return True
         ref = f"refs/heads/{self.branch}"
-        proc = run_central(
-            *("push", "-q", "--porcelain", f"--force-with-lease={ref}:{base}"),
-            *(self.central, f"{commit}:{ref}"),
-            cwd=self.root,
-            options=(*self.git_options, *CENTRAL_OPTIONS),
-            final=_moved,
-        )
-        if proc.returncode == 0:
-            return True
+        known = self.git("rev-parse", "-q", "--verify", CENTRAL_SEEN, check=False) or base
+        with self._clone_lock():
+            proc = run_central(
+                *("push", "-q", "--porcelain", f"--force-with-lease={ref}:{known}"),
+                *(self.central, f"{commit}:{ref}"),
+                cwd=self.root,
+                options=(*self.git_options, *CENTRAL_OPTIONS),
+                final=_moved,
+            )
+            if proc.returncode == 0:
+                self.git("update-ref", CENTRAL_SEEN, commit)
+                return True
         if _moved(proc):
             self.sync_main()
             return False
@@ -952,28 +960,51 @@ class Workspace:
             "that it can be reached and pushed to, then resume the run"
         )
 
+    def publish_head(self) -> bool:
+        """Publish main here if it is ahead of the central main last seen (a holder's end)."""
+        if self.central is None:
+            return True
+        head = self.head()
+        known = self.git("rev-parse", "-q", "--verify", CENTRAL_SEEN, check=False)
+        return head == known or self.publish_main(head, known or head)
+
+    def fetch_central(self, what: str, *refspecs: str) -> None:
+        """Fetch ``refspecs`` (``what`` they are, for errors) from the central repository.
+
+        One transfer at a time per clone, never beside a worktree being made.
+
+        Raises:
+            WorkspaceError: the central repository cannot be reached.
+
+        """
+        if self.central is None:
+            raise WorkspaceError(f"{self.root} names no central repository: it is no worker's")
+        with self._clone_lock():
+            proc = run_central(
+                *("fetch", "-q", self.central, *refspecs),
+                cwd=self.root,
+                options=(*self.git_options, *CENTRAL_OPTIONS),
+            )
+        if proc.returncode != 0:
+            raise WorkspaceError(
+                f"cannot fetch {what} from the central repository "
+                f"{self.central}: {proc.stderr.strip()[-500:]}; check that it can be reached, "
+                "then resume"
+            )
+
     def sync_main(self) -> str:
         """Bring main here up to the central repository's (a fast-forward); return its id."""
         if self.central is None:
             return self.head()
-        ref = f"refs/heads/{self.branch}"
-        proc = run_central(
-            "fetch",
-            "-q",
-            self.central,
-            f"+{ref}:refs/oldnew/central",
-            cwd=self.root,
-            options=(*self.git_options, *CENTRAL_OPTIONS),
-        )
-        if proc.returncode != 0:
-            raise WorkspaceError(
-                f"cannot fetch main from the central repository {self.central}: "
-                f"{proc.stderr.strip()[-500:]}; check that it can be reached, then resume"
-            )
+        self.fetch_central("main", f"+refs/heads/{self.branch}:{CENTRAL_SEEN}")
         with self.merge_lock():
             self.hold_branch()
-            self.git("merge", "-q", "--ff-only", "refs/oldnew/central")
+            self.git("merge", "-q", "--ff-only", CENTRAL_SEEN)
             return self.head()
+
+    def _clone_lock(self) -> threading.RLock:
+        """Return the lock of this clone's git bookkeeping: worktrees made, refs fetched."""
+        return _worktree_locks.setdefault(str(self.root), threading.RLock())
 
     def fast_forward_main(self, commit: str) -> str:
         """Move the run's branch (and its checkout) on to ``commit``; return its id."""

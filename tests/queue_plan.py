@@ -107,6 +107,8 @@ def run_plan(
 ) -> Workspace:
     """Run ``tasks`` through execute and deliver in workspace ``root``; return it."""
     ws = Workspace(root) if resume else Workspace.create(root, str(uuid.uuid4()), {})
+    if resume:
+        ws.recover()  # what a kill left in git (index locks), as 'oldnew resume' clears it
     run_id = str((ws.run_info() or {})["run_id"])
     _, seeded = seeded_plan(tasks)
     context = Context(workspace=str(ws.root), memory_path="off", **ctx)

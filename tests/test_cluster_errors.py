@@ -152,7 +152,7 @@ def test_status_says_when_no_alive_worker_has_the_runs_version(postgres_url: str
         await _add_run(postgres_url, "r-old", OTHER)
         alone = (await cluster_status(postgres_url, "r-old"))["notices"]
         async with open_cluster(postgres_url) as cluster:
-            await cluster.db.beat("w-new", os.getpid(), version(), 2, 0)
+            await cluster.db.beat("w-new", os.getpid(), version(), 2, 0, 30.0)
         return alone, (await cluster_status(postgres_url, "r-old"))["notices"]
 
     alone, mismatched = asyncio.run(go())

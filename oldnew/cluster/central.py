@@ -94,16 +94,7 @@ def load_task(ws: Workspace, run_id: str, task_id: str, snapshot: str | None) ->
     ref = snapshot_ref(run_id, task_id, snapshot)
     have = run_git("cat-file", "-e", f"{snapshot}^{{commit}}", cwd=ws.root)
     if have.returncode != 0:
-        proc = run_central(
-            *("fetch", "-q", _central(ws), f"+{ref}:{ref}"),
-            cwd=ws.root,
-            options=(*ws.git_options, *CENTRAL_OPTIONS),
-        )
-        if proc.returncode != 0:
-            raise WorkspaceError(
-                f"cannot fetch task {task_id}'s work from the central repository "
-                f"{ws.central}: {proc.stderr.strip()[-500:]}"
-            )
+        ws.fetch_central(f"task {task_id}'s work", f"+{ref}:{ref}")
     _git(ws, "checkout", "-q", "-f", "-B", branch, f"{snapshot}^", cwd=tree)
     _git(ws, "clean", "-q", "-fd", cwd=tree)
     _git(ws, "read-tree", "-u", "--reset", snapshot, cwd=tree)

@@ -67,6 +67,7 @@ CREATE TABLE IF NOT EXISTS oldnew_workers (
     version text NOT NULL,
     concurrency integer NOT NULL,
     running integer NOT NULL DEFAULT 0,
+    stall double precision NOT NULL DEFAULT 30,
     started timestamptz NOT NULL DEFAULT now(),
     heartbeat timestamptz NOT NULL DEFAULT now(),
     stopped timestamptz
@@ -311,20 +312,23 @@ class ClusterDB:
 
     # -- workers -----------------------------------------------------------------------------
 
-    async def beat(self, name: str, pid: int, version: str, concurrency: int, running: int) -> None:
-        """Record a worker's heartbeat and load."""
+    async def beat(
+        self, name: str, pid: int, version: str, concurrency: int, running: int, stall: float
+    ) -> None:
+        """Record a worker's heartbeat, load and stall timeout (when it counts as dead)."""
         await self._all(
-            "INSERT INTO oldnew_workers (name, host, pid, version, concurrency, running) "
-            "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (name) DO UPDATE SET "
+            "INSERT INTO oldnew_workers (name, host, pid, version, concurrency, running, stall) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (name) DO UPDATE SET "
             "host = EXCLUDED.host, pid = EXCLUDED.pid, version = EXCLUDED.version, "
             "concurrency = EXCLUDED.concurrency, running = EXCLUDED.running, "
-            "heartbeat = now(), stopped = NULL",
+            "stall = EXCLUDED.stall, heartbeat = now(), stopped = NULL",
             name,
             host(),
             pid,
             version,
             concurrency,
             running,
+            stall,
         )
 
     async def stopped(self, name: str) -> None:

@@ -256,7 +256,8 @@ def liveness(worker: dict[str, Any]) -> str:
     """Return ``stopped``, ``alive`` or ``silent (taken for dead)`` of a worker's row."""
     if worker.get("stopped"):
         return "stopped"
-    return "alive" if float(worker["silent_s"]) < STALL_SECONDS else "silent (taken for dead)"
+    stall = float(worker.get("stall") or STALL_SECONDS)  # the worker's own --stall-timeout
+    return "alive" if float(worker["silent_s"]) < stall else "silent (taken for dead)"
 
 
 def notices(run: dict[str, Any], workers: Sequence[dict[str, Any]]) -> list[str]:

@@ -136,8 +136,11 @@ class Home:
 
     # -- clones ------------------------------------------------------------------------------
 
-    async def workspace(self, run_id: str) -> Workspace:
-        """Return this worker's clone of the run, made on first use, main brought up to date."""
+    async def workspace(self, run_id: str, *, fresh: bool = False) -> Workspace:
+        """Return this worker's clone of the run, made on first use.
+
+        ``fresh``: main brought up to the central one first (a step's start, a hold's).
+        """
         async with self._clone_lock:
             ws = self._clones.get(run_id)
             if ws is None:
@@ -147,9 +150,12 @@ class Home:
                 ws = await asyncio.to_thread(
                     Workspace.clone, self.root / run_id, self.repo, row["record"], row["files"]
                 )
+                # a clone this machine had before: what a kill of its worker left in git
+                await asyncio.to_thread(ws.recover)
                 self._clones[run_id] = ws
                 return ws
-        await offload(GIT, ws.sync_main)
+        if fresh:
+            await offload(GIT, ws.sync_main)
         return ws
 
     # -- jobs ----------------------------------------------------------------------------------
@@ -161,10 +167,10 @@ class Home:
         leaves the run ``interrupted``, resumable with ``oldnew resume --run``.
         """
         failed = "interrupted" if last_try else "retrying"
-        from oldnew.runs.commands import resume_run  # the commands import the cluster's users
+        from oldnew.runs.commands import resume_run, submit_feedback  # (they import the cluster)
 
         try:
-            ws = await self.workspace(run_id)
+            ws = await self.workspace(run_id, fresh=True)
         except Exception as exc:
             await self.db.set_run(run_id, failed, summary=_failure(exc))
             raise
@@ -175,17 +181,17 @@ class Home:
         letters = asyncio.create_task(self._letters(run_id, ws))
         token = WORKSPACE_HERE.set(str(ws.root))
         self.running += 1
+        build = {"gates": self.build.get("gates"), "runner": RemoteTasks(self, run_id)}
+        models = self.build.get("models")
         try:
-            await self._letters_once(run_id, ws)
-            outcome = await resume_run(
-                ws.root,
-                models=self.build.get("models"),
-                state=self.url,
-                build={
-                    "gates": self.build.get("gates"),
-                    "runner": RemoteTasks(self, run_id),
-                },
-            )
+            outcome = None
+            for text in await self._letters_once(run_id, ws, feedback_here=False):
+                outcome = await submit_feedback(  # a run at rest: feedback reopens its work
+                    ws.root, text, models=models, state=self.url, build=build
+                )
+            if outcome is None or outcome.status in ("running", "interrupted"):
+                outcome = await resume_run(ws.root, models=models, state=self.url, build=build)
+            await offload(GIT, ws.publish_head)  # what the holder committed itself
         except Exception as exc:
             await self.db.set_run(run_id, failed, summary=_failure(exc))
             raise
@@ -215,10 +221,24 @@ class Home:
             except Exception as exc:  # noqa: BLE001 - the next poll tries again
                 log.warning("could not read the letters of run %s: %s", run_id, exc)
 
-    async def _letters_once(self, run_id: str, ws: Workspace) -> None:
+    async def _letters_once(
+        self, run_id: str, ws: Workspace, *, feedback_here: bool = True
+    ) -> list[str]:
+        """Post the run's new letters to its inbox here; return the feedback not posted.
+
+        ``feedback_here`` False (a hold's start): feedback is returned, to be handed to the
+        run as ``oldnew feedback`` hands it (a run at rest takes it only so).
+        """
+        kept: list[str] = []
         for letter in await self.db.take_letters(run_id):
             answers = {str(k): str(v) for k, v in (letter["answers"] or {}).items()}
-            await asyncio.to_thread(inbox.post, ws, answers, letter["feedback"])
+            feedback = letter["feedback"]
+            if feedback and not feedback_here:
+                kept.append(str(feedback))
+                feedback = None
+            if answers or feedback:
+                await asyncio.to_thread(inbox.post, ws, answers, feedback)
+        return kept
 
     async def advance(
         self,
@@ -235,7 +255,7 @@ class Home:
         run_context: dict[str, Any],
     ) -> None:
         """Run one stretch of a task, from where the holder handed it out, up to its merge."""
-        ws = await self.workspace(run_id)
+        ws = await self.workspace(run_id, fresh=True)
         epoch = await self.db.take_lease(thread_id, self.name, job=(job_id, attempts))
         await self.db.set_task(
             run_id, task_id, thread_id, worker=self.name, state="running", job_id=job_id
@@ -363,7 +383,12 @@ class Home:
         while not stop.is_set():
             try:
                 await self.db.beat(
-                    self.name, os.getpid(), oldnew_version(), self.concurrency, self.running
+                    self.name,
+                    os.getpid(),
+                    oldnew_version(),
+                    self.concurrency,
+                    self.running,
+                    self.stall,
                 )
                 again = await retry_stalled(self.app, self.stall)
                 if again:

@@ -366,8 +366,11 @@ async def submit_feedback(
     models: ModelOverrides = None,
     on_event: EventSink | None = None,
     state: str | None = None,
+    build: dict[str, Any] | None = None,
 ) -> RunOutcome:
     """Hand a person's feedback to a run and continue it to its next stop.
+
+    ``build`` goes to :func:`open_graph` as it is (a worker's ``runner`` and ``gates``).
 
     The planner triages the feedback (change request, bug report, feature, clarification)
     and applies it; only the work it opens runs, then the run is delivered again.
@@ -393,7 +396,7 @@ async def submit_feedback(
             stack.enter_context(ws.lock())
         except RunLockedError:
             return await _queue_feedback(ws, run_id, text, url)
-        async with open_graph(ws, models, ctx.memory_path, state=url) as graph:
+        async with open_graph(ws, models, ctx.memory_path, state=url, **(build or {})) as graph:
             values = dict((await graph.aget_state(config)).values or {})
             why = refusal(values)
             if why:
