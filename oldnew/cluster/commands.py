@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from oldnew.cluster.jobs import STALL_SECONDS
 from oldnew.cluster.runs import (
     central_heads,
     cluster_status,
@@ -28,7 +29,7 @@ from oldnew.cluster.runs import (
     submit_run,
 )
 from oldnew.cluster.state import redact, state_url
-from oldnew.cluster.worker import STALL_SECONDS, default_name, load_build, run_worker
+from oldnew.cluster.worker import default_name, load_build, run_worker
 from oldnew.errors import OldnewError, UsageError
 from oldnew.workspace import Workspace
 

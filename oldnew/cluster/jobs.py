@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 jobs = Blueprint()
 DRIVE = "oldnew:drive"
 ADVANCE = "oldnew:advance"
+STALL_SECONDS = 30.0
+"""A worker silent this long is taken for dead: its jobs go to another worker."""
 STEP_ATTEMPTS = 5
 """Tries of one step (a dropped connection, a lost network) before the task is blocked."""
 

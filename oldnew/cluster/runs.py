@@ -23,9 +23,15 @@ from procrastinate import App
 
 from oldnew import repo as repos
 from oldnew.cluster.db import ClusterDB
-from oldnew.cluster.jobs import apply_schema, defer_drive, make_app, runs_queue, version
+from oldnew.cluster.jobs import (
+    STALL_SECONDS,
+    apply_schema,
+    defer_drive,
+    make_app,
+    runs_queue,
+    version,
+)
 from oldnew.cluster.state import open_state, redact
-from oldnew.cluster.worker import STALL_SECONDS
 from oldnew.context import Context
 from oldnew.errors import UsageError, WorkspaceError
 from oldnew.models import ModelOverrides, check_model_specs

@@ -30,6 +30,7 @@ from oldnew.budget.ledger import ledger_at
 from oldnew.cluster import central
 from oldnew.cluster.db import RUN_LEASE, ClusterDB, StaleWriter, host
 from oldnew.cluster.jobs import (
+    STALL_SECONDS,
     STEP_ATTEMPTS,
     apply_schema,
     make_app,
@@ -51,8 +52,6 @@ from oldnew.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
-STALL_SECONDS = 30.0
-"""A worker silent this long is taken for dead: its jobs go to another worker."""
 LETTERS_POLL = 1.0
 STOP_GRACE = 5.0
 """Seconds a stopped worker lets its jobs finish before it aborts them (they are retried)."""
