@@ -217,7 +217,10 @@ class PrivateServer:
         argv = [str(self._bin / program), *args]
         if self._as_root:
             argv = ["runuser", "-u", SERVER_USER, "--", *argv]
-        proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+        # A server of its own: none of the caller's environment (its paths, its settings)
+        # goes with it, so it is nobody's child but the data directory's.
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C", "LANG": "C"}
+        proc = subprocess.run(argv, capture_output=True, text=True, check=False, env=env)
         if check and proc.returncode != 0:
             raise ConfigurationError(
                 f"{program} failed on {self.data_dir} (exit {proc.returncode}): "
