@@ -28,7 +28,7 @@ import subprocess  # nosec B404 - only the type of a finished git process
 import threading
 import time
 import uuid
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -968,6 +968,15 @@ class Workspace:
         known = self.git("rev-parse", "-q", "--verify", CENTRAL_SEEN, check=False)
         return head == known or self.publish_main(head, known or head)
 
+    def push_central(self, what: str, *refspecs: str) -> None:
+        """Push ``refspecs`` (``what`` they are, for errors) to the central repository.
+
+        Raises:
+            WorkspaceError: the central repository cannot be reached or pushed to.
+
+        """
+        self._transfer("push", "--force", what=what, refspecs=refspecs, to="to")
+
     def fetch_central(self, what: str, *refspecs: str) -> None:
         """Fetch ``refspecs`` (``what`` they are, for errors) from the central repository.
 
@@ -977,19 +986,26 @@ class Workspace:
             WorkspaceError: the central repository cannot be reached.
 
         """
+        self._transfer("fetch", what=what, refspecs=refspecs, to="from")
+
+    def _transfer(
+        self, verb: str, *flags: str, what: str, refspecs: Sequence[str], to: str
+    ) -> None:
+        """Run ``git VERB`` with the central repository (tried again through short losses)."""
         if self.central is None:
             raise WorkspaceError(f"{self.root} names no central repository: it is no worker's")
         with self._clone_lock():
             proc = run_central(
-                *("fetch", "-q", self.central, *refspecs),
+                *(verb, "-q", *flags, self.central, *refspecs),
                 cwd=self.root,
                 options=(*self.git_options, *CENTRAL_OPTIONS),
             )
         if proc.returncode != 0:
             raise WorkspaceError(
-                f"cannot fetch {what} from the central repository "
-                f"{self.central}: {proc.stderr.strip()[-500:]}; check that it can be reached, "
-                "then resume"
+                f"cannot {verb} {what} {to} the central repository {self.central}: "
+                f"{proc.stderr.strip()[-500:]}; check that it can be reached"
+                + (" and pushed to" if verb == "push" else "")
+                + ", then resume"
             )
 
     def sync_main(self) -> str:

@@ -136,7 +136,14 @@ def test_killed_workers_holder_and_connections_lose_nothing(
 
     out = asyncio.run(scenario())
     found = out["found"]
-    assert found["run"]["status"] == "delivered", found["run"]
+    summary = found["run"].get("summary") or {}
+    why = {
+        "questions": summary.get("questions"),
+        "not done": [t for t in summary.get("tasks") or [] if t.get("status") != "done"],
+        "rows": found["tasks"],
+        "logs": {name: log[-1500:] for name, log in out["logs"].items()},
+    }
+    assert found["run"]["status"] == "delivered", json.dumps(why, default=str)[:8000]
     assert {t["task_id"] for t in found["tasks"] if t["state"] == "done"} == {
         f"T{i}" for i in range(1, tasks + 1)
     }

@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 from oldnew.errors import WorkspaceError
-from oldnew.safegit import CENTRAL_OPTIONS, run_central, run_git
+from oldnew.safegit import run_git
 from oldnew.workspace import Workspace
 
 
@@ -36,12 +36,6 @@ def _git(ws: Workspace, *args: str, cwd: Path, index: Path | None = None) -> str
     return str(proc.stdout).strip()
 
 
-def _central(ws: Workspace) -> str:
-    if ws.central is None:
-        raise WorkspaceError(f"{ws.root} names no central repository: it is no worker's clone")
-    return ws.central
-
-
 def save_task(ws: Workspace, run_id: str, task_id: str) -> str:
     """Snapshot the task's worktree, push it to the central repository; return the commit.
 
@@ -59,20 +53,7 @@ def save_task(ws: Workspace, run_id: str, task_id: str) -> str:
     message = f"oldnew: task {task_id} in progress"
     commit = _git(ws, "commit-tree", files, "-p", head, "-m", message, cwd=tree)
     ref = snapshot_ref(run_id, task_id, commit)
-    proc = run_central(
-        "push",
-        "-q",
-        "--force",
-        _central(ws),
-        f"{commit}:{ref}",
-        cwd=ws.root,
-        options=(*ws.git_options, *CENTRAL_OPTIONS),
-    )
-    if proc.returncode != 0:
-        raise WorkspaceError(
-            f"cannot push task {task_id}'s work to the central repository {ws.central}: "
-            f"{proc.stderr.strip()[-500:]}"
-        )
+    ws.push_central(f"task {task_id}'s work", f"{commit}:{ref}")
     return commit
 
 
