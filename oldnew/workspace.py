@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import shutil
 import sqlite3
@@ -47,6 +48,8 @@ from oldnew.safegit import (
     run_git,
 )
 
+log = logging.getLogger(__name__)
+
 META = ".oldnew"
 MAIN = "main"
 _IGNORED = f"{META}/\n__pycache__/\n*.pyc\n.pytest_cache/\n.ruff_cache/\n.mypy_cache/\n.coverage\n"
@@ -56,6 +59,8 @@ _merge_held: dict[str, float] = {}
 _worktree_locks: dict[str, threading.RLock] = {}
 CENTRAL_SEEN = "refs/oldnew/central"
 """The central repository's main as this clone last fetched or pushed it."""
+DIVERGED = "refs/oldnew/diverged/"
+"""Where main's commits that never reached the central repository are kept (``sync_main``)."""
 
 
 def check_relative_path(path: str) -> PurePosixPath:
@@ -88,7 +93,7 @@ def _control_message(path: str, part: str, kind: str) -> str:
 
 def _moved(proc: subprocess.CompletedProcess[Any]) -> bool:
     """Whether a push of main failed because another process moved main there (no retry)."""
-    return "stale info" in proc.stdout + proc.stderr or "[rejected]" in proc.stdout
+    return "[rejected]" in proc.stdout
 
 
 def resolve_inside(base: Path, path: str) -> Path:
@@ -767,6 +772,12 @@ class Workspace:
             if (path / ".git").exists():
                 return path
             path.parent.mkdir(parents=True, exist_ok=True)
+            # No worktree there, but something: what a kill while one was made or removed
+            # left. It goes (a spare moved onto it would land inside it).
+            if path.is_symlink() or path.is_file():
+                path.unlink()
+            elif path.exists():
+                shutil.rmtree(path)
             branch = self.task_branch(task_id)
             if self._recycle(path, branch):
                 return path
@@ -922,15 +933,15 @@ class Workspace:
         central = self._settings().get("central")
         return str(central) if central else None
 
-    def publish_main(self, commit: str, base: str) -> bool:
+    def publish_main(self, commit: str) -> bool:
         """Move the central repository's main on to ``commit``; whether it moved.
 
-        Always True without a central repository. With one, the push is a compare-and-swap
-        (``--force-with-lease``) against the central main this clone last saw
-        (``refs/oldnew/central``; ``base`` before the first fetch): ``commit`` is built on main
-        here, which holds what was last seen there and this holder's own commits since (the
-        acceptance suite, say), published with it. It fails, and main here is brought up to
-        the central one, when another process moved main there meanwhile.
+        Always True without a central repository. With one, the push is a fast-forward or
+        nothing: ``commit`` is built on main here (what was last fetched from there, and this
+        holder's own commits since, the acceptance suite say, published with it). It fails,
+        and main here is brought up to the central one, when another process moved main there
+        meanwhile; a holder given up for dead can therefore never take back what its
+        successor published.
 
         Raises:
             WorkspaceError: the central repository cannot be reached or pushed to.
@@ -938,12 +949,9 @@ class Workspace:
         """
         if self.central is None:
             return True
-        ref = f"refs/heads/{self.branch}"
-        known = self.git("rev-parse", "-q", "--verify", CENTRAL_SEEN, check=False) or base
         with self._clone_lock():
             proc = run_central(
-                *("push", "-q", "--porcelain", f"--force-with-lease={ref}:{known}"),
-                *(self.central, f"{commit}:{ref}"),
+                *("push", "-q", "--porcelain", self.central, f"{commit}:refs/heads/{self.branch}"),
                 cwd=self.root,
                 options=(*self.git_options, *CENTRAL_OPTIONS),
                 final=_moved,
@@ -964,9 +972,8 @@ class Workspace:
         """Publish main here if it is ahead of the central main last seen (a holder's end)."""
         if self.central is None:
             return True
-        head = self.head()
         known = self.git("rev-parse", "-q", "--verify", CENTRAL_SEEN, check=False)
-        return head == known or self.publish_main(head, known or head)
+        return self.head() == known or self.publish_main(self.head())
 
     def push_central(self, what: str, *refspecs: str) -> None:
         """Push ``refspecs`` (``what`` they are, for errors) to the central repository.
@@ -1009,13 +1016,29 @@ class Workspace:
             )
 
     def sync_main(self) -> str:
-        """Bring main here up to the central repository's (a fast-forward); return its id."""
+        """Bring main here up to the central repository's; return its id.
+
+        Main here follows the central one: commits here that never reached it (a holder that
+        was given up for dead made them) cannot be fast-forwarded to it. They are kept under
+        ``refs/oldnew/diverged/``, named in the log, and main here becomes the central one.
+        """
         if self.central is None:
             return self.head()
         self.fetch_central("main", f"+refs/heads/{self.branch}:{CENTRAL_SEEN}")
         with self.merge_lock():
             self.hold_branch()
-            self.git("merge", "-q", "--ff-only", CENTRAL_SEEN)
+            merged = run_git("merge", "-q", "--ff-only", CENTRAL_SEEN, cwd=self.root,
+                             options=self.git_options)  # fmt: skip
+            if merged.returncode != 0:
+                kept = f"{DIVERGED}{self.head()}"
+                self.git("update-ref", kept, "HEAD")
+                self.git("reset", "-q", "--hard", CENTRAL_SEEN)
+                log.warning(
+                    "main in %s had commits the central repository's main does not: kept as "
+                    "%s; main here is the central one now",
+                    self.root,
+                    kept,
+                )
             return self.head()
 
     def _clone_lock(self) -> threading.RLock:

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import threading
 import time
+from asyncio import CancelledError
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -22,7 +23,8 @@ from typing import Any
 
 import psycopg
 import pytest
-from procrastinate.jobs import Status
+from conftest import EXAMPLE
+from procrastinate.jobs import Job, Status
 from psycopg_pool import PoolTimeout
 from typer.testing import CliRunner
 
@@ -31,11 +33,13 @@ from oldnew.bench.workers import GATE_ENV, LATENCY_ENV, init_central, queue_synt
 from oldnew.bench.workers import workers as worker_processes
 from oldnew.cli import app
 from oldnew.cluster import runs as runs_module
-from oldnew.cluster.jobs import defer_drive, runs_queue, tasks_queue, version
+from oldnew.cluster.db import StaleWriter
+from oldnew.cluster.jobs import Retry, defer_drive, runs_queue, tasks_queue, version
 from oldnew.cluster.remote import RemoteTasks
 from oldnew.cluster.runs import check_central, cluster_status, notices, open_cluster
 from oldnew.cluster.worker import Home
 from oldnew.errors import StateUnreachable, UsageError, WorkspaceError
+from oldnew.runs.commands import resume_run, start_run
 from oldnew.workspace import Workspace
 
 OTHER = "0.0.1-other"
@@ -424,7 +428,66 @@ def test_a_central_repository_that_stays_away_fails_the_step_naming_it(
     assert sum(1 for t in tries if t[0] == "fetch") == 3  # the first try and two more
 
 
-def test_a_task_whose_database_goes_away_is_blocked_naming_the_database() -> None:
+def _clone_of(central: str, root: Path) -> Workspace:
+    """Return a clone of ``central`` that publishes to it, as a holder's is."""
+    subprocess.run(["git", "clone", "-q", central, str(root)], check=True)  # nosec
+    ws = Workspace(root)
+    ws.meta.mkdir()
+    (ws.meta / "run.json").write_text(f'{{"central": "{central}"}}', encoding="utf-8")
+    for key, value in (("user.name", "t"), ("user.email", "t@example.com")):
+        ws.git("config", key, value)
+    return ws
+
+
+def _commit(ws: Workspace, name: str) -> str:
+    (ws.root / name).write_text(f"{name}\n", encoding="utf-8")
+    ws.git("add", name)
+    ws.git("commit", "-q", "-m", name)
+    return ws.head()
+
+
+def test_a_holder_given_up_for_dead_never_takes_back_what_its_successor_published(
+    tmp_path: Path,
+) -> None:
+    repo = init_central(tmp_path / "central.git")
+    seed = tmp_path / "seed"
+    subprocess.run(["git", "init", "-q", "-b", "main", str(seed)], check=True)  # nosec
+    old = Workspace(seed)
+    old.meta.mkdir()
+    (old.meta / "run.json").write_text(f'{{"central": "{repo}"}}', encoding="utf-8")
+    for key, value in (("user.name", "t"), ("user.email", "t@example.com")):
+        old.git("config", key, value)
+    assert old.publish_main(_commit(old, "start"))
+    new = _clone_of(repo, tmp_path / "new")
+    theirs = _commit(new, "landed-by-the-successor")
+    assert new.publish_main(theirs)
+    mine = _commit(old, "landed-by-the-old-holder")  # never published: it was given up
+    old.fetch_central("main", "+refs/heads/main:refs/oldnew/central")  # it even saw theirs
+    assert not old.publish_main(mine)  # no push over what is there
+    central_main = subprocess.run(
+        ["git", "rev-parse", "main"], cwd=repo, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert central_main == theirs
+    assert old.head() == theirs  # main here follows the central one again
+    kept = old.git("rev-parse", f"refs/oldnew/diverged/{mine}")
+    assert kept == mine  # and what it had on top is kept, not lost
+
+
+def test_a_lost_database_never_uses_up_a_jobs_tries_and_a_stale_writer_is_never_retried() -> None:
+    retry = Retry(max_attempts=5, wait=1)
+    worn = Job(id=1, queue="q", lock=None, queueing_lock=None, task_name="t", attempts=9)
+    lost = psycopg.OperationalError("server closed the connection unexpectedly")
+    for exc in (lost, StateUnreachable("gone"), PoolTimeout("no connection"), CancelledError()):
+        decision = retry.get_retry_decision(exception=exc, job=worn)
+        assert decision is not None, exc  # tried again, however often it was tried
+        assert decision.retry_at is not None
+    assert retry.get_retry_decision(exception=ValueError("a bug"), job=worn) is None
+    fresh = Job(id=1, queue="q", lock=None, queueing_lock=None, task_name="t", attempts=0)
+    assert retry.get_retry_decision(exception=ValueError("a bug"), job=fresh) is not None
+    assert retry.get_retry_decision(exception=StaleWriter("taken over"), job=fresh) is None
+
+
+def test_a_task_step_whose_database_goes_away_names_the_database() -> None:
     class Gone:
         async def aget_state(self, config: Any) -> Any:
             raise PoolTimeout("couldn't get a connection after 60.00 sec")
@@ -438,6 +501,34 @@ def test_a_task_whose_database_goes_away_is_blocked_naming_the_database() -> Non
     assert "the connection to the state database postgresql://oldnew@db.example:5432/runs" in text
     assert "couldn't get a connection after 60.00 sec" in text and "secret" not in text
     assert "continue with 'oldnew resume'" in text
+
+
+@pytest.mark.usefixtures("smoke_gates")
+def test_a_lost_state_database_stops_the_run_and_resume_goes_on(
+    tmp_path: Path, example_model: str
+) -> None:
+    """A task that loses the run's state stops the run (not just itself); nothing is lost."""
+    ws = tmp_path / "ws"
+    context = {"model": example_model}
+    paused = asyncio.run(start_run(EXAMPLE / "scope.md", ws, context=context))
+    assert paused.status == "waiting", paused.to_dict()
+    seen: list[str] = []
+
+    async def lost(graph: Any, task_id: str, *args: Any) -> None:
+        seen.append(task_id)
+        raise StateUnreachable("the connection to the state database was lost")
+
+    answers = {"T3-q1": "~/.todo.json"}
+    with pytest.raises(StateUnreachable, match="state database was lost"):
+        asyncio.run(resume_run(ws, answers=answers, build={"runner": lost}))
+    assert seen == ["T3"]
+    done = Workspace.open(ws).find_task_commits(["T1", "T2", "T3"])
+    assert sorted(done) == ["T1", "T2"]  # what was done stays done
+    out = asyncio.run(resume_run(ws))
+    if out.status == "waiting":  # the answer was not kept with the step that failed
+        out = asyncio.run(resume_run(ws, answers=answers))
+    assert out.status == "delivered", out.to_dict()
+    assert sorted(Workspace.open(ws).find_task_commits(["T1", "T2", "T3"])) == ["T1", "T2", "T3"]
 
 
 def test_a_worker_takes_its_queues_again_when_procrastinate_stops_on_a_lost_database(

@@ -211,6 +211,18 @@ def test_a_spare_that_cannot_be_recycled_is_dropped(ws: Workspace) -> None:
     assert not (ws.meta / SPARES / "broken").exists()
 
 
+def test_a_folder_where_a_worktree_goes_is_replaced_by_the_recycled_spare(ws: Workspace) -> None:
+    _deliver(ws, "T1", {"a.py": "a = 1\n"})  # a spare to recycle
+    debris = ws.meta / "worktrees" / "T2"
+    (debris / "pkg").mkdir(parents=True)  # a kill while T2's worktree was made or removed
+    (debris / "pkg" / "left.py").write_text("x = 1\n", encoding="utf-8")
+    tree = ws.worktree("T2")
+    assert tree == debris and (tree / ".git").is_file()  # the spare is the worktree, not in it
+    assert ws.git("symbolic-ref", "HEAD", cwd=tree) == f"refs/heads/{ws.task_branch('T2')}"
+    assert not (tree / "pkg").exists() and (tree / "a.py").is_file()
+    assert ws.worktree("T2") == tree
+
+
 def test_reuse_key_of_a_folder_without_git(tmp_path: Path) -> None:
     (tmp_path / "app.py").write_text("x = 1\n", encoding="utf-8")
     first = files_key(tmp_path)

@@ -95,14 +95,14 @@ def test_sigkill_at_many_points_then_resume(tmp_path: Path, example_model: str) 
     kills = 0
     code = _run_and_kill([*run, str(ws), "--model", example_model], ws, 2)
     kills += code is None
-    step = 1
+    step = 2
     resume = [*OLDNEW, "resume", "--workspace", str(ws)]
     answered = False
     for _ in range(60):
         if code is None:
             code = _run_and_kill(resume, ws, _progress(ws) + step)
             kills += code is None
-            step = step % 3 + 1
+            step = step % 3 + 2  # 2, 3, 4 steps of work between kills, round and round
             continue
         if code == 3 and not answered:
             answered = True

@@ -206,6 +206,19 @@ def test_main_moved_by_someone_else_rebuilds_on_it(ws: Workspace) -> None:
     assert assert_green(ws, base)[-1] == "T1"
 
 
+def test_a_task_main_gained_meanwhile_is_found_not_landed_again(ws: Workspace) -> None:
+    """An earlier holder of the run landed the task after its commit node looked: it is done."""
+    base = ws.head()
+    owns = {"T1": start(ws, "T1", {"one.txt": "1\n"})}
+    ws.git("cherry-pick", owns["T1"])  # what an earlier holder published, trailer and all
+    landed = ws.head()
+    gates = Gates()
+    out = asyncio.run(submit_all(ws, owns, gates))["out"]
+    assert isinstance(out["T1"], Landed) and out["T1"].reconciled
+    assert out["T1"].commit == landed == ws.head()  # not cherry-picked onto itself again
+    assert gates.calls == 0 and assert_green(ws, base) == ["T1"]
+
+
 def test_restore_puts_a_detached_worktree_back_on_its_branch(ws: Workspace) -> None:
     own = start(ws, "T1", {"one.txt": "1\n"})
     tree = ws.worktree("T1")

@@ -35,6 +35,7 @@ from psycopg.rows import dict_row
 
 from oldnew.bench.faults import synthetic_plan
 from oldnew.bench.simulated import LatencyModel, SimulatedGates
+from oldnew.cluster.db import GOING
 from oldnew.cluster.state import connect_error, redact, server_of
 from oldnew.errors import ConfigurationError, StateError
 from oldnew.safegit import run_git
@@ -42,8 +43,6 @@ from oldnew.safegit import run_git
 BUILD = "oldnew.bench.workers:build"
 GATE_ENV = "OLDNEW_BENCH_GATE_SECONDS"
 LATENCY_ENV = "OLDNEW_BENCH_LATENCY"
-GOING = ("queued", "running", "retrying")
-"""The statuses of a run that has not ended yet."""
 
 
 def build() -> dict[str, Any]:

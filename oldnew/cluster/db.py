@@ -30,6 +30,8 @@ Pool = AsyncConnectionPool[AsyncConnection[DictRow]]
 
 LEASE_KEY = "oldnew_lease"
 """The checkpoint metadata key that carries the writer's lease epoch."""
+GOING = ("queued", "running", "retrying")
+"""Where a run stands while its jobs wait for (or are on) a worker: it has not ended."""
 RUN_LEASE: ContextVar[int | None] = ContextVar("oldnew_run_lease", default=None)
 """The lease epoch the run's holder writes the run's own thread with (``runs.run_config``)."""
 
@@ -275,6 +277,15 @@ class ClusterDB:
             run_id,
         )
 
+    async def requeued(self, run_id: str) -> None:
+        """Say that a run at rest (blocked, waiting, interrupted) is queued again."""
+        await self._all(
+            "UPDATE oldnew_runs SET status = 'queued', updated = now() "
+            "WHERE run_id = %s AND status <> ALL(%s)",
+            run_id,
+            list(GOING),
+        )
+
     async def save_usage(self, run_id: str, text: str) -> None:
         """Keep the holder's usage ledger (``budget.ledger``): the next holder goes on from it."""
         await self._all("UPDATE oldnew_runs SET usage = %s WHERE run_id = %s", text, run_id)
@@ -308,6 +319,20 @@ class ClusterDB:
             task_id,
             thread_id,
             *(fields[n] for n in names),
+        )
+
+    async def settle_tasks(self, run_id: str, states: dict[str, str]) -> None:
+        """Bring the rows of tasks that ended up to ``states`` (task -> its status).
+
+        A task whose holder was lost after it ended is not handed out again: its row would
+        go on saying where that holder left it.
+        """
+        await self._all(
+            "UPDATE oldnew_tasks t SET state = s.state, worker = NULL, updated = now() "
+            "FROM jsonb_each_text(%s::jsonb) AS s(task_id, state) "
+            "WHERE t.run_id = %s AND t.task_id = s.task_id AND t.state <> s.state",
+            json.dumps(states),
+            run_id,
         )
 
     # -- workers -----------------------------------------------------------------------------

@@ -17,16 +17,21 @@ checkpoint and the snapshot it started from.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
+import psycopg
 from langgraph.types import Command
 from procrastinate import App, Blueprint, JobContext, PsycopgConnector, RetryStrategy
-from procrastinate.exceptions import AlreadyEnqueued
+from procrastinate.exceptions import AlreadyEnqueued, ConnectorException
 from procrastinate.jobs import Job, Status
+from procrastinate.retry import RetryDecision
+from psycopg_pool import PoolTimeout
 
 import oldnew
 from oldnew.cluster.db import StaleWriter
+from oldnew.errors import StateError
 
 if TYPE_CHECKING:
     from oldnew.cluster.worker import Home
@@ -177,18 +182,43 @@ async def _give_up(app: App, job: Job) -> None:
         log.debug("stalled job %s not ended: %s", job.id, exc)
 
 
-class Retry(RetryStrategy):
-    """procrastinate's retries, but never of a try whose writer was given up for dead.
+TRANSIENT = (
+    StateError,
+    psycopg.OperationalError,
+    PoolTimeout,
+    ConnectorException,
+    asyncio.CancelledError,
+)
+"""What a job can meet that says nothing of the job: the database went away, or the worker
+stopped (its jobs are cancelled, to be retried elsewhere)."""
+MOST_WAIT = 30
+"""Seconds at most between tries of a job the database's absence stopped."""
 
-    Its successor runs on the same job row: a retry (or a failure) of the stale try would
-    change the row under it. Its end still does (procrastinate marks the row); the holder
-    therefore trusts the task's row, written under the lease, more than the job's status.
+
+def transient(exc: BaseException) -> bool:
+    """Say whether ``exc`` (or its cause) is :data:`TRANSIENT`: the job is tried again."""
+    return isinstance(exc, TRANSIENT) or isinstance(exc.__cause__, TRANSIENT)
+
+
+class Retry(RetryStrategy):
+    """procrastinate's retries, with two exceptions.
+
+    A try whose writer was given up for dead is never retried: its successor runs on the
+    same job row, and a retry (or a failure) of the stale try would change the row under
+    it. Its end still does (procrastinate marks the row); the holder therefore trusts the
+    task's row, written under the lease, more than the job's status.
+
+    A try the database's absence (or the worker's stop) ended is always retried, its waits
+    growing to :data:`MOST_WAIT`: the tries a job has are for its own errors, and the
+    retries of a stalled worker's jobs already count among its attempts.
     """
 
     def get_retry_decision(self, *, exception: BaseException, job: Job) -> Any:
-        """Retry unless ``exception`` says the writer is stale."""
+        """Retry unless ``exception`` says the writer is stale; always after a lost database."""
         if isinstance(exception, StaleWriter):
             return None
+        if transient(exception):
+            return RetryDecision(retry_in={"seconds": min(MOST_WAIT, 2 ** min(job.attempts, 5))})
         return super().get_retry_decision(exception=exception, job=job)
 
 

@@ -15,6 +15,7 @@ before it reads the thread, and each writer takes the thread's lease before it w
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Mapping
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
@@ -167,10 +168,13 @@ class RemoteTasks:
         """Wait for the step ``job``: its row, written under the lease, says how it ended.
 
         The job's own status can be changed by a try given up for dead (procrastinate marks
-        the row it shares with its successor): it is trusted only once the thread's lease
-        holder is silent too. Then the step is lost, and handed out again.
+        the row it shares with its successor): it is trusted once the thread's lease holder
+        is silent too, or has said nothing of the step for a stall timeout after it ended (a
+        try that ended without a word: cancelled, or its last write lost with the database).
+        Then the step is lost, and handed out again.
         """
         home = self.home
+        ended: float | None = None
         while True:
             row = await home.db.task(self.run_id, task_id) or {}
             if row.get("job_id") == job and row.get("state") == "stepped":
@@ -180,7 +184,11 @@ class RemoteTasks:
             if row.get("job_id") == job and row.get("state") == "failed":
                 raise StepFailed(f"task {task_id}'s step on a worker failed: {row.get('error')}")
             status = await home.app.job_manager.get_job_status_async(job)
-            if status in ENDED and not await home.db.lease_alive(thread, home.stall):
+            ended = (ended or time.monotonic()) if status in ENDED else None
+            if ended is not None and (
+                time.monotonic() - ended > home.stall
+                or not await home.db.lease_alive(thread, home.stall)
+            ):
                 if status == Status.FAILED:
                     error = row.get("error") or f"its job {job} failed"
                     await home.db.set_task(self.run_id, task_id, thread, state="failed")

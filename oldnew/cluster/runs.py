@@ -22,7 +22,7 @@ from typing import Any
 from procrastinate import App
 
 from oldnew import repo as repos
-from oldnew.cluster.db import ClusterDB
+from oldnew.cluster.db import GOING, ClusterDB
 from oldnew.cluster.jobs import (
     STALL_SECONDS,
     apply_schema,
@@ -215,7 +215,10 @@ async def queue_again(url: str, run_id: str) -> bool:
         row = await cluster.db.run(run_id)
         if row is None:
             raise UsageError(f"no run {run_id} in {redact(url)}: see 'oldnew status --state URL'")
-        return await defer_drive(cluster.app, run_id, of=row["version"]) is not None
+        if await defer_drive(cluster.app, run_id, of=row["version"]) is None:
+            return False
+        await cluster.db.requeued(run_id)
+        return True
 
 
 async def post_letter(
@@ -227,7 +230,8 @@ async def post_letter(
         if row is None:
             raise UsageError(f"no run {run_id} in {redact(url)}: see 'oldnew status --state URL'")
         await cluster.db.post(run_id, answers, feedback)
-        await defer_drive(cluster.app, run_id, of=row["version"])
+        if await defer_drive(cluster.app, run_id, of=row["version"]) is not None:
+            await cluster.db.requeued(run_id)
 
 
 async def cluster_status(url: str, run_id: str | None = None) -> dict[str, Any]:
@@ -254,10 +258,6 @@ async def cluster_status(url: str, run_id: str | None = None) -> dict[str, Any]:
     }
 
 
-WAITING = ("queued", "running", "retrying")
-"""Where a run stands while its jobs wait for (or are on) a worker."""
-
-
 def liveness(worker: dict[str, Any]) -> str:
     """Return ``stopped``, ``alive`` or ``silent (taken for dead)`` of a worker's row."""
     if worker.get("stopped"):
@@ -274,12 +274,12 @@ def notices(run: dict[str, Any], workers: Sequence[dict[str, Any]]) -> list[str]
     rid, of = run["run_id"], str(run["version"])
     alive = [w for w in workers if liveness(w) == "alive"]
     said: list[str] = []
-    if run["status"] in WAITING and not alive:
+    if run["status"] in GOING and not alive:
         said.append(
             f"no worker is alive: start one of oldnew {of} with 'oldnew worker --state URL "
             "--repo CENTRAL'"
         )
-    elif run["status"] in WAITING and not any(str(w["version"]) == of for w in alive):
+    elif run["status"] in GOING and not any(str(w["version"]) == of for w in alive):
         others = ", ".join(sorted({f"{w['name']} (oldnew {w['version']})" for w in alive}))
         said.append(
             f"no alive worker runs oldnew {of}, the version this run was queued with (alive: "
@@ -319,7 +319,7 @@ async def waiting_elsewhere(db: ClusterDB, mine: str) -> list[str]:
     """Return a line per version of the runs that wait for workers of another version."""
     waiting: dict[str, list[str]] = {}
     for row in await db.runs():
-        if row["status"] in WAITING and str(row["version"]) != mine:
+        if row["status"] in GOING and str(row["version"]) != mine:
             waiting.setdefault(str(row["version"]), []).append(str(row["run_id"]))
     return [
         f"{len(ids)} run(s) of oldnew {of} wait ({', '.join(ids[:3])}"

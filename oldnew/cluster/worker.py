@@ -37,6 +37,7 @@ from oldnew.cluster.jobs import (
     retry_stalled,
     runs_queue,
     tasks_queue,
+    transient,
 )
 from oldnew.cluster.jobs import version as oldnew_version
 from oldnew.cluster.remote import HOLDER_NODES, RemoteTasks, with_lease
@@ -53,6 +54,8 @@ from oldnew.workspace import Workspace
 log = logging.getLogger(__name__)
 
 LETTERS_POLL = 1.0
+SETTLED = ("done", "blocked")
+"""The statuses of a task that ended (its row is brought up to them at the hold's end)."""
 STOP_GRACE = 5.0
 """Seconds a stopped worker lets its jobs finish before it aborts them (they are retried)."""
 
@@ -163,15 +166,18 @@ class Home:
         """Hold the run: its graph, on this clone, until it ends or waits for a person.
 
         A failure is ``retrying`` (the job is tried again) until the ``last_try``, which
-        leaves the run ``interrupted``, resumable with ``oldnew resume --run``.
+        leaves the run ``interrupted``, resumable with ``oldnew resume --run``; a lost
+        database is always ``retrying`` (``jobs.transient``).
         """
-        failed = "interrupted" if last_try else "retrying"
         from oldnew.runs.commands import resume_run, submit_feedback  # (they import the cluster)
+
+        def failed(exc: BaseException) -> str:
+            return "interrupted" if last_try and not transient(exc) else "retrying"
 
         try:
             ws = await self.workspace(run_id, fresh=True)
         except Exception as exc:
-            await self.db.set_run(run_id, failed, summary=_failure(exc))
+            await self.db.set_run(run_id, failed(exc), summary=_failure(exc))
             raise
         await self.db.set_run(run_id, "running", holder=self.name)
         lease = RUN_LEASE.set(await self.db.take_lease(run_id, self.name, job=job))
@@ -192,7 +198,7 @@ class Home:
                 outcome = await resume_run(ws.root, models=models, state=self.url, build=build)
             await offload(GIT, ws.publish_head)  # what the holder committed itself
         except Exception as exc:
-            await self.db.set_run(run_id, failed, summary=_failure(exc))
+            await self.db.set_run(run_id, failed(exc), summary=_failure(exc))
             raise
         finally:
             self.running -= 1
@@ -200,6 +206,8 @@ class Home:
             RUN_LEASE.reset(lease)
             letters.cancel()
             await self.db.save_usage(run_id, await asyncio.to_thread(ledger.text))
+        ended = {str(t["id"]): str(t["status"]) for t in outcome.tasks if t.get("status") in SETTLED}
+        await self.db.settle_tasks(run_id, ended)
         await self.db.set_run(run_id, outcome.status, summary=outcome.to_dict())
 
     async def _letters(self, run_id: str, ws: Workspace) -> None:
@@ -287,7 +295,7 @@ class Home:
             raise  # its successor owns the task's row now
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"[:2000]
-            final = attempts + 1 >= STEP_ATTEMPTS
+            final = attempts + 1 >= STEP_ATTEMPTS and not transient(exc)
             await self.db.fail_step(run_id, task_id, thread_id, epoch, error, final=final)
             raise
         finally:

@@ -17,6 +17,7 @@ to a run's context.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import os
@@ -74,7 +75,21 @@ async def offload(kind: Kind, fn: Callable[P, R], *args: P.args, **kwargs: P.kwa
     """Run ``fn`` in the pool of ``kind`` and await it, as ``asyncio.to_thread`` would.
 
     The caller's context variables go along (LangGraph's config and stream writer among them).
+    A cancelled caller of git or file work waits for it to end before it stops: half-done
+    git work must never meet the next command on the same clone (a cancelled run's retry,
+    say). A gate run is left to end on its own: it can take minutes.
     """
     loop = asyncio.get_running_loop()
     call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
-    return await loop.run_in_executor(pool(kind), call)
+    work = loop.run_in_executor(pool(kind), call)
+    if kind == GATES:
+        return await work
+    try:
+        return await asyncio.shield(work)
+    except asyncio.CancelledError:
+        while not work.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait({work})
+        if not work.cancelled():
+            work.exception()  # retrieved: the cancellation is what the caller hears of
+        raise

@@ -20,7 +20,8 @@ commit its task was validated on (main has not moved since) is not validated aga
 Nothing here is saved: a run killed while tasks wait in the queue resumes each task's
 ``commit`` node, which finds a task that landed by its commit's trailer (``find_task_commit``)
 and submits the others again; a worktree left detached on a speculative commit is put back on
-its task's branch first (:func:`restore`).
+its task's branch first (:func:`restore`). The queue looks for that trailer again before it
+builds an entry: main may have gained the task since its ``commit`` node looked.
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ class Landed:
     rebased: bool
     evidence: str | None
     ahead: list[str]
+    reconciled: bool = False
+    """Found on main, by its trailer, instead of landed by this queue."""
 
 
 @dataclass
@@ -200,6 +203,13 @@ class MergeQueue:
         return False
 
     async def _build(self, e: Entry, base: str, ahead: list[str]) -> None:
+        landed = await offload(GIT, self.ws.find_task_commit, e.task_id)
+        if landed is not None:
+            # Main gained the task meanwhile: an earlier holder of the run landed it (on many
+            # machines, its last act before it was given up for dead). It is done, not redone.
+            self.entries.remove(e)
+            e.done.set_result(Landed(landed, False, None, [], reconciled=True))
+            return
         e.base, e.ahead, e.result, e.evidence, e.error = base, ahead, None, None, None
         try:
             e.spec = await offload(GIT, self._put, e, base)
@@ -270,7 +280,7 @@ class MergeQueue:
         with self.ws.merge_lock():
             if self.ws.head() != base:
                 return False
-            if not self.ws.publish_main(commit, base):
+            if not self.ws.publish_main(commit):
                 return False  # main moved in the central repository (``Workspace.central``)
             self.ws.fast_forward_main(commit)
             return True

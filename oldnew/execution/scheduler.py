@@ -32,7 +32,7 @@ from langgraph.types import Command, StreamMode
 from oldnew.acceptance.review import task_requirements
 from oldnew.budget import Caps, ledger_of, run_cap_reached, wait_clock
 from oldnew.context import Context
-from oldnew.errors import BudgetExceeded, UsageError
+from oldnew.errors import BudgetExceeded, StateError, UsageError
 from oldnew.execution.streams import subgraph_relay
 from oldnew.execution.threads import TaskRunner, TaskThreads, TaskView, record_of, run_here
 from oldnew.feedback.items import new_item
@@ -49,6 +49,17 @@ from oldnew.web.targets import from_scope
 from oldnew.workspace import Workspace
 
 Running = dict[asyncio.Task[TaskView], str]
+
+
+async def _stop(running: Running) -> None:
+    """Cancel the tasks still running when the run stops, and wait until they have.
+
+    A run that stops on an error (or is cancelled: its worker lost the database) must not
+    leave its tasks working behind it: a retry of the run would meet them in the merge queue.
+    """
+    for fut in running:
+        fut.cancel()
+    await asyncio.gather(*running, return_exceptions=True)
 
 
 PER_AGENT = 4
@@ -317,6 +328,8 @@ class Scheduler:
         except BudgetExceeded as exc:
             await self._budget_stopped(tid, exc)
             return
+        except StateError:
+            raise  # the run's own state cannot be kept: no task can go on, the run stops
         except Exception as exc:  # noqa: BLE001 - one task's failure must not end the run
             error = f"{type(exc).__name__}: {exc}"
             self.records[tid] |= {"status": "blocked", "blocker": error[:2000], "question": None}
@@ -345,6 +358,12 @@ class Scheduler:
         tasks: an answer given meanwhile resumes its task without pausing the run.
         """
         running: Running = {}
+        try:
+            await self._run(running)
+        finally:
+            await _stop(running)
+
+    async def _run(self, running: Running) -> None:
         started: set[str] = set()
         while True:
             await self._check_budget()

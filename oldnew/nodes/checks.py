@@ -410,7 +410,7 @@ async def _accept(
         return {"diagnostics": [f"after merging the work of other tasks: {x}" for x in lines]}
     if isinstance(out, Landed):
         await offload(GIT, ws.remove_worktree, task_id)
-        return {"commit": out.commit, "rebased": out.rebased}
+        return {"commit": out.commit, "rebased": out.rebased, "reconciled": out.reconciled}
     blockers = environment_blockers(out.result)
     # The fixer (or the person) sees the task's work on main as it is now.
     await offload(GIT, ws.take_rebased, task_id, out.spec, None if blockers else out.base)
