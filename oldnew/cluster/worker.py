@@ -206,7 +206,9 @@ class Home:
             RUN_LEASE.reset(lease)
             letters.cancel()
             await self.db.save_usage(run_id, await asyncio.to_thread(ledger.text))
-        ended = {str(t["id"]): str(t["status"]) for t in outcome.tasks if t.get("status") in SETTLED}
+        ended = {
+            str(t["id"]): str(t["status"]) for t in outcome.tasks if t.get("status") in SETTLED
+        }
         await self.db.settle_tasks(run_id, ended)
         await self.db.set_run(run_id, outcome.status, summary=outcome.to_dict())
 
