@@ -233,6 +233,10 @@ class MergeQueue:
         cherry-picked. Then ``prepare`` (the lock follows the merged manifests, amending).
         """
         git, tree = self.ws.git, e.tree
+        # Off the task's branch first, its files untouched: git writes the files before HEAD,
+        # so a kill in the middle of the checkout below must find HEAD detached (``restore``
+        # then puts the task's commit back), never its branch with another commit's files.
+        git("checkout", "-q", "--detach", cwd=tree)
         if base == e.parent:
             git("checkout", "-q", "--detach", "--force", e.own, cwd=tree)
         else:
