@@ -82,6 +82,20 @@ def _has_runs_table(url: str) -> bool:
     return bool(row[0])
 
 
+def _home(url: str, repo: str, tmp_path: Path, name: str, stall: float) -> Home:
+    """Return a worker's home of one step slot and one run slot, its clones in ``tmp_path/w``."""
+    return Home(
+        url=url,
+        repo=repo,
+        root=tmp_path / "w",
+        name=name,
+        concurrency=1,
+        runs=1,
+        stall=stall,
+        build={},
+    )
+
+
 # -- 1. a database that does not answer or refuses the password ------------------------------
 
 
@@ -174,16 +188,7 @@ def test_status_says_when_no_alive_worker_has_the_runs_version(postgres_url: str
 def test_a_worker_says_once_that_runs_of_another_version_wait_and_never_takes_them(
     tmp_path: Path, postgres_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    home = Home(
-        url=postgres_url,
-        repo=init_central(tmp_path / "central.git"),
-        root=tmp_path / "w",
-        name="w-new",
-        concurrency=1,
-        runs=1,
-        stall=4.0,
-        build={},
-    )
+    home = _home(postgres_url, init_central(tmp_path / "central.git"), tmp_path, "w-new", 4.0)
 
     async def go() -> Status:
         await _add_run(postgres_url, "r-old", OTHER)
@@ -358,16 +363,7 @@ def test_a_worker_that_cannot_clone_says_so_on_the_runs_row_and_status_says_what
     tmp_path: Path, postgres_url: str
 ) -> None:
     missing = str(tmp_path / "no-such-central.git")
-    home = Home(
-        url=postgres_url,
-        repo=missing,
-        root=tmp_path / "w",
-        name="w1",
-        concurrency=1,
-        runs=1,
-        stall=30.0,
-        build={},
-    )
+    home = _home(postgres_url, missing, tmp_path, "w1", 30.0)
 
     async def go() -> dict[str, Any]:
         await _add_run(postgres_url, "r1", version())
@@ -428,10 +424,10 @@ def test_a_central_repository_that_stays_away_fails_the_step_naming_it(
     assert sum(1 for t in tries if t[0] == "fetch") == 3  # the first try and two more
 
 
-def _clone_of(central: str, root: Path) -> Workspace:
-    """Return a clone of ``central`` that publishes to it, as a holder's is."""
-    subprocess.run(["git", "clone", "-q", central, str(root)], check=True)  # nosec
-    ws = Workspace(root)
+def _publishing(ws: Workspace, central: str, clone: bool = False) -> Workspace:
+    """Return ``ws`` set to publish to ``central`` (made as a clone of it with ``clone``)."""
+    if clone:
+        subprocess.run(["git", "clone", "-q", central, str(ws.root)], check=True)  # nosec
     ws.meta.mkdir()
     (ws.meta / "run.json").write_text(f'{{"central": "{central}"}}', encoding="utf-8")
     for key, value in (("user.name", "t"), ("user.email", "t@example.com")):
@@ -452,13 +448,9 @@ def test_a_holder_given_up_for_dead_never_takes_back_what_its_successor_publishe
     repo = init_central(tmp_path / "central.git")
     seed = tmp_path / "seed"
     subprocess.run(["git", "init", "-q", "-b", "main", str(seed)], check=True)  # nosec
-    old = Workspace(seed)
-    old.meta.mkdir()
-    (old.meta / "run.json").write_text(f'{{"central": "{repo}"}}', encoding="utf-8")
-    for key, value in (("user.name", "t"), ("user.email", "t@example.com")):
-        old.git("config", key, value)
+    old = _publishing(Workspace(seed), repo)
     assert old.publish_main(_commit(old, "start"))
-    new = _clone_of(repo, tmp_path / "new")
+    new = _publishing(Workspace(tmp_path / "new"), repo, clone=True)
     theirs = _commit(new, "landed-by-the-successor")
     assert new.publish_main(theirs)
     mine = _commit(old, "landed-by-the-old-holder")  # never published: it was given up
@@ -535,16 +527,8 @@ def test_a_worker_takes_its_queues_again_when_procrastinate_stops_on_a_lost_data
     tmp_path: Path, postgres_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """procrastinate stops its worker when its heartbeat loses the database: it starts again."""
-    home = Home(
-        url=postgres_url,
-        repo=init_central(tmp_path / "central.git"),
-        root=tmp_path / "w",
-        name="w1",
-        concurrency=1,
-        runs=1,
-        stall=0.4,  # started again after a tenth of a second
-        build={},
-    )
+    # started again after a tenth of a second
+    home = _home(postgres_url, init_central(tmp_path / "central.git"), tmp_path, "w1", 0.4)
     started: list[str] = []
 
     async def procrastinate_worker(*, queues: list[str], **_: Any) -> None:
