@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
@@ -88,44 +89,38 @@ class RemoteTasks:
         """Advance the task until it finishes or waits for a person.
 
         Raises:
-            StateUnreachable: the database stopped answering meanwhile (the task is blocked
-                with it, and ``oldnew resume`` goes on).
+            StateUnreachable: the database stopped answering meanwhile (the run stops, and
+                its hold is tried again once the database answers).
 
         """
+        with self._database_named():
+            thread = str(config["configurable"]["thread_id"])
+            for _ in range(MAX_STRETCHES):
+                snap = await graph.aget_state(config)
+                if snap.values and inp is None and (not snap.next or snap.interrupts):
+                    await self._settled(task_id, thread, snap.values, bool(snap.interrupts))
+                    return
+                if inp is None and snap.next and snap.next[0] in HOLDER_NODES:
+                    await self._hold(graph, task_id, thread, config, context, on_chunk, modes)
+                else:
+                    start = (snap.config.get("configurable") or {}).get("checkpoint_id")
+                    try:
+                        await self._hand_out(task_id, thread, inp, config, context, start)
+                    except StepLost:
+                        continue  # from the thread as it stands now, with the same input
+                inp = None
+                configurable = dict(config["configurable"])
+                configurable.pop("checkpoint_id", None)  # from now on: the thread's latest
+                config = {**config, "configurable": configurable}
+            raise StepFailed(f"task {task_id} went back and forth {MAX_STRETCHES} times: stopped")
+
+    @contextmanager
+    def _database_named(self) -> Iterator[None]:
+        """Turn a lost connection to the database into the error that names it."""
         try:
-            await self._advance(graph, task_id, inp, config, context, on_chunk, modes)
+            yield
         except (psycopg.OperationalError, PoolTimeout, ConnectorException) as exc:
             raise lost_connection(redact(self.home.url), exc.__cause__ or exc) from exc
-
-    async def _advance(
-        self,
-        graph: TaskGraph,
-        task_id: str,
-        inp: Any,
-        config: RunnableConfig,
-        context: Any,
-        on_chunk: OnChunk,
-        modes: list[StreamMode],
-    ) -> None:
-        thread = str(config["configurable"]["thread_id"])
-        for _ in range(MAX_STRETCHES):
-            snap = await graph.aget_state(config)
-            if snap.values and inp is None and (not snap.next or snap.interrupts):
-                await self._settled(task_id, thread, snap.values, bool(snap.interrupts))
-                return
-            if inp is None and snap.next and snap.next[0] in HOLDER_NODES:
-                await self._hold(graph, task_id, thread, config, context, on_chunk, modes)
-            else:
-                start = (snap.config.get("configurable") or {}).get("checkpoint_id")
-                try:
-                    await self._hand_out(task_id, thread, inp, config, context, start)
-                except StepLost:
-                    continue  # from the thread as it stands now, with the same input
-            inp = None
-            configurable = dict(config["configurable"])
-            configurable.pop("checkpoint_id", None)  # from now on: the thread's latest
-            config = {**config, "configurable": configurable}
-        raise StepFailed(f"task {task_id} went back and forth {MAX_STRETCHES} times: stopped")
 
     async def _settled(
         self, task_id: str, thread: str, values: Mapping[str, Any], waiting: bool
