@@ -479,6 +479,33 @@ def test_a_lost_database_never_uses_up_a_jobs_tries_and_a_stale_writer_is_never_
     assert retry.get_retry_decision(exception=StaleWriter("taken over"), job=fresh) is None
 
 
+def test_a_requeued_run_says_queued_and_a_lost_holders_ended_tasks_are_settled(
+    postgres_url: str,
+) -> None:
+    async def scenario() -> list[Any]:
+        seen: list[Any] = []
+        async with open_cluster(postgres_url) as cluster:
+            db = cluster.db
+            await db.add_run("r1", {}, {}, version())
+            for task, state in (("T1", "merging"), ("T2", "running"), ("T3", "stepped")):
+                await db.set_task("r1", task, f"thread-{task}", state=state, worker="w9")
+            # T1 and T2 ended under a holder that was lost before it could say so
+            await db.settle_tasks("r1", {"T1": "done", "T2": "blocked"})
+            seen.append({t["task_id"]: (t["state"], t["worker"]) for t in await db.tasks("r1")})
+            await db.set_run("r1", "blocked")
+            seen.append(await runs_module.queue_again(postgres_url, "r1"))
+            seen.append((await db.run("r1") or {})["status"])
+            await db.set_run("r1", "running", holder="w2")  # a worker took it
+            await db.requeued("r1")  # a second resume meanwhile does not hide that it runs
+            seen.append((await db.run("r1") or {})["status"])
+        return seen
+
+    rows, queued, status, running = asyncio.run(scenario())
+    assert rows == {"T1": ("done", None), "T2": ("blocked", None), "T3": ("stepped", "w9")}
+    assert queued is True and status == "queued"
+    assert running == "running"
+
+
 def test_a_task_step_whose_database_goes_away_names_the_database() -> None:
     class Gone:
         async def aget_state(self, config: Any) -> Any:
