@@ -972,8 +972,9 @@ class Workspace:
         """Publish main here if it is ahead of the central main last seen (a holder's end)."""
         if self.central is None:
             return True
+        head = self.head()
         known = self.git("rev-parse", "-q", "--verify", CENTRAL_SEEN, check=False)
-        return self.head() == known or self.publish_main(self.head())
+        return head == known or self.publish_main(head)
 
     def push_central(self, what: str, *refspecs: str) -> None:
         """Push ``refspecs`` (``what`` they are, for errors) to the central repository.
@@ -1027,9 +1028,7 @@ class Workspace:
         self.fetch_central("main", f"+refs/heads/{self.branch}:{CENTRAL_SEEN}")
         with self.merge_lock():
             self.hold_branch()
-            merged = run_git("merge", "-q", "--ff-only", CENTRAL_SEEN, cwd=self.root,
-                             options=self.git_options)  # fmt: skip
-            if merged.returncode != 0:
+            if not self._git_ok("merge", "-q", "--ff-only", CENTRAL_SEEN):
                 kept = f"{DIVERGED}{self.head()}"
                 self.git("update-ref", kept, "HEAD")
                 self.git("reset", "-q", "--hard", CENTRAL_SEEN)

@@ -182,13 +182,9 @@ async def _give_up(app: App, job: Job) -> None:
         log.debug("stalled job %s not ended: %s", job.id, exc)
 
 
-TRANSIENT = (
-    StateError,
-    psycopg.OperationalError,
-    PoolTimeout,
-    ConnectorException,
-    asyncio.CancelledError,
-)
+LOST_DATABASE = (psycopg.OperationalError, PoolTimeout, ConnectorException)
+"""What the database's connection, pool or job queue raise when the database went away."""
+TRANSIENT = (StateError, *LOST_DATABASE, asyncio.CancelledError)
 """What a job can meet that says nothing of the job: the database went away, or the worker
 stopped (its jobs are cancelled, to be retried elsewhere)."""
 MOST_WAIT = 30

@@ -21,17 +21,14 @@ from contextlib import contextmanager
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
-import psycopg
 from langchain_core.runnables import RunnableConfig
 from langgraph.types import StreamMode
-from procrastinate.exceptions import ConnectorException
 from procrastinate.jobs import Status
-from psycopg_pool import PoolTimeout
 
 from oldnew.budget.ledger import ledger_at
 from oldnew.cluster import central
 from oldnew.cluster.db import LEASE_KEY, RUN_LEASE
-from oldnew.cluster.jobs import defer_advance, encode_input, open_job
+from oldnew.cluster.jobs import LOST_DATABASE, defer_advance, encode_input, open_job
 from oldnew.cluster.state import lost_connection, redact
 from oldnew.errors import OldnewError
 from oldnew.execution.pools import GIT, offload
@@ -119,7 +116,7 @@ class RemoteTasks:
         """Turn a lost connection to the database into the error that names it."""
         try:
             yield
-        except (psycopg.OperationalError, PoolTimeout, ConnectorException) as exc:
+        except LOST_DATABASE as exc:
             raise lost_connection(redact(self.home.url), exc.__cause__ or exc) from exc
 
     async def _settled(

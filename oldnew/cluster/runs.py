@@ -215,10 +215,7 @@ async def queue_again(url: str, run_id: str) -> bool:
         row = await cluster.db.run(run_id)
         if row is None:
             raise UsageError(f"no run {run_id} in {redact(url)}: see 'oldnew status --state URL'")
-        if await defer_drive(cluster.app, run_id, of=row["version"]) is None:
-            return False
-        await cluster.db.requeued(run_id)
-        return True
+        return await _requeue(cluster, run_id, str(row["version"]))
 
 
 async def post_letter(
@@ -230,8 +227,15 @@ async def post_letter(
         if row is None:
             raise UsageError(f"no run {run_id} in {redact(url)}: see 'oldnew status --state URL'")
         await cluster.db.post(run_id, answers, feedback)
-        if await defer_drive(cluster.app, run_id, of=row["version"]) is not None:
-            await cluster.db.requeued(run_id)
+        await _requeue(cluster, run_id, str(row["version"]))
+
+
+async def _requeue(cluster: Cluster, run_id: str, version: str) -> bool:
+    """Queue the run's ``drive`` and say so on a run at rest; False if one is queued already."""
+    if await defer_drive(cluster.app, run_id, of=version) is None:
+        return False
+    await cluster.db.requeued(run_id)
+    return True
 
 
 async def cluster_status(url: str, run_id: str | None = None) -> dict[str, Any]:
